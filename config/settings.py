@@ -1,0 +1,176 @@
+"""The one settings class of pallycon-pack.
+
+Every value comes from a ``PALLYCON_*`` environment variable, a ``.env`` file in the current
+directory, or keyword overrides (command-line flags). Nothing reads settings as a global:
+entry points call :func:`load_settings` once and pass the object (or the parts it needs) into
+constructors.
+
+Site credentials are optional at load time, because a producer that only enqueues requests must
+not need the site key; code that signs asks for them through :meth:`Settings.credentials`, which
+names the missing variable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
+
+ENV_PREFIX = "PALLYCON_"
+
+_REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
+_SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class Settings(BaseSettings):
+    """All settings, with the defaults a new user gets."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- PallyCon site credentials (PallyCon Console > site settings) -------------------------
+    site_id: str | None = Field(default=None, description="Site ID, e.g. TUTO.")
+    access_key: SecretStr | None = Field(default=None, description="Site access key.")
+    site_key: SecretStr | None = Field(default=None, description="Site key: 32 bytes, AES-256.")
+    region: str | None = Field(
+        default=None, description="Region code (RG011 = Seoul) sent where the guide requires one."
+    )
+
+    # --- The API -------------------------------------------------------------------------------
+    api_url: str = Field(default="https://api.pallycon.com", description="Base URL of the API.")
+    apidata_in: Literal["query", "form"] = Field(
+        default="query", description="Where pallycon-apidata travels: URL query or form body."
+    )
+    protection_key: Literal["protect_type", "protection_type"] = Field(
+        default="protect_type",
+        description="Key written for the protection list of a job (the guide uses both).",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    read_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for a response.")
+    http_pool_size: int = Field(default=20, ge=1, description="Pooled connections per process.")
+    max_response_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Larger responses are refused as malformed."
+    )
+
+    # --- Redis (the queue, state and result channel) -------------------------------------------
+    redis_url: str = Field(default="redis://localhost:6379/0", description="Redis server URL.")
+
+    # --- The emulator --------------------------------------------------------------------------
+    emulator_host: str = Field(default="127.0.0.1", description="Emulator listen address.")
+    emulator_port: int = Field(default=8600, ge=0, le=65535, description="Emulator port.")
+    emulator_job_seconds: float = Field(
+        default=20.0, ge=0, description="How long an emulated job takes from WM000 to WM030."
+    )
+    emulator_data_dir: Path | None = Field(
+        default=None, description="Storages map to folders <dir>/<bucket>/; outputs written there."
+    )
+    emulator_callback_url: str | None = Field(
+        default=None, description="Where the emulator POSTs the result callback of each job."
+    )
+    emulator_status_style: Literal["code", "word"] = Field(
+        default="code", description="Job list status as a WM code or as a word."
+    )
+    emulator_max_skew_seconds: float | None = Field(
+        default=None, gt=0, description="Refuse timestamps further off than this (A1002)."
+    )
+    emulator_max_page_unit: int = Field(
+        default=500, ge=1, description="Largest page the emulator returns (larger ones clamp)."
+    )
+
+    @field_validator("site_key")
+    @classmethod
+    def _site_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        size = len(value.get_secret_value().encode("utf-8"))
+        if size != SITE_KEY_BYTES:
+            raise ValueError(f"must be {SITE_KEY_BYTES} bytes (AES-256), got {size}")
+        return value
+
+    @field_validator("access_key")
+    @classmethod
+    def _access_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("site_id")
+    @classmethod
+    def _site_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _SITE_ID_RE.match(value):
+            raise ValueError("must be letters and digits only, e.g. TUTO")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.match(value):
+            raise ValueError("must be a region code such as RG011")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def credentials(self) -> SiteCredentials:
+        """The site credentials, or a :class:`ConfigError` naming what is missing."""
+        missing = [
+            env_name(name)
+            for name in ("site_id", "access_key", "site_key")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ConfigError(f"missing setting: {', '.join(missing)} (see .env.example)")
+        assert self.site_id is not None
+        assert self.access_key is not None
+        assert self.site_key is not None
+        return SiteCredentials(self.site_id, self.access_key, self.site_key)
+
+    def require_region(self) -> str:
+        """The region code, or a :class:`ConfigError` naming ``PALLYCON_REGION``."""
+        if self.region is None:
+            raise ConfigError(f"missing setting: {env_name('region')} (a code such as RG011)")
+        return self.region
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` (flags) win over the environment and ``.env``.
+
+    Overrides that are ``None`` are ignored, so unset flags fall through to the environment.
+    Raises :class:`ConfigError` naming each invalid variable.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"{env_name(field)}: {error['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

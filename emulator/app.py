@@ -1,0 +1,305 @@
+"""The PallyCon-compatible HTTP server (Starlette).
+
+Routes, as the guide describes them::
+
+    POST|PUT|GET  /api/v2/storage/{site_id}     storage register, update, list
+    POST|GET      /api/v2/pack/{site_id}        job register, job list
+
+Every request is verified as the real service would: unknown site (A1003), envelope not base64
+JSON (A7008), timestamp format or skew (A1002), hash (A1007), decryption or padding (A1006),
+fields (A1000), API version other than v2 (A7009). ``pallycon-apidata`` is taken from the query
+string (percent-encoded or not) or from a form body.
+
+Beside the API, for tests and benchmarks only (not part of PallyCon's API)::
+
+    GET  /_emulator/health     liveness
+    GET  /_emulator/stats      requests counted per API, faults injected, jobs per site
+    GET|PUT /_emulator/faults  read or replace the fault configuration at run time
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from emulator import handlers
+from emulator.config import EmulatorConfig, FaultConfig
+from emulator.files import write_outputs
+from emulator.handlers import ApiFailure, Context
+from emulator.state import Job, Store
+from pallycon.codes import (
+    API_DATA_PARSING_ERROR,
+    INVALID_API_VERSION,
+    SUCCESS,
+    UNKNOWN_SITE,
+)
+from pallycon.errors import EnvelopeError
+from pallycon.signing import SiteCredentials, decode_envelope, open_envelope, parse_api_json
+
+log = logging.getLogger("emulator")
+
+APIDATA = "pallycon-apidata"
+DROPPED = "dropped"  # returned by the ASGI app: uvicorn closes the connection, sends nothing
+
+Clock = Callable[[], datetime]
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+_ROUTES: dict[tuple[str, str], Handler] = {
+    ("storage", "POST"): handlers.register_storage,
+    ("storage", "PUT"): handlers.update_storage,
+    ("storage", "GET"): handlers.list_storages,
+    ("pack", "GET"): handlers.list_jobs,
+}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Emulator:
+    """The emulated service: its sites' state, counters, faults and the job finisher."""
+
+    def __init__(
+        self, config: EmulatorConfig, clock: Clock = _utc_now, seed: int | None = None
+    ) -> None:
+        self.config = config
+        self.faults = config.faults
+        self.clock = clock
+        self.random = random.Random(seed)  # noqa: S311 - fault draws, not cryptography
+        self.sites = {site.site_id: site for site in config.sites}
+        self.stores = {site.site_id: Store() for site in config.sites}
+        self.stats: Counter[str] = Counter()
+        self._due: list[tuple[datetime, int, str]] = []
+        self._wake: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- The API ------------------------------------------------------------------------------
+
+    def endpoint(self, api: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            return await self.api(api, request)
+
+        return handle
+
+    async def api(self, api: str, request: Request) -> Response:
+        version = request.path_params["version"]
+        site_id = request.path_params["site_id"]
+        self.stats[f"{request.method} {api}"] += 1
+        try:
+            if version != "v2":
+                raise ApiFailure(INVALID_API_VERSION, f"Invalid API version: {version}")
+            site = self.sites.get(site_id)
+            if site is None:
+                raise ApiFailure(UNKNOWN_SITE, f"Cannot find the site ID: {site_id}")
+            body = self._open(await _apidata(request), site)
+            return JSONResponse(self._dispatch(api, request.method, site_id, body))
+        except ApiFailure as failure:
+            self.stats[f"error {failure.code}"] += 1
+            return JSONResponse({"error_code": failure.code, "error_message": failure.message})
+
+    def _open(self, apidata: str | None, site: SiteCredentials) -> dict[str, Any]:
+        if not apidata:
+            raise ApiFailure(API_DATA_PARSING_ERROR, f"API data parsing error: no {APIDATA}")
+        try:
+            envelope = decode_envelope(apidata)
+            api_json = open_envelope(
+                envelope,
+                site,
+                now=self.clock(),
+                max_skew_seconds=self.config.max_skew_seconds,
+            )
+            return parse_api_json(api_json)
+        except EnvelopeError as exc:
+            raise ApiFailure(exc.code, exc.message) from None
+
+    def _dispatch(self, api: str, method: str, site_id: str, body: dict[str, Any]) -> Any:
+        context = Context(self.stores[site_id], self.config, self.clock())
+        if (api, method) == ("pack", "POST"):
+            answer, job = handlers.register_job(context, body)
+            self._schedule(job, site_id)
+            return answer
+        return _ROUTES[(api, method)](context, body)
+
+    # --- Finishing jobs: outputs and callbacks ------------------------------------------------
+
+    def _schedule(self, job: Job, site_id: str) -> None:
+        heapq.heappush(self._due, (job.end_date, job.job_id, site_id))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run_finisher(self) -> None:
+        """Finish each job when it ends: write outputs, POST the callback. Runs until cancelled."""
+        self._wake = asyncio.Event()
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            while True:
+                delay = self._until_next_due()
+                if delay is None or delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    self._wake.clear()
+                    continue
+                _, job_id, site_id = heapq.heappop(self._due)
+                self._finish(self.stores[site_id].jobs[job_id], site_id, http)
+
+    def _until_next_due(self) -> float | None:
+        if not self._due:
+            return None
+        return (self._due[0][0] - self.clock()).total_seconds()
+
+    def _finish(self, job: Job, site_id: str, http: httpx.AsyncClient) -> None:
+        job.finished = True
+        request = job.request
+        data_dir = self.config.data_dir
+        if job.failure is None and data_dir is not None:
+            storage = self.stores[site_id].storages.get(request.storage.output.storage_id)
+            if storage is not None:
+                write_outputs(job, storage, data_dir)
+        self.stats["jobs finished"] += 1
+        if self.config.callback_url:
+            task = asyncio.create_task(self._callback(http, callback_body(job)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _callback(self, http: httpx.AsyncClient, body: dict[str, Any]) -> None:
+        assert self.config.callback_url is not None
+        try:
+            response = await http.post(self.config.callback_url, json=body)
+            self.stats[f"callbacks {response.status_code}"] += 1
+        except httpx.HTTPError as exc:
+            self.stats["callbacks failed"] += 1
+            log.warning("callback for job %s failed: %s", body["job_id"], exc)
+
+    # --- Control endpoints (emulator only) ----------------------------------------------------
+
+    async def health(self, _: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def stats_view(self, _: Request) -> Response:
+        jobs = {site: len(store.jobs) for site, store in self.stores.items()}
+        return JSONResponse({"counts": dict(self.stats), "jobs": jobs})
+
+    async def faults_view(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                self.faults = FaultConfig.from_dict(json.loads(await request.body()))
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(self.faults.to_dict())
+
+
+def callback_body(job: Job) -> dict[str, Any]:
+    """The guide's callback JSON for a finished job."""
+    request = job.request
+    failure = job.failure
+    return {
+        "job_id": job.job_id,
+        "error_code": failure.code if failure else SUCCESS,
+        "error_message": failure.meaning if failure else "Success",
+        "input_contents_path": list(request.storage.input.contents_path),
+        "output_path": request.storage.output.path,
+    }
+
+
+async def _apidata(request: Request) -> str | None:
+    """The value from the query string, else from a form body."""
+    value = request.query_params.get(APIDATA)
+    if value:
+        return value
+    content_type = request.headers.get("content-type", "")
+    if request.method in {"POST", "PUT", "GET"} and "form-urlencoded" in content_type:
+        form = parse_qs((await request.body()).decode("latin-1"))
+        values = form.get(APIDATA)
+        return values[0] if values else None
+    return None
+
+
+class FaultInjector:
+    """The outermost ASGI layer: latency, 5xx, 429, and accept-then-drop, drawn per request."""
+
+    def __init__(self, app: Starlette, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> object:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return None
+        faults, stats = self.emulator.faults, self.emulator.stats
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        roll = self.emulator.random.random()
+        if roll < faults.error_rate:
+            status = self.emulator.random.choice(faults.error_statuses)
+            stats[f"fault {status}"] += 1
+            await _plain(send, status, b"injected server error")
+            return None
+        if roll < faults.error_rate + faults.rate_limit_rate:
+            stats["fault 429"] += 1
+            retry = f"{faults.retry_after:g}".encode()
+            await _plain(send, 429, b"injected rate limit", [(b"retry-after", retry)])
+            return None
+        if _is_job_registration(scope) and self.emulator.random.random() < faults.drop_rate:
+            stats["fault drop"] += 1
+            await self.app(scope, receive, _discard)
+            return DROPPED  # uvicorn closes the connection without writing a response
+        await self.app(scope, receive, send)
+        return None
+
+
+def _is_job_registration(scope: Scope) -> bool:
+    return bool(scope["method"] == "POST" and "/pack/" in scope["path"])
+
+
+async def _discard(_: Message) -> None:
+    return None
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    base = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": base + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(emulator: Emulator) -> FaultInjector:
+    """The ASGI application for ``emulator``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        finisher = asyncio.create_task(emulator.run_finisher())
+        try:
+            yield
+        finally:
+            finisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await finisher
+
+    routes = [
+        Route(
+            "/api/{version}/storage/{site_id}",
+            emulator.endpoint("storage"),
+            methods=["GET", "POST", "PUT"],
+        ),
+        Route("/api/{version}/pack/{site_id}", emulator.endpoint("pack"), methods=["GET", "POST"]),
+        Route("/_emulator/health", emulator.health),
+        Route("/_emulator/stats", emulator.stats_view),
+        Route("/_emulator/faults", emulator.faults_view, methods=["GET", "PUT"]),
+    ]
+    return FaultInjector(Starlette(routes=routes, lifespan=lifespan), emulator)

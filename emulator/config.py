@@ -1,0 +1,85 @@
+"""What the emulator is told at start-up: its sites, timing, storage folder and faults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from config import Settings
+from pallycon.signing import SiteCredentials
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Failures injected in front of the API, each drawn at random per request.
+
+    - ``error_rate``: share of requests answered with a status from ``error_statuses``.
+    - ``rate_limit_rate``: share answered 429 with ``Retry-After: retry_after``.
+    - ``latency``: seconds added before every API request is handled.
+    - ``drop_rate``: share of job registrations that are registered, then the connection is
+      closed without a response ("accept then drop").
+    """
+
+    error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (500, 503)
+    rate_limit_rate: float = 0.0
+    retry_after: float = 1.0
+    latency: float = 0.0
+    drop_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "rate_limit_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.error_rate + self.rate_limit_rate > 1.0:
+            raise ValueError("error_rate + rate_limit_rate must not exceed 1")
+        if self.latency < 0 or self.retry_after < 0:
+            raise ValueError("latency and retry_after must not be negative")
+        if any(not 500 <= status <= 599 for status in self.error_statuses) or not (
+            self.error_statuses
+        ):
+            raise ValueError("error_statuses must be 5xx codes")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultConfig:
+        known = {key: data[key] for key in asdict(cls()) if key in data}
+        if "error_statuses" in known:
+            known["error_statuses"] = tuple(int(code) for code in known["error_statuses"])
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown fault option(s): {', '.join(unknown)}")
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    sites: tuple[SiteCredentials, ...]
+    job_seconds: float = 20.0
+    data_dir: Path | None = None
+    callback_url: str | None = None
+    status_style: Literal["code", "word"] = "code"
+    max_skew_seconds: float | None = None
+    max_page_unit: int = 500
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, extra_sites: tuple[SiteCredentials, ...] = (), **changes: Any
+    ) -> EmulatorConfig:
+        """The emulator for the site in ``settings`` (plus ``extra_sites``)."""
+        config = cls(
+            sites=(settings.credentials(), *extra_sites),
+            job_seconds=settings.emulator_job_seconds,
+            data_dir=settings.emulator_data_dir,
+            callback_url=settings.emulator_callback_url,
+            status_style=settings.emulator_status_style,
+            max_skew_seconds=settings.emulator_max_skew_seconds,
+            max_page_unit=settings.emulator_max_page_unit,
+        )
+        given = {key: value for key, value in changes.items() if value is not None}
+        return cls(**{**config.__dict__, **given})

@@ -1,0 +1,262 @@
+"""A synchronous HTTP client for the Packaging API (httpx, injectable transport).
+
+One method per API. Each call signs the API JSON, sends ``pallycon-apidata`` percent-encoded
+in the query string (or as a form body), reads at most ``max_response_bytes``, and either
+returns the parsed response model or raises one error of :mod:`pallycon.errors`. It never
+retries: the caller owns that decision (see ``CallError.retryable``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from pallycon.codes import SUCCESS, api_code
+from pallycon.errors import (
+    ApiError,
+    HttpStatusError,
+    MalformedResponse,
+    OutcomeUnknown,
+    RateLimited,
+    RequestNotSent,
+    ServerError,
+)
+from pallycon.models import (
+    ApiResult,
+    JobInfo,
+    JobListRequest,
+    JobListResponse,
+    JobRegisterRequest,
+    JobRegisterResponse,
+    RequestModel,
+    StorageListRequest,
+    StorageListResponse,
+    StorageRegisterRequest,
+    StorageResponse,
+    StorageUpdateRequest,
+    WireOptions,
+    api_json,
+    field_errors,
+)
+from pallycon.signing import SiteCredentials, sign
+
+APIDATA = "pallycon-apidata"
+API_VERSION = "v2"
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+
+Clock = Callable[[], datetime]
+ResponseT = TypeVar("ResponseT", bound=ApiResult)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the client talks; every field has the default a production deployment wants."""
+
+    base_url: str = "https://api.pallycon.com"
+    apidata_in: Literal["query", "form"] = "query"
+    wire: WireOptions = field(default_factory=WireOptions)
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 20
+    max_response_bytes: int = 8 * 1024 * 1024
+
+
+class PallyConClient:
+    """The Packaging API for one site. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(
+        self,
+        credentials: SiteCredentials,
+        options: ClientOptions | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._credentials = credentials
+        self._options = options or ClientOptions()
+        self._clock = clock
+        opts = self._options
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=opts.pool_size, max_keepalive_connections=opts.pool_size
+            ),
+            headers={"Accept": "application/json"},
+        )
+
+    @property
+    def site_id(self) -> str:
+        return self._credentials.site_id
+
+    def __enter__(self) -> PallyConClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- The APIs -----------------------------------------------------------------------------
+
+    def register_storage(self, request: StorageRegisterRequest) -> StorageResponse:
+        return self._call("POST", "storage", request, StorageResponse)
+
+    def update_storage(self, request: StorageUpdateRequest) -> StorageResponse:
+        return self._call("PUT", "storage", request, StorageResponse)
+
+    def list_storages(self, request: StorageListRequest) -> StorageListResponse:
+        return self._call("GET", "storage", request, StorageListResponse)
+
+    def register_job(self, request: JobRegisterRequest) -> JobRegisterResponse:
+        response = self._call("POST", "pack", request, JobRegisterResponse)
+        if not response.job_id:
+            raise MalformedResponse("job registration succeeded without a job_id")
+        return response
+
+    def list_jobs(self, request: JobListRequest) -> JobListResponse:
+        return self._call("GET", "pack", request, JobListResponse)
+
+    def iter_jobs(self, request: JobListRequest) -> Iterator[JobInfo]:
+        """Every job matching ``request``, page after page from ``page_index``."""
+        page = request.page_index or 1
+        seen = 0
+        while True:
+            response = self.list_jobs(request.model_copy(update={"page_index": page}))
+            yield from response.data
+            seen += len(response.data)
+            if not response.data or seen >= response.total_count:
+                return
+            page += 1
+
+    # --- The exchange -------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, api: str, request: RequestModel, response_model: type[ResponseT]
+    ) -> ResponseT:
+        body = self.send_raw(method, api, api_json(request, self._options.wire))
+        return parse_response(body, response_model)
+
+    def apidata(self, api_json_bytes: bytes) -> str:
+        """The ``pallycon-apidata`` value for these exact bytes, signed now."""
+        return sign(api_json_bytes, self._credentials, self._clock()).encode()
+
+    def send_raw(self, method: str, api: str, api_json_bytes: bytes) -> dict[str, Any]:
+        """Sign and send these exact API JSON bytes; the decoded JSON object of the answer."""
+        value = self.apidata(api_json_bytes)
+        url = f"{self._options.base_url}/api/{API_VERSION}/{api}/{quote(self.site_id, safe='')}"
+        if self._options.apidata_in == "query":
+            request = self._http.build_request(
+                method,
+                f"{url}?{APIDATA}={quote(value, safe='')}",
+                headers={"Content-Type": JSON_CONTENT_TYPE},
+            )
+        else:
+            request = self._http.build_request(
+                method,
+                url,
+                content=f"{APIDATA}={quote(value, safe='')}".encode("ascii"),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        status, headers, raw = self._exchange(request)
+        check_status(status, headers, raw)
+        return decode_json(raw)
+
+    def _exchange(self, request: httpx.Request) -> tuple[int, httpx.Headers, bytes]:
+        limit = self._options.max_response_bytes
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise MalformedResponse(f"response larger than {limit} bytes")
+                    chunks.append(chunk)
+                return response.status_code, response.headers, b"".join(chunks)
+            finally:
+                response.close()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:
+            # Read/write timeouts, resets and protocol errors after the request may have left.
+            raise OutcomeUnknown(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise RequestNotSent(f"invalid URL: {exc}") from exc
+
+
+# --- Pure response handling (unit-tested without a server) -----------------------------------
+
+
+def check_status(status: int, headers: httpx.Headers, raw: bytes) -> None:
+    """Raise the HTTP error for a status other than 200."""
+    if status == httpx.codes.OK:
+        return
+    detail = raw[:200].decode("utf-8", errors="replace").strip()
+    if status == httpx.codes.TOO_MANY_REQUESTS:
+        raise RateLimited(parse_retry_after(headers.get("Retry-After")), detail)
+    if status >= httpx.codes.INTERNAL_SERVER_ERROR:
+        raise ServerError(status, detail)
+    raise HttpStatusError(status, detail)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date; ``None`` if absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def decode_json(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise MalformedResponse(f"response is not JSON: {raw[:80]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise MalformedResponse(f"response is not a JSON object: {type(parsed).__name__}")
+    return parsed
+
+
+def parse_response(body: dict[str, Any], model: type[ResponseT]) -> ResponseT:
+    """Raise :class:`ApiError` for an error code, else the body as ``model``."""
+    try:
+        result = ApiResult.model_validate(body)
+    except ValidationError as exc:
+        raise MalformedResponse(_describe(exc)) from None
+    if result.error_code != SUCCESS:
+        entry = api_code(result.error_code)
+        raise ApiError(
+            result.error_code, result.error_message or entry.meaning, retryable=entry.retryable
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise MalformedResponse(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "unexpected response: " + "; ".join(str(error) for error in field_errors(exc))

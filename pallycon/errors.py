@@ -1,0 +1,116 @@
+"""Every error the PallyCon protocol layer raises, in one tree::
+
+    PallyConError
+    ├── InvalidRequest          a request body breaks a rule of the guide (field errors inside)
+    ├── EnvelopeError           a pallycon-apidata value that does not verify (carries its A-code)
+    └── CallError               a call to the API that did not succeed
+        ├── ApiError            the API answered with an error code (A1000, A1007, ...)
+        ├── HttpStatusError     the HTTP status was not 200
+        │   ├── RateLimited     429, with the Retry-After it asked for
+        │   └── ServerError     5xx
+        ├── TransportError      the exchange itself failed
+        │   ├── RequestNotSent  certainly before the request left (connect failed): safe to resend
+        │   └── OutcomeUnknown  after it may have arrived (read timeout, reset): reconcile first
+        └── MalformedResponse   an answer that is not the guide's JSON (or is too large)
+
+A caller decides "retry, reconcile or fail" from the class and :attr:`CallError.retryable`;
+nothing here retries by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PallyConError(Exception):
+    """Base of every error of the protocol layer."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: where (dotted path) and why."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidRequest(PallyConError):
+    """A request body breaks a rule of the guide; :attr:`errors` names each field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error) for error in errors))
+
+
+class EnvelopeError(PallyConError):
+    """A ``pallycon-apidata`` value failed verification; :attr:`code` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class CallError(PallyConError):
+    """A call to the API did not succeed."""
+
+    #: True when sending the same request again may succeed.
+    retryable: bool = False
+
+
+class ApiError(CallError):
+    """The API answered with an error code other than ``0000``."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"{code}: {message}")
+
+
+class HttpStatusError(CallError):
+    """The HTTP status was not 200 (4xx other than 429 are not retryable)."""
+
+    def __init__(self, status_code: int, detail: str = "") -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}" + (f": {detail}" if detail else ""))
+
+
+class RateLimited(HttpStatusError):
+    """HTTP 429; :attr:`retry_after` is the delay the server asked for, in seconds, if any."""
+
+    retryable = True
+
+    def __init__(self, retry_after: float | None, detail: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(429, detail)
+
+
+class ServerError(HttpStatusError):
+    """HTTP 5xx. The request may have been processed: a non-idempotent call must reconcile."""
+
+    retryable = True
+
+
+class TransportError(CallError):
+    """The HTTP exchange itself failed."""
+
+    retryable = True
+
+
+class RequestNotSent(TransportError):
+    """The request certainly never reached the server (connect error or timeout)."""
+
+
+class OutcomeUnknown(TransportError):
+    """The request may have reached the server (read timeout, connection lost mid-exchange)."""
+
+
+class MalformedResponse(CallError):
+    """The answer is not the JSON the guide describes, or is larger than allowed."""
+
+    retryable = True

@@ -1,0 +1,1 @@
+"""The intake that upstream systems use to enqueue packaging requests."""

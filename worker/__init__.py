@@ -1,0 +1,1 @@
+"""The queue worker (Celery on Redis): tasks, poll schedule, request state, result channel."""
