@@ -172,5 +172,5 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"{env_name(field)}: {error['msg']}")
+        lines.append(f"{env_name(field)}: {str(error['msg']).removeprefix('Value error, ')}")
     return "invalid settings:\n  " + "\n  ".join(lines)

@@ -83,3 +83,11 @@ class EmulatorConfig:
         )
         given = {key: value for key, value in changes.items() if value is not None}
         return cls(**{**config.__dict__, **given})
+
+
+#: The site the emulator serves when no credentials are configured, and the demo uses. These are
+#: not secrets: they only ever open the emulator (the same values are in .env.example).
+DEMO_SITE = SiteCredentials.of(
+    "DEMO", "pallycon-pack-demo-access-key-01", "pallycon-pack-demo-site-key-0032"
+)
+DEMO_REGION = "RG011"

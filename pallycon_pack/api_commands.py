@@ -1,0 +1,364 @@
+"""Direct commands for operators: sign a request, manage storages and jobs (no queue)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr
+
+from config import Settings, load_settings
+from pallycon.client import PallyConClient, utc_now
+from pallycon.codes import parse_status
+from pallycon.errors import FieldError, InvalidRequest
+from pallycon.models import (
+    JobInfo,
+    JobListRequest,
+    JobRegisterRequest,
+    RequestModel,
+    StorageListRequest,
+    StorageRegisterRequest,
+    StorageUpdateRequest,
+    validate_request,
+)
+from pallycon.signing import SiteCredentials, parse_timestamp
+from pallycon.signing import sign as sign_api_json
+from pallycon_pack import render
+from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.wiring import make_client
+
+F = TypeVar("F", bound=Callable[..., Any])
+RequestT = TypeVar("RequestT", bound=RequestModel)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _region_option(f: F) -> F:
+    return click.option("--region", help="Region code (default: PALLYCON_REGION).")(f)
+
+
+def _window_options(f: F) -> F:
+    """The paging and time-window options both list APIs share."""
+    for option in reversed(
+        [
+            click.option("--from", "from_", help="Registered at or after YYYY-MM-DDThh:mm:ssZ."),
+            click.option("--to", help="Registered at or before YYYY-MM-DDThh:mm:ssZ."),
+            click.option("--page-unit", type=int, help="Results per page (API default 25)."),
+            click.option("--page-index", type=int, help="Page number, from 1."),
+            click.option("--time-zone", help="Offset hh:mm for dates and the window."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _request(model: type[RequestT], **fields: Any) -> RequestT:
+    """Build a request from options, dropping the ones not given."""
+    return validate_request(model, {k: v for k, v in fields.items() if v is not None})
+
+
+def _client(settings: Settings) -> PallyConClient:
+    return make_client(settings)
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--timestamp", help="Sign at this time (YYYY-MM-DDThh:mm:ssZ) instead of now.")
+@click.option("--site-id", help="Override PALLYCON_SITE_ID.")
+@click.option("--access-key", help="Override PALLYCON_ACCESS_KEY.")
+@click.option("--site-key", help="Override PALLYCON_SITE_KEY.")
+@click.option("--show-parts", is_flag=True, help="Also print data, timestamp and hash.")
+def sign(
+    timestamp: str | None,
+    site_id: str | None,
+    access_key: str | None,
+    site_key: str | None,
+    show_parts: bool,
+) -> None:
+    """Sign the API JSON read on stdin; print the pallycon-apidata value.
+
+    The bytes are encrypted exactly as given (a trailing newline too: use printf or echo -n).
+    """
+    settings = load_settings(site_id=site_id, access_key=access_key, site_key=site_key)
+    credentials: SiteCredentials = settings.credentials()
+    try:
+        moment = parse_timestamp(timestamp) if timestamp else utc_now()
+    except ValueError as exc:
+        raise Failure(f"--timestamp: {exc}", EXIT_INVALID) from None
+    envelope = sign_api_json(sys.stdin.buffer.read(), credentials, moment)
+    if show_parts:
+        click.echo(f"data: {envelope.data}")
+        click.echo(f"timestamp: {envelope.timestamp}")
+        click.echo(f"hash: {envelope.hash}")
+        click.echo(f"pallycon-apidata: {envelope.encode()}")
+    else:
+        click.echo(envelope.encode())
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+
+@click.group()
+def storage() -> None:
+    """Register, update and list the S3 storages PallyCon reads from and writes to."""
+
+
+@storage.command("register")
+@click.option("--name", required=True, help="Storage name (at most 50 bytes).")
+@click.option("--bucket", required=True, help="S3 bucket name.")
+@click.option(
+    "--aws-access-key-id",
+    envvar="AWS_ACCESS_KEY_ID",
+    required=True,
+    help="AWS access key id (or AWS_ACCESS_KEY_ID).",
+)
+@click.option(
+    "--aws-secret-access-key",
+    envvar="AWS_SECRET_ACCESS_KEY",
+    prompt=True,
+    hide_input=True,
+    help="AWS secret (or AWS_SECRET_ACCESS_KEY; else prompted).",
+)
+@click.option("--storage-region", help="The storage's region code (default: --region).")
+@click.option("--description", help="Free text.")
+@_region_option
+@json_option
+def storage_register(
+    name: str,
+    bucket: str,
+    aws_access_key_id: str,
+    aws_secret_access_key: str,
+    storage_region: str | None,
+    description: str | None,
+    region: str | None,
+    as_json: bool,
+) -> None:
+    """Register a storage; print its storage id."""
+    settings = load_settings(region=region)
+    request = _request(
+        StorageRegisterRequest,
+        storage_name=name,
+        id=aws_access_key_id,
+        password=SecretStr(aws_secret_access_key),
+        aws_bucket=bucket,
+        description=description,
+        region=storage_region or settings.require_region(),
+    )
+    with _client(settings) as client:
+        response = client.register_storage(request)
+    _print_id(as_json, "storage_id", response.storage_id)
+
+
+@storage.command("update")
+@click.argument("storage_id")
+@click.option("--name", help="New storage name.")
+@click.option("--description", help="New description.")
+@json_option
+def storage_update(
+    storage_id: str, name: str | None, description: str | None, as_json: bool
+) -> None:
+    """Change a storage's name or description."""
+    request = _request(
+        StorageUpdateRequest, storage_id=storage_id, storage_name=name, description=description
+    )
+    with _client(load_settings()) as client:
+        response = client.update_storage(request)
+    _print_id(as_json, "storage_id", response.storage_id)
+
+
+@storage.command("list")
+@click.option("--keyword", help="Search keyword.")
+@click.option("--keyword-type", type=click.Choice(["storageId", "storageName"]))
+@_window_options
+@_region_option
+@click.option("--show-secrets", is_flag=True, help="Also show AWS secret access keys.")
+@json_option
+def storage_list(
+    keyword: str | None,
+    keyword_type: str | None,
+    from_: str | None,
+    to: str | None,
+    page_unit: int | None,
+    page_index: int | None,
+    time_zone: str | None,
+    region: str | None,
+    show_secrets: bool,
+    as_json: bool,
+) -> None:
+    """List registered storages (AWS secrets hidden unless --show-secrets)."""
+    settings = load_settings(region=region)
+    request = _request(
+        StorageListRequest,
+        search_keyword=keyword,
+        search_keyword_type=keyword_type if keyword is not None else None,
+        **{"from": from_},
+        to=to,
+        page_unit=page_unit,
+        page_index=page_index,
+        time_zone=time_zone,
+        region=settings.require_region(),
+    )
+    with _client(settings) as client:
+        response = client.list_storages(request)
+    if as_json:
+        storages = [render.storage_dict(s, show_secrets=show_secrets) for s in response.data]
+        render.emit_json({"total_count": response.total_count, "data": storages})
+    else:
+        table = render.storage_table(response.data, response.total_count, show_secrets=show_secrets)
+        render.console().print(table)
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@click.group()
+def jobs() -> None:
+    """Register, list and watch packaging jobs directly (no queue)."""
+
+
+@jobs.command("register")
+@click.argument("file", type=click.File("rb"))
+@json_option
+def jobs_register(file: Any, as_json: bool) -> None:
+    """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
+    request = validate_request(JobRegisterRequest, _read_json(file))
+    with _client(load_settings()) as client:
+        response = client.register_job(request)
+    _print_id(as_json, "job_id", response.job_id)
+
+
+@jobs.command("list")
+@click.option("--keyword", help="Search keyword.")
+@click.option("--keyword-type", type=click.Choice(["cid", "jobId", "jobName"]))
+@click.option("--type", "search_type", type=click.Choice(["watermark", "drm"]))
+@click.option(
+    "--status",
+    type=click.Choice(["ready", "success", "failed", "complete", "working", "process", "stop"]),
+)
+@click.option("--format", "search_condition", type=click.Choice(["dash", "hls"]))
+@_window_options
+@_region_option
+@click.option("--all-pages", is_flag=True, help="Fetch every page, not one.")
+@json_option
+def jobs_list(
+    keyword: str | None,
+    keyword_type: str | None,
+    search_type: str | None,
+    status: str | None,
+    search_condition: str | None,
+    from_: str | None,
+    to: str | None,
+    page_unit: int | None,
+    page_index: int | None,
+    time_zone: str | None,
+    region: str | None,
+    all_pages: bool,
+    as_json: bool,
+) -> None:
+    """List packaging jobs, with every search option of the guide."""
+    settings = load_settings(region=region)
+    request = _request(
+        JobListRequest,
+        search_keyword=keyword,
+        search_keyword_type=(keyword_type or "jobName") if keyword is not None else None,
+        search_type=search_type,
+        search_status=status,
+        search_condition=search_condition,
+        **{"from": from_},
+        to=to,
+        page_unit=page_unit,
+        page_index=page_index,
+        time_zone=time_zone,
+        region=settings.require_region(),
+    )
+    with _client(settings) as client:
+        if all_pages:
+            found = list(client.iter_jobs(request))
+            total = len(found)
+        else:
+            response = client.list_jobs(request)
+            found, total = response.data, response.total_count
+    if as_json:
+        render.emit_json({"total_count": total, "data": [j.model_dump(mode="json") for j in found]})
+    else:
+        render.console().print(render.job_table(found, total))
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@click.option(
+    "--interval", type=float, default=2.0, show_default=True, help="Seconds between polls."
+)
+@click.option(
+    "--timeout", type=float, default=3600.0, show_default=True, help="Give up after this."
+)
+@_region_option
+@json_option
+def jobs_watch(
+    job_id: str, interval: float, timeout: float, region: str | None, as_json: bool
+) -> None:
+    """Follow one job until it ends; exit 0 when it completes (WM030), 1 otherwise."""
+    settings = load_settings(region=region)
+    query = JobListRequest(
+        search_keyword=job_id, search_keyword_type="jobId", region=settings.require_region()
+    )
+    deadline = time.monotonic() + timeout
+    last = None
+    with _client(settings) as client:
+        while True:
+            job = _find(client.list_jobs(query).data, job_id)
+            if job.status != last:
+                last = job.status
+                _show_status(job, as_json)
+            info = parse_status(job.status)
+            if info.terminal:
+                if not info.success:
+                    raise Failure(f"job {job_id} ended: {render.status_text(job)}", EXIT_FAILED)
+                return
+            if time.monotonic() > deadline:
+                raise Failure(f"job {job_id} still {job.status} after {timeout:g} s", EXIT_FAILED)
+            time.sleep(interval)
+
+
+def _find(found: list[JobInfo], job_id: str) -> JobInfo:
+    for job in found:
+        if job.job_id == job_id:
+            return job
+    raise Failure(f"job {job_id} not found", EXIT_FAILED)
+
+
+def _show_status(job: JobInfo, as_json: bool) -> None:
+    if as_json:
+        render.emit_json({"job_id": job.job_id, "status": job.status, **_meaning(job)})
+    else:
+        click.echo(f"job {job.job_id}: {render.status_text(job)}")
+
+
+def _meaning(job: JobInfo) -> dict[str, Any]:
+    info = job.status_info
+    return {"meaning": info.meaning, "stage": info.stage.value, "terminal": info.terminal}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _read_json(file: Any) -> Any:
+    raw = file.read()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        name = getattr(file, "name", "input")
+        raise InvalidRequest([FieldError("body", f"{name} is not JSON: {exc}")]) from None
+
+
+def _print_id(as_json: bool, key: str, value: str | None) -> None:
+    if as_json:
+        render.emit_json({key: value})
+    else:
+        click.echo(value)

@@ -1,0 +1,141 @@
+"""``pallycon-pack emulator``: serve the PallyCon-compatible API locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from config import load_settings
+from emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig
+from emulator.server import serve
+from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
+from pallycon_pack.cli import EXIT_INVALID, Failure
+
+
+def _site(value: str) -> SiteCredentials:
+    site_id, sep, rest = value.partition(":")
+    access_key, sep2, site_key = rest.partition(":")
+    if not (sep and sep2 and site_id and access_key):
+        raise click.BadParameter("expected SITE_ID:ACCESS_KEY:SITE_KEY")
+    if len(site_key.encode("utf-8")) != SITE_KEY_BYTES:
+        raise click.BadParameter(f"the site key must be {SITE_KEY_BYTES} bytes")
+    return SiteCredentials.of(site_id, access_key, site_key)
+
+
+def _statuses(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected comma-separated status codes, e.g. 500,503") from None
+
+
+@click.command()
+@click.option("--host", help="Listen address (default: PALLYCON_EMULATOR_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: PALLYCON_EMULATOR_PORT, 8600; 0 = any).")
+@click.option("--job-seconds", type=float, help="How long a job takes to reach WM030.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Storages map to folders <dir>/<bucket>/; outputs are written there.",
+)
+@click.option("--callback-url", help="POST the guide's callback here when a job ends.")
+@click.option("--status-style", type=click.Choice(["code", "word"]), help="Job list status.")
+@click.option("--max-skew-seconds", type=float, help="Refuse timestamps further off (A1002).")
+@click.option("--max-page-unit", type=int, help="Largest page returned (larger ones clamp).")
+@click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    metavar="ID:ACCESS_KEY:SITE_KEY",
+    help="Serve another site too (repeatable).",
+)
+@click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 5xx.")
+@click.option("--error-statuses", default="500,503", show_default=True, help="Which 5xx.")
+@click.option("--rate-limit-rate", type=float, default=0.0, help="Share answered 429.")
+@click.option("--retry-after", type=float, default=1.0, show_default=True, help="429's delay.")
+@click.option("--latency", type=float, default=0.0, help="Seconds added to every API request.")
+@click.option(
+    "--drop-rate",
+    type=float,
+    default=0.0,
+    help="Share of job registrations accepted, then dropped without a response.",
+)
+@click.option("--seed", type=int, help="Seed the fault draws (repeatable runs).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def emulator(
+    host: str | None,
+    port: int | None,
+    job_seconds: float | None,
+    data_dir: Path | None,
+    callback_url: str | None,
+    status_style: str | None,
+    max_skew_seconds: float | None,
+    max_page_unit: int | None,
+    sites: tuple[str, ...],
+    error_rate: float,
+    error_statuses: str,
+    rate_limit_rate: float,
+    retry_after: float,
+    latency: float,
+    drop_rate: float,
+    seed: int | None,
+    access_log: bool,
+) -> None:
+    """Serve a PallyCon-compatible Packaging API (for development, tests and demos).
+
+    It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY; with none configured, the
+    demo site of .env.example.
+    """
+    settings = load_settings(
+        emulator_host=host,
+        emulator_port=port,
+        emulator_job_seconds=job_seconds,
+        emulator_data_dir=data_dir,
+        emulator_callback_url=callback_url,
+        emulator_status_style=status_style,
+        emulator_max_skew_seconds=max_skew_seconds,
+        emulator_max_page_unit=max_page_unit,
+    )
+    try:
+        faults = FaultConfig(
+            error_rate=error_rate,
+            error_statuses=_statuses(error_statuses),
+            rate_limit_rate=rate_limit_rate,
+            retry_after=retry_after,
+            latency=latency,
+            drop_rate=drop_rate,
+        )
+    except ValueError as exc:
+        raise Failure(f"fault options: {exc}", EXIT_INVALID) from None
+    extra = tuple(_site(value) for value in sites)
+    if settings.site_id is None and settings.access_key is None and settings.site_key is None:
+        config = EmulatorConfig.from_settings(
+            settings.model_copy(update=_demo_credentials()), extra_sites=extra, faults=faults
+        )
+        click.echo(f"no site configured: serving the demo site {DEMO_SITE.site_id}", err=True)
+    else:
+        config = EmulatorConfig.from_settings(settings, extra_sites=extra, faults=faults)
+    if config.data_dir is not None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def ready(url: str) -> None:
+        names = ", ".join(site.site_id for site in config.sites)
+        click.echo(f"PallyCon emulator listening on {url} (sites: {names})")
+
+    serve(
+        config,
+        settings.emulator_host,
+        settings.emulator_port,
+        on_ready=ready,
+        access_log=access_log,
+        seed=seed,
+    )
+
+
+def _demo_credentials() -> dict[str, object]:
+    return {
+        "site_id": DEMO_SITE.site_id,
+        "access_key": DEMO_SITE.access_key,
+        "site_key": DEMO_SITE.site_key,
+    }
