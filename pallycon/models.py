@@ -106,6 +106,12 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
+def _watermark(values: list[str]) -> list[str]:
+    if "watermark" not in values:
+        raise ValueError("'watermark' is mandatory ('drm' is optional)")
+    return values
+
+
 Text = Annotated[str, AfterValidator(_printable)]
 Name = Annotated[str, AfterValidator(_printable), _max_bytes(NAME_MAX_BYTES)]
 ContentId = Annotated[str, AfterValidator(_printable), _max_bytes(CONTENT_ID_MAX_BYTES)]
@@ -218,8 +224,14 @@ class Subtitle(RequestModel):
 
 
 class DashOption(RequestModel):
-    min_buffer_time: Annotated[int | float, Field(ge=MIN_BUFFER_TIME_MIN)] | None = None
+    """``min_buffer_time`` is a Number: written as an integer when it is whole."""
+
+    min_buffer_time: Annotated[float, Field(ge=MIN_BUFFER_TIME_MIN)] | None = None
     enable_average_bandwidth_mpd: bool | None = None
+
+    @field_serializer("min_buffer_time")
+    def _whole(self, value: float | None) -> float | int | None:
+        return int(value) if value is not None and value.is_integer() else value
 
 
 class DrmOption(RequestModel):
@@ -239,18 +251,12 @@ class JobRegisterRequest(RequestModel):
     storage: JobStorage
     content_id: ContentId
     streaming_format: Annotated[list[StreamingFormat], Field(min_length=1), AfterValidator(_unique)]
-    protection_type: Annotated[list[Protection], Field(min_length=1), AfterValidator(_unique)] = (
-        Field(validation_alias=AliasChoices("protection_type", "protect_type"))
-    )
+    protection_type: Annotated[
+        list[Protection], Field(min_length=1), AfterValidator(_unique), AfterValidator(_watermark)
+    ] = Field(validation_alias=AliasChoices("protection_type", "protect_type"))
     subtitles: list[Subtitle] | None = None
     dash_option: DashOption | None = None
     drm_option: DrmOption | None = None
-
-    @model_validator(mode="after")
-    def _watermark_mandatory(self) -> JobRegisterRequest:
-        if "watermark" not in self.protection_type:
-            raise ValueError("protection_type: 'watermark' is mandatory")
-        return self
 
     @property
     def drm(self) -> bool:
@@ -272,8 +278,10 @@ class JobListRequest(_SearchWindow):
 
     @model_validator(mode="after")
     def _keyword_pair(self) -> JobListRequest:
-        if (self.search_keyword is None) != (self.search_keyword_type is None):
-            raise ValueError("search_keyword and search_keyword_type go together")
+        if self.search_keyword is not None and self.search_keyword_type is None:
+            raise ValueError("search_keyword_type: required with search_keyword")
+        if self.search_keyword_type is not None and self.search_keyword is None:
+            raise ValueError("search_keyword: required with search_keyword_type")
         return self
 
 

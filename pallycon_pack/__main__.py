@@ -1,0 +1,5 @@
+"""``python -m pallycon_pack`` is ``pallycon-pack``."""
+
+from pallycon_pack.cli import main
+
+main()

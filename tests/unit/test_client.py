@@ -1,0 +1,206 @@
+"""The client's wire format and error mapping, against httpx.MockTransport (no server)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from pallycon.client import ClientOptions, PallyConClient, parse_retry_after
+from pallycon.errors import (
+    ApiError,
+    HttpStatusError,
+    MalformedResponse,
+    OutcomeUnknown,
+    RateLimited,
+    RequestNotSent,
+    ServerError,
+)
+from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
+from pallycon.signing import decode_envelope, open_envelope
+from tests.conftest import SAMPLE_SITE
+from tests.unit.test_models import job_body
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+LIST = JobListRequest(region="RG011")
+
+
+def _client(handler: Callable[[httpx.Request], httpx.Response], **options) -> PallyConClient:
+    return PallyConClient(
+        SAMPLE_SITE,
+        ClientOptions(base_url="https://api.test", **options),
+        transport=httpx.MockTransport(handler),
+        clock=lambda: NOW,
+    )
+
+
+def _ok(**fields) -> httpx.Response:
+    return httpx.Response(200, json={"error_code": "0000", "error_message": "Success", **fields})
+
+
+def test_query_mode_sends_percent_encoded_apidata_and_no_body():
+    """GET/POST carry pallycon-apidata in the query string, percent-encoded, body empty."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _ok(job_id=5)
+
+    with _client(handler) as client:
+        client.register_job(validate_request(JobRegisterRequest, job_body()))
+    request = seen[0]
+    assert request.method == "POST"
+    assert request.url.path == "/api/v2/pack/TUTO"
+    raw_query = urlsplit(str(request.url)).query
+    assert raw_query.startswith("pallycon-apidata=")
+    assert "+" not in raw_query
+    assert "/" not in raw_query.partition("=")[2]
+    assert request.content == b""
+    value = parse_qs(raw_query)["pallycon-apidata"][0]
+    api_json = open_envelope(decode_envelope(value), SAMPLE_SITE)
+    assert json.loads(api_json)["content_id"] == "episode-1"
+    assert decode_envelope(value).timestamp == "2024-05-01T12:00:00Z"
+
+
+def test_form_mode_sends_a_form_body():
+    """With apidata_in='form', the value travels url-encoded in the body."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _ok(data=[], total_count=0)
+
+    with _client(handler, apidata_in="form") as client:
+        client.list_jobs(LIST)
+    request = seen[0]
+    assert request.url.query == b""
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    value = parse_qs(request.content.decode())["pallycon-apidata"][0]
+    assert json.loads(open_envelope(decode_envelope(value), SAMPLE_SITE)) == {"region": "RG011"}
+
+
+def _raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (httpx.ConnectError("refused"), RequestNotSent),
+        (httpx.ConnectTimeout("slow connect"), RequestNotSent),
+        (httpx.PoolTimeout("pool"), RequestNotSent),
+        (httpx.ReadTimeout("slow answer"), OutcomeUnknown),
+        (httpx.WriteTimeout("slow send"), OutcomeUnknown),
+        (httpx.RemoteProtocolError("server disconnected"), OutcomeUnknown),
+        (httpx.ReadError("connection reset"), OutcomeUnknown),
+    ],
+)
+def test_transport_errors_say_whether_the_request_may_have_arrived(exc, expected):
+    """Connect failures are 'not sent' (safe to resend); the rest are 'outcome unknown'."""
+    with _client(_raising(exc)) as client, pytest.raises(expected) as caught:
+        client.list_jobs(LIST)
+    assert caught.value.retryable
+    assert caught.value.__cause__ is exc
+
+
+@pytest.mark.parametrize(
+    ("response", "expected", "retryable"),
+    [
+        (httpx.Response(503, text="busy"), ServerError, True),
+        (httpx.Response(500), ServerError, True),
+        (httpx.Response(404, text="no route"), HttpStatusError, False),
+        (httpx.Response(200, text="<html>gateway</html>"), MalformedResponse, True),
+        (httpx.Response(200, json=[1, 2]), MalformedResponse, True),
+        (httpx.Response(200, json={"error_message": "no code"}), MalformedResponse, True),
+        (httpx.Response(200, json={"error_code": "0000", "data": "oops"}), MalformedResponse, True),
+        (httpx.Response(200, json={"error_code": "0000", "total_count": -1}), MalformedResponse, True),
+        (httpx.Response(200, json={"error_code": "A1000", "error_message": "bad region"}), ApiError, False),
+        (httpx.Response(200, json={"error_code": "A1002"}), ApiError, True),
+        (httpx.Response(200, json={"error_code": "Z9"}), ApiError, False),
+    ],
+)  # fmt: skip
+def test_responses_map_to_one_error_each(response, expected, retryable):
+    """Each bad answer is one error class with the right retry advice, never a crash."""
+    with _client(lambda _: response) as client, pytest.raises(expected) as caught:
+        client.list_jobs(LIST)
+    assert type(caught.value) is expected
+    assert caught.value.retryable is retryable
+
+
+def test_api_error_carries_code_and_message():
+    """ApiError keeps the service's code and message (or the table's meaning)."""
+    body = {"error_code": "A1003", "error_message": ""}
+    with (
+        _client(lambda _: httpx.Response(200, json=body)) as client,
+        pytest.raises(ApiError) as caught,
+    ):
+        client.list_jobs(LIST)
+    assert (caught.value.code, caught.value.message) == ("A1003", "Cannot find the site ID")
+
+
+def test_rate_limit_carries_retry_after():
+    """429 becomes RateLimited with the delay the server asked for."""
+    response = httpx.Response(429, headers={"Retry-After": "7"})
+    with _client(lambda _: response) as client, pytest.raises(RateLimited) as caught:
+        client.list_jobs(LIST)
+    assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3", 3.0), (" 0 ", 0.0), (None, None), ("soon", None), ("-1", None),
+     ("Wed, 01 May 2024 12:00:30 GMT", 30.0), ("Wed, 01 May 2024 11:00:00 GMT", 0.0)],
+)  # fmt: skip
+def test_retry_after_seconds_or_http_date(value, expected):
+    """Delta-seconds or an HTTP date (relative to now, never negative)."""
+    assert parse_retry_after(value, now=NOW.timestamp()) == expected
+
+
+def test_a_response_larger_than_the_limit_is_refused_without_reading_it_all():
+    """A multi-megabyte body stops at max_response_bytes as MalformedResponse."""
+    chunks_read = []
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(64):
+            chunks_read.append(1)
+            yield b" " * 65536
+
+    response = httpx.Response(200, content=stream())
+    limit = 256 * 1024
+    with (
+        _client(lambda _: response, max_response_bytes=limit) as client,
+        pytest.raises(MalformedResponse, match="larger than"),
+    ):
+        client.list_jobs(LIST)
+    assert len(chunks_read) < 64
+
+
+def test_registration_without_job_id_is_malformed():
+    """Success without a job id cannot be recorded: it is an error, not a None id."""
+    with _client(lambda _: _ok()) as client, pytest.raises(MalformedResponse, match="job_id"):
+        client.register_job(validate_request(JobRegisterRequest, job_body()))
+
+
+def test_iter_jobs_walks_every_page():
+    """iter_jobs asks page after page until total_count entries are seen."""
+    pages = {1: ["1", "2"], 2: ["3", "4"], 3: ["5"]}
+    asked = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        value = parse_qs(urlsplit(str(request.url)).query)["pallycon-apidata"][0]
+        index = json.loads(open_envelope(decode_envelope(value), SAMPLE_SITE))["page_index"]
+        asked.append(index)
+        data = [{"job_id": i, "status": "WM030"} for i in pages[index]]
+        return _ok(total_count="5", data=data)
+
+    with _client(handler) as client:
+        ids = [job.job_id for job in client.iter_jobs(JobListRequest(region="RG011", page_unit=2))]
+    assert ids == ["1", "2", "3", "4", "5"]
+    assert asked == [1, 2, 3]

@@ -1,0 +1,99 @@
+"""Settings: names, validation messages that name the variable, secrets kept wrapped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import ConfigError, Settings, load_settings
+
+GOOD = {
+    "PALLYCON_SITE_ID": "TUTO",
+    "PALLYCON_ACCESS_KEY": "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20",
+    "PALLYCON_SITE_KEY": "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PALLYCON_* from the developer's shell, and no .env from the checkout."""
+    for name in list(__import__("os").environ):
+        if name.startswith("PALLYCON_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_need_no_environment():
+    """With nothing set, every default is usable and credentials are simply absent."""
+    settings = load_settings()
+    assert settings.api_url == "https://api.pallycon.com"
+    assert settings.apidata_in == "query"
+    assert settings.site_key is None
+
+
+def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    """PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY make the credentials."""
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    credentials = load_settings().credentials()
+    assert credentials.site_id == "TUTO"
+    assert credentials.aes_key() == GOOD["PALLYCON_SITE_KEY"].encode()
+
+
+def test_dotenv_file_is_read(tmp_path: Path):
+    """A .env in the working directory is read like the environment."""
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in GOOD.items()))
+    assert load_settings().site_id == "TUTO"
+
+
+def test_missing_credentials_name_each_variable():
+    """Asking for credentials that are not set names the variables to set."""
+    with pytest.raises(
+        ConfigError, match="PALLYCON_SITE_ID, PALLYCON_ACCESS_KEY, PALLYCON_SITE_KEY"
+    ):
+        load_settings().credentials()
+    with pytest.raises(ConfigError, match="PALLYCON_REGION"):
+        load_settings().require_region()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PALLYCON_SITE_KEY", "too-short", "must be 32 bytes"),
+        ("PALLYCON_SITE_KEY", "é" * 32, "must be 32 bytes"),
+        ("PALLYCON_ACCESS_KEY", "   ", "blank"),
+        ("PALLYCON_SITE_ID", "TU TO", "letters and digits"),
+        ("PALLYCON_REGION", "seoul", "region code"),
+        ("PALLYCON_API_URL", "api.pallycon.com", "http"),
+        ("PALLYCON_APIDATA_IN", "header", "query"),
+        ("PALLYCON_READ_TIMEOUT", "0", "greater than 0"),
+        ("PALLYCON_EMULATOR_PORT", "70000", "less than or equal"),
+    ],
+)
+def test_invalid_settings_name_the_variable(monkeypatch, name, value, message):
+    """Start-up stops with a message naming the variable and the rule, never the value."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert name in text
+    assert message in text
+    if name == "PALLYCON_SITE_KEY":
+        assert value not in text
+
+
+def test_flags_override_the_environment(monkeypatch):
+    """Keyword overrides win; None overrides are ignored."""
+    monkeypatch.setenv("PALLYCON_REGION", "RG011")
+    assert load_settings(region="RG004").region == "RG004"
+    assert load_settings(region=None).region == "RG011"
+
+
+def test_secrets_stay_wrapped():
+    """repr() of the settings shows neither key."""
+    fields: dict[str, Any] = {k.removeprefix("PALLYCON_").lower(): v for k, v in GOOD.items()}
+    settings = Settings(**fields)
+    assert GOOD["PALLYCON_SITE_KEY"] not in repr(settings)
+    assert GOOD["PALLYCON_ACCESS_KEY"] not in repr(settings)
