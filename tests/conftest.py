@@ -70,6 +70,7 @@ def cli(
 class EmulatorProcess:
     url: str
     process: subprocess.Popen[str]
+    drain: threading.Thread | None = None
 
     def control(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         """Call a /_emulator endpoint (GET, or PUT with ``payload``)."""
@@ -88,6 +89,10 @@ class EmulatorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+        if self.drain is not None:
+            self.drain.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
@@ -106,9 +111,11 @@ def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProces
         seen.append(line)
         match = _LISTENING.search(line)
         if match:
-            threading.Thread(target=_drain, args=(process,), daemon=True).start()
-            return EmulatorProcess(match.group(1), process)
+            drain = threading.Thread(target=_drain, args=(process,), daemon=True)
+            drain.start()
+            return EmulatorProcess(match.group(1), process, drain)
     process.wait(10)
+    process.stdout.close()
     raise RuntimeError("emulator did not start:\n" + "".join(seen))
 
 
