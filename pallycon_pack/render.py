@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,9 @@ from pallycon.models import JobInfo, StorageInfo
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """A terminal's own width; 160 columns when piped, so rows stay whole for grep."""
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def emit_json(value: Any) -> None:

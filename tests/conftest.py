@@ -42,13 +42,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def site_env(site: SiteCredentials = SAMPLE_SITE, **extra: str) -> dict[str, str]:
-    return clean_env(
-        PALLYCON_SITE_ID=site.site_id,
-        PALLYCON_ACCESS_KEY=site.access_key.get_secret_value(),
-        PALLYCON_SITE_KEY=site.site_key.get_secret_value(),
-        PALLYCON_REGION=REGION,
-        **extra,
-    )
+    settings = {
+        "PALLYCON_SITE_ID": site.site_id,
+        "PALLYCON_ACCESS_KEY": site.access_key.get_secret_value(),
+        "PALLYCON_SITE_KEY": site.site_key.get_secret_value(),
+        "PALLYCON_REGION": REGION,
+    }
+    return clean_env(**{**settings, **extra})
 
 
 def cli(

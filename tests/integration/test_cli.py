@@ -1,0 +1,214 @@
+"""``pallycon-pack`` as a user runs it, in its own process, against the emulator process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EmulatorProcess, clean_env, cli, site_env
+from tests.unit.test_models import job_body
+from tests.unit.test_signing import SAMPLE_APIDATA, SAMPLE_DATA, SAMPLE_HASH, SAMPLE_JSON
+
+pytestmark = pytest.mark.integration
+
+AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.fixture
+def env(emulator: EmulatorProcess) -> dict[str, str]:
+    """Settings pointing the CLI at the shared emulator, plus AWS keys for storages."""
+    return site_env(
+        PALLYCON_API_URL=emulator.url,
+        AWS_ACCESS_KEY_ID="AKIAEXAMPLE",
+        AWS_SECRET_ACCESS_KEY=AWS_SECRET,
+    )
+
+
+def _ok(result) -> str:
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+    return str(result.stdout.decode())
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+
+def test_sign_matches_pallycons_published_sample(tmp_path: Path):
+    """sign with --timestamp and the sample's credentials prints the published value."""
+    args = ["sign", "--timestamp", "2022-03-30T08:29:57Z", "--site-id", "TUTO",
+            "--access-key", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20",
+            "--site-key", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"]  # fmt: skip
+    result = cli(*args, env=clean_env(), cwd=tmp_path, stdin=SAMPLE_JSON)
+    assert _ok(result) == SAMPLE_APIDATA + "\n"
+    parts = _ok(cli(*args, "--show-parts", env=clean_env(), cwd=tmp_path, stdin=SAMPLE_JSON))
+    assert parts.splitlines() == [
+        f"data: {SAMPLE_DATA}",
+        "timestamp: 2022-03-30T08:29:57Z",
+        f"hash: {SAMPLE_HASH}",
+        f"pallycon-apidata: {SAMPLE_APIDATA}",
+    ]
+
+
+def test_sign_reads_credentials_from_the_environment(tmp_path: Path):
+    """Without flags, sign uses the PALLYCON_* settings."""
+    result = cli("sign", "--timestamp", "2022-03-30T08:29:57Z", env=site_env(), cwd=tmp_path,
+                 stdin=SAMPLE_JSON)  # fmt: skip
+    assert _ok(result).strip() == SAMPLE_APIDATA
+
+
+@pytest.mark.parametrize(
+    ("args", "env_extra", "message"),
+    [
+        (["--timestamp", "2022-03-30"], {}, "--timestamp"),
+        ([], {"PALLYCON_SITE_KEY": "short"}, "PALLYCON_SITE_KEY"),
+    ],
+)
+def test_sign_refuses_bad_input_with_exit_2(tmp_path: Path, args, env_extra, message):
+    """A bad timestamp or setting is a clear message and exit code 2, never a traceback."""
+    result = cli("sign", *args, env=site_env(**env_extra), cwd=tmp_path, stdin=b"{}")
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_missing_credentials_name_the_variables(tmp_path: Path):
+    """With nothing configured, the error says which variables to set."""
+    result = cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")
+    assert result.returncode == 2
+    assert "PALLYCON_SITE_ID" in result.stderr.decode()
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+
+def test_storage_register_update_and_list(env, tmp_path: Path):
+    """A storage registered, renamed and listed; the AWS secret only with --show-secrets."""
+    storage_id = _ok(cli("storage", "register", "--name", "cli-store", "--bucket", "cli-bucket",
+                         env=env, cwd=tmp_path)).strip()  # fmt: skip
+    assert storage_id.startswith("ST")
+    _ok(cli("storage", "update", storage_id, "--name", "cli-renamed", env=env, cwd=tmp_path))
+    listing = ["storage", "list", "--keyword", storage_id, "--keyword-type", "storageId"]
+    table = _ok(cli(*listing, env=env, cwd=tmp_path))
+    assert "cli-renamed" in table
+    assert AWS_SECRET not in table
+    data = json.loads(_ok(cli(*listing, "--json", env=env, cwd=tmp_path)))
+    assert data["total_count"] == 1
+    assert data["data"][0]["storage_name"] == "cli-renamed"
+    assert "password" not in data["data"][0]
+    shown = json.loads(_ok(cli(*listing, "--json", "--show-secrets", env=env, cwd=tmp_path)))
+    assert shown["data"][0]["password"] == AWS_SECRET
+
+
+def test_storage_register_without_a_secret_and_no_terminal_fails_cleanly(env, tmp_path: Path):
+    """No AWS secret and nothing on stdin to prompt: a clear error, nothing registered."""
+    del env["AWS_SECRET_ACCESS_KEY"]
+    result = cli("storage", "register", "--name", "n", "--bucket", "cli-bucket", env=env,
+                 cwd=tmp_path, stdin=b"")  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr.decode()
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def _job_file(tmp_path: Path, env, **changes) -> Path:
+    storage_id = _ok(cli("storage", "register", "--name", "s", "--bucket", "cli-bucket",
+                         env=env, cwd=tmp_path)).strip()  # fmt: skip
+    body = job_body(**changes)
+    body["storage"]["input"]["storage_id"] = body["storage"]["output"]["storage_id"] = storage_id
+    path = tmp_path / f"job-{changes.get('content_id', 'x')}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def test_register_a_job_and_watch_it_reach_wm030(env, tmp_path: Path):
+    """The README's walk-through: register a job from a file, watch it to WM030, exit 0."""
+    job_file = _job_file(tmp_path, env, content_id="cli-watch")
+    job_id = _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
+    assert job_id.isdigit()
+    watched = _ok(cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path))
+    lines = watched.splitlines()
+    assert lines[0].startswith(f"job {job_id}: WM0")
+    assert lines[-1] == f"job {job_id}: WM030 Packaging complete"
+    listed = json.loads(_ok(cli("jobs", "list", "--keyword", "cli-watch", "--keyword-type", "cid",
+                                "--status", "success", "--json", env=env, cwd=tmp_path)))  # fmt: skip
+    assert [job["job_id"] for job in listed["data"]] == [job_id]
+
+
+def test_watching_a_failing_job_exits_1_with_the_packaging_error(env, tmp_path: Path):
+    """A job that ends WM999 makes watch exit 1 and print WM900013's meaning."""
+    job_file = _job_file(tmp_path, env, content_id="cli-fail")
+    body = json.loads(job_file.read_text())
+    body["storage"]["input"]["contents_path"] = ["missing.mp4"]
+    job_file.write_text(json.dumps(body))
+    job_id = _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
+    result = cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "WM999" in result.stderr.decode()
+    assert "WM900013" in result.stderr.decode()
+
+
+def test_an_invalid_job_file_exits_2_naming_the_fields_and_registers_nothing(
+    env, tmp_path: Path, emulator: EmulatorProcess
+):
+    """Validation happens before any call: exit 2, each bad field named, no POST sent."""
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(job_body(content_id="c" * 201, protect_type=["drm"])))
+    before = emulator.control("stats")["counts"].get("POST pack", 0)
+    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "content_id" in result.stderr.decode()
+    assert "protect_type" in result.stderr.decode()
+    assert emulator.control("stats")["counts"].get("POST pack", 0) == before
+    path.write_text("{not json")
+    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not JSON" in result.stderr.decode()
+
+
+def test_api_errors_exit_1_with_code_and_message(env, tmp_path: Path):
+    """An API error (here A1000, unknown storage) is one line with its code, exit 1."""
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job_body()))
+    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "A1000" in result.stderr.decode()
+    assert "storage.input.storage_id" in result.stderr.decode()
+
+
+def test_jobs_list_all_pages_and_table(env, tmp_path: Path):
+    """--all-pages walks the pages; the table shows status meanings."""
+    job_file = _job_file(tmp_path, env, content_id="cli-pages")
+    for _ in range(3):
+        _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path))
+    args = ["jobs", "list", "--keyword", "cli-pages", "--keyword-type", "cid", "--page-unit", "1"]
+    everything = json.loads(_ok(cli(*args, "--all-pages", "--json", env=env, cwd=tmp_path)))
+    assert everything["total_count"] == 3
+    assert len(everything["data"]) == 3
+    table = _ok(cli(*args, env=env, cwd=tmp_path))
+    assert "1 of 3 jobs" in table
+
+
+# --- emulator and demo ------------------------------------------------------------------------
+
+
+def test_the_emulator_serves_the_demo_site_when_nothing_is_configured(tmp_path: Path):
+    """A new user can start the emulator with no settings at all."""
+    from tests.conftest import start_emulator
+
+    server = start_emulator(env=clean_env(), cwd=tmp_path)
+    try:
+        result = cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")  # still unconfigured
+        assert result.returncode == 2
+        assert server.control("health") == {"status": "ok"}
+    finally:
+        server.stop()
+
+
+def test_the_demo_runs_end_to_end(tmp_path: Path):
+    """`pallycon-pack demo` on embedded defaults ends every job as expected and exits 0."""
+    result = cli("demo", "--jobs", "3", "--job-seconds", "1", env=clean_env(), cwd=tmp_path)
+    out = _ok(result)
+    assert "all 3 jobs ended as expected" in out
+    assert "WM900013" in out
