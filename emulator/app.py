@@ -221,8 +221,7 @@ async def _apidata(request: Request) -> str | None:
     value = request.query_params.get(APIDATA)
     if value:
         return value
-    content_type = request.headers.get("content-type", "")
-    if request.method in {"POST", "PUT", "GET"} and "form-urlencoded" in content_type:
+    if "form-urlencoded" in request.headers.get("content-type", ""):
         form = parse_qs((await request.body()).decode("latin-1"))
         values = form.get(APIDATA)
         return values[0] if values else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,7 +82,7 @@ class EmulatorConfig:
             max_page_unit=settings.emulator_max_page_unit,
         )
         given = {key: value for key, value in changes.items() if value is not None}
-        return cls(**{**config.__dict__, **given})
+        return replace(config, **given)
 
 
 #: The site the emulator serves when no credentials are configured, and the demo uses. These are

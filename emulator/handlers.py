@@ -9,6 +9,7 @@ some (``storage_type`` with a job list request).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -140,7 +141,7 @@ def list_storages(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     return ok(total_count=str(len(found)), time_zone=query.time_zone or "00:00", data=entries)
 
 
-def _newest_first(storages: Any) -> list[Storage]:
+def _newest_first(storages: Iterable[Storage]) -> list[Storage]:
     return sorted(storages, key=lambda s: s.reg_date, reverse=True)
 
 
@@ -164,14 +165,19 @@ def register_job(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], Jo
 
 def list_jobs(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     query = parse(JobListRequest, body)
-    found = [
-        job
-        for job in sorted(ctx.store.jobs.values(), key=lambda j: j.job_id, reverse=True)
-        if job_matches(job, query, ctx.now)
-    ]
+    found = [job for job in _candidates(ctx.store, query) if job_matches(job, query, ctx.now)]
     chosen = page(found, query.page_unit, query.page_index, ctx.config.max_page_unit)
     entries = [job_entry(job, ctx, query.time_zone) for job in chosen]
     return ok(total_count=str(len(found)), time_zone=query.time_zone or "00:00", data=entries)
+
+
+def _candidates(store: Store, query: JobListRequest) -> Iterable[Job]:
+    """Newest first (IDs grow with insertion order); a job ID search is a direct lookup."""
+    if query.search_keyword_type == "jobId" and query.search_keyword is not None:
+        key = query.search_keyword.strip()
+        job = store.jobs.get(int(key)) if key.isdigit() else None
+        return [job] if job is not None else []
+    return reversed(store.jobs.values())
 
 
 def job_entry(job: Job, ctx: Context, time_zone: str | None) -> dict[str, Any]:

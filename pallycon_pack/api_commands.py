@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
-from config import Settings, load_settings
-from pallycon.client import PallyConClient, utc_now
+from config import load_settings
+from pallycon.client import utc_now
 from pallycon.codes import parse_status
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
@@ -61,18 +61,14 @@ def _request(model: type[RequestT], **fields: Any) -> RequestT:
     return validate_request(model, {k: v for k, v in fields.items() if v is not None})
 
 
-def _client(settings: Settings) -> PallyConClient:
-    return make_client(settings)
-
-
 # --- sign -------------------------------------------------------------------------------------
 
 
 @click.command()
 @click.option("--timestamp", help="Sign at this time (YYYY-MM-DDThh:mm:ssZ) instead of now.")
 @click.option("--site-id", help="Override PALLYCON_SITE_ID.")
-@click.option("--access-key", help="Override PALLYCON_ACCESS_KEY.")
-@click.option("--site-key", help="Override PALLYCON_SITE_KEY.")
+@click.option("--access-key", help="Override PALLYCON_ACCESS_KEY (visible to ps: prefer the env).")
+@click.option("--site-key", help="Override PALLYCON_SITE_KEY (visible to ps: prefer the env).")
 @click.option("--show-parts", is_flag=True, help="Also print data, timestamp and hash.")
 def sign(
     timestamp: str | None,
@@ -150,7 +146,7 @@ def storage_register(
         description=description,
         region=storage_region or settings.require_region(),
     )
-    with _client(settings) as client:
+    with make_client(settings) as client:
         response = client.register_storage(request)
     _print_id(as_json, "storage_id", response.storage_id)
 
@@ -167,7 +163,7 @@ def storage_update(
     request = _request(
         StorageUpdateRequest, storage_id=storage_id, storage_name=name, description=description
     )
-    with _client(load_settings()) as client:
+    with make_client(load_settings()) as client:
         response = client.update_storage(request)
     _print_id(as_json, "storage_id", response.storage_id)
 
@@ -204,7 +200,7 @@ def storage_list(
         time_zone=time_zone,
         region=settings.require_region(),
     )
-    with _client(settings) as client:
+    with make_client(settings) as client:
         response = client.list_storages(request)
     if as_json:
         storages = [render.storage_dict(s, show_secrets=show_secrets) for s in response.data]
@@ -228,7 +224,7 @@ def jobs() -> None:
 def jobs_register(file: Any, as_json: bool) -> None:
     """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
     request = validate_request(JobRegisterRequest, _read_json(file))
-    with _client(load_settings()) as client:
+    with make_client(load_settings()) as client:
         response = client.register_job(request)
     _print_id(as_json, "job_id", response.job_id)
 
@@ -277,7 +273,7 @@ def jobs_list(
         time_zone=time_zone,
         region=settings.require_region(),
     )
-    with _client(settings) as client:
+    with make_client(settings) as client:
         if all_pages:
             found = list(client.iter_jobs(request))
             total = len(found)
@@ -310,7 +306,7 @@ def jobs_watch(
     )
     deadline = time.monotonic() + timeout
     last = None
-    with _client(settings) as client:
+    with make_client(settings) as client:
         while True:
             job = _find(client.list_jobs(query).data, job_id)
             if job.status != last:
