@@ -56,6 +56,11 @@ def _window_options(f: F) -> F:
     return f
 
 
+def _window(options: dict[str, Any]) -> dict[str, Any]:
+    """The values of :func:`_window_options`, keyed as the API spells them."""
+    return {("from" if name == "from_" else name): value for name, value in options.items()}
+
+
 def _request(model: type[RequestT], **fields: Any) -> RequestT:
     """Build a request from options, dropping the ones not given."""
     return validate_request(model, {k: v for k, v in fields.items() if v is not None})
@@ -170,7 +175,11 @@ def storage_update(
 
 @storage.command("list")
 @click.option("--keyword", help="Search keyword.")
-@click.option("--keyword-type", type=click.Choice(["storageId", "storageName"]))
+@click.option(
+    "--keyword-type",
+    type=click.Choice(["storageId", "storageName"]),
+    help="What --keyword matches (default storageName).",
+)
 @_window_options
 @_region_option
 @click.option("--show-secrets", is_flag=True, help="Also show AWS secret access keys.")
@@ -178,27 +187,19 @@ def storage_update(
 def storage_list(
     keyword: str | None,
     keyword_type: str | None,
-    from_: str | None,
-    to: str | None,
-    page_unit: int | None,
-    page_index: int | None,
-    time_zone: str | None,
     region: str | None,
     show_secrets: bool,
     as_json: bool,
+    **window: Any,
 ) -> None:
     """List registered storages (AWS secrets hidden unless --show-secrets)."""
     settings = load_settings(region=region)
     request = _request(
         StorageListRequest,
         search_keyword=keyword,
-        search_keyword_type=keyword_type if keyword is not None else None,
-        **{"from": from_},
-        to=to,
-        page_unit=page_unit,
-        page_index=page_index,
-        time_zone=time_zone,
+        search_keyword_type=(keyword_type or "storageName") if keyword is not None else None,
         region=settings.require_region(),
+        **_window(window),
     )
     with make_client(settings) as client:
         response = client.list_storages(request)
@@ -231,13 +232,27 @@ def jobs_register(file: Any, as_json: bool) -> None:
 
 @jobs.command("list")
 @click.option("--keyword", help="Search keyword.")
-@click.option("--keyword-type", type=click.Choice(["cid", "jobId", "jobName"]))
-@click.option("--type", "search_type", type=click.Choice(["watermark", "drm"]))
+@click.option(
+    "--keyword-type",
+    type=click.Choice(["cid", "jobId", "jobName"]),
+    help="What --keyword matches (default jobName).",
+)
+@click.option(
+    "--type",
+    "search_type",
+    type=click.Choice(["watermark", "drm"]),
+    help="Jobs with DRM, or watermark only.",
+)
 @click.option(
     "--status",
     type=click.Choice(["ready", "success", "failed", "complete", "working", "process", "stop"]),
 )
-@click.option("--format", "search_condition", type=click.Choice(["dash", "hls"]))
+@click.option(
+    "--format",
+    "search_condition",
+    type=click.Choice(["dash", "hls"]),
+    help="Jobs packaging this streaming format.",
+)
 @_window_options
 @_region_option
 @click.option("--all-pages", is_flag=True, help="Fetch every page, not one.")
@@ -248,14 +263,10 @@ def jobs_list(
     search_type: str | None,
     status: str | None,
     search_condition: str | None,
-    from_: str | None,
-    to: str | None,
-    page_unit: int | None,
-    page_index: int | None,
-    time_zone: str | None,
     region: str | None,
     all_pages: bool,
     as_json: bool,
+    **window: Any,
 ) -> None:
     """List packaging jobs, with every search option of the guide."""
     settings = load_settings(region=region)
@@ -266,12 +277,8 @@ def jobs_list(
         search_type=search_type,
         search_status=status,
         search_condition=search_condition,
-        **{"from": from_},
-        to=to,
-        page_unit=page_unit,
-        page_index=page_index,
-        time_zone=time_zone,
         region=settings.require_region(),
+        **_window(window),
     )
     with make_client(settings) as client:
         if all_pages:
