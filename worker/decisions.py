@@ -1,0 +1,135 @@
+"""Pure decisions of the worker: what to do after a failed call, when to poll next.
+
+Nothing here does I/O or reads a clock: time and randomness come in as arguments, so each
+decision is a table test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pallycon.codes import Stage, StatusCode
+from pallycon.errors import (
+    ApiError,
+    CallError,
+    HttpStatusError,
+    MalformedResponse,
+    OutcomeUnknown,
+    RateLimited,
+    RequestNotSent,
+    ServerError,
+)
+from pallycon.models import NAME_MAX_BYTES
+
+
+class Action(StrEnum):
+    RESEND = "resend"  # nothing was created remotely: send again after the delay
+    RECONCILE = "reconcile"  # the job may exist: look it up before any new POST
+    FAIL = "fail"  # permanent: end the request
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    delay: float = 0.0
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: float = 1.0
+    cap: float = 60.0
+    reconcile_grace: float = 10.0
+
+
+def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Exponential backoff with jitter: half fixed, half random, capped."""
+    ceiling = min(policy.cap, policy.base * 2 ** max(0, attempt - 1))
+    return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+def error_code(error: CallError) -> str:
+    """A short code for an error: the API's code, ``HTTP503``, or the class name."""
+    if isinstance(error, ApiError):
+        return error.code
+    if isinstance(error, HttpStatusError):
+        return f"HTTP{error.status_code}"
+    return type(error).__name__
+
+
+def after_register_error(
+    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random
+) -> Decision:
+    """What to do after a job registration failed with ``error`` (attempt counts from 1)."""
+    code, message = error_code(error), str(error)
+    if isinstance(error, RateLimited):
+        wait = max(error.retry_after or 0.0, backoff(attempt, policy, rng))
+        return Decision(Action.RESEND, wait, code, message)
+    if isinstance(error, (ServerError, OutcomeUnknown, MalformedResponse)):
+        return Decision(Action.RECONCILE, policy.reconcile_grace, code, message)
+    if isinstance(error, RequestNotSent) or (isinstance(error, ApiError) and error.retryable):
+        return Decision(Action.RESEND, backoff(attempt, policy, rng), code, message)
+    return Decision(Action.FAIL, 0.0, code, message)
+
+
+def after_lookup_error(
+    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random
+) -> Decision:
+    """After a read (job list) failed: retry later if it can succeed, else fail."""
+    if error.retryable:
+        wait = backoff(attempt, policy, rng)
+        if isinstance(error, RateLimited) and error.retry_after:
+            wait = max(wait, error.retry_after)
+        return Decision(Action.RESEND, wait, error_code(error), str(error))
+    return Decision(Action.FAIL, 0.0, error_code(error), str(error))
+
+
+# --- Polling ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    interval: float = 10.0  # queued, preparing, uploading: the job may end soon
+    busy_interval: float = 30.0  # downloading, watermarking, DRM: long stages
+    grid: float = 5.0  # polls are aligned to multiples of this, so that they coalesce
+
+
+_BUSY = {Stage.DOWNLOADING, Stage.WATERMARKING, Stage.DRM}
+
+
+def next_poll_at(now: float, status: StatusCode | None, policy: PollPolicy) -> float:
+    """When to poll a job next: by its stage, rounded up to the shared grid."""
+    interval = policy.busy_interval if status and status.stage in _BUSY else policy.interval
+    due = now + interval
+    if policy.grid <= 0:
+        return due
+    return math.ceil(due / policy.grid) * policy.grid
+
+
+def pages_to_fetch(total_count: int, page_unit: int, fetched: int, missing: int) -> int:
+    """More list pages to fetch, or 0 when one lookup per missing job is cheaper."""
+    remaining = max(0, math.ceil(total_count / page_unit) - fetched)
+    return remaining if remaining <= missing else 0
+
+
+# --- Naming -----------------------------------------------------------------------------------
+
+TOKEN_LENGTH = 10
+
+
+def request_token(request_id: str) -> str:
+    """A short stable token of the request id, carried in the remote job name."""
+    return hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:TOKEN_LENGTH]
+
+
+def remote_job_name(job_name: str, request_id: str) -> str:
+    """``<job_name>-<token>``, at most 50 bytes: unique per request, so a lost answer to the
+    registration can be found again in the job list."""
+    room = NAME_MAX_BYTES - TOKEN_LENGTH - 1
+    head = job_name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return f"{head}-{request_token(request_id)}"

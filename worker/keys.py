@@ -1,0 +1,75 @@
+"""Every Redis key, stream, channel and Celery queue name pallycon-pack uses, in one place.
+
+All keys share a prefix (``pp:`` by default) so that one Redis database can be shared and
+inspected (``redis-cli --scan --pattern 'pp:*'``). Single Redis server only: the Lua scripts
+touch keys they compute, which Redis Cluster does not allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INTAKE_GROUP = "pallycon-pack"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "pp"
+
+    @property
+    def submit_queue(self) -> str:
+        """Celery queue of submit tasks (named after the prefix: deployments stay apart)."""
+        return f"{self.prefix}.submit"
+
+    @property
+    def poll_queue(self) -> str:
+        """Celery queue of poll tasks."""
+        return f"{self.prefix}.poll"
+
+    def request(self, request_id: str) -> str:
+        """Hash: the request's record (state, body, job id, last status, error)."""
+        return f"{self.prefix}:req:{request_id}"
+
+    @property
+    def request_pattern(self) -> str:
+        return f"{self.prefix}:req:*"
+
+    @property
+    def submit_schedule(self) -> str:
+        """Sorted set: request id -> when to (re)try its submission."""
+        return f"{self.prefix}:schedule:submit"
+
+    @property
+    def poll_schedule(self) -> str:
+        """Sorted set: request id -> when to poll its remote job next."""
+        return f"{self.prefix}:schedule:poll"
+
+    @property
+    def job_index(self) -> str:
+        """Hash: remote job id -> request id (for callbacks)."""
+        return f"{self.prefix}:jobs"
+
+    @property
+    def results(self) -> str:
+        """Stream: one event per change of a request (the result channel)."""
+        return f"{self.prefix}:results"
+
+    @property
+    def wake_channel(self) -> str:
+        """Pub/sub: a request id each time an event is added (a hint for live followers)."""
+        return f"{self.prefix}:results:wake"
+
+    @property
+    def intake(self) -> str:
+        """Stream: JSON packaging requests from non-Python producers."""
+        return f"{self.prefix}:intake"
+
+    @property
+    def rate_limit(self) -> str:
+        """Hash: the token bucket shared by every worker for calls to the API."""
+        return f"{self.prefix}:ratelimit"
+
+    @property
+    def counters(self) -> str:
+        """Hash: operational counters (API calls by kind, retries, reconciliations)."""
+        return f"{self.prefix}:counters"

@@ -1,0 +1,196 @@
+"""Polling remote jobs, coalesced: one paged job-list pass covers many in-flight jobs.
+
+For a batch of due requests the job list is read newest first from just before the oldest
+job's registration; a job it does not return is looked up by id, and paging stops as soon as
+one lookup per missing job would be cheaper than the remaining pages. Each request whose
+status changed gets one transition: a progress event, or its final event. The next poll is
+due by the job's stage, aligned to a grid so that polls of many jobs fall due together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pallycon.codes import packaging_error
+from pallycon.errors import CallError
+from pallycon.models import JobInfo, JobListRequest
+from pallycon.signing import format_timestamp
+from worker.decisions import after_lookup_error, next_poll_at, pages_to_fetch
+from worker.events import EventType, FailStage, State, event
+from worker.logs import log_change
+from worker.runtime import Runtime
+from worker.store import Record
+from worker.transitions import fail
+
+log = logging.getLogger("pallycon_pack.poll")
+
+#: Up to this many jobs, look each up by id instead of reading list pages.
+DIRECT_LOOKUPS = 2
+
+
+def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
+    """Poll the remote jobs of these requests and record what changed.
+
+    A request that was delivered in a batch before without the batch finishing (its worker
+    died) is handed to ``isolate`` to be polled alone, so that one poison job cannot take its
+    batch down with it again; past ``max_deliveries`` it is dead-lettered.
+    """
+    records = _tracked(rt, request_ids, isolate, alone=len(request_ids) == 1)
+    if not records:
+        return
+    try:
+        found = _lookup(rt, records)
+    except CallError as error:
+        _retry_all(rt, records, error)
+        return
+    for record in records:
+        _apply(rt, record, found.get(record.get("job_id")))
+
+
+def _tracked(
+    rt: Runtime, request_ids: list[str], isolate: Callable[[str], None], *, alone: bool
+) -> list[Record]:
+    records = [r for r in rt.store.get_many(request_ids).values() if r.state == State.SUBMITTED]
+    kept = []
+    for record in records:
+        deliveries = rt.store.bump(record.request_id, "deliveries")
+        if deliveries > rt.settings.max_deliveries:
+            fail(
+                rt,
+                record,
+                FailStage.DEAD_LETTER,
+                "dead_letter",
+                f"polled more than {rt.settings.max_deliveries} times without finishing",
+            )
+        elif deliveries > 1 and not alone:
+            isolate(record.request_id)
+        else:
+            kept.append(record)
+    return kept
+
+
+def _lookup(rt: Runtime, records: list[Record]) -> dict[str, JobInfo]:
+    wanted = {record.get("job_id") for record in records}
+    found: dict[str, JobInfo] = {}
+    if len(wanted) > DIRECT_LOOKUPS:
+        _read_pages(rt, records, wanted, found)
+    for job_id in sorted(wanted - found.keys()):
+        query = JobListRequest(region=rt.region, search_keyword=job_id, search_keyword_type="jobId")
+        rt.store.count("poll lookups")
+        for job in rt.api.list_jobs(query).data:
+            if job.job_id == job_id:
+                found[job_id] = job
+    return found
+
+
+def _read_pages(
+    rt: Runtime, records: list[Record], wanted: set[str], found: dict[str, JobInfo]
+) -> None:
+    oldest = min(record.number("submitted_at") for record in records)
+    since = format_timestamp(datetime.fromtimestamp(oldest - rt.settings.poll_window_margin, UTC))
+    unit = rt.settings.poll_page_unit
+    page, fetched, more = 1, 0, 1
+    while more:
+        query = JobListRequest.model_validate(
+            {"region": rt.region, "from": since, "page_unit": unit, "page_index": page}
+        )
+        response = rt.api.list_jobs(query)
+        rt.store.count("poll pages")
+        fetched += 1
+        found.update({job.job_id: job for job in response.data if job.job_id in wanted})
+        missing = len(wanted - found.keys())
+        more = pages_to_fetch(response.total_count, unit, fetched, missing) if missing else 0
+        page += 1
+
+
+def _apply(rt: Runtime, record: Record, job: JobInfo | None) -> None:
+    now = rt.clock()
+    age = now - record.number("submitted_at")
+    if (job is None or not job.status_info.terminal) and age > rt.settings.job_timeout:
+        last = record.get("status") or "never seen in the job list"
+        fail(
+            rt,
+            record,
+            FailStage.TIMEOUT,
+            "timeout",
+            f"not finished within {rt.settings.job_timeout:g} s (last status: {last})",
+        )
+        return
+    if job is None:
+        due = next_poll_at(now, None, rt.polling)
+        rt.store.transition(
+            record, {"deliveries": "0", "last_seen": "missing"}, schedule="poll", at=due
+        )
+        return
+    status = job.status_info
+    if status.terminal:
+        _finish(rt, record, job)
+        return
+    due = next_poll_at(now, status, rt.polling)
+    fields = {"deliveries": "0", "poll_failures": "0"}
+    change = None
+    if job.status != record.get("status"):
+        fields |= {"status": job.status, "status_meaning": status.meaning, "updated_at": repr(now)}
+        change = event(
+            EventType.PROGRESS,
+            record.request_id,
+            record.version + 1,
+            now,
+            job_id=job.job_id,
+            status=job.status,
+            meaning=status.meaning,
+            stage=status.stage.value,
+        )
+        log_change(log, record.request_id, "progress", job_id=job.job_id, status=job.status)
+    rt.store.transition(record, fields, change, schedule="poll", at=due)
+
+
+def _finish(rt: Runtime, record: Record, job: JobInfo) -> None:
+    status = job.status_info
+    if not status.success:
+        code = job.error_code or job.status
+        meaning = packaging_error(code).meaning if job.error_code else status.meaning
+        fail(rt, record, FailStage.PACKAGING, code, job.error_message or meaning, status=job.status)
+        return
+    now = rt.clock()
+    body = record.body
+    output = body["storage"]["output"]["path"]
+    prefix = f"{output.rstrip('/')}/{body['content_id']}/"
+    fields = {
+        "state": State.COMPLETED.value,
+        "status": job.status,
+        "output_path": output,
+        "status_meaning": status.meaning,
+        "updated_at": repr(now),
+        "finished_at": repr(now),
+    }
+    change = event(
+        EventType.COMPLETED,
+        record.request_id,
+        record.version + 1,
+        now,
+        job_id=job.job_id,
+        content_id=body["content_id"],
+        output_path=output,
+        output_prefix=prefix,
+        status=job.status,
+    )
+    if rt.store.transition(record, fields, change, finish=True):
+        log_change(log, record.request_id, "completed", job_id=job.job_id)
+
+
+def _retry_all(rt: Runtime, records: list[Record], error: CallError) -> None:
+    """The job list failed: every request of the batch is polled again after a backoff."""
+    attempt = max(int(r.number("poll_failures")) for r in records) + 1
+    decision = after_lookup_error(error, attempt, rt.retry, rt.rng)
+    due = rt.clock() + max(decision.delay, rt.settings.retry_base)
+    rt.store.count("poll retries")
+    log.warning(
+        "job list failed (%s); %d polls retried in %.1fs", error, len(records), due - rt.clock()
+    )
+    for record in records:
+        rt.store.transition(
+            record, {"deliveries": "0", "poll_failures": str(attempt)}, schedule="poll", at=due
+        )

@@ -1,0 +1,49 @@
+"""A global rate limit toward the API: every worker takes a token from one Redis bucket.
+
+It wraps the httpx transport, so the protocol client stays unaware of it. Each request waits
+for a token; one that cannot get a token within ``max_wait`` fails before anything is sent
+(``httpx.ConnectTimeout``, which the client reports as ``RequestNotSent``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from worker.store import RequestStore
+
+
+class RateLimitedTransport(httpx.BaseTransport):
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        store: RequestStore,
+        *,
+        rate: float,
+        burst: int,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._inner = inner
+        self._store = store
+        self._rate = rate
+        self._burst = burst
+        self._max_wait = max_wait
+        self._sleep = sleep
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        waited = 0.0
+        while (wait := self._store.take_token(self._rate, self._burst)) > 0:
+            if waited + wait > self._max_wait:
+                raise httpx.ConnectTimeout(f"rate limit: no token within {self._max_wait:g} s")
+            self._sleep(wait)
+            waited += wait
+        api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
+        self._store.count(f"api {request.method} {api[0]}")
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()

@@ -1,0 +1,250 @@
+"""Request state in Redis: records, the two schedules, the result stream, atomically.
+
+Every change of a request is one Lua script that checks the record's version, writes the new
+fields, appends the result event, publishes the wake-up and moves the request between
+schedules, all at once. A script replayed by a client retry after a lost reply finds the
+version already moved on and does nothing, so no event is ever written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import redis
+
+from worker.events import State
+from worker.keys import Keys
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'body_hash') == ARGV[1] then return 'duplicate' end
+  return 'conflict'
+end
+local fields = cjson.decode(ARGV[2])
+local args = {}
+for k, v in pairs(fields) do args[#args + 1] = k; args[#args + 1] = v end
+redis.call('HSET', KEYS[1], unpack(args))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
+if ARGV[8] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end
+return 'created'
+"""
+
+# KEYS: record, results, submit schedule, poll schedule, job index
+# ARGV: version, fields, event, maxlen, channel, request id, schedule (submit|poll|''),
+#       score, job id to index, ttl (finished: unschedule, unindex, expire)
+_TRANSITION = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then return -1 end
+if version ~= ARGV[1] then return 0 end
+local fields = cjson.decode(ARGV[2])
+local args = {'version', tostring(tonumber(version) + 1)}
+for k, v in pairs(fields) do args[#args + 1] = k; args[#args + 1] = v end
+redis.call('HSET', KEYS[1], unpack(args))
+if ARGV[3] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[3])
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+if ARGV[7] == 'submit' then
+  redis.call('ZADD', KEYS[3], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
+elseif ARGV[7] == 'poll' then
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[3], ARGV[6])
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], ARGV[9], ARGV[6]) end
+if ARGV[10] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
+  local job = redis.call('HGET', KEYS[1], 'job_id')
+  if job then redis.call('HDEL', KEYS[5], job) end
+  redis.call('EXPIRE', KEYS[1], ARGV[10])
+end
+return 1
+"""
+
+# Claim due members: push their score to the lease's end, return them. Safe from any number
+# of workers at once: a member is claimed by exactly one.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for i = 1, #due, 500 do
+  local args = {}
+  for j = i, math.min(i + 499, #due) do args[#args + 1] = ARGV[2]; args[#args + 1] = due[j] end
+  redis.call('ZADD', KEYS[1], 'XX', unpack(args))
+end
+return due
+"""
+
+# Token bucket shared by all workers, on the server's clock. Returns ms to wait (0: granted).
+_BUCKET_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return wait
+"""
+
+Schedule = Literal["submit", "poll"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A request's record, as read from Redis."""
+
+    request_id: str
+    state: State
+    version: int
+    data: dict[str, str] = field(repr=False)
+
+    @classmethod
+    def parse(cls, request_id: str, raw: dict[str, str]) -> Record:
+        return cls(request_id, State(raw["state"]), int(raw["version"]), raw)
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.data.get(name, default)
+
+    def number(self, name: str, default: float = 0.0) -> float:
+        value = self.data.get(name)
+        return float(value) if value else default
+
+    @property
+    def body(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.data["body"])
+        return parsed
+
+    def public(self) -> dict[str, Any]:
+        """The record as ``status`` shows it (the body left out)."""
+        shown = {k: v for k, v in self.data.items() if k not in {"body", "body_hash"}}
+        return {"request_id": self.request_id, **shown}
+
+
+class RequestStore:
+    """The records, schedules and result stream of every request."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        result_maxlen: int = 1_000_000,
+        record_ttl: int = 7 * 24 * 3600,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.result_maxlen = result_maxlen
+        self.record_ttl = record_ttl
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._take_token = client.register_script(_BUCKET_SCRIPT)
+
+    def create(
+        self,
+        request_id: str,
+        body_hash: str,
+        fields: dict[str, str],
+        event: dict[str, Any],
+        *,
+        submit_at: float | None,
+    ) -> Literal["created", "duplicate", "conflict"]:
+        """Record a new request (version 1) with its first event, unless the id is taken."""
+        final = State(fields["state"]).final
+        result = self._create(
+            keys=[self.keys.request(request_id), self.keys.results, self.keys.submit_schedule],
+            args=[
+                body_hash,
+                json.dumps({**fields, "version": "1", "body_hash": body_hash}),
+                json.dumps(event),
+                self.result_maxlen,
+                self.keys.wake_channel,
+                request_id,
+                "" if submit_at is None else repr(submit_at),
+                self.record_ttl if final else "",
+            ],
+        )
+        return cast(Literal["created", "duplicate", "conflict"], str(result))
+
+    def get(self, request_id: str) -> Record | None:
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
+        return Record.parse(request_id, raw) if raw else None
+
+    def get_many(self, request_ids: list[str]) -> dict[str, Record]:
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id in request_ids:
+            pipe.hgetall(self.keys.request(request_id))
+        found = {}
+        for request_id, raw in zip(request_ids, pipe.execute(), strict=True):
+            if raw:
+                found[request_id] = Record.parse(request_id, raw)
+        return found
+
+    def transition(
+        self,
+        record: Record,
+        fields: dict[str, str],
+        event: dict[str, Any] | None = None,
+        *,
+        schedule: Schedule | None = None,
+        at: float = 0.0,
+        index_job: str = "",
+        finish: bool = False,
+    ) -> bool:
+        """Apply a change made from ``record``'s version; False if someone else moved it on."""
+        result = self._transition(
+            keys=[
+                self.keys.request(record.request_id),
+                self.keys.results,
+                self.keys.submit_schedule,
+                self.keys.poll_schedule,
+                self.keys.job_index,
+            ],
+            args=[
+                str(record.version),
+                json.dumps(fields),
+                json.dumps(event) if event else "",
+                self.result_maxlen,
+                self.keys.wake_channel,
+                record.request_id,
+                schedule or "",
+                repr(at),
+                index_job,
+                self.record_ttl if finish else "",
+            ],
+        )
+        return int(result) == 1
+
+    def reschedule(self, schedule: Schedule, request_id: str, at: float) -> None:
+        """Move an existing schedule entry (no-op if the request is not scheduled there)."""
+        self.redis.zadd(self._schedule_key(schedule), {request_id: at}, xx=True)
+
+    def claim(self, schedule: Schedule, now: float, lease: float, limit: int) -> list[str]:
+        """Claim up to ``limit`` due requests for ``lease`` seconds."""
+        key = self._schedule_key(schedule)
+        claimed = self._claim(keys=[key], args=[repr(now), repr(now + lease), limit])
+        return [str(member) for member in claimed]
+
+    def take_token(self, rate: float, burst: int) -> float:
+        """Seconds to wait before calling the API (0: go now, the token is taken)."""
+        wait_ms = self._take_token(keys=[self.keys.rate_limit], args=[rate, burst])
+        return int(wait_ms) / 1000
+
+    def request_for_job(self, job_id: str) -> str | None:
+        found = self.redis.hget(self.keys.job_index, job_id)
+        return str(found) if found else None
+
+    def bump(self, request_id: str, name: str) -> int:
+        return int(self.redis.hincrby(self.keys.request(request_id), name, 1))
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to an operational counter (API calls, retries, reconciliations)."""
+        self.redis.hincrby(self.keys.counters, name, amount)
+
+    def _schedule_key(self, schedule: Schedule) -> str:
+        return self.keys.submit_schedule if schedule == "submit" else self.keys.poll_schedule

@@ -1,0 +1,152 @@
+"""Submitting a request: exactly one remote job per request.
+
+State is written before the POST (``submitting``) and after it (``submitted`` with the job id).
+A redelivered or retried task that finds ``submitting`` never POSTs blind: it looks the job up
+by its unique remote name first, and registers again only when the job is still absent after
+the grace period. Errors that provably happened before anything was created (connect errors,
+429, retryable API codes) are retried with backoff; permanent ones end the request at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pallycon.errors import CallError
+from pallycon.models import JobListRequest, JobRegisterRequest
+from worker.decisions import Action, Decision, after_lookup_error, after_register_error
+from worker.events import EventType, FailStage, State, event
+from worker.logs import log_change
+from worker.runtime import Runtime
+from worker.store import Record
+from worker.transitions import fail, moved
+
+log = logging.getLogger("pallycon_pack.submit")
+
+
+def submit(rt: Runtime, request_id: str) -> None:
+    """Move one request forward: register its job, or reconcile an unknown outcome."""
+    record = rt.store.get(request_id)
+    if record is None or record.state not in (State.ACCEPTED, State.SUBMITTING):
+        return  # unknown, already submitted or finished: a late or duplicate delivery
+    if rt.store.bump(request_id, "deliveries") > rt.settings.max_deliveries:
+        limit = rt.settings.max_deliveries
+        message = f"delivered more than {limit} times without finishing"
+        fail(rt, record, FailStage.DEAD_LETTER, "dead_letter", message)
+        return
+    now = rt.clock()
+    if now - record.number("created_at") > rt.settings.submit_deadline:
+        last = record.get("last_error") or "no attempt finished"
+        message = f"not submitted within {rt.settings.submit_deadline:g} s; last error: {last}"
+        fail(rt, record, FailStage.SUBMIT, record.get("last_code") or "deadline", message)
+        return
+    if record.state == State.SUBMITTING:
+        reconcile(rt, record)
+    else:
+        register(rt, record)
+
+
+def register(rt: Runtime, record: Record) -> None:
+    """POST the job, with ``submitting`` recorded first."""
+    now = rt.clock()
+    attempts = int(record.number("attempts")) + 1
+    # Written before the POST. Should this process die mid-call, the schedule entry brings the
+    # request back after the grace and the read timeout, and the lookup settles it.
+    safety = now + rt.settings.reconcile_grace + rt.settings.read_timeout
+    fields = {
+        "state": State.SUBMITTING.value,
+        "attempts": str(attempts),
+        "submitting_at": repr(now),
+        "updated_at": repr(now),
+    }
+    if not rt.store.transition(record, fields, schedule="submit", at=safety):
+        return
+    record = moved(record, fields)
+    request = JobRegisterRequest.model_validate(record.body | {"job_name": record.get("job_name")})
+    try:
+        job_id = rt.api.register_job(request).job_id or ""
+    except CallError as error:
+        _after_error(rt, record, after_register_error(error, attempts, rt.retry, rt.rng))
+        return
+    submitted(rt, record, job_id)
+
+
+def reconcile(rt: Runtime, record: Record) -> None:
+    """The registration's outcome is unknown: find the job, or register again after grace."""
+    name = record.get("job_name")
+    query = JobListRequest(region=rt.region, search_keyword=name, search_keyword_type="jobName")
+    rt.store.count("reconciliations")
+    try:
+        found = sorted(
+            (j for j in rt.api.iter_jobs(query) if j.job_name == name),
+            key=lambda j: int(j.job_id) if j.job_id.isdigit() else 0,
+        )
+    except CallError as error:
+        attempts = int(record.number("attempts")) or 1
+        _after_error(rt, record, after_lookup_error(error, attempts, rt.retry, rt.rng))
+        return
+    if found:
+        if len(found) > 1:
+            log.error("request %s has %d remote jobs named %s", record.request_id, len(found), name)
+        submitted(rt, record, found[0].job_id)
+        return
+    now = rt.clock()
+    absent_since = record.number("submitting_at")
+    if now - absent_since < rt.settings.reconcile_grace:
+        rt.store.reschedule("submit", record.request_id, absent_since + rt.settings.reconcile_grace)
+        return
+    log_change(log, record.request_id, "reconciled: absent, registering again")
+    fields = {"state": State.ACCEPTED.value, "updated_at": repr(now)}
+    if rt.store.transition(record, fields, schedule="submit", at=now):
+        register(rt, moved(record, fields))
+
+
+def submitted(rt: Runtime, record: Record, job_id: str) -> None:
+    now = rt.clock()
+    fields = {
+        "state": State.SUBMITTED.value,
+        "job_id": job_id,
+        "submitted_at": repr(now),
+        "updated_at": repr(now),
+        "deliveries": "0",
+        "last_error": "",
+        "last_code": "",
+    }
+    attempts = int(record.number("attempts"))
+    change = event(
+        EventType.SUBMITTED,
+        record.request_id,
+        record.version + 1,
+        now,
+        job_id=job_id,
+        job_name=record.get("job_name"),
+        attempts=attempts,
+    )
+    first_poll = now + rt.settings.poll_interval
+    if rt.store.transition(
+        record, fields, change, schedule="poll", at=first_poll, index_job=job_id
+    ):
+        log_change(log, record.request_id, "submitted", job_id=job_id)
+
+
+def _after_error(rt: Runtime, record: Record, decision: Decision) -> None:
+    now = rt.clock()
+    if decision.action is Action.FAIL:
+        fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
+        return
+    state = State.ACCEPTED if decision.action is Action.RESEND else State.SUBMITTING
+    fields = {
+        "state": state.value,
+        "last_error": decision.message,
+        "last_code": decision.code,
+        "updated_at": repr(now),
+        "deliveries": "0",
+    }
+    rt.store.count(f"submit {decision.action.value}")
+    if rt.store.transition(record, fields, schedule="submit", at=now + decision.delay):
+        log_change(
+            log,
+            record.request_id,
+            f"{decision.action.value} in {decision.delay:.1f}s",
+            code=decision.code,
+            error=decision.message,
+        )

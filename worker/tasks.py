@@ -1,0 +1,136 @@
+"""The Celery application: configuration, two thin tasks, and the background step.
+
+Configured as docs/RELIABILITY notes require: JSON only, late acks, reject on worker lost,
+prefetch 1, a deliberate visibility timeout, endless broker reconnection. Tasks carry request
+ids only and do one short step; the durable schedules in Redis (not Celery countdowns) decide
+when the next step runs. Every worker's main process also runs the sweeper and the stream
+intake in background threads: any number of workers may run them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, bootsteps
+from kombu import Queue
+
+from config import Settings
+from worker.dispatch import POLL_TASK, SUBMIT_TASK, send_poll
+from worker.intake_stream import consume_intake
+from worker.keys import Keys
+from worker.logs import configure
+from worker.poll import poll
+from worker.runtime import Runtime
+from worker.submit import submit
+from worker.sweeper import sweep_forever
+
+log = logging.getLogger("pallycon_pack.worker")
+
+
+def configure_celery(app: Celery, settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_channel_error_retry=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_time_limit=int(settings.visibility_timeout * 0.8),
+        task_soft_time_limit=int(settings.visibility_timeout * 0.7),
+        task_queues=[Queue(keys.submit_queue), Queue(keys.poll_queue)],
+        task_default_queue=keys.submit_queue,
+        task_routes={
+            SUBMIT_TASK: {"queue": keys.submit_queue},
+            POLL_TASK: {"queue": keys.poll_queue},
+        },
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 20,
+            "interval_start": 0.1,
+            "interval_step": 0.5,
+            "interval_max": 3,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+    )
+
+
+class _Process:
+    """This process's runtime, rebuilt after a fork (connections are not shared)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pid = -1
+        self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
+
+    def runtime(self) -> Runtime:
+        with self._lock:
+            if self._runtime is None or self._pid != os.getpid():
+                configure(self.settings.log_level)
+                self._runtime = Runtime.build(self.settings)
+                self._pid = os.getpid()
+            return self._runtime
+
+
+def create_app(settings: Settings) -> Celery:
+    """The Celery app for these settings (used by workers, producers and the callback receiver)."""
+    app = Celery("pallycon_pack", set_as_current=False)
+    configure_celery(app, settings)
+    process = _Process(settings)
+
+    @app.task(name=SUBMIT_TASK, ignore_result=True)
+    def submit_task(request_id: str) -> None:
+        submit(process.runtime(), request_id)
+
+    @app.task(name=POLL_TASK, ignore_result=True)
+    def poll_task(request_ids: list[str]) -> None:
+        poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
+
+    app.steps["worker"].add(_background_step(process, app))
+    return app
+
+
+def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStopStep]:
+    class Background(bootsteps.StartStopStep):
+        """The sweeper and the stream intake, in threads of the worker's main process."""
+
+        requires = ("celery.worker.components:Pool",)
+
+        def __init__(self, worker: Any, **kwargs: Any) -> None:
+            super().__init__(worker, **kwargs)
+            self.stop_event = threading.Event()
+            self.threads: list[threading.Thread] = []
+
+        def start(self, worker: Any) -> None:
+            rt = process.runtime()
+            loops: list[tuple[str, Callable[[], None]]] = [
+                ("sweeper", lambda: sweep_forever(rt, app, self.stop_event)),
+                ("intake", lambda: consume_intake(rt, app, worker.hostname, self.stop_event)),
+            ]
+            for name, loop in loops:
+                thread = threading.Thread(target=loop, name=f"pallycon-{name}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
+            log.info("sweeper and intake started", extra={"fields": {"node": worker.hostname}})
+
+        def stop(self, worker: Any) -> None:
+            self.stop_event.set()
+            for thread in self.threads:
+                thread.join(5)
+
+    return Background
