@@ -196,6 +196,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    def environment(self) -> dict[str, str]:
+        """These settings as ``PALLYCON_*`` variables, secrets revealed: for a child process's
+        environment only (never to be logged)."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            shown = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[env_name(name)] = str(shown)
+        return env
+
     def credentials(self) -> SiteCredentials:
         """The site credentials, or a :class:`ConfigError` naming what is missing."""
         missing = [

@@ -114,7 +114,7 @@ def demo(count: int, job_seconds: float, timeout: float) -> None:
         )
         api_url, _ = stack.enter_context(running_emulator(emulator))
         settings = settings.model_copy(update={"api_url": api_url})
-        stack.enter_context(_worker(settings, token, tmp / "worker.log"))
+        stack.enter_context(_worker(settings, tmp / "worker.log"))
         click.echo(
             f"redis {redis_url} | emulator {api_url} | callbacks {callbacks} | worker log "
             f"{tmp / 'worker.log'}"
@@ -157,27 +157,19 @@ def _data_dir(root: Path, count: int) -> Path:
     return root
 
 
-def _env(settings: Settings, token: SecretStr) -> dict[str, str]:
+def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
-    values = settings.model_dump(exclude_none=True)
-    for name, value in values.items():
-        if name in {"access_key", "site_key", "callback_token"}:
-            continue
-        env[f"PALLYCON_{name.upper()}"] = str(value)
-    env["PALLYCON_ACCESS_KEY"] = DEMO_SITE.access_key.get_secret_value()
-    env["PALLYCON_SITE_KEY"] = DEMO_SITE.site_key.get_secret_value()
-    env["PALLYCON_CALLBACK_TOKEN"] = token.get_secret_value()
-    return env
+    return env | settings.environment()
 
 
 @contextlib.contextmanager
-def _worker(settings: Settings, token: SecretStr, log: Path) -> Iterator[None]:
+def _worker(settings: Settings, log: Path) -> Iterator[None]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", "2"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_env(settings, token),
+            env=_env(settings),
         )
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ SAMPLE_SITE = SiteCredentials.of(
     "TUTO", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"
 )
 REGION = "RG011"
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
 
 
 @pytest.fixture
@@ -97,8 +98,13 @@ class EmulatorProcess:
 
 def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
     """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
+    return start_server("emulator", "--port", "0", *args, env=env, cwd=cwd)
+
+
+def start_server(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
+    """``pallycon-pack ARGS`` (a server that prints 'listening on URL'); waits for that line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pallycon_pack", "emulator", "--port", "0", *args],
+        [sys.executable, "-m", "pallycon_pack", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -116,7 +122,7 @@ def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProces
             return EmulatorProcess(match.group(1), process, drain)
     process.wait(10)
     process.stdout.close()
-    raise RuntimeError("emulator did not start:\n" + "".join(seen))
+    raise RuntimeError(f"{args[0]} did not start:\n" + "".join(seen))
 
 
 def _drain(process: subprocess.Popen[str]) -> None:
@@ -207,3 +213,148 @@ def emulator(shared_emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
 def client(emulator: EmulatorProcess) -> Iterator[PallyConClient]:
     with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as api:
         yield api
+
+
+# --- The queue: a Redis-compatible server, settings, worker processes ------------------------
+
+from config import Settings  # noqa: E402
+from pallycon_pack.redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real valkey/redis server process (AOF on), shared by the session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+FAST = {
+    "poll_interval": 0.5,
+    "poll_busy_interval": 0.5,
+    "poll_grid": 0.25,
+    "sweep_interval": 0.1,
+    "lease_seconds": 5.0,
+    "retry_base": 0.2,
+    "retry_cap": 2.0,
+    "reconcile_grace": 1.0,
+    "api_rate": 200.0,
+    "api_burst": 200,
+    "visibility_timeout": 60,
+}
+
+
+def make_settings(redis_url: str, api_url: str, **values: Any) -> Settings:
+    """Settings for one test: its own key prefix (and so its own queues), fast timings."""
+    base = {
+        "site_id": SAMPLE_SITE.site_id,
+        "access_key": SAMPLE_SITE.access_key,
+        "site_key": SAMPLE_SITE.site_key,
+        "region": REGION,
+        "api_url": api_url,
+        "redis_url": redis_url,
+        "key_prefix": f"t{os.urandom(4).hex()}",
+        "callback_token": "test-callback-token-0123456789",
+        **FAST,
+    }
+    return Settings(_env_file=None, **{**base, **values})
+
+
+@dataclass
+class WorkerProcess:
+    """A real worker: `pallycon-pack worker` (or `celery -A worker worker`) in its own process."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                self.log.exists()
+                and self.log.read_text(errors="replace").count(" ready.") >= self.starts
+            ):
+                return self
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    "worker exited:\n" + self.log.read_text(errors="replace")[-3000:]
+                )
+            time.sleep(0.1)
+        raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    starts: int = 1
+
+    def children(self) -> list[int]:
+        import psutil
+
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+
+    def kill_all(self) -> None:
+        """SIGKILL the main process and every pool child: a machine dying."""
+        import signal
+
+        assert self.process is not None
+        for pid in [*self.children(), self.process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def restart(self) -> WorkerProcess:
+        self.starts += 1
+        return self.start().wait_ready()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        children = self.children()
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+        for pid in children:  # pool children orphaned by a hard stop
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes for given settings; all are stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        settings: Settings, *, celery_cli: bool = False, concurrency: int = 2
+    ) -> WorkerProcess:
+        if celery_cli:
+            args = [sys.executable, "-m", "celery", "-A", "worker", "worker",
+                    f"--concurrency={concurrency}", "--loglevel=INFO",
+                    f"--hostname=w{len(started)}-{os.getpid()}@%h"]  # fmt: skip
+        else:
+            args = [
+                sys.executable,
+                "-m",
+                "pallycon_pack",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+            ]
+        env = clean_env(**settings.environment())
+        log = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess(args, env, log).start().wait_ready()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -52,9 +52,9 @@ def create_callback_app(
             return JSONResponse({"error": "not a PallyCon callback body"}, status_code=400)
         request_id = store.request_for_job(body.job_id)
         if request_id is not None:
+            store.count("callbacks used")
             store.reschedule("poll", request_id, clock())
             poll_now(request_id)
-            store.count("callbacks used")
         else:
             store.count("callbacks unknown job")
         log.info("callback", extra={"fields": {"job_id": body.job_id, "known": bool(request_id)}})

@@ -207,8 +207,10 @@ def test_the_emulator_serves_the_demo_site_when_nothing_is_configured(tmp_path: 
 
 
 def test_the_demo_runs_end_to_end(tmp_path: Path):
-    """`pallycon-pack demo` on embedded defaults ends every job as expected and exits 0."""
-    result = cli("demo", "--jobs", "3", "--job-seconds", "1", env=clean_env(), cwd=tmp_path)
+    """`pallycon-pack demo` on a bare machine: its own Redis, emulator, worker, callbacks."""
+    env = clean_env(PALLYCON_REDIS_URL="redis://127.0.0.1:1/0")  # nothing answers there
+    result = cli("demo", "--jobs", "4", "--job-seconds", "1", env=env, cwd=tmp_path, timeout=180)
     out = _ok(result)
-    assert "all 3 jobs ended as expected" in out
+    assert "all 5 requests ended as expected: 3 completed, 2 failed on purpose" in out
     assert "WM900013" in out
+    assert "invalid_request" in out

@@ -1,0 +1,290 @@
+"""The queue end to end: producers -> Redis -> real Celery worker processes -> emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import Settings
+from pallycon.client import ClientOptions, PallyConClient
+from pallycon.errors import InvalidRequest
+from pallycon.models import JobListRequest
+from pallycon_pack.redis_server import RedisServer
+from producers.api import Producer, RequestConflict
+from tests.conftest import REGION, SAMPLE_SITE, EmulatorProcess, make_settings
+from tests.integration.test_emulator_api import storage_request
+from tests.unit.test_models import job_body
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, emulator: EmulatorProcess) -> Settings:
+    return make_settings(redis_server.url, emulator.url)
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Producer:
+    return Producer.from_settings(settings)
+
+
+@pytest.fixture
+def storage_id(emulator: EmulatorProcess) -> str:
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
+        found = client.register_storage(storage_request()).storage_id
+    assert found
+    return found
+
+
+def body_for(storage_id: str, content_id: str, **changes: Any) -> dict[str, Any]:
+    body = job_body(content_id=content_id, **changes)
+    body["storage"]["input"]["storage_id"] = body["storage"]["output"]["storage_id"] = storage_id
+    return body
+
+
+def wait_all(producer: Producer, request_ids: list[str], timeout: float = 60.0) -> dict[str, Any]:
+    """The final records of these requests (fails the test if one does not end in time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = producer.store.get_many(request_ids)
+        if len(records) == len(request_ids) and all(r.state.final for r in records.values()):
+            return records
+        time.sleep(0.1)
+    states = {rid: r.state.value for rid, r in producer.store.get_many(request_ids).items()}
+    raise AssertionError(f"not finished in {timeout} s: {states}")
+
+
+def events_of(producer: Producer, request_id: str | None = None) -> list[dict[str, Any]]:
+    return [e for _, e in producer.events(count=100_000) if request_id in (None, e["request_id"])]
+
+
+def remote_jobs(emulator: EmulatorProcess, marker: str) -> list[str]:
+    """Job ids the emulator holds whose content id contains ``marker``: the witness."""
+    query = JobListRequest(region=REGION, search_keyword=marker, search_keyword_type="cid")
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
+        return [job.job_id for job in client.iter_jobs(query.model_copy(update={"page_unit": 500}))]
+
+
+def test_twenty_requests_give_twenty_completed_events_and_twenty_jobs(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """The headline: every request ends completed, each with exactly one remote job."""
+    worker = worker_factory(settings)
+    marker = f"bulk-{time.monotonic_ns()}"
+    ids = [producer.submit(body_for(storage_id, f"{marker}-{n}")) for n in range(20)]
+    records = wait_all(producer, ids)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    completed = [e for e in events_of(producer) if e["type"] == "completed"]
+    assert sorted(e["request_id"] for e in completed) == sorted(ids)
+    assert len(remote_jobs(emulator, marker)) == 20
+    assert sorted(r.get("job_id") for r in records.values()) == sorted(
+        remote_jobs(emulator, marker)
+    )
+    for request_id in ids:
+        kinds = [e["type"] for e in events_of(producer, request_id)]
+        assert kinds[:2] == ["accepted", "submitted"]
+        assert kinds[-1] == "completed"
+        assert len({e["event_id"] for e in events_of(producer, request_id)}) == len(kinds)
+    log = worker.log.read_text()
+    assert SAMPLE_SITE.site_key.get_secret_value() not in log
+    assert SAMPLE_SITE.access_key.get_secret_value() not in log
+    assert "pallycon-apidata" not in log
+
+
+def test_completed_event_carries_job_content_and_output(
+    settings, producer, storage_id, worker_factory
+):
+    """completed: job id, content id, output path and the content's prefix in it."""
+    worker_factory(settings)
+    request_id = producer.submit(body_for(storage_id, f"out-{time.monotonic_ns()}"))
+    record = wait_all(producer, [request_id])[request_id]
+    completed = events_of(producer, request_id)[-1]
+    assert completed["type"] == "completed"
+    assert completed["job_id"] == record.get("job_id")
+    assert completed["content_id"] == record.get("content_id")
+    assert completed["output_path"] == "out"
+    assert completed["output_prefix"] == f"out/{record.get('content_id')}/"
+    assert completed["schema"] == 1
+    progress = [e for e in events_of(producer, request_id) if e["type"] == "progress"]
+    assert progress
+    assert all(e["status"].startswith("WM") and e["meaning"] for e in progress)
+
+
+def test_an_invalid_request_is_refused_and_nothing_is_enqueued(settings, producer):
+    """The Python API raises naming the field; no record, no event, no schedule entry."""
+    with pytest.raises(InvalidRequest) as caught:
+        producer.submit(job_body(content_id="c" * 201), request_id="invalid-one")
+    assert "content_id" in {e.field for e in caught.value.errors}
+    keys = producer.store.redis.keys(f"{settings.key_prefix}:*")
+    assert keys == []
+
+
+def test_an_invalid_stream_message_ends_as_a_failed_event_naming_the_field(
+    settings, producer, worker_factory
+):
+    """The stream intake never drops a message: a bad one becomes a failed result."""
+    worker_factory(settings)
+    intake = producer.store.keys.intake
+    producer.store.redis.xadd(
+        intake, {"request_id": "bad-1", "request": json.dumps(job_body(streaming_format=[]))}
+    )
+    producer.store.redis.xadd(intake, {"request_id": "bad-2", "request": "{not json"})
+    producer.store.redis.xadd(
+        intake, {"request": json.dumps(job_body())}
+    )  # no storage: fails later
+    records = wait_all(producer, ["bad-1", "bad-2"])
+    assert records["bad-1"].get("error_stage") == "validation"
+    failed = events_of(producer, "bad-1")[-1]
+    assert failed["type"] == "failed"
+    assert failed["stage"] == "validation"
+    assert failed["fields"][0]["field"] == "streaming_format"
+    assert "not JSON" in events_of(producer, "bad-2")[-1]["message"]
+    pending = producer.store.redis.xpending(intake, "pallycon-pack")
+    assert pending["pending"] == 0
+
+
+def test_a_valid_stream_message_is_packaged(settings, producer, storage_id, worker_factory):
+    """A JSON request added to the intake stream by any language completes."""
+    worker_factory(settings)
+    body = body_for(storage_id, f"stream-{time.monotonic_ns()}")
+    producer.store.redis.xadd(
+        producer.store.keys.intake, {"request_id": "from-stream", "request": json.dumps(body)}
+    )
+    assert wait_all(producer, ["from-stream"])["from-stream"].state.value == "completed"
+
+
+def test_a_permanent_api_error_fails_at_once_with_its_code(
+    settings, producer, emulator, worker_factory
+):
+    """A1000 (unknown storage) ends the request after one POST, with code and message."""
+    worker_factory(settings)
+    before = emulator.control("stats")["counts"].get("POST pack", 0)
+    request_id = producer.submit(body_for("ST999999", f"perm-{time.monotonic_ns()}"))
+    record = wait_all(producer, [request_id])[request_id]
+    assert record.state.value == "failed"
+    assert (record.get("error_stage"), record.get("error_code")) == ("submit", "A1000")
+    assert "storage.input.storage_id" in record.get("error_message")
+    failed = events_of(producer, request_id)[-1]
+    assert (failed["type"], failed["code"]) == ("failed", "A1000")
+    assert emulator.control("stats")["counts"]["POST pack"] == before + 1
+
+
+def test_transient_503s_are_retried_to_success_with_one_job(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """While the API answers 503 the request waits and retries; then exactly one job."""
+    worker_factory(settings)
+    emulator.set_faults(error_rate=1.0, error_statuses=[503])
+    marker = f"flaky-{time.monotonic_ns()}"
+    request_id = producer.submit(body_for(storage_id, marker))
+    deadline = time.monotonic() + 20
+    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    while time.monotonic() < deadline and int(counters.get("api POST pack", 0)) < 2:
+        time.sleep(0.2)
+        counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    record = producer.get(request_id)
+    assert record is not None
+    assert record.state.value in ("accepted", "submitting")
+    assert record.get("last_code") == "HTTP503"
+    emulator.set_faults()
+    assert wait_all(producer, [request_id])[request_id].state.value == "completed"
+    assert len(remote_jobs(emulator, marker)) == 1
+
+
+def test_the_same_request_id_twice_gives_one_request_and_one_job(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """Resubmitting the same body under the same id is a no-op; another body is refused."""
+    worker_factory(settings)
+    marker = f"dup-{time.monotonic_ns()}"
+    body = body_for(storage_id, marker)
+    first = producer.submit(body, request_id="cms-42")
+    again = producer.submit(json.loads(json.dumps(body)), request_id="cms-42")
+    assert first == again == "cms-42"
+    with pytest.raises(RequestConflict):
+        producer.submit(body_for(storage_id, marker + "-other"), request_id="cms-42")
+    wait_all(producer, ["cms-42"])
+    time.sleep(1)  # a second submission, had there been one, would have registered by now
+    assert len(remote_jobs(emulator, marker)) == 1
+    accepted = [e for e in events_of(producer, "cms-42") if e["type"] == "accepted"]
+    assert len(accepted) == 1
+
+
+def test_polls_survive_a_worker_killed_and_replaced(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """SIGKILL every worker process while jobs run; a new worker (celery -A worker) finishes them."""
+    worker = worker_factory(settings)
+    marker = f"restart-{time.monotonic_ns()}"
+    ids = [producer.submit(body_for(storage_id, f"{marker}-{n}")) for n in range(5)]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = {r.state.value for r in producer.store.get_many(ids).values()}
+        if states == {"submitted"}:
+            break
+        time.sleep(0.05)
+    assert states == {"submitted"}
+    worker.kill_all()
+    assert producer.store.redis.zcard(producer.store.keys.poll_schedule) == 5
+    worker_factory(settings, celery_cli=True)
+    records = wait_all(producer, ids)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    assert len(remote_jobs(emulator, marker)) == 5
+
+
+def test_a_request_delivered_too_often_is_dead_lettered(
+    settings, producer, storage_id, worker_factory
+):
+    """After max_deliveries deliveries that never finished, the request fails and says why."""
+    request_id = producer.submit(body_for(storage_id, f"poison-{time.monotonic_ns()}"))
+    # Five earlier deliveries each killed their worker before finishing (simulated).
+    producer.store.redis.hset(
+        producer.store.keys.request(request_id), "deliveries", settings.max_deliveries
+    )
+    worker_factory(settings)
+    record = wait_all(producer, [request_id])[request_id]
+    assert (record.get("error_stage"), record.get("error_code")) == ("dead_letter", "dead_letter")
+    assert "delivered more than 5 times" in record.get("error_message")
+
+
+def test_submit_wait_status_and_results_commands(
+    settings, storage_id, worker_factory, tmp_path: Path
+):
+    """The CLI a person uses: submit --wait exits 0, status and results --json show it."""
+    from tests.conftest import clean_env, cli
+
+    worker_factory(settings)
+    env = clean_env(**settings.environment())
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(body_for(storage_id, f"cli-{time.monotonic_ns()}")))
+    result = cli(
+        "submit", str(path), "--request-id", "cli-1", "--wait", "--json", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "cli-1"
+    assert json.loads(lines[-1])["type"] == "completed"
+    status = cli("status", "cli-1", "--json", env=env, cwd=tmp_path)
+    assert json.loads(status.stdout)["state"] == "completed"
+    events = cli("results", "--json", env=env, cwd=tmp_path)
+    kinds = [json.loads(line)["type"] for line in events.stdout.decode().splitlines()]
+    assert kinds[0] == "accepted"
+    assert kinds[-1] == "completed"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(job_body(protect_type=["drm"])))
+    refused = cli("submit", str(bad), env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "protect_type" in refused.stderr.decode()
+
+
+def test_wait_uses_the_record_and_the_wake_up(settings, producer, storage_id, worker_factory):
+    """Producer.wait returns the final record; it times out cleanly when nothing happens."""
+    request_id = producer.submit(body_for(storage_id, f"wait-{time.monotonic_ns()}"))
+    with pytest.raises(TimeoutError, match="still accepted"):
+        producer.wait(request_id, timeout=0.5)
+    worker_factory(settings)
+    assert producer.wait(request_id, timeout=60).state.value == "completed"
