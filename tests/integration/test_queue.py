@@ -288,3 +288,80 @@ def test_wait_uses_the_record_and_the_wake_up(settings, producer, storage_id, wo
         producer.wait(request_id, timeout=0.5)
     worker_factory(settings)
     assert producer.wait(request_id, timeout=60).state.value == "completed"
+
+
+def test_an_answer_lost_after_registration_is_reconciled_to_one_job(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """Accept-then-drop: the job exists but the answer is lost; the lookup finds it, no re-POST."""
+    worker_factory(settings)
+    emulator.set_faults(drop_rate=1.0)
+    marker = f"dropped-{time.monotonic_ns()}"
+    request_id = producer.submit(body_for(storage_id, marker))
+    deadline = time.monotonic() + 20
+    while emulator.control("stats")["counts"].get("fault drop", 0) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    emulator.set_faults()
+    record = wait_all(producer, [request_id])[request_id]
+    assert record.state.value == "completed"
+    assert record.get("attempts") == "1"
+    assert remote_jobs(emulator, marker) == [record.get("job_id")]
+    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    assert int(counters["reconciliations"]) >= 1
+
+
+def test_a_job_unfinished_past_the_timeout_fails_with_its_last_status(
+    redis_server, emulator_factory, worker_factory
+):
+    """A job still running after job_timeout ends as failed (timeout) with its last status."""
+    slow = emulator_factory("--job-seconds", "120")
+    settings = make_settings(redis_server.url, slow.url, job_timeout=2.0)
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=slow.url)) as client:
+        storage = client.register_storage(storage_request()).storage_id
+    assert storage
+    worker_factory(settings)
+    producer = Producer.from_settings(settings)
+    request_id = producer.submit(body_for(storage, f"slow-{time.monotonic_ns()}"))
+    record = wait_all(producer, [request_id])[request_id]
+    assert (record.get("error_stage"), record.get("error_code")) == ("timeout", "timeout")
+    failed = events_of(producer, request_id)[-1]
+    assert failed["status"].startswith("WM0")
+    assert "last status: WM0" in failed["message"]
+
+
+def test_a_request_never_accepted_by_the_api_fails_at_the_submit_deadline(
+    redis_server, emulator, worker_factory
+):
+    """With every call answered 503, the request gives up at submit_deadline naming the error."""
+    settings = make_settings(redis_server.url, emulator.url, submit_deadline=3.0)
+    emulator.set_faults(error_rate=1.0, error_statuses=[503])
+    worker_factory(settings)
+    producer = Producer.from_settings(settings)
+    request_id = producer.submit(job_body(content_id=f"never-{time.monotonic_ns()}"))
+    record = wait_all(producer, [request_id], timeout=30)[request_id]
+    assert (record.get("error_stage"), record.get("error_code")) == ("submit", "HTTP503")
+    assert "not submitted within 3 s" in record.get("error_message")
+
+
+def test_upstream_reads_results_with_a_consumer_group(
+    settings, producer, storage_id, worker_factory
+):
+    """ResultGroup: each event once per group, pending until acknowledged, claimable when stale."""
+    from producers.api import ResultGroup
+
+    worker_factory(settings)
+    request_id = producer.submit(body_for(storage_id, f"group-{time.monotonic_ns()}"))
+    wait_all(producer, [request_id])
+    stream = producer.store.keys.results
+    first = ResultGroup(producer.store.redis, stream, "cms", "c1")
+    got = first.read(count=1000, block_ms=100)
+    assert [e["type"] for _, e in got][0] == "accepted"
+    assert got[-1][1]["type"] == "completed"
+    other = ResultGroup(producer.store.redis, stream, "cms", "c2")
+    assert other.read(block_ms=100) == []  # the group already delivered them to c1
+    assert [e for _, e in other.claim_stale(min_idle_ms=0)] == [e for _, e in got][:100]
+    first.ack(*(entry_id for entry_id, _ in got))
+    assert producer.store.redis.xpending(stream, "cms")["pending"] == 0
+    billing = ResultGroup(producer.store.redis, stream, "billing", "b1")
+    assert len(billing.read(count=1000, block_ms=100)) == len(got)
