@@ -10,12 +10,10 @@ import httpx
 import pytest
 
 from config import Settings
-from pallycon.client import ClientOptions, PallyConClient
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
-from tests.conftest import SAMPLE_SITE, EmulatorProcess, clean_env, make_settings, start_server
-from tests.integration.test_emulator_api import storage_request
-from tests.integration.test_queue import body_for, wait_all
+from tests.conftest import EmulatorProcess, clean_env, make_settings, start_server
+from tests.integration.test_queue import body_for, register_storage, wait_all
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +43,7 @@ def test_a_callback_ends_the_job_long_before_its_next_poll(
         "--job-seconds", "2", "--callback-url", f"{server.url}/callback/{TOKEN}"
     )
     settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
-        storage_id = client.register_storage(storage_request()).storage_id
-    assert storage_id
+    storage_id = register_storage(emulator.url)
     worker_factory(settings)
     producer = Producer.from_settings(settings)
     started = time.monotonic()
@@ -99,9 +95,7 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     server, settings = receiver
     emulator = emulator_factory("--job-seconds", "60")
     settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
-        storage_id = client.register_storage(storage_request()).storage_id
-    assert storage_id
+    storage_id = register_storage(emulator.url)
     worker_factory(settings)
     producer = Producer.from_settings(settings)
     request_id = producer.submit(body_for(storage_id, f"forged-{time.monotonic_ns()}"))

@@ -32,12 +32,17 @@ def producer(settings: Settings) -> Producer:
     return Producer.from_settings(settings)
 
 
-@pytest.fixture
-def storage_id(emulator: EmulatorProcess) -> str:
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
+def register_storage(api_url: str) -> str:
+    """A storage registered on the emulator at ``api_url``; its id."""
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=api_url)) as client:
         found = client.register_storage(storage_request()).storage_id
     assert found
     return found
+
+
+@pytest.fixture
+def storage_id(emulator: EmulatorProcess) -> str:
+    return register_storage(emulator.url)
 
 
 def body_for(storage_id: str, content_id: str, **changes: Any) -> dict[str, Any]:
@@ -317,9 +322,7 @@ def test_a_job_unfinished_past_the_timeout_fails_with_its_last_status(
     """A job still running after job_timeout ends as failed (timeout) with its last status."""
     slow = emulator_factory("--job-seconds", "120")
     settings = make_settings(redis_server.url, slow.url, job_timeout=2.0)
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=slow.url)) as client:
-        storage = client.register_storage(storage_request()).storage_id
-    assert storage
+    storage = register_storage(slow.url)
     worker_factory(settings)
     producer = Producer.from_settings(settings)
     request_id = producer.submit(body_for(storage, f"slow-{time.monotonic_ns()}"))
@@ -356,7 +359,7 @@ def test_upstream_reads_results_with_a_consumer_group(
     stream = producer.store.keys.results
     first = ResultGroup(producer.store.redis, stream, "cms", "c1")
     got = first.read(count=1000, block_ms=100)
-    assert [e["type"] for _, e in got][0] == "accepted"
+    assert got[0][1]["type"] == "accepted"
     assert got[-1][1]["type"] == "completed"
     other = ResultGroup(producer.store.redis, stream, "cms", "c2")
     assert other.read(block_ms=100) == []  # the group already delivered them to c1
