@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     result_maxlen: int = Field(
         default=1_000_000, ge=1000, description="Result stream length kept (approximate trim)."
     )
+    redis_fsync_wait_ms: int = Field(
+        default=2000,
+        ge=0,
+        description="Wait for Redis to fsync (WAITAOF) before acknowledging "
+        "a request and before registering a job; 0 turns it off.",
+    )
     record_ttl: int = Field(
         default=7 * 24 * 3600, ge=60, description="Seconds a finished request's record is kept."
     )
@@ -195,6 +201,11 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def task_time_limit(self) -> int:
+        """Seconds after which Celery kills a task: 80 % of the visibility timeout."""
+        return int(self.visibility_timeout * 0.8)
 
     def environment(self) -> dict[str, str]:
         """These settings as ``PALLYCON_*`` variables, secrets revealed: for a child process's

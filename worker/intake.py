@@ -81,6 +81,7 @@ def accept(
     outcome = store.create(request_id, body_hash(request), fields, accepted, submit_at=retry_at)
     if outcome == "conflict":
         raise RequestConflict(request_id)
+    store.durable()
     return Accepted(request_id, created=outcome == "created")
 
 

@@ -32,6 +32,7 @@ def make_store(settings: Settings, client: redis.Redis | None = None) -> Request
         Keys(settings.key_prefix),
         result_maxlen=settings.result_maxlen,
         record_ttl=settings.record_ttl,
+        fsync_wait_ms=settings.redis_fsync_wait_ms,
     )
 
 

@@ -9,6 +9,7 @@ version already moved on and does nothing, so no event is ever written twice.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -16,6 +17,8 @@ import redis
 
 from worker.events import State
 from worker.keys import Keys
+
+log = logging.getLogger("pallycon_pack.store")
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -135,11 +138,13 @@ class RequestStore:
         *,
         result_maxlen: int = 1_000_000,
         record_ttl: int = 7 * 24 * 3600,
+        fsync_wait_ms: int = 0,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.result_maxlen = result_maxlen
         self.record_ttl = record_ttl
+        self.fsync_wait_ms = fsync_wait_ms
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
@@ -219,6 +224,30 @@ class RequestStore:
             ],
         )
         return int(result) == 1
+
+    def durable(self) -> None:
+        """Return once Redis has fsynced its AOF up to now (``WAITAOF``).
+
+        Called before a producer is told its request is accepted and before a job is
+        registered, so that a Redis crash cannot forget either. Raises ``redis.TimeoutError``
+        when the fsync does not happen within ``fsync_wait_ms``. Skipped (with one warning)
+        on a server without AOF or without ``WAITAOF`` (Redis before 7.2).
+        """
+        if not self.fsync_wait_ms:
+            return
+        try:
+            reply = self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "WAITAOF", 1, 0, self.fsync_wait_ms
+            )
+            local = reply[0]
+        except redis.ResponseError as exc:
+            log.warning(
+                "not waiting for AOF fsync (%s): a Redis crash may lose the last second", exc
+            )
+            self.fsync_wait_ms = 0
+            return
+        if int(local) < 1:
+            raise redis.TimeoutError(f"Redis did not fsync within {self.fsync_wait_ms} ms")
 
     def reschedule(self, schedule: Schedule, request_id: str, at: float) -> None:
         """Move an existing schedule entry (no-op if the request is not scheduled there)."""

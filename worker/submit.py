@@ -61,11 +61,12 @@ def register(rt: Runtime, record: Record) -> None:
     if not rt.store.transition(record, fields, schedule="submit", at=safety):
         return
     record = moved(record, fields)
+    rt.store.durable()  # never POST before "submitting" is on disk
     request = JobRegisterRequest.model_validate(record.body | {"job_name": record.get("job_name")})
     try:
         job_id = rt.api.register_job(request).job_id or ""
     except CallError as error:
-        _after_error(rt, record, after_register_error(error, attempts, rt.retry, rt.rng))
+        _after_post_error(rt, record, after_register_error(error, attempts, rt.retry, rt.rng))
         return
     submitted(rt, record, job_id)
 
@@ -81,8 +82,13 @@ def reconcile(rt: Runtime, record: Record) -> None:
             key=lambda j: int(j.job_id) if j.job_id.isdigit() else 0,
         )
     except CallError as error:
-        attempts = int(record.number("attempts")) or 1
-        _after_error(rt, record, after_lookup_error(error, attempts, rt.retry, rt.rng))
+        attempts = int(record.number("lookup_failures")) + 1
+        decision = after_lookup_error(error, attempts, rt.retry, rt.rng)
+        if decision.action is Action.FAIL:
+            fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
+            return
+        # Still unknown whether the job exists: stay "submitting", look again later.
+        _retry(rt, record, State.SUBMITTING, decision, {"lookup_failures": str(attempts)})
         return
     if found:
         if len(found) > 1:
@@ -90,14 +96,28 @@ def reconcile(rt: Runtime, record: Record) -> None:
         submitted(rt, record, found[0].job_id)
         return
     now = rt.clock()
-    absent_since = record.number("submitting_at")
-    if now - absent_since < rt.settings.reconcile_grace:
-        rt.store.reschedule("submit", record.request_id, absent_since + rt.settings.reconcile_grace)
+    settled = settled_at(rt, record)
+    if now < settled:
+        rt.store.reschedule("submit", record.request_id, settled)
         return
     log_change(log, record.request_id, "reconciled: absent, registering again")
     fields = {"state": State.ACCEPTED.value, "updated_at": repr(now)}
     if rt.store.transition(record, fields, schedule="submit", at=now):
         register(rt, moved(record, fields))
+
+
+def settled_at(rt: Runtime, record: Record) -> float:
+    """When a job still absent from the job list is surely not coming: safe to register again.
+
+    If the last attempt recorded its own end, the job had ``reconcile_grace`` to show up in
+    the list. If it did not (its worker died mid-call), the attempt may still be running until
+    Celery's hard time limit kills it, so that long is added.
+    """
+    started, ended = record.number("submitting_at"), record.number("attempt_ended_at")
+    grace = rt.settings.reconcile_grace
+    if ended >= started:
+        return ended + grace
+    return started + rt.settings.task_time_limit + grace
 
 
 def submitted(rt: Runtime, record: Record, job_id: str) -> None:
@@ -110,6 +130,7 @@ def submitted(rt: Runtime, record: Record, job_id: str) -> None:
         "deliveries": "0",
         "last_error": "",
         "last_code": "",
+        "lookup_failures": "0",
     }
     attempts = int(record.number("attempts"))
     change = event(
@@ -128,25 +149,33 @@ def submitted(rt: Runtime, record: Record, job_id: str) -> None:
         log_change(log, record.request_id, "submitted", job_id=job_id)
 
 
-def _after_error(rt: Runtime, record: Record, decision: Decision) -> None:
-    now = rt.clock()
+def _after_post_error(rt: Runtime, record: Record, decision: Decision) -> None:
+    """The POST failed: fail, resend (nothing was created) or reconcile (it may have been)."""
     if decision.action is Action.FAIL:
         fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
         return
     state = State.ACCEPTED if decision.action is Action.RESEND else State.SUBMITTING
+    _retry(rt, record, state, decision, {"attempt_ended_at": repr(rt.clock())})
+
+
+def _retry(
+    rt: Runtime, record: Record, state: State, decision: Decision, extra: dict[str, str]
+) -> None:
+    now = rt.clock()
     fields = {
         "state": state.value,
         "last_error": decision.message,
         "last_code": decision.code,
         "updated_at": repr(now),
         "deliveries": "0",
+        **extra,
     }
     rt.store.count(f"submit {decision.action.value}")
     if rt.store.transition(record, fields, schedule="submit", at=now + decision.delay):
         log_change(
             log,
             record.request_id,
-            f"{decision.action.value} in {decision.delay:.1f}s",
+            f"{state.value}: retry in {decision.delay:.1f}s",
             code=decision.code,
             error=decision.message,
         )

@@ -48,7 +48,7 @@ def configure_celery(app: Celery, settings: Settings) -> None:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,
-        task_time_limit=int(settings.visibility_timeout * 0.8),
+        task_time_limit=settings.task_time_limit,
         task_soft_time_limit=int(settings.visibility_timeout * 0.7),
         task_queues=[Queue(keys.submit_queue), Queue(keys.poll_queue)],
         task_default_queue=keys.submit_queue,
