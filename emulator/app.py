@@ -253,6 +253,12 @@ class FaultInjector:
             retry = f"{faults.retry_after:g}".encode()
             await _plain(send, 429, b"injected rate limit", [(b"retry-after", retry)])
             return None
+        if faults.hostile_rate and self.emulator.random.random() < faults.hostile_rate:
+            mode = self.emulator.random.choice(faults.hostile_modes)
+            stats[f"fault hostile {mode}"] += 1
+            if mode != "unknown_code":
+                await self.app(scope, receive, _discard)  # processed, then the answer is spoilt
+            return await _hostile(send, mode)
         if _is_job_registration(scope) and self.emulator.random.random() < faults.drop_rate:
             stats["fault drop"] += 1
             await self.app(scope, receive, _discard)
@@ -269,11 +275,45 @@ async def _discard(_: Message) -> None:
     return None
 
 
+_SPOILT: dict[str, bytes] = {
+    "non_json": b"<html><body>502 Bad Gateway</body></html>",
+    "missing_fields": b'{"error_message": "no code here"}',
+    "wrong_types": b'{"error_code": "0000", "job_id": {"x": []}, "total_count": "many", "data": 7}',
+    "unknown_code": b'{"error_code": "Z9999", "error_message": "hostile: unknown code"}',
+}
+
+
+async def _hostile(send: Send, mode: str) -> object:
+    """Answer with a hostile response (see FaultConfig); DROPPED when cut short."""
+    if mode in _SPOILT:
+        await _plain(send, 200, _SPOILT[mode], [(b"content-type", b"application/json")])
+        return None
+    if mode == "truncated":
+        body = b'{"error_code": "0000", "job_id": 1'
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"400")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        return DROPPED  # uvicorn closes the connection mid-body
+    chunk = b" " * 65536  # huge: 10 MB of JSON
+    size = 160 * len(chunk) + 20
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"error_code": "0000"', "more_body": True})
+    for _ in range(160):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"}"})
+    return None
+
+
 async def _plain(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    base = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": base + (headers or [])})
+    extra = headers or []
+    given = {name for name, _ in extra}
+    base = [(b"content-length", str(len(body)).encode())]
+    if b"content-type" not in given:
+        base.append((b"content-type", b"text/plain"))
+    await send({"type": "http.response.start", "status": status, "headers": base + extra})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from config import Settings
 from pallycon.signing import SiteCredentials
 
+HOSTILE_MODES = ("non_json", "truncated", "missing_fields", "wrong_types", "huge", "unknown_code")
+
 
 @dataclass(frozen=True)
 class FaultConfig:
@@ -19,6 +21,10 @@ class FaultConfig:
     - ``latency``: seconds added before every API request is handled.
     - ``drop_rate``: share of job registrations that are registered, then the connection is
       closed without a response ("accept then drop").
+    - ``hostile_rate``: share answered with a hostile response, one of ``hostile_modes``:
+      ``non_json``, ``truncated``, ``missing_fields``, ``wrong_types``, ``huge`` (10 MB) are sent
+      after the request was processed (its outcome is ambiguous); ``unknown_code`` instead of
+      processing it.
     """
 
     error_rate: float = 0.0
@@ -27,9 +33,14 @@ class FaultConfig:
     retry_after: float = 1.0
     latency: float = 0.0
     drop_rate: float = 0.0
+    hostile_rate: float = 0.0
+    hostile_modes: tuple[str, ...] = HOSTILE_MODES
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "rate_limit_rate", "drop_rate"):
+        unknown = set(self.hostile_modes) - set(HOSTILE_MODES)
+        if unknown or not self.hostile_modes:
+            raise ValueError(f"hostile_modes must be among {', '.join(HOSTILE_MODES)}")
+        for name in ("error_rate", "rate_limit_rate", "drop_rate", "hostile_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -47,6 +58,8 @@ class FaultConfig:
         known = {key: data[key] for key in asdict(cls()) if key in data}
         if "error_statuses" in known:
             known["error_statuses"] = tuple(int(code) for code in known["error_statuses"])
+        if "hostile_modes" in known:
+            known["hostile_modes"] = tuple(str(mode) for mode in known["hostile_modes"])
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown fault option(s): {', '.join(unknown)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from config import load_settings
-from emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig
+from emulator.config import DEMO_SITE, HOSTILE_MODES, EmulatorConfig, FaultConfig
 from emulator.server import serve
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_pack.cli import EXIT_INVALID, Failure
@@ -61,6 +61,15 @@ def _statuses(value: str) -> tuple[int, ...]:
     default=0.0,
     help="Share of job registrations accepted, then dropped without a response.",
 )
+@click.option(
+    "--hostile-rate", type=float, default=0.0, help="Share answered with a hostile response."
+)
+@click.option(
+    "--hostile-modes",
+    default=",".join(HOSTILE_MODES),
+    show_default=True,
+    help="Which hostile responses (see docs/EMULATOR.md).",
+)
 @click.option("--seed", type=int, help="Seed the fault draws (repeatable runs).")
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def emulator(
@@ -79,6 +88,8 @@ def emulator(
     retry_after: float,
     latency: float,
     drop_rate: float,
+    hostile_rate: float,
+    hostile_modes: str,
     seed: int | None,
     access_log: bool,
 ) -> None:
@@ -105,6 +116,8 @@ def emulator(
             retry_after=retry_after,
             latency=latency,
             drop_rate=drop_rate,
+            hostile_rate=hostile_rate,
+            hostile_modes=tuple(mode.strip() for mode in hostile_modes.split(",") if mode.strip()),
         )
     except ValueError as exc:
         raise Failure(f"fault options: {exc}", EXIT_INVALID) from None

@@ -6,6 +6,7 @@ import json
 import time
 
 import click
+import redis
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from pallycon.codes import status_sequence
@@ -61,18 +62,28 @@ def follow_requests(
         bars = _Bars(progress, producer, request_ids)
         cursor = after
         while done != wanted and time.monotonic() < deadline:
-            for entry_id, event in producer.events(after=cursor, block_ms=500):
-                cursor = entry_id
-                if event["request_id"] not in wanted:
-                    continue
-                if as_json:
-                    click.echo(json.dumps(event, ensure_ascii=False))
-                else:
-                    bars.show(event)
-                if event["type"] in ("completed", "failed"):
-                    done.add(event["request_id"])
-            done |= _finished_by_record(producer, wanted - done)
+            try:
+                cursor = _show_new(producer, cursor, wanted, done, bars, as_json)
+                done |= _finished_by_record(producer, wanted - done)
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.5)  # Redis is restarting: the stream and records are durable
     return {request_id: producer.get(request_id) for request_id in request_ids}
+
+
+def _show_new(
+    producer: Producer, cursor: str, wanted: set[str], done: set[str], bars: _Bars, as_json: bool
+) -> str:
+    for entry_id, event in producer.events(after=cursor, block_ms=500):
+        cursor = entry_id
+        if event["request_id"] not in wanted:
+            continue
+        if as_json:
+            click.echo(json.dumps(event, ensure_ascii=False))
+        else:
+            bars.show(event)
+        if event["type"] in ("completed", "failed"):
+            done.add(event["request_id"])
+    return cursor
 
 
 def _finished_by_record(producer: Producer, pending: set[str]) -> set[str]:

@@ -293,6 +293,24 @@ class WorkerProcess:
         raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
 
     starts: int = 1
+    orphans: list[int] = field(default_factory=list)
+
+    def kill_child(self) -> int:
+        """SIGKILL one pool child (the main process replaces it); its pid."""
+        import signal
+
+        pid = self.children()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill_main(self) -> None:
+        """SIGKILL the main process only; its pool children are left to themselves."""
+        import signal
+
+        assert self.process is not None
+        self.orphans.extend(self.children())
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
 
     def children(self) -> list[int]:
         import psutil
@@ -315,6 +333,9 @@ class WorkerProcess:
         return self.start().wait_ready()
 
     def stop(self) -> None:
+        for pid in self.orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
         if self.process is None or self.process.poll() is not None:
             return
         children = self.children()

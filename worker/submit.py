@@ -88,7 +88,8 @@ def reconcile(rt: Runtime, record: Record) -> None:
             fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
             return
         # Still unknown whether the job exists: stay "submitting", look again later.
-        _retry(rt, record, State.SUBMITTING, decision, {"lookup_failures": str(attempts)})
+        extra = {"lookup_failures": str(attempts)}
+        _retry(rt, record, State.SUBMITTING, decision, extra, counter="reconcile lookup retry")
         return
     if found:
         if len(found) > 1:
@@ -155,11 +156,18 @@ def _after_post_error(rt: Runtime, record: Record, decision: Decision) -> None:
         fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
         return
     state = State.ACCEPTED if decision.action is Action.RESEND else State.SUBMITTING
-    _retry(rt, record, state, decision, {"attempt_ended_at": repr(rt.clock())})
+    extra = {"attempt_ended_at": repr(rt.clock())}
+    _retry(rt, record, state, decision, extra, counter=f"submit {decision.action.value}")
 
 
 def _retry(
-    rt: Runtime, record: Record, state: State, decision: Decision, extra: dict[str, str]
+    rt: Runtime,
+    record: Record,
+    state: State,
+    decision: Decision,
+    extra: dict[str, str],
+    *,
+    counter: str,
 ) -> None:
     now = rt.clock()
     fields = {
@@ -170,7 +178,7 @@ def _retry(
         "deliveries": "0",
         **extra,
     }
-    rt.store.count(f"submit {decision.action.value}")
+    rt.store.count(counter)
     if rt.store.transition(record, fields, schedule="submit", at=now + decision.delay):
         log_change(
             log,

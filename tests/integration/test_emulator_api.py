@@ -426,3 +426,29 @@ def test_fault_configuration_is_validated(emulator: EmulatorProcess):
     assert response.status_code == 400
     assert "error_rate" in response.json()["error"]
     assert emulator.control("faults")["error_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("non_json", "MalformedResponse"),
+        ("truncated", "OutcomeUnknown"),
+        ("missing_fields", "MalformedResponse"),
+        ("wrong_types", "MalformedResponse"),
+        ("huge", "MalformedResponse"),
+        ("unknown_code", "ApiError"),
+    ],
+)
+def test_hostile_responses_become_one_clear_error_each(emulator: EmulatorProcess, mode, expected):
+    """Every hostile answer is one error of the tree, never a crash or a hang."""
+    from pallycon.errors import CallError
+
+    emulator.set_faults(hostile_rate=1.0, hostile_modes=[mode])
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
+        with pytest.raises(CallError) as caught:
+            client.list_jobs(JobListRequest(region=REGION))
+    assert type(caught.value).__name__ == expected
+    if mode == "huge":
+        assert "larger than" in str(caught.value)
+    if mode == "unknown_code":
+        assert caught.value.retryable is False

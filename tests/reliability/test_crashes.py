@@ -1,0 +1,120 @@
+"""Figures 1, 2 and 4: worker crashes, a Redis crash, ambiguous registrations. Real processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tests.reliability.conftest import stalls
+
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+
+
+def _assert_exactly_once(stack, ids, records, marker, figure, name, **extra):
+    jobs = stack.remote_jobs(marker)
+    per_job = Counter(r.get("job_id") for r in records.values())
+    completed = sum(r.state.value == "completed" for r in records.values())
+    duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
+    figure(name, requests=len(ids), completed=completed, lost=len(ids) - len(records),
+           remote_jobs=len(jobs), duplicate_remote_jobs=max(duplicates, 0), **extra)  # fmt: skip
+    assert completed == len(ids)
+    assert len(jobs) == len(ids)
+    assert sorted(jobs) == sorted(per_job)
+    assert max(per_job.values()) == 1
+
+
+def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
+    """1,000 requests in flight; SIGKILL a pool child twice and the main process three times."""
+    stack = stack_factory("--job-seconds", "8")
+    worker = worker_factory(stack.settings, concurrency=4)
+    marker = f"crash-{time.monotonic_ns()}"
+    started = time.monotonic()
+    ids: list[str] = []
+    submitter = threading.Thread(
+        target=lambda: ids.extend(
+            stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(1000)
+        )
+    )
+    submitter.start()
+    kills = []
+    for kind in ("child", "main", "child", "main", "main"):
+        time.sleep(2.5)
+        if kind == "child":
+            kills.append(("child", worker.kill_child()))
+        else:
+            worker.kill_main()
+            kills.append(("main", 0))
+            worker.restart()
+    submitter.join()
+    records = stack.wait_final(ids, timeout=240)
+    elapsed = time.monotonic() - started
+    _assert_exactly_once(stack, ids, records, marker, figure, "1 worker crashes", kills=len(kills),
+                         seconds=round(elapsed, 1),
+                         stall_s=stalls(stack.producer, ids),
+                         lease_s=stack.settings.lease_seconds)  # fmt: skip
+
+
+def test_figure_2_redis_crash_and_restart(stack_factory, worker_factory, figure):
+    """SIGKILL Redis (AOF on) mid-run and start it again: nothing accepted is lost or doubled."""
+    stack = stack_factory("--job-seconds", "6")
+    worker = worker_factory(stack.settings, concurrency=4)
+    marker = f"redis-{time.monotonic_ns()}"
+    ids = [stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(300)]
+    time.sleep(3)
+    stack.redis.kill()
+    down = time.monotonic()
+    time.sleep(2)
+    stack.redis.start()
+    restarted_after = time.monotonic() - down
+    records = stack.wait_final(ids, timeout=240)
+    assert worker.process is not None
+    assert worker.process.poll() is None  # the same worker rode through
+    _assert_exactly_once(stack, ids, records, marker, figure, "2 redis crash", redis_down_s=round(restarted_after, 1),
+                         stall_s=stalls(stack.producer, ids))  # fmt: skip
+
+
+def test_figure_4_ambiguous_registrations(stack_factory, worker_factory, figure):
+    """Accept-then-drop on 10 % of registrations: still exactly one remote job per request."""
+    stack = stack_factory("--job-seconds", "3", "--drop-rate", "0.1", "--seed", "4")
+    worker_factory(stack.settings, concurrency=4)
+    marker = f"ambiguous-{time.monotonic_ns()}"
+    ids = [stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(300)]
+    records = stack.wait_final(ids, timeout=240)
+    counts = stack.emulator.control("stats")["counts"]
+    drops = counts.get("fault drop", 0)
+    assert drops >= 10
+    counters = stack.producer.store.redis.hgetall(stack.producer.store.keys.counters)
+    _assert_exactly_once(stack, ids, records, marker, figure, "4 accept-then-drop", dropped=drops,
+                         reconciliations=int(counters.get("reconciliations", 0)),
+                         registrations_sent=counts["POST pack"])  # fmt: skip
+
+
+def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
+    """The demo on an external Redis that crashes and comes back mid-run still exits 0."""
+    import subprocess
+    import sys
+
+    from pallycon_pack.redis_server import RedisServer
+    from tests.conftest import clean_env
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "pallycon_pack", "demo", "--jobs", "12", "--job-seconds", "8"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env=clean_env(PALLYCON_REDIS_URL=server.url),
+        )  # fmt: skip
+        time.sleep(7)
+        server.kill()
+        time.sleep(2)
+        server.start()
+        out, _ = demo.communicate(timeout=240)
+    finally:
+        server.stop()
+    text = out.decode(errors="replace")
+    figure("2 demo through a redis crash", exit_code=demo.returncode)
+    assert demo.returncode == 0, text[-3000:]
+    assert "all 13 requests ended as expected" in text
