@@ -444,9 +444,9 @@ def test_hostile_responses_become_one_clear_error_each(emulator: EmulatorProcess
     from pallycon.errors import CallError
 
     emulator.set_faults(hostile_rate=1.0, hostile_modes=[mode])
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
-        with pytest.raises(CallError) as caught:
-            client.list_jobs(JobListRequest(region=REGION))
+    options = ClientOptions(base_url=emulator.url)
+    with PallyConClient(SAMPLE_SITE, options) as client, pytest.raises(CallError) as caught:
+        client.list_jobs(JobListRequest(region=REGION))
     assert type(caught.value).__name__ == expected
     if mode == "huge":
         assert "larger than" in str(caught.value)

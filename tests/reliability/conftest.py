@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from itertools import pairwise
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 

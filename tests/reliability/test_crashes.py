@@ -5,15 +5,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import stalls
+from tests.reliability.conftest import Stack, stalls
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
-def _assert_exactly_once(stack, ids, records, marker, figure, name, **extra):
+def _assert_exactly_once(
+    stack: Stack,
+    ids: list[str],
+    records: dict[str, Any],
+    marker: str,
+    figure: Callable[..., None],
+    name: str,
+    **extra: Any,
+) -> None:
     jobs = stack.remote_jobs(marker)
     per_job = Counter(r.get("job_id") for r in records.values())
     completed = sum(r.state.value == "completed" for r in records.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -46,10 +47,7 @@ def test_figure_3_api_outage(stack_factory, worker_factory, figure):
     assert worker.process.poll() is None  # no crash, no restart
     log = worker.log.read_text(errors="replace")
     assert log.count(" ready.") == 1
-    rates = [
-        round((b[1] - a[1]) / max(b[0] - a[0], 0.1), 1)
-        for a, b in zip(calls, calls[1:], strict=False)
-    ]
+    rates = [round((b[1] - a[1]) / max(b[0] - a[0], 0.1), 1) for a, b in pairwise(calls)]
     counters = stack.producer.store.redis.hgetall(stack.producer.store.keys.counters)
     jobs = stack.remote_jobs(marker)
     completed = sum(r.state.value == "completed" for r in records.values())
