@@ -131,8 +131,8 @@ def _line(event: dict[str, Any]) -> str:
 @click.option(
     "--concurrency", "-c", type=int, default=2, show_default=True, help="Worker processes."
 )
-@click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level.")
-def worker(concurrency: int, loglevel: str) -> None:
+@click.option("--loglevel", help="Log level (default: PALLYCON_LOG_LEVEL, INFO).")
+def worker(concurrency: int, loglevel: str | None) -> None:
     """Run a Celery worker: submits, polls, the sweeper and the stream intake.
 
     Run as many as you like, on as many machines: they share the work through Redis.
@@ -140,6 +140,7 @@ def worker(concurrency: int, loglevel: str) -> None:
     from worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)
+    loglevel = settings.log_level
     settings.credentials()
     settings.require_region()
     app = create_app(settings)

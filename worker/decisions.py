@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pallycon.codes import Stage, StatusCode
+from pallycon.codes import API_CODES, Stage, StatusCode
 from pallycon.errors import (
     ApiError,
     CallError,
@@ -47,6 +47,10 @@ class RetryPolicy:
     reconcile_grace: float = 10.0
 
 
+def known_api_code(code: str) -> bool:
+    return code in API_CODES
+
+
 def backoff(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Exponential backoff with jitter: half fixed, half random, capped."""
     ceiling = min(policy.cap, policy.base * 2 ** max(0, attempt - 1))
@@ -70,7 +74,10 @@ def after_register_error(
     if isinstance(error, RateLimited):
         wait = max(error.retry_after or 0.0, backoff(attempt, policy, rng))
         return Decision(Action.RESEND, wait, code, message)
-    if isinstance(error, (ServerError, OutcomeUnknown, MalformedResponse)):
+    if isinstance(error, (ServerError, OutcomeUnknown, MalformedResponse)) or (
+        isinstance(error, ApiError) and not known_api_code(error.code)
+    ):
+        # The job may exist (or, for an unknown code, nobody can say): look before acting.
         return Decision(Action.RECONCILE, policy.reconcile_grace, code, message)
     if isinstance(error, RequestNotSent) or (isinstance(error, ApiError) and error.retryable):
         return Decision(Action.RESEND, backoff(attempt, policy, rng), code, message)
@@ -80,8 +87,12 @@ def after_register_error(
 def after_lookup_error(
     error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random
 ) -> Decision:
-    """After a read (job list) failed: retry later if it can succeed, else fail."""
-    if error.retryable:
+    """After a read (job list) failed: retry later unless it can never succeed.
+
+    Only the known permanent API codes (bad credentials, site, version, query) fail; an
+    unknown code is retried, since failing would abandon a job that may exist.
+    """
+    if error.retryable or (isinstance(error, ApiError) and not known_api_code(error.code)):
         wait = backoff(attempt, policy, rng)
         if isinstance(error, RateLimited) and error.retry_after:
             wait = max(wait, error.retry_after)

@@ -13,7 +13,13 @@ import logging
 
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
-from worker.decisions import Action, Decision, after_lookup_error, after_register_error
+from worker.decisions import (
+    Action,
+    Decision,
+    after_lookup_error,
+    after_register_error,
+    known_api_code,
+)
 from worker.events import EventType, FailStage, State, event
 from worker.logs import log_change
 from worker.runtime import Runtime
@@ -100,6 +106,11 @@ def reconcile(rt: Runtime, record: Record) -> None:
     settled = settled_at(rt, record)
     if now < settled:
         rt.store.reschedule("submit", record.request_id, settled)
+        return
+    last_code = record.get("last_code")
+    if last_code.startswith(("A", "Z")) and not known_api_code(last_code):
+        # The registration was answered with a code nobody knows, and no job came of it.
+        fail(rt, record, FailStage.SUBMIT, last_code, record.get("last_error"))
         return
     log_change(log, record.request_id, "reconciled: absent, registering again")
     fields = {"state": State.ACCEPTED.value, "updated_at": repr(now)}

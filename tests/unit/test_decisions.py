@@ -45,6 +45,7 @@ POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)
         (ApiError("A1000", "bad field", retryable=False), Action.FAIL),
         (ApiError("A1007", "hash", retryable=False), Action.FAIL),
         (HttpStatusError(404), Action.FAIL),
+        (ApiError("Z9999", "a code no table knows", retryable=False), Action.RECONCILE),
     ],
 )
 def test_after_a_failed_registration(error, action):
@@ -71,13 +72,13 @@ def test_backoff_doubles_with_jitter_and_caps():
 
 
 def test_lookups_retry_what_can_succeed_and_fail_the_rest():
-    """A failed job list is retried unless the error is permanent."""
+    """A failed job list is retried unless the error is a known permanent one."""
     rng = random.Random(1)
+    site = ApiError("A1003", "site", retryable=False)
+    unknown = ApiError("Z9999", "unknown", retryable=False)
     assert after_lookup_error(ServerError(500), 1, POLICY, rng).action is Action.RESEND
-    assert (
-        after_lookup_error(ApiError("A1003", "site", retryable=False), 1, POLICY, rng).action
-        is Action.FAIL
-    )
+    assert after_lookup_error(site, 1, POLICY, rng).action is Action.FAIL
+    assert after_lookup_error(unknown, 1, POLICY, rng).action is Action.RESEND
 
 
 @pytest.mark.parametrize(
