@@ -72,12 +72,16 @@ def malformed(draw: st.DrawFn) -> Any:
         path = draw(st.sampled_from([*PATHS, "unknown_key", "storage.input.extra"]))
         value = _DELETE if draw(st.booleans()) and path in PATHS else draw(JUNK)
         _apply(body, path, value)
+    assume(not _valid(body))  # a draw that happened to stay valid is discarded
+    return body
+
+
+def _valid(body: Any) -> bool:
     try:
         validate_request(JobRegisterRequest, body)
     except InvalidRequest:
-        return body
-    assume(False)  # this draw happened to stay valid
-    return None  # not reached: assume(False) rejects the draw
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
