@@ -323,7 +323,8 @@ class WorkerProcess:
         import signal
 
         assert self.process is not None
-        for pid in [*self.children(), self.process.pid]:
+        children = self.children()
+        for pid in [self.process.pid, *children]:  # the main first: nobody left to requeue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
@@ -379,3 +380,30 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+# --- Measured figures (reliability, performance): printed at the end of every run -------------
+
+FIGURES: list[dict[str, Any]] = []
+REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability-figures.json"
+
+
+@pytest.fixture
+def figure() -> Callable[..., None]:
+    """Record a measured figure (printed at the end of the run, kept in build/)."""
+
+    def record(name: str, **values: Any) -> None:
+        FIGURES.append({"figure": name, **values})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES:
+        return
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(FIGURES, indent=2))
+    terminalreporter.section("reliability figures")
+    for entry in FIGURES:
+        values = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "figure")
+        terminalreporter.write_line(f"{entry['figure']}: {values}")

@@ -89,7 +89,7 @@ def test_malformed_or_oversized_bodies_are_refused(receiver, content: bytes, sta
 
 
 def test_a_forged_success_for_a_running_job_completes_nothing(
-    receiver, emulator_factory, worker_factory
+    receiver, emulator_factory, worker_factory, figure
 ):
     """Right token, job still running, body claiming success: the lookup says WM0xx, not done."""
     server, settings = receiver
@@ -107,10 +107,14 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     job_id = record.get("job_id")
     forged = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success",
               "input_contents_path": ["in/episode-1.mp4"], "output_path": "out"}  # fmt: skip
-    assert _post(server, f"/callback/{TOKEN}", json=forged).status_code == 200
-    assert (
-        _post(server, f"/callback/{TOKEN}", json={**forged, "job_id": 99999999}).status_code == 200
-    )
+    wrong = [_post(server, f"/callback/guess-{n}", json=forged).status_code for n in range(10)]
+    claims = [_post(server, f"/callback/{TOKEN}", json=forged).status_code for _ in range(10)]
+    unknown = [
+        _post(server, f"/callback/{TOKEN}", json={**forged, "job_id": 99999990 + n}).status_code
+        for n in range(10)
+    ]
+    assert set(wrong) == {404}
+    assert set(claims) == set(unknown) == {200}
     deadline = time.monotonic() + 10
     while (record := producer.get(request_id)) and not record.get("status"):
         assert time.monotonic() < deadline, "the callback's lookup never happened"
@@ -118,6 +122,9 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     assert record is not None
     assert record.state.value == "submitted"
     assert record.get("status").startswith("WM0")
-    assert not [e for _, e in producer.events() if e["type"] == "completed"]
     counters = producer.store.redis.hgetall(producer.store.keys.counters)
-    assert int(counters["callbacks unknown job"]) == 1
+    assert int(counters["callbacks unknown job"]) == 10
+    completions = [e for _, e in producer.events() if e["type"] == "completed"]
+    figure("7 forged callbacks", wrong_token=len(wrong), success_claims_for_running_job=len(claims),
+           unknown_jobs=len(unknown), false_completions=len(completions),
+           status_after=record.get("status"))  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,30 +18,6 @@ from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
 from tests.conftest import REGION, SAMPLE_SITE, EmulatorProcess, WorkerProcess, make_settings
 from tests.integration.test_queue import register_storage
-
-FIGURES: list[dict[str, Any]] = []
-REPORT = Path(__file__).resolve().parents[2] / "build" / "reliability-figures.json"
-
-
-@pytest.fixture
-def figure() -> Callable[..., None]:
-    """Record a measured figure (printed at the end of the run, kept in build/)."""
-
-    def record(name: str, **values: Any) -> None:
-        FIGURES.append({"figure": name, **values})
-
-    return record
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FIGURES:
-        return
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(json.dumps(FIGURES, indent=2))
-    terminalreporter.section("reliability figures")
-    for entry in FIGURES:
-        values = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "figure")
-        terminalreporter.write_line(f"{entry['figure']}: {values}")
 
 
 @dataclass

@@ -128,3 +128,43 @@ def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
     figure("2 demo through a redis crash", exit_code=demo.returncode)
     assert demo.returncode == 0, text[-3000:]
     assert "all 13 requests ended as expected" in text
+
+
+@pytest.mark.parametrize("lease", [2.0, 8.0])
+def test_recovery_time_after_sigkill_follows_the_lease(
+    stack_factory, worker_factory, figure, lease
+):
+    """Kill every worker process while polls are in flight; a new worker resumes them once the
+    lease has run out: the recovery time is the lease (plus a sweep)."""
+    stack = stack_factory("--job-seconds", "120", lease_seconds=lease, read_timeout=5.0)
+    worker = worker_factory(stack.settings, concurrency=4)
+    ids = [stack.producer.submit(stack.body(f"recovery-{lease}-{n}")) for n in range(40)]
+    deadline = time.monotonic() + 30
+    while {r.state.value for r in stack.producer.store.get_many(ids).values()} != {"submitted"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stack.emulator.set_faults(latency=2.0)  # every poll now holds its claim for two seconds
+    schedule = stack.producer.store.keys.poll_schedule
+    claimed = 0
+    while not claimed:  # kill while the worker holds claims: their scores sit a lease ahead
+        horizon = time.time() + lease / 2
+        claimed = stack.producer.store.redis.zcount(schedule, horizon, "+inf")
+        assert time.monotonic() < deadline + 30
+    worker.kill_all()
+    killed = time.monotonic()
+    # Taken after the kill: from here on only a new worker can move a record.
+    before = {rid: r.version for rid, r in stack.producer.store.get_many(ids).items()}
+    stack.emulator.set_faults()
+    worker.restart()
+    restarted = time.monotonic() - killed
+    while True:
+        moved = [r.version > before[rid] for rid, r in stack.producer.store.get_many(ids).items()]
+        if all(moved):
+            break
+        assert time.monotonic() - killed < lease + 60
+        time.sleep(0.05)
+    recovery = time.monotonic() - killed
+    figure("recovery after SIGKILL", lease_s=lease, claims_held=claimed,
+           worker_restart_s=round(restarted, 1),
+           all_requests_moving_again_s=round(recovery, 1))  # fmt: skip
+    assert recovery < lease + restarted + 5
