@@ -37,18 +37,23 @@ def submit(rt: Runtime, request_id: str) -> None:
     if rt.store.bump(request_id, "deliveries") > rt.settings.max_deliveries:
         limit = rt.settings.max_deliveries
         message = f"delivered more than {limit} times without finishing"
+        if record.state == State.SUBMITTING:
+            message += f"; its job may exist as {record.get('job_name')}"
         fail(rt, record, FailStage.DEAD_LETTER, "dead_letter", message)
         return
-    now = rt.clock()
-    if now - record.number("created_at") > rt.settings.submit_deadline:
-        last = record.get("last_error") or "no attempt finished"
-        message = f"not submitted within {rt.settings.submit_deadline:g} s; last error: {last}"
-        fail(rt, record, FailStage.SUBMIT, record.get("last_code") or "deadline", message)
-        return
+    past_deadline = rt.clock() - record.number("created_at") > rt.settings.submit_deadline
     if record.state == State.SUBMITTING:
-        reconcile(rt, record)
+        reconcile(rt, record, final=past_deadline)  # even at the deadline: the job may exist
+    elif past_deadline:
+        _give_up(rt, record)
     else:
         register(rt, record)
+
+
+def _give_up(rt: Runtime, record: Record, note: str = "") -> None:
+    last = record.get("last_error") or "no attempt finished"
+    message = f"not submitted within {rt.settings.submit_deadline:g} s; last error: {last}{note}"
+    fail(rt, record, FailStage.SUBMIT, record.get("last_code") or "deadline", message)
 
 
 def register(rt: Runtime, record: Record) -> None:
@@ -77,8 +82,12 @@ def register(rt: Runtime, record: Record) -> None:
     submitted(rt, record, job_id)
 
 
-def reconcile(rt: Runtime, record: Record) -> None:
-    """The registration's outcome is unknown: find the job, or register again after grace."""
+def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
+    """The registration's outcome is unknown: find the job, or register again after grace.
+
+    ``final`` (past the submit deadline): a job that is found is still tracked; one that is
+    surely absent ends the request instead of being registered again.
+    """
     name = record.get("job_name")
     query = JobListRequest(region=rt.region, search_keyword=name, search_keyword_type="jobName")
     rt.store.count("reconciliations")
@@ -90,6 +99,9 @@ def reconcile(rt: Runtime, record: Record) -> None:
     except CallError as error:
         attempts = int(record.number("lookup_failures")) + 1
         decision = after_lookup_error(error, attempts, rt.retry, rt.rng)
+        if final:
+            _give_up(rt, record, f"; its job may exist as {name}: lookups fail ({error})")
+            return
         if decision.action is Action.FAIL:
             fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
             return
@@ -106,6 +118,9 @@ def reconcile(rt: Runtime, record: Record) -> None:
     settled = settled_at(rt, record)
     if now < settled:
         rt.store.reschedule("submit", record.request_id, settled)
+        return
+    if final:
+        _give_up(rt, record)
         return
     last_code = record.get("last_code")
     if last_code.startswith(("A", "Z")) and not known_api_code(last_code):
