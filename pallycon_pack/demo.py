@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
 from pallycon_pack.cli import EXIT_FAILED, Failure
+from pallycon_pack.processes import WorkerProcess
 from pallycon_pack.progress import follow_requests
 from pallycon_pack.redis_server import RedisServer, answers
 from pallycon_pack.servers import running_callbacks
@@ -164,22 +163,11 @@ def _env(settings: Settings) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _worker(settings: Settings, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", "2"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_env(settings),
-        )
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+    worker = WorkerProcess(WorkerProcess.command(concurrency=2), _env(settings), log).start()
+    try:
+        yield
+    finally:
+        worker.stop()
 
 
 def _run(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -16,18 +14,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.signing import SiteCredentials
+from pallycon_pack.processes import ServerProcess, WorkerProcess
 
 # PallyCon's own tutorial credentials, from their published request samples.
 SAMPLE_SITE = SiteCredentials.of(
     "TUTO", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"
 )
 REGION = "RG011"
-_LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
 
 
 @pytest.fixture
@@ -67,68 +64,17 @@ def cli(
     )
 
 
-@dataclass
-class EmulatorProcess:
-    url: str
-    process: subprocess.Popen[str]
-    drain: threading.Thread | None = None
-
-    def control(self, path: str, payload: dict[str, Any] | None = None) -> Any:
-        """Call a /_emulator endpoint (GET, or PUT with ``payload``)."""
-        method = "PUT" if payload is not None else "GET"
-        response = httpx.request(method, f"{self.url}/_emulator/{path}", json=payload, timeout=5)
-        response.raise_for_status()
-        return response.json()
-
-    def set_faults(self, **faults: Any) -> None:
-        self.control("faults", faults)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        if self.drain is not None:
-            self.drain.join(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+EmulatorProcess = ServerProcess
 
 
 def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
     """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
-    return start_server("emulator", "--port", "0", *args, env=env, cwd=cwd)
+    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd)
 
 
 def start_server(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
-    """``pallycon-pack ARGS`` (a server that prints 'listening on URL'); waits for that line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pallycon_pack", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        match = _LISTENING.search(line)
-        if match:
-            drain = threading.Thread(target=_drain, args=(process,), daemon=True)
-            drain.start()
-            return EmulatorProcess(match.group(1), process, drain)
-    process.wait(10)
-    process.stdout.close()
-    raise RuntimeError(f"{args[0]} did not start:\n" + "".join(seen))
-
-
-def _drain(process: subprocess.Popen[str]) -> None:
-    assert process.stdout is not None
-    for _ in process.stdout:
-        pass
+    """``pallycon-pack ARGS`` (a server that prints 'listening on URL')."""
+    return ServerProcess.start(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture
@@ -260,96 +206,6 @@ def make_settings(redis_url: str, api_url: str, **values: Any) -> Settings:
     return Settings(_env_file=None, **{**base, **values})
 
 
-@dataclass
-class WorkerProcess:
-    """A real worker: `pallycon-pack worker` (or `celery -A worker worker`) in its own process."""
-
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
-            )
-        return self
-
-    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (
-                self.log.exists()
-                and self.log.read_text(errors="replace").count(" ready.") >= self.starts
-            ):
-                return self
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    "worker exited:\n" + self.log.read_text(errors="replace")[-3000:]
-                )
-            time.sleep(0.1)
-        raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
-
-    starts: int = 1
-    orphans: list[int] = field(default_factory=list)
-
-    def kill_child(self) -> int:
-        """SIGKILL one pool child (the main process replaces it); its pid."""
-        import signal
-
-        pid = self.children()[0]
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
-    def kill_main(self) -> None:
-        """SIGKILL the main process only; its pool children are left to themselves."""
-        import signal
-
-        assert self.process is not None
-        self.orphans.extend(self.children())
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def children(self) -> list[int]:
-        import psutil
-
-        assert self.process is not None
-        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
-
-    def kill_all(self) -> None:
-        """SIGKILL the main process and every pool child: a machine dying."""
-        import signal
-
-        assert self.process is not None
-        children = self.children()
-        for pid in [self.process.pid, *children]:  # the main first: nobody left to requeue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def restart(self) -> WorkerProcess:
-        self.starts += 1
-        return self.start().wait_ready()
-
-    def stop(self) -> None:
-        for pid in self.orphans:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        if self.process is None or self.process.poll() is not None:
-            return
-        children = self.children()
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill_all()
-        for pid in children:  # pool children orphaned by a hard stop
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-
-
 @pytest.fixture
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real worker processes for given settings; all are stopped at the end."""
@@ -358,19 +214,8 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     def start(
         settings: Settings, *, celery_cli: bool = False, concurrency: int = 2
     ) -> WorkerProcess:
-        if celery_cli:
-            args = [sys.executable, "-m", "celery", "-A", "worker", "worker",
-                    f"--concurrency={concurrency}", "--loglevel=INFO",
-                    f"--hostname=w{len(started)}-{os.getpid()}@%h"]  # fmt: skip
-        else:
-            args = [
-                sys.executable,
-                "-m",
-                "pallycon_pack",
-                "worker",
-                "--concurrency",
-                str(concurrency),
-            ]
+        name = f"w{len(started)}"
+        args = WorkerProcess.command(concurrency=concurrency, celery_cli=celery_cli, name=name)
         env = clean_env(**settings.environment())
         log = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess(args, env, log).start().wait_ready()

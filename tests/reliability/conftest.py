@@ -14,9 +14,10 @@ import pytest
 from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobListRequest
+from pallycon_pack.processes import WorkerProcess
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
-from tests.conftest import REGION, SAMPLE_SITE, EmulatorProcess, WorkerProcess, make_settings
+from tests.conftest import REGION, SAMPLE_SITE, EmulatorProcess, make_settings
 from tests.integration.test_queue import register_storage
 
 

@@ -1,0 +1,172 @@
+"""pallycon-pack's own processes, started and stopped from Python: for tests and benchmarks.
+
+``ServerProcess`` runs ``pallycon-pack <server> --port 0 ...`` (the emulator or the callback
+receiver) and waits for its "listening on URL" line. ``WorkerProcess`` runs a Celery worker
+(``pallycon-pack worker`` or ``celery -A worker worker``) and can kill it the ways machines die.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+_LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
+
+
+def child_env(settings_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """This process's environment without PALLYCON_* settings, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
+    return {**env, **settings_env, **extra}
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[str]
+    drain: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, *args: str, env: dict[str, str], cwd: Path) -> ServerProcess:
+        """``pallycon-pack ARGS`` (a server that prints 'listening on URL'); waits for that line."""
+        process = subprocess.Popen(  # noqa: S603 - our own CLI, by the running interpreter
+            [sys.executable, "-m", "pallycon_pack", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+        )  # fmt: skip
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                drain = threading.Thread(target=_drain, args=(process,), daemon=True)
+                drain.start()
+                return cls(match.group(1), process, drain)
+        process.wait(10)
+        process.stdout.close()
+        raise RuntimeError(f"{args[0]} did not start:\n" + "".join(seen))
+
+    def control(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """Call an emulator control endpoint (GET, or PUT with ``payload``)."""
+        method = "PUT" if payload is not None else "GET"
+        response = httpx.request(method, f"{self.url}/_emulator/{path}", json=payload, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def set_faults(self, **faults: Any) -> None:
+        self.control("faults", faults)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        if self.drain is not None:
+            self.drain.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def _drain(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for _ in process.stdout:
+        pass
+
+
+@dataclass
+class WorkerProcess:
+    """A real worker in its own process, its output in ``log``."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 1
+    orphans: list[int] = field(default_factory=list)
+
+    @classmethod
+    def command(cls, *, concurrency: int, celery_cli: bool = False, name: str = "w") -> list[str]:
+        if celery_cli:
+            hostname = f"--hostname={name}-{os.getpid()}@%h"
+            concurrent = f"--concurrency={concurrency}"
+            return [sys.executable, "-m", "celery", "-A", "worker", "worker", concurrent,
+                    "--loglevel=INFO", hostname]  # fmt: skip
+        return [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", str(concurrency)]
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - our own worker
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if text.count(" ready.") >= self.starts:
+                return self
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError("worker exited:\n" + text[-3000:])
+            time.sleep(0.1)
+        raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    def children(self) -> list[int]:
+        import psutil
+
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+
+    def kill_child(self) -> int:
+        """SIGKILL one pool child (the main process replaces it); its pid."""
+        pid = self.children()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill_main(self) -> None:
+        """SIGKILL the main process only; its pool children are left to themselves."""
+        assert self.process is not None
+        self.orphans.extend(self.children())
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def kill_all(self) -> None:
+        """SIGKILL the main process, then every pool child: a machine dying."""
+        assert self.process is not None
+        children = self.children()
+        for pid in [self.process.pid, *children]:  # the main first: nobody left to requeue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def restart(self) -> WorkerProcess:
+        self.starts += 1
+        return self.start().wait_ready()
+
+    def stop(self) -> None:
+        for pid in self.orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.process is None or self.process.poll() is not None:
+            return
+        children = self.children()
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill_all()
+        for pid in children:  # pool children orphaned by a hard stop
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
