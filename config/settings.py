@@ -120,6 +120,10 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="Polls align to multiples of this, so that they coalesce."
     )
     poll_page_unit: int = Field(default=500, ge=1, description="Jobs per job-list page.")
+    poll_coalesce: bool = Field(
+        default=True,
+        description="Read job-list pages for many jobs at once (off: one lookup each).",
+    )
     poll_window_margin: float = Field(
         default=600.0, ge=0, description="Job-list window starts this long before the oldest job."
     )

@@ -74,7 +74,7 @@ def _tracked(
 def _lookup(rt: Runtime, records: list[Record]) -> dict[str, JobInfo]:
     wanted = {record.get("job_id") for record in records}
     found: dict[str, JobInfo] = {}
-    if len(wanted) > DIRECT_LOOKUPS:
+    if rt.settings.poll_coalesce and len(wanted) > DIRECT_LOOKUPS:
         _read_pages(rt, records, wanted, found)
     for job_id in sorted(wanted - found.keys()):
         query = JobListRequest(region=rt.region, search_keyword=job_id, search_keyword_type="jobId")

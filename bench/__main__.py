@@ -1,0 +1,76 @@
+"""``uv run python -m bench``: run every benchmark and write docs/BENCHMARKS.md.
+
+``--quick`` runs each at a small size, to check the harness (its figures are not the published
+ones). Every benchmark runs real processes on this machine: a valkey server, the emulator, Celery
+workers, the callback receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import cases
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    args = parser.parse_args()
+    quick = args.quick
+    results: dict[str, Any] = {"machine": _machine(), "quick": quick}
+    with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
+        root = Path(tmp)
+        _step("signing")
+        results["signing"] = cases.signing(2_000 if quick else 20_000)
+        _step("throughput")
+        results["throughput"] = cases.throughput(
+            root, count=100 if quick else 500, runs=1 if quick else 3
+        )
+        results["calls"] = []
+        for in_flight in (100, 300) if quick else (1_000, 10_000):
+            for coalesce in (True, False):
+                _step(f"api calls, {in_flight} in flight, coalesced={coalesce}")
+                results["calls"].append(
+                    cases.calls_per_job(root, in_flight, coalesce, job_seconds=20 if quick else 60)
+                )
+        results["latency"] = []
+        for callbacks in (False, True):
+            _step(f"latency, callbacks={callbacks}")
+            results["latency"].append(cases.latency(root, callbacks, count=40 if quick else 200))
+        _step("scale")
+        results["scale"] = cases.scale(
+            root, jobs=5_000 if quick else 100_000, runs=1 if quick else 3
+        )
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "benchmarks.json").write_text(json.dumps(results, indent=2))
+    if not quick:
+        args.output.write_text(render(results))
+    print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
+
+
+def _step(name: str) -> None:
+    print(f"[bench] {name}", file=sys.stderr, flush=True)  # noqa: T201
+
+
+def _machine() -> dict[str, Any]:
+    from pallycon_pack.redis_server import server_binary
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "redis": Path(server_binary()).name}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

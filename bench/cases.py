@@ -1,0 +1,218 @@
+"""The five benchmarks. Each returns plain numbers; __main__ turns them into docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import BENCH, median, percentile, stack, ts
+from emulator.config import DEMO_SITE
+from pallycon.client import ClientOptions, PallyConClient
+from pallycon.models import JobRegisterRequest, validate_request
+from pallycon.signing import decode_envelope, open_envelope, sign
+from pallycon_pack.processes import ServerProcess, child_env
+
+FAST_POLLS = {
+    "poll_interval": 0.5,
+    "poll_busy_interval": 0.5,
+    "poll_grid": 0.25,
+    "sweep_interval": 0.1,
+}
+
+
+# --- 5. Signing ---------------------------------------------------------------------------
+
+
+def signing(count: int = 20_000, runs: int = 3) -> dict[str, Any]:
+    """Signatures (and verifications) per second on one core."""
+    payload = b'{"job_name":"episode-1","content_id":"episode-1","streaming_format":["dash","hls"]}'
+    now = datetime.now(UTC)
+    signs, opens = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        values = [sign(payload, DEMO_SITE, now).encode() for _ in range(count)]
+        signs.append(count / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for value in values:
+            open_envelope(decode_envelope(value), DEMO_SITE)
+        opens.append(count / (time.perf_counter() - start))
+    return {
+        "runs": runs,
+        "count": count,
+        "signs_per_s": median(signs),
+        "verifies_per_s": median(opens),
+    }
+
+
+# --- 1. End-to-end throughput -------------------------------------------------------------
+
+
+def throughput(root: Path, count: int = 500, runs: int = 3) -> dict[str, Any]:
+    """Submit -> completed through Redis, 2 worker processes and the emulator, against a plain
+    loop that signs and registers the same jobs with the client alone, in the same run."""
+    plain, pipeline = [], []
+    for run in range(runs):
+        with stack(root / f"throughput-{run}", "--job-seconds", "0", **FAST_POLLS) as s:
+            bodies = [s.body(f"plain-{run}-{n}") for n in range(count)]
+            requests = [validate_request(JobRegisterRequest, body) for body in bodies]
+            with PallyConClient(DEMO_SITE, ClientOptions(base_url=s.emulator.url)) as client:
+                start = time.perf_counter()
+                for request in requests:
+                    client.register_job(request)
+                plain.append(count / (time.perf_counter() - start))
+            s.start_workers(2)
+            start = time.time()
+            ids = [s.producer.submit(s.body(f"pipe-{run}-{n}")) for n in range(count)]
+            s.wait_final(ids, timeout=600)
+            done = max(ts(e) for e in s.events() if e["type"] == "completed")
+            pipeline.append(count / (done - start))
+    ratio = median(pipeline) / median(plain)
+    return {"runs": runs, "count": count, "plain_per_s": median(plain),
+            "pipeline_per_s": median(pipeline), "ratio": round(ratio, 3),
+            "plain_runs": [round(v, 1) for v in plain], "pipeline_runs": [round(v, 1) for v in pipeline]}  # fmt: skip
+
+
+# --- 2. API calls per completed job -------------------------------------------------------
+
+
+def calls_per_job(
+    root: Path, in_flight: int, coalesce: bool, job_seconds: int = 60
+) -> dict[str, Any]:
+    """Every API call the emulator received, divided by the jobs completed (default polling)."""
+    name = f"calls-{in_flight}-{'coalesced' if coalesce else 'per-job'}"
+    with stack(root / name, "--job-seconds", str(job_seconds), poll_coalesce=coalesce) as s:
+        s.start_workers(4)
+        before = s.api_calls()
+        peak = {"value": 0}
+        stop = threading.Event()
+
+        def watch() -> None:
+            key = s.producer.store.keys.poll_schedule
+            while not stop.wait(1.0):
+                peak["value"] = max(peak["value"], s.producer.store.redis.zcard(key))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        start = time.time()
+        ids = [s.producer.submit(s.body(f"{name}-{n}")) for n in range(in_flight)]
+        records = s.wait_final(ids, timeout=1800)
+        stop.set()
+        calls = s.api_calls() - before
+        counters = s.producer.store.redis.hgetall(s.producer.store.keys.counters)
+    completed = sum(r.state.value == "completed" for r in records.values())
+    return {"in_flight": in_flight, "coalesced": coalesce, "completed": completed,
+            "peak_in_flight": peak["value"], "api_calls": calls,
+            "calls_per_job": round(calls / completed, 3),
+            "registrations": int(counters.get("api POST pack", 0)),
+            "list_pages": int(counters.get("poll pages", 0)),
+            "lookups": int(counters.get("poll lookups", 0)),
+            "seconds": round(time.time() - start, 1)}  # fmt: skip
+
+
+# --- 3. Completion latency ----------------------------------------------------------------
+
+
+def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 4.0,
+            poll_interval: float = 2.0) -> dict[str, Any]:  # fmt: skip
+    """From the moment the emulator marks a job done to its completed event."""
+    name = "latency-callbacks" if callbacks else "latency-polling"
+    polls = (
+        {"poll_interval": 120.0, "poll_busy_interval": 120.0, "poll_grid": 0.0}
+        if callbacks
+        # The grid (one interval) sets the poll phase by the clock, not by each registration, so
+        # a job's end falls anywhere between two polls, as with real jobs of varied length.
+        else {
+            "poll_interval": poll_interval,
+            "poll_busy_interval": poll_interval,
+            "poll_grid": poll_interval,
+        }
+    )
+    token = BENCH["callback_token"]
+    with stack(root / name, "--job-seconds", str(job_seconds), sweep_interval=0.1, **polls) as s:
+        if callbacks:
+            receiver = ServerProcess.start("callbacks", "--port", "0",
+                                           env=child_env(s.settings.environment()), cwd=s.root)  # fmt: skip
+            s.servers.append(receiver)
+            s.emulator.stop()
+            s.emulator = ServerProcess.start(
+                "emulator", "--port", "0", "--job-seconds", str(job_seconds),
+                "--callback-url", f"{receiver.url}/callback/{token}",
+                env=child_env({}), cwd=s.root,
+            )  # fmt: skip
+            from bench.harness import register_storage
+
+            s.storage_id = register_storage(s.emulator.url)
+            s.settings = s.settings.model_copy(update={"api_url": s.emulator.url})
+            from producers.api import Producer
+
+            s.producer = Producer.from_settings(s.settings)
+        s.start_workers(4)
+        ids = []
+        for n in range(count):
+            ids.append(s.producer.submit(s.body(f"{name}-{n}")))
+            time.sleep(0.01)  # spread over two seconds: jobs end at different moments
+        s.wait_final(ids, timeout=300)
+        events = s.events()
+    submitted = {e["request_id"]: ts(e) for e in events if e["type"] == "submitted"}
+    completed = {e["request_id"]: ts(e) for e in events if e["type"] == "completed"}
+    delays = [completed[r] - (submitted[r] + job_seconds) for r in completed]
+    return {"mode": "callbacks" if callbacks else "polling", "count": len(delays),
+            "poll_interval": None if callbacks else poll_interval,
+            "p50_s": percentile(delays, 0.5), "p99_s": percentile(delays, 0.99),
+            "max_s": round(max(delays), 3)}  # fmt: skip
+
+
+# --- 4. 100,000 jobs in flight ------------------------------------------------------------
+
+
+def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
+    """Redis memory per in-flight job, and the time of one sweep of them all due at once."""
+    from worker.intake import accept
+    from worker.runtime import Runtime
+    from worker.submit import submitted
+    from worker.sweeper import sweep_once
+    from worker.tasks import create_app
+
+    with stack(
+        root / "scale", "--job-seconds", "3600", redis_fsync_wait_ms=0, sweep_batch=jobs
+    ) as s:
+        rt = Runtime.build(s.settings)
+        client = rt.store.redis
+        base = int(client.info("memory")["used_memory"])
+        start = time.perf_counter()
+        for n in range(jobs):
+            accepted = accept(
+                rt.store, s.body(f"scale-{n}"), f"scale-{n}", time.time(), retry_at=1e12
+            )
+            record = rt.store.get(accepted.request_id)
+            assert record is not None
+            submitted(rt, record, str(10_000_000 + n))
+        created_s = time.perf_counter() - start
+        total = int(client.info("memory")["used_memory"]) - base
+        stream = client.memory_usage(rt.store.keys.results) or 0
+        sample = [
+            client.memory_usage(rt.store.keys.request(f"scale-{n}")) or 0
+            for n in range(0, jobs, jobs // 100)
+        ]
+        app = create_app(s.settings)
+        sweeps = []
+        for _ in range(runs):
+            client.zunionstore(
+                rt.store.keys.poll_schedule, {rt.store.keys.poll_schedule: 0}
+            )  # all due now
+            client.delete(s.settings.key_prefix + ".poll")
+            start = time.perf_counter()
+            submits, polls = sweep_once(rt, app)
+            sweeps.append(time.perf_counter() - start)
+            assert polls == min(jobs, s.settings.sweep_batch)
+            assert submits == 0
+        batch = s.settings.sweep_batch
+    per_sweep = min(jobs, batch)
+    return {"jobs": jobs, "runs": runs, "bytes_per_job": round(total / jobs),
+            "bytes_per_job_without_result_stream": round((total - stream) / jobs),
+            "record_bytes_median": int(median(sample)), "create_s": round(created_s, 1),
+            "sweep_batch": batch, "claimed_per_sweep": per_sweep,
+            "sweep_s": median(sweeps), "full_sweep_s": round(median(sweeps) * jobs / per_sweep, 2)}  # fmt: skip

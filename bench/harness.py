@@ -1,0 +1,128 @@
+"""A private stack for one benchmark: Redis, the emulator, workers, the callback receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from emulator.config import DEMO_REGION, DEMO_SITE
+from pallycon.client import ClientOptions, PallyConClient
+from pallycon.models import StorageRegisterRequest
+from pallycon_pack.processes import ServerProcess, WorkerProcess, child_env
+from pallycon_pack.redis_server import RedisServer
+from producers.api import Producer
+
+BENCH = {
+    "site_id": DEMO_SITE.site_id,
+    "access_key": DEMO_SITE.access_key,
+    "site_key": DEMO_SITE.site_key,
+    "region": DEMO_REGION,
+    "api_rate": 5000.0,
+    "api_burst": 500,
+    "callback_token": "benchmark-callback-token-0123",
+}
+
+
+@dataclass
+class Stack:
+    root: Path
+    redis: RedisServer
+    emulator: ServerProcess
+    settings: Settings
+    producer: Producer
+    storage_id: str
+    workers: list[WorkerProcess] = field(default_factory=list)
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    def body(self, content_id: str) -> dict[str, Any]:
+        return {
+            "job_name": content_id[:30],
+            "storage": {
+                "input": {"storage_id": self.storage_id, "contents_path": ["in/movie.mp4"]},
+                "output": {"storage_id": self.storage_id, "path": "out"},
+            },
+            "content_id": content_id,
+            "streaming_format": ["dash", "hls"],
+            "protect_type": ["watermark"],
+        }
+
+    def start_workers(self, processes: int) -> None:
+        env = child_env(self.settings.environment())
+        log = self.root / f"worker-{len(self.workers)}.log"
+        command = WorkerProcess.command(concurrency=processes)
+        self.workers.append(WorkerProcess(command, env, log).start().wait_ready())
+
+    def api_calls(self) -> int:
+        counts = self.emulator.control("stats")["counts"]
+        return sum(v for k, v in counts.items() if k.startswith(("GET ", "POST ", "PUT ")))
+
+    def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            records = self.producer.store.get_many(ids)
+            if len(records) == len(ids) and all(r.state.final for r in records.values()):
+                return records
+            time.sleep(0.1)
+        raise TimeoutError(f"requests not finished within {timeout} s")
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for _, event in self.producer.events(count=10_000_000)]
+
+
+def register_storage(api_url: str) -> str:
+    request = StorageRegisterRequest.model_validate(
+        {
+            "storage_name": "bench",
+            "id": "AKIA",
+            "password": "s",
+            "aws_bucket": "bench-bucket",
+            "region": DEMO_REGION,
+        }
+    )
+    with PallyConClient(DEMO_SITE, ClientOptions(base_url=api_url)) as client:
+        storage_id = client.register_storage(request).storage_id
+    assert storage_id
+    return storage_id
+
+
+@contextlib.contextmanager
+def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[Stack]:
+    """Everything a benchmark needs, stopped afterwards."""
+    root.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer(root / "redis").start()
+    env = child_env({})
+    emulator = ServerProcess.start("emulator", "--port", "0", "--max-page-unit", "500",
+                                   *emulator_args, env=env, cwd=root)  # fmt: skip
+    config = Settings(_env_file=None, **{**BENCH, "api_url": emulator.url, "redis_url": redis.url,
+                                         **settings})  # fmt: skip
+    built = Stack(root, redis, emulator, config, Producer.from_settings(config),
+                  register_storage(emulator.url))  # fmt: skip
+    try:
+        yield built
+    finally:
+        for worker in built.workers:
+            worker.stop()
+        for server in built.servers:
+            server.stop()
+        emulator.stop()
+        redis.stop()
+
+
+def median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def ts(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["ts"]).timestamp()
