@@ -50,7 +50,7 @@ def signing(count: int = 20_000, runs: int = 3) -> dict[str, Any]:
 # --- 1. End-to-end throughput -------------------------------------------------------------
 
 
-def throughput(root: Path, count: int = 500, runs: int = 3) -> dict[str, Any]:
+def throughput(root: Path, count: int = 2000, runs: int = 3) -> dict[str, Any]:
     """Submit -> completed through Redis, 2 worker processes and the emulator, against a plain
     loop that signs and registers the same jobs with the client alone, in the same run."""
     plain, pipeline = [], []
@@ -65,7 +65,7 @@ def throughput(root: Path, count: int = 500, runs: int = 3) -> dict[str, Any]:
                 plain.append(count / (time.perf_counter() - start))
             s.start_workers(2)
             start = time.time()
-            ids = [s.producer.submit(s.body(f"pipe-{run}-{n}")) for n in range(count)]
+            ids = s.producer.submit_many([s.body(f"pipe-{run}-{n}") for n in range(count)])
             s.wait_final(ids, timeout=600)
             done = max(ts(e) for e in s.events() if e["type"] == "completed")
             pipeline.append(count / (done - start))

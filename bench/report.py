@@ -56,7 +56,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         "## 1. End-to-end throughput",
         "",
-        f"{t['count']} requests from `Producer.submit` to their `completed` event, through Redis, one",
+        f"{t['count']} requests from `Producer.submit_many` to their `completed` event, through Redis, one",
         "worker with 2 processes and the emulator (jobs finish at once, polls every 0.5 s), against a",
         "plain loop that signs and registers the same number of jobs with the client alone, against",
         f"the same emulator in the same run. {t['runs']} runs.",

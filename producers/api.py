@@ -20,11 +20,13 @@ import redis
 from celery import Celery
 
 from config import Settings
+from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 from worker.dispatch import send_submit
-from worker.intake import RequestConflict, accept
+from worker.intake import RequestConflict, accept, prepare
 from worker.runtime import make_store
 from worker.store import Record, RequestStore
+from worker.sweeper import SUBMIT_CHUNK
 from worker.tasks import create_app
 
 __all__ = ["Producer", "RequestConflict", "ResultGroup"]
@@ -64,8 +66,41 @@ class Producer:
         now = self.clock()
         accepted = accept(self.store, body, request_id, now, retry_at=now + self.retry_after)
         if accepted.created:
-            send_submit(self.app, accepted.request_id)
+            send_submit(self.app, [accepted.request_id])
         return accepted.request_id
+
+    def submit_many(
+        self, bodies: list[Mapping[str, Any]], request_ids: list[str] | None = None
+    ) -> list[str]:
+        """Validate and enqueue many requests at once (one round trip, one fsync): their ids.
+
+        Every body is validated before anything is recorded: an invalid one raises
+        ``InvalidRequest`` naming ``[index].field``, and nothing is enqueued. Ids already used
+        for the same body are returned as they are; one used for another body raises
+        ``RequestConflict`` (the others stay enqueued).
+        """
+        now = self.clock()
+        ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
+        prepared, errors = [], []
+        for index, (body, request_id) in enumerate(zip(bodies, ids, strict=True)):
+            try:
+                prepared.append(prepare(body, request_id, now))
+            except InvalidRequest as exc:
+                errors += [FieldError(f"[{index}].{e.field}", e.message) for e in exc.errors]
+        if errors:
+            raise InvalidRequest(errors)
+        items = [(p.request_id, p.body_hash, p.fields, p.event) for p in prepared]
+        outcomes = self.store.create_many(items, submit_at=now + self.retry_after)
+        self.store.durable()
+        created = [p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "created"]
+        for start in range(0, len(created), SUBMIT_CHUNK):
+            send_submit(self.app, created[start : start + SUBMIT_CHUNK])
+        conflicts = [
+            p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "conflict"
+        ]
+        if conflicts:
+            raise RequestConflict(", ".join(conflicts))
+        return [p.request_id for p in prepared]
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""

@@ -8,8 +8,8 @@ SUBMIT_TASK = "pallycon.submit"
 POLL_TASK = "pallycon.poll"
 
 
-def send_submit(app: Celery, request_id: str) -> None:
-    app.send_task(SUBMIT_TASK, args=[request_id])
+def send_submit(app: Celery, request_ids: list[str]) -> None:
+    app.send_task(SUBMIT_TASK, args=[request_ids])
 
 
 def send_poll(app: Celery, request_ids: list[str]) -> None:

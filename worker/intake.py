@@ -55,14 +55,18 @@ def body_hash(request: JobRegisterRequest) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def accept(
-    store: RequestStore, body: Any, request_id: str | None, now: float, *, retry_at: float
-) -> Accepted:
-    """Validate and record a request; raises InvalidRequest or RequestConflict.
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request, ready to be recorded."""
 
-    The caller sends the submit task at once; ``retry_at`` is when the sweeper dispatches it
-    again should that message never arrive.
-    """
+    request_id: str
+    body_hash: str
+    fields: dict[str, str]
+    event: dict[str, Any]
+
+
+def prepare(body: Any, request_id: str | None, now: float) -> Prepared:
+    """Validate a request and build its record and first event (raises InvalidRequest)."""
     request_id = check_request_id(request_id) if request_id else new_request_id()
     request = validate_request(JobRegisterRequest, body)
     name = remote_job_name(request.job_name, request_id)
@@ -78,11 +82,25 @@ def accept(
     accepted = event(
         EventType.ACCEPTED, request_id, 1, now, content_id=request.content_id, job_name=name
     )
-    outcome = store.create(request_id, body_hash(request), fields, accepted, submit_at=retry_at)
+    return Prepared(request_id, body_hash(request), fields, accepted)
+
+
+def accept(
+    store: RequestStore, body: Any, request_id: str | None, now: float, *, retry_at: float
+) -> Accepted:
+    """Validate and record a request; raises InvalidRequest or RequestConflict.
+
+    The caller sends the submit task at once; ``retry_at`` is when the sweeper dispatches it
+    again should that message never arrive.
+    """
+    ready = prepare(body, request_id, now)
+    outcome = store.create(
+        ready.request_id, ready.body_hash, ready.fields, ready.event, submit_at=retry_at
+    )
     if outcome == "conflict":
-        raise RequestConflict(request_id)
+        raise RequestConflict(ready.request_id)
     store.durable()
-    return Accepted(request_id, created=outcome == "created")
+    return Accepted(ready.request_id, created=outcome == "created")
 
 
 def reject(store: RequestStore, request_id: str, errors: list[FieldError], now: float) -> bool:

@@ -68,7 +68,7 @@ def handle_entry(rt: Runtime, app: Celery, entry_id: str, fields: dict[str, str]
         rt.store.redis.xadd(rt.store.keys.results, {"event": json.dumps(conflict)})
         return
     if accepted.created:
-        send_submit(app, accepted.request_id)
+        send_submit(app, [accepted.request_id])
 
 
 def _valid_id(request_id: str) -> bool:

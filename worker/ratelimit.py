@@ -35,14 +35,14 @@ class RateLimitedTransport(httpx.BaseTransport):
         self._sleep = sleep
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
+        counter = f"api {request.method} {api[0]}"
         waited = 0.0
-        while (wait := self._store.take_token(self._rate, self._burst)) > 0:
+        while (wait := self._store.take_token(self._rate, self._burst, counter)) > 0:
             if waited + wait > self._max_wait:
                 raise httpx.ConnectTimeout(f"rate limit: no token within {self._max_wait:g} s")
             self._sleep(wait)
             waited += wait
-        api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
-        self._store.count(f"api {request.method} {api[0]}")
         return self._inner.handle_request(request)
 
     def close(self) -> None:

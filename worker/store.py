@@ -78,7 +78,8 @@ end
 return due
 """
 
-# Token bucket shared by all workers, on the server's clock. Returns ms to wait (0: granted).
+# Token bucket shared by all workers, on the server's clock. Returns ms to wait (0: granted,
+# and the call counted under ARGV[3] in the counters hash).
 _BUCKET_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -88,7 +89,12 @@ local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
+if tokens >= 1 then
+  tokens = tokens - 1
+  if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
+else
+  wait = math.ceil((1 - tokens) / rate * 1000)
+end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], 60000)
 return wait
@@ -176,6 +182,28 @@ class RequestStore:
         )
         return cast(Literal["created", "duplicate", "conflict"], str(result))
 
+    def create_many(
+        self, items: list[tuple[str, str, dict[str, str], dict[str, Any]]], *, submit_at: float
+    ) -> list[str]:
+        """:meth:`create` for many (request id, body hash, fields, event), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id, digest, fields, event in items:
+            self._create(
+                keys=[self.keys.request(request_id), self.keys.results, self.keys.submit_schedule],
+                args=[
+                    digest,
+                    json.dumps({**fields, "version": "1", "body_hash": digest}),
+                    json.dumps(event),
+                    self.result_maxlen,
+                    self.keys.wake_channel,
+                    request_id,
+                    repr(submit_at),
+                    "",
+                ],
+                client=pipe,
+            )
+        return [str(outcome) for outcome in pipe.execute()]
+
     def get(self, request_id: str) -> Record | None:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
         return Record.parse(request_id, raw) if raw else None
@@ -259,9 +287,11 @@ class RequestStore:
         claimed = self._claim(keys=[key], args=[repr(now), repr(now + lease), limit])
         return [str(member) for member in claimed]
 
-    def take_token(self, rate: float, burst: int) -> float:
-        """Seconds to wait before calling the API (0: go now, the token is taken)."""
-        wait_ms = self._take_token(keys=[self.keys.rate_limit], args=[rate, burst])
+    def take_token(self, rate: float, burst: int, count_as: str = "") -> float:
+        """Seconds to wait before calling the API (0: go now, the token is taken and the call
+        counted as ``count_as``)."""
+        keys = [self.keys.rate_limit, self.keys.counters]
+        wait_ms = self._take_token(keys=keys, args=[rate, burst, count_as])
         return int(wait_ms) / 1000
 
     def request_for_job(self, job_id: str) -> str | None:

@@ -10,6 +10,7 @@ the grace period. Errors that provably happened before anything was created (con
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
@@ -27,6 +28,25 @@ from worker.store import Record
 from worker.transitions import fail, moved
 
 log = logging.getLogger("pallycon_pack.submit")
+
+
+def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
+    """Submit each request of a batch in turn.
+
+    A request whose earlier delivery never finished (its worker died) is handed to ``isolate``
+    to be tried alone, so that one poison request cannot take its batch down again.
+    """
+    alone = len(request_ids) == 1
+    for request_id in request_ids:
+        if not alone and rt.store.redis.hget(
+            rt.store.keys.request(request_id), "deliveries"
+        ) not in (
+            None,
+            "0",
+        ):
+            isolate(request_id)
+            continue
+        submit(rt, request_id)
 
 
 def submit(rt: Runtime, request_id: str) -> None:
@@ -116,8 +136,8 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         return
     now = rt.clock()
     settled = settled_at(rt, record)
-    if now < settled:
-        rt.store.reschedule("submit", record.request_id, settled)
+    if now < settled:  # this delivery finished cleanly: it is not a crash to count
+        rt.store.transition(record, {"deliveries": "0"}, schedule="submit", at=settled)
         return
     if final:
         _give_up(rt, record)

@@ -18,6 +18,7 @@ from worker.runtime import Runtime
 log = logging.getLogger("pallycon_pack.sweeper")
 
 POLL_CHUNK = 5000
+SUBMIT_CHUNK = 50  # registrations are sent one by one: small batches keep every worker busy
 
 
 def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
@@ -25,8 +26,8 @@ def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
     s = rt.settings
     now = rt.clock()
     submits = rt.store.claim("submit", now, s.lease_seconds, s.sweep_batch)
-    for request_id in submits:
-        send_submit(app, request_id)
+    for start in range(0, len(submits), SUBMIT_CHUNK):
+        send_submit(app, submits[start : start + SUBMIT_CHUNK])
     polls = rt.store.claim("poll", now, s.lease_seconds, s.sweep_batch)
     for start in range(0, len(polls), POLL_CHUNK):
         send_poll(app, polls[start : start + POLL_CHUNK])

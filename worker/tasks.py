@@ -19,13 +19,13 @@ from celery import Celery, bootsteps
 from kombu import Queue
 
 from config import Settings
-from worker.dispatch import POLL_TASK, SUBMIT_TASK, send_poll
+from worker.dispatch import POLL_TASK, SUBMIT_TASK, send_poll, send_submit
 from worker.intake_stream import consume_intake
 from worker.keys import Keys
 from worker.logs import configure
 from worker.poll import poll
 from worker.runtime import Runtime
-from worker.submit import submit
+from worker.submit import submit_batch
 from worker.sweeper import sweep_forever
 
 log = logging.getLogger("pallycon_pack.worker")
@@ -94,8 +94,8 @@ def create_app(settings: Settings) -> Celery:
     process = _Process(settings)
 
     @app.task(name=SUBMIT_TASK, ignore_result=True)
-    def submit_task(request_id: str) -> None:
-        submit(process.runtime(), request_id)
+    def submit_task(request_ids: list[str]) -> None:
+        submit_batch(process.runtime(), request_ids, isolate=lambda rid: send_submit(app, [rid]))
 
     @app.task(name=POLL_TASK, ignore_result=True)
     def poll_task(request_ids: list[str]) -> None:
