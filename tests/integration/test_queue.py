@@ -369,3 +369,21 @@ def test_upstream_reads_results_with_a_consumer_group(
     assert producer.store.redis.xpending(stream, "cms")["pending"] == 0
     billing = ResultGroup(producer.store.redis, stream, "billing", "b1")
     assert len(billing.read(count=1000, block_ms=100)) == len(got)
+
+
+def test_submit_many_enqueues_a_batch_or_nothing(
+    settings, producer, storage_id, emulator, worker_factory
+):
+    """A valid batch completes with one job each; one bad body refuses the whole batch, named."""
+    marker = f"many-{time.monotonic_ns()}"
+    with pytest.raises(InvalidRequest) as caught:
+        producer.submit_many([body_for(storage_id, f"{marker}-ok"), job_body(content_id="")])
+    assert [e.field for e in caught.value.errors] == ["[1].content_id"]
+    assert producer.store.redis.keys(f"{settings.key_prefix}:*") == []
+    worker_factory(settings)
+    ids = producer.submit_many([body_for(storage_id, f"{marker}-{n}") for n in range(120)])
+    assert len(set(ids)) == 120
+    records = wait_all(producer, ids)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    assert len(remote_jobs(emulator, marker)) == 120
+    assert producer.submit_many([records[ids[0]].body | {}], [ids[0]]) == [ids[0]]  # a resubmission
