@@ -50,7 +50,7 @@ def signing(count: int = 20_000, runs: int = 3) -> dict[str, Any]:
 # --- 1. End-to-end throughput -------------------------------------------------------------
 
 
-def throughput(root: Path, count: int = 2000, runs: int = 3) -> dict[str, Any]:
+def throughput(root: Path, count: int = 500, runs: int = 3) -> dict[str, Any]:
     """Submit -> completed through Redis, 2 worker processes and the emulator, against a plain
     loop that signs and registers the same jobs with the client alone, in the same run."""
     plain, pipeline = [], []
