@@ -38,22 +38,21 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     """
     alone = len(request_ids) == 1
     for request_id in request_ids:
-        if not alone and rt.store.redis.hget(
-            rt.store.keys.request(request_id), "deliveries"
-        ) not in (
-            None,
-            "0",
-        ):
-            isolate(request_id)
-            continue
-        submit(rt, request_id)
+        submit(rt, request_id, isolate=None if alone else isolate)
 
 
-def submit(rt: Runtime, request_id: str) -> None:
-    """Move one request forward: register its job, or reconcile an unknown outcome."""
+def submit(rt: Runtime, request_id: str, isolate: Callable[[str], None] | None = None) -> None:
+    """Move one request forward: register its job, or reconcile an unknown outcome.
+
+    With ``isolate`` (the request came in a batch), a request whose earlier delivery never
+    finished is handed over to be tried alone instead.
+    """
     record = rt.store.get(request_id)
     if record is None or record.state not in (State.ACCEPTED, State.SUBMITTING):
         return  # unknown, already submitted or finished: a late or duplicate delivery
+    if isolate is not None and record.get("deliveries", "0") != "0":
+        isolate(request_id)
+        return
     if rt.store.bump(request_id, "deliveries") > rt.settings.max_deliveries:
         limit = rt.settings.max_deliveries
         message = f"delivered more than {limit} times without finishing"
