@@ -111,7 +111,9 @@ def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[Stack]:
             worker.stop()
         for server in built.servers:
             server.stop()
-        emulator.stop()
+        for running in {id(emulator): emulator, id(built.emulator): built.emulator}.values():
+            if running.process.poll() is None:  # a case may have swapped in another emulator
+                running.stop()
         redis.stop()
 
 
