@@ -31,10 +31,6 @@ class Keys:
         return f"{self.prefix}:req:{request_id}"
 
     @property
-    def request_pattern(self) -> str:
-        return f"{self.prefix}:req:*"
-
-    @property
     def submit_schedule(self) -> str:
         """Sorted set: request id -> when to (re)try its submission."""
         return f"{self.prefix}:schedule:submit"

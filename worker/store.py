@@ -166,20 +166,8 @@ class RequestStore:
         submit_at: float | None,
     ) -> Literal["created", "duplicate", "conflict"]:
         """Record a new request (version 1) with its first event, unless the id is taken."""
-        final = State(fields["state"]).final
-        result = self._create(
-            keys=[self.keys.request(request_id), self.keys.results, self.keys.submit_schedule],
-            args=[
-                body_hash,
-                json.dumps({**fields, "version": "1", "body_hash": body_hash}),
-                json.dumps(event),
-                self.result_maxlen,
-                self.keys.wake_channel,
-                request_id,
-                "" if submit_at is None else repr(submit_at),
-                self.record_ttl if final else "",
-            ],
-        )
+        keys, args = self._create_call(request_id, body_hash, fields, event, submit_at)
+        result = self._create(keys=keys, args=args)
         return cast(Literal["created", "duplicate", "conflict"], str(result))
 
     def create_many(
@@ -188,21 +176,32 @@ class RequestStore:
         """:meth:`create` for many (request id, body hash, fields, event), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for request_id, digest, fields, event in items:
-            self._create(
-                keys=[self.keys.request(request_id), self.keys.results, self.keys.submit_schedule],
-                args=[
-                    digest,
-                    json.dumps({**fields, "version": "1", "body_hash": digest}),
-                    json.dumps(event),
-                    self.result_maxlen,
-                    self.keys.wake_channel,
-                    request_id,
-                    repr(submit_at),
-                    "",
-                ],
-                client=pipe,
-            )
+            keys, args = self._create_call(request_id, digest, fields, event, submit_at)
+            self._create(keys=keys, args=args, client=pipe)
         return [str(outcome) for outcome in pipe.execute()]
+
+    def _create_call(
+        self,
+        request_id: str,
+        body_hash: str,
+        fields: dict[str, str],
+        event: dict[str, Any],
+        submit_at: float | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the create script for one request."""
+        final = State(fields["state"]).final
+        keys = [self.keys.request(request_id), self.keys.results, self.keys.submit_schedule]
+        args = [
+            body_hash,
+            json.dumps({**fields, "version": "1", "body_hash": body_hash}),
+            json.dumps(event),
+            self.result_maxlen,
+            self.keys.wake_channel,
+            request_id,
+            "" if submit_at is None else repr(submit_at),
+            self.record_ttl if final else "",
+        ]
+        return keys, args
 
     def get(self, request_id: str) -> Record | None:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
