@@ -18,6 +18,7 @@ from pallycon.models import StorageRegisterRequest
 from pallycon_pack.processes import ServerProcess, WorkerProcess, child_env
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
+from worker.events import EventType
 
 BENCH = {
     "site_id": DEMO_SITE.site_id,
@@ -28,6 +29,9 @@ BENCH = {
     "api_burst": 500,
     "callback_token": "benchmark-callback-token-0123",
 }
+
+
+FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
 
 
 @dataclass
@@ -64,13 +68,22 @@ class Stack:
         return sum(v for k, v in counts.items() if k.startswith(("GET ", "POST ", "PUT ")))
 
     def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
+        """Wait for every request's final event, then read their records.
+
+        Reads the result stream as it grows, as a consumer would: re-reading every record
+        while waiting would take CPU from the very processes being measured.
+        """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            records = self.producer.store.get_many(ids)
-            if len(records) == len(ids) and all(r.state.final for r in records.values()):
-                return records
-            time.sleep(0.1)
-        raise TimeoutError(f"requests not finished within {timeout} s")
+        waiting, cursor = set(ids), "0-0"
+        while waiting:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(waiting)} requests not finished within {timeout} s")
+            batch = self.producer.events(after=cursor, count=5000, block_ms=200)
+            for _, event in batch:
+                if event["type"] in FINAL_EVENTS:
+                    waiting.discard(event["request_id"])
+            cursor = batch[-1][0] if batch else cursor
+        return self.producer.store.get_many(ids)
 
     def events(self) -> list[dict[str, Any]]:
         return [event for _, event in self.producer.events(count=10_000_000)]
