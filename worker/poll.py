@@ -19,10 +19,9 @@ from pallycon.models import JobInfo, JobListRequest
 from pallycon.signing import format_timestamp
 from worker.decisions import after_lookup_error, next_poll_at, pages_to_fetch
 from worker.events import EventType, FailStage, State, event
-from worker.logs import log_change
 from worker.runtime import Runtime
-from worker.store import Record
-from worker.transitions import fail
+from worker.store import Change, Record
+from worker.transitions import Outcome, commit, failed
 
 log = logging.getLogger("pallycon_pack.poll")
 
@@ -45,29 +44,25 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
     except CallError as error:
         _retry_all(rt, records, error)
         return
-    for record in records:
-        _apply(rt, record, found.get(record.get("job_id")))
+    commit(rt, [_outcome(rt, record, found.get(record.get("job_id"))) for record in records])
 
 
 def _tracked(
     rt: Runtime, request_ids: list[str], isolate: Callable[[str], None], *, alone: bool
 ) -> list[Record]:
     records = [r for r in rt.store.get_many(request_ids).values() if r.state == State.SUBMITTED]
-    kept = []
-    for record in records:
-        deliveries = rt.store.bump(record.request_id, "deliveries")
+    counts = rt.store.bump_many([record.request_id for record in records], "deliveries")
+    kept, dead = [], []
+    for record, deliveries in zip(records, counts, strict=True):
         if deliveries > rt.settings.max_deliveries:
-            fail(
-                rt,
-                record,
-                FailStage.DEAD_LETTER,
-                "dead_letter",
-                f"polled more than {rt.settings.max_deliveries} times without finishing",
-            )
+            limit = rt.settings.max_deliveries
+            message = f"polled more than {limit} times without finishing"
+            dead.append(failed(rt, record, FailStage.DEAD_LETTER, "dead_letter", message))
         elif deliveries > 1 and not alone:
             isolate(record.request_id)
         else:
             kept.append(record)
+    commit(rt, dead)
     return kept
 
 
@@ -105,55 +100,47 @@ def _read_pages(
         page += 1
 
 
-def _apply(rt: Runtime, record: Record, job: JobInfo | None) -> None:
+def _outcome(rt: Runtime, record: Record, job: JobInfo | None) -> Outcome:
+    """What one poll found: the request's end, a progress event, or just its next poll."""
     now = rt.clock()
     age = now - record.number("submitted_at")
     if (job is None or not job.status_info.terminal) and age > rt.settings.job_timeout:
         last = record.get("status") or "never seen in the job list"
-        fail(
-            rt,
-            record,
-            FailStage.TIMEOUT,
-            "timeout",
-            f"not finished within {rt.settings.job_timeout:g} s (last status: {last})",
-        )
-        return
+        message = f"not finished within {rt.settings.job_timeout:g} s (last status: {last})"
+        return failed(rt, record, FailStage.TIMEOUT, "timeout", message)
     if job is None:
         due = next_poll_at(now, None, rt.polling)
-        rt.store.transition(
-            record, {"deliveries": "0", "last_seen": "missing"}, schedule="poll", at=due
-        )
-        return
+        fields = {"deliveries": "0", "last_seen": "missing"}
+        return Outcome(Change(record, fields, schedule="poll", at=due))
     status = job.status_info
     if status.terminal:
-        _finish(rt, record, job)
-        return
+        return _finished(rt, record, job)
     due = next_poll_at(now, status, rt.polling)
     fields = {"deliveries": "0", "poll_failures": "0"}
-    change = None
-    if job.status != record.get("status"):
-        fields |= {"status": job.status, "status_meaning": status.meaning, "updated_at": repr(now)}
-        change = event(
-            EventType.PROGRESS,
-            record.request_id,
-            record.version + 1,
-            now,
-            job_id=job.job_id,
-            status=job.status,
-            meaning=status.meaning,
-            stage=status.stage.value,
-        )
-        log_change(log, record.request_id, "progress", job_id=job.job_id, status=job.status)
-    rt.store.transition(record, fields, change, schedule="poll", at=due)
+    if job.status == record.get("status"):
+        return Outcome(Change(record, fields, schedule="poll", at=due))
+    fields |= {"status": job.status, "status_meaning": status.meaning, "updated_at": repr(now)}
+    change = event(
+        EventType.PROGRESS,
+        record.request_id,
+        record.version + 1,
+        now,
+        job_id=job.job_id,
+        status=job.status,
+        meaning=status.meaning,
+        stage=status.stage.value,
+    )
+    logged = {"job_id": job.job_id, "status": job.status}
+    return Outcome(Change(record, fields, change, schedule="poll", at=due), log, "progress", logged)
 
 
-def _finish(rt: Runtime, record: Record, job: JobInfo) -> None:
+def _finished(rt: Runtime, record: Record, job: JobInfo) -> Outcome:
     status = job.status_info
     if not status.success:
         code = job.error_code or job.status
         meaning = packaging_error(code).meaning if job.error_code else status.meaning
-        fail(rt, record, FailStage.PACKAGING, code, job.error_message or meaning, status=job.status)
-        return
+        message = job.error_message or meaning
+        return failed(rt, record, FailStage.PACKAGING, code, message, status=job.status)
     now = rt.clock()
     body = record.body
     output = body["storage"]["output"]["path"]
@@ -177,8 +164,8 @@ def _finish(rt: Runtime, record: Record, job: JobInfo) -> None:
         output_prefix=prefix,
         status=job.status,
     )
-    if rt.store.transition(record, fields, change, finish=True):
-        log_change(log, record.request_id, "completed", job_id=job.job_id)
+    logged = {"job_id": job.job_id}
+    return Outcome(Change(record, fields, change, finish=True), log, "completed", logged)
 
 
 def _retry_all(rt: Runtime, records: list[Record], error: CallError) -> None:
@@ -190,7 +177,5 @@ def _retry_all(rt: Runtime, records: list[Record], error: CallError) -> None:
     log.warning(
         "job list failed (%s); %d polls retried in %.1fs", error, len(records), due - rt.clock()
     )
-    for record in records:
-        rt.store.transition(
-            record, {"deliveries": "0", "poll_failures": str(attempt)}, schedule="poll", at=due
-        )
+    fields = {"deliveries": "0", "poll_failures": str(attempt)}
+    commit(rt, [Outcome(Change(r, fields, schedule="poll", at=due)) for r in records])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -134,6 +135,24 @@ class Record:
         return {"request_id": self.request_id, **shown}
 
 
+@dataclass(frozen=True)
+class Change:
+    """One change of a request, made from ``record``'s version (see :meth:`RequestStore.apply`).
+
+    ``fields`` are written, ``event`` appended to the result stream, the request moved to
+    ``schedule`` due ``at``, its ``index_job`` indexed; ``finish`` takes it off both schedules
+    and lets the record expire.
+    """
+
+    record: Record
+    fields: dict[str, str]
+    event: dict[str, Any] | None = None
+    schedule: Schedule | None = None
+    at: float = 0.0
+    index_job: str = ""
+    finish: bool = False
+
+
 class RequestStore:
     """The records, schedules and result stream of every request."""
 
@@ -229,28 +248,42 @@ class RequestStore:
         finish: bool = False,
     ) -> bool:
         """Apply a change made from ``record``'s version; False if someone else moved it on."""
-        result = self._transition(
-            keys=[
-                self.keys.request(record.request_id),
-                self.keys.results,
-                self.keys.submit_schedule,
-                self.keys.poll_schedule,
-                self.keys.job_index,
-            ],
-            args=[
-                str(record.version),
-                json.dumps(fields),
-                json.dumps(event) if event else "",
-                self.result_maxlen,
-                self.keys.wake_channel,
-                record.request_id,
-                schedule or "",
-                repr(at),
-                index_job,
-                self.record_ttl if finish else "",
-            ],
-        )
-        return int(result) == 1
+        return self.apply([Change(record, fields, event, schedule, at, index_job, finish)])[0]
+
+    def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """:meth:`transition` for many changes (each atomic on its own), in one round trip."""
+        if len(changes) == 1:  # no pipeline needed
+            keys, args = self._transition_call(changes[0])
+            return [int(self._transition(keys=keys, args=args)) == 1]
+        pipe = self.redis.pipeline(transaction=False)
+        for change in changes:
+            keys, args = self._transition_call(change)
+            self._transition(keys=keys, args=args, client=pipe)
+        return [int(result) == 1 for result in pipe.execute()] if changes else []
+
+    def _transition_call(self, change: Change) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the transition script for one change."""
+        request_id = change.record.request_id
+        keys = [
+            self.keys.request(request_id),
+            self.keys.results,
+            self.keys.submit_schedule,
+            self.keys.poll_schedule,
+            self.keys.job_index,
+        ]
+        args = [
+            str(change.record.version),
+            json.dumps(change.fields),
+            json.dumps(change.event) if change.event else "",
+            self.result_maxlen,
+            self.keys.wake_channel,
+            request_id,
+            change.schedule or "",
+            repr(change.at),
+            change.index_job,
+            self.record_ttl if change.finish else "",
+        ]
+        return keys, args
 
     def durable(self) -> None:
         """Return once Redis has fsynced its AOF up to now (``WAITAOF``).
@@ -298,7 +331,16 @@ class RequestStore:
         return str(found) if found else None
 
     def bump(self, request_id: str, name: str) -> int:
-        return int(self.redis.hincrby(self.keys.request(request_id), name, 1))
+        return self.bump_many([request_id], name)[0]
+
+    def bump_many(self, request_ids: Sequence[str], name: str) -> list[int]:
+        """Add one to a counter field of each record, in one round trip: the new values."""
+        if len(request_ids) == 1:
+            return [int(self.redis.hincrby(self.keys.request(request_ids[0]), name, 1))]
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id in request_ids:
+            pipe.hincrby(self.keys.request(request_id), name, 1)
+        return [int(value) for value in pipe.execute()] if request_ids else []
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to an operational counter (API calls, retries, reconciliations)."""

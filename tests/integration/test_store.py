@@ -12,7 +12,7 @@ import redis
 from pallycon_pack.redis_server import RedisServer
 from worker.events import State
 from worker.keys import Keys
-from worker.store import RequestStore
+from worker.store import Change, RequestStore
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +56,39 @@ def test_a_replayed_transition_changes_nothing(store: RequestStore):
     assert store.redis.zscore(store.keys.poll_schedule, "r1") == 5.0
     assert store.redis.zscore(store.keys.submit_schedule, "r1") is None
     assert store.request_for_job("7") == "r1"
+
+
+def test_a_batch_of_changes_is_applied_each_on_its_own(store: RequestStore):
+    """apply(): one round trip, yet each change is checked against its own version."""
+    for n in range(3):
+        _create(store, f"r{n}")
+    records = store.get_many(["r0", "r1", "r2"])
+    stale = records["r1"]
+    assert store.transition(stale, {"note": "moved on"})
+    changes = [
+        Change(records[f"r{n}"], {"state": "submitted", "job_id": str(n)}, {"event_id": f"r{n}:2"},
+               schedule="poll", at=float(n), index_job=str(n))
+        for n in range(3)
+    ]  # fmt: skip
+    assert store.apply(changes) == [True, False, True]
+    assert store.apply([]) == []
+    after = store.get_many(["r0", "r1", "r2"])
+    assert [after[f"r{n}"].state for n in range(3)] == [
+        State.SUBMITTED,
+        State.ACCEPTED,
+        State.SUBMITTED,
+    ]
+    assert store.redis.xlen(store.keys.results) == 5  # 3 created, 2 submitted
+    assert store.redis.zscore(store.keys.poll_schedule, "r1") is None
+    assert [store.request_for_job(str(n)) for n in range(3)] == ["r0", None, "r2"]
+
+
+def test_counters_of_many_records_are_bumped_at_once(store: RequestStore):
+    for n in range(3):
+        _create(store, f"r{n}")
+    assert store.bump("r0", "deliveries") == 1
+    assert store.bump_many(["r0", "r1", "r2"], "deliveries") == [2, 1, 1]
+    assert store.bump_many([], "deliveries") == []
 
 
 def test_finishing_unschedules_unindexes_and_expires(store: RequestStore):
