@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     )
     sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between sweeps.")
     sweep_batch: int = Field(default=10_000, ge=1, description="Most entries one sweep claims.")
+    submit_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Registrations one worker process sends at once (threads; at most the "
+        "HTTP pool size are useful).",
+    )
     max_deliveries: int = Field(
         default=5, ge=1, description="A request delivered more often than this is dead-lettered."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,6 +45,15 @@ class Runtime:
     region: str
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
+    _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    def senders(self) -> ThreadPoolExecutor:
+        """The threads that send a batch's registrations at once (started on first use)."""
+        if self._senders is None:
+            self._senders = ThreadPoolExecutor(
+                self.settings.submit_concurrency, thread_name_prefix="pallycon-send"
+            )
+        return self._senders
 
     @property
     def retry(self) -> RetryPolicy:

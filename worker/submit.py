@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import wait
 
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
@@ -24,81 +25,118 @@ from worker.decisions import (
 from worker.events import EventType, FailStage, State, event
 from worker.logs import log_change
 from worker.runtime import Runtime
-from worker.store import Record
-from worker.transitions import fail, moved
+from worker.store import Change, Record
+from worker.transitions import Outcome, commit, fail, failed, moved
 
 log = logging.getLogger("pallycon_pack.submit")
 
 
 def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
-    """Submit each request of a batch in turn.
+    """Move each request of a batch forward: register its job, or reconcile an unknown outcome.
 
-    A request whose earlier delivery never finished (its worker died) is handed to ``isolate``
-    to be tried alone, so that one poison request cannot take its batch down again.
+    The batch shares its Redis round trips: one read, one delivery count, one ``submitting``
+    mark and one fsync before the POSTs, one commit of their outcomes after. A request whose
+    earlier delivery never finished (its worker died) is handed to ``isolate`` to be tried
+    alone, so that one poison request cannot take its batch down again.
     """
     alone = len(request_ids) == 1
+    records = rt.store.get_many(request_ids)
+    live = []
     for request_id in request_ids:
-        submit(rt, request_id, isolate=None if alone else isolate)
+        record = records.get(request_id)
+        if record is None or record.state not in (State.ACCEPTED, State.SUBMITTING):
+            continue  # unknown, already submitted or finished: a late or duplicate delivery
+        if not alone and record.get("deliveries", "0") != "0":
+            isolate(request_id)
+            continue
+        live.append(record)
+    counts = rt.store.bump_many([record.request_id for record in live], "deliveries")
+    fresh, ended = [], []
+    for record, deliveries in zip(live, counts, strict=True):
+        past_deadline = rt.clock() - record.number("created_at") > rt.settings.submit_deadline
+        if deliveries > rt.settings.max_deliveries:
+            ended.append(_dead_letter(rt, record))
+        elif record.state == State.SUBMITTING:
+            reconcile(rt, record, final=past_deadline)  # even at the deadline: the job may exist
+        elif past_deadline:
+            ended.append(_gave_up(rt, record))
+        else:
+            fresh.append(record)
+    commit(rt, ended)
+    register(rt, fresh)
 
 
-def submit(rt: Runtime, request_id: str, isolate: Callable[[str], None] | None = None) -> None:
-    """Move one request forward: register its job, or reconcile an unknown outcome.
-
-    With ``isolate`` (the request came in a batch), a request whose earlier delivery never
-    finished is handed over to be tried alone instead.
-    """
-    record = rt.store.get(request_id)
-    if record is None or record.state not in (State.ACCEPTED, State.SUBMITTING):
-        return  # unknown, already submitted or finished: a late or duplicate delivery
-    if isolate is not None and record.get("deliveries", "0") != "0":
-        isolate(request_id)
-        return
-    if rt.store.bump(request_id, "deliveries") > rt.settings.max_deliveries:
-        limit = rt.settings.max_deliveries
-        message = f"delivered more than {limit} times without finishing"
-        if record.state == State.SUBMITTING:
-            message += f"; its job may exist as {record.get('job_name')}"
-        fail(rt, record, FailStage.DEAD_LETTER, "dead_letter", message)
-        return
-    past_deadline = rt.clock() - record.number("created_at") > rt.settings.submit_deadline
+def _dead_letter(rt: Runtime, record: Record) -> Outcome:
+    message = f"delivered more than {rt.settings.max_deliveries} times without finishing"
     if record.state == State.SUBMITTING:
-        reconcile(rt, record, final=past_deadline)  # even at the deadline: the job may exist
-    elif past_deadline:
-        _give_up(rt, record)
-    else:
-        register(rt, record)
+        message += f"; its job may exist as {record.get('job_name')}"
+    return failed(rt, record, FailStage.DEAD_LETTER, "dead_letter", message)
 
 
-def _give_up(rt: Runtime, record: Record, note: str = "") -> None:
+def _gave_up(rt: Runtime, record: Record, note: str = "") -> Outcome:
     last = record.get("last_error") or "no attempt finished"
     message = f"not submitted within {rt.settings.submit_deadline:g} s; last error: {last}{note}"
-    fail(rt, record, FailStage.SUBMIT, record.get("last_code") or "deadline", message)
+    return failed(rt, record, FailStage.SUBMIT, record.get("last_code") or "deadline", message)
 
 
-def register(rt: Runtime, record: Record) -> None:
-    """POST the job, with ``submitting`` recorded first."""
+def register(rt: Runtime, records: list[Record]) -> None:
+    """POST each request's job, with ``submitting`` recorded (and fsynced) before any POST."""
+    if not records:
+        return
     now = rt.clock()
-    attempts = int(record.number("attempts")) + 1
     # Written before the POST. Should this process die mid-call, the schedule entry brings the
     # request back after the grace and the read timeout, and the lookup settles it.
     safety = now + rt.settings.reconcile_grace + rt.settings.read_timeout
-    fields = {
+    marks = [
+        Change(record, _submitting_fields(record, now), schedule="submit", at=safety)
+        for record in records
+    ]
+    marked = [
+        moved(mark.record, mark.fields)
+        for mark, done in zip(marks, rt.store.apply(marks), strict=True)
+        if done
+    ]
+    if not marked:
+        return
+    rt.store.durable()  # never POST before "submitting" is on disk
+    if len(marked) == 1 or rt.settings.submit_concurrency == 1:
+        outcomes: list[Outcome] = []
+        try:
+            for record in marked:
+                outcomes.append(_post(rt, record))  # noqa: PERF401 - kept up to a raise
+        finally:  # even if one POST raised: what the others did is recorded
+            commit(rt, outcomes)
+        return
+    posts = [rt.senders().submit(_post, rt, record) for record in marked]
+    try:
+        wait(posts)
+    finally:  # even if interrupted (soft time limit): what is done is recorded
+        finished = [p for p in posts if p.done() and not p.cancelled() and not p.exception()]
+        commit(rt, [post.result() for post in finished])
+    for post in posts:
+        post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
+
+
+def _submitting_fields(record: Record, now: float) -> dict[str, str]:
+    return {
         "state": State.SUBMITTING.value,
-        "attempts": str(attempts),
+        "attempts": str(int(record.number("attempts")) + 1),
         "submitting_at": repr(now),
         "updated_at": repr(now),
     }
-    if not rt.store.transition(record, fields, schedule="submit", at=safety):
-        return
-    record = moved(record, fields)
-    rt.store.durable()  # never POST before "submitting" is on disk
+
+
+def _post(rt: Runtime, record: Record) -> Outcome:
+    """Register the job of a request marked ``submitting``: the outcome to commit."""
     request = JobRegisterRequest.model_validate(record.body | {"job_name": record.get("job_name")})
     try:
         job_id = rt.api.register_job(request).job_id or ""
     except CallError as error:
-        _after_post_error(rt, record, after_register_error(error, attempts, rt.retry, rt.rng))
-        return
-    submitted(rt, record, job_id)
+        attempts = int(record.number("attempts"))
+        return _after_post_error(
+            rt, record, after_register_error(error, attempts, rt.retry, rt.rng)
+        )
+    return _submitted(rt, record, job_id)
 
 
 def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
@@ -119,19 +157,23 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         attempts = int(record.number("lookup_failures")) + 1
         decision = after_lookup_error(error, attempts, rt.retry, rt.rng)
         if final:
-            _give_up(rt, record, f"; its job may exist as {name}: lookups fail ({error})")
+            note = f"; its job may exist as {name}: lookups fail ({error})"
+            commit(rt, [_gave_up(rt, record, note)])
             return
         if decision.action is Action.FAIL:
             fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
             return
         # Still unknown whether the job exists: stay "submitting", look again later.
         extra = {"lookup_failures": str(attempts)}
-        _retry(rt, record, State.SUBMITTING, decision, extra, counter="reconcile lookup retry")
+        retry = _retried(
+            rt, record, State.SUBMITTING, decision, extra, counter="reconcile lookup retry"
+        )
+        commit(rt, [retry])
         return
     if found:
         if len(found) > 1:
             log.error("request %s has %d remote jobs named %s", record.request_id, len(found), name)
-        submitted(rt, record, found[0].job_id)
+        commit(rt, [_submitted(rt, record, found[0].job_id)])
         return
     now = rt.clock()
     settled = settled_at(rt, record)
@@ -139,7 +181,7 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         rt.store.transition(record, {"deliveries": "0"}, schedule="submit", at=settled)
         return
     if final:
-        _give_up(rt, record)
+        commit(rt, [_gave_up(rt, record)])
         return
     last_code = record.get("last_code")
     if last_code.startswith(("A", "Z")) and not known_api_code(last_code):
@@ -149,7 +191,7 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
     log_change(log, record.request_id, "reconciled: absent, registering again")
     fields = {"state": State.ACCEPTED.value, "updated_at": repr(now)}
     if rt.store.transition(record, fields, schedule="submit", at=now):
-        register(rt, moved(record, fields))
+        register(rt, [moved(record, fields)])
 
 
 def settled_at(rt: Runtime, record: Record) -> float:
@@ -167,6 +209,11 @@ def settled_at(rt: Runtime, record: Record) -> float:
 
 
 def submitted(rt: Runtime, record: Record, job_id: str) -> None:
+    """Record that the request's job was registered as ``job_id``."""
+    commit(rt, [_submitted(rt, record, job_id)])
+
+
+def _submitted(rt: Runtime, record: Record, job_id: str) -> Outcome:
     now = rt.clock()
     fields = {
         "state": State.SUBMITTED.value,
@@ -178,7 +225,6 @@ def submitted(rt: Runtime, record: Record, job_id: str) -> None:
         "last_code": "",
         "lookup_failures": "0",
     }
-    attempts = int(record.number("attempts"))
     change = event(
         EventType.SUBMITTED,
         record.request_id,
@@ -186,26 +232,27 @@ def submitted(rt: Runtime, record: Record, job_id: str) -> None:
         now,
         job_id=job_id,
         job_name=record.get("job_name"),
-        attempts=attempts,
+        attempts=int(record.number("attempts")),
     )
     first_poll = now + rt.settings.poll_interval
-    if rt.store.transition(
-        record, fields, change, schedule="poll", at=first_poll, index_job=job_id
-    ):
-        log_change(log, record.request_id, "submitted", job_id=job_id)
+    return Outcome(
+        Change(record, fields, change, schedule="poll", at=first_poll, index_job=job_id),
+        log,
+        "submitted",
+        {"job_id": job_id},
+    )
 
 
-def _after_post_error(rt: Runtime, record: Record, decision: Decision) -> None:
+def _after_post_error(rt: Runtime, record: Record, decision: Decision) -> Outcome:
     """The POST failed: fail, resend (nothing was created) or reconcile (it may have been)."""
     if decision.action is Action.FAIL:
-        fail(rt, record, FailStage.SUBMIT, decision.code, decision.message)
-        return
+        return failed(rt, record, FailStage.SUBMIT, decision.code, decision.message)
     state = State.ACCEPTED if decision.action is Action.RESEND else State.SUBMITTING
     extra = {"attempt_ended_at": repr(rt.clock())}
-    _retry(rt, record, state, decision, extra, counter=f"submit {decision.action.value}")
+    return _retried(rt, record, state, decision, extra, counter=f"submit {decision.action.value}")
 
 
-def _retry(
+def _retried(
     rt: Runtime,
     record: Record,
     state: State,
@@ -213,7 +260,8 @@ def _retry(
     extra: dict[str, str],
     *,
     counter: str,
-) -> None:
+) -> Outcome:
+    """The request tried again (as ``state``) after the decision's delay."""
     now = rt.clock()
     fields = {
         "state": state.value,
@@ -224,11 +272,9 @@ def _retry(
         **extra,
     }
     rt.store.count(counter)
-    if rt.store.transition(record, fields, schedule="submit", at=now + decision.delay):
-        log_change(
-            log,
-            record.request_id,
-            f"{state.value}: retry in {decision.delay:.1f}s",
-            code=decision.code,
-            error=decision.message,
-        )
+    return Outcome(
+        Change(record, fields, schedule="submit", at=now + decision.delay),
+        log,
+        f"{state.value}: retry in {decision.delay:.1f}s",
+        {"code": decision.code, "error": decision.message},
+    )
