@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.signals import worker_process_init
 from kombu import Queue
 
 from config import Settings
@@ -102,6 +103,15 @@ def create_app(settings: Settings) -> Celery:
         poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
 
     app.steps["worker"].add(_background_step(process, app))
+
+    def warm_up(**_: Any) -> None:
+        """Build a pool process's runtime as it starts, not in its first task's time."""
+        try:
+            process.runtime()
+        except Exception:  # the first task will raise it again, where Celery reports it
+            log.exception("worker process start-up failed")
+
+    worker_process_init.connect(warm_up, weak=False)
     return app
 
 
