@@ -22,7 +22,7 @@ from emulator.state import (
     Job,
     Storage,
     Store,
-    job_matches,
+    job_filter,
     offset,
     page,
     render_date,
@@ -165,7 +165,8 @@ def register_job(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], Jo
 
 def list_jobs(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     query = parse(JobListRequest, body)
-    found = [job for job in _candidates(ctx.store, query) if job_matches(job, query, ctx.now)]
+    matches = job_filter(query, ctx.now)
+    found = [job for job in _candidates(ctx.store, query) if matches(job)]
     chosen = page(found, query.page_unit, query.page_index, ctx.config.max_page_unit)
     entries = [job_entry(job, ctx, query.time_zone) for job in chosen]
     return ok(total_count=str(len(found)), time_zone=query.time_zone or "00:00", data=entries)

@@ -9,7 +9,7 @@ whose input is missing or empty stops at ``WM021100`` (downloading) and ends as 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
@@ -118,10 +118,15 @@ def render_date(moment: datetime | None, zone: timezone) -> str:
 
 def _window(moment: datetime, start: str | None, end: str | None, zone: timezone) -> bool:
     """``from``/``to`` are wall-clock times in ``zone``, inclusive."""
-    local = moment.astimezone(zone).replace(tzinfo=UTC)
-    if start and local < parse_timestamp(start):
-        return False
-    return not (end and local > parse_timestamp(end))
+    return _bounds(start, end, zone)(moment)
+
+
+def _bounds(start: str | None, end: str | None, zone: timezone) -> Callable[[datetime], bool]:
+    """:func:`_window` with its bounds parsed once: for a whole job list, not per job."""
+    shift = zone.utcoffset(None) or timedelta(0)
+    low = parse_timestamp(start) - shift if start else None
+    high = parse_timestamp(end) - shift if end else None
+    return lambda moment: (low is None or moment >= low) and (high is None or moment <= high)
 
 
 STATUS_GROUPS: dict[str, frozenset[str]] = {
@@ -150,15 +155,27 @@ def _keyword(job: Job, kind: str | None, keyword: str | None) -> bool:
 
 def job_matches(job: Job, query: JobListRequest, now: datetime) -> bool:
     """Whether ``job`` passes every search option of ``query``."""
-    request = job.request
-    checks = (
-        _keyword(job, query.search_keyword_type, query.search_keyword),
-        query.search_type is None or (query.search_type == "drm") == request.drm,
-        query.search_status is None or job.status(now) in STATUS_GROUPS[query.search_status],
-        query.search_condition is None or query.search_condition in request.streaming_format,
-        _window(job.reg_date, query.from_, query.to, offset(query.time_zone)),
-    )
-    return all(checks)
+    return job_filter(query, now)(job)
+
+
+def job_filter(query: JobListRequest, now: datetime) -> Callable[[Job], bool]:
+    """:func:`job_matches` for one query, prepared once for a whole job list."""
+    within = _bounds(query.from_, query.to, offset(query.time_zone))
+    statuses = STATUS_GROUPS[query.search_status] if query.search_status else None
+
+    def matches(job: Job) -> bool:
+        request = job.request
+        return (
+            _keyword(job, query.search_keyword_type, query.search_keyword)
+            and (query.search_type is None or (query.search_type == "drm") == request.drm)
+            and (statuses is None or job.status(now) in statuses)
+            and (
+                query.search_condition is None or query.search_condition in request.streaming_format
+            )
+            and within(job.reg_date)
+        )
+
+    return matches
 
 
 def storage_matches(storage: Storage, query: StorageListRequest) -> bool:

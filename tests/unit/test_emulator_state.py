@@ -83,6 +83,8 @@ def test_zero_duration_jobs_are_done_at_once():
         ({"from": "2024-05-01T12:00:01Z"}, set()),
         ({"from": "2024-05-01T21:00:00Z", "time_zone": "09:00"}, {1, 2, 3, 4}),
         ({"to": "2024-05-01T20:59:59Z", "time_zone": "09:00"}, set()),
+        ({"from": "2024-05-01T07:00:00Z", "time_zone": "-05:00"}, {1, 2, 3, 4}),
+        ({"from": "2024-05-01T07:00:01Z", "time_zone": "-05:00"}, set()),
     ],
 )
 def test_every_search_option_filters(query, ids):
