@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -128,8 +128,16 @@ class PallyConClient:
             raise MalformedResponse("job registration succeeded without a job_id")
         return response
 
-    def list_jobs(self, request: JobListRequest) -> JobListResponse:
-        return self._call("GET", "pack", request, JobListResponse)
+    def list_jobs(
+        self, request: JobListRequest, *, only: Collection[str] | None = None
+    ) -> JobListResponse:
+        """One page of the job list.
+
+        With ``only`` (job ids), other jobs' entries are dropped before they are read into
+        models: a poll that wants 10 jobs of a 500-entry page pays for 10.
+        """
+        body = self.send_raw("GET", "pack", api_json(request, self._options.wire))
+        return parse_response(body if only is None else keep_jobs(body, only), JobListResponse)
 
     def iter_jobs(self, request: JobListRequest) -> Iterator[JobInfo]:
         """Every job matching ``request``, page after page from ``page_index``."""
@@ -239,6 +247,27 @@ def decode_json(raw: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise MalformedResponse(f"response is not a JSON object: {type(parsed).__name__}")
     return parsed
+
+
+def keep_jobs(body: dict[str, Any], only: Collection[str]) -> dict[str, Any]:
+    """The job list ``body`` without the entries of jobs not in ``only``.
+
+    Only well-formed entries are dropped: anything else stays, to be reported as malformed.
+    """
+    data = body.get("data")
+    if not isinstance(data, list):
+        return body
+    kept = [entry for entry in data if not _other_job(entry, only)]
+    return {**body, "data": kept}
+
+
+def _other_job(entry: Any, only: Collection[str]) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    job_id = entry.get("job_id")
+    if isinstance(job_id, bool) or not isinstance(job_id, str | int):
+        return False
+    return str(job_id) not in only
 
 
 def parse_response(body: dict[str, Any], model: type[ResponseT]) -> ResponseT:

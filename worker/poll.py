@@ -91,10 +91,10 @@ def _read_pages(
         query = JobListRequest.model_validate(
             {"region": rt.region, "from": since, "page_unit": unit, "page_index": page}
         )
-        response = rt.api.list_jobs(query)
+        response = rt.api.list_jobs(query, only=wanted)
         rt.store.count("poll pages")
         fetched += 1
-        found.update({job.job_id: job for job in response.data if job.job_id in wanted})
+        found.update({job.job_id: job for job in response.data})
         missing = len(wanted - found.keys())
         more = pages_to_fetch(response.total_count, unit, fetched, missing) if missing else 0
         page += 1

@@ -204,3 +204,26 @@ def test_iter_jobs_walks_every_page():
         ids = [job.job_id for job in client.iter_jobs(JobListRequest(region="RG011", page_unit=2))]
     assert ids == ["1", "2", "3", "4", "5"]
     assert asked == [1, 2, 3]
+
+
+def test_a_page_read_for_some_jobs_models_only_theirs():
+    """list_jobs(only=...) drops other jobs' entries before reading them; ids may be numbers."""
+    data = [{"job_id": 7, "status": "WM030"}, {"job_id": "8", "status": "WM010"},
+            {"job_id": "9", "status": "WM030"}]  # fmt: skip
+    with _client(lambda _: _ok(total_count="3", data=data)) as client:
+        page = client.list_jobs(LIST, only={"7", "9"})
+        everything = client.list_jobs(LIST)
+    assert [job.job_id for job in page.data] == ["7", "9"]
+    assert page.total_count == 3
+    assert [job.job_id for job in everything.data] == ["7", "8", "9"]
+
+
+@pytest.mark.parametrize("entry", ["junk", {"status": "WM030"}, {"job_id": [1], "status": "WM030"}])
+def test_a_malformed_entry_is_still_reported_when_reading_some_jobs(entry):
+    """Only well-formed entries of other jobs are dropped unread; anything else is malformed."""
+    data = [{"job_id": "8", "status": "WM030"}, entry]
+    with (
+        _client(lambda _: _ok(total_count="2", data=data)) as client,
+        pytest.raises(MalformedResponse),
+    ):
+        client.list_jobs(LIST, only={"7"})
