@@ -182,7 +182,16 @@ def _candidates(store: Store, query: JobListRequest) -> Iterable[Job]:
 
 
 def job_entry(job: Job, ctx: Context, time_zone: str | None) -> dict[str, Any]:
-    """One job as the job list shows it."""
+    """One job as the job list shows it; rendered once per time zone when it has ended."""
+    if not job.ended(ctx.now):
+        return _render_entry(job, ctx, time_zone)
+    key = (time_zone, ctx.config.status_style)
+    if key not in job.entries:
+        job.entries[key] = _render_entry(job, ctx, time_zone)
+    return job.entries[key]
+
+
+def _render_entry(job: Job, ctx: Context, time_zone: str | None) -> dict[str, Any]:
     zone = offset(time_zone)
     request = job.request
     code = job.status(ctx.now)

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -46,6 +46,8 @@ class Job:
     duration: float
     failure: PackagingError | None = None
     finished: bool = False
+    #: The job list's entry, by (time zone, status style), once the job has ended.
+    entries: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -62,6 +64,10 @@ class Job:
             return last
         elapsed = (now - self.reg_date).total_seconds()
         return min(last - 1, max(0, int(elapsed / (self.duration / last))))
+
+    def ended(self, now: datetime) -> bool:
+        """Whether the job is in its last status (nothing about it changes any more)."""
+        return self.position(now) == len(self.steps) - 1
 
     def status(self, now: datetime) -> str:
         return self.steps[self.position(now)]

@@ -57,6 +57,15 @@ def test_dates_follow_the_timeline():
     assert job.changed_at(_at(10)) == _at(10)
 
 
+@pytest.mark.parametrize("failing", [False, True])
+def test_a_job_has_ended_only_in_its_last_status(failing):
+    """ended() (which lets the job list keep the entry) holds from the end of the sequence on."""
+    job = _job(failing=failing)
+    assert not any(job.ended(_at(t)) for t in (0, 5, 9.9))
+    assert all(job.ended(_at(t)) for t in (10, 11, 1000))
+    assert job.status(_at(10)) == ("WM999" if failing else "WM030")
+
+
 def test_zero_duration_jobs_are_done_at_once():
     """--job-seconds 0 completes on registration."""
     job = Job(1, _job().request, T0, duration=0)
