@@ -36,7 +36,7 @@ def main() -> None:
         results["signing"] = cases.signing(2_000 if quick else 20_000)
         _step("throughput")
         results["throughput"] = cases.throughput(
-            root, count=100 if quick else 500, runs=1 if quick else 3
+            root, count=300 if quick else 3000, runs=1 if quick else 3
         )
         results["calls"] = []
         for in_flight in (100, 300) if quick else (1_000, 10_000):

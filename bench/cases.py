@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BENCH, median, percentile, stack, ts
+from bench.harness import BENCH, cpu_per_job, median, percentile, stack, ts
 from emulator.config import DEMO_SITE
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
@@ -50,29 +50,42 @@ def signing(count: int = 20_000, runs: int = 3) -> dict[str, Any]:
 # --- 1. End-to-end throughput -------------------------------------------------------------
 
 
-def throughput(root: Path, count: int = 500, runs: int = 3) -> dict[str, Any]:
+def throughput(root: Path, count: int = 3000, runs: int = 3) -> dict[str, Any]:
     """Submit -> completed through Redis, 2 worker processes and the emulator, against a plain
-    loop that signs and registers the same jobs with the client alone, in the same run."""
-    plain, pipeline = [], []
+    loop that signs and registers the same jobs with the client alone, in the same run.
+
+    Also the CPU each part of the stack spent per job, in each run: where the time goes."""
+    plain, pipeline, plain_cpu, pipeline_cpu = [], [], [], []
     for run in range(runs):
         with stack(root / f"throughput-{run}", "--job-seconds", "0", **FAST_POLLS) as s:
             bodies = [s.body(f"plain-{run}-{n}") for n in range(count)]
             requests = [validate_request(JobRegisterRequest, body) for body in bodies]
             with PallyConClient(DEMO_SITE, ClientOptions(base_url=s.emulator.url)) as client:
+                before = s.cpu()
                 start = time.perf_counter()
                 for request in requests:
                     client.register_job(request)
                 plain.append(count / (time.perf_counter() - start))
+                plain_cpu.append(cpu_per_job(before, s.cpu(), count))
             s.start_workers(2)
+            before = s.cpu()
             start = time.time()
             ids = s.producer.submit_many([s.body(f"pipe-{run}-{n}") for n in range(count)])
             s.wait_final(ids, timeout=600)
+            pipeline_cpu.append(cpu_per_job(before, s.cpu(), count))
             done = max(ts(e) for e in s.events() if e["type"] == "completed")
             pipeline.append(count / (done - start))
     ratio = median(pipeline) / median(plain)
     return {"runs": runs, "count": count, "plain_per_s": median(plain),
             "pipeline_per_s": median(pipeline), "ratio": round(ratio, 3),
-            "plain_runs": [round(v, 1) for v in plain], "pipeline_runs": [round(v, 1) for v in pipeline]}  # fmt: skip
+            "plain_runs": [round(v, 1) for v in plain], "pipeline_runs": [round(v, 1) for v in pipeline],
+            "plain_cpu_ms_per_job": _median_parts(plain_cpu),
+            "pipeline_cpu_ms_per_job": _median_parts(pipeline_cpu)}  # fmt: skip
+
+
+def _median_parts(readings: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's median over the runs."""
+    return {part: median([r[part] for r in readings]) for part in readings[0]}
 
 
 # --- 2. API calls per completed job -------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import resource
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -85,8 +87,55 @@ class Stack:
             cursor = batch[-1][0] if batch else cursor
         return self.producer.store.get_many(ids)
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each part of the stack (see :func:`cpu_seconds`)."""
+        workers = [w.process.pid for w in self.workers if w.process is not None]
+        pools = [child for pid in workers for child in children(pid)]
+        redis_pid = self.redis.process.pid if self.redis.process else None
+        return {
+            "worker pool processes": cpu_seconds(pools),
+            "worker main process": cpu_seconds(workers),
+            "emulator": cpu_seconds([self.emulator.process.pid]),
+            "Redis": cpu_seconds([redis_pid] if redis_pid else []),
+            "benchmark process (producer, result reader, plain loop)": own_cpu_seconds(),
+        }
+
     def events(self) -> list[dict[str, Any]]:
         return [event for _, event in self.producer.events(count=10_000_000)]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU seconds of these processes, from /proc (0 where unreadable)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def cpu_per_job(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, float]:
+    """Milliseconds of CPU per job, by part, between two :meth:`Stack.cpu` readings."""
+    return {part: round((after[part] - before[part]) * 1000 / jobs, 3) for part in after}
 
 
 def register_storage(api_url: str) -> str:
