@@ -99,20 +99,12 @@ def register(rt: Runtime, records: list[Record]) -> None:
     if not marked:
         return
     rt.store.durable()  # never POST before "submitting" is on disk
-    if len(marked) == 1 or rt.settings.submit_concurrency == 1:
-        outcomes: list[Outcome] = []
-        try:
-            for record in marked:
-                outcomes.append(_post(rt, record))  # noqa: PERF401 - kept up to a raise
-        finally:  # even if one POST raised: what the others did is recorded
-            commit(rt, outcomes)
-        return
     posts = [rt.senders().submit(_post, rt, record) for record in marked]
     try:
         wait(posts)
-    finally:  # even if interrupted (soft time limit): what is done is recorded
-        finished = [p for p in posts if p.done() and not p.cancelled() and not p.exception()]
-        commit(rt, [post.result() for post in finished])
+    finally:  # even if one raised or the task was interrupted: what is done is recorded
+        done = [p for p in posts if p.done() and not p.cancelled() and p.exception() is None]
+        commit(rt, [post.result() for post in done])
     for post in posts:
         post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
 
