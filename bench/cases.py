@@ -205,9 +205,9 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
             submitted(rt, record, str(10_000_000 + n))
         created_s = time.perf_counter() - start
         total = int(client.info("memory")["used_memory"]) - base
-        stream = client.memory_usage(rt.store.keys.results) or 0
-        sample = [
-            client.memory_usage(rt.store.keys.request(f"scale-{n}")) or 0
+        stream = client.memory_usage(rt.store.keys.results, samples=0) or 0
+        sample = [  # every field counted (samples=0): the default estimates from 5
+            client.memory_usage(rt.store.keys.request(f"scale-{n}"), samples=0) or 0
             for n in range(0, jobs, jobs // 100)
         ]
         app = create_app(s.settings)
