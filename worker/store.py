@@ -252,14 +252,14 @@ class RequestStore:
 
     def apply(self, changes: Sequence[Change]) -> list[bool]:
         """:meth:`transition` for many changes (each atomic on its own), in one round trip."""
-        if len(changes) == 1:  # no pipeline needed
-            keys, args = self._transition_call(changes[0])
-            return [int(self._transition(keys=keys, args=args)) == 1]
+        if len(changes) < 2:  # no pipeline needed
+            calls = [self._transition_call(change) for change in changes]
+            return [int(self._transition(keys=keys, args=args)) == 1 for keys, args in calls]
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
             keys, args = self._transition_call(change)
             self._transition(keys=keys, args=args, client=pipe)
-        return [int(result) == 1 for result in pipe.execute()] if changes else []
+        return [int(result) == 1 for result in pipe.execute()]
 
     def _transition_call(self, change: Change) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the transition script for one change."""
@@ -335,12 +335,12 @@ class RequestStore:
 
     def bump_many(self, request_ids: Sequence[str], name: str) -> list[int]:
         """Add one to a counter field of each record, in one round trip: the new values."""
-        if len(request_ids) == 1:
-            return [int(self.redis.hincrby(self.keys.request(request_ids[0]), name, 1))]
+        if len(request_ids) < 2:  # no pipeline needed
+            return [int(self.redis.hincrby(self.keys.request(r), name, 1)) for r in request_ids]
         pipe = self.redis.pipeline(transaction=False)
         for request_id in request_ids:
             pipe.hincrby(self.keys.request(request_id), name, 1)
-        return [int(value) for value in pipe.execute()] if request_ids else []
+        return [int(value) for value in pipe.execute()]
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to an operational counter (API calls, retries, reconciliations)."""
