@@ -65,6 +65,7 @@ def configure_celery(app: Celery, settings: Settings) -> None:
             "interval_max": 3,
         },
         worker_hijack_root_logger=False,
+        worker_consumer="worker.consumer:Consumer",
         worker_send_task_events=False,
         enable_utc=True,
     )
@@ -103,15 +104,6 @@ def create_app(settings: Settings) -> Celery:
         poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
 
     app.steps["worker"].add(_background_step(process, app))
-
-    def warm_up(**_: Any) -> None:
-        """Build a pool process's runtime as it starts, not in its first task's time."""
-        try:
-            process.runtime()
-        except Exception:  # the first task will raise it again, where Celery reports it
-            log.exception("worker process start-up failed")
-
-    worker_process_init.connect(warm_up, weak=False)
     return app
 
 
@@ -125,6 +117,18 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             super().__init__(worker, **kwargs)
             self.stop_event = threading.Event()
             self.threads: list[threading.Thread] = []
+            # Connected here, in a worker's main process before its pool forks (not in every
+            # process that makes the app): each pool process inherits it.
+            worker_process_init.connect(self.warm_up, weak=False)
+
+        @staticmethod
+        def warm_up(**_: Any) -> None:
+            """Build a pool process's runtime as it starts, not in its first task's time."""
+            try:
+                process.runtime()
+                log.debug("pool process ready", extra={"fields": {"pid": os.getpid()}})
+            except Exception:  # the first task will raise it again, where Celery reports it
+                log.exception("worker process start-up failed")
 
         def start(self, worker: Any) -> None:
             rt = process.runtime()
