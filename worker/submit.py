@@ -34,8 +34,9 @@ log = logging.getLogger("pallycon_pack.submit")
 def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
     """Move each request of a batch forward: register its job, or reconcile an unknown outcome.
 
-    The batch shares its Redis round trips: one read, one delivery count, one ``submitting``
-    mark and one fsync before the POSTs, one commit of their outcomes after. A request whose
+    The batch shares its Redis round trips: one read and one delivery count for all; then, for
+    each group of ``submit_concurrency`` requests, one ``submitting`` mark and one fsync before
+    their POSTs (sent at once) and one commit of their outcomes after. A request whose
     earlier delivery never finished (its worker died) is handed to ``isolate`` to be tried
     alone, so that one poison request cannot take its batch down again.
     """
@@ -80,9 +81,18 @@ def _gave_up(rt: Runtime, record: Record, note: str = "") -> Outcome:
 
 
 def register(rt: Runtime, records: list[Record]) -> None:
-    """POST each request's job, with ``submitting`` recorded (and fsynced) before any POST."""
-    if not records:
-        return
+    """POST each request's job, with ``submitting`` recorded (and fsynced) before its POST.
+
+    In groups of ``submit_concurrency``, sent at once: should this process die, at most one
+    group is caught between its mark and its POSTs, and only that group has to wait out the
+    hard time limit before being registered again.
+    """
+    size = rt.settings.submit_concurrency
+    for start in range(0, len(records), size):
+        _register_group(rt, records[start : start + size])
+
+
+def _register_group(rt: Runtime, records: list[Record]) -> None:
     now = rt.clock()
     # Written before the POST. Should this process die mid-call, the schedule entry brings the
     # request back after the grace and the read timeout, and the lookup settles it.
