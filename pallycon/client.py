@@ -9,6 +9,7 @@ retries: the caller owns that decision (see ``CallError.retryable``).
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -27,7 +28,9 @@ from pallycon.errors import (
     MalformedResponse,
     OutcomeUnknown,
     RateLimited,
+    RequestNotBuilt,
     RequestNotSent,
+    ResponseTooLarge,
     ServerError,
 )
 from pallycon.models import (
@@ -47,11 +50,19 @@ from pallycon.models import (
     api_json,
     field_errors,
 )
-from pallycon.signing import SiteCredentials, sign
+from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, sign
 
 APIDATA = "pallycon-apidata"
 API_VERSION = "v2"
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+
+#: The longest URL httpx builds (``httpx._urlparse.MAX_URL_LENGTH``); a longer one is refused
+#: before anything is sent.
+MAX_URL_LENGTH = 65_536
+#: The largest API JSON sent in a form body, where no URL limits it: a ceiling of our own.
+MAX_FORM_API_JSON_BYTES = 128 * 1024
+#: Site ids are at most this long (the settings refuse longer ones).
+SITE_ID_MAX_LENGTH = 32
 
 Clock = Callable[[], datetime]
 ResponseT = TypeVar("ResponseT", bound=ApiResult)
@@ -72,6 +83,10 @@ class ClientOptions:
     read_timeout: float = 30.0
     pool_size: int = 20
     max_response_bytes: int = 8 * 1024 * 1024
+
+    def max_api_json_bytes(self, site_id: str | None = None) -> int:
+        """The largest API JSON this client can send (see :func:`max_api_json_bytes`)."""
+        return max_api_json_bytes(self.base_url, self.apidata_in, site_id)
 
 
 class PallyConClient:
@@ -136,8 +151,9 @@ class PallyConClient:
         With ``only`` (job ids), other jobs' entries are dropped before they are read into
         models: a poll that wants 10 jobs of a 500-entry page pays for 10.
         """
-        body = self.send_raw("GET", "pack", api_json(request, self._options.wire))
-        return parse_response(body if only is None else keep_jobs(body, only), JobListResponse)
+        body, server_time = self._send("GET", "pack", api_json(request, self._options.wire))
+        kept = body if only is None else keep_jobs(body, only)
+        return parse_response(kept, JobListResponse, server_time=server_time)
 
     def iter_jobs(self, request: JobListRequest) -> Iterator[JobInfo]:
         """Every job matching ``request``, page after page from ``page_index``."""
@@ -156,8 +172,8 @@ class PallyConClient:
     def _call(
         self, method: str, api: str, request: RequestModel, response_model: type[ResponseT]
     ) -> ResponseT:
-        body = self.send_raw(method, api, api_json(request, self._options.wire))
-        return parse_response(body, response_model)
+        body, server_time = self._send(method, api, api_json(request, self._options.wire))
+        return parse_response(body, response_model, server_time=server_time)
 
     def apidata(self, api_json_bytes: bytes) -> str:
         """The ``pallycon-apidata`` value for these exact bytes, signed now."""
@@ -165,24 +181,39 @@ class PallyConClient:
 
     def send_raw(self, method: str, api: str, api_json_bytes: bytes) -> dict[str, Any]:
         """Sign and send these exact API JSON bytes; the decoded JSON object of the answer."""
-        value = self.apidata(api_json_bytes)
-        url = f"{self._options.base_url}/api/{API_VERSION}/{api}/{quote(self.site_id, safe='')}"
-        if self._options.apidata_in == "query":
-            request = self._http.build_request(
-                method,
-                f"{url}?{APIDATA}={quote(value, safe='')}",
-                headers={"Content-Type": JSON_CONTENT_TYPE},
+        return self._send(method, api, api_json_bytes)[0]
+
+    def _send(
+        self, method: str, api: str, api_json_bytes: bytes
+    ) -> tuple[dict[str, Any], float | None]:
+        """The decoded answer, and the time of its ``Date`` header (None without one)."""
+        status, headers, raw = self._exchange(self._build(method, api, api_json_bytes))
+        check_status(status, headers, raw)
+        return decode_json(raw), parse_http_date(headers.get("Date"))
+
+    def _build(self, method: str, api: str, api_json_bytes: bytes) -> httpx.Request:
+        """The signed request; :class:`RequestNotBuilt` if httpx refuses to build it."""
+        if len(api_json_bytes) > self._options.max_api_json_bytes(self.site_id):
+            raise RequestNotBuilt(
+                f"the API JSON is {len(api_json_bytes)} bytes, over the limit of "
+                f"{self._options.max_api_json_bytes(self.site_id)} bytes for "
+                f"pallycon-apidata in the {self._options.apidata_in}"
             )
-        else:
-            request = self._http.build_request(
+        value = quote(self.apidata(api_json_bytes), safe="")
+        url = f"{self._options.base_url}/api/{API_VERSION}/{api}/{quote(self.site_id, safe='')}"
+        try:
+            if self._options.apidata_in == "query":
+                return self._http.build_request(
+                    method, f"{url}?{APIDATA}={value}", headers={"Content-Type": JSON_CONTENT_TYPE}
+                )
+            return self._http.build_request(
                 method,
                 url,
-                content=f"{APIDATA}={quote(value, safe='')}".encode("ascii"),
+                content=f"{APIDATA}={value}".encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
-        status, headers, raw = self._exchange(request)
-        check_status(status, headers, raw)
-        return decode_json(raw)
+        except (httpx.InvalidURL, httpx.HTTPError, httpx.StreamError, ValueError) as exc:
+            raise RequestNotBuilt(f"{type(exc).__name__}: {exc}") from exc
 
     def _exchange(self, request: httpx.Request) -> tuple[int, httpx.Headers, bytes]:
         limit = self._options.max_response_bytes
@@ -194,21 +225,52 @@ class PallyConClient:
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > limit:
-                        raise MalformedResponse(f"response larger than {limit} bytes")
+                        raise ResponseTooLarge(limit)
                     chunks.append(chunk)
                 return response.status_code, response.headers, b"".join(chunks)
             finally:
                 response.close()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise RequestNotBuilt(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.DecodingError as exc:  # the answer arrived, but cannot be decoded
+            raise MalformedResponse(f"{type(exc).__name__}: {exc}") from exc
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             # Read/write timeouts, resets and protocol errors after the request may have left.
             raise OutcomeUnknown(f"{type(exc).__name__}: {exc}") from exc
-        except httpx.InvalidURL as exc:
-            raise RequestNotSent(f"invalid URL: {exc}") from exc
 
 
-# --- Pure response handling (unit-tested without a server) -----------------------------------
+# --- Pure request sizing and response handling (unit-tested without a server) ----------------
+
+_PROBE_SITE = SiteCredentials.of("X", "x", "x" * SITE_KEY_BYTES)
+_PROBE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def max_api_json_bytes(base_url: str, apidata_in: str, site_id: str | None = None) -> int:
+    """The largest API JSON, in bytes, that can be sent to ``base_url``.
+
+    With ``pallycon-apidata`` in the query string the URL is the limit: its length depends on
+    the size of the API JSON only (AES-CBC and base64 grow by size, not content, and the outer
+    base64 of the ASCII envelope never holds a ``+`` or ``/`` to percent-encode), so the limit
+    is found by signing probes of each size. Without ``site_id`` (a producer that has none) the
+    longest allowed one is assumed. In a form body the limit is :data:`MAX_FORM_API_JSON_BYTES`.
+    """
+    if apidata_in != "query":
+        return MAX_FORM_API_JSON_BYTES
+    site = quote(site_id, safe="") if site_id else "X" * SITE_ID_MAX_LENGTH
+    prefix = len(f"{base_url}/api/{API_VERSION}/pack/{site}?{APIDATA}=")
+
+    def fits(size: int) -> bool:
+        value = sign(b"x" * size, _PROBE_SITE, _PROBE_TIME).encode()
+        return prefix + len(quote(value, safe="")) <= MAX_URL_LENGTH
+
+    low, high = 0, MAX_URL_LENGTH  # fits(low); not fits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def check_status(status: int, headers: httpx.Headers, raw: bytes) -> None:
@@ -230,13 +292,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     text = value.strip()
     if text.isdigit():
         return float(text)
+    when = parse_http_date(text)
+    if when is None:
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as epoch seconds; ``None`` if absent or bad."""
+    if not value:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(text)
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return when.timestamp()
 
 
 def decode_json(raw: bytes) -> dict[str, Any]:
@@ -270,7 +342,9 @@ def _other_job(entry: Any, only: Collection[str]) -> bool:
     return str(job_id) not in only
 
 
-def parse_response(body: dict[str, Any], model: type[ResponseT]) -> ResponseT:
+def parse_response(
+    body: dict[str, Any], model: type[ResponseT], *, server_time: float | None = None
+) -> ResponseT:
     """Raise :class:`ApiError` for an error code, else the body as ``model``."""
     try:
         result = ApiResult.model_validate(body)
@@ -279,7 +353,10 @@ def parse_response(body: dict[str, Any], model: type[ResponseT]) -> ResponseT:
     if result.error_code != SUCCESS:
         entry = api_code(result.error_code)
         raise ApiError(
-            result.error_code, result.error_message or entry.meaning, retryable=entry.retryable
+            result.error_code,
+            result.error_message or entry.meaning,
+            retryable=entry.retryable,
+            server_time=server_time,
         )
     try:
         return model.model_validate(body)

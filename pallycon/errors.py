@@ -10,8 +10,10 @@
         │   └── ServerError     5xx
         ├── TransportError      the exchange itself failed
         │   ├── RequestNotSent  certainly before the request left (connect failed): safe to resend
+        │   │   └── RequestNotBuilt  the request cannot even be built (URL too long): never resend
         │   └── OutcomeUnknown  after it may have arrived (read timeout, reset): reconcile first
-        └── MalformedResponse   an answer that is not the guide's JSON (or is too large)
+        └── MalformedResponse   an answer that is not the guide's JSON
+            └── ResponseTooLarge  an answer larger than allowed (ask for smaller pages)
 
 A caller decides "retry, reconcile or fail" from the class and :attr:`CallError.retryable`;
 nothing here retries by itself.
@@ -62,12 +64,19 @@ class CallError(PallyConError):
 
 
 class ApiError(CallError):
-    """The API answered with an error code other than ``0000``."""
+    """The API answered with an error code other than ``0000``.
 
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+    :attr:`server_time` is the answer's ``Date`` header (epoch seconds) when it had one: with
+    ``A1002`` (timestamp refused) it tells how far this machine's clock is off.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, server_time: float | None = None
+    ) -> None:
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.server_time = server_time
         super().__init__(f"{code}: {message}")
 
 
@@ -106,6 +115,15 @@ class RequestNotSent(TransportError):
     """The request certainly never reached the server (connect error or timeout)."""
 
 
+class RequestNotBuilt(RequestNotSent):
+    """The request could not be built (its URL is longer than the transport allows, say).
+
+    Nothing was sent, and sending the same request again fails the same way.
+    """
+
+    retryable = False
+
+
 class OutcomeUnknown(TransportError):
     """The request may have reached the server (read timeout, connection lost mid-exchange)."""
 
@@ -114,3 +132,11 @@ class MalformedResponse(CallError):
     """The answer is not the JSON the guide describes, or is larger than allowed."""
 
     retryable = True
+
+
+class ResponseTooLarge(MalformedResponse):
+    """The answer was larger than ``limit`` bytes; reading stopped there."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"response larger than {limit} bytes")

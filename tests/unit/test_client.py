@@ -5,23 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from pallycon.client import ClientOptions, PallyConClient, parse_retry_after
+from pallycon.client import ClientOptions, PallyConClient, max_api_json_bytes, parse_retry_after
 from pallycon.errors import (
     ApiError,
     HttpStatusError,
     MalformedResponse,
     OutcomeUnknown,
     RateLimited,
+    RequestNotBuilt,
     RequestNotSent,
+    ResponseTooLarge,
     ServerError,
 )
 from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
-from pallycon.signing import decode_envelope, open_envelope
+from pallycon.signing import SiteCredentials, decode_envelope, open_envelope
 from tests.conftest import SAMPLE_SITE
 from tests.unit.test_models import job_body
 
@@ -100,14 +103,80 @@ def _raising(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
         (httpx.WriteTimeout("slow send"), OutcomeUnknown),
         (httpx.RemoteProtocolError("server disconnected"), OutcomeUnknown),
         (httpx.ReadError("connection reset"), OutcomeUnknown),
+        (httpx.LocalProtocolError("bad header"), OutcomeUnknown),
+        (httpx.TooManyRedirects("loop"), OutcomeUnknown),
+        (httpx.StreamConsumed(), OutcomeUnknown),
+        (httpx.DecodingError("bad gzip"), MalformedResponse),
     ],
 )
 def test_transport_errors_say_whether_the_request_may_have_arrived(exc, expected):
     """Connect failures are 'not sent' (safe to resend); the rest are 'outcome unknown'."""
     with _client(_raising(exc)) as client, pytest.raises(expected) as caught:
         client.list_jobs(LIST)
+    assert type(caught.value) is expected
     assert caught.value.retryable
     assert caught.value.__cause__ is exc
+
+
+@pytest.mark.parametrize(
+    "exc", [httpx.InvalidURL("URL too long"), httpx.UnsupportedProtocol("no scheme")]
+)
+def test_a_request_that_cannot_be_built_is_never_sent_again(exc):
+    """Errors that say the request itself is impossible: RequestNotBuilt, not retryable."""
+    with _client(_raising(exc)) as client, pytest.raises(RequestNotBuilt) as caught:
+        client.list_jobs(LIST)
+    assert isinstance(caught.value, RequestNotSent)
+    assert not caught.value.retryable
+
+
+def _paths(count: int) -> dict[str, Any]:
+    return job_body(storage={"input": {"storage_id": "ST1", "contents_path": [
+        f"in/{n:04d}-{'x' * 480}.mp4" for n in range(count)]},
+        "output": {"storage_id": "ST2", "path": "out"}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("base_url", "site_id"),
+    [("https://api.test", "TUTO"), ("https://api.pallycon.com", None),
+     ("http://127.0.0.1:8600/some/prefix", "A" * 32)],
+)  # fmt: skip
+def test_the_size_limit_is_exactly_what_the_url_can_carry(base_url, site_id):
+    """A request of the limit's size fits httpx's URL limit; one byte more cannot be sent."""
+    limit = max_api_json_bytes(base_url, "query", site_id)
+    site = SiteCredentials.of(site_id or "X" * 32, "key", "k" * 32)
+    sent: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(len(str(request.url)))
+        return _ok(job_id=1)
+
+    with PallyConClient(
+        site, ClientOptions(base_url=base_url), transport=httpx.MockTransport(handler)
+    ) as client:
+        client.send_raw("POST", "pack", b"x" * limit)
+        with pytest.raises(RequestNotBuilt, match=f"over the limit of {limit} bytes"):
+            client.send_raw("POST", "pack", b"x" * (limit + 1))
+    assert 65_536 - 64 <= sent[0] <= 65_536  # sizes grow in AES blocks of base64 characters
+    assert 30_000 < limit < 37_000
+
+
+def test_an_oversized_job_is_refused_before_it_is_signed():
+    """A job with many long input paths: RequestNotBuilt naming its size, nothing sent."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return _ok(job_id=1)
+
+    body = validate_request(JobRegisterRequest, _paths(80))
+    with _client(handler) as client, pytest.raises(RequestNotBuilt, match="bytes, over the limit"):
+        client.register_job(body)
+    assert sent == []
+
+
+def test_form_bodies_have_a_fixed_ceiling():
+    """In a form body the URL does not limit the size: a documented ceiling does."""
+    assert max_api_json_bytes("https://api.test", "form", "TUTO") == 128 * 1024
 
 
 @pytest.mark.parametrize(
@@ -164,7 +233,7 @@ def test_retry_after_seconds_or_http_date(value, expected):
 
 
 def test_a_response_larger_than_the_limit_is_refused_without_reading_it_all():
-    """A multi-megabyte body stops at max_response_bytes as MalformedResponse."""
+    """A multi-megabyte body stops at max_response_bytes as ResponseTooLarge."""
     chunks_read = []
 
     def stream() -> Iterator[bytes]:
@@ -176,10 +245,25 @@ def test_a_response_larger_than_the_limit_is_refused_without_reading_it_all():
     limit = 256 * 1024
     with (
         _client(lambda _: response, max_response_bytes=limit) as client,
-        pytest.raises(MalformedResponse, match="larger than"),
+        pytest.raises(ResponseTooLarge, match="larger than") as caught,
     ):
         client.list_jobs(LIST)
     assert len(chunks_read) < 64
+    assert isinstance(caught.value, MalformedResponse)
+    assert caught.value.limit == limit
+
+
+def test_an_api_error_carries_the_time_of_the_answer():
+    """The Date header rides on ApiError (A1002 compares clocks with it)."""
+    date = "Wed, 01 May 2024 12:05:00 GMT"
+    answer = httpx.Response(200, json={"error_code": "A1002"}, headers={"Date": date})
+    with _client(lambda _: answer) as client, pytest.raises(ApiError) as caught:
+        client.list_jobs(LIST)
+    assert caught.value.server_time == NOW.timestamp() + 300
+    undated = httpx.Response(200, json={"error_code": "A1002"})
+    with _client(lambda _: undated) as client, pytest.raises(ApiError) as caught:
+        client.list_jobs(LIST)
+    assert caught.value.server_time is None
 
 
 def test_registration_without_job_id_is_malformed():
