@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pallycon.codes import API_CODES, Stage, StatusCode
+from pallycon.codes import API_CODES, INVALID_TIMESTAMP, Stage, StatusCode
 from pallycon.errors import (
     ApiError,
     CallError,
@@ -66,11 +66,28 @@ def error_code(error: CallError) -> str:
     return type(error).__name__
 
 
+def describe(error: CallError, now: float) -> str:
+    """The error as a request's ``last_error`` says it.
+
+    ``A1002`` (timestamp refused) says how far this machine's clock looks off, from the
+    answer's ``Date`` header (seconds resolution) when there is one.
+    """
+    if not (isinstance(error, ApiError) and error.code == INVALID_TIMESTAMP):
+        return str(error)
+    if error.server_time is None:
+        return f"{error}; is this machine's clock right? (check NTP)"
+    skew = now - error.server_time
+    return (
+        f"{error}; this machine's clock looks {skew:+.0f} s off the API's "
+        "(its Date header): fix the clock (NTP)"
+    )
+
+
 def after_register_error(
-    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random
+    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random, *, now: float
 ) -> Decision:
     """What to do after a job registration failed with ``error`` (attempt counts from 1)."""
-    code, message = error_code(error), str(error)
+    code, message = error_code(error), describe(error, now)
     if isinstance(error, RateLimited):
         wait = max(error.retry_after or 0.0, backoff(attempt, policy, rng))
         return Decision(Action.RESEND, wait, code, message)
@@ -79,13 +96,13 @@ def after_register_error(
     ):
         # The job may exist (or, for an unknown code, nobody can say): look before acting.
         return Decision(Action.RECONCILE, policy.reconcile_grace, code, message)
-    if isinstance(error, RequestNotSent) or (isinstance(error, ApiError) and error.retryable):
+    if error.retryable and isinstance(error, RequestNotSent | ApiError):
         return Decision(Action.RESEND, backoff(attempt, policy, rng), code, message)
     return Decision(Action.FAIL, 0.0, code, message)
 
 
 def after_lookup_error(
-    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random
+    error: CallError, attempt: int, policy: RetryPolicy, rng: random.Random, *, now: float
 ) -> Decision:
     """After a read (job list) failed: retry later unless it can never succeed.
 
@@ -96,8 +113,8 @@ def after_lookup_error(
         wait = backoff(attempt, policy, rng)
         if isinstance(error, RateLimited) and error.retry_after:
             wait = max(wait, error.retry_after)
-        return Decision(Action.RESEND, wait, error_code(error), str(error))
-    return Decision(Action.FAIL, 0.0, error_code(error), str(error))
+        return Decision(Action.RESEND, wait, error_code(error), describe(error, now))
+    return Decision(Action.FAIL, 0.0, error_code(error), describe(error, now))
 
 
 # --- Polling ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import wait
 
+from pallycon.codes import INVALID_TIMESTAMP
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
 from worker.decisions import (
@@ -130,15 +131,36 @@ def _submitting_fields(record: Record, now: float) -> dict[str, str]:
 
 def _post(rt: Runtime, record: Record) -> Outcome:
     """Register the job of a request marked ``submitting``: the outcome to commit."""
-    request = JobRegisterRequest.model_validate(record.body | {"job_name": record.get("job_name")})
     try:
+        request = JobRegisterRequest.model_validate(
+            record.body | {"job_name": record.get("job_name")}
+        )
         job_id = rt.api.register_job(request).job_id or ""
     except CallError as error:
         attempts = int(record.number("attempts"))
-        return _after_post_error(
-            rt, record, after_register_error(error, attempts, rt.retry, rt.rng)
-        )
+        decision = after_register_error(error, attempts, rt.retry, rt.rng, now=rt.clock())
+        return _after_post_error(rt, record, decision)
+    except Exception as exc:  # a defect, or a record this code cannot read: not the API's doing
+        log.exception("registering request %s failed", record.request_id)
+        return _broken(rt, record, exc)
     return _submitted(rt, record, job_id)
+
+
+def _broken(rt: Runtime, record: Record, exc: Exception) -> Outcome:
+    """The attempt ended in an unexpected error: reconcile after the grace, as for a lost
+    answer, but without clearing the delivery count, so that a request that fails this way
+    every time is dead-lettered after ``max_deliveries``."""
+    now = rt.clock()
+    message = f"{type(exc).__name__}: {exc}"[:500]
+    fields = {
+        "state": State.SUBMITTING.value,
+        "last_error": message,
+        "last_code": "error",
+        "attempt_ended_at": repr(now),
+        "updated_at": repr(now),
+    }
+    at = now + rt.settings.reconcile_grace
+    return Outcome(Change(record, fields, schedule="submit", at=at))
 
 
 def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
@@ -157,7 +179,7 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         )
     except CallError as error:
         attempts = int(record.number("lookup_failures")) + 1
-        decision = after_lookup_error(error, attempts, rt.retry, rt.rng)
+        decision = after_lookup_error(error, attempts, rt.retry, rt.rng, now=rt.clock())
         if final:
             note = f"; its job may exist as {name}: lookups fail ({error})"
             commit(rt, [_gave_up(rt, record, note)])
@@ -179,8 +201,10 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         return
     now = rt.clock()
     settled = settled_at(rt, record)
-    if now < settled:  # this delivery finished cleanly: it is not a crash to count
-        rt.store.transition(record, {"deliveries": "0"}, schedule="submit", at=settled)
+    if now < settled:
+        # Too early to tell. The delivery count stays: it counts deliveries since the request
+        # last moved on, so an attempt that dies every time ends as dead_letter.
+        rt.store.reschedule("submit", record.request_id, settled)
         return
     if final:
         commit(rt, [_gave_up(rt, record)])
@@ -274,6 +298,8 @@ def _retried(
         **extra,
     }
     rt.store.count(counter)
+    if decision.code == INVALID_TIMESTAMP:
+        log.warning("the API refused our timestamp: %s", decision.message)
     return Outcome(
         Change(record, fields, schedule="submit", at=now + decision.delay),
         log,

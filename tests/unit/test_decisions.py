@@ -13,6 +13,7 @@ from pallycon.errors import (
     MalformedResponse,
     OutcomeUnknown,
     RateLimited,
+    RequestNotBuilt,
     RequestNotSent,
     ServerError,
 )
@@ -23,6 +24,7 @@ from worker.decisions import (
     after_lookup_error,
     after_register_error,
     backoff,
+    describe,
     next_poll_at,
     pages_to_fetch,
     remote_job_name,
@@ -30,12 +32,14 @@ from worker.decisions import (
 )
 
 POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)
+NOW = 1_800_000_000.0
 
 
 @pytest.mark.parametrize(
     ("error", "action"),
     [
         (RequestNotSent("connect refused"), Action.RESEND),
+        (RequestNotBuilt("URL too long"), Action.FAIL),
         (RateLimited(5.0), Action.RESEND),
         (ApiError("A1002", "timestamp", retryable=True), Action.RESEND),
         (ApiError("A4003", "watermark data", retryable=True), Action.RESEND),
@@ -50,7 +54,7 @@ POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)
 )
 def test_after_a_failed_registration(error, action):
     """Resend only what provably created nothing; reconcile what may have; fail the permanent."""
-    decision = after_register_error(error, 1, POLICY, random.Random(1))
+    decision = after_register_error(error, 1, POLICY, random.Random(1), now=NOW)
     assert decision.action is action
     if action is Action.RECONCILE:
         assert decision.delay == POLICY.reconcile_grace
@@ -58,7 +62,7 @@ def test_after_a_failed_registration(error, action):
 
 def test_rate_limits_wait_at_least_retry_after():
     """429 with Retry-After: 30 waits 30 s even on a first attempt."""
-    decision = after_register_error(RateLimited(30.0), 1, POLICY, random.Random(1))
+    decision = after_register_error(RateLimited(30.0), 1, POLICY, random.Random(1), now=NOW)
     assert decision.delay >= 30.0
     assert decision.code == "HTTP429"
 
@@ -76,9 +80,30 @@ def test_lookups_retry_what_can_succeed_and_fail_the_rest():
     rng = random.Random(1)
     site = ApiError("A1003", "site", retryable=False)
     unknown = ApiError("Z9999", "unknown", retryable=False)
-    assert after_lookup_error(ServerError(500), 1, POLICY, rng).action is Action.RESEND
-    assert after_lookup_error(site, 1, POLICY, rng).action is Action.FAIL
-    assert after_lookup_error(unknown, 1, POLICY, rng).action is Action.RESEND
+    assert after_lookup_error(ServerError(500), 1, POLICY, rng, now=NOW).action is Action.RESEND
+    assert after_lookup_error(site, 1, POLICY, rng, now=NOW).action is Action.FAIL
+    assert after_lookup_error(unknown, 1, POLICY, rng, now=NOW).action is Action.RESEND
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (ApiError("A1002", "timestamp", retryable=True, server_time=NOW - 312), "looks +312 s off"),
+        (ApiError("A1002", "timestamp", retryable=True, server_time=NOW + 90), "looks -90 s off"),
+        (ApiError("A1002", "timestamp", retryable=True), "is this machine's clock right?"),
+        (
+            ApiError("A1000", "bad field", retryable=False, server_time=NOW - 312),
+            "A1000: bad field",
+        ),
+        (ServerError(503), "HTTP 503"),
+    ],
+)
+def test_a_refused_timestamp_says_how_far_the_clock_looks_off(error, said):
+    """A1002 names the skew against the answer's Date header; other errors read as they are."""
+    assert said in describe(error, NOW)
+    retry = after_register_error(error, 1, POLICY, random.Random(1), now=NOW)
+    assert retry.message == describe(error, NOW)
+    assert after_lookup_error(error, 1, POLICY, random.Random(1), now=NOW).message == retry.message
 
 
 @pytest.mark.parametrize(
