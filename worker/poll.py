@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pallycon.codes import packaging_error
-from pallycon.errors import CallError
+from pallycon.errors import CallError, ResponseTooLarge
 from pallycon.models import JobInfo, JobListRequest
 from pallycon.signing import format_timestamp
 from worker.decisions import after_lookup_error, next_poll_at, pages_to_fetch
@@ -27,6 +27,8 @@ log = logging.getLogger("pallycon_pack.poll")
 
 #: Up to this many jobs, look each up by id instead of reading list pages.
 DIRECT_LOOKUPS = 2
+#: Pages smaller than this are not worth reading: the jobs are looked up one by one instead.
+MIN_PAGE_UNIT = 4
 
 
 def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
@@ -40,11 +42,15 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
     if not records:
         return
     try:
-        found = _lookup(rt, records)
+        found, errors = _lookup(rt, records)
     except CallError as error:
-        _retry_all(rt, records, error)
+        _retry(rt, records, error)
         return
-    commit(rt, [_outcome(rt, record, found.get(record.get("job_id"))) for record in records])
+    looked_up = [record for record in records if record.get("job_id") not in errors]
+    commit(rt, [_outcome(rt, record, found.get(record.get("job_id"))) for record in looked_up])
+    for record in records:
+        if record.get("job_id") in errors:
+            _retry(rt, [record], errors[record.get("job_id")])
 
 
 def _tracked(
@@ -66,26 +72,59 @@ def _tracked(
     return kept
 
 
-def _lookup(rt: Runtime, records: list[Record]) -> dict[str, JobInfo]:
+def _lookup(rt: Runtime, records: list[Record]) -> tuple[dict[str, JobInfo], dict[str, CallError]]:
+    """The jobs found (by id), and the lookups that failed (by job id).
+
+    Many jobs are read from list pages, the rest looked up one by one; a failed page fails the
+    whole round (raises), a failed lookup only its job.
+    """
     wanted = {record.get("job_id") for record in records}
     found: dict[str, JobInfo] = {}
+    errors: dict[str, CallError] = {}
     if rt.settings.poll_coalesce and len(wanted) > DIRECT_LOOKUPS:
         _read_pages(rt, records, wanted, found)
     for job_id in sorted(wanted - found.keys()):
         query = JobListRequest(region=rt.region, search_keyword=job_id, search_keyword_type="jobId")
         rt.store.count("poll lookups")
-        for job in rt.api.list_jobs(query).data:
-            if job.job_id == job_id:
-                found[job_id] = job
-    return found
+        try:
+            jobs = rt.api.list_jobs(query).data
+        except CallError as error:
+            errors[job_id] = error
+            continue
+        found.update({job.job_id: job for job in jobs if job.job_id == job_id})
+    return found, errors
 
 
 def _read_pages(
     rt: Runtime, records: list[Record], wanted: set[str], found: dict[str, JobInfo]
 ) -> None:
+    """Read job-list pages until every wanted job is found, or lookups are cheaper.
+
+    A page larger than ``max_response_bytes`` halves the page size, which this process keeps
+    for :data:`worker.runtime.PAGE_UNIT_MEMORY`; below :data:`MIN_PAGE_UNIT` the jobs are looked
+    up one by one instead, so that no job is ever left unpolled because of the page size.
+    """
     oldest = min(record.number("submitted_at") for record in records)
     since = format_timestamp(datetime.fromtimestamp(oldest - rt.settings.poll_window_margin, UTC))
-    unit = rt.settings.poll_page_unit
+    while (unit := rt.page_unit()) >= MIN_PAGE_UNIT:
+        try:
+            _read_pages_of(rt, unit, since, wanted, found)
+            return
+        except ResponseTooLarge as error:
+            smaller = unit // 2
+            rt.shrink_page_unit(smaller)
+            rt.store.count("poll pages too large")
+            log.warning(
+                "a job-list page of %d jobs was too large (%s); pages of %d from now on",
+                unit,
+                error,
+                smaller,
+            )
+
+
+def _read_pages_of(
+    rt: Runtime, unit: int, since: str, wanted: set[str], found: dict[str, JobInfo]
+) -> None:
     page, fetched, more = 1, 0, 1
     while more:
         query = JobListRequest.model_validate(
@@ -168,14 +207,17 @@ def _finished(rt: Runtime, record: Record, job: JobInfo) -> Outcome:
     return Outcome(Change(record, fields, change, finish=True), log, "completed", logged)
 
 
-def _retry_all(rt: Runtime, records: list[Record], error: CallError) -> None:
-    """The job list failed: every request of the batch is polled again after a backoff."""
+def _retry(rt: Runtime, records: list[Record], error: CallError) -> None:
+    """A lookup failed: these requests are polled again after a backoff."""
     attempt = max(int(r.number("poll_failures")) for r in records) + 1
-    decision = after_lookup_error(error, attempt, rt.retry, rt.rng)
+    decision = after_lookup_error(error, attempt, rt.retry, rt.rng, now=rt.clock())
     due = rt.clock() + max(decision.delay, rt.settings.retry_base)
     rt.store.count("poll retries")
     log.warning(
-        "job list failed (%s); %d polls retried in %.1fs", error, len(records), due - rt.clock()
+        "job lookup failed (%s); %d polls retried in %.1fs",
+        decision.message,
+        len(records),
+        due - rt.clock(),
     )
     fields = {"deliveries": "0", "poll_failures": str(attempt)}
     commit(rt, [Outcome(Change(r, fields, schedule="poll", at=due)) for r in records])

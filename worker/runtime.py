@@ -12,12 +12,15 @@ import httpx
 import redis
 
 from config import Settings
-from pallycon.client import PallyConClient
+from pallycon.client import PallyConClient, max_api_json_bytes
 from pallycon_pack.wiring import client_options
 from worker.decisions import PollPolicy, RetryPolicy
 from worker.keys import Keys
 from worker.ratelimit import RateLimitedTransport
 from worker.store import RequestStore
+
+#: How long a smaller job-list page size, learnt from a page that was too large, is kept.
+PAGE_UNIT_MEMORY = 3600.0
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -46,6 +49,21 @@ class Runtime:
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _page_unit: tuple[int, float] | None = field(default=None, init=False, repr=False)
+
+    def page_unit(self) -> int:
+        """Jobs per job-list page: the setting, or a smaller size learnt lately (see
+        :meth:`shrink_page_unit`)."""
+        if self._page_unit is not None:
+            unit, until = self._page_unit
+            if self.clock() < until:
+                return unit
+            self._page_unit = None
+        return self.settings.poll_page_unit
+
+    def shrink_page_unit(self, unit: int) -> None:
+        """Use pages of ``unit`` jobs for :data:`PAGE_UNIT_MEMORY` (a page was too large)."""
+        self._page_unit = (unit, self.clock() + PAGE_UNIT_MEMORY)
 
     def senders(self) -> ThreadPoolExecutor:
         """The threads that send a batch's registrations at once (started on first use)."""
@@ -54,6 +72,12 @@ class Runtime:
                 self.settings.submit_concurrency, thread_name_prefix="pallycon-send"
             )
         return self._senders
+
+    @property
+    def max_api_json(self) -> int:
+        """The largest request (API JSON bytes) the configured transport can send."""
+        s = self.settings
+        return max_api_json_bytes(s.api_url, s.apidata_in, s.site_id)
 
     @property
     def retry(self) -> RetryPolicy:
