@@ -198,7 +198,12 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
         start = time.perf_counter()
         for n in range(jobs):
             accepted = accept(
-                rt.store, s.body(f"scale-{n}"), f"scale-{n}", time.time(), retry_at=1e12
+                rt.store,
+                s.body(f"scale-{n}"),
+                f"scale-{n}",
+                time.time(),
+                retry_at=1e12,
+                max_api_json=rt.max_api_json,
             )
             record = rt.store.get(accepted.request_id)
             assert record is not None

@@ -13,25 +13,38 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 from celery import Celery
 
 from config import Settings
+from pallycon.client import max_api_json_bytes
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 from worker.dispatch import send_submit
-from worker.intake import RequestConflict, accept, prepare
+from worker.intake import Prepared, RequestConflict, prepare
 from worker.runtime import make_store
 from worker.store import Record, RequestStore
 from worker.sweeper import SUBMIT_CHUNK
 from worker.tasks import create_app
 
-__all__ = ["Producer", "RequestConflict", "ResultGroup"]
+__all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
 
 Event = dict[str, Any]
+
+
+class SubmitUnconfirmed(redis.TimeoutError):
+    """The requests were recorded, but Redis did not confirm in time that they are on disk.
+
+    They will be processed unless Redis crashes before its next fsync. Submitting them again
+    under :attr:`request_ids` (with the same bodies) is safe: nothing is created twice.
+    """
+
+    def __init__(self, request_ids: list[str], cause: Exception) -> None:
+        self.request_ids = request_ids
+        super().__init__(f"{len(request_ids)} request(s) recorded but not confirmed: {cause}")
 
 
 class Producer:
@@ -40,17 +53,25 @@ class Producer:
         store: RequestStore,
         app: Celery,
         *,
+        max_api_json: int,
         retry_after: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.app = app
         self.retry_after = retry_after
+        self.max_api_json = max_api_json
         self.clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
-        return cls(make_store(settings), create_app(settings), retry_after=settings.lease_seconds)
+        limit = max_api_json_bytes(settings.api_url, settings.apidata_in, settings.site_id)
+        return cls(
+            make_store(settings),
+            create_app(settings),
+            retry_after=settings.lease_seconds,
+            max_api_json=limit,
+        )
 
     def submit(
         self, body: Mapping[str, Any] | JobRegisterRequest, request_id: str | None = None
@@ -61,46 +82,60 @@ class Producer:
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
         same body under the same id again returns the id and enqueues nothing new.
         """
-        if isinstance(body, JobRegisterRequest):
-            body = api_dict(body)
-        now = self.clock()
-        accepted = accept(self.store, body, request_id, now, retry_at=now + self.retry_after)
-        if accepted.created:
-            send_submit(self.app, [accepted.request_id])
-        return accepted.request_id
+        return self.submit_many([body], [request_id] if request_id else None)[0]
 
     def submit_many(
-        self, bodies: list[Mapping[str, Any]], request_ids: list[str] | None = None
+        self,
+        bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
+        request_ids: Sequence[str | None] | None = None,
     ) -> list[str]:
-        """Validate and enqueue many requests at once (one round trip, one fsync): their ids.
+        """Validate and enqueue many requests at once, all or nothing: their ids.
 
-        Every body is validated before anything is recorded: an invalid one raises
-        ``InvalidRequest`` naming ``[index].field``, and nothing is enqueued. Ids already used
-        for the same body are returned as they are; one used for another body raises
-        ``RequestConflict`` (the others stay enqueued).
+        Every body is validated first: an invalid one raises ``InvalidRequest`` naming
+        ``[index].field`` (just ``field`` for a batch of one), and nothing is enqueued. Then all
+        are recorded in one atomic step (one round trip, one fsync): if one id is already used
+        for another body, ``RequestConflict`` names it and nothing is enqueued; if Redis refuses
+        the write (out of memory, unreachable), it raises and nothing is enqueued. Ids already
+        used for the same body are returned as they are (nothing new is enqueued for them).
+        If Redis then does not confirm the fsync in time, ``SubmitUnconfirmed`` carries the ids.
         """
         now = self.clock()
         ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
-        prepared, errors = [], []
-        for index, (body, request_id) in enumerate(zip(bodies, ids, strict=True)):
-            try:
-                prepared.append(prepare(body, request_id, now))
-            except InvalidRequest as exc:
-                errors += [FieldError(f"[{index}].{e.field}", e.message) for e in exc.errors]
-        if errors:
-            raise InvalidRequest(errors)
+        prepared = self._prepare(bodies, ids, now)
         items = [(p.request_id, p.body_hash, p.fields, p.event) for p in prepared]
         outcomes = self.store.create_many(items, submit_at=now + self.retry_after)
-        self.store.durable()
-        created = [p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "created"]
-        for start in range(0, len(created), SUBMIT_CHUNK):
-            send_submit(self.app, created[start : start + SUBMIT_CHUNK])
         conflicts = [
             p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "conflict"
         ]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
+        try:
+            self.store.durable()
+        except redis.TimeoutError as exc:
+            raise SubmitUnconfirmed([p.request_id for p in prepared], exc) from exc
+        created = [p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "created"]
+        for start in range(0, len(created), SUBMIT_CHUNK):
+            send_submit(self.app, created[start : start + SUBMIT_CHUNK])
         return [p.request_id for p in prepared]
+
+    def _prepare(
+        self,
+        bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
+        ids: list[str | None],
+        now: float,
+    ) -> list[Prepared]:
+        """Validate every body; InvalidRequest naming every bad field of every body."""
+        prepared, errors = [], []
+        for index, (body, request_id) in enumerate(zip(bodies, ids, strict=True)):
+            given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
+            try:
+                prepared.append(prepare(given, request_id, now, max_api_json=self.max_api_json))
+            except InvalidRequest as exc:
+                prefix = f"[{index}]." if len(bodies) > 1 else ""
+                errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
+        if errors:
+            raise InvalidRequest(errors)
+        return prepared
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pallycon.errors import FieldError, InvalidRequest
-from pallycon.models import JobRegisterRequest, api_dict, validate_request
+from pallycon.models import JobRegisterRequest, WireOptions, api_dict, api_json, validate_request
 from worker.decisions import remote_job_name
 from worker.events import EventType, FailStage, State, event
-from worker.store import RequestStore
+from worker.store import Created, RequestStore
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -55,6 +55,25 @@ def body_hash(request: JobRegisterRequest) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+#: Job registrations are compared in the longer of the two spellings of the protection key.
+_LONGEST_WIRE = WireOptions(protection_key="protection_type")
+
+
+def check_size(request: JobRegisterRequest, job_name: str, max_api_json: int) -> None:
+    """Refuse a request whose API JSON, as it will be sent, is over ``max_api_json`` bytes."""
+    size = len(api_json(request.model_copy(update={"job_name": job_name}), _LONGEST_WIRE))
+    if size > max_api_json:
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "body",
+                    f"{size} bytes of API JSON, over the limit of {max_api_json} bytes "
+                    "that can be sent to the API (see docs/RESULTS.md, request size)",
+                )
+            ]
+        )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A validated request, ready to be recorded."""
@@ -65,11 +84,22 @@ class Prepared:
     event: dict[str, Any]
 
 
-def prepare(body: Any, request_id: str | None, now: float) -> Prepared:
-    """Validate a request and build its record and first event (raises InvalidRequest)."""
+def prepare(
+    body: Any,
+    request_id: str | None,
+    now: float,
+    *,
+    max_api_json: int,
+    entry_id: str | None = None,
+) -> Prepared:
+    """Validate a request and build its record and first event (raises InvalidRequest).
+
+    ``entry_id``: the intake stream entry it came from, kept in the record and its event.
+    """
     request_id = check_request_id(request_id) if request_id else new_request_id()
     request = validate_request(JobRegisterRequest, body)
     name = remote_job_name(request.job_name, request_id)
+    check_size(request, name, max_api_json)
     fields = {
         "state": State.ACCEPTED.value,
         "body": json.dumps(api_dict(request), ensure_ascii=False),
@@ -78,22 +108,34 @@ def prepare(body: Any, request_id: str | None, now: float) -> Prepared:
         "created_at": repr(now),
         "updated_at": repr(now),
         "attempts": "0",
-    }
+    } | ({"entry_id": entry_id} if entry_id else {})
     accepted = event(
-        EventType.ACCEPTED, request_id, 1, now, content_id=request.content_id, job_name=name
+        EventType.ACCEPTED,
+        request_id,
+        1,
+        now,
+        content_id=request.content_id,
+        job_name=name,
+        entry_id=entry_id,
     )
     return Prepared(request_id, body_hash(request), fields, accepted)
 
 
 def accept(
-    store: RequestStore, body: Any, request_id: str | None, now: float, *, retry_at: float
+    store: RequestStore,
+    body: Any,
+    request_id: str | None,
+    now: float,
+    *,
+    retry_at: float,
+    max_api_json: int,
 ) -> Accepted:
     """Validate and record a request; raises InvalidRequest or RequestConflict.
 
     The caller sends the submit task at once; ``retry_at`` is when the sweeper dispatches it
     again should that message never arrive.
     """
-    ready = prepare(body, request_id, now)
+    ready = prepare(body, request_id, now, max_api_json=max_api_json)
     outcome = store.create(
         ready.request_id, ready.body_hash, ready.fields, ready.event, submit_at=retry_at
     )
@@ -103,32 +145,40 @@ def accept(
     return Accepted(ready.request_id, created=outcome == "created")
 
 
-def reject(store: RequestStore, request_id: str, errors: list[FieldError], now: float) -> bool:
-    """Record a request that failed validation as failed, with an event naming the fields.
-
-    Returns False when the id was already taken (the earlier request stands).
-    """
+def refuse(
+    store: RequestStore,
+    request_id: str,
+    errors: list[FieldError],
+    now: float,
+    *,
+    entry_id: str,
+    stage: FailStage = FailStage.VALIDATION,
+    code: str = "invalid_request",
+) -> Created:
+    """Record an intake entry that cannot become a request as a failed request of that id,
+    with an event naming the fields; the store's outcome ("created" unless the id is taken:
+    the earlier request stands, untouched)."""
     message = "; ".join(str(error) for error in errors)
     fields = {
         "state": State.FAILED.value,
         "body": "null",
         "created_at": repr(now),
         "updated_at": repr(now),
-        "error_stage": FailStage.VALIDATION.value,
-        "error_code": "invalid_request",
+        "error_stage": stage.value,
+        "error_code": code,
         "error_message": message,
+        "entry_id": entry_id,
     }
     failed = event(
         EventType.FAILED,
         request_id,
         1,
         now,
-        stage=FailStage.VALIDATION.value,
-        code="invalid_request",
+        stage=stage.value,
+        code=code,
         message=message,
         fields=[{"field": e.field, "message": e.message} for e in errors],
+        entry_id=entry_id,
     )
     digest = hashlib.sha256(message.encode("utf-8")).hexdigest()
-    return (
-        store.create(request_id, f"invalid:{digest}", fields, failed, submit_at=None) == "created"
-    )
+    return store.create(request_id, f"{code}:{digest}", fields, failed, submit_at=None)

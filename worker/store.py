@@ -21,20 +21,38 @@ from worker.keys import Keys
 
 log = logging.getLogger("pallycon_pack.store")
 
+# All or nothing: every request of the batch is created (or was already, with the same body),
+# or, if one id is taken by another body, nothing is written. One script, so a Redis out of
+# memory refuses its first write or none (no partial batch).
+# KEYS: results, submit schedule, then each request's record
+# ARGV: maxlen, channel, submit score ('' = not scheduled), then 5 per request:
+#       request id, body hash, fields (JSON), event (JSON), ttl ('' = none)
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('HGET', KEYS[1], 'body_hash') == ARGV[1] then return 'duplicate' end
-  return 'conflict'
+local outcomes, conflict = {}, false
+for i = 3, #KEYS do
+  local at = 4 + (i - 3) * 5
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    outcomes[#outcomes + 1] = 'created'
+  elseif redis.call('HGET', KEYS[i], 'body_hash') == ARGV[at + 1] then
+    outcomes[#outcomes + 1] = 'duplicate'
+  else
+    outcomes[#outcomes + 1] = 'conflict'; conflict = true
+  end
 end
-local fields = cjson.decode(ARGV[2])
-local args = {}
-for k, v in pairs(fields) do args[#args + 1] = k; args[#args + 1] = v end
-redis.call('HSET', KEYS[1], unpack(args))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-if ARGV[7] ~= '' then redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
-if ARGV[8] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[8]) end
-return 'created'
+if conflict then return outcomes end
+for i = 3, #KEYS do
+  local at = 4 + (i - 3) * 5
+  if outcomes[i - 2] == 'created' then
+    local args = {}
+    for k, v in pairs(cjson.decode(ARGV[at + 2])) do args[#args + 1] = k; args[#args + 1] = v end
+    redis.call('HSET', KEYS[i], unpack(args))
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[at + 3])
+    redis.call('PUBLISH', ARGV[2], ARGV[at])
+    if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[at]) end
+    if ARGV[at + 4] ~= '' then redis.call('EXPIRE', KEYS[i], ARGV[at + 4]) end
+  end
+end
+return outcomes
 """
 
 # KEYS: record, results, submit schedule, poll schedule, job index
@@ -102,6 +120,9 @@ return wait
 """
 
 Schedule = Literal["submit", "poll"]
+Created = Literal["created", "duplicate", "conflict", "skipped"]
+#: A request to create: (request id, body hash, record fields, first event).
+NewRequest = tuple[str, str, dict[str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -183,44 +204,39 @@ class RequestStore:
         event: dict[str, Any],
         *,
         submit_at: float | None,
-    ) -> Literal["created", "duplicate", "conflict"]:
+    ) -> Created:
         """Record a new request (version 1) with its first event, unless the id is taken."""
-        keys, args = self._create_call(request_id, body_hash, fields, event, submit_at)
-        result = self._create(keys=keys, args=args)
-        return cast(Literal["created", "duplicate", "conflict"], str(result))
+        return self.create_many([(request_id, body_hash, fields, event)], submit_at=submit_at)[0]
 
-    def create_many(
-        self, items: list[tuple[str, str, dict[str, str], dict[str, Any]]], *, submit_at: float
-    ) -> list[str]:
-        """:meth:`create` for many (request id, body hash, fields, event), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for request_id, digest, fields, event in items:
-            keys, args = self._create_call(request_id, digest, fields, event, submit_at)
-            self._create(keys=keys, args=args, client=pipe)
-        return [str(outcome) for outcome in pipe.execute()]
+    def create_many(self, items: Sequence[NewRequest], *, submit_at: float | None) -> list[Created]:
+        """:meth:`create` for many (request id, body hash, fields, event), all or nothing.
 
-    def _create_call(
-        self,
-        request_id: str,
-        body_hash: str,
-        fields: dict[str, str],
-        event: dict[str, Any],
-        submit_at: float | None,
-    ) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of the create script for one request."""
-        final = State(fields["state"]).final
-        keys = [self.keys.request(request_id), self.keys.results, self.keys.submit_schedule]
-        args = [
-            body_hash,
-            json.dumps({**fields, "version": "1", "body_hash": body_hash}),
-            json.dumps(event),
+        Each is ``created``, or ``duplicate`` (the id holds the same body); if one is a
+        ``conflict`` (the id holds another body), nothing at all is written and the others are
+        ``skipped``. One atomic script: a Redis that refuses writes refuses the whole batch.
+        """
+        if not items:
+            return []
+        keys = [self.keys.results, self.keys.submit_schedule]
+        args: list[Any] = [
             self.result_maxlen,
             self.keys.wake_channel,
-            request_id,
             "" if submit_at is None else repr(submit_at),
-            self.record_ttl if final else "",
         ]
-        return keys, args
+        for request_id, digest, fields, event in items:
+            final = State(fields["state"]).final
+            keys.append(self.keys.request(request_id))
+            args += [
+                request_id,
+                digest,
+                json.dumps({**fields, "version": "1", "body_hash": digest}),
+                json.dumps(event),
+                self.record_ttl if final else "",
+            ]
+        outcomes = [str(outcome) for outcome in self._create(keys=keys, args=args)]
+        if "conflict" in outcomes:
+            outcomes = ["skipped" if o == "created" else o for o in outcomes]
+        return cast(list[Created], outcomes)
 
     def get(self, request_id: str) -> Record | None:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
