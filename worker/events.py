@@ -1,19 +1,25 @@
-"""The request states and the result events: schema version 1 (docs/RESULTS.md). Pure.
+"""The request states and the result events: schema version 2 (docs/RESULTS.md). Pure.
 
 Every event is one JSON object with these fields, plus those of its type::
 
-    schema      1
-    event_id    "<request_id>:<version>": unique, stable across redelivery (dedupe on it)
-    type        accepted | submitted | progress | completed | failed
+    schema      2
+    event_id    "<request_id>:<version>" ("intake:<entry id>" for rejected): unique, stable
+                across redelivery (dedupe on it)
+    type        accepted | submitted | progress | completed | failed | rejected
     request_id  the producer's request id
     ts          UTC time of the change, ISO 8601
 
-    accepted    content_id, job_name
+    accepted    content_id, job_name; entry_id when it came from the intake stream
     submitted   job_id, job_name, attempts
     progress    job_id, status (WM code or word), meaning, stage
     completed   job_id, content_id, output_path, status
     failed      stage (validation|submit|packaging|timeout|dead_letter), code, message,
-                job_id and status when known
+                job_id and status when known; entry_id when refused at the intake stream
+    rejected    entry_id, code (invalid_request|conflict|duplicate|dead_letter), message,
+                fields: an intake entry that created no request and changed none (its
+                request id was taken); the request of that id, if any, is untouched
+
+Version 2 added ``rejected`` and ``entry_id``; nothing of version 1 changed meaning.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class State(StrEnum):
@@ -43,6 +49,7 @@ class EventType(StrEnum):
     PROGRESS = "progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    REJECTED = "rejected"
 
 
 class FailStage(StrEnum):
@@ -67,3 +74,13 @@ def event(kind: EventType, request_id: str, version: int, at: float, **data: Any
         "ts": iso(at),
         **{key: value for key, value in data.items() if value is not None},
     }
+
+
+def rejected(
+    entry_id: str, request_id: str, at: float, code: str, message: str, **data: Any
+) -> dict[str, Any]:
+    """The one outcome of an intake entry that created no request (see the module's table)."""
+    made = event(
+        EventType.REJECTED, request_id, 0, at, entry_id=entry_id, code=code, message=message, **data
+    )
+    return made | {"event_id": f"intake:{entry_id}"}

@@ -2,10 +2,19 @@
 
 A producer in any language adds an entry to the ``<prefix>:intake`` stream with the fields
 ``request`` (the job registration JSON, as text) and, optionally, ``request_id``. Workers read
-it with a consumer group, accept each entry exactly as the Python API does, and acknowledge it
-only once it is recorded: a valid request is enqueued, an invalid one ends as a failed result
-event naming the fields. Nothing is dropped; entries of a dead consumer are claimed after a
-minute.
+it with a consumer group and give every entry exactly one visible outcome on the result stream:
+
+- a valid request is recorded and enqueued exactly as the Python API does (``accepted``);
+- an invalid one (any bytes: not UTF-8, not JSON, too large, a broken rule) whose request id is
+  free is recorded as a ``failed`` request (stage ``validation``) naming the fields;
+- an entry whose request id is taken changes nothing of that request: it gets a ``rejected``
+  event (``conflict``, ``duplicate`` or ``invalid_request``) naming the entry and the reason.
+
+An entry is acknowledged and deleted from the stream (never trimmed while pending) in the same
+transaction that writes a ``rejected`` event, or once its request is recorded. Entries are read
+as bytes and decoded field by field, so no entry can stop the intake; one whose handling fails
+is retried with a backoff and, after ``PALLYCON_MAX_DELIVERIES`` failures, dead-lettered. A
+dead worker's pending entries are taken over after :data:`CLAIM_IDLE_MS`.
 """
 
 from __future__ import annotations
@@ -13,123 +22,290 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import cast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 from celery import Celery
 
 from pallycon.errors import FieldError, InvalidRequest
 from worker.dispatch import send_submit
-from worker.events import EventType, FailStage, event
-from worker.intake import RequestConflict, accept, check_request_id, reject
+from worker.events import FailStage, rejected
+from worker.intake import check_request_id, prepare, refuse
 from worker.keys import INTAKE_GROUP
+from worker.loops import TRANSIENT, LoopHealth, next_pause
 from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.intake")
 
-Entries = list[tuple[str, dict[str, str]]]
+RawEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
+#: Entries read at once.
 BATCH = 100
+#: The largest intake entry (all its field names and values), in bytes; larger ones are refused.
+MAX_ENTRY_BYTES = 256 * 1024
+#: An entry pending this long with a consumer that does not acknowledge it is taken over.
 CLAIM_IDLE_MS = 60_000
+#: How often a worker looks for entries to take over, in seconds.
+CLAIM_EVERY = 10.0
+#: How long one read waits for new entries, in milliseconds.
+BLOCK_MS = 1000
 
 
-def ensure_group(client: redis.Redis, stream: str) -> None:
-    try:
-        client.xgroup_create(stream, INTAKE_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+# --- Pure: what an entry says --------------------------------------------------------------
 
 
-def handle_entry(rt: Runtime, app: Celery, entry_id: str, fields: dict[str, str]) -> None:
-    """Accept or reject one intake entry (idempotent: a redelivered entry changes nothing)."""
-    now = rt.clock()
-    request_id = fields.get("request_id") or f"stream-{entry_id}"
+@dataclass(frozen=True)
+class Entry:
+    """An intake entry, decoded: what it asks for, or why it cannot be read."""
+
+    entry_id: str
+    request_id: str  # the given one if usable, else ``stream-<entry id>``
+    request: str | None  # the job JSON text
+    errors: tuple[FieldError, ...] = ()  # set: refused without reading ``request``
+
+    def body(self) -> Any:
+        """The job JSON, parsed (raises InvalidRequest)."""
+        if self.request is None:
+            raise InvalidRequest([FieldError("request", "missing: the job JSON as text")])
+        try:
+            return json.loads(self.request)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRequest([FieldError("request", f"not JSON: {exc}")]) from None
+
+
+def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> Entry:
+    """Decode an entry read as bytes, field by field; never raises."""
+    fallback = f"stream-{entry_id}"
+    size = sum(len(name) + len(value) for name, value in fields.items())
+    if size > max_bytes:
+        message = f"the entry is {size} bytes, over the limit of {max_bytes}"
+        return Entry(entry_id, fallback, None, (FieldError("request", message),))
+    texts: dict[str, str] = {}
+    errors = []
+    for raw_name, raw_value in fields.items():
+        name = raw_name.decode("utf-8", errors="replace")
+        try:
+            texts[name] = raw_value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(FieldError(name, f"not valid UTF-8 (byte {exc.start})"))
+    request_id = texts.get("request_id") or fallback
     try:
         check_request_id(request_id)
-        body = _body(fields)
-        accepted = accept(rt.store, body, request_id, now, retry_at=now + rt.settings.lease_seconds)
     except InvalidRequest as exc:
-        if not _valid_id(request_id):
-            request_id = f"stream-{entry_id}"
-        reject(rt.store, request_id, exc.errors, now)
-        return
-    except RequestConflict as exc:
-        conflict = event(
-            EventType.FAILED,
-            request_id,
-            0,
-            now,
-            stage=FailStage.VALIDATION.value,
-            code="conflict",
-            message=str(exc),
+        errors.extend(exc.errors)
+        request_id = fallback
+    return Entry(entry_id, request_id, texts.get("request"), tuple(errors))
+
+
+# --- I/O: reading, handling, finishing -----------------------------------------------------
+
+
+class Intake:
+    """One worker's consumer of the intake stream."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        app: Celery,
+        consumer: str,
+        health: LoopHealth,
+        raw: redis.Redis | None = None,
+    ) -> None:
+        self.rt, self.app, self.consumer, self.health = rt, app, consumer, health
+        self.store = rt.store
+        self.stream = rt.store.keys.intake
+        # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
+        self.raw = raw or redis.Redis.from_url(
+            rt.settings.redis_url, socket_connect_timeout=5, health_check_interval=15
         )
-        conflict["event_id"] = f"{request_id}:conflict:{entry_id}"
-        rt.store.redis.xadd(rt.store.keys.results, {"event": json.dumps(conflict)})
-        return
-    if accepted.created:
-        send_submit(app, [accepted.request_id])
+        self.max_api_json = rt.max_api_json
 
+    def run(self, stop: threading.Event) -> None:
+        """Read until ``stop``; Redis errors are waited out with a backoff."""
+        pause, cursor, next_claim = 0.5, "0", 0.0
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                if self.rt.clock() >= next_claim:
+                    self.take_over()
+                    next_claim = self.rt.clock() + CLAIM_EVERY
+                entries = self.read(cursor)
+                if cursor == "0" and not entries:
+                    cursor = ">"  # our own pending entries are done: now the new ones
+                elif self.handle_all(entries):
+                    cursor = "0"  # some failed: they are read again from our pending list
+                    stop.wait(pause)
+                    pause = next_pause(pause)
+                    continue
+                self.health.ok("intake")
+                pause = 0.5
+            except TRANSIENT as exc:
+                log.warning("intake read failed (%s); retrying in %.1fs", exc, pause)
+                self.health.failed("intake", exc)
+                cursor = "0"
+                stop.wait(pause)
+                pause = next_pause(pause)
 
-def _valid_id(request_id: str) -> bool:
-    try:
-        check_request_id(request_id)
-    except InvalidRequest:
-        return False
-    return True
-
-
-def _body(fields: dict[str, str]) -> object:
-    raw = fields.get("request")
-    if raw is None:
-        raise InvalidRequest([FieldError("request", "missing: the job JSON as text")])
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest([FieldError("request", f"not JSON: {exc}")]) from None
-
-
-def consume_intake(rt: Runtime, app: Celery, consumer: str, stop: threading.Event) -> None:
-    """Read the intake stream until ``stop``; survive Redis outages."""
-    client, stream = rt.store.redis, rt.store.keys.intake
-    pause = 0.5
-    rounds = 0
-    while not stop.is_set():
+    def ensure_group(self) -> None:
         try:
-            ensure_group(client, stream)
-            if rounds % 30 == 0:
-                _take_over_stale(rt, app, consumer)
-            rounds += 1
-            replies = client.xreadgroup(
-                INTAKE_GROUP, consumer, {stream: ">"}, count=BATCH, block=1000
-            )
-            for _, entries in cast(list[tuple[str, Entries]], replies or []):
-                _handle_all(rt, app, entries)
-            pause = 0.5
-        except (redis.RedisError, OSError) as exc:
-            log.warning("intake read failed (%s); retrying in %.1fs", exc, pause)
-            stop.wait(pause)
-            pause = min(pause * 2, 10.0)
+            self.raw.xgroup_create(self.stream, INTAKE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
+    def read(self, cursor: str) -> RawEntries:
+        block = BLOCK_MS if cursor == ">" else None
+        replies = self.raw.xreadgroup(
+            INTAKE_GROUP, self.consumer, {self.stream: cursor}, count=BATCH, block=block
+        )
+        return [
+            entry
+            for _, entries in cast(list[tuple[bytes, RawEntries]], replies or [])
+            for entry in entries
+        ]
 
-def _take_over_stale(rt: Runtime, app: Celery, consumer: str) -> None:
-    client, stream = rt.store.redis, rt.store.keys.intake
-    reply = client.xautoclaim(stream, INTAKE_GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH)
-    _handle_all(rt, app, cast(tuple[str, Entries], reply)[1])
+    def take_over(self) -> None:
+        """Claim the entries a dead consumer left pending; each claim counts as a failure."""
+        reply = self.raw.xautoclaim(
+            self.stream, INTAKE_GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=BATCH
+        )
+        claimed = cast(RawEntries, reply[1])
+        if claimed:
+            log.warning("took over %d pending intake entries", len(claimed))
+            self.handle_all(claimed, counted=True)
 
+    def handle_all(self, entries: RawEntries, *, counted: bool = False) -> int:
+        """Handle each entry on its own; the number whose handling failed (left pending)."""
+        failures = 0
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode("ascii")
+            if not fields:  # deleted while pending
+                self.finish(entry_id)
+            elif counted and self.failures(entry_id, add=1) > self.rt.settings.max_deliveries:
+                self.dead_letter(entry_id, fields, "taken over from consumers that did not finish")
+            elif not self.handle_safely(entry_id, fields):
+                failures += 1
+        return failures
 
-def _handle_all(rt: Runtime, app: Celery, entries: Entries) -> None:
-    client, stream = rt.store.redis, rt.store.keys.intake
-    for entry_id, fields in entries:
-        if not fields:  # deleted while pending
-            client.xack(stream, INTAKE_GROUP, entry_id)
-            continue
+    def handle_safely(self, entry_id: str, fields: dict[bytes, bytes]) -> bool:
+        """Handle one entry; on an unexpected error, count it (and dead-letter past the limit)."""
         try:
-            handle_entry(rt, app, entry_id, fields)
-        except (redis.RedisError, OSError):
-            raise  # not acknowledged: read again once Redis is back
-        except Exception:  # an entry must never kill the intake: fail it loudly instead
+            self.handle(entry_id, fields)
+        except TRANSIENT:
+            raise  # Redis is away: the whole read is retried
+        except Exception as exc:  # an entry must never stop the intake
             log.exception("intake entry %s could not be handled", entry_id)
-            error = FieldError("request", "could not be handled; see the worker log")
-            reject(rt.store, f"stream-{entry_id}", [error], rt.clock())
-        client.xack(stream, INTAKE_GROUP, entry_id)
+            self.health.failed("intake", exc)
+            if self.failures(entry_id, add=1) > self.rt.settings.max_deliveries:
+                self.dead_letter(entry_id, fields, f"its handling failed: {exc}")
+                return True
+            return False
+        return True
+
+    def handle(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """Give one entry its outcome, then acknowledge it (idempotent on redelivery)."""
+        entry = decode_entry(entry_id, fields, MAX_ENTRY_BYTES)
+        now = self.rt.clock()
+        try:
+            if entry.errors:
+                raise InvalidRequest(list(entry.errors))
+            ready = prepare(
+                entry.body(),
+                entry.request_id,
+                now,
+                max_api_json=self.max_api_json,
+                entry_id=entry_id,
+            )
+        except InvalidRequest as exc:
+            outcome = refuse(self.store, entry.request_id, exc.errors, now, entry_id=entry_id)
+            self.settle(entry, outcome, "invalid_request", exc.errors)
+            return
+        outcome = self.store.create(
+            ready.request_id,
+            ready.body_hash,
+            ready.fields,
+            ready.event,
+            submit_at=now + self.rt.settings.lease_seconds,
+        )
+        if outcome == "created":
+            # No fsync wait: the entry is acknowledged after the record is written, and the
+            # AOF keeps writes in order, so no crash can keep the acknowledgement without it.
+            send_submit(self.app, [ready.request_id])
+        self.settle(entry, outcome, outcome, [])
+
+    def settle(self, entry: Entry, outcome: str, code: str, errors: Sequence[FieldError]) -> None:
+        """Acknowledge an entry; unless it created its request (or did, on an earlier
+        delivery), with a ``rejected`` event: the id was taken by another entry or producer."""
+        taken = outcome in ("duplicate", "conflict")
+        if outcome == "created" or (taken and self.created_by(entry)):
+            self.finish(entry.entry_id)
+            return
+        if code == "duplicate":
+            message = f"request {entry.request_id} was submitted before with this body"
+        elif code == "conflict":
+            message = f"request id {entry.request_id!r} is already used with a different body"
+        else:
+            message = "; ".join(str(error) for error in errors)
+            message = f"request id {entry.request_id!r} is taken; this entry: {message}"
+        fields = [{"field": e.field, "message": e.message} for e in errors] or None
+        at = self.rt.clock()
+        self.finish(
+            entry.entry_id,
+            rejected(entry.entry_id, entry.request_id, at, code, message, fields=fields),
+        )
+
+    def created_by(self, entry: Entry) -> bool:
+        """Whether the request of the entry's id was created by this very entry."""
+        key = self.store.keys.request(entry.request_id)
+        return self.store.redis.hget(key, "entry_id") == entry.entry_id
+
+    def dead_letter(self, entry_id: str, fields: dict[bytes, bytes], why: str) -> None:
+        """End an entry that cannot be handled: a failed request, or a rejected event if its
+        request id is taken or cannot be written."""
+        log.error("intake entry %s dead-lettered: %s", entry_id, why)
+        entry = decode_entry(entry_id, fields, MAX_ENTRY_BYTES)
+        limit = self.rt.settings.max_deliveries
+        error = FieldError("request", f"handled more than {limit} times without success: {why}")
+        try:
+            outcome = refuse(
+                self.store,
+                entry.request_id,
+                [error],
+                self.rt.clock(),
+                entry_id=entry_id,
+                stage=FailStage.DEAD_LETTER,
+                code="dead_letter",
+            )
+            self.settle(entry, outcome, "dead_letter", [error])
+        except redis.ResponseError:  # the request's key is what fails: leave it alone
+            self.settle(entry, "not written", "dead_letter", [error])
+
+    def failures(self, entry_id: str, *, add: int) -> int:
+        return int(self.store.redis.hincrby(self.store.keys.intake_failures, entry_id, add))
+
+    def finish(self, entry_id: str, event: dict[str, Any] | None = None) -> None:
+        """Acknowledge and delete an entry, with its ``rejected`` event if any, atomically."""
+        keys = self.store.keys
+        pipe = self.store.redis.pipeline(transaction=True)
+        if event is not None:
+            pipe.xadd(
+                keys.results,
+                {"event": json.dumps(event)},
+                maxlen=self.store.result_maxlen,
+                approximate=True,
+            )
+            pipe.publish(keys.wake_channel, event["request_id"])
+        pipe.xack(self.stream, INTAKE_GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.hdel(keys.intake_failures, entry_id)
+        pipe.execute()
+
+
+def consume_intake(
+    rt: Runtime, app: Celery, consumer: str, stop: threading.Event, health: LoopHealth
+) -> Callable[[], None]:
+    """The intake loop, ready to be supervised."""
+    intake = Intake(rt, app, consumer, health)
+    return lambda: intake.run(stop)

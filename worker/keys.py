@@ -69,3 +69,18 @@ class Keys:
     def counters(self) -> str:
         """Hash: operational counters (API calls by kind, retries, reconciliations)."""
         return f"{self.prefix}:counters"
+
+    @property
+    def intake_failures(self) -> str:
+        """Hash: intake entry id -> times its handling failed (dead-lettered past the limit)."""
+        return f"{self.prefix}:intake:failures"
+
+    @property
+    def heartbeats(self) -> str:
+        """Hash: "<node>/<loop>" -> JSON health of each worker's background loops."""
+        return f"{self.prefix}:heartbeats"
+
+    @property
+    def poll_page_unit(self) -> str:
+        """String: the job-list page size polls use after a page was too large (expires)."""
+        return f"{self.prefix}:poll:page_unit"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
 from celery import Celery
 
 from worker.dispatch import send_poll, send_submit
+from worker.loops import TRANSIENT, LoopHealth, next_pause
 from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.sweeper")
@@ -34,16 +34,18 @@ def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
     return len(submits), len(polls)
 
 
-def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event) -> None:
-    """Sweep every ``sweep_interval`` until ``stop``; survive Redis outages."""
+def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopHealth) -> None:
+    """Sweep every ``sweep_interval`` until ``stop``; Redis outages are waited out.
+
+    Any other error is left to the supervisor (see :mod:`worker.loops`), which restarts it.
+    """
     pause = rt.settings.sweep_interval
     while not stop.wait(pause):
         try:
             sweep_once(rt, app)
+            health.ok("sweeper")
             pause = rt.settings.sweep_interval
-        except (redis.RedisError, OSError) as exc:
-            pause = min(pause * 2, 10.0)
+        except TRANSIENT as exc:
+            pause = next_pause(pause)
             log.warning("sweep failed (%s); next in %.1fs", exc, pause)
-        except Exception:  # the sweeper must not die: log and keep sweeping
-            log.exception("sweep failed")
-            pause = min(pause * 2, 10.0)
+            health.failed("sweeper", exc)

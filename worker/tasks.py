@@ -24,6 +24,7 @@ from worker.dispatch import POLL_TASK, SUBMIT_TASK, send_poll, send_submit
 from worker.intake_stream import consume_intake
 from worker.keys import Keys
 from worker.logs import configure
+from worker.loops import LoopHealth, supervise
 from worker.poll import poll
 from worker.runtime import Runtime
 from worker.submit import submit_batch
@@ -132,12 +133,19 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
 
         def start(self, worker: Any) -> None:
             rt = process.runtime()
+            stop = self.stop_event
+            health = LoopHealth(rt.store.redis, rt.store.keys.heartbeats, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [
-                ("sweeper", lambda: sweep_forever(rt, app, self.stop_event)),
-                ("intake", lambda: consume_intake(rt, app, worker.hostname, self.stop_event)),
+                ("sweeper", lambda: sweep_forever(rt, app, stop, health)),
+                ("intake", consume_intake(rt, app, worker.hostname, stop, health)),
             ]
             for name, loop in loops:
-                thread = threading.Thread(target=loop, name=f"pallycon-{name}", daemon=True)
+                thread = threading.Thread(
+                    target=supervise,
+                    args=(name, loop, stop, health),
+                    name=f"pallycon-{name}",
+                    daemon=True,
+                )
                 thread.start()
                 self.threads.append(thread)
             log.info("sweeper and intake started", extra={"fields": {"node": worker.hostname}})

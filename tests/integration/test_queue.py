@@ -113,7 +113,7 @@ def test_completed_event_carries_job_content_and_output(
     assert completed["content_id"] == record.get("content_id")
     assert completed["output_path"] == "out"
     assert completed["output_prefix"] == f"out/{record.get('content_id')}/"
-    assert completed["schema"] == 1
+    assert completed["schema"] == 2
     progress = [e for e in events_of(producer, request_id) if e["type"] == "progress"]
     assert progress
     assert all(e["status"].startswith("WM") and e["meaning"] for e in progress)
