@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 
 ENV_PREFIX = "PALLYCON_"
+
+#: URL schemes of PALLYCON_REDIS_URL that every process (redis-py and kombu) can use.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 _REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
@@ -213,6 +217,22 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"scheme {scheme + '://' if scheme else '(none)'} is not supported; use "
+                + " or ".join(f"{name}://" for name in REDIS_SCHEMES)
+                + " (Sentinel and Cluster are not supported: point it at the primary)"
+            )
+        return value
+
+    def redis_url_shown(self) -> str:
+        """``redis_url`` with its password masked: for messages and logs."""
+        return mask_url(self.redis_url)
+
     @property
     def task_time_limit(self) -> int:
         """Seconds after which Celery kills a task: 80 % of the visibility timeout."""
@@ -254,6 +274,16 @@ class Settings(BaseSettings):
         if self.region is None:
             raise ConfigError(f"missing setting: {env_name('region')} (a code such as RG011)")
         return self.region
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def load_settings(**overrides: Any) -> Settings:

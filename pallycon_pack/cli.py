@@ -1,19 +1,28 @@
 """``pallycon-pack``: the one command-line entry point, with subcommands.
 
-Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input.
+Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
+we need is unavailable (Redis unreachable or refusing our credentials, a port in use).
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import click
+import redis
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-from config import ConfigError
+from config import ConfigError, load_settings
+from config.settings import mask_url
 from pallycon.errors import CallError, InvalidRequest
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+#: Errors of a socket we could not listen on (the message names the address).
+_ADDRESS_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 class Failure(click.ClickException):
@@ -41,6 +50,32 @@ class _Group(click.Group):
             raise Failure(f"invalid request:\n{lines}", EXIT_INVALID) from None
         except CallError as exc:
             raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+        except redis.RedisError as exc:
+            raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
+        except OSError as exc:
+            if exc.errno not in _ADDRESS_ERRORS:
+                raise
+            raise Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE) from None
+        except KombuOperationalError as exc:  # the broker (Redis) refused a task message
+            raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
+
+
+def redis_problem(exc: Exception) -> str:
+    """One line that names PALLYCON_REDIS_URL (password masked) and what to do."""
+    try:
+        url = mask_url(load_settings().redis_url)
+    except ConfigError:
+        url = "PALLYCON_REDIS_URL"
+    reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError) or any(
+        word in reason for word in ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password")
+    ):
+        advice = "check the user and password in PALLYCON_REDIS_URL"
+    elif isinstance(exc, redis.ConnectionError | redis.TimeoutError | KombuOperationalError):
+        advice = "is it running and reachable? (PALLYCON_REDIS_URL)"
+    else:
+        advice = "see PALLYCON_REDIS_URL"
+    return f"Redis at {url}: {reason}; {advice}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -137,15 +137,19 @@ def worker(concurrency: int, loglevel: str | None) -> None:
 
     Run as many as you like, on as many machines: they share the work through Redis.
     """
+    from worker.runtime import connect_redis
     from worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)
     loglevel = settings.log_level
     settings.credentials()
     settings.require_region()
+    # Redis refusing our credentials is permanent: say so now, rather than retry for ever.
+    connect_redis(settings.redis_url).ping()
     app = create_app(settings)
     node = f"pallycon-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(
+    code = _run_celery(
+        app,
         [
             "worker",
             f"--concurrency={concurrency}",
@@ -153,8 +157,28 @@ def worker(concurrency: int, loglevel: str | None) -> None:
             f"--hostname={node}",
             "--without-gossip",
             "--without-mingle",
-        ]
+        ],
     )
+    if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
+        raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """Run Celery's command line for ``app``; its exit code.
+
+    As ``Celery.start`` does, except that the exit code is kept (``start`` drops it, so that a
+    worker that met an unrecoverable error would exit 0).
+    """
+    from celery.bin.celery import celery as celery_cli
+
+    celery_cli.params[0].default = app
+    try:
+        code = celery_cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery_cli.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 @click.command()

@@ -1,0 +1,101 @@
+"""The CLI when a service it needs is not there: one line naming the setting, exit code 3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pallycon_pack.redis_server import RedisServer, free_port
+from tests.conftest import cli, site_env
+from tests.unit.test_models import job_body
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "right-password-0123"
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis server that wants a password."""
+    server = RedisServer(tmp_path_factory.mktemp("locked")).start()
+    redis.Redis.from_url(server.url).config_set("requirepass", PASSWORD)
+    yield server
+    server.stop()
+
+
+def _run(tmp_path: Path, url: str, *args: str, timeout: float = 60) -> Any:
+    (tmp_path / "job.json").write_text('{"job_name": "x"}')
+    return cli(*args, env=site_env(PALLYCON_REDIS_URL=url), cwd=tmp_path, timeout=timeout)
+
+
+COMMANDS = [("status", "someone"), ("results",), ("submit", "job.json"), ("worker",)]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda args: args[0])
+def test_redis_unreachable_is_one_line_and_exit_3(tmp_path, args):
+    """Nothing listens at the URL: one line naming it (password masked), exit 3."""
+    port = free_port()
+    run = _run(tmp_path, f"redis://:hidden-pw-7@127.0.0.1:{port}/0", *args)
+    err = run.stderr.decode()
+    assert run.returncode == 3, err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"Error: Redis at redis://:***@127.0.0.1:{port}/0: ")
+    assert "PALLYCON_REDIS_URL" in err
+    assert "hidden-pw-7" not in err + run.stdout.decode()
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda args: args[0])
+@pytest.mark.parametrize("password", ["wrong-password", None], ids=["wrong", "none"])
+def test_redis_refusing_our_credentials_is_exit_3_at_once(tmp_path, locked_redis, args, password):
+    """A wrong or missing password is permanent: the worker too says so and stops."""
+    auth = f":{password}@" if password else ""
+    url = f"redis://{auth}127.0.0.1:{locked_redis.port}/0"
+    run = _run(tmp_path, url, *args, timeout=30)
+    err = run.stderr.decode()
+    assert run.returncode == 3, err
+    assert err.count("\n") == 1, err
+    assert "check the user and password in PALLYCON_REDIS_URL" in err
+    assert "wrong-password" not in err
+
+
+def test_a_redis_url_no_process_can_use_is_refused_as_a_setting(tmp_path):
+    """sentinel:// passed validation before, though nothing could use it."""
+    run = _run(tmp_path, "sentinel://127.0.0.1:26379", "status", "x")
+    err = run.stderr.decode()
+    assert run.returncode == 2
+    assert "PALLYCON_REDIS_URL: scheme sentinel:// is not supported" in err
+
+
+def test_the_worker_exits_non_zero_when_celery_cannot_go_on(tmp_path, redis_server):
+    """An unrecoverable start-up error (here: the worker's runtime cannot be built) ends the
+    process with a non-zero code and one line, so that a supervisor restarts it."""
+    script = (
+        "import worker.runtime as r\n"
+        "def broken(*a, **k): raise RuntimeError('cannot build the runtime')\n"
+        "r.Runtime.build = classmethod(broken)\n"
+        "from pallycon_pack.cli import main\n"
+        "main(['worker', '--concurrency', '1'])\n"
+    )
+    env = site_env(PALLYCON_REDIS_URL=redis_server.url, PALLYCON_KEY_PREFIX="unrecoverable")
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, env=env, cwd=tmp_path, timeout=60,
+        check=False,
+    )  # fmt: skip
+    err = run.stderr.decode()
+    assert run.returncode != 0, err[-2000:]
+    assert "Unrecoverable error" in err
+    assert "Error: the worker stopped on an unrecoverable error (exit 1)" in err
+
+
+def test_an_invalid_request_still_exits_2_not_3(tmp_path, redis_server):
+    """Exit 3 is only for services: a bad body with Redis up is still exit 2."""
+    (tmp_path / "bad.json").write_text(__import__("json").dumps(job_body(content_id="")))
+    run = cli("submit", "bad.json", env=site_env(PALLYCON_REDIS_URL=redis_server.url), cwd=tmp_path)
+    assert run.returncode == 2
+    assert "content_id" in run.stderr.decode()
