@@ -251,7 +251,7 @@ def _aws_secret_from_env_or_prompt() -> str:
     if from_env:
         return from_env
     if sys.stdin.isatty():
-        return str(click.prompt("AWS secret access key", hide_input=True))
+        return str(click.prompt("AWS secret access key", hide_input=True, err=True))
     raise Failure(
         "no AWS secret access key: set AWS_SECRET_ACCESS_KEY or give "
         "--aws-secret-access-key-file PATH ('-' = standard input)",
