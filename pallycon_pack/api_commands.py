@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from pallycon.models import (
     StorageUpdateRequest,
     validate_request,
 )
-from pallycon.signing import SiteCredentials, parse_timestamp
+from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
 from pallycon_pack import render
 from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, Failure
@@ -35,6 +36,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 RequestT = TypeVar("RequestT", bound=RequestModel)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+STDIN = "-"
+SECRET_FILE_LIMIT = 64 * 1024
 
 
 def _region_option(f: F) -> F:
@@ -71,28 +75,73 @@ def _request(model: type[RequestT], **fields: Any) -> RequestT:
 
 @click.command()
 @click.option("--timestamp", help="Sign at this time (YYYY-MM-DDThh:mm:ssZ) instead of now.")
+@click.option(
+    "--input",
+    "input_path",
+    metavar="PATH",
+    default=STDIN,
+    show_default=True,
+    help="Read the API JSON from PATH ('-' = standard input).",
+)
 @click.option("--site-id", help="Override PALLYCON_SITE_ID.")
-@click.option("--access-key", help="Override PALLYCON_ACCESS_KEY (visible to ps: prefer the env).")
-@click.option("--site-key", help="Override PALLYCON_SITE_KEY (visible to ps: prefer the env).")
+@click.option(
+    "--access-key",
+    metavar="KEY",
+    help="Override PALLYCON_ACCESS_KEY. Visible to other users in ps: "
+    "prefer PALLYCON_ACCESS_KEY or --access-key-file.",
+)
+@click.option(
+    "--access-key-file",
+    metavar="PATH",
+    help="Read the access key from PATH ('-' = standard input, with --input PATH).",
+)
+@click.option(
+    "--site-key",
+    metavar="KEY",
+    help="Override PALLYCON_SITE_KEY. Visible to other users in ps: "
+    "prefer PALLYCON_SITE_KEY or --site-key-file.",
+)
+@click.option(
+    "--site-key-file",
+    metavar="PATH",
+    help="Read the site key from PATH ('-' = standard input, with --input PATH).",
+)
 @click.option("--show-parts", is_flag=True, help="Also print data, timestamp and hash.")
 def sign(
     timestamp: str | None,
+    input_path: str,
     site_id: str | None,
     access_key: str | None,
+    access_key_file: str | None,
     site_key: str | None,
+    site_key_file: str | None,
     show_parts: bool,
 ) -> None:
-    """Sign the API JSON read on stdin; print the pallycon-apidata value.
+    """Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.
 
     The bytes are encrypted exactly as given (a trailing newline too: use printf or echo -n).
+
+    The access key and the site key come from --access-key-file / --site-key-file (or the
+    flags --access-key / --site-key, visible in ps), else PALLYCON_ACCESS_KEY /
+    PALLYCON_SITE_KEY (environment or .env). A key file holds the key alone; one trailing
+    newline is ignored. Only one option can read standard input.
     """
+    _one_reads_stdin(
+        {
+            "--input": input_path,
+            "--access-key-file": access_key_file,
+            "--site-key-file": site_key_file,
+        }
+    )
+    access_key = one_secret(access_key, access_key_file, flag="--access-key")
+    site_key = _site_key(site_key, site_key_file)
     settings = load_settings(site_id=site_id, access_key=access_key, site_key=site_key)
     credentials: SiteCredentials = settings.credentials()
     try:
         moment = parse_timestamp(timestamp) if timestamp else utc_now()
     except ValueError as exc:
         raise Failure(f"--timestamp: {exc}", EXIT_INVALID) from None
-    envelope = sign_api_json(sys.stdin.buffer.read(), credentials, moment)
+    envelope = sign_api_json(read_source(input_path, "--input"), credentials, moment)
     if show_parts:
         click.echo(f"data: {envelope.data}")
         click.echo(f"timestamp: {envelope.timestamp}")
@@ -100,6 +149,30 @@ def sign(
         click.echo(f"pallycon-apidata: {envelope.encode()}")
     else:
         click.echo(envelope.encode())
+
+
+def _one_reads_stdin(paths: dict[str, str | None]) -> None:
+    """Refuse two options reading standard input: the first would take all of it."""
+    readers = [option for option, path in paths.items() if path == STDIN]
+    if len(readers) > 1:
+        both = "both" if len(readers) == 2 else "all"
+        hint = " (--input is '-' unless given the API JSON's path)" if "--input" in readers else ""
+        raise Failure(
+            f"{' and '.join(readers)} cannot {both} read standard input ('-'){hint}", EXIT_INVALID
+        )
+
+
+def _site_key(value: str | None, path: str | None) -> str | None:
+    """The site key from --site-key or --site-key-file, checked here to name the option."""
+    key = one_secret(value, path, flag="--site-key")
+    if key is not None and len(key.encode("utf-8")) != SITE_KEY_BYTES:
+        option = "--site-key" if path is None else "--site-key-file"
+        size = len(key.encode("utf-8"))
+        raise Failure(
+            f"{option}: the site key must be {SITE_KEY_BYTES} bytes (AES-256), got {size}",
+            EXIT_INVALID,
+        )
+    return key
 
 
 # --- storage ----------------------------------------------------------------------------------
@@ -121,10 +194,14 @@ def storage() -> None:
 )
 @click.option(
     "--aws-secret-access-key",
-    envvar="AWS_SECRET_ACCESS_KEY",
-    prompt=True,
-    hide_input=True,
-    help="AWS secret (or AWS_SECRET_ACCESS_KEY; else prompted).",
+    metavar="SECRET",
+    help="AWS secret access key. Visible to other users in ps: "
+    "prefer AWS_SECRET_ACCESS_KEY or --aws-secret-access-key-file.",
+)
+@click.option(
+    "--aws-secret-access-key-file",
+    metavar="PATH",
+    help="Read the AWS secret access key from PATH ('-' = standard input).",
 )
 @click.option("--storage-region", help="The storage's region code (default: --region).")
 @click.option("--description", help="Free text.")
@@ -134,26 +211,52 @@ def storage_register(
     name: str,
     bucket: str,
     aws_access_key_id: str,
-    aws_secret_access_key: str,
+    aws_secret_access_key: str | None,
+    aws_secret_access_key_file: str | None,
     storage_region: str | None,
     description: str | None,
     region: str | None,
     as_json: bool,
 ) -> None:
-    """Register a storage; print its storage id."""
+    """Register a storage; print its storage id.
+
+    The AWS secret access key comes from --aws-secret-access-key-file (or the flag
+    --aws-secret-access-key, visible in ps), else AWS_SECRET_ACCESS_KEY, else a hidden prompt
+    when standard input is a terminal. A key file holds the key alone; one trailing newline is
+    ignored.
+    """
+    secret = one_secret(
+        aws_secret_access_key, aws_secret_access_key_file, flag="--aws-secret-access-key"
+    )
     settings = load_settings(region=region)
+    storage_region = storage_region or settings.require_region()
+    if secret is None:
+        secret = _aws_secret_from_env_or_prompt()
     request = _request(
         StorageRegisterRequest,
         storage_name=name,
         id=aws_access_key_id,
-        password=SecretStr(aws_secret_access_key),
+        password=SecretStr(secret),
         aws_bucket=bucket,
         description=description,
-        region=storage_region or settings.require_region(),
+        region=storage_region,
     )
     with make_client(settings) as client:
         response = client.register_storage(request)
     _print_id(as_json, "storage_id", response.storage_id)
+
+
+def _aws_secret_from_env_or_prompt() -> str:
+    from_env = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if from_env:
+        return from_env
+    if sys.stdin.isatty():
+        return str(click.prompt("AWS secret access key", hide_input=True, err=True))
+    raise Failure(
+        "no AWS secret access key: set AWS_SECRET_ACCESS_KEY or give "
+        "--aws-secret-access-key-file PATH ('-' = standard input)",
+        EXIT_INVALID,
+    )
 
 
 @storage.command("update")
@@ -365,3 +468,68 @@ def _print_id(as_json: bool, key: str, value: str | None) -> None:
         render.emit_json({key: value})
     else:
         click.echo(value)
+
+
+# --- secrets kept out of the command line -----------------------------------------------------
+
+
+def source_name(path: str) -> str:
+    """How an error names a file option's source: its path, or "standard input" for '-'."""
+    return "standard input" if path == STDIN else path
+
+
+def read_source(path: str, option: str, limit: int | None = None) -> bytes:
+    """The bytes of the file at ``path`` ('-' = standard input), at most ``limit`` of them.
+
+    A failure is a one-line error naming ``option`` and the path, never the content.
+    """
+    size = -1 if limit is None else limit + 1
+    try:
+        if path == STDIN:
+            data = sys.stdin.buffer.read(size)
+        else:
+            with open(path, "rb") as file:
+                data = file.read(size)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise Failure(
+            f"{option}: cannot read {source_name(path)}: {reason}", EXIT_INVALID
+        ) from None
+    if limit is not None and len(data) > limit:
+        raise Failure(f"{option}: {source_name(path)} is larger than {limit} bytes", EXIT_INVALID)
+    return data
+
+
+def read_secret(path: str, option: str) -> str:
+    """A secret kept alone in a file ('-' = standard input), one trailing newline removed.
+
+    Empty, several lines or not UTF-8 is a one-line error naming ``option``, never the secret.
+    """
+    where = f"{option}: {source_name(path)}"
+    try:
+        text = read_source(path, option, SECRET_FILE_LIMIT).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Failure(f"{where} is not UTF-8 text", EXIT_INVALID) from None
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            text = text[: -len(ending)]
+            break
+    if not text:
+        raise Failure(f"{where} is empty", EXIT_INVALID)
+    if "\n" in text or "\r" in text:
+        raise Failure(
+            f"{where} holds more than one line: it must hold the secret alone", EXIT_INVALID
+        )
+    return text
+
+
+def one_secret(value: str | None, path: str | None, *, flag: str) -> str | None:
+    """The secret given as ``flag`` VALUE or in ``flag``-file PATH, or None if neither is.
+
+    Both at once is an error: which one was meant is not for the program to guess.
+    """
+    if path is None:
+        return value
+    if value is not None:
+        raise Failure(f"{flag} and {flag}-file: give one of them, not both", EXIT_INVALID)
+    return read_secret(path, f"{flag}-file")

@@ -10,17 +10,72 @@ from config import load_settings
 from emulator.config import DEMO_SITE, HOSTILE_MODES, EmulatorConfig, FaultConfig
 from emulator.server import serve
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
+from pallycon_pack.api_commands import read_source, source_name
 from pallycon_pack.cli import EXIT_INVALID, Failure
+
+SITES_FILE_LIMIT = 1024 * 1024
+SITE_FORMAT = "ID:ACCESS_KEY:SITE_KEY"
 
 
 def _site(value: str) -> SiteCredentials:
+    """A site from ``ID:ACCESS_KEY:SITE_KEY``; a ValueError's message never holds the value."""
     site_id, sep, rest = value.partition(":")
     access_key, sep2, site_key = rest.partition(":")
     if not (sep and sep2 and site_id and access_key):
-        raise click.BadParameter("expected SITE_ID:ACCESS_KEY:SITE_KEY")
+        raise ValueError(f"expected {SITE_FORMAT}")
     if len(site_key.encode("utf-8")) != SITE_KEY_BYTES:
-        raise click.BadParameter(f"the site key must be {SITE_KEY_BYTES} bytes")
+        raise ValueError(f"the site key must be {SITE_KEY_BYTES} bytes")
     return SiteCredentials.of(site_id, access_key, site_key)
+
+
+def _flag_sites(values: tuple[str, ...]) -> list[SiteCredentials]:
+    sites = []
+    for number, value in enumerate(values, start=1):
+        try:
+            sites.append(_site(value))
+        except ValueError as exc:
+            which = f" (number {number})" if len(values) > 1 else ""
+            raise Failure(f"--site{which}: {exc}", EXIT_INVALID) from None
+    return sites
+
+
+def _file_sites(path: str) -> list[SiteCredentials]:
+    """The sites in a sites file: one per line, blank lines and # comments ignored.
+
+    An error names the line by number, never its content.
+    """
+    where = source_name(path)
+    sites = []
+    lines = read_source(path, "--sites-file", SITES_FILE_LIMIT).split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        try:
+            entry = raw.decode("utf-8").strip()
+            if entry and not entry.startswith("#"):
+                sites.append(_site(entry))
+        except UnicodeDecodeError:
+            raise Failure(f"--sites-file {where}: line {number}: not UTF-8", EXIT_INVALID) from None
+        except ValueError as exc:
+            raise Failure(f"--sites-file {where}: line {number}: {exc}", EXIT_INVALID) from None
+    if not sites:
+        raise Failure(
+            f"--sites-file {where}: no site in it (one {SITE_FORMAT} a line)", EXIT_INVALID
+        )
+    return sites
+
+
+def _extra_sites(values: tuple[str, ...], path: str | None) -> tuple[SiteCredentials, ...]:
+    return (*_flag_sites(values), *(_file_sites(path) if path is not None else ()))
+
+
+def _check_unique(sites: tuple[SiteCredentials, ...]) -> None:
+    seen: set[str] = set()
+    for site in sites:
+        if site.site_id in seen:
+            raise Failure(
+                f"site {site.site_id} is given twice (PALLYCON_SITE_ID, --site, --sites-file)",
+                EXIT_INVALID,
+            )
+        seen.add(site.site_id)
 
 
 def _statuses(value: str) -> tuple[int, ...]:
@@ -47,8 +102,14 @@ def _statuses(value: str) -> tuple[int, ...]:
     "--site",
     "sites",
     multiple=True,
-    metavar="ID:ACCESS_KEY:SITE_KEY",
-    help="Serve another site too (repeatable).",
+    metavar=SITE_FORMAT,
+    help="Serve another site too (repeatable). Visible to other users in ps: prefer --sites-file.",
+)
+@click.option(
+    "--sites-file",
+    metavar="PATH",
+    help=f"Serve the sites in PATH too ('-' = standard input): one {SITE_FORMAT} a line; "
+    "blank lines and # comments are ignored.",
 )
 @click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 5xx.")
 @click.option("--error-statuses", default="500,503", show_default=True, help="Which 5xx.")
@@ -82,6 +143,7 @@ def emulator(
     max_skew_seconds: float | None,
     max_page_unit: int | None,
     sites: tuple[str, ...],
+    sites_file: str | None,
     error_rate: float,
     error_statuses: str,
     rate_limit_rate: float,
@@ -95,8 +157,9 @@ def emulator(
 ) -> None:
     """Serve a PallyCon-compatible Packaging API (for development, tests and demos).
 
-    It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY; with none configured, the
-    demo site of .env.example.
+    It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY (environment or .env);
+    with none configured, the demo site of .env.example. More sites come from --sites-file
+    (kept out of ps) or --site.
     """
     settings = load_settings(
         emulator_host=host,
@@ -121,7 +184,7 @@ def emulator(
         )
     except ValueError as exc:
         raise Failure(f"fault options: {exc}", EXIT_INVALID) from None
-    extra = tuple(_site(value) for value in sites)
+    extra = _extra_sites(sites, sites_file)
     if settings.site_id is None and settings.access_key is None and settings.site_key is None:
         config = EmulatorConfig.from_settings(
             settings.model_copy(update=_demo_credentials()), extra_sites=extra, faults=faults
@@ -129,6 +192,7 @@ def emulator(
         click.echo(f"no site configured: serving the demo site {DEMO_SITE.site_id}", err=True)
     else:
         config = EmulatorConfig.from_settings(settings, extra_sites=extra, faults=faults)
+    _check_unique(config.sites)
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
 
