@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import uvicorn
 from pydantic import SecretStr
 
 from config import Settings
@@ -16,10 +15,10 @@ from worker.runtime import make_store
 from worker.tasks import create_app
 
 
-def _server(settings: Settings, token: SecretStr, host: str, port: int) -> uvicorn.Server:
+def _server(settings: Settings, token: SecretStr, host: str, port: int) -> asgi.Server:
     app = create_app(settings)
     receiver = create_callback_app(make_store(settings), token, lambda rid: send_poll(app, [rid]))
-    return asgi.make_server(receiver, host, port)
+    return asgi.make_server(receiver, host, port, settings_prefix="PALLYCON_CALLBACK")
 
 
 def serve_callbacks(settings: Settings, token: SecretStr, on_ready: Callable[[str], None]) -> None:
