@@ -1,22 +1,93 @@
 """Serving an ASGI app with uvicorn: in the foreground, or in a background thread.
 
-The listening socket is bound before uvicorn starts, for both servers (the callback receiver
-and the emulator), so that a busy or foreign address is one clear ``OSError`` (its ``strerror``
-a complete message naming the address and what to do) instead of an exit from inside the event
-loop.
+Two things uvicorn does not do, done here for both servers (the callback receiver and the
+emulator):
+
+- The listening socket is bound before uvicorn starts, so that a busy or foreign address is one
+  clear ``OSError`` (its ``strerror`` a complete message naming the address and what to do)
+  instead of an exit from inside the event loop.
+- Request headers must be complete within ``HEADER_TIMEOUT`` seconds of the connection's opening
+  (or of the first byte of a later request on a kept-alive connection): uvicorn has no such
+  deadline, so a client trickling headers ("slowloris") would hold a connection forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("pallycon_pack.asgi")
+
+#: Seconds a client has to send a request's headers.
+HEADER_TIMEOUT = 10.0
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for request headers.
+
+    The deadline runs from the connection's opening, and on a kept-alive connection from the
+    first byte of the next request (until then uvicorn's keep-alive timeout applies); it is
+    cancelled once the headers are complete. A connection past it is closed: with a 408 if part
+    of a request arrived, silently if nothing did.
+    """
+
+    header_timeout: float = HEADER_TIMEOUT
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._follow_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.trailing_data[0]:  # the next (pipelined) request has begun
+            self._follow_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _follow_headers(self) -> None:
+        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+            self._cancel_header_deadline()
+        elif self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _too_slow(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+            return
+        log.debug("closing a connection: request headers not complete in %gs", self.header_timeout)
+        if self.conn.trailing_data[0]:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+
+_TIMEOUT_BODY = b"request headers not received in time"
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
 
 
 class Server(uvicorn.Server):
@@ -63,13 +134,20 @@ def make_server(
     *,
     settings_prefix: str,
     access_log: bool = False,
+    header_timeout: float = HEADER_TIMEOUT,
 ) -> Server:
-    """A server for ``app``; ``settings_prefix`` names its settings in error messages."""
+    """A server for ``app``: request headers must arrive within ``header_timeout`` seconds;
+    ``settings_prefix`` (``PALLYCON_CALLBACK``) names its settings in error messages."""
+
+    class Protocol(HeaderTimeoutProtocol):
+        pass
+
+    Protocol.header_timeout = header_timeout
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="h11",  # the emulator's accept-then-drop relies on h11's close-without-response
+        http=Protocol,  # h11: the emulator's accept-then-drop relies on its close-without-response
         lifespan="on",
         access_log=access_log,
         log_config=None,

@@ -1,9 +1,10 @@
-"""Both HTTP servers (callback receiver, emulator): a clear error for a busy port."""
+"""Both HTTP servers (callback receiver, emulator): header deadline and a clear busy-port error."""
 
 from __future__ import annotations
 
 import errno
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from tests.conftest import clean_env, cli
 
 pytestmark = pytest.mark.integration
 
+HEADER_TIMEOUT = 0.5
+REQUEST = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
+
 
 async def _hello(_: Request) -> PlainTextResponse:
     return PlainTextResponse("hello")
@@ -25,6 +29,90 @@ async def _hello(_: Request) -> PlainTextResponse:
 
 def _app() -> Starlette:
     return Starlette(routes=[Route("/", _hello)])
+
+
+@pytest.fixture
+def address() -> Iterator[tuple[str, int]]:
+    """A real server (made as both products make theirs) with a short header deadline."""
+    server = asgi.make_server(
+        _app(), "127.0.0.1", 0, settings_prefix="PALLYCON_TEST", header_timeout=HEADER_TIMEOUT
+    )
+    with asgi.running(server) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def _connect(address: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(address, timeout=10)
+    sock.settimeout(10)  # a hang fails the test instead of blocking it
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"hello" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the response: {data!r}"
+        data += chunk
+    return data
+
+
+def test_a_client_trickling_headers_is_cut_off(address):
+    """Slowloris: part of a request line, then nothing; the server answers 408 and closes."""
+    with _connect(address) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /callback/x HTTP/1.1\r\n")
+        answer = _read_until_closed(sock)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert HEADER_TIMEOUT * 0.8 <= elapsed < 5
+
+
+def test_a_connection_that_sends_nothing_is_closed(address):
+    """A connection that never starts a request is closed silently after the deadline."""
+    with _connect(address) as sock:
+        assert _read_until_closed(sock) == b""
+
+
+def test_headers_sent_in_pieces_within_the_deadline_are_served(address):
+    """The deadline is for the whole headers, not a read timeout between pieces."""
+    with _connect(address) as sock:
+        sock.sendall(REQUEST[:10])
+        time.sleep(HEADER_TIMEOUT / 3)
+        sock.sendall(REQUEST[10:20])
+        time.sleep(HEADER_TIMEOUT / 3)
+        sock.sendall(REQUEST[20:])
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_kept_alive_connection_waits_idle_but_not_for_slow_headers(address):
+    """Idle between requests is the keep-alive timeout's business; a started request is not."""
+    with _connect(address) as sock:
+        sock.sendall(REQUEST)
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(HEADER_TIMEOUT * 2)  # idle, longer than the header deadline
+        sock.sendall(REQUEST)
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(REQUEST[:10])
+        started = time.monotonic()
+        assert _read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < 5
+
+
+def test_the_default_header_deadline():
+    """Both products' servers get the deadline; 10 s unless told otherwise."""
+    server = asgi.make_server(_app(), "127.0.0.1", 0, settings_prefix="PALLYCON_TEST")
+    protocol = server.config.http
+    assert isinstance(protocol, type)
+    assert issubclass(protocol, asgi.HeaderTimeoutProtocol)
+    assert protocol.header_timeout == asgi.HEADER_TIMEOUT == 10.0
 
 
 @pytest.fixture
