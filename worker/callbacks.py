@@ -1,9 +1,9 @@
 """The receiver of PallyCon's result callback (``POST /callback/<token>``).
 
 PallyCon signs nothing: anyone who learns the URL can post. So the URL carries a secret token
-(compared in constant time; a wrong token gets the same 404 as any unknown path), bodies are
-capped, and a valid callback is only a hint: it pulls the job's next poll to now and sends a
-poll task at once. The job list, never the callback, decides the outcome.
+(compared in constant time; a wrong token, like any unknown path or method, gets the same 404),
+bodies are capped, and a valid callback is only a hint: it pulls the job's next poll to now and
+sends a poll task at once. The job list, never the callback, decides the outcome.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from worker.store import RequestStore
 log = logging.getLogger("pallycon_pack.callbacks")
 
 MAX_BODY_BYTES = 64 * 1024
-_NOT_FOUND = JSONResponse({"error": "not found"}, status_code=404)
 
 
 def create_callback_app(
@@ -42,13 +41,13 @@ def create_callback_app(
     async def receive(request: Request) -> Response:
         given = request.path_params["token"].encode("utf-8")
         if not hmac.compare_digest(given, expected):
-            return _NOT_FOUND
+            return _not_found_response()
         raw = await _read_limited(request)
         if raw is None:
             return JSONResponse({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
         try:
             body = CallbackBody.model_validate(json.loads(raw))
-        except (ValueError, ValidationError):
+        except (ValueError, RecursionError, ValidationError):  # RecursionError: nested too deeply
             return JSONResponse({"error": "not a PallyCon callback body"}, status_code=400)
         request_id = store.request_for_job(body.job_id)
         if request_id is not None:
@@ -63,12 +62,24 @@ def create_callback_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/callback/{token}", receive, methods=["POST"]),
             Route("/health", health),
-        ]
+        ],
+        exception_handlers={404: _not_found, 405: _not_found},
     )
+    app.router.redirect_slashes = False  # a redirect would be built from the client's Host
+    return app
+
+
+def _not_found_response() -> Response:
+    return JSONResponse({"error": "not found"}, status_code=404)
+
+
+async def _not_found(_: Request, __: Exception) -> Response:
+    """Every unknown path and every wrong method: one and the same 404."""
+    return _not_found_response()
 
 
 async def _read_limited(request: Request) -> bytes | None:

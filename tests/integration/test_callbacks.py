@@ -59,6 +59,16 @@ def _post(server: EmulatorProcess, path: str, **kwargs) -> httpx.Response:
     return httpx.post(f"{server.url}{path}", timeout=5, **kwargs)
 
 
+def _submitted(producer: Producer, storage_id: str, name: str) -> tuple[str, str]:
+    """Submit a request and wait until its job is registered: (request id, job id)."""
+    request_id = producer.submit(body_for(storage_id, f"{name}-{time.monotonic_ns()}"))
+    deadline = time.monotonic() + 20
+    while (record := producer.get(request_id)) is None or record.state.value != "submitted":
+        assert time.monotonic() < deadline, "never submitted"
+        time.sleep(0.1)
+    return request_id, record.get("job_id")
+
+
 def test_a_wrong_token_learns_nothing(receiver):
     """A wrong token is answered exactly like an unknown path."""
     server, _ = receiver
@@ -69,15 +79,49 @@ def test_a_wrong_token_learns_nothing(receiver):
     assert wrong.json() == {"error": "not found"}
 
 
+def test_every_unknown_path_or_method_gets_the_same_404(receiver):
+    """No redirect (built from the client's Host), no 405 that tells the route exists."""
+    server, _ = receiver
+    reference = _post(server, "/nowhere", json={})
+    cases = [
+        ("POST", f"/callback/{TOKEN}/"),
+        ("POST", "/callback/not-the-token/"),
+        ("GET", f"/callback/{TOKEN}"),
+        ("PUT", f"/callback/{TOKEN}"),
+        ("DELETE", f"/callback/{TOKEN}"),
+        ("GET", "/callback/"),
+        ("POST", "/callback"),
+        ("POST", "/health/live"),
+        ("GET", "/health/ready/"),
+        ("GET", "/nowhere/"),
+    ]
+    for method, path in cases:
+        response = httpx.request(
+            method, f"{server.url}{path}", headers={"host": "evil.example"}, timeout=5
+        )
+        assert (response.status_code, response.content) == (404, reference.content), path
+        assert "location" not in response.headers
+        assert "allow" not in response.headers
+
+
 @pytest.mark.parametrize(
     ("content", "status"),
     [
         (b"{not json", 400),
         (b'{"error_code": "0000"}', 400),
         (b"[]", 400),
+        (b"[" * 60_000, 400),
+        (b'{"job_id": ' + b"[" * 30_000, 400),
         (b"x" * (70 * 1024), 413),
     ],
-    ids=["not-json", "no-job-id", "not-an-object", "too-large"],
+    ids=[
+        "not-json",
+        "no-job-id",
+        "not-an-object",
+        "nested-too-deeply",
+        "nested-field",
+        "too-large",
+    ],
 )
 def test_malformed_or_oversized_bodies_are_refused(receiver, content: bytes, status: int):
     """Bodies that are not the guide's callback get 400; more than 64 KiB gets 413."""
@@ -86,6 +130,8 @@ def test_malformed_or_oversized_bodies_are_refused(receiver, content: bytes, sta
         server, f"/callback/{TOKEN}", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code == status
+    if status == 400:
+        assert response.json() == {"error": "not a PallyCon callback body"}
 
 
 def test_a_forged_success_for_a_running_job_completes_nothing(
@@ -98,13 +144,7 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     storage_id = register_storage(emulator.url)
     worker_factory(settings)
     producer = Producer.from_settings(settings)
-    request_id = producer.submit(body_for(storage_id, f"forged-{time.monotonic_ns()}"))
-    deadline = time.monotonic() + 20
-    while (record := producer.get(request_id)) and record.state.value != "submitted":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert record is not None
-    job_id = record.get("job_id")
+    request_id, job_id = _submitted(producer, storage_id, "forged")
     forged = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success",
               "input_contents_path": ["in/episode-1.mp4"], "output_path": "out"}  # fmt: skip
     wrong = [_post(server, f"/callback/guess-{n}", json=forged).status_code for n in range(10)]
@@ -128,3 +168,4 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     figure("7 forged callbacks", wrong_token=len(wrong), success_claims_for_running_job=len(claims),
            unknown_jobs=len(unknown), false_completions=len(completions),
            status_after=record.get("status"))  # fmt: skip
+    assert completions == []
