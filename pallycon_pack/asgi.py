@@ -7,13 +7,15 @@ emulator):
   clear ``OSError`` (its ``strerror`` a complete message naming the address and what to do)
   instead of an exit from inside the event loop.
 - Request headers must be complete within ``HEADER_TIMEOUT`` seconds of the connection's opening
-  (or of the first byte of a later request on a kept-alive connection): uvicorn has no such
-  deadline, so a client trickling headers ("slowloris") would hold a connection forever.
+  (or of the first byte of a later request on a kept-alive connection), and the rest of a body
+  the app did not read within as long after the response: uvicorn has no such deadline, so a
+  client trickling bytes ("slowloris") would hold a connection forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -33,53 +35,61 @@ HEADER_TIMEOUT = 10.0
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus a deadline for request headers.
+    """uvicorn's h11 protocol, plus a deadline for what a client owes and nobody waits for.
 
-    The deadline runs from the connection's opening, and on a kept-alive connection from the
-    first byte of the next request (until then uvicorn's keep-alive timeout applies); it is
-    cancelled once the headers are complete. A connection past it is closed: with a 408 if part
-    of a request arrived, silently if nothing did.
+    That is a request's headers: from the connection's opening, and on a kept-alive connection
+    from the first byte of the next request (until then uvicorn's keep-alive timeout applies);
+    and the rest of a body the app answered without reading (a 404, a 413), from the response's
+    end. The deadline ends once the headers are complete (the app then reads at its own pace).
+    A connection past it is closed: with a 408 if part of a request's headers arrived.
     """
 
     header_timeout: float = HEADER_TIMEOUT
-    _header_deadline: asyncio.TimerHandle | None = None
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._follow_headers()
+        self._watch_client()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        self._follow_headers()
+        self._watch_client()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.trailing_data[0]:  # the next (pipelined) request has begun
-            self._follow_headers()
+        # The next (pipelined) request has begun, or the body of this one is still coming.
+        if self.conn.trailing_data[0] or self.conn.their_state is h11.SEND_BODY:
+            self._watch_client()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
+        self._cancel_deadline()
         super().connection_lost(exc)
 
-    def _follow_headers(self) -> None:
-        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
-            self._cancel_header_deadline()
-        elif self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+    def _owes_unread(self) -> bool:
+        their, ours = self.conn.their_state, self.conn.our_state
+        unread_body = their is h11.SEND_BODY and ours in {h11.DONE, h11.MUST_CLOSE}
+        return (their is h11.IDLE or unread_body) and not self.transport.is_closing()
 
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+    def _watch_client(self) -> None:
+        if not self._owes_unread():
+            self._cancel_deadline()
+        elif self._deadline is None:
+            self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _too_slow(self) -> None:
-        self._header_deadline = None
-        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+        self._deadline = None
+        if not self._owes_unread():
             return
-        log.debug("closing a connection: request headers not complete in %gs", self.header_timeout)
-        if self.conn.trailing_data[0]:
+        log.debug("closing a connection: the client was %gs too slow", self.header_timeout)
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
             self.transport.write(_REQUEST_TIMEOUT)
-        self.conn.send(h11.ConnectionClosed())
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
         self.transport.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import time
@@ -104,6 +105,23 @@ def test_a_kept_alive_connection_waits_idle_but_not_for_slow_headers(address):
         started = time.monotonic()
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
         assert time.monotonic() - started < 5
+
+
+def test_a_body_nobody_reads_cannot_hold_the_connection(address):
+    """Answered without reading the body (here 405): the rest must come within the deadline,
+    however many bytes keep trickling in."""
+    with _connect(address) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 100000\r\n\r\nxx")
+        sock.settimeout(0.1)
+        started, answer, closed = time.monotonic(), b"", False
+        while not closed and time.monotonic() - started < 5:
+            with contextlib.suppress(TimeoutError):
+                chunk = sock.recv(65536)
+                answer, closed = answer + chunk, not chunk
+            with contextlib.suppress(OSError):
+                sock.sendall(b"x")  # a byte at a time, never the whole body
+    assert answer.startswith(b"HTTP/1.1 405 ")
+    assert closed, "the connection was held open"
 
 
 def test_the_default_header_deadline():
