@@ -6,8 +6,6 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import uvicorn
-
 from emulator.app import Emulator, create_app
 from emulator.config import EmulatorConfig
 from pallycon_pack import asgi
@@ -20,9 +18,11 @@ class _DropNoise(logging.Filter):
         return "should return None" not in record.getMessage()
 
 
-def _server(emulator: Emulator, host: str, port: int, access_log: bool) -> uvicorn.Server:
+def _server(emulator: Emulator, host: str, port: int, access_log: bool) -> asgi.Server:
     logging.getLogger("uvicorn.error").addFilter(_DropNoise())
-    return asgi.make_server(create_app(emulator), host, port, access_log=access_log)
+    return asgi.make_server(
+        create_app(emulator), host, port, settings_prefix="PALLYCON_EMULATOR", access_log=access_log
+    )
 
 
 def serve(

@@ -5,24 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import uvicorn
 from pydantic import SecretStr
 
 from config import Settings
 from pallycon_pack import asgi
-from worker.callbacks import create_callback_app
+from worker import callbacks
 from worker.dispatch import send_poll
-from worker.runtime import make_store
+from worker.keys import Keys
+from worker.logs import configure
 from worker.tasks import create_app
 
 
-def _server(settings: Settings, token: SecretStr, host: str, port: int) -> uvicorn.Server:
+def _server(settings: Settings, token: SecretStr, host: str, port: int) -> asgi.Server:
     app = create_app(settings)
-    receiver = create_callback_app(make_store(settings), token, lambda rid: send_poll(app, [rid]))
-    return asgi.make_server(receiver, host, port)
+    receiver = callbacks.create_callback_app(
+        callbacks.connect(settings.redis_url),
+        Keys(settings.key_prefix),
+        token,
+        lambda request_id: send_poll(app, [request_id]),
+        lease_seconds=settings.lease_seconds,
+    )
+    return asgi.make_server(receiver, host, port, settings_prefix="PALLYCON_CALLBACK")
 
 
 def serve_callbacks(settings: Settings, token: SecretStr, on_ready: Callable[[str], None]) -> None:
+    """Serve until interrupted, logging one JSON line per callback on stderr."""
+    configure(settings.log_level)
     asgi.serve(_server(settings, token, settings.callback_host, settings.callback_port), on_ready)
 
 

@@ -1,74 +1,266 @@
 """The receiver of PallyCon's result callback (``POST /callback/<token>``).
 
 PallyCon signs nothing: anyone who learns the URL can post. So the URL carries a secret token
-(compared in constant time; a wrong token gets the same 404 as any unknown path), bodies are
-capped, and a valid callback is only a hint: it pulls the job's next poll to now and sends a
-poll task at once. The job list, never the callback, decides the outcome.
+(compared in constant time; a wrong token, like any unknown path or method, gets the same 404),
+bodies are capped and must arrive in time, and a valid callback is only a hint: it sends one
+immediate poll of the job, and the job list, never the callback, decides the outcome.
+
+Repeated callbacks for one job are coalesced: within ``COALESCE_SECONDS`` of the poll a callback
+sent, further callbacks for that job send nothing (one Lua script decides, atomically, for any
+number of receivers). The handlers never block the event loop: Redis is reached through the
+asyncio client with a deadline (a stalled Redis answers 503, never a hang), and the poll task is
+sent from a worker thread.
+
+Health: ``/health/live`` answers as long as the process and its event loop do;
+``/health/ready`` (and its alias ``/health``) only when Redis answers PING within
+``READY_TIMEOUT``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Literal, cast
 
+import anyio
+import anyio.to_thread
+import redis.asyncio
+from kombu.exceptions import KombuError
 from pydantic import SecretStr, ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon.models import CallbackBody
-from worker.store import RequestStore
+from worker.keys import Keys
 
 log = logging.getLogger("pallycon_pack.callbacks")
 
 MAX_BODY_BYTES = 64 * 1024
-_NOT_FOUND = JSONResponse({"error": "not found"}, status_code=404)
+#: Callbacks for one job within this many seconds of the poll one of them sent send no other.
+COALESCE_SECONDS = 2.0
+#: The longest any callback's Redis work may take; past it the callback is answered 503.
+REDIS_TIMEOUT = 3.0
+#: Readiness: Redis must answer PING within this many seconds.
+READY_TIMEOUT = 1.0
+#: The longest a callback waits for its poll task to be sent (the claim's lease covers a loss).
+PUBLISH_TIMEOUT = 5.0
+#: A callback's body must have arrived this many seconds after its headers.
+BODY_TIMEOUT = 10.0
+#: Connections to Redis per receiver process; more callbacks at once wait for one.
+REDIS_CONNECTIONS = 32
+
+# Decide what one callback does, atomically.
+# KEYS: job index, poll schedule, this job's coalescing marker, counters
+# ARGV: job id, the claimed entry's new score (now + lease), coalescing window (ms)
+# A job that is not indexed, or whose request is not on the poll schedule, is unknown: there is
+# nothing to pull forward. Within the window of the last poll a callback sent: coalesced. Else
+# the entry is claimed like a sweeper claims it (its score moved to the lease's end, so that no
+# sweeper dispatches it too, and it comes back by itself should the poll task be lost) and the
+# request id is returned for one poll task.
+_CLAIM = """
+local request = redis.call('HGET', KEYS[1], ARGV[1])
+if not request or not redis.call('ZSCORE', KEYS[2], request) then
+  redis.call('HINCRBY', KEYS[4], 'callbacks unknown job', 1)
+  return {'unknown', ''}
+end
+if not redis.call('SET', KEYS[3], request, 'NX', 'PX', ARGV[3]) then
+  redis.call('HINCRBY', KEYS[4], 'callbacks coalesced', 1)
+  return {'coalesced', request}
+end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], request)
+redis.call('HINCRBY', KEYS[4], 'callbacks used', 1)
+return {'poll', request}
+"""
+
+Outcome = Literal["poll", "coalesced", "unknown"]
+
+
+def connect(url: str) -> redis.asyncio.Redis:
+    """The receiver's Redis client: bounded connections, no retries, every call with a deadline.
+
+    A command is never retried: a claim whose reply was lost must not be applied twice (its
+    lease brings the poll back anyway), and a stalled Redis must be answered 503 at once.
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_TIMEOUT,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def create_callback_app(
-    store: RequestStore,
+    client: redis.asyncio.Redis,
+    keys: Keys,
     token: SecretStr,
     poll_now: Callable[[str], None],
     *,
+    lease_seconds: float,
     clock: Callable[[], float] = time.time,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
-    """The ASGI app; ``poll_now(request_id)`` sends an immediate poll task."""
-    expected = token.get_secret_value().encode("utf-8")
+    """The ASGI app.
 
-    async def receive(request: Request) -> Response:
+    ``poll_now(request_id)`` sends an immediate poll task; it is called from a worker thread and
+    may block. ``lease_seconds`` is the sweepers' lease: a claimed poll whose task is lost comes
+    back after it. The app closes ``client`` when it shuts down.
+    """
+    receiver = _Receiver(client, keys, token, poll_now, lease_seconds, clock, body_timeout)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/callback/{token}", receiver.receive, methods=["POST"]),
+            Route("/health/live", live),
+            Route("/health/ready", receiver.ready),
+            Route("/health", receiver.ready),
+        ],
+        exception_handlers={404: _not_found, 405: _not_found},
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False  # a redirect would be built from the client's Host
+    return app
+
+
+class _Receiver:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        keys: Keys,
+        token: SecretStr,
+        poll_now: Callable[[str], None],
+        lease_seconds: float,
+        clock: Callable[[], float],
+        body_timeout: float,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.expected = token.get_secret_value().encode("utf-8")
+        self.poll_now = poll_now
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self.body_timeout = body_timeout
+        self.claim_script = client.register_script(_CLAIM)
+
+    async def receive(self, request: Request) -> Response:
         given = request.path_params["token"].encode("utf-8")
-        if not hmac.compare_digest(given, expected):
-            return _NOT_FOUND
-        raw = await _read_limited(request)
-        if raw is None:
-            return JSONResponse({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
+        if not hmac.compare_digest(given, self.expected):
+            return _not_found_response()
         try:
-            body = CallbackBody.model_validate(json.loads(raw))
-        except (ValueError, ValidationError):
-            return JSONResponse({"error": "not a PallyCon callback body"}, status_code=400)
-        request_id = store.request_for_job(body.job_id)
-        if request_id is not None:
-            store.count("callbacks used")
-            store.reschedule("poll", request_id, clock())
-            poll_now(request_id)
-        else:
-            store.count("callbacks unknown job")
-        log.info("callback", extra={"fields": {"job_id": body.job_id, "known": bool(request_id)}})
+            async with asyncio.timeout(self.body_timeout):
+                raw = await _read_limited(request)
+        except TimeoutError:
+            return _error(f"body not received within {self.body_timeout:g} s", 408, close=True)
+        if raw is None:
+            return _error(f"body larger than {MAX_BODY_BYTES} bytes", 413, close=True)
+        body = _parse(raw)
+        if body is None:
+            return _error("not a PallyCon callback body", 400)
+        try:
+            outcome, request_id = await self.claim(body.job_id)
+        except (RedisError, OSError) as exc:  # OSError: TimeoutError, connection refused
+            log.warning(
+                "callback not recorded: Redis unavailable (%s)",
+                _describe(exc),
+                extra={"fields": {"job_id": body.job_id}},
+            )
+            return _error("temporarily unavailable, try again later", 503)
+        if outcome == "poll":
+            await self.send_poll(request_id)
+        logged = {"job_id": body.job_id, "outcome": outcome}
+        extra = {"request_id": request_id, "fields": logged} if request_id else {"fields": logged}
+        log.info("callback", extra=extra)
         return JSONResponse({"status": "received"})
 
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    return Starlette(
-        routes=[
-            Route("/callback/{token}", receive, methods=["POST"]),
-            Route("/health", health),
+    async def claim(self, job_id: str) -> tuple[Outcome, str]:
+        """What this callback does (see ``_CLAIM``): the outcome and the job's request id."""
+        keys = [
+            self.keys.job_index,
+            self.keys.poll_schedule,
+            self.keys.callback_poll(job_id),
+            self.keys.counters,
         ]
-    )
+        lease_end = repr(self.clock() + self.lease_seconds)
+        args: list[str | int] = [job_id, lease_end, int(COALESCE_SECONDS * 1000)]
+        async with asyncio.timeout(REDIS_TIMEOUT):
+            outcome, request_id = await self.claim_script(keys=keys, args=args)
+        return cast(Outcome, str(outcome)), str(request_id)
+
+    async def send_poll(self, request_id: str) -> None:
+        """Send the poll task from a worker thread; a failure is logged, the lease recovers it."""
+        try:
+            with anyio.fail_after(PUBLISH_TIMEOUT):
+                await anyio.to_thread.run_sync(self.poll_now, request_id, abandon_on_cancel=True)
+        except (KombuError, RedisError, OSError) as exc:  # OSError: TimeoutError too
+            log.warning(
+                "poll task not sent (%s); the poll comes back after the lease (%g s)",
+                _describe(exc),
+                self.lease_seconds,
+                extra={"request_id": request_id},
+            )
+
+    async def ready(self, _: Request) -> Response:
+        """Readiness: 200 when Redis answers PING within ``READY_TIMEOUT``, else 503."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self.client.ping()
+        except TimeoutError:
+            reason = f"Redis did not answer PING within {READY_TIMEOUT:g} s"
+        except (RedisError, OSError) as exc:
+            reason = f"Redis unavailable ({type(exc).__name__})"
+        else:
+            return JSONResponse({"status": "ok"})
+        log.warning("not ready: %s", reason)
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+
+
+async def live(_: Request) -> Response:
+    """Liveness: the process and its event loop answer (nothing else is checked)."""
+    return JSONResponse({"status": "ok"})
+
+
+def _parse(raw: bytes) -> CallbackBody | None:
+    try:
+        return CallbackBody.model_validate(json.loads(raw))
+    except (ValueError, RecursionError, ValidationError):  # RecursionError: nested too deeply
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _error(message: str, status: int, *, close: bool = False) -> Response:
+    """``close``: the rest of the body is not read, so the connection cannot be used again."""
+    headers = {"connection": "close"} if close else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _not_found_response() -> Response:
+    return _error("not found", 404)
+
+
+async def _not_found(_: Request, __: Exception) -> Response:
+    """Every unknown path and every wrong method: one and the same 404."""
+    return _not_found_response()
 
 
 async def _read_limited(request: Request) -> bytes | None:

@@ -45,6 +45,10 @@ class Keys:
         """Hash: remote job id -> request id (for callbacks)."""
         return f"{self.prefix}:jobs"
 
+    def callback_poll(self, job_id: str) -> str:
+        """String, expiring: a callback sent an immediate poll of this job (coalescing window)."""
+        return f"{self.prefix}:callback:{job_id}"
+
     @property
     def results(self) -> str:
         """Stream: one event per change of a request (the result channel)."""

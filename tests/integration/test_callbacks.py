@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from config import Settings
+from pallycon_pack import asgi
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
 from tests.conftest import EmulatorProcess, clean_env, make_settings, start_server
 from tests.integration.test_queue import body_for, register_storage, wait_all
+from worker import callbacks
+from worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
+from worker.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +74,16 @@ def _post(server: EmulatorProcess, path: str, **kwargs) -> httpx.Response:
     return httpx.post(f"{server.url}{path}", timeout=5, **kwargs)
 
 
+def _submitted(producer: Producer, storage_id: str, name: str) -> tuple[str, str]:
+    """Submit a request and wait until its job is registered: (request id, job id)."""
+    request_id = producer.submit(body_for(storage_id, f"{name}-{time.monotonic_ns()}"))
+    deadline = time.monotonic() + 20
+    while (record := producer.get(request_id)) is None or record.state.value != "submitted":
+        assert time.monotonic() < deadline, "never submitted"
+        time.sleep(0.1)
+    return request_id, record.get("job_id")
+
+
 def test_a_wrong_token_learns_nothing(receiver):
     """A wrong token is answered exactly like an unknown path."""
     server, _ = receiver
@@ -69,15 +94,49 @@ def test_a_wrong_token_learns_nothing(receiver):
     assert wrong.json() == {"error": "not found"}
 
 
+def test_every_unknown_path_or_method_gets_the_same_404(receiver):
+    """No redirect (built from the client's Host), no 405 that tells the route exists."""
+    server, _ = receiver
+    reference = _post(server, "/nowhere", json={})
+    cases = [
+        ("POST", f"/callback/{TOKEN}/"),
+        ("POST", "/callback/not-the-token/"),
+        ("GET", f"/callback/{TOKEN}"),
+        ("PUT", f"/callback/{TOKEN}"),
+        ("DELETE", f"/callback/{TOKEN}"),
+        ("GET", "/callback/"),
+        ("POST", "/callback"),
+        ("POST", "/health/live"),
+        ("GET", "/health/ready/"),
+        ("GET", "/nowhere/"),
+    ]
+    for method, path in cases:
+        response = httpx.request(
+            method, f"{server.url}{path}", headers={"host": "evil.example"}, timeout=5
+        )
+        assert (response.status_code, response.content) == (404, reference.content), path
+        assert "location" not in response.headers
+        assert "allow" not in response.headers
+
+
 @pytest.mark.parametrize(
     ("content", "status"),
     [
         (b"{not json", 400),
         (b'{"error_code": "0000"}', 400),
         (b"[]", 400),
+        (b"[" * 60_000, 400),
+        (b'{"job_id": ' + b"[" * 30_000, 400),
         (b"x" * (70 * 1024), 413),
     ],
-    ids=["not-json", "no-job-id", "not-an-object", "too-large"],
+    ids=[
+        "not-json",
+        "no-job-id",
+        "not-an-object",
+        "nested-too-deeply",
+        "nested-field",
+        "too-large",
+    ],
 )
 def test_malformed_or_oversized_bodies_are_refused(receiver, content: bytes, status: int):
     """Bodies that are not the guide's callback get 400; more than 64 KiB gets 413."""
@@ -86,6 +145,29 @@ def test_malformed_or_oversized_bodies_are_refused(receiver, content: bytes, sta
         server, f"/callback/{TOKEN}", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code == status
+    if status == 400:
+        assert response.json() == {"error": "not a PallyCon callback body"}
+
+
+def test_a_body_that_trickles_in_is_cut_off(redis_server: RedisServer):
+    """Headers in time, then the body too slowly: 408 and the connection closed (in-process,
+    for a short deadline; the product's is BODY_TIMEOUT)."""
+    app = callbacks.create_callback_app(
+        callbacks.connect(redis_server.url), Keys(f"t{os.urandom(4).hex()}"), SecretStr(TOKEN),
+        lambda _: None, lease_seconds=5, body_timeout=0.5,
+    )  # fmt: skip
+    server = asgi.make_server(app, "127.0.0.1", 0, settings_prefix="PALLYCON_CALLBACK")
+    with asgi.running(server) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.settimeout(10)  # a connection left open fails the test instead of hanging it
+            head = f"POST /callback/{TOKEN} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n"
+            sock.sendall(head.encode() + b'{"job_id": ')
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in answer
 
 
 def test_a_forged_success_for_a_running_job_completes_nothing(
@@ -98,13 +180,7 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     storage_id = register_storage(emulator.url)
     worker_factory(settings)
     producer = Producer.from_settings(settings)
-    request_id = producer.submit(body_for(storage_id, f"forged-{time.monotonic_ns()}"))
-    deadline = time.monotonic() + 20
-    while (record := producer.get(request_id)) and record.state.value != "submitted":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert record is not None
-    job_id = record.get("job_id")
+    request_id, job_id = _submitted(producer, storage_id, "forged")
     forged = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success",
               "input_contents_path": ["in/episode-1.mp4"], "output_path": "out"}  # fmt: skip
     wrong = [_post(server, f"/callback/guess-{n}", json=forged).status_code for n in range(10)]
@@ -128,3 +204,141 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     figure("7 forged callbacks", wrong_token=len(wrong), success_claims_for_running_job=len(claims),
            unknown_jobs=len(unknown), false_completions=len(completions),
            status_after=record.get("status"))  # fmt: skip
+    assert completions == []
+
+
+# --- Flood and stall ---------------------------------------------------------------------------
+
+
+def test_a_flood_of_callbacks_for_one_job_costs_a_handful_of_polls(
+    receiver, emulator_factory, worker_factory, figure
+):
+    """1,000 callbacks at once for a running job: one poll per coalescing window, and the job's
+    own callback at its end still completes the request."""
+    server, settings = receiver
+    emulator = emulator_factory(
+        "--job-seconds", "15", "--callback-url", f"{server.url}/callback/{TOKEN}"
+    )
+    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
+    storage_id = register_storage(emulator.url)
+    worker_factory(settings)
+    producer = Producer.from_settings(settings)
+    request_id, job_id = _submitted(producer, storage_id, "flood")
+    lists_before = emulator.control("stats")["counts"].get("GET pack", 0)
+    body = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success"}
+    limits = httpx.Limits(max_connections=50)
+    with httpx.Client(base_url=server.url, timeout=30, limits=limits) as client:
+
+        def post(_: int) -> int:
+            return client.post(f"/callback/{TOKEN}", json=body).status_code
+
+        with ThreadPoolExecutor(50) as pool:
+            started = time.monotonic()
+            statuses = list(pool.map(post, range(1000)))
+            elapsed = time.monotonic() - started
+    assert set(statuses) == {200}
+    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    used = int(counters.get("callbacks used", 0))
+    coalesced = int(counters.get("callbacks coalesced", 0))
+    assert used + coalesced == 1000
+    assert 1 <= used <= math.ceil(elapsed / COALESCE_SECONDS) + 1, (used, elapsed)
+    deadline = time.monotonic() + 20
+    while int(producer.store.redis.hget(producer.store.keys.counters, "poll lookups") or 0) < used:
+        assert time.monotonic() < deadline, "the callbacks' polls did not all run"
+        time.sleep(0.1)
+    api_calls = emulator.control("stats")["counts"]["GET pack"] - lists_before
+    figure("callback flood", callbacks=1000, seconds=round(elapsed, 1), polls=used,
+           api_calls=api_calls)  # fmt: skip
+    assert api_calls <= used  # one lookup per poll of one job
+    deadline = time.monotonic() + 40  # the job ends 15 s after its registration
+    while (record := producer.get(request_id)) is None or not record.state.final:
+        assert time.monotonic() < deadline, (
+            record and record.public(),
+            producer.store.redis.hgetall(producer.store.keys.counters),
+            emulator.control("stats")["counts"],
+        )
+        time.sleep(0.1)
+    assert record.state.value == "completed"
+    completions = [e for e in _events(producer) if e["type"] == "completed"]
+    assert len(completions) == 1
+
+
+def _events(producer: Producer) -> list[dict[str, Any]]:
+    return [event for _, event in producer.events(count=100_000)]
+
+
+@contextmanager
+def _logged_receiver(settings: Settings, directory: Path) -> Iterator[tuple[str, Path]]:
+    """`pallycon-pack callbacks --port 0` with its output kept in a file: (URL, log)."""
+    log = directory / "receiver.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pallycon_pack", "callbacks", "--port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, env=clean_env(**settings.environment()),
+            cwd=directory,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (found := re.search(r"listening on (http://[\w.:-]+)", log.read_text())):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield found.group(1), log
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def test_a_stalled_redis_never_hangs_the_receiver(tmp_path: Path, figure):
+    """Redis frozen (SIGSTOP): liveness still answers at once, readiness says 503 within its
+    deadline, a callback is answered 503 (no traceback) within the Redis deadline; all 200 after."""
+    with RedisServer(tmp_path / "redis") as frozen:  # private: this test freezes it
+        settings = make_settings(frozen.url, "http://127.0.0.1:9", callback_token=TOKEN)
+        callback = {"job_id": 424242, "error_code": "0000"}
+        with (
+            _logged_receiver(settings, tmp_path) as (url, log),
+            httpx.Client(base_url=url, timeout=15) as client,
+            ThreadPoolExecutor(2) as pool,
+        ):
+
+            def post() -> httpx.Response:
+                return client.post(f"/callback/{TOKEN}", json=callback)
+
+            def ready() -> httpx.Response:
+                return client.get("/health/ready")
+
+            assert (post().status_code, ready().status_code) == (200, 200)
+            assert frozen.process is not None
+            os.kill(frozen.process.pid, signal.SIGSTOP)
+            try:
+                stalled_post = pool.submit(_timed, post)
+                stalled_ready = pool.submit(_timed, ready)
+                time.sleep(0.3)  # both are now waiting for Redis
+                live, live_s = _timed(lambda: client.get("/health/live"))
+                (refused, post_s), (not_ready, ready_s) = (
+                    stalled_post.result(),
+                    stalled_ready.result(),
+                )
+            finally:
+                os.kill(frozen.process.pid, signal.SIGCONT)
+            after = [post(), ready(), client.get("/health"), client.get("/health/live")]
+        output = log.read_text()
+    figure("callback receiver, Redis stalled", live_s=round(live_s, 3), ready_s=round(ready_s, 2),
+           callback_s=round(post_s, 2))  # fmt: skip
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert live_s < 1.0
+    assert not_ready.status_code == 503
+    assert not_ready.json()["status"] == "unavailable"
+    assert ready_s < READY_TIMEOUT + 1.5
+    assert refused.status_code == 503
+    assert set(refused.json()) == {"error"}
+    assert post_s < REDIS_TIMEOUT + 2
+    assert [response.status_code for response in after] == [200] * 4
+    assert "Traceback" not in output
+    assert "callback not recorded: Redis unavailable" in output
