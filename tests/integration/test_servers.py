@@ -162,7 +162,9 @@ def test_a_busy_port_is_one_clear_line(busy_port, command: str, setting: str, tm
     env = clean_env(PALLYCON_CALLBACK_TOKEN="test-callback-token-0123456789")
     result = cli(command, "--port", str(busy_port), env=env, cwd=tmp_path, timeout=30)
     stderr = result.stderr.decode(errors="replace")
-    assert result.returncode != 0, stderr
+    assert result.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    assert stderr.count("Error:") == 1, stderr
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use; " in stderr
     assert f"choose another port with --port (or {setting})" in stderr
     assert "Task exception" not in stderr
