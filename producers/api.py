@@ -165,10 +165,12 @@ class Producer:
                 cursor = entry_id
                 yield entry_id, event
 
-    def wait(self, request_id: str, timeout: float) -> Record:
+    def wait(self, request_id: str, timeout: float, *, recheck: float = 1.0) -> Record:
         """Block until the request is completed or failed (TimeoutError after ``timeout``).
 
-        The record is the truth; the pub/sub wake-up only cuts the wait short.
+        The record is the truth; a pub/sub wake-up (announced with each event) has it read
+        again at once. Pub/sub is at most once, so the record is also read every ``recheck``
+        seconds without one.
         """
         deadline = self.clock() + timeout
         pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -182,7 +184,7 @@ class Producer:
                 if left <= 0:
                     state = record.state.value if record else "unknown"
                     raise TimeoutError(f"request {request_id} still {state} after {timeout:g} s")
-                pubsub.get_message(timeout=min(left, 1.0))
+                pubsub.get_message(timeout=min(left, recheck))
         finally:
             pubsub.close()
 

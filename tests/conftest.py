@@ -227,6 +227,21 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         worker.stop()
 
 
+# --- Time limits ------------------------------------------------------------------------------
+
+#: A heavy figure waits up to 240 s for its requests after minutes of faults; its time limit
+#: must be longer, so that a slow run fails with the wait's own message (what is still open),
+#: not pytest-timeout's stack dump. Other tests keep the 120 s of pyproject.toml, and their
+#: waits stay under it.
+HEAVY_TIMEOUT = 480
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("heavy") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
+
+
 # --- Measured figures (reliability, performance): printed at the end of every run -------------
 
 FIGURES: list[dict[str, Any]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -287,12 +288,21 @@ def test_submit_wait_status_and_results_commands(
 
 
 def test_wait_uses_the_record_and_the_wake_up(settings, producer, storage_id, worker_factory):
-    """Producer.wait returns the final record; it times out cleanly when nothing happens."""
+    """Producer.wait returns the final record; it times out cleanly when nothing happens; and
+    the wake-up alone ends it (with re-reads an hour apart, only pub/sub can end it early)."""
     request_id = producer.submit(body_for(storage_id, f"wait-{time.monotonic_ns()}"))
     with pytest.raises(TimeoutError, match="still accepted"):
         producer.wait(request_id, timeout=0.5)
+    ended: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: ended.append(producer.wait(request_id, timeout=3600, recheck=3600)),
+        daemon=True,
+    )
+    waiter.start()
     worker_factory(settings)
-    assert producer.wait(request_id, timeout=60).state.value == "completed"
+    waiter.join(60)  # a hang detector: the job takes about 2 s
+    assert ended, "wait did not return: the wake-up did not reach it"
+    assert ended[0].state.value == "completed"
 
 
 def test_an_answer_lost_after_registration_is_reconciled_to_one_job(

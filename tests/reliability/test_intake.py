@@ -24,7 +24,7 @@ def _raw(stack: Stack) -> Any:
     return redis.Redis.from_url(stack.settings.redis_url)
 
 
-def _outcomes(stack: Stack, entry_ids: list[str], timeout: float = 60) -> dict[str, list[Any]]:
+def _outcomes(stack: Stack, entry_ids: list[str], timeout: float = 45) -> dict[str, list[Any]]:
     """The result events of each intake entry, once every entry has at least one."""
     deadline = time.monotonic() + timeout
     while True:
@@ -64,7 +64,7 @@ def test_figure_9_no_entry_whatever_its_bytes_stops_the_intake(
         for n in range(VALID)
     ]
     outcomes = _outcomes(stack, list(entries.values()))
-    records = stack.wait_final([f"bytes-ok-{n}" for n in range(VALID)], timeout=60)
+    records = stack.wait_final([f"bytes-ok-{n}" for n in range(VALID)], timeout=45)
     deadline = time.monotonic() + 10
     while raw.xlen(intake) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -163,9 +163,9 @@ def test_a_poison_entry_is_dead_lettered_and_the_intake_goes_on(
         intake, {"request_id": "after-1", "request": json.dumps(stack.body("after"))}
     ).decode()
     started = time.monotonic()
-    outcome = _outcomes(stack, [poison], timeout=90)[poison]
+    outcome = _outcomes(stack, [poison], timeout=60)[poison]
     seconds = time.monotonic() - started
-    record = stack.wait_final(["after-1"], timeout=60)["after-1"]
+    record = stack.wait_final(["after-1"], timeout=30)["after-1"]
     log = worker.log.read_text(errors="replace")
     figure("9 poison intake entry", handling_failures=log.count("could not be handled"),
            dead_lettered_after_s=round(seconds, 1), next_entry=record.state.value)  # fmt: skip

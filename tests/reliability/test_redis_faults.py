@@ -71,7 +71,7 @@ def test_figure_11_workers_ride_out_redis_refusing_writes(stack_factory, worker_
     client.config_set("maxmemory", 1)  # below what it uses: every write is refused
     time.sleep(8)
     client.config_set("maxmemory", 0)
-    records = stack.wait_final(ids, timeout=120)
+    records = stack.wait_final(ids, timeout=90)
     jobs = _remote(stack, marker)
     log = worker.log.read_text(errors="replace")
     figure("11 redis out of memory, workers", requests=len(ids),
@@ -100,7 +100,7 @@ def test_figure_11_a_stalled_redis_delays_but_loses_nothing(stack_factory, worke
     os.kill(pid, signal.SIGSTOP)
     time.sleep(6)
     os.kill(pid, signal.SIGCONT)
-    records = stack.wait_final(ids, timeout=120)
+    records = stack.wait_final(ids, timeout=90)
     jobs = _remote(stack, marker)
     log = worker.log.read_text(errors="replace")
     figure("11 redis stalled", requests=len(ids), stall_s=6,
