@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from emulator.app import Emulator, create_app
 from emulator.config import EmulatorConfig
+from pallycon.client import MAX_URL_LENGTH
 from pallycon_pack import asgi
 
 
@@ -21,7 +22,12 @@ class _DropNoise(logging.Filter):
 def _server(emulator: Emulator, host: str, port: int, access_log: bool) -> asgi.Server:
     logging.getLogger("uvicorn.error").addFilter(_DropNoise())
     return asgi.make_server(
-        create_app(emulator), host, port, settings_prefix="PALLYCON_EMULATOR", access_log=access_log
+        create_app(emulator),
+        host,
+        port,
+        settings_prefix="PALLYCON_EMULATOR",
+        access_log=access_log,
+        max_header_bytes=MAX_URL_LENGTH + 16 * 1024,  # any URL the client can send
     )
 
 

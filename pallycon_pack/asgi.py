@@ -145,9 +145,11 @@ def make_server(
     settings_prefix: str,
     access_log: bool = False,
     header_timeout: float = HEADER_TIMEOUT,
+    max_header_bytes: int = 16 * 1024,
 ) -> Server:
-    """A server for ``app``: request headers must arrive within ``header_timeout`` seconds;
-    ``settings_prefix`` (``PALLYCON_CALLBACK``) names its settings in error messages."""
+    """A server for ``app``: request headers must arrive within ``header_timeout`` seconds and
+    be at most ``max_header_bytes`` (request line included); ``settings_prefix``
+    (``PALLYCON_CALLBACK``) names its settings in error messages."""
 
     class Protocol(HeaderTimeoutProtocol):
         pass
@@ -162,6 +164,7 @@ def make_server(
         access_log=access_log,
         log_config=None,
         timeout_keep_alive=30,
+        h11_max_incomplete_event_size=max_header_bytes,
     )
     return Server(config, settings_prefix)
 

@@ -126,3 +126,24 @@ def test_figure_10_pages_too_large_are_halved_until_they_fit(stack_factory, work
     assert int(counters.get("poll pages too large", 0)) >= 1
     assert halvings
     assert int(counters.get("poll pages", 0)) > int(counters.get("poll pages too large", 0))
+
+
+def test_a_request_just_under_the_limit_goes_through(stack_factory, worker_factory, figure):
+    """The limit is the transport's real one: the largest request it allows is registered over
+    HTTP (a URL of about 65,500 characters) and completes."""
+    stack = stack_factory("--job-seconds", "1")
+    worker_factory(stack.settings)
+    body = _oversized(stack, "just-under")
+    paths = body["storage"]["input"]["contents_path"]
+    while True:  # drop paths until the request fits; the first that fits is the largest
+        try:
+            request_id = stack.producer.submit(body, request_id=f"under-{len(paths)}")
+            break
+        except InvalidRequest:
+            paths.pop()
+    record = stack.wait_final([request_id], timeout=30)[request_id]
+    limit = max_api_json_bytes(stack.settings.api_url, "query", stack.settings.site_id)
+    figure("10 largest request", limit_bytes=limit, input_paths=len(paths),
+           outcome=record.state.value)  # fmt: skip
+    assert record.state.value == "completed", record.get("error_message")
+    assert len(paths) >= 70
