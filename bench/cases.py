@@ -203,7 +203,7 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
                 f"scale-{n}",
                 time.time(),
                 retry_at=1e12,
-                max_api_json=rt.max_api_json,
+                max_api_json=s.settings.max_api_json_bytes,
             )
             record = rt.store.get(accepted.request_id)
             assert record is not None

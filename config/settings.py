@@ -24,8 +24,9 @@ from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 
 ENV_PREFIX = "PALLYCON_"
 
-#: URL schemes of PALLYCON_REDIS_URL that every process (redis-py and kombu) can use.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes of PALLYCON_REDIS_URL that every process (redis-py and kombu) can use: not
+#: ``unix://`` (kombu has no such transport), nor Sentinel or Cluster.
+REDIS_SCHEMES = ("redis", "rediss")
 
 _REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
@@ -98,7 +99,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=60.0, gt=0, description="A claimed schedule entry comes back after this."
     )
-    sweep_interval: float = Field(default=1.0, gt=0, description="Seconds between sweeps.")
+    sweep_interval: float = Field(
+        default=1.0, gt=0, le=10, description="Seconds between sweeps (at most 10)."
+    )
     sweep_batch: int = Field(default=10_000, ge=1, description="Most entries one sweep claims.")
     submit_concurrency: int = Field(
         default=4,
@@ -225,13 +228,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"scheme {scheme + '://' if scheme else '(none)'} is not supported; use "
                 + " or ".join(f"{name}://" for name in REDIS_SCHEMES)
-                + " (Sentinel and Cluster are not supported: point it at the primary)"
+                + " (unix sockets, Sentinel and Cluster are not supported)"
             )
         return value
 
     def redis_url_shown(self) -> str:
         """``redis_url`` with its password masked: for messages and logs."""
         return mask_url(self.redis_url)
+
+    @property
+    def max_api_json_bytes(self) -> int:
+        """The largest request (its API JSON, in bytes) the configured transport can send."""
+        from pallycon.client import max_api_json_bytes  # httpx: only where a limit is needed
+
+        return max_api_json_bytes(self.api_url, self.apidata_in, self.site_id)
 
     @property
     def task_time_limit(self) -> int:

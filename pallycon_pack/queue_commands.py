@@ -11,8 +11,8 @@ import click
 
 from config import load_settings
 from pallycon_pack import render
-from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, Failure
-from producers.api import Producer, RequestConflict
+from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from producers.api import Producer, RequestConflict, SubmitUnconfirmed
 
 DEFAULT_WAIT = 24 * 3600.0
 
@@ -44,6 +44,13 @@ def submit(file: Any, request_id: str | None, wait: bool, timeout: float, as_jso
         request_id = producer.submit(read_json(file), request_id)
     except RequestConflict as exc:
         raise Failure(str(exc), EXIT_INVALID) from None
+    except SubmitUnconfirmed as exc:  # maybe recorded: the id is what makes a retry safe
+        click.echo(exc.request_ids[0])
+        raise Failure(
+            f"Redis did not confirm request {exc.request_ids[0]} ({exc.__cause__}); submit it "
+            f"again with --request-id {exc.request_ids[0]}, which is safe",
+            EXIT_UNAVAILABLE,
+        ) from None
     click.echo(request_id)
     if wait:
         _follow_one(producer, request_id, after, timeout, as_json)

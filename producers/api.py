@@ -12,15 +12,16 @@ A producer needs Redis only: never the PallyCon site key.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 from celery import Celery
+from kombu.exceptions import KombuError
 
 from config import Settings
-from pallycon.client import max_api_json_bytes
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 from worker.dispatch import send_submit
@@ -32,19 +33,27 @@ from worker.tasks import create_app
 
 __all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
 
+log = logging.getLogger("pallycon_pack.producer")
+
 Event = dict[str, Any]
 
 
 class SubmitUnconfirmed(redis.TimeoutError):
-    """The requests were recorded, but Redis did not confirm in time that they are on disk.
+    """Redis did not confirm that the requests are recorded and on disk; they may be.
 
-    They will be processed unless Redis crashes before its next fsync. Submitting them again
-    under :attr:`request_ids` (with the same bodies) is safe: nothing is created twice.
+    Raised when the fsync wait timed out after the write (the requests are recorded, and will
+    be processed unless Redis crashes before its next fsync), or when the connection failed
+    while the write was under way (they may or may not be recorded). Either way, submitting them
+    again under :attr:`request_ids`, with the same bodies, is safe: nothing is created twice.
     """
 
     def __init__(self, request_ids: list[str], cause: Exception) -> None:
         self.request_ids = request_ids
-        super().__init__(f"{len(request_ids)} request(s) recorded but not confirmed: {cause}")
+        shown = ", ".join(request_ids[:10]) + (", ..." if len(request_ids) > 10 else "")
+        super().__init__(
+            f"{len(request_ids)} request(s) not confirmed ({cause}); submit them again with "
+            f"the same ids, which is safe: {shown}"
+        )
 
 
 class Producer:
@@ -65,12 +74,11 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
-        limit = max_api_json_bytes(settings.api_url, settings.apidata_in, settings.site_id)
         return cls(
             make_store(settings),
             create_app(settings),
             retry_after=settings.lease_seconds,
-            max_api_json=limit,
+            max_api_json=settings.max_api_json_bytes,
         )
 
     def submit(
@@ -92,31 +100,47 @@ class Producer:
         """Validate and enqueue many requests at once, all or nothing: their ids.
 
         Every body is validated first: an invalid one raises ``InvalidRequest`` naming
-        ``[index].field`` (just ``field`` for a batch of one), and nothing is enqueued. Then all
-        are recorded in one atomic step (one round trip, one fsync): if one id is already used
-        for another body, ``RequestConflict`` names it and nothing is enqueued; if Redis refuses
-        the write (out of memory, unreachable), it raises and nothing is enqueued. Ids already
-        used for the same body are returned as they are (nothing new is enqueued for them).
-        If Redis then does not confirm the fsync in time, ``SubmitUnconfirmed`` carries the ids.
+        ``[index].field`` (just ``field`` for a batch of one), and so does an id given twice
+        with different bodies; nothing is enqueued. Then all are recorded in one atomic step
+        (one round trip, one fsync): if an id is already used for another body,
+        ``RequestConflict`` names it and nothing is recorded; if Redis refuses the write (out
+        of memory: ``redis.exceptions.OutOfMemoryError``), nothing is recorded. If Redis cannot
+        confirm the write (connection lost under way, fsync not in time), ``SubmitUnconfirmed``
+        carries the ids to submit again. Ids already used for the same body are returned as
+        they are (nothing new is enqueued for them).
         """
         now = self.clock()
         ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
         prepared = self._prepare(bodies, ids, now)
-        items = [(p.request_id, p.body_hash, p.fields, p.event) for p in prepared]
-        outcomes = self.store.create_many(items, submit_at=now + self.retry_after)
-        conflicts = [
-            p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "conflict"
-        ]
+        unique = list({p.request_id: p for p in prepared}.values())
+        items = [(p.request_id, p.body_hash, p.fields, p.event) for p in unique]
+        try:
+            outcomes = self.store.create_many(items, submit_at=now + self.retry_after)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
+        conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
         try:
             self.store.durable()
         except redis.TimeoutError as exc:
-            raise SubmitUnconfirmed([p.request_id for p in prepared], exc) from exc
-        created = [p.request_id for p, o in zip(prepared, outcomes, strict=True) if o == "created"]
-        for start in range(0, len(created), SUBMIT_CHUNK):
-            send_submit(self.app, created[start : start + SUBMIT_CHUNK])
+            raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
+        self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
         return [p.request_id for p in prepared]
+
+    def _send(self, created: list[str]) -> None:
+        """The fast path: submit tasks at once. Only a hint: should it fail, the requests are
+        recorded and on the submit schedule, and a sweeper dispatches them after the lease."""
+        try:
+            for start in range(0, len(created), SUBMIT_CHUNK):
+                send_submit(self.app, created[start : start + SUBMIT_CHUNK])
+        except (KombuError, redis.RedisError, OSError) as exc:
+            log.warning(
+                "%d request(s) recorded; their tasks not sent (%s): a worker picks them up "
+                "within the lease",
+                len(created),
+                exc,
+            )
 
     def _prepare(
         self,
@@ -124,15 +148,23 @@ class Producer:
         ids: list[str | None],
         now: float,
     ) -> list[Prepared]:
-        """Validate every body; InvalidRequest naming every bad field of every body."""
+        """Validate every body; InvalidRequest naming every bad field of every body, and every
+        id given twice with different bodies."""
         prepared, errors = [], []
+        first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
         for index, (body, request_id) in enumerate(zip(bodies, ids, strict=True)):
             given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
+            prefix = f"[{index}]." if len(bodies) > 1 else ""
             try:
-                prepared.append(prepare(given, request_id, now, max_api_json=self.max_api_json))
+                ready = prepare(given, request_id, now, max_api_json=self.max_api_json)
             except InvalidRequest as exc:
-                prefix = f"[{index}]." if len(bodies) > 1 else ""
                 errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
+                continue
+            seen = first.setdefault(ready.request_id, (index, ready.body_hash))
+            if seen[1] != ready.body_hash:
+                message = f"also given at [{seen[0]}] with a different body"
+                errors.append(FieldError(f"{prefix}request_id", message))
+            prepared.append(ready)
         if errors:
             raise InvalidRequest(errors)
         return prepared

@@ -12,7 +12,7 @@ import httpx
 import redis
 
 from config import Settings
-from pallycon.client import PallyConClient, max_api_json_bytes
+from pallycon.client import PallyConClient
 from pallycon_pack.wiring import client_options
 from worker.decisions import PollPolicy, RetryPolicy
 from worker.keys import Keys
@@ -23,10 +23,11 @@ from worker.store import RequestStore
 PAGE_UNIT_MEMORY = 3600.0
 
 
-def connect_redis(url: str) -> redis.Redis:
-    """A client that decodes to str and checks idle connections before use."""
+def connect_redis(url: str, *, decode: bool = True) -> redis.Redis:
+    """A client that decodes to str (unless ``decode`` is off: bytes) and checks idle
+    connections before use."""
     return redis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=15, socket_connect_timeout=5
+        url, decode_responses=decode, health_check_interval=15, socket_connect_timeout=5
     )
 
 
@@ -72,12 +73,6 @@ class Runtime:
                 self.settings.submit_concurrency, thread_name_prefix="pallycon-send"
             )
         return self._senders
-
-    @property
-    def max_api_json(self) -> int:
-        """The largest request (API JSON bytes) the configured transport can send."""
-        s = self.settings
-        return max_api_json_bytes(s.api_url, s.apidata_in, s.site_id)
 
     @property
     def retry(self) -> RetryPolicy:

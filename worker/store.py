@@ -217,6 +217,8 @@ class RequestStore:
         """
         if not items:
             return []
+        if len({request_id for request_id, *_ in items}) < len(items):
+            raise ValueError("create_many: a request id is given twice")
         keys = [self.keys.results, self.keys.submit_schedule]
         args: list[Any] = [
             self.result_maxlen,

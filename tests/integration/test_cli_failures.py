@@ -64,12 +64,14 @@ def test_redis_refusing_our_credentials_is_exit_3_at_once(tmp_path, locked_redis
     assert "wrong-password" not in err
 
 
-def test_a_redis_url_no_process_can_use_is_refused_as_a_setting(tmp_path):
-    """sentinel:// passed validation before, though nothing could use it."""
-    run = _run(tmp_path, "sentinel://127.0.0.1:26379", "status", "x")
+@pytest.mark.parametrize("url", ["sentinel://127.0.0.1:26379", "unix:///tmp/redis.sock"])
+def test_a_redis_url_no_process_can_use_is_refused_as_a_setting(tmp_path, url):
+    """sentinel:// passed validation before, though nothing could use it; unix:// works for
+    redis-py but not for Celery's transport."""
+    run = _run(tmp_path, url, "status", "x")
     err = run.stderr.decode()
     assert run.returncode == 2
-    assert "PALLYCON_REDIS_URL: scheme sentinel:// is not supported" in err
+    assert f"PALLYCON_REDIS_URL: scheme {url.split(':')[0]}:// is not supported" in err
 
 
 def test_the_worker_exits_non_zero_when_celery_cannot_go_on(tmp_path, redis_server):
@@ -99,3 +101,29 @@ def test_an_invalid_request_still_exits_2_not_3(tmp_path, redis_server):
     run = cli("submit", "bad.json", env=site_env(PALLYCON_REDIS_URL=redis_server.url), cwd=tmp_path)
     assert run.returncode == 2
     assert "content_id" in run.stderr.decode()
+
+
+def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, redis_server):
+    """Redis never fsyncs (appendfsync no): the request may be recorded, so the CLI prints its
+    id, says to submit again with it (exit 3), and doing so is safe: one request."""
+    client = redis.Redis.from_url(redis_server.url)
+    (tmp_path / "job.json").write_text(__import__("json").dumps(job_body()))
+    env = site_env(PALLYCON_REDIS_URL=redis_server.url, PALLYCON_REDIS_FSYNC_WAIT_MS="200",
+                   PALLYCON_KEY_PREFIX="unconfirmed", PALLYCON_LEASE_SECONDS="3600")  # fmt: skip
+    client.config_set("appendfsync", "no")
+    try:
+        run = cli("submit", "job.json", env=env, cwd=tmp_path)
+    finally:
+        client.config_set("appendfsync", "everysec")
+    request_id = run.stdout.decode().strip()
+    err = run.stderr.decode()
+    assert run.returncode == 3, err
+    assert request_id
+    assert f"submit it again with --request-id {request_id}, which is safe" in err
+    again = cli("submit", "job.json", "--request-id", request_id, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr.decode()
+    assert again.stdout.decode().strip() == request_id
+    assert client.exists(f"unconfirmed:req:{request_id}") == 1
+    client.delete(
+        f"unconfirmed:req:{request_id}", "unconfirmed:results", "unconfirmed:schedule:submit"
+    )

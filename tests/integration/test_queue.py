@@ -397,3 +397,21 @@ def test_submit_many_enqueues_a_batch_or_nothing(
     assert {r.state.value for r in records.values()} == {"completed"}
     assert len(remote_jobs(emulator, marker)) == 120
     assert producer.submit_many([records[ids[0]].body | {}], [ids[0]]) == [ids[0]]  # a resubmission
+
+
+def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):
+    """The same id with the same body twice in a batch: one request. With two bodies: refused,
+    naming both places, and nothing recorded (the first body is never silently replaced)."""
+    body = body_for(storage_id, f"twice-{time.monotonic_ns()}")
+    assert producer.submit_many([body, body], ["twice-1", "twice-1"]) == ["twice-1", "twice-1"]
+    assert [e["type"] for e in events_of(producer, "twice-1")] == ["accepted"]
+    other = body_for(storage_id, "another")
+    with pytest.raises(InvalidRequest) as caught:
+        producer.submit_many([body, other], ["twice-2", "twice-2"])
+    assert [(e.field, e.message) for e in caught.value.errors] == [
+        ("[1].request_id", "also given at [0] with a different body")
+    ]
+    assert producer.get("twice-2") is None
+    with pytest.raises(RequestConflict, match="twice-1"):
+        producer.submit_many([other, body], ["twice-1", "twice-3"])
+    assert producer.get("twice-3") is None  # all or nothing: the conflict recorded neither
