@@ -35,7 +35,8 @@ from worker.events import FailStage, rejected
 from worker.intake import check_request_id, prepare, refuse
 from worker.keys import INTAKE_GROUP
 from worker.loops import TRANSIENT, LoopHealth, next_pause
-from worker.runtime import Runtime
+from worker.runtime import Runtime, connect_redis
+from worker.store import Created
 
 log = logging.getLogger("pallycon_pack.intake")
 
@@ -49,6 +50,8 @@ MAX_ENTRY_BYTES = 256 * 1024
 CLAIM_IDLE_MS = 60_000
 #: How often a worker looks for entries to take over, in seconds.
 CLAIM_EVERY = 10.0
+#: A consumer (a worker's name) idle this long with nothing pending is removed from the group.
+FORGET_CONSUMER_MS = 3_600_000
 #: How long one read waits for new entries, in milliseconds.
 BLOCK_MS = 1000
 
@@ -117,24 +120,26 @@ class Intake:
         self.store = rt.store
         self.stream = rt.store.keys.intake
         # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
-        self.raw = raw or redis.Redis.from_url(
-            rt.settings.redis_url, socket_connect_timeout=5, health_check_interval=15
-        )
-        self.max_api_json = rt.max_api_json
+        self.raw = raw or connect_redis(rt.settings.redis_url, decode=False)
+        self.max_api_json = rt.settings.max_api_json_bytes
 
     def run(self, stop: threading.Event) -> None:
-        """Read until ``stop``; Redis errors are waited out with a backoff."""
+        """Read until ``stop``; Redis errors are waited out with a backoff.
+
+        Our own pending entries (``cursor`` ``0``: left by a failure, or by this consumer's
+        previous life) are read before new ones (``>``); each such re-read is a redelivery.
+        """
         pause, cursor, next_claim = 0.5, "0", 0.0
+        self.ensure_group()
         while not stop.is_set():
             try:
-                self.ensure_group()
                 if self.rt.clock() >= next_claim:
-                    self.take_over()
+                    cursor = "0" if self.take_over() else cursor
                     next_claim = self.rt.clock() + CLAIM_EVERY
                 entries = self.read(cursor)
                 if cursor == "0" and not entries:
                     cursor = ">"  # our own pending entries are done: now the new ones
-                elif self.handle_all(entries):
+                elif self.handle_all(entries, redelivered=cursor == "0"):
                     cursor = "0"  # some failed: they are read again from our pending list
                     stop.wait(pause)
                     pause = next_pause(pause)
@@ -166,31 +171,40 @@ class Intake:
             for entry in entries
         ]
 
-    def take_over(self) -> None:
-        """Claim the entries a dead consumer left pending; each claim counts as a failure."""
+    def take_over(self) -> int:
+        """Claim the entries consumers left pending for :data:`CLAIM_IDLE_MS` and handle them
+        (a redelivery each); the number that failed. Consumers idle for
+        :data:`FORGET_CONSUMER_MS` with nothing pending are removed from the group."""
         reply = self.raw.xautoclaim(
             self.stream, INTAKE_GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=BATCH
         )
         claimed = cast(RawEntries, reply[1])
         if claimed:
             log.warning("took over %d pending intake entries", len(claimed))
-            self.handle_all(claimed, counted=True)
+        for consumer in self.raw.xinfo_consumers(self.stream, INTAKE_GROUP):
+            if consumer["pending"] == 0 and consumer["idle"] > FORGET_CONSUMER_MS:
+                self.raw.xgroup_delconsumer(self.stream, INTAKE_GROUP, consumer["name"])
+        return self.handle_all(claimed, redelivered=True)
 
-    def handle_all(self, entries: RawEntries, *, counted: bool = False) -> int:
-        """Handle each entry on its own; the number whose handling failed (left pending)."""
+    def handle_all(self, entries: RawEntries, *, redelivered: bool) -> int:
+        """Handle each entry on its own; the number whose handling failed (left pending).
+
+        A redelivered entry is counted first: one whose handling failed, or whose consumer
+        died, more than ``max_deliveries`` times is dead-lettered instead.
+        """
         failures = 0
         for raw_id, fields in entries:
             entry_id = raw_id.decode("ascii")
             if not fields:  # deleted while pending
                 self.finish(entry_id)
-            elif counted and self.failures(entry_id, add=1) > self.rt.settings.max_deliveries:
-                self.dead_letter(entry_id, fields, "taken over from consumers that did not finish")
+            elif redelivered and self.redeliveries(entry_id) > self.rt.settings.max_deliveries:
+                self.dead_letter(entry_id, fields)
             elif not self.handle_safely(entry_id, fields):
                 failures += 1
         return failures
 
     def handle_safely(self, entry_id: str, fields: dict[bytes, bytes]) -> bool:
-        """Handle one entry; on an unexpected error, count it (and dead-letter past the limit)."""
+        """Handle one entry; False if an unexpected error left it pending, to be read again."""
         try:
             self.handle(entry_id, fields)
         except TRANSIENT:
@@ -198,9 +212,6 @@ class Intake:
         except Exception as exc:  # an entry must never stop the intake
             log.exception("intake entry %s could not be handled", entry_id)
             self.health.failed("intake", exc)
-            if self.failures(entry_id, add=1) > self.rt.settings.max_deliveries:
-                self.dead_letter(entry_id, fields, f"its handling failed: {exc}")
-                return True
             return False
         return True
 
@@ -220,7 +231,7 @@ class Intake:
             )
         except InvalidRequest as exc:
             outcome = refuse(self.store, entry.request_id, exc.errors, now, entry_id=entry_id)
-            self.settle(entry, outcome, "invalid_request", exc.errors)
+            self.settle(entry, outcome, exc.errors)
             return
         outcome = self.store.create(
             ready.request_id,
@@ -233,22 +244,23 @@ class Intake:
             # No fsync wait: the entry is acknowledged after the record is written, and the
             # AOF keeps writes in order, so no crash can keep the acknowledgement without it.
             send_submit(self.app, [ready.request_id])
-        self.settle(entry, outcome, outcome, [])
+        self.settle(entry, outcome, [])
 
-    def settle(self, entry: Entry, outcome: str, code: str, errors: Sequence[FieldError]) -> None:
+    def settle(self, entry: Entry, outcome: Created, errors: Sequence[FieldError]) -> None:
         """Acknowledge an entry; unless it created its request (or did, on an earlier
         delivery), with a ``rejected`` event: the id was taken by another entry or producer."""
         taken = outcome in ("duplicate", "conflict")
         if outcome == "created" or (taken and self.created_by(entry)):
             self.finish(entry.entry_id)
             return
-        if code == "duplicate":
-            message = f"request {entry.request_id} was submitted before with this body"
-        elif code == "conflict":
-            message = f"request id {entry.request_id!r} is already used with a different body"
+        if errors:
+            code, reason = "invalid_request", "; ".join(str(error) for error in errors)
+            message = f"request id {entry.request_id!r} is taken; this entry: {reason}"
+        elif outcome == "duplicate":
+            code, message = "duplicate", f"request {entry.request_id} was submitted before"
         else:
-            message = "; ".join(str(error) for error in errors)
-            message = f"request id {entry.request_id!r} is taken; this entry: {message}"
+            code = "conflict"
+            message = f"request id {entry.request_id!r} is already used with a different body"
         fields = [{"field": e.field, "message": e.message} for e in errors] or None
         at = self.rt.clock()
         self.finish(
@@ -261,29 +273,35 @@ class Intake:
         key = self.store.keys.request(entry.request_id)
         return self.store.redis.hget(key, "entry_id") == entry.entry_id
 
-    def dead_letter(self, entry_id: str, fields: dict[bytes, bytes], why: str) -> None:
-        """End an entry that cannot be handled: a failed request, or a rejected event if its
-        request id is taken or cannot be written."""
+    def dead_letter(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """End an entry delivered too often: a failed request (stage ``dead_letter``), or a
+        rejected event if its request id is taken or cannot be written."""
+        limit = self.rt.settings.max_deliveries
+        why = f"delivered more than {limit} times without being handled (see the worker log)"
         log.error("intake entry %s dead-lettered: %s", entry_id, why)
         entry = decode_entry(entry_id, fields, MAX_ENTRY_BYTES)
-        limit = self.rt.settings.max_deliveries
-        error = FieldError("request", f"handled more than {limit} times without success: {why}")
+        error = FieldError("request", why)
+        now = self.rt.clock()
         try:
             outcome = refuse(
                 self.store,
                 entry.request_id,
                 [error],
-                self.rt.clock(),
+                now,
                 entry_id=entry_id,
                 stage=FailStage.DEAD_LETTER,
                 code="dead_letter",
             )
-            self.settle(entry, outcome, "dead_letter", [error])
         except redis.ResponseError:  # the request's key is what fails: leave it alone
-            self.settle(entry, "not written", "dead_letter", [error])
+            outcome = "skipped"
+        if outcome == "created" or (outcome == "duplicate" and self.created_by(entry)):
+            self.finish(entry_id)
+            return
+        self.finish(entry_id, rejected(entry_id, entry.request_id, now, "dead_letter", why))
 
-    def failures(self, entry_id: str, *, add: int) -> int:
-        return int(self.store.redis.hincrby(self.store.keys.intake_failures, entry_id, add))
+    def redeliveries(self, entry_id: str) -> int:
+        """Count one more delivery of a pending entry: how many so far."""
+        return int(self.store.redis.hincrby(self.store.keys.intake_failures, entry_id, 1))
 
     def finish(self, entry_id: str, event: dict[str, Any] | None = None) -> None:
         """Acknowledge and delete an entry, with its ``rejected`` event if any, atomically."""

@@ -83,8 +83,3 @@ class Keys:
     def heartbeats(self) -> str:
         """Hash: "<node>/<loop>" -> JSON health of each worker's background loops."""
         return f"{self.prefix}:heartbeats"
-
-    @property
-    def poll_page_unit(self) -> str:
-        """String: the job-list page size polls use after a page was too large (expires)."""
-        return f"{self.prefix}:poll:page_unit"

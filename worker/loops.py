@@ -7,7 +7,7 @@ silently while its worker looks healthy.
 
 Each loop reports how it is doing to :class:`LoopHealth`: a JSON value per loop in the hash
 ``<prefix>:heartbeats`` (field ``<node>/<loop>``) with the time of its last good round, its last
-error and how often it was restarted. ``pallycon-pack health`` reads it.
+error and how often it was restarted. :func:`read_health` reads them all.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ TRANSIENT: tuple[type[Exception], ...] = (
 MAX_PAUSE = 10.0
 #: A loop writes its heartbeat at most this often while all is well, in seconds.
 HEARTBEAT_EVERY = 5.0
-#: A loop whose last good round is older than this is unhealthy, in seconds.
+#: A loop whose last good round is older than this is unhealthy, in seconds (PALLYCON_SWEEP_INTERVAL
+#: is at most 10 s, and an intake read blocks for 1 s at most).
 STALE_AFTER = 30.0
 #: Heartbeats of loops not heard of for this long are dropped when read, in seconds.
 FORGET_AFTER = 3600.0
