@@ -12,6 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
+import redis
 
 from worker.store import RequestStore
 
@@ -38,12 +39,19 @@ class RateLimitedTransport(httpx.BaseTransport):
         api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
         counter = f"api {request.method} {api[0]}"
         waited = 0.0
-        while (wait := self._store.take_token(self._rate, self._burst, counter)) > 0:
+        while (wait := self._take(counter)) > 0:
             if waited + wait > self._max_wait:
                 raise httpx.ConnectTimeout(f"rate limit: no token within {self._max_wait:g} s")
             self._sleep(wait)
             waited += wait
         return self._inner.handle_request(request)
+
+    def _take(self, counter: str) -> float:
+        """Seconds to wait for a token; a Redis error says nothing was sent (a connect error)."""
+        try:
+            return self._store.take_token(self._rate, self._burst, counter)
+        except redis.RedisError as exc:
+            raise httpx.ConnectError(f"rate limit: Redis unavailable ({exc})") from exc
 
     def close(self) -> None:
         self._inner.close()

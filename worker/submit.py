@@ -202,9 +202,11 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
     now = rt.clock()
     settled = settled_at(rt, record)
     if now < settled:
-        # Too early to tell. The delivery count stays: it counts deliveries since the request
-        # last moved on, so an attempt that dies every time ends as dead_letter.
-        rt.store.reschedule("submit", record.request_id, settled)
+        # Too early to tell: look again then. This delivery was not a failure, so the count
+        # goes back to what it was (not to 0: it counts the failures since the request last
+        # moved on, so that an attempt that dies every time ends as dead_letter).
+        before = {"deliveries": record.get("deliveries", "0")}
+        rt.store.transition(record, before, schedule="submit", at=settled)
         return
     if final:
         commit(rt, [_gave_up(rt, record)])
