@@ -4,8 +4,8 @@ Two things uvicorn does not do, done here for both servers (the callback receive
 emulator):
 
 - The listening socket is bound before uvicorn starts, so that a busy or foreign address is one
-  clear ``OSError`` (its ``strerror`` a complete message naming the address and what to do)
-  instead of an exit from inside the event loop.
+  clear ``ListenError``, an ``OSError`` whose ``strerror`` is a complete message naming the
+  address and what to do, instead of an exit from inside the event loop.
 - Request headers must be complete within ``HEADER_TIMEOUT`` seconds of the connection's opening
   (or of the first byte of a later request on a kept-alive connection), and the rest of a body
   the app did not read within as long after the response: uvicorn has no such deadline, so a
@@ -27,6 +27,8 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pallycon_pack.errors import ListenError
 
 log = logging.getLogger("pallycon_pack.asgi")
 
@@ -108,7 +110,8 @@ class Server(uvicorn.Server):
         self.settings_prefix = settings_prefix
 
     def bind(self) -> socket.socket:
-        """The listening socket; ``OSError`` with a one-line ``strerror`` if it cannot be had."""
+        """The listening socket; ``ListenError`` with a one-line ``strerror`` if it cannot be
+        had."""
         host, port = self.config.host, self.config.port
         try:
             family, kind, proto, _, address = socket.getaddrinfo(
@@ -126,7 +129,7 @@ class Server(uvicorn.Server):
             raise self._cannot_listen(exc.errno, exc.strerror) from None
         return sock
 
-    def _cannot_listen(self, number: int | None, reason: str | None) -> OSError:
+    def _cannot_listen(self, number: int | None, reason: str | None) -> ListenError:
         where = f"{self.config.host}:{self.config.port}"
         if number == errno.EADDRNOTAVAIL:
             advice = (
@@ -134,7 +137,9 @@ class Server(uvicorn.Server):
             )
         else:
             advice = f"choose another port with --port (or {self.settings_prefix}_PORT)"
-        return OSError(number, f"cannot listen on {where}: {reason or 'unknown error'}; {advice}")
+        return ListenError(
+            number, f"cannot listen on {where}: {reason or 'unknown error'}; {advice}"
+        )
 
 
 def make_server(
@@ -187,7 +192,7 @@ async def _serve(server: Server, sock: socket.socket, on_ready: Callable[[str], 
 def serve(server: Server, on_ready: Callable[[str], None]) -> None:
     """Serve until interrupted; ``on_ready`` gets the URL once the socket listens.
 
-    Raises ``OSError`` (see :meth:`Server.bind`) before anything starts if it cannot listen.
+    Raises ``ListenError`` (see :meth:`Server.bind`) before anything starts if it cannot listen.
     """
     sock = server.bind()
     with sock:

@@ -6,7 +6,6 @@ we need is unavailable (Redis unreachable or refusing our credentials, a port in
 
 from __future__ import annotations
 
-import errno
 from typing import Any
 
 import click
@@ -16,13 +15,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from config import ConfigError, load_settings
 from config.settings import mask_url
 from pallycon.errors import CallError, InvalidRequest
+from pallycon_pack.errors import ListenError
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
-
-#: Errors of a socket we could not listen on (the message names the address).
-_ADDRESS_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 class Failure(click.ClickException):
@@ -52,9 +49,7 @@ class _Group(click.Group):
             raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
         except redis.RedisError as exc:
             raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
-        except OSError as exc:
-            if exc.errno not in _ADDRESS_ERRORS:
-                raise
+        except ListenError as exc:
             raise Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE) from None
         except KombuOperationalError as exc:  # the broker (Redis) refused a task message
             raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
