@@ -75,8 +75,8 @@ def _show_new(
 ) -> str:
     for entry_id, event in producer.events(after=cursor, block_ms=500):
         cursor = entry_id
-        if event["request_id"] not in wanted:
-            continue
+        if event["request_id"] not in wanted or event["type"] == "rejected":
+            continue  # a rejected event is an intake entry's, not part of the request's history
         if as_json:
             click.echo(json.dumps(event, ensure_ascii=False))
         else:
