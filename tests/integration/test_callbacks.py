@@ -49,6 +49,17 @@ def receiver(
     server.stop()
 
 
+def _queue_behind(
+    settings: Settings, emulator: EmulatorProcess, worker_factory
+) -> tuple[Producer, str]:
+    """A worker for the receiver's key prefix, against ``emulator``, polls minutes apart: the
+    producer and a registered storage id."""
+    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
+    storage_id = register_storage(emulator.url)
+    worker_factory(settings)
+    return Producer.from_settings(settings), storage_id
+
+
 def test_a_callback_ends_the_job_long_before_its_next_poll(
     receiver, emulator_factory, worker_factory
 ):
@@ -57,10 +68,7 @@ def test_a_callback_ends_the_job_long_before_its_next_poll(
     emulator = emulator_factory(
         "--job-seconds", "2", "--callback-url", f"{server.url}/callback/{TOKEN}"
     )
-    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
-    storage_id = register_storage(emulator.url)
-    worker_factory(settings)
-    producer = Producer.from_settings(settings)
+    producer, storage_id = _queue_behind(settings, emulator, worker_factory)
     started = time.monotonic()
     request_id = producer.submit(body_for(storage_id, f"callback-{time.monotonic_ns()}"))
     record = wait_all(producer, [request_id], timeout=30)[request_id]
@@ -176,10 +184,7 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     """Right token, job still running, body claiming success: the lookup says WM0xx, not done."""
     server, settings = receiver
     emulator = emulator_factory("--job-seconds", "60")
-    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
-    storage_id = register_storage(emulator.url)
-    worker_factory(settings)
-    producer = Producer.from_settings(settings)
+    producer, storage_id = _queue_behind(settings, emulator, worker_factory)
     request_id, job_id = _submitted(producer, storage_id, "forged")
     forged = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success",
               "input_contents_path": ["in/episode-1.mp4"], "output_path": "out"}  # fmt: skip
@@ -219,10 +224,7 @@ def test_a_flood_of_callbacks_for_one_job_costs_a_handful_of_polls(
     emulator = emulator_factory(
         "--job-seconds", "15", "--callback-url", f"{server.url}/callback/{TOKEN}"
     )
-    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
-    storage_id = register_storage(emulator.url)
-    worker_factory(settings)
-    producer = Producer.from_settings(settings)
+    producer, storage_id = _queue_behind(settings, emulator, worker_factory)
     request_id, job_id = _submitted(producer, storage_id, "flood")
     lists_before = emulator.control("stats")["counts"].get("GET pack", 0)
     body = {"job_id": int(job_id), "error_code": "0000", "error_message": "Success"}

@@ -123,7 +123,8 @@ def test_figure_10_pages_too_large_are_halved_until_they_fit(stack_factory, work
            pages=int(counters.get("poll pages", 0)),
            lookups=int(counters.get("poll lookups", 0)))  # fmt: skip
     assert {r.state.value for r in records.values()} == {"completed"}
-    assert int(counters.get("poll pages too large", 0)) >= 1
+    # Remembered: each of the 2 pool processes halves from 500 at most 6 times, once.
+    assert 1 <= int(counters.get("poll pages too large", 0)) <= 12
     assert halvings
     assert int(counters.get("poll pages", 0)) > int(counters.get("poll pages too large", 0))
 
