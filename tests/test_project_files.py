@@ -83,9 +83,11 @@ def test_every_setting_is_documented_and_nothing_else(path: str):
 
 
 def _code_lines(text: str) -> list[str]:
-    """The lines inside fenced code blocks."""
+    """The lines inside fenced code blocks, a line ending in a backslash joined to the next."""
     blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
-    return [line.strip() for block in blocks for line in block.splitlines()]
+    return [
+        line.strip() for block in blocks for line in re.sub(r"\\\n\s*", " ", block).splitlines()
+    ]
 
 
 def _documented_commands() -> list[tuple[str, list[str]]]:

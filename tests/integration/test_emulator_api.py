@@ -435,7 +435,7 @@ def test_fault_configuration_is_validated(emulator: EmulatorProcess):
         ("truncated", "OutcomeUnknown"),
         ("missing_fields", "MalformedResponse"),
         ("wrong_types", "MalformedResponse"),
-        ("huge", "MalformedResponse"),
+        ("huge", "ResponseTooLarge"),
         ("unknown_code", "ApiError"),
     ],
 )
