@@ -20,7 +20,7 @@ from tests.conftest import clean_env
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 SKEW = -600
-WINDOW = 30.0
+WINDOW = 20.0
 
 
 def _fast_clock_worker(settings, log: Path) -> WorkerProcess:
@@ -42,7 +42,7 @@ def _skew_said(text: str) -> int | None:
 def test_figure_12_clock_skew_backs_off_says_so_and_recovers(
     stack_factory, worker_factory, tmp_path, figure
 ):
-    """20 requests through a worker 600 s slow, against an API that allows 60 s of skew."""
+    """20 requests through a worker 600 s slow, for 20 s, against an API that allows 60 s."""
     stack = stack_factory(
         "--job-seconds", "1", "--max-skew-seconds", "60", retry_base=1.0, retry_cap=60.0
     )
@@ -73,5 +73,5 @@ def test_figure_12_clock_skew_backs_off_says_so_and_recovers(
     assert _skew_said(log) is not None
     assert per_window[0] >= 20  # every request tried at once ...
     assert sum(per_window[-2:]) < per_window[0]  # ... and less and less often
-    assert sum(per_window) < 20 * 8  # at most about log2(window) attempts each
+    assert sum(per_window) < 20 * 7  # at most about log2(window) attempts each
     assert {r.state.value for r in done.values()} == {"completed"}
