@@ -24,11 +24,10 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
-import anyio
-import anyio.to_thread
 import redis.asyncio
 from kombu.exceptions import KombuError
 from pydantic import SecretStr, ValidationError
@@ -117,13 +116,14 @@ def create_callback_app(
 
     ``poll_now(request_id)`` sends an immediate poll task; it is called from a worker thread and
     may block. ``lease_seconds`` is the sweepers' lease: a claimed poll whose task is lost comes
-    back after it. The app closes ``client`` when it shuts down.
+    back after it. The app closes ``client`` (and its publisher thread) when it shuts down.
     """
     receiver = _Receiver(client, keys, token, poll_now, lease_seconds, clock, body_timeout)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        receiver.publisher.shutdown(wait=False)
         await client.aclose()
 
     app = Starlette(
@@ -159,6 +159,7 @@ class _Receiver:
         self.clock = clock
         self.body_timeout = body_timeout
         self.claim_script = client.register_script(_CLAIM)
+        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pallycon-publish")
 
     async def receive(self, request: Request) -> Response:
         given = request.path_params["token"].encode("utf-8")
@@ -205,10 +206,16 @@ class _Receiver:
         return cast(Outcome, str(outcome)), str(request_id)
 
     async def send_poll(self, request_id: str) -> None:
-        """Send the poll task from a worker thread; a failure is logged, the lease recovers it."""
+        """Send the poll task from the publisher thread; a failure is logged, the lease
+        recovers it.
+
+        One thread, not one per callback: the tasks go out one after the other over one broker
+        connection, as fast as from the event loop itself (a thread per callback opened a
+        connection per concurrent callback and made a burst's last callbacks wait).
+        """
         try:
-            with anyio.fail_after(PUBLISH_TIMEOUT):
-                await anyio.to_thread.run_sync(self.poll_now, request_id, abandon_on_cancel=True)
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await asyncio.wrap_future(self.publisher.submit(self.poll_now, request_id))
         except (KombuError, RedisError, OSError) as exc:  # OSError: TimeoutError too
             log.warning(
                 "poll task not sent (%s); the poll comes back after the lease (%g s)",
