@@ -14,7 +14,7 @@ import redis
 from tests.integration.test_queue import events_of
 from tests.reliability.conftest import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 VALID = 5
 

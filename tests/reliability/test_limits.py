@@ -18,7 +18,7 @@ from tests.reliability.conftest import Stack
 from worker.decisions import remote_job_name
 from worker.events import EventType, State, event
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def _oversized(stack: Stack, content_id: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from tests.reliability.conftest import Stack
 from worker.loops import read_health
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def _health(stack: Stack, loop: str) -> dict[str, Any]:

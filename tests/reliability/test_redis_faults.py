@@ -14,7 +14,7 @@ from tests.conftest import make_settings
 from tests.reliability.conftest import Stack
 from tests.unit.test_models import job_body
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def _fill_to_the_limit(client: redis.Redis, headroom: int) -> None:
