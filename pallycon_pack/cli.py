@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from config import ConfigError, load_settings
 from config.settings import mask_url
-from pallycon.errors import CallError, InvalidRequest
+from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
 from pallycon_pack.errors import ListenError
 
 EXIT_FAILED = 1
@@ -45,6 +45,8 @@ class _Group(click.Group):
         except InvalidRequest as exc:
             lines = "\n".join(f"  {error}" for error in exc.errors)
             raise Failure(f"invalid request:\n{lines}", EXIT_INVALID) from None
+        except RequestNotBuilt as exc:  # the request itself cannot be sent: bad input
+            raise Failure(f"{type(exc).__name__}: {exc}", EXIT_INVALID) from None
         except CallError as exc:
             raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
         except redis.RedisError as exc:

@@ -42,6 +42,7 @@ def test_figure_10_an_oversized_request_is_refused_wherever_it_comes_in(
     path.write_text(json.dumps(body))
     env = clean_env(**stack.settings.environment())
     run = cli("submit", str(path), "--request-id", "big-cli", env=env, cwd=tmp_path)
+    direct = cli("jobs", "register", str(path), env=env, cwd=tmp_path)  # no queue: the client
     worker_factory(stack.settings)
     store = stack.producer.store
     store.redis.xadd(store.keys.intake, {"request_id": "big-stream", "request": json.dumps(body)})
@@ -54,6 +55,9 @@ def test_figure_10_an_oversized_request_is_refused_wherever_it_comes_in(
         assert f"{limit} bytes" in said
     assert run.returncode == 2
     assert "Traceback" not in run.stderr.decode()
+    assert direct.returncode == 2, direct.stderr.decode()  # bad input, though the client found it
+    assert f"over the limit of {limit} bytes" in direct.stderr.decode()
+    assert stack.remote_jobs("too-big") == []
     assert store.get("big-python") is None
     assert store.get("big-cli") is None
     assert record.get("error_stage") == "validation"
