@@ -129,10 +129,12 @@ class Intake:
         Our own pending entries (``cursor`` ``0``: left by a failure, or by this consumer's
         previous life) are read before new ones (``>``); each such re-read is a redelivery.
         """
-        pause, cursor, next_claim = 0.5, "0", 0.0
-        self.ensure_group()
+        pause, cursor, next_claim, grouped = 0.5, "0", 0.0, False
         while not stop.is_set():
             try:
+                if not grouped:  # once; a group deleted later fails the loop, which restarts
+                    self.ensure_group()
+                    grouped = True
                 if self.rt.clock() >= next_claim:
                     cursor = "0" if self.take_over() else cursor
                     next_claim = self.rt.clock() + CLAIM_EVERY
