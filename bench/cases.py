@@ -103,9 +103,9 @@ def calls_per_job(
         stop = threading.Event()
 
         def watch() -> None:
-            key = s.producer.store.keys.poll_schedule
+            key = s.producer.keys.poll_schedule
             while not stop.wait(1.0):
-                peak["value"] = max(peak["value"], s.producer.store.redis.zcard(key))
+                peak["value"] = max(peak["value"], s.producer.redis.zcard(key))
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -114,7 +114,7 @@ def calls_per_job(
         records = s.wait_final(ids, timeout=1800)
         stop.set()
         calls = s.api_calls() - before
-        counters = s.producer.store.redis.hgetall(s.producer.store.keys.counters)
+        counters = s.producer.redis.hgetall(s.producer.keys.counters)
     completed = sum(r.state.value == "completed" for r in records.values())
     return {"in_flight": in_flight, "coalesced": coalesce, "completed": completed,
             "peak_in_flight": peak["value"], "api_calls": calls,
@@ -183,44 +183,45 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
 
 def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
     """Redis memory per in-flight job, and the time of one sweep of them all due at once."""
-    from worker.intake import accept
+    from store.admission import accept
+    from store.messages import sender
     from worker.runtime import Runtime
     from worker.submit import submitted
     from worker.sweeper import sweep_once
-    from worker.tasks import create_app
 
     with stack(
         root / "scale", "--job-seconds", "3600", redis_fsync_wait_ms=0, sweep_batch=jobs
     ) as s:
         rt = Runtime.build(s.settings)
-        client = rt.store.redis
+        shared = rt.shared
+        client = shared.redis
         base = int(client.info("memory")["used_memory"])
         start = time.perf_counter()
         for n in range(jobs):
             accepted = accept(
-                rt.store,
+                shared.records,
+                shared.durability,
                 s.body(f"scale-{n}"),
                 f"scale-{n}",
                 time.time(),
                 retry_at=1e12,
                 max_api_json=s.settings.max_api_json_bytes,
             )
-            record = rt.store.get(accepted.request_id)
+            record = shared.records.get(accepted.request_id)
             assert record is not None
             submitted(rt, record, str(10_000_000 + n))
         created_s = time.perf_counter() - start
         total = int(client.info("memory")["used_memory"]) - base
-        stream = client.memory_usage(rt.store.keys.results, samples=0) or 0
+        stream = client.memory_usage(shared.keys.results, samples=0) or 0
         sample = [  # every field counted (samples=0): the default estimates from 5
-            client.memory_usage(rt.store.keys.request(f"scale-{n}"), samples=0) or 0
+            client.memory_usage(shared.keys.request(f"scale-{n}"), samples=0) or 0
             for n in range(0, jobs, jobs // 100)
         ]
-        app = create_app(s.settings)
+        app = sender(s.settings.redis_url, shared.keys)
         sweeps = []
         for _ in range(runs):
-            client.zunionstore(
-                rt.store.keys.poll_schedule, {rt.store.keys.poll_schedule: 0}
-            )  # all due now
+            poll_schedule = shared.keys.poll_schedule
+            client.zunionstore(poll_schedule, {poll_schedule: 0})  # all due now
             client.delete(s.settings.key_prefix + ".poll")
             start = time.perf_counter()
             submits, polls = sweep_once(rt, app)

@@ -20,7 +20,7 @@ from pallycon.models import StorageRegisterRequest
 from pallycon_pack.processes import ServerProcess, WorkerProcess, child_env
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
-from worker.events import EventType
+from store.events import EventType
 
 BENCH = {
     "site_id": DEMO_SITE.site_id,
@@ -85,7 +85,7 @@ class Stack:
                 if event["type"] in FINAL_EVENTS:
                     waiting.discard(event["request_id"])
             cursor = batch[-1][0] if batch else cursor
-        return self.producer.store.get_many(ids)
+        return self.producer.records.get_many(ids)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each part of the stack (see :func:`cpu_seconds`)."""

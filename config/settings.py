@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -30,6 +30,15 @@ REDIS_SCHEMES = ("redis", "rediss")
 
 _REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+if TYPE_CHECKING:
+    from pallycon.client import ClientOptions
+
+#: Celery's hard task time limit, as a share of the visibility timeout.
+HARD_TIME_LIMIT_SHARE = 0.8
+#: Celery's soft task time limit, as a share of the visibility timeout.
+SOFT_TIME_LIMIT_SHARE = 0.7
 
 
 class ConfigError(Exception):
@@ -245,8 +254,29 @@ class Settings(BaseSettings):
 
     @property
     def task_time_limit(self) -> int:
-        """Seconds after which Celery kills a task: 80 % of the visibility timeout."""
-        return int(self.visibility_timeout * 0.8)
+        """Seconds after which Celery kills a task (a share of the visibility timeout, so that
+        a task is dead before its message is delivered again)."""
+        return int(self.visibility_timeout * HARD_TIME_LIMIT_SHARE)
+
+    @property
+    def task_soft_time_limit(self) -> int:
+        """Seconds after which a task is asked to stop (before the hard limit kills it)."""
+        return int(self.visibility_timeout * SOFT_TIME_LIMIT_SHARE)
+
+    def client_options(self) -> ClientOptions:
+        """The protocol client's options (the one place that maps the settings to them)."""
+        from pallycon.client import ClientOptions  # httpx: only where a client is built
+        from pallycon.models import WireOptions
+
+        return ClientOptions(
+            base_url=self.api_url,
+            apidata_in=self.apidata_in,
+            wire=WireOptions(protection_key=self.protection_key),
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            pool_size=self.http_pool_size,
+            max_response_bytes=self.max_response_bytes,
+        )
 
     def environment(self) -> dict[str, str]:
         """These settings as ``PALLYCON_*`` variables, secrets revealed: for a child process's

@@ -25,8 +25,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import SecretStr
 
 from pallycon.codes import (
@@ -94,6 +92,10 @@ def parse_timestamp(text: str) -> datetime:
 
 def encrypt(api_json: bytes, aes_key: bytes) -> str:
     """``data``: base64 of AES-256-CBC with the fixed IV and PKCS#7 padding over the bytes."""
+    # cryptography is imported where it is used: validating requests (producers) needs none.
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     padder = padding.PKCS7(_BLOCK_BITS).padder()
     padded = padder.update(api_json) + padder.finalize()
     encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(AES_IV)).encryptor()
@@ -102,6 +104,9 @@ def encrypt(api_json: bytes, aes_key: bytes) -> str:
 
 def decrypt(data: str, aes_key: bytes) -> bytes:
     """The inverse of :func:`encrypt`; ``ValueError`` on bad base64, length or padding."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     try:
         raw = base64.b64decode(data, validate=True)
     except binascii.Error as exc:

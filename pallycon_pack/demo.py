@@ -38,7 +38,7 @@ from pallycon_pack.progress import follow_requests
 from pallycon_pack.redis_server import RedisServer, answers
 from pallycon_pack.servers import running_callbacks
 from producers.api import Producer
-from worker.store import Record
+from store.record import Record
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"
@@ -191,8 +191,8 @@ def _run(
         },
         "validation",
     )
-    producer.store.redis.xadd(
-        producer.store.keys.intake,
+    producer.redis.xadd(
+        producer.keys.intake,
         {"request_id": invalid.request_id, "request": json.dumps(invalid.body)},
     )
     requests.append(invalid)
@@ -224,14 +224,14 @@ def _summarise(requests: list[Sample], outcome: dict[str, Record | None], data_d
     for sample in requests:
         record = outcome.get(sample.request_id)
         state = record.state.value if record else "lost"
-        ended = state if state != "failed" else (record.get("error_stage") if record else "")
+        ended = state if state != "failed" else (record.error_stage if record else "")
         manifests = _manifests(sample, data_dir) if state == "completed" else 0
         ok = ended == sample.expect and (state != "completed" or manifests > 0)
         surprises += not ok
-        detail = record.get("status") if record and state == "completed" else _error(record)
+        detail = record.status if record and state == "completed" else _error(record)
         table.add_row(
             sample.request_id,
-            record.get("job_id") if record else "",
+            record.job_id if record else "",
             state,
             detail,
             str(manifests or "-"),
@@ -250,7 +250,7 @@ def _summarise(requests: list[Sample], outcome: dict[str, Record | None], data_d
 def _error(record: Record | None) -> str:
     if record is None:
         return ""
-    text = f"{record.get('error_code')}: {record.get('error_message')}"
+    text = f"{record.error_code}: {record.error_message}"
     return text if len(text) < 60 else text[:57] + "..."
 
 

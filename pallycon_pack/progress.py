@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from pallycon.codes import status_sequence
 from pallycon_pack import render
 from producers.api import Event, Producer
-from worker.store import Record
+from store.record import Record
 
 
 class _Bars:
@@ -24,7 +24,7 @@ class _Bars:
         self.sequences: dict[str, tuple[str, ...]] = {}
         for request_id in request_ids:
             record = producer.get(request_id)
-            drm = bool(record and record.get("body") and "drm" in record.get("body"))
+            drm = bool(record and "drm" in record.body)
             self.sequences[request_id] = status_sequence(drm)
             total = len(self.sequences[request_id]) + 1  # + "submitted"
             self.bars[request_id] = progress.add_task(request_id[:24], total=total, status="queued")
@@ -88,5 +88,5 @@ def _show_new(
 
 def _finished_by_record(producer: Producer, pending: set[str]) -> set[str]:
     """Requests whose records say they ended (should their events have been trimmed)."""
-    records = producer.store.get_many(sorted(pending))
+    records = producer.records.get_many(sorted(pending))
     return {rid for rid, record in records.items() if record.state.final}

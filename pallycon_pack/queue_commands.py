@@ -64,7 +64,7 @@ def _follow_one(
     outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
     record = outcome[request_id]
     if record is None or record.state.value != "completed":
-        reason = record.get("error_message") if record else "no record"
+        reason = record.error_message if record else "no record"
         raise Failure(f"request {request_id} failed: {reason}", EXIT_FAILED)
 
 
@@ -144,7 +144,7 @@ def worker(concurrency: int, loglevel: str | None) -> None:
 
     Run as many as you like, on as many machines: they share the work through Redis.
     """
-    from worker.runtime import connect_redis
+    from store.connect import connect_redis
     from worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)

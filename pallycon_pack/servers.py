@@ -9,15 +9,14 @@ from pydantic import SecretStr
 
 from config import Settings
 from pallycon_pack import asgi
+from store.keys import Keys
+from store.messages import send_poll, sender
 from worker import callbacks
-from worker.dispatch import send_poll
-from worker.keys import Keys
 from worker.logs import configure
-from worker.tasks import create_app
 
 
 def _server(settings: Settings, token: SecretStr, host: str, port: int) -> asgi.Server:
-    app = create_app(settings)
+    app = sender(settings.redis_url, Keys(settings.key_prefix))
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis_url),
         Keys(settings.key_prefix),

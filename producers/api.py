@@ -24,12 +24,13 @@ from kombu.exceptions import KombuError
 from config import Settings
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
-from worker.dispatch import send_submit
-from worker.intake import Prepared, RequestConflict, prepare
-from worker.runtime import make_store
-from worker.store import Record, RequestStore
-from worker.sweeper import SUBMIT_CHUNK
-from worker.tasks import create_app
+from store.admission import RequestConflict, prepare
+from store.connect import connect_redis
+from store.durability import Durability
+from store.keys import Keys
+from store.messages import send_submit, sender
+from store.record import Record
+from store.records import NewRequest, Records
 
 __all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
 
@@ -59,14 +60,18 @@ class SubmitUnconfirmed(redis.TimeoutError):
 class Producer:
     def __init__(
         self,
-        store: RequestStore,
+        records: Records,
+        durability: Durability,
         app: Celery,
         *,
         max_api_json: int,
         retry_after: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store = store
+        self.records = records
+        self.redis = records.redis
+        self.keys = records.keys
+        self.durability = durability
         self.app = app
         self.retry_after = retry_after
         self.max_api_json = max_api_json
@@ -74,9 +79,14 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
+        client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
+        records = Records(
+            client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
+        )
         return cls(
-            make_store(settings),
-            create_app(settings),
+            records,
+            Durability(client, settings.redis_fsync_wait_ms),
+            sender(settings.redis_url, keys),
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
         )
@@ -113,16 +123,15 @@ class Producer:
         ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
         prepared = self._prepare(bodies, ids, now)
         unique = list({p.request_id: p for p in prepared}.values())
-        items = [(p.request_id, p.body_hash, p.fields, p.event) for p in unique]
         try:
-            outcomes = self.store.create_many(items, submit_at=now + self.retry_after)
+            outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
         try:
-            self.store.durable()
+            self.durability.wait()
         except redis.TimeoutError as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
@@ -132,8 +141,7 @@ class Producer:
         """The fast path: submit tasks at once. Only a hint: should it fail, the requests are
         recorded and on the submit schedule, and a sweeper dispatches them after the lease."""
         try:
-            for start in range(0, len(created), SUBMIT_CHUNK):
-                send_submit(self.app, created[start : start + SUBMIT_CHUNK])
+            send_submit(self.app, created)
         except (KombuError, redis.RedisError, OSError) as exc:
             log.warning(
                 "%d request(s) recorded; their tasks not sent (%s): a worker picks them up "
@@ -147,7 +155,7 @@ class Producer:
         bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
         ids: list[str | None],
         now: float,
-    ) -> list[Prepared]:
+    ) -> list[NewRequest]:
         """Validate every body; InvalidRequest naming every bad field of every body, and every
         id given twice with different bodies."""
         prepared, errors = [], []
@@ -171,15 +179,13 @@ class Producer:
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""
-        return self.store.get(request_id)
+        return self.records.get(request_id)
 
     def events(
         self, *, after: str = "0-0", count: int = 500, block_ms: int | None = None
     ) -> list[tuple[str, Event]]:
         """Result events after the stream entry ``after`` (``$``: only new ones)."""
-        reply = self.store.redis.xread(
-            {self.store.keys.results: after}, count=count, block=block_ms
-        )
+        reply = self.redis.xread({self.keys.results: after}, count=count, block=block_ms)
         entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
         return [
             (entry_id, json.loads(fields["event"]))
@@ -205,8 +211,8 @@ class Producer:
         seconds without one.
         """
         deadline = self.clock() + timeout
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(self.store.keys.wake_channel)
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.keys.wake_channel)
         try:
             while True:
                 record = self.get(request_id)
@@ -222,7 +228,7 @@ class Producer:
 
     def last_entry_id(self) -> str:
         """The newest result entry's id: read after it to see only what comes next."""
-        last = self.store.redis.xrevrange(self.store.keys.results, count=1)
+        last = self.redis.xrevrange(self.keys.results, count=1)
         return str(last[0][0]) if last else "0-0"
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal, cast
 
 import redis.asyncio
@@ -40,7 +41,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon.models import CallbackBody
-from worker.keys import Keys
+from store.counters import Metric
+from store.keys import Keys
 
 log = logging.getLogger("pallycon_pack.callbacks")
 
@@ -58,28 +60,10 @@ BODY_TIMEOUT = 10.0
 #: Connections to Redis per receiver process; more callbacks at once wait for one.
 REDIS_CONNECTIONS = 32
 
-# Decide what one callback does, atomically.
-# KEYS: job index, poll schedule, this job's coalescing marker, counters
-# ARGV: job id, the claimed entry's new score (now + lease), coalescing window (ms)
-# A job that is not indexed, or whose request is not on the poll schedule, is unknown: there is
-# nothing to pull forward. Within the window of the last poll a callback sent: coalesced. Else
-# the entry is claimed like a sweeper claims it (its score moved to the lease's end, so that no
-# sweeper dispatches it too, and it comes back by itself should the poll task be lost) and the
-# request id is returned for one poll task.
-_CLAIM = """
-local request = redis.call('HGET', KEYS[1], ARGV[1])
-if not request or not redis.call('ZSCORE', KEYS[2], request) then
-  redis.call('HINCRBY', KEYS[4], 'callbacks unknown job', 1)
-  return {'unknown', ''}
-end
-if not redis.call('SET', KEYS[3], request, 'NX', 'PX', ARGV[3]) then
-  redis.call('HINCRBY', KEYS[4], 'callbacks coalesced', 1)
-  return {'coalesced', request}
-end
-redis.call('ZADD', KEYS[2], 'XX', ARGV[2], request)
-redis.call('HINCRBY', KEYS[4], 'callbacks used', 1)
-return {'poll', request}
-"""
+#: Decides what one callback does, atomically (see the script's comments).
+_CLAIM = (Path(__file__).parent / "callback_claim.lua").read_text(encoding="utf-8")
+#: The counters the claim adds to: unknown job, coalesced, used.
+_COUNTED = (Metric.CALLBACKS_UNKNOWN_JOB, Metric.CALLBACKS_COALESCED, Metric.CALLBACKS_USED)
 
 Outcome = Literal["poll", "coalesced", "unknown"]
 
@@ -200,7 +184,7 @@ class _Receiver:
             self.keys.counters,
         ]
         lease_end = repr(self.clock() + self.lease_seconds)
-        args: list[str | int] = [job_id, lease_end, int(COALESCE_SECONDS * 1000)]
+        args: list[str | int] = [job_id, lease_end, int(COALESCE_SECONDS * 1000), *_COUNTED]
         async with asyncio.timeout(REDIS_TIMEOUT):
             outcome, request_id = await self.claim_script(keys=keys, args=args)
         return cast(Outcome, str(outcome)), str(request_id)

@@ -1,12 +1,14 @@
 """Pure decisions of the worker: what to do after a failed call, when to poll next.
 
+The steps' decisions built on these are in :mod:`worker.submit_rules` and
+:mod:`worker.poll_rules`.
+
 Nothing here does I/O or reads a clock: time and randomness come in as arguments, so each
 decision is a table test.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -23,12 +25,12 @@ from pallycon.errors import (
     RequestNotSent,
     ServerError,
 )
-from pallycon.models import NAME_MAX_BYTES
 
 
 class Action(StrEnum):
-    RESEND = "resend"  # nothing was created remotely: send again after the delay
+    RESEND = "resend"  # a registration created nothing remotely: send again after the delay
     RECONCILE = "reconcile"  # the job may exist: look it up before any new POST
+    RETRY = "retry"  # a read (job list) failed: read again after the delay
     FAIL = "fail"  # permanent: end the request
 
 
@@ -113,7 +115,7 @@ def after_lookup_error(
         wait = backoff(attempt, policy, rng)
         if isinstance(error, RateLimited) and error.retry_after:
             wait = max(wait, error.retry_after)
-        return Decision(Action.RESEND, wait, error_code(error), describe(error, now))
+        return Decision(Action.RETRY, wait, error_code(error), describe(error, now))
     return Decision(Action.FAIL, 0.0, error_code(error), describe(error, now))
 
 
@@ -143,21 +145,3 @@ def pages_to_fetch(total_count: int, page_unit: int, fetched: int, missing: int)
     """More list pages to fetch, or 0 when one lookup per missing job is cheaper."""
     remaining = max(0, math.ceil(total_count / page_unit) - fetched)
     return remaining if remaining <= missing else 0
-
-
-# --- Naming -----------------------------------------------------------------------------------
-
-TOKEN_LENGTH = 10
-
-
-def request_token(request_id: str) -> str:
-    """A short stable token of the request id, carried in the remote job name."""
-    return hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:TOKEN_LENGTH]
-
-
-def remote_job_name(job_name: str, request_id: str) -> str:
-    """``<job_name>-<token>``, at most 50 bytes: unique per request, so a lost answer to the
-    registration can be found again in the job list."""
-    room = NAME_MAX_BYTES - TOKEN_LENGTH - 1
-    head = job_name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
-    return f"{head}-{request_token(request_id)}"

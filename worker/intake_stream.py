@@ -30,13 +30,14 @@ import redis
 from celery import Celery
 
 from pallycon.errors import FieldError, InvalidRequest
-from worker.dispatch import send_submit
-from worker.events import FailStage, rejected
-from worker.intake import check_request_id, prepare, refuse
-from worker.keys import INTAKE_GROUP
+from store.admission import check_request_id, prepare, refuse
+from store.connect import connect_redis
+from store.events import FailStage, rejected
+from store.keys import INTAKE_GROUP
+from store.messages import send_submit
+from store.records import Created
 from worker.loops import TRANSIENT, LoopHealth, next_pause
-from worker.runtime import Runtime, connect_redis
-from worker.store import Created
+from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.intake")
 
@@ -117,8 +118,9 @@ class Intake:
         raw: redis.Redis | None = None,
     ) -> None:
         self.rt, self.app, self.consumer, self.health = rt, app, consumer, health
-        self.store = rt.store
-        self.stream = rt.store.keys.intake
+        self.shared = rt.shared
+        self.records = rt.shared.records
+        self.stream = rt.shared.keys.intake
         # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
         self.raw = raw or connect_redis(rt.settings.redis_url, decode=False)
         self.max_api_json = rt.settings.max_api_json_bytes
@@ -232,16 +234,10 @@ class Intake:
                 entry_id=entry_id,
             )
         except InvalidRequest as exc:
-            outcome = refuse(self.store, entry.request_id, exc.errors, now, entry_id=entry_id)
+            outcome = refuse(self.records, entry.request_id, exc.errors, now, entry_id=entry_id)
             self.settle(entry, outcome, exc.errors)
             return
-        outcome = self.store.create(
-            ready.request_id,
-            ready.body_hash,
-            ready.fields,
-            ready.event,
-            submit_at=now + self.rt.settings.lease_seconds,
-        )
+        outcome = self.records.create(ready, submit_at=now + self.rt.settings.lease_seconds)
         if outcome == "created":
             # No fsync wait: the entry is acknowledged after the record is written, and the
             # AOF keeps writes in order, so no crash can keep the acknowledgement without it.
@@ -272,8 +268,7 @@ class Intake:
 
     def created_by(self, entry: Entry) -> bool:
         """Whether the request of the entry's id was created by this very entry."""
-        key = self.store.keys.request(entry.request_id)
-        return self.store.redis.hget(key, "entry_id") == entry.entry_id
+        return self.records.created_by(entry.request_id, entry.entry_id)
 
     def dead_letter(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
         """End an entry delivered too often: a failed request (stage ``dead_letter``), or a
@@ -286,7 +281,7 @@ class Intake:
         now = self.rt.clock()
         try:
             outcome = refuse(
-                self.store,
+                self.records,
                 entry.request_id,
                 [error],
                 now,
@@ -303,17 +298,17 @@ class Intake:
 
     def redeliveries(self, entry_id: str) -> int:
         """Count one more delivery of a pending entry: how many so far."""
-        return int(self.store.redis.hincrby(self.store.keys.intake_failures, entry_id, 1))
+        return int(self.shared.redis.hincrby(self.shared.keys.intake_failures, entry_id, 1))
 
     def finish(self, entry_id: str, event: dict[str, Any] | None = None) -> None:
         """Acknowledge and delete an entry, with its ``rejected`` event if any, atomically."""
-        keys = self.store.keys
-        pipe = self.store.redis.pipeline(transaction=True)
+        keys = self.shared.keys
+        pipe = self.shared.redis.pipeline(transaction=True)
         if event is not None:
             pipe.xadd(
                 keys.results,
                 {"event": json.dumps(event)},
-                maxlen=self.store.result_maxlen,
+                maxlen=self.records.result_maxlen,
                 approximate=True,
             )
             pipe.publish(keys.wake_channel, event["request_id"])

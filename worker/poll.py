@@ -5,6 +5,8 @@ job's registration; a job it does not return is looked up by id, and paging stop
 one lookup per missing job would be cheaper than the remaining pages. Each request whose
 status changed gets one transition: a progress event, or its final event. The next poll is
 due by the job's stage, aligned to a grid so that polls of many jobs fall due together.
+
+This module reads, calls and commits; the decisions are :mod:`worker.poll_rules`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from pallycon.codes import packaging_error
 from pallycon.errors import CallError, ResponseTooLarge
 from pallycon.models import JobInfo, JobListRequest
 from pallycon.signing import format_timestamp
-from worker.decisions import after_lookup_error, next_poll_at, pages_to_fetch
-from worker.events import EventType, FailStage, State, event
+from store.counters import Metric
+from store.events import State
+from store.record import Record
+from worker import poll_rules as rules
+from worker.decisions import pages_to_fetch
+from worker.outcome import Triage, triage
 from worker.runtime import Runtime
-from worker.store import Change, Record
-from worker.transitions import Outcome, commit, failed
 
 log = logging.getLogger("pallycon_pack.poll")
 
@@ -46,29 +49,30 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
     except CallError as error:
         _retry(rt, records, error)
         return
-    looked_up = [record for record in records if record.get("job_id") not in errors]
-    commit(rt, [_outcome(rt, record, found.get(record.get("job_id"))) for record in looked_up])
+    now, policy = rt.clock(), rt.policy
+    looked_up = [record for record in records if record.job_id not in errors]
+    rt.commit(
+        [rules.after_poll(record, found.get(record.job_id), now, policy) for record in looked_up]
+    )
     for record in records:
-        if record.get("job_id") in errors:
-            _retry(rt, [record], errors[record.get("job_id")])
+        if record.job_id in errors:
+            _retry(rt, [record], errors[record.job_id])
 
 
 def _tracked(
     rt: Runtime, request_ids: list[str], isolate: Callable[[str], None], *, alone: bool
 ) -> list[Record]:
-    records = [r for r in rt.store.get_many(request_ids).values() if r.state == State.SUBMITTED]
-    counts = rt.store.bump_many([record.request_id for record in records], "deliveries")
-    kept, dead = [], []
-    for record, deliveries in zip(records, counts, strict=True):
-        if deliveries > rt.settings.max_deliveries:
-            limit = rt.settings.max_deliveries
-            message = f"polled more than {limit} times without finishing"
-            dead.append(failed(rt, record, FailStage.DEAD_LETTER, "dead_letter", message))
-        elif deliveries > 1 and not alone:
-            isolate(record.request_id)
-        else:
-            kept.append(record)
-    commit(rt, dead)
+    records = rt.shared.records.get_many(request_ids)
+    run = []
+    for request_id in request_ids:
+        decided = triage(records.get(request_id), (State.SUBMITTED,), alone=alone)
+        if decided is Triage.ISOLATE:
+            isolate(request_id)
+        elif decided is Triage.RUN:
+            run.append(records[request_id])
+    counts = rt.shared.records.count_deliveries([record.request_id for record in run])
+    kept, dead = rules.sort_out(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
+    rt.commit(dead)
     return kept
 
 
@@ -78,14 +82,14 @@ def _lookup(rt: Runtime, records: list[Record]) -> tuple[dict[str, JobInfo], dic
     Many jobs are read from list pages, the rest looked up one by one; a failed page fails the
     whole round (raises), a failed lookup only its job.
     """
-    wanted = {record.get("job_id") for record in records}
+    wanted = {record.job_id for record in records}
     found: dict[str, JobInfo] = {}
     errors: dict[str, CallError] = {}
     if rt.settings.poll_coalesce and len(wanted) > DIRECT_LOOKUPS:
         _read_pages(rt, records, wanted, found)
     for job_id in sorted(wanted - found.keys()):
         query = JobListRequest(region=rt.region, search_keyword=job_id, search_keyword_type="jobId")
-        rt.store.count("poll lookups")
+        rt.shared.counters.add(Metric.POLL_LOOKUPS)
         try:
             jobs = rt.api.list_jobs(query).data
         except CallError as error:
@@ -104,7 +108,7 @@ def _read_pages(
     for :data:`worker.runtime.PAGE_UNIT_MEMORY`; below :data:`MIN_PAGE_UNIT` the jobs are looked
     up one by one instead, so that no job is ever left unpolled because of the page size.
     """
-    oldest = min(record.number("submitted_at") for record in records)
+    oldest = min(record.submitted_at for record in records)
     since = format_timestamp(datetime.fromtimestamp(oldest - rt.settings.poll_window_margin, UTC))
     while (unit := rt.page_unit()) >= MIN_PAGE_UNIT:
         try:
@@ -113,7 +117,7 @@ def _read_pages(
         except ResponseTooLarge as error:
             smaller = unit // 2
             rt.shrink_page_unit(smaller)
-            rt.store.count("poll pages too large")
+            rt.shared.counters.add(Metric.POLL_PAGES_TOO_LARGE)
             log.warning(
                 "a job-list page of %d jobs was too large (%s); pages of %d from now on",
                 unit,
@@ -131,7 +135,7 @@ def _read_pages_of(
             {"region": rt.region, "from": since, "page_unit": unit, "page_index": page}
         )
         response = rt.api.list_jobs(query, only=wanted)
-        rt.store.count("poll pages")
+        rt.shared.counters.add(Metric.POLL_PAGES)
         fetched += 1
         found.update({job.job_id: job for job in response.data})
         missing = len(wanted - found.keys())
@@ -139,85 +143,15 @@ def _read_pages_of(
         page += 1
 
 
-def _outcome(rt: Runtime, record: Record, job: JobInfo | None) -> Outcome:
-    """What one poll found: the request's end, a progress event, or just its next poll."""
-    now = rt.clock()
-    age = now - record.number("submitted_at")
-    if (job is None or not job.status_info.terminal) and age > rt.settings.job_timeout:
-        last = record.get("status") or "never seen in the job list"
-        message = f"not finished within {rt.settings.job_timeout:g} s (last status: {last})"
-        return failed(rt, record, FailStage.TIMEOUT, "timeout", message)
-    if job is None:
-        due = next_poll_at(now, None, rt.polling)
-        fields = {"deliveries": "0", "last_seen": "missing"}
-        return Outcome(Change(record, fields, schedule="poll", at=due))
-    status = job.status_info
-    if status.terminal:
-        return _finished(rt, record, job)
-    due = next_poll_at(now, status, rt.polling)
-    fields = {"deliveries": "0", "poll_failures": "0"}
-    if job.status == record.get("status"):
-        return Outcome(Change(record, fields, schedule="poll", at=due))
-    fields |= {"status": job.status, "status_meaning": status.meaning, "updated_at": repr(now)}
-    change = event(
-        EventType.PROGRESS,
-        record.request_id,
-        record.version + 1,
-        now,
-        job_id=job.job_id,
-        status=job.status,
-        meaning=status.meaning,
-        stage=status.stage.value,
-    )
-    logged = {"job_id": job.job_id, "status": job.status}
-    return Outcome(Change(record, fields, change, schedule="poll", at=due), log, "progress", logged)
-
-
-def _finished(rt: Runtime, record: Record, job: JobInfo) -> Outcome:
-    status = job.status_info
-    if not status.success:
-        code = job.error_code or job.status
-        meaning = packaging_error(code).meaning if job.error_code else status.meaning
-        message = job.error_message or meaning
-        return failed(rt, record, FailStage.PACKAGING, code, message, status=job.status)
-    now = rt.clock()
-    body = record.body
-    output = body["storage"]["output"]["path"]
-    prefix = f"{output.rstrip('/')}/{body['content_id']}/"
-    fields = {
-        "state": State.COMPLETED.value,
-        "status": job.status,
-        "output_path": output,
-        "status_meaning": status.meaning,
-        "updated_at": repr(now),
-        "finished_at": repr(now),
-    }
-    change = event(
-        EventType.COMPLETED,
-        record.request_id,
-        record.version + 1,
-        now,
-        job_id=job.job_id,
-        content_id=body["content_id"],
-        output_path=output,
-        output_prefix=prefix,
-        status=job.status,
-    )
-    logged = {"job_id": job.job_id}
-    return Outcome(Change(record, fields, change, finish=True), log, "completed", logged)
-
-
 def _retry(rt: Runtime, records: list[Record], error: CallError) -> None:
     """A lookup failed: these requests are polled again after a backoff."""
-    attempt = max(int(r.number("poll_failures")) for r in records) + 1
-    decision = after_lookup_error(error, attempt, rt.retry, rt.rng, now=rt.clock())
-    due = rt.clock() + max(decision.delay, rt.settings.retry_base)
-    rt.store.count("poll retries")
+    now = rt.clock()
+    decision, due, outcomes = rules.after_poll_failed(records, error, now, rt.policy, rt.rng)
+    rt.shared.counters.add(Metric.POLL_RETRIES)
     log.warning(
         "job lookup failed (%s); %d polls retried in %.1fs",
         decision.message,
         len(records),
-        due - rt.clock(),
+        due - now,
     )
-    fields = {"deliveries": "0", "poll_failures": str(attempt)}
-    commit(rt, [Outcome(Change(r, fields, schedule="poll", at=due)) for r in records])
+    rt.commit(outcomes)

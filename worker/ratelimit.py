@@ -1,8 +1,8 @@
 """A global rate limit toward the API: every worker takes a token from one Redis bucket.
 
 It wraps the httpx transport, so the protocol client stays unaware of it. Each request waits
-for a token; one that cannot get a token within ``max_wait`` fails before anything is sent
-(``httpx.ConnectTimeout``, which the client reports as ``RequestNotSent``).
+for a token; one that cannot get a token within :data:`MAX_TOKEN_WAIT` fails before anything
+is sent (``httpx.ConnectTimeout``, which the client reports as ``RequestNotSent``).
 """
 
 from __future__ import annotations
@@ -14,30 +14,31 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from worker.store import RequestStore
+from store.counters import api_call
+from store.ratelimit import TokenBucket
+
+#: The longest a call waits for a token (seconds). A task may wait this long per call: the
+#: lease (PALLYCON_LEASE_SECONDS) must cover it (docs/OPERATIONS.md).
+MAX_TOKEN_WAIT = 30.0
 
 
 class RateLimitedTransport(httpx.BaseTransport):
     def __init__(
         self,
         inner: httpx.BaseTransport,
-        store: RequestStore,
+        bucket: TokenBucket,
         *,
-        rate: float,
-        burst: int,
-        max_wait: float = 30.0,
+        max_wait: float = MAX_TOKEN_WAIT,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._inner = inner
-        self._store = store
-        self._rate = rate
-        self._burst = burst
+        self._bucket = bucket
         self._max_wait = max_wait
         self._sleep = sleep
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
-        counter = f"api {request.method} {api[0]}"
+        counter = api_call(request.method, api[0])
         waited = 0.0
         while (wait := self._take(counter)) > 0:
             if waited + wait > self._max_wait:
@@ -49,7 +50,7 @@ class RateLimitedTransport(httpx.BaseTransport):
     def _take(self, counter: str) -> float:
         """Seconds to wait for a token; a Redis error says nothing was sent (a connect error)."""
         try:
-            return self._store.take_token(self._rate, self._burst, counter)
+            return self._bucket.take(counter)
         except redis.RedisError as exc:
             raise httpx.ConnectError(f"rate limit: Redis unavailable ({exc})") from exc
 

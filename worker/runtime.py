@@ -1,56 +1,101 @@
-"""What a worker process needs, built once per process from the settings."""
+"""What a worker process needs, built once per process from the settings, and the one way a
+step commits what it decided."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
-import redis
+from redis import Redis
 
 from config import Settings
 from pallycon.client import PallyConClient
-from pallycon_pack.wiring import client_options
-from worker.decisions import PollPolicy, RetryPolicy
-from worker.keys import Keys
+from store.connect import connect_redis
+from store.counters import Counters
+from store.durability import Durability
+from store.keys import Keys
+from store.ratelimit import TokenBucket
+from store.records import Records
+from store.schedules import Schedules
+from worker.outcome import Outcome, StepPolicy
 from worker.ratelimit import RateLimitedTransport
-from worker.store import RequestStore
+
+log = logging.getLogger("pallycon_pack.requests")
 
 #: How long a smaller job-list page size, learnt from a page that was too large, is kept.
 PAGE_UNIT_MEMORY = 3600.0
 
 
-def connect_redis(url: str, *, decode: bool = True) -> redis.Redis:
-    """A client that decodes to str (unless ``decode`` is off: bytes) and checks idle
-    connections before use."""
-    return redis.Redis.from_url(
-        url, decode_responses=decode, health_check_interval=15, socket_connect_timeout=5
-    )
+@dataclass(frozen=True)
+class Shared:
+    """The shared state in Redis, as one process reaches it."""
 
+    redis: Redis
+    keys: Keys
+    records: Records
+    schedules: Schedules
+    counters: Counters
+    durability: Durability
 
-def make_store(settings: Settings, client: redis.Redis | None = None) -> RequestStore:
-    return RequestStore(
-        client or connect_redis(settings.redis_url),
-        Keys(settings.key_prefix),
-        result_maxlen=settings.result_maxlen,
-        record_ttl=settings.record_ttl,
-        fsync_wait_ms=settings.redis_fsync_wait_ms,
-    )
+    @classmethod
+    def of(cls, settings: Settings, client: Redis | None = None) -> Shared:
+        client = client or connect_redis(settings.redis_url)
+        keys = Keys(settings.key_prefix)
+        records = Records(
+            client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
+        )
+        return cls(
+            client,
+            keys,
+            records,
+            Schedules(client, keys),
+            Counters(client, keys),
+            Durability(client, settings.redis_fsync_wait_ms),
+        )
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    store: RequestStore
+    shared: Shared
     api: PallyConClient
     region: str
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _page_unit: tuple[int, float] | None = field(default=None, init=False, repr=False)
+
+    @functools.cached_property
+    def policy(self) -> StepPolicy:
+        return StepPolicy.of(self.settings)
+
+    def commit(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply the outcomes' changes in one round trip; log and count those applied.
+
+        A change made from a version someone else has moved on from is not applied (False).
+        """
+        applied = self.shared.records.apply([outcome.change for outcome in outcomes])
+        for outcome, done in zip(outcomes, applied, strict=True):
+            if not done:
+                continue
+            if outcome.message:
+                log.log(
+                    logging.getLevelName(outcome.level.upper()),
+                    outcome.message,
+                    extra={
+                        "request_id": outcome.change.record.request_id,
+                        "fields": outcome.fields,
+                    },
+                )
+            for metric in outcome.counts:
+                self.shared.counters.add(metric)
+        return applied
 
     def page_unit(self) -> int:
         """Jobs per job-list page: the setting, or a smaller size learnt lately (see
@@ -74,30 +119,18 @@ class Runtime:
             )
         return self._senders
 
-    @property
-    def retry(self) -> RetryPolicy:
-        s = self.settings
-        return RetryPolicy(s.retry_base, s.retry_cap, s.reconcile_grace)
-
-    @property
-    def polling(self) -> PollPolicy:
-        s = self.settings
-        return PollPolicy(s.poll_interval, s.poll_busy_interval, s.poll_grid)
-
     @classmethod
     def build(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Runtime:
         """Everything a worker needs; ConfigError names any missing setting."""
         credentials, region = settings.credentials(), settings.require_region()
-        store = make_store(settings)
+        shared = Shared.of(settings)
         pool = httpx.Limits(
             max_connections=settings.http_pool_size,
             max_keepalive_connections=settings.http_pool_size,
         )
-        limited = RateLimitedTransport(
-            transport or httpx.HTTPTransport(limits=pool),
-            store,
-            rate=settings.api_rate,
-            burst=settings.api_burst,
+        bucket = TokenBucket(
+            shared.redis, shared.keys, rate=settings.api_rate, burst=settings.api_burst
         )
-        api = PallyConClient(credentials, client_options(settings), transport=limited)
-        return cls(settings, store, api, region)
+        limited = RateLimitedTransport(transport or httpx.HTTPTransport(limits=pool), bucket)
+        api = PallyConClient(credentials, settings.client_options(), transport=limited)
+        return cls(settings, shared, api, region)

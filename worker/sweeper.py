@@ -11,26 +11,21 @@ import threading
 
 from celery import Celery
 
-from worker.dispatch import send_poll, send_submit
+from store.messages import send_poll, send_submit
 from worker.loops import TRANSIENT, LoopHealth, next_pause
 from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.sweeper")
-
-POLL_CHUNK = 5000
-SUBMIT_CHUNK = 50  # registrations are sent one by one: small batches keep every worker busy
 
 
 def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
     """Claim what is due now and send it to the queues: (submits, polls) dispatched."""
     s = rt.settings
     now = rt.clock()
-    submits = rt.store.claim("submit", now, s.lease_seconds, s.sweep_batch)
-    for start in range(0, len(submits), SUBMIT_CHUNK):
-        send_submit(app, submits[start : start + SUBMIT_CHUNK])
-    polls = rt.store.claim("poll", now, s.lease_seconds, s.sweep_batch)
-    for start in range(0, len(polls), POLL_CHUNK):
-        send_poll(app, polls[start : start + POLL_CHUNK])
+    submits = rt.shared.schedules.claim("submit", now, s.lease_seconds, s.sweep_batch)
+    send_submit(app, submits)
+    polls = rt.shared.schedules.claim("poll", now, s.lease_seconds, s.sweep_batch)
+    send_poll(app, polls)
     return len(submits), len(polls)
 
 

@@ -17,12 +17,11 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
-from kombu import Queue
 
 from config import Settings
-from worker.dispatch import POLL_TASK, SUBMIT_TASK, send_poll, send_submit
+from store.keys import Keys
+from store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
 from worker.intake_stream import consume_intake
-from worker.keys import Keys
 from worker.logs import configure
 from worker.loops import LoopHealth, supervise
 from worker.poll import poll
@@ -34,41 +33,23 @@ log = logging.getLogger("pallycon_pack.worker")
 
 
 def configure_celery(app: Celery, settings: Settings) -> None:
-    keys = Keys(settings.key_prefix)
+    app.conf.update(sending_conf(settings.redis_url, Keys(settings.key_prefix)))
     app.conf.update(
-        broker_url=settings.redis_url,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_channel_error_retry=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_serializer="json",
         result_serializer="json",
-        accept_content=["json"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_backend=None,
         task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=int(settings.visibility_timeout * 0.7),
-        task_queues=[Queue(keys.submit_queue), Queue(keys.poll_queue)],
-        task_default_queue=keys.submit_queue,
-        task_routes={
-            SUBMIT_TASK: {"queue": keys.submit_queue},
-            POLL_TASK: {"queue": keys.poll_queue},
-        },
-        task_publish_retry=True,
-        task_publish_retry_policy={
-            "max_retries": 20,
-            "interval_start": 0.1,
-            "interval_step": 0.5,
-            "interval_max": 3,
-        },
+        task_soft_time_limit=settings.task_soft_time_limit,
         worker_hijack_root_logger=False,
         worker_consumer="worker.consumer:Consumer",
         worker_send_task_events=False,
-        enable_utc=True,
     )
 
 
@@ -91,7 +72,9 @@ class _Process:
 
 
 def create_app(settings: Settings) -> Celery:
-    """The Celery app for these settings (used by workers, producers and the callback receiver)."""
+    """The worker's Celery app for these settings: the tasks and the background loops.
+
+    Processes that only send tasks use :func:`store.messages.sender`."""
     app = Celery("pallycon_pack", set_as_current=False)
     configure_celery(app, settings)
     process = _Process(settings)
@@ -134,7 +117,7 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
         def start(self, worker: Any) -> None:
             rt = process.runtime()
             stop = self.stop_event
-            health = LoopHealth(rt.store.redis, rt.store.keys.heartbeats, worker.hostname)
+            health = LoopHealth(rt.shared.redis, rt.shared.keys.heartbeats, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [
                 ("sweeper", lambda: sweep_forever(rt, app, stop, health)),
                 ("intake", consume_intake(rt, app, worker.hostname, stop, health)),

@@ -24,11 +24,11 @@ from config import Settings
 from pallycon_pack import asgi
 from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
+from store.keys import Keys
 from tests.conftest import EmulatorProcess, clean_env, make_settings, start_server
 from tests.integration.test_queue import body_for, register_storage, wait_all
 from worker import callbacks
 from worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
-from worker.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_a_callback_ends_the_job_long_before_its_next_poll(
     record = wait_all(producer, [request_id], timeout=30)[request_id]
     assert record.state.value == "completed"
     assert time.monotonic() - started < 20  # the first poll was due after 120 s
-    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    counters = producer.redis.hgetall(producer.keys.counters)
     assert int(counters.get("callbacks used", 0)) == 1, counters
 
 
@@ -89,7 +89,7 @@ def _submitted(producer: Producer, storage_id: str, name: str) -> tuple[str, str
     while (record := producer.get(request_id)) is None or record.state.value != "submitted":
         assert time.monotonic() < deadline, "never submitted"
         time.sleep(0.1)
-    return request_id, record.get("job_id")
+    return request_id, record.job_id
 
 
 def test_a_wrong_token_learns_nothing(receiver):
@@ -197,18 +197,18 @@ def test_a_forged_success_for_a_running_job_completes_nothing(
     assert set(wrong) == {404}
     assert set(claims) == set(unknown) == {200}
     deadline = time.monotonic() + 10
-    while (record := producer.get(request_id)) and not record.get("status"):
+    while (record := producer.get(request_id)) and not record.status:
         assert time.monotonic() < deadline, "the callback's lookup never happened"
         time.sleep(0.1)
     assert record is not None
     assert record.state.value == "submitted"
-    assert record.get("status").startswith("WM0")
-    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    assert record.status.startswith("WM0")
+    counters = producer.redis.hgetall(producer.keys.counters)
     assert int(counters["callbacks unknown job"]) == 10
     completions = [e for _, e in producer.events() if e["type"] == "completed"]
     figure("7 forged callbacks", wrong_token=len(wrong), success_claims_for_running_job=len(claims),
            unknown_jobs=len(unknown), false_completions=len(completions),
-           status_after=record.get("status"))  # fmt: skip
+           status_after=record.status)  # fmt: skip
     assert completions == []
 
 
@@ -239,13 +239,13 @@ def test_a_flood_of_callbacks_for_one_job_costs_a_handful_of_polls(
             statuses = list(pool.map(post, range(1000)))
             elapsed = time.monotonic() - started
     assert set(statuses) == {200}
-    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    counters = producer.redis.hgetall(producer.keys.counters)
     used = int(counters.get("callbacks used", 0))
     coalesced = int(counters.get("callbacks coalesced", 0))
     assert used + coalesced == 1000
     assert 1 <= used <= math.ceil(elapsed / COALESCE_SECONDS) + 1, (used, elapsed)
     deadline = time.monotonic() + 20
-    while int(producer.store.redis.hget(producer.store.keys.counters, "poll lookups") or 0) < used:
+    while int(producer.redis.hget(producer.keys.counters, "poll lookups") or 0) < used:
         assert time.monotonic() < deadline, "the callbacks' polls did not all run"
         time.sleep(0.1)
     api_calls = emulator.control("stats")["counts"]["GET pack"] - lists_before
@@ -256,7 +256,7 @@ def test_a_flood_of_callbacks_for_one_job_costs_a_handful_of_polls(
     while (record := producer.get(request_id)) is None or not record.state.final:
         assert time.monotonic() < deadline, (
             record and record.public(),
-            producer.store.redis.hgetall(producer.store.keys.counters),
+            producer.redis.hgetall(producer.keys.counters),
             emulator.control("stats")["counts"],
         )
         time.sleep(0.1)

@@ -56,11 +56,11 @@ def wait_all(producer: Producer, request_ids: list[str], timeout: float = 60.0) 
     """The final records of these requests (fails the test if one does not end in time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = producer.store.get_many(request_ids)
+        records = producer.records.get_many(request_ids)
         if len(records) == len(request_ids) and all(r.state.final for r in records.values()):
             return records
         time.sleep(0.1)
-    states = {rid: r.state.value for rid, r in producer.store.get_many(request_ids).items()}
+    states = {rid: r.state.value for rid, r in producer.records.get_many(request_ids).items()}
     raise AssertionError(f"not finished in {timeout} s: {states}")
 
 
@@ -87,7 +87,7 @@ def test_twenty_requests_give_twenty_completed_events_and_twenty_jobs(
     completed = [e for e in events_of(producer) if e["type"] == "completed"]
     assert sorted(e["request_id"] for e in completed) == sorted(ids)
     assert len(remote_jobs(emulator, marker)) == 20
-    assert sorted(r.get("job_id") for r in records.values()) == sorted(
+    assert sorted(r.job_id for r in records.values()) == sorted(
         remote_jobs(emulator, marker)
     )
     for request_id in ids:
@@ -110,10 +110,10 @@ def test_completed_event_carries_job_content_and_output(
     record = wait_all(producer, [request_id])[request_id]
     completed = events_of(producer, request_id)[-1]
     assert completed["type"] == "completed"
-    assert completed["job_id"] == record.get("job_id")
-    assert completed["content_id"] == record.get("content_id")
+    assert completed["job_id"] == record.job_id
+    assert completed["content_id"] == record.content_id
     assert completed["output_path"] == "out"
-    assert completed["output_prefix"] == f"out/{record.get('content_id')}/"
+    assert completed["output_prefix"] == f"out/{record.content_id}/"
     assert completed["schema"] == 2
     progress = [e for e in events_of(producer, request_id) if e["type"] == "progress"]
     assert progress
@@ -125,7 +125,7 @@ def test_an_invalid_request_is_refused_and_nothing_is_enqueued(settings, produce
     with pytest.raises(InvalidRequest) as caught:
         producer.submit(job_body(content_id="c" * 201), request_id="invalid-one")
     assert "content_id" in {e.field for e in caught.value.errors}
-    keys = producer.store.redis.keys(f"{settings.key_prefix}:*")
+    keys = producer.redis.keys(f"{settings.key_prefix}:*")
     assert keys == []
 
 
@@ -134,22 +134,20 @@ def test_an_invalid_stream_message_ends_as_a_failed_event_naming_the_field(
 ):
     """The stream intake never drops a message: a bad one becomes a failed result."""
     worker_factory(settings)
-    intake = producer.store.keys.intake
-    producer.store.redis.xadd(
+    intake = producer.keys.intake
+    producer.redis.xadd(
         intake, {"request_id": "bad-1", "request": json.dumps(job_body(streaming_format=[]))}
     )
-    producer.store.redis.xadd(intake, {"request_id": "bad-2", "request": "{not json"})
-    producer.store.redis.xadd(
-        intake, {"request": json.dumps(job_body())}
-    )  # no storage: fails later
+    producer.redis.xadd(intake, {"request_id": "bad-2", "request": "{not json"})
+    producer.redis.xadd(intake, {"request": json.dumps(job_body())})  # no storage: fails later
     records = wait_all(producer, ["bad-1", "bad-2"])
-    assert records["bad-1"].get("error_stage") == "validation"
+    assert records["bad-1"].error_stage == "validation"
     failed = events_of(producer, "bad-1")[-1]
     assert failed["type"] == "failed"
     assert failed["stage"] == "validation"
     assert failed["fields"][0]["field"] == "streaming_format"
     assert "not JSON" in events_of(producer, "bad-2")[-1]["message"]
-    pending = producer.store.redis.xpending(intake, "pallycon-pack")
+    pending = producer.redis.xpending(intake, "pallycon-pack")
     assert pending["pending"] == 0
 
 
@@ -157,8 +155,8 @@ def test_a_valid_stream_message_is_packaged(settings, producer, storage_id, work
     """A JSON request added to the intake stream by any language completes."""
     worker_factory(settings)
     body = body_for(storage_id, f"stream-{time.monotonic_ns()}")
-    producer.store.redis.xadd(
-        producer.store.keys.intake, {"request_id": "from-stream", "request": json.dumps(body)}
+    producer.redis.xadd(
+        producer.keys.intake, {"request_id": "from-stream", "request": json.dumps(body)}
     )
     assert wait_all(producer, ["from-stream"])["from-stream"].state.value == "completed"
 
@@ -172,8 +170,8 @@ def test_a_permanent_api_error_fails_at_once_with_its_code(
     request_id = producer.submit(body_for("ST999999", f"perm-{time.monotonic_ns()}"))
     record = wait_all(producer, [request_id])[request_id]
     assert record.state.value == "failed"
-    assert (record.get("error_stage"), record.get("error_code")) == ("submit", "A1000")
-    assert "storage.input.storage_id" in record.get("error_message")
+    assert (record.error_stage, record.error_code) == ("submit", "A1000")
+    assert "storage.input.storage_id" in record.error_message
     failed = events_of(producer, request_id)[-1]
     assert (failed["type"], failed["code"]) == ("failed", "A1000")
     assert emulator.control("stats")["counts"]["POST pack"] == before + 1
@@ -188,14 +186,14 @@ def test_transient_503s_are_retried_to_success_with_one_job(
     marker = f"flaky-{time.monotonic_ns()}"
     request_id = producer.submit(body_for(storage_id, marker))
     deadline = time.monotonic() + 20
-    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    counters = producer.redis.hgetall(producer.keys.counters)
     while time.monotonic() < deadline and int(counters.get("api POST pack", 0)) < 2:
         time.sleep(0.2)
-        counters = producer.store.redis.hgetall(producer.store.keys.counters)
+        counters = producer.redis.hgetall(producer.keys.counters)
     record = producer.get(request_id)
     assert record is not None
     assert record.state.value in ("accepted", "submitting")
-    assert record.get("last_code") == "HTTP503"
+    assert record.last_code == "HTTP503"
     emulator.set_faults()
     assert wait_all(producer, [request_id])[request_id].state.value == "completed"
     assert len(remote_jobs(emulator, marker)) == 1
@@ -229,13 +227,13 @@ def test_polls_survive_a_worker_killed_and_replaced(
     ids = [producer.submit(body_for(storage_id, f"{marker}-{n}")) for n in range(5)]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        states = {r.state.value for r in producer.store.get_many(ids).values()}
+        states = {r.state.value for r in producer.records.get_many(ids).values()}
         if states == {"submitted"}:
             break
         time.sleep(0.05)
     assert states == {"submitted"}
     worker.kill_all()
-    assert producer.store.redis.zcard(producer.store.keys.poll_schedule) == 5
+    assert producer.redis.zcard(producer.keys.poll_schedule) == 5
     worker_factory(settings, celery_cli=True)
     records = wait_all(producer, ids)
     assert {r.state.value for r in records.values()} == {"completed"}
@@ -248,13 +246,11 @@ def test_a_request_delivered_too_often_is_dead_lettered(
     """After max_deliveries deliveries that never finished, the request fails and says why."""
     request_id = producer.submit(body_for(storage_id, f"poison-{time.monotonic_ns()}"))
     # Five earlier deliveries each killed their worker before finishing (simulated).
-    producer.store.redis.hset(
-        producer.store.keys.request(request_id), "deliveries", settings.max_deliveries
-    )
+    producer.redis.hset(producer.keys.request(request_id), "deliveries", settings.max_deliveries)
     worker_factory(settings)
     record = wait_all(producer, [request_id])[request_id]
-    assert (record.get("error_stage"), record.get("error_code")) == ("dead_letter", "dead_letter")
-    assert "delivered more than 5 times" in record.get("error_message")
+    assert (record.error_stage, record.error_code) == ("dead_letter", "dead_letter")
+    assert "delivered more than 5 times" in record.error_message
 
 
 def test_submit_wait_status_and_results_commands(
@@ -321,9 +317,9 @@ def test_an_answer_lost_after_registration_is_reconciled_to_one_job(
     emulator.set_faults()
     record = wait_all(producer, [request_id])[request_id]
     assert record.state.value == "completed"
-    assert record.get("attempts") == "1"
-    assert remote_jobs(emulator, marker) == [record.get("job_id")]
-    counters = producer.store.redis.hgetall(producer.store.keys.counters)
+    assert record.attempts == 1
+    assert remote_jobs(emulator, marker) == [record.job_id]
+    counters = producer.redis.hgetall(producer.keys.counters)
     assert int(counters["reconciliations"]) >= 1
 
 
@@ -338,7 +334,7 @@ def test_a_job_unfinished_past_the_timeout_fails_with_its_last_status(
     producer = Producer.from_settings(settings)
     request_id = producer.submit(body_for(storage, f"slow-{time.monotonic_ns()}"))
     record = wait_all(producer, [request_id])[request_id]
-    assert (record.get("error_stage"), record.get("error_code")) == ("timeout", "timeout")
+    assert (record.error_stage, record.error_code) == ("timeout", "timeout")
     failed = events_of(producer, request_id)[-1]
     assert failed["status"].startswith("WM0")
     assert "last status: WM0" in failed["message"]
@@ -354,8 +350,8 @@ def test_a_request_never_accepted_by_the_api_fails_at_the_submit_deadline(
     producer = Producer.from_settings(settings)
     request_id = producer.submit(job_body(content_id=f"never-{time.monotonic_ns()}"))
     record = wait_all(producer, [request_id], timeout=30)[request_id]
-    assert (record.get("error_stage"), record.get("error_code")) == ("submit", "HTTP503")
-    assert "not submitted within 3 s" in record.get("error_message")
+    assert (record.error_stage, record.error_code) == ("submit", "HTTP503")
+    assert "not submitted within 3 s" in record.error_message
 
 
 def test_upstream_reads_results_with_a_consumer_group(
@@ -367,17 +363,17 @@ def test_upstream_reads_results_with_a_consumer_group(
     worker_factory(settings)
     request_id = producer.submit(body_for(storage_id, f"group-{time.monotonic_ns()}"))
     wait_all(producer, [request_id])
-    stream = producer.store.keys.results
-    first = ResultGroup(producer.store.redis, stream, "cms", "c1")
+    stream = producer.keys.results
+    first = ResultGroup(producer.redis, stream, "cms", "c1")
     got = first.read(count=1000, block_ms=100)
     assert got[0][1]["type"] == "accepted"
     assert got[-1][1]["type"] == "completed"
-    other = ResultGroup(producer.store.redis, stream, "cms", "c2")
+    other = ResultGroup(producer.redis, stream, "cms", "c2")
     assert other.read(block_ms=100) == []  # the group already delivered them to c1
     assert [e for _, e in other.claim_stale(min_idle_ms=0)] == [e for _, e in got][:100]
     first.ack(*(entry_id for entry_id, _ in got))
-    assert producer.store.redis.xpending(stream, "cms")["pending"] == 0
-    billing = ResultGroup(producer.store.redis, stream, "billing", "b1")
+    assert producer.redis.xpending(stream, "cms")["pending"] == 0
+    billing = ResultGroup(producer.redis, stream, "billing", "b1")
     assert len(billing.read(count=1000, block_ms=100)) == len(got)
 
 
@@ -389,14 +385,14 @@ def test_submit_many_enqueues_a_batch_or_nothing(
     with pytest.raises(InvalidRequest) as caught:
         producer.submit_many([body_for(storage_id, f"{marker}-ok"), job_body(content_id="")])
     assert [e.field for e in caught.value.errors] == ["[1].content_id"]
-    assert producer.store.redis.keys(f"{settings.key_prefix}:*") == []
+    assert producer.redis.keys(f"{settings.key_prefix}:*") == []
     worker_factory(settings)
     ids = producer.submit_many([body_for(storage_id, f"{marker}-{n}") for n in range(120)])
     assert len(set(ids)) == 120
     records = wait_all(producer, ids)
     assert {r.state.value for r in records.values()} == {"completed"}
     assert len(remote_jobs(emulator, marker)) == 120
-    assert producer.submit_many([records[ids[0]].body | {}], [ids[0]]) == [ids[0]]  # a resubmission
+    assert producer.submit_many([records[ids[0]].parsed_body()], [ids[0]]) == [ids[0]]  # a resubmission
 
 
 def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):

@@ -1,4 +1,4 @@
-"""The request store's Lua scripts against a real server: atomic, replay-safe, leased."""
+"""The shared state's Lua scripts against a real server: atomic, replay-safe, leased."""
 
 from __future__ import annotations
 
@@ -11,130 +11,186 @@ import pytest
 import redis
 
 from pallycon_pack.redis_server import RedisServer
-from worker.events import State
-from worker.keys import Keys
-from worker.store import Change, RequestStore
+from store.counters import Counters, Metric
+from store.events import EventType, State, event
+from store.keys import Keys
+from store.ratelimit import TokenBucket
+from store.record import Fields
+from store.records import Change, NewRequest, Records
+from store.schedules import Schedules
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(redis_server: RedisServer) -> RequestStore:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    return RequestStore(client, Keys(f"s{os.urandom(4).hex()}"), result_maxlen=1000)
+def client(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url, decode_responses=True)
 
 
-def _create(store: RequestStore, request_id: str = "r1", digest: str = "h1") -> str:
-    fields = {"state": State.ACCEPTED.value, "body": "{}", "created_at": "1"}
-    return store.create(
-        request_id, digest, fields, {"event_id": f"{request_id}:1"}, submit_at=100.0
-    )
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(f"s{os.urandom(4).hex()}")
 
 
-def test_create_is_idempotent_by_id_and_refuses_another_body(store: RequestStore):
+@pytest.fixture
+def records(client: redis.Redis, keys: Keys) -> Records:
+    return Records(client, keys, result_maxlen=1000)
+
+
+def _new(request_id: str = "r1", digest: str = "h1") -> NewRequest:
+    fields = Fields(state=State.ACCEPTED, body="{}", created_at=1.0)
+    return NewRequest(request_id, digest, fields, event(EventType.ACCEPTED, request_id, 1.0))
+
+
+def _events(records: Records) -> list[dict[str, Any]]:
+    entries: Any = records.redis.xrange(records.keys.results)
+    return [json.loads(fields["event"]) for _, fields in entries]
+
+
+def test_create_is_idempotent_by_id_and_refuses_another_body(records: Records):
     """created, then duplicate (same body hash), then conflict (another one): one event."""
-    assert _create(store) == "created"
-    assert _create(store) == "duplicate"
-    assert _create(store, digest="h2") == "conflict"
-    assert store.redis.xlen(store.keys.results) == 1
-    assert store.redis.zscore(store.keys.submit_schedule, "r1") == 100.0
+    assert records.create(_new(), submit_at=100.0) == "created"
+    assert records.create(_new(), submit_at=100.0) == "duplicate"
+    assert records.create(_new(digest="h2"), submit_at=100.0) == "conflict"
+    assert records.redis.xlen(records.keys.results) == 1
+    assert records.redis.zscore(records.keys.submit_schedule, "r1") == 100.0
 
 
-def test_a_replayed_transition_changes_nothing(store: RequestStore):
-    """A transition made from a stale version is refused: no field, no event, no schedule."""
-    _create(store)
-    record = store.get("r1")
+def test_a_batch_is_created_whole_or_not_at_all(records: Records):
+    """One conflict in a batch: nothing of it is written; a repeated id is refused."""
+    records.create(_new("taken"), submit_at=None)
+    batch = [_new("a"), _new("taken", digest="other"), _new("b")]
+    assert records.create_many(batch, submit_at=None) == ["skipped", "conflict", "skipped"]
+    assert records.get_many(["a", "b"]) == {}
+    with pytest.raises(ValueError, match="given twice"):
+        records.create_many([_new("a"), _new("a")], submit_at=None)
+
+
+def test_the_record_reads_back_typed(records: Records):
+    records.create(_new(), submit_at=None)
+    record = records.get("r1")
     assert record is not None
-    fields = {"state": State.SUBMITTED.value, "job_id": "7"}
-    assert store.transition(
-        record, fields, {"event_id": "r1:2"}, schedule="poll", at=5.0, index_job="7"
-    )
-    assert not store.transition(record, fields, {"event_id": "r1:2"}, schedule="poll", at=9.0)
-    after = store.get("r1")
+    assert (record.state, record.version, record.created_at, record.attempts) == (
+        State.ACCEPTED, 1, 1.0, 0,
+    )  # fmt: skip
+    assert record.body_hash == "h1"
+    assert records.get("absent") is None
+
+
+def test_the_script_stamps_each_event_id_from_the_version_it_writes(records: Records):
+    """The first event is <id>:1, each change's event <id>:<its new version>."""
+    records.create(_new(), submit_at=None)
+    record = records.get("r1")
+    assert record is not None
+    assert records.apply([Change(record, Fields(last_seen="x"))]) == [True]  # no event: v2
+    record = records.get("r1")
+    assert record is not None
+    progress = event(EventType.PROGRESS, "r1", 2.0, status="WM11")
+    assert records.apply([Change(record, Fields(status="WM11"), progress)]) == [True]
+    ids = [e["event_id"] for e in _events(records)]
+    assert ids == ["r1:1", "r1:3"]
+    assert _events(records)[1]["status"] == "WM11"
+
+
+def test_a_replayed_transition_changes_nothing(records: Records):
+    """A transition made from a stale version is refused: no field, no event, no schedule."""
+    records.create(_new(), submit_at=None)
+    record = records.get("r1")
+    assert record is not None
+    fields = Fields(state=State.SUBMITTED, job_id="7")
+    submitted = event(EventType.SUBMITTED, "r1", 3.0, job_id="7")
+    change = Change(record, fields, submitted, schedule="poll", at=5.0, index_job="7")
+    assert records.apply([change]) == [True]
+    assert records.apply([Change(record, fields, submitted, schedule="poll", at=9.0)]) == [False]
+    after = records.get("r1")
     assert after is not None
-    assert (after.state, after.version) == (State.SUBMITTED, 2)
-    assert store.redis.xlen(store.keys.results) == 2
-    assert store.redis.zscore(store.keys.poll_schedule, "r1") == 5.0
-    assert store.redis.zscore(store.keys.submit_schedule, "r1") is None
-    assert store.request_for_job("7") == "r1"
+    assert (after.state, after.version, after.job_id) == (State.SUBMITTED, 2, "7")
+    assert records.redis.xlen(records.keys.results) == 2
+    assert records.redis.zscore(records.keys.poll_schedule, "r1") == 5.0
+    assert records.redis.zscore(records.keys.submit_schedule, "r1") is None
+    assert records.request_for_job("7") == "r1"
 
 
-def test_a_batch_of_changes_is_applied_each_on_its_own(store: RequestStore):
+def test_a_batch_of_changes_is_applied_each_on_its_own(records: Records):
     """apply(): one round trip, yet each change is checked against its own version."""
-    for n in range(3):
-        _create(store, f"r{n}")
-    records = store.get_many(["r0", "r1", "r2"])
-    stale = records["r1"]
-    assert store.transition(stale, {"note": "moved on"})
+    records.create_many([_new(f"r{n}") for n in range(3)], submit_at=None)
+    got = records.get_many(["r0", "r1", "r2"])
+    assert records.apply([Change(got["r1"], Fields(last_seen="moved on"))]) == [True]
     changes = [
-        Change(records[f"r{n}"], {"state": "submitted", "job_id": str(n)}, {"event_id": f"r{n}:2"},
-               schedule="poll", at=float(n), index_job=str(n))
+        Change(got[f"r{n}"], Fields(state=State.SUBMITTED, job_id=str(n)),
+               event(EventType.SUBMITTED, f"r{n}", 1.0), schedule="poll", at=float(n), index_job=str(n))
         for n in range(3)
     ]  # fmt: skip
-    assert store.apply(changes) == [True, False, True]
-    assert store.apply([]) == []
-    after = store.get_many(["r0", "r1", "r2"])
+    assert records.apply(changes) == [True, False, True]
+    assert records.apply([]) == []
+    after = records.get_many(["r0", "r1", "r2"])
     assert [after[f"r{n}"].state for n in range(3)] == [
         State.SUBMITTED,
         State.ACCEPTED,
         State.SUBMITTED,
     ]
-    assert store.redis.xlen(store.keys.results) == 5  # 3 created, 2 submitted
-    assert store.redis.zscore(store.keys.poll_schedule, "r1") is None
-    assert [store.request_for_job(str(n)) for n in range(3)] == ["r0", None, "r2"]
+    assert records.redis.xlen(records.keys.results) == 5  # 3 created, 2 submitted
+    assert records.redis.zscore(records.keys.poll_schedule, "r1") is None
+    assert [records.request_for_job(str(n)) for n in range(3)] == ["r0", None, "r2"]
 
 
-def test_counters_of_many_records_are_bumped_at_once(store: RequestStore):
-    for n in range(3):
-        _create(store, f"r{n}")
-    assert store.bump("r0", "deliveries") == 1
-    assert store.bump_many(["r0", "r1", "r2"], "deliveries") == [2, 1, 1]
-    assert store.bump_many([], "deliveries") == []
+def test_deliveries_of_many_records_are_counted_at_once(records: Records):
+    records.create_many([_new(f"r{n}") for n in range(3)], submit_at=None)
+    assert records.count_deliveries(["r0"]) == [1]
+    assert records.count_deliveries(["r0", "r1", "r2"]) == [2, 1, 1]
+    assert records.count_deliveries([]) == []
+    record = records.get("r0")
+    assert record is not None
+    assert record.deliveries == 2
 
 
-def test_finishing_unschedules_unindexes_and_expires(store: RequestStore):
+def test_finishing_unschedules_unindexes_and_expires(records: Records):
     """A finished request leaves both schedules and the job index; its record expires."""
-    _create(store)
-    record = store.get("r1")
+    records.create(_new(), submit_at=None)
+    record = records.get("r1")
     assert record is not None
-    store.transition(
-        record, {"state": "submitted", "job_id": "8"}, schedule="poll", at=1.0, index_job="8"
-    )
-    record = store.get("r1")
+    fields = Fields(state=State.SUBMITTED, job_id="8")
+    records.apply([Change(record, fields, schedule="poll", at=1.0, index_job="8")])
+    record = records.get("r1")
     assert record is not None
-    assert store.transition(record, {"state": "completed"}, {"event_id": "r1:3"}, finish=True)
-    assert store.redis.zscore(store.keys.poll_schedule, "r1") is None
-    assert store.request_for_job("8") is None
-    assert 0 < store.redis.ttl(store.keys.request("r1")) <= store.record_ttl
+    done = event(EventType.COMPLETED, "r1", 4.0)
+    assert records.apply([Change(record, Fields(state=State.COMPLETED), done, finish=True)])
+    assert records.redis.zscore(records.keys.poll_schedule, "r1") is None
+    assert records.request_for_job("8") is None
+    assert 0 < records.redis.ttl(records.keys.request("r1")) <= records.record_ttl
 
 
-def test_claims_are_exclusive_and_leased(store: RequestStore):
+def test_claims_are_exclusive_and_leased(client: redis.Redis, keys: Keys):
     """Due entries go to one claimer; they come back once the lease has passed."""
-    store.redis.zadd(store.keys.poll_schedule, {f"r{n}": n for n in range(10)})
-    first = store.claim("poll", now=4.5, lease=60, limit=100)
-    second = store.claim("poll", now=4.5, lease=60, limit=100)
+    schedules = Schedules(client, keys)
+    client.zadd(keys.poll_schedule, {f"r{n}": n for n in range(10)})
+    first = schedules.claim("poll", now=4.5, lease=60, limit=100)
+    second = schedules.claim("poll", now=4.5, lease=60, limit=100)
     assert sorted(first) == ["r0", "r1", "r2", "r3", "r4"]
     assert second == []
-    assert sorted(store.claim("poll", now=70, lease=60, limit=100)) == [f"r{n}" for n in range(10)]
+    again = schedules.claim("poll", now=70, lease=60, limit=100)
+    assert sorted(again) == [f"r{n}" for n in range(10)]
 
 
-def test_the_token_bucket_is_shared_and_refills(store: RequestStore, redis_server: RedisServer):
+def test_the_token_bucket_is_shared_and_refills(
+    client: redis.Redis, keys: Keys, redis_server: RedisServer
+):
     """Two workers (two clients) draw from one bucket of 5: together they get 5 at once, then
     either must wait about 1/rate s; after that wait, a token is there again."""
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    other = RequestStore(client, store.keys)
-    takers = [store, other, store, other, store]
-    waits = [taker.take_token(rate=2.0, burst=5, count_as="api test") for taker in takers]
+    other_client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    one = TokenBucket(client, keys, rate=2.0, burst=5)
+    other = TokenBucket(other_client, keys, rate=2.0, burst=5)
+    waits = [taker.take("api test") for taker in (one, other, one, other, one)]
     assert waits == [0, 0, 0, 0, 0]
-    shared = other.take_token(rate=2.0, burst=5, count_as="api test")  # the 6th, by either
+    shared = other.take("api test")  # the 6th, by either
     assert 0 < shared <= 0.5
     time.sleep(shared + 0.02)
-    assert store.take_token(rate=2.0, burst=5, count_as="api test") == 0  # refilled
-    assert store.redis.hget(store.keys.counters, "api test") == "6"  # granted calls only
+    assert one.take("api test") == 0  # refilled
+    assert Counters(client, keys).read()["api test"] == 6  # granted calls only
 
 
-def test_events_are_json_with_the_given_id(store: RequestStore):
-    """What the stream holds is the event JSON under the field 'event'."""
-    _create(store)
-    entries: Any = store.redis.xrange(store.keys.results)
-    assert [json.loads(fields["event"]) for _, fields in entries] == [{"event_id": "r1:1"}]
+def test_counters_are_named_metrics(client: redis.Redis, keys: Keys):
+    counters = Counters(client, keys)
+    counters.add(Metric.POLL_RETRIES)
+    counters.add(Metric.POLL_RETRIES, 2)
+    assert counters.read() == {"poll retries": 3}

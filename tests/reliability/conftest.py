@@ -50,7 +50,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                records = self.producer.store.get_many(ids)
+                records = self.producer.records.get_many(ids)
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.2)
                 continue
@@ -58,7 +58,7 @@ class Stack:
                 return records
             time.sleep(0.25)
         counts: dict[str, int] = {}
-        for record in self.producer.store.get_many(ids).values():
+        for record in self.producer.records.get_many(ids).values():
             counts[record.state.value] = counts.get(record.state.value, 0) + 1
         raise AssertionError(f"not all final after {timeout} s: {counts}")
 

@@ -107,7 +107,7 @@ def test_figure_5_python_api_refuses_every_malformed_request(producer: Producer,
 
     check()
     assert seen["count"] >= EXAMPLES
-    written = producer.store.redis.keys(f"{producer.store.keys.prefix}:*")
+    written = producer.redis.keys(f"{producer.keys.prefix}:*")
     figure("5 bad input, Python API", refused=seen["count"], field_errors=seen["fields"],
            keys_written=len(written))  # fmt: skip
     assert written == []
@@ -117,7 +117,7 @@ def test_figure_5_stream_intake_fails_every_malformed_request(redis_server, work
     """10,000 malformed stream entries: each a failed event naming fields; no crash, none stuck."""
     config = make_settings(redis_server.url, "http://127.0.0.1:9")
     producer = Producer.from_settings(config)
-    intake = producer.store.keys.intake
+    intake = producer.keys.intake
     bodies: list[Any] = []
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -128,7 +128,7 @@ def test_figure_5_stream_intake_fails_every_malformed_request(redis_server, work
 
     collect()
     assert len(bodies) >= EXAMPLES
-    pipe = producer.store.redis.pipeline(transaction=False)
+    pipe = producer.redis.pipeline(transaction=False)
     ids = []
     for n, body in enumerate(bodies):
         request_id = f"bad-{n}"
@@ -140,18 +140,18 @@ def test_figure_5_stream_intake_fails_every_malformed_request(redis_server, work
     started = time.monotonic()
     deadline = started + 180
     while time.monotonic() < deadline:
-        records = producer.store.get_many(ids)
+        records = producer.records.get_many(ids)
         if len(records) == len(ids):
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
-    stages = {r.get("error_stage") for r in records.values()}
+    stages = {r.error_stage for r in records.values()}
     failed_events = [e for _, e in producer.events(count=1_000_000) if e["type"] == "failed"]
     with_fields = sum(
         bool(e.get("fields")) and all(f["field"] for f in e["fields"]) for e in failed_events
     )
-    pending = producer.store.redis.xpending(intake, "pallycon-pack")["pending"]
-    scheduled = producer.store.redis.zcard(producer.store.keys.submit_schedule)
+    pending = producer.redis.xpending(intake, "pallycon-pack")["pending"]
+    scheduled = producer.redis.zcard(producer.keys.submit_schedule)
     log = worker.log.read_text(errors="replace")
     figure("5 bad input, stream intake", entries=len(ids), failed_results=len(records),
            events_naming_fields=with_fields, seconds=round(elapsed, 1), pending=pending,

@@ -56,8 +56,8 @@ def test_figure_12_clock_skew_backs_off_says_so_and_recovers(
     finally:
         skewed.stop()
     per_window = [b - a for a, b in zip([0, *refused], refused, strict=False)]
-    records = stack.producer.store.get_many(ids)
-    said = Counter(r.get("last_error").split(";")[-1].strip()[:60] for r in records.values())
+    records = stack.producer.records.get_many(ids)
+    said = Counter(r.last_error.split(";")[-1].strip()[:60] for r in records.values())
     log = skewed.log.read_text(errors="replace")
     worker_factory(stack.settings)  # the clock is fixed
     done = stack.wait_final(ids, timeout=120)
@@ -66,9 +66,9 @@ def test_figure_12_clock_skew_backs_off_says_so_and_recovers(
            completed_after_fix=sum(r.state.value == "completed" for r in done.values()))  # fmt: skip
     assert not any(r.state.final for r in records.values())  # backing off, not given up
     for record in records.values():
-        assert record.get("last_code") == "A1002"
-        assert _skew_said(record.get("last_error")) is not None
-        assert "fix the clock (NTP)" in record.get("last_error")
+        assert record.last_code == "A1002"
+        assert _skew_said(record.last_error) is not None
+        assert "fix the clock (NTP)" in record.last_error
     assert "the API refused our timestamp" in log
     assert _skew_said(log) is not None
     assert per_window[0] >= 20  # every request tried at once ...

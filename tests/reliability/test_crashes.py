@@ -25,7 +25,7 @@ def _assert_exactly_once(
     **extra: Any,
 ) -> None:
     jobs = stack.remote_jobs(marker)
-    per_job = Counter(r.get("job_id") for r in records.values())
+    per_job = Counter(r.job_id for r in records.values())
     completed = sum(r.state.value == "completed" for r in records.values())
     duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
     figure(name, requests=len(ids), completed=completed, lost=len(ids) - len(records),
@@ -96,7 +96,7 @@ def test_figure_4_ambiguous_registrations(stack_factory, worker_factory, figure)
     counts = stack.emulator.control("stats")["counts"]
     drops = counts.get("fault drop", 0)
     assert drops >= 10
-    counters = stack.producer.store.redis.hgetall(stack.producer.store.keys.counters)
+    counters = stack.producer.redis.hgetall(stack.producer.keys.counters)
     _assert_exactly_once(stack, ids, records, marker, figure, "4 accept-then-drop", dropped=drops,
                          reconciliations=int(counters.get("reconciliations", 0)),
                          registrations_sent=counts["POST pack"])  # fmt: skip
@@ -140,30 +140,28 @@ def test_recovery_time_after_sigkill_follows_the_lease(
     worker = worker_factory(stack.settings, concurrency=4)
     ids = [stack.producer.submit(stack.body(f"recovery-{lease}-{n}")) for n in range(40)]
     deadline = time.monotonic() + 30
-    while {r.state.value for r in stack.producer.store.get_many(ids).values()} != {"submitted"}:
+    while {r.state.value for r in stack.producer.records.get_many(ids).values()} != {"submitted"}:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     stack.emulator.set_faults(latency=2.0)  # every poll now holds its claim for two seconds
-    schedule = stack.producer.store.keys.poll_schedule
+    schedule = stack.producer.keys.poll_schedule
     claimed = 0
     while not claimed:  # kill while the worker holds claims: their scores sit a lease ahead
         horizon = time.time() + lease / 2
-        claimed = stack.producer.store.redis.zcount(schedule, horizon, "+inf")
+        claimed = stack.producer.redis.zcount(schedule, horizon, "+inf")
         assert time.monotonic() < deadline + 30
     worker.kill_all()
     killed = time.monotonic()
     # Taken after the kill: from here on only a new worker can move a record.
-    before = {rid: r.version for rid, r in stack.producer.store.get_many(ids).items()}
-    held = dict(
-        stack.producer.store.redis.zrangebyscore(schedule, horizon, "+inf", withscores=True)
-    )
+    before = {rid: r.version for rid, r in stack.producer.records.get_many(ids).items()}
+    held = dict(stack.producer.redis.zrangebyscore(schedule, horizon, "+inf", withscores=True))
     stack.emulator.set_faults()
     worker.restart()
     restarted = time.monotonic() - killed
     moved_at: dict[str, float] = {}
     while len(moved_at) < len(ids):
         now = time.time()
-        for rid, record in stack.producer.store.get_many(ids).items():
+        for rid, record in stack.producer.records.get_many(ids).items():
             if record.version > before[rid]:
                 moved_at.setdefault(rid, now)
         assert time.monotonic() - killed < lease + 60

@@ -43,10 +43,10 @@ def test_figure_6_hostile_responses(stack_factory, worker_factory, figure):
     assert max(names.values()) == 1  # never two remote jobs for one request
     for record in records.values():
         if record.state.value == "completed":
-            assert names[record.get("job_name")] == 1
+            assert names[record.job_name] == 1
         else:  # a clear failure: the unknown code, refused before anything was created
-            assert record.get("error_code") == "Z9999"
-            assert names[record.get("job_name")] == 0
+            assert record.error_code == "Z9999"
+            assert names[record.job_name] == 0
     assert worker.process is not None
     assert worker.process.poll() is None
     assert log.count(" ready.") == 1

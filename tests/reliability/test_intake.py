@@ -54,7 +54,7 @@ def test_figure_9_no_entry_whatever_its_bytes_stops_the_intake(
         "NUL bytes": {b"request_id": b"bytes-6", b"request": b"\x00\x00"},
         "bad request id": {b"request_id": b"../../etc", b"request": valid},
     }
-    raw, intake = _raw(stack), stack.producer.store.keys.intake
+    raw, intake = _raw(stack), stack.producer.keys.intake
     entries = {name: raw.xadd(intake, fields).decode() for name, fields in hostile.items()}
     good = [
         raw.xadd(
@@ -113,7 +113,7 @@ def test_every_entry_has_one_outcome_and_none_changes_another_request(
     stack = stack_factory("--job-seconds", "3")
     worker_factory(stack.settings)
     live = stack.producer.submit(stack.body("live"), request_id="live-1")
-    raw, intake = _raw(stack), stack.producer.store.keys.intake
+    raw, intake = _raw(stack), stack.producer.keys.intake
     sent = {
         "invalid": {"request_id": live, "request": json.dumps({"job_name": "x"})},
         "conflict": {"request_id": live, "request": json.dumps(stack.body("another"))},
@@ -153,7 +153,7 @@ def test_a_poison_entry_is_dead_lettered_and_the_intake_goes_on(
     with a backoff, then dead-lettered with a rejected event; entries behind it complete."""
     stack = stack_factory("--job-seconds", "1", max_deliveries=3)
     worker = worker_factory(stack.settings)
-    store = stack.producer.store
+    store = stack.producer
     store.redis.set(store.keys.request("poison-1"), "not a hash")
     raw, intake = _raw(stack), store.keys.intake
     poison = raw.xadd(
@@ -186,7 +186,7 @@ def test_a_poison_entry_is_dead_lettered_and_the_intake_goes_on(
 def test_entries_pending_with_a_consumer_are_never_deleted(stack_factory, worker_factory):
     """Processed entries leave the stream; one still pending with another consumer stays."""
     stack = stack_factory("--job-seconds", "1")
-    raw, intake = _raw(stack), stack.producer.store.keys.intake
+    raw, intake = _raw(stack), stack.producer.keys.intake
     raw.xgroup_create(intake, "pallycon-pack", id="0", mkstream=True)
     held = raw.xadd(intake, {"request_id": "held-1", "request": json.dumps(stack.body("held"))})
     raw.xreadgroup("pallycon-pack", "a-consumer-that-died", {intake: ">"}, count=1)

@@ -12,11 +12,13 @@ import pytest
 
 from pallycon.client import max_api_json_bytes
 from pallycon.errors import InvalidRequest
+from store.admission import remote_job_name
+from store.events import EventType, State, event
+from store.record import Fields
+from store.records import NewRequest
 from tests.conftest import clean_env, cli
 from tests.integration.test_queue import events_of
 from tests.reliability.conftest import Stack
-from worker.decisions import remote_job_name
-from worker.events import EventType, State, event
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
@@ -44,12 +46,12 @@ def test_figure_10_an_oversized_request_is_refused_wherever_it_comes_in(
     run = cli("submit", str(path), "--request-id", "big-cli", env=env, cwd=tmp_path)
     direct = cli("jobs", "register", str(path), env=env, cwd=tmp_path)  # no queue: the client
     worker_factory(stack.settings)
-    store = stack.producer.store
+    store = stack.producer
     store.redis.xadd(store.keys.intake, {"request_id": "big-stream", "request": json.dumps(body)})
     record = stack.wait_final(["big-stream"], timeout=30)["big-stream"]
-    stream_says = record.get("error_message")
+    stream_says = record.error_message
     figure("10 oversized request", limit_bytes=limit, python=python_says[:80],
-           cli_exit=run.returncode, stream=record.get("error_stage"))  # fmt: skip
+           cli_exit=run.returncode, stream=record.error_stage)  # fmt: skip
     for said in (python_says, run.stderr.decode(), stream_says):
         assert "bytes of API JSON, over the limit of" in said
         assert f"{limit} bytes" in said
@@ -60,24 +62,24 @@ def test_figure_10_an_oversized_request_is_refused_wherever_it_comes_in(
     assert stack.remote_jobs("too-big") == []
     assert store.get("big-python") is None
     assert store.get("big-cli") is None
-    assert record.get("error_stage") == "validation"
+    assert record.error_stage == "validation"
 
 
 def _record_as_older_code(stack: Stack, request_id: str, body: dict[str, Any]) -> None:
     """A request recorded without today's checks (as by an older version), due at once."""
     now = time.time()
     name = remote_job_name(str(body.get("job_name", "job")), request_id)
-    fields = {
-        "state": State.ACCEPTED.value,
-        "body": json.dumps(body),
-        "job_name": name,
-        "content_id": str(body.get("content_id", "")),
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "attempts": "0",
-    }
-    first = event(EventType.ACCEPTED, request_id, 1, now, job_name=name)
-    assert stack.producer.store.create(request_id, "old", fields, first, submit_at=now) == "created"
+    fields = Fields(
+        state=State.ACCEPTED,
+        body=json.dumps(body),
+        job_name=name,
+        content_id=str(body.get("content_id", "")),
+        created_at=now,
+        updated_at=now,
+    )
+    first = event(EventType.ACCEPTED, request_id, now, job_name=name)
+    new = NewRequest(request_id, "old", fields, first)
+    assert stack.producer.records.create(new, submit_at=now) == "created"
 
 
 def test_a_recorded_request_too_large_to_send_fails_at_once(stack_factory, worker_factory):
@@ -87,8 +89,8 @@ def test_a_recorded_request_too_large_to_send_fails_at_once(stack_factory, worke
     _record_as_older_code(stack, "big-old", _oversized(stack, "big-old"))
     record = stack.wait_final(["big-old"], timeout=30)["big-old"]
     assert record.state.value == "failed"
-    assert (record.get("error_stage"), record.get("error_code")) == ("submit", "RequestNotBuilt")
-    assert "over the limit" in record.get("error_message")
+    assert (record.error_stage, record.error_code) == ("submit", "RequestNotBuilt")
+    assert "over the limit" in record.error_message
     assert stack.remote_jobs("big-old") == []
 
 
@@ -101,10 +103,10 @@ def test_a_request_no_attempt_can_finish_is_dead_lettered(stack_factory, worker_
     started = time.monotonic()
     record = stack.wait_final(["unreadable"], timeout=90)["unreadable"]
     seconds = time.monotonic() - started
-    figure("10 request no attempt can finish", outcome=record.get("error_stage"),
-           seconds=round(seconds, 1), attempts=record.get("attempts"))  # fmt: skip
-    assert (record.get("error_stage"), record.get("error_code")) == ("dead_letter", "dead_letter")
-    assert "more than 3 times" in record.get("error_message")
+    figure("10 request no attempt can finish", outcome=record.error_stage,
+           seconds=round(seconds, 1), attempts=record.attempts)  # fmt: skip
+    assert (record.error_stage, record.error_code) == ("dead_letter", "dead_letter")
+    assert "more than 3 times" in record.error_message
     assert stack.remote_jobs("old") == []
     kinds = [e["type"] for e in events_of(stack.producer, "unreadable")]
     assert kinds == ["accepted", "failed"]
@@ -118,7 +120,7 @@ def test_figure_10_pages_too_large_are_halved_until_they_fit(stack_factory, work
     worker = worker_factory(stack.settings)
     ids = [stack.producer.submit(stack.body(f"pages-{n}")) for n in range(40)]
     records = stack.wait_final(ids, timeout=90)
-    counters = stack.producer.store.redis.hgetall(stack.producer.store.keys.counters)
+    counters = stack.producer.redis.hgetall(stack.producer.keys.counters)
     log = worker.log.read_text(errors="replace")
     halvings = [line for line in log.splitlines() if "was too large" in line]
     figure("10 job-list pages too large", requests=len(ids),
@@ -150,5 +152,5 @@ def test_a_request_just_under_the_limit_goes_through(stack_factory, worker_facto
     limit = max_api_json_bytes(stack.settings.api_url, "query", stack.settings.site_id)
     figure("10 largest request", limit_bytes=limit, input_paths=len(paths),
            outcome=record.state.value)  # fmt: skip
-    assert record.state.value == "completed", record.get("error_message")
+    assert record.state.value == "completed", record.error_message
     assert len(paths) >= 70

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def _health(stack: Stack, loop: str) -> dict[str, Any]:
-    store = stack.producer.store
+    store = stack.producer
     found = read_health(store.redis, store.keys.heartbeats, time.time())
     return next(h for h in found if h["loop"] == loop)
 
@@ -39,7 +39,7 @@ def test_a_loop_that_fails_is_restarted_visibly_and_recovers(stack_factory, work
     worker = worker_factory(stack.settings)
     healthy = _until(stack, "sweeper", lambda h: h["healthy"])
     assert healthy["restarts"] == 0
-    store = stack.producer.store
+    store = stack.producer
     store.redis.set(store.keys.submit_schedule, "not a sorted set")
     broken = _until(stack, "sweeper", lambda h: h["restarts"] >= 2)
     assert broken["failing"]

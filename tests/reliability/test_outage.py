@@ -48,7 +48,7 @@ def test_figure_3_api_outage(stack_factory, worker_factory, figure):
     log = worker.log.read_text(errors="replace")
     assert log.count(" ready.") == 1
     rates = [round((b[1] - a[1]) / max(b[0] - a[0], 0.1), 1) for a, b in pairwise(calls)]
-    counters = stack.producer.store.redis.hgetall(stack.producer.store.keys.counters)
+    counters = stack.producer.redis.hgetall(stack.producer.keys.counters)
     jobs = stack.remote_jobs(marker)
     completed = sum(r.state.value == "completed" for r in records.values())
     figure("3 api outage", requests=len(ids), completed=completed, remote_jobs=len(jobs),
@@ -59,7 +59,7 @@ def test_figure_3_api_outage(stack_factory, worker_factory, figure):
            reconcile_lookup_retries=int(counters.get("reconcile lookup retry", 0)),
            poll_retries=int(counters.get("poll retries", 0)))  # fmt: skip
     assert completed == len(ids)
-    assert sorted(jobs) == sorted(r.get("job_id") for r in records.values())
+    assert sorted(jobs) == sorted(r.job_id for r in records.values())
     # 503s are answered at once, so within that first half only backoff can slow the calls
     # (in the second half every call also takes the 3 s it times out after).
     errors_only = [r for (_, b), r in zip(pairwise(calls), rates, strict=True) if b[0] <= 31]

@@ -28,7 +28,7 @@ def test_figure_11_submit_many_is_all_or_nothing_when_redis_runs_out_of_memory(
 ):
     """Batches of 100 until Redis refuses: each batch is recorded whole or not at all."""
     stack = stack_factory()
-    producer, client = stack.producer, stack.producer.store.redis
+    producer, client = stack.producer, stack.producer.redis
     _fill_to_the_limit(client, 2_000_000)
     whole, refused, errors = 0, 0, []
     try:
@@ -39,13 +39,13 @@ def test_figure_11_submit_many_is_all_or_nothing_when_redis_runs_out_of_memory(
             except redis.RedisError as exc:
                 errors.append(type(exc).__name__)
                 refused += 1
-                found = producer.store.get_many(ids)
+                found = producer.records.get_many(ids)
                 assert found == {}, f"batch {batch} half written: {len(found)} of 100"
                 if refused == 3:
                     break
             else:
                 whole += 1
-                assert len(producer.store.get_many(ids)) == 100
+                assert len(producer.records.get_many(ids)) == 100
     finally:
         client.config_set("maxmemory", 0)
     figure("11 redis out of memory, submit_many", batches_recorded_whole=whole,
@@ -66,7 +66,7 @@ def test_figure_11_workers_ride_out_redis_refusing_writes(stack_factory, worker_
     worker = worker_factory(stack.settings)
     marker = f"oom-run-{time.monotonic_ns()}"
     ids = [stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(40)]
-    client = stack.producer.store.redis
+    client = stack.producer.redis
     time.sleep(1.0)
     client.config_set("maxmemory", 1)  # below what it uses: every write is refused
     time.sleep(8)
@@ -80,7 +80,7 @@ def test_figure_11_workers_ride_out_redis_refusing_writes(stack_factory, worker_
            writes_refused_logged=log.count("used memory > 'maxmemory'"), worker_restarts=log.count(" ready.") - 1)  # fmt: skip
     assert {r.state.value for r in records.values()} == {"completed"}
     assert len(jobs) == len(ids)
-    assert sorted(r.get("job_id") for r in records.values()) == sorted(jobs)
+    assert sorted(r.job_id for r in records.values()) == sorted(jobs)
     assert log.count("used memory > 'maxmemory'") >= 1  # the outage did happen
     assert log.count(" ready.") == 1
     assert worker.process is not None
@@ -117,7 +117,7 @@ def test_a_single_submit_under_out_of_memory_leaves_nothing(redis_server):
     """One request refused by a full Redis raises OutOfMemoryError and writes nothing."""
     settings = make_settings(redis_server.url, "http://127.0.0.1:9")
     producer = Producer.from_settings(settings)
-    client = producer.store.redis
+    client = producer.redis
     client.config_set("maxmemory", 1)
     try:
         with pytest.raises(redis.exceptions.OutOfMemoryError):

@@ -88,7 +88,7 @@ def test_figure_8_no_secret_anywhere_and_json_only(stack_factory, worker_factory
         o.stdout.decode(errors="replace") + o.stderr.decode(errors="replace") for o in outputs
     )
     results = json.dumps([e for _, e in stack.producer.events(count=100_000)])
-    redis_text = _dump(stack.producer.store.redis)
+    redis_text = _dump(stack.producer.redis)
     secrets = {
         "site key": SAMPLE_SITE.site_key.get_secret_value(),
         "access key": SAMPLE_SITE.access_key.get_secret_value(),

@@ -17,6 +17,7 @@ from pallycon.errors import (
     RequestNotSent,
     ServerError,
 )
+from store.admission import remote_job_name, request_token
 from worker.decisions import (
     Action,
     PollPolicy,
@@ -27,8 +28,6 @@ from worker.decisions import (
     describe,
     next_poll_at,
     pages_to_fetch,
-    remote_job_name,
-    request_token,
 )
 
 POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)
@@ -80,9 +79,9 @@ def test_lookups_retry_what_can_succeed_and_fail_the_rest():
     rng = random.Random(1)
     site = ApiError("A1003", "site", retryable=False)
     unknown = ApiError("Z9999", "unknown", retryable=False)
-    assert after_lookup_error(ServerError(500), 1, POLICY, rng, now=NOW).action is Action.RESEND
+    assert after_lookup_error(ServerError(500), 1, POLICY, rng, now=NOW).action is Action.RETRY
     assert after_lookup_error(site, 1, POLICY, rng, now=NOW).action is Action.FAIL
-    assert after_lookup_error(unknown, 1, POLICY, rng, now=NOW).action is Action.RESEND
+    assert after_lookup_error(unknown, 1, POLICY, rng, now=NOW).action is Action.RETRY
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """Every Redis key, stream, channel and Celery queue name pallycon-pack uses, in one place.
 
 All keys share a prefix (``pp:`` by default) so that one Redis database can be shared and
-inspected (``redis-cli --scan --pattern 'pp:*'``). Single Redis server only: the Lua scripts
-touch keys they compute, which Redis Cluster does not allow.
+inspected (``redis-cli --scan --pattern 'pp:*'``). Single Redis server (or a primary with
+replicas) only, not Redis Cluster: one script touches keys in several hash slots at once (a
+record, the result stream, both schedules and the job index), and Cluster runs a script only
+when all its keys are in one slot.
 """
 
 from __future__ import annotations

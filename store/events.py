@@ -64,11 +64,11 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
-def event(kind: EventType, request_id: str, version: int, at: float, **data: Any) -> dict[str, Any]:
-    """A result event for the change that makes the record's version ``version``."""
+def event(kind: EventType, request_id: str, at: float, **data: Any) -> dict[str, Any]:
+    """A result event, without its ``event_id``: the script that writes it with its change
+    stamps ``"<request_id>:<version>"`` from the version it writes (see store/records.py)."""
     return {
         "schema": SCHEMA_VERSION,
-        "event_id": f"{request_id}:{version}",
         "type": kind.value,
         "request_id": request_id,
         "ts": iso(at),
@@ -81,6 +81,6 @@ def rejected(
 ) -> dict[str, Any]:
     """The one outcome of an intake entry that created no request (see the module's table)."""
     made = event(
-        EventType.REJECTED, request_id, 0, at, entry_id=entry_id, code=code, message=message, **data
+        EventType.REJECTED, request_id, at, entry_id=entry_id, code=code, message=message, **data
     )
-    return made | {"event_id": f"intake:{entry_id}"}
+    return {"event_id": f"intake:{entry_id}"} | made

@@ -1,4 +1,4 @@
-"""Accepting a packaging request: validate, deduplicate by request id, record, schedule.
+"""Admitting a packaging request: validate, name, deduplicate by request id, record, schedule.
 
 The same function serves the Python producer API and the Redis stream intake, so both apply
 the same rules. A request is recorded and put on the submit schedule in one atomic step: from
@@ -15,10 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pallycon.errors import FieldError, InvalidRequest
-from pallycon.models import JobRegisterRequest, WireOptions, api_dict, api_json, validate_request
-from worker.decisions import remote_job_name
-from worker.events import EventType, FailStage, State, event
-from worker.store import Created, RequestStore
+from pallycon.models import (
+    NAME_MAX_BYTES,
+    JobRegisterRequest,
+    WireOptions,
+    api_dict,
+    api_json,
+    validate_request,
+)
+from store.durability import Durability
+from store.events import EventType, FailStage, State, event
+from store.record import Fields
+from store.records import Created, NewRequest, Records
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -35,6 +43,22 @@ class RequestConflict(Exception):
 class Accepted:
     request_id: str
     created: bool  # False: the same request was submitted before (nothing new enqueued)
+
+
+TOKEN_LENGTH = 10
+
+
+def request_token(request_id: str) -> str:
+    """A short stable token of the request id, carried in the remote job name."""
+    return hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:TOKEN_LENGTH]
+
+
+def remote_job_name(job_name: str, request_id: str) -> str:
+    """``<job_name>-<token>``, at most 50 bytes: unique per request, so a lost answer to the
+    registration can be found again in the job list."""
+    room = NAME_MAX_BYTES - TOKEN_LENGTH - 1
+    head = job_name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return f"{head}-{request_token(request_id)}"
 
 
 def new_request_id() -> str:
@@ -74,16 +98,6 @@ def check_size(request: JobRegisterRequest, job_name: str, max_api_json: int) ->
         )
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A validated request, ready to be recorded."""
-
-    request_id: str
-    body_hash: str
-    fields: dict[str, str]
-    event: dict[str, Any]
-
-
 def prepare(
     body: Any,
     request_id: str | None,
@@ -91,7 +105,7 @@ def prepare(
     *,
     max_api_json: int,
     entry_id: str | None = None,
-) -> Prepared:
+) -> NewRequest:
     """Validate a request and build its record and first event (raises InvalidRequest).
 
     ``entry_id``: the intake stream entry it came from, kept in the record and its event.
@@ -100,29 +114,31 @@ def prepare(
     request = validate_request(JobRegisterRequest, body)
     name = remote_job_name(request.job_name, request_id)
     check_size(request, name, max_api_json)
-    fields = {
-        "state": State.ACCEPTED.value,
-        "body": json.dumps(api_dict(request), ensure_ascii=False),
-        "job_name": name,
-        "content_id": request.content_id,
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "attempts": "0",
-    } | ({"entry_id": entry_id} if entry_id else {})
+    fields = Fields(
+        state=State.ACCEPTED,
+        body=json.dumps(api_dict(request), ensure_ascii=False),
+        job_name=name,
+        content_id=request.content_id,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+    )
+    if entry_id:
+        fields["entry_id"] = entry_id
     accepted = event(
         EventType.ACCEPTED,
         request_id,
-        1,
         now,
         content_id=request.content_id,
         job_name=name,
         entry_id=entry_id,
     )
-    return Prepared(request_id, body_hash(request), fields, accepted)
+    return NewRequest(request_id, body_hash(request), fields, accepted)
 
 
 def accept(
-    store: RequestStore,
+    records: Records,
+    durability: Durability,
     body: Any,
     request_id: str | None,
     now: float,
@@ -136,17 +152,15 @@ def accept(
     again should that message never arrive.
     """
     ready = prepare(body, request_id, now, max_api_json=max_api_json)
-    outcome = store.create(
-        ready.request_id, ready.body_hash, ready.fields, ready.event, submit_at=retry_at
-    )
+    outcome = records.create(ready, submit_at=retry_at)
     if outcome == "conflict":
         raise RequestConflict(ready.request_id)
-    store.durable()
+    durability.wait()
     return Accepted(ready.request_id, created=outcome == "created")
 
 
 def refuse(
-    store: RequestStore,
+    records: Records,
     request_id: str,
     errors: list[FieldError],
     now: float,
@@ -159,20 +173,19 @@ def refuse(
     with an event naming the fields; the store's outcome ("created" unless the id is taken:
     the earlier request stands, untouched)."""
     message = "; ".join(str(error) for error in errors)
-    fields = {
-        "state": State.FAILED.value,
-        "body": "null",
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "error_stage": stage.value,
-        "error_code": code,
-        "error_message": message,
-        "entry_id": entry_id,
-    }
+    fields = Fields(
+        state=State.FAILED,
+        body="null",
+        created_at=now,
+        updated_at=now,
+        error_stage=stage.value,
+        error_code=code,
+        error_message=message,
+        entry_id=entry_id,
+    )
     failed = event(
         EventType.FAILED,
         request_id,
-        1,
         now,
         stage=stage.value,
         code=code,
@@ -181,4 +194,6 @@ def refuse(
         entry_id=entry_id,
     )
     digest = hashlib.sha256(message.encode("utf-8")).hexdigest()
-    return store.create(request_id, f"{code}:{digest}", fields, failed, submit_at=None)
+    return records.create(
+        NewRequest(request_id, f"{code}:{digest}", fields, failed), submit_at=None
+    )

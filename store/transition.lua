@@ -1,0 +1,34 @@
+-- One change of a request, made from the version its writer read: writes the fields, appends
+-- the event (its event_id "<request id>:<new version>" stamped here), publishes the wake-up and
+-- moves the request between the schedules, all at once. 0 if the version moved on, -1 if the
+-- record is gone. A replay after a lost reply finds the version moved on and does nothing.
+-- KEYS: record, results, submit schedule, poll schedule, job index
+-- ARGV: version, fields (JSON), event (JSON object or ''), maxlen, channel, request id,
+--       schedule (submit|poll|''), score, job id to index, ttl (finished: unschedule,
+--       unindex, expire)
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then return -1 end
+if version ~= ARGV[1] then return 0 end
+local new = tostring(tonumber(version) + 1)
+local args = {'version', new}
+for k, v in pairs(cjson.decode(ARGV[2])) do args[#args + 1] = k; args[#args + 1] = v end
+redis.call('HSET', KEYS[1], unpack(args))
+if ARGV[3] ~= '' then
+  local id = cjson.encode(ARGV[6] .. ':' .. new)
+  local event = '{"event_id":' .. id .. ',' .. string.sub(ARGV[3], 2)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', event)
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+if ARGV[7] == 'submit' then
+  redis.call('ZADD', KEYS[3], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
+elseif ARGV[7] == 'poll' then
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[3], ARGV[6])
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], ARGV[9], ARGV[6]) end
+if ARGV[10] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
+  local job = redis.call('HGET', KEYS[1], 'job_id')
+  if job then redis.call('HDEL', KEYS[5], job) end
+  redis.call('EXPIRE', KEYS[1], ARGV[10])
+end
+return 1
