@@ -1,0 +1,287 @@
+"""The submit and poll steps' decisions, as tables: record + observation + now -> change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from typing import Any
+
+import pytest
+
+from config import Settings
+from pallycon.errors import ApiError, OutcomeUnknown, RequestNotSent, ServerError
+from pallycon.models import JobInfo
+from store.counters import Metric
+from store.events import FailStage, State
+from store.record import Record, decode, encode
+from tests.unit.test_models import job_body
+from worker import poll_rules, submit_rules
+from worker.outcome import StepPolicy, Triage, triage
+
+NOW = 1_800_000_000.0
+POLICY = dataclasses.replace(
+    StepPolicy.of(Settings(_env_file=None)),
+    max_deliveries=3,
+    submit_deadline=600.0,
+    reconcile_grace=10.0,
+    read_timeout=30.0,
+    task_time_limit=240.0,
+    job_timeout=3600.0,
+)
+
+
+def record(state: State = State.ACCEPTED, **fields) -> Record:
+    base: dict[str, Any] = {
+        "body": json.dumps(job_body()),
+        "job_name": "episode-1-abc",
+        "created_at": NOW - 5,
+        "submitting_at": NOW - 60,
+        "submitted_at": NOW - 60,
+    }
+    return Record("r1", state, 3, **(base | fields))
+
+
+def job(status: str, **extra) -> JobInfo:
+    return JobInfo.model_validate({"job_id": "77", "status": status} | extra)
+
+
+# --- The record's codec ---------------------------------------------------------------------
+
+
+def test_the_codec_round_trips_every_type():
+    original = record(State.SUBMITTING, attempts=2, unknown_answer=True, last_error="x; y")
+    stored = encode({k: v for k, v in dataclasses.asdict(original).items() if k != "request_id"})
+    assert stored["state"] == "submitting"
+    assert stored["unknown_answer"] == "1"
+    assert stored["created_at"] == repr(NOW - 5)
+    assert decode("r1", stored) == original
+
+
+def test_a_record_written_by_another_version_stays_readable():
+    """Unknown fields are ignored; missing ones read as their defaults."""
+    got = decode("r1", {"state": "accepted", "version": "1", "future_field": "z", "attempts": ""})
+    assert (got.state, got.version, got.attempts, got.job_id) == (State.ACCEPTED, 1, 0, "")
+
+
+def test_writing_a_field_the_record_does_not_have_is_refused():
+    with pytest.raises(ValueError, match="not a field"):
+        encode({"atempts": 1})
+
+
+# --- Triage: which requests of a batch run --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "deliveries", "alone", "expected"),
+    [
+        (State.ACCEPTED, 0, False, Triage.RUN),
+        (State.ACCEPTED, 1, False, Triage.ISOLATE),  # its batch died: alone next time
+        (State.ACCEPTED, 1, True, Triage.RUN),
+        (State.SUBMITTING, 0, False, Triage.RUN),
+        (State.SUBMITTED, 0, False, Triage.SKIP),  # a late or duplicate message
+        (State.COMPLETED, 0, True, Triage.SKIP),
+    ],
+)
+def test_triage(state, deliveries, alone, expected):
+    handled = (State.ACCEPTED, State.SUBMITTING)
+    assert triage(record(state, deliveries=deliveries), handled, alone=alone) is expected
+
+
+def test_an_unknown_request_is_skipped():
+    assert triage(None, (State.ACCEPTED,), alone=True) is Triage.SKIP
+
+
+# --- Submit ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "deliveries", "age", "ends_as", "then"),
+    [
+        (State.ACCEPTED, 1, 5, None, "register"),
+        (State.ACCEPTED, 4, 5, "dead_letter", None),  # past max_deliveries (3)
+        (State.SUBMITTING, 1, 5, None, "reconcile"),
+        (State.SUBMITTING, 1, 700, None, "reconcile final"),  # the job may exist: look
+        (State.ACCEPTED, 1, 700, "submit", None),  # past the deadline, never sent: give up
+    ],
+)
+def test_plan(state, deliveries, age, ends_as, then):
+    rec = record(state, created_at=NOW - age)
+    plan = submit_rules.plan([(rec, deliveries)], NOW, POLICY)
+    ended = [o.change.fields.get("error_stage") for o in plan.ended]
+    assert ended == ([ends_as] if ends_as else [])
+    if then == "register":
+        assert plan.register == [rec]
+    if then and then.startswith("reconcile"):
+        assert plan.reconcile == [(rec, then == "reconcile final")]
+
+
+def test_the_mark_before_a_registration():
+    change = submit_rules.submitting(record(attempts=1), NOW, POLICY)
+    assert change.fields == {
+        "state": State.SUBMITTING,
+        "attempts": 2,
+        "submitting_at": NOW,
+        "updated_at": NOW,
+    }
+    assert (change.schedule, change.at) == ("submit", NOW + 10 + 30)  # grace + read timeout
+
+
+def test_registered():
+    outcome = submit_rules.registered(record(State.SUBMITTING, attempts=1), "77", NOW, POLICY)
+    change = outcome.change
+    assert change.fields["state"] == State.SUBMITTED
+    assert change.fields["deliveries"] == 0
+    assert (change.schedule, change.at, change.index_job) == ("poll", NOW + 10, "77")
+    assert change.event is not None
+    assert change.event["type"] == "submitted"
+    assert "event_id" not in change.event  # the script stamps it
+    assert (change.event["job_id"], change.event["attempts"]) == ("77", 1)
+
+
+@pytest.mark.parametrize(
+    ("error", "state", "metric", "unknown"),
+    [
+        (RequestNotSent("refused"), State.ACCEPTED, Metric.SUBMIT_RESENDS, False),
+        (ServerError(503), State.SUBMITTING, Metric.SUBMIT_RECONCILES, False),
+        (OutcomeUnknown("read timeout"), State.SUBMITTING, Metric.SUBMIT_RECONCILES, False),
+        (ApiError("Z9999", "nobody knows", retryable=False), State.SUBMITTING, Metric.SUBMIT_RECONCILES, True),
+    ],
+)
+def test_after_a_failed_registration(error, state, metric, unknown):
+    rec = record(State.SUBMITTING, attempts=1)
+    outcome = submit_rules.after_post_error(rec, error, NOW, POLICY, random.Random(1))
+    fields = outcome.change.fields
+    assert (fields["state"], fields["unknown_answer"], fields["deliveries"]) == (state, unknown, 0)
+    assert fields["attempt_ended_at"] == NOW
+    assert outcome.counts == (metric,)
+    assert outcome.change.schedule == "submit"
+    assert outcome.change.at > NOW
+
+
+def test_a_permanent_registration_error_fails_the_request():
+    rec = record(State.SUBMITTING, attempts=1)
+    outcome = submit_rules.after_post_error(
+        rec, ApiError("A1000", "bad field", retryable=False), NOW, POLICY, random.Random(1)
+    )
+    assert outcome.change.fields["state"] == State.FAILED
+    assert (outcome.change.fields["error_stage"], outcome.change.fields["error_code"]) == (
+        "submit", "A1000",
+    )  # fmt: skip
+    assert outcome.change.finish
+
+
+def test_a_refused_timestamp_is_logged_as_a_warning():
+    rec = record(State.SUBMITTING, attempts=1)
+    refused = ApiError("A1002", "timestamp", retryable=True)
+    outcome = submit_rules.after_post_error(rec, refused, NOW, POLICY, random.Random(1))
+    assert outcome.level == "warning"
+    assert "the API refused our timestamp" in outcome.message
+
+
+# --- Reconcile ------------------------------------------------------------------------------
+
+
+SUBMITTING = {"submitting_at": NOW - 100, "attempt_ended_at": NOW - 100, "deliveries": 2}
+
+
+@pytest.mark.parametrize(
+    ("fields", "found", "final", "expected"),
+    [
+        ({}, ["77"], False, "submitted 77"),
+        ({}, ["77"], True, "submitted 77"),  # past the deadline, found: still tracked
+        ({"attempt_ended_at": NOW - 5}, [], False, "wait"),  # within the grace: look again
+        ({"attempt_ended_at": 0.0}, [], False, "wait"),  # its worker died: the hard limit too
+        ({}, [], False, "register again"),
+        ({}, [], True, "failed submit"),
+        ({"unknown_answer": True, "last_code": "Z9999"}, [], False, "failed submit Z9999"),
+    ],
+)
+def test_after_a_lookup(fields, found, final, expected):
+    rec = record(State.SUBMITTING, **(SUBMITTING | fields))
+    jobs = [job("WM000", job_id=job_id) for job_id in found]
+    result = submit_rules.after_lookup(rec, jobs, NOW, POLICY, final=final)
+    change = result.outcome.change
+    state = change.fields.get("state")
+    if expected.startswith("submitted"):
+        assert (state, change.index_job) == (State.SUBMITTED, expected.split()[1])
+    elif expected == "wait":
+        assert change.fields == {"deliveries": 2}  # this delivery was no failure
+        assert change.at == submit_rules.settled_at(rec, POLICY) > NOW
+    elif expected == "register again":
+        assert (state, result.register) == (State.ACCEPTED, True)
+    else:
+        assert (state, change.fields["error_stage"]) == (State.FAILED, "submit")
+        if expected.endswith("Z9999"):
+            assert change.fields["error_code"] == "Z9999"
+
+
+def test_a_failed_lookup_keeps_the_request_submitting():
+    rec = record(State.SUBMITTING, **SUBMITTING)
+    outcome = submit_rules.after_lookup_failed(
+        rec, ServerError(503), NOW, POLICY, random.Random(1), final=False
+    )
+    assert outcome.change.fields["state"] == State.SUBMITTING
+    assert outcome.change.fields["lookup_failures"] == 1
+    assert outcome.counts == (Metric.RECONCILE_LOOKUP_RETRIES,)
+    final = submit_rules.after_lookup_failed(
+        rec, ServerError(503), NOW, POLICY, random.Random(1), final=True
+    )
+    assert final.change.fields["state"] == State.FAILED
+    assert "its job may exist as episode-1-abc" in final.change.fields["error_message"]
+
+
+# --- Poll -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last", "listed", "age", "expected"),
+    [
+        ("WM000", "WM000", 60, "unchanged"),
+        ("WM000", "WM022100", 60, "progress"),
+        ("WM022100", "WM030", 60, "completed"),
+        ("WM022100", "WM999", 60, "failed packaging"),
+        ("WM000", None, 60, "missing"),
+        ("WM000", None, 4000, "failed timeout"),  # past job_timeout (3600 s)
+        ("WM000", "WM022100", 4000, "failed timeout"),
+    ],
+)
+def test_after_a_poll(last, listed, age, expected):
+    rec = record(State.SUBMITTED, status=last, job_id="77", submitted_at=NOW - age)
+    found = job(listed) if listed else None
+    outcome = poll_rules.after_poll(rec, found, NOW, POLICY)
+    change = outcome.change
+    if expected == "unchanged":
+        assert (change.fields, change.event) == ({"deliveries": 0, "poll_failures": 0}, None)
+        assert change.schedule == "poll"
+    elif expected == "progress":
+        assert change.event is not None
+        assert (change.event["type"], change.event["stage"]) == ("progress", "watermarking")
+        assert change.at % POLICY.polling.grid == 0
+    elif expected == "completed":
+        assert change.finish
+        assert change.event is not None
+        assert change.event["output_prefix"] == "out/episode-1/"
+    elif expected == "missing":
+        assert change.fields == {"deliveries": 0, "last_seen": "missing"}
+    else:
+        stage = expected.split()[1]
+        assert (change.fields["state"], change.fields["error_stage"]) == (State.FAILED, stage)
+
+
+def test_poll_deliveries_past_the_limit_are_dead_letters():
+    ok, dead = record(State.SUBMITTED), record(State.SUBMITTED)
+    kept, ended = poll_rules.sort_out([(ok, 1), (dead, 4)], NOW, POLICY)
+    assert kept == [ok]
+    assert [o.change.fields["error_stage"] for o in ended] == [FailStage.DEAD_LETTER.value]
+
+
+def test_a_failed_poll_retries_after_a_backoff():
+    recs = [record(State.SUBMITTED, poll_failures=2), record(State.SUBMITTED)]
+    decision, due, outcomes = poll_rules.after_poll_failed(
+        recs, ServerError(503), NOW, POLICY, random.Random(1)
+    )
+    assert due >= NOW + POLICY.retry.base
+    assert [o.change.fields["poll_failures"] for o in outcomes] == [3, 3]
+    assert {o.change.at for o in outcomes} == {due}
+    assert decision.code == "HTTP503"
