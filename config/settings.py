@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pallycon.models import WireOptions
+from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 
 ENV_PREFIX = "PALLYCON_"
@@ -31,9 +33,6 @@ REDIS_SCHEMES = ("redis", "rediss")
 _REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
-
-if TYPE_CHECKING:
-    from pallycon.client import ClientOptions
 
 #: Celery's hard task time limit, as a share of the visibility timeout.
 HARD_TIME_LIMIT_SHARE = 0.8
@@ -248,8 +247,6 @@ class Settings(BaseSettings):
     @property
     def max_api_json_bytes(self) -> int:
         """The largest request (its API JSON, in bytes) the configured transport can send."""
-        from pallycon.client import max_api_json_bytes  # httpx: only where a limit is needed
-
         return max_api_json_bytes(self.api_url, self.apidata_in, self.site_id)
 
     @property
@@ -265,9 +262,6 @@ class Settings(BaseSettings):
 
     def client_options(self) -> ClientOptions:
         """The protocol client's options (the one place that maps the settings to them)."""
-        from pallycon.client import ClientOptions  # httpx: only where a client is built
-        from pallycon.models import WireOptions
-
         return ClientOptions(
             base_url=self.api_url,
             apidata_in=self.apidata_in,

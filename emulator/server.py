@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from emulator.app import Emulator, create_app
 from emulator.config import EmulatorConfig
-from pallycon.client import MAX_URL_LENGTH
+from pallycon.options import MAX_URL_LENGTH
 from pallycon_pack import asgi
 
 

@@ -9,13 +9,11 @@ retries: the caller owns that decision (see ``CallError.retryable``).
 from __future__ import annotations
 
 import email.utils
-import functools
 import json
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -46,23 +44,16 @@ from pallycon.models import (
     StorageRegisterRequest,
     StorageResponse,
     StorageUpdateRequest,
-    WireOptions,
     api_json,
     field_errors,
 )
-from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, sign
+from pallycon.options import API_VERSION, APIDATA
+from pallycon.options import ClientOptions as ClientOptions
+from pallycon.options import max_api_json_bytes as max_api_json_bytes
+from pallycon.signing import SiteCredentials, sign
 
-APIDATA = "pallycon-apidata"
-API_VERSION = "v2"
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 
-#: The longest URL httpx builds (``httpx._urlparse.MAX_URL_LENGTH``); a longer one is refused
-#: before anything is sent.
-MAX_URL_LENGTH = 65_536
-#: The largest API JSON sent in a form body, where no URL limits it: a ceiling of our own.
-MAX_FORM_API_JSON_BYTES = 128 * 1024
-#: Site ids are at most this long (the settings refuse longer ones).
-SITE_ID_MAX_LENGTH = 32
 
 Clock = Callable[[], datetime]
 ResponseT = TypeVar("ResponseT", bound=ApiResult)
@@ -70,23 +61,6 @@ ResponseT = TypeVar("ResponseT", bound=ApiResult)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """How the client talks; every field has the default a production deployment wants."""
-
-    base_url: str = "https://api.pallycon.com"
-    apidata_in: Literal["query", "form"] = "query"
-    wire: WireOptions = field(default_factory=WireOptions)
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    pool_size: int = 20
-    max_response_bytes: int = 8 * 1024 * 1024
-
-    def max_api_json_bytes(self, site_id: str | None = None) -> int:
-        """The largest API JSON this client can send (see :func:`max_api_json_bytes`)."""
-        return max_api_json_bytes(self.base_url, self.apidata_in, site_id)
 
 
 class PallyConClient:
@@ -242,35 +216,6 @@ class PallyConClient:
 
 
 # --- Pure request sizing and response handling (unit-tested without a server) ----------------
-
-_PROBE_SITE = SiteCredentials.of("X", "x", "x" * SITE_KEY_BYTES)
-_PROBE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@functools.lru_cache(maxsize=64)
-def max_api_json_bytes(base_url: str, apidata_in: str, site_id: str | None = None) -> int:
-    """The largest API JSON, in bytes, that can be sent to ``base_url``.
-
-    With ``pallycon-apidata`` in the query string the URL is the limit: its length depends on
-    the size of the API JSON only (AES-CBC and base64 grow by size, not content, and the outer
-    base64 of the ASCII envelope never holds a ``+`` or ``/`` to percent-encode), so the limit
-    is found by signing probes of each size. Without ``site_id`` (a producer that has none) the
-    longest allowed one is assumed. In a form body the limit is :data:`MAX_FORM_API_JSON_BYTES`.
-    """
-    if apidata_in != "query":
-        return MAX_FORM_API_JSON_BYTES
-    site = quote(site_id, safe="") if site_id else "X" * SITE_ID_MAX_LENGTH
-    prefix = len(f"{base_url}/api/{API_VERSION}/pack/{site}?{APIDATA}=")
-
-    def fits(size: int) -> bool:
-        value = sign(b"x" * size, _PROBE_SITE, _PROBE_TIME).encode()
-        return prefix + len(quote(value, safe="")) <= MAX_URL_LENGTH
-
-    low, high = 0, MAX_URL_LENGTH  # fits(low); not fits(high)
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle)
-    return low
 
 
 def check_status(status: int, headers: httpx.Headers, raw: bytes) -> None:

@@ -40,6 +40,9 @@ AES_IV = b"0123456789abcdef"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _BLOCK_BITS = 128
+_BLOCK_BYTES = _BLOCK_BITS // 8
+#: base64 of a SHA-256 digest (32 bytes).
+_HASH_BASE64_LENGTH = 44
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,16 @@ def sign(api_json: bytes, credentials: SiteCredentials, now: datetime) -> Envelo
     data = encrypt(api_json, credentials.aes_key())
     timestamp = format_timestamp(now)
     return Envelope(data, timestamp, compute_hash(credentials, data, timestamp))
+
+
+def apidata_length(api_json_size: int) -> tuple[int, int]:
+    """The length of the ``pallycon-apidata`` value for an API JSON of ``api_json_size`` bytes,
+    and how many ``=`` pad it: both depend on the size only (AES-CBC with PKCS#7 and base64
+    grow by size, not content), so no key and no cipher are needed."""
+    cipher_bytes = (api_json_size // _BLOCK_BYTES + 1) * _BLOCK_BYTES
+    data = "A" * (4 * -(-cipher_bytes // 3))
+    value = Envelope(data, "2000-01-01T00:00:00Z", "A" * _HASH_BASE64_LENGTH).encode()
+    return len(value), len(value) - len(value.rstrip("="))
 
 
 def decode_envelope(apidata: str) -> Envelope:

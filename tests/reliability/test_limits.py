@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pallycon.client import max_api_json_bytes
+from pallycon.options import max_api_json_bytes
 from pallycon.errors import InvalidRequest
 from store.admission import remote_job_name
 from store.events import EventType, State, event

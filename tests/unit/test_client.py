@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from pallycon.client import ClientOptions, PallyConClient, max_api_json_bytes, parse_retry_after
+from pallycon.client import ClientOptions, PallyConClient, parse_retry_after
+from pallycon.options import max_api_json_bytes
 from pallycon.errors import (
     ApiError,
     HttpStatusError,

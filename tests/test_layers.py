@@ -1,0 +1,79 @@
+"""The import layers, as a user meets them: each module imports on its own, and a producer
+loads neither the HTTP client nor the worker. (The arrows themselves: `lint-imports`, whose
+contracts are in pyproject.toml, run by .ci/run.)"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = ["pallycon", "config", "store", "producers", "worker", "emulator", "pallycon_pack"]
+#: Never loaded by `import producers.api` (a producer needs Redis only).
+NOT_FOR_PRODUCERS = ["httpx", "pallycon.client", "worker", "cryptography.hazmat", "starlette"]
+
+
+def _modules() -> list[str]:
+    found = []
+    for package in PRODUCT:
+        found.append(package)
+        path = [str(ROOT / package)]
+        found += [m.name for m in pkgutil.walk_packages(path, prefix=f"{package}.")]
+    # Entry points run when imported: the CLI's __main__, and the Celery app (settings).
+    return [name for name in found if name not in ("pallycon_pack.__main__", "worker.celery")]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+#: Imports each module given on the command line with none of the project's modules loaded
+#: (third-party ones stay cached, which changes nothing for our imports): the errors, as JSON.
+_ALONE = """
+import importlib, json, sys
+ours = tuple(sys.argv[1].split(","))
+errors = {}
+for name in sys.argv[2:]:
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ours]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        errors[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(errors))
+"""
+
+
+def test_every_module_imports_on_its_own():
+    modules = _modules()
+    assert len(modules) > 40
+    run = subprocess.run(
+        [sys.executable, "-c", _ALONE, ",".join(PRODUCT), *modules],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {}
+
+
+def test_a_producer_loads_neither_the_http_client_nor_the_worker():
+    check = (
+        "import sys, producers.api\n"
+        f"banned = {NOT_FOR_PRODUCERS!r}\n"
+        "print(sorted(m for m in sys.modules for b in banned if m == b or m.startswith(b + '.')))"
+    )
+    run = _python(check)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["store.admission", "store.records", "store.messages"])
+def test_the_shared_store_needs_no_http_client(module):
+    run = _python(f"import sys, {module}; print('httpx' in sys.modules)")
+    assert (run.returncode, run.stdout.strip()) == (0, "False"), run.stderr
