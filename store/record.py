@@ -41,7 +41,10 @@ class Record:
     attempt_ended_at: float = 0.0  # when the last registration's outcome was recorded
     last_error: str = ""
     last_code: str = ""
-    unknown_answer: bool = False  # the last registration got an API code nobody knows
+    # The last registration was answered with an API code nobody knows (and what it said):
+    # should no job have come of it, the request fails with that code.
+    unknown_code: str = ""
+    unknown_message: str = ""
     lookup_failures: int = 0
     # Polling
     job_id: str = ""
@@ -93,7 +96,8 @@ class Fields(TypedDict, total=False):
     attempt_ended_at: float
     last_error: str
     last_code: str
-    unknown_answer: bool
+    unknown_code: str
+    unknown_message: str
     lookup_failures: int
     job_id: str
     submitted_at: float
@@ -116,7 +120,6 @@ _BY_TYPE: dict[Any, _Codec] = {
     str: (str, str),
     int: (str, lambda text: int(text) if text else 0),
     float: (repr, lambda text: float(text) if text else 0.0),
-    bool: (lambda value: "1" if value else "0", lambda text: text == "1"),
     State: (lambda value: State(value).value, State),
 }
 _HINTS = typing.get_type_hints(Record)

@@ -83,7 +83,8 @@ def registered(record: Record, job_id: str, now: float, policy: StepPolicy) -> O
         deliveries=0,
         last_error="",
         last_code="",
-        unknown_answer=False,
+        unknown_code="",
+        unknown_message="",
         lookup_failures=0,
     )
     change = event(
@@ -115,7 +116,11 @@ def after_post_error(
     # An answer with a code nobody knows: if no job came of it, the request fails with that
     # code (instead of being registered again).
     unknown = isinstance(error, ApiError) and not known_api_code(error.code)
-    extra = Fields(attempt_ended_at=now, unknown_answer=unknown)
+    extra = Fields(
+        attempt_ended_at=now,
+        unknown_code=decision.code if unknown else "",
+        unknown_message=decision.message if unknown else "",
+    )
     return retried(record, state, decision, extra, now, metric)
 
 
@@ -185,11 +190,10 @@ def after_lookup(
         return Reconciled(Outcome(again))
     if final:
         return Reconciled(gave_up(record, now, policy))
-    if record.unknown_answer:
+    if record.unknown_code:
         # The registration was answered with a code nobody knows, and no job came of it.
-        return Reconciled(
-            failed(record, FailStage.SUBMIT, record.last_code, record.last_error, now)
-        )
+        code, message = record.unknown_code, record.unknown_message
+        return Reconciled(failed(record, FailStage.SUBMIT, code, message, now))
     fields = Fields(state=State.ACCEPTED, updated_at=now)
     again = Change(record, fields, schedule="submit", at=now)
     return Reconciled(Outcome(again, "reconciled: absent, registering again"), register=True)

@@ -33,7 +33,7 @@ def test_figure_6_hostile_responses(stack_factory, worker_factory, figure):
         )
         names = Counter(job.job_name for job in client.iter_jobs(query))
     outcomes = Counter(
-        r.state.value if r.state.value == "completed" else f"failed {r.get('error_code')}"
+        r.state.value if r.state.value == "completed" else f"failed {r.error_code}"
         for r in records.values()
     )
     log = worker.log.read_text(errors="replace")

@@ -50,10 +50,10 @@ def job(status: str, **extra) -> JobInfo:
 
 
 def test_the_codec_round_trips_every_type():
-    original = record(State.SUBMITTING, attempts=2, unknown_answer=True, last_error="x; y")
+    original = record(State.SUBMITTING, attempts=2, unknown_code="Z9", last_error="x; y")
     stored = encode({k: v for k, v in dataclasses.asdict(original).items() if k != "request_id"})
     assert stored["state"] == "submitting"
-    assert stored["unknown_answer"] == "1"
+    assert stored["attempts"] == "2"
     assert stored["created_at"] == repr(NOW - 5)
     assert decode("r1", stored) == original
 
@@ -145,14 +145,20 @@ def test_registered():
         (RequestNotSent("refused"), State.ACCEPTED, Metric.SUBMIT_RESENDS, False),
         (ServerError(503), State.SUBMITTING, Metric.SUBMIT_RECONCILES, False),
         (OutcomeUnknown("read timeout"), State.SUBMITTING, Metric.SUBMIT_RECONCILES, False),
-        (ApiError("Z9999", "nobody knows", retryable=False), State.SUBMITTING, Metric.SUBMIT_RECONCILES, True),
+        (
+            ApiError("Z9999", "nobody knows", retryable=False),
+            State.SUBMITTING,
+            Metric.SUBMIT_RECONCILES,
+            True,
+        ),
     ],
 )
 def test_after_a_failed_registration(error, state, metric, unknown):
     rec = record(State.SUBMITTING, attempts=1)
     outcome = submit_rules.after_post_error(rec, error, NOW, POLICY, random.Random(1))
     fields = outcome.change.fields
-    assert (fields["state"], fields["unknown_answer"], fields["deliveries"]) == (state, unknown, 0)
+    assert (fields["state"], fields["deliveries"]) == (state, 0)
+    assert fields["unknown_code"] == ("Z9999" if unknown else "")
     assert fields["attempt_ended_at"] == NOW
     assert outcome.counts == (metric,)
     assert outcome.change.schedule == "submit"
@@ -194,7 +200,14 @@ SUBMITTING = {"submitting_at": NOW - 100, "attempt_ended_at": NOW - 100, "delive
         ({"attempt_ended_at": 0.0}, [], False, "wait"),  # its worker died: the hard limit too
         ({}, [], False, "register again"),
         ({}, [], True, "failed submit"),
-        ({"unknown_answer": True, "last_code": "Z9999"}, [], False, "failed submit Z9999"),
+        ({"unknown_code": "Z9999", "last_code": "Z9999"}, [], False, "failed submit Z9999"),
+        # lookups failed in between: the registration's unknown code still decides
+        (
+            {"unknown_code": "Z9999", "last_code": "MalformedResponse"},
+            [],
+            False,
+            "failed submit Z9999",
+        ),
     ],
 )
 def test_after_a_lookup(fields, found, final, expected):
