@@ -15,11 +15,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from celery import Celery
-from kombu.exceptions import KombuError
 
 from config import Settings
 from pallycon.errors import FieldError, InvalidRequest
@@ -31,6 +29,9 @@ from store.keys import Keys
 from store.messages import send_submit, sender
 from store.record import Record
 from store.records import NewRequest, Records
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
 
@@ -62,7 +63,7 @@ class Producer:
         self,
         records: Records,
         durability: Durability,
-        app: Celery,
+        sender: Callable[[], Celery],
         *,
         max_api_json: int,
         retry_after: float = 60.0,
@@ -72,7 +73,8 @@ class Producer:
         self.redis = records.redis
         self.keys = records.keys
         self.durability = durability
-        self.app = app
+        self._sender = sender
+        self._app: Celery | None = None
         self.retry_after = retry_after
         self.max_api_json = max_api_json
         self.clock = clock
@@ -86,10 +88,17 @@ class Producer:
         return cls(
             records,
             Durability(client, settings.redis_fsync_wait_ms),
-            sender(settings.redis_url, keys),
+            lambda: sender(settings.redis_url, keys),
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
         )
+
+    @property
+    def app(self) -> Celery:
+        """The app that sends the submit tasks (made on first use: reading needs no Celery)."""
+        if self._app is None:
+            self._app = self._sender()
+        return self._app
 
     def submit(
         self, body: Mapping[str, Any] | JobRegisterRequest, request_id: str | None = None
@@ -140,6 +149,8 @@ class Producer:
     def _send(self, created: list[str]) -> None:
         """The fast path: submit tasks at once. Only a hint: should it fail, the requests are
         recorded and on the submit schedule, and a sweeper dispatches them after the lease."""
+        from kombu.exceptions import KombuError  # loaded with Celery, where tasks are sent
+
         try:
             send_submit(self.app, created)
         except (KombuError, redis.RedisError, OSError) as exc:

@@ -8,12 +8,13 @@ hint to act now: every request is also on a durable schedule, so a lost message 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from celery import Celery
-from kombu import Queue
+from typing import TYPE_CHECKING, Any
 
 from store.keys import Keys
+
+if TYPE_CHECKING:  # Celery is imported by what sends, not by what only reads
+    from celery import Celery
+    from kombu import Queue
 
 SUBMIT_TASK = "pallycon.submit"
 POLL_TASK = "pallycon.poll"
@@ -34,6 +35,8 @@ PUBLISH_RETRY_POLICY = {
 
 
 def queues(keys: Keys) -> list[Queue]:
+    from kombu import Queue
+
     return [Queue(keys.submit_queue), Queue(keys.poll_queue)]
 
 
@@ -59,6 +62,8 @@ def sending_conf(redis_url: str, keys: Keys) -> dict[str, Any]:
 
 def sender(redis_url: str, keys: Keys) -> Celery:
     """An app that sends the tasks and defines none (for processes that are not workers)."""
+    from celery import Celery
+
     app = Celery("pallycon_pack", set_as_current=False)
     app.conf.update(sending_conf(redis_url, keys))
     return app

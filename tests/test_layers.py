@@ -14,8 +14,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ["pallycon", "config", "store", "producers", "worker", "emulator", "pallycon_pack"]
-#: Never loaded by `import producers.api` (a producer needs Redis only).
-NOT_FOR_PRODUCERS = ["httpx", "pallycon.client", "worker", "cryptography.hazmat", "starlette"]
+#: Never loaded by `import producers.api` (a producer needs Redis only; Celery once it sends).
+NOT_FOR_PRODUCERS = [
+    "httpx",
+    "pallycon.client",
+    "worker",
+    "cryptography.hazmat",
+    "starlette",
+    "celery",
+]
 
 
 def _modules() -> list[str]:
