@@ -66,7 +66,7 @@ def iso(epoch: float) -> str:
 
 def event(kind: EventType, request_id: str, at: float, **data: Any) -> dict[str, Any]:
     """A result event, without its ``event_id``: the script that writes it with its change
-    stamps ``"<request_id>:<version>"`` from the version it writes (see store/records.py)."""
+    stamps ``"<request_id>:<version>"`` from the version it writes (store/transition.lua)."""
     return {
         "schema": SCHEMA_VERSION,
         "type": kind.value,

@@ -130,16 +130,18 @@ _CODECS: dict[str, _Codec] = {
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Record) if f.name in _CODECS}
 _HIDDEN = {"body", "body_hash", "state", "version"}
 
-if set(typing.get_type_hints(Fields)) != set(_CODECS) - {"version"}:  # pragma: no cover
-    raise TypeError("Fields and Record must name the same fields")
+_WRITABLE = {name: _HINTS[name] for name in _CODECS if name != "version"}
+if typing.get_type_hints(Fields) != _WRITABLE:  # pragma: no cover
+    raise TypeError("Fields must have Record's fields (but version), with the same types")
 
 
 def encode(fields: Mapping[str, Any]) -> dict[str, str]:
-    """The hash fields that store ``fields`` (a :class:`Fields`, or ``version``)."""
-    try:
-        return {name: _CODECS[name][0](value) for name, value in fields.items()}
-    except KeyError as exc:
-        raise ValueError(f"not a field of the request record: {exc}") from None
+    """The hash fields that store ``fields`` (a :class:`Fields`: never ``version``, which only
+    the scripts write)."""
+    unknown = sorted(set(fields) - _WRITABLE.keys())
+    if unknown:
+        raise ValueError(f"not a writable field of the request record: {', '.join(unknown)}")
+    return {name: _CODECS[name][0](value) for name, value in fields.items()}
 
 
 def decode(request_id: str, raw: Mapping[str, str]) -> Record:

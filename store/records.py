@@ -97,6 +97,7 @@ class Records:
             "" if submit_at is None else repr(submit_at),
         ]
         for item in items:
+            _check_event(item.event)
             final = item.fields["state"].final
             keys.append(self.keys.request(item.request_id))
             args += [
@@ -142,6 +143,8 @@ class Records:
     def _transition_call(self, change: Change) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the transition script for one change."""
         request_id = change.record.request_id
+        if change.event is not None:
+            _check_event(change.event)
         keys = [
             self.keys.request(request_id),
             self.keys.results,
@@ -152,7 +155,7 @@ class Records:
         args = [
             str(change.record.version),
             json.dumps(encode(change.fields)),
-            json.dumps(change.event) if change.event else "",
+            json.dumps(change.event) if change.event is not None else "",
             self.result_maxlen,
             self.keys.wake_channel,
             request_id,
@@ -180,3 +183,10 @@ class Records:
     def created_by(self, request_id: str, entry_id: str) -> bool:
         """Whether the request ``request_id`` was created from the intake entry ``entry_id``."""
         return bool(self.redis.hget(self.keys.request(request_id), "entry_id") == entry_id)
+
+
+def _check_event(event: dict[str, Any]) -> None:
+    """The scripts put ``event_id`` first into the event's JSON: it must be a non-empty object
+    without one."""
+    if not event or "event_id" in event:
+        raise ValueError("an event to write is a non-empty object without event_id")

@@ -34,7 +34,3 @@ class Schedules:
         one caller only; it comes back by itself when the lease ends)."""
         args: list[str | int] = [repr(now), repr(now + lease), limit, CLAIM_ZADD_CHUNK]
         return [str(member) for member in self._claim(keys=[self.key(schedule)], args=args)]
-
-    def reschedule(self, schedule: Schedule, request_id: str, at: float) -> None:
-        """Move an existing entry (no-op if the request is not scheduled there)."""
-        self.redis.zadd(self.key(schedule), {request_id: at}, xx=True)

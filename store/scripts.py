@@ -1,4 +1,4 @@
-"""The Lua scripts of this package, read from the ``.lua`` files beside its modules."""
+"""Lua scripts, read from the ``.lua`` files beside the modules that run them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from redis.commands.core import Script
 
 
 @functools.cache
-def source(name: str) -> str:
-    """The text of ``<name>.lua`` in this package."""
-    return (Path(__file__).parent / f"{name}.lua").read_text(encoding="utf-8")
+def source(name: str, beside: str = __file__) -> str:
+    """The text of ``<name>.lua`` in the directory of the module file ``beside`` (this
+    package's by default)."""
+    return (Path(beside).parent / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def register(client: redis.Redis, name: str) -> Script:
-    """``<name>.lua``, registered with ``client`` (sent by its SHA, loaded when missing)."""
+    """``<name>.lua`` of this package, registered with ``client`` (sent by its SHA, loaded
+    when missing)."""
     return client.register_script(source(name))

@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Literal, cast
 
 import redis.asyncio
@@ -43,6 +42,7 @@ from starlette.routing import Route
 from pallycon.models import CallbackBody
 from store.counters import Metric
 from store.keys import Keys
+from store.scripts import source
 
 log = logging.getLogger("pallycon_pack.callbacks")
 
@@ -61,7 +61,7 @@ BODY_TIMEOUT = 10.0
 REDIS_CONNECTIONS = 32
 
 #: Decides what one callback does, atomically (see the script's comments).
-_CLAIM = (Path(__file__).parent / "callback_claim.lua").read_text(encoding="utf-8")
+_CLAIM = source("callback_claim", beside=__file__)
 #: The counters the claim adds to: unknown job, coalesced, used.
 _COUNTED = (Metric.CALLBACKS_UNKNOWN_JOB, Metric.CALLBACKS_COALESCED, Metric.CALLBACKS_USED)
 

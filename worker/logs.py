@@ -9,10 +9,6 @@ import time
 from typing import Any
 
 
-def log_change(logger: logging.Logger, request_id: str, change: str, **fields: Any) -> None:
-    logger.info(change, extra={"request_id": request_id, "fields": fields})
-
-
 class JsonFormatter(logging.Formatter):
     """``{"ts": ..., "level": ..., "logger": ..., "msg": ..., "request_id": ..., ...}``."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from config import Settings
 from store.counters import Metric
@@ -29,7 +29,7 @@ class Outcome:
     message: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
     counts: tuple[Metric, ...] = ()
-    level: str = "info"
+    level: Literal["info", "warning"] = "info"
 
 
 @dataclass(frozen=True)

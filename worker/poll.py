@@ -64,7 +64,7 @@ def _tracked(
 ) -> list[Record]:
     records = rt.shared.records.get_many(request_ids)
     run = []
-    for request_id in request_ids:
+    for request_id in dict.fromkeys(request_ids):  # each once, in order
         decided = triage(records.get(request_id), (State.SUBMITTED,), alone=alone)
         if decided is Triage.ISOLATE:
             isolate(request_id)

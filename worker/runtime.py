@@ -86,7 +86,7 @@ class Runtime:
                 continue
             if outcome.message:
                 log.log(
-                    logging.getLevelName(outcome.level.upper()),
+                    logging.WARNING if outcome.level == "warning" else logging.INFO,
                     outcome.message,
                     extra={
                         "request_id": outcome.change.record.request_id,

@@ -40,7 +40,7 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     alone = len(request_ids) == 1
     records = rt.shared.records.get_many(request_ids)
     run = []
-    for request_id in request_ids:
+    for request_id in dict.fromkeys(request_ids):  # each once, in order
         decided = triage(records.get(request_id), HANDLED, alone=alone)
         if decided is Triage.ISOLATE:
             isolate(request_id)

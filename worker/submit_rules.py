@@ -1,7 +1,7 @@
 """The submit step's decisions, pure: record + what was observed + now + policy -> the change.
 
 :mod:`worker.submit` reads, calls the API and commits what these decide. Each is a table test
-(tests/unit/test_submit_rules.py).
+(tests/unit/test_step_rules.py; the step itself in tests/integration/test_steps.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from worker.decisions import (
     known_api_code,
 )
 from worker.outcome import Outcome, StepPolicy, dead_lettered, failed
+
+#: An unexpected error is recorded in ``last_error`` up to this many characters.
+MAX_ERROR_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def broken(record: Record, error: Exception, now: float, policy: StepPolicy) -> 
     every time is dead-lettered after ``max_deliveries``."""
     fields = Fields(
         state=State.SUBMITTING,
-        last_error=f"{type(error).__name__}: {error}"[:500],
+        last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
         last_code="error",
         attempt_ended_at=now,
         updated_at=now,

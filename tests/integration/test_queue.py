@@ -87,9 +87,7 @@ def test_twenty_requests_give_twenty_completed_events_and_twenty_jobs(
     completed = [e for e in events_of(producer) if e["type"] == "completed"]
     assert sorted(e["request_id"] for e in completed) == sorted(ids)
     assert len(remote_jobs(emulator, marker)) == 20
-    assert sorted(r.job_id for r in records.values()) == sorted(
-        remote_jobs(emulator, marker)
-    )
+    assert sorted(r.job_id for r in records.values()) == sorted(remote_jobs(emulator, marker))
     for request_id in ids:
         kinds = [e["type"] for e in events_of(producer, request_id)]
         assert kinds[:2] == ["accepted", "submitted"]
@@ -392,7 +390,9 @@ def test_submit_many_enqueues_a_batch_or_nothing(
     records = wait_all(producer, ids)
     assert {r.state.value for r in records.values()} == {"completed"}
     assert len(remote_jobs(emulator, marker)) == 120
-    assert producer.submit_many([records[ids[0]].parsed_body()], [ids[0]]) == [ids[0]]  # a resubmission
+    assert producer.submit_many([records[ids[0]].parsed_body()], [ids[0]]) == [
+        ids[0]
+    ]  # a resubmission
 
 
 def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pallycon.options import max_api_json_bytes
 from pallycon.errors import InvalidRequest
+from pallycon.options import max_api_json_bytes
 from store.admission import remote_job_name
 from store.events import EventType, State, event
 from store.record import Fields

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from pallycon.client import ClientOptions, PallyConClient, parse_retry_after
-from pallycon.options import max_api_json_bytes
 from pallycon.errors import (
     ApiError,
     HttpStatusError,
@@ -25,6 +24,7 @@ from pallycon.errors import (
     ServerError,
 )
 from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
+from pallycon.options import max_api_json_bytes
 from pallycon.signing import SiteCredentials, decode_envelope, open_envelope
 from tests.conftest import SAMPLE_SITE
 from tests.unit.test_models import job_body

@@ -51,7 +51,13 @@ def job(status: str, **extra) -> JobInfo:
 
 def test_the_codec_round_trips_every_type():
     original = record(State.SUBMITTING, attempts=2, unknown_code="Z9", last_error="x; y")
-    stored = encode({k: v for k, v in dataclasses.asdict(original).items() if k != "request_id"})
+    stored = encode(
+        {
+            k: v
+            for k, v in dataclasses.asdict(original).items()
+            if k not in ("request_id", "version")
+        }
+    ) | {"version": "3"}
     assert stored["state"] == "submitting"
     assert stored["attempts"] == "2"
     assert stored["created_at"] == repr(NOW - 5)
@@ -65,8 +71,10 @@ def test_a_record_written_by_another_version_stays_readable():
 
 
 def test_writing_a_field_the_record_does_not_have_is_refused():
-    with pytest.raises(ValueError, match="not a field"):
+    with pytest.raises(ValueError, match="not a writable field of the request record: atempts"):
         encode({"atempts": 1})
+    with pytest.raises(ValueError, match="version"):  # only the scripts write it
+        encode({"version": 7})
 
 
 # --- Triage: which requests of a batch run --------------------------------------------------
