@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -15,7 +14,6 @@ from pydantic import SecretStr
 from config import load_settings
 from pallycon.client import utc_now
 from pallycon.codes import parse_status
-from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
     JobInfo,
     JobListRequest,
@@ -29,16 +27,14 @@ from pallycon.models import (
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
 from pallycon_pack import render
-from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.inputs import STDIN, one_secret, read_json, read_source
 from pallycon_pack.wiring import make_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 RequestT = TypeVar("RequestT", bound=RequestModel)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-STDIN = "-"
-SECRET_FILE_LIMIT = 64 * 1024
 
 
 def _region_option(f: F) -> F:
@@ -454,82 +450,8 @@ def _meaning(job: JobInfo) -> dict[str, Any]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def read_json(file: Any) -> Any:
-    raw = file.read()
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        name = getattr(file, "name", "input")
-        raise InvalidRequest([FieldError("body", f"{name} is not JSON: {exc}")]) from None
-
-
 def _print_id(as_json: bool, key: str, value: str | None) -> None:
     if as_json:
         render.emit_json({key: value})
     else:
         click.echo(value)
-
-
-# --- secrets kept out of the command line -----------------------------------------------------
-
-
-def source_name(path: str) -> str:
-    """How an error names a file option's source: its path, or "standard input" for '-'."""
-    return "standard input" if path == STDIN else path
-
-
-def read_source(path: str, option: str, limit: int | None = None) -> bytes:
-    """The bytes of the file at ``path`` ('-' = standard input), at most ``limit`` of them.
-
-    A failure is a one-line error naming ``option`` and the path, never the content.
-    """
-    size = -1 if limit is None else limit + 1
-    try:
-        if path == STDIN:
-            data = sys.stdin.buffer.read(size)
-        else:
-            with open(path, "rb") as file:
-                data = file.read(size)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise Failure(
-            f"{option}: cannot read {source_name(path)}: {reason}", EXIT_INVALID
-        ) from None
-    if limit is not None and len(data) > limit:
-        raise Failure(f"{option}: {source_name(path)} is larger than {limit} bytes", EXIT_INVALID)
-    return data
-
-
-def read_secret(path: str, option: str) -> str:
-    """A secret kept alone in a file ('-' = standard input), one trailing newline removed.
-
-    Empty, several lines or not UTF-8 is a one-line error naming ``option``, never the secret.
-    """
-    where = f"{option}: {source_name(path)}"
-    try:
-        text = read_source(path, option, SECRET_FILE_LIMIT).decode("utf-8")
-    except UnicodeDecodeError:
-        raise Failure(f"{where} is not UTF-8 text", EXIT_INVALID) from None
-    for ending in ("\r\n", "\n"):
-        if text.endswith(ending):
-            text = text[: -len(ending)]
-            break
-    if not text:
-        raise Failure(f"{where} is empty", EXIT_INVALID)
-    if "\n" in text or "\r" in text:
-        raise Failure(
-            f"{where} holds more than one line: it must hold the secret alone", EXIT_INVALID
-        )
-    return text
-
-
-def one_secret(value: str | None, path: str | None, *, flag: str) -> str | None:
-    """The secret given as ``flag`` VALUE or in ``flag``-file PATH, or None if neither is.
-
-    Both at once is an error: which one was meant is not for the program to guess.
-    """
-    if path is None:
-        return value
-    if value is not None:
-        raise Failure(f"{flag} and {flag}-file: give one of them, not both", EXIT_INVALID)
-    return read_secret(path, f"{flag}-file")

@@ -1,7 +1,8 @@
 """``pallycon-pack``: the one command-line entry point, with subcommands.
 
-Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
-we need is unavailable (Redis unreachable or refusing our credentials, a port in use).
+Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed, 2 bad
+usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
+credentials, a port in use).
 """
 
 from __future__ import annotations
@@ -15,23 +16,13 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from config import ConfigError, load_settings
 from config.settings import mask_url
 from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
-from pallycon_pack.errors import ListenError
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_UNAVAILABLE = 3
-
-
-class Failure(click.ClickException):
-    """An error shown as one clear message, with an exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = exit_code
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]  # click reads it as an attribute
-        return self.code
+from pallycon_pack.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    Failure,
+    ListenError,
+)
 
 
 class _Group(click.Group):

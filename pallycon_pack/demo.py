@@ -32,7 +32,7 @@ from emulator.server import running_emulator
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
-from pallycon_pack.cli import EXIT_FAILED, Failure
+from pallycon_pack.errors import EXIT_FAILED, Failure
 from pallycon_pack.processes import WorkerProcess
 from pallycon_pack.progress import follow_requests
 from pallycon_pack.redis_server import RedisServer, answers

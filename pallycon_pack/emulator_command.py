@@ -10,8 +10,8 @@ from config import load_settings
 from emulator.config import DEMO_SITE, HOSTILE_MODES, EmulatorConfig, FaultConfig
 from emulator.server import serve
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
-from pallycon_pack.api_commands import read_source, source_name
-from pallycon_pack.cli import EXIT_INVALID, Failure
+from pallycon_pack.errors import EXIT_INVALID, Failure
+from pallycon_pack.inputs import read_source, source_name
 
 SITES_FILE_LIMIT = 1024 * 1024
 SITE_FORMAT = "ID:ACCESS_KEY:SITE_KEY"

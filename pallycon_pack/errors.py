@@ -1,6 +1,28 @@
-"""Errors of the command line's own processes (the CLI maps each to an exit code)."""
+"""Errors of the command line and its exit codes.
+
+Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
+we need is unavailable (Redis unreachable or refusing our credentials, a port in use).
+"""
 
 from __future__ import annotations
+
+import click
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+
+class Failure(click.ClickException):
+    """An error shown as one clear message, with an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = exit_code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # click reads it as an attribute
+        return self.code
 
 
 class ListenError(OSError):

@@ -11,7 +11,8 @@ import click
 
 from config import load_settings
 from pallycon_pack import render
-from pallycon_pack.cli import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from pallycon_pack.inputs import read_json
 from producers.api import Producer, RequestConflict, SubmitUnconfirmed
 
 DEFAULT_WAIT = 24 * 3600.0
@@ -36,8 +37,6 @@ def submit(file: Any, request_id: str | None, wait: bool, timeout: float, as_jso
 
     The request is validated first: an invalid one is refused (exit 2) and nothing is enqueued.
     """
-    from pallycon_pack.api_commands import read_json
-
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
     try:
