@@ -28,7 +28,6 @@ from rich.table import Table
 from config import Settings, load_settings
 from emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from emulator.files import MANIFESTS, VARIANTS
-from emulator.server import running_emulator
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
@@ -36,7 +35,7 @@ from pallycon_pack.errors import EXIT_FAILED, Failure
 from pallycon_pack.processes import WorkerProcess
 from pallycon_pack.progress import follow_requests
 from pallycon_pack.redis_server import RedisServer, answers
-from pallycon_pack.servers import running_callbacks
+from pallycon_pack.servers import running_callbacks, running_emulator
 from producers.api import Producer
 from store.record import Record
 

@@ -8,7 +8,6 @@ import click
 
 from config import load_settings
 from emulator.config import DEMO_SITE, HOSTILE_MODES, EmulatorConfig, FaultConfig
-from emulator.server import serve
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_pack.errors import EXIT_INVALID, Failure
 from pallycon_pack.inputs import read_source, source_name
@@ -196,11 +195,13 @@ def emulator(
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
 
+    from pallycon_pack.servers import serve_emulator  # not the callback receiver's imports
+
     def ready(url: str) -> None:
         names = ", ".join(site.site_id for site in config.sites)
         click.echo(f"PallyCon emulator listening on {url} (sites: {names})")
 
-    serve(
+    serve_emulator(
         config,
         settings.emulator_host,
         settings.emulator_port,
