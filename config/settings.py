@@ -13,7 +13,6 @@ names the missing variable.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -160,28 +159,6 @@ class Settings(BaseSettings):
     )
     callback_host: str = Field(default="127.0.0.1", description="Callback receiver address.")
     callback_port: int = Field(default=8700, ge=0, le=65535, description="Callback port.")
-
-    # --- The emulator --------------------------------------------------------------------------
-    emulator_host: str = Field(default="127.0.0.1", description="Emulator listen address.")
-    emulator_port: int = Field(default=8600, ge=0, le=65535, description="Emulator port.")
-    emulator_job_seconds: float = Field(
-        default=20.0, ge=0, description="How long an emulated job takes from WM000 to WM030."
-    )
-    emulator_data_dir: Path | None = Field(
-        default=None, description="Storages map to folders <dir>/<bucket>/; outputs written there."
-    )
-    emulator_callback_url: str | None = Field(
-        default=None, description="Where the emulator POSTs the result callback of each job."
-    )
-    emulator_status_style: Literal["code", "word"] = Field(
-        default="code", description="Job list status as a WM code or as a word."
-    )
-    emulator_max_skew_seconds: float | None = Field(
-        default=None, gt=0, description="Refuse timestamps further off than this (A1002)."
-    )
-    emulator_max_page_unit: int = Field(
-        default=500, ge=1, description="Largest page the emulator returns (larger ones clamp)."
-    )
 
     @field_validator("site_key")
     @classmethod

@@ -1,4 +1,8 @@
-"""What the emulator is told at start-up: its sites, timing, storage folder and faults."""
+"""What the emulator is told at start-up: its sites, timing, storage folder and faults.
+
+Its settings are apart from the worker's: ``PALLYCON_EMULATOR_*`` variables (or the same
+``.env`` file), read by the emulator command alone.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from config import Settings
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config import ConfigError
 from pallycon.signing import SiteCredentials
+
+EMULATOR_ENV_PREFIX = "PALLYCON_EMULATOR_"
 
 HOSTILE_MODES = ("non_json", "truncated", "missing_fields", "wrong_types", "huge", "unknown_code")
 
@@ -69,6 +78,62 @@ class FaultConfig:
         return asdict(self)
 
 
+class EmulatorSettings(BaseSettings):
+    """The emulator's settings, with the defaults a new user gets."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=EMULATOR_ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    host: str = Field(default="127.0.0.1", description="Emulator listen address.")
+    port: int = Field(default=8600, ge=0, le=65535, description="Emulator port.")
+    job_seconds: float = Field(
+        default=20.0, ge=0, description="How long an emulated job takes from WM000 to WM030."
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Storages map to folders <dir>/<bucket>/; outputs written there."
+    )
+    callback_url: str | None = Field(
+        default=None, description="Where the emulator POSTs the result callback of each job."
+    )
+    status_style: Literal["code", "word"] = Field(
+        default="code", description="Job list status as a WM code or as a word."
+    )
+    max_skew_seconds: float | None = Field(
+        default=None, gt=0, description="Refuse timestamps further off than this (A1002)."
+    )
+    max_page_unit: int = Field(
+        default=500, ge=1, description="Largest page the emulator returns (larger ones clamp)."
+    )
+
+
+def emulator_env_name(field: str) -> str:
+    """The environment variable that sets the emulator's ``field``."""
+    return f"{EMULATOR_ENV_PREFIX}{field.upper()}"
+
+
+def load_emulator_settings(**overrides: Any) -> EmulatorSettings:
+    """Read the emulator's settings; ``overrides`` (flags) win over the environment and ``.env``.
+
+    Overrides that are ``None`` are ignored, so unset flags fall through to the environment.
+    Raises :class:`ConfigError` naming each invalid variable.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return EmulatorSettings(**given)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{emulator_env_name(name)}: {message}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     sites: tuple[SiteCredentials, ...]
@@ -82,17 +147,17 @@ class EmulatorConfig:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, extra_sites: tuple[SiteCredentials, ...] = (), **changes: Any
+        cls, settings: EmulatorSettings, *, sites: tuple[SiteCredentials, ...], **changes: Any
     ) -> EmulatorConfig:
-        """The emulator for the site in ``settings`` (plus ``extra_sites``)."""
+        """The emulator serving ``sites``, as ``settings`` say."""
         config = cls(
-            sites=(settings.credentials(), *extra_sites),
-            job_seconds=settings.emulator_job_seconds,
-            data_dir=settings.emulator_data_dir,
-            callback_url=settings.emulator_callback_url,
-            status_style=settings.emulator_status_style,
-            max_skew_seconds=settings.emulator_max_skew_seconds,
-            max_page_unit=settings.emulator_max_page_unit,
+            sites=sites,
+            job_seconds=settings.job_seconds,
+            data_dir=settings.data_dir,
+            callback_url=settings.callback_url,
+            status_style=settings.status_style,
+            max_skew_seconds=settings.max_skew_seconds,
+            max_page_unit=settings.max_page_unit,
         )
         given = {key: value for key, value in changes.items() if value is not None}
         return replace(config, **given)

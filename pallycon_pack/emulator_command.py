@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from config import load_settings
-from emulator.config import DEMO_SITE, HOSTILE_MODES, EmulatorConfig, FaultConfig
+from emulator.config import (
+    DEMO_SITE,
+    HOSTILE_MODES,
+    EmulatorConfig,
+    FaultConfig,
+    load_emulator_settings,
+)
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_pack.errors import EXIT_INVALID, Failure
 from pallycon_pack.inputs import read_source, source_name
@@ -160,15 +166,16 @@ def emulator(
     with none configured, the demo site of .env.example. More sites come from --sites-file
     (kept out of ps) or --site.
     """
-    settings = load_settings(
-        emulator_host=host,
-        emulator_port=port,
-        emulator_job_seconds=job_seconds,
-        emulator_data_dir=data_dir,
-        emulator_callback_url=callback_url,
-        emulator_status_style=status_style,
-        emulator_max_skew_seconds=max_skew_seconds,
-        emulator_max_page_unit=max_page_unit,
+    settings = load_settings()
+    emulator_settings = load_emulator_settings(
+        host=host,
+        port=port,
+        job_seconds=job_seconds,
+        data_dir=data_dir,
+        callback_url=callback_url,
+        status_style=status_style,
+        max_skew_seconds=max_skew_seconds,
+        max_page_unit=max_page_unit,
     )
     try:
         faults = FaultConfig(
@@ -185,12 +192,11 @@ def emulator(
         raise Failure(f"fault options: {exc}", EXIT_INVALID) from None
     extra = _extra_sites(sites, sites_file)
     if settings.site_id is None and settings.access_key is None and settings.site_key is None:
-        config = EmulatorConfig.from_settings(
-            settings.model_copy(update=_demo_credentials()), extra_sites=extra, faults=faults
-        )
+        primary = DEMO_SITE
         click.echo(f"no site configured: serving the demo site {DEMO_SITE.site_id}", err=True)
     else:
-        config = EmulatorConfig.from_settings(settings, extra_sites=extra, faults=faults)
+        primary = settings.credentials()
+    config = EmulatorConfig.from_settings(emulator_settings, sites=(primary, *extra), faults=faults)
     _check_unique(config.sites)
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -203,17 +209,9 @@ def emulator(
 
     serve_emulator(
         config,
-        settings.emulator_host,
-        settings.emulator_port,
+        emulator_settings.host,
+        emulator_settings.port,
         on_ready=ready,
         access_log=access_log,
         seed=seed,
     )
-
-
-def _demo_credentials() -> dict[str, object]:
-    return {
-        "site_id": DEMO_SITE.site_id,
-        "access_key": DEMO_SITE.access_key,
-        "site_key": DEMO_SITE.site_key,
-    }

@@ -15,10 +15,13 @@ import pytest
 import yaml
 
 from config import ENV_PREFIX, Settings
+from emulator.config import EmulatorSettings, emulator_env_name
 from pallycon_pack.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+#: The emulator's settings, apart from the worker's (which every worker validates).
+EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
+SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | EMULATOR_SETTINGS
 _VAR = re.compile(r"\bPALLYCON_[A-Z0-9_]+\b")
 
 
@@ -80,6 +83,20 @@ def test_every_setting_is_documented_and_nothing_else(path: str):
     named = set(_VAR.findall((ROOT / path).read_text()))
     assert named <= SETTINGS, f"{path} names unknown settings: {named - SETTINGS}"
     assert named >= SETTINGS, f"{path} misses settings: {SETTINGS - named}"
+
+
+def test_the_emulators_settings_are_documented_in_its_own_section():
+    """docs/CONFIGURATION.md's emulator table lists exactly the emulator's settings, no other
+    table lists one of them, and the emulator's block of .env.example names them."""
+    sections = re.split(r"^## ", (ROOT / "docs" / "CONFIGURATION.md").read_text(), flags=re.M)
+    rows = {
+        section.split("\n", 1)[0]: set(re.findall(r"^\| `(PALLYCON_\w+)`", section, flags=re.M))
+        for section in sections
+    }
+    assert rows.pop("The emulator") == EMULATOR_SETTINGS
+    assert not set().union(*rows.values()) & EMULATOR_SETTINGS
+    example = (ROOT / ".env.example").read_text().split("# --- The emulator ", 1)[1]
+    assert set(_VAR.findall(example)) == EMULATOR_SETTINGS
 
 
 def _code_lines(text: str) -> list[str]:

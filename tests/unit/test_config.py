@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from config import ConfigError, Settings, load_settings
+from emulator.config import EmulatorSettings, load_emulator_settings
 
 GOOD = {
     "PALLYCON_SITE_ID": "TUTO",
@@ -69,7 +70,6 @@ def test_missing_credentials_name_each_variable():
         ("PALLYCON_API_URL", "api.pallycon.com", "http"),
         ("PALLYCON_APIDATA_IN", "header", "query"),
         ("PALLYCON_READ_TIMEOUT", "0", "greater than 0"),
-        ("PALLYCON_EMULATOR_PORT", "70000", "less than or equal"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch, name, value, message):
@@ -97,3 +97,40 @@ def test_secrets_stay_wrapped():
     settings = Settings(**fields)
     assert GOOD["PALLYCON_SITE_KEY"] not in repr(settings)
     assert GOOD["PALLYCON_ACCESS_KEY"] not in repr(settings)
+
+
+def test_the_emulators_settings_are_apart_from_the_workers(monkeypatch, tmp_path: Path):
+    """PALLYCON_EMULATOR_* (environment or .env) set the emulator; a worker ignores them."""
+    monkeypatch.setenv("PALLYCON_EMULATOR_PORT", "70000")
+    (tmp_path / ".env").write_text("PALLYCON_EMULATOR_JOB_SECONDS=3\nPALLYCON_SITE_ID=TUTO\n")
+    assert load_settings().site_id == "TUTO"
+    assert not any(name.startswith("emulator") for name in Settings.model_fields)
+    with pytest.raises(ConfigError) as caught:
+        load_emulator_settings()
+    assert "PALLYCON_EMULATOR_PORT" in str(caught.value)
+    assert "less than or equal" in str(caught.value)
+    settings = load_emulator_settings(port=0)
+    assert (settings.port, settings.job_seconds, settings.host) == (0, 3.0, "127.0.0.1")
+
+
+def test_the_emulators_defaults_need_no_environment():
+    settings = EmulatorSettings()
+    assert (settings.host, settings.port, settings.job_seconds) == ("127.0.0.1", 8600, 20.0)
+    assert (settings.status_style, settings.max_page_unit) == ("code", 500)
+    assert (settings.data_dir, settings.callback_url, settings.max_skew_seconds) == (None,) * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PALLYCON_EMULATOR_PORT", "70000", "less than or equal"),
+        ("PALLYCON_EMULATOR_STATUS_STYLE", "loud", "'code' or 'word'"),
+        ("PALLYCON_EMULATOR_MAX_SKEW_SECONDS", "0", "greater than 0"),
+    ],
+)
+def test_invalid_emulator_settings_name_the_variable(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_emulator_settings()
+    assert name in str(caught.value)
+    assert message in str(caught.value)
