@@ -66,7 +66,7 @@ def _step(name: str) -> None:
 
 
 def _machine() -> dict[str, Any]:
-    from pallycon_pack.redis_server import server_binary
+    from support.redis_server import server_binary
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "redis": Path(server_binary()).name}  # fmt: skip

@@ -13,7 +13,8 @@ from emulator.config import DEMO_SITE
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.signing import decode_envelope, open_envelope, sign
-from pallycon_pack.processes import ServerProcess, child_env
+from support.env import clean_env
+from support.processes import ServerProcess
 
 FAST_POLLS = {
     "poll_interval": 0.5,
@@ -71,7 +72,7 @@ def throughput(root: Path, count: int = 3000, runs: int = 3) -> dict[str, Any]:
             before = s.cpu()
             start = time.time()
             ids = s.producer.submit_many([s.body(f"pipe-{run}-{n}") for n in range(count)])
-            s.wait_final(ids, timeout=600)
+            s.follow_final(ids, timeout=600)
             pipeline_cpu.append(cpu_per_job(before, s.cpu(), count))
             done = max(ts(e) for e in s.events() if e["type"] == "completed")
             pipeline.append(count / (done - start))
@@ -111,7 +112,7 @@ def calls_per_job(
         watcher.start()
         start = time.time()
         ids = [s.producer.submit(s.body(f"{name}-{n}")) for n in range(in_flight)]
-        records = s.wait_final(ids, timeout=1800)
+        records = s.follow_final(ids, timeout=1800)
         stop.set()
         calls = s.api_calls() - before
         counters = s.producer.redis.hgetall(s.producer.keys.counters)
@@ -147,13 +148,13 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
     with stack(root / name, "--job-seconds", str(job_seconds), sweep_interval=0.1, **polls) as s:
         if callbacks:
             receiver = ServerProcess.start("callbacks", "--port", "0",
-                                           env=child_env(s.settings.environment()), cwd=s.root)  # fmt: skip
+                                           env=clean_env(s.settings.environment()), cwd=s.root)  # fmt: skip
             s.servers.append(receiver)
             s.emulator.stop()
             s.emulator = ServerProcess.start(
                 "emulator", "--port", "0", "--job-seconds", str(job_seconds),
                 "--callback-url", f"{receiver.url}/callback/{token}",
-                env=child_env({}), cwd=s.root,
+                env=clean_env(), cwd=s.root,
             )  # fmt: skip
             from bench.harness import register_storage
 
@@ -167,7 +168,7 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
         for n in range(count):
             ids.append(s.producer.submit(s.body(f"{name}-{n}")))
             time.sleep(0.01)  # spread over two seconds: jobs end at different moments
-        s.wait_final(ids, timeout=300)
+        s.follow_final(ids, timeout=300)
         events = s.events()
     submitted = {e["request_id"]: ts(e) for e in events if e["type"] == "submitted"}
     completed = {e["request_id"]: ts(e) for e in events if e["type"] == "completed"}

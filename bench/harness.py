@@ -6,21 +6,16 @@ import contextlib
 import os
 import resource
 import statistics
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from config import Settings
 from emulator.config import DEMO_REGION, DEMO_SITE
-from pallycon.client import ClientOptions, PallyConClient
-from pallycon.models import StorageRegisterRequest
-from pallycon_pack.processes import ServerProcess, WorkerProcess, child_env
-from pallycon_pack.redis_server import RedisServer
-from producers.api import Producer
-from store.events import EventType
+from support import queue
+from support.samples import storage_request
+from support.stack import Stack
 
 BENCH = {
     "site_id": DEMO_SITE.site_id,
@@ -31,23 +26,13 @@ BENCH = {
     "api_burst": 500,
     "callback_token": "benchmark-callback-token-0123",
 }
+BENCH_STORAGE = storage_request("bench", "bench-bucket", DEMO_REGION)
 
 
-FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
+class BenchStack(Stack):
+    """The shared stack, with the benchmarks' job and the CPU each part of it used."""
 
-
-@dataclass
-class Stack:
-    root: Path
-    redis: RedisServer
-    emulator: ServerProcess
-    settings: Settings
-    producer: Producer
-    storage_id: str
-    workers: list[WorkerProcess] = field(default_factory=list)
-    servers: list[ServerProcess] = field(default_factory=list)
-
-    def body(self, content_id: str) -> dict[str, Any]:
+    def body(self, content_id: str, **changes: Any) -> dict[str, Any]:
         return {
             "job_name": content_id[:30],
             "storage": {
@@ -57,35 +42,8 @@ class Stack:
             "content_id": content_id,
             "streaming_format": ["dash", "hls"],
             "protect_type": ["watermark"],
+            **changes,
         }
-
-    def start_workers(self, processes: int) -> None:
-        env = child_env(self.settings.environment())
-        log = self.root / f"worker-{len(self.workers)}.log"
-        command = WorkerProcess.command(concurrency=processes)
-        self.workers.append(WorkerProcess(command, env, log).start().wait_ready())
-
-    def api_calls(self) -> int:
-        counts = self.emulator.control("stats")["counts"]
-        return sum(v for k, v in counts.items() if k.startswith(("GET ", "POST ", "PUT ")))
-
-    def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
-        """Wait for every request's final event, then read their records.
-
-        Reads the result stream as it grows, as a consumer would: re-reading every record
-        while waiting would take CPU from the very processes being measured.
-        """
-        deadline = time.monotonic() + timeout
-        waiting, cursor = set(ids), "0-0"
-        while waiting:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(waiting)} requests not finished within {timeout} s")
-            batch = self.producer.events(after=cursor, count=5000, block_ms=200)
-            for _, event in batch:
-                if event["type"] in FINAL_EVENTS:
-                    waiting.discard(event["request_id"])
-            cursor = batch[-1][0] if batch else cursor
-        return self.producer.records.get_many(ids)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each part of the stack (see :func:`cpu_seconds`)."""
@@ -99,9 +57,6 @@ class Stack:
             "Redis": cpu_seconds([redis_pid] if redis_pid else []),
             "benchmark process (producer, result reader, plain loop)": own_cpu_seconds(),
         }
-
-    def events(self) -> list[dict[str, Any]]:
-        return [event for _, event in self.producer.events(count=10_000_000)]
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -139,44 +94,23 @@ def cpu_per_job(before: dict[str, float], after: dict[str, float], jobs: int) ->
 
 
 def register_storage(api_url: str) -> str:
-    request = StorageRegisterRequest.model_validate(
-        {
-            "storage_name": "bench",
-            "id": "AKIA",
-            "password": "s",
-            "aws_bucket": "bench-bucket",
-            "region": DEMO_REGION,
-        }
-    )
-    with PallyConClient(DEMO_SITE, ClientOptions(base_url=api_url)) as client:
-        storage_id = client.register_storage(request).storage_id
-    assert storage_id
-    return storage_id
+    """The benchmarks' storage, registered on the emulator at ``api_url``; its id."""
+    return queue.register_storage(api_url, DEMO_SITE, BENCH_STORAGE)
 
 
 @contextlib.contextmanager
-def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[Stack]:
+def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[BenchStack]:
     """Everything a benchmark needs, stopped afterwards."""
-    root.mkdir(parents=True, exist_ok=True)
-    redis = RedisServer(root / "redis").start()
-    env = child_env({})
-    emulator = ServerProcess.start("emulator", "--port", "0", "--max-page-unit", "500",
-                                   *emulator_args, env=env, cwd=root)  # fmt: skip
-    config = Settings(_env_file=None, **{**BENCH, "api_url": emulator.url, "redis_url": redis.url,
-                                         **settings})  # fmt: skip
-    built = Stack(root, redis, emulator, config, Producer.from_settings(config),
-                  register_storage(emulator.url))  # fmt: skip
-    try:
+
+    def bench_settings(redis_url: str, api_url: str) -> Settings:
+        return Settings(_env_file=None, **{**BENCH, "api_url": api_url, "redis_url": redis_url,
+                                           **settings})  # fmt: skip
+
+    with BenchStack.start(
+        root, "--max-page-unit", "500", *emulator_args, site=DEMO_SITE, region=DEMO_REGION,
+        settings=bench_settings, storage=BENCH_STORAGE,
+    ) as built:  # fmt: skip
         yield built
-    finally:
-        for worker in built.workers:
-            worker.stop()
-        for server in built.servers:
-            server.stop()
-        for running in {id(emulator): emulator, id(built.emulator): built.emulator}.values():
-            if running.process.poll() is None:  # a case may have swapped in another emulator
-                running.stop()
-        redis.stop()
 
 
 def median(values: Sequence[float]) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -32,9 +31,7 @@ from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
 from pallycon_pack.errors import EXIT_FAILED, Failure
-from pallycon_pack.processes import WorkerProcess
 from pallycon_pack.progress import follow_requests
-from pallycon_pack.redis_server import RedisServer, answers
 from pallycon_pack.servers import running_callbacks, running_emulator
 from producers.api import Producer
 from store.record import Record
@@ -123,6 +120,8 @@ def demo(count: int, job_seconds: float, timeout: float) -> None:
 
 @contextlib.contextmanager
 def _redis(directory: Path) -> Iterator[str]:
+    from support.redis_server import RedisServer, answers
+
     configured = load_settings().redis_url
     if answers(configured):
         yield configured
@@ -155,14 +154,13 @@ def _data_dir(root: Path, count: int) -> Path:
     return root
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
-    return env | settings.environment()
-
-
 @contextlib.contextmanager
 def _worker(settings: Settings, log: Path) -> Iterator[None]:
-    worker = WorkerProcess(WorkerProcess.command(concurrency=2), _env(settings), log).start()
+    from support.env import clean_env
+    from support.processes import WorkerProcess
+
+    env = clean_env(settings.environment())
+    worker = WorkerProcess(WorkerProcess.command(concurrency=2), env, log).start()
     try:
         yield
     finally:

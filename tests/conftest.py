@@ -1,80 +1,28 @@
-"""Shared fixtures: site credentials, the emulator as a real process, a callback sink."""
+"""Shared fixtures: site credentials, the emulator as a real process, a callback sink, a Redis
+server and worker processes. Their helpers live in the ``support`` package."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.signing import SiteCredentials
-from pallycon_pack.processes import ServerProcess, WorkerProcess
-
-# PallyCon's own tutorial credentials, from their published request samples.
-SAMPLE_SITE = SiteCredentials.of(
-    "TUTO", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"
-)
-REGION = "RG011"
+from support.env import clean_env, site_env
+from support.processes import EmulatorProcess, WorkerProcess, start_emulator
+from support.redis_server import RedisServer
+from support.samples import SAMPLE_SITE
+from support.sink import CallbackSink, running_sink
 
 
 @pytest.fixture
 def site() -> SiteCredentials:
     return SAMPLE_SITE
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any PALLYCON_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
-    env.update(extra)
-    return env
-
-
-def site_env(site: SiteCredentials = SAMPLE_SITE, **extra: str) -> dict[str, str]:
-    settings = {
-        "PALLYCON_SITE_ID": site.site_id,
-        "PALLYCON_ACCESS_KEY": site.access_key.get_secret_value(),
-        "PALLYCON_SITE_KEY": site.site_key.get_secret_value(),
-        "PALLYCON_REGION": REGION,
-    }
-    return clean_env(**{**settings, **extra})
-
-
-def cli(
-    *args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None, timeout: float = 60
-):
-    """Run ``pallycon-pack`` as a user would, in its own process."""
-    return subprocess.run(
-        [sys.executable, "-m", "pallycon_pack", *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
-
-
-EmulatorProcess = ServerProcess
-
-
-def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
-    """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
-    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd)
-
-
-def start_server(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
-    """``pallycon-pack ARGS`` (a server that prints 'listening on URL')."""
-    return ServerProcess.start(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture
@@ -92,45 +40,10 @@ def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., EmulatorProcess]]
         emulator.stop()
 
 
-@dataclass
-class CallbackSink:
-    """A real HTTP server that records every JSON body POSTed to it."""
-
-    url: str
-    bodies: list[Any] = field(default_factory=list)
-
-    def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for body in list(self.bodies):
-                if predicate(body):
-                    return body
-            time.sleep(0.05)
-        raise AssertionError(f"no matching callback within {timeout} s; got {self.bodies}")
-
-
 @pytest.fixture(scope="session")
 def callback_sink() -> Iterator[CallbackSink]:
-    bodies: list[Any] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            bodies.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield CallbackSink(f"http://{host!s}:{port}/callback", bodies)
-    server.shutdown()
-    server.server_close()
+    with running_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="session")
@@ -161,10 +74,7 @@ def client(emulator: EmulatorProcess) -> Iterator[PallyConClient]:
         yield api
 
 
-# --- The queue: a Redis-compatible server, settings, worker processes ------------------------
-
-from config import Settings  # noqa: E402
-from pallycon_pack.redis_server import RedisServer  # noqa: E402
+# --- The queue: a Redis-compatible server, worker processes -----------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -173,37 +83,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
-
-
-FAST = {
-    "poll_interval": 0.5,
-    "poll_busy_interval": 0.5,
-    "poll_grid": 0.25,
-    "sweep_interval": 0.1,
-    "lease_seconds": 5.0,
-    "retry_base": 0.2,
-    "retry_cap": 2.0,
-    "reconcile_grace": 1.0,
-    "api_rate": 200.0,
-    "api_burst": 200,
-    "visibility_timeout": 60,
-}
-
-
-def make_settings(redis_url: str, api_url: str, **values: Any) -> Settings:
-    """Settings for one test: its own key prefix (and so its own queues), fast timings."""
-    base = {
-        "site_id": SAMPLE_SITE.site_id,
-        "access_key": SAMPLE_SITE.access_key,
-        "site_key": SAMPLE_SITE.site_key,
-        "region": REGION,
-        "api_url": api_url,
-        "redis_url": redis_url,
-        "key_prefix": f"t{os.urandom(4).hex()}",
-        "callback_token": "test-callback-token-0123456789",
-        **FAST,
-    }
-    return Settings(_env_file=None, **{**base, **values})
 
 
 @pytest.fixture
@@ -216,7 +95,7 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     ) -> WorkerProcess:
         name = f"w{len(started)}"
         args = WorkerProcess.command(concurrency=concurrency, celery_cli=celery_cli, name=name)
-        env = clean_env(**settings.environment())
+        env = clean_env(settings.environment())
         log = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess(args, env, log).start().wait_ready()
         started.append(worker)

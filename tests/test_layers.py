@@ -1,5 +1,5 @@
-"""The import layers, as a user meets them: each module imports on its own, and a producer
-loads neither the HTTP client nor the worker. (The arrows themselves: `lint-imports`, whose
+"""The import layers, as a user meets them: each module imports on its own, a producer loads
+neither the HTTP client nor the worker, and the product never loads the support package. (The arrows themselves: `lint-imports`, whose
 contracts are in pyproject.toml, run by .ci/run.)"""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ["pallycon", "config", "store", "producers", "worker", "emulator", "pallycon_pack"]
+#: Helpers for tests, benchmarks and the demo: never loaded by the product.
+SUPPORT = "support"
 #: Never loaded by `import producers.api` (a producer needs Redis only; Celery once it sends).
 NOT_FOR_PRODUCERS = [
     "httpx",
@@ -25,9 +27,9 @@ NOT_FOR_PRODUCERS = [
 ]
 
 
-def _modules() -> list[str]:
+def _modules(packages: list[str] = PRODUCT) -> list[str]:
     found = []
-    for package in PRODUCT:
+    for package in packages:
         found.append(package)
         path = [str(ROOT / package)]
         found += [m.name for m in pkgutil.walk_packages(path, prefix=f"{package}.")]
@@ -59,10 +61,11 @@ print(json.dumps(errors))
 
 
 def test_every_module_imports_on_its_own():
-    modules = _modules()
+    packages = [*PRODUCT, SUPPORT]
+    modules = _modules(packages)
     assert len(modules) > 40
     run = subprocess.run(
-        [sys.executable, "-c", _ALONE, ",".join(PRODUCT), *modules],
+        [sys.executable, "-c", _ALONE, ",".join(packages), *modules],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -84,3 +87,22 @@ def test_a_producer_loads_neither_the_http_client_nor_the_worker():
 def test_the_shared_store_needs_no_http_client(module):
     run = _python(f"import sys, {module}; print('httpx' in sys.modules)")
     assert (run.returncode, run.stdout.strip()) == (0, "False"), run.stderr
+
+
+def test_the_product_never_loads_the_support_package():
+    """Every product module, the CLI's --help among them, loads nothing of support/ (only the
+    demo command does, when it runs)."""
+    code = (
+        "import importlib, sys\n"
+        "from click.testing import CliRunner\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module(name)\n"
+        "from pallycon_pack.cli import main\n"
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] == {SUPPORT!r}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, *_modules()],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr

@@ -22,11 +22,13 @@ from pydantic import SecretStr
 
 from config import Settings
 from pallycon_pack import asgi
-from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
 from store.keys import Keys
-from tests.conftest import EmulatorProcess, clean_env, make_settings, start_server
-from tests.integration.test_queue import body_for, register_storage, wait_all
+from support.env import clean_env
+from support.processes import EmulatorProcess, start_server
+from support.queue import make_settings, register_storage, wait_all
+from support.redis_server import RedisServer
+from support.samples import body_for
 from worker import callbacks
 from worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 

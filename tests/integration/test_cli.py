@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EmulatorProcess, clean_env, cli, site_env
-from tests.unit.test_models import job_body
-from tests.unit.test_signing import SAMPLE_APIDATA, SAMPLE_DATA, SAMPLE_HASH, SAMPLE_JSON
+from support.env import clean_env, site_env
+from support.processes import EmulatorProcess, cli
+from support.samples import SAMPLE_APIDATA, SAMPLE_DATA, SAMPLE_HASH, SAMPLE_JSON, job_body
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ def test_jobs_list_all_pages_and_table(env, tmp_path: Path):
 
 def test_the_emulator_serves_the_demo_site_when_nothing_is_configured(tmp_path: Path):
     """A new user can start the emulator with no settings at all."""
-    from tests.conftest import start_emulator
+    from support.processes import start_emulator
 
     server = start_emulator(env=clean_env(), cwd=tmp_path)
     try:

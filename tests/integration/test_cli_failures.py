@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import redis
 
-from pallycon_pack.redis_server import RedisServer, free_port
-from tests.conftest import cli, site_env
-from tests.unit.test_models import job_body
+from support.env import site_env
+from support.processes import cli
+from support.redis_server import RedisServer, free_port
+from support.samples import job_body
 
 pytestmark = pytest.mark.integration
 

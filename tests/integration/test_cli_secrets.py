@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from pallycon.signing import SiteCredentials
-from pallycon_pack.processes import ServerProcess
-from tests.conftest import SAMPLE_SITE, EmulatorProcess, cli, site_env, start_emulator
-from tests.unit.test_signing import SAMPLE_APIDATA, SAMPLE_JSON
+from support.env import site_env
+from support.processes import EmulatorProcess, ServerProcess, cli, start_emulator
+from support.samples import SAMPLE_APIDATA, SAMPLE_JSON, SAMPLE_SITE
 
 pytestmark = [
     pytest.mark.integration,

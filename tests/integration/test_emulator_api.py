@@ -20,22 +20,15 @@ from pallycon.models import (
     JobListRequest,
     JobRegisterRequest,
     StorageListRequest,
-    StorageRegisterRequest,
     StorageUpdateRequest,
     validate_request,
 )
 from pallycon.signing import Envelope, SiteCredentials, sign
-from tests.conftest import REGION, SAMPLE_SITE, CallbackSink, EmulatorProcess
-from tests.unit.test_models import job_body
+from support.processes import EmulatorProcess
+from support.samples import REGION, SAMPLE_SITE, job_body, storage_request
+from support.sink import CallbackSink
 
 pytestmark = pytest.mark.integration
-
-
-def storage_request(name: str = "store", bucket: str = "my-bucket") -> StorageRegisterRequest:
-    return StorageRegisterRequest.model_validate(
-        {"storage_name": name, "id": "AKIAEXAMPLE", "password": "aws-secret-value",
-         "aws_bucket": bucket, "region": REGION}
-    )  # fmt: skip
 
 
 def new_job(client: PallyConClient, **changes: Any) -> tuple[JobRegisterRequest, str]:

@@ -14,11 +14,11 @@ from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobListRequest
-from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer, RequestConflict
-from tests.conftest import REGION, SAMPLE_SITE, EmulatorProcess, make_settings
-from tests.integration.test_emulator_api import storage_request
-from tests.unit.test_models import job_body
+from support.processes import EmulatorProcess
+from support.queue import events_of, make_settings, register_storage, wait_all
+from support.redis_server import RedisServer
+from support.samples import REGION, SAMPLE_SITE, body_for, job_body
 
 pytestmark = pytest.mark.integration
 
@@ -33,39 +33,9 @@ def producer(settings: Settings) -> Producer:
     return Producer.from_settings(settings)
 
 
-def register_storage(api_url: str) -> str:
-    """A storage registered on the emulator at ``api_url``; its id."""
-    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=api_url)) as client:
-        found = client.register_storage(storage_request()).storage_id
-    assert found
-    return found
-
-
 @pytest.fixture
 def storage_id(emulator: EmulatorProcess) -> str:
     return register_storage(emulator.url)
-
-
-def body_for(storage_id: str, content_id: str, **changes: Any) -> dict[str, Any]:
-    body = job_body(content_id=content_id, **changes)
-    body["storage"]["input"]["storage_id"] = body["storage"]["output"]["storage_id"] = storage_id
-    return body
-
-
-def wait_all(producer: Producer, request_ids: list[str], timeout: float = 60.0) -> dict[str, Any]:
-    """The final records of these requests (fails the test if one does not end in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        records = producer.records.get_many(request_ids)
-        if len(records) == len(request_ids) and all(r.state.final for r in records.values()):
-            return records
-        time.sleep(0.1)
-    states = {rid: r.state.value for rid, r in producer.records.get_many(request_ids).items()}
-    raise AssertionError(f"not finished in {timeout} s: {states}")
-
-
-def events_of(producer: Producer, request_id: str | None = None) -> list[dict[str, Any]]:
-    return [e for _, e in producer.events(count=100_000) if request_id in (None, e["request_id"])]
 
 
 def remote_jobs(emulator: EmulatorProcess, marker: str) -> list[str]:
@@ -255,7 +225,8 @@ def test_submit_wait_status_and_results_commands(
     settings, storage_id, worker_factory, tmp_path: Path
 ):
     """The CLI a person uses: submit --wait exits 0, status and results --json show it."""
-    from tests.conftest import clean_env, cli
+    from support.env import clean_env
+    from support.processes import cli
 
     worker_factory(settings)
     env = clean_env(**settings.environment())
@@ -390,9 +361,8 @@ def test_submit_many_enqueues_a_batch_or_nothing(
     records = wait_all(producer, ids)
     assert {r.state.value for r in records.values()} == {"completed"}
     assert len(remote_jobs(emulator, marker)) == 120
-    assert producer.submit_many([records[ids[0]].parsed_body()], [ids[0]]) == [
-        ids[0]
-    ]  # a resubmission
+    resubmitted = producer.submit_many([records[ids[0]].parsed_body()], [ids[0]])
+    assert resubmitted == [ids[0]]  # a resubmission
 
 
 def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):

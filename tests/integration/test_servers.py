@@ -16,7 +16,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from pallycon_pack import asgi
-from tests.conftest import clean_env, cli
+from support.env import clean_env
+from support.processes import cli
 
 pytestmark = pytest.mark.integration
 

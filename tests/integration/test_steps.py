@@ -28,12 +28,11 @@ from config import Settings
 from pallycon.errors import RequestNotSent
 from pallycon.models import JobInfo
 from pallycon.signing import decode_envelope, format_timestamp, open_envelope
-from pallycon_pack.redis_server import RedisServer
 from store.admission import accept, remote_job_name
 from store.events import State, iso
 from store.record import Record
-from tests.conftest import REGION, SAMPLE_SITE
-from tests.unit.test_models import job_body
+from support.redis_server import RedisServer
+from support.samples import REGION, SAMPLE_SITE, job_body
 from worker import poll_rules, submit_rules
 from worker.poll import poll
 from worker.runtime import Runtime

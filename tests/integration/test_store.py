@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import redis
 
-from pallycon_pack.redis_server import RedisServer
 from store.counters import Counters, Metric
 from store.events import EventType, State, event
 from store.keys import Keys
@@ -18,6 +17,7 @@ from store.ratelimit import TokenBucket
 from store.record import Fields
 from store.records import Change, NewRequest, Records
 from store.schedules import Schedules
+from support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

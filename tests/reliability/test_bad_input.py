@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobRegisterRequest, validate_request
-from pallycon_pack.redis_server import RedisServer
 from producers.api import Producer
-from tests.conftest import make_settings
-from tests.unit.test_models import job_body
+from support.queue import make_settings
+from support.redis_server import RedisServer
+from support.samples import job_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import libfaketime  # type: ignore[import-untyped]
 import pytest
 
-from pallycon_pack.processes import WorkerProcess
-from tests.conftest import clean_env
+from support.env import clean_env
+from support.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import Stack, stalls
+from support.queue import stalls
+from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
@@ -107,8 +108,8 @@ def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
     import subprocess
     import sys
 
-    from pallycon_pack.redis_server import RedisServer
-    from tests.conftest import clean_env
+    from support.env import clean_env
+    from support.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "redis").start()
     try:

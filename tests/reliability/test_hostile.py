@@ -9,7 +9,7 @@ import pytest
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobListRequest
-from tests.conftest import REGION, SAMPLE_SITE
+from support.samples import REGION, SAMPLE_SITE
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

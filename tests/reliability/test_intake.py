@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.test_queue import events_of
-from tests.reliability.conftest import Stack
+from support.queue import events_of
+from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -16,9 +16,10 @@ from store.admission import remote_job_name
 from store.events import EventType, State, event
 from store.record import Fields
 from store.records import NewRequest
-from tests.conftest import clean_env, cli
-from tests.integration.test_queue import events_of
-from tests.reliability.conftest import Stack
+from support.env import clean_env
+from support.processes import cli
+from support.queue import events_of
+from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import Stack
+from support.stack import Stack
 from worker.loops import read_health
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]

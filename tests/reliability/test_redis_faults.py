@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from producers.api import Producer
-from tests.conftest import make_settings
-from tests.reliability.conftest import Stack
-from tests.unit.test_models import job_body
+from support.queue import make_settings
+from support.samples import job_body
+from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

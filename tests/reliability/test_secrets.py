@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import SAMPLE_SITE, clean_env, cli, start_server
+from support.env import clean_env
+from support.processes import cli, start_server
+from support.samples import SAMPLE_SITE
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -26,8 +26,7 @@ from pallycon.errors import (
 from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
 from pallycon.options import max_api_json_bytes
 from pallycon.signing import SiteCredentials, decode_envelope, open_envelope
-from tests.conftest import SAMPLE_SITE
-from tests.unit.test_models import job_body
+from support.samples import SAMPLE_SITE, job_body
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LIST = JobListRequest(region="RG011")

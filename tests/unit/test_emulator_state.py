@@ -9,7 +9,7 @@ import pytest
 from emulator.state import Job, job_matches, offset, page, render_date
 from pallycon.codes import packaging_error, status_sequence
 from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
-from tests.unit.test_models import job_body
+from support.samples import job_body
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

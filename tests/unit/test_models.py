@@ -25,21 +25,7 @@ from pallycon.models import (
     api_json,
     validate_request,
 )
-
-
-def job_body(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "job_name": "episode-1",
-        "storage": {
-            "input": {"storage_id": "ST1", "contents_path": ["in/episode-1.mp4"]},
-            "output": {"storage_id": "ST2", "path": "out"},
-        },
-        "content_id": "episode-1",
-        "streaming_format": ["dash", "hls"],
-        "protect_type": ["watermark", "drm"],
-    }
-    body.update(changes)
-    return body
+from support.samples import job_body
 
 
 def _set(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

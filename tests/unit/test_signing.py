@@ -24,19 +24,14 @@ from pallycon.signing import (
     parse_api_json,
     sign,
 )
-from tests.conftest import SAMPLE_SITE
-
-# PallyCon's Python request sample (pallycon-wm-api-request-sample, "Result of quick start"):
-# site TUTO, json.dumps({"storage_type": "S3", "region": "RG011"}) at 2022-03-30T08:29:57Z.
-SAMPLE_JSON = b'{"storage_type": "S3", "region": "RG011"}'
-SAMPLE_TIME = datetime(2022, 3, 30, 8, 29, 57, tzinfo=UTC)
-SAMPLE_APIDATA = (
-    "eyJkYXRhIjogIjFoY0crOUhMckR1ZWlJTjlDWXQ4SVNvekIzY0x6Zy9Db2VHNE5PKzY2cW9WRWo5eEJ1S2JzZkNUaVM3"
-    "KzZrWWoiLCAidGltZXN0YW1wIjogIjIwMjItMDMtMzBUMDg6Mjk6NTdaIiwgImhhc2giOiAibWlUaUxSbmh5ZnBWdmEy"
-    "ZHlVbXdHVHI1VzV3NUpkRmFrbnl0YXdFNTVzaz0ifQ=="
+from support.samples import (
+    SAMPLE_APIDATA,
+    SAMPLE_DATA,
+    SAMPLE_HASH,
+    SAMPLE_JSON,
+    SAMPLE_SITE,
+    SAMPLE_TIME,
 )
-SAMPLE_DATA = "1hcG+9HLrDueiIN9CYt8ISozB3cLzg/CoeG4NO+66qoVEj9xBuKbsfCTiS7+6kYj"
-SAMPLE_HASH = "miTiLRnhyfpVva2dyUmwGTr5W5w5JdFaknytawE55sk="
 
 # Computed with `openssl enc -aes-256-cbc -K .. -iv .. -base64 -A` and `sha256sum | xxd -r -p |
 # base64` over 55 UTF-8 bytes (24 characters fewer): padding must be counted in bytes.

@@ -15,7 +15,7 @@ from pallycon.models import JobInfo
 from store.counters import Metric
 from store.events import FailStage, State
 from store.record import Record, decode, encode
-from tests.unit.test_models import job_body
+from support.samples import job_body
 from worker import poll_rules, submit_rules
 from worker.outcome import StepPolicy, Triage, triage
 

@@ -1,8 +1,10 @@
-"""pallycon-pack's own processes, started and stopped from Python: for tests and benchmarks.
+"""pallycon-pack's own processes, started and stopped from Python: for tests, benchmarks and
+the demo.
 
-``ServerProcess`` runs ``pallycon-pack <server> --port 0 ...`` (the emulator or the callback
-receiver) and waits for its "listening on URL" line. ``WorkerProcess`` runs a Celery worker
-(``pallycon-pack worker`` or ``celery -A worker worker``) and can kill it the ways machines die.
+``cli`` runs one ``pallycon-pack`` command as a user would. ``ServerProcess`` runs
+``pallycon-pack <server> --port 0 ...`` (the emulator or the callback receiver) and waits for its
+"listening on URL" line. ``WorkerProcess`` runs a Celery worker (``pallycon-pack worker`` or
+``celery -A worker worker``) and can kill it the ways machines die.
 """
 
 from __future__ import annotations
@@ -20,14 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 _LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
 
 
-def child_env(settings_env: dict[str, str], **extra: str) -> dict[str, str]:
-    """This process's environment without PALLYCON_* settings, plus the given ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLYCON_")}
-    return {**env, **settings_env, **extra}
+def cli(
+    *args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``pallycon-pack ARGS`` as a user would, in its own process."""
+    return subprocess.run(  # noqa: S603 - our own CLI, by the running interpreter
+        [sys.executable, "-m", "pallycon_pack", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -79,6 +91,20 @@ class ServerProcess:
             self.process.stdout.close()
 
 
+#: An emulator started by :func:`start_emulator`.
+EmulatorProcess = ServerProcess
+
+
+def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
+    """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
+    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd)
+
+
+def start_server(*args: str, env: dict[str, str], cwd: Path) -> ServerProcess:
+    """``pallycon-pack ARGS`` (a server that prints 'listening on URL')."""
+    return ServerProcess.start(*args, env=env, cwd=cwd)
+
+
 def _drain(process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None
     for _ in process.stdout:
@@ -124,8 +150,6 @@ class WorkerProcess:
         raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
 
     def children(self) -> list[int]:
-        import psutil
-
         assert self.process is not None
         return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
 

@@ -1,0 +1,158 @@
+"""A private stack: its own Redis server and emulator process, settings for them, a producer and
+a registered storage; workers and servers started on it are stopped with it. The reliability
+tests and the benchmarks run on one each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import redis
+
+from config import Settings
+from pallycon.client import ClientOptions, PallyConClient
+from pallycon.models import JobListRequest, StorageRegisterRequest
+from pallycon.signing import SiteCredentials
+from producers.api import Producer
+from store.events import EventType
+from support.env import clean_env, site_env
+from support.processes import ServerProcess, WorkerProcess, start_emulator
+from support.queue import make_settings, register_storage
+from support.redis_server import RedisServer
+from support.samples import REGION, SAMPLE_SITE, body_for
+
+FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
+
+
+@dataclass
+class Stack:
+    """One Redis server, one emulator, the settings that join them, a producer and a storage."""
+
+    root: Path
+    redis: RedisServer
+    emulator: ServerProcess
+    settings: Settings
+    producer: Producer
+    storage_id: str
+    workers: list[WorkerProcess] = field(default_factory=list)
+    servers: list[ServerProcess] = field(default_factory=list)
+    #: The emulator the stack started (a caller may swap in another one: both are stopped).
+    first_emulator: ServerProcess = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.first_emulator = self.emulator
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        *emulator_args: str,
+        site: SiteCredentials = SAMPLE_SITE,
+        region: str = REGION,
+        settings: Callable[[str, str], Settings] = make_settings,
+        storage: StorageRegisterRequest | None = None,
+    ) -> Self:
+        """A Redis server in ``root/redis``, ``pallycon-pack emulator --port 0 EMULATOR_ARGS``
+        serving ``site``, ``settings(redis_url, api_url)`` and ``storage`` registered there."""
+        root.mkdir(parents=True, exist_ok=True)
+        server = RedisServer(root / "redis").start()
+        emulator = None
+        try:
+            emulator = start_emulator(*emulator_args, env=site_env(site, region), cwd=root)
+            config = settings(server.url, emulator.url)
+            storage_id = register_storage(emulator.url, site, storage)
+            return cls(root, server, emulator, config, Producer.from_settings(config), storage_id)
+        except BaseException:
+            if emulator is not None:
+                emulator.stop()
+            server.stop()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every process started on the stack: workers, servers, emulators, Redis."""
+        for worker in self.workers:
+            worker.stop()
+        for server in self.servers:
+            server.stop()
+        for running in {id(e): e for e in (self.first_emulator, self.emulator)}.values():
+            if running.process.poll() is None:
+                running.stop()
+        self.redis.stop()
+
+    def body(self, content_id: str, **changes: Any) -> dict[str, Any]:
+        """A job body reading from and writing to the stack's storage."""
+        return body_for(self.storage_id, content_id, **changes)
+
+    def start_workers(self, processes: int) -> WorkerProcess:
+        """One ``pallycon-pack worker`` of ``processes`` processes, ready; its log in ``root``."""
+        env = clean_env(self.settings.environment())
+        log = self.root / f"worker-{len(self.workers)}.log"
+        command = WorkerProcess.command(concurrency=processes)
+        worker = WorkerProcess(command, env, log).start().wait_ready()
+        self.workers.append(worker)
+        return worker
+
+    def api_calls(self) -> int:
+        """API requests the emulator has received so far."""
+        counts = self.emulator.control("stats")["counts"]
+        return sum(v for k, v in counts.items() if k.startswith(("GET ", "POST ", "PUT ")))
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event on the result stream, oldest first."""
+        return [event for _, event in self.producer.events(count=10_000_000)]
+
+    def remote_jobs(self, marker: str) -> list[str]:
+        """Job ids the emulator holds whose content id contains ``marker``."""
+        query = JobListRequest(
+            region=self.settings.require_region(),
+            search_keyword=marker,
+            search_keyword_type="cid",
+            page_unit=500,
+        )
+        options = ClientOptions(base_url=self.emulator.url)
+        with PallyConClient(self.settings.credentials(), options) as client:
+            return [job.job_id for job in client.iter_jobs(query)]
+
+    def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
+        """Final records, re-read until all are final; survives a Redis restart while waiting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                records = self.producer.records.get_many(ids)
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.2)
+                continue
+            if len(records) == len(ids) and all(r.state.final for r in records.values()):
+                return records
+            time.sleep(0.25)
+        counts: dict[str, int] = {}
+        for record in self.producer.records.get_many(ids).values():
+            counts[record.state.value] = counts.get(record.state.value, 0) + 1
+        raise AssertionError(f"not all final after {timeout} s: {counts}")
+
+    def follow_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
+        """Wait for every request's final event, then read their records.
+
+        Reads the result stream as it grows, as a consumer would: re-reading every record
+        while waiting would take CPU from the very processes being measured.
+        """
+        deadline = time.monotonic() + timeout
+        waiting, cursor = set(ids), "0-0"
+        while waiting:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(waiting)} requests not finished within {timeout} s")
+            batch = self.producer.events(after=cursor, count=5000, block_ms=200)
+            for _, event in batch:
+                if event["type"] in FINAL_EVENTS:
+                    waiting.discard(event["request_id"])
+            cursor = batch[-1][0] if batch else cursor
+        return self.producer.records.get_many(ids)
