@@ -19,6 +19,7 @@ COPY emulator ./emulator
 COPY worker ./worker
 COPY producers ./producers
 COPY pallycon_pack ./pallycon_pack
+COPY support ./support
 RUN uv sync --frozen --no-dev
 
 ENV PATH="/app/.venv/bin:$PATH"

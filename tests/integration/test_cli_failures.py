@@ -129,3 +129,22 @@ def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, r
     client.delete(
         f"unconfirmed:req:{request_id}", "unconfirmed:results", "unconfirmed:schedule:submit"
     )
+
+
+def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
+    """Without the demo extra (psutil here), `demo` is one line naming it, exit 2."""
+    script = (
+        "import sys\n"
+        "sys.modules['psutil'] = None  # not installed\n"
+        "from pallycon_pack.cli import main\n"
+        "main(['demo'])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, env=site_env(), cwd=tmp_path,
+        timeout=60, check=False,
+    )  # fmt: skip
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert err.count("\n") == 1, err
+    assert err.startswith("Error: the demo needs its extra dependencies (")
+    assert err.endswith("install pallycon-pack[demo]\n")
