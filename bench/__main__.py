@@ -34,6 +34,8 @@ def main() -> None:
         root = Path(tmp)
         _step("signing")
         results["signing"] = cases.signing(2_000 if quick else 20_000)
+        _step("command-line start-up")
+        results["startup"] = cases.cli_startup(runs=3 if quick else 5)
         _step("throughput")
         results["throughput"] = cases.throughput(
             root, count=300 if quick else 3000, runs=1 if quick else 3

@@ -1,7 +1,9 @@
-"""The five benchmarks. Each returns plain numbers; __main__ turns them into docs/BENCHMARKS.md."""
+"""The benchmarks. Each returns plain numbers; __main__ turns them into docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -46,6 +48,28 @@ def signing(count: int = 20_000, runs: int = 3) -> dict[str, Any]:
         "signs_per_s": median(signs),
         "verifies_per_s": median(opens),
     }
+
+
+# --- 6. Command-line start-up ------------------------------------------------------------
+
+#: The commands timed: the top-level help (it loads no subcommand) and one subcommand's help.
+STARTUP_COMMANDS = (("--help",), ("status", "--help"))
+
+
+def cli_startup(runs: int = 5) -> dict[str, Any]:
+    """Wall-clock seconds of ``python -m pallycon_pack ARGS`` in a new process (median of
+    ``runs``), and of a bare ``python -c pass`` for the interpreter's own share."""
+
+    def seconds(*args: str) -> float:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], capture_output=True, check=True)
+            times.append(time.perf_counter() - start)
+        return median(times)
+
+    commands = {" ".join(args): seconds("-m", "pallycon_pack", *args) for args in STARTUP_COMMANDS}
+    return {"runs": runs, "python_s": seconds("-c", "pass"), "commands_s": commands}
 
 
 # --- 1. End-to-end throughput -------------------------------------------------------------

@@ -141,4 +141,17 @@ def render(r: dict[str, Any]) -> str:
         f"{s['verifies_per_s']:,.0f}/s.",
         "",
     ]
+    startup = r.get("startup")  # results from before it was measured have none
+    if startup:
+        lines += [
+            "## 6. Command-line start-up",
+            "",
+            "Wall-clock time of `python -m pallycon_pack ARGS` in a new process, median of "
+            f"{startup['runs']} runs; a bare `python -c pass` takes {startup['python_s']} s.",
+            "",
+            "| command | seconds |",
+            "| --- | --- |",
+        ]
+        lines += [f"| `pallycon-pack {args}` | {t} |" for args, t in startup["commands_s"].items()]
+        lines.append("")
     return "\n".join(lines)
