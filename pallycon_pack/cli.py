@@ -3,19 +3,18 @@
 Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed, 2 bad
 usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
 credentials, a port in use).
+
+A subcommand's module is imported when that subcommand runs (or shows its help), not before:
+``pallycon-pack --help`` lists them from :data:`COMMANDS` and loads none.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
-import redis
-from kombu.exceptions import OperationalError as KombuOperationalError
 
-from config import ConfigError, load_settings
-from config.settings import mask_url
-from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
 from pallycon_pack.errors import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -24,32 +23,115 @@ from pallycon_pack.errors import (
     ListenError,
 )
 
+#: Each subcommand: the module of pallycon_pack defining it (under the command's name), and the
+#: first paragraph of its help, which ``--help`` shortens as click does (a test keeps the two
+#: the same).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "callbacks": (
+        "queue_commands",
+        "Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.",
+    ),
+    "demo": (
+        "demo",
+        "Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.",
+    ),
+    "emulator": (
+        "emulator_command",
+        "Serve a PallyCon-compatible Packaging API (for development, tests and demos).",
+    ),
+    "jobs": ("api_commands", "Register, list and watch packaging jobs directly (no queue)."),
+    "results": (
+        "queue_commands",
+        "Read the result channel: one event per change of every request.",
+    ),
+    "sign": (
+        "api_commands",
+        "Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.",
+    ),
+    "status": ("queue_commands", "Print a request's state: job id, last status, error."),
+    "storage": (
+        "api_commands",
+        "Register, update and list the S3 storages PallyCon reads from and writes to.",
+    ),
+    "submit": (
+        "queue_commands",
+        "Enqueue the packaging request in FILE ('-': stdin); print its request id.",
+    ),
+    "worker": (
+        "queue_commands",
+        "Run a Celery worker: submits, polls, the sweeper and the stream intake.",
+    ),
+}
+
 
 class _Group(click.Group):
-    """Turns the project's errors into messages and exit codes, never tracebacks."""
+    """Loads a subcommand when it is used; turns the project's errors into messages and exit
+    codes, never tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pallycon_pack.{COMMANDS[cmd_name][0]}")
+        command = getattr(module, cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's listing, of stand-ins holding each command's summary: it loads none."""
+        stand_ins = [click.Command(name, help=summary) for name, (_, summary) in COMMANDS.items()]
+        click.Group(commands=stand_ins).format_commands(ctx, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            raise Failure(str(exc), EXIT_INVALID) from None
-        except InvalidRequest as exc:
-            lines = "\n".join(f"  {error}" for error in exc.errors)
-            raise Failure(f"invalid request:\n{lines}", EXIT_INVALID) from None
-        except RequestNotBuilt as exc:  # the request itself cannot be sent: bad input
-            raise Failure(f"{type(exc).__name__}: {exc}", EXIT_INVALID) from None
-        except CallError as exc:
-            raise Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
-        except redis.RedisError as exc:
-            raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
-        except ListenError as exc:
-            raise Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE) from None
-        except KombuOperationalError as exc:  # the broker (Redis) refused a task message
-            raise Failure(redis_problem(exc), EXIT_UNAVAILABLE) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            failure = _failure(exc)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def _failure(exc: Exception) -> Failure | None:
+    """The one-line Failure for one of the project's errors; None for any other.
+
+    The error classes are imported here, once an error has happened, not at start-up.
+    """
+    from config import ConfigError
+    from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
+
+    if isinstance(exc, ConfigError):
+        return Failure(str(exc), EXIT_INVALID)
+    if isinstance(exc, InvalidRequest):
+        lines = "\n".join(f"  {error}" for error in exc.errors)
+        return Failure(f"invalid request:\n{lines}", EXIT_INVALID)
+    if isinstance(exc, RequestNotBuilt):  # the request itself cannot be sent: bad input
+        return Failure(f"{type(exc).__name__}: {exc}", EXIT_INVALID)
+    if isinstance(exc, CallError):
+        return Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+    if isinstance(exc, ListenError):
+        return Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE)
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    # Redis, or the broker (Redis) refusing a task message.
+    if isinstance(exc, redis.RedisError | KombuOperationalError):
+        return Failure(redis_problem(exc), EXIT_UNAVAILABLE)
+    return None
 
 
 def redis_problem(exc: Exception) -> str:
     """One line that names PALLYCON_REDIS_URL (password masked) and what to do."""
+    import redis
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    from config import ConfigError, load_settings
+    from config.settings import mask_url
+
     try:
         url = mask_url(load_settings().redis_url)
     except ConfigError:
@@ -73,24 +155,3 @@ def main() -> None:
 
     Settings come from PALLYCON_* environment variables or a .env file (see .env.example).
     """
-
-
-def _register() -> None:
-    from pallycon_pack import api_commands, demo, emulator_command, queue_commands
-
-    for command in (
-        queue_commands.submit,
-        queue_commands.status,
-        queue_commands.results,
-        queue_commands.worker,
-        queue_commands.callbacks,
-    ):
-        main.add_command(command)
-    main.add_command(api_commands.sign)
-    main.add_command(api_commands.storage)
-    main.add_command(api_commands.jobs)
-    main.add_command(emulator_command.emulator)
-    main.add_command(demo.demo)
-
-
-_register()

@@ -1,19 +1,23 @@
-"""Commands of the queue: submit, status, results, and the worker and callback processes."""
+"""Commands of the queue: submit, status, results, and the worker and callback processes.
+
+Each command imports what it runs on (the settings, the producer, Redis, Celery) when it runs,
+so that showing its help loads none of it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from config import load_settings
-from pallycon_pack import render
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure
 from pallycon_pack.inputs import read_json
-from producers.api import Producer, RequestConflict, SubmitUnconfirmed
+
+if TYPE_CHECKING:
+    from producers.api import Producer
 
 DEFAULT_WAIT = 24 * 3600.0
 
@@ -37,6 +41,9 @@ def submit(file: Any, request_id: str | None, wait: bool, timeout: float, as_jso
 
     The request is validated first: an invalid one is refused (exit 2) and nothing is enqueued.
     """
+    from config import load_settings
+    from producers.api import Producer, RequestConflict, SubmitUnconfirmed
+
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
     try:
@@ -72,6 +79,10 @@ def _follow_one(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(request_id: str, as_json: bool) -> None:
     """Print a request's state: job id, last status, error."""
+    from config import load_settings
+    from pallycon_pack import render
+    from producers.api import Producer
+
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
     if record is None:
@@ -110,6 +121,9 @@ def status(request_id: str, as_json: bool) -> None:
 )
 def results(follow: bool, as_json: bool, after: str) -> None:
     """Read the result channel: one event per change of every request."""
+    from config import load_settings
+    from producers.api import Producer
+
     producer = Producer.from_settings(load_settings())
     events = (
         producer.follow(after=after)
@@ -143,6 +157,7 @@ def worker(concurrency: int, loglevel: str | None) -> None:
 
     Run as many as you like, on as many machines: they share the work through Redis.
     """
+    from config import load_settings
     from store.connect import connect_redis
     from worker.tasks import create_app
 
@@ -192,6 +207,7 @@ def _run_celery(app: Any, argv: list[str]) -> int:
 @click.option("--port", type=int, help="Port (default: PALLYCON_CALLBACK_PORT, 8700; 0 = any).")
 def callbacks(host: str | None, port: int | None) -> None:
     """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>."""
+    from config import load_settings
     from pallycon_pack.servers import serve_callbacks
 
     settings = load_settings(callback_host=host, callback_port=port)

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+
+from pallycon_pack.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ["pallycon", "config", "store", "producers", "worker", "emulator", "pallycon_pack"]
@@ -106,3 +109,33 @@ def test_the_product_never_loads_the_support_package():
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr
+
+
+def test_the_top_level_help_loads_no_subcommand():
+    """`pallycon-pack --help` lists the commands from their summaries: it loads no subcommand's
+    module, nor the settings, Redis, Celery or the HTTP client."""
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from pallycon_pack.cli import main\n"
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    run = _python(code)
+    assert run.returncode == 0, run.stderr
+    modules = json.loads(run.stdout)
+    loaded = {m.split(".")[0] for m in modules}
+    ours = {m for m in modules if m.split(".")[0] == "pallycon_pack"}
+    assert ours == {"pallycon_pack", "pallycon_pack.cli", "pallycon_pack.errors"}
+    assert not loaded & {"config", "pallycon", "redis", "celery", "kombu", "httpx", "pydantic"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_summary_is_the_commands_own(name: str):
+    """The summary --help shows for a command is the one click would make from its help."""
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    assert command.name == name
+    stand_in = click.Command(name, help=COMMANDS[name][1])
+    for limit in (20, 45, 62, 80, 200):
+        assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)

@@ -30,7 +30,7 @@ def _command(words: list[str]) -> tuple[click.Command, list[str]]:
     command: click.Command = main
     rest = list(words)
     while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
-        sub = command.commands.get(rest[0])
+        sub = command.get_command(click.Context(command), rest[0])
         assert sub is not None, f"no such command: pallycon-pack {' '.join(words)}"
         command, rest = sub, rest[1:]
     return command, rest
