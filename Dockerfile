@@ -15,6 +15,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 
 COPY config ./config
 COPY pallycon ./pallycon
+COPY store ./store
 COPY emulator ./emulator
 COPY worker ./worker
 COPY producers ./producers

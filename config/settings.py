@@ -13,7 +13,8 @@ names the missing variable.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -24,6 +25,8 @@ from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 
 ENV_PREFIX = "PALLYCON_"
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 #: URL schemes of PALLYCON_REDIS_URL that every process (redis-py and kombu) can use: not
 #: ``unix://`` (kombu has no such transport), nor Sentinel or Cluster.
@@ -303,16 +306,20 @@ def load_settings(**overrides: Any) -> Settings:
     Overrides that are ``None`` are ignored, so unset flags fall through to the environment.
     Raises :class:`ConfigError` naming each invalid variable.
     """
+    return read_settings(Settings, env_name, overrides)
+
+
+def read_settings(
+    kind: type[SettingsT], name_of: Callable[[str], str], overrides: dict[str, Any]
+) -> SettingsT:
+    """Settings of class ``kind`` from ``overrides`` (``None`` ones ignored), the environment
+    and ``.env``; a :class:`ConfigError` naming each invalid variable (``name_of(field)``)."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        return kind(**given)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"{env_name(field)}: {str(error['msg']).removeprefix('Value error, ')}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            lines.append(f"{name_of(field)}: {str(error['msg']).removeprefix('Value error, ')}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config import ConfigError
+from config.settings import read_settings
 from pallycon.signing import SiteCredentials
 
 EMULATOR_ENV_PREFIX = "PALLYCON_EMULATOR_"
@@ -122,16 +122,7 @@ def load_emulator_settings(**overrides: Any) -> EmulatorSettings:
     Overrides that are ``None`` are ignored, so unset flags fall through to the environment.
     Raises :class:`ConfigError` naming each invalid variable.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return EmulatorSettings(**given)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False, include_input=False):
-            name = ".".join(str(part) for part in error["loc"]) or "settings"
-            message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{emulator_env_name(name)}: {message}")
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    return read_settings(EmulatorSettings, emulator_env_name, overrides)
 
 
 @dataclass(frozen=True)
