@@ -28,6 +28,11 @@ ENV_PREFIX = "PALLYCON_"
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
+#: Where every settings class reads from, besides its prefix: the environment and ``.env``.
+SOURCES = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+)
+
 #: URL schemes of PALLYCON_REDIS_URL that every process (redis-py and kombu) can use: not
 #: ``unix://`` (kombu has no such transport), nor Sentinel or Cluster.
 REDIS_SCHEMES = ("redis", "rediss")
@@ -54,13 +59,7 @@ def env_name(field: str) -> str:
 class Settings(BaseSettings):
     """All settings, with the defaults a new user gets."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, **SOURCES)
 
     # --- PallyCon site credentials (PallyCon Console > site settings) -------------------------
     site_id: str | None = Field(default=None, description="Site ID, e.g. TUTO.")

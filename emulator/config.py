@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.settings import read_settings
+from config.settings import SOURCES, read_settings
 from pallycon.signing import SiteCredentials
 
 EMULATOR_ENV_PREFIX = "PALLYCON_EMULATOR_"
@@ -81,13 +81,7 @@ class FaultConfig:
 class EmulatorSettings(BaseSettings):
     """The emulator's settings, with the defaults a new user gets."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=EMULATOR_ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=EMULATOR_ENV_PREFIX, **SOURCES)
 
     host: str = Field(default="127.0.0.1", description="Emulator listen address.")
     port: int = Field(default=8600, ge=0, le=65535, description="Emulator port.")
