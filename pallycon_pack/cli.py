@@ -28,7 +28,7 @@ from pallycon_pack.errors import (
 #: the same).
 COMMANDS: dict[str, tuple[str, str]] = {
     "callbacks": (
-        "queue_commands",
+        "process_commands",
         "Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.",
     ),
     "demo": (
@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Enqueue the packaging request in FILE ('-': stdin); print its request id.",
     ),
     "worker": (
-        "queue_commands",
+        "process_commands",
         "Run a Celery worker: submits, polls, the sweeper and the stream intake.",
     ),
 }
