@@ -32,6 +32,11 @@ class Keys:
         """Hash: the request's record (state, body, job id, last status, error)."""
         return f"{self.prefix}:req:{request_id}"
 
+    def state_index(self, state: str) -> str:
+        """Sorted set: request id -> when it entered ``state`` (one per state; see
+        :mod:`store.overview`)."""
+        return f"{self.prefix}:state:{state}"
+
     @property
     def submit_schedule(self) -> str:
         """Sorted set: request id -> when to (re)try its submission."""

@@ -32,6 +32,7 @@ class Record:
     job_name: str = ""  # the remote job's unique name
     content_id: str = ""
     entry_id: str = ""  # the intake stream entry it came from
+    metadata: str = ""  # the producer's metadata object, compact JSON ("" when none)
     created_at: float = 0.0
     updated_at: float = 0.0
     # Submitting
@@ -46,6 +47,8 @@ class Record:
     unknown_code: str = ""
     unknown_message: str = ""
     lookup_failures: int = 0
+    retries: int = 0  # times an operator re-drove it after it failed (`pallycon-pack retry`)
+    retried_at: float = 0.0  # when it was last re-driven
     # Polling
     job_id: str = ""
     submitted_at: float = 0.0
@@ -59,6 +62,9 @@ class Record:
     error_stage: str = ""
     error_code: str = ""
     error_message: str = ""
+    # The stream entry ids of its result events, space-separated, oldest first (written by the
+    # scripts; older entries may have been trimmed from the stream)
+    events: str = ""
 
     def parsed_body(self) -> dict[str, Any]:
         """The job registration, parsed."""
@@ -76,6 +82,8 @@ class Record:
             value = getattr(self, name)
             if name not in _HIDDEN and value != _DEFAULTS[name]:
                 shown[name] = value.value if isinstance(value, State) else value
+        if self.metadata:
+            shown["metadata"] = json.loads(self.metadata)
         return shown
 
 
@@ -88,6 +96,7 @@ class Fields(TypedDict, total=False):
     job_name: str
     content_id: str
     entry_id: str
+    metadata: str
     created_at: float
     updated_at: float
     attempts: int
@@ -99,6 +108,8 @@ class Fields(TypedDict, total=False):
     unknown_code: str
     unknown_message: str
     lookup_failures: int
+    retries: int
+    retried_at: float
     job_id: str
     submitted_at: float
     status: str
@@ -128,16 +139,18 @@ _CODECS: dict[str, _Codec] = {
     f.name: _BY_TYPE[_HINTS[f.name]] for f in dataclasses.fields(Record) if f.name != "request_id"
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Record) if f.name in _CODECS}
-_HIDDEN = {"body", "body_hash", "state", "version"}
+_HIDDEN = {"body", "body_hash", "state", "version", "events"}
 
-_WRITABLE = {name: _HINTS[name] for name in _CODECS if name != "version"}
+#: Fields only the scripts write.
+_SCRIPTED = {"version", "events"}
+_WRITABLE = {name: _HINTS[name] for name in _CODECS if name not in _SCRIPTED}
 if typing.get_type_hints(Fields) != _WRITABLE:  # pragma: no cover
     raise TypeError("Fields must have Record's fields (but version), with the same types")
 
 
 def encode(fields: Mapping[str, Any]) -> dict[str, str]:
-    """The hash fields that store ``fields`` (a :class:`Fields`: never ``version``, which only
-    the scripts write)."""
+    """The hash fields that store ``fields`` (a :class:`Fields`: never ``version`` or
+    ``events``, which only the scripts write)."""
     unknown = sorted(set(fields) - _WRITABLE.keys())
     if unknown:
         raise ValueError(f"not a writable field of the request record: {', '.join(unknown)}")

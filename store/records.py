@@ -44,8 +44,10 @@ class Change:
     """One change of a request, made from ``record``'s version (see :meth:`Records.apply`).
 
     ``fields`` are written, ``event`` appended to the result stream (its ``event_id`` is
-    stamped by the script), the request moved to ``schedule`` due ``at``, its ``index_job``
-    indexed; ``finish`` takes it off both schedules and lets the record expire.
+    stamped by the script, and the record's ``metadata`` added), the request moved to
+    ``schedule`` due ``at``, its ``index_job`` indexed; ``finish`` takes it off both schedules
+    and lets the record expire, ``revive`` keeps a finished record for good again. A change of
+    ``state`` moves the request to that state's index, as entered at ``updated_at``.
     """
 
     record: Record
@@ -55,6 +57,7 @@ class Change:
     at: float = 0.0
     index_job: str = ""
     finish: bool = False
+    revive: bool = False
 
 
 class Records:
@@ -98,14 +101,15 @@ class Records:
         ]
         for item in items:
             _check_event(item.event)
-            final = item.fields["state"].final
-            keys.append(self.keys.request(item.request_id))
+            state = item.fields["state"]
+            keys += [self.keys.request(item.request_id), self.keys.state_index(state)]
             args += [
                 item.request_id,
                 item.body_hash,
                 json.dumps(encode({**item.fields, "body_hash": item.body_hash})),
                 json.dumps(item.event),
-                self.record_ttl if final else "",
+                self.record_ttl if state.final else "",
+                repr(item.fields.get("created_at", 0.0)),
             ]
         outcomes = [str(outcome) for outcome in self._create(keys=keys, args=args)]
         if "conflict" in outcomes:
@@ -142,20 +146,28 @@ class Records:
 
     def _transition_call(self, change: Change) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the transition script for one change."""
-        request_id = change.record.request_id
-        if change.event is not None:
-            _check_event(change.event)
+        record = change.record
+        request_id = record.request_id
+        event = change.event
+        if event is not None:
+            _check_event(event)
+            if record.metadata and "metadata" not in event:
+                event = {**event, "metadata": json.loads(record.metadata)}
+        state = change.fields.get("state", record.state)
+        entered = change.fields.get("updated_at", record.updated_at)
         keys = [
             self.keys.request(request_id),
             self.keys.results,
             self.keys.submit_schedule,
             self.keys.poll_schedule,
             self.keys.job_index,
+            self.keys.state_index(record.state),
+            self.keys.state_index(state),
         ]
         args = [
-            str(change.record.version),
+            str(record.version),
             json.dumps(encode(change.fields)),
-            json.dumps(change.event) if change.event is not None else "",
+            json.dumps(event) if event is not None else "",
             self.result_maxlen,
             self.keys.wake_channel,
             request_id,
@@ -163,6 +175,8 @@ class Records:
             repr(change.at),
             change.index_job,
             self.record_ttl if change.finish else "",
+            repr(entered) if state != record.state else "",
+            "1" if change.revive else "",
         ]
         return keys, args
 

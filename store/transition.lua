@@ -1,23 +1,32 @@
 -- One change of a request, made from the version its writer read: writes the fields, appends
--- the event (its event_id "<request id>:<new version>" stamped here), publishes the wake-up and
--- moves the request between the schedules, all at once. 0 if the version moved on, -1 if the
--- record is gone. A replay after a lost reply finds the version moved on and does nothing.
--- KEYS: record, results, submit schedule, poll schedule, job index
+-- the event (its event_id "<request id>:<new version>" stamped here, its stream entry id added
+-- to the record's `events`), publishes the wake-up, moves the request between the schedules and
+-- between the state indexes, all at once. 0 if the version moved on, -1 if the record is gone.
+-- A replay after a lost reply finds the version moved on and does nothing.
+-- KEYS: record, results, submit schedule, poll schedule, job index, index of the state it is
+--       in, index of the state it goes to (the same key when it stays)
 -- ARGV: version, fields (JSON), event (JSON object or ''), maxlen, channel, request id,
 --       schedule (submit|poll|''), score, job id to index, ttl (finished: unschedule,
---       unindex, expire)
+--       unindex, expire), time it enters the new state ('' = it stays), '1' = keep the
+--       record for good again (a finished request re-driven)
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then return -1 end
 if version ~= ARGV[1] then return 0 end
 local new = tostring(tonumber(version) + 1)
 local args = {'version', new}
 for k, v in pairs(cjson.decode(ARGV[2])) do args[#args + 1] = k; args[#args + 1] = v end
-redis.call('HSET', KEYS[1], unpack(args))
 if ARGV[3] ~= '' then
   local id = cjson.encode(ARGV[6] .. ':' .. new)
   local event = '{"event_id":' .. id .. ',' .. string.sub(ARGV[3], 2)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', event)
+  local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', event)
+  local seen = redis.call('HGET', KEYS[1], 'events')
+  args[#args + 1] = 'events'
+  args[#args + 1] = (seen and seen ~= '') and (seen .. ' ' .. entry) or entry
   redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+redis.call('HSET', KEYS[1], unpack(args))
+if ARGV[11] ~= '' then
+  redis.call('ZREM', KEYS[6], ARGV[6]); redis.call('ZADD', KEYS[7], ARGV[11], ARGV[6])
 end
 if ARGV[7] == 'submit' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
@@ -31,4 +40,5 @@ if ARGV[10] ~= '' then
   if job then redis.call('HDEL', KEYS[5], job) end
   redis.call('EXPIRE', KEYS[1], ARGV[10])
 end
+if ARGV[12] == '1' then redis.call('PERSIST', KEYS[1]) end
 return 1

@@ -12,10 +12,14 @@ import threading
 from celery import Celery
 
 from store.messages import send_poll, send_submit
+from store.overview import Overview
 from worker.loops import TRANSIENT, LoopHealth, next_pause
 from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.sweeper")
+
+#: How often a sweeper drops the index entries of expired finished records (seconds).
+TRIM_INTERVAL = 60.0
 
 
 def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
@@ -35,9 +39,14 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
     Any other error is left to the supervisor (see :mod:`worker.loops`), which restarts it.
     """
     pause = rt.settings.sweep_interval
+    overview = Overview(rt.shared.redis, rt.shared.keys, record_ttl=rt.shared.records.record_ttl)
+    trimmed_at = 0.0
     while not stop.wait(pause):
         try:
             sweep_once(rt, app)
+            if rt.clock() - trimmed_at >= TRIM_INTERVAL:
+                overview.trim(rt.clock())
+                trimmed_at = rt.clock()
             health.ok("sweeper")
             pause = rt.settings.sweep_interval
         except TRANSIENT as exc:

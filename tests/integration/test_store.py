@@ -13,6 +13,7 @@ import redis
 from store.counters import Counters, Metric
 from store.events import EventType, State, event
 from store.keys import Keys
+from store.overview import Overview
 from store.ratelimit import TokenBucket
 from store.record import Fields
 from store.records import Change, NewRequest, Records
@@ -194,3 +195,80 @@ def test_counters_are_named_metrics(client: redis.Redis, keys: Keys):
     counters.add(Metric.POLL_RETRIES)
     counters.add(Metric.POLL_RETRIES, 2)
     assert counters.read() == {"poll retries": 3}
+
+
+# --- The state indexes and the overview --------------------------------------------------------
+
+
+def _move(records: Records, request_id: str, state: State, at: float, **fields: Any) -> None:
+    record = records.get(request_id)
+    assert record is not None
+    change = Fields(state=state, updated_at=at, **fields)  # type: ignore[typeddict-item]
+    kind = EventType.FAILED if state == State.FAILED else EventType.SUBMITTED
+    assert records.apply(
+        [Change(record, change, event(kind, request_id, at), finish=state.final)]
+    ) == [True]
+
+
+def test_each_request_is_in_the_index_of_its_state_scored_by_when_it_entered(records: Records):
+    for n, name in enumerate(["a", "b", "c"]):
+        assert records.create(_new(name, name), submit_at=None) == "created"
+        _move(records, name, State.SUBMITTED, 10.0 + n)
+    _move(records, "b", State.FAILED, 50.0, error_code="E1")
+    index = records.keys.state_index
+    assert records.redis.zrange(index(State.ACCEPTED), 0, -1) == []
+    assert records.redis.zrange(index(State.SUBMITTED), 0, -1, withscores=True) == [
+        ("a", 10.0),
+        ("c", 12.0),
+    ]
+    assert records.redis.zrange(index(State.FAILED), 0, -1, withscores=True) == [("b", 50.0)]
+    # A change that keeps the state leaves the index alone
+    record = records.get("a")
+    assert record is not None
+    assert records.apply([Change(record, Fields(status="WM000", updated_at=99.0))]) == [True]
+    assert records.redis.zscore(index(State.SUBMITTED), "a") == 10.0
+
+
+def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Records):
+    overview = Overview(records.redis, records.keys, record_ttl=100)
+    for n in range(5):
+        name = f"r{n}"
+        records.create(_new(name, name), submit_at=None)
+        _move(records, name, State.SUBMITTED, 10.0 + n)
+    _move(records, "r1", State.FAILED, 20.0, error_code="E1")
+    _move(records, "r3", State.FAILED, 21.0, error_code="E1")
+    _move(records, "r4", State.FAILED, 22.0, error_code="E2")
+
+    assert overview.counts() == {
+        State.ACCEPTED: 0,
+        State.SUBMITTING: 0,
+        State.SUBMITTED: 2,
+        State.COMPLETED: 0,
+        State.FAILED: 3,
+    }
+    assert [r.request_id for r in overview.list()] == ["r4", "r3", "r1", "r2", "r0"]
+    assert [r.request_id for r in overview.list(State.FAILED, limit=2)] == ["r4", "r3"]
+    assert [r.request_id for r in overview.list(since=12.0, until=21.0)] == ["r3", "r1", "r2"]
+    assert overview.per_bucket(State.FAILED, 20.0, 23.0, 2.0) == [2, 1]
+    assert overview.failures_by_code(since=0.0) == {"E1": 2, "E2": 1}
+    assert [e["type"] for e in overview.timeline("r1")] == ["accepted", "submitted", "failed"]
+    assert [e["event_id"] for e in overview.timeline("r1")] == ["r1:1", "r1:2", "r1:3"]
+    assert overview.timeline("nobody") == []
+
+    # A finished record that expired: skipped, and its entry dropped; old entries trimmed
+    records.redis.delete(records.keys.request("r3"))
+    assert [r.request_id for r in overview.list(State.FAILED)] == ["r4", "r1"]
+    assert overview.counts()[State.FAILED] == 2
+    assert overview.trim(now=121.5) == 1  # r1 failed at 20.0, kept 100 s
+    assert [r.request_id for r in overview.list(State.FAILED)] == ["r4"]
+
+
+def test_metadata_is_carried_in_every_event_of_its_request(records: Records):
+    new = _new()
+    new.fields["metadata"] = json.dumps({"cms_id": 7})
+    records.create(new, submit_at=None)
+    _move(records, "r1", State.SUBMITTED, 5.0)
+    record = records.get("r1")
+    assert record is not None
+    assert record.public()["metadata"] == {"cms_id": 7}
+    assert [e.get("metadata") for e in _events(records)][1:] == [{"cms_id": 7}]

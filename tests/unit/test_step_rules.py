@@ -55,9 +55,9 @@ def test_the_codec_round_trips_every_type():
         {
             k: v
             for k, v in dataclasses.asdict(original).items()
-            if k not in ("request_id", "version")
+            if k not in ("request_id", "version", "events")
         }
-    ) | {"version": "3"}
+    ) | {"version": "3", "events": original.events}
     assert stored["state"] == "submitting"
     assert stored["attempts"] == "2"
     assert stored["created_at"] == repr(NOW - 5)
@@ -75,6 +75,8 @@ def test_writing_a_field_the_record_does_not_have_is_refused():
         encode({"atempts": 1})
     with pytest.raises(ValueError, match="version"):  # only the scripts write it
         encode({"version": 7})
+    with pytest.raises(ValueError, match="events"):
+        encode({"events": "1-0"})
 
 
 # --- Triage: which requests of a batch run --------------------------------------------------
