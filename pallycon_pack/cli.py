@@ -40,9 +40,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Serve a PallyCon-compatible Packaging API (for development, tests and demos).",
     ),
     "jobs": ("api_commands", "Register, list and watch packaging jobs directly (no queue)."),
+    "requests": ("requests_commands", "List the requests by state, or show one with its history."),
     "results": (
         "queue_commands",
         "Read the result channel: one event per change of every request.",
+    ),
+    "retry": (
+        "requests_commands",
+        "Re-drive failed requests under the same request id (their history goes on).",
     ),
     "sign": (
         "api_commands",

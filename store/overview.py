@@ -72,6 +72,11 @@ class Overview:
         found += self._records(batch)
         return found[:limit]
 
+    def get(self, request_id: str) -> Record | None:
+        """One request's record (None if there is none)."""
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
+        return decode(request_id, raw) if raw else None
+
     def _newest(
         self, state: State, since: float | None, until: float | None
     ) -> Iterable[tuple[str, float]]:

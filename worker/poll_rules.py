@@ -35,7 +35,7 @@ def sort_out(
 def after_poll(record: Record, job: JobInfo | None, now: float, policy: StepPolicy) -> Outcome:
     """What one poll found (``None``: the job is not in the list): the request's end, a
     progress event, or just its next poll."""
-    age = now - record.submitted_at
+    age = now - max(record.submitted_at, record.retried_at)  # a resumed job gets its time again
     if (job is None or not job.status_info.terminal) and age > policy.job_timeout:
         last = record.status or "never seen in the job list"
         message = f"not finished within {policy.job_timeout:g} s (last status: {last})"

@@ -41,7 +41,8 @@ def plan(counted: Sequence[tuple[Record, int]], now: float, policy: StepPolicy) 
     """What to do with each request run, given its delivery count (this one included)."""
     result = SubmitPlan()
     for record, deliveries in counted:
-        past_deadline = now - record.created_at > policy.submit_deadline
+        # From its creation, or from when an operator re-drove it (store/redrive.py)
+        past_deadline = now - max(record.created_at, record.retried_at) > policy.submit_deadline
         if deliveries > policy.max_deliveries:
             result.ended.append(dead_lettered(record, "delivered", policy.max_deliveries, now))
         elif record.state == State.SUBMITTING:

@@ -1,0 +1,240 @@
+"""The operator's commands on requests: ``requests list``, ``requests show`` and ``retry``.
+
+They read the state indexes (:mod:`store.overview`) and re-drive failed requests
+(:mod:`store.redrive`); they need Redis only, not the API. Each imports what it runs on when it
+runs, so that showing its help loads none of it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+
+if TYPE_CHECKING:
+    from store.overview import Overview
+    from store.record import Record
+
+STATES = ("accepted", "submitting", "submitted", "completed", "failed")
+#: Fields of a record shown as times (ISO 8601, UTC).
+TIME_FIELDS = (
+    "created_at",
+    "updated_at",
+    "submitting_at",
+    "attempt_ended_at",
+    "retried_at",
+    "submitted_at",
+    "finished_at",
+)
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+SINCE_HELP = (
+    "Only those that entered their state since T: an ISO 8601 time (2026-11-26T10:00Z) or a "
+    "duration back from now (90s, 30m, 2h, 7d)."
+)
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: an ISO 8601 time (UTC unless it says) or a duration back from ``now``."""
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        return now - float(relative.group(1)) * _UNIT[relative.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Failure(
+            f"--since {text!r}: not an ISO 8601 time nor a duration like 30m, 2h, 7d",
+            EXIT_INVALID,
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def shown(record: Record) -> dict[str, Any]:
+    """A record as the commands print it: the fields that are set, times in ISO 8601."""
+    from store.events import iso
+
+    data = record.public()
+    for name in TIME_FIELDS:
+        if name in data:
+            data[name] = iso(data[name])
+    return data
+
+
+def _overview() -> Overview:
+    from config import load_settings
+    from store.connect import connect_redis
+    from store.keys import Keys
+    from store.overview import Overview
+
+    settings = load_settings()
+    return Overview(
+        connect_redis(settings.redis_url), Keys(settings.key_prefix), record_ttl=settings.record_ttl
+    )
+
+
+@click.group()
+def requests() -> None:
+    """List the requests by state, or show one with its history."""
+
+
+@requests.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only the requests in this state.")
+@click.option("--since", help=SINCE_HELP)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
+def list_requests(state: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """Newest first, by when each entered its state; read from an index kept by state."""
+    from pallycon_pack import render
+    from store.events import State
+
+    after = parse_since(since, time.time()) if since else None
+    found = _overview().list(State(state) if state else None, since=after, limit=limit)
+    if as_json:
+        render.emit_json([shown(record) for record in found])
+        return
+    table = _table("request", "state", "since", "job", "status / error", "content")
+    for record in found:
+        table.add_row(
+            record.request_id,
+            record.state.value,
+            _entered(record),
+            record.job_id or "-",
+            _detail(record),
+            record.content_id or "-",
+        )
+    render.console().print(table)
+    if not found:
+        click.echo("no requests" + (f" in state {state}" if state else ""), err=True)
+
+
+def _table(*columns: str) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _entered(record: Record) -> str:
+    from store.events import iso
+
+    when = record.finished_at or record.updated_at or record.created_at
+    return iso(when)[:19].replace("T", " ") if when else "-"
+
+
+def _detail(record: Record) -> str:
+    if record.error_code:
+        return f"{record.error_stage} {record.error_code}: {record.error_message}"[:120]
+    if record.status:
+        return f"{record.status} {record.status_meaning}".strip()
+    return "-"
+
+
+@requests.command("show")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help='Print {"record": ..., "events": [...]}.')
+def show(request_id: str, as_json: bool) -> None:
+    """A request's record and the timeline of its events, readable by a person."""
+    from pallycon_pack import render
+
+    overview = _overview()
+    record = overview.get(request_id)
+    if record is None:
+        raise Failure(f"no request {request_id} (or its record expired)", EXIT_FAILED)
+    events = overview.timeline(request_id)
+    if as_json:
+        render.emit_json({"record": shown(record), "events": events})
+        return
+    for key, value in shown(record).items():
+        click.echo(f"{key:17} {value}")
+    click.echo("")
+    if len(events) < len(record.events.split()):
+        click.echo(f"(older events trimmed from the result stream: {len(events)} left)")
+    for item in events:
+        click.echo(_event_line(item))
+
+
+def _event_line(item: dict[str, Any]) -> str:
+    skip = {"schema", "event_id", "type", "request_id", "ts", "metadata"}
+    details = " ".join(f"{k}={v}" for k, v in item.items() if k not in skip)
+    return f"{item['ts'][:23]}  {item['type']:9}  {details}"
+
+
+@click.command()
+@click.argument("request_ids", nargs=-1)
+@click.option(
+    "--state",
+    type=click.Choice(["failed"]),
+    help="Retry the requests in this state (with --since, --code, --limit) instead of IDs.",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--code", "codes", multiple=True, help="With --state: only failures with this code.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Say what each retry would do; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+def retry(
+    request_ids: tuple[str, ...],
+    state: str | None,
+    since: str | None,
+    codes: tuple[str, ...],
+    limit: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-drive failed requests under the same request id (their history goes on).
+
+    A new remote job only when the previous one failed or never existed: a job that may still
+    run is polled again, one that may exist is looked up first. Retrying a request that is not
+    failed changes nothing. Exit 0 when every request given was retried, 1 otherwise.
+    """
+    from config import load_settings
+    from pallycon_pack import render
+    from store.connect import connect_redis
+    from store.durability import Durability
+    from store.events import State
+    from store.keys import Keys
+    from store.overview import Overview
+    from store.records import Records
+    from store.redrive import plan_retry
+    from store.redrive import retry as redrive
+
+    if bool(request_ids) == bool(state):
+        raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
+    if (since or codes) and not state:
+        raise Failure("--since and --code select with --state failed", EXIT_INVALID)
+    settings = load_settings()
+    client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
+    records = Records(client, keys, record_ttl=settings.record_ttl)
+    now = time.time()
+    if state:
+        after = parse_since(since, now) if since else None
+        failed = Overview(client, keys).list(State.FAILED, since=after, limit=limit)
+        request_ids = tuple(r.request_id for r in failed if not codes or r.error_code in codes)
+        if not request_ids:
+            click.echo("no failed requests match", err=True)
+            return
+    if dry_run:
+        found = records.get_many(request_ids)
+        done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
+    else:
+        done = redrive(records, Durability(client, settings.redis_fsync_wait_ms), request_ids, now)
+    for outcome in done:
+        if as_json:
+            action = outcome.action.value if outcome.action else None
+            render.emit_json(
+                {"request_id": outcome.request_id, "action": action, "reason": outcome.reason}
+            )
+        else:
+            verb = (outcome.action.value if outcome.action else "skipped").ljust(9)
+            click.echo(f"{outcome.request_id}  {verb}  {outcome.reason}")
+    if not all(outcome.done for outcome in done) and not state:
+        raise Failure(
+            f"{sum(not o.done for o in done)} of {len(done)} requests not retried", EXIT_FAILED
+        )
