@@ -1,0 +1,121 @@
+"""``requests list``, ``requests show`` and ``retry`` as an operator runs them, against a real
+Redis, worker and emulator (with a data directory, so that a missing input file fails a job)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.events import State
+from support.env import clean_env
+from support.processes import cli
+from support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("requests")
+    data = root / "data"
+    (data / "my-bucket").mkdir(parents=True)
+    with Stack.start(root / "stack", "--data-dir", str(data), "--job-seconds", "0.5") as running:
+        running.start_workers(1)
+        yield running
+
+
+def _run(stack: Stack, *args: str) -> tuple[int, str, str]:
+    result = cli(*args, env=clean_env(stack.settings.environment()), cwd=stack.root)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def _input(stack: Stack, content_id: str) -> Path:
+    return stack.root.parent / "data" / "my-bucket" / "in" / f"{content_id}.mp4"
+
+
+def _body(stack: Stack, content_id: str) -> dict[str, Any]:
+    body = stack.body(content_id)
+    body["storage"]["input"]["contents_path"] = [f"in/{content_id}.mp4"]
+    return body
+
+
+def test_a_missing_input_fails_and_a_retry_after_the_fix_completes(stack: Stack):
+    """The operator finds the failure by state, reads why, adds the file, retries: the request
+    completes under the same id, on a second remote job, its history one timeline."""
+    _input(stack, "present").parent.mkdir(parents=True, exist_ok=True)
+    _input(stack, "present").write_bytes(b"video")
+    ok = stack.producer.submit(_body(stack, "present"), "req-present")
+    broken = stack.producer.submit(_body(stack, "absent"), "req-absent")
+    first = stack.wait_final([ok, broken], timeout=60)
+    assert first[ok].state == State.COMPLETED
+    assert first[broken].state == State.FAILED
+    failed_job = first[broken].job_id
+
+    code, out, _ = _run(stack, "requests", "list", "--state", "failed", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [r["request_id"] for r in listed] == ["req-absent"]
+    assert listed[0]["error_stage"] == "packaging"
+    assert listed[0]["finished_at"].endswith("+00:00")  # ISO 8601, UTC
+    code, out, _ = _run(stack, "requests", "list")
+    assert code == 0
+    assert "req-absent" in out
+    assert "req-present" in out
+    code, out, _ = _run(stack, "requests", "list", "--since", "not-a-time")
+    assert (code, out) == (2, "")
+
+    # Fix the cause, retry: a new job, the same request id, the events going on
+    _input(stack, "absent").write_bytes(b"video")
+    code, out, err = _run(stack, "retry", "req-absent")
+    assert code == 0, err
+    assert out.startswith("req-absent  resubmit")
+    again = stack.wait_final([broken], timeout=60)[broken]
+    assert again.state == State.COMPLETED
+    assert again.retries == 1
+    assert again.job_id != failed_job
+    assert len(stack.remote_jobs("absent")) == 2  # the failed one and the new one
+
+    code, out, _ = _run(stack, "requests", "show", "req-absent", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    types = [e["type"] for e in shown["events"]]
+    assert types[0] == "accepted"
+    assert types[-1] == "completed"
+    assert "failed" in types
+    assert types[types.index("failed") + 1] == "accepted"
+    assert shown["events"][types.index("failed") + 1]["retry"] == 1
+    assert [e["event_id"] for e in shown["events"]] == sorted(
+        (e["event_id"] for e in shown["events"]), key=lambda i: int(i.split(":")[1])
+    )
+    code, out, _ = _run(stack, "requests", "show", "req-present")
+    assert code == 0
+    assert "completed" in out
+
+    # Idempotent: a completed request is not retried again; unknown ids are named
+    code, out, err = _run(stack, "retry", "req-absent", "nobody")
+    assert code == 1
+    assert "req-absent  skipped    it is completed: only a failed request is retried" in out
+    assert "nobody  skipped    no such request" in out
+    assert "2 of 2 requests not retried" in err
+    assert len(stack.remote_jobs("absent")) == 2
+
+
+def test_retry_by_state_selects_by_code_and_a_dry_run_changes_nothing(stack: Stack):
+    ids = [stack.producer.submit(_body(stack, f"gone-{n}"), f"req-gone-{n}") for n in range(3)]
+    stack.wait_final(ids, timeout=60)
+    code, out, _ = _run(stack, "retry", "--state", "failed", "--code", "nope", "--dry-run")
+    assert (code, out) == (0, "")
+    code, out, _ = _run(
+        stack, "retry", "--state", "failed", "--since", "10m", "--dry-run", "--json"
+    )
+    assert code == 0
+    planned = {line["request_id"]: line["action"] for line in map(json.loads, out.splitlines())}
+    assert planned == dict.fromkeys(ids, "resubmit")
+    assert all(r.state == State.FAILED for r in stack.producer.records.get_many(ids).values())
+    code, _, err = _run(stack, "retry", "req-gone-0", "--state", "failed")
+    assert code == 2
+    assert "not both" in err
