@@ -98,12 +98,12 @@ def list_requests(state: str | None, since: str | None, limit: int, as_json: boo
     if as_json:
         render.emit_json([shown(record) for record in found])
         return
-    table = _table("request", "state", "since", "job", "status / error", "content")
+    table = _table("request", "state", "updated (UTC)", "job", "status / error", "content")
     for record in found:
         table.add_row(
             record.request_id,
             record.state.value,
-            _entered(record),
+            _updated(record),
             record.job_id or "-",
             _detail(record),
             record.content_id or "-",
@@ -122,10 +122,10 @@ def _table(*columns: str) -> Any:
     return table
 
 
-def _entered(record: Record) -> str:
+def _updated(record: Record) -> str:
     from store.events import iso
 
-    when = record.finished_at or record.updated_at or record.created_at
+    when = record.updated_at or record.created_at
     return iso(when)[:19].replace("T", " ") if when else "-"
 
 

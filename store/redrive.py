@@ -101,7 +101,11 @@ def plan_retry(record: Record | None, request_id: str, now: float) -> Retry:
             Change(record, fields, change, "poll", now, index_job=record.job_id, revive=True),
         )
     if record.job_id or record.attempts == 0:
-        name = remote_job_name(record.parsed_body()["job_name"], f"{request_id}#{retry}")
+        try:
+            base = str(record.parsed_body()["job_name"])
+        except (ValueError, TypeError, KeyError):
+            return Retry(request_id, None, "its stored body is unreadable: submit it again")
+        name = remote_job_name(base, f"{request_id}#{retry}")
         fields.update(
             Fields(
                 state=State.ACCEPTED,

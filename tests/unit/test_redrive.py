@@ -73,6 +73,8 @@ def test_a_retry_makes_a_new_job_only_when_none_can_be_live(record, action, stat
         (Record("r1", State.SUBMITTED, 3), "it is submitted: only a failed request is retried"),
         (Record("r1", State.COMPLETED, 9), "it is completed"),
         (failed("validation", body="null"), "refused at intake (E): submit a valid request"),
+        (failed("packaging", job_id="7", body="{not json"), "its stored body is unreadable"),
+        (failed("packaging", job_id="7", body="[]"), "its stored body is unreadable"),
     ],
 )
 def test_nothing_is_retried_that_is_not_failed_or_was_never_valid(record, reason):
