@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "process_commands",
         "Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.",
     ),
+    "console": (
+        "console",
+        "Serve the operators' read-only web console: counts, failures, requests, timelines.",
+    ),
     "demo": (
         "demo",
         "Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.",
