@@ -193,6 +193,7 @@ def create_app(overview: Overview, token: str | None, loopback_only: bool) -> St
     """The console's ASGI app over ``overview``; every request must carry ``token`` when set,
     and name this machine in its Host header when ``loopback_only`` (no DNS rebinding)."""
     from starlette.applications import Starlette
+    from starlette.responses import Response
     from starlette.routing import Route
 
     handlers = _Handlers(overview, token, loopback_only)
@@ -202,6 +203,7 @@ def create_app(overview: Overview, token: str | None, loopback_only: bool) -> St
             Route("/api/summary", handlers.api_summary),
             Route("/api/requests", handlers.api_requests),
             Route("/api/request", handlers.api_request),
+            Route("/favicon.ico", lambda _: Response(status_code=204)),  # none, and no 404
         ]
     )
 
@@ -359,7 +361,8 @@ section.wide{grid-column:1/3}h2{font-size:14px;margin:0 0 8px}
 .count b{display:block;font-size:22px}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 6px;
 border-bottom:1px solid #eef0f4;vertical-align:top;overflow-wrap:anywhere}
-th{font-weight:600;font-size:12px;color:#5a6275}
+th{font-weight:600;font-size:12px;color:#5a6275;white-space:nowrap}
+.nw{white-space:nowrap}#list td:first-child{min-width:6em}
 #list tr{cursor:pointer}#list tr:hover{background:#eef3ff}#list tr.sel{background:#dce7ff}
 .st{font-size:12px;padding:1px 6px;border-radius:9px;background:#eef0f4}
 .st-completed{background:#d9f2df}.st-failed{background:#fbdada}.st-submitted{background:#e3ecff}
@@ -424,11 +427,12 @@ function drawChart(ch){const g=$("chart");clear(g);const W=600,H=160,L=34,B=20,T
    r.appendChild(svg("title",{},when(ch.since+i*ch.bucket)+" "+k+": "+v));g.appendChild(r);}}
  for(const m of [0,15,30,45,60]){const x=L+(W-L-4)*m/60;
   g.appendChild(svg("text",{x:x,y:H-5,"text-anchor":"middle","font-size":10},
-   m===60?"now":"-"+(60-m)+"m"));}}
+   m===60?"now":"-"+(60-m)+"m"));}
+ g.lastChild.setAttribute("text-anchor","end");}
 function drawFailures(list){const t=$("failures");clear(t);
  if(!list.length){const r=el("tr");const d=el("td","none","muted");d.colSpan=3;r.appendChild(d);
   t.appendChild(r);return;}
- for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code));
+ for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code,"nw"));
   r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
 let selected=null;
 async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("state").value,
@@ -436,8 +440,8 @@ async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("s
   for(const r of rows){const tr=el("tr");tr.dataset.id=r.request_id;
    if(r.request_id===selected)tr.className="sel";
    tr.appendChild(el("td",r.request_id));const s=el("td");
-   s.appendChild(el("span",r.state,"st st-"+r.state));tr.appendChild(s);
-   tr.appendChild(el("td",when(r.updated_at)));tr.appendChild(el("td",r.detail||"-"));
+   s.appendChild(el("span",r.state,"st st-"+r.state));s.className="nw";tr.appendChild(s);
+   tr.appendChild(el("td",when(r.updated_at),"nw"));tr.appendChild(el("td",r.detail||"-"));
    tr.addEventListener("click",()=>show(r.request_id));t.appendChild(tr);}
   $("listnote").textContent=rows.length?rows.length+" shown, newest first":"no requests match";
   problem(null);}catch(e){problem(e);}}
@@ -457,7 +461,7 @@ async function show(id){selected=id;for(const tr of $("list").children)
   ev.appendChild(h);const skip=new Set(["schema","event_id","type","request_id","ts"]);
   for(const e of d.events){const tr=el("tr");tr.dataset.type=e.type;
    tr.appendChild(el("td",String(e.ts).slice(0,23).replace("T"," ")));
-   tr.appendChild(el("td",e.type));const rest={};for(const k in e)if(!skip.has(k))rest[k]=e[k];
+   tr.appendChild(el("td",e.type,"nw"));const rest={};for(const k in e)if(!skip.has(k))rest[k]=e[k];
    tr.appendChild(el("td",Object.entries(rest).map(([k,v])=>k+"="+(typeof v==="object"?
     JSON.stringify(v):v)).join("  ")));ev.appendChild(tr);}
   if(!d.events.length){const tr=el("tr");tr.appendChild(el("td","no events left","muted"));
