@@ -1,0 +1,223 @@
+"""``pallycon-pack console`` as an operator opens it: a real Chromium (headless) on the page of a
+real console process, over a real stack (Redis, worker, emulator) holding known requests: two
+completed, one failed for a missing input file (WM900013), one with a hostile metadata.
+
+The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven by Playwright: a missing
+browser fails these tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from pallycon_pack import asgi
+from pallycon_pack.console import MIN_TOKEN, code_meaning, create_app
+from store.events import State
+from store.keys import Keys
+from store.overview import Overview
+from support.env import clean_env
+from support.processes import ServerProcess, cli, start_server
+from support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+PROBE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+#: Where the test leaves its screenshot of the page (docs/console.png is a copy of one).
+SHOT = Path(__file__).resolve().parents[2] / "build" / "console.png"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The known requests, final; a hostile metadata written on one, as a producer might."""
+    root = tmp_path_factory.mktemp("console")
+    inputs = root / "data" / "my-bucket" / "in"
+    inputs.mkdir(parents=True)
+    with Stack.start(
+        root / "stack", "--data-dir", str(root / "data"), "--job-seconds", "0.3"
+    ) as running:
+        running.start_workers(1)
+        ids = []
+        for request_id, content_id in [("ok-1", "one"), ("ok-2", "two"), ("bad-1", "gone")]:
+            if content_id != "gone":
+                (inputs / f"{content_id}.mp4").write_bytes(b"video")
+            body = running.body(content_id)
+            body["storage"]["input"]["contents_path"] = [f"in/{content_id}.mp4"]
+            ids.append(running.producer.submit(body, request_id))
+        final = running.wait_final(ids, timeout=60)
+        assert [final[i].state for i in ids] == [State.COMPLETED] * 2 + [State.FAILED]
+        client = redis.Redis.from_url(running.settings.redis_url)
+        key = Keys(running.settings.key_prefix).request("ok-2")
+        client.hset(key, "metadata", json.dumps({"note": PROBE}))
+        yield running
+
+
+@pytest.fixture(scope="module")
+def console(stack: Stack) -> Iterator[ServerProcess]:
+    env = clean_env(stack.settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=stack.root)
+    yield server
+    server.stop()
+
+
+def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
+    """Counts, the chart, the failure's code and meaning, a timeline after a click, search by
+    id and by state; the hostile metadata shows as text and runs nothing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(console.url + "/")
+            expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
+            expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
+            expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
+            failure = page.locator("#failures tr[data-code=WM900013] td")
+            expect(failure).to_have_text(["WM900013", "1", code_meaning("WM900013")])
+            assert "Download failed" in code_meaning("WM900013")
+            expect(page.locator("#chart rect[data-kind=completed]")).not_to_have_count(0)
+            expect(page.locator("#chart rect[data-kind=failed]")).to_have_count(1)
+            expect(page.locator("#list tr")).to_have_count(3)
+            # newest first; a tie as Redis orders it (ZREVRANGE: the greater id first)
+            entered = {i: _entered(stack, i) for i in ("ok-1", "ok-2", "bad-1")}
+            newest_first = sorted(entered, key=lambda i: (entered[i], i), reverse=True)
+            expect(page.locator("#list tr td:first-child")).to_have_text(newest_first)
+
+            page.locator("#list tr[data-id=bad-1]").click()
+            expect(page.locator("#tltitle")).to_have_text("Timeline of bad-1")
+            types = page.locator("#events tr[data-type]")
+            expect(types.first).to_have_attribute("data-type", "accepted")
+            expect(types.last).to_have_attribute("data-type", "failed")
+            expect(types.last).to_contain_text("code=WM900013")
+
+            page.locator("#q").fill("OK-")  # any case
+            expect(page.locator("#list tr")).to_have_count(2)
+            page.locator("#q").fill("")
+            page.locator("#state").select_option("failed")
+            expect(page.locator("#list tr")).to_have_count(1)
+            expect(page.locator("#list tr").first).to_have_attribute("data-id", "bad-1")
+            page.locator("#state").select_option("")
+            expect(page.locator("#list tr")).to_have_count(3)
+
+            page.locator("#list tr[data-id=ok-2]").click()
+            expect(page.locator("#timeline pre")).to_have_text(
+                json.dumps({"note": PROBE}, separators=(",", ":"))
+            )
+            assert page.evaluate("window.__xss") is None
+            assert page.locator("#timeline img, #timeline script").count() == 0
+            expect(page.locator("#error")).to_be_hidden()
+            SHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOT), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
+    with httpx.Client(base_url=console.url, timeout=10) as http:
+        page = http.get("/")
+        assert page.status_code == 200
+        assert "script-src 'sha256-" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        summary = http.get("/api/summary").json()
+        assert summary["counts"] == {
+            "accepted": 0, "submitting": 0, "submitted": 0, "completed": 2, "failed": 1,
+        }  # fmt: skip
+        assert len(summary["chart"]["completed"]) == 60
+        assert sum(summary["chart"]["failed"]) == 1
+        shown = http.get("/api/request", params={"id": "ok-2"}).json()
+        assert shown["record"]["metadata"] == {"note": PROBE}
+        assert [e["type"] for e in shown["events"]][-1] == "completed"
+        assert http.get("/api/request", params={"id": "nope"}).status_code == 404
+        assert http.get("/api/requests", params={"state": "<x>"}).status_code == 400
+        assert http.get("/api/requests", params={"limit": "x"}).status_code == 400
+        huge = http.get("/api/requests", params={"q": "x" * 5000, "limit": "99999"})
+        assert (huge.status_code, huge.json()) == (200, [])
+        rebound = http.get("/api/summary", headers={"Host": "evil.example:80"})
+        assert rebound.status_code == 403  # DNS rebinding: only localhost names answer
+
+
+def _entered(stack: Stack, request_id: str) -> float:
+    """When the request entered its state, as its state's index holds it."""
+    keys, records = Keys(stack.settings.key_prefix), stack.producer.records
+    record = records.get(request_id)
+    assert record is not None
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    score = client.zscore(keys.state_index(record.state.value), request_id)
+    assert score is not None
+    return float(score)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_refusals_are_one_line(stack: Stack, tmp_path: Path):
+    env = clean_env(stack.settings.environment())
+    anywhere = "0.0.0.0"  # noqa: S104 - refused without a token: what is tested
+    off_loopback = cli("console", "--host", anywhere, "--port", "0", env=env, cwd=tmp_path)
+    assert off_loopback.returncode == 2
+    assert off_loopback.stderr.decode().count("\n") == 1
+    assert "PALLYCON_CONSOLE_TOKEN" in off_loopback.stderr.decode()
+    short = clean_env(env, PALLYCON_CONSOLE_TOKEN="short")
+    weak = cli("console", "--port", "0", env=short, cwd=tmp_path)
+    assert (weak.returncode, weak.stderr.decode().count("\n")) == (2, 1)
+    no_redis = clean_env(env, PALLYCON_REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0")
+    down = cli("console", "--port", "0", env=no_redis, cwd=tmp_path)
+    assert down.returncode == 3
+    assert down.stderr.decode().startswith("Error: Redis at redis://127.0.0.1:")
+    assert down.stderr.decode().count("\n") == 1
+    assert b"Traceback" not in down.stderr + down.stdout
+
+
+def _serving(app: Any) -> Any:
+    return asgi.running(asgi.make_server(app, "127.0.0.1", 0, settings_prefix="PALLYCON_CONSOLE"))
+
+
+def test_token_and_redis_down_in_process(stack: Stack):
+    """The token: header, cookie from /?token=, or 401; Redis gone: a 503 with one line."""
+    keys = Keys(stack.settings.key_prefix)
+    live = Overview(redis.Redis.from_url(stack.settings.redis_url, decode_responses=True), keys)
+    token = "t" * MIN_TOKEN
+    with (
+        _serving(create_app(live, token, loopback_only=False)) as url,
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
+        assert http.get("/api/summary").status_code == 401
+        assert http.get("/").status_code == 401
+        assert http.get("/?token=wrong").status_code == 401
+        bearer = http.get("/api/summary", headers={"Authorization": f"Bearer {token}"})
+        assert bearer.json()["counts"]["completed"] == 2
+        opened = http.get(f"/?token={token}")
+        assert (opened.status_code, opened.headers["location"]) == (303, "/")
+        assert "httponly" in opened.headers["set-cookie"].lower()
+        http.cookies = opened.cookies
+        assert http.get("/api/summary").status_code == 200  # the cookie now
+        assert token not in http.get("/").text
+    dead = redis.Redis(port=_free_port(), socket_connect_timeout=1, decode_responses=True)
+    with _serving(create_app(Overview(dead, keys), None, loopback_only=True)) as url:
+        answer = httpx.get(url + "/api/summary", timeout=10)
+        assert answer.status_code == 503
+        assert "is it running and reachable?" in answer.json()["error"]
+        assert "\n" not in answer.json()["error"]
