@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from store.overview import Overview
+
+log = logging.getLogger("pallycon_pack.console")
 
 ENV_PREFIX = "PALLYCON_CONSOLE_"
 #: The shortest token accepted (characters).
@@ -165,11 +168,15 @@ def search(overview: Overview, state: str | None, query: str, limit: int) -> lis
 
 
 def summary(overview: Overview, now: float) -> dict[str, Any]:
-    """Counts by state, the last hour per minute, and its failures by code."""
+    """Counts by state, the last hour per minute, and its failures by code (or why they cannot
+    be read: a failed record this version cannot decode)."""
     from store.events import State
 
     since = now - WINDOW
-    failures = overview.failures_by_code(since)
+    try:
+        failures, unreadable = overview.failures_by_code(since), ""
+    except (ValueError, TypeError, KeyError) as exc:  # a failed record this version cannot read
+        failures, unreadable = {}, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     return {
         "now": now,
         "counts": {state.value: n for state, n in overview.counts().items()},
@@ -183,6 +190,7 @@ def summary(overview: Overview, now: float) -> dict[str, Any]:
             {"code": code, "count": n, "meaning": code_meaning(code)}
             for code, n in failures.items()
         ],
+        "failures_error": unreadable,
     }
 
 
@@ -255,6 +263,10 @@ class _Handlers:
             body, status = read()
         except redis.RedisError as exc:
             return _json({"error": redis_problem(exc)}, 503)
+        except (ValueError, TypeError, KeyError) as exc:  # a record this version cannot read
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            log.warning("console: a request's record cannot be read: %s", message)
+            return _json({"error": f"a request's record in Redis cannot be read: {message}"}, 500)
         return _json(body, status)
 
     def page(self, request: Request) -> Response:
@@ -429,8 +441,9 @@ function drawChart(ch){const g=$("chart");clear(g);const W=600,H=160,L=34,B=20,T
   g.appendChild(svg("text",{x:x,y:H-5,"text-anchor":"middle","font-size":10},
    m===60?"now":"-"+(60-m)+"m"));}
  g.lastChild.setAttribute("text-anchor","end");}
-function drawFailures(list){const t=$("failures");clear(t);
- if(!list.length){const r=el("tr");const d=el("td","none","muted");d.colSpan=3;r.appendChild(d);
+function drawFailures(list,unreadable){const t=$("failures");clear(t);
+ if(!list.length){const r=el("tr");const d=el("td",unreadable?"cannot read them: "+unreadable:
+  "none","muted");d.colSpan=3;r.appendChild(d);
   t.appendChild(r);return;}
  for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code,"nw"));
   r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
@@ -468,8 +481,8 @@ async function show(id){selected=id;for(const tr of $("list").children)
    ev.appendChild(tr);}box.appendChild(ev);problem(null);}
  catch(e){clear(box);box.className="muted";box.textContent=String(e.message||e);}}
 async function refresh(){try{const s=await get("/api/summary");drawCounts(s.counts);
- drawChart(s.chart);drawFailures(s.failures);$("updated").textContent="updated "+when(s.now)+
- " UTC";problem(null);}catch(e){problem(e);}}
+ drawChart(s.chart);drawFailures(s.failures,s.failures_error);
+ $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
 let timer=null;function later(){clearTimeout(timer);timer=setTimeout(loadList,250);}
 $("q").addEventListener("input",later);$("state").addEventListener("change",loadList);
 refresh();loadList();setInterval(()=>{refresh();loadList();},10000);

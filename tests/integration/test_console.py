@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,8 @@ def _serving(app: Any) -> Any:
 
 
 def test_token_and_redis_down_in_process(stack: Stack):
-    """The token: header, cookie from /?token=, or 401; Redis gone: a 503 with one line."""
+    """The token: header, cookie from /?token=, or 401; an unreadable record: its one-line
+    reason; Redis gone: a 503 with one line."""
     keys = Keys(stack.settings.key_prefix)
     live = Overview(redis.Redis.from_url(stack.settings.redis_url, decode_responses=True), keys)
     token = "t" * MIN_TOKEN
@@ -215,6 +217,17 @@ def test_token_and_redis_down_in_process(stack: Stack):
         http.cookies = opened.cookies
         assert http.get("/api/summary").status_code == 200  # the cookie now
         assert token not in http.get("/").text
+    # A record this version cannot read (another prefix: the stack's requests stay as they are)
+    other = Keys("unreadable")
+    live.redis.hset(other.request("odd"), mapping={"state": "bogus", "version": "1"})
+    live.redis.zadd(other.state_index("failed"), {"odd": time.time()})
+    with _serving(create_app(Overview(live.redis, other), None, loopback_only=False)) as url:
+        summary = httpx.get(url + "/api/summary", timeout=10).json()
+        assert summary["counts"]["failed"] == 1
+        assert summary["failures_error"] == "ValueError: 'bogus' is not a valid State"
+        listed = httpx.get(url + "/api/requests", timeout=10)
+        assert listed.status_code == 500
+        assert listed.json()["error"].startswith("a request's record in Redis cannot be read")
     dead = redis.Redis(port=_free_port(), socket_connect_timeout=1, decode_responses=True)
     with _serving(create_app(Overview(dead, keys), None, loopback_only=True)) as url:
         answer = httpx.get(url + "/api/summary", timeout=10)
