@@ -94,7 +94,10 @@ def list_requests(state: str | None, since: str | None, limit: int, as_json: boo
     from store.events import State
 
     after = parse_since(since, time.time()) if since else None
-    found = _overview().list(State(state) if state else None, since=after, limit=limit)
+    try:
+        found = _overview().list(State(state) if state else None, since=after, limit=limit)
+    except (ValueError, TypeError) as exc:  # a record written by a newer version, say
+        raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     if as_json:
         render.emit_json([shown(record) for record in found])
         return
@@ -145,7 +148,12 @@ def show(request_id: str, as_json: bool) -> None:
     from pallycon_pack import render
 
     overview = _overview()
-    record = overview.get(request_id)
+    try:
+        record = overview.get(request_id)
+    except (ValueError, TypeError) as exc:
+        raise Failure(
+            f"request {request_id}: a record this version cannot read: {exc}", EXIT_FAILED
+        ) from None
     if record is None:
         raise Failure(f"no request {request_id} (or its record expired)", EXIT_FAILED)
     events = overview.timeline(request_id)
