@@ -221,18 +221,23 @@ def retry(
     client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
     records = Records(client, keys, record_ttl=settings.record_ttl)
     now = time.time()
-    if state:
-        after = parse_since(since, now) if since else None
-        failed = Overview(client, keys).list(State.FAILED, since=after, limit=limit)
-        request_ids = tuple(r.request_id for r in failed if not codes or r.error_code in codes)
-        if not request_ids:
-            click.echo("no failed requests match", err=True)
-            return
-    if dry_run:
-        found = records.get_many(request_ids)
-        done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
-    else:
-        done = redrive(records, Durability(client, settings.redis_fsync_wait_ms), request_ids, now)
+    try:
+        if state:
+            after = parse_since(since, now) if since else None
+            failed = Overview(client, keys).list(State.FAILED, since=after, limit=limit)
+            request_ids = tuple(r.request_id for r in failed if not codes or r.error_code in codes)
+            if not request_ids:
+                click.echo("no failed requests match", err=True)
+                return
+        if dry_run:
+            found = records.get_many(request_ids)
+            done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
+        else:
+            done = redrive(
+                records, Durability(client, settings.redis_fsync_wait_ms), request_ids, now
+            )
+    except (ValueError, TypeError) as exc:  # a record written by a newer version, say
+        raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     for outcome in done:
         if as_json:
             action = outcome.action.value if outcome.action else None
