@@ -101,20 +101,31 @@ class Producer:
         return self._app
 
     def submit(
-        self, body: Mapping[str, Any] | JobRegisterRequest, request_id: str | None = None
+        self,
+        body: Mapping[str, Any] | JobRegisterRequest,
+        request_id: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> str:
         """Validate and enqueue a packaging request; its request id.
 
+        ``metadata``: your own JSON object (at most ``store.admission.MAX_METADATA_BYTES`` of
+        compact JSON), kept in the record and carried in every event of the request.
+
         Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
-        same body under the same id again returns the id and enqueues nothing new.
+        same body under the same id again returns the id and enqueues nothing new (the first
+        submission's metadata stands).
         """
-        return self.submit_many([body], [request_id] if request_id else None)[0]
+        ids = [request_id] if request_id else None
+        return self.submit_many([body], ids, metadata=[metadata])[0]
 
     def submit_many(
         self,
         bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
         request_ids: Sequence[str | None] | None = None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
         """Validate and enqueue many requests at once, all or nothing: their ids.
 
@@ -127,10 +138,19 @@ class Producer:
         confirm the write (connection lost under way, fsync not in time), ``SubmitUnconfirmed``
         carries the ids to submit again. Ids already used for the same body are returned as
         they are (nothing new is enqueued for them).
+
+        ``metadata``: one object (or None) per body, as for :meth:`submit`. One call is one
+        script and one transaction: for thousands of requests, call it in chunks of a few
+        hundred (as ``pallycon-pack submit --batch`` does).
         """
         now = self.clock()
         ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
-        prepared = self._prepare(bodies, ids, now)
+        metas: list[Mapping[str, Any] | None] = (
+            list(metadata) if metadata is not None else [None] * len(bodies)
+        )
+        if len(ids) != len(bodies) or len(metas) != len(bodies):
+            raise ValueError("submit_many: one request id and one metadata per body, or none")
+        prepared = self._prepare(bodies, ids, metas, now)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
             outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
@@ -165,17 +185,20 @@ class Producer:
         self,
         bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
         ids: list[str | None],
+        metas: list[Mapping[str, Any] | None],
         now: float,
     ) -> list[NewRequest]:
         """Validate every body; InvalidRequest naming every bad field of every body, and every
         id given twice with different bodies."""
         prepared, errors = [], []
         first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
-        for index, (body, request_id) in enumerate(zip(bodies, ids, strict=True)):
+        for index, (body, request_id, meta) in enumerate(zip(bodies, ids, metas, strict=True)):
             given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
             prefix = f"[{index}]." if len(bodies) > 1 else ""
             try:
-                ready = prepare(given, request_id, now, max_api_json=self.max_api_json)
+                ready = prepare(
+                    given, request_id, now, max_api_json=self.max_api_json, metadata=meta
+                )
             except InvalidRequest as exc:
                 errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
                 continue

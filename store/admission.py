@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ from store.record import Fields
 from store.records import Created, NewRequest, Records
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+#: The largest producer metadata, in bytes of compact JSON (UTF-8); larger is refused.
+MAX_METADATA_BYTES = 2048
 
 
 class RequestConflict(Exception):
@@ -73,6 +77,47 @@ def check_request_id(request_id: str) -> str:
     return request_id
 
 
+def check_metadata(metadata: Any) -> str:
+    """The producer's metadata as compact JSON text ("" for none: ``None`` or ``{}``); raises
+    InvalidRequest naming the field ``metadata`` and why.
+
+    Metadata is a JSON object (its values anything JSON, nested or not) of at most
+    :data:`MAX_METADATA_BYTES` bytes as compact JSON. It is kept in the record and carried in
+    every event of the request; it is not part of the body, so it does not make a request
+    different (a resubmission under the same id keeps the first one's metadata).
+    """
+    if metadata is None:
+        return ""
+    if not isinstance(metadata, Mapping):
+        kind = "a list" if isinstance(metadata, list | tuple) else type(metadata).__name__
+        raise InvalidRequest([FieldError("metadata", f"must be a JSON object, not {kind}")])
+    if not metadata:
+        return ""
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequest([FieldError("metadata", f"not JSON: {exc}")]) from None
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        message = f"{size} bytes of compact JSON, over the limit of {MAX_METADATA_BYTES}"
+        raise InvalidRequest([FieldError("metadata", message)])
+    return text
+
+
+def parse_metadata(text: str | None) -> Any:
+    """Metadata given as JSON text (the intake stream's field), parsed; raises InvalidRequest.
+    The result still has to pass :func:`check_metadata`."""
+    if text is None or text == "":
+        return None
+    if len(text) > 4 * MAX_METADATA_BYTES:  # not parsed at all: far over the limit
+        message = f"{len(text)} characters, over the limit of {MAX_METADATA_BYTES} bytes"
+        raise InvalidRequest([FieldError("metadata", message)])
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest([FieldError("metadata", f"not JSON: {exc}")]) from None
+
+
 def body_hash(request: JobRegisterRequest) -> str:
     """Equal for equivalent bodies (key order, case of formats) and only for those."""
     canonical = json.dumps(api_dict(request), sort_keys=True, separators=(",", ":"))
@@ -105,13 +150,27 @@ def prepare(
     *,
     max_api_json: int,
     entry_id: str | None = None,
+    metadata: Any = None,
 ) -> NewRequest:
-    """Validate a request and build its record and first event (raises InvalidRequest).
+    """Validate a request and build its record and first event (raises InvalidRequest naming
+    every bad field, the body's and ``metadata``'s).
 
     ``entry_id``: the intake stream entry it came from, kept in the record and its event.
+    ``metadata``: the producer's JSON object (see :func:`check_metadata`), kept in the record
+    and carried in its events.
     """
+    errors: list[FieldError] = []
+    try:
+        meta = check_metadata(metadata)
+    except InvalidRequest as exc:
+        errors += exc.errors
     request_id = check_request_id(request_id) if request_id else new_request_id()
-    request = validate_request(JobRegisterRequest, body)
+    try:
+        request = validate_request(JobRegisterRequest, body)
+    except InvalidRequest as exc:
+        raise InvalidRequest(errors + exc.errors) from None
+    if errors:
+        raise InvalidRequest(errors)
     name = remote_job_name(request.job_name, request_id)
     check_size(request, name, max_api_json)
     fields = Fields(
@@ -125,6 +184,8 @@ def prepare(
     )
     if entry_id:
         fields["entry_id"] = entry_id
+    if meta:
+        fields["metadata"] = meta
     accepted = event(
         EventType.ACCEPTED,
         request_id,
@@ -132,6 +193,7 @@ def prepare(
         content_id=request.content_id,
         job_name=name,
         entry_id=entry_id,
+        metadata=json.loads(meta) if meta else None,
     )
     return NewRequest(request_id, body_hash(request), fields, accepted)
 
@@ -168,10 +230,12 @@ def refuse(
     entry_id: str,
     stage: FailStage = FailStage.VALIDATION,
     code: str = "invalid_request",
+    metadata: str = "",
 ) -> Created:
     """Record an intake entry that cannot become a request as a failed request of that id,
     with an event naming the fields; the store's outcome ("created" unless the id is taken:
-    the earlier request stands, untouched)."""
+    the earlier request stands, untouched). ``metadata``: the entry's, if valid (compact JSON
+    from :func:`check_metadata`), kept and carried in the event as for an accepted request."""
     message = "; ".join(str(error) for error in errors)
     fields = Fields(
         state=State.FAILED,
@@ -183,6 +247,8 @@ def refuse(
         error_message=message,
         entry_id=entry_id,
     )
+    if metadata:
+        fields["metadata"] = metadata
     failed = event(
         EventType.FAILED,
         request_id,
@@ -192,6 +258,7 @@ def refuse(
         message=message,
         fields=[{"field": e.field, "message": e.message} for e in errors],
         entry_id=entry_id,
+        metadata=json.loads(metadata) if metadata else None,
     )
     digest = hashlib.sha256(message.encode("utf-8")).hexdigest()
     return records.create(

@@ -1,7 +1,8 @@
 """The language-neutral intake: packaging requests as JSON on a Redis stream.
 
 A producer in any language adds an entry to the ``<prefix>:intake`` stream with the fields
-``request`` (the job registration JSON, as text) and, optionally, ``request_id``. Workers read
+``request`` (the job registration JSON, as text) and, optionally, ``request_id`` and
+``metadata`` (a JSON object as text, kept and carried in every event). Workers read
 it with a consumer group and give every entry exactly one visible outcome on the result stream:
 
 - a valid request is recorded and enqueued exactly as the Python API does (``accepted``);
@@ -30,7 +31,7 @@ import redis
 from celery import Celery
 
 from pallycon.errors import FieldError, InvalidRequest
-from store.admission import check_request_id, prepare, refuse
+from store.admission import check_metadata, check_request_id, parse_metadata, prepare, refuse
 from store.connect import connect_redis
 from store.events import FailStage, rejected
 from store.keys import INTAKE_GROUP
@@ -68,6 +69,18 @@ class Entry:
     request_id: str  # the given one if usable, else ``stream-<entry id>``
     request: str | None  # the job JSON text
     errors: tuple[FieldError, ...] = ()  # set: refused without reading ``request``
+    metadata: str | None = None  # the producer's metadata, JSON object text
+
+    def parsed_metadata(self) -> Any:
+        """The metadata, parsed (raises InvalidRequest naming ``metadata``)."""
+        return parse_metadata(self.metadata)
+
+    def valid_metadata(self) -> str:
+        """The metadata as compact JSON if it is valid, else "" (for a refused entry)."""
+        try:
+            return check_metadata(self.parsed_metadata())
+        except InvalidRequest:
+            return ""
 
     def body(self) -> Any:
         """The job JSON, parsed (raises InvalidRequest)."""
@@ -100,7 +113,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> E
     except InvalidRequest as exc:
         errors.extend(exc.errors)
         request_id = fallback
-    return Entry(entry_id, request_id, texts.get("request"), tuple(errors))
+    return Entry(entry_id, request_id, texts.get("request"), tuple(errors), texts.get("metadata"))
 
 
 # --- I/O: reading, handling, finishing -----------------------------------------------------
@@ -226,15 +239,36 @@ class Intake:
         try:
             if entry.errors:
                 raise InvalidRequest(list(entry.errors))
+            try:
+                metadata = entry.parsed_metadata()
+            except InvalidRequest as bad:
+                metadata = None
+                errors = bad.errors
+            else:
+                errors = []
+            try:
+                body = entry.body()
+            except InvalidRequest as bad:
+                raise InvalidRequest(errors + bad.errors) from None
+            if errors:
+                raise InvalidRequest(errors)
             ready = prepare(
-                entry.body(),
+                body,
                 entry.request_id,
                 now,
                 max_api_json=self.max_api_json,
                 entry_id=entry_id,
+                metadata=metadata,
             )
         except InvalidRequest as exc:
-            outcome = refuse(self.records, entry.request_id, exc.errors, now, entry_id=entry_id)
+            outcome = refuse(
+                self.records,
+                entry.request_id,
+                exc.errors,
+                now,
+                entry_id=entry_id,
+                metadata=entry.valid_metadata(),
+            )
             self.settle(entry, outcome, exc.errors)
             return
         outcome = self.records.create(ready, submit_at=now + self.rt.settings.lease_seconds)
