@@ -1,7 +1,8 @@
 """Errors of the command line and its exit codes.
 
 Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
-we need is unavailable (Redis unreachable or refusing our credentials, a port in use).
+we need is unavailable (Redis unreachable or refusing our credentials, a port in use), 4 a request
+has not ended yet (``submit --wait`` timed out; ``status`` of a request still in flight).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import click
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
 
 
 class Failure(click.ClickException):

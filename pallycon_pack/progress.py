@@ -1,13 +1,18 @@
-"""Following requests on the result channel, with live progress bars (or JSON lines)."""
+"""Following requests on the result channel: live progress bars on a terminal, otherwise one
+plain line per change (or JSON lines); and the progress of a batch being recorded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
+from collections.abc import Callable, Iterator
 
 import click
 import redis
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pallycon.codes import status_sequence
 from pallycon_pack import render
@@ -27,7 +32,11 @@ class _Bars:
             drm = bool(record and "drm" in record.body)
             self.sequences[request_id] = status_sequence(drm)
             total = len(self.sequences[request_id]) + 1  # + "submitted"
-            self.bars[request_id] = progress.add_task(request_id[:24], total=total, status="queued")
+            state = record.state.value if record else "unknown"
+            completed = total if state == "completed" else 1 if state == "submitted" else 0
+            self.bars[request_id] = progress.add_task(
+                request_id[:24], total=total, completed=completed, status=state
+            )
 
     def show(self, event: Event) -> None:
         bar = self.bars[event["request_id"]]
@@ -53,17 +62,21 @@ def follow_requests(
     after: str = "0-0",
     as_json: bool = False,
 ) -> dict[str, Record | None]:
-    """Show each request's events from ``after`` until all have ended; their final records."""
+    """Show each request's events from ``after`` until all have ended or ``timeout`` passed;
+    their records then. Bars on a terminal; elsewhere (or ``as_json``) one line per event, as
+    it comes."""
     wanted = set(request_ids)
     done: set[str] = set()
     deadline = time.monotonic() + timeout
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=render.console(), disable=as_json) as progress:
+    shown = render.console()
+    mode = "json" if as_json else "bars" if shown.is_terminal else "lines"
+    with Progress(*columns, console=shown, disable=mode != "bars") as progress:
         bars = _Bars(progress, producer, request_ids)
         cursor = after
         while done != wanted and time.monotonic() < deadline:
             try:
-                cursor = _show_new(producer, cursor, wanted, done, bars, as_json)
+                cursor = _show_new(producer, cursor, wanted, done, bars, mode)
                 done |= _finished_by_record(producer, wanted - done)
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.5)  # Redis is restarting: the stream and records are durable
@@ -71,14 +84,16 @@ def follow_requests(
 
 
 def _show_new(
-    producer: Producer, cursor: str, wanted: set[str], done: set[str], bars: _Bars, as_json: bool
+    producer: Producer, cursor: str, wanted: set[str], done: set[str], bars: _Bars, mode: str
 ) -> str:
     for entry_id, event in producer.events(after=cursor, block_ms=500):
         cursor = entry_id
         if event["request_id"] not in wanted or event["type"] == "rejected":
             continue  # a rejected event is an intake entry's, not part of the request's history
-        if as_json:
+        if mode == "json":
             click.echo(json.dumps(event, ensure_ascii=False))
+        elif mode == "lines":
+            click.echo(event_line(event))
         else:
             bars.show(event)
         if event["type"] in ("completed", "failed"):
@@ -90,3 +105,48 @@ def _finished_by_record(producer: Producer, pending: set[str]) -> set[str]:
     """Requests whose records say they ended (should their events have been trimmed)."""
     records = producer.records.get_many(sorted(pending))
     return {rid for rid, record in records.items() if record.state.final}
+
+
+def event_line(event: Event) -> str:
+    """An event as one plain line: ``<ts> <request id> <type> key=value ...``."""
+    details = {
+        k: v
+        for k, v in event.items()
+        if k not in {"schema", "event_id", "type", "request_id", "ts"}
+    }
+    text = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"
+        for k, v in details.items()
+    )
+    return f"{event['ts']} {event['request_id']} {event['type']:9} {text}"
+
+
+@contextlib.contextmanager
+def batch_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """Progress of ``total`` requests being recorded, on standard error: a bar on a terminal,
+    otherwise a line per step. Yields the function to call with each step's count."""
+    if not sys.stderr.isatty():
+        done = 0
+
+        def line(count: int) -> None:
+            nonlocal done
+            done += count
+            click.echo(f"recorded {done} of {total}", err=True)
+
+        yield line
+        return
+    columns = (
+        TextColumn("recording"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
+    # Ids printed on a terminal go above the bar; printed to a file or a pipe, never into it.
+    with Progress(
+        *columns,
+        console=Console(stderr=True),
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
+    ) as progress:
+        task = progress.add_task("recording", total=total)
+        yield lambda count: progress.advance(task, count)

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from pallycon_pack.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    Failure,
+)
 from pallycon_pack.inputs import read_json
 
 if TYPE_CHECKING:
@@ -21,10 +27,28 @@ DEFAULT_WAIT = 24 * 3600.0
 
 
 @click.command()
-@click.argument("file", type=click.File("rb"))
+@click.argument("file", type=click.File("rb"), required=False)
 @click.option("--request-id", help="Your id for this request (default: a new UUID).")
 @click.option(
-    "--wait", is_flag=True, help="Show progress until it ends; exit 0 completed, 1 failed."
+    "--metadata",
+    "metadata_text",
+    metavar="JSON",
+    help="Your own JSON object (at most 2 KiB), kept with the request and in all its events.",
+)
+@click.option(
+    "--batch",
+    "batch_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.jsonl",
+    help="Many requests: one JSON object per line, "
+    '{"body": {...}, "request_id": "...", "metadata": {...}} (the last two optional). '
+    "Every line is checked first (nothing is recorded if one is bad); their ids are printed.",
+)
+@click.option("--quiet", is_flag=True, help="With --batch: print no ids, only the summary.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Show progress until it ends; exit 0 completed, 1 failed, 4 timed out.",
 )
 @click.option(
     "--timeout",
@@ -34,18 +58,72 @@ DEFAULT_WAIT = 24 * 3600.0
     help="With --wait: give up after this many seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --wait: print events as JSON lines.")
-def submit(file: Any, request_id: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+def submit(
+    file: Any,
+    request_id: str | None,
+    metadata_text: str | None,
+    batch_path: str | None,
+    quiet: bool,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Enqueue the packaging request in FILE ('-': stdin); print its request id.
 
     The request is validated first: an invalid one is refused (exit 2) and nothing is enqueued.
+    With --batch, every line of the file is a request: all are checked first (each bad line is
+    named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
+    on standard error. A request id that was submitted before is not submitted again: its state
+    is shown instead.
     """
     from config import load_settings
-    from producers.api import Producer, RequestConflict, SubmitUnconfirmed
+    from producers.api import Producer
 
+    if batch_path is not None:
+        if file is not None or request_id or metadata_text or wait:
+            raise Failure(
+                "--batch takes no FILE, --request-id, --metadata or --wait (they go in its "
+                "lines; follow the ids with status or results)",
+                EXIT_INVALID,
+            )
+        _submit_batch(Producer.from_settings(load_settings()), batch_path, quiet)
+        return
+    if file is None:
+        raise Failure("give the request's FILE ('-': standard input), or --batch", EXIT_INVALID)
+    metadata = _metadata(metadata_text)
+    body = read_json(file)
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
+    started = producer.clock()
+    request_id = _submit_one(producer, body, request_id, metadata)
+    click.echo(request_id)
+    record = producer.get(request_id)
+    if record is not None and record.created_at < started:
+        click.echo(
+            f"request {request_id} was submitted before (nothing new enqueued); "
+            f"it is {_state_text(record.public())}",
+            err=True,
+        )
+        after = "0-0" if not record.state.final else after
+    if wait:
+        _follow_one(producer, request_id, after, timeout, as_json)
+
+
+def _metadata(text: str | None) -> Any:
+    """--metadata, parsed: a one-line error naming it when it is not JSON."""
+    if text is None:
+        return None
     try:
-        request_id = producer.submit(read_json(file), request_id)
+        return json.loads(text)
+    except ValueError as exc:
+        raise Failure(f"--metadata: not JSON: {exc}", EXIT_INVALID) from None
+
+
+def _submit_one(producer: Producer, body: Any, request_id: str | None, metadata: Any) -> str:
+    from producers.api import RequestConflict, SubmitUnconfirmed
+
+    try:
+        return producer.submit(body, request_id, metadata=metadata)
     except RequestConflict as exc:
         raise Failure(str(exc), EXIT_INVALID) from None
     except SubmitUnconfirmed as exc:  # maybe recorded: the id is what makes a retry safe
@@ -55,9 +133,19 @@ def submit(file: Any, request_id: str | None, wait: bool, timeout: float, as_jso
             f"again with --request-id {exc.request_ids[0]}, which is safe",
             EXIT_UNAVAILABLE,
         ) from None
-    click.echo(request_id)
-    if wait:
-        _follow_one(producer, request_id, after, timeout, as_json)
+
+
+def _state_text(shown: dict[str, Any]) -> str:
+    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``."""
+    state = shown["state"]
+    if state == "failed":
+        return f"failed ({shown.get('error_stage', '')} {shown.get('error_code', '')}: " + (
+            f"{shown.get('error_message', '')})"
+        )
+    details = [f"job {shown['job_id']}"] if shown.get("job_id") else []
+    if shown.get("status"):
+        details.append(f"{shown['status']} {shown.get('status_meaning', '')}".strip())
+    return f"{state} ({', '.join(details)})" if details else state
 
 
 def _follow_one(
@@ -67,44 +155,118 @@ def _follow_one(
 
     outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
     record = outcome[request_id]
-    if record is None or record.state.value != "completed":
-        reason = record.error_message if record else "no record"
-        raise Failure(f"request {request_id} failed: {reason}", EXIT_FAILED)
+    if record is None:
+        raise Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
+    if record.state.value == "failed":
+        raise Failure(f"request {request_id} failed: {_state_text(record.public())}", EXIT_FAILED)
+    if record.state.value != "completed":
+        raise Failure(
+            f"request {request_id} timed out after {timeout:g} s of waiting; it is still "
+            f"{_state_text(record.public())} and goes on (follow it with status or results)",
+            EXIT_TIMEOUT,
+        )
+
+
+def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
+    """Check every line of the file, then record them all, CHUNK at a time."""
+    import redis
+
+    from pallycon_pack import batch
+    from pallycon_pack.progress import batch_progress
+    from producers.api import RequestConflict, SubmitUnconfirmed
+
+    try:
+        checked = batch.check(producer, path)
+    except OSError as exc:
+        raise Failure(f"--batch: cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+    if checked.bad_lines:
+        for error in checked.errors:
+            click.echo(error, err=True)
+        if checked.bad_lines > len(checked.errors):
+            click.echo(f"... and {checked.bad_lines - len(checked.errors)} more", err=True)
+        raise Failure(
+            f"{checked.bad_lines} bad line(s) in {path}; nothing was recorded", EXIT_INVALID
+        )
+    done = 0
+    last_line = 0
+    with batch_progress(checked.requests) as advance:
+        try:
+            for chunk in batch.chunks(path):
+                ids = producer.submit_many(
+                    [line.body for line in chunk],
+                    [line.request_id for line in chunk],
+                    metadata=[line.metadata for line in chunk],
+                )
+                done += len(ids)
+                last_line = chunk[-1].number
+                if not quiet:
+                    click.echo("\n".join(ids))
+                advance(len(ids))
+        except (RequestConflict, SubmitUnconfirmed, ValueError, OSError, redis.RedisError) as exc:
+            code = (
+                EXIT_INVALID if isinstance(exc, RequestConflict | ValueError) else EXIT_UNAVAILABLE
+            )
+            raise Failure(
+                f"stopped after {done} of {checked.requests} requests (through line "
+                f"{last_line}): {exc}; running the same file again is safe for the lines "
+                "with a request_id (those without get new ids)",
+                code,
+            ) from None
+    new = checked.requests - checked.existing
+    click.echo(
+        f"{checked.requests} requests from {path}: {new} new, {checked.existing} submitted "
+        "before (nothing new enqueued for them)",
+        err=True,
+    )
 
 
 @click.command()
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (times in ISO 8601, UTC).")
 def status(request_id: str, as_json: bool) -> None:
-    """Print a request's state: job id, last status, error."""
+    """Print a request's state: job id, last status, error.
+
+    Exit code by its state: 0 completed, 1 failed (or no such request), 4 still in flight
+    (accepted, submitting, submitted).
+    """
     from config import load_settings
     from pallycon_pack import render
+    from pallycon_pack.requests_commands import shown
     from producers.api import Producer
 
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
     if record is None:
         raise Failure(f"no request {request_id}", EXIT_FAILED)
-    shown = record.public()
+    data = shown(record)
     if as_json:
-        render.emit_json(shown)
-        return
-    for key in (
-        "request_id",
-        "state",
-        "job_id",
-        "job_name",
-        "content_id",
-        "status",
-        "status_meaning",
-        "attempts",
-        "error_stage",
-        "error_code",
-        "error_message",
-        "output_path",
-    ):
-        if shown.get(key):
-            click.echo(f"{key:15} {shown[key]}")
+        render.emit_json(data)
+    else:
+        for key in (
+            "request_id",
+            "state",
+            "job_id",
+            "job_name",
+            "content_id",
+            "status",
+            "status_meaning",
+            "attempts",
+            "error_stage",
+            "error_code",
+            "error_message",
+            "output_path",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ):
+            if data.get(key):
+                click.echo(f"{key:15} {data[key]}")
+        if data.get("metadata"):
+            click.echo(f"{'metadata':15} {json.dumps(data['metadata'], ensure_ascii=False)}")
+    if record.state.value == "failed":
+        click.get_current_context().exit(EXIT_FAILED)
+    if not record.state.final:
+        click.get_current_context().exit(EXIT_TIMEOUT)
 
 
 @click.command()
@@ -136,10 +298,6 @@ def results(follow: bool, as_json: bool, after: str) -> None:
 
 
 def _line(event: dict[str, Any]) -> str:
-    details = {
-        k: v
-        for k, v in event.items()
-        if k not in {"schema", "event_id", "type", "request_id", "ts"}
-    }
-    text = " ".join(f"{k}={v}" for k, v in details.items())
-    return f"{event['ts']} {event['request_id']} {event['type']:9} {text}"
+    from pallycon_pack.progress import event_line
+
+    return event_line(event)

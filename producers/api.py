@@ -270,12 +270,23 @@ class ResultGroup:
     """Reading the result stream with a consumer group: at least once, acknowledged.
 
     Every group sees every event; within a group each event goes to one consumer, and stays
-    pending until acknowledged (a dead consumer's events are taken over with ``claim_stale``).
-    Deduplicate on ``event_id``.
+    pending until acknowledged. Read, handle, then acknowledge what was handled::
+
+        group = ResultGroup(redis.Redis(), "pp:results", "my-cms", "consumer-1")
+        while True:
+            for entry_id, event in group.read():
+                handle(event)             # idempotent: deduplicate on event["event_id"]
+                group.ack(entry_id)
+
+    ``read`` gives this consumer's own unacknowledged events first (left by a crash, or by a
+    handler that raised), then new ones: a consumer restarted under the same name resumes where
+    it was. A dead consumer's events are taken over with ``claim_stale``. Any client works,
+    decoding responses or not.
     """
 
     def __init__(self, client: redis.Redis, stream: str, group: str, consumer: str) -> None:
         self.redis, self.stream, self.group, self.consumer = client, stream, group, consumer
+        self._cursor = "0"  # our own pending entries first, then new ones (">")
         try:
             client.xgroup_create(stream, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -283,23 +294,54 @@ class ResultGroup:
                 raise
 
     def read(self, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Event]]:
+        """Up to ``count`` events: this consumer's pending ones, else new ones (waiting up to
+        ``block_ms``). Each stays pending until :meth:`ack`; once all events returned are
+        acknowledged, the next read gives new ones."""
+        if self._cursor == "0":
+            pending = self._read("0", count, None)
+            if pending:
+                return pending
+            self._cursor = ">"
+        return self._read(">", count, block_ms)
+
+    def _read(self, cursor: str, count: int, block_ms: int | None) -> list[tuple[str, Event]]:
         reply = self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            self.group, self.consumer, {self.stream: cursor}, count=count, block=block_ms
         )
-        entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
-        return [
-            (entry_id, json.loads(fields["event"]))
-            for _, batch in entries
-            for entry_id, fields in batch
-        ]
+        entries = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
+        events = self._events([entry for _, batch in entries for entry in batch])
+        if cursor == ">" and events:
+            self._cursor = "0"  # these stay pending until acknowledged: read them again first
+        return events
+
+    def _events(self, entries: list[tuple[Any, Any]]) -> list[tuple[str, Event]]:
+        """Entries as (entry id, event); an entry trimmed from the stream while pending (no
+        fields left) is acknowledged and skipped: there is nothing left to hand over."""
+        events, gone = [], []
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            value = (fields or {}).get("event", (fields or {}).get(b"event"))
+            if value is None:
+                gone.append(entry_id)
+                continue
+            events.append((entry_id, cast(Event, json.loads(value))))
+        self.ack(*gone)
+        return events
 
     def ack(self, *entry_ids: str) -> None:
+        """Acknowledge handled events: they are not given again to anyone in the group."""
         if entry_ids:
             self.redis.xack(self.stream, self.group, *entry_ids)
 
     def claim_stale(self, min_idle_ms: int = 60_000, count: int = 100) -> list[tuple[str, Event]]:
+        """Take over events another consumer of the group left unacknowledged ``min_idle_ms``;
+        acknowledge them once handled, as with :meth:`read`."""
         reply = self.redis.xautoclaim(
             self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
         )
-        claimed = cast(tuple[str, list[tuple[str, dict[str, str]]]], reply)[1]
-        return [(entry_id, json.loads(fields["event"])) for entry_id, fields in claimed if fields]
+        claimed = cast(tuple[Any, list[tuple[Any, Any]]], reply)[1]
+        return self._events(claimed)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
