@@ -26,10 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument(
+        "--only", choices=["backfill"], help="run just this case (prints it; writes no report)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {"machine": _machine(), "quick": quick}
+    if args.only == "backfill":
+        with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
+            results["backfill"] = cases.backfill(Path(tmp), lines=1_000 if quick else 10_000)
+        print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
+        return
     with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
         root = Path(tmp)
         _step("signing")
@@ -55,6 +63,8 @@ def main() -> None:
         results["scale"] = cases.scale(
             root, jobs=5_000 if quick else 100_000, runs=1 if quick else 3
         )
+        _step("backfill")
+        results["backfill"] = cases.backfill(root, lines=1_000 if quick else 10_000)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "benchmarks.json").write_text(json.dumps(results, indent=2))

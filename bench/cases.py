@@ -260,3 +260,60 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
             "record_bytes_median": int(median(sample)), "create_s": round(created_s, 1),
             "sweep_batch": batch, "claimed_per_sweep": per_sweep,
             "sweep_s": median(sweeps), "full_sweep_s": round(median(sweeps) * jobs / per_sweep, 2)}  # fmt: skip
+
+
+# --- 7. A backfill from the command line --------------------------------------------------
+
+
+def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any]:
+    """``submit --batch`` of a file of ``lines`` requests, against one ``submit`` command per
+    request (timed over ``sample`` of them, extrapolated): Redis only, no worker."""
+    import json
+
+    from config import Settings
+    from support.redis_server import RedisServer
+
+    server = RedisServer(root / "backfill-redis").start()
+    try:
+        settings = Settings(_env_file=None, **{**BENCH, "redis_url": server.url,
+                                               "api_url": "http://127.0.0.1:9"})  # fmt: skip
+        env = clean_env(settings.environment())
+        storage = {"input": {"storage_id": "bench", "contents_path": ["in/movie.mp4"]},
+                   "output": {"storage_id": "bench", "path": "out"}}  # fmt: skip
+
+        def body(n: int) -> dict[str, Any]:
+            return {"job_name": f"backfill-{n}", "content_id": f"backfill-{n}", "storage": storage,
+                    "streaming_format": ["dash", "hls"], "protect_type": ["watermark"]}  # fmt: skip
+
+        batch = root / "backfill.jsonl"
+        with batch.open("w") as file:
+            for n in range(lines):
+                line = {"body": body(n), "request_id": f"backfill-{n}", "metadata": {"row": n}}
+                file.write(json.dumps(line) + "\n")
+        command = [sys.executable, "-m", "pallycon_pack", "submit"]
+        start = time.perf_counter()
+        run = subprocess.run([*command, "--batch", str(batch), "--quiet"], env=env,
+                             capture_output=True, cwd=root)  # fmt: skip
+        batch_s = time.perf_counter() - start
+        if run.returncode != 0:
+            raise RuntimeError(f"submit --batch failed: {run.stderr.decode()[-500:]}")
+        one = root / "one.json"
+        start = time.perf_counter()
+        for n in range(sample):
+            one.write_text(json.dumps(body(lines + n)))
+            subprocess.run([*command, str(one), "--request-id", f"single-{n}"], env=env,
+                           capture_output=True, cwd=root, check=True)  # fmt: skip
+        single_s = (time.perf_counter() - start) / sample
+        import redis
+
+        from store.keys import Keys
+
+        accepted = Keys(settings.key_prefix).state_index("accepted")
+        recorded = int(redis.Redis.from_url(server.url).zcard(accepted))
+    finally:
+        server.stop()
+    return {"lines": lines, "batch_s": round(batch_s, 2),
+            "batch_per_s": round(lines / batch_s, 1), "single_sample": sample,
+            "single_s_each": round(single_s, 3),
+            "singles_extrapolated_s": round(single_s * lines, 1),
+            "speedup": round(single_s * lines / batch_s, 1), "recorded": recorded}  # fmt: skip
