@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
@@ -124,9 +125,19 @@ def test_a_valid_stream_message_is_packaged(settings, producer, storage_id, work
     worker_factory(settings)
     body = body_for(storage_id, f"stream-{time.monotonic_ns()}")
     producer.redis.xadd(
-        producer.keys.intake, {"request_id": "from-stream", "request": json.dumps(body)}
+        producer.keys.intake,
+        {"request_id": "from-stream", "request": json.dumps(body), "metadata": '{"cms": 7}'},
     )
-    assert wait_all(producer, ["from-stream"])["from-stream"].state.value == "completed"
+    producer.redis.xadd(
+        producer.keys.intake,
+        {"request_id": "bad-meta", "request": json.dumps(body), "metadata": "[7]"},
+    )
+    records = wait_all(producer, ["from-stream", "bad-meta"])
+    assert records["from-stream"].state.value == "completed"
+    assert json.loads(records["from-stream"].metadata) == {"cms": 7}
+    events = events_of(producer, "from-stream")
+    assert [e["metadata"] for e in events] == [{"cms": 7}] * len(events)
+    assert records["bad-meta"].error_message == "metadata: must be a JSON object, not a list"
 
 
 def test_a_permanent_api_error_fails_at_once_with_its_code(
@@ -240,7 +251,13 @@ def test_submit_wait_status_and_results_commands(
     assert lines[0] == "cli-1"
     assert json.loads(lines[-1])["type"] == "completed"
     status = cli("status", "cli-1", "--json", env=env, cwd=tmp_path)
-    assert json.loads(status.stdout)["state"] == "completed"
+    assert status.returncode == 0
+    shown = json.loads(status.stdout)
+    assert shown["state"] == "completed"
+    assert shown["finished_at"].endswith("+00:00")  # ISO 8601 UTC, as in the events
+    again = cli("submit", str(path), "--request-id", "cli-1", "--wait", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "was submitted before (nothing new enqueued); it is completed" in again.stderr.decode()
     events = cli("results", "--json", env=env, cwd=tmp_path)
     kinds = [json.loads(line)["type"] for line in events.stdout.decode().splitlines()]
     assert kinds[0] == "accepted"
@@ -344,6 +361,15 @@ def test_upstream_reads_results_with_a_consumer_group(
     assert producer.redis.xpending(stream, "cms")["pending"] == 0
     billing = ResultGroup(producer.redis, stream, "billing", "b1")
     assert len(billing.read(count=1000, block_ms=100)) == len(got)
+    raw = redis.Redis.from_url(settings.redis_url)  # bytes: the documented example's client
+    audit = ResultGroup(raw, stream, "audit", "a1")
+    read = audit.read(count=1000, block_ms=100)
+    assert [e for _, e in read] == [e for _, e in got]
+    restarted = ResultGroup(raw, stream, "audit", "a1")  # unacknowledged: given again first
+    assert restarted.read(count=1000, block_ms=100) == read
+    restarted.ack(*(entry_id for entry_id, _ in read))
+    assert restarted.read(block_ms=100) == []
+    assert raw.xpending(stream, "audit")["pending"] == 0
 
 
 def test_submit_many_enqueues_a_batch_or_nothing(
@@ -381,3 +407,56 @@ def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, 
     with pytest.raises(RequestConflict, match="twice-1"):
         producer.submit_many([other, body], ["twice-1", "twice-3"])
     assert producer.get("twice-3") is None  # all or nothing: the conflict recorded neither
+
+
+def test_submit_batch_checks_every_line_then_records_them_all(
+    settings, producer, storage_id, tmp_path: Path
+):
+    """submit --batch: bad lines named by number and nothing recorded; a good file recorded
+    with each id printed and each line's metadata kept. status exits by state; a --wait that
+    times out says so, a line per change meanwhile (no terminal). No worker runs."""
+    from pallycon.errors import FieldError
+    from store.admission import refuse
+    from support.env import clean_env
+    from support.processes import cli
+
+    env = clean_env(**settings.environment())
+    body = body_for(storage_id, "batch")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        "\n".join(
+            [json.dumps({"body": body, "request_id": "b-1"}), "{not json", json.dumps({"body": {}}),
+             json.dumps({"body": body, "metadata": ["x"]}),
+             json.dumps({"body": {**body, "content_id": "other"}, "request_id": "b-1"})]
+        )
+    )  # fmt: skip
+    refused = cli("submit", "--batch", str(bad), env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    errors = refused.stderr.decode().splitlines()
+    assert [line.split(":")[0] for line in errors[:4]] == ["line 2", "line 3", "line 4", "line 5"]
+    assert "metadata: must be a JSON object" in errors[2]
+    assert errors[-1] == f"Error: 4 bad line(s) in {bad}; nothing was recorded"
+    assert producer.redis.keys(f"{settings.key_prefix}:*") == []
+    good = tmp_path / "good.jsonl"
+    lines = [{"body": body_for(storage_id, f"batch-{n}"), "request_id": f"b-{n}",
+              "metadata": {"row": n}} for n in range(1200)]  # fmt: skip
+    good.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    recorded = cli("submit", "--batch", str(good), env=env, cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert recorded.stdout.decode().split() == [f"b-{n}" for n in range(1200)]
+    assert recorded.stderr.decode().splitlines()[-1].startswith("1200 requests from")
+    assert json.loads(producer.get("b-1199").metadata) == {"row": 1199}  # type: ignore[union-attr]
+    status = cli("status", "b-7", "--json", env=env, cwd=tmp_path)
+    assert status.returncode == 4  # in flight
+    assert json.loads(status.stdout)["metadata"] == {"row": 7}
+    waited = cli("submit", "-", "--metadata", '{"a": 1}', "--wait", "--timeout", "0.5",
+                 env=env, cwd=tmp_path, stdin=json.dumps(body).encode())  # fmt: skip
+    assert waited.returncode == 4
+    request_id, accepted = waited.stdout.decode().splitlines()
+    assert accepted.split()[1:3] == [request_id, "accepted"]
+    assert 'metadata={"a": 1}' in accepted
+    assert "timed out after 0.5 s of waiting; it is still accepted" in waited.stderr.decode()
+    refuse(producer.records, "f-1", [FieldError("x", "bad")], time.time(), entry_id="1-0")
+    failed = cli("status", "f-1", env=env, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "x: bad" in failed.stdout.decode()

@@ -1,0 +1,67 @@
+"""Producer metadata (store.admission.check_metadata) and the lines of submit --batch, as tables."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pallycon.errors import InvalidRequest
+from pallycon_pack.batch import MAX_LINE_BYTES, lines
+from store.admission import MAX_METADATA_BYTES, check_metadata, parse_metadata
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (None, ""),
+        ({}, ""),
+        ({"cms": {"id": 42, "tags": ["a", "é"]}}, '{"cms":{"id":42,"tags":["a","é"]}}'),
+        ({"k": "x" * (MAX_METADATA_BYTES - 8)}, '{"k":"' + "x" * (MAX_METADATA_BYTES - 8) + '"}'),
+    ],
+)
+def test_metadata_is_kept_as_compact_json(given, stored):
+    assert check_metadata(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ([1], "metadata: must be a JSON object, not a list"),
+        ("text", "metadata: must be a JSON object, not str"),
+        ({"k": float("nan")}, "metadata: not JSON: Out of range float values"),
+        ({"k": object()}, "metadata: not JSON: Object of type object"),
+        ({"k": "x" * (MAX_METADATA_BYTES - 7)}, "metadata: 2049 bytes of compact JSON, over"),
+    ],
+)
+def test_bad_metadata_is_refused_naming_the_field(given, why):
+    with pytest.raises(InvalidRequest) as caught:
+        check_metadata(given)
+    assert str(caught.value).startswith(why)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("{x", "metadata: not JSON"), ("[" * 100_000, "metadata: 100000 characters, over")],
+)
+def test_metadata_text_that_is_not_json_is_refused(text, why):
+    with pytest.raises(InvalidRequest) as caught:
+        parse_metadata(text)
+    assert str(caught.value).startswith(why)
+
+
+def test_batch_lines_name_each_bad_line_and_skip_blank_ones():
+    data = b"\n".join(
+        [b'{"body": {}}', b"", b"[]", b"\xff", b'{"body": 1, "request_id": 5}',
+         b'{"body": 1, "x": 2}', b"x" * (MAX_LINE_BYTES + 10), b'{"body": 2, "metadata": {}}']
+    )  # fmt: skip
+    errors: list[tuple[int, str]] = []
+    read = list(lines(io.BytesIO(data), lambda number, why: errors.append((number, why))))
+    assert [(line.number, line.body) for line in read] == [(1, {}), (8, 2)]
+    assert errors == [
+        (3, 'not a JSON object {"body": {...}, "request_id": ..., "metadata": ...}'),
+        (4, "not valid UTF-8 (byte 0)"),
+        (5, "request_id: must be a string"),
+        (6, "unknown key(s) x (body, request_id, metadata)"),
+        (7, f"longer than {MAX_LINE_BYTES} bytes"),
+    ]
