@@ -275,8 +275,8 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
 
     server = RedisServer(root / "backfill-redis").start()
     try:
-        settings = Settings(_env_file=None, **{**BENCH, "redis_url": server.url,
-                                               "api_url": "http://127.0.0.1:9"})  # fmt: skip
+        values: dict[str, Any] = {**BENCH, "redis_url": server.url, "api_url": "http://127.0.0.1:9"}
+        settings = Settings(_env_file=None, **values)
         env = clean_env(settings.environment())
         storage = {"input": {"storage_id": "bench", "contents_path": ["in/movie.mp4"]},
                    "output": {"storage_id": "bench", "path": "out"}}  # fmt: skip

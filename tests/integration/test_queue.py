@@ -445,7 +445,7 @@ def test_submit_batch_checks_every_line_then_records_them_all(
     assert recorded.returncode == 0, recorded.stderr.decode()
     assert recorded.stdout.decode().split() == [f"b-{n}" for n in range(1200)]
     assert recorded.stderr.decode().splitlines()[-1].startswith("1200 requests from")
-    assert json.loads(producer.get("b-1199").metadata) == {"row": 1199}  # type: ignore[union-attr]
+    assert json.loads(producer.get("b-1199").metadata) == {"row": 1199}
     status = cli("status", "b-7", "--json", env=env, cwd=tmp_path)
     assert status.returncode == 4  # in flight
     assert json.loads(status.stdout)["metadata"] == {"row": 7}
