@@ -115,7 +115,7 @@ def _metadata(text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Failure(f"--metadata: not JSON: {exc}", EXIT_INVALID) from None
 
 
@@ -171,6 +171,7 @@ def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
     """Check every line of the file, then record them all, CHUNK at a time."""
     import redis
 
+    from pallycon.errors import InvalidRequest
     from pallycon_pack import batch
     from pallycon_pack.progress import batch_progress
     from producers.api import RequestConflict, SubmitUnconfirmed
@@ -202,21 +203,25 @@ def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
                 if not quiet:
                     click.echo("\n".join(ids))
                 advance(len(ids))
-        except (RequestConflict, SubmitUnconfirmed, ValueError, OSError, redis.RedisError) as exc:
-            code = (
-                EXIT_INVALID if isinstance(exc, RequestConflict | ValueError) else EXIT_UNAVAILABLE
-            )
-            raise Failure(
-                f"stopped after {done} of {checked.requests} requests (through line "
-                f"{last_line}): {exc}; running the same file again is safe for the lines "
-                "with a request_id (those without get new ids)",
-                code,
-            ) from None
+        except (InvalidRequest, RequestConflict, ValueError) as exc:  # the file changed meanwhile
+            raise _stopped(done, checked.requests, last_line, exc, EXIT_INVALID) from None
+        except (SubmitUnconfirmed, OSError, redis.RedisError) as exc:
+            raise _stopped(done, checked.requests, last_line, exc, EXIT_UNAVAILABLE) from None
+
     new = checked.requests - checked.existing
     click.echo(
         f"{checked.requests} requests from {path}: {new} new, {checked.existing} submitted "
         "before (nothing new enqueued for them)",
         err=True,
+    )
+
+
+def _stopped(done: int, total: int, last_line: int, exc: Exception, code: int) -> Failure:
+    where = f"after {done} of {total} requests (through line {last_line})" if done else "at once"
+    return Failure(
+        f"stopped {where}: {exc}; running "
+        "the same file again is safe for the lines with a request_id (those without get new ids)",
+        code,
     )
 
 
