@@ -48,7 +48,7 @@ def test_a_missing_input_fails_and_a_retry_after_the_fix_completes(stack: Stack)
     completes under the same id, on a second remote job, its history one timeline."""
     _input(stack, "present").parent.mkdir(parents=True, exist_ok=True)
     _input(stack, "present").write_bytes(b"video")
-    ok = stack.producer.submit(_body(stack, "present"), "req-present")
+    ok = stack.producer.submit(_body(stack, "present"), "req-present", metadata={"cms": 1})
     broken = stack.producer.submit(_body(stack, "absent"), "req-absent")
     first = stack.wait_final([ok, broken], timeout=60)
     assert first[ok].state == State.COMPLETED
@@ -94,6 +94,13 @@ def test_a_missing_input_fails_and_a_retry_after_the_fix_completes(stack: Stack)
     code, out, _ = _run(stack, "requests", "show", "req-present")
     assert code == 0
     assert "completed" in out
+    assert '"cms": 1' in out or "'cms': 1" in out  # its metadata
+    code, out, _ = _run(stack, "requests", "show", "req-present", "--json")
+    assert {e["type"]: e["metadata"] for e in json.loads(out)["events"]} == {
+        "accepted": {"cms": 1},
+        "submitted": {"cms": 1},
+        "completed": {"cms": 1},
+    }
 
     # Idempotent: a completed request is not retried again; unknown ids are named
     code, out, err = _run(stack, "retry", "req-absent", "nobody")
