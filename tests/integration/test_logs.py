@@ -46,7 +46,9 @@ class Logged:
     raw: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
 
-    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict:
+    def wait_for(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [line for line in list(self.lines) if match(line)]
@@ -148,6 +150,7 @@ def test_a_refused_callback_is_logged_on_both_sides(servers):
     body = validate_request(JobRegisterRequest, body_for(storage_id, "logs-1"))
     with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as client:
         job_id = client.register_job(body).job_id
+    assert job_id is not None
     sent = emulator.wait_for(_has("callback refused by the receiver", job_id=int(job_id)))
     assert (sent["level"], sent["status"], sent["error_code"]) == ("WARNING", 404, "0000")
     refused = receiver.wait_for(_has("callback refused", reason="wrong token"))
