@@ -37,7 +37,10 @@ SOURCES = SettingsConfigDict(
 #: ``unix://`` (kombu has no such transport), nor Sentinel or Cluster.
 REDIS_SCHEMES = ("redis", "rediss")
 
-_REGION_RE = re.compile(r"^[A-Z]{2}\d{3}$")
+#: The region codes PallyCon knows (PallyCon Console > site settings), with where they are.
+REGIONS = {"RG004": "Oregon", "RG011": "Seoul", "RG013": "Singapore"}
+#: The callback token of ``.env.example``: a process started with it warns.
+PLACEHOLDER_TOKEN = "change-me-to-a-long-random-token"  # noqa: S105 - a known bad value
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
@@ -196,8 +199,9 @@ class Settings(BaseSettings):
     @field_validator("region")
     @classmethod
     def _region_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _REGION_RE.match(value):
-            raise ValueError("must be a region code such as RG011")
+        if value is not None and value not in REGIONS:
+            known = ", ".join(f"{code} ({where})" for code, where in REGIONS.items())
+            raise ValueError(f"not a known region code; use one of {known}")
         return value
 
     @field_validator("api_url")

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from config.show import mask_text
 from emulator import handlers
 from emulator.config import EmulatorConfig, FaultConfig
 from emulator.files import write_outputs
@@ -178,12 +179,20 @@ class Emulator:
 
     async def _callback(self, http: httpx.AsyncClient, body: dict[str, Any]) -> None:
         assert self.config.callback_url is not None
+        fields: dict[str, Any] = {"job_id": body["job_id"], "error_code": body["error_code"]}
         try:
             response = await http.post(self.config.callback_url, json=body)
-            self.stats[f"callbacks {response.status_code}"] += 1
         except httpx.HTTPError as exc:
             self.stats["callbacks failed"] += 1
-            log.warning("callback for job %s failed: %s", body["job_id"], exc)
+            reason = mask_text(str(exc)) or type(exc).__name__
+            log.warning("callback not delivered: %s", reason, extra={"fields": fields})
+            return
+        self.stats[f"callbacks {response.status_code}"] += 1
+        fields["status"] = response.status_code
+        if response.is_success:
+            log.info("callback sent", extra={"fields": fields})
+        else:
+            log.warning("callback refused by the receiver", extra={"fields": fields})
 
     # --- Control endpoints (emulator only) ----------------------------------------------------
 

@@ -6,6 +6,9 @@ emulator):
 - The listening socket is bound before uvicorn starts, so that a busy or foreign address is one
   clear ``ListenError``, an ``OSError`` whose ``strerror`` is a complete message naming the
   address and what to do, instead of an exit from inside the event loop.
+- With ``access_log``, one JSON line per HTTP request (:class:`AccessLog`): method, path (a
+  callback token masked; never the query string, which may carry a signed request), status,
+  duration; uvicorn's own access log would print the query and the token.
 - Request headers must be complete within ``HEADER_TIMEOUT`` seconds of the connection's opening
   (or of the first byte of a later request on a kept-alive connection), and the rest of a body
   the app did not read within as long after the response: uvicorn has no such deadline, so a
@@ -20,6 +23,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,9 +32,11 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from config.show import mask_text
 from pallycon_pack.errors import ListenError
 
 log = logging.getLogger("pallycon_pack.asgi")
+access = logging.getLogger("pallycon_pack.access")
 
 #: Seconds a client has to send a request's headers.
 HEADER_TIMEOUT = 10.0
@@ -102,6 +108,36 @@ _REQUEST_TIMEOUT = (
 )
 
 
+class AccessLog:
+    """ASGI middleware: one ``access`` line per HTTP request, once it is answered (or dropped:
+    status ``null``): ``method``, ``path`` (token masked), ``status``, ``duration_ms``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> object:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, sending)
+        finally:
+            fields = {
+                "method": scope["method"],
+                "path": mask_text(scope["path"]),
+                "status": status[0] if status else None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            access.info("access", extra={"fields": fields})
+
+
 class Server(uvicorn.Server):
     """A uvicorn server that binds its own socket (see :meth:`bind`)."""
 
@@ -161,12 +197,12 @@ def make_server(
 
     Protocol.header_timeout = header_timeout
     config = uvicorn.Config(
-        app,
+        AccessLog(app) if access_log else app,
         host=host,
         port=port,
         http=Protocol,  # h11: the emulator's accept-then-drop relies on its close-without-response
         lifespan="on",
-        access_log=access_log,
+        access_log=False,  # AccessLog instead
         log_config=None,
         timeout_keep_alive=30,
         h11_max_incomplete_event_size=max_header_bytes,

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "process_commands",
         "Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.",
     ),
+    "config": ("config_command", "Show the effective settings and where each one came from."),
     "console": (
         "console",
         "Serve the operators' read-only web console: counts, failures, requests, timelines.",

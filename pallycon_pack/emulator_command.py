@@ -137,7 +137,7 @@ def _statuses(value: str) -> tuple[int, ...]:
     help="Which hostile responses (see docs/EMULATOR.md).",
 )
 @click.option("--seed", type=int, help="Seed the fault draws (repeatable runs).")
-@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
 def emulator(
     host: str | None,
     port: int | None,
@@ -214,4 +214,5 @@ def emulator(
         on_ready=ready,
         access_log=access_log,
         seed=seed,
+        settings=(emulator_settings,),
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from config import Settings
 from emulator.app import Emulator, create_app
@@ -17,10 +18,12 @@ from pallycon_pack import asgi
 from store.keys import Keys
 from store.messages import send_poll, sender
 from worker import callbacks
-from worker.logs import configure
+from worker.logs import LOGGERS, configure, log_start
 
 
-def _server(settings: Settings, token: SecretStr, host: str, port: int) -> asgi.Server:
+def _server(
+    settings: Settings, token: SecretStr, host: str, port: int, access_log: bool = False
+) -> asgi.Server:
     app = sender(settings.redis_url, Keys(settings.key_prefix))
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis_url),
@@ -29,13 +32,24 @@ def _server(settings: Settings, token: SecretStr, host: str, port: int) -> asgi.
         lambda request_id: send_poll(app, [request_id]),
         lease_seconds=settings.lease_seconds,
     )
-    return asgi.make_server(receiver, host, port, settings_prefix="PALLYCON_CALLBACK")
+    return asgi.make_server(
+        receiver, host, port, settings_prefix="PALLYCON_CALLBACK", access_log=access_log
+    )
 
 
-def serve_callbacks(settings: Settings, token: SecretStr, on_ready: Callable[[str], None]) -> None:
-    """Serve until interrupted, logging one JSON line per callback on stderr."""
+def serve_callbacks(
+    settings: Settings,
+    token: SecretStr,
+    on_ready: Callable[[str], None],
+    *,
+    access_log: bool = False,
+) -> None:
+    """Serve until interrupted, logging JSON lines on stderr: its start and settings, one line
+    per callback (and, with ``access_log``, per HTTP request)."""
     configure(settings.log_level)
-    asgi.serve(_server(settings, token, settings.callback_host, settings.callback_port), on_ready)
+    log_start("callbacks", settings, access_log=access_log)
+    server = _server(settings, token, settings.callback_host, settings.callback_port, access_log)
+    asgi.serve(server, on_ready)
 
 
 @contextmanager
@@ -67,6 +81,10 @@ def _emulator_server(emulator: Emulator, host: str, port: int, access_log: bool)
     )
 
 
+#: The emulator's loggers: its own (callbacks it sends) besides the servers'.
+EMULATOR_LOGGERS = (*LOGGERS, "emulator")
+
+
 def serve_emulator(
     config: EmulatorConfig,
     host: str,
@@ -75,8 +93,22 @@ def serve_emulator(
     on_ready: Callable[[str], None],
     access_log: bool = False,
     seed: int | None = None,
+    settings: tuple[BaseSettings, ...] = (),
 ) -> None:
-    """Serve the emulator until interrupted; ``on_ready`` gets the URL once the socket listens."""
+    """Serve the emulator until interrupted; ``on_ready`` gets the URL once the socket listens.
+
+    Logs JSON lines on stderr: its start with ``settings`` (masked), the callbacks it sends,
+    and with ``access_log`` one line per HTTP request.
+    """
+    configure("INFO", EMULATOR_LOGGERS)
+    log_start(
+        "emulator",
+        *settings,
+        sites=[site.site_id for site in config.sites],
+        faults=config.faults.to_dict(),
+        access_log=access_log,
+        seed=seed,
+    )
     asgi.serve(_emulator_server(Emulator(config, seed=seed), host, port, access_log), on_ready)
 
 

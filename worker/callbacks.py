@@ -148,16 +148,22 @@ class _Receiver:
     async def receive(self, request: Request) -> Response:
         given = request.path_params["token"].encode("utf-8")
         if not hmac.compare_digest(given, self.expected):
+            _refused("wrong token")  # the token given is never logged
             return _not_found_response()
         try:
             async with asyncio.timeout(self.body_timeout):
                 raw = await _read_limited(request)
         except TimeoutError:
-            return _error(f"body not received within {self.body_timeout:g} s", 408, close=True)
+            reason = f"body not received within {self.body_timeout:g} s"
+            _refused(reason)
+            return _error(reason, 408, close=True)
         if raw is None:
-            return _error(f"body larger than {MAX_BODY_BYTES} bytes", 413, close=True)
+            reason = f"body larger than {MAX_BODY_BYTES} bytes"
+            _refused(reason)
+            return _error(reason, 413, close=True)
         body = _parse(raw)
         if body is None:
+            _refused("not a PallyCon callback body", size=len(raw))
             return _error("not a PallyCon callback body", 400)
         try:
             outcome, request_id = await self.claim(body.job_id)
@@ -170,7 +176,7 @@ class _Receiver:
             return _error("temporarily unavailable, try again later", 503)
         if outcome == "poll":
             await self.send_poll(request_id)
-        logged = {"job_id": body.job_id, "outcome": outcome}
+        logged = {"job_id": body.job_id, "error_code": body.error_code, "outcome": outcome}
         extra = {"request_id": request_id, "fields": logged} if request_id else {"fields": logged}
         log.info("callback", extra=extra)
         return JSONResponse({"status": "received"})
@@ -226,6 +232,11 @@ class _Receiver:
 async def live(_: Request) -> Response:
     """Liveness: the process and its event loop answer (nothing else is checked)."""
     return JSONResponse({"status": "ok"})
+
+
+def _refused(reason: str, **fields: object) -> None:
+    """A refused callback: a warning with the reason (never the token, never the body)."""
+    log.warning("callback refused: %s", reason, extra={"fields": {"reason": reason, **fields}})
 
 
 def _parse(raw: bytes) -> CallbackBody | None:

@@ -1,4 +1,7 @@
-"""One structured (JSON) log line per change of a request. Never a secret, never a body."""
+"""JSON log lines on stderr, one object a line: one per change of a request (the worker), per
+callback (the receiver and the emulator), per HTTP request (``--access-log``), and one when a
+process starts, with its effective settings. Never a secret, never a body.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,13 @@ import logging
 import sys
 import time
 from typing import Any
+
+from pydantic_settings import BaseSettings
+
+from config.show import masked, warnings
+
+#: The loggers every process configures: the project's and uvicorn's (servers).
+LOGGERS = ("pallycon_pack", "uvicorn.error")
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +38,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure(level: str) -> None:
+def configure(level: str, names: tuple[str, ...] = LOGGERS) -> None:
     """JSON lines on stderr for the project's loggers.
 
     The real stderr, past Celery's redirection of stdout/stderr into its own log format.
@@ -38,7 +48,28 @@ def configure(level: str) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("pallycon_pack")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def log_start(process: str, *settings: BaseSettings, **fields: Any) -> None:
+    """One ``start`` line: the process, its effective settings by
+    variable name (secrets masked: ``SecretStr``,
+    a URL's password, a callback URL's token) and ``fields``; then a warning for each risky
+    setting (the placeholder callback token of ``.env.example``).
+
+    For every long-running process (worker, callback receiver, emulator, other servers), once
+    :func:`configure` has run.
+    """
+    shown: dict[str, Any] = {}
+    for each in settings:
+        prefix = str(each.model_config.get("env_prefix") or "")
+        shown.update({f"{prefix}{name.upper()}": value for name, value in masked(each).items()})
+    log = logging.getLogger("pallycon_pack.start")
+    log.info("start", extra={"fields": {"process": process, "settings": shown, **fields}})
+    for each in settings:
+        for warning in warnings(each):
+            log.warning(warning, extra={"fields": {"process": process}})

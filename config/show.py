@@ -1,0 +1,123 @@
+"""Settings as an operator may see them: every value with secrets masked, and where each came
+from (default, environment, ``.env``, secrets directory, command line).
+
+The origins are found with pydantic-settings' own sources, in the order the settings class
+reads them (``settings_customise_sources``): the first source that holds a field set it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+)
+
+from config.settings import PLACEHOLDER_TOKEN, env_name, mask_url
+
+MASK = "***"
+
+DEFAULT = "default"
+ENVIRONMENT = "environment"
+DOTENV = ".env"
+SECRETS = "secrets"
+COMMAND_LINE = "command line"
+
+#: A callback URL's secret path segment.
+_CALLBACK_TOKEN = re.compile(r"(/callback/)[^/?#]+")
+
+
+def mask_text(value: str) -> str:
+    """``value`` with a URL's password and a callback path's token masked."""
+    return _CALLBACK_TOKEN.sub(rf"\g<1>{MASK}", mask_url(value) if "://" in value else value)
+
+
+def shown(value: Any) -> Any:
+    """A setting's value fit for a log or a terminal: secrets masked, paths as text."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def masked(settings: BaseSettings) -> dict[str, Any]:
+    """Every field of ``settings`` (``None`` included), secrets masked."""
+    return {name: shown(getattr(settings, name)) for name in type(settings).model_fields}
+
+
+def warnings(settings: BaseSettings) -> list[str]:
+    """What an operator should hear at start-up about ``settings`` (one sentence each)."""
+    found = []
+    token = getattr(settings, "callback_token", None)
+    if isinstance(token, SecretStr) and token.get_secret_value() == PLACEHOLDER_TOKEN:
+        found.append(
+            f"{env_name('callback_token')} is the placeholder of .env.example: anyone who reads "
+            "it can post callbacks; set a long random token"
+        )
+    url = getattr(settings, "callback_url", None)
+    if isinstance(url, str) and PLACEHOLDER_TOKEN in url:
+        found.append(
+            "the callback URL holds the placeholder token of .env.example; set a long random token"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One setting as ``config show`` prints it."""
+
+    field: str
+    variable: str
+    value: Any
+    source: str
+
+
+def _label(source: PydanticBaseSettingsSource) -> str:
+    if isinstance(source, InitSettingsSource):
+        return COMMAND_LINE
+    if isinstance(source, DotEnvSettingsSource):  # before EnvSettingsSource: it is one
+        return DOTENV
+    if isinstance(source, EnvSettingsSource):
+        return ENVIRONMENT
+    if isinstance(source, SecretsSettingsSource):
+        return SECRETS
+    return type(source).__name__
+
+
+def origins(kind: type[BaseSettings], overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """Where each field of ``kind`` comes from, with ``overrides`` (``None`` ones ignored) as
+    the command line: the first of the class's own sources that holds it, else the default."""
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    sources = kind.settings_customise_sources(
+        kind,
+        init_settings=InitSettingsSource(kind, init_kwargs=given),
+        env_settings=EnvSettingsSource(kind),
+        dotenv_settings=DotEnvSettingsSource(kind),
+        file_secret_settings=SecretsSettingsSource(kind),
+    )
+    found: dict[str, str] = {}
+    for source in sources:
+        for name in source():
+            found.setdefault(name, _label(source))
+    return {name: found.get(name, DEFAULT) for name in kind.model_fields}
+
+
+def describe(
+    settings: BaseSettings, name_of: Any, overrides: dict[str, Any] | None = None
+) -> list[Shown]:
+    """Each field of ``settings``: its variable (``name_of(field)``), masked value and origin."""
+    where = origins(type(settings), overrides)
+    values = masked(settings)
+    return [Shown(name, name_of(name), values[name], where[name]) for name in values]

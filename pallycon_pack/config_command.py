@@ -1,0 +1,53 @@
+"""``pallycon-pack config``: read the effective settings."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def config() -> None:
+    """Show the effective settings and where each one came from."""
+
+
+@config.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (settings in a list).")
+def show(as_json: bool) -> None:
+    """Print every setting: its variable, value (secrets masked) and source.
+
+    The source is where the value came from: default, environment (a PALLYCON_* variable) or
+    .env (in the current directory). The emulator's settings (PALLYCON_EMULATOR_*) follow the
+    others'.
+    """
+    from config import load_settings
+    from config.settings import env_name
+    from config.show import describe, warnings
+    from emulator.config import emulator_env_name, load_emulator_settings
+
+    settings = load_settings()
+    emulator_settings = load_emulator_settings()
+    rows = [
+        *describe(settings, env_name),
+        *describe(emulator_settings, emulator_env_name),
+    ]
+    notes = [*warnings(settings), *warnings(emulator_settings)]
+    if as_json:
+        shown = [
+            {"variable": row.variable, "value": row.value, "source": row.source} for row in rows
+        ]
+        click.echo(json.dumps({"settings": shown, "warnings": notes}, indent=2, default=str))
+        return
+    width = max(len(row.variable) for row in rows)
+    for row in rows:
+        value = "(unset)" if row.value is None else _text(row.value)
+        click.echo(f"{row.variable:<{width}}  {value}  [{row.source}]")
+    for note in notes:
+        click.echo(f"warning: {note}", err=True)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
