@@ -354,6 +354,10 @@ def console(host: str | None, port: int | None) -> None:
     def ready(url: str) -> None:
         click.echo(f"console listening on {url}" + (" (token required)" if token else ""))
 
+    from worker.logs import configure, log_start
+
+    configure(settings.log_level)
+    log_start("console", options, settings)
     asgi.serve(server, ready)
 
 
