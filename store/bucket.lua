@@ -1,7 +1,9 @@
 -- A token bucket shared by all workers, on the server's clock. Returns ms to wait (0: granted,
 -- and the call counted under ARGV[3] in the counters hash).
--- KEYS: the bucket, the counters
--- ARGV: rate (tokens/s), burst, counter ('' = none), the bucket's expiry when idle (ms)
+-- KEYS: the bucket, the counters, the API call statistics
+-- ARGV: rate (tokens/s), burst, counter ('' = none), the bucket's expiry when idle (ms), then
+-- pairs (counter, amount) added to the API call statistics whatever the answer (earlier calls)
+for i = 5, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])

@@ -90,3 +90,8 @@ class Keys:
     def heartbeats(self) -> str:
         """Hash: "<node>/<loop>" -> JSON health of each worker's background loops."""
         return f"{self.prefix}:heartbeats"
+
+    @property
+    def api_calls(self) -> str:
+        """Hash: API calls' outcomes by code, durations (a histogram) and rate-limit waits."""
+        return f"{self.prefix}:api"
