@@ -45,7 +45,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "emulator_command",
         "Serve a PallyCon-compatible Packaging API (for development, tests and demos).",
     ),
+    "health": (
+        "ops_commands",
+        "Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.",
+    ),
     "jobs": ("api_commands", "Register, list and watch packaging jobs directly (no queue)."),
+    "metrics": (
+        "metrics_command",
+        "Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.",
+    ),
     "requests": ("requests_commands", "List the requests by state, or show one with its history."),
     "results": (
         "queue_commands",
@@ -58,6 +66,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": (
         "api_commands",
         "Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.",
+    ),
+    "stats": (
+        "ops_commands",
+        "Print requests by state and stage, queues, lags, API calls by code and failures.",
     ),
     "status": ("queue_commands", "Print a request's state: job id, last status, error."),
     "storage": (

@@ -95,3 +95,8 @@ class Keys:
     def api_calls(self) -> str:
         """Hash: API calls' outcomes by code, durations (a histogram) and rate-limit waits."""
         return f"{self.prefix}:api"
+
+    @property
+    def health_probe(self) -> str:
+        """String, expiring: written by ``pallycon-pack health`` to check Redis takes writes."""
+        return f"{self.prefix}:health:probe"

@@ -1,0 +1,299 @@
+"""The Prometheus exporter: a collector that reads the shared state in Redis at each scrape.
+
+Every worker writes its counts to Redis (the counters hash, the API call statistics, the state
+indexes, the schedules, the heartbeats); one exporter process reads them all when scraped, so
+any number of workers is covered without prometheus-client's multiprocess mode. Labels are
+bounded: API, method and outcome code come from closed sets (``store.counters``), event types
+from ``store.events.EventType``, states from ``State``.
+
+``pallycon_pack_transitions_total`` counts the result stream's events by type from the moment
+the exporter started (a counter that restarts with it, as Prometheus expects of counters).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from store.counters import LATENCY_BUCKETS, ApiMetric, api_labels, outcome_code, read_api_calls
+from store.counters import Metric as Counter
+from store.events import EventType, FailStage, State
+from store.fleet import Fleet, Snapshot
+from store.keys import Keys
+
+PREFIX = "pallycon_pack"
+#: Result stream entries read per scrape at most (the rest are read at the next scrape).
+MAX_EVENTS_PER_SCRAPE = 50_000
+#: Failed requests read per scrape for the dead-letter gauge (the newest, of the last hour).
+FAILED_SAMPLE = 1000
+#: The counters of the counters hash, by metric (name, help, label values).
+COUNTERS: dict[Counter, tuple[str, str, dict[str, str]]] = {
+    Counter.RECONCILIATIONS: ("reconciliations", "Registrations whose outcome was looked up.", {}),
+    Counter.RECONCILE_LOOKUP_RETRIES: ("retries", "Steps retried.", {"kind": "reconcile_lookup"}),
+    Counter.SUBMIT_RESENDS: ("retries", "", {"kind": "submit_resend"}),
+    Counter.SUBMIT_RECONCILES: ("retries", "", {"kind": "submit_reconcile"}),
+    Counter.POLL_RETRIES: ("retries", "", {"kind": "poll"}),
+    Counter.POLL_LOOKUPS: ("poll_reads", "Job reads by polls.", {"kind": "lookup"}),
+    Counter.POLL_PAGES: ("poll_reads", "", {"kind": "page"}),
+    Counter.POLL_PAGES_TOO_LARGE: ("poll_reads", "", {"kind": "page_too_large"}),
+    Counter.CALLBACKS_USED: ("callbacks", "PallyCon callbacks received.", {"outcome": "used"}),
+    Counter.CALLBACKS_COALESCED: ("callbacks", "", {"outcome": "coalesced"}),
+    Counter.CALLBACKS_UNKNOWN_JOB: ("callbacks", "", {"outcome": "unknown_job"}),
+}
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+
+
+class FleetCollector(Collector):
+    """Reads Redis at each ``collect()``; a Redis that fails gives ``pallycon_pack_up 0``."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, clock: Any = time.time) -> None:
+        self.redis = client
+        self.keys = keys
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cursor: str | None = None
+        self._transitions: dict[str, int] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:  # concurrent scrapes: one reads at a time, the tail cursor stays sane
+            try:
+                metrics = list(self._read())
+                up = 1.0
+            except (redis.RedisError, OSError):
+                metrics, up = [], 0.0
+        yield from metrics
+        yield GaugeMetricFamily(
+            f"{PREFIX}_up", "1 when the exporter could read Redis at this scrape.", value=up
+        )
+
+    def _read(self) -> Iterator[Metric]:
+        now = self.clock()
+        snapshot = Fleet(self.redis, self.keys).snapshot(now)
+        yield from self._requests()
+        yield self._tail()
+        yield from fleet_metrics(snapshot)
+        yield from api_metrics(read_api_calls(self.redis, self.keys))
+        yield from counter_metrics(cast(dict[str, str], self.redis.hgetall(self.keys.counters)))
+        yield from self._failures(now)
+
+    def _requests(self) -> Iterator[Metric]:
+        pipe = self.redis.pipeline(transaction=False)
+        for state in State:
+            pipe.zcard(self.keys.state_index(state))
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_requests",
+            "Requests by state (finished ones until their records expire).",
+            labels=["state"],
+        )
+        for state, count in zip(State, pipe.execute(), strict=True):
+            gauge.add_metric([state.value], int(count))
+        yield gauge
+
+    def _tail(self) -> Metric:
+        """Events added to the result stream since the exporter started, by type."""
+        if self._cursor is None:
+            last = cast(list[Any], self.redis.xrevrange(self.keys.results, count=1))
+            self._cursor = last[0][0] if last else "0-0"
+        read = 0
+        while read < MAX_EVENTS_PER_SCRAPE:
+            page = cast(
+                list[tuple[str, dict[str, str]]],
+                self.redis.xrange(self.keys.results, f"({self._cursor}", "+", count=5000),
+            )
+            for entry_id, fields in page:
+                kind = event_type(fields.get("event", ""))
+                self._transitions[kind] = self._transitions.get(kind, 0) + 1
+                self._cursor = entry_id
+            read += len(page)
+            if len(page) < 5000:
+                break
+        counter = CounterMetricFamily(
+            f"{PREFIX}_transitions",
+            "Result events by type (accepted, submitting, submitted, status, completed, "
+            "failed, ...) since the exporter started.",
+            labels=["type"],
+        )
+        for kind in sorted(_EVENT_TYPES | {"other"}):
+            counter.add_metric([kind], self._transitions.get(kind, 0))
+        return counter
+
+    def _failures(self, now: float) -> Iterator[Metric]:
+        from store.overview import Overview
+
+        failed = Overview(self.redis, self.keys).list(
+            State.FAILED, since=now - 3600, limit=FAILED_SAMPLE
+        )
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_recent_failures",
+            f"Requests that failed in the last hour, by stage (the newest {FAILED_SAMPLE}); "
+            'stage="dead_letter": dead letters.',
+            labels=["stage"],
+        )
+        stages: dict[str, int] = {}
+        for record in failed:
+            stage = record.error_stage if record.error_stage in FAIL_STAGES else "other"
+            stages[stage] = stages.get(stage, 0) + 1
+        for stage in sorted(FAIL_STAGES | {"other"}):
+            gauge.add_metric([stage], stages.get(stage, 0))
+        yield gauge
+        yield GaugeMetricFamily(
+            f"{PREFIX}_dead_letters",
+            "Requests dead-lettered in the last hour (delivered too often without moving on).",
+            value=stages.get(FailStage.DEAD_LETTER.value, 0),
+        )
+
+
+#: ``error_stage`` values of failed requests; any other counts as "other".
+FAIL_STAGES = frozenset(stage.value for stage in FailStage)
+
+
+def event_type(text: str) -> str:
+    """The type of a result event's JSON text; ``other`` when it has none we know."""
+    try:
+        kind = json.loads(text).get("type")
+    except (ValueError, AttributeError):
+        return "other"
+    return kind if kind in _EVENT_TYPES else "other"
+
+
+def fleet_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    """Queues, schedules, lags, the intake, the oldest request and the workers (pure)."""
+    queue = GaugeMetricFamily(
+        f"{PREFIX}_queue_depth", "Celery task messages waiting, by queue.", labels=["queue"]
+    )
+    for name, depth in snapshot.queues.items():
+        queue.add_metric([name], depth)
+    yield queue
+    depths = GaugeMetricFamily(
+        f"{PREFIX}_schedule_depth", "Entries in each schedule.", labels=["schedule"]
+    )
+    overdue = GaugeMetricFamily(
+        f"{PREFIX}_schedule_overdue", "Schedule entries past due.", labels=["schedule"]
+    )
+    lag = GaugeMetricFamily(
+        f"{PREFIX}_schedule_lag_seconds",
+        "How late the most overdue entry of each schedule is.",
+        labels=["schedule"],
+    )
+    for name, schedule in snapshot.schedules.items():
+        depths.add_metric([name], schedule.depth)
+        overdue.add_metric([name], schedule.overdue)
+        lag.add_metric([name], schedule.lag(snapshot.now))
+    yield from (depths, overdue, lag)
+    yield GaugeMetricFamily(
+        f"{PREFIX}_poll_lag_seconds",
+        "How late the most overdue poll is (0: polls are on time).",
+        value=snapshot.schedules["poll"].lag(snapshot.now),
+    )
+    intake = GaugeMetricFamily(
+        f"{PREFIX}_intake_lag",
+        "Intake stream entries not yet handled: waiting (never delivered) or pending.",
+        labels=["kind"],
+    )
+    intake.add_metric(["waiting"], snapshot.intake.lag)
+    intake.add_metric(["pending"], snapshot.intake.pending)
+    yield intake
+    oldest = snapshot.oldest
+    yield GaugeMetricFamily(
+        f"{PREFIX}_oldest_in_flight_seconds",
+        "Age of the oldest request not finished yet (0: none).",
+        value=max(0.0, snapshot.now - oldest.created_at) if oldest else 0.0,
+    )
+    loops = GaugeMetricFamily(
+        f"{PREFIX}_worker_loops",
+        "Worker background loops heard of in the last hour, by health.",
+        labels=["health"],
+    )
+    healthy = [h for h in snapshot.heartbeats if h.healthy()]
+    loops.add_metric(["healthy"], len(healthy))
+    loops.add_metric(["unhealthy"], len(snapshot.heartbeats) - len(healthy))
+    yield loops
+    yield GaugeMetricFamily(
+        f"{PREFIX}_workers",
+        "Workers (nodes) with at least one healthy background loop.",
+        value=len({h.node for h in healthy}),
+    )
+
+
+def api_metrics(raw: dict[str, int]) -> Iterator[Metric]:
+    """API calls by outcome code, their durations and the rate limit's waits (pure)."""
+    calls: dict[tuple[str, str, str], int] = {}
+    buckets: dict[tuple[str, str], dict[str, int]] = {}
+    sums: dict[tuple[str, str], float] = {}
+    for name, value in raw.items():
+        words = name.split(" ")
+        if len(words) == 5 and words[:2] == ["api", "result"]:
+            method, api = api_labels(words[2], words[3])
+            key = (api, method, outcome_code(words[4]))
+            calls[key] = calls.get(key, 0) + value
+        elif len(words) == 6 and words[:2] == ["api", "latency"] and words[4:] == ["sum", "ms"]:
+            method, api = api_labels(words[2], words[3])
+            sums[(api, method)] = sums.get((api, method), 0.0) + value / 1000
+        elif len(words) == 5 and words[:2] == ["api", "latency"]:
+            method, api = api_labels(words[2], words[3])
+            per = buckets.setdefault((api, method), {})
+            per[words[4]] = per.get(words[4], 0) + value
+    counter = CounterMetricFamily(
+        f"{PREFIX}_api_calls",
+        "API calls by API, method and outcome: the answer's error_code (0000: success), "
+        "http_429/http_4xx/http_5xx, connect_error, timeout, io_error, no_token.",
+        labels=["api", "method", "code"],
+    )
+    for (api, method, code), value in sorted(calls.items()):
+        counter.add_metric([api, method, code], value)
+    yield counter
+    histogram = HistogramMetricFamily(
+        f"{PREFIX}_api_call_duration_seconds",
+        "API call durations, from sending to the end of the answer.",
+        labels=["api", "method"],
+    )
+    for (api, method), per in sorted(buckets.items()):
+        cumulative, total = [], 0
+        for bound in LATENCY_BUCKETS:
+            total += per.get(f"{bound:g}", 0)
+            cumulative.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+        total += per.get("+Inf", 0)
+        cumulative.append(("+Inf", float(total)))
+        histogram.add_metric([api, method], cumulative, sum_value=sums.get((api, method), 0.0))
+    yield histogram
+    yield CounterMetricFamily(
+        f"{PREFIX}_rate_limit_waits",
+        "API calls that waited for a rate-limit token.",
+        value=raw.get(ApiMetric.RATE_LIMIT_WAITS.value, 0),
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_rate_limit_wait_seconds",
+        "Time API calls spent waiting for rate-limit tokens.",
+        value=raw.get(ApiMetric.RATE_LIMIT_WAIT_MS.value, 0) / 1000,
+    )
+
+
+def counter_metrics(raw: dict[str, str]) -> Iterator[Metric]:
+    """The named counters of the counters hash (pure): reconciliations, retries, poll reads,
+    callbacks."""
+    families: dict[str, CounterMetricFamily] = {}
+    for counter, (name, help_text, labels) in COUNTERS.items():
+        family = families.get(name)
+        if family is None:
+            family = families[name] = CounterMetricFamily(
+                f"{PREFIX}_{name}", help_text, labels=list(labels)
+            )
+        try:
+            value = int(raw.get(counter.value, 0))
+        except ValueError:
+            value = 0
+        family.add_metric(list(labels.values()), value)
+    yield from families.values()

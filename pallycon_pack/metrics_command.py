@@ -1,0 +1,72 @@
+"""``pallycon-pack metrics``: serve Prometheus metrics of the whole fleet at ``/metrics``.
+
+One exporter process covers every worker: it reads the shared state in Redis at each scrape
+(:mod:`pallycon_pack.exporter`). Run one or two (they hold no state that matters).
+"""
+
+from __future__ import annotations
+
+import click
+
+from pallycon_pack.errors import EXIT_UNAVAILABLE, Failure
+
+DEFAULT_PORT = 9840
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 in a container).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed).",
+)
+def metrics(host: str, port: int) -> None:
+    """Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.
+
+    Requests by state, transitions, API calls by code and their durations, queue and schedule
+    depths, poll and intake lag, rate-limit waits, retries, reconciliations, dead letters, the
+    workers' heartbeats; pallycon_pack_up is 0 while Redis cannot be read.
+    """
+    import signal
+    import sys
+    import threading
+
+    import redis
+    from prometheus_client import start_http_server
+    from prometheus_client.registry import CollectorRegistry
+
+    from config import load_settings
+    from pallycon_pack.exporter import FleetCollector
+    from store.keys import Keys
+
+    settings = load_settings()
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(client, Keys(settings.key_prefix)))
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise Failure(
+            f"metrics: cannot listen on {host}:{port} ({exc.strerror or exc}); see --host, --port",
+            EXIT_UNAVAILABLE,
+        ) from None
+    bound = server.server_address[1]
+    click.echo(f"serving metrics at http://{host}:{bound}/metrics", err=True)
+    sys.stderr.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()

@@ -1,0 +1,395 @@
+"""The operator's views of the whole fleet: ``pallycon-pack health`` and ``pallycon-pack stats``.
+
+``health`` runs a few bounded checks (Redis, the API, the workers' heartbeats, how late the
+schedules and the intake are) and exits 0 only when all pass: a container probe. ``stats`` prints
+what the fleet holds and has done. Both read Redis through :mod:`store.fleet`, the same model the
+Prometheus exporter reads; the judging of each check is pure (:func:`judge`), tested as a table.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import redis
+
+    from config import Settings
+    from store.fleet import Snapshot
+
+#: ``health``'s exit code when a check fails (0: all passed; 2: bad usage).
+EXIT_UNHEALTHY = 4
+CHECKS = ("redis", "api", "workers", "schedules", "intake")
+#: The checks that read Redis (skipped when Redis itself fails).
+NEEDS_REDIS = ("workers", "schedules", "intake")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When ``health`` calls the fleet unhealthy (each an option of the command)."""
+
+    worker_stale: float = 30.0  # seconds since a worker loop's last good round
+    max_schedule_lag: float = 300.0  # seconds the most overdue submit or poll is late
+    max_intake_backlog: int = 10_000  # intake entries not yet handled
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return f"{self.name:<9} {'ok' if self.ok else 'FAIL':<4}  {self.detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
+    """A Redis-reading check's verdict on a snapshot of the fleet (pure)."""
+    if check == "workers":
+        beats = snapshot.heartbeats
+        healthy = [h for h in beats if h.healthy(limits.worker_stale)]
+        nodes = sorted({h.node for h in healthy})
+        sick = sorted({f"{h.node}/{h.loop}" for h in beats if not h.healthy(limits.worker_stale)})
+        if not healthy:
+            newest = min((h.age for h in beats), default=None)
+            heard = f"; newest heartbeat {newest:.0f}s old" if newest is not None else ""
+            return Check(check, False, f"no worker answering (0 of {len(beats)} loops){heard}")
+        detail = f"{len(nodes)} worker(s) answering"
+        if sick:
+            detail += f"; unhealthy: {', '.join(sick[:5])}" + (" ..." if len(sick) > 5 else "")
+        return Check(check, True, detail)
+    if check == "schedules":
+        lags = {name: s.lag(snapshot.now) for name, s in snapshot.schedules.items()}
+        worst = max(lags, key=lambda name: lags[name])
+        overdue = sum(s.overdue for s in snapshot.schedules.values())
+        detail = (
+            f"{overdue} overdue; {worst} {lags[worst]:.0f}s late "
+            f"(limit {limits.max_schedule_lag:g}s)"
+        )
+        return Check(check, lags[worst] <= limits.max_schedule_lag, detail)
+    if check == "intake":
+        intake = snapshot.intake
+        detail = (
+            f"{intake.unhandled} not handled ({intake.lag} waiting, {intake.pending} pending; "
+            f"limit {limits.max_intake_backlog})"
+        )
+        return Check(check, intake.unhandled <= limits.max_intake_backlog, detail)
+    raise ValueError(f"not a Redis-reading check: {check}")
+
+
+def parse_checks(text: str) -> list[str]:
+    """``--check redis,api``: known names, in the order given, without repeats."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CHECKS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(CHECKS)}",
+            param_hint="--check",
+        )
+    return list(dict.fromkeys(names))
+
+
+def bounded(name: str, timeout: float, run: Callable[[], Check]) -> Check:
+    """``run()`` in a daemon thread, given up after ``timeout`` seconds; any error is a FAIL."""
+    result: list[Check] = []
+    start = time.monotonic()
+
+    def target() -> None:
+        try:
+            result.append(run())
+        except Exception as exc:  # noqa: BLE001  # a check reports any error; it never raises
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            result.append(Check(name, False, f"{type(exc).__name__}: {reason}"))
+
+    thread = threading.Thread(target=target, name=f"health-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    elapsed = time.monotonic() - start
+    if not result:
+        return Check(name, False, f"no answer within {timeout:g}s", elapsed)
+    found = result[0]
+    return Check(found.name, found.ok, found.detail, elapsed)
+
+
+#: The detail of a Redis that answers and takes writes, with AOF off (the other checks run).
+AOF_OFF = "reachable and writable, but AOF is off (appendonly no): a restart loses writes"
+
+
+def _redis_check(client: redis.Redis, probe_key: str) -> Check:
+    client.ping()
+    client.set(probe_key, str(time.time()), px=10_000)
+    persistence = client.info("persistence")
+    if str(persistence.get("aof_enabled", "0")) != "1":
+        return Check("redis", False, AOF_OFF)
+    return Check("redis", True, "reachable, writable, AOF on")
+
+
+def _api_check(settings: Settings, timeout: float) -> Check:
+    import dataclasses
+
+    from pallycon.client import PallyConClient
+    from pallycon.models import JobListRequest
+
+    options = dataclasses.replace(
+        settings.client_options(), connect_timeout=timeout, read_timeout=timeout
+    )
+    query = JobListRequest(region=settings.require_region(), page_unit=1)
+    with PallyConClient(settings.credentials(), options) as client:
+        listed = client.list_jobs(query)
+    return Check("api", True, f"answered a signed job list ({listed.total_count} jobs)")
+
+
+def _client(settings: Settings, timeout: float) -> redis.Redis:
+    import redis
+
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry_on_timeout=False,
+    )
+
+
+def run_checks(
+    chosen: list[str], settings: Settings, limits: Thresholds, timeout: float
+) -> list[Check]:
+    """The chosen checks' results, in order; those that read Redis are left out when Redis
+    itself fails (its line says why)."""
+    from store.fleet import Fleet
+    from store.keys import Keys
+
+    keys = Keys(settings.key_prefix)
+    client = _client(settings, timeout)
+    results: list[Check] = []
+    redis_ok = True
+    if "redis" in chosen or any(name in NEEDS_REDIS for name in chosen):
+        first = bounded("redis", timeout, lambda: _redis_check(client, keys.health_probe))
+        redis_ok = first.ok or first.detail == AOF_OFF
+        if "redis" in chosen or not redis_ok:
+            results.append(first)
+    snapshot: list[Snapshot] = []
+
+    def read(name: str) -> Check:
+        if not snapshot:
+            snapshot.append(Fleet(client, keys).snapshot(time.time()))
+        return judge(name, snapshot[0], limits)
+
+    for name in chosen:
+        if name == "api":
+            results.append(bounded("api", timeout, lambda: _api_check(settings, timeout)))
+        elif name in NEEDS_REDIS and redis_ok:
+            results.append(bounded(name, timeout, functools.partial(read, name)))
+    return results
+
+
+@click.command()
+@click.option(
+    "--check",
+    "checks",
+    default=",".join(CHECKS),
+    show_default=True,
+    help="The checks to run, comma-separated (a liveness probe wants fewer: redis,workers).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=3.0,
+    show_default=True,
+    help="Seconds each check may take.",
+)
+@click.option(
+    "--worker-stale",
+    type=click.FloatRange(1),
+    default=Thresholds.worker_stale,
+    show_default=True,
+    help="A worker loop silent this long (s) is not answering.",
+)
+@click.option(
+    "--max-schedule-lag",
+    type=click.FloatRange(0),
+    default=Thresholds.max_schedule_lag,
+    show_default=True,
+    help="Most seconds the oldest overdue submit or poll may be late.",
+)
+@click.option(
+    "--max-intake-backlog",
+    type=click.IntRange(0),
+    default=Thresholds.max_intake_backlog,
+    show_default=True,
+    help="Most intake stream entries not yet handled.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def health(
+    checks: str,
+    timeout: float,
+    worker_stale: float,
+    max_schedule_lag: float,
+    max_intake_backlog: int,
+    as_json: bool,
+) -> None:
+    """Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.
+
+    One line per check. Exit codes: 0 healthy, 4 a check failed (the lines say which and why),
+    2 bad usage or settings. Every check is bounded by --timeout.
+    """
+    from config import load_settings
+
+    chosen = parse_checks(checks)
+    limits = Thresholds(worker_stale, max_schedule_lag, max_intake_backlog)
+    results = run_checks(chosen, load_settings(), limits, timeout)
+    healthy = all(check.ok for check in results)
+    if as_json:
+        from pallycon_pack import render
+
+        render.emit_json({"healthy": healthy, "checks": [c.as_dict() for c in results]})
+    else:
+        for check in results:
+            click.echo(check.line())
+    if not healthy:
+        raise click.exceptions.Exit(EXIT_UNHEALTHY)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="The window of the failures shown by stage and code (30m, 2h, 7d or ISO 8601).",
+)
+def stats(as_json: bool, since: str) -> None:
+    """Print requests by state and stage, queues, lags, API calls by code and failures.
+
+    Everything is read from Redis (the counters since Redis last lost them).
+    """
+    from config import load_settings
+    from pallycon_pack.requests_commands import parse_since
+    from store.connect import connect_redis
+    from store.keys import Keys
+
+    now = time.time()
+    after = parse_since(since, now)
+    settings = load_settings()
+    report = gather(connect_redis(settings.redis_url), Keys(settings.key_prefix), now, after)
+    if as_json:
+        from pallycon_pack import render
+
+        render.emit_json(report)
+        return
+    for line in render_stats(report):
+        click.echo(line)
+
+
+#: Submitted requests whose stage is read (the newest), for ``stats``'s stage breakdown.
+STAGE_SAMPLE = 1000
+
+
+def gather(client: redis.Redis, keys: Any, now: float, since: float) -> dict[str, Any]:
+    """Everything ``stats`` shows, JSON-ready."""
+    from collections import Counter
+
+    from pallycon.codes import STATUS_CODES
+    from store.counters import Counters, read_api_calls
+    from store.events import State
+    from store.fleet import Fleet
+    from store.overview import Overview
+
+    overview = Overview(client, keys)
+    snapshot = Fleet(client, keys).snapshot(now)
+    stages = Counter(
+        (STATUS_CODES[r.status].stage.value if r.status in STATUS_CODES else "registered")
+        for r in overview.list(State.SUBMITTED, limit=STAGE_SAMPLE)
+    )
+    failed = overview.list(State.FAILED, since=since, limit=1000)
+    calls = api_call_table(read_api_calls(client, keys))
+    return {
+        "requests": {state.value: n for state, n in overview.counts().items()},
+        "submitted_by_stage": dict(stages.most_common()),
+        "failed_by_stage": dict(Counter(r.error_stage or "unknown" for r in failed).most_common()),
+        "failed_by_code": dict(Counter(r.error_code or "unknown" for r in failed).most_common()),
+        "failed_window_seconds": round(now - since),
+        **snapshot.as_dict(),
+        "api_calls": calls,
+        "counters": Counters(client, keys).read(),
+    }
+
+
+def api_call_table(raw: dict[str, int]) -> dict[str, Any]:
+    """The API call statistics hash, grouped: calls by outcome code, time spent, waits."""
+    by_code: dict[str, int] = {}
+    by_api: dict[str, dict[str, int]] = {}
+    spent_ms: dict[str, int] = {}
+    for name, value in raw.items():
+        words = name.split(" ")
+        if words[:2] == ["api", "result"] and len(words) == 5:
+            _, _, method, api, code = words
+            by_code[code] = by_code.get(code, 0) + value
+            by_api.setdefault(f"{method} {api}", {})[code] = value
+        elif words[:2] == ["api", "latency"] and words[-2:] == ["sum", "ms"]:
+            spent_ms[f"{words[2]} {words[3]}"] = value
+    return {
+        "by_code": dict(sorted(by_code.items())),
+        "by_api": {k: dict(sorted(v.items())) for k, v in sorted(by_api.items())},
+        "total_ms": dict(sorted(spent_ms.items())),
+        "rate_limit_waits": raw.get("rate limit waits", 0),
+        "rate_limit_wait_ms": raw.get("rate limit wait ms", 0),
+    }
+
+
+def render_stats(report: dict[str, Any]) -> list[str]:
+    """The text form of ``stats`` (pure)."""
+
+    def pairs(values: dict[str, Any]) -> str:
+        return "  ".join(f"{k}={v}" for k, v in values.items()) or "-"
+
+    sched = report["schedules"]
+    oldest = report["oldest_in_flight"]
+    window = report["failed_window_seconds"]
+    calls = report["api_calls"]
+    return [
+        f"requests        {pairs(report['requests'])}",
+        f"submitted stage {pairs(report['submitted_by_stage'])}",
+        f"failed ({window}s) by stage  {pairs(report['failed_by_stage'])}",
+        f"failed ({window}s) by code   {pairs(report['failed_by_code'])}",
+        f"queues          {pairs(report['queues'])}",
+        "schedules       "
+        + "  ".join(
+            f"{name}={s['depth']} ({s['overdue']} overdue, {s['lag_seconds']:.0f}s late)"
+            for name, s in sched.items()
+        ),
+        f"intake          {pairs(report['intake'])}",
+        "oldest          "
+        + (
+            f"{oldest['request_id']} ({oldest['state']}, {oldest['age_seconds']:.0f}s old)"
+            if oldest
+            else "-"
+        ),
+        f"api calls       {pairs(calls['by_code'])}",
+        f"rate limit      waits={calls['rate_limit_waits']}  "
+        f"waited={calls['rate_limit_wait_ms'] / 1000:.1f}s",
+        f"counters        {pairs(report['counters'])}",
+        "workers         "
+        + (
+            "  ".join(
+                f"{h['node']}/{h['loop']}=" + ("failing" if h["failing"] else f"{h['age']:.0f}s")
+                for h in report["heartbeats"]
+            )
+            or "none"
+        ),
+    ]
