@@ -63,7 +63,7 @@ def metrics(host: str, port: int) -> None:
             EXIT_UNAVAILABLE,
         ) from None
     bound = server.server_address[1]
-    click.echo(f"serving metrics at http://{host}:{bound}/metrics", err=True)
+    click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
     sys.stderr.flush()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,154 @@
+"""``health``, ``stats`` and ``metrics`` as an operator runs them, on one real stack: Redis, a
+worker process, the emulator over HTTP and the exporter process scraped over HTTP. Known work
+goes through, and the exposition (parsed with prometheus_client's parser) must say exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.env import clean_env
+from support.processes import ServerProcess, cli, start_server
+from support.redis_server import free_port
+from support.stack import Stack
+from tests.unit.test_deploy import dashboard_metrics, rule_metrics
+
+pytestmark = pytest.mark.integration
+
+COUNT = 3
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("operate")
+    with Stack.start(root / "stack", "--job-seconds", "0.3") as running:
+        running.start_workers(1)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def exporter(stack: Stack) -> Iterator[ServerProcess]:
+    env = clean_env(stack.settings.environment())
+    server = start_server("metrics", "--port", "0", env=env, cwd=stack.root)
+    yield server
+    server.stop()
+
+
+def _run(stack: Stack, *args: str, **env: str) -> tuple[int, str, str]:
+    result = cli(*args, env=clean_env({**stack.settings.environment(), **env}), cwd=stack.root)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def _scrape(exporter: ServerProcess) -> dict[str, Any]:
+    """Every sample of the exposition: (name, sorted labels) -> value; and the families."""
+    text = httpx.get(f"{exporter.url}/metrics", timeout=10).text
+    samples: dict[Any, float] = {}
+    families = set()
+    for family in text_string_to_metric_families(text):
+        families.add(family.name)
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return {"samples": samples, "families": families, "names": {k[0] for k in samples}}
+
+
+def _value(scrape: dict[str, Any], name: str, **labels: str) -> float:
+    return float(scrape["samples"].get((name, tuple(sorted(labels.items()))), 0.0))
+
+
+def test_health_of_a_running_stack_passes_every_check(stack: Stack):
+    code, out, err = _run(stack, "health")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == ["redis", "api", "workers", "schedules", "intake"]
+    assert all(line.split()[1] == "ok" for line in lines)
+    assert "AOF on" in lines[0]
+    code, out, _ = _run(stack, "health", "--check", "workers,redis", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["healthy"] is True
+    assert [c["check"] for c in report["checks"]] == ["redis", "workers"]
+    code, _, err = _run(stack, "health", "--check", "redis,disk")
+    assert code == 2
+    assert "disk" in err
+
+
+def test_the_exposition_and_stats_match_the_work_done(stack: Stack, exporter: ServerProcess):
+    before = _scrape(exporter)
+    assert _value(before, "pallycon_pack_up") == 1.0
+    ids = [stack.producer.submit(stack.body(f"op-{n}"), f"op-{n}") for n in range(COUNT)]
+    records = stack.wait_final(ids, timeout=60)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    time.sleep(2.5)  # the worker's last calls' counts go out within 2 s of its last call
+
+    after = _scrape(exporter)
+    assert _value(after, "pallycon_pack_requests", state="completed") == COUNT
+    assert _value(after, "pallycon_pack_requests", state="submitted") == 0
+    for kind in ("accepted", "submitted", "completed"):
+        assert _value(after, "pallycon_pack_transitions_total", type=kind) == COUNT, kind
+    assert _value(after, "pallycon_pack_transitions_total", type="failed") == 0
+    post = {"api": "pack", "method": "POST"}
+    assert _value(after, "pallycon_pack_api_calls_total", code="0000", **post) == COUNT
+    assert _value(after, "pallycon_pack_api_call_duration_seconds_count", **post) == COUNT
+    assert _value(after, "pallycon_pack_api_call_duration_seconds_bucket", le="+Inf", **post) == (
+        COUNT
+    )
+    assert 0 < _value(after, "pallycon_pack_api_call_duration_seconds_sum", **post) < 30
+    gets = _value(after, "pallycon_pack_api_calls_total", api="pack", method="GET", code="0000")
+    assert gets >= 1  # the polls
+    assert _value(after, "pallycon_pack_workers") == 1
+    assert _value(after, "pallycon_pack_worker_loops", health="healthy") >= 2
+    assert _value(after, "pallycon_pack_oldest_in_flight_seconds") == 0
+    assert _value(after, "pallycon_pack_schedule_depth", schedule="poll") == 0
+    assert _value(after, "pallycon_pack_dead_letters") == 0
+
+    # The dashboard's and the rules' metrics are all exposed
+    exposed = after["names"] | after["families"] | {"up"}
+    assert dashboard_metrics() - exposed == set()
+    assert rule_metrics() - exposed == set()
+
+    code, out, _ = _run(stack, "stats", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["requests"]["completed"] == COUNT
+    assert report["api_calls"]["by_api"]["POST pack"] == {"0000": COUNT}
+    assert report["counters"]["api POST pack"] == COUNT
+    assert report["queues"] == {"submit": 0, "poll": 0}
+    assert report["oldest_in_flight"] is None
+    code, out, _ = _run(stack, "stats")
+    assert code == 0
+    assert f"completed={COUNT}" in out
+    assert out.splitlines()[0].startswith("requests")
+
+
+def test_health_fails_with_one_line_when_redis_is_down(stack: Stack):
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    start = time.monotonic()
+    code, out, err = _run(
+        stack, "health", "--check", "redis,workers,schedules,intake", "--timeout", "2",
+        PALLYCON_REDIS_URL=down,
+    )  # fmt: skip
+    assert time.monotonic() - start < 15
+    assert code == 4, err
+    assert len(out.splitlines()) == 1
+    assert out.startswith("redis     FAIL  ")
+    assert "Traceback" not in err
+
+
+def test_health_fails_the_worker_check_when_no_worker_answers(stack: Stack, tmp_path: Path):
+    for worker in stack.workers:
+        worker.stop()
+    time.sleep(2.2)
+    code, out, _ = _run(stack, "health", "--check", "workers", "--worker-stale", "2")
+    assert code == 4
+    assert out.startswith("workers   FAIL  no worker answering")
+    code, out, _ = _run(stack, "health", "--check", "workers", PALLYCON_KEY_PREFIX="nobody")
+    assert code == 4
+    assert "no worker answering (0 of 0 loops)" in out
