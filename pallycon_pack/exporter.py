@@ -12,6 +12,7 @@ the exporter started (a counter that restarts with it, as Prometheus expects of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -67,6 +68,16 @@ class FleetCollector(Collector):
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
 
+    def start(self) -> None:
+        """Count the result events from now on (else from the first scrape); best effort."""
+        with self._lock, contextlib.suppress(redis.RedisError, OSError):
+            self._start_tail()
+
+    def _start_tail(self) -> None:
+        if self._cursor is None:
+            last = cast(list[Any], self.redis.xrevrange(self.keys.results, count=1))
+            self._cursor = last[0][0] if last else "0-0"
+
     def collect(self) -> Iterable[Metric]:
         with self._lock:  # concurrent scrapes: one reads at a time, the tail cursor stays sane
             try:
@@ -104,9 +115,7 @@ class FleetCollector(Collector):
 
     def _tail(self) -> Metric:
         """Events added to the result stream since the exporter started, by type."""
-        if self._cursor is None:
-            last = cast(list[Any], self.redis.xrevrange(self.keys.results, count=1))
-            self._cursor = last[0][0] if last else "0-0"
+        self._start_tail()
         read = 0
         while read < MAX_EVENTS_PER_SCRAPE:
             page = cast(
@@ -122,8 +131,8 @@ class FleetCollector(Collector):
                 break
         counter = CounterMetricFamily(
             f"{PREFIX}_transitions",
-            "Result events by type (accepted, submitting, submitted, status, completed, "
-            "failed, ...) since the exporter started.",
+            "Result events by type (accepted, submitted, progress, completed, failed, "
+            "rejected) since the exporter started.",
             labels=["type"],
         )
         for kind in sorted(_EVENT_TYPES | {"other"}):

@@ -53,8 +53,10 @@ def metrics(host: str, port: int) -> None:
         socket_connect_timeout=5,
         socket_timeout=10,
     )
+    collector = FleetCollector(client, Keys(settings.key_prefix))
+    collector.start()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(client, Keys(settings.key_prefix)))
+    registry.register(collector)
     try:
         server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -365,8 +365,8 @@ def render_stats(report: dict[str, Any]) -> list[str]:
     return [
         f"requests        {pairs(report['requests'])}",
         f"submitted stage {pairs(report['submitted_by_stage'])}",
-        f"failed ({window}s) by stage  {pairs(report['failed_by_stage'])}",
-        f"failed ({window}s) by code   {pairs(report['failed_by_code'])}",
+        f"failed by stage {pairs(report['failed_by_stage'])}  (last {_span(window)})",
+        f"failed by code  {pairs(report['failed_by_code'])}  (last {_span(window)})",
         f"queues          {pairs(report['queues'])}",
         "schedules       "
         + "  ".join(
@@ -393,3 +393,11 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             or "none"
         ),
     ]
+
+
+def _span(seconds: float) -> str:
+    """``86400`` -> ``24h``: a window as an operator writes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds < 7 * 86400):
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"

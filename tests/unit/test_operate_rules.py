@@ -1,0 +1,144 @@
+"""The pure parts of health, stats and the exporter: verdicts as a table, bounded labels, the
+histogram kept in Redis as counts, heartbeats that cannot be read."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+
+from pallycon_pack.exporter import api_metrics, event_type
+from pallycon_pack.ops_commands import Thresholds, judge, parse_checks
+from store.counters import CallStats, bucket_of, outcome_code
+from store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
+
+NOW = 1_000_000.0
+
+
+def snapshot(
+    beats: list[Heartbeat] | None = None,
+    poll_due: float | None = None,
+    intake: Intake | None = None,
+) -> Snapshot:
+    return Snapshot(
+        now=NOW,
+        queues={"submit": 0, "poll": 0},
+        schedules={
+            "submit": Schedule(0, 0, None),
+            "poll": Schedule(5, 1 if poll_due else 0, poll_due),
+        },
+        intake=intake or Intake(0, 0, 0, group=True),
+        heartbeats=beats or [],
+    )
+
+
+def beat(
+    node: str = "w1", loop: str = "sweeper", age: float = 1, failing: bool = False
+) -> Heartbeat:
+    return Heartbeat(node, loop, age, failing, "", 0)
+
+
+@pytest.mark.parametrize(
+    ("check", "fleet", "ok", "says"),
+    [
+        ("workers", snapshot([beat()]), True, "1 worker(s) answering"),
+        ("workers", snapshot([beat(), beat("w2", age=99)]), True, "unhealthy: w2/sweeper"),
+        ("workers", snapshot([beat(age=31)]), False, "newest heartbeat 31s old"),
+        ("workers", snapshot([beat(failing=True)]), False, "no worker answering (0 of 1 loops)"),
+        ("workers", snapshot([]), False, "no worker answering (0 of 0 loops)"),
+        ("schedules", snapshot(), True, "0 overdue"),
+        ("schedules", snapshot(poll_due=NOW - 299), True, "poll 299s late"),
+        ("schedules", snapshot(poll_due=NOW - 301), False, "poll 301s late (limit 300s)"),
+        ("intake", snapshot(intake=Intake(10_000, 1, 9_999, group=True)), True, "10000 not"),
+        ("intake", snapshot(intake=Intake(10_001, 0, 10_001, group=True)), False, "10001 not"),
+    ],
+)
+def test_verdicts(check: str, fleet: Snapshot, ok: bool, says: str):
+    verdict = judge(check, fleet, Thresholds())
+    assert verdict.ok is ok
+    assert says in verdict.detail
+    assert verdict.line().startswith(f"{check:<9} {'ok' if ok else 'FAIL'}")
+
+
+def test_thresholds_are_the_options():
+    assert judge("workers", snapshot([beat(age=31)]), Thresholds(worker_stale=60)).ok
+    assert not judge("schedules", snapshot(poll_due=NOW - 11), Thresholds(max_schedule_lag=10)).ok
+
+
+def test_checks_are_named_and_unknown_ones_refused():
+    assert parse_checks("redis, workers,redis") == ["redis", "workers"]
+    for bad in ("disk", "", ","):
+        with pytest.raises(click.BadParameter):
+            parse_checks(bad)
+
+
+def test_outcome_codes_and_labels_stay_bounded():
+    assert [outcome_code(c) for c in ("0000", "A1002", "WM900013", "http_429", "timeout")] == [
+        "0000", "A1002", "WM900013", "http_429", "timeout",
+    ]  # fmt: skip
+    assert {outcome_code(c) for c in ("x" * 10_000, "A1", "0000 ", "<script>", "")} == {"other"}
+    stats = CallStats()
+    stats.record("DELETE", "../../etc", "zzz", 0.2)
+    stats.record("POST", "pack", "0000", 31)
+    assert dict(stats.drain()) == {
+        "api result other other other": 1,
+        "api latency other other 0.25": 1,
+        "api latency other other sum ms": 200,
+        "api result POST pack 0000": 1,
+        "api latency POST pack +Inf": 1,
+        "api latency POST pack sum ms": 31_000,
+    }
+    assert stats.drain() == []
+    assert [bucket_of(s) for s in (0, 0.005, 0.0051, 1, 29.9, 30.1)] == [
+        "0.005", "0.005", "0.01", "1", "30", "+Inf",
+    ]  # fmt: skip
+
+
+def test_the_histogram_is_cumulative_and_garbage_fields_are_bounded():
+    raw = {
+        "api result GET pack 0000": 5,
+        "api result GET pack A1002": 1,
+        "api result GET pack " + "Z" * 500: 2,
+        "api latency GET pack 0.01": 4,
+        "api latency GET pack 1": 1,
+        "api latency GET pack +Inf": 1,
+        "api latency GET pack sum ms": 1500,
+        "api latency GET pack nonsense": 7,
+        "rate limit waits": 2,
+    }
+    families = {family.name: family for family in api_metrics(raw)}
+    calls = {tuple(s.labels.values()): s.value for s in families["pallycon_pack_api_calls"].samples}
+    assert calls == {
+        ("pack", "GET", "0000"): 5,
+        ("pack", "GET", "A1002"): 1,
+        ("pack", "GET", "other"): 2,
+    }
+    histogram = families["pallycon_pack_api_call_duration_seconds"].samples
+    buckets = {s.labels["le"]: s.value for s in histogram if s.name.endswith("_bucket")}
+    assert buckets["0.005"] == 0
+    assert buckets["0.01"] == 4
+    assert buckets["0.5"] == 4
+    assert buckets["1.0"] == 5
+    assert buckets["30.0"] == 5
+    assert buckets["+Inf"] == 6
+    count = next(s.value for s in histogram if s.name.endswith("_count"))
+    total = next(s.value for s in histogram if s.name.endswith("_sum"))
+    assert (count, total) == (6, 1.5)
+    assert families["pallycon_pack_rate_limit_waits"].samples[0].value == 2
+
+
+def test_event_types_and_heartbeats_that_cannot_be_read():
+    assert event_type(json.dumps({"type": "completed"})) == "completed"
+    assert {event_type(t) for t in ("", "[]", "{", json.dumps({"type": "x" * 999}))} == {"other"}
+    raw = {
+        "w1/sweeper": json.dumps(
+            {"node": "w1", "loop": "sweeper", "ok_at": NOW - 3, "failing": False}
+        ),
+        "w1/intake": "not json",
+        "w2/sweeper": json.dumps({"node": "w2", "loop": "sweeper", "ok_at": NOW - 7200}),
+        "w3/intake": json.dumps({"ok_at": "soon"}),
+        "w4/intake": json.dumps([1, 2]),
+    }
+    beats = parse_heartbeats(raw, NOW)
+    assert [(b.node, b.loop, b.age) for b in beats] == [("w1", "sweeper", 3)]
