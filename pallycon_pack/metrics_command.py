@@ -11,6 +11,8 @@ import click
 from pallycon_pack.errors import EXIT_UNAVAILABLE, Failure
 
 DEFAULT_PORT = 9840
+#: Seconds a scrape waits on Redis per round trip (keep scrapes under Prometheus's 10 s).
+SCRAPE_TIMEOUT = 3.0
 
 
 @click.command()
@@ -41,20 +43,23 @@ def metrics(host: str, port: int) -> None:
     import redis
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from config import load_settings
     from pallycon_pack.exporter import FleetCollector
     from store.keys import Keys
 
     settings = load_settings()
+    # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
     client = redis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
+        socket_connect_timeout=SCRAPE_TIMEOUT,
+        socket_timeout=SCRAPE_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
     )
     collector = FleetCollector(client, Keys(settings.key_prefix))
-    collector.start()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     try:
@@ -67,6 +72,7 @@ def metrics(host: str, port: int) -> None:
     bound = server.server_address[1]
     click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
     sys.stderr.flush()
+    threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

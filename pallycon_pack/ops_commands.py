@@ -156,13 +156,15 @@ def _api_check(settings: Settings, timeout: float) -> Check:
 
 def _client(settings: Settings, timeout: float) -> redis.Redis:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
     )
 
 

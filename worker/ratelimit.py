@@ -81,15 +81,14 @@ class RateLimitedTransport(httpx.BaseTransport):
             code = _http_outcome(response.status_code)
             self.stats.record(method, api[0], code, time.perf_counter() - start)
             return response
+        if isinstance(response.stream, httpx.ByteStream):  # already in memory: count it now
+            body = b"".join(response.stream)
+            code = error_code(body, body)
+            self.stats.record(method, api[0], code, time.perf_counter() - start)
+            return response
         assert isinstance(response.stream, httpx.SyncByteStream)
-        stream = _Measured(response.stream, self.stats, method, api[0], start)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=stream,
-            extensions=response.extensions,
-            request=request,
-        )
+        response.stream = _Measured(response.stream, self.stats, method, api[0], start)
+        return response
 
     def _note_waited(self, waited: float) -> None:
         if waited > 0:
@@ -142,22 +141,24 @@ class RateLimitedTransport(httpx.BaseTransport):
 
 class _Measured(httpx.SyncByteStream):
     """An answer's body, passed through; when it is closed, the call is counted with the
-    ``error_code`` found in its first :data:`PEEK_BYTES` and its duration."""
+    ``error_code`` found at its start or its end (:data:`PEEK_BYTES` of its first and last
+    chunks) and its duration."""
 
     def __init__(
         self, inner: httpx.SyncByteStream, stats: CallStats, method: str, api: str, start: float
     ) -> None:
         self._inner, self._stats = inner, stats
         self._method, self._api, self._start = method, api, start
-        self._head = b""
+        self._head = self._last = b""
         self._failure: str | None = None
         self._counted = False
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._inner:
-                if len(self._head) < PEEK_BYTES:
-                    self._head += chunk[: PEEK_BYTES - len(self._head)]
+                if not self._head:
+                    self._head = chunk[:PEEK_BYTES]
+                self._last = chunk
                 yield chunk
         except httpx.TransportError as exc:
             self._failure = _failure(exc)
@@ -169,9 +170,15 @@ class _Measured(httpx.SyncByteStream):
         finally:
             if not self._counted:
                 self._counted = True
-                found = _ERROR_CODE.search(self._head)
-                code = self._failure or (found.group(1).decode() if found else "other")
+                code = self._failure or error_code(self._head, self._last)
                 self._stats.record(self._method, self._api, code, time.perf_counter() - self._start)
+
+
+def error_code(head: bytes, tail: bytes = b"") -> str:
+    """The ``error_code`` of an answer, looked for in its first and last :data:`PEEK_BYTES`
+    (``other`` when there is none)."""
+    found = _ERROR_CODE.search(head[:PEEK_BYTES]) or _ERROR_CODE.search(tail[-PEEK_BYTES:])
+    return found.group(1).decode() if found else "other"
 
 
 def _failure(exc: httpx.TransportError) -> str:

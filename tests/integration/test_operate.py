@@ -152,3 +152,49 @@ def test_health_fails_the_worker_check_when_no_worker_answers(stack: Stack, tmp_
     code, out, _ = _run(stack, "health", "--check", "workers", PALLYCON_KEY_PREFIX="nobody")
     assert code == 4
     assert "no worker answering (0 of 0 loops)" in out
+
+
+def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
+    """Outcomes ride with the next token request; a quiet process sends them itself."""
+    import os
+
+    import redis
+
+    from store.counters import read_api_calls
+    from store.keys import Keys
+    from store.ratelimit import TokenBucket
+    from worker.ratelimit import RateLimitedTransport
+
+    answers = iter(
+        [
+            httpx.Response(200, content=b'{"error_code": "A1002", "error_message": "clock"}'),
+            httpx.Response(503, content=b"busy"),
+            httpx.Response(200, content=b'{"data": [], ' + b" " * 9000 + b'"error_code":"0000"}'),
+        ]
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        found = next(answers, None)
+        if found is None:
+            raise httpx.ConnectError("refused")
+        return found
+
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    keys = Keys(f"calls{os.getpid()}")
+    bucket = TokenBucket(client, keys, rate=1000, burst=100)
+    transport = RateLimitedTransport(httpx.MockTransport(answer), bucket, background_flush=False)
+    with httpx.Client(transport=transport, base_url="http://api") as http:
+        for _ in range(3):
+            http.post("/api/v2/pack/SITE").read()
+        with pytest.raises(httpx.ConnectError):
+            http.get("/api/v2/storage/SITE")
+        before_close = read_api_calls(client, keys)
+    # The first three went out with the later tokens; the refused one was still held
+    assert before_close["api result POST pack A1002"] == 1
+    assert before_close["api result POST pack http_5xx"] == 1
+    assert before_close["api result POST pack 0000"] == 1
+    assert "api result GET storage connect_error" not in before_close
+    after = read_api_calls(client, keys)  # the client closed the transport: held counts sent
+    assert after["api result GET storage connect_error"] == 1
+    assert sum(v for k, v in after.items() if k.startswith("api latency POST pack 0")) == 3
+    assert "api latency POST pack sum ms" in after
