@@ -2,8 +2,8 @@
 
 Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed, 2 bad
 usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
-credentials, a port in use), 4 a request has not ended yet (``submit --wait`` timed out,
-``status`` of a request in flight).
+credentials, a port in use), 4 not there yet: a request has not ended (``submit --wait`` timed
+out, ``status`` of a request in flight) or ``health`` found a check failing.
 
 A subcommand's module is imported when that subcommand runs (or shows its help), not before:
 ``pallycon-pack --help`` lists them from :data:`COMMANDS` and loads none.

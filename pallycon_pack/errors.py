@@ -1,8 +1,9 @@
 """Errors of the command line and its exit codes.
 
 Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
-we need is unavailable (Redis unreachable or refusing our credentials, a port in use), 4 a request
-has not ended yet (``submit --wait`` timed out; ``status`` of a request still in flight).
+we need is unavailable (Redis unreachable or refusing our credentials, a port in use), 4 not there
+yet: a request has not ended (``submit --wait`` timed out; ``status`` of a request still in flight),
+or ``health`` found a check failing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
 EXIT_TIMEOUT = 4
+EXIT_UNHEALTHY = EXIT_TIMEOUT  # "not there yet", for the fleet
 
 
 class Failure(click.ClickException):

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pallycon_pack.errors import EXIT_UNHEALTHY
+
 if TYPE_CHECKING:
     import redis
 
     from config import Settings
     from store.fleet import Snapshot
 
-#: ``health``'s exit code when a check fails (0: all passed; 2: bad usage).
-EXIT_UNHEALTHY = 4
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
 #: The checks that read Redis (skipped when Redis itself fails).
 NEEDS_REDIS = ("workers", "schedules", "intake")
