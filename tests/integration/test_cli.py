@@ -259,3 +259,28 @@ def test_the_demo_runs_end_to_end(tmp_path: Path):
     assert "all 5 requests ended as expected: 3 completed, 2 failed on purpose" in out
     assert "WM900013" in out
     assert "invalid_request" in out
+
+
+def test_the_demo_on_a_shared_redis_deletes_its_keys_and_keeps_its_log(
+    tmp_path: Path, redis_server
+):
+    """On the Redis at PALLYCON_REDIS_URL, the demo's keys carry their own prefix and are all
+    gone at the end, other keys untouched; its worker log stays where it says."""
+    import re
+
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.set("pp:not-the-demos", "kept")
+    env = clean_env(PALLYCON_REDIS_URL=redis_server.url)
+    result = cli("demo", "--jobs", "2", "--job-seconds", "1", env=env, cwd=tmp_path, timeout=180)
+    out = _ok(result)
+    assert "all 3 requests ended as expected: 1 completed, 2 failed on purpose" in out
+    prefix = re.search(r"deleted the demo's \d+ keys \((demo-[0-9a-f]+):\*\)", out)
+    assert prefix is not None, out
+    assert client.keys(f"*{prefix[1]}*") == []
+    assert [m for m in client.zrange("_kombu.binding_deadlines", 0, -1) if b"demo-" in m] == []
+    assert client.get("pp:not-the-demos") == b"kept"
+    log = tmp_path / "build" / "demo-logs" / prefix[1] / "worker.log"
+    assert f"worker log: {log}" in out
+    assert b"ready" in log.read_bytes()
