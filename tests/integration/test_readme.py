@@ -8,7 +8,8 @@ as they do in a user's terminal), in a fresh folder holding what a checkout hold
 What the test changes, and only for speed or isolation: ``uv`` is a stand-in running this
 checkout's ``pallycon-pack`` with this interpreter; PALLYCON_REDIS_URL points at the private
 Redis, PALLYCON_EMULATOR_PORT and PALLYCON_API_URL at a free port, the poll intervals are short
-(environment variables win over ``.env``), and the emulator's ``--job-seconds 20`` is 2.
+(environment variables win over ``.env``), and the emulator's ``--job-seconds 20`` is 1. The
+log (bash -x, each line timed) is in the failure message.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: Blocks not run here: the quick start (the demo and the test suite are tested on their own).
 EXCEPTED = ("uv run pallycon-pack demo",)
 #: Only for speed: the same command with a shorter emulated job.
-SPEED_UPS = {"--job-seconds 20": "--job-seconds 2"}
+SPEED_UPS = {"--job-seconds 20": "--job-seconds 1"}
 
 UV_STAND_IN = f"""#!/bin/sh
 # `uv run pallycon-pack ARGS`, as this checkout's environment runs it.
@@ -53,7 +54,7 @@ def script(blocks: list[str]) -> str:
     body = "\n".join(blocks)
     for slow, fast in SPEED_UPS.items():
         body = body.replace(slow, fast)
-    lines = ["set -euo pipefail", "PS4='+ README: '", "set -x"]
+    lines = ["set -euo pipefail", "PS4='+ README ${SECONDS}s: '", "set -x"]
     return "\n".join(lines) + "\n" + body
 
 
@@ -95,7 +96,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
         source = script(shell_blocks((ROOT / "README.md").read_text()))
         log = tmp_path / "readme.log"  # a file: the background servers keep it open
         with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - bash running the README's examples
+            process = subprocess.Popen(
                 ["bash", "-c", source],
                 cwd=work,
                 env=env,
@@ -110,7 +111,11 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
                 _stop_group(process)
     text = log.read_text(errors="replace")
     assert returncode == 0, text[-6000:]
-    assert "WM030" in text, text[-6000:]
+    # The walk-through's request and the direct job both completed; the status shows the job.
+    assert re.search(r"^state +completed$", text, re.MULTILINE), text[-6000:]
+    assert re.search(r"^job \d+: WM030 Packaging complete$", text, re.MULTILINE), text[-6000:]
+    assert re.search(r"^status +WM030$", text, re.MULTILINE), text[-6000:]
+    assert text.count("pallycon-apidata: ") == 1, text[-6000:]
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
