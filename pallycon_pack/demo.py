@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -112,6 +113,9 @@ def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
     PALLYCON_REDIS_URL, if it answers) they are deleted at the end. The worker's log is kept in
     LOG_DIR/<run>/worker.log.
     """
+    for option, value in (("--job-seconds", job_seconds), ("--timeout", timeout)):
+        if not math.isfinite(value):
+            raise click.BadParameter("must be a finite number", param_hint=f"'{option}'")
     _require_support()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
