@@ -331,6 +331,9 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     for error in exc.errors(include_url=False, include_input=False):
         path = _dotted(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
+        if path == "protection_type" and error["type"] == "missing":
+            # Missing under both spellings: name the one the guide's example and ours use.
+            path, message = "protect_type", "Field required (or protection_type)"
         field, sep, rest = message.partition(": ")
         if not path and sep and " " not in field:  # a model rule that names its own field
             path, message = field, rest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
-from config import load_settings
+from config import Settings, load_settings
 from pallycon.client import utc_now
 from pallycon.codes import parse_status
 from pallycon.models import (
@@ -38,7 +39,27 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def _region_option(f: F) -> F:
-    return click.option("--region", help="Region code (default: PALLYCON_REGION).")(f)
+    return click.option(
+        "--region", help="Region code such as RG011; required unless PALLYCON_REGION is set."
+    )(f)
+
+
+def _region(region: str | None) -> tuple[Settings, str]:
+    """The settings with ``region`` applied, and the region: one line naming both sources
+    when neither --region nor PALLYCON_REGION gives one."""
+    settings = load_settings(region=region)
+    if settings.region is None:
+        raise Failure(
+            "no region: give --region or set PALLYCON_REGION (a code such as RG011)", EXIT_INVALID
+        )
+    return settings, settings.region
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse nan and infinity, which the ranges of click let through."""
+    if not math.isfinite(value):
+        raise click.BadParameter("must be a finite number", ctx, param)
+    return value
 
 
 def _window_options(f: F) -> F:
@@ -184,29 +205,31 @@ def storage() -> None:
 @click.option("--bucket", required=True, help="S3 bucket name.")
 @click.option(
     "--aws-access-key-id",
-    envvar="AWS_ACCESS_KEY_ID",
-    required=True,
-    help="AWS access key id (or AWS_ACCESS_KEY_ID).",
+    metavar="ID",
+    help="AWS access key id; required unless AWS_ACCESS_KEY_ID is set.",
 )
 @click.option(
     "--aws-secret-access-key",
     metavar="SECRET",
-    help="AWS secret access key. Visible to other users in ps: "
-    "prefer AWS_SECRET_ACCESS_KEY or --aws-secret-access-key-file.",
+    help="AWS secret access key; required unless AWS_SECRET_ACCESS_KEY is set, "
+    "--aws-secret-access-key-file is given, or a terminal can prompt for it. Visible to other "
+    "users in ps: prefer AWS_SECRET_ACCESS_KEY or --aws-secret-access-key-file.",
 )
 @click.option(
     "--aws-secret-access-key-file",
     metavar="PATH",
     help="Read the AWS secret access key from PATH ('-' = standard input).",
 )
-@click.option("--storage-region", help="The storage's region code (default: --region).")
+@click.option(
+    "--storage-region", help="The storage's region code (default: --region, else PALLYCON_REGION)."
+)
 @click.option("--description", help="Free text.")
 @_region_option
 @json_option
 def storage_register(
     name: str,
     bucket: str,
-    aws_access_key_id: str,
+    aws_access_key_id: str | None,
     aws_secret_access_key: str | None,
     aws_secret_access_key_file: str | None,
     storage_region: str | None,
@@ -216,22 +239,30 @@ def storage_register(
 ) -> None:
     """Register a storage; print its storage id.
 
-    The AWS secret access key comes from --aws-secret-access-key-file (or the flag
+    The AWS access key id comes from --aws-access-key-id, else AWS_ACCESS_KEY_ID. The AWS
+    secret access key comes from --aws-secret-access-key-file (or the flag
     --aws-secret-access-key, visible in ps), else AWS_SECRET_ACCESS_KEY, else a hidden prompt
     when standard input is a terminal. A key file holds the key alone; one trailing newline is
     ignored.
     """
+    key_id = aws_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
+    if not key_id:
+        raise Failure(
+            "no AWS access key id: give --aws-access-key-id or set AWS_ACCESS_KEY_ID", EXIT_INVALID
+        )
     secret = one_secret(
         aws_secret_access_key, aws_secret_access_key_file, flag="--aws-secret-access-key"
     )
-    settings = load_settings(region=region)
-    storage_region = storage_region or settings.require_region()
+    if storage_region is None:
+        settings, storage_region = _region(region)
+    else:
+        settings = load_settings(region=region)
     if secret is None:
         secret = _aws_secret_from_env_or_prompt()
     request = _request(
         StorageRegisterRequest,
         storage_name=name,
-        id=aws_access_key_id,
+        id=key_id,
         password=SecretStr(secret),
         aws_bucket=bucket,
         description=description,
@@ -259,11 +290,29 @@ def _aws_secret_from_env_or_prompt() -> str:
 @click.argument("storage_id")
 @click.option("--name", help="New storage name.")
 @click.option("--description", help="New description.")
+@click.option(
+    "--region",
+    hidden=True,
+    help="Refused: the API cannot change a storage's region.",
+)
 @json_option
 def storage_update(
-    storage_id: str, name: str | None, description: str | None, as_json: bool
+    storage_id: str, name: str | None, description: str | None, region: str | None, as_json: bool
 ) -> None:
-    """Change a storage's name or description."""
+    """Change a storage's name or description.
+
+    Give --name, --description or both. A storage's region (and bucket and AWS keys) cannot be
+    changed: PallyCon's Storage Update API takes only the name and the description. Register a
+    new storage instead (storage register --storage-region CODE).
+    """
+    if region is not None:
+        raise Failure(
+            "storage update: a storage's region cannot be changed (the API takes only --name "
+            "and --description); register a new storage with --storage-region",
+            EXIT_INVALID,
+        )
+    if name is None and description is None:
+        raise Failure("storage update: give --name, --description or both", EXIT_INVALID)
     request = _request(
         StorageUpdateRequest, storage_id=storage_id, storage_name=name, description=description
     )
@@ -292,12 +341,12 @@ def storage_list(
     **window: Any,
 ) -> None:
     """List registered storages (AWS secrets hidden unless --show-secrets)."""
-    settings = load_settings(region=region)
+    settings, region = _region(region)
     request = _request(
         StorageListRequest,
         search_keyword=keyword,
         search_keyword_type=(keyword_type or "storageName") if keyword is not None else None,
-        region=settings.require_region(),
+        region=region,
         **_window(window),
     )
     with make_client(settings) as client:
@@ -345,6 +394,8 @@ def jobs_register(file: Any, as_json: bool) -> None:
 @click.option(
     "--status",
     type=click.Choice(["ready", "success", "failed", "complete", "working", "process", "stop"]),
+    help="Jobs in this state: ready (not started), working (not ended), process (started, "
+    "not ended), success, failed, complete (success or failed), stop (stopped).",
 )
 @click.option(
     "--format",
@@ -368,7 +419,7 @@ def jobs_list(
     **window: Any,
 ) -> None:
     """List packaging jobs, with every search option of the guide."""
-    settings = load_settings(region=region)
+    settings, region = _region(region)
     request = _request(
         JobListRequest,
         search_keyword=keyword,
@@ -376,7 +427,7 @@ def jobs_list(
         search_type=search_type,
         search_status=status,
         search_condition=search_condition,
-        region=settings.require_region(),
+        region=region,
         **_window(window),
     )
     with make_client(settings) as client:
@@ -395,10 +446,20 @@ def jobs_list(
 @jobs.command("watch")
 @click.argument("job_id")
 @click.option(
-    "--interval", type=float, default=2.0, show_default=True, help="Seconds between polls."
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    callback=_finite,
+    help="Seconds between polls.",
 )
 @click.option(
-    "--timeout", type=float, default=3600.0, show_default=True, help="Give up after this."
+    "--timeout",
+    type=click.FloatRange(0),
+    default=3600.0,
+    show_default=True,
+    callback=_finite,
+    help="Give up after this many seconds.",
 )
 @_region_option
 @json_option
@@ -406,10 +467,8 @@ def jobs_watch(
     job_id: str, interval: float, timeout: float, region: str | None, as_json: bool
 ) -> None:
     """Follow one job until it ends; exit 0 when it completes (WM030), 1 otherwise."""
-    settings = load_settings(region=region)
-    query = JobListRequest(
-        search_keyword=job_id, search_keyword_type="jobId", region=settings.require_region()
-    )
+    settings, region = _region(region)
+    query = JobListRequest(search_keyword=job_id, search_keyword_type="jobId", region=region)
     deadline = time.monotonic() + timeout
     last = None
     with make_client(settings) as client:

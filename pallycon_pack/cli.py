@@ -25,8 +25,7 @@ from pallycon_pack.errors import (
 )
 
 #: Each subcommand: the module of pallycon_pack defining it (under the command's name), and the
-#: first paragraph of its help, which ``--help`` shortens as click does (a test keeps the two
-#: the same).
+#: first paragraph of its help, which ``--help`` lists whole (a test keeps the two the same).
 COMMANDS: dict[str, tuple[str, str]] = {
     "callbacks": (
         "process_commands",
@@ -103,9 +102,10 @@ class _Group(click.Group):
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """Click's listing, of stand-ins holding each command's summary: it loads none."""
-        stand_ins = [click.Command(name, help=summary) for name, (_, summary) in COMMANDS.items()]
-        click.Group(commands=stand_ins).format_commands(ctx, formatter)
+        """Each command with its whole summary, wrapped rather than cut off: it loads none."""
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

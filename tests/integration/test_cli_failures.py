@@ -132,7 +132,8 @@ def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, r
 
 
 def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
-    """Without the demo extra (psutil here), `demo` is one line naming it, exit 2."""
+    """Without the demo extra (psutil here), `demo` is one line naming what is missing and the
+    fix (in a checkout: uv sync), exit 2."""
     script = (
         "import sys\n"
         "sys.modules['psutil'] = None  # not installed\n"
@@ -146,5 +147,7 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
     err = run.stderr.decode()
     assert run.returncode == 2, err
     assert err.count("\n") == 1, err
-    assert err.startswith("Error: the demo needs its extra dependencies (")
-    assert err.endswith("install pallycon-pack[demo]\n")
+    assert (
+        err
+        == "Error: the demo needs its extra dependencies (missing: psutil): run uv sync in the checkout\n"
+    )

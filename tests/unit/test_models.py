@@ -76,7 +76,7 @@ def test_a_valid_job_is_accepted():
         ("protect_type", ["drm"], "protect_type", "'watermark' is mandatory"),
         ("protect_type", [], "protect_type", "at least 1"),
         ("protect_type", ["watermark", "fairplay"], "protect_type[1]", "'watermark' or 'drm'"),
-        ("protect_type", ..., "protection_type", "Field required"),
+        ("protect_type", ..., "protect_type", "Field required (or protection_type)"),
         ("dash_option", {"min_buffer_time": 1}, "dash_option.min_buffer_time", "2"),
         ("dash_option", {"min_buffer_time": "x"}, "dash_option.min_buffer_time", "number"),
         ("drm_option", {"max_sd_height": 0}, "drm_option.max_sd_height", "greater than"),

@@ -1,0 +1,141 @@
+"""README.md's shell examples, run as written, in order, against a real stack.
+
+Every ``sh`` block of the README is run, in one bash session (so ``export`` and ``&`` carry on
+as they do in a user's terminal), in a fresh folder holding what a checkout holds
+(``.env.example``, ``examples/``), with a private Redis server. Excepted: the quick start
+(``uv run pallycon-pack demo`` and ``uv run pytest`` have tests of their own).
+
+What the test changes, and only for speed or isolation: ``uv`` is a stand-in running this
+checkout's ``pallycon-pack`` with this interpreter; PALLYCON_REDIS_URL points at the private
+Redis, PALLYCON_EMULATOR_PORT and PALLYCON_API_URL at a free port, the poll intervals are short
+(environment variables win over ``.env``), and the emulator's ``--job-seconds 20`` is 1. The
+log (bash -x, each line timed) is in the failure message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.env import clean_env
+from support.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
+#: Blocks not run here: the quick start (the demo and the test suite are tested on their own).
+EXCEPTED = ("uv run pallycon-pack demo",)
+#: Only for speed: the same command with a shorter emulated job.
+SPEED_UPS = {"--job-seconds 20": "--job-seconds 1"}
+
+UV_STAND_IN = f"""#!/bin/sh
+# `uv run pallycon-pack ARGS`, as this checkout's environment runs it.
+[ "$1" = run ] && [ "$2" = pallycon-pack ] || {{ echo "uv stand-in: $*" >&2; exit 99; }}
+shift 2
+exec {sys.executable} -m pallycon_pack "$@"
+"""
+
+
+def shell_blocks(text: str) -> list[str]:
+    """The README's ``sh`` blocks a test can run, in order."""
+    return [b for b in BLOCK.findall(text) if not any(word in b for word in EXCEPTED)]
+
+
+def script(blocks: list[str]) -> str:
+    body = "\n".join(blocks)
+    for slow, fast in SPEED_UPS.items():
+        body = body.replace(slow, fast)
+    lines = ["set -euo pipefail", "PS4='+ README ${SECONDS}s: '", "set -x"]
+    return "\n".join(lines) + "\n" + body
+
+
+def test_the_readme_blocks_are_found():
+    """The parser sees the README's examples (an empty list would make the test vacuous)."""
+    blocks = shell_blocks((ROOT / "README.md").read_text())
+    joined = "\n".join(blocks)
+    for command in ("submit examples/job.json", "jobs watch", "storage update", "sign --show"):
+        assert command in joined
+    assert "pallycon-pack demo" not in joined
+
+
+def test_every_readme_example_runs_as_written(tmp_path: Path):
+    """Each example, pasted in order into a shell in a new checkout, succeeds."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    shutil.copy(ROOT / ".env.example", work / ".env.example")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    uv = bin_dir / "uv"
+    uv.write_text(UV_STAND_IN)
+    uv.chmod(uv.stat().st_mode | stat.S_IXUSR)
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = clean_env(
+            PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            HOME=str(home),
+            PALLYCON_REDIS_URL=redis_server.url,
+            PALLYCON_EMULATOR_PORT=str(port),
+            PALLYCON_API_URL=f"http://127.0.0.1:{port}",
+            PALLYCON_POLL_INTERVAL="0.5",
+            PALLYCON_POLL_BUSY_INTERVAL="0.5",
+            PALLYCON_POLL_GRID="0.1",
+            PALLYCON_SWEEP_INTERVAL="0.2",
+        )
+        source = script(shell_blocks((ROOT / "README.md").read_text()))
+        log = tmp_path / "readme.log"  # a file: the background servers keep it open
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                ["bash", "-c", source],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its background servers die with its group
+            )
+            try:
+                returncode = process.wait(timeout=90)
+            finally:
+                _stop_group(process)
+    text = log.read_text(errors="replace")
+    assert returncode == 0, text[-6000:]
+    # The walk-through's request and the direct job both completed; the status shows the job.
+    assert re.search(r"^state +completed$", text, re.MULTILINE), text[-6000:]
+    assert re.search(r"^job \d+: WM030 Packaging complete$", text, re.MULTILINE), text[-6000:]
+    assert re.search(r"^status +WM030$", text, re.MULTILINE), text[-6000:]
+    assert text.count("pallycon-apidata: ") == 1, text[-6000:]
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the script's process group (the emulator and worker it started), then KILL
+    what is left after 10 s."""
+    import time
+
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    process.wait(timeout=5)
