@@ -116,6 +116,12 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     assert re.search(r"^job \d+: WM030 Packaging complete$", text, re.MULTILINE), text[-6000:]
     assert re.search(r"^status +WM030$", text, re.MULTILINE), text[-6000:]
     assert text.count("pallycon-apidata: ") == 1, text[-6000:]
+    # Operating it: the backfill's requests are listed, health passed (set -e), secrets masked
+    assert re.search(r"^movie-2 ", text, re.MULTILINE), text[-6000:]
+    assert re.search(r"^movie-3 ", text, re.MULTILINE), text[-6000:]
+    assert "PALLYCON_SITE_KEY" in text, text[-6000:]
+    site_key = (ROOT / ".env.example").read_text().split("PALLYCON_SITE_KEY=")[1].split()[0]
+    assert site_key not in text.replace("sed -n", ""), "the site key was printed"
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
