@@ -20,6 +20,7 @@ from typing import cast
 
 import redis
 
+from pallycon.codes import API_CODES
 from store.keys import Keys
 
 
@@ -55,7 +56,6 @@ METHODS = frozenset({"GET", "POST", "PUT"})
 TRANSPORT_OUTCOMES = frozenset(
     {"no_token", "connect_error", "timeout", "io_error", "http_429", "http_4xx", "http_5xx"}
 )
-_API_CODE = re.compile(r"^[A-Z]{1,2}[0-9]{4,6}$|^0000$")
 
 
 def api_call(method: str, api: str) -> str:
@@ -69,9 +69,10 @@ def api_labels(method: str, api: str) -> tuple[str, str]:
 
 
 def outcome_code(code: str) -> str:
-    """An outcome as counted: an API code (``0000``, ``A1002``, ...) when it looks like one, one
-    of :data:`TRANSPORT_OUTCOMES`, else ``other``: a hostile answer cannot grow the labels."""
-    if code in TRANSPORT_OUTCOMES or _API_CODE.match(code):
+    """An outcome as counted: a code of the guide (``0000``, ``A1002``, ...: ``API_CODES``), one
+    of :data:`TRANSPORT_OUTCOMES`, else ``other``: a closed set, so that a hostile answer cannot
+    grow the labels."""
+    if code in TRANSPORT_OUTCOMES or code in API_CODES:
         return code
     return "other"
 

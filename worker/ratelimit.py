@@ -149,16 +149,16 @@ class _Measured(httpx.SyncByteStream):
     ) -> None:
         self._inner, self._stats = inner, stats
         self._method, self._api, self._start = method, api, start
-        self._head = self._last = b""
+        self._head = self._tail = b""
         self._failure: str | None = None
         self._counted = False
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._inner:
-                if not self._head:
-                    self._head = chunk[:PEEK_BYTES]
-                self._last = chunk
+                if len(self._head) < PEEK_BYTES:
+                    self._head += chunk[: PEEK_BYTES - len(self._head)]
+                self._tail = (self._tail + chunk)[-PEEK_BYTES:]
                 yield chunk
         except httpx.TransportError as exc:
             self._failure = _failure(exc)
@@ -170,15 +170,19 @@ class _Measured(httpx.SyncByteStream):
         finally:
             if not self._counted:
                 self._counted = True
-                code = self._failure or error_code(self._head, self._last)
+                code = self._failure or error_code(self._head, self._tail)
                 self._stats.record(self._method, self._api, code, time.perf_counter() - self._start)
 
 
 def error_code(head: bytes, tail: bytes = b"") -> str:
-    """The ``error_code`` of an answer, looked for in its first and last :data:`PEEK_BYTES`
-    (``other`` when there is none)."""
+    """The ``error_code`` of an answer, looked for in its first :data:`PEEK_BYTES` (where the
+    guide and the emulator put the top-level one, before any job's), else its last (``other``
+    when there is none). A number (``0``) reads as the guide's four digits (``0000``)."""
     found = _ERROR_CODE.search(head[:PEEK_BYTES]) or _ERROR_CODE.search(tail[-PEEK_BYTES:])
-    return found.group(1).decode() if found else "other"
+    if found is None:
+        return "other"
+    code = found.group(1).decode()
+    return code.zfill(4) if code.isdigit() else code
 
 
 def _failure(exc: httpx.TransportError) -> str:

@@ -74,10 +74,12 @@ def test_checks_are_named_and_unknown_ones_refused():
 
 
 def test_outcome_codes_and_labels_stay_bounded():
-    assert [outcome_code(c) for c in ("0000", "A1002", "WM900013", "http_429", "timeout")] == [
-        "0000", "A1002", "WM900013", "http_429", "timeout",
+    assert [outcome_code(c) for c in ("0000", "A1002", "http_429", "timeout")] == [
+        "0000", "A1002", "http_429", "timeout",
     ]  # fmt: skip
-    assert {outcome_code(c) for c in ("x" * 10_000, "A1", "0000 ", "<script>", "")} == {"other"}
+    # A closed set: the guide's codes only (a job's packaging error is no call's outcome)
+    others = ("x" * 10_000, "A1", "0000 ", "<script>", "", "A9999", "WM900013", "Z123456")
+    assert {outcome_code(c) for c in others} == {"other"}
     stats = CallStats()
     stats.record("DELETE", "../../etc", "zzz", 0.2)
     stats.record("POST", "pack", "0000", 31)
@@ -142,3 +144,32 @@ def test_event_types_and_heartbeats_that_cannot_be_read():
     }
     beats = parse_heartbeats(raw, NOW)
     assert [(b.node, b.loop, b.age) for b in beats] == [("w1", "sweeper", 3)]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "code"),
+    [
+        ([b'{"error_code": "0000", "data": [{"error_code": "WM900013"}]}'], "0000"),
+        ([b'{"error_code": 0, "job_id": 7}'], "0000"),  # a number, as the guide's sample has it
+        ([b'{"error', b'_code": "A1002", "error_message": "x"}'], "A1002"),  # split mid-key
+        ([b'{"total_count": 1, "data": [' + b"7," * 5000, b'7], "error_code": "0000"}'], "0000"),
+        ([b'{"data": [' + b"7," * 5000, b"7],", b' "error_code": "A1006"', b"}"], "A1006"),
+        ([b"<html>gateway</html>"], "other"),
+    ],
+)
+def test_an_answers_code_is_read_from_its_stream_however_it_is_cut(chunks, code):
+    """The streamed body (as httpx gives a real answer), cut anywhere: its top-level code."""
+    import httpx
+
+    from worker.ratelimit import _Measured
+
+    class Chunks(httpx.SyncByteStream):
+        def __iter__(self):
+            yield from chunks
+
+    stats = CallStats()
+    measured = _Measured(Chunks(), stats, "POST", "pack", 0.0)
+    assert b"".join(measured) == b"".join(chunks)
+    measured.close()
+    counted = [name for name, _ in stats.drain() if name.startswith("api result")]
+    assert counted == [f"api result POST pack {outcome_code(code)}"]
