@@ -217,9 +217,9 @@ def fleet_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     yield intake
     oldest = snapshot.oldest
     yield GaugeMetricFamily(
-        f"{PREFIX}_oldest_in_flight_seconds",
-        "Age of the oldest request not finished yet (0: none).",
-        value=max(0.0, snapshot.now - oldest.created_at) if oldest else 0.0,
+        f"{PREFIX}_longest_in_state_seconds",
+        "How long the unfinished request longest in its state has been in it (0: none).",
+        value=max(0.0, snapshot.now - oldest.since) if oldest else 0.0,
     )
     loops = GaugeMetricFamily(
         f"{PREFIX}_worker_loops",

@@ -361,7 +361,7 @@ def render_stats(report: dict[str, Any]) -> list[str]:
         return "  ".join(f"{k}={v}" for k, v in values.items()) or "-"
 
     sched = report["schedules"]
-    oldest = report["oldest_in_flight"]
+    oldest = report["longest_in_state"]
     window = report["failed_window_seconds"]
     calls = report["api_calls"]
     return [
@@ -376,9 +376,9 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             for name, s in sched.items()
         ),
         f"intake          {pairs(report['intake'])}",
-        "oldest          "
+        "longest in state "
         + (
-            f"{oldest['request_id']} ({oldest['state']}, {oldest['age_seconds']:.0f}s old)"
+            f"{oldest['request_id']} ({oldest['state']} for {oldest['seconds']:.0f}s)"
             if oldest
             else "-"
         ),

@@ -10,7 +10,6 @@ tokens, are kept in a hash of their own (``Keys.api_calls``), read with :func:`r
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping

@@ -70,11 +70,12 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class InFlight:
-    """The oldest request not finished yet."""
+    """The unfinished request that has been in its state the longest: the likeliest stuck one
+    (a request moving on is re-scored at each change of state, a retried one from its retry)."""
 
     request_id: str
     state: str
-    created_at: float
+    since: float  # when it entered that state
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,13 @@ class Snapshot:
                 }
                 for h in self.heartbeats
             ],
-            "oldest_in_flight": None
+            "longest_in_state": None
             if self.oldest is None
             else {
                 "request_id": self.oldest.request_id,
                 "state": self.oldest.state,
-                "created_at": self.oldest.created_at,
-                "age_seconds": round(max(0.0, self.now - self.oldest.created_at), 3),
+                "since": self.oldest.since,
+                "seconds": round(max(0.0, self.now - self.oldest.since), 3),
             },
         }
 
@@ -144,7 +145,7 @@ class Fleet:
             pipe.zrange(key, 0, 0, withscores=True)
         pipe.hgetall(self.keys.heartbeats)
         for state in IN_FLIGHT:
-            pipe.zrange(self.keys.state_index(state), 0, 0)
+            pipe.zrange(self.keys.state_index(state), 0, 0, withscores=True)
         (submit_q, poll_q, *rest) = pipe.execute()
         schedules = {}
         for name in SCHEDULES:
@@ -158,7 +159,15 @@ class Fleet:
             schedules=schedules,
             intake=self.intake(),
             heartbeats=parse_heartbeats(cast(dict[str, str], beats), now),
-            oldest=self._oldest([ids[0] for ids in heads if ids]),
+            oldest=min(
+                (
+                    InFlight(str(head[0][0]), state, float(head[0][1]))
+                    for state, head in zip(IN_FLIGHT, heads, strict=True)
+                    if head
+                ),
+                key=lambda entry: entry.since,
+                default=None,
+            ),
         )
 
     def intake(self) -> Intake:
@@ -175,20 +184,6 @@ class Fleet:
         lag = group.get("lag")
         waiting = int(lag) if lag is not None else max(0, length - pending)
         return Intake(length, pending, waiting, group=True)
-
-    def _oldest(self, candidates: list[str]) -> InFlight | None:
-        """Of the longest-standing entry of each in-flight state, the one created first."""
-        if not candidates:
-            return None
-        pipe = self.redis.pipeline(transaction=False)
-        for request_id in candidates:
-            pipe.hmget(self.keys.request(request_id), "state", "created_at")
-        found = [
-            InFlight(request_id, str(state), float(created))
-            for request_id, (state, created) in zip(candidates, pipe.execute(), strict=True)
-            if state and created
-        ]
-        return min(found, key=lambda f: f.created_at, default=None)
 
 
 def parse_heartbeats(raw: dict[str, str], now: float) -> list[Heartbeat]:

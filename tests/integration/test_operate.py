@@ -105,7 +105,7 @@ def test_the_exposition_and_stats_match_the_work_done(stack: Stack, exporter: Se
     assert gets >= 1  # the polls
     assert _value(after, "pallycon_pack_workers") == 1
     assert _value(after, "pallycon_pack_worker_loops", health="healthy") >= 2
-    assert _value(after, "pallycon_pack_oldest_in_flight_seconds") == 0
+    assert _value(after, "pallycon_pack_longest_in_state_seconds") == 0
     assert _value(after, "pallycon_pack_schedule_depth", schedule="poll") == 0
     assert _value(after, "pallycon_pack_dead_letters") == 0
 
@@ -121,7 +121,7 @@ def test_the_exposition_and_stats_match_the_work_done(stack: Stack, exporter: Se
     assert report["api_calls"]["by_api"]["POST pack"] == {"0000": COUNT}
     assert report["counters"]["api POST pack"] == COUNT
     assert report["queues"] == {"submit": 0, "poll": 0}
-    assert report["oldest_in_flight"] is None
+    assert report["longest_in_state"] is None
     code, out, _ = _run(stack, "stats")
     assert code == 0
     assert f"completed={COUNT}" in out
