@@ -94,10 +94,10 @@ def list_requests(state: str | None, since: str | None, limit: int, as_json: boo
     from store.events import State
 
     after = parse_since(since, time.time()) if since else None
-    try:
-        found = _overview().list(State(state) if state else None, since=after, limit=limit)
-    except (ValueError, TypeError) as exc:  # a record written by a newer version, say
-        raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
+    overview = _overview()
+    found = overview.list(State(state) if state else None, since=after, limit=limit)
+    if overview.unreadable:
+        click.echo(f"({overview.unreadable} records this version cannot read left out)", err=True)
     if as_json:
         render.emit_json([shown(record) for record in found])
         return
@@ -175,6 +175,17 @@ def _event_line(item: dict[str, Any]) -> str:
     return f"{item['ts'][:23]}  {item['type']:9}  {details}"
 
 
+@requests.command("reindex")
+def reindex() -> None:
+    """Put every request in the index of its state (after upgrading from a version without).
+
+    Scans every request record once (SCAN, in batches) and drops index entries whose request is
+    gone or in another state. Safe to run while workers run, and more than once.
+    """
+    added, dropped = _overview().reindex()
+    click.echo(f"{added} index entries added, {dropped} dropped")
+
+
 @click.command()
 @click.argument("request_ids", nargs=-1)
 @click.option(
@@ -224,8 +235,13 @@ def retry(
     try:
         if state:
             after = parse_since(since, now) if since else None
-            failed = Overview(client, keys).list(State.FAILED, since=after, limit=limit)
-            request_ids = tuple(r.request_id for r in failed if not codes or r.error_code in codes)
+            failed = Overview(client, keys).list(
+                State.FAILED,
+                since=after,
+                limit=limit,
+                where=(lambda r: r.error_code in codes) if codes else None,
+            )
+            request_ids = tuple(r.request_id for r in failed)
             if not request_ids:
                 click.echo("no failed requests match", err=True)
                 return

@@ -195,6 +195,7 @@ def parse_heartbeats(raw: dict[str, str], now: float) -> list[Heartbeat]:
             state = json.loads(value)
             ok_at = float(state.get("ok_at", 0.0))
             last = max(ok_at, float(state.get("error_at", 0.0)))
+            restarts = int(state.get("restarts") or 0)
         except (ValueError, TypeError, AttributeError):
             continue
         if now - last > HEARTBEAT_GONE:
@@ -207,7 +208,7 @@ def parse_heartbeats(raw: dict[str, str], now: float) -> list[Heartbeat]:
                 age=max(0.0, now - ok_at),
                 failing=bool(state.get("failing")),
                 error=str(state.get("error") or "")[:300],
-                restarts=int(state.get("restarts") or 0),
+                restarts=restarts,
             )
         )
     return sorted(found, key=lambda h: (h.node, h.loop))

@@ -255,12 +255,39 @@ def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Rec
     assert [e["event_id"] for e in overview.timeline("r1")] == ["r1:1", "r1:2", "r1:3"]
     assert overview.timeline("nobody") == []
 
-    # A finished record that expired: skipped, and its entry dropped; old entries trimmed
+    assert [
+        r.request_id
+        for r in overview.list(State.FAILED, where=lambda r: r.error_code == "E1", limit=1)
+    ] == ["r3"]
+
+    # A finished record that expired: skipped (a reader writes nothing); old entries trimmed
     records.redis.delete(records.keys.request("r3"))
     assert [r.request_id for r in overview.list(State.FAILED)] == ["r4", "r1"]
-    assert overview.counts()[State.FAILED] == 2
-    assert overview.trim(now=121.5) == 1  # r1 failed at 20.0, kept 100 s
+    assert overview.counts()[State.FAILED] == 3
+    assert overview.trim(now=121.5) == 2  # r1 and r3 failed at 20.0 and 21.0, kept 100 s
     assert [r.request_id for r in overview.list(State.FAILED)] == ["r4"]
+
+    # An entry in the wrong index (left by an older version) is not listed there; a record
+    # this version cannot read is skipped and counted; reindex puts both right
+    records.redis.zadd(records.keys.state_index(State.ACCEPTED), {"r4": 5.0, "old": 1.0})
+    records.redis.hset(
+        records.keys.request("old"),
+        mapping={"state": "submitted", "version": "2", "updated_at": "9.0"},
+    )
+    records.redis.hset(records.keys.request("odd"), mapping={"state": "paused", "version": "1"})
+    records.redis.zadd(records.keys.state_index(State.SUBMITTED), {"odd": 3.0})
+    assert [r.request_id for r in overview.list(State.ACCEPTED)] == []
+    assert [r.request_id for r in overview.list(State.SUBMITTED)] == ["r2", "r0"]
+    assert overview.unreadable == 1
+    # old into submitted, r1 back into failed (its record is still there); r4, old, odd out
+    assert overview.reindex(batch=2) == (2, 3)
+    assert records.redis.zrange(records.keys.state_index(State.SUBMITTED), 0, -1) == [
+        "old",
+        "r0",
+        "r2",
+    ]
+    assert records.redis.zcard(records.keys.state_index(State.ACCEPTED)) == 0
+    assert overview.reindex() == (0, 0)
 
 
 def test_metadata_is_carried_in_every_event_of_its_request(records: Records):
