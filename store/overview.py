@@ -6,7 +6,8 @@ listing the failed requests of the last hour reads those and only those, never a
 key, and memory stays bounded by ``limit`` whatever is in flight.
 
 A finished record expires (``RECORD_TTL``) while its index entry stays: readers skip such
-entries and drop them (:meth:`Overview.list`), and :meth:`Overview.trim` drops the old ones.
+entries (they write nothing), and :meth:`Overview.trim` (the sweeper) drops the old ones.
+:meth:`Overview.reindex` indexes requests recorded by a version without the indexes.
 """
 
 from __future__ import annotations
