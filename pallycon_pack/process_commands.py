@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pallycon_pack.errors import Failure
+from pallycon_pack.errors import EXIT_INVALID, Failure
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -35,20 +35,21 @@ def worker(
     --max-tasks-per-child, --autoscale: see celery worker --help.
     """
     from config import load_settings
+    from config.show import mask_text
     from store.connect import connect_redis
     from worker.logs import configure, log_start
     from worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)
+    node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
+    argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
     configure(settings.log_level)
     settings.credentials()
     settings.require_region()
     # Redis refusing our credentials is permanent: say so now, rather than retry for ever.
     connect_redis(settings.redis_url).ping()
     app = create_app(settings)
-    node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
-    argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
-    log_start("worker", settings, celery=argv)
+    log_start("worker", settings, celery=[mask_text(arg) for arg in argv])
     code = _run_celery(app, argv)
     if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
         raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
@@ -62,6 +63,7 @@ def celery_worker_argv(
     passed = list(extra)
     if passed[:1] == ["--"]:
         passed = passed[1:]
+    _refuse_unsafe(passed)
     return [
         "worker",
         f"--concurrency={concurrency}",
@@ -71,6 +73,41 @@ def celery_worker_argv(
         "--without-mingle",
         *passed,
     ]
+
+
+#: Celery options the exactly-once story depends on, which the settings own: the time limits
+#: (reconciliation waits out PALLYCON_TASK_TIME_LIMIT before it registers again) and the pool
+#: (only prefork enforces the hard limit, by killing the child).
+_OWNED = {
+    "--time-limit": "PALLYCON_TASK_TIME_LIMIT",
+    "--soft-time-limit": "PALLYCON_TASK_TIME_LIMIT",
+}
+
+
+def _refuse_unsafe(passed: list[str]) -> None:
+    """A Celery option that could let a registration outlive its reconciliation: one line."""
+    for n, arg in enumerate(passed):
+        name, _, value = arg.partition("=")
+        if name in _OWNED:
+            raise Failure(
+                f"{name} is not passed to Celery: set {_OWNED[name]} (the worker's "
+                "reconciliation counts on it)",
+                EXIT_INVALID,
+            )
+        if name in ("-P", "--pool"):
+            pool = value or (passed[n + 1] if n + 1 < len(passed) else "")
+            if pool != "prefork":
+                raise Failure(
+                    f"--pool {pool or '?'}: only prefork enforces the task time limit that "
+                    "reconciliation counts on",
+                    EXIT_INVALID,
+                )
+        elif arg.startswith("-P") and arg[2:] and arg[2:] != "prefork":
+            raise Failure(
+                f"--pool {arg[2:]}: only prefork enforces the task time limit that "
+                "reconciliation counts on",
+                EXIT_INVALID,
+            )
 
 
 def _run_celery(app: Any, argv: list[str]) -> int:

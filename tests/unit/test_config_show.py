@@ -4,6 +4,7 @@ the worker's Celery command line."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,26 @@ def test_celery_options_follow_ours(extra: tuple[str, ...], tail: list[str]):
         "--without-mingle",
         *tail,
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (
+            ["--time-limit=900"],
+            "--time-limit is not passed to Celery: set PALLYCON_TASK_TIME_LIMIT",
+        ),
+        (["--soft-time-limit", "60"], "--soft-time-limit"),
+        (["-P", "threads"], "--pool threads: only prefork"),
+        (["--pool=solo"], "--pool solo"),
+        (["-Pgevent"], "--pool gevent"),
+    ],
+)
+def test_the_worker_refuses_celery_options_that_undo_exactly_once(extra, named):
+    """Time limits and pools decide when a lost registration may be registered again."""
+    from pallycon_pack.errors import Failure
+
+    with pytest.raises(Failure, match=re.escape(named)) as raised:
+        celery_worker_argv(2, "INFO", "n@h", extra)
+    assert raised.value.exit_code == 2
+    assert celery_worker_argv(2, "INFO", "n@h", ["-P", "prefork"])[-2:] == ["-P", "prefork"]
