@@ -70,6 +70,10 @@ def metrics(host: str, port: int) -> None:
             EXIT_UNAVAILABLE,
         ) from None
     bound = server.server_address[1]
+    from worker.logs import configure, log_start
+
+    configure(settings.log_level)
+    log_start("metrics", settings, host=host, port=bound)
     click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
     sys.stderr.flush()
     threading.Thread(target=collector.start, name="tail-start", daemon=True).start()

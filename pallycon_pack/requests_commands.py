@@ -7,6 +7,7 @@ runs, so that showing its help loads none of it.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime
@@ -161,7 +162,8 @@ def show(request_id: str, as_json: bool) -> None:
         render.emit_json({"record": shown(record), "events": events})
         return
     for key, value in shown(record).items():
-        click.echo(f"{key:17} {value}")
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        click.echo(f"{key:17} {text}")
     click.echo("")
     if len(events) < len(record.events.split()):
         click.echo(f"(older events trimmed from the result stream: {len(events)} left)")

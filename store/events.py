@@ -19,6 +19,9 @@ Every event is one JSON object with these fields, plus those of its type::
                 fields: an intake entry that created no request and changed none (its
                 request id was taken); the request of that id, if any, is untouched
 
+Every event of a request that carries producer metadata has it as ``metadata`` (the object);
+an event following an operator's retry has ``retry`` (its number): see docs/RESULTS.md.
+
 Version 2 added ``rejected`` and ``entry_id``; nothing of version 1 changed meaning.
 """
 
