@@ -54,6 +54,10 @@ class _Bars:
             self.progress.update(bar, status=f"FAILED {event.get('code', '')}")
 
 
+#: How long a follower waits out an unreachable Redis (seconds) before it gives up.
+REDIS_PATIENCE = 120.0
+
+
 def follow_requests(
     producer: Producer,
     request_ids: list[str],
@@ -74,12 +78,29 @@ def follow_requests(
     with Progress(*columns, console=shown, disable=mode != "bars") as progress:
         bars = _Bars(progress, producer, request_ids)
         cursor = after
+        shown_end: set[str] = set()  # requests whose final event was shown
+        down_since: float | None = None
         while done != wanted and time.monotonic() < deadline:
             try:
-                cursor = _show_new(producer, cursor, wanted, done, bars, mode)
-                done |= _finished_by_record(producer, wanted - done)
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(0.5)  # Redis is restarting: the stream and records are durable
+                cursor = _show_new(producer, cursor, wanted, shown_end, bars, mode)
+                done |= shown_end | _finished_by_record(producer, wanted - done)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis is restarting: the stream and records are durable. Say so, and give up
+                # (one line, exit 3) if it stays away.
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    click.echo(f"Redis unreachable ({exc}); still waiting", err=True)
+                elif now - down_since > REDIS_PATIENCE:
+                    raise
+                time.sleep(0.5)
+                continue
+            if down_since is not None:
+                down_since = None
+                click.echo("Redis is back", err=True)
+        if done - shown_end:  # ended by its record, its final event not read yet: show it
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                _show_new(producer, cursor, wanted, shown_end, bars, mode)
     return {request_id: producer.get(request_id) for request_id in request_ids}
 
 

@@ -226,10 +226,10 @@ def retry(
     from store.redrive import plan_retry
     from store.redrive import retry as redrive
 
-    if bool(request_ids) == bool(state):
-        raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
     if (since or codes) and not state:
         raise Failure("--since and --code select with --state failed", EXIT_INVALID)
+    if bool(request_ids) == bool(state):
+        raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
     settings = load_settings()
     client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
     records = Records(client, keys, record_ttl=settings.record_ttl)
@@ -260,11 +260,17 @@ def retry(
         if as_json:
             action = outcome.action.value if outcome.action else None
             render.emit_json(
-                {"request_id": outcome.request_id, "action": action, "reason": outcome.reason}
+                {
+                    "request_id": outcome.request_id,
+                    "action": action,
+                    "reason": outcome.reason,
+                    "dry_run": dry_run,
+                }
             )
         else:
             verb = (outcome.action.value if outcome.action else "skipped").ljust(9)
-            click.echo(f"{outcome.request_id}  {verb}  {outcome.reason}")
+            would = "would " if dry_run and outcome.action else ""
+            click.echo(f"{outcome.request_id}  {would}{verb}  {outcome.reason}")
     if not all(outcome.done for outcome in done) and not state:
         raise Failure(
             f"{sum(not o.done for o in done)} of {len(done)} requests not retried", EXIT_FAILED
