@@ -76,11 +76,12 @@ def celery_worker_argv(
 
 
 #: Celery options the exactly-once story depends on, which the settings own: the time limits
-#: (reconciliation waits out PALLYCON_TASK_TIME_LIMIT before it registers again) and the pool
+#: (shares of PALLYCON_VISIBILITY_TIMEOUT: reconciliation waits out the hard one before it
+#: registers again) and the pool
 #: (only prefork enforces the hard limit, by killing the child).
 _OWNED = {
-    "--time-limit": "PALLYCON_TASK_TIME_LIMIT",
-    "--soft-time-limit": "PALLYCON_TASK_TIME_LIMIT",
+    "--time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
+    "--soft-time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
 }
 
 

@@ -125,7 +125,7 @@ def test_celery_options_follow_ours(extra: tuple[str, ...], tail: list[str]):
     [
         (
             ["--time-limit=900"],
-            "--time-limit is not passed to Celery: set PALLYCON_TASK_TIME_LIMIT",
+            "--time-limit is not passed to Celery: set PALLYCON_VISIBILITY_TIMEOUT",
         ),
         (["--soft-time-limit", "60"], "--soft-time-limit"),
         (["-P", "threads"], "--pool threads: only prefork"),
