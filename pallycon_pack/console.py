@@ -173,10 +173,15 @@ def summary(overview: Overview, now: float) -> dict[str, Any]:
     from store.events import State
 
     since = now - WINDOW
+    skipped = overview.unreadable
     try:
         failures, unreadable = overview.failures_by_code(since), ""
     except (ValueError, TypeError, KeyError) as exc:  # a failed record this version cannot read
         failures, unreadable = {}, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    if overview.unreadable > skipped:  # left out of the list (store.overview skips them)
+        unreadable = (
+            f"{overview.unreadable - skipped} failed record(s) this version cannot read left out"
+        )
     return {
         "now": now,
         "counts": {state.value: n for state, n in overview.counts().items()},
