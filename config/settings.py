@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,7 +90,37 @@ class Settings(BaseSettings):
     )
 
     # --- Redis (the queue, state and result channel) -------------------------------------------
-    redis_url: str = Field(default="redis://localhost:6379/0", description="Redis server URL.")
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        description="Redis server URL (with Sentinel: only its scheme, user, password and "
+        "database count; the primary's address comes from the sentinels).",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis password; wins over one in PALLYCON_REDIS_URL."
+    )
+    redis_sentinels: str = Field(
+        default="",
+        description="Sentinels as host:port,host:port; set, the primary is found through "
+        "them and followed when they fail over.",
+    )
+    redis_master_name: str = Field(
+        default="mymaster", min_length=1, description="The primary's name at the sentinels."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="The sentinels' own password (their requirepass), if any."
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must have a change (WAIT) before a request is acknowledged "
+        "and before a job is registered; 0 waits for none.",
+    )
+    redis_replica_wait_ms: int = Field(
+        default=2000,
+        ge=1,
+        description="The longest wait for PALLYCON_REDIS_WAIT_REPLICAS replicas; then the "
+        "change is not relied on (the producer gets an error, the job is not registered yet).",
+    )
     key_prefix: str = Field(default="pp", min_length=1, description="Prefix of every Redis key.")
     result_maxlen: int = Field(
         default=1_000_000, ge=1000, description="Result stream length kept (approximate trim)."
@@ -219,13 +250,32 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"scheme {scheme + '://' if scheme else '(none)'} is not supported; use "
                 + " or ".join(f"{name}://" for name in REDIS_SCHEMES)
-                + " (unix sockets, Sentinel and Cluster are not supported)"
+                + " (unix sockets and Cluster are not supported; for Sentinel set "
+                + env_name("redis_sentinels")
+                + ")"
             )
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_shape(cls, value: str) -> str:
+        parse_sentinels(value)  # raises ValueError naming the bad entry
+        return value.strip()
+
+    @property
+    def redis(self) -> RedisTarget:
+        """Where Redis is and how to log in: what every process connects with."""
+        return RedisTarget(
+            url=self.redis_url,
+            password=self.redis_password,
+            sentinels=parse_sentinels(self.redis_sentinels),
+            master_name=self.redis_master_name,
+            sentinel_password=self.redis_sentinel_password,
+        )
+
     def redis_url_shown(self) -> str:
         """``redis_url`` with its password masked: for messages and logs."""
-        return mask_url(self.redis_url)
+        return self.redis.shown()
 
     @property
     def max_api_json_bytes(self) -> int:
@@ -291,6 +341,39 @@ class Settings(BaseSettings):
         if self.region is None:
             raise ConfigError(f"missing setting: {env_name('region')} (a code such as RG011)")
         return self.region
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """How to reach Redis: a URL, or sentinels that name the primary (the URL then gives the
+    scheme, user, password and database). ``password`` wins over the URL's."""
+
+    url: str
+    password: SecretStr | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str = "mymaster"
+    sentinel_password: SecretStr | None = None
+
+    def shown(self) -> str:
+        """Where, for messages and logs: no password."""
+        if not self.sentinels:
+            return mask_url(self.url)
+        nodes = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"sentinel {self.master_name}@{nodes}"
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` as pairs; a ``ValueError`` naming an entry that is not."""
+    nodes = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        host, _, port = entry.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r} is not host:port (e.g. sentinel-1:26379)")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
 
 
 def mask_url(url: str) -> str:

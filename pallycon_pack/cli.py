@@ -153,10 +153,9 @@ def redis_problem(exc: Exception) -> str:
     from kombu.exceptions import OperationalError as KombuOperationalError
 
     from config import ConfigError, load_settings
-    from config.settings import mask_url
 
     try:
-        url = mask_url(load_settings().redis_url)
+        url = load_settings().redis.shown()
     except ConfigError:
         url = "PALLYCON_REDIS_URL"
     reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
