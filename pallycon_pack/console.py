@@ -329,12 +329,11 @@ def console(host: str | None, port: int | None) -> None:
 
     Off 127.0.0.1 (--host) it needs PALLYCON_CONSOLE_TOKEN; then open /?token=<token> once.
     """
-    import redis
 
     from config import load_settings
     from config.settings import read_settings
     from pallycon_pack import asgi
-    from store.connect import CONNECT_TIMEOUT, HEALTH_CHECK_INTERVAL
+    from store.connect import connect_redis
     from store.keys import Keys
     from store.overview import Overview
 
@@ -343,14 +342,8 @@ def console(host: str | None, port: int | None) -> None:
     )
     token = check_token(options.host, options.token)
     settings = load_settings()
-    # As store.connect does, plus a deadline on every command: a stalled Redis is a 503.
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=REDIS_TIMEOUT,
-    )
+    # A deadline on every command: a stalled Redis is a 503.
+    client = connect_redis(settings.redis, deadline=REDIS_TIMEOUT)
     client.ping()  # a wrong URL or password: one line now, not a page of errors later
     overview = Overview(client, Keys(settings.key_prefix), record_ttl=settings.record_ttl)
     app = create_app(overview, token, loopback_only=token is None)

@@ -40,25 +40,17 @@ def metrics(host: str, port: int) -> None:
     import sys
     import threading
 
-    import redis
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     from config import load_settings
     from pallycon_pack.exporter import FleetCollector
+    from store.connect import connect_redis
     from store.keys import Keys
 
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=SCRAPE_TIMEOUT,
-        socket_timeout=SCRAPE_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = connect_redis(settings.redis, deadline=SCRAPE_TIMEOUT)
     collector = FleetCollector(client, Keys(settings.key_prefix))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

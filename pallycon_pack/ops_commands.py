@@ -155,17 +155,9 @@ def _api_check(settings: Settings, timeout: float) -> Check:
 
 
 def _client(settings: Settings, timeout: float) -> redis.Redis:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    from store.connect import connect_redis
 
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    return connect_redis(settings.redis, deadline=timeout)
 
 
 def run_checks(
@@ -288,7 +280,7 @@ def stats(as_json: bool, since: str) -> None:
     now = time.time()
     after = parse_since(since, now)
     settings = load_settings()
-    report = gather(connect_redis(settings.redis_url), Keys(settings.key_prefix), now, after)
+    report = gather(connect_redis(settings.redis), Keys(settings.key_prefix), now, after)
     if as_json:
         from pallycon_pack import render
 

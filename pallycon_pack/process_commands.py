@@ -47,7 +47,7 @@ def worker(
     settings.credentials()
     settings.require_region()
     # Redis refusing our credentials is permanent: say so now, rather than retry for ever.
-    connect_redis(settings.redis_url).ping()
+    connect_redis(settings.redis).ping()
     app = create_app(settings)
     log_start("worker", settings, celery=[mask_text(arg) for arg in argv])
     code = _run_celery(app, argv)

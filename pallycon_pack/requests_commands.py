@@ -75,7 +75,7 @@ def _overview() -> Overview:
 
     settings = load_settings()
     return Overview(
-        connect_redis(settings.redis_url), Keys(settings.key_prefix), record_ttl=settings.record_ttl
+        connect_redis(settings.redis), Keys(settings.key_prefix), record_ttl=settings.record_ttl
     )
 
 
@@ -231,7 +231,7 @@ def retry(
     if bool(request_ids) == bool(state):
         raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
     settings = load_settings()
-    client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
+    client, keys = connect_redis(settings.redis), Keys(settings.key_prefix)
     records = Records(client, keys, record_ttl=settings.record_ttl)
     now = time.time()
     try:
@@ -251,9 +251,7 @@ def retry(
             found = records.get_many(request_ids)
             done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
         else:
-            done = redrive(
-                records, Durability(client, settings.redis_fsync_wait_ms), request_ids, now
-            )
+            done = redrive(records, Durability.of(client, settings), request_ids, now)
     except (ValueError, TypeError) as exc:  # a record written by a newer version, say
         raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     for outcome in done:

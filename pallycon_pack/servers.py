@@ -24,9 +24,9 @@ from worker.logs import LOGGERS, configure, log_start
 def _server(
     settings: Settings, token: SecretStr, host: str, port: int, access_log: bool = False
 ) -> asgi.Server:
-    app = sender(settings.redis_url, Keys(settings.key_prefix))
+    app = sender(settings.redis, Keys(settings.key_prefix))
     receiver = callbacks.create_callback_app(
-        callbacks.connect(settings.redis_url),
+        callbacks.connect(settings.redis),
         Keys(settings.key_prefix),
         token,
         lambda request_id: send_poll(app, [request_id]),

@@ -81,14 +81,14 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
-        client, keys = connect_redis(settings.redis_url), Keys(settings.key_prefix)
+        client, keys = connect_redis(settings.redis), Keys(settings.key_prefix)
         records = Records(
             client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
         )
         return cls(
             records,
-            Durability(client, settings.redis_fsync_wait_ms),
-            lambda: sender(settings.redis_url, keys),
+            Durability.of(client, settings),
+            lambda: sender(settings.redis, keys),
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
         )

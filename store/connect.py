@@ -1,21 +1,160 @@
-"""Connecting to Redis: one way for every process."""
+"""Connecting to Redis: one way for every process, whether Redis is one server or a primary that
+sentinels fail over.
+
+Every process connects through :func:`connect_redis` (redis-py, blocking), :func:`connect_async`
+(the callback receiver) or :func:`broker_conf` (Celery's kombu transport), all from one
+:class:`config.RedisTarget`. With sentinels, each asks them for the primary on every new
+connection, so a connection lost in a failover is made again to the new primary.
+"""
 
 from __future__ import annotations
 
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+from config import RedisTarget
 
 #: Idle connections are checked with a PING before use when idle this long (seconds).
 HEALTH_CHECK_INTERVAL = 15
 #: The longest a new connection may take (seconds).
 CONNECT_TIMEOUT = 5
+#: The longest a sentinel may take to answer "who is the primary?" (seconds).
+SENTINEL_TIMEOUT = 2
+
+Target = RedisTarget | str
 
 
-def connect_redis(url: str, *, decode: bool = True) -> redis.Redis:
+def as_target(target: Target) -> RedisTarget:
+    """A URL is a target without sentinels."""
+    return RedisTarget(target) if isinstance(target, str) else target
+
+
+def connect_redis(
+    target: Target, *, decode: bool = True, deadline: float | None = None, **options: Any
+) -> redis.Redis:
     """A client that decodes to str (unless ``decode`` is off: bytes) and checks idle
-    connections before use."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=decode,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        socket_connect_timeout=CONNECT_TIMEOUT,
+    connections before use; ``options`` are redis-py's (timeouts, pool size).
+
+    ``deadline`` (seconds) bounds every connect and command and turns retries off: for the
+    readers an operator or a probe waits on (health, metrics, the console), where a stalled
+    Redis must be one line at once, not a hang."""
+    target = as_target(target)
+    settings: dict[str, Any] = {
+        "decode_responses": decode,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        **_login(target),
+    }
+    if deadline is not None:
+        settings.update(
+            socket_connect_timeout=deadline, socket_timeout=deadline, retry=Retry(NoBackoff(), 0)
+        )
+    settings.update(options)
+    if not target.sentinels:
+        return redis.Redis.from_url(target.url, **settings)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=_sentinel_login(target), **_node_options(target)
     )
+    client = sentinel.master_for(target.master_name, **settings)  # type: ignore[no-untyped-call]
+    return cast(redis.Redis, client)
+
+
+def connect_async(target: Target, **options: Any) -> redis.asyncio.Redis:
+    """An asyncio client (decoding to str); ``options`` are redis-py's. Without sentinels the
+    pool is a ``BlockingConnectionPool`` (callers wait ``timeout`` for a free connection)."""
+    target = as_target(target)
+    settings: dict[str, Any] = {"decode_responses": True, **_login(target), **options}
+    if not target.sentinels:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(target.url, **settings)
+        return redis.asyncio.Redis.from_pool(pool)
+    settings.pop("timeout", None)  # a sentinel pool does not wait for a free connection
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=_sentinel_login(target), **_node_options(target)
+    )
+    return cast(redis.asyncio.Redis, sentinel.master_for(target.master_name, **settings))
+
+
+def broker_conf(target: Target) -> dict[str, Any]:
+    """Celery's broker settings for ``target``: ``broker_url`` and, with sentinels, the
+    transport options kombu's sentinel transport needs (merge them into any others)."""
+    target = as_target(target)
+    conf: dict[str, Any] = {}
+    url = target.url
+    if target.password is not None:  # the setting wins over a password in the URL
+        url = _without_password(url)
+        conf["broker_password"] = target.password.get_secret_value()
+    if not target.sentinels:
+        conf["broker_url"] = url
+        return conf
+    parts = urlsplit(url)
+    login = parts.netloc.rpartition("@")[0]
+    login = f"{login}@" if login else ""
+    conf["broker_url"] = ";".join(
+        urlunsplit(("sentinel", f"{login}{_host(host)}:{port}", parts.path, "", ""))
+        for host, port in target.sentinels
+    )
+    options: dict[str, Any] = {"master_name": target.master_name}
+    if target.sentinel_password is not None:
+        options["sentinel_kwargs"] = _sentinel_login(target)
+    conf["broker_transport_options"] = options
+    ssl = _ssl_options(target.url)
+    if ssl:
+        conf["broker_use_ssl"] = ssl
+    return conf
+
+
+def _login(target: RedisTarget) -> dict[str, Any]:
+    return {} if target.password is None else {"password": target.password.get_secret_value()}
+
+
+def _sentinel_login(target: RedisTarget) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: their password, and short deadlines so that a
+    dead sentinel is passed over quickly."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": SENTINEL_TIMEOUT,
+        "socket_timeout": SENTINEL_TIMEOUT,
+    }
+    if target.sentinel_password is not None:
+        options["password"] = target.sentinel_password.get_secret_value()
+    return options
+
+
+def _node_options(target: RedisTarget) -> dict[str, Any]:
+    """What the URL says of the data nodes when the sentinels name them: user, password,
+    database and TLS (``rediss://`` and its ``ssl_*`` query)."""
+    options: dict[str, Any] = parse_url(target.url)  # type: ignore[no-untyped-call]
+    for where in ("host", "port", "path", "connection_class"):
+        options.pop(where, None)
+    if urlsplit(target.url).scheme == "rediss":
+        options["ssl"] = True
+    return options
+
+
+def _ssl_options(url: str) -> dict[str, Any]:
+    if urlsplit(url).scheme != "rediss":
+        return {}
+    return {
+        key: value
+        for key, value in parse_url(url).items()  # type: ignore[no-untyped-call]
+        if key.startswith("ssl_") and value is not None
+    }
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    login, _, host = parts.netloc.rpartition("@")
+    user = login.partition(":")[0]
+    netloc = f"{user}@{host}" if user else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

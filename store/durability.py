@@ -1,4 +1,4 @@
-"""Waiting until Redis has written a change to disk before it is relied on."""
+"""Waiting until Redis has kept a change (on disk, on replicas) before it is relied on."""
 
 from __future__ import annotations
 
@@ -6,37 +6,98 @@ import logging
 
 import redis
 
+from config import Settings
+from store.keys import Keys
+
 log = logging.getLogger("pallycon_pack.store")
+
+#: The mark expires on its own: it is never read.
+MARK_TTL_MS = 60_000
 
 
 class Durability:
-    """``WAITAOF`` before a producer is told its request is accepted and before a job is
-    registered, so that a Redis crash cannot forget either.
+    """Before a producer is told its request is accepted and before a job is registered:
+    ``WAIT`` for ``replicas`` replicas to have the change (so that a failover to one of them
+    cannot forget it), then ``WAITAOF`` for the AOF fsync (so that a crash and restart cannot).
 
-    ``wait_ms`` 0 waits for nothing. On a server without AOF or without ``WAITAOF`` (Redis
-    before 7.2) there is nothing to wait for: that is said once, in :attr:`unavailable` and
-    a warning, and the waits are skipped from then on.
+    Both commands wait for what *their connection* wrote, and a pooled client may hand out any
+    connection: so each wait first writes ``mark`` on the connection it waits on (one pipeline,
+    one round trip). That write comes after the change (which had returned), so waiting for it
+    waits for the change too.
+
+    ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
+    without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
+    :attr:`unavailable` and a warning, and those waits are skipped from then on. Too few
+    replicas in time is a ``redis.TimeoutError``: the change is there, but not relied on.
     """
 
-    def __init__(self, client: redis.Redis, wait_ms: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        wait_ms: int,
+        *,
+        mark: str = Keys().durability_mark,
+        replicas: int = 0,
+        replica_wait_ms: int = 2000,
+    ) -> None:
         self.redis = client
+        self.mark = mark
         self.wait_ms = wait_ms
-        self.unavailable = ""  # why waits are skipped, once the server said so
+        self.replicas = replicas
+        self.replica_wait_ms = replica_wait_ms
+        self.unavailable = ""  # why fsync waits are skipped, once the server said so
+
+    @classmethod
+    def of(cls, client: redis.Redis, settings: Settings) -> Durability:
+        """The waits ``settings`` ask for, on ``client``."""
+        return cls(
+            client,
+            settings.redis_fsync_wait_ms,
+            mark=Keys(settings.key_prefix).durability_mark,
+            replicas=settings.redis_wait_replicas,
+            replica_wait_ms=settings.redis_replica_wait_ms,
+        )
 
     def wait(self) -> None:
-        """Return once Redis has fsynced its AOF up to now; ``redis.TimeoutError`` when it
-        does not within ``wait_ms``."""
-        if not self.wait_ms or self.unavailable:
+        """Return once the replicas have every change this process made before the call and
+        Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time."""
+        fsync = bool(self.wait_ms) and not self.unavailable
+        if not self.replicas and not fsync:
             return
-        try:
-            reply = self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "WAITAOF", 1, 0, self.wait_ms
-            )
-        except redis.ResponseError as exc:
-            self.unavailable = str(exc)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.mark, "1", px=MARK_TTL_MS)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
+        if fsync:
+            pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
+        replies = pipe.execute(raise_on_error=False)
+        fsynced = replies.pop() if fsync else None
+        for reply in replies:  # the mark and WAIT: an error is the caller's to see
+            if isinstance(reply, Exception):
+                raise reply
+        if self.replicas:
+            acknowledged = int(replies[1])
+            if acknowledged < self.replicas:
+                raise redis.TimeoutError(
+                    f"{acknowledged} of {self.replicas} Redis replicas had the change within "
+                    f"{self.replica_wait_ms} ms (PALLYCON_REDIS_WAIT_REPLICAS)"
+                )
+        if fsync:
+            self._fsynced(fsynced)
+
+    def _fsynced(self, reply: object) -> None:
+        """``WAITAOF``'s reply: fsynced, not in time, or not possible on this server (no AOF,
+        or too old: said once, then not asked again)."""
+        if isinstance(reply, redis.ResponseError) and not isinstance(
+            reply, redis.exceptions.ReadOnlyError
+        ):
+            self.unavailable = str(reply)
             log.warning(
-                "not waiting for AOF fsync (%s): a Redis crash may lose the last second", exc
+                "not waiting for AOF fsync (%s): a Redis crash may lose the last second", reply
             )
             return
+        if isinstance(reply, Exception):
+            raise reply
+        assert isinstance(reply, list)
         if int(reply[0]) < 1:
             raise redis.TimeoutError(f"Redis did not fsync within {self.wait_ms} ms")

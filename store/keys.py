@@ -97,6 +97,12 @@ class Keys:
         return f"{self.prefix}:api"
 
     @property
+    def durability_mark(self) -> str:
+        """String, expiring: a tiny write made just before ``WAIT``/``WAITAOF``, on the same
+        connection, so that the wait covers every change made before it (see durability.py)."""
+        return f"{self.prefix}:durability"
+
+    @property
     def health_probe(self) -> str:
         """String, expiring: written by ``pallycon-pack health`` to check Redis takes writes."""
         return f"{self.prefix}:health:probe"

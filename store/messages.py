@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from store.connect import Target, broker_conf
 from store.keys import Keys
 
 if TYPE_CHECKING:  # Celery is imported by what sends, not by what only reads
@@ -44,10 +45,11 @@ def routes(keys: Keys) -> dict[str, dict[str, str]]:
     return {SUBMIT_TASK: {"queue": keys.submit_queue}, POLL_TASK: {"queue": keys.poll_queue}}
 
 
-def sending_conf(redis_url: str, keys: Keys) -> dict[str, Any]:
-    """The Celery configuration every sender shares with the worker."""
+def sending_conf(redis: Target, keys: Keys) -> dict[str, Any]:
+    """The Celery configuration every sender shares with the worker (its broker: the Redis
+    of ``redis``, found through sentinels if it names some)."""
     return {
-        "broker_url": redis_url,
+        **broker_conf(redis),
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -60,12 +62,12 @@ def sending_conf(redis_url: str, keys: Keys) -> dict[str, Any]:
     }
 
 
-def sender(redis_url: str, keys: Keys) -> Celery:
+def sender(redis: Target, keys: Keys) -> Celery:
     """An app that sends the tasks and defines none (for processes that are not workers)."""
     from celery import Celery
 
     app = Celery("pallycon_pack", set_as_current=False)
-    app.conf.update(sending_conf(redis_url, keys))
+    app.conf.update(sending_conf(redis, keys))
     return app
 
 

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon.models import CallbackBody
+from store.connect import Target, connect_async
 from store.counters import Metric
 from store.keys import Keys
 from store.scripts import source
@@ -68,22 +69,20 @@ _COUNTED = (Metric.CALLBACKS_UNKNOWN_JOB, Metric.CALLBACKS_COALESCED, Metric.CAL
 Outcome = Literal["poll", "coalesced", "unknown"]
 
 
-def connect(url: str) -> redis.asyncio.Redis:
+def connect(target: Target) -> redis.asyncio.Redis:
     """The receiver's Redis client: bounded connections, no retries, every call with a deadline.
 
     A command is never retried: a claim whose reply was lost must not be applied twice (its
     lease brings the poll back anyway), and a stalled Redis must be answered 503 at once.
     """
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
+    return connect_async(
+        target,
         max_connections=REDIS_CONNECTIONS,
         timeout=REDIS_TIMEOUT,
         socket_timeout=REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
     )
-    return redis.asyncio.Redis.from_pool(pool)
 
 
 def create_callback_app(

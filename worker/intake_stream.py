@@ -135,7 +135,7 @@ class Intake:
         self.records = rt.shared.records
         self.stream = rt.shared.keys.intake
         # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
-        self.raw = raw or connect_redis(rt.settings.redis_url, decode=False)
+        self.raw = raw or connect_redis(rt.settings.redis, decode=False)
         self.max_api_json = rt.settings.max_api_json_bytes
 
     def run(self, stop: threading.Event) -> None:

@@ -45,7 +45,7 @@ class Shared:
 
     @classmethod
     def of(cls, settings: Settings, client: Redis | None = None) -> Shared:
-        client = client or connect_redis(settings.redis_url)
+        client = client or connect_redis(settings.redis)
         keys = Keys(settings.key_prefix)
         records = Records(
             client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
@@ -56,7 +56,7 @@ class Shared:
             records,
             Schedules(client, keys),
             Counters(client, keys),
-            Durability(client, settings.redis_fsync_wait_ms),
+            Durability.of(client, settings),
         )
 
 

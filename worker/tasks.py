@@ -33,9 +33,11 @@ log = logging.getLogger("pallycon_pack.worker")
 
 
 def configure_celery(app: Celery, settings: Settings) -> None:
-    app.conf.update(sending_conf(settings.redis_url, Keys(settings.key_prefix)))
+    sending = sending_conf(settings.redis, Keys(settings.key_prefix))
+    transport = sending.pop("broker_transport_options", {})
+    app.conf.update(sending)
     app.conf.update(
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={**transport, "visibility_timeout": settings.visibility_timeout},
         broker_connection_max_retries=None,
         broker_channel_error_retry=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
