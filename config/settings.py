@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -348,7 +348,7 @@ class RedisTarget:
     """How to reach Redis: a URL, or sentinels that name the primary (the URL then gives the
     scheme, user, password and database). ``password`` wins over the URL's."""
 
-    url: str
+    url: str = field(repr=False)  # it may hold a password
     password: SecretStr | None = None
     sentinels: tuple[tuple[str, int], ...] = ()
     master_name: str = "mymaster"

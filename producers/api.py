@@ -41,10 +41,12 @@ Event = dict[str, Any]
 
 
 class SubmitUnconfirmed(redis.TimeoutError):
-    """Redis did not confirm that the requests are recorded and on disk; they may be.
+    """Redis did not confirm that the requests are recorded, on disk and on the replicas asked
+    for (``PALLYCON_REDIS_WAIT_REPLICAS``); they may be.
 
-    Raised when the fsync wait timed out after the write (the requests are recorded, and will
-    be processed unless Redis crashes before its next fsync), or when the connection failed
+    Raised when the fsync or replica wait timed out after the write (the requests are recorded,
+    and will be processed unless Redis crashes before its next fsync or fails over before a
+    replica has them), or when the connection failed
     while the write was under way (they may or may not be recorded). Either way, submitting them
     again under :attr:`request_ids`, with the same bodies, is safe: nothing is created twice.
     """

@@ -59,7 +59,7 @@ def connect_redis(
         )
     settings.update(options)
     if not target.sentinels:
-        return redis.Redis.from_url(target.url, **settings)
+        return redis.Redis.from_url(_url(target), **settings)
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(target.sentinels), sentinel_kwargs=_sentinel_login(target), **_node_options(target)
     )
@@ -73,7 +73,7 @@ def connect_async(target: Target, **options: Any) -> redis.asyncio.Redis:
     target = as_target(target)
     settings: dict[str, Any] = {"decode_responses": True, **_login(target), **options}
     if not target.sentinels:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(target.url, **settings)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(_url(target), **settings)
         return redis.asyncio.Redis.from_pool(pool)
     settings.pop("timeout", None)  # a sentinel pool does not wait for a free connection
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -109,6 +109,12 @@ def broker_conf(target: Target) -> dict[str, Any]:
     if ssl:
         conf["broker_use_ssl"] = ssl
     return conf
+
+
+def _url(target: RedisTarget) -> str:
+    """The URL to connect with: without its password when the setting gives one (redis-py
+    would let the URL's win)."""
+    return target.url if target.password is None else _without_password(target.url)
 
 
 def _login(target: RedisTarget) -> dict[str, Any]:

@@ -5,6 +5,7 @@ tests and the benchmarks run on one each."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from store.events import EventType
 from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator
 from support.queue import make_settings, register_storage
-from support.redis_server import RedisServer
+from support.redis_server import MASTER_NAME, RedisServer, SentinelGroup
 from support.samples import REGION, SAMPLE_SITE, body_for
 
 FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
@@ -38,6 +39,8 @@ class Stack:
     producer: Producer
     storage_id: str
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: With a Sentinel group, ``redis`` is its first primary; the group is stopped with the stack.
+    group: SentinelGroup | None = None
     servers: list[ServerProcess] = field(default_factory=list)
     #: The emulator the stack started (a caller may swap in another one: both are stopped).
     first_emulator: ServerProcess = field(init=False, repr=False)
@@ -54,21 +57,30 @@ class Stack:
         region: str = REGION,
         settings: Callable[[str, str], Settings] = make_settings,
         storage: StorageRegisterRequest | None = None,
+        sentinel: bool = False,
     ) -> Self:
-        """A Redis server in ``root/redis``, ``pallycon-pack emulator --port 0 EMULATOR_ARGS``
-        serving ``site``, ``settings(redis_url, api_url)`` and ``storage`` registered there."""
+        """A Redis server in ``root/redis`` (with ``sentinel``: a primary, two replicas and
+        three sentinels, which the settings name), ``pallycon-pack emulator --port 0
+        EMULATOR_ARGS`` serving ``site``, ``settings(redis_url, api_url)`` and ``storage``
+        registered there."""
         root.mkdir(parents=True, exist_ok=True)
-        server = RedisServer(root / "redis").start()
+        group = SentinelGroup(root / "sentinel").start() if sentinel else None
+        server = group.primary if group else RedisServer(root / "redis").start()
         emulator = None
         try:
             emulator = start_emulator(*emulator_args, env=site_env(site, region), cwd=root)
             config = settings(server.url, emulator.url)
+            if group:
+                config = config.model_copy(
+                    update={"redis_sentinels": group.nodes, "redis_master_name": MASTER_NAME}
+                )
             storage_id = register_storage(emulator.url, site, storage)
-            return cls(root, server, emulator, config, Producer.from_settings(config), storage_id)
+            producer = Producer.from_settings(config)
+            return cls(root, server, emulator, config, producer, storage_id, group=group)
         except BaseException:
             if emulator is not None:
                 emulator.stop()
-            server.stop()
+            (group or server).stop()
             raise
 
     def __enter__(self) -> Self:
@@ -86,7 +98,7 @@ class Stack:
         for running in {id(e): e for e in (self.first_emulator, self.emulator)}.values():
             if running.process.poll() is None:
                 running.stop()
-        self.redis.stop()
+        (self.group or self.redis).stop()
 
     def body(self, content_id: str, **changes: Any) -> dict[str, Any]:
         """A job body reading from and writing to the stack's storage."""
@@ -121,6 +133,26 @@ class Stack:
         options = ClientOptions(base_url=self.emulator.url)
         with PallyConClient(self.settings.credentials(), options) as client:
             return [job.job_id for job in client.iter_jobs(query)]
+
+    def exactly_once(self, ids: list[str], records: dict[str, Any], marker: str) -> dict[str, int]:
+        """Assert every request completed with its own remote job, one per request, and no
+        other job for ``marker`` exists; the counts, for a figure."""
+        jobs = self.remote_jobs(marker)
+        per_job = Counter(r.job_id for r in records.values())
+        completed = sum(r.state.value == "completed" for r in records.values())
+        duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
+        counts = {
+            "requests": len(ids),
+            "completed": completed,
+            "lost": len(ids) - len(records),
+            "remote_jobs": len(jobs),
+            "duplicate_remote_jobs": max(duplicates, 0),
+        }
+        assert completed == len(ids), counts
+        assert len(jobs) == len(ids), counts
+        assert sorted(jobs) == sorted(per_job), counts
+        assert max(per_job.values()) == 1, counts
+        return counts
 
     def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
         """Final records, re-read until all are final; survives a Redis restart while waiting."""

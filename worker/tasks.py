@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
@@ -83,14 +85,39 @@ def create_app(settings: Settings) -> Celery:
 
     @app.task(name=SUBMIT_TASK, ignore_result=True)
     def submit_task(request_ids: list[str]) -> None:
-        submit_batch(process.runtime(), request_ids, isolate=lambda rid: send_submit(app, [rid]))
+        with _redis_away("submit", request_ids):
+            submit_batch(
+                process.runtime(), request_ids, isolate=lambda rid: send_submit(app, [rid])
+            )
 
     @app.task(name=POLL_TASK, ignore_result=True)
     def poll_task(request_ids: list[str]) -> None:
-        poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
+        with _redis_away("poll", request_ids):
+            poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
 
     app.steps["worker"].add(_background_step(process, app))
     return app
+
+
+#: Redis is away (down, failing over, or this connection still on a demoted primary).
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError)
+
+
+@contextmanager
+def _redis_away(step: str, request_ids: list[str]) -> Iterator[None]:
+    """A step that lost Redis ends with one warning line, not a traceback: what it did is
+    recorded, and the requests' schedule entries (leased when the step was dispatched) bring
+    them back once Redis answers again. The message is acknowledged either way (late ack)."""
+    try:
+        yield
+    except REDIS_AWAY as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        log.warning(
+            "%s of %d request(s) stopped: Redis unavailable (%s); their schedule brings them back",
+            step,
+            len(request_ids),
+            reason,
+        )
 
 
 def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStopStep]:

@@ -15,14 +15,15 @@ from support.stack import Stack
 
 @pytest.fixture
 def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    """``build(*emulator_args, **settings)``: one test's own Redis server, emulator (the sample
-    site), settings (fast timings and ``settings``), producer and storage; all are stopped at
-    the end of the test."""
+    """``build(*emulator_args, sentinel=False, **settings)``: one test's own Redis server (or
+    Sentinel group), emulator (the sample site), settings (fast timings and ``settings``),
+    producer and storage; all are stopped at the end of the test."""
     stacks: list[Stack] = []
 
-    def build(*emulator_args: str, **settings: Any) -> Stack:
+    def build(*emulator_args: str, sentinel: bool = False, **settings: Any) -> Stack:
         root = tmp_path / f"stack-{len(stacks)}"
-        stack = Stack.start(root, *emulator_args, settings=partial(make_settings, **settings))
+        configure = partial(make_settings, **settings)
+        stack = Stack.start(root, *emulator_args, settings=configure, sentinel=sentinel)
         stacks.append(stack)
         return stack
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -25,16 +24,7 @@ def _assert_exactly_once(
     name: str,
     **extra: Any,
 ) -> None:
-    jobs = stack.remote_jobs(marker)
-    per_job = Counter(r.job_id for r in records.values())
-    completed = sum(r.state.value == "completed" for r in records.values())
-    duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
-    figure(name, requests=len(ids), completed=completed, lost=len(ids) - len(records),
-           remote_jobs=len(jobs), duplicate_remote_jobs=max(duplicates, 0), **extra)  # fmt: skip
-    assert completed == len(ids)
-    assert len(jobs) == len(ids)
-    assert sorted(jobs) == sorted(per_job)
-    assert max(per_job.values()) == 1
+    figure(name, **stack.exactly_once(ids, records, marker), **extra)
 
 
 def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):

@@ -1,0 +1,151 @@
+"""How every process reaches Redis: one URL, or sentinels; passwords, TLS; Celery's broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from kombu import Connection
+from pydantic import SecretStr
+
+from config import ConfigError, RedisTarget, load_settings
+from config.settings import parse_sentinels
+from store.connect import broker_conf, connect_async, connect_redis
+
+SENTINELS = (("s1", 26379), ("s2", 26380))
+TLS_URL = (
+    "rediss://app@redis:6380/2?ssl_cert_reqs=required&ssl_ca_certs=/tls/ca.pem"
+    "&ssl_certfile=/tls/client.pem&ssl_keyfile=/tls/client.key"
+)
+
+
+def _pool_kwargs(client: redis.Redis | redis.asyncio.Redis) -> dict[str, Any]:
+    return dict(client.connection_pool.connection_kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "nodes"),
+    [
+        ("", ()),
+        ("s1:26379", (("s1", 26379),)),
+        (" s1:26379 , s2:26380 ", SENTINELS),
+        ("[::1]:26379", (("::1", 26379),)),
+    ],
+)
+def test_sentinels_parse(text, nodes):
+    assert parse_sentinels(text) == nodes
+
+
+@pytest.mark.parametrize("text", ["s1", "s1:", ":26379", "s1:port", "s1:0", "s1:70000"])
+def test_a_bad_sentinel_entry_is_named(text):
+    with pytest.raises(ConfigError, match=r"PALLYCON_REDIS_SENTINELS: .*is not host:port"):
+        load_settings(_env_file=None, redis_sentinels=f"ok:1,{text}")
+
+
+def test_a_sentinel_url_points_at_the_setting():
+    with pytest.raises(ConfigError, match="set PALLYCON_REDIS_SENTINELS"):
+        load_settings(_env_file=None, redis_url="sentinel://s1:26379")
+
+
+def test_settings_make_the_target_and_show_no_password():
+    settings = load_settings(
+        _env_file=None,
+        redis_url="redis://:inurl@redis:6379/3",
+        redis_password="secret-pw",
+        redis_sentinels="s1:26379,s2:26380",
+        redis_master_name="prod",
+        redis_sentinel_password="sentinel-pw",
+    )
+    target = settings.redis
+    assert target.sentinels == SENTINELS
+    assert target.master_name == "prod"
+    assert target.password is not None
+    assert target.password.get_secret_value() == "secret-pw"
+    shown = settings.redis_url_shown()
+    assert shown == "sentinel prod@s1:26379,s2:26380"
+    assert "pw" not in repr(target)
+    assert "inurl" not in repr(target)
+    assert "inurl" not in RedisTarget("redis://:inurl@h/0").shown()
+
+
+def test_one_server_the_password_setting_wins_over_the_url():
+    client = connect_redis(RedisTarget("redis://:inurl@redis:6379/3", SecretStr("setting")))
+    kwargs = _pool_kwargs(client)
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("redis", 6379, 3)
+    assert kwargs["password"] == "setting"
+
+
+def test_a_deadline_bounds_every_command_and_turns_retries_off():
+    client = connect_redis("redis://redis:6379/0", deadline=2.5)
+    kwargs = _pool_kwargs(client)
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 2.5
+    assert kwargs["retry"].get_retries() == 0
+
+
+def test_sentinels_name_the_primary_the_url_gives_user_password_database():
+    target = RedisTarget(
+        "redis://app:inurl@ignored:1/4", SecretStr("pw"), SENTINELS, "prod", SecretStr("s-pw")
+    )
+    client = connect_redis(target)
+    pool = client.connection_pool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    assert pool.service_name == "prod"
+    kwargs = pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "pw", 4)
+    assert "host" not in kwargs
+    sentinel = pool.sentinel_manager
+    assert [(s.connection_pool.connection_kwargs["host"],
+             s.connection_pool.connection_kwargs["port"]) for s in sentinel.sentinels] == list(SENTINELS)  # fmt: skip
+    first = sentinel.sentinels[0].connection_pool.connection_kwargs
+    assert first["password"] == "s-pw"
+    assert first["socket_timeout"] == first["socket_connect_timeout"] == 2
+
+
+def test_sentinels_with_tls_connect_to_the_primary_over_tls():
+    client = connect_redis(RedisTarget(TLS_URL, sentinels=SENTINELS))
+    pool = client.connection_pool
+    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    kwargs = pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/tls/ca.pem"
+    assert kwargs["ssl_certfile"] == "/tls/client.pem"
+
+
+def test_the_async_client_follows_the_same_target():
+    one = connect_async(RedisTarget("redis://:inurl@redis:6379/1", SecretStr("pw")), timeout=3)
+    assert isinstance(one.connection_pool, redis.asyncio.BlockingConnectionPool)
+    assert _pool_kwargs(one)["password"] == "pw"
+    watched = connect_async(RedisTarget("redis://redis/1", sentinels=SENTINELS), timeout=3)
+    assert isinstance(watched.connection_pool, redis.asyncio.sentinel.SentinelConnectionPool)
+
+
+def test_celery_broker_one_server():
+    conf = broker_conf(RedisTarget("redis://app:inurl@redis:6379/0", SecretStr("pw")))
+    assert conf == {"broker_url": "redis://app@redis:6379/0", "broker_password": "pw"}
+
+
+def test_celery_broker_through_sentinels():
+    target = RedisTarget(
+        "redis://app:inurl@ignored:1/4", None, SENTINELS, "prod", SecretStr("s-pw")
+    )
+    conf = broker_conf(target)
+    assert conf["broker_url"] == ("sentinel://app:inurl@s1:26379/4;sentinel://app:inurl@s2:26380/4")
+    options = conf["broker_transport_options"]
+    assert options["master_name"] == "prod"
+    assert options["sentinel_kwargs"]["password"] == "s-pw"
+    connection = Connection(conf["broker_url"], transport_options=options)
+    assert connection.transport_cls == "sentinel"
+    assert [url.split("@")[1] for url in connection.alt] == ["s1:26379/4", "s2:26380/4"]
+    assert connection.password == "inurl"
+    assert connection.virtual_host == "4"
+
+
+def test_celery_broker_through_sentinels_with_tls():
+    conf = broker_conf(RedisTarget(TLS_URL, sentinels=SENTINELS))
+    assert conf["broker_use_ssl"] == {
+        "ssl_cert_reqs": "required",
+        "ssl_ca_certs": "/tls/ca.pem",
+        "ssl_certfile": "/tls/client.pem",
+        "ssl_keyfile": "/tls/client.key",
+    }
