@@ -54,7 +54,11 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
 ):
     """300 requests through 2 workers on a primary, 2 replicas and 3 sentinels (WAIT for 1
     replica); SIGKILL the primary when half are acknowledged."""
-    stack = stack_factory("--job-seconds", "4", sentinel=True, redis_wait_replicas=1)
+    # A registration cut off by the kill waits out the hard task limit before it is looked up
+    # (24 s with the shortest visibility timeout allowed, 30 s).
+    stack = stack_factory(
+        "--job-seconds", "4", sentinel=True, redis_wait_replicas=1, visibility_timeout=30
+    )
     group = stack.group
     assert group is not None
     workers = [worker_factory(stack.settings, concurrency=2) for _ in range(2)]
