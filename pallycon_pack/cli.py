@@ -148,25 +148,29 @@ def _failure(exc: Exception) -> Failure | None:
 
 
 def redis_problem(exc: Exception) -> str:
-    """One line that names PALLYCON_REDIS_URL (password masked) and what to do."""
+    """One line that names where Redis is (password masked), the setting, and what to do."""
     import redis
     from kombu.exceptions import OperationalError as KombuOperationalError
 
     from config import ConfigError, load_settings
+    from store.connect import describe
 
     try:
-        url = load_settings().redis.shown()
+        target = load_settings().redis
+        url, where = target.shown(), "PALLYCON_REDIS_URL"
+        if target.sentinels:
+            where = "PALLYCON_REDIS_SENTINELS, PALLYCON_REDIS_MASTER_NAME"
     except ConfigError:
-        url = "PALLYCON_REDIS_URL"
-    reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+        url = where = "PALLYCON_REDIS_URL"
+    reason = describe(exc)
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError) or any(
         word in reason for word in ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password")
     ):
-        advice = "check the user and password in PALLYCON_REDIS_URL"
+        advice = "check the user and password (PALLYCON_REDIS_URL, PALLYCON_REDIS_PASSWORD)"
     elif isinstance(exc, redis.ConnectionError | redis.TimeoutError | KombuOperationalError):
-        advice = "is it running and reachable? (PALLYCON_REDIS_URL)"
+        advice = f"is it running and reachable? ({where})"
     else:
-        advice = "see PALLYCON_REDIS_URL"
+        advice = f"see {where}"
     return f"Redis at {url}: {reason}; {advice}"
 
 

@@ -164,3 +164,12 @@ def _without_password(url: str) -> str:
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def describe(exc: BaseException) -> str:
+    """One short line for a Redis error: redis-py's "no master" message carries the repr of
+    every sentinel client it asked, which is kept out of messages and logs."""
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        reason = str(exc).partition(" : ")[0]
+        return f"{reason} (no sentinel answered with a reachable primary)"
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__

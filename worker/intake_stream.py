@@ -32,7 +32,7 @@ from celery import Celery
 
 from pallycon.errors import FieldError, InvalidRequest
 from store.admission import check_metadata, check_request_id, parse_metadata, prepare, refuse
-from store.connect import connect_redis
+from store.connect import connect_redis, describe
 from store.events import FailStage, rejected
 from store.keys import INTAKE_GROUP
 from store.messages import send_submit
@@ -164,7 +164,7 @@ class Intake:
                 self.health.ok("intake")
                 pause = 0.5
             except TRANSIENT as exc:
-                log.warning("intake read failed (%s); retrying in %.1fs", exc, pause)
+                log.warning("intake read failed (%s); retrying in %.1fs", describe(exc), pause)
                 self.health.failed("intake", exc)
                 cursor = "0"
                 stop.wait(pause)

@@ -21,6 +21,7 @@ from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 from config import Settings
+from store.connect import describe
 from store.keys import Keys
 from store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
 from worker.intake_stream import consume_intake
@@ -111,7 +112,7 @@ def _redis_away(step: str, request_ids: list[str]) -> Iterator[None]:
     try:
         yield
     except REDIS_AWAY as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = describe(exc)
         log.warning(
             "%s of %d request(s) stopped: Redis unavailable (%s); their schedule brings them back",
             step,

@@ -34,7 +34,7 @@ def test_the_documented_acl_user_runs_everything(tmp_path):
     assert words[2] == "pallycon"
     with Stack.start(tmp_path, "--job-seconds", "1") as stack:
         admin = redis.Redis(port=stack.redis.port, decode_responses=True)
-        admin.execute_command(*words)
+        admin.execute_command(*words)  # type: ignore[no-untyped-call]
         settings = stack.settings.model_copy(
             update={
                 "redis_url": f"redis://pallycon@127.0.0.1:{stack.redis.port}/0",

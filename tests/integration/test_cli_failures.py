@@ -62,7 +62,7 @@ def test_redis_refusing_our_credentials_is_exit_3_at_once(tmp_path, locked_redis
     err = run.stderr.decode()
     assert run.returncode == 3, err
     assert err.count("\n") == 1, err
-    assert "check the user and password in PALLYCON_REDIS_URL" in err
+    assert "check the user and password (PALLYCON_REDIS_URL, PALLYCON_REDIS_PASSWORD)" in err
     assert "wrong-password" not in err
 
 
