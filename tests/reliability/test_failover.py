@@ -6,10 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import pytest
 import redis
 
 from producers.api import SubmitUnconfirmed
+from support.env import clean_env
+from support.processes import start_server
 from support.queue import stalls
 from support.stack import Stack
 
@@ -49,11 +52,18 @@ class _Submitter:
                 self.half.set()
 
 
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     stack_factory, worker_factory, figure
 ):
-    """300 requests through 2 workers on a primary, 2 replicas and 3 sentinels (WAIT for 1
-    replica); SIGKILL the primary when half are acknowledged."""
+    """300 requests through 2 workers (and a callback receiver) on a primary, 2 replicas and 3
+    sentinels (WAIT for 1 replica); SIGKILL the primary when half are acknowledged."""
     # A registration cut off by the kill waits out the hard task limit before it is looked up
     # (24 s with the shortest visibility timeout allowed, 30 s).
     stack = stack_factory(
@@ -62,6 +72,11 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     group = stack.group
     assert group is not None
     workers = [worker_factory(stack.settings, concurrency=2) for _ in range(2)]
+    env = clean_env(stack.settings.environment())
+    receiver = start_server("callbacks", "--port", "0", env=env, cwd=stack.root)
+    stack.servers.append(receiver)
+    ready = f"{receiver.url}/health/ready"
+    assert httpx.get(ready, timeout=5).status_code == 200
     marker = f"failover-{time.monotonic_ns()}"
     submitter = _Submitter(stack, marker)
     submitter.thread.start()
@@ -73,6 +88,10 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
         assert time.monotonic() - killed < 60, "no replica promoted within 60 s"
         time.sleep(0.05)
     failover_s = time.monotonic() - killed
+    while _status(ready) != 200:  # the receiver finds the new primary on its own
+        assert time.monotonic() - killed < 60, "the callback receiver not ready within 60 s"
+        time.sleep(0.1)
+    receiver_ready_s = time.monotonic() - killed
 
     submitter.thread.join(180)
     assert not submitter.thread.is_alive(), "the producer did not finish in 180 s"
@@ -86,7 +105,8 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     acknowledged_lost = sum(request_id not in records for request_id in ids)
     alive = sum(w.process is not None and w.process.poll() is None for w in workers)
     figure("13 sentinel failover", **counts, acknowledged_lost=acknowledged_lost,
-           failover_s=round(failover_s, 2), writes_back_s=round(writes_back_s, 2),
+           failover_s=round(failover_s, 2), receiver_ready_s=round(receiver_ready_s, 2),
+           writes_back_s=round(writes_back_s, 2),
            refused_submits_retried=submitter.refused, workers_alive=alive, old_primary=old[1],
            new_primary=promoted[1] if promoted else None,
            stall_s=stalls(stack.producer, ids))  # fmt: skip
