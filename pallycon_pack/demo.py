@@ -31,7 +31,6 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from config import Settings, load_settings
-from config.settings import mask_url
 from emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from emulator.files import MANIFESTS, VARIANTS
 from pallycon.client import ClientOptions, PallyConClient
@@ -119,9 +118,10 @@ def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
     _require_support()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
-        redis_url, shared = stack.enter_context(_redis(tmp / "redis"))
+        private_url = stack.enter_context(_redis(tmp / "redis"))
+        shared = private_url is None
         token = SecretStr(secrets.token_urlsafe(24))
-        settings = _settings(redis_url, token)
+        settings = _settings(private_url, token)
         log = _log_file(log_dir, settings.key_prefix)
         if shared:  # registered first, so it runs last: after the worker has stopped
             stack.callback(_remove_keys, settings)
@@ -136,9 +136,9 @@ def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
         api_url, _ = stack.enter_context(running_emulator(emulator))
         settings = settings.model_copy(update={"api_url": api_url})
         stack.enter_context(_worker(settings, log))
-        where = "PALLYCON_REDIS_URL" if shared else "private"
+        where = "configured" if shared else "private"
         click.echo(
-            f"redis {mask_url(redis_url)} ({where}, keys {settings.key_prefix}:*) | emulator "
+            f"redis {settings.redis.shown()} ({where}, keys {settings.key_prefix}:*) | emulator "
             f"{api_url} | callbacks {callbacks} | worker log {log}"
         )
         outcome, requests = _run(settings, count, timeout)
@@ -183,16 +183,23 @@ def _log_file(log_dir: Path, prefix: str) -> Path:
 
 
 @contextlib.contextmanager
-def _redis(directory: Path) -> Iterator[tuple[str, bool]]:
-    """The Redis URL to use, and whether it is a shared one (not started here)."""
-    from support.redis_server import RedisServer, answers
+def _redis(directory: Path) -> Iterator[str | None]:
+    """None to use the configured Redis (PALLYCON_REDIS_URL, or the sentinels'), if it
+    answers; else the URL of a private one, started here."""
+    import redis
 
-    configured = load_settings().redis_url
-    if answers(configured):
-        yield configured, True
+    from store.connect import connect_redis
+    from support.redis_server import RedisServer
+
+    try:
+        with connect_redis(load_settings().redis, deadline=0.5) as client:
+            client.ping()
+        yield None
         return
+    except (redis.RedisError, OSError):
+        pass
     with RedisServer(directory) as server:
-        yield server.url, False
+        yield server.url
 
 
 def _remove_keys(settings: Settings) -> None:
@@ -202,11 +209,12 @@ def _remove_keys(settings: Settings) -> None:
     set)."""
     import redis
 
+    from store.connect import connect_redis
+
     prefix = settings.key_prefix
     patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding*.{prefix}.*")
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-        with client:
+        with connect_redis(settings.redis, decode=False, deadline=5) as client:
             removed = 0
             for pattern in patterns:
                 batch = list(client.scan_iter(match=pattern, count=1000))
@@ -221,16 +229,17 @@ def _remove_keys(settings: Settings) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         click.echo(f"could not delete the demo's keys ({prefix}:*): {reason}", err=True)
         return
-    click.echo(f"deleted the demo's {removed} keys ({prefix}:*) from PALLYCON_REDIS_URL")
+    click.echo(f"deleted the demo's {removed} keys ({prefix}:*) from the configured Redis")
 
 
-def _settings(redis_url: str, token: SecretStr) -> Settings:
-    return load_settings(
+def _settings(private_url: str | None, token: SecretStr) -> Settings:
+    """The demo's settings: the configured Redis, or ``private_url`` (no sentinels, no
+    password)."""
+    settings = load_settings(
         site_id=DEMO_SITE.site_id,
         access_key=DEMO_SITE.access_key,
         site_key=DEMO_SITE.site_key,
         region=DEMO_REGION,
-        redis_url=redis_url,
         key_prefix=f"demo-{secrets.token_hex(3)}",
         callback_token=token,
         poll_interval=1.0,
@@ -238,6 +247,15 @@ def _settings(redis_url: str, token: SecretStr) -> Settings:
         poll_grid=0.5,
         sweep_interval=0.2,
     )
+    if private_url is None:
+        return settings
+    private = {
+        "redis_url": private_url,
+        "redis_sentinels": "",
+        "redis_password": None,
+        "redis_wait_replicas": 0,
+    }
+    return settings.model_copy(update=private)
 
 
 def _data_dir(root: Path, count: int) -> Path:
