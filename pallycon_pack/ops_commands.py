@@ -1,7 +1,8 @@
 """The operator's views of the whole fleet: ``pallycon-pack health`` and ``pallycon-pack stats``.
 
 ``health`` runs a few bounded checks (Redis, the API, the workers' heartbeats, how late the
-schedules and the intake are) and exits 0 only when all pass: a container probe. ``stats`` prints
+schedules and the intake are) and exits 0 only when all pass: a container probe (with
+``--this-host``, the workers check judges this pod's own workers only). ``stats`` prints
 what the fleet holds and has done. Both read Redis through :mod:`store.fleet`, the same model the
 Prometheus exporter reads; the judging of each check is pure (:func:`judge`), tested as a table.
 """
@@ -213,7 +214,8 @@ def run_checks(
     "checks",
     default=",".join(CHECKS),
     show_default=True,
-    help="The checks to run, comma-separated (a liveness probe wants fewer: redis,workers).",
+    help="The checks to run, comma-separated (a worker pod's liveness probe: workers, with "
+    "--this-host).",
 )
 @click.option(
     "--timeout",
