@@ -1,7 +1,8 @@
 """The operator's views of the whole fleet: ``pallycon-pack health`` and ``pallycon-pack stats``.
 
 ``health`` runs a few bounded checks (Redis, the API, the workers' heartbeats, how late the
-schedules and the intake are) and exits 0 only when all pass: a container probe. ``stats`` prints
+schedules and the intake are) and exits 0 only when all pass: a container probe (with
+``--this-host``, the workers check judges this pod's own workers only). ``stats`` prints
 what the fleet holds and has done. Both read Redis through :mod:`store.fleet`, the same model the
 Prometheus exporter reads; the judging of each check is pure (:func:`judge`), tested as a table.
 """
@@ -9,6 +10,7 @@ Prometheus exporter reads; the judging of each check is pure (:func:`judge`), te
 from __future__ import annotations
 
 import functools
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,14 @@ class Thresholds:
     worker_stale: float = 30.0  # seconds since a worker loop's last good round
     max_schedule_lag: float = 300.0  # seconds the most overdue submit or poll is late
     max_intake_backlog: int = 10_000  # intake entries not yet handled
+    #: Judge only the workers on this host (their node name ends in ``@<host>``): a per-pod
+    #: probe, which must not pass or fail on other replicas. None: the whole fleet.
+    worker_host: str | None = None
+
+
+def node_host(node: str) -> str:
+    """The host part of a Celery node name (``pallycon-7@web-1`` -> ``web-1``)."""
+    return node.partition("@")[2]
 
 
 @dataclass(frozen=True)
@@ -62,14 +72,20 @@ def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
     """A Redis-reading check's verdict on a snapshot of the fleet (pure)."""
     if check == "workers":
         beats = snapshot.heartbeats
+        where = ""
+        if limits.worker_host is not None:
+            beats = [h for h in beats if node_host(h.node) == limits.worker_host]
+            where = f" on {limits.worker_host}"
         healthy = [h for h in beats if h.healthy(limits.worker_stale)]
         nodes = sorted({h.node for h in healthy})
         sick = sorted({f"{h.node}/{h.loop}" for h in beats if not h.healthy(limits.worker_stale)})
         if not healthy:
             newest = min((h.age for h in beats), default=None)
             heard = f"; newest heartbeat {newest:.0f}s old" if newest is not None else ""
-            return Check(check, False, f"no worker answering (0 of {len(beats)} loops){heard}")
-        detail = f"{len(nodes)} worker(s) answering"
+            return Check(
+                check, False, f"no worker{where} answering (0 of {len(beats)} loops){heard}"
+            )
+        detail = f"{len(nodes)} worker(s){where} answering"
         if sick:
             detail += f"; unhealthy: {', '.join(sick[:5])}" + (" ..." if len(sick) > 5 else "")
         return Check(check, True, detail)
@@ -198,7 +214,8 @@ def run_checks(
     "checks",
     default=",".join(CHECKS),
     show_default=True,
-    help="The checks to run, comma-separated (a liveness probe wants fewer: redis,workers).",
+    help="The checks to run, comma-separated (a worker pod's liveness probe: workers, with "
+    "--this-host).",
 )
 @click.option(
     "--timeout",
@@ -228,6 +245,12 @@ def run_checks(
     show_default=True,
     help="Most intake stream entries not yet handled.",
 )
+@click.option(
+    "--this-host",
+    is_flag=True,
+    help="Judge only the workers on this host (node name ending in @<this host name>; in "
+    "Kubernetes, the pod's name): a per-pod probe.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def health(
     checks: str,
@@ -235,6 +258,7 @@ def health(
     worker_stale: float,
     max_schedule_lag: float,
     max_intake_backlog: int,
+    this_host: bool,
     as_json: bool,
 ) -> None:
     """Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.
@@ -245,7 +269,8 @@ def health(
     from config import load_settings
 
     chosen = parse_checks(checks)
-    limits = Thresholds(worker_stale, max_schedule_lag, max_intake_backlog)
+    host = socket.gethostname() if this_host else None
+    limits = Thresholds(worker_stale, max_schedule_lag, max_intake_backlog, host)
     results = run_checks(chosen, load_settings(), limits, timeout)
     healthy = all(check.ok for check in results)
     if as_json:

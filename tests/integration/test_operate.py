@@ -6,6 +6,7 @@ goes through, and the exposition (parsed with prometheus_client's parser) must s
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.env import clean_env
-from support.processes import ServerProcess, cli, start_server
+from support.processes import ServerProcess, WorkerProcess, cli, start_server
 from support.redis_server import free_port
 from support.stack import Stack
 from tests.unit.test_deploy import dashboard_metrics, rule_metrics
@@ -140,6 +141,47 @@ def test_health_fails_with_one_line_when_redis_is_down(stack: Stack):
     assert len(out.splitlines()) == 1
     assert out.startswith("redis     FAIL  ")
     assert "Traceback" not in err
+
+
+def test_this_host_judges_only_the_workers_of_this_host(stack: Stack):
+    """A per-pod probe: ``--this-host`` neither passes on another host's worker nor fails on
+    one; the fleet-wide check counts every worker."""
+    here = socket.gethostname()
+    command = [*WorkerProcess.command(concurrency=1), "--hostname", "pallycon@elsewhere.invalid"]
+    env = clean_env(stack.settings.environment())
+    elsewhere = WorkerProcess(command, env, stack.root / "worker-elsewhere.log").start()
+    try:
+        elsewhere.wait_ready()
+        deadline = time.monotonic() + 10
+        out = ""
+        while "2 worker(s) answering" not in out and time.monotonic() < deadline:
+            time.sleep(0.2)
+            _, out, _ = _run(stack, "health", "--check", "workers")
+        assert out.startswith("workers   ok    2 worker(s) answering"), out
+        code, out, _ = _run(stack, "health", "--check", "workers", "--this-host")
+        assert code == 0, out
+        assert out.startswith(f"workers   ok    1 worker(s) on {here} answering"), out
+
+        for worker in stack.workers:  # this host's worker goes; the other host's stays
+            worker.stop()
+        # A live loop writes its heartbeat every 5 s: 7 s without one is this host's worker gone.
+        stale = ("--worker-stale", "7")
+        deadline = time.monotonic() + 20
+        code = 0
+        while code == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            code, out, _ = _run(
+                stack, "health", "--check", "workers", *stale, "--this-host", "--json"
+            )
+        assert code == 4, out
+        [check] = json.loads(out)["checks"]
+        assert check["ok"] is False
+        assert check["detail"].startswith(f"no worker on {here} answering (0 of 2 loops)")
+        code, out, _ = _run(stack, "health", "--check", "workers", *stale)
+        assert code == 0, out
+        assert "1 worker(s) answering" in out
+    finally:
+        elsewhere.stop()
 
 
 def test_health_fails_the_worker_check_when_no_worker_answers(stack: Stack, tmp_path: Path):

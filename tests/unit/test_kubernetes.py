@@ -1,0 +1,544 @@
+"""The Kubernetes manifests under deploy/kubernetes/: valid against the Kubernetes schemas
+(kubernetes-validate, strict, offline), the custom resources (KEDA, the Prometheus Operator) with
+the fields their operators require, and every setting, command, port, list name and metric in
+them checked against the code that will run them."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from config import Settings
+from config.settings import ENV_PREFIX, env_name
+from pallycon_pack.cli import main
+from pallycon_pack.exporter import api_metrics, counter_metrics, fleet_metrics
+from pallycon_pack.metrics_command import DEFAULT_PORT
+from pallycon_pack.ops_commands import parse_checks
+from pallycon_pack.process_commands import celery_worker_argv
+from store.fleet import Intake, Schedule, Snapshot
+from store.keys import Keys
+from tests.unit.test_deploy import _metrics
+from worker.callbacks import MAX_BODY_BYTES
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
+#: The oldest Kubernetes release still widely run that the manifests target, and the newest the
+#: validator knows.
+VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+#: Kinds defined by operators (CRDs): kubernetes-validate has no schema for them.
+CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+#: Files not in the kustomization: the Secret (created from files, never overwritten by an
+#: apply) and the resources that need an operator installed first.
+NOT_KUSTOMIZED = {"secret.yaml", "scaledobject.yaml", "servicemonitor.yaml"}
+#: Secrets as files (config/): a directory holding one file per secret, named like its variable.
+SECRETS_DIR_VAR = f"{ENV_PREFIX}SECRETS_DIR"
+IMAGE = "pallycon-pack"
+PROGRAM = "pallycon-pack"
+
+
+def documents() -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(KUBE.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        found.extend((path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return found
+
+
+DOCS = documents()
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in DOCS if doc["kind"] == kind]
+
+
+def named(kind: str, name: str) -> dict[str, Any]:
+    [doc] = [doc for doc in of_kind(kind) if doc["metadata"]["name"] == name]
+    return doc
+
+
+def config_map() -> dict[str, str]:
+    [doc] = of_kind("ConfigMap")
+    data: dict[str, str] = doc["data"]
+    return data
+
+
+def containers() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(Deployment, container) for every container of every Deployment."""
+    for deployment in of_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            yield deployment, container
+
+
+def container(component: str) -> dict[str, Any]:
+    [found] = [
+        c
+        for d, c in containers()
+        if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return found
+
+
+def argv(container: dict[str, Any]) -> list[str]:
+    """The container's command line (the image's entrypoint is pallycon-pack)."""
+    return [*container.get("command", [PROGRAM]), *container.get("args", [])]
+
+
+def probe_commands(container: dict[str, Any]) -> list[list[str]]:
+    return [
+        probe["exec"]["command"]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+        if "exec" in (probe := container.get(kind, {}))
+    ]
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+# --- Schemas --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_builtin_manifest_is_valid_for_kubernetes(version: str):
+    kinds = set()
+    for filename, doc in DOCS:
+        if doc["kind"] in CUSTOM:
+            continue
+        kinds.add(doc["kind"])
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{filename}: {doc['kind']} {doc['metadata']['name']}: {exc.message}")
+    wanted = {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Ingress"}
+    assert wanted | {"PodDisruptionBudget"} == kinds
+
+
+def test_the_validator_refuses_an_unknown_field_and_a_wrong_type():
+    worker = copy.deepcopy(named("Deployment", "pallycon-pack-worker"))
+    worker["spec"]["template"]["spec"]["terminationGracePeriod"] = 300
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, VERSIONS[0], strict=True)
+    worker = copy.deepcopy(named("Deployment", "pallycon-pack-worker"))
+    worker["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, VERSIONS[0], strict=True)
+
+
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_METADATA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+}
+#: What KEDA (keda.sh/v1alpha1) and the Prometheus Operator (monitoring.coreos.com/v1) require
+#: of the fields used here, from their CRDs and scaler docs: unknown fields are refused.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "TriggerAuthentication": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "keda.sh/v1alpha1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["secretTargetRef"],
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["parameter", "name", "key"],
+                            "properties": {
+                                "parameter": {"type": "string"},
+                                "name": {"type": "string"},
+                                "key": {"type": "string"},
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "ScaledObject": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "keda.sh/v1alpha1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["scaleTargetRef", "triggers"],
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "apiVersion": {"type": "string"},
+                        },
+                    },
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "pollingInterval": {"type": "integer", "minimum": 1},
+                    "cooldownPeriod": {"type": "integer", "minimum": 0},
+                    "advanced": {"type": "object"},
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["type", "metadata"],
+                            "properties": {
+                                "type": {"enum": ["redis", "prometheus"]},
+                                "metadata": _STRING_MAP,
+                                "authenticationRef": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {"name": {"type": "string"}},
+                                },
+                                "name": {"type": "string"},
+                            },
+                            "allOf": [
+                                {
+                                    "if": {"properties": {"type": {"const": "redis"}}},
+                                    "then": {
+                                        "properties": {
+                                            "metadata": {
+                                                "required": ["address", "listName", "listLength"]
+                                            }
+                                        }
+                                    },
+                                },
+                                {
+                                    "if": {"properties": {"type": {"const": "prometheus"}}},
+                                    "then": {
+                                        "properties": {
+                                            "metadata": {
+                                                "required": ["serverAddress", "query", "threshold"]
+                                            }
+                                        }
+                                    },
+                                },
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "ServiceMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", "endpoints"],
+                "properties": {
+                    "selector": {
+                        "type": "object",
+                        "required": ["matchLabels"],
+                        "properties": {"matchLabels": _STRING_MAP},
+                    },
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["port"],
+                            "properties": {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "interval": {"type": "string", "pattern": r"^\d+[smh]$"},
+                                "scrapeTimeout": {"type": "string", "pattern": r"^\d+[smh]$"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_the_custom_resources_have_what_their_operators_require():
+    seen = set()
+    for filename, doc in DOCS:
+        if doc["kind"] in CUSTOM:
+            seen.add(doc["kind"])
+            try:
+                jsonschema.validate(doc, SCHEMAS[doc["kind"]])
+            except jsonschema.ValidationError as exc:
+                pytest.fail(f"{filename}: {doc['kind']}: {exc.message}")
+    assert seen == CUSTOM
+    broken = copy.deepcopy(named("ScaledObject", "pallycon-pack-worker"))
+    del broken["spec"]["triggers"][0]["metadata"]["listName"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMAS["ScaledObject"])
+
+
+def test_the_kustomization_applies_every_manifest_but_the_secret_and_the_operators_ones():
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    files = {path.name for path in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files - NOT_KUSTOMIZED
+    [namespace] = of_kind("Namespace")
+    assert kustomization["namespace"] == namespace["metadata"]["name"]
+    for _, doc in DOCS:  # the files kept out of it name the namespace themselves
+        assert (
+            doc["metadata"].get("namespace", namespace["metadata"]["name"])
+            == (namespace["metadata"]["name"])
+        )
+    assert [image["name"] for image in kustomization["images"]] == [IMAGE]
+
+
+# --- Against the code -----------------------------------------------------------------------
+
+
+def test_every_variable_is_a_real_setting_and_the_config_map_values_are_valid():
+    settings = {env_name(name) for name in Settings.model_fields}
+    used = set(config_map())
+    for _, c in containers():
+        used |= {env["name"] for env in c.get("env", [])}
+    assert {name for name in used if name.startswith(ENV_PREFIX)} == used
+    assert used - settings == {SECRETS_DIR_VAR}
+    values = {name.removeprefix(ENV_PREFIX).lower(): v for name, v in config_map().items()}
+    Settings.model_validate(values)  # raises on a bad value (the environment not read)
+
+
+def secret_settings() -> set[str]:
+    return {
+        env_name(name)
+        for name, field in Settings.model_fields.items()
+        if SecretStr in getattr(field.annotation, "__args__", (field.annotation,))
+    }
+
+
+def test_secrets_are_mounted_files_never_environment_variables():
+    [secret] = of_kind("Secret")
+    keys = set(secret["stringData"])
+    assert keys <= secret_settings()
+    assert {"PALLYCON_SITE_KEY", "PALLYCON_ACCESS_KEY", "PALLYCON_CALLBACK_TOKEN"} < keys
+    assert not set(config_map()) & secret_settings()
+    for deployment, c in containers():
+        assert "envFrom" not in c or all("secretRef" not in e for e in c["envFrom"])
+        envs = {env["name"]: env for env in c.get("env", [])}
+        assert all("valueFrom" not in env for env in envs.values()), c["name"]
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        [mount] = [m for m in c["volumeMounts"] if "secret" in volumes[m["name"]]]
+        assert mount["readOnly"] is True
+        assert envs[SECRETS_DIR_VAR]["value"] == mount["mountPath"]
+        source = volumes[mount["name"]]["secret"]
+        assert source["secretName"] == secret["metadata"]["name"]
+        for item in source["items"]:
+            assert item["key"] in keys
+            assert item["path"] == item["key"]  # the file is named like its variable
+
+
+def test_every_command_is_a_real_subcommand_whose_options_parse():
+    commands = []
+    for _, c in containers():
+        assert c["image"] == IMAGE
+        commands += [argv(c), *probe_commands(c)]
+    assert len(commands) >= 6
+    for command in commands:
+        assert command[0] == PROGRAM, command
+        with click.Context(main) as parent:
+            sub = main.get_command(parent, command[1])
+            assert sub is not None, f"no subcommand {command[1]!r}"
+            ctx = sub.make_context(command[1], list(command[2:]), parent=parent)
+        if command[1] == "health":
+            parse_checks(ctx.params["checks"])
+        if command[1] == "worker":  # the options going to Celery are ones it is allowed
+            celery = celery_worker_argv(4, "INFO", "node", ctx.params["celery_args"])
+            assert celery[0] == "worker"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'ENTRYPOINT ["{PROGRAM}"]' in dockerfile
+
+
+def test_a_bad_option_does_not_parse():
+    with click.Context(main) as parent:
+        sub = main.get_command(parent, "metrics")
+        assert sub is not None
+        with pytest.raises(click.UsageError):
+            sub.make_context("metrics", ["--prot", "9840"], parent=parent)
+
+
+def _service_ports(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {port["name"]: port for port in service["spec"]["ports"]}
+
+
+def _pod_ports(service: dict[str, Any]) -> dict[str | int, int]:
+    """The container ports (by name and number) of the pods the Service selects."""
+    selector = service["spec"]["selector"]
+    found: dict[str | int, int] = {}
+    for deployment, c in containers():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if selector.items() <= labels.items():
+            for port in c.get("ports", []):
+                found[port["name"]] = found[port["containerPort"]] = port["containerPort"]
+    return found
+
+
+def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
+    for _, c in containers():
+        numbers = {port["name"]: port["containerPort"] for port in c.get("ports", [])}
+        args = argv(c)
+        if "--port" in args:
+            assert {int(option(args, "--port"))} == set(numbers.values()), c["name"]
+            assert option(args, "--host") == "0.0.0.0"  # noqa: S104  # a container listens on all
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            probe = c.get(kind, {})
+            for handler in ("httpGet", "tcpSocket"):
+                if handler in probe:
+                    assert probe[handler]["port"] in numbers, (c["name"], kind)
+    assert int(option(argv(container("metrics")), "--port")) == DEFAULT_PORT
+
+    for service in of_kind("Service"):
+        pods = _pod_ports(service)
+        assert pods, f"Service {service['metadata']['name']} selects no container port"
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in pods
+
+    [monitor] = of_kind("ServiceMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    [scraped] = [
+        s for s in of_kind("Service") if selector.items() <= s["metadata"]["labels"].items()
+    ]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in _service_ports(scraped)
+        assert endpoint["path"] == "/metrics"
+
+    [ingress] = of_kind("Ingress")
+    callbacks = container("callbacks")
+    assert re.search(r"/callback/", (ROOT / "worker" / "callbacks.py").read_text())
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+        [path] = rule["http"]["paths"]
+        assert (path["path"], path["pathType"]) == ("/callback/", "Prefix")
+        backend = path["backend"]["service"]
+        service = named("Service", backend["name"])
+        assert backend["port"]["name"] in _service_ports(service)
+        assert _pod_ports(service) == {
+            p["name"]: p["containerPort"] for p in callbacks["ports"]
+        } | {p["containerPort"]: p["containerPort"] for p in callbacks["ports"]}
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size == f"{MAX_BODY_BYTES // 1024}k"
+    paths = {callbacks[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe")}
+    assert paths == {"/health/live", "/health/ready"}
+
+
+def test_the_grace_period_outlasts_the_task_time_limit():
+    worker = named("Deployment", "pallycon-pack-worker")
+    timeout = int(
+        config_map().get(
+            "PALLYCON_VISIBILITY_TIMEOUT", Settings.model_fields["visibility_timeout"].default
+        )
+    )
+    limit = Settings.model_construct(visibility_timeout=timeout).task_time_limit
+    assert limit == 240
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > limit
+
+
+def test_worker_probes_are_per_pod_and_outlast_a_redis_outage_of_a_minute():
+    worker = container("worker")
+    assert option(argv(worker), "--hostname").endswith("@%h")  # what --this-host matches
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = worker[kind]
+        command = probe["exec"]["command"]
+        assert "--this-host" in command, kind
+        checks = parse_checks(option(command, "--check"))
+        # Each check is bounded by --timeout; the Redis check runs before the others.
+        bound = float(option(command, "--timeout")) * (1 + len(set(checks) - {"redis"}))
+        assert probe["timeoutSeconds"] > bound + 2, kind
+    liveness = worker["livenessProbe"]
+    assert parse_checks(option(liveness["exec"]["command"], "--check")) == ["workers"]
+    # Consecutive failures before a restart span (threshold - 1) periods at least.
+    assert (liveness["failureThreshold"] - 1) * liveness["periodSeconds"] >= 90
+    startup = worker["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 60
+    [budget] = of_kind("PodDisruptionBudget")
+    pods = named("Deployment", "pallycon-pack-worker")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+
+
+def test_keda_watches_the_real_queues_of_the_configured_redis():
+    keys = Keys(config_map().get("PALLYCON_KEY_PREFIX", "pp"))
+    url = urlsplit(config_map()["PALLYCON_REDIS_URL"])
+    [scaled] = of_kind("ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "pallycon-pack-worker"
+    redis_triggers = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+    assert {t["metadata"]["listName"] for t in redis_triggers} == {
+        keys.submit_queue,
+        keys.poll_queue,
+    }
+    [auth] = of_kind("TriggerAuthentication")
+    [secret] = of_kind("Secret")
+    [ref] = auth["spec"]["secretTargetRef"]
+    assert (ref["parameter"], ref["name"]) == ("password", secret["metadata"]["name"])
+    assert ref["key"] == "PALLYCON_REDIS_PASSWORD" in secret["stringData"]
+    for trigger in redis_triggers:
+        assert trigger["metadata"]["address"] == f"{url.hostname}:{url.port or 6379}"
+        assert trigger["metadata"]["databaseIndex"] == (url.path.strip("/") or "0")
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+        assert int(trigger["metadata"]["listLength"]) > 0
+    workers = named("Deployment", "pallycon-pack-worker")
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= workers["spec"]["replicas"]
+
+
+def exposed_families() -> dict[str, set[tuple[tuple[str, str], ...]]]:
+    """Every family the exporter's pure parts expose, with the label sets of its samples."""
+    empty = Schedule(depth=0, overdue=0, oldest_due=None)
+    snapshot = Snapshot(
+        now=0.0,
+        queues={"submit": 0, "poll": 0},
+        schedules={"submit": empty, "poll": empty},
+        intake=Intake(length=0, pending=0, lag=0, group=True),
+    )
+    families: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+    for family in [*fleet_metrics(snapshot), *api_metrics({}), *counter_metrics({})]:
+        for sample in family.samples:
+            families.setdefault(family.name, set()).add(tuple(sorted(sample.labels.items())))
+    return families
+
+
+def test_the_prometheus_trigger_reads_metrics_the_exporter_exposes():
+    import promql_parser
+
+    families = exposed_families()
+    [scaled] = of_kind("ScaledObject")
+    [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"]
+    query = trigger["metadata"]["query"]
+    names = _metrics(query)
+    assert names == {"pallycon_pack_schedule_overdue"}
+    assert names <= set(families)
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            wanted = {(m.name, m.value) for m in node.matchers.matchers}
+            assert any(wanted <= set(labels) for labels in families[node.name]), wanted
+        return True
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    assert float(trigger["metadata"]["threshold"]) > 0
