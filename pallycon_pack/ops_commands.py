@@ -142,17 +142,38 @@ def bounded(name: str, timeout: float, run: Callable[[], Check]) -> Check:
     return Check(found.name, found.ok, found.detail, elapsed)
 
 
-#: The detail of a Redis that answers and takes writes, with AOF off (the other checks run).
-AOF_OFF = "reachable and writable, but AOF is off (appendonly no): a restart loses writes"
+#: How the detail of a Redis that answers and takes writes starts, failed or not: the checks
+#: that read Redis still run.
+REACHABLE = "reachable"
+#: The detail of a Redis that answers and takes writes, with AOF off.
+AOF_OFF = f"{REACHABLE} and writable, but AOF is off (appendonly no): a restart loses writes"
 
 
-def _redis_check(client: redis.Redis, probe_key: str) -> Check:
+def redis_verdict(aof: bool, replicas: int, wait_replicas: int) -> Check:
+    """A Redis that answered and took a write: AOF on, and at least the replicas that
+    ``PALLYCON_REDIS_WAIT_REPLICAS`` waits for (without them no request is acknowledged)."""
+    if not aof:
+        return Check("redis", False, AOF_OFF)
+    if replicas < wait_replicas:
+        return Check(
+            "redis",
+            False,
+            f"reachable, writable, AOF on, but {replicas} replica(s) connected and "
+            f"PALLYCON_REDIS_WAIT_REPLICAS={wait_replicas}: acknowledgements time out",
+        )
+    return Check("redis", True, f"reachable, writable, AOF on, {replicas} replica(s)")
+
+
+def _redis_check(client: redis.Redis, probe_key: str, wait_replicas: int) -> Check:
     client.ping()
     client.set(probe_key, str(time.time()), px=10_000)
     persistence = client.info("persistence")
-    if str(persistence.get("aof_enabled", "0")) != "1":
-        return Check("redis", False, AOF_OFF)
-    return Check("redis", True, "reachable, writable, AOF on")
+    replication = client.info("replication")
+    return redis_verdict(
+        str(persistence.get("aof_enabled", "0")) == "1",
+        int(replication.get("connected_slaves", 0)),
+        wait_replicas,
+    )
 
 
 def _api_check(settings: Settings, timeout: float) -> Check:
@@ -189,8 +210,11 @@ def run_checks(
     results: list[Check] = []
     redis_ok = True
     if "redis" in chosen or any(name in NEEDS_REDIS for name in chosen):
-        first = bounded("redis", timeout, lambda: _redis_check(client, keys.health_probe))
-        redis_ok = first.ok or first.detail == AOF_OFF
+        wait_replicas = settings.redis_wait_replicas
+        first = bounded(
+            "redis", timeout, lambda: _redis_check(client, keys.health_probe, wait_replicas)
+        )
+        redis_ok = first.ok or first.detail.startswith(REACHABLE)  # then the others can run
         if "redis" in chosen or not redis_ok:
             results.append(first)
     snapshot: list[Snapshot] = []

@@ -12,7 +12,7 @@ import redis
 
 from producers.api import SubmitUnconfirmed
 from support.env import clean_env
-from support.processes import start_server
+from support.processes import cli, start_server
 from support.queue import stalls
 from support.stack import Stack
 
@@ -104,6 +104,9 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     counts = stack.exactly_once(ids, records, marker)
     acknowledged_lost = sum(request_id not in records for request_id in ids)
     alive = sum(w.process is not None and w.process.poll() is None for w in workers)
+    health = cli("health", "--check", "redis,workers", env=env, cwd=stack.root)
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert b"1 replica(s)" in health.stdout  # the other replica follows the new primary
     figure("13 sentinel failover", **counts, acknowledged_lost=acknowledged_lost,
            failover_s=round(failover_s, 2), receiver_ready_s=round(receiver_ready_s, 2),
            writes_back_s=round(writes_back_s, 2),

@@ -9,7 +9,7 @@ import click
 import pytest
 
 from pallycon_pack.exporter import api_metrics, event_type
-from pallycon_pack.ops_commands import Thresholds, judge, parse_checks
+from pallycon_pack.ops_commands import REACHABLE, Thresholds, judge, parse_checks, redis_verdict
 from store.counters import CallStats, bucket_of, outcome_code
 from store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
 
@@ -59,6 +59,23 @@ def test_verdicts(check: str, fleet: Snapshot, ok: bool, says: str):
     assert verdict.ok is ok
     assert says in verdict.detail
     assert verdict.line().startswith(f"{check:<9} {'ok' if ok else 'FAIL'}")
+
+
+@pytest.mark.parametrize(
+    ("aof", "replicas", "wait", "ok", "says"),
+    [
+        (True, 0, 0, True, "AOF on, 0 replica(s)"),
+        (True, 2, 1, True, "AOF on, 2 replica(s)"),
+        (True, 1, 2, False, "1 replica(s) connected and PALLYCON_REDIS_WAIT_REPLICAS=2"),
+        (True, 0, 1, False, "acknowledgements time out"),
+        (False, 2, 1, False, "AOF is off"),
+    ],
+)
+def test_redis_verdicts(aof, replicas, wait, ok, says):
+    check = redis_verdict(aof, replicas, wait)
+    assert (check.name, check.ok) == ("redis", ok)
+    assert says in check.detail
+    assert check.detail.startswith(REACHABLE)  # Redis answered: the other checks still run
 
 
 def test_thresholds_are_the_options():
