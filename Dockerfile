@@ -1,12 +1,15 @@
-# One image for every pallycon-pack role: `docker run IMAGE <subcommand>`.
+# One image for every pallycon-pack role: `docker run IMAGE <subcommand>`. docker-compose.yml
+# builds it once (as pallycon-pack:local) and runs each service from it.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
-RUN pip install --no-cache-dir uv
+# uv pinned: the same resolver reads uv.lock on every build.
+RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 
 # Dependencies first, so that code changes do not reinstall them.
@@ -23,8 +26,12 @@ COPY pallycon_pack ./pallycon_pack
 COPY support ./support
 RUN uv sync --frozen --no-dev
 
+# The emulator's data directory, seeded with the inputs examples/ name (bucket my-bucket, as
+# the README registers it): a named volume mounted here starts as a copy of it.
+COPY examples/emulator-data /data
+
 ENV PATH="/app/.venv/bin:$PATH"
-RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
+RUN useradd --create-home --uid 10001 app && chown -R app /data
 USER app
 
 ENTRYPOINT ["pallycon-pack"]
