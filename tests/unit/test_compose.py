@@ -1,0 +1,420 @@
+"""docker-compose.yml, the Dockerfile and .dockerignore agree with the compose spec and the code.
+
+No Docker engine runs here, so the files are parsed: the compose file is validated against the
+compose spec's JSON schema (the copy check-jsonschema vendors), then checked against the real
+CLI (each command and health check parses with the click commands), the settings classes, the
+servers' routes, the examples it must serve, and the .env that the README has users copy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema among the dev dependencies
+import pytest
+import yaml
+
+from config import ENV_PREFIX, Settings
+from config.settings import HARD_TIME_LIMIT_SHARE
+from emulator.config import EmulatorSettings, emulator_env_name
+from pallycon_pack.cli import main
+from pallycon_pack.console import ENV_PREFIX as CONSOLE_PREFIX
+from pallycon_pack.console import ConsoleSettings
+from pallycon_pack.ops_commands import parse_checks
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+#: The services that run the pallycon-pack image (the others, Redis, run images of their own).
+OURS = {name: s for name, s in SERVICES.items() if str(s.get("image", "")).startswith("pallycon")}
+
+MAIN_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
+CONSOLE_SETTINGS = {f"{CONSOLE_PREFIX}{name.upper()}" for name in ConsoleSettings.model_fields}
+SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
+#: The settings each subcommand run as a service reads (the emulator: its own and the site's).
+READS = {
+    "worker": MAIN_SETTINGS,
+    "callbacks": MAIN_SETTINGS,
+    "emulator": MAIN_SETTINGS | EMULATOR_SETTINGS,
+}
+#: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, as compose reads them.
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+#: The paths the build context must never hold: secrets, the local environment, bulky output.
+NEVER_IN_CONTEXT = [
+    ".env",
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "secrets",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+]
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """``value`` with compose's ``${...}`` replaced as ``env`` (a .env file) sets them."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        found = env.get(name)
+        if operator in ("-", ":-"):
+            unset = found is None or (operator == ":-" and found == "")
+            return argument if unset else str(found)
+        if operator in ("?", ":?"):
+            assert found, f"docker-compose.yml requires {name}: {argument}"
+        return found or ""
+
+    return _INTERPOLATION.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def read_env_file(text: str, *, uncomment: bool) -> dict[str, str]:
+    """The variables of a .env file; with ``uncomment``, its commented ``# NAME=value`` lines
+    too (a user's .env that turned every example on)."""
+    env: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if uncomment and re.match(r"^#\s*[A-Z][A-Z0-9_]*=", line):
+            line = line.lstrip("#").strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        env[name.strip()] = re.split(r"\s+#", value, maxsplit=1)[0].strip()
+    return env
+
+
+def resolve(words: list[str], where: str) -> tuple[click.Command, list[str]]:
+    """The click command that ``pallycon-pack WORDS...`` runs, and the words it parses."""
+    command: click.Command = main
+    rest = list(words)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        assert sub is not None, f"{where}: no such command: pallycon-pack {' '.join(words)}"
+        command, rest = sub, rest[1:]
+    assert not isinstance(command, click.Group), f"{where}: {words} names no subcommand"
+    return command, rest
+
+
+def parse(words: list[str], where: str) -> dict[str, Any]:
+    """The parameters ``pallycon-pack WORDS...`` would run with (parsed, not invoked)."""
+    command, rest = resolve(words, where)
+    try:
+        with command.make_context(str(command.name), list(rest)) as context:
+            return dict(context.params)
+    except click.UsageError as exc:
+        pytest.fail(f"{where}: pallycon-pack {' '.join(words)}: {exc.format_message()}")
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    value = service.get("environment") or {}
+    assert isinstance(value, dict), "write environment: as a mapping (NAME: value)"
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def health_command(name: str) -> list[str]:
+    test = SERVICES[name]["healthcheck"]["test"]
+    assert isinstance(test, list), f"service {name}: write its health check as a CMD list"
+    assert test[0] == "CMD", f"service {name}: health check must be CMD (the image has no curl)"
+    return [str(word) for word in test[1:]]
+
+
+def published(name: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of each port the service publishes."""
+    found = []
+    for entry in SERVICES[name].get("ports", []):
+        text = interpolate(str(entry), env)
+        address, host_port, container_port = text.rsplit(":", 2)
+        found.append((address, int(host_port), int(container_port)))
+    return found
+
+
+# --- The compose file -----------------------------------------------------------------------
+
+
+def test_compose_file_is_valid_against_the_compose_spec():
+    """docker-compose.yml validates against the compose spec's schema (vendored, offline)."""
+    vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(vendored.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    errors = sorted(validator_class(schema).iter_errors(COMPOSE), key=lambda e: list(e.path))
+    assert not errors, "docker-compose.yml: " + "; ".join(
+        f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors
+    )
+
+
+def test_one_image_built_once_runs_every_pallycon_pack_service():
+    """Exactly one service builds the image (with pull_policy build); every other service of
+    ours runs that same image and never tries to pull it from a registry."""
+    builders = [name for name, s in SERVICES.items() if "build" in s]
+    assert builders == ["worker"], f"services with build: {builders}; want the worker alone"
+    image = SERVICES["worker"]["image"]
+    assert set(OURS) == {"emulator", "worker", "callbacks"}, f"our services: {sorted(OURS)}"
+    for name, service in OURS.items():
+        assert service["image"] == image, f"service {name} runs {service['image']}, not {image}"
+        want = "build" if name == "worker" else "never"
+        assert service.get("pull_policy") == want, f"service {name}: pull_policy is not {want}"
+        assert service.get("init") is True, f"service {name}: no init (PID 1 reaping, signals)"
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_each_command_is_a_real_subcommand_whose_options_parse(name: str):
+    """Each service's command and health check (when it runs pallycon-pack) parse with the
+    real click commands: subcommand, option names and value types."""
+    parse([str(word) for word in SERVICES[name]["command"]], f"service {name}")
+    check = health_command(name)
+    if check[0] == "pallycon-pack":
+        parse(check[1:], f"service {name}, health check")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_restarts_and_has_a_health_check(name: str):
+    """Each service restarts by itself and reports its health."""
+    service = SERVICES[name]
+    assert service.get("restart") in {"always", "unless-stopped", "on-failure"}, (
+        f"service {name}: no restart policy"
+    )
+    assert service.get("healthcheck", {}).get("test"), f"service {name}: no health check"
+
+
+def test_the_worker_is_judged_by_pallycon_pack_health():
+    """The worker's health check is `pallycon-pack health` on Redis, the API and this
+    container's own workers: a wrong API URL or credentials make it unhealthy, not a silent
+    retry loop."""
+    check = parse(health_command("worker")[1:], "service worker, health check")
+    try:
+        chosen = parse_checks(check["checks"])
+    except click.BadParameter as exc:
+        pytest.fail(f"service worker, health check: {exc.format_message()}")
+    assert chosen == ["redis", "api", "workers"], f"service worker checks {chosen}"
+    assert check["this_host"], "service worker: its health check judges other workers too"
+    limit = check["timeout"] * 3  # the checks run one after another, each bounded
+    docker_timeout = SERVICES["worker"]["healthcheck"]["timeout"]
+    assert int(docker_timeout.rstrip("s")) > limit, "the probe's timeout is below its checks'"
+
+
+def test_the_servers_health_checks_probe_their_own_health_routes():
+    """The emulator's and the receiver's checks fetch a health route that the server has, on
+    the port its command listens on (the image has Python, no curl)."""
+    routes = {
+        "emulator": (ROOT / "emulator" / "app.py").read_text(),
+        "callbacks": (ROOT / "worker" / "callbacks.py").read_text(),
+    }
+    for name, source in routes.items():
+        check = " ".join(health_command(name))
+        match = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", check)
+        assert match, f"service {name}: its health check fetches no local URL"
+        port = parse(SERVICES[name]["command"], f"service {name}")["port"]
+        assert int(match.group(1)) == port, f"service {name}: health check port is not {port}"
+        assert f'Route("{match.group(2)}"' in source, f"service {name}: no route {match.group(2)}"
+
+
+def test_depends_on_waits_for_conditions_that_can_be_met():
+    """Every dependency names a condition; a service waited for as healthy has a health check;
+    only a dependency in a profile may be optional."""
+    for name, service in SERVICES.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"service {name}: depends_on without conditions"
+        for other, rule in depends.items():
+            assert other in SERVICES, f"service {name} depends on unknown {other}"
+            assert "condition" in rule, f"service {name}: depends_on {other} has no condition"
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[other], f"{other} has no health check"
+            if rule.get("required") is False:
+                assert SERVICES[other].get("profiles"), f"{name}: {other} is always there"
+    assert SERVICES["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert SERVICES["callbacks"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_emulator_is_in_a_profile_and_nothing_else_is():
+    """`docker compose up` runs without the emulator; `--profile emulator` adds it."""
+    profiled = {name: s["profiles"] for name, s in SERVICES.items() if "profiles" in s}
+    assert profiled == {"emulator": ["emulator"]}
+
+
+def test_every_variable_set_is_a_setting_and_every_interpolated_one_is_known():
+    """Every PALLYCON_* a container is given is a real setting; every ${...} the file reads is
+    either a setting or one of the STACK_* variables docs/OPERATIONS.md describes."""
+    for name, service in OURS.items():
+        for variable in environment(service):
+            assert variable in SETTINGS, f"service {name}: {variable} is not a setting"
+    operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    section = operations.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
+    for variable in set(_INTERPOLATION.findall(COMPOSE_TEXT)):
+        name = variable[0]
+        if name.startswith(ENV_PREFIX):
+            assert name in SETTINGS, f"docker-compose.yml reads {name}, which is not a setting"
+        else:
+            assert name.startswith("STACK_"), f"docker-compose.yml reads {name}: name it STACK_*"
+            assert f"`{name}`" in section, f"{name} is not in docs/OPERATIONS.md#docker-compose"
+
+
+@pytest.mark.parametrize("uncomment", [False, True], ids=["as-copied", "every-line-on"])
+def test_the_walkthrough_env_never_points_a_container_at_itself(uncomment: bool):
+    """With the .env the README has users copy (and with every commented line of it turned on),
+    no setting a container's process reads is a loopback address of another service: the worker
+    talks to the emulator and Redis by their service names. Loopback stays only in listen
+    addresses (*_HOST), which the servers' --host flags replace."""
+    env = read_env_file((ROOT / ".env.example").read_text(), uncomment=uncomment)
+    if not uncomment:
+        assert urlsplit(env["PALLYCON_API_URL"]).hostname in LOOPBACK, (
+            "premise: .env.example's PALLYCON_API_URL is for commands run on this machine"
+        )
+    for name, service in OURS.items():
+        effective = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        effective |= {k: interpolate(v, env) for k, v in environment(service).items()}
+        reads = READS[str(service["command"][0])]
+        for variable, value in effective.items():
+            if variable not in reads:
+                continue
+            host = urlsplit(value).hostname if "://" in value else None
+            if host in LOOPBACK:
+                pytest.fail(f"service {name}: {variable}={value} is the container itself")
+            if value in LOOPBACK:
+                assert variable.endswith("_HOST"), f"service {name}: {variable}={value}"
+    worker = {k: interpolate(v, env) for k, v in environment(SERVICES["worker"]).items()}
+    if "STACK_API_URL" not in env:
+        assert worker["PALLYCON_API_URL"] == "http://emulator:8600"
+    if "STACK_REDIS_URL" not in env:
+        assert urlsplit(worker["PALLYCON_REDIS_URL"]).hostname == "redis"
+
+
+def test_stack_api_url_reaches_the_workers():
+    """STACK_API_URL in .env is what the workers use: the switch to the real PallyCon."""
+    env = {"STACK_API_URL": "https://api.pallycon.com", "PALLYCON_API_URL": "http://127.0.0.1:8600"}
+    for name, service in OURS.items():
+        url = interpolate(environment(service)["PALLYCON_API_URL"], env)
+        assert url == "https://api.pallycon.com", f"service {name}: {url}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_published_ports_match_the_commands_and_stay_on_this_machine(name: str):
+    """Each published port is the port the service's command listens on, and by default it is
+    published on 127.0.0.1 only (Redis has no password; the others sit behind a proxy)."""
+    ports = published(name, {})
+    if name == "worker":
+        assert not ports, "the worker listens on nothing"
+        return
+    assert len(ports) == 1, f"service {name}: publish exactly one port"
+    address, host_port, container_port = ports[0]
+    assert address == "127.0.0.1", f"service {name}: published on {address!r} by default"
+    listens = 6379 if name == "redis" else parse(SERVICES[name]["command"], name)["port"]
+    assert container_port == listens, f"service {name}: publishes {container_port}, not {listens}"
+    assert host_port == container_port, f"service {name}: the README's port is {container_port}"
+    if name in OURS:
+        assert parse(SERVICES[name]["command"], name)["host"] == "0.0.0.0"  # noqa: S104
+
+
+def test_redis_is_durable_and_published_for_the_walkthrough():
+    """Redis keeps its data (AOF) and never evicts; `docker compose up redis` gives the
+    walk-through's localhost:6379, which is where the settings look by default."""
+    command = " ".join(SERVICES["redis"]["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert published("redis", {}) == [("127.0.0.1", 6379, 6379)]
+    default = urlsplit(Settings.model_fields["redis_url"].default)
+    assert (default.hostname, default.port) == ("localhost", 6379)
+
+
+def test_a_stop_lets_the_workers_running_steps_finish():
+    """The worker's stop grace period outlasts Celery's hard task time limit at the default
+    visibility timeout, so `docker compose stop` is a warm shutdown."""
+    grace = SERVICES["worker"]["stop_grace_period"]
+    match = re.fullmatch(r"(\d+)(s|m)", grace)
+    assert match, f"stop_grace_period {grace!r}: write it as Ns or Nm"
+    seconds = int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+    hard_limit = HARD_TIME_LIMIT_SHARE * Settings.model_fields["visibility_timeout"].default
+    assert seconds > hard_limit
+
+
+# --- The emulator's seeded data ---------------------------------------------------------------
+
+
+def _example_inputs() -> list[str]:
+    lines = (ROOT / "examples" / "backfill.jsonl").read_text().splitlines()
+    bodies = [json.loads((ROOT / "examples" / "job.json").read_text())]
+    bodies += [json.loads(line)["body"] for line in lines if line.strip()]
+    return [path for body in bodies for path in body["storage"]["input"]["contents_path"]]
+
+
+def test_the_emulators_data_directory_is_seeded_with_every_example_input():
+    """Under compose the emulator reads a data directory: the image seeds it (the volume starts
+    as a copy) with every input examples/ names, in the bucket the README registers."""
+    data_dir = environment(SERVICES["emulator"])["PALLYCON_EMULATOR_DATA_DIR"]
+    assert f"emulator-data:{data_dir}" in SERVICES["emulator"]["volumes"]
+    seed = re.search(rf"^COPY (\S+) {re.escape(data_dir)}/?$", DOCKERFILE, flags=re.MULTILINE)
+    assert seed, f"the Dockerfile seeds nothing into {data_dir}"
+    readme = (ROOT / "README.md").read_text()
+    buckets = set(re.findall(r"pallycon-pack storage register .*--bucket (\S+)", readme))
+    assert buckets, "the README registers no storage"
+    inputs = _example_inputs()
+    assert len(inputs) >= 3
+    for bucket in buckets:
+        for path in inputs:
+            seeded = ROOT / seed.group(1) / bucket / path
+            assert seeded.is_file(), f"{seeded.relative_to(ROOT)} is missing"
+            assert seeded.stat().st_size > 0, f"{seeded.relative_to(ROOT)} is empty"
+
+
+# --- The Dockerfile and .dockerignore ---------------------------------------------------------
+
+
+def test_the_dockerfile_copies_every_shipped_package_and_runs_the_cli():
+    """The image holds every top-level package the wheel ships, and its entry point is the
+    pallycon-pack command."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    copied = set(re.findall(r"^COPY (\S+) \./\1/?$", DOCKERFILE, flags=re.MULTILINE))
+    assert set(packages) <= copied, f"the Dockerfile misses {set(packages) - copied}"
+    assert re.search(r'^ENTRYPOINT \["pallycon-pack"\]$', DOCKERFILE, flags=re.MULTILINE)
+    assert "uv sync --frozen --no-dev" in DOCKERFILE
+
+
+def test_the_dockerfile_pins_uv():
+    """uv is installed at one exact version, so every build resolves uv.lock the same way."""
+    installs = re.findall(r"pip install[^\n]*?\buv\b(\S*)", DOCKERFILE)
+    assert installs, "the Dockerfile does not install uv with pip"
+    for version in installs:
+        assert re.fullmatch(r"==\d+\.\d+\.\d+", version), f"uv is not pinned: uv{version}"
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore ``patterns`` exclude ``path`` (relative to the context), with the
+    last matching pattern winning as Docker's do (``!`` re-includes)."""
+    verdict = False
+    parts = path.split("/")
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern.lstrip("!").strip("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, body) for prefix in prefixes):
+            verdict = not negated
+    return verdict
+
+
+def test_the_build_context_leaves_out_secrets_and_bulk_but_not_what_the_image_copies():
+    """.dockerignore keeps secrets (.env, secrets/), the local environment, caches, build
+    output and history out of the build context, and none of what the Dockerfile copies."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for path in NEVER_IN_CONTEXT:
+        assert _ignored(path, patterns), f".dockerignore does not exclude {path}"
+        assert _ignored(f"{path}/inner", patterns) or path == ".env", f"{path}/ leaks"
+    sources = re.findall(r"^COPY (.+) \S+$", DOCKERFILE, flags=re.MULTILINE)
+    for source in (word for line in sources for word in line.split()):
+        assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is missing"
+        assert not _ignored(source, patterns), f".dockerignore excludes {source}, copied"
