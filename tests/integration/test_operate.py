@@ -16,11 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.deployment import dashboard_metrics, rule_metrics
 from support.env import clean_env
 from support.processes import ServerProcess, WorkerProcess, cli, start_server
 from support.redis_server import free_port
 from support.stack import Stack
-from tests.unit.test_deploy import dashboard_metrics, rule_metrics
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import json
 import re
 import tomllib
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,13 +23,9 @@ import yaml
 
 from config import ENV_PREFIX, Settings
 from config.settings import HARD_TIME_LIMIT_SHARE
-from emulator.config import EmulatorSettings, emulator_env_name
-from pallycon_pack.cli import main
-from pallycon_pack.console import ENV_PREFIX as CONSOLE_PREFIX
-from pallycon_pack.console import ConsoleSettings
 from pallycon_pack.ops_commands import parse_checks
+from support.deployment import EMULATOR_SETTINGS, MAIN_SETTINGS, ROOT, SETTINGS, parse
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -38,10 +33,6 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 #: The services that run the pallycon-pack image (the others, Redis, run images of their own).
 OURS = {name: s for name, s in SERVICES.items() if str(s.get("image", "")).startswith("pallycon")}
 
-MAIN_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
-CONSOLE_SETTINGS = {f"{CONSOLE_PREFIX}{name.upper()}" for name in ConsoleSettings.model_fields}
-SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
 #: The settings each subcommand run as a service reads (the emulator: its own and the site's).
 READS = {
     "worker": MAIN_SETTINGS,
@@ -95,28 +86,6 @@ def read_env_file(text: str, *, uncomment: bool) -> dict[str, str]:
         name, value = line.split("=", 1)
         env[name.strip()] = re.split(r"\s+#", value, maxsplit=1)[0].strip()
     return env
-
-
-def resolve(words: list[str], where: str) -> tuple[click.Command, list[str]]:
-    """The click command that ``pallycon-pack WORDS...`` runs, and the words it parses."""
-    command: click.Command = main
-    rest = list(words)
-    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
-        sub = command.get_command(click.Context(command), rest[0])
-        assert sub is not None, f"{where}: no such command: pallycon-pack {' '.join(words)}"
-        command, rest = sub, rest[1:]
-    assert not isinstance(command, click.Group), f"{where}: {words} names no subcommand"
-    return command, rest
-
-
-def parse(words: list[str], where: str) -> dict[str, Any]:
-    """The parameters ``pallycon-pack WORDS...`` would run with (parsed, not invoked)."""
-    command, rest = resolve(words, where)
-    try:
-        with command.make_context(str(command.name), list(rest)) as context:
-            return dict(context.params)
-    except click.UsageError as exc:
-        pytest.fail(f"{where}: pallycon-pack {' '.join(words)}: {exc.format_message()}")
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:

@@ -6,47 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any
 
 import promql_parser
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "pallycon-pack.json"
-RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+from support.deployment import DASHBOARD, RULES, dashboard_exprs, dashboard_metrics
+
 #: Suffixes Prometheus adds to a histogram's or counter's family name in the exposition.
 _DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)$")
-
-
-def _metrics(expr: str) -> set[str]:
-    names: set[str] = set()
-
-    def visit(node: Any) -> bool:
-        if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.add(node.name)
-        return True
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
-
-
-def rules() -> list[dict[str, Any]]:
-    loaded = yaml.safe_load(RULES.read_text())
-    return [rule for group in loaded["groups"] for rule in group["rules"]]
-
-
-def dashboard_metrics() -> set[str]:
-    return set().union(*(_metrics(expr) for expr in dashboard_exprs()))
-
-
-def rule_metrics() -> set[str]:
-    return set().union(*(_metrics(rule["expr"]) for rule in rules()))
 
 
 def test_the_dashboard_parses_and_every_query_is_promql():

@@ -8,11 +8,9 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
@@ -21,17 +19,15 @@ from pydantic import SecretStr
 
 from config import Settings
 from config.settings import ENV_PREFIX, env_name
-from pallycon_pack.cli import main
 from pallycon_pack.exporter import api_metrics, counter_metrics, fleet_metrics
 from pallycon_pack.metrics_command import DEFAULT_PORT
 from pallycon_pack.ops_commands import parse_checks
 from pallycon_pack.process_commands import celery_worker_argv
 from store.fleet import Intake, Schedule, Snapshot
 from store.keys import Keys
-from tests.unit.test_deploy import _metrics
+from support.deployment import ROOT, parse, promql_metrics
 from worker.callbacks import MAX_BODY_BYTES
 
-ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 #: The oldest Kubernetes release still widely run that the manifests target, and the newest the
 #: validator knows.
@@ -364,25 +360,19 @@ def test_every_command_is_a_real_subcommand_whose_options_parse():
     assert len(commands) >= 6
     for command in commands:
         assert command[0] == PROGRAM, command
-        with click.Context(main) as parent:
-            sub = main.get_command(parent, command[1])
-            assert sub is not None, f"no subcommand {command[1]!r}"
-            ctx = sub.make_context(command[1], list(command[2:]), parent=parent)
+        params = parse(command[1:], "deploy/kubernetes")
         if command[1] == "health":
-            parse_checks(ctx.params["checks"])
+            parse_checks(params["checks"])
         if command[1] == "worker":  # the options going to Celery are ones it is allowed
-            celery = celery_worker_argv(4, "INFO", "node", ctx.params["celery_args"])
+            celery = celery_worker_argv(4, "INFO", "node", params["celery_args"])
             assert celery[0] == "worker"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f'ENTRYPOINT ["{PROGRAM}"]' in dockerfile
 
 
 def test_a_bad_option_does_not_parse():
-    with click.Context(main) as parent:
-        sub = main.get_command(parent, "metrics")
-        assert sub is not None
-        with pytest.raises(click.UsageError):
-            sub.make_context("metrics", ["--prot", "9840"], parent=parent)
+    with pytest.raises(AssertionError, match="--prot"):
+        parse(["metrics", "--prot", "9840"], "a test")
 
 
 def _service_ports(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -530,7 +520,7 @@ def test_the_prometheus_trigger_reads_metrics_the_exporter_exposes():
     [scaled] = of_kind("ScaledObject")
     [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"]
     query = trigger["metadata"]["query"]
-    names = _metrics(query)
+    names = promql_metrics(query)
     assert names == {"pallycon_pack_schedule_overdue"}
     assert names <= set(families)
 

@@ -1,0 +1,104 @@
+"""Checking the files around the code against it: the compose file, the Dockerfile, the
+Kubernetes manifests, the dashboards and the docs name commands, settings and metrics that must
+exist. No Docker engine or cluster runs the tests, so these files are parsed and compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from config import ENV_PREFIX, Settings
+from emulator.config import EmulatorSettings, emulator_env_name
+from pallycon_pack.cli import main
+from pallycon_pack.console import ENV_PREFIX as CONSOLE_PREFIX
+from pallycon_pack.console import ConsoleSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "deploy" / "grafana" / "pallycon-pack.json"
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+#: The variables of the one settings class (workers, producers, the CLI).
+MAIN_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+#: The emulator's own settings.
+EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
+#: The console's own settings.
+CONSOLE_SETTINGS = {f"{CONSOLE_PREFIX}{name.upper()}" for name in ConsoleSettings.model_fields}
+#: Every variable some process reads.
+SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
+
+
+def resolve(words: list[str], where: str) -> tuple[click.Command, list[str]]:
+    """The click command that ``pallycon-pack WORDS...`` runs, and the words it parses;
+    an ``AssertionError`` naming ``where`` if there is no such command."""
+    command: click.Command = main
+    rest = list(words)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        assert sub is not None, f"{where}: no such command: pallycon-pack {' '.join(words)}"
+        command, rest = sub, rest[1:]
+    return command, rest
+
+
+def parse(words: list[str], where: str) -> dict[str, Any]:
+    """The parameters ``pallycon-pack WORDS...`` would run with (parsed, not invoked); an
+    ``AssertionError`` naming ``where`` and click's complaint if they do not parse."""
+    command, rest = resolve(words, where)
+    assert not isinstance(command, click.Group), f"{where}: {words} names no subcommand"
+    try:
+        with command.make_context(str(command.name), list(rest)) as context:
+            return dict(context.params)
+    except click.UsageError as exc:
+        raise AssertionError(
+            f"{where}: pallycon-pack {' '.join(words)}: {exc.format_message()}"
+        ) from None
+
+
+def known_options(words: list[str], where: str) -> None:
+    """Every ``--option`` of ``pallycon-pack WORDS...`` exists (for documented lines, which
+    may leave out required values)."""
+    command, rest = resolve(words, where)
+    known = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    known |= {"--help", "-h"}
+    for word in rest:
+        if word.startswith("--"):
+            assert word.split("=")[0] in known, f"{where}: {command.name} has no option {word}"
+
+
+def promql_metrics(query: str) -> set[str]:
+    """The metric names a PromQL query reads."""
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    return names
+
+
+def dashboard_exprs() -> list[str]:
+    """The queries of the Grafana dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+
+
+def rules() -> list[dict[str, Any]]:
+    """The Prometheus alert rules."""
+    loaded = yaml.safe_load(RULES.read_text())
+    return [rule for group in loaded["groups"] for rule in group["rules"]]
+
+
+def dashboard_metrics() -> set[str]:
+    return set().union(*(promql_metrics(expr) for expr in dashboard_exprs()))
+
+
+def rule_metrics() -> set[str]:
+    return set().union(*(promql_metrics(rule["expr"]) for rule in rules()))
