@@ -68,8 +68,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, **SOURCES)
 
-    #: The secrets read from files, by field (set by :func:`read_settings`).
-    _secret_files: dict[str, SecretFile] = PrivateAttr(default_factory=dict)
+    #: The secrets read from files, by field, with the value read (set by
+    #: :func:`read_settings`): a copy with another value (``model_copy``) no longer uses it.
+    _secret_files: dict[str, tuple[SecretFile, Any]] = PrivateAttr(default_factory=dict)
 
     # --- PallyCon site credentials (PallyCon Console > site settings) -------------------------
     site_id: str | None = Field(default=None, description="Site ID, e.g. TUTO.")
@@ -314,7 +315,11 @@ class Settings(BaseSettings):
     @property
     def secret_files(self) -> dict[str, SecretFile]:
         """The secrets that were read from files, by field, and where from."""
-        return dict(self._secret_files)
+        return {
+            name: where
+            for name, (where, value) in self._secret_files.items()
+            if getattr(self, name) is value
+        }
 
     def environment(self) -> dict[str, str]:
         """These settings as ``PALLYCON_*`` variables, secrets revealed: for a child process's
@@ -322,8 +327,9 @@ class Settings(BaseSettings):
         ``PALLYCON_<NAME>_FILE`` naming that file, so that it is not copied into the child's
         environment."""
         env = {}
+        files = self.secret_files
         for name, value in self.model_dump(exclude_none=True).items():
-            where = self._secret_files.get(name)
+            where = files.get(name)
             if where is not None:
                 env[env_name(name) + FILE_SUFFIX] = str(where.path)
                 continue
@@ -440,5 +446,7 @@ def read_settings(
             lines.append(f"{name_of(field)}{where}: {message}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     if files and "_secret_files" in (kind.__private_attributes__ or {}):
-        settings._secret_files = files  # type: ignore[attr-defined]
+        settings._secret_files = {  # type: ignore[attr-defined]
+            field: (where, getattr(settings, field)) for field, where in files.items()
+        }
     return settings

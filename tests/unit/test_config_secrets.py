@@ -249,6 +249,11 @@ def test_children_get_the_file_not_the_secret(monkeypatch: pytest.MonkeyPatch, t
     assert "PALLYCON_CALLBACK_TOKEN" not in env
     assert SITE_KEY not in env.values()
     assert TOKEN not in env.values()
+    # A copy with another value hands that value on, not the file.
+    copy = load_settings().model_copy(update={"callback_token": SecretStr(TOKEN + "-copy")})
+    assert copy.environment()["PALLYCON_CALLBACK_TOKEN"] == TOKEN + "-copy"
+    assert "PALLYCON_CALLBACK_TOKEN_FILE" not in copy.environment()
+    assert "PALLYCON_SITE_KEY_FILE" in copy.environment()
     # A child given exactly that environment reads the same settings.
     for name in list(os.environ):
         if name.startswith("PALLYCON_"):
