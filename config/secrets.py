@@ -23,7 +23,7 @@ from __future__ import annotations
 import stat
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,23 @@ def locate(
             if path.exists() or path.is_symlink():
                 found[field] = SecretFile(field, SECRETS_DIR_VARIABLE, path, BY_SECRETS_DIR)
     return found
+
+
+def refuse_in_dotenv(
+    kind: type[BaseSettings], name_of: Callable[[str], str], names: Iterable[str]
+) -> None:
+    """A :class:`SecretFileError` if ``names`` (those set in ``.env``) hold a ``VAR_FILE`` of
+    ``kind`` or ``PALLYCON_SECRETS_DIR``: they are read from the environment only, and a line
+    of ``.env`` silently ignored would be worse than a refusal."""
+    wanted = {SECRETS_DIR_VARIABLE.lower()} | {
+        (name_of(field) + FILE_SUFFIX).lower() for field in secret_fields(kind)
+    }
+    found = sorted(name.upper() for name in names if name.lower() in wanted)
+    if found:
+        raise SecretFileError(
+            f"{', '.join(found)} in .env: secret files are named in the environment only "
+            "(export it, or give it to the container)"
+        )
 
 
 def _check_directory(path: Path) -> None:

@@ -21,9 +21,16 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfigDict
 
-from config.secrets import FILE_SUFFIX, SecretFile, SecretFileError, locate, read_secret
+from config.secrets import (
+    FILE_SUFFIX,
+    SecretFile,
+    SecretFileError,
+    locate,
+    read_secret,
+    refuse_in_dotenv,
+)
 from pallycon.models import WireOptions
 from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
@@ -431,6 +438,8 @@ def read_settings(
     (``os.environ`` by default)."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
+        if kind.model_config.get("env_file"):
+            refuse_in_dotenv(kind, name_of, DotEnvSettingsSource(kind).env_vars)
         files = locate(kind, name_of, os.environ if environ is None else environ, frozenset(given))
         values: dict[str, Any] = {field: read_secret(where) for field, where in files.items()}
     except SecretFileError as exc:

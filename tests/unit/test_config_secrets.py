@@ -220,6 +220,13 @@ def test_an_unusable_secrets_directory_is_refused(monkeypatch: pytest.MonkeyPatc
     assert "is not a regular file" in message
 
 
+def test_secret_files_named_in_dotenv_are_refused(tmp_path: Path):
+    """.env is not read for _FILE or the secrets directory: said, not silently ignored."""
+    _write(tmp_path / ".env", "pallycon_site_key_file=/x\nPALLYCON_SECRETS_DIR=/y\n")
+    message = _error()
+    assert "PALLYCON_SECRETS_DIR, PALLYCON_SITE_KEY_FILE in .env: secret files are named" in message
+
+
 def test_validators_apply_to_file_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A 31-byte site key from a file is refused like one from a variable, naming the file."""
     path = _write(tmp_path / "site_key", SITE_KEY[:-1] + "\n")
