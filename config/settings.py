@@ -1,9 +1,10 @@
 """The one settings class of pallycon-pack.
 
 Every value comes from a ``PALLYCON_*`` environment variable, a ``.env`` file in the current
-directory, or keyword overrides (command-line flags). Nothing reads settings as a global:
-entry points call :func:`load_settings` once and pass the object (or the parts it needs) into
-constructors.
+directory, or keyword overrides (command-line flags); a secret can also come from a file
+(``PALLYCON_<NAME>_FILE`` or ``PALLYCON_SECRETS_DIR``, see :mod:`config.secrets`). Nothing
+reads settings as a global: entry points call :func:`load_settings` once and pass the object
+(or the parts it needs) into constructors.
 
 Site credentials are optional at load time, because a producer that only enqueues requests must
 not need the site key; code that signs asks for them through :meth:`Settings.credentials`, which
@@ -12,15 +13,24 @@ names the missing variable.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfigDict
 
+from config.secrets import (
+    FILE_SUFFIX,
+    SecretFile,
+    SecretFileError,
+    locate,
+    read_secret,
+    refuse_in_dotenv,
+)
 from pallycon.models import WireOptions
 from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
@@ -64,6 +74,10 @@ class Settings(BaseSettings):
     """All settings, with the defaults a new user gets."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, **SOURCES)
+
+    #: The secrets read from files, by field, with the value read (set by
+    #: :func:`read_settings`): a copy with another value (``model_copy``) no longer uses it.
+    _secret_files: dict[str, tuple[SecretFile, Any]] = PrivateAttr(default_factory=dict)
 
     # --- PallyCon site credentials (PallyCon Console > site settings) -------------------------
     site_id: str | None = Field(default=None, description="Site ID, e.g. TUTO.")
@@ -305,11 +319,27 @@ class Settings(BaseSettings):
             max_response_bytes=self.max_response_bytes,
         )
 
+    @property
+    def secret_files(self) -> dict[str, SecretFile]:
+        """The secrets that were read from files, by field, and where from."""
+        return {
+            name: where
+            for name, (where, value) in self._secret_files.items()
+            if getattr(self, name) is value
+        }
+
     def environment(self) -> dict[str, str]:
         """These settings as ``PALLYCON_*`` variables, secrets revealed: for a child process's
-        environment only (never to be logged)."""
+        environment only (never to be logged). A secret read from a file is handed on as
+        ``PALLYCON_<NAME>_FILE`` naming that file, so that it is not copied into the child's
+        environment."""
         env = {}
+        files = self.secret_files
         for name, value in self.model_dump(exclude_none=True).items():
+            where = files.get(name)
+            if where is not None:
+                env[env_name(name) + FILE_SUFFIX] = str(where.path)
+                continue
             shown = value.get_secret_value() if isinstance(value, SecretStr) else value
             env[env_name(name)] = str(shown)
         return env
@@ -396,16 +426,36 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def read_settings(
-    kind: type[SettingsT], name_of: Callable[[str], str], overrides: dict[str, Any]
+    kind: type[SettingsT],
+    name_of: Callable[[str], str],
+    overrides: dict[str, Any],
+    environ: Mapping[str, str] | None = None,
 ) -> SettingsT:
-    """Settings of class ``kind`` from ``overrides`` (``None`` ones ignored), the environment
-    and ``.env``; a :class:`ConfigError` naming each invalid variable (``name_of(field)``)."""
+    """Settings of class ``kind`` from ``overrides`` (``None`` ones ignored), the environment,
+    secret files (:mod:`config.secrets`) and ``.env``, in that order; a :class:`ConfigError`
+    naming each invalid variable (``name_of(field)``) and, for a secret read from a file, the
+    file. ``environ`` is where ``_FILE`` and ``PALLYCON_SECRETS_DIR`` are looked up
+    (``os.environ`` by default)."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return kind(**given)
+        if kind.model_config.get("env_file"):
+            refuse_in_dotenv(kind, name_of, DotEnvSettingsSource(kind).env_vars)
+        files = locate(kind, name_of, os.environ if environ is None else environ, frozenset(given))
+        values: dict[str, Any] = {field: read_secret(where) for field, where in files.items()}
+    except SecretFileError as exc:
+        raise ConfigError(f"invalid settings:\n  {exc}") from None
+    try:
+        settings = kind(**(values | given))
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False, include_input=False):
             field = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"{name_of(field)}: {str(error['msg']).removeprefix('Value error, ')}")
+            where = f" (from {files[field].label()})" if field in files else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name_of(field)}{where}: {message}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    if files and "_secret_files" in (kind.__private_attributes__ or {}):
+        settings._secret_files = {  # type: ignore[attr-defined]
+            field: (where, getattr(settings, field)) for field, where in files.items()
+        }
+    return settings

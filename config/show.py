@@ -1,5 +1,5 @@
 """Settings as an operator may see them: every value with secrets masked, and where each came
-from (default, environment, ``.env``, secrets directory, command line).
+from (default, environment, ``.env``, a secret's file, command line).
 
 The origins are found with pydantic-settings' own sources, in the order the settings class
 reads them (``settings_customise_sources``): the first source that holds a field set it.
@@ -7,6 +7,7 @@ reads them (``settings_customise_sources``): the first source that holds a field
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic_settings import (
     SecretsSettingsSource,
 )
 
+from config.secrets import SecretFile, locate
 from config.settings import PLACEHOLDER_TOKEN, env_name, mask_url
 
 MASK = "***"
@@ -96,10 +98,21 @@ def _label(source: PydanticBaseSettingsSource) -> str:
     return type(source).__name__
 
 
-def origins(kind: type[BaseSettings], overrides: dict[str, Any] | None = None) -> dict[str, str]:
+def origins(
+    kind: type[BaseSettings],
+    overrides: dict[str, Any] | None = None,
+    files: dict[str, SecretFile] | None = None,
+) -> dict[str, str]:
     """Where each field of ``kind`` comes from, with ``overrides`` (``None`` ones ignored) as
-    the command line: the first of the class's own sources that holds it, else the default."""
+    the command line: the first of the class's own sources that holds it, else the default.
+
+    A secret read from a file (``files``; by default located as :func:`read_settings` does)
+    is ``file <path>``: it comes after the command line and the environment, before ``.env``.
+    """
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if files is None:
+        prefix = str(kind.model_config.get("env_prefix") or "")
+        files = locate(kind, lambda field: f"{prefix}{field.upper()}", os.environ, frozenset(given))
     sources = kind.settings_customise_sources(
         kind,
         init_settings=InitSettingsSource(kind, init_kwargs=given),
@@ -111,13 +124,18 @@ def origins(kind: type[BaseSettings], overrides: dict[str, Any] | None = None) -
     for source in sources:
         for name in source():
             found.setdefault(name, _label(source))
+    for name, where in files.items():
+        if found.get(name) not in (COMMAND_LINE, ENVIRONMENT):
+            found[name] = where.label()
     return {name: found.get(name, DEFAULT) for name in kind.model_fields}
 
 
 def describe(
     settings: BaseSettings, name_of: Any, overrides: dict[str, Any] | None = None
 ) -> list[Shown]:
-    """Each field of ``settings``: its variable (``name_of(field)``), masked value and origin."""
-    where = origins(type(settings), overrides)
+    """Each field of ``settings``: its variable (``name_of(field)``), masked value and origin
+    (a secret read from a file: that file, as :func:`read_settings` recorded it)."""
+    files = getattr(settings, "secret_files", None)
+    where = origins(type(settings), overrides, files if isinstance(files, dict) else None)
     values = masked(settings)
     return [Shown(name, name_of(name), values[name], where[name]) for name in values]
