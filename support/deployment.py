@@ -13,6 +13,7 @@ import click
 import yaml
 
 from config import ENV_PREFIX, Settings
+from config.secrets import FILE_SUFFIX, SECRETS_DIR_VARIABLE, secret_fields
 from emulator.config import EmulatorSettings, emulator_env_name
 from pallycon_pack.cli import main
 from pallycon_pack.console import ENV_PREFIX as CONSOLE_PREFIX
@@ -28,8 +29,14 @@ MAIN_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields
 EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
 #: The console's own settings.
 CONSOLE_SETTINGS = {f"{CONSOLE_PREFIX}{name.upper()}" for name in ConsoleSettings.model_fields}
+#: The variables that name secret files (docs/CONFIGURATION.md, "Secrets from files").
+SECRET_FILE_VARIABLES = {SECRETS_DIR_VARIABLE} | {
+    f"{prefix}{name.upper()}{FILE_SUFFIX}"
+    for prefix, kind in ((ENV_PREFIX, Settings), (CONSOLE_PREFIX, ConsoleSettings))
+    for name in secret_fields(kind)
+}
 #: Every variable some process reads.
-SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
+SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS | SECRET_FILE_VARIABLES
 
 
 def resolve(words: list[str], where: str) -> tuple[click.Command, list[str]]:
