@@ -251,8 +251,7 @@ def catches(pid: int, signum: int) -> bool:
 
 def pid1_unavailable() -> str | None:
     """Why a worker cannot run as PID 1 of its own PID namespace here (no ``unshare``, or no
-    right to make a namespace: root, or unprivileged user namespaces, is needed); None if it
-    can."""
+    right to make a PID namespace: root is needed); None if it can."""
     if shutil.which(PID1[0]) is None:
         return f"{PID1[0]} (util-linux) is not installed"
     try:

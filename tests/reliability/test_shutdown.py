@@ -166,6 +166,7 @@ def test_figure_14_sigterm_during_a_batch(stack_factory, figure):
     reconciliations = int(counters.get("reconciliations", 0))
     figure("14 SIGTERM during a batch", **counts, registrations_sent=registrations,
            in_flight_at_signal=PROCESSES * BATCH - before[State.SUBMITTED],
+           registering_at_signal=before[State.SUBMITTING],
            finished_during_shutdown=registered - before[State.SUBMITTED],
            exit_code=code, exit_s=round(exit_s, 1), task_time_limit_s=limit,
            left_queued=len(waiting), reconciliations=reconciliations,
