@@ -6,7 +6,9 @@ Each command imports what it runs on when it runs, so that showing its help load
 from __future__ import annotations
 
 import os
+import signal
 import socket
+from types import FrameType
 from typing import Any
 
 import click
@@ -34,6 +36,7 @@ def worker(
     option (or anything after --) goes to Celery's worker as it is, e.g. --uid, --gid, -Q,
     --max-tasks-per-child, --autoscale: see celery worker --help.
     """
+    signal.signal(signal.SIGTERM, _stop_while_starting)  # Celery's own handler replaces it
     from config import load_settings
     from config.show import mask_text
     from store.connect import connect_redis
@@ -53,6 +56,18 @@ def worker(
     code = _run_celery(app, argv)
     if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
         raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
+
+
+def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before Celery has installed its warm-shutdown handler (it does so before its
+    pool starts): nothing has been taken from the queues yet, so stop at once, exit 0.
+
+    Without a handler, a container's PID 1 never sees SIGTERM (the kernel drops it): a worker
+    stopped in its first seconds would start, take tasks, and be SIGKILLed mid-batch when the
+    grace period ends.
+    """
+    os.write(2, b"worker: stopped by SIGTERM while starting\n")  # safe in a signal handler
+    raise SystemExit(0)
 
 
 def celery_worker_argv(

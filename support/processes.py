@@ -4,7 +4,9 @@ the demo.
 ``cli`` runs one ``pallycon-pack`` command as a user would. ``ServerProcess`` runs
 ``pallycon-pack <server> --port 0 ...`` (the emulator or the callback receiver) and waits for its
 "listening on URL" line. ``WorkerProcess`` runs a Celery worker (``pallycon-pack worker`` or
-``celery -A worker worker``) and can kill it the ways machines die.
+``celery -A worker worker``) and can kill it the ways machines die, or stop it as a container
+engine does: SIGTERM to its main process, which can run as PID 1 of its own PID namespace
+(:func:`pid1_unavailable` says whether this machine allows it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,13 @@ import httpx
 import psutil
 
 _LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
+
+#: Runs a command as PID 1 of a new PID namespace, as Docker and Kubernetes run a container's
+#: command: the kernel then drops every signal PID 1 has no handler for (SIGKILL aside), and
+#: kills every other process of the namespace when PID 1 exits. ``unshare`` itself stays
+#: outside (it ignores SIGTERM and exits with its child's code); ``--kill-child`` takes the
+#: namespace down should it die.
+PID1 = ("unshare", "--pid", "--fork", "--kill-child")
 
 
 def cli(
@@ -121,6 +131,8 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 1
     orphans: list[int] = field(default_factory=list)
+    #: Run as PID 1 of its own PID namespace (:data:`PID1`), as in a container.
+    as_pid1: bool = False
 
     @classmethod
     def command(cls, *, concurrency: int, celery_cli: bool = False, name: str = "w") -> list[str]:
@@ -132,9 +144,10 @@ class WorkerProcess:
         return [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", str(concurrency)]
 
     def start(self) -> WorkerProcess:
+        args = [*PID1, *self.args] if self.as_pid1 else self.args
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own worker
-                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
+                args, stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
         return self
 
@@ -149,9 +162,29 @@ class WorkerProcess:
             time.sleep(0.1)
         raise RuntimeError("worker not ready:\n" + self.log.read_text(errors="replace")[-3000:])
 
-    def children(self) -> list[int]:
+    def main_pid(self) -> int:
+        """The worker's main process (Celery's MainProcess): with :attr:`as_pid1`, the child
+        of ``unshare``, which is PID 1 in its namespace."""
         assert self.process is not None
-        return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+        if not self.as_pid1:
+            return self.process.pid
+        deadline = time.monotonic() + 10
+        while not (found := psutil.Process(self.process.pid).children()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("worker's main process not found under unshare")
+            time.sleep(0.05)
+        return found[0].pid
+
+    def children(self) -> list[int]:
+        """The main process's children (the pool), by their pids."""
+        main = psutil.Process(self.main_pid())
+        return [child.pid for child in main.children(recursive=True)]
+
+    def terminate(self) -> int:
+        """SIGTERM to the main process only, as ``docker stop`` and Kubernetes do; its pid."""
+        pid = self.main_pid()
+        os.kill(pid, signal.SIGTERM)
+        return pid
 
     def kill_child(self) -> int:
         """SIGKILL one pool child (the main process replaces it); its pid."""
@@ -160,17 +193,20 @@ class WorkerProcess:
         return pid
 
     def kill_main(self) -> None:
-        """SIGKILL the main process only; its pool children are left to themselves."""
+        """SIGKILL the main process only; its pool children are left to themselves (with
+        :attr:`as_pid1`, the kernel kills them with it)."""
         assert self.process is not None
+        main = self.main_pid()
         self.orphans.extend(self.children())
-        os.kill(self.process.pid, signal.SIGKILL)
+        os.kill(main, signal.SIGKILL)
         self.process.wait(10)
 
     def kill_all(self) -> None:
         """SIGKILL the main process, then every pool child: a machine dying."""
         assert self.process is not None
+        main = self.main_pid()
         children = self.children()
-        for pid in [self.process.pid, *children]:  # the main first: nobody left to requeue
+        for pid in [main, *children]:  # the main first: nobody left to requeue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
@@ -186,7 +222,10 @@ class WorkerProcess:
         if self.process is None or self.process.poll() is not None:
             return
         children = self.children()
-        self.process.terminate()
+        if self.as_pid1:
+            self.terminate()  # unshare ignores SIGTERM: the worker itself gets it
+        else:
+            self.process.terminate()
         try:
             self.process.wait(20)
         except subprocess.TimeoutExpired:
@@ -194,3 +233,33 @@ class WorkerProcess:
         for pid in children:  # pool children orphaned by a hard stop
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux: the ``SigCgt``
+    mask of /proc/PID/status). PID 1 of a namespace receives no other signal than SIGKILL and
+    SIGSTOP without one. False once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def pid1_unavailable() -> str | None:
+    """Why a worker cannot run as PID 1 of its own PID namespace here (no ``unshare``, or no
+    right to make a PID namespace: root is needed); None if it can."""
+    if shutil.which(PID1[0]) is None:
+        return f"{PID1[0]} (util-linux) is not installed"
+    try:
+        tried = subprocess.run(  # noqa: S603 - a fixed command
+            [*PID1, "true"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{' '.join(PID1)} failed: {exc}"
+    if tried.returncode:
+        return f"{' '.join(PID1)} failed: {tried.stderr.strip() or tried.returncode}"
+    return None

@@ -7,7 +7,9 @@ silently while its worker looks healthy.
 
 Each loop reports how it is doing to :class:`LoopHealth`: a JSON value per loop in the hash
 ``<prefix>:heartbeats`` (field ``<node>/<loop>``) with the time of its last good round, its last
-error and how often it was restarted. :func:`read_health` reads them all.
+error and how often it was restarted. :func:`read_health` reads them all. A loop stopped on
+purpose (its worker shutting down) removes its heartbeat: a worker that was stopped is gone,
+not unhealthy.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ class LoopHealth:
                 state["restarts"] = state.get("restarts", 0) + 1
         self._write(loop)
 
+    def forget(self, loop: str) -> None:
+        """``loop`` stopped as asked: its heartbeat is removed (best effort: if Redis is away,
+        it ages out, read as unhealthy until :data:`FORGET_AFTER`)."""
+        with self._lock:
+            self._state.pop(loop, None)
+            self._written.pop(loop, None)
+        with contextlib.suppress(*TRANSIENT):
+            self.client.hdel(self.key, f"{self.node}/{loop}")
+
     def _loop(self, loop: str) -> dict[str, Any]:
         return self._state.setdefault(
             loop, {"node": self.node, "loop": loop, "pid": os.getpid(), "restarts": 0}
@@ -106,7 +117,8 @@ def _one_line(error: BaseException) -> str:
 def supervise(
     name: str, loop: Callable[[], None], stop: threading.Event, health: LoopHealth
 ) -> None:
-    """Run ``loop`` until ``stop``; restart it (after a backoff) whenever it raises."""
+    """Run ``loop`` until ``stop``; restart it (after a backoff) whenever it raises. Once
+    stopped, its heartbeat is removed and the log says so."""
     pause = 0.5
     while not stop.is_set():
         try:
@@ -116,6 +128,8 @@ def supervise(
             health.failed(name, exc, restarted=True)
             stop.wait(pause)
             pause = next_pause(pause)
+    health.forget(name)
+    log.info("%s loop stopped", name)
 
 
 def read_health(client: redis.Redis, key: str, now: float) -> list[dict[str, Any]]:
