@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from celery import Celery, bootsteps
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from config import Settings
@@ -86,14 +87,14 @@ def create_app(settings: Settings) -> Celery:
 
     @app.task(name=SUBMIT_TASK, ignore_result=True)
     def submit_task(request_ids: list[str]) -> None:
-        with _redis_away("submit", request_ids):
+        with _step_ends("submit", request_ids):
             submit_batch(
                 process.runtime(), request_ids, isolate=lambda rid: send_submit(app, [rid])
             )
 
     @app.task(name=POLL_TASK, ignore_result=True)
     def poll_task(request_ids: list[str]) -> None:
-        with _redis_away("poll", request_ids):
+        with _step_ends("poll", request_ids):
             poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
 
     app.steps["worker"].add(_background_step(process, app))
@@ -105,19 +106,26 @@ REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOn
 
 
 @contextmanager
-def _redis_away(step: str, request_ids: list[str]) -> Iterator[None]:
-    """A step that lost Redis ends with one warning line, not a traceback: what it did is
-    recorded, and the requests' schedule entries (leased when the step was dispatched) bring
-    them back once Redis answers again. The message is acknowledged either way (late ack)."""
+def _step_ends(step: str, request_ids: list[str]) -> Iterator[None]:
+    """A step cut short by Redis going away or by the soft time limit ends with one warning
+    line, not a traceback: what it did is recorded, and the requests' schedule entries (leased
+    when the step was dispatched) bring the rest back. The message is acknowledged either way
+    (late ack), as it would be had the task raised."""
     try:
         yield
     except REDIS_AWAY as exc:
-        reason = describe(exc)
         log.warning(
             "%s of %d request(s) stopped: Redis unavailable (%s); their schedule brings them back",
             step,
             len(request_ids),
-            reason,
+            describe(exc),
+        )
+    except SoftTimeLimitExceeded:
+        log.warning(
+            "%s of %d request(s) stopped at the soft time limit; what was done is recorded, "
+            "their schedule brings the rest back",
+            step,
+            len(request_ids),
         )
 
 
@@ -167,5 +175,7 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             self.stop_event.set()
             for thread in self.threads:
                 thread.join(5)
+                if thread.is_alive():
+                    log.warning("%s did not stop within 5 s; the worker exits anyway", thread.name)
 
     return Background
