@@ -24,7 +24,9 @@ COPY worker ./worker
 COPY producers ./producers
 COPY pallycon_pack ./pallycon_pack
 COPY support ./support
-RUN uv sync --frozen --no-dev
+# Not editable: the project is compiled with the rest (UV_COMPILE_BYTECODE), so a probe
+# starts from bytecode even on a read-only root filesystem.
+RUN uv sync --frozen --no-dev --no-editable
 
 # The emulator's data directory, seeded with the inputs examples/ name (bucket my-bucket, as
 # the README registers it): a named volume mounted here starts as a copy of it.

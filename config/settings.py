@@ -220,6 +220,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be {SITE_KEY_BYTES} bytes (AES-256), got {size}")
         return value
 
+    @field_validator("redis_password", "redis_sentinel_password")
+    @classmethod
+    def _empty_password_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty password is no password (``PALLYCON_REDIS_PASSWORD=`` left in a file must
+        not discard the one in the URL)."""
+        return None if value is not None and not value.get_secret_value() else value
+
     @field_validator("access_key")
     @classmethod
     def _access_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
@@ -338,7 +345,9 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(exclude_none=True).items():
             where = files.get(name)
             if where is not None:
-                env[env_name(name) + FILE_SUFFIX] = str(where.path)
+                # Absolute (a child may run elsewhere), symlinks kept (a Kubernetes Secret
+                # volume swaps them when the secret changes).
+                env[env_name(name) + FILE_SUFFIX] = os.path.abspath(where.path)
                 continue
             shown = value.get_secret_value() if isinstance(value, SecretStr) else value
             env[env_name(name)] = str(shown)

@@ -18,8 +18,8 @@ def show(as_json: bool) -> None:
     """Print every setting: its variable, value (secrets masked) and source.
 
     The source is where the value came from: default, environment (a PALLYCON_* variable),
-    .env (in the current directory) or, for a secret, the file it was read from. The emulator's settings (PALLYCON_EMULATOR_*) follow the
-    others'.
+    .env (in the current directory) or, for a secret, the file it was read from. The
+    emulator's settings (PALLYCON_EMULATOR_*) follow the others'.
     """
     from config import load_settings
     from config.settings import env_name

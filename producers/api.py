@@ -163,7 +163,7 @@ class Producer:
             raise RequestConflict(", ".join(conflicts))
         try:
             self.durability.wait()
-        except redis.TimeoutError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
         return [p.request_id for p in prepared]

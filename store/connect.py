@@ -9,6 +9,7 @@ connection, so a connection lost in a failover is made again to the new primary.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,13 +102,13 @@ def broker_conf(target: Target) -> dict[str, Any]:
         urlunsplit(("sentinel", f"{login}{_host(host)}:{port}", parts.path, "", ""))
         for host, port in target.sentinels
     )
-    options: dict[str, Any] = {"master_name": target.master_name}
-    if target.sentinel_password is not None:
-        options["sentinel_kwargs"] = _sentinel_login(target)
-    conf["broker_transport_options"] = options
-    ssl = _ssl_options(target.url)
-    if ssl:
-        conf["broker_use_ssl"] = ssl
+    conf["broker_transport_options"] = {
+        "master_name": target.master_name,
+        "sentinel_kwargs": _sentinel_login(target),  # deadlines always, a password if any
+    }
+    if urlsplit(target.url).scheme == "rediss":
+        # A dict, always: kombu ignores anything else (and would connect in plain TCP).
+        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED, **_ssl_options(target.url)}
     return conf
 
 

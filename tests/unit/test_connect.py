@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import pytest
@@ -149,3 +150,33 @@ def test_celery_broker_through_sentinels_with_tls():
         "ssl_certfile": "/tls/client.pem",
         "ssl_keyfile": "/tls/client.key",
     }
+
+
+def test_celery_broker_through_sentinels_with_plain_rediss_is_still_tls():
+    """kombu takes TLS only from a dict: a bare rediss:// URL must still give one."""
+    conf = broker_conf(RedisTarget("rediss://:pw@redis:6380/0", sentinels=SENTINELS))
+    assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    options = conf["broker_transport_options"]
+    connection = Connection(
+        conf["broker_url"], transport_options=options, ssl=conf["broker_use_ssl"]
+    )
+    assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_celery_sentinel_discovery_has_deadlines_without_a_password():
+    conf = broker_conf(RedisTarget("redis://redis/0", sentinels=SENTINELS))
+    kwargs = conf["broker_transport_options"]["sentinel_kwargs"]
+    assert kwargs == {"socket_connect_timeout": 2, "socket_timeout": 2}
+
+
+def test_an_empty_password_setting_keeps_the_urls():
+    settings = load_settings(
+        _env_file=None,
+        redis_url="redis://:urlpw@redis/0",
+        redis_password="",
+        redis_sentinel_password="",
+    )
+    assert settings.redis_password is None
+    assert settings.redis_sentinel_password is None
+    assert _pool_kwargs(connect_redis(settings.redis))["password"] == "urlpw"
+    assert broker_conf(settings.redis)["broker_url"] == "redis://:urlpw@redis/0"
