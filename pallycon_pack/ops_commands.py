@@ -146,33 +146,48 @@ def bounded(name: str, timeout: float, run: Callable[[], Check]) -> Check:
 #: that read Redis still run.
 REACHABLE = "reachable"
 #: The detail of a Redis that answers and takes writes, with AOF off.
-AOF_OFF = f"{REACHABLE} and writable, but AOF is off (appendonly no): a restart loses writes"
+AOF_OFF = (
+    f"{REACHABLE} and writable, but AOF is off (appendonly no): a restart loses writes "
+    "(a Redis that cannot have AOF: set PALLYCON_REDIS_FSYNC_WAIT_MS=0)"
+)
 
 
-def redis_verdict(aof: bool, replicas: int, wait_replicas: int) -> Check:
-    """A Redis that answered and took a write: AOF on, and at least the replicas that
+def redis_verdict(aof: bool, replicas: int, wait_replicas: int, fsync_wait_ms: int) -> Check:
+    """A Redis that answered and took a write: AOF on (unless the fsync wait is off, as for a
+    managed Redis that replicates instead), and at least the online replicas that
     ``PALLYCON_REDIS_WAIT_REPLICAS`` waits for (without them no request is acknowledged)."""
-    if not aof:
+    if not aof and fsync_wait_ms:
         return Check("redis", False, AOF_OFF)
+    persisted = "AOF on" if aof else "AOF off (PALLYCON_REDIS_FSYNC_WAIT_MS=0)"
     if replicas < wait_replicas:
         return Check(
             "redis",
             False,
-            f"reachable, writable, AOF on, but {replicas} replica(s) connected and "
+            f"{REACHABLE}, writable, {persisted}, but {replicas} replica(s) online and "
             f"PALLYCON_REDIS_WAIT_REPLICAS={wait_replicas}: acknowledgements time out",
         )
-    return Check("redis", True, f"reachable, writable, AOF on, {replicas} replica(s)")
+    return Check("redis", True, f"{REACHABLE}, writable, {persisted}, {replicas} replica(s)")
 
 
-def _redis_check(client: redis.Redis, probe_key: str, wait_replicas: int) -> Check:
+def online_replicas(replication: dict[str, Any]) -> int:
+    """Replicas ``INFO replication`` lists as online (one still syncing cannot acknowledge)."""
+    return sum(
+        1
+        for name, value in replication.items()
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
+
+
+def _redis_check(client: redis.Redis, probe_key: str, settings: Settings) -> Check:
     client.ping()
     client.set(probe_key, str(time.time()), px=10_000)
     persistence = client.info("persistence")
     replication = client.info("replication")
     return redis_verdict(
         str(persistence.get("aof_enabled", "0")) == "1",
-        int(replication.get("connected_slaves", 0)),
-        wait_replicas,
+        online_replicas(replication),
+        settings.redis_wait_replicas,
+        settings.redis_fsync_wait_ms,
     )
 
 
@@ -210,10 +225,7 @@ def run_checks(
     results: list[Check] = []
     redis_ok = True
     if "redis" in chosen or any(name in NEEDS_REDIS for name in chosen):
-        wait_replicas = settings.redis_wait_replicas
-        first = bounded(
-            "redis", timeout, lambda: _redis_check(client, keys.health_probe, wait_replicas)
-        )
+        first = bounded("redis", timeout, lambda: _redis_check(client, keys.health_probe, settings))
         redis_ok = first.ok or first.detail.startswith(REACHABLE)  # then the others can run
         if "redis" in chosen or not redis_ok:
             results.append(first)

@@ -23,7 +23,11 @@ class Durability:
     Both commands wait for what *their connection* wrote, and a pooled client may hand out any
     connection: so each wait first writes ``mark`` on the connection it waits on (one pipeline,
     one round trip). That write comes after the change (which had returned), so waiting for it
-    waits for the change too.
+    waits for the change too, as long as it reaches the same server. A connection made again in
+    between (a failover, a restart) may reach another: the same pipeline reads the server's
+    ``run_id``, and one that differs from the previous wait's is a ``redis.ConnectionError``
+    (the change may be lost: not confirmed). The first wait of a process has nothing to compare
+    with.
 
     ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
     without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
@@ -46,6 +50,7 @@ class Durability:
         self.replicas = replicas
         self.replica_wait_ms = replica_wait_ms
         self.unavailable = ""  # why fsync waits are skipped, once the server said so
+        self.server = ""  # the run_id of the server the last wait confirmed on
 
     @classmethod
     def of(cls, client: redis.Redis, settings: Settings) -> Durability:
@@ -70,7 +75,9 @@ class Durability:
             pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
         if fsync:
             pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
+        pipe.info("server")
         replies = pipe.execute(raise_on_error=False)
+        self._same_server(replies.pop())
         fsynced = replies.pop() if fsync else None
         for reply in replies:  # the mark and WAIT: an error is the caller's to see
             if isinstance(reply, Exception):
@@ -84,6 +91,20 @@ class Durability:
                 )
         if fsync:
             self._fsynced(fsynced)
+
+    def _same_server(self, info: object) -> None:
+        """The waits ran on the server the previous ones did (else: not confirmed)."""
+        if isinstance(info, redis.ResponseError):  # INFO not allowed: nothing to compare
+            return
+        if isinstance(info, Exception):
+            raise info
+        assert isinstance(info, dict)
+        previous, self.server = self.server, str(info.get("run_id", ""))
+        if previous and self.server != previous:
+            raise redis.ConnectionError(
+                "Redis changed (a failover or a restart) while a change was being confirmed: "
+                "it may be lost"
+            )
 
     def _fsynced(self, reply: object) -> None:
         """``WAITAOF``'s reply: fsynced, not in time, or not possible on this server (no AOF,

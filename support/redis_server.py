@@ -213,7 +213,8 @@ class SentinelGroup:
         return None
 
     def _wait_watching(self, timeout: float) -> None:
-        """Until every sentinel sees the primary, its replicas and the other sentinels."""
+        """Until every sentinel sees the primary, its replicas and the other sentinels, and
+        every replica is online."""
         deadline = time.monotonic() + timeout
         want_replicas, want_others = len(self.replicas), len(self.sentinel_ports) - 1
         while time.monotonic() < deadline:
@@ -228,10 +229,22 @@ class SentinelGroup:
                     and int(info.get("num-other-sentinels", 0)) >= want_others
                 ):
                     ready += 1
-            if ready == len(self.sentinel_ports):
+            if ready == len(self.sentinel_ports) and self._replicas_online():
                 return
             time.sleep(0.1)
         raise RuntimeError(f"the sentinels did not see the whole group within {timeout} s")
+
+    def _replicas_online(self) -> bool:
+        """Every replica has synced (a replica still syncing cannot acknowledge a WAIT)."""
+        try:
+            with redis.Redis(port=self.primary.port, socket_timeout=1) as client:
+                info = client.info("replication")
+        except (redis.RedisError, OSError):
+            return False
+        states = [
+            v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+        ]
+        return states.count("online") == len(self.replicas)
 
     def kill_primary(self) -> tuple[str, int]:
         """SIGKILL whichever server is the primary now; its address."""

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import wait
 
+import redis
+
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
 from store.counters import Metric
@@ -70,10 +72,23 @@ def _register_group(rt: Runtime, records: list[Record]) -> None:
     now, policy = rt.clock(), rt.policy
     marks = [rules.submitting(record, now, policy) for record in records]
     applied = rt.shared.records.apply(marks)
-    marked = [m.record.moved(m.fields) for m, done in zip(marks, applied, strict=True) if done]
+    kept = [m for m, ok in zip(marks, applied, strict=True) if ok]
+    marked = [m.record.moved(m.fields) for m in kept]
     if not marked:
         return
-    rt.shared.durability.wait()  # never POST before "submitting" is on disk
+    try:
+        rt.shared.durability.wait()  # never POST before "submitting" is on disk
+    except (redis.ConnectionError, redis.TimeoutError):
+        # Nothing was sent: take the marks back (if Redis lets us), so that these requests
+        # are registered again soon rather than looked up after the hard time limit.
+        now = rt.clock()
+        rt.shared.records.apply(
+            [
+                rules.unmarked(m.record, after, now, policy)
+                for m, after in zip(kept, marked, strict=True)
+            ]
+        )
+        raise
     posts = [rt.senders().submit(_post, rt, record) for record in marked]
     try:
         wait(posts)

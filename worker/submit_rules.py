@@ -77,6 +77,22 @@ def submitting(record: Record, now: float, policy: StepPolicy) -> Change:
     return Change(record, fields, schedule="submit", at=safety)
 
 
+def unmarked(before: Record, marked: Record, now: float, policy: StepPolicy) -> Change:
+    """The ``submitting`` mark taken back: Redis did not confirm it (replicas, fsync, or a
+    failover in between) and nothing was sent, so there is nothing to look up. The request
+    is as ``before`` again (its delivery not counted) and is registered after a short backoff,
+    not after the hard time limit a mark left standing would cost. Should Redis go on failing,
+    the submit deadline still ends it."""
+    fields = Fields(
+        state=before.state,
+        attempts=before.attempts,
+        submitting_at=before.submitting_at,
+        deliveries=before.deliveries,  # Redis failed, not this request: not a poison count
+        updated_at=now,
+    )
+    return Change(marked, fields, schedule="submit", at=now + policy.retry.base)
+
+
 def registered(record: Record, job_id: str, now: float, policy: StepPolicy) -> Outcome:
     """The request's job exists as ``job_id``: track it."""
     fields = Fields(

@@ -402,6 +402,29 @@ def test_an_accepted_request_is_registered_once_and_tracked_by_its_job_id(world:
     assert world.isolated == []
 
 
+def test_a_mark_redis_does_not_confirm_is_taken_back_and_nothing_is_sent(world: World):
+    """WAIT for a replica this Redis does not have: no POST, the request is accepted again
+    and due after the retry base (not after the hard time limit a standing mark costs)."""
+    before = world.accept("r1")
+    durability = world.rt.shared.durability
+    durability.replicas, durability.replica_wait_ms = 1, 50
+    t = world.clock.at(NOW + 2)
+
+    with pytest.raises(redis.TimeoutError, match="0 of 1 Redis replicas"):
+        world.submit("r1")
+
+    assert world.api.calls == []
+    assert world.record("r1") == dataclasses.replace(before, version=3, updated_at=t)
+    assert world.submit_at("r1") == t + 1.0  # retry_base
+    assert world.events("r1") == [accepted_event("r1")]
+
+    durability.replicas = 0  # the replica is back
+    world.clock.at(t + 1.0)
+    world.submit("r1")
+    assert world.api.calls == [registration("r1")]
+    assert world.record("r1").state is State.SUBMITTED
+
+
 @pytest.mark.parametrize(
     ("answer", "code", "error", "delay"),
     [

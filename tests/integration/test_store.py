@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from store.counters import Counters, Metric
+from store.durability import MARK_TTL_MS, Durability
 from store.events import EventType, State, event
 from store.keys import Keys
 from store.overview import Overview
@@ -299,3 +301,55 @@ def test_metadata_is_carried_in_every_event_of_its_request(records: Records):
     assert record is not None
     assert record.public()["metadata"] == {"cms_id": 7}
     assert [e.get("metadata") for e in _events(records)][1:] == [{"cms_id": 7}]
+
+
+# --- Durability: the waits before a change is relied on -----------------------------------------
+
+
+def test_the_waits_write_a_mark_that_expires_and_confirm_on_this_server(
+    client: redis.Redis, keys: Keys
+):
+    durability = Durability(client, 2000, mark=keys.durability_mark)
+    durability.wait()
+    assert 0 < client.pttl(keys.durability_mark) <= MARK_TTL_MS
+    assert durability.server == client.info("server")["run_id"]
+    assert durability.unavailable == ""  # the test server runs with AOF on
+
+
+def test_too_few_replicas_in_time_is_a_timeout_naming_the_setting(client: redis.Redis, keys: Keys):
+    durability = Durability(client, 0, mark=keys.durability_mark, replicas=1, replica_wait_ms=50)
+    with pytest.raises(redis.TimeoutError, match=r"0 of 1 Redis replicas .* within 50 ms"):
+        durability.wait()
+
+
+def test_no_aof_is_said_once_and_the_fsync_wait_skipped(
+    client: redis.Redis, keys: Keys, caplog: pytest.LogCaptureFixture
+):
+    client.config_set("appendonly", "no")
+    try:
+        durability = Durability(client, 2000, mark=keys.durability_mark)
+        durability.wait()
+        durability.wait()
+    finally:
+        client.config_set("appendonly", "yes")
+    assert durability.unavailable  # the server's own words
+    warnings = [r for r in caplog.records if "not waiting for AOF fsync" in r.message]
+    assert len(warnings) == 1
+
+
+def test_a_restarted_server_does_not_confirm_a_change_made_before(tmp_path: Path):
+    """The mark reaches whichever server the connection reaches now: after a restart (or a
+    failover) that is not the one the change was made on, and the wait says so."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        durability = Durability(client, 2000)
+        durability.wait()
+        server.kill()
+        server.start()
+        with pytest.raises(redis.ConnectionError, match="Redis changed"):
+            durability.wait()
+        durability.wait()  # from now on, this server is the one
+        client.close()
+    finally:
+        server.stop()

@@ -9,7 +9,14 @@ import click
 import pytest
 
 from pallycon_pack.exporter import api_metrics, event_type
-from pallycon_pack.ops_commands import REACHABLE, Thresholds, judge, parse_checks, redis_verdict
+from pallycon_pack.ops_commands import (
+    REACHABLE,
+    Thresholds,
+    judge,
+    online_replicas,
+    parse_checks,
+    redis_verdict,
+)
 from store.counters import CallStats, bucket_of, outcome_code
 from store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
 
@@ -62,20 +69,34 @@ def test_verdicts(check: str, fleet: Snapshot, ok: bool, says: str):
 
 
 @pytest.mark.parametrize(
-    ("aof", "replicas", "wait", "ok", "says"),
+    ("aof", "replicas", "wait", "fsync_ms", "ok", "says"),
     [
-        (True, 0, 0, True, "AOF on, 0 replica(s)"),
-        (True, 2, 1, True, "AOF on, 2 replica(s)"),
-        (True, 1, 2, False, "1 replica(s) connected and PALLYCON_REDIS_WAIT_REPLICAS=2"),
-        (True, 0, 1, False, "acknowledgements time out"),
-        (False, 2, 1, False, "AOF is off"),
+        (True, 0, 0, 2000, True, "AOF on, 0 replica(s)"),
+        (True, 2, 1, 2000, True, "AOF on, 2 replica(s)"),
+        (True, 1, 2, 2000, False, "1 replica(s) online and PALLYCON_REDIS_WAIT_REPLICAS=2"),
+        (True, 0, 1, 2000, False, "acknowledgements time out"),
+        (False, 2, 1, 2000, False, "AOF is off"),
+        (False, 2, 1, 0, True, "AOF off (PALLYCON_REDIS_FSYNC_WAIT_MS=0), 2 replica(s)"),
+        (False, 0, 1, 0, False, "0 replica(s) online"),
     ],
 )
-def test_redis_verdicts(aof, replicas, wait, ok, says):
-    check = redis_verdict(aof, replicas, wait)
+def test_redis_verdicts(aof, replicas, wait, fsync_ms, ok, says):
+    check = redis_verdict(aof, replicas, wait, fsync_ms)
     assert (check.name, check.ok) == ("redis", ok)
     assert says in check.detail
     assert check.detail.startswith(REACHABLE)  # Redis answered: the other checks still run
+
+
+def test_only_online_replicas_count():
+    replication = {
+        "role": "master",
+        "connected_slaves": 3,
+        "slave0": {"ip": "10.0.0.2", "port": 6379, "state": "online", "offset": 9, "lag": 0},
+        "slave1": {"ip": "10.0.0.3", "port": 6379, "state": "wait_bgsave", "offset": 0},
+        "slave2": {"ip": "10.0.0.4", "port": 6379, "state": "send_bulk", "offset": 0},
+        "slave_expiry_tracking": "yes",  # not a replica
+    }
+    assert online_replicas(replication) == 1
 
 
 def test_thresholds_are_the_options():

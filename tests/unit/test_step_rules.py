@@ -137,6 +137,23 @@ def test_the_mark_before_a_registration():
     assert (change.schedule, change.at) == ("submit", NOW + 10 + 30)  # grace + read timeout
 
 
+@pytest.mark.parametrize("state", [State.ACCEPTED, State.SUBMITTING])
+def test_a_mark_redis_did_not_confirm_is_taken_back(state: State):
+    before = record(state, attempts=1)
+    mark = submit_rules.submitting(before, NOW, POLICY)
+    marked = before.moved(mark.fields)
+    change = submit_rules.unmarked(before, marked, NOW + 2, POLICY)
+    assert change.record is marked  # applied from the mark's version: nothing else moved it
+    assert change.fields == {
+        "state": state,
+        "attempts": 1,
+        "submitting_at": NOW - 60,
+        "deliveries": 0,
+        "updated_at": NOW + 2,
+    }
+    assert (change.schedule, change.at) == ("submit", NOW + 2 + POLICY.retry.base)
+
+
 def test_registered():
     outcome = submit_rules.registered(record(State.SUBMITTING, attempts=1), "77", NOW, POLICY)
     change = outcome.change
