@@ -4,6 +4,7 @@ server and worker processes. Their helpers live in the ``support`` package."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,16 @@ def emulator(shared_emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
 def client(emulator: EmulatorProcess) -> Iterator[PallyConClient]:
     with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=emulator.url)) as api:
         yield api
+
+
+@pytest.fixture
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read as on a clean machine: no PALLYCON_* from the developer's shell, and no
+    .env from the checkout (the current directory is the test's own)."""
+    for name in list(os.environ):
+        if name.startswith("PALLYCON_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 # --- The queue: a Redis-compatible server, worker processes -----------------------------------

@@ -10,20 +10,14 @@ import pytest
 from config import ConfigError, Settings, load_settings
 from emulator.config import EmulatorSettings, load_emulator_settings
 
+#: No PALLYCON_* from the developer's shell, and no .env from the checkout.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
+
 GOOD = {
     "PALLYCON_SITE_ID": "TUTO",
     "PALLYCON_ACCESS_KEY": "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20",
     "PALLYCON_SITE_KEY": "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC",
 }
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No PALLYCON_* from the developer's shell, and no .env from the checkout."""
-    for name in list(__import__("os").environ):
-        if name.startswith("PALLYCON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_need_no_environment():

@@ -14,18 +14,12 @@ from config.settings import env_name, read_settings
 from config.show import COMMAND_LINE, DOTENV, ENVIRONMENT, describe, origins
 from pallycon_pack.console import ConsoleSettings
 
+#: No PALLYCON_* from the developer's shell, and no .env from the checkout.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
+
 SITE_KEY = "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"
 OTHER_KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "a-callback-token-from-a-file-0123"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No PALLYCON_* from the developer's shell, and no .env from the checkout."""
-    for name in list(os.environ):
-        if name.startswith("PALLYCON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def _write(path: Path, text: str | bytes) -> Path:

@@ -3,7 +3,6 @@ the worker's Celery command line."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,14 +15,8 @@ from config.show import warnings as start_warnings
 from emulator.config import EmulatorSettings, emulator_env_name, load_emulator_settings
 from pallycon_pack.process_commands import celery_worker_argv
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No PALLYCON_* from the developer's shell, and no .env from the checkout."""
-    for name in list(os.environ):
-        if name.startswith("PALLYCON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+#: No PALLYCON_* from the developer's shell, and no .env from the checkout.
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def test_each_source_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
