@@ -167,10 +167,18 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+#: What a server refusing a login says (redis-py's exception names and Redis's own words).
+_REFUSED = ("AuthenticationError", "WRONGPASS", "NOAUTH", "invalid password", "invalid username")
+
+
 def describe(exc: BaseException) -> str:
     """One short line for a Redis error: redis-py's "no master" message carries the repr of
     every sentinel client it asked, which is kept out of messages and logs."""
     if isinstance(exc, redis.sentinel.MasterNotFoundError):
-        reason = str(exc).partition(" : ")[0]
+        reason, _, errors = str(exc).partition(" : ")
+        if any(word in errors for word in _REFUSED):
+            return (
+                f"{reason}: the sentinels refused the password (PALLYCON_REDIS_SENTINEL_PASSWORD)"
+            )
         return f"{reason} (no sentinel answered with a reachable primary)"
     return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
