@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from config import ConfigError, RedisTarget, load_settings
 from config.settings import parse_sentinels
-from store.connect import broker_conf, connect_async, connect_redis
+from store.connect import broker_conf, connect_async, connect_redis, describe
 
 SENTINELS = (("s1", 26379), ("s2", 26380))
 TLS_URL = (
@@ -180,3 +180,30 @@ def test_an_empty_password_setting_keeps_the_urls():
     assert settings.redis_sentinel_password is None
     assert _pool_kwargs(connect_redis(settings.redis))["password"] == "urlpw"
     assert broker_conf(settings.redis)["broker_url"] == "redis://:urlpw@redis/0"
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            redis.sentinel.MasterNotFoundError(
+                "No master found for 'mymaster' : <Redis<...>> - AuthenticationError('invalid "
+                "username-password pair or user is disabled.')"
+            ),
+            "No master found for 'mymaster': the sentinels refused the password "
+            "(PALLYCON_REDIS_SENTINEL_PASSWORD)",
+        ),
+        (
+            redis.sentinel.MasterNotFoundError(
+                "No master found for 'mymaster' : <Redis<...>> - ConnectionError('refused')"
+            ),
+            "No master found for 'mymaster' (no sentinel answered with a reachable primary)",
+        ),
+        (
+            redis.ConnectionError("Error 111 connecting.\n  Refused."),
+            "Error 111 connecting. Refused",
+        ),
+    ],
+)
+def test_redis_errors_are_one_short_line(error, says):
+    assert describe(error) == says
