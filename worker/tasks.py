@@ -85,14 +85,14 @@ def create_app(settings: Settings) -> Celery:
     configure_celery(app, settings)
     process = _Process(settings)
 
-    @app.task(name=SUBMIT_TASK, ignore_result=True)
+    @app.task(name=SUBMIT_TASK, ignore_result=True, Request=REQUEST)
     def submit_task(request_ids: list[str]) -> None:
         with _step_ends("submit", request_ids):
             submit_batch(
                 process.runtime(), request_ids, isolate=lambda rid: send_submit(app, [rid])
             )
 
-    @app.task(name=POLL_TASK, ignore_result=True)
+    @app.task(name=POLL_TASK, ignore_result=True, Request=REQUEST)
     def poll_task(request_ids: list[str]) -> None:
         with _step_ends("poll", request_ids):
             poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
@@ -100,6 +100,9 @@ def create_app(settings: Settings) -> Celery:
     app.steps["worker"].add(_background_step(process, app))
     return app
 
+
+#: The tasks' request class: an ack on a channel a lost connection left behind is not fatal.
+REQUEST = "worker.consumer:Request"
 
 #: Redis is away (down, failing over, or this connection still on a demoted primary).
 REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError)
