@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -128,8 +128,12 @@ HEAVY_TIMEOUT = 480
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("heavy") and not item.get_closest_marker("timeout"):
-            item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
+        if item.get_closest_marker("heavy"):
+            # Run in parallel with the rest (pytest-xdist, -n 2), but one figure at a time:
+            # every heavy figure goes to the same xdist worker (--dist loadgroup).
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+            if not item.get_closest_marker("timeout"):
+                item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
 
 
 # --- Measured figures (reliability, performance): printed at the end of every run -------------
@@ -139,17 +143,28 @@ REPORT = Path(__file__).resolve().parents[1] / "build" / "reliability-figures.js
 
 
 @pytest.fixture
-def figure() -> Callable[..., None]:
-    """Record a measured figure (printed at the end of the run, kept in build/)."""
+def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record a measured figure (printed at the end of the run, kept in build/). It travels
+    with the test's report, so that it reaches the summary from pytest-xdist's workers too."""
 
     def record(name: str, **values: Any) -> None:
-        FIGURES.append({"figure": name, **values})
+        entry = json.loads(json.dumps({"figure": name, **values}))  # plain data, to travel
+        request.node.user_properties.append(("figure", entry))
 
     return record
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the figures of each test as its report comes in (here or from a worker)."""
+    if report.when != "call":
+        return
+    for key, value in report.user_properties:
+        if key == "figure":
+            FIGURES.append(cast(dict[str, Any], value))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FIGURES:
+    if not FIGURES or hasattr(terminalreporter.config, "workerinput"):  # an xdist worker
         return
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(json.dumps(FIGURES, indent=2))
