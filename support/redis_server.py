@@ -236,15 +236,14 @@ class SentinelGroup:
 
     def _replicas_online(self) -> bool:
         """Every replica has synced (a replica still syncing cannot acknowledge a WAIT)."""
+        from pallycon_pack.ops_commands import online_replicas  # as `health` counts them
+
         try:
             with redis.Redis(port=self.primary.port, socket_timeout=1) as client:
                 info = client.info("replication")
         except (redis.RedisError, OSError):
             return False
-        states = [
-            v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
-        ]
-        return states.count("online") == len(self.replicas)
+        return online_replicas(info) == len(self.replicas)
 
     def kill_primary(self) -> tuple[str, int]:
         """SIGKILL whichever server is the primary now; its address."""
