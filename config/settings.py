@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         description="The longest wait for PALLYCON_REDIS_WAIT_REPLICAS replicas; then the "
         "change is not relied on (the producer gets an error, the job is not registered yet).",
     )
+    redis_startup_wait: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds a starting worker waits for a Redis it cannot reach (one warning "
+        "line, then retries) before it exits; 0 exits at once.",
+    )
     key_prefix: str = Field(default="pp", min_length=1, description="Prefix of every Redis key.")
     result_maxlen: int = Field(
         default=1_000_000, ge=1000, description="Result stream length kept (approximate trim)."

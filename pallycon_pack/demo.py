@@ -21,10 +21,10 @@ import json
 import math
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import SecretStr
@@ -41,6 +41,9 @@ from pallycon_pack.progress import follow_requests
 from pallycon_pack.servers import running_callbacks, running_emulator
 from producers.api import Producer
 from store.record import Record
+
+if TYPE_CHECKING:
+    from support.processes import WorkerProcess
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"
@@ -135,13 +138,13 @@ def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
         )
         api_url, _ = stack.enter_context(running_emulator(emulator))
         settings = settings.model_copy(update={"api_url": api_url})
-        stack.enter_context(_worker(settings, log))
+        worker = stack.enter_context(_worker(settings, log))
         where = "configured" if shared else "private"
         click.echo(
             f"redis {settings.redis.shown()} ({where}, keys {settings.key_prefix}:*) | emulator "
             f"{api_url} | callbacks {callbacks} | worker log {log}"
         )
-        outcome, requests = _run(settings, count, timeout)
+        outcome, requests = _run(settings, count, timeout, watch=lambda: _alive(worker, log))
         try:
             _summarise(requests, outcome, data_dir)
         finally:
@@ -194,10 +197,12 @@ def _redis(directory: Path) -> Iterator[str | None]:
     try:
         with connect_redis(load_settings().redis, deadline=0.5) as client:
             client.ping()
+        configured = True
+    except (redis.RedisError, OSError):
+        configured = False
+    if configured:  # yielded outside the try: an error of the run is not "no Redis here"
         yield None
         return
-    except (redis.RedisError, OSError):
-        pass
     with RedisServer(directory) as server:
         yield server.url
 
@@ -267,20 +272,27 @@ def _data_dir(root: Path, count: int) -> Path:
 
 
 @contextlib.contextmanager
-def _worker(settings: Settings, log: Path) -> Iterator[None]:
+def _worker(settings: Settings, log: Path) -> Iterator[WorkerProcess]:
     from support.env import clean_env
     from support.processes import WorkerProcess
 
     env = clean_env(settings.environment())
     worker = WorkerProcess(WorkerProcess.command(concurrency=2), env, log).start()
     try:
-        yield
+        yield worker
     finally:
         worker.stop()
 
 
+def _alive(worker: WorkerProcess, log: Path) -> None:
+    """A Failure, at once, if the demo's worker has ended: nothing would move any more."""
+    code = worker.process.poll() if worker.process is not None else None
+    if code is not None:
+        raise Failure(f"the demo's worker stopped (exit {code}); its log: {log}", EXIT_FAILED)
+
+
 def _run(
-    settings: Settings, count: int, timeout: float
+    settings: Settings, count: int, timeout: float, watch: Callable[[], None]
 ) -> tuple[dict[str, Record | None], list[Sample]]:
     with PallyConClient(DEMO_SITE, ClientOptions(base_url=settings.api_url)) as client:
         input_id, output_id = (_storage(client, name) for name in (INPUT_BUCKET, OUTPUT_BUCKET))
@@ -307,7 +319,7 @@ def _run(
     requests.append(invalid)
     click.echo(f"submitted {count} requests through the Python API, 1 invalid one on the stream")
     ids = [sample.request_id for sample in requests]
-    return follow_requests(producer, ids, timeout, after=after), requests
+    return follow_requests(producer, ids, timeout, after=after, watch=watch), requests
 
 
 def _storage(client: PallyConClient, bucket: str) -> str:

@@ -49,13 +49,42 @@ def worker(
     configure(settings.log_level)
     settings.credentials()
     settings.require_region()
-    # Redis refusing our credentials is permanent: say so now, rather than retry for ever.
-    connect_redis(settings.redis).ping()
+    _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
     app = create_app(settings)
     log_start("worker", settings, celery=[mask_text(arg) for arg in argv])
     code = _run_celery(app, argv)
     if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
         raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
+
+
+def _wait_for_redis(client: Any, patience: float) -> None:
+    """Return once Redis answers. Unreachable: one warning line, then retries with backoff for
+    ``patience`` seconds. Refused credentials are permanent: raised at once, not retried."""
+    import logging
+    import time
+
+    import redis
+
+    from store.connect import describe
+
+    deadline, pause, warned = time.monotonic() + patience, 0.25, False
+    while True:
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, redis.AuthenticationError) or time.monotonic() >= deadline:
+                raise
+            if not warned:
+                logging.getLogger("pallycon_pack.worker").warning(
+                    "Redis unreachable (%s); waiting up to %gs", describe(exc), patience
+                )
+                warned = True
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        if warned:
+            logging.getLogger("pallycon_pack.worker").info("Redis is back; starting")
+        return
 
 
 def _stop_while_starting(signum: int, frame: FrameType | None) -> None:

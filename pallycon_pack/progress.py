@@ -27,8 +27,12 @@ class _Bars:
         self.progress = progress
         self.bars: dict[str, TaskID] = {}
         self.sequences: dict[str, tuple[str, ...]] = {}
+        try:
+            records = producer.records.get_many(request_ids)
+        except (redis.ConnectionError, redis.TimeoutError):
+            records = {}  # Redis is restarting: the events will move the bars
         for request_id in request_ids:
-            record = producer.get(request_id)
+            record = records.get(request_id)
             drm = bool(record and "drm" in record.body)
             self.sequences[request_id] = status_sequence(drm)
             total = len(self.sequences[request_id]) + 1  # + "submitted"
@@ -65,10 +69,12 @@ def follow_requests(
     *,
     after: str = "0-0",
     as_json: bool = False,
+    watch: Callable[[], None] | None = None,
 ) -> dict[str, Record | None]:
     """Show each request's events from ``after`` until all have ended or ``timeout`` passed;
     their records then. Bars on a terminal; elsewhere (or ``as_json``) one line per event, as
-    it comes."""
+    it comes. ``watch`` is called between reads: it raises to stop following (e.g. when a
+    process the requests need has ended)."""
     wanted = set(request_ids)
     done: set[str] = set()
     deadline = time.monotonic() + timeout
@@ -81,6 +87,8 @@ def follow_requests(
         shown_end: set[str] = set()  # requests whose final event was shown
         down_since: float | None = None
         while done != wanted and time.monotonic() < deadline:
+            if watch is not None:
+                watch()
             try:
                 cursor = _show_new(producer, cursor, wanted, shown_end, bars, mode)
                 done |= shown_end | _finished_by_record(producer, wanted - done)

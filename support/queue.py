@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
@@ -15,6 +16,8 @@ from pallycon.models import StorageRegisterRequest
 from pallycon.signing import SiteCredentials
 from producers.api import Producer
 from support.samples import REGION, SAMPLE_SITE, storage_request
+
+T = TypeVar("T")
 
 #: Timings that make a test's requests move in seconds, not minutes.
 FAST = {
@@ -70,6 +73,18 @@ def wait_all(producer: Producer, request_ids: list[str], timeout: float = 60.0) 
         time.sleep(0.1)
     states = {rid: r.state.value for rid, r in producer.records.get_many(request_ids).items()}
     raise AssertionError(f"not finished in {timeout} s: {states}")
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 30.0) -> T:
+    """Read until ``done`` holds for what was read (fails the test with the last value if not)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still {value!r} after {timeout} s")
+        time.sleep(0.1)
 
 
 def events_of(producer: Producer, request_id: str | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ the grace period. Errors that provably happened before anything was created (con
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import wait
 
@@ -79,15 +80,9 @@ def _register_group(rt: Runtime, records: list[Record]) -> None:
     try:
         rt.shared.durability.wait()  # never POST before "submitting" is on disk
     except (redis.ConnectionError, redis.TimeoutError):
-        # Nothing was sent: take the marks back (if Redis lets us), so that these requests
-        # are registered again soon rather than looked up after the hard time limit.
-        now = rt.clock()
-        rt.shared.records.apply(
-            [
-                rules.unmarked(m.record, after, now, policy)
-                for m, after in zip(kept, marked, strict=True)
-            ]
-        )
+        # Nothing was sent: take the marks back, so that these requests are registered again
+        # soon rather than looked up after the hard time limit.
+        _take_back(rt, [(m.record, after) for m, after in zip(kept, marked, strict=True)])
         raise
     posts = [rt.senders().submit(_post, rt, record) for record in marked]
     try:
@@ -97,6 +92,33 @@ def _register_group(rt: Runtime, records: list[Record]) -> None:
         rt.commit([post.result() for post in done])
     for post in posts:
         post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
+
+
+#: How long a submit waits for Redis to come back to take back marks it could not confirm:
+#: a restart or a Sentinel failover takes a few seconds. Past it the marks stay, and the
+#: requests are looked up after the hard time limit (the worst case, never a duplicate).
+TAKE_BACK_PATIENCE = 15.0
+
+
+def _take_back(
+    rt: Runtime, marks: list[tuple[Record, Record]], patience: float = TAKE_BACK_PATIENCE
+) -> None:
+    """Undo unconfirmed ``submitting`` marks (``(before, marked)`` records), retrying while
+    Redis is away for up to ``patience`` seconds. A mark that Redis lost is not undone: the
+    change is version-checked, so it applies only to the mark as it was written."""
+    deadline, pause = time.monotonic() + patience, 0.25
+    while True:
+        now = rt.clock()
+        try:
+            rt.shared.records.apply(
+                [rules.unmarked(before, after, now, rt.policy) for before, after in marks]
+            )
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _post(rt: Runtime, record: Record) -> Outcome:

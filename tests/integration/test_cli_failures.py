@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-def _run(tmp_path: Path, url: str, *args: str, timeout: float = 60) -> Any:
+def _run(
+    tmp_path: Path, url: str, *args: str, timeout: float = 60, startup_wait: str = "60"
+) -> Any:
     (tmp_path / "job.json").write_text('{"job_name": "x"}')
-    return cli(*args, env=site_env(PALLYCON_REDIS_URL=url), cwd=tmp_path, timeout=timeout)
+    env = site_env(PALLYCON_REDIS_URL=url, PALLYCON_REDIS_STARTUP_WAIT=startup_wait)
+    return cli(*args, env=env, cwd=tmp_path, timeout=timeout)
 
 
 # One place (the command group) maps the errors: a reader, a writer and the worker stand for all.
@@ -43,7 +47,7 @@ COMMANDS = [("status", "someone"), ("submit", "job.json"), ("worker",)]
 def test_redis_unreachable_is_one_line_and_exit_3(tmp_path, args):
     """Nothing listens at the URL: one line naming it (password masked), exit 3."""
     port = free_port()
-    run = _run(tmp_path, f"redis://:hidden-pw-7@127.0.0.1:{port}/0", *args)
+    run = _run(tmp_path, f"redis://:hidden-pw-7@127.0.0.1:{port}/0", *args, startup_wait="0")
     err = run.stderr.decode()
     assert run.returncode == 3, err
     assert err.count("\n") == 1, err
@@ -64,6 +68,33 @@ def test_redis_refusing_our_credentials_is_exit_3_at_once(tmp_path, locked_redis
     assert err.count("\n") == 1, err
     assert "check the user and password (PALLYCON_REDIS_URL, PALLYCON_REDIS_PASSWORD)" in err
     assert "wrong-password" not in err
+
+
+def test_a_worker_started_before_redis_waits_for_it(tmp_path):
+    """Redis comes up after the worker: one warning line, then the worker starts."""
+    from support.processes import WorkerProcess
+
+    server = RedisServer(tmp_path / "redis")
+    env = site_env(PALLYCON_REDIS_URL=server.url, PALLYCON_KEY_PREFIX="late-redis")
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(WorkerProcess.command(concurrency=1), env, log).start()
+    try:
+        deadline = time.monotonic() + 30
+        while "Redis unreachable" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(2)
+        assert worker.process is not None
+        assert worker.process.poll() is None, log.read_text()
+        server.start()
+        worker.wait_ready(timeout=60)
+        text = log.read_text()
+        assert text.count("Redis unreachable") == 1, text[-3000:]
+        assert "waiting up to 60s" in text
+        assert "Redis is back; starting" in text
+    finally:
+        worker.stop()
+        server.stop()
 
 
 @pytest.mark.parametrize("url", ["sentinel://127.0.0.1:26379", "unix:///tmp/redis.sock"])

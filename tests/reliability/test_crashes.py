@@ -94,31 +94,52 @@ def test_figure_4_ambiguous_registrations(stack_factory, worker_factory, figure)
 
 
 def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
-    """The demo on an external Redis that crashes and comes back mid-run still exits 0."""
+    """The demo on an external Redis that crashes mid-run (once its requests are submitted,
+    while the worker registers them) and comes back still exits 0."""
     import subprocess
     import sys
+    import threading
 
     from support.env import clean_env
     from support.redis_server import RedisServer
 
     server = RedisServer(tmp_path / "redis").start()
+    lines: list[bytes] = []
     try:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "pallycon_pack", "demo", "--jobs", "12", "--job-seconds", "8"],
+            [sys.executable, "-m", "pallycon_pack", "demo", "--jobs", "12", "--job-seconds", "8",
+             "--timeout", "150"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
             env=clean_env(PALLYCON_REDIS_URL=server.url),
         )  # fmt: skip
-        time.sleep(7)
+        assert demo.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 90
+        while not any(b"submitted 12 requests" in line for line in lines):
+            assert demo.poll() is None, b"".join(lines)[-3000:]
+            assert time.monotonic() < deadline, b"".join(lines)[-3000:]
+            time.sleep(0.05)
         server.kill()
         time.sleep(2)
         server.start()
-        out, _ = demo.communicate(timeout=240)
+        try:
+            demo.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            pytest.fail(f"the demo did not end in 240 s:\n{b''.join(lines)[-3000:]!r}")
+        reader.join(10)
     finally:
         server.stop()
-    text = out.decode(errors="replace")
+    text = b"".join(lines).decode(errors="replace")
     figure("2 demo through a redis crash", exit_code=demo.returncode)
-    assert demo.returncode == 0, text[-3000:]
+    logs = "".join(
+        f"\n--- {log.name}:\n{log.read_text(errors='replace')[-4000:]}"
+        for log in sorted((tmp_path / "build" / "demo-logs").glob("*/*.log"))
+    )
+    assert demo.returncode == 0, text[-3000:] + logs
     assert "all 13 requests ended as expected" in text
+    assert "Redis unreachable" in text  # the crash happened while it was following
 
 
 @pytest.mark.parametrize("lease", [2.0, 8.0])
