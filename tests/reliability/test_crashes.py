@@ -112,8 +112,9 @@ def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
             env=clean_env(PALLYCON_REDIS_URL=server.url),
         )  # fmt: skip
-        assert demo.stdout is not None
-        reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+        stdout = demo.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(stdout), daemon=True)
         reader.start()
         deadline = time.monotonic() + 90
         while not any(b"submitted 12 requests" in line for line in lines):
