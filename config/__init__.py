@@ -1,5 +1,26 @@
-"""Settings: one pydantic-settings class, prefix ``PALLYCON_``, secrets as ``SecretStr``."""
+"""Settings: one pydantic-settings class, prefix ``PALLYCON_``, secrets as ``SecretStr``; the
+sites it serves (the default one and ``PALLYCON_SITES``'s) in :mod:`config.sites`."""
 
-from config.settings import ENV_PREFIX, ConfigError, RedisTarget, Settings, env_name, load_settings
+from config.settings import (
+    ENV_PREFIX,
+    SITES_VARIABLE,
+    ConfigError,
+    RedisTarget,
+    Settings,
+    env_name,
+    load_settings,
+)
+from config.sites import Site, Sites, UnknownSite
 
-__all__ = ["ENV_PREFIX", "ConfigError", "RedisTarget", "Settings", "env_name", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "SITES_VARIABLE",
+    "ConfigError",
+    "RedisTarget",
+    "Settings",
+    "Site",
+    "Sites",
+    "UnknownSite",
+    "env_name",
+    "load_settings",
+]

@@ -8,7 +8,8 @@ reads settings as a global: entry points call :func:`load_settings` once and pas
 
 Site credentials are optional at load time, because a producer that only enqueues requests must
 not need the site key; code that signs asks for them through :meth:`Settings.credentials`, which
-names the missing variable.
+names the missing variable. More sites than the default one come from ``PALLYCON_SITES`` (a file
+or a directory, :mod:`config.sites`), loaded and checked by :meth:`Settings.sites`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
@@ -35,7 +37,13 @@ from pallycon.models import WireOptions
 from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 
+if TYPE_CHECKING:
+    from config.sites import Sites
+
 ENV_PREFIX = "PALLYCON_"
+#: The variable of :attr:`Settings.sites_path` (not ``PALLYCON_SITES_PATH``: the field is named
+#: apart from :meth:`Settings.sites`, which loads it).
+SITES_VARIABLE = "PALLYCON_SITES"
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -66,18 +74,87 @@ class ConfigError(Exception):
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets ``field``."""
-    return f"{ENV_PREFIX}{field.upper()}"
+    """The environment variable that sets ``field`` (of :class:`Settings`)."""
+    return variable_name(Settings, field)
+
+
+def variable_name(kind: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets ``field`` of ``kind``: its prefix and name, or its
+    alias (``sites_path``: ``PALLYCON_SITES``). An alias itself (as a validation error's
+    location gives it) is its own variable."""
+    info = kind.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias.upper()
+    if field.upper() in _aliases(kind):
+        return field.upper()
+    return f"{kind.model_config.get('env_prefix') or ''}{field.upper()}"
+
+
+def _aliases(kind: type[BaseSettings]) -> dict[str, str]:
+    """The fields of ``kind`` set by another variable than their name: alias -> field."""
+    return {
+        info.validation_alias.upper(): name
+        for name, info in kind.model_fields.items()
+        if isinstance(info.validation_alias, str)
+    }
+
+
+def field_name(kind: type[BaseSettings], key: str) -> str:
+    """The field of ``kind`` that ``key`` (a field's name or its alias) sets."""
+    return _aliases(kind).get(key.upper(), key)
+
+
+# --- The rules of a site's settings (also those of PALLYCON_SITES, config/sites.py) ------------
+
+
+def check_site_id(value: str) -> str:
+    """``value`` if it is a site ID, else a ``ValueError`` saying what one is."""
+    if not _SITE_ID_RE.match(value):
+        raise ValueError("must be letters and digits only, e.g. TUTO")
+    return value
+
+
+def check_access_key(value: SecretStr) -> SecretStr:
+    """``value`` if it is not blank, else a ``ValueError`` (never naming the value)."""
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def check_site_key(value: SecretStr) -> SecretStr:
+    """``value`` if it is an AES-256 key, else a ``ValueError`` giving its size only."""
+    size = len(value.get_secret_value().encode("utf-8"))
+    if size != SITE_KEY_BYTES:
+        raise ValueError(f"must be {SITE_KEY_BYTES} bytes (AES-256), got {size}")
+    return value
+
+
+def check_callback_token(value: SecretStr) -> SecretStr:
+    """``value`` if it is long enough to be a URL's secret, else a ``ValueError``."""
+    if len(value.get_secret_value()) < 16:
+        raise ValueError("must be at least 16 characters (it is the callback URL's secret)")
+    return value
+
+
+def check_region(value: str) -> str:
+    """``value`` if it is a known region code, else a ``ValueError`` naming the known ones."""
+    if value not in REGIONS:
+        known = ", ".join(f"{code} ({where})" for code, where in REGIONS.items())
+        raise ValueError(f"not a known region code; use one of {known}")
+    return value
 
 
 class Settings(BaseSettings):
     """All settings, with the defaults a new user gets."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, **SOURCES)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, validate_by_name=True, **SOURCES)
 
     #: The secrets read from files, by field, with the value read (set by
     #: :func:`read_settings`): a copy with another value (``model_copy``) no longer uses it.
     _secret_files: dict[str, tuple[SecretFile, Any]] = PrivateAttr(default_factory=dict)
+    #: :meth:`sites` once loaded, with the settings it was loaded from.
+    _sites: tuple[tuple[Any, ...], Sites] | None = PrivateAttr(default=None)
 
     # --- PallyCon site credentials (PallyCon Console > site settings) -------------------------
     site_id: str | None = Field(default=None, description="Site ID, e.g. TUTO.")
@@ -85,6 +162,11 @@ class Settings(BaseSettings):
     site_key: SecretStr | None = Field(default=None, description="Site key: 32 bytes, AES-256.")
     region: str | None = Field(
         default=None, description="Region code (RG011 = Seoul) sent where the guide requires one."
+    )
+    sites_path: Path | None = Field(
+        default=None,
+        validation_alias=SITES_VARIABLE,
+        description="More sites: a TOML file, or a directory with one directory per site.",
     )
 
     # --- The API -------------------------------------------------------------------------------
@@ -220,12 +302,13 @@ class Settings(BaseSettings):
     @field_validator("site_key")
     @classmethod
     def _site_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        size = len(value.get_secret_value().encode("utf-8"))
-        if size != SITE_KEY_BYTES:
-            raise ValueError(f"must be {SITE_KEY_BYTES} bytes (AES-256), got {size}")
-        return value
+        return None if value is None else check_site_key(value)
+
+    @field_validator("sites_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        """``PALLYCON_SITES=`` (left empty in a file) names no sites, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_password", "redis_sentinel_password")
     @classmethod
@@ -237,31 +320,22 @@ class Settings(BaseSettings):
     @field_validator("access_key")
     @classmethod
     def _access_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("must not be blank")
-        return value
+        return None if value is None else check_access_key(value)
 
     @field_validator("callback_token")
     @classmethod
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters (it is the callback URL's secret)")
-        return value
+        return None if value is None else check_callback_token(value)
 
     @field_validator("site_id")
     @classmethod
     def _site_id_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _SITE_ID_RE.match(value):
-            raise ValueError("must be letters and digits only, e.g. TUTO")
-        return value
+        return None if value is None else check_site_id(value)
 
     @field_validator("region")
     @classmethod
     def _region_shape(cls, value: str | None) -> str | None:
-        if value is not None and value not in REGIONS:
-            known = ", ".join(f"{code} ({where})" for code, where in REGIONS.items())
-            raise ValueError(f"not a known region code; use one of {known}")
-        return value
+        return None if value is None else check_region(value)
 
     @field_validator("api_url")
     @classmethod
@@ -356,8 +430,11 @@ class Settings(BaseSettings):
                 # volume swaps them when the secret changes).
                 env[env_name(name) + FILE_SUFFIX] = os.path.abspath(where.path)
                 continue
-            shown = value.get_secret_value() if isinstance(value, SecretStr) else value
-            env[env_name(name)] = str(shown)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = os.path.abspath(value)  # a child may run in another directory
+            env[env_name(name)] = str(value)
         return env
 
     def credentials(self) -> SiteCredentials:
@@ -387,6 +464,27 @@ class Settings(BaseSettings):
         if self.region is None:
             raise ConfigError(f"missing setting: {env_name('region')} (a code such as RG011)")
         return self.region
+
+    def sites(self) -> Sites:
+        """Every site served: the default one (``PALLYCON_SITE_ID``) and those of
+        ``PALLYCON_SITES``, each checked; a :class:`ConfigError` naming the source, the site
+        and the field otherwise (see :mod:`config.sites`). Loaded once per settings object
+        (again if a copy changed what it is made from)."""
+        from config.sites import load_sites  # config.sites builds on this module
+
+        made_of = (
+            self.sites_path,
+            self.site_id,
+            self.access_key,
+            self.site_key,
+            self.region,
+            self.api_rate,
+            self.api_burst,
+            self.callback_token,
+        )
+        if self._sites is None or self._sites[0] != made_of:
+            self._sites = (made_of, load_sites(self))
+        return self._sites[1]
 
 
 @dataclass(frozen=True)
@@ -466,6 +564,7 @@ def read_settings(
         lines = []
         for error in exc.errors(include_url=False, include_input=False):
             field = ".".join(str(part) for part in error["loc"]) or "settings"
+            field = field_name(kind, field)
             where = f" (from {files[field].label()})" if field in files else ""
             message = str(error["msg"]).removeprefix("Value error, ")
             lines.append(f"{name_of(field)}{where}: {message}")

@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 from config.secrets import SecretFile, locate
-from config.settings import PLACEHOLDER_TOKEN, env_name, mask_url
+from config.settings import PLACEHOLDER_TOKEN, env_name, field_name, mask_url
 
 MASK = "***"
 
@@ -122,8 +122,8 @@ def origins(
     )
     found: dict[str, str] = {}
     for source in sources:
-        for name in source():
-            found.setdefault(name, _label(source))
+        for name in source():  # a field's name, or its alias (PALLYCON_SITES)
+            found.setdefault(field_name(kind, name), _label(source))
     for name, where in files.items():
         if found.get(name) not in (COMMAND_LINE, ENVIRONMENT):
             found[name] = where.label()
