@@ -9,11 +9,14 @@ import os
 import signal
 import socket
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pallycon_pack.errors import EXIT_INVALID, Failure
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -47,8 +50,10 @@ def worker(
     node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
     argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
     configure(settings.log_level)
-    settings.credentials()
-    settings.require_region()
+    if settings.sites_path is None:  # one site: its settings' own messages
+        settings.credentials()
+        settings.require_region()
+    settings.sites()  # every site valid (a sites file's errors name the site and the field)
     _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
     app = create_app(settings)
     log_start("worker", settings, celery=[mask_text(arg) for arg in argv])
@@ -178,12 +183,18 @@ def _run_celery(app: Any, argv: list[str]) -> int:
 @click.option("--port", type=int, help="Port (default: PALLYCON_CALLBACK_PORT, 8700; 0 = any).")
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
 def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
-    """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>."""
+    """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>, and at
+    /callback/<site id>/<its callback_token> for each other site of PALLYCON_SITES."""
     from config import load_settings
     from pallycon_pack.servers import serve_callbacks
 
     settings = load_settings(callback_host=host, callback_port=port)
-    token = settings.require_callback_token()
+    if settings.sites_path is None:
+        token: SecretStr | None = settings.require_callback_token()
+    else:  # the default site's token may come from the sites file, each other site's does
+        token = settings.callback_token
+        if token is None and not any(s.callback_token for s in settings.sites().by_id.values()):
+            settings.require_callback_token()
 
     def ready(url: str) -> None:
         click.echo(f"callback receiver listening on {url}/callback/<token>")

@@ -22,15 +22,26 @@ from worker.logs import LOGGERS, configure, log_start
 
 
 def _server(
-    settings: Settings, token: SecretStr, host: str, port: int, access_log: bool = False
+    settings: Settings, token: SecretStr | None, host: str, port: int, access_log: bool = False
 ) -> asgi.Server:
     app = sender(settings.redis, Keys(settings.key_prefix))
+    sites = settings.sites() if settings.sites_path is not None else None
+    default = sites.default if sites is not None else None
+    if token is None and sites is not None and default is not None:
+        token = sites.by_id[default].callback_token
+    site_tokens = {
+        site.site_id: site.callback_token
+        for site in (sites.by_id.values() if sites is not None else ())
+        if site.callback_token is not None and site.site_id != default
+    }
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis),
         Keys(settings.key_prefix),
         token,
         lambda request_id: send_poll(app, [request_id]),
         lease_seconds=settings.lease_seconds,
+        site_tokens=site_tokens,
+        default_site=default or settings.site_id,
     )
     return asgi.make_server(
         receiver, host, port, settings_prefix="PALLYCON_CALLBACK", access_log=access_log
@@ -39,7 +50,7 @@ def _server(
 
 def serve_callbacks(
     settings: Settings,
-    token: SecretStr,
+    token: SecretStr | None,
     on_ready: Callable[[str], None],
     *,
     access_log: bool = False,

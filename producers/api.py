@@ -22,7 +22,8 @@ import redis
 from config import Settings
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
-from store.admission import RequestConflict, prepare
+from pallycon.options import max_api_json_bytes
+from store.admission import RequestConflict, prepare, unknown_site
 from store.connect import connect_redis
 from store.durability import Durability
 from store.keys import Keys
@@ -68,6 +69,7 @@ class Producer:
         sender: Callable[[], Celery],
         *,
         max_api_json: int,
+        max_api_json_any_site: int | None = None,
         retry_after: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -79,6 +81,8 @@ class Producer:
         self._app: Celery | None = None
         self.retry_after = retry_after
         self.max_api_json = max_api_json
+        #: The limit for a request naming a site (its id's length unknown here: the longest).
+        self.max_api_json_any_site = min(max_api_json, max_api_json_any_site or max_api_json)
         self.clock = clock
 
     @classmethod
@@ -93,6 +97,7 @@ class Producer:
             lambda: sender(settings.redis, keys),
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
+            max_api_json_any_site=max_api_json_bytes(settings.api_url, settings.apidata_in),
         )
 
     @property
@@ -108,11 +113,14 @@ class Producer:
         request_id: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        site_id: str | None = None,
     ) -> str:
         """Validate and enqueue a packaging request; its request id.
 
         ``metadata``: your own JSON object (at most ``store.admission.MAX_METADATA_BYTES`` of
         compact JSON), kept in the record and carried in every event of the request.
+        ``site_id``: the PallyCon site to package for (None: the workers' default site); one
+        the workers do not serve is refused (``InvalidRequest`` naming ``site_id``).
 
         Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
@@ -120,7 +128,7 @@ class Producer:
         submission's metadata stands).
         """
         ids = [request_id] if request_id else None
-        return self.submit_many([body], ids, metadata=[metadata])[0]
+        return self.submit_many([body], ids, metadata=[metadata], site_ids=[site_id])[0]
 
     def submit_many(
         self,
@@ -128,6 +136,7 @@ class Producer:
         request_ids: Sequence[str | None] | None = None,
         *,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        site_ids: Sequence[str | None] | None = None,
     ) -> list[str]:
         """Validate and enqueue many requests at once, all or nothing: their ids.
 
@@ -141,7 +150,8 @@ class Producer:
         carries the ids to submit again. Ids already used for the same body are returned as
         they are (nothing new is enqueued for them).
 
-        ``metadata``: one object (or None) per body, as for :meth:`submit`. One call is one
+        ``metadata``, ``site_ids``: one each (or None) per body, as for :meth:`submit`. One
+        call is one
         script and one transaction: for thousands of requests, call it in chunks of a few
         hundred (as ``pallycon-pack submit --batch`` does).
         """
@@ -150,9 +160,10 @@ class Producer:
         metas: list[Mapping[str, Any] | None] = (
             list(metadata) if metadata is not None else [None] * len(bodies)
         )
-        if len(ids) != len(bodies) or len(metas) != len(bodies):
-            raise ValueError("submit_many: one request id and one metadata per body, or none")
-        prepared = self._prepare(bodies, ids, metas, now)
+        sites: list[str | None] = list(site_ids) if site_ids is not None else [None] * len(bodies)
+        if len(ids) != len(bodies) or len(metas) != len(bodies) or len(sites) != len(bodies):
+            raise ValueError("submit_many: one request id, metadata and site per body, or none")
+        prepared = self._prepare(bodies, ids, metas, sites, now)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
             outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
@@ -188,21 +199,29 @@ class Producer:
         bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
         ids: list[str | None],
         metas: list[Mapping[str, Any] | None],
+        sites: list[str | None],
         now: float,
     ) -> list[NewRequest]:
-        """Validate every body; InvalidRequest naming every bad field of every body, and every
-        id given twice with different bodies."""
+        """Validate every body; InvalidRequest naming every bad field of every body, every
+        site no worker serves, and every id given twice with different bodies."""
         prepared, errors = [], []
         first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
-        for index, (body, request_id, meta) in enumerate(zip(bodies, ids, metas, strict=True)):
+        served = self.sites() if any(sites) else []
+        rows = zip(bodies, ids, metas, sites, strict=True)
+        for index, (body, request_id, meta, site) in enumerate(rows):
             given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
             prefix = f"[{index}]." if len(bodies) > 1 else ""
+            limit = self.max_api_json if not site else self.max_api_json_any_site
             try:
                 ready = prepare(
-                    given, request_id, now, max_api_json=self.max_api_json, metadata=meta
+                    given, request_id, now, max_api_json=limit, metadata=meta, site_id=site
                 )
             except InvalidRequest as exc:
                 errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
+                continue
+            if site and site not in served:
+                error = unknown_site(site, served)
+                errors.append(FieldError(f"{prefix}{error.field}", error.message))
                 continue
             seen = first.setdefault(ready.request_id, (index, ready.body_hash))
             if seen[1] != ready.body_hash:
@@ -212,6 +231,10 @@ class Producer:
         if errors:
             raise InvalidRequest(errors)
         return prepared
+
+    def sites(self) -> list[str]:
+        """The sites the workers serve (announced in Redis at their start-up), sorted."""
+        return sorted(str(site) for site in self.redis.hkeys(self.keys.sites))
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""

@@ -30,6 +30,8 @@ from store.record import Fields
 from store.records import Created, NewRequest, Records
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: A site id as PallyCon writes them (PALLYCON_SITE_ID's rule).
+SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 #: The largest producer metadata, in bytes of compact JSON (UTF-8); larger is refused.
 MAX_METADATA_BYTES = 2048
@@ -77,6 +79,23 @@ def check_request_id(request_id: str) -> str:
     return request_id
 
 
+def check_site_id(site_id: Any) -> str:
+    """The site a request names ("" for none); raises InvalidRequest naming ``site_id``.
+    Whether a site of that id is served is the caller's to check (:class:`SiteUnknown`)."""
+    if site_id is None or site_id == "":
+        return ""
+    if not isinstance(site_id, str) or not SITE_ID_RE.match(site_id):
+        message = "must be a PallyCon site id: 1-32 letters and digits, e.g. TUTO"
+        raise InvalidRequest([FieldError("site_id", message)])
+    return site_id
+
+
+def unknown_site(site_id: str, known: list[str]) -> FieldError:
+    """The error for a request naming a site no worker serves."""
+    served = ", ".join(known) if known else "none announced yet"
+    return FieldError("site_id", f"unknown site {site_id!r} (sites served: {served})")
+
+
 def check_metadata(metadata: Any) -> str:
     """The producer's metadata as compact JSON text ("" for none: ``None`` or ``{}``); raises
     InvalidRequest naming the field ``metadata`` and why.
@@ -118,9 +137,12 @@ def parse_metadata(text: str | None) -> Any:
         raise InvalidRequest([FieldError("metadata", f"not JSON: {exc}")]) from None
 
 
-def body_hash(request: JobRegisterRequest) -> str:
-    """Equal for equivalent bodies (key order, case of formats) and only for those."""
+def body_hash(request: JobRegisterRequest, site_id: str = "") -> str:
+    """Equal for equivalent bodies (key order, case of formats) for the same site, and only
+    for those. A request that names no site hashes as before sites existed."""
     canonical = json.dumps(api_dict(request), sort_keys=True, separators=(",", ":"))
+    if site_id:
+        canonical = f"{site_id}\n{canonical}"
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -151,17 +173,24 @@ def prepare(
     max_api_json: int,
     entry_id: str | None = None,
     metadata: Any = None,
+    site_id: Any = None,
 ) -> NewRequest:
     """Validate a request and build its record and first event (raises InvalidRequest naming
     every bad field, the body's and ``metadata``'s).
 
     ``entry_id``: the intake stream entry it came from, kept in the record and its event.
     ``metadata``: the producer's JSON object (see :func:`check_metadata`), kept in the record
-    and carried in its events.
+    and carried in its events. ``site_id``: the PallyCon site it is for (None or "": the
+    default site), its shape checked here.
     """
     errors: list[FieldError] = []
     try:
         meta = check_metadata(metadata)
+    except InvalidRequest as exc:
+        errors += exc.errors
+    site = ""
+    try:
+        site = check_site_id(site_id)
     except InvalidRequest as exc:
         errors += exc.errors
     request_id = check_request_id(request_id) if request_id else new_request_id()
@@ -186,6 +215,8 @@ def prepare(
         fields["entry_id"] = entry_id
     if meta:
         fields["metadata"] = meta
+    if site:
+        fields["site_id"] = site
     accepted = event(
         EventType.ACCEPTED,
         request_id,
@@ -193,9 +224,10 @@ def prepare(
         content_id=request.content_id,
         job_name=name,
         entry_id=entry_id,
+        site_id=site or None,
         metadata=json.loads(meta) if meta else None,
     )
-    return NewRequest(request_id, body_hash(request), fields, accepted)
+    return NewRequest(request_id, body_hash(request, site), fields, accepted)
 
 
 def accept(

@@ -3,14 +3,15 @@
 -- One script, so a Redis out of memory refuses its first write or none (no partial batch).
 -- Each first event gets its event_id "<request id>:1" here, from the version written; its
 -- stream entry id is kept in the record's `events`, and the request enters its state's index.
--- KEYS: results, submit schedule, then 2 per request: its record, its state's index
+-- KEYS: results, submit schedule, then 3 per request: its record, its state's index, its
+--       site's index of that state (the same key again for a request that named no site)
 -- ARGV: maxlen, channel, submit score ('' = not scheduled), then 6 per request:
 --       request id, body hash, fields (JSON), event (JSON object), ttl ('' = none),
 --       time it entered its state (the index score)
 local outcomes, conflict = {}, false
-local count = (#KEYS - 2) / 2
+local count = (#KEYS - 2) / 3
 for n = 1, count do
-  local record, at = KEYS[1 + 2 * n], 4 + (n - 1) * 6
+  local record, at = KEYS[3 * n], 4 + (n - 1) * 6
   if redis.call('EXISTS', record) == 0 then
     outcomes[n] = 'created'
   elseif redis.call('HGET', record, 'body_hash') == ARGV[at + 1] then
@@ -21,7 +22,7 @@ for n = 1, count do
 end
 if conflict then return outcomes end
 for n = 1, count do
-  local record, index, at = KEYS[1 + 2 * n], KEYS[2 + 2 * n], 4 + (n - 1) * 6
+  local record, index, at = KEYS[3 * n], KEYS[1 + 3 * n], 4 + (n - 1) * 6
   if outcomes[n] == 'created' then
     local id = cjson.encode(ARGV[at] .. ':1')
     local event = '{"event_id":' .. id .. ',' .. string.sub(ARGV[at + 3], 2)
@@ -30,6 +31,7 @@ for n = 1, count do
     for k, v in pairs(cjson.decode(ARGV[at + 2])) do args[#args + 1] = k; args[#args + 1] = v end
     redis.call('HSET', record, unpack(args))
     redis.call('ZADD', index, ARGV[at + 5], ARGV[at])
+    redis.call('ZADD', KEYS[2 + 3 * n], ARGV[at + 5], ARGV[at])
     redis.call('PUBLISH', ARGV[2], ARGV[at])
     if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[at]) end
     if ARGV[at + 4] ~= '' then redis.call('EXPIRE', record, ARGV[at + 4]) end

@@ -33,9 +33,23 @@ class Keys:
         return f"{self.prefix}:req:{request_id}"
 
     def state_index(self, state: str) -> str:
-        """Sorted set: request id -> when it entered ``state`` (one per state; see
-        :mod:`store.overview`)."""
+        """Sorted set: request id -> when it entered ``state`` (one per state, every site's
+        requests; see :mod:`store.overview`)."""
         return f"{self.prefix}:state:{state}"
+
+    def site_state_index(self, site_id: str, state: str) -> str:
+        """Sorted set: as :meth:`state_index`, only the requests that named ``site_id``. For
+        requests that named no site (``site_id`` ""): :meth:`state_index` itself, so that
+        the scripts write it once."""
+        if not site_id:
+            return self.state_index(state)
+        return f"{self.prefix}:site:{site_id}:state:{state}"
+
+    @property
+    def sites(self) -> str:
+        """Hash: site id -> JSON ``{"region", "default"}`` of each site a worker serves,
+        written at its start-up (never a secret): producers refuse a site not in it."""
+        return f"{self.prefix}:sites"
 
     @property
     def submit_schedule(self) -> str:
@@ -49,12 +63,20 @@ class Keys:
 
     @property
     def job_index(self) -> str:
-        """Hash: remote job id -> request id (for callbacks)."""
+        """Hash: remote job (:meth:`job_field`) -> request id (for callbacks)."""
         return f"{self.prefix}:jobs"
 
-    def callback_poll(self, job_id: str) -> str:
-        """String, expiring: a callback sent an immediate poll of this job (coalescing window)."""
-        return f"{self.prefix}:callback:{job_id}"
+    @staticmethod
+    def job_field(site_id: str, job_id: str) -> str:
+        """A remote job's field in :attr:`job_index`: job ids are per site. The bare job id
+        for requests that named no site (the default site: as before sites existed), else
+        ``<site>/<job id>``. Mirrored in transition.lua."""
+        return f"{site_id}/{job_id}" if site_id else job_id
+
+    def callback_poll(self, job_field: str) -> str:
+        """String, expiring: a callback sent an immediate poll of this job (coalescing window;
+        ``job_field`` as :meth:`job_field`)."""
+        return f"{self.prefix}:callback:{job_field}"
 
     @property
     def results(self) -> str:
@@ -73,8 +95,13 @@ class Keys:
 
     @property
     def rate_limit(self) -> str:
-        """Hash: the token bucket shared by every worker for calls to the API."""
+        """Hash: the token bucket shared by every worker for calls to the API (the default
+        site's)."""
         return f"{self.prefix}:ratelimit"
+
+    def rate_limit_of(self, site_id: str) -> str:
+        """Hash: a site's token bucket (``site_id`` "" = the default site: :attr:`rate_limit`)."""
+        return f"{self.prefix}:ratelimit:{site_id}" if site_id else self.rate_limit
 
     @property
     def counters(self) -> str:

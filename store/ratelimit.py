@@ -14,10 +14,13 @@ IDLE_EXPIRY_MS = 60_000
 
 
 class TokenBucket:
-    def __init__(self, client: redis.Redis, keys: Keys, *, rate: float, burst: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, rate: float, burst: int, site_id: str = ""
+    ) -> None:
+        """The bucket of one site (``site_id`` "": the default site's, as before sites)."""
         self.rate, self.burst = rate, burst
         self.redis = client
-        self._keys = [keys.rate_limit, keys.counters, keys.api_calls]
+        self._keys = [keys.rate_limit_of(site_id), keys.counters, keys.api_calls]
         self._take = register(client, "bucket")
 
     def take(self, count_as: str = "", also: Sequence[tuple[str, int]] = ()) -> float:

@@ -33,6 +33,7 @@ class Record:
     content_id: str = ""
     entry_id: str = ""  # the intake stream entry it came from
     metadata: str = ""  # the producer's metadata object, compact JSON ("" when none)
+    site_id: str = ""  # the PallyCon site the request named ("": the default site)
     created_at: float = 0.0
     updated_at: float = 0.0
     # Submitting
@@ -97,6 +98,7 @@ class Fields(TypedDict, total=False):
     content_id: str
     entry_id: str
     metadata: str
+    site_id: str
     created_at: float
     updated_at: float
     attempts: int

@@ -102,7 +102,12 @@ class Records:
         for item in items:
             _check_event(item.event)
             state = item.fields["state"]
-            keys += [self.keys.request(item.request_id), self.keys.state_index(state)]
+            site = item.fields.get("site_id", "")
+            keys += [
+                self.keys.request(item.request_id),
+                self.keys.state_index(state),
+                self.keys.site_state_index(site, state),
+            ]
             args += [
                 item.request_id,
                 item.body_hash,
@@ -153,6 +158,8 @@ class Records:
             _check_event(event)
             if record.metadata and "metadata" not in event:
                 event = {**event, "metadata": json.loads(record.metadata)}
+            if record.site_id and "site_id" not in event:
+                event = {**event, "site_id": record.site_id}
         state = change.fields.get("state", record.state)
         entered = change.fields.get("updated_at", record.updated_at)
         keys = [
@@ -163,6 +170,8 @@ class Records:
             self.keys.job_index,
             self.keys.state_index(record.state),
             self.keys.state_index(state),
+            self.keys.site_state_index(record.site_id, record.state),
+            self.keys.site_state_index(record.site_id, state),
         ]
         args = [
             str(record.version),
@@ -173,7 +182,7 @@ class Records:
             request_id,
             change.schedule or "",
             repr(change.at),
-            change.index_job,
+            self.keys.job_field(record.site_id, change.index_job) if change.index_job else "",
             self.record_ttl if change.finish else "",
             repr(entered) if state != record.state else "",
             "1" if change.revive else "",
@@ -190,8 +199,9 @@ class Records:
             pipe.hincrby(self.keys.request(request_id), name, 1)
         return [int(value) for value in pipe.execute()]
 
-    def request_for_job(self, job_id: str) -> str | None:
-        found = self.redis.hget(self.keys.job_index, job_id)
+    def request_for_job(self, job_id: str, site_id: str = "") -> str | None:
+        """The request whose remote job is ``job_id`` of the site it named (``""``: none)."""
+        found = self.redis.hget(self.keys.job_index, self.keys.job_field(site_id, job_id))
         return str(found) if found else None
 
     def created_by(self, request_id: str, entry_id: str) -> bool:

@@ -4,9 +4,11 @@
 -- between the state indexes, all at once. 0 if the version moved on, -1 if the record is gone.
 -- A replay after a lost reply finds the version moved on and does nothing.
 -- KEYS: record, results, submit schedule, poll schedule, job index, index of the state it is
---       in, index of the state it goes to (the same key when it stays)
+--       in, index of the state it goes to (the same key when it stays), and the same two of
+--       its site (the same keys again for a request that named no site)
 -- ARGV: version, fields (JSON), event (JSON object or ''), maxlen, channel, request id,
---       schedule (submit|poll|''), score, job id to index, ttl (finished: unschedule,
+--       schedule (submit|poll|''), score, job field to index (`Keys.job_field`), ttl
+--       (finished: unschedule,
 --       unindex, expire), time it enters the new state ('' = it stays), '1' = keep the
 --       record for good again (a finished request re-driven)
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -27,6 +29,7 @@ end
 redis.call('HSET', KEYS[1], unpack(args))
 if ARGV[11] ~= '' then
   redis.call('ZREM', KEYS[6], ARGV[6]); redis.call('ZADD', KEYS[7], ARGV[11], ARGV[6])
+  redis.call('ZREM', KEYS[8], ARGV[6]); redis.call('ZADD', KEYS[9], ARGV[11], ARGV[6])
 end
 if ARGV[7] == 'submit' then
   redis.call('ZADD', KEYS[3], ARGV[8], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
@@ -37,7 +40,11 @@ if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], ARGV[9], ARGV[6]) end
 if ARGV[10] ~= '' then
   redis.call('ZREM', KEYS[3], ARGV[6]); redis.call('ZREM', KEYS[4], ARGV[6])
   local job = redis.call('HGET', KEYS[1], 'job_id')
-  if job then redis.call('HDEL', KEYS[5], job) end
+  if job and job ~= '' then
+    local site = redis.call('HGET', KEYS[1], 'site_id')
+    if site and site ~= '' then job = site .. '/' .. job end
+    redis.call('HDEL', KEYS[5], job)
+  end
   redis.call('EXPIRE', KEYS[1], ARGV[10])
 end
 if ARGV[12] == '1' then redis.call('PERSIST', KEYS[1]) end

@@ -1,4 +1,5 @@
-"""The receiver of PallyCon's result callback (``POST /callback/<token>``).
+"""The receiver of PallyCon's result callback: ``POST /callback/<token>`` for the default site,
+``POST /callback/<site id>/<token>`` for each other site, with that site's own token.
 
 PallyCon signs nothing: anyone who learns the URL can post. So the URL carries a secret token
 (compared in constant time; a wrong token, like any unknown path or method, gets the same 404),
@@ -23,7 +24,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Literal, cast
@@ -88,20 +89,33 @@ def connect(target: Target) -> redis.asyncio.Redis:
 def create_callback_app(
     client: redis.asyncio.Redis,
     keys: Keys,
-    token: SecretStr,
+    token: SecretStr | None,
     poll_now: Callable[[str], None],
     *,
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
     body_timeout: float = BODY_TIMEOUT,
+    site_tokens: Mapping[str, SecretStr] | None = None,
+    default_site: str | None = None,
 ) -> Starlette:
     """The ASGI app.
+
+    ``token``: the default site's callback token (None: no callbacks at ``/callback/<token>``);
+    ``site_tokens``: the token of each other site, served at ``/callback/<site>/<token>``;
+    ``default_site``: the default site's id (its callbacks are also served under its id).
 
     ``poll_now(request_id)`` sends an immediate poll task; it is called from a worker thread and
     may block. ``lease_seconds`` is the sweepers' lease: a claimed poll whose task is lost comes
     back after it. The app closes ``client`` (and its publisher thread) when it shuts down.
     """
-    receiver = _Receiver(client, keys, token, poll_now, lease_seconds, clock, body_timeout)
+    tokens = dict(site_tokens or {})
+    if token is not None:
+        tokens[""] = token
+        if default_site:
+            tokens.setdefault(default_site, token)
+    receiver = _Receiver(
+        client, keys, tokens, default_site or "", poll_now, lease_seconds, clock, body_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -112,6 +126,7 @@ def create_callback_app(
     app = Starlette(
         routes=[
             Route("/callback/{token}", receiver.receive, methods=["POST"]),
+            Route("/callback/{site}/{token}", receiver.receive, methods=["POST"]),
             Route("/health/live", live),
             Route("/health/ready", receiver.ready),
             Route("/health", receiver.ready),
@@ -128,7 +143,8 @@ class _Receiver:
         self,
         client: redis.asyncio.Redis,
         keys: Keys,
-        token: SecretStr,
+        tokens: Mapping[str, SecretStr],
+        default_site: str,
         poll_now: Callable[[str], None],
         lease_seconds: float,
         clock: Callable[[], float],
@@ -136,7 +152,9 @@ class _Receiver:
     ) -> None:
         self.client = client
         self.keys = keys
-        self.expected = token.get_secret_value().encode("utf-8")
+        #: site id ("" = the default site's path) -> its token, as bytes
+        self.expected = {site: t.get_secret_value().encode("utf-8") for site, t in tokens.items()}
+        self.default_site = default_site
         self.poll_now = poll_now
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -145,9 +163,12 @@ class _Receiver:
         self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pallycon-publish")
 
     async def receive(self, request: Request) -> Response:
+        site = request.path_params.get("site", "")
         given = request.path_params["token"].encode("utf-8")
-        if not hmac.compare_digest(given, self.expected):
-            _refused("wrong token")  # the token given is never logged
+        # An unknown site is compared with a token nobody has: the same time, the same 404.
+        expected = self.expected.get(site, b"\0" * 32)
+        if site not in self.expected or not hmac.compare_digest(given, expected):
+            _refused("wrong token")  # the token (and the site) given are never logged
             return _not_found_response()
         try:
             async with asyncio.timeout(self.body_timeout):
@@ -165,7 +186,7 @@ class _Receiver:
             _refused("not a PallyCon callback body", size=len(raw))
             return _error("not a PallyCon callback body", 400)
         try:
-            outcome, request_id = await self.claim(body.job_id)
+            outcome, request_id = await self.claim(site, body.job_id)
         except (RedisError, OSError) as exc:  # OSError: TimeoutError, connection refused
             log.warning(
                 "callback not recorded: Redis unavailable (%s)",
@@ -176,20 +197,30 @@ class _Receiver:
         if outcome == "poll":
             await self.send_poll(request_id)
         logged = {"job_id": body.job_id, "error_code": body.error_code, "outcome": outcome}
+        if site:
+            logged["site_id"] = site
         extra = {"request_id": request_id, "fields": logged} if request_id else {"fields": logged}
         log.info("callback", extra=extra)
         return JSONResponse({"status": "received"})
 
-    async def claim(self, job_id: str) -> tuple[Outcome, str]:
+    def job_fields(self, site: str, job_id: str) -> list[str]:
+        """Where the job of a callback at ``site``'s path may be indexed (see ``_CLAIM``)."""
+        if site in ("", self.default_site):  # the default site, by either path
+            named = self.default_site
+            return [job_id, self.keys.job_field(named, job_id)] if named else [job_id]
+        return [self.keys.job_field(site, job_id)]
+
+    async def claim(self, site: str, job_id: str) -> tuple[Outcome, str]:
         """What this callback does (see ``_CLAIM``): the outcome and the job's request id."""
+        fields = self.job_fields(site, job_id)
         keys = [
             self.keys.job_index,
             self.keys.poll_schedule,
-            self.keys.callback_poll(job_id),
             self.keys.counters,
+            *(self.keys.callback_poll(field) for field in fields),
         ]
         lease_end = repr(self.clock() + self.lease_seconds)
-        args: list[str | int] = [job_id, lease_end, int(COALESCE_SECONDS * 1000), *_COUNTED]
+        args: list[str | int] = [lease_end, int(COALESCE_SECONDS * 1000), *_COUNTED, *fields]
         async with asyncio.timeout(REDIS_TIMEOUT):
             outcome, request_id = await self.claim_script(keys=keys, args=args)
         return cast(Outcome, str(outcome)), str(request_id)

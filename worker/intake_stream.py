@@ -1,8 +1,9 @@
 """The language-neutral intake: packaging requests as JSON on a Redis stream.
 
 A producer in any language adds an entry to the ``<prefix>:intake`` stream with the fields
-``request`` (the job registration JSON, as text) and, optionally, ``request_id`` and
-``metadata`` (a JSON object as text, kept and carried in every event). Workers read
+``request`` (the job registration JSON, as text) and, optionally, ``request_id``,
+``metadata`` (a JSON object as text, kept and carried in every event) and ``site_id`` (the
+PallyCon site, one the workers serve; none: the default site). Workers read
 it with a consumer group and give every entry exactly one visible outcome on the result stream:
 
 - a valid request is recorded and enqueued exactly as the Python API does (``accepted``);
@@ -30,8 +31,16 @@ from typing import Any, cast
 import redis
 from celery import Celery
 
+from config import UnknownSite
 from pallycon.errors import FieldError, InvalidRequest
-from store.admission import check_metadata, check_request_id, parse_metadata, prepare, refuse
+from store.admission import (
+    check_metadata,
+    check_request_id,
+    parse_metadata,
+    prepare,
+    refuse,
+    unknown_site,
+)
 from store.connect import connect_redis, describe
 from store.events import FailStage, rejected
 from store.keys import INTAKE_GROUP
@@ -70,6 +79,7 @@ class Entry:
     request: str | None  # the job JSON text
     errors: tuple[FieldError, ...] = ()  # set: refused without reading ``request``
     metadata: str | None = None  # the producer's metadata, JSON object text
+    site_id: str | None = None  # the PallyCon site it names
 
     def parsed_metadata(self) -> Any:
         """The metadata, parsed (raises InvalidRequest naming ``metadata``)."""
@@ -113,7 +123,14 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> E
     except InvalidRequest as exc:
         errors.extend(exc.errors)
         request_id = fallback
-    return Entry(entry_id, request_id, texts.get("request"), tuple(errors), texts.get("metadata"))
+    return Entry(
+        entry_id,
+        request_id,
+        texts.get("request"),
+        tuple(errors),
+        texts.get("metadata"),
+        texts.get("site_id"),
+    )
 
 
 # --- I/O: reading, handling, finishing -----------------------------------------------------
@@ -259,7 +276,9 @@ class Intake:
                 max_api_json=self.max_api_json,
                 entry_id=entry_id,
                 metadata=metadata,
+                site_id=entry.site_id,
             )
+            self.check_site(ready.fields.get("site_id", ""))
         except InvalidRequest as exc:
             outcome = refuse(
                 self.records,
@@ -299,6 +318,13 @@ class Intake:
             entry.entry_id,
             rejected(entry.entry_id, entry.request_id, at, code, message, fields=fields),
         )
+
+    def check_site(self, site_id: str) -> None:
+        """InvalidRequest naming ``site_id`` if this worker does not serve that site."""
+        try:
+            self.rt.site(site_id)
+        except UnknownSite:
+            raise InvalidRequest([unknown_site(site_id, self.rt.catalog.ids())]) from None
 
     def created_by(self, entry: Entry) -> bool:
         """Whether the request of the entry's id was created by this very entry."""

@@ -24,7 +24,8 @@ from store.record import Record
 from worker import poll_rules as rules
 from worker.decisions import pages_to_fetch
 from worker.outcome import Triage, triage
-from worker.runtime import Runtime
+from worker.runtime import Runtime, SiteRuntime
+from worker.submit import served
 
 log = logging.getLogger("pallycon_pack.poll")
 
@@ -41,11 +42,18 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
     died) is handed to ``isolate`` to be polled alone, so that one poison job cannot take its
     batch down with it again; past ``max_deliveries`` it is dead-lettered.
     """
-    records = _tracked(rt, request_ids, isolate, alone=len(request_ids) == 1)
-    if not records:
-        return
+    tracked = _tracked(rt, request_ids, isolate, alone=len(request_ids) == 1)
+    by_site: dict[str, list[Record]] = {}
+    for record in tracked:  # job ids are per site: one coalesced pass per site
+        by_site.setdefault(rt.catalog.named(record.site_id), []).append(record)
+    for site_id, records in by_site.items():
+        _poll_site(rt, rt.sites[site_id], records)
+
+
+def _poll_site(rt: Runtime, site: SiteRuntime, records: list[Record]) -> None:
+    """Poll the jobs of one site's requests and record what changed."""
     try:
-        found, errors = _lookup(rt, records)
+        found, errors = _lookup(site, rt, records)
     except CallError as error:
         _retry(rt, records, error)
         return
@@ -70,13 +78,16 @@ def _tracked(
             isolate(request_id)
         elif decided is Triage.RUN:
             run.append(records[request_id])
+    run = served(rt, run)
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     kept, dead = rules.sort_out(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
     rt.commit(dead)
     return kept
 
 
-def _lookup(rt: Runtime, records: list[Record]) -> tuple[dict[str, JobInfo], dict[str, CallError]]:
+def _lookup(
+    site: SiteRuntime, rt: Runtime, records: list[Record]
+) -> tuple[dict[str, JobInfo], dict[str, CallError]]:
     """The jobs found (by id), and the lookups that failed (by job id).
 
     Many jobs are read from list pages, the rest looked up one by one; a failed page fails the
@@ -86,12 +97,14 @@ def _lookup(rt: Runtime, records: list[Record]) -> tuple[dict[str, JobInfo], dic
     found: dict[str, JobInfo] = {}
     errors: dict[str, CallError] = {}
     if rt.settings.poll_coalesce and len(wanted) > DIRECT_LOOKUPS:
-        _read_pages(rt, records, wanted, found)
+        _read_pages(site, rt, records, wanted, found)
     for job_id in sorted(wanted - found.keys()):
-        query = JobListRequest(region=rt.region, search_keyword=job_id, search_keyword_type="jobId")
+        query = JobListRequest(
+            region=site.region, search_keyword=job_id, search_keyword_type="jobId"
+        )
         rt.shared.counters.add(Metric.POLL_LOOKUPS)
         try:
-            jobs = rt.api.list_jobs(query).data
+            jobs = site.api.list_jobs(query).data
         except CallError as error:
             errors[job_id] = error
             continue
@@ -100,7 +113,11 @@ def _lookup(rt: Runtime, records: list[Record]) -> tuple[dict[str, JobInfo], dic
 
 
 def _read_pages(
-    rt: Runtime, records: list[Record], wanted: set[str], found: dict[str, JobInfo]
+    site: SiteRuntime,
+    rt: Runtime,
+    records: list[Record],
+    wanted: set[str],
+    found: dict[str, JobInfo],
 ) -> None:
     """Read job-list pages until every wanted job is found, or lookups are cheaper.
 
@@ -112,7 +129,7 @@ def _read_pages(
     since = format_timestamp(datetime.fromtimestamp(oldest - rt.settings.poll_window_margin, UTC))
     while (unit := rt.page_unit()) >= MIN_PAGE_UNIT:
         try:
-            _read_pages_of(rt, unit, since, wanted, found)
+            _read_pages_of(site, rt, unit, since, wanted, found)
             return
         except ResponseTooLarge as error:
             smaller = unit // 2
@@ -127,14 +144,19 @@ def _read_pages(
 
 
 def _read_pages_of(
-    rt: Runtime, unit: int, since: str, wanted: set[str], found: dict[str, JobInfo]
+    site: SiteRuntime,
+    rt: Runtime,
+    unit: int,
+    since: str,
+    wanted: set[str],
+    found: dict[str, JobInfo],
 ) -> None:
     page, fetched, more = 1, 0, 1
     while more:
         query = JobListRequest.model_validate(
-            {"region": rt.region, "from": since, "page_unit": unit, "page_index": page}
+            {"region": site.region, "from": since, "page_unit": unit, "page_index": page}
         )
-        response = rt.api.list_jobs(query, only=wanted)
+        response = site.api.list_jobs(query, only=wanted)
         rt.shared.counters.add(Metric.POLL_PAGES)
         fetched += 1
         found.update({job.job_id: job for job in response.data})

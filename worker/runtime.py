@@ -4,17 +4,19 @@ step commits what it decided."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from redis import Redis
 
-from config import Settings
+from config import Settings, Sites
 from pallycon.client import PallyConClient
 from store.connect import connect_redis
 from store.counters import Counters
@@ -60,12 +62,22 @@ class Shared:
         )
 
 
+@dataclass(frozen=True)
+class SiteRuntime:
+    """One PallyCon site as a worker reaches it: its client (signing with the site's keys,
+    through the site's own token bucket) and region."""
+
+    site_id: str  # "" for the default site (the records' and keys' spelling)
+    api: PallyConClient
+    region: str
+
+
 @dataclass
 class Runtime:
     settings: Settings
     shared: Shared
-    api: PallyConClient
-    region: str
+    sites: dict[str, SiteRuntime]
+    catalog: Sites
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
@@ -74,6 +86,21 @@ class Runtime:
     @functools.cached_property
     def policy(self) -> StepPolicy:
         return StepPolicy.of(self.settings)
+
+    def site(self, site_id: str) -> SiteRuntime:
+        """The site a record names (``""``: the default); :class:`config.UnknownSite` if
+        this worker does not serve it."""
+        return self.sites[self.catalog.named(site_id)]
+
+    @property
+    def api(self) -> PallyConClient:
+        """The default site's client."""
+        return self.site("").api
+
+    @property
+    def region(self) -> str:
+        """The default site's region."""
+        return self.site("").region
 
     def commit(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply the outcomes' changes in one round trip; log and count those applied.
@@ -119,18 +146,36 @@ class Runtime:
             )
         return self._senders
 
+    def announce(self) -> None:
+        """Write the sites this worker serves to Redis (:attr:`store.keys.Keys.sites`: ids,
+        regions, which is the default; never a secret), for producers to check requests
+        against."""
+        announced: dict[Any, Any] = {
+            site.site_id: json.dumps(
+                {"region": site.region, "default": site.site_id == self.catalog.default}
+            )
+            for site in self.catalog.by_id.values()
+        }
+        if announced:
+            self.shared.redis.hset(self.shared.keys.sites, mapping=announced)
+
     @classmethod
     def build(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Runtime:
-        """Everything a worker needs; ConfigError names any missing setting."""
-        credentials, region = settings.credentials(), settings.require_region()
+        """Everything a worker needs; ConfigError names any missing setting or bad site."""
+        catalog = settings.sites()
         shared = Shared.of(settings)
         pool = httpx.Limits(
             max_connections=settings.http_pool_size,
             max_keepalive_connections=settings.http_pool_size,
         )
-        bucket = TokenBucket(
-            shared.redis, shared.keys, rate=settings.api_rate, burst=settings.api_burst
-        )
-        limited = RateLimitedTransport(transport or httpx.HTTPTransport(limits=pool), bucket)
-        api = PallyConClient(credentials, settings.client_options(), transport=limited)
-        return cls(settings, shared, api, region)
+        inner = transport or httpx.HTTPTransport(limits=pool)
+        sites = {}
+        for site in catalog.by_id.values():
+            named = catalog.named(site.site_id)
+            bucket = TokenBucket(
+                shared.redis, shared.keys, rate=site.api_rate, burst=site.api_burst, site_id=named
+            )
+            limited = RateLimitedTransport(inner, bucket)
+            api = PallyConClient(site.credentials(), settings.client_options(), transport=limited)
+            sites[named] = SiteRuntime(named, api, site.region)
+        return cls(settings, shared, sites, catalog)

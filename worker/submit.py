@@ -17,6 +17,7 @@ from concurrent.futures import wait
 
 import redis
 
+from config import UnknownSite
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
 from store.counters import Metric
@@ -49,12 +50,29 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
             isolate(request_id)
         elif decided is Triage.RUN:
             run.append(records[request_id])
+    run = served(rt, run)
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     plan = rules.plan(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
     rt.commit(plan.ended)
     for record, final in plan.reconcile:
         reconcile(rt, record, final=final)
     register(rt, plan.register)
+
+
+def served(rt: Runtime, records: list[Record]) -> list[Record]:
+    """The records of sites this worker serves; the others fail (``unknown_site``): a
+    producer that could not check (no worker had announced its sites) or a site removed from
+    the sites file since."""
+    kept, unknown = [], []
+    for record in records:
+        try:
+            rt.site(record.site_id)
+        except UnknownSite as exc:
+            unknown.append(rules.unknown_site(record, str(exc), rt.clock()))
+        else:
+            kept.append(record)
+    rt.commit(unknown)
+    return kept
 
 
 def register(rt: Runtime, records: list[Record]) -> None:
@@ -127,7 +145,7 @@ def _post(rt: Runtime, record: Record) -> Outcome:
         request = JobRegisterRequest.model_validate(
             record.parsed_body() | {"job_name": record.job_name}
         )
-        job_id = rt.api.register_job(request).job_id or ""
+        job_id = rt.site(record.site_id).api.register_job(request).job_id or ""
     except CallError as error:
         return rules.after_post_error(record, error, rt.clock(), rt.policy, rt.rng)
     except Exception as exc:  # a defect, or a record this code cannot read: not the API's doing
@@ -138,12 +156,12 @@ def _post(rt: Runtime, record: Record) -> Outcome:
 
 def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
     """The registration's outcome is unknown: find the job, or register again after grace."""
-    name = record.job_name
-    query = JobListRequest(region=rt.region, search_keyword=name, search_keyword_type="jobName")
+    name, site = record.job_name, rt.site(record.site_id)
+    query = JobListRequest(region=site.region, search_keyword=name, search_keyword_type="jobName")
     rt.shared.counters.add(Metric.RECONCILIATIONS)
     try:
         found = sorted(
-            (job for job in rt.api.iter_jobs(query) if job.job_name == name),
+            (job for job in site.api.iter_jobs(query) if job.job_name == name),
             key=lambda job: int(job.job_id) if job.job_id.isdigit() else 0,
         )
     except CallError as error:

@@ -157,6 +157,10 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
 
         def start(self, worker: Any) -> None:
             rt = process.runtime()
+            try:
+                rt.announce()
+            except REDIS_AWAY as exc:  # producers then accept named sites unchecked
+                log.warning("sites not announced: Redis unavailable (%s)", describe(exc))
             stop = self.stop_event
             health = LoopHealth(rt.shared.redis, rt.shared.keys.heartbeats, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [

@@ -1,0 +1,150 @@
+"""Two PallyCon sites through one fleet: one Redis, one set of workers, one callback receiver.
+
+The emulator serves both sites, each with its own job ids (both start at 1001), storages and
+callback URL. Nothing may cross over: each request is registered and polled at its own site,
+its events say which, each site has its own token bucket and callback path and token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pallycon.errors import InvalidRequest
+from pallycon.signing import SiteCredentials
+from producers.api import Producer
+from support.queue import events_of, eventually, make_settings, register_storage, wait_all
+from support.redis_server import RedisServer
+from support.samples import REGION, SAMPLE_SITE, body_for
+
+pytestmark = pytest.mark.integration
+
+OTHER = SiteCredentials.of(
+    "BRND", "BrandAccessKey-0123456789abcdefg", "0123456789abcdef0123456789abcdef"
+)
+OTHER_TOKEN = "brand-callback-token-0123456789"
+DEFAULT_TOKEN = "test-callback-token-0123456789"
+
+
+def sites_file(tmp_path: Path, api_rate: float = 200.0) -> Path:
+    """A sites file naming the second site (the default one comes from the settings)."""
+    path = tmp_path / "sites.toml"
+    secrets = tmp_path / "brnd"
+    secrets.mkdir()
+    (secrets / "site_key").write_text(OTHER.site_key.get_secret_value() + "\n")
+    path.write_text(
+        f"[{OTHER.site_id}]\n"
+        f'access_key = "{OTHER.access_key.get_secret_value()}"\n'
+        'site_key_file = "brnd/site_key"\n'
+        f'region = "{REGION}"\n'
+        f"api_rate = {api_rate}\n"
+        "api_burst = 200\n"
+        f'callback_token = "{OTHER_TOKEN}"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def two_sites(tmp_path, redis_server: RedisServer, emulator_factory, worker_factory):
+    """An emulator serving both sites, the settings of a fleet serving both, a worker."""
+    site_arg = ":".join(
+        (OTHER.site_id, OTHER.access_key.get_secret_value(), OTHER.site_key.get_secret_value())
+    )
+    emulator = emulator_factory("--job-seconds", "1", "--site", site_arg)
+    settings = make_settings(
+        redis_server.url,
+        emulator.url,
+        sites_path=sites_file(tmp_path),
+        callback_token=DEFAULT_TOKEN,
+    )
+    worker = worker_factory(settings)
+    return emulator, settings, worker
+
+
+def test_two_sites_run_through_one_fleet_and_nothing_crosses_over(two_sites):
+    emulator, settings, _ = two_sites
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_a = register_storage(emulator.url, SAMPLE_SITE)
+    store_b = register_storage(emulator.url, OTHER)
+    assert store_a == store_b  # storage ids are per site too: the same id, two storages
+    ids_a = [producer.submit(body_for(store_a, f"a-{n}"), f"a-{n}") for n in range(4)]
+    ids_b = [
+        producer.submit(body_for(store_b, f"b-{n}"), f"b-{n}", site_id=OTHER.site_id)
+        for n in range(4)
+    ]
+    records = wait_all(producer, ids_a + ids_b)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    jobs_a = sorted(records[r].job_id for r in ids_a)
+    jobs_b = sorted(records[r].job_id for r in ids_b)
+    assert jobs_a == jobs_b == ["1001", "1002", "1003", "1004"]  # the same job ids, two sites
+    for request_id in ids_b:
+        record = records[request_id]
+        assert record.site_id == OTHER.site_id
+        assert record.content_id == f"b-{request_id[2:]}"
+        assert {e.get("site_id") for e in events_of(producer, request_id)} == {"BRND"}
+    for request_id in ids_a:
+        assert records[request_id].site_id == ""
+        assert all("site_id" not in e for e in events_of(producer, request_id))
+    # each site's jobs are its own requests': job 1001 of each site holds its own content
+    for site in (SAMPLE_SITE, OTHER):
+        from pallycon.client import ClientOptions, PallyConClient
+        from pallycon.models import JobListRequest
+
+        with PallyConClient(site, ClientOptions(base_url=emulator.url)) as client:
+            query = JobListRequest(
+                region=REGION, search_keyword="1001", search_keyword_type="jobId"
+            )
+            (job,) = client.list_jobs(query).data
+        prefix = "a-" if site is SAMPLE_SITE else "b-"
+        assert (job.content_id or "").startswith(prefix)
+    # each site has its own token bucket in Redis
+    keys = producer.keys
+    assert producer.redis.exists(keys.rate_limit_of(""))
+    assert producer.redis.exists(keys.rate_limit_of(OTHER.site_id))
+
+
+def test_a_request_for_a_site_no_worker_serves_is_refused(two_sites):
+    """By the producer (InvalidRequest naming site_id) and by the stream intake (a failed
+    request naming site_id); a bad site id is refused for its shape."""
+    _, settings, _ = two_sites
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    with pytest.raises(InvalidRequest) as caught:
+        producer.submit(body_for("ST000001", "x"), "nowhere-1", site_id="NOPE")
+    (error,) = caught.value.errors
+    assert error.field == "site_id"
+    assert "unknown site 'NOPE' (sites served: BRND, TUTO)" in error.message
+    with pytest.raises(InvalidRequest) as caught:
+        producer.submit(body_for("ST000001", "x"), "nowhere-2", site_id="no/pe")
+    assert [e.field for e in caught.value.errors] == ["site_id"]
+    assert producer.get("nowhere-1") is None
+    assert producer.get("nowhere-2") is None
+    body = json.dumps(body_for("ST000001", "x"))
+    producer.redis.xadd(
+        producer.keys.intake, {"request_id": "nowhere-3", "request": body, "site_id": "NOPE"}
+    )
+    record = wait_all(producer, ["nowhere-3"])["nowhere-3"]
+    assert (record.state.value, record.error_stage) == ("failed", "validation")
+    (failed,) = [e for e in events_of(producer, "nowhere-3") if e["type"] == "failed"]
+    assert failed["fields"][0]["field"] == "site_id"
+    assert "unknown site 'NOPE'" in failed["fields"][0]["message"]
+
+
+def test_a_fleet_with_a_sites_file_logs_no_secret_of_any_site(two_sites):
+    emulator, settings, worker = two_sites
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_b = register_storage(emulator.url, OTHER)
+    request_id = producer.submit(body_for(store_b, "secret-check"), site_id=OTHER.site_id)
+    wait_all(producer, [request_id])
+    log = worker.log.read_text()
+    for secret in (OTHER.site_key, OTHER.access_key, SAMPLE_SITE.site_key, SAMPLE_SITE.access_key):
+        assert secret.get_secret_value() not in log
+    assert OTHER_TOKEN not in log
+    announced = producer.redis.hgetall(producer.keys.sites)
+    assert json.loads(announced["BRND"]) == {"region": REGION, "default": False}
+    assert json.loads(announced["TUTO"]) == {"region": REGION, "default": True}
+    assert all(OTHER_TOKEN not in value for value in announced.values())
