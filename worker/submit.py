@@ -36,9 +36,9 @@ HANDLED = (State.ACCEPTED, State.SUBMITTING)
 def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
     """Move each request of a batch forward: register its job, or reconcile an unknown outcome.
 
-    The batch shares its Redis round trips: one read and one delivery count for all; then, for
-    each group of ``submit_concurrency`` requests, one ``submitting`` mark and one fsync before
-    their POSTs (sent at once) and one commit of their outcomes after. A request whose
+    The batch shares its Redis round trips: one read and one delivery count for all, one
+    ``submitting`` mark and one fsync for all before their POSTs (``submit_concurrency`` at a
+    time), and one commit per group of outcomes after. A request whose
     earlier delivery never finished is handed to ``isolate`` to be tried alone.
     """
     alone = len(request_ids) == 1
@@ -78,23 +78,48 @@ def served(rt: Runtime, records: list[Record]) -> list[Record]:
 def register(rt: Runtime, records: list[Record]) -> None:
     """POST each request's job, with ``submitting`` recorded (and fsynced) before its POST.
 
-    In groups of ``submit_concurrency``, sent at once: should this process die, at most one
-    group is caught between its mark and its POSTs, and only that group has to wait out the
-    hard time limit before being registered again.
+    The whole batch is marked in one round trip and made durable with one wait (with
+    ``appendfsync everysec`` a wait lasts until the next fsync, up to a second: one per batch,
+    not one per POST). The POSTs then go out ``submit_concurrency`` at a time, and their
+    outcomes are committed a group at a time. Should this process die in between, the marked
+    requests not yet answered are looked up by name after the hard time limit: never sent
+    twice, only later.
     """
+    marked = _mark(rt, records)
+    if not marked:
+        return
+    posts = [rt.senders().submit(_post, rt, record) for record in marked]
     size = rt.settings.submit_concurrency
-    for start in range(0, len(records), size):
-        _register_group(rt, records[start : start + size])
+    committed = 0
+    try:
+        for start in range(0, len(posts), size):
+            group = posts[start : start + size]
+            wait(group)
+            rt.commit([post.result() for post in group if post.exception() is None])
+            committed = start + len(group)
+    finally:  # interrupted (a POST raised, or the soft time limit): what is done is recorded
+        rest = posts[committed:]
+        for post in rest:
+            post.cancel()  # not started: its mark stands, the lookup settles it
+        done = [p for p in rest if p.done() and not p.cancelled() and p.exception() is None]
+        rt.commit([post.result() for post in done])
+    for post in posts:
+        post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
 
 
-def _register_group(rt: Runtime, records: list[Record]) -> None:
+def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
+    """Mark ``records`` ``submitting`` and wait until the marks are durable: the records as
+    marked (those another worker had moved on are left out). Should Redis not confirm the
+    marks, they are taken back (nothing was sent) and the error raised."""
+    if not records:
+        return []
     now, policy = rt.clock(), rt.policy
     marks = [rules.submitting(record, now, policy) for record in records]
     applied = rt.shared.records.apply(marks)
     kept = [m for m, ok in zip(marks, applied, strict=True) if ok]
     marked = [m.record.moved(m.fields) for m in kept]
     if not marked:
-        return
+        return []
     try:
         rt.shared.durability.wait()  # never POST before "submitting" is on disk
     except (redis.ConnectionError, redis.TimeoutError):
@@ -102,14 +127,7 @@ def _register_group(rt: Runtime, records: list[Record]) -> None:
         # soon rather than looked up after the hard time limit.
         _take_back(rt, [(m.record, after) for m, after in zip(kept, marked, strict=True)])
         raise
-    posts = [rt.senders().submit(_post, rt, record) for record in marked]
-    try:
-        wait(posts)
-    finally:  # even if one raised or the task was interrupted: what is done is recorded
-        done = [p for p in posts if p.done() and not p.cancelled() and p.exception() is None]
-        rt.commit([post.result() for post in done])
-    for post in posts:
-        post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
+    return marked
 
 
 #: How long a submit waits for Redis to come back to take back marks it could not confirm:
