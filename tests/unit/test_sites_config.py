@@ -3,6 +3,7 @@ the source, the site and the field but never a secret."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from pallycon.signing import SiteCredentials
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
 pytestmark = pytest.mark.usefixtures("isolated_settings")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BRND_ACCESS = "brnd-access-key-0123456789abcdef"
 BRND_SITE = "brnd-site-key-0123456789abcdef01"
@@ -233,39 +236,40 @@ def test_file_errors_name_the_source_the_site_and_the_field(
     assert expected.format(root=tmp_path) in message
 
 
-def good_dir(**changes: str | None) -> dict[str, str]:
-    files = {
+def good_dir(changes: dict[str, str | None]) -> dict[str, str]:
+    """The site BRND as a directory, with files changed (``None``: removed)."""
+    files: dict[str, str | None] = {
         "BRND/access_key": BRND_ACCESS,
         "BRND/site_key": BRND_SITE,
         "BRND/region": "RG011",
     }
-    files.update({name: text for name, text in changes.items() if text is not None})
-    return {name: text for name, text in files.items() if changes.get(name, "") is not None}
+    files.update(changes)
+    return {name: text for name, text in files.items() if text is not None}
 
 
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
         (
-            good_dir(**{"BRND/site_key": BRND_SITE + "\n\n"}),
+            good_dir({"BRND/site_key": BRND_SITE + "\n\n"}),
             "site BRND: site_key: must be 32 bytes (AES-256), got 33",
         ),
-        (good_dir(**{"BRND/site_key": None}), "site BRND: site_key: missing"),
+        (good_dir({"BRND/site_key": None}), "site BRND: site_key: missing"),
         (
-            good_dir(**{"BRND/sitekey": BRND_SITE}),
+            good_dir({"BRND/sitekey": BRND_SITE}),
             "site BRND: sitekey: unknown file (known: access_key,",
         ),
-        (good_dir(**{"BRND/site_key_file": "x"}), "site BRND: site_key_file: unknown file"),
-        (good_dir(**{"BRND/api_rate": "fast"}), "site BRND: api_rate: must be a number"),
+        (good_dir({"BRND/site_key_file": "x"}), "site BRND: site_key_file: unknown file"),
+        (good_dir({"BRND/api_rate": "fast"}), "site BRND: api_rate: must be a number"),
         (
-            good_dir(**{"BRND/api_rate": "-1"}),
+            good_dir({"BRND/api_rate": "-1"}),
             "site BRND: api_rate: must be a number greater than 0",
         ),
-        (good_dir(**{"BRND/api_burst": "2.5"}), "site BRND: api_burst: must be an integer"),
-        (good_dir(**{"BRND/region": ""}), "site BRND: region: {root}/BRND/region is empty"),
-        (good_dir(**{"BRND/region": "RG011\n\n"}), "site BRND: region: not a known region code"),
-        (good_dir(**{"README": "one directory per site"}), "site README: not a directory"),
-        (good_dir(**{"lost+found/x": ""}), "site 'lost+found': site id must be letters"),
+        (good_dir({"BRND/api_burst": "2.5"}), "site BRND: api_burst: must be an integer"),
+        (good_dir({"BRND/region": ""}), "site BRND: region: {root}/BRND/region is empty"),
+        (good_dir({"BRND/region": "RG011\n\n"}), "site BRND: region: not a known region code"),
+        (good_dir({"README": "one directory per site"}), "site README: not a directory"),
+        (good_dir({"lost+found/x": ""}), "site 'lost+found': site id must be letters"),
     ],
 )
 def test_directory_errors_name_the_source_the_site_and_the_field(
@@ -448,3 +452,30 @@ def test_sites_are_read_only_and_their_secrets_stay_wrapped(tmp_path: Path):
         sites.by_id["X"] = sites.get("")  # type: ignore[index]
     with pytest.raises(ValueError, match="the default site X is not among the sites"):
         Sites("X", {})
+
+
+# --- The documented formats ----------------------------------------------------------------
+
+
+def documented_toml() -> list[tuple[str, str]]:
+    doc = (ROOT / "docs" / "CONFIGURATION.md").read_text().split("\n## Several sites\n", 1)[1]
+    blocks = re.findall(r"^```toml\n(.*?)^```", doc, flags=re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 1
+    return [
+        ("examples/sites.toml", (ROOT / "examples" / "sites.toml").read_text()),
+        ("docs/CONFIGURATION.md", blocks[0]),
+    ]
+
+
+@pytest.mark.parametrize(("where", "text"), documented_toml(), ids=lambda value: value[:20])
+def test_the_documented_sites_files_load(tmp_path: Path, where: str, text: str):
+    """examples/sites.toml and the docs' example are valid, once their secret files exist."""
+    named = re.findall(r'_file = "/run/secrets/([^"]+)"', text)
+    assert named, where
+    for name in named:
+        secret = BRND_SITE if name.endswith("site_key") else BRND_TOKEN
+        write(tmp_path / "secrets", {name: secret + "\n"})
+    path = sites_file(tmp_path, text.replace("/run/secrets/", f"{tmp_path}/secrets/"))
+    sites = settings(sites_path=path).sites()
+    assert sites.ids() == sorted({name.split("/")[0].upper() for name in named})
+    assert all(site.site_key == SecretStr(BRND_SITE) for site in sites.by_id.values())
