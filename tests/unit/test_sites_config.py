@@ -3,6 +3,7 @@ the source, the site and the field but never a secret."""
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -436,6 +437,7 @@ def test_an_unknown_site_is_named_with_the_known_ones(tmp_path: Path):
     assert str(caught.value) == "unknown site 'NOPE' (sites: BRND, NEWS, TUTO)"
     assert isinstance(caught.value, ConfigError)
     assert caught.value.site_id == "NOPE"
+    assert str(copy.copy(caught.value)) == str(caught.value)
     with pytest.raises(UnknownSite, match=r"unknown site 'brnd' "):
         sites.named("brnd")  # ids are exact
     with pytest.raises(UnknownSite, match=r"unknown site 'xxxxxxxxxx.*\.\.\.' "):
