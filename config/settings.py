@@ -80,14 +80,11 @@ def env_name(field: str) -> str:
 
 def variable_name(kind: type[BaseSettings], field: str) -> str:
     """The environment variable that sets ``field`` of ``kind``: its prefix and name, or its
-    alias (``sites_path``: ``PALLYCON_SITES``). An alias itself (as a validation error's
-    location gives it) is its own variable."""
+    alias (``sites_path``: ``PALLYCON_SITES``)."""
     info = kind.model_fields.get(field)
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, str):
         return alias.upper()
-    if field.upper() in _aliases(kind):
-        return field.upper()
     return f"{kind.model_config.get('env_prefix') or ''}{field.upper()}"
 
 

@@ -93,13 +93,18 @@ class UnknownSite(ConfigError):
 
     def __init__(self, site_id: str, known: Iterable[str]) -> None:
         self.site_id = site_id
-        sites = ", ".join(known) or "none"
+        self.known = tuple(known)
+        sites = ", ".join(self.known) or "none"
         if site_id:
             shown = site_id[:_SHOWN_ID_CHARS] + ("..." if len(site_id) > _SHOWN_ID_CHARS else "")
             message = f"unknown site {shown!r} (sites: {sites})"
         else:
             message = f"no site named and no default site ({env_name('site_id')}) (sites: {sites})"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[UnknownSite], tuple[str, tuple[str, ...]]]:
+        """Copied (or sent to another process) with its arguments, not its message."""
+        return (type(self), (self.site_id, self.known))
 
 
 @dataclass(frozen=True)
