@@ -12,7 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from config import ENV_PREFIX, Settings
+from config import ENV_PREFIX, Settings, env_name
 from config.secrets import FILE_SUFFIX, SECRETS_DIR_VARIABLE, secret_fields
 from emulator.config import EmulatorSettings, emulator_env_name
 from pallycon_pack.cli import main
@@ -24,7 +24,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "pallycon-pack.json"
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 #: The variables of the one settings class (workers, producers, the CLI).
-MAIN_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+MAIN_SETTINGS = {env_name(name) for name in Settings.model_fields}
 #: The emulator's own settings.
 EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
 #: The console's own settings.

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings
 
+from config.settings import variable_name
 from config.show import masked, warnings
 
 #: The loggers every process configures: the project's and uvicorn's (servers).
@@ -66,8 +67,9 @@ def log_start(process: str, *settings: BaseSettings, **fields: Any) -> None:
     """
     shown: dict[str, Any] = {}
     for each in settings:
-        prefix = str(each.model_config.get("env_prefix") or "")
-        shown.update({f"{prefix}{name.upper()}": value for name, value in masked(each).items()})
+        shown.update(
+            {variable_name(type(each), name): value for name, value in masked(each).items()}
+        )
     log = logging.getLogger("pallycon_pack.start")
     log.info("start", extra={"fields": {"process": process, "settings": shown, **fields}})
     for each in settings:
