@@ -154,3 +154,17 @@ def test_the_help_documents_the_option():
     text = CliRunner().invoke(emulator, ["--help"], terminal_width=200).output
     assert "--site-callback SITE_ID=URL" in text
     assert "PALLYCON_EMULATOR_CALLBACK_URLS" in text
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (f"Invalid URL 'http://h:1/callback/S2/{TOKEN}'", "Invalid URL 'http://h:1/callback/***'"),
+        (f"redirect to /callback/S2/{TOKEN} refused", "redirect to /*** refused"),
+        (f"see http://other/callback/{TOKEN}", "see http://other/callback/***"),
+    ],
+)
+def test_an_undelivered_callbacks_reason_is_logged_without_its_token(error: str, shown: str):
+    from emulator.app import _without
+
+    assert _without(error, f"http://h:1/callback/S2/{TOKEN}") == shown
