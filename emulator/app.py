@@ -13,7 +13,9 @@ string (percent-encoded or not) or from a form body.
 Beside the API, for tests and benchmarks only (not part of PallyCon's API)::
 
     GET  /_emulator/health     liveness
-    GET  /_emulator/stats      requests counted per API, faults injected, jobs per site
+    GET  /_emulator/stats      requests counted per API, faults injected, jobs per site; the
+                               same counts per site too
+
     GET|PUT /_emulator/faults  read or replace the fault configuration at run time
 """
 
@@ -25,11 +27,12 @@ import heapq
 import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -38,9 +41,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from config.show import mask_text
 from emulator import handlers
-from emulator.config import EmulatorConfig, FaultConfig
+from emulator.config import EmulatorConfig, FaultConfig, masked_callback_url
 from emulator.files import write_outputs
 from emulator.handlers import ApiFailure, Context
 from emulator.state import Job, Store
@@ -85,11 +87,23 @@ class Emulator:
         self.random = random.Random(seed)  # noqa: S311 - fault draws, not cryptography
         self.sites = {site.site_id: site for site in config.sites}
         self.stores = {site.site_id: Store() for site in config.sites}
+        #: Every count, all sites together (``counts`` in the stats)...
         self.stats: Counter[str] = Counter()
+        #: ... and the same counts per site served (an unknown site in a path is not counted).
+        self.site_stats: dict[str, Counter[str]] = {
+            site.site_id: Counter() for site in config.sites
+        }
         self._due: list[tuple[datetime, int, str]] = []
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None  # the finisher's, while it runs
+
+    def count(self, name: str, site_id: str | None = None) -> None:
+        """Count ``name`` once in the totals, and for ``site_id`` if it is a site served."""
+        self.stats[name] += 1
+        per_site = self.site_stats.get(site_id) if site_id is not None else None
+        if per_site is not None:
+            per_site[name] += 1
 
     # --- The API ------------------------------------------------------------------------------
 
@@ -102,7 +116,7 @@ class Emulator:
     async def api(self, api: str, request: Request) -> Response:
         version = request.path_params["version"]
         site_id = request.path_params["site_id"]
-        self.stats[f"{request.method} {api}"] += 1
+        self.count(f"{request.method} {api}", site_id)
         try:
             if version != "v2":
                 raise ApiFailure(INVALID_API_VERSION, f"Invalid API version: {version}")
@@ -112,7 +126,7 @@ class Emulator:
             body = self._open(await _apidata(request), site)
             return JSONResponse(self._dispatch(api, request.method, site_id, body))
         except ApiFailure as failure:
-            self.stats[f"error {failure.code}"] += 1
+            self.count(f"error {failure.code}", site_id)
             return JSONResponse({"error_code": failure.code, "error_message": failure.message})
 
     def _open(self, apidata: str | None, site: SiteCredentials) -> dict[str, Any]:
@@ -183,23 +197,30 @@ class Emulator:
             storage = self.stores[site_id].storages.get(request.storage.output.storage_id)
             if storage is not None:
                 write_outputs(job, storage, data_dir)
-        self.stats["jobs finished"] += 1
-        if self.config.callback_url:
-            task = asyncio.create_task(self._callback(http, callback_body(job)))
+        self.count("jobs finished", site_id)
+        url = self.config.callback_url_of(site_id)
+        if url:
+            task = asyncio.create_task(self._callback(http, url, site_id, callback_body(job)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _callback(self, http: httpx.AsyncClient, body: dict[str, Any]) -> None:
-        assert self.config.callback_url is not None
-        fields: dict[str, Any] = {"job_id": body["job_id"], "error_code": body["error_code"]}
+    async def _callback(
+        self, http: httpx.AsyncClient, url: str, site_id: str, body: dict[str, Any]
+    ) -> None:
+        """POST ``body`` to ``url``, the callback URL of ``site_id`` (never logged unmasked)."""
+        fields: dict[str, Any] = {
+            "site_id": site_id,
+            "job_id": body["job_id"],
+            "error_code": body["error_code"],
+        }
         try:
-            response = await http.post(self.config.callback_url, json=body)
+            response = await http.post(url, json=body)
         except httpx.HTTPError as exc:
-            self.stats["callbacks failed"] += 1
-            reason = mask_text(str(exc)) or type(exc).__name__
+            self.count("callbacks failed", site_id)
+            reason = _without(str(exc), url) or type(exc).__name__
             log.warning("callback not delivered: %s", reason, extra={"fields": fields})
             return
-        self.stats[f"callbacks {response.status_code}"] += 1
+        self.count(f"callbacks {response.status_code}", site_id)
         fields["status"] = response.status_code
         if response.is_success:
             log.info("callback sent", extra={"fields": fields})
@@ -213,7 +234,8 @@ class Emulator:
 
     async def stats_view(self, _: Request) -> Response:
         jobs = {site: len(store.jobs) for site, store in self.stores.items()}
-        return JSONResponse({"counts": dict(self.stats), "jobs": jobs})
+        sites = {site: dict(counts) for site, counts in self.site_stats.items()}
+        return JSONResponse({"counts": dict(self.stats), "jobs": jobs, "sites": sites})
 
     async def faults_view(self, request: Request) -> Response:
         if request.method == "PUT":
@@ -222,6 +244,18 @@ class Emulator:
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(self.faults.to_dict())
+
+
+_CALLBACK_PATHS = re.compile(r"(/callback/)[^\s'\"<>]*")
+
+
+def _without(text: str, url: str) -> str:
+    """An error's text with ``url``, its path and any path after ``/callback/`` masked."""
+    text = text.replace(url, masked_callback_url(url))
+    path = urlsplit(url).path
+    if len(path) > 1:
+        text = text.replace(path, "/***")
+    return _CALLBACK_PATHS.sub(r"\g<1>***", text)
 
 
 def callback_body(job: Job) -> dict[str, Any]:
@@ -260,32 +294,39 @@ class FaultInjector:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return None
-        faults, stats = self.emulator.faults, self.emulator.stats
+        faults, count = self.emulator.faults, self.emulator.count
+        site_id = _site_of(scope["path"])
         if faults.latency:
             await asyncio.sleep(faults.latency)
         roll = self.emulator.random.random()
         if roll < faults.error_rate:
             status = self.emulator.random.choice(faults.error_statuses)
-            stats[f"fault {status}"] += 1
+            count(f"fault {status}", site_id)
             await _plain(send, status, b"injected server error")
             return None
         if roll < faults.error_rate + faults.rate_limit_rate:
-            stats["fault 429"] += 1
+            count("fault 429", site_id)
             retry = f"{faults.retry_after:g}".encode()
             await _plain(send, 429, b"injected rate limit", [(b"retry-after", retry)])
             return None
         if faults.hostile_rate and self.emulator.random.random() < faults.hostile_rate:
             mode = self.emulator.random.choice(faults.hostile_modes)
-            stats[f"fault hostile {mode}"] += 1
+            count(f"fault hostile {mode}", site_id)
             if mode != "unknown_code":
                 await self.app(scope, receive, _discard)  # processed, then the answer is spoilt
             return await _hostile(send, mode)
         if _is_job_registration(scope) and self.emulator.random.random() < faults.drop_rate:
-            stats["fault drop"] += 1
+            count("fault drop", site_id)
             await self.app(scope, receive, _discard)
             return DROPPED  # uvicorn closes the connection without writing a response
         await self.app(scope, receive, send)
         return None
+
+
+def _site_of(path: str) -> str | None:
+    """The site id of an API path (``/api/{version}/{api}/{site_id}``), if it has one."""
+    parts = path.split("/")
+    return parts[4] if len(parts) == 5 else None
 
 
 def _is_job_registration(scope: Scope) -> bool:

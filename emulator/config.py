@@ -1,4 +1,4 @@
-"""What the emulator is told at start-up: its sites, timing, storage folder and faults.
+"""What the emulator is told at start-up: its sites, timing, storage folder, callbacks and faults.
 
 Its settings are apart from the worker's: ``PALLYCON_EMULATOR_*`` variables (or the same
 ``.env`` file), read by the emulator command alone.
@@ -6,14 +6,17 @@ Its settings are apart from the worker's: ``PALLYCON_EMULATOR_*`` variables (or 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from config.settings import SOURCES, read_settings
+from config.settings import SOURCES, mask_url, read_settings
 from pallycon.signing import SiteCredentials
 
 EMULATOR_ENV_PREFIX = "PALLYCON_EMULATOR_"
@@ -78,6 +81,56 @@ class FaultConfig:
         return asdict(self)
 
 
+# --- Callback URLs ----------------------------------------------------------------------------
+
+_CALLBACK_PATH = re.compile(r"^(/callback/).*$", re.S)
+
+
+def masked_callback_url(url: str) -> str:
+    """``url`` fit for a log: its password and its whole path after ``/callback/`` (or its whole
+    path, if it has no such prefix) masked, its query and fragment dropped: the path of a
+    callback URL carries its token (``/callback/<token>``, ``/callback/<site>/<token>``)."""
+    parts = urlsplit(mask_url(url))
+    path = _CALLBACK_PATH.sub(r"\g<1>***", parts.path)
+    if path == parts.path and path not in ("", "/"):
+        path = "/***"
+    return parts._replace(path=path, query="", fragment="").geturl()
+
+
+def callback_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a callback URL (a sentence that never holds the URL), or None."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an http:// or https:// URL with a host"
+    return None
+
+
+class CallbackUrl(SecretStr):
+    """A callback URL: a secret (its path holds a token) shown masked, host and port kept."""
+
+    def _display(self) -> str:
+        return masked_callback_url(self.get_secret_value())
+
+
+def parse_site_callbacks(text: str) -> dict[str, str]:
+    """``SITE_ID=URL`` entries separated by spaces (the variable's form); a ValueError whose
+    message names the entry by number, never its content."""
+    found: dict[str, str] = {}
+    for number, entry in enumerate(text.split(), start=1):
+        site_id, sep, url = entry.partition("=")
+        if not (sep and site_id and url):
+            raise ValueError(f"entry {number}: expected SITE_ID=URL")
+        if site_id in found:
+            raise ValueError(f"site {site_id} is given twice")
+        found[site_id] = url
+    return found
+
+
 class EmulatorSettings(BaseSettings):
     """The emulator's settings, with the defaults a new user gets."""
 
@@ -94,6 +147,11 @@ class EmulatorSettings(BaseSettings):
     callback_url: str | None = Field(
         default=None, description="Where the emulator POSTs the result callback of each job."
     )
+    callback_urls: Annotated[dict[str, CallbackUrl], NoDecode] = Field(
+        default_factory=dict,
+        description="Per site, where the emulator POSTs its jobs' callbacks: SITE_ID=URL entries "
+        "separated by spaces; a site not named uses callback_url.",
+    )
     status_style: Literal["code", "word"] = Field(
         default="code", description="Job list status as a WM code or as a word."
     )
@@ -103,6 +161,20 @@ class EmulatorSettings(BaseSettings):
     max_page_unit: int = Field(
         default=500, ge=1, description="Largest page the emulator returns (larger ones clamp)."
     )
+
+    @field_validator("callback_urls", mode="before")
+    @classmethod
+    def _callback_urls_entries(cls, value: Any) -> Any:
+        return parse_site_callbacks(value) if isinstance(value, str) else value
+
+    @field_validator("callback_urls")
+    @classmethod
+    def _callback_urls_shape(cls, value: dict[str, CallbackUrl]) -> dict[str, CallbackUrl]:
+        for site_id, url in value.items():
+            problem = callback_url_problem(url.get_secret_value())
+            if problem:
+                raise ValueError(f"site {site_id}: the URL {problem}")
+        return value
 
 
 def emulator_env_name(field: str) -> str:
@@ -125,10 +197,27 @@ class EmulatorConfig:
     job_seconds: float = 20.0
     data_dir: Path | None = None
     callback_url: str | None = None
+    #: Per site id, where its jobs' callbacks go (instead of ``callback_url``).
+    callback_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     status_style: Literal["code", "word"] = "code"
     max_skew_seconds: float | None = None
     max_page_unit: int = 500
     faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        served = [site.site_id for site in self.sites]
+        for site_id, url in self.callback_urls.items():
+            if site_id not in served:
+                raise ValueError(
+                    f"callback_urls: site {site_id} is not served (sites: {', '.join(served)})"
+                )
+            problem = callback_url_problem(url)
+            if problem:
+                raise ValueError(f"callback_urls: site {site_id}: the URL {problem}")
+
+    def callback_url_of(self, site_id: str) -> str | None:
+        """Where the callbacks of ``site_id``'s jobs go: its own URL, else ``callback_url``."""
+        return self.callback_urls.get(site_id) or self.callback_url
 
     @classmethod
     def from_settings(
@@ -140,6 +229,9 @@ class EmulatorConfig:
             job_seconds=settings.job_seconds,
             data_dir=settings.data_dir,
             callback_url=settings.callback_url,
+            callback_urls={
+                site_id: url.get_secret_value() for site_id, url in settings.callback_urls.items()
+            },
             status_style=settings.status_style,
             max_skew_seconds=settings.max_skew_seconds,
             max_page_unit=settings.max_page_unit,

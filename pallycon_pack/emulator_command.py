@@ -10,8 +10,12 @@ from config import load_settings
 from emulator.config import (
     DEMO_SITE,
     HOSTILE_MODES,
+    CallbackUrl,
     EmulatorConfig,
+    EmulatorSettings,
     FaultConfig,
+    callback_url_problem,
+    emulator_env_name,
     load_emulator_settings,
 )
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
@@ -83,6 +87,45 @@ def _check_unique(sites: tuple[SiteCredentials, ...]) -> None:
         seen.add(site.site_id)
 
 
+SITE_CALLBACK_FORMAT = "SITE_ID=URL"
+
+
+def _flag_callbacks(values: tuple[str, ...]) -> dict[str, str]:
+    """``--site-callback`` values by site; an error names the flag and the site (or the
+    value's number), never the URL: its path carries the receiver's token."""
+    found: dict[str, str] = {}
+    for number, value in enumerate(values, start=1):
+        site_id, sep, url = value.partition("=")
+        if not (sep and site_id and url):
+            which = f" (number {number})" if len(values) > 1 else ""
+            raise Failure(f"--site-callback{which}: expected {SITE_CALLBACK_FORMAT}", EXIT_INVALID)
+        if site_id in found:
+            raise Failure(f"--site-callback: site {site_id} is given twice", EXIT_INVALID)
+        problem = callback_url_problem(url)
+        if problem:
+            raise Failure(f"--site-callback {site_id}: the URL {problem}", EXIT_INVALID)
+        found[site_id] = url
+    return found
+
+
+def _with_callbacks(
+    settings: EmulatorSettings, flags: dict[str, str], served: list[str]
+) -> EmulatorSettings:
+    """``settings`` with the per-site callback URLs of ``flags`` over those of the environment
+    (site by site); every site named must be one the emulator serves."""
+    for site_id in [*settings.callback_urls, *flags]:
+        if site_id not in served:
+            where = "--site-callback" if site_id in flags else emulator_env_name("callback_urls")
+            raise Failure(
+                f"{where}: site {site_id} is not served (sites: {', '.join(served)})",
+                EXIT_INVALID,
+            )
+    if not flags:
+        return settings
+    merged = {**settings.callback_urls, **{key: CallbackUrl(url) for key, url in flags.items()}}
+    return settings.model_copy(update={"callback_urls": merged})
+
+
 def _statuses(value: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in value.split(","))
@@ -99,7 +142,18 @@ def _statuses(value: str) -> tuple[int, ...]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Storages map to folders <dir>/<bucket>/; outputs are written there.",
 )
-@click.option("--callback-url", help="POST the guide's callback here when a job ends.")
+@click.option(
+    "--callback-url",
+    help="POST the guide's callback here when a job ends (sites without --site-callback).",
+)
+@click.option(
+    "--site-callback",
+    "site_callbacks",
+    multiple=True,
+    metavar=SITE_CALLBACK_FORMAT,
+    help="POST the callbacks of site SITE_ID's jobs to URL instead (repeatable; over "
+    "PALLYCON_EMULATOR_CALLBACK_URLS site by site). Visible in ps: prefer that variable.",
+)
 @click.option("--status-style", type=click.Choice(["code", "word"]), help="Job list status.")
 @click.option("--max-skew-seconds", type=float, help="Refuse timestamps further off (A1002).")
 @click.option("--max-page-unit", type=int, help="Largest page returned (larger ones clamp).")
@@ -144,6 +198,7 @@ def emulator(
     job_seconds: float | None,
     data_dir: Path | None,
     callback_url: str | None,
+    site_callbacks: tuple[str, ...],
     status_style: str | None,
     max_skew_seconds: float | None,
     max_page_unit: int | None,
@@ -164,7 +219,8 @@ def emulator(
 
     It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY (environment or .env);
     with none configured, the demo site of .env.example. More sites come from --sites-file
-    (kept out of ps) or --site.
+    (kept out of ps) or --site. A job's callback goes to its site's --site-callback URL, else
+    to --callback-url, else nowhere.
     """
     settings = load_settings()
     emulator_settings = load_emulator_settings(
@@ -190,14 +246,19 @@ def emulator(
         )
     except ValueError as exc:
         raise Failure(f"fault options: {exc}", EXIT_INVALID) from None
+    flag_callbacks = _flag_callbacks(site_callbacks)
     extra = _extra_sites(sites, sites_file)
     if settings.site_id is None and settings.access_key is None and settings.site_key is None:
         primary = DEMO_SITE
         click.echo(f"no site configured: serving the demo site {DEMO_SITE.site_id}", err=True)
     else:
         primary = settings.credentials()
-    config = EmulatorConfig.from_settings(emulator_settings, sites=(primary, *extra), faults=faults)
-    _check_unique(config.sites)
+    served = (primary, *extra)
+    _check_unique(served)
+    emulator_settings = _with_callbacks(
+        emulator_settings, flag_callbacks, [site.site_id for site in served]
+    )
+    config = EmulatorConfig.from_settings(emulator_settings, sites=served, faults=faults)
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
 

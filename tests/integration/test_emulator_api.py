@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +27,10 @@ from pallycon.models import (
     validate_request,
 )
 from pallycon.signing import Envelope, SiteCredentials, sign
+from support.env import site_env
 from support.processes import EmulatorProcess
 from support.samples import REGION, SAMPLE_SITE, job_body, storage_request
-from support.sink import CallbackSink
+from support.sink import CallbackSink, running_sink
 
 pytestmark = pytest.mark.integration
 
@@ -362,6 +366,113 @@ def test_several_sites_are_kept_apart(emulator_factory):
         assert client.list_jobs(JobListRequest(region=REGION)).total_count == 1
     with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=server.url)) as client:
         assert client.list_jobs(JobListRequest(region=REGION)).total_count == 0
+
+
+def _job_of(client: PallyConClient, name: str) -> str:
+    """A storage and a job named ``name`` (its content ID and output path too): the job ID."""
+    storage_id = client.register_storage(storage_request(name)).storage_id
+    body = job_body(content_id=name, job_name=name)
+    body["storage"]["input"]["storage_id"] = body["storage"]["output"]["storage_id"] = storage_id
+    body["storage"]["output"]["path"] = f"out-{name}"
+    job_id = client.register_job(validate_request(JobRegisterRequest, body)).job_id
+    assert job_id
+    return job_id
+
+
+SITE2 = SiteCredentials.of("SITE2", "other-access-key", "o" * 32)
+SITE3 = SiteCredentials.of("SITE3", "third-access-key", "t" * 32)
+TOKENS = {"TUTO": "token-of-tuto-4f1c2e", "SITE2": "token-of-site2-9a7b3d", "SITE3": "tok-3-c5e8"}
+
+
+def test_each_sites_job_1001_calls_back_its_own_sites_url(tmp_path: Path):
+    """Three sites, each with a job 1001: each callback reaches its own site's URL (SITE2's from
+    PALLYCON_EMULATOR_CALLBACK_URLS, SITE3's from --site-callback, TUTO's the common
+    --callback-url); lists, storages and stats are per site; no token reaches the log."""
+    sites_file = tmp_path / "sites.txt"
+    sites_file.write_text(
+        "".join(
+            f"{s.site_id}:{s.access_key.get_secret_value()}:{s.site_key.get_secret_value()}\n"
+            for s in (SITE2, SITE3)
+        )
+    )
+    with running_sink() as tuto, running_sink() as site2, running_sink() as site3:
+        sinks = {"TUTO": tuto, "SITE2": site2, "SITE3": site3}
+        # The receiver's paths: /callback/<token> for the default site, else /callback/<site>/<token>
+        urls = {site: f"{sink.url}/{site}/{TOKENS[site]}" for site, sink in sinks.items()}
+        urls["TUTO"] = f"{tuto.url}/{TOKENS['TUTO']}"
+        env = site_env(PALLYCON_EMULATOR_CALLBACK_URLS=f"SITE2={urls['SITE2']}")
+        log = tmp_path / "emulator.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pallycon_pack", "emulator", "--port", "0",
+                 "--job-seconds", "0.5", "--sites-file", str(sites_file),
+                 "--site-callback", f"SITE3={urls['SITE3']}", "--callback-url", urls["TUTO"]],
+                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=tmp_path,
+            )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            match = re.search(r"listening on (http://\S+) ", process.stdout.readline())
+            assert match, log.read_text()
+            url = match.group(1)
+            ids = {}
+            for each in (SAMPLE_SITE, SITE2, SITE3):
+                with PallyConClient(each, ClientOptions(base_url=url)) as client:
+                    ids[each.site_id] = _job_of(client, each.site_id)
+            assert set(ids.values()) == {"1001"}
+            for site, sink in sinks.items():
+                body = sink.wait_for(lambda b: b["job_id"] == 1001)
+                assert body["output_path"] == f"out-{site}"
+            for each in (SAMPLE_SITE, SITE2, SITE3):
+                with PallyConClient(each, ClientOptions(base_url=url)) as client:
+                    jobs = client.list_jobs(JobListRequest(region=REGION)).data
+                    storages = client.list_storages(StorageListRequest(region=REGION)).data
+                assert [(j.job_id, j.content_id) for j in jobs] == [("1001", each.site_id)]
+                assert [s.storage_name for s in storages] == [each.site_id]
+            stats = httpx.get(f"{url}/_emulator/stats", timeout=5).json()
+        finally:
+            process.terminate()
+            process.wait(10)
+            if process.stdout is not None:
+                process.stdout.close()
+    assert {site: len(sink.bodies) for site, sink in sinks.items()} == dict.fromkeys(sinks, 1)
+    assert stats["counts"]["POST pack"] == stats["counts"]["callbacks 200"] == 3
+    assert stats["jobs"] == dict.fromkeys(sinks, 1)
+    for site in sinks:
+        counts = stats["sites"][site]
+        assert (counts["POST storage"], counts["POST pack"], counts["GET pack"]) == (1, 1, 1)
+        assert (counts["jobs finished"], counts["callbacks 200"]) == (1, 1)
+    text = log.read_text()
+    assert not [token for token in TOKENS.values() if token in text]
+    start = json.loads(next(line for line in text.splitlines() if '"msg": "start"' in line))
+    assert start["settings"]["PALLYCON_EMULATOR_CALLBACK_URLS"] == {
+        site: re.sub(r"/callback/.*", "/callback/***", urls[site]) for site in ("SITE2", "SITE3")
+    }
+
+
+def test_stats_count_faults_and_errors_per_site(emulator_factory):
+    """A site's faults and errors are counted for it alone; an unknown site for none."""
+    server = emulator_factory("--site", "SITE2:other-access-key:" + "o" * 32)
+    server.set_faults(rate_limit_rate=1.0)
+    with (
+        PallyConClient(SITE2, ClientOptions(base_url=server.url)) as client,
+        pytest.raises(RateLimited),
+    ):
+        client.list_jobs(JobListRequest(region=REGION))
+    server.set_faults()
+    with PallyConClient(SAMPLE_SITE, ClientOptions(base_url=server.url)) as client:
+        _expect_code("A1000", lambda: client.update_storage(StorageUpdateRequest(
+            storage_id="ST999999", storage_name="x")))  # fmt: skip
+    stranger = SiteCredentials.of("NOPE", "key", "k" * 32)
+    with PallyConClient(stranger, ClientOptions(base_url=server.url)) as client:
+        _expect_code("A1003", lambda: client.list_jobs(JobListRequest(region=REGION)))
+    stats = server.control("stats")
+    assert stats["sites"] == {
+        "SITE2": {"fault 429": 1},
+        "TUTO": {"PUT storage": 1, "error A1000": 1},
+    }
+    assert stats["counts"] == {
+        "fault 429": 1, "PUT storage": 1, "error A1000": 1, "GET pack": 1, "error A1003": 1
+    }  # fmt: skip
 
 
 # --- Faults -----------------------------------------------------------------------------------
