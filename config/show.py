@@ -34,8 +34,9 @@ DOTENV = ".env"
 SECRETS = "secrets"
 COMMAND_LINE = "command line"
 
-#: A callback URL's secret path segment.
-_CALLBACK_TOKEN = re.compile(r"(/callback/)[^/?#]+")
+#: A callback URL's path after ``/callback/``: the token (``/callback/<token>``) or a named
+#: site's ``<site>/<token>``, both masked whole.
+_CALLBACK_TOKEN = re.compile(r"(/callback/)[^?#\s\"'<>]+")
 
 
 def mask_text(value: str) -> str:

@@ -13,6 +13,10 @@ SAMPLE_SITE = SiteCredentials.of(
     "TUTO", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"
 )
 REGION = "RG011"
+#: A second site, for several sites on one fleet (made up: not PallyCon's).
+OTHER_SITE = SiteCredentials.of(
+    "BRND", "BrandAccessKey-0123456789abcdefg", "0123456789abcdef0123456789abcdef"
+)
 
 # PallyCon's Python request sample (pallycon-wm-api-request-sample, "Result of quick start"):
 # site TUTO, json.dumps({"storage_type": "S3", "region": "RG011"}) at 2022-03-30T08:29:57Z.

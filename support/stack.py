@@ -23,9 +23,22 @@ from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator
 from support.queue import make_settings, register_storage
 from support.redis_server import MASTER_NAME, RedisServer, SentinelGroup
-from support.samples import REGION, SAMPLE_SITE, body_for
+from support.samples import OTHER_SITE, REGION, SAMPLE_SITE, body_for
 
 FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
+
+
+def write_sites_file(path: Path, site: SiteCredentials, region: str = REGION) -> Path:
+    """A sites file (``PALLYCON_SITES``) naming ``site``, its site key in a file beside it."""
+    key_file = path.with_name(f"{site.site_id.lower()}-site-key")
+    key_file.write_text(site.site_key.get_secret_value() + "\n")
+    path.write_text(
+        f"[{site.site_id}]\n"
+        f'access_key = "{site.access_key.get_secret_value()}"\n'
+        f'site_key_file = "{key_file.name}"\n'
+        f'region = "{region}"\n'
+    )
+    return path
 
 
 @dataclass
@@ -42,6 +55,9 @@ class Stack:
     #: With a Sentinel group, ``redis`` is its first primary; the group is stopped with the stack.
     group: SentinelGroup | None = None
     servers: list[ServerProcess] = field(default_factory=list)
+    #: With two sites: the second site (in the sites file) and its storage.
+    other_site: SiteCredentials | None = None
+    other_storage_id: str = ""
     #: The emulator the stack started (a caller may swap in another one: both are stopped).
     first_emulator: ServerProcess = field(init=False, repr=False)
 
@@ -58,25 +74,49 @@ class Stack:
         settings: Callable[[str, str], Settings] = make_settings,
         storage: StorageRegisterRequest | None = None,
         sentinel: bool = False,
+        two_sites: bool = False,
     ) -> Self:
         """A Redis server in ``root/redis`` (with ``sentinel``: a primary, two replicas and
         three sentinels, which the settings name), ``pallycon-pack emulator --port 0
         EMULATOR_ARGS`` serving ``site``, ``settings(redis_url, api_url)`` and ``storage``
-        registered there."""
+        registered there. With ``two_sites``, the emulator and the settings (a sites file)
+        serve :data:`OTHER_SITE` too, with a storage of its own: :meth:`submit` alternates."""
         root.mkdir(parents=True, exist_ok=True)
         group = SentinelGroup(root / "sentinel").start() if sentinel else None
         server = group.primary if group else RedisServer(root / "redis").start()
         emulator = None
+        other = OTHER_SITE if two_sites else None
         try:
-            emulator = start_emulator(*emulator_args, env=site_env(site, region), cwd=root)
+            args = list(emulator_args)
+            if other is not None:  # in a file, not on the command line (ps shows that)
+                served = root / "emulator-sites"
+                keys = (other.access_key.get_secret_value(), other.site_key.get_secret_value())
+                served.write_text(":".join((other.site_id, *keys)) + "\n")
+                args += ["--sites-file", str(served)]
+            emulator = start_emulator(*args, env=site_env(site, region), cwd=root)
             config = settings(server.url, emulator.url)
             if group:
                 config = config.model_copy(
                     update={"redis_sentinels": group.nodes, "redis_master_name": MASTER_NAME}
                 )
+            other_storage = ""
+            if other is not None:
+                sites = write_sites_file(root / "sites.toml", other, region)
+                config = config.model_copy(update={"sites_path": sites})
+                other_storage = register_storage(emulator.url, other, storage)
             storage_id = register_storage(emulator.url, site, storage)
             producer = Producer.from_settings(config)
-            return cls(root, server, emulator, config, producer, storage_id, group=group)
+            return cls(
+                root,
+                server,
+                emulator,
+                config,
+                producer,
+                storage_id,
+                group=group,
+                other_site=other,
+                other_storage_id=other_storage,
+            )
         except BaseException:
             if emulator is not None:
                 emulator.stop()
@@ -104,6 +144,18 @@ class Stack:
         """A job body reading from and writing to the stack's storage."""
         return body_for(self.storage_id, content_id, **changes)
 
+    def submit(self, content_id: str, number: int) -> str:
+        """Submit request ``number`` for ``content_id``: with two sites, the odd ones for the
+        second site (its own storage); its request id."""
+        if self.other_site is not None and number % 2:
+            body = body_for(self.other_storage_id, content_id)
+            return self.producer.submit(body, site_id=self.other_site.site_id)
+        return self.producer.submit(self.body(content_id))
+
+    def sites(self) -> list[SiteCredentials]:
+        """The sites the stack serves: the default one, then the other, if any."""
+        return [self.settings.credentials(), *([self.other_site] if self.other_site else [])]
+
     def start_workers(self, processes: int) -> WorkerProcess:
         """One ``pallycon-pack worker`` of ``processes`` processes, ready; its log in ``root``."""
         env = clean_env(self.settings.environment())
@@ -123,7 +175,9 @@ class Stack:
         return [event for _, event in self.producer.events(count=10_000_000)]
 
     def remote_jobs(self, marker: str) -> list[str]:
-        """Job ids the emulator holds whose content id contains ``marker``."""
+        """Jobs the emulator holds whose content id contains ``marker``, of every site the
+        stack serves: ``<job id>``, or ``<site>/<job id>`` for the second site's (job ids are
+        per site), as the job index names them."""
         query = JobListRequest(
             region=self.settings.require_region(),
             search_keyword=marker,
@@ -131,14 +185,21 @@ class Stack:
             page_unit=500,
         )
         options = ClientOptions(base_url=self.emulator.url)
-        with PallyConClient(self.settings.credentials(), options) as client:
-            return [job.job_id for job in client.iter_jobs(query)]
+        found = []
+        for number, site in enumerate(self.sites()):
+            with PallyConClient(site, options) as client:
+                prefix = f"{site.site_id}/" if number else ""
+                found += [prefix + job.job_id for job in client.iter_jobs(query)]
+        return found
 
     def exactly_once(self, ids: list[str], records: dict[str, Any], marker: str) -> dict[str, int]:
         """Assert every request completed with its own remote job, one per request, and no
-        other job for ``marker`` exists; the counts, for a figure."""
+        other job for ``marker`` exists (with two sites: at each request's own site); the
+        counts, for a figure."""
         jobs = self.remote_jobs(marker)
-        per_job = Counter(r.job_id for r in records.values())
+        per_job = Counter(
+            f"{r.site_id}/{r.job_id}" if r.site_id else r.job_id for r in records.values()
+        )
         completed = sum(r.state.value == "completed" for r in records.values())
         duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
         counts = {

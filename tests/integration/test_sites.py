@@ -10,49 +10,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pallycon.errors import InvalidRequest
-from pallycon.signing import SiteCredentials
 from producers.api import Producer
+from support.env import clean_env
+from support.processes import start_server
 from support.queue import events_of, eventually, make_settings, register_storage, wait_all
 from support.redis_server import RedisServer
-from support.samples import REGION, SAMPLE_SITE, body_for
+from support.samples import OTHER_SITE, REGION, SAMPLE_SITE, body_for
+from support.stack import write_sites_file
 
 pytestmark = pytest.mark.integration
 
-OTHER = SiteCredentials.of(
-    "BRND", "BrandAccessKey-0123456789abcdefg", "0123456789abcdef0123456789abcdef"
-)
+OTHER = OTHER_SITE
 OTHER_TOKEN = "brand-callback-token-0123456789"
 DEFAULT_TOKEN = "test-callback-token-0123456789"
 
 
-def sites_file(tmp_path: Path, api_rate: float = 200.0) -> Path:
-    """A sites file naming the second site (the default one comes from the settings)."""
-    path = tmp_path / "sites.toml"
-    secrets = tmp_path / "brnd"
-    secrets.mkdir()
-    (secrets / "site_key").write_text(OTHER.site_key.get_secret_value() + "\n")
-    path.write_text(
-        f"[{OTHER.site_id}]\n"
-        f'access_key = "{OTHER.access_key.get_secret_value()}"\n'
-        'site_key_file = "brnd/site_key"\n'
-        f'region = "{REGION}"\n'
-        f"api_rate = {api_rate}\n"
-        "api_burst = 200\n"
-        f'callback_token = "{OTHER_TOKEN}"\n'
-    )
+def sites_file(tmp_path: Path) -> Path:
+    """A sites file naming the second site, with a callback token (the default site comes
+    from the settings)."""
+    path = write_sites_file(tmp_path / "sites.toml", OTHER)
+    with path.open("a") as file:
+        file.write(f'api_rate = 200\napi_burst = 200\ncallback_token = "{OTHER_TOKEN}"\n')
     return path
+
+
+def emulator_sites(tmp_path: Path) -> str:
+    """The emulator's file of its other site (keys in a file: a command line is public)."""
+    path = tmp_path / "emulator-sites"
+    keys = (OTHER.access_key.get_secret_value(), OTHER.site_key.get_secret_value())
+    path.write_text(":".join((OTHER.site_id, *keys)) + "\n")
+    return str(path)
 
 
 @pytest.fixture
 def two_sites(tmp_path, redis_server: RedisServer, emulator_factory, worker_factory):
     """An emulator serving both sites, the settings of a fleet serving both, a worker."""
-    site_arg = ":".join(
-        (OTHER.site_id, OTHER.access_key.get_secret_value(), OTHER.site_key.get_secret_value())
-    )
-    emulator = emulator_factory("--job-seconds", "1", "--site", site_arg)
+    emulator = emulator_factory("--job-seconds", "1", "--sites-file", emulator_sites(tmp_path))
     settings = make_settings(
         redis_server.url,
         emulator.url,
@@ -148,3 +145,53 @@ def test_a_fleet_with_a_sites_file_logs_no_secret_of_any_site(two_sites):
     assert json.loads(announced["BRND"]) == {"region": REGION, "default": False}
     assert json.loads(announced["TUTO"]) == {"region": REGION, "default": True}
     assert all(OTHER_TOKEN not in value for value in announced.values())
+
+
+def test_callbacks_reach_each_sites_requests_by_their_own_path_and_token(
+    tmp_path, redis_server: RedisServer, emulator_factory, worker_factory
+):
+    """Job 1001 exists at both sites; each site's callback comes to its own path with its own
+    token and pulls forward the poll of its own site's request. Polls are a minute apart, so
+    only the callbacks can finish the requests in time; site A's requests finish before site
+    B's are sent, so a callback of B's job 1001 taken for A's would find nothing to poll."""
+    slow = {"poll_interval": 60.0, "poll_busy_interval": 60.0, "callback_token": DEFAULT_TOKEN}
+    base = make_settings(
+        redis_server.url, "http://127.0.0.1:9", sites_path=sites_file(tmp_path), **slow
+    )
+    receiver = start_server(
+        "callbacks", "--port", "0", env=clean_env(base.environment()), cwd=tmp_path
+    )
+    try:
+        emulator = emulator_factory(
+            "--job-seconds", "1", "--sites-file", emulator_sites(tmp_path),
+            "--callback-url", f"{receiver.url}/callback/{DEFAULT_TOKEN}",
+            "--site-callback", f"{OTHER.site_id}={receiver.url}/callback/{OTHER.site_id}/{OTHER_TOKEN}",
+        )  # fmt: skip
+        settings = base.model_copy(update={"api_url": emulator.url})
+        worker_factory(settings)
+        producer = Producer.from_settings(settings)
+        eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+        store_a = register_storage(emulator.url, SAMPLE_SITE)
+        store_b = register_storage(emulator.url, OTHER)
+        ids_a = [producer.submit(body_for(store_a, f"cb-a-{n}")) for n in range(2)]
+        records = wait_all(producer, ids_a, timeout=30)
+        ids_b = [
+            producer.submit(body_for(store_b, f"cb-b-{n}"), site_id=OTHER.site_id) for n in range(2)
+        ]
+        records |= wait_all(producer, ids_b, timeout=30)
+        assert {r.state.value for r in records.values()} == {"completed"}
+        assert sorted(records[r].job_id for r in ids_a) == ["1001", "1002"]
+        assert sorted(records[r].job_id for r in ids_b) == ["1001", "1002"]
+        counters = producer.redis.hgetall(producer.keys.counters)
+        assert int(counters.get("callbacks used", 0)) >= 4, counters
+        assert int(counters.get("callbacks unknown job", 0)) == 0, counters
+        per_site = emulator.control("stats")["sites"]
+        assert per_site["TUTO"]["callbacks 200"] == 2
+        assert per_site["BRND"]["callbacks 200"] == 2
+        # a site's token does not open another site's path, nor the default path
+        for path in (f"/callback/{OTHER.site_id}/{DEFAULT_TOKEN}", f"/callback/{OTHER_TOKEN}",
+                     f"/callback/NOPE/{OTHER_TOKEN}"):  # fmt: skip
+            answer = httpx.post(receiver.url + path, json={"job_id": "1001"}, timeout=10)
+            assert answer.status_code == 404, path
+    finally:
+        receiver.stop()

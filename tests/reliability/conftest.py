@@ -20,10 +20,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     producer and storage; all are stopped at the end of the test."""
     stacks: list[Stack] = []
 
-    def build(*emulator_args: str, sentinel: bool = False, **settings: Any) -> Stack:
+    def build(
+        *emulator_args: str, sentinel: bool = False, two_sites: bool = False, **settings: Any
+    ) -> Stack:
         root = tmp_path / f"stack-{len(stacks)}"
         configure = partial(make_settings, **settings)
-        stack = Stack.start(root, *emulator_args, settings=configure, sentinel=sentinel)
+        stack = Stack.start(
+            root, *emulator_args, settings=configure, sentinel=sentinel, two_sites=two_sites
+        )
         stacks.append(stack)
         return stack
 

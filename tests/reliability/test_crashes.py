@@ -28,16 +28,15 @@ def _assert_exactly_once(
 
 
 def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
-    """1,000 requests in flight; SIGKILL a pool child twice and the main process three times."""
-    stack = stack_factory("--job-seconds", "8")
+    """1,000 requests in flight, half of them for a second site; SIGKILL a pool child twice and
+    the main process three times."""
+    stack = stack_factory("--job-seconds", "8", two_sites=True)
     worker = worker_factory(stack.settings, concurrency=4)
     marker = f"crash-{time.monotonic_ns()}"
     started = time.monotonic()
     ids: list[str] = []
     submitter = threading.Thread(
-        target=lambda: ids.extend(
-            stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(1000)
-        )
+        target=lambda: ids.extend(stack.submit(f"{marker}-{n}", n) for n in range(1000))
     )
     submitter.start()
     kills = []
@@ -59,11 +58,12 @@ def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
 
 
 def test_figure_2_redis_crash_and_restart(stack_factory, worker_factory, figure):
-    """SIGKILL Redis (AOF on) mid-run and start it again: nothing accepted is lost or doubled."""
-    stack = stack_factory("--job-seconds", "6")
+    """SIGKILL Redis (AOF on) mid-run and start it again: nothing accepted is lost or doubled
+    (half of the requests for a second site)."""
+    stack = stack_factory("--job-seconds", "6", two_sites=True)
     worker = worker_factory(stack.settings, concurrency=4)
     marker = f"redis-{time.monotonic_ns()}"
-    ids = [stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(300)]
+    ids = [stack.submit(f"{marker}-{n}", n) for n in range(300)]
     time.sleep(3)
     stack.redis.kill()
     down = time.monotonic()
@@ -78,11 +78,12 @@ def test_figure_2_redis_crash_and_restart(stack_factory, worker_factory, figure)
 
 
 def test_figure_4_ambiguous_registrations(stack_factory, worker_factory, figure):
-    """Accept-then-drop on 10 % of registrations: still exactly one remote job per request."""
-    stack = stack_factory("--job-seconds", "3", "--drop-rate", "0.1", "--seed", "4")
+    """Accept-then-drop on 10 % of registrations: still exactly one remote job per request (half
+    of them for a second site, where a lost answer is looked up)."""
+    stack = stack_factory("--job-seconds", "3", "--drop-rate", "0.1", "--seed", "4", two_sites=True)
     worker_factory(stack.settings, concurrency=4)
     marker = f"ambiguous-{time.monotonic_ns()}"
-    ids = [stack.producer.submit(stack.body(f"{marker}-{n}")) for n in range(300)]
+    ids = [stack.submit(f"{marker}-{n}", n) for n in range(300)]
     records = stack.wait_final(ids, timeout=240)
     counts = stack.emulator.control("stats")["counts"]
     drops = counts.get("fault drop", 0)
