@@ -106,17 +106,17 @@ def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
 
     server = RedisServer(tmp_path / "redis").start()
     lines: list[bytes] = []
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "pallycon_pack", "demo", "--jobs", "12", "--job-seconds", "8",
+         "--timeout", "150"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+        env=clean_env(PALLYCON_REDIS_URL=server.url),
+    )  # fmt: skip
+    stdout = demo.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(stdout), daemon=True)
+    reader.start()
     try:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "pallycon_pack", "demo", "--jobs", "12", "--job-seconds", "8",
-             "--timeout", "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
-            env=clean_env(PALLYCON_REDIS_URL=server.url),
-        )  # fmt: skip
-        stdout = demo.stdout
-        assert stdout is not None
-        reader = threading.Thread(target=lambda: lines.extend(stdout), daemon=True)
-        reader.start()
         deadline = time.monotonic() + 90
         while not any(b"submitted 12 requests" in line for line in lines):
             assert demo.poll() is None, b"".join(lines)[-3000:]
@@ -128,10 +128,14 @@ def test_figure_2_the_demo_resumes_after_a_redis_crash(tmp_path, figure):
         try:
             demo.wait(timeout=240)
         except subprocess.TimeoutExpired:
-            demo.kill()
             pytest.fail(f"the demo did not end in 240 s:\n{b''.join(lines)[-3000:]!r}")
         reader.join(10)
-    finally:
+    finally:  # nothing left running or open, whatever failed
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        reader.join(10)
+        stdout.close()
         server.stop()
     text = b"".join(lines).decode(errors="replace")
     figure("2 demo through a redis crash", exit_code=demo.returncode)
