@@ -97,6 +97,8 @@ def test_two_sites_run_through_one_fleet_and_nothing_crosses_over(two_sites):
             (job,) = client.list_jobs(query).data
         prefix = "a-" if site is SAMPLE_SITE else "b-"
         assert (job.content_id or "").startswith(prefix)
+    per_site = emulator.control("stats")["sites"]  # each site got its own calls, no more
+    assert per_site["TUTO"]["POST pack"] == per_site["BRND"]["POST pack"] == 4
     # each site has its own token bucket in Redis
     keys = producer.keys
     assert producer.redis.exists(keys.rate_limit_of(""))
@@ -195,3 +197,35 @@ def test_callbacks_reach_each_sites_requests_by_their_own_path_and_token(
             assert answer.status_code == 404, path
     finally:
         receiver.stop()
+
+
+def test_adding_a_sites_file_to_a_running_fleet_loses_nothing(
+    tmp_path, redis_server: RedisServer, emulator_factory, worker_factory
+):
+    """The documented upgrade, step 2: requests in flight under a single-site fleet's keys
+    (registered and being polled, or still queued) finish after its workers are replaced by
+    workers with a sites file, which then also serve the new site."""
+    emulator = emulator_factory("--job-seconds", "4", "--sites-file", emulator_sites(tmp_path))
+    single = make_settings(redis_server.url, emulator.url, callback_token=DEFAULT_TOKEN)
+    old = worker_factory(single)
+    producer = Producer.from_settings(single)
+    store_a = register_storage(emulator.url, SAMPLE_SITE)
+    in_flight = [producer.submit(body_for(store_a, f"up-{n}")) for n in range(6)]
+    eventually(
+        lambda: [r.state.value for r in producer.records.get_many(in_flight[:3]).values()],
+        lambda states: states == ["submitted"] * 3,
+    )
+    old.stop()  # warm shutdown, as a rolling update does
+    queued = [producer.submit(body_for(store_a, f"up-q-{n}")) for n in range(3)]
+    upgraded = single.model_copy(update={"sites_path": sites_file(tmp_path)})
+    worker_factory(upgraded)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_b = register_storage(emulator.url, OTHER)
+    new_site = producer.submit(body_for(store_b, "up-b"), site_id=OTHER.site_id)
+    records = wait_all(producer, in_flight + queued + [new_site])
+    assert {r.state.value for r in records.values()} == {"completed"}
+    assert len({records[r].job_id for r in in_flight + queued}) == 9  # one job each
+    assert records[new_site].job_id == "1001"  # the new site's first job
+    per_site = emulator.control("stats")["sites"]
+    assert per_site["TUTO"]["POST pack"] == 9
+    assert per_site["BRND"]["POST pack"] == 1
