@@ -66,6 +66,10 @@ class _Target:
         self.site = site
         self.region = region
 
+    def credentials(self) -> SiteCredentials:
+        """The site's (a ConfigError names any missing credential of the default site)."""
+        return self.settings.credentials() if self.site is None else self.site.credentials()
+
     def client(self) -> PallyConClient:
         """A client signing as the site (a ConfigError names any missing credential)."""
         if self.site is None:
@@ -87,6 +91,8 @@ def _target(site_id: str | None, region: str | None = None) -> _Target:
     settings = load_settings()
     if not site_id:
         raise Failure(f"--site: give a site id ({_known(settings)})", EXIT_INVALID)
+    if site_id == settings.site_id and settings.access_key and settings.site_key:
+        return _Target(settings, None, region or settings.region)  # as without --site
     try:
         site = settings.sites().get(site_id)
     except UnknownSite as exc:
@@ -234,9 +240,7 @@ def sign(
     site_key = _site_key(site_key, site_key_file)
     credentials: SiteCredentials
     if site is not None:
-        target = _target(site)
-        assert target.site is not None
-        credentials = target.site.credentials()
+        credentials = _target(site).credentials()
     else:
         settings = load_settings(site_id=site_id, access_key=access_key, site_key=site_key)
         credentials = settings.credentials()
