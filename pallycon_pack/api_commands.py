@@ -42,8 +42,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 def _region_option(f: F) -> F:
     return click.option(
         "--region",
-        help="Region code such as RG011; required unless PALLYCON_REGION is set or --site is "
-        "given (default: that site's region).",
+        help="Region code such as RG011; required unless PALLYCON_REGION is set or --site "
+        "names a site of PALLYCON_SITES (default: that site's region, else PALLYCON_REGION).",
     )(f)
 
 
@@ -59,7 +59,8 @@ def _site_option(f: F) -> F:
 
 class _Target:
     """Where a direct command calls: the settings, the site (None: the default site, from
-    the settings as before there were several) and the region (None: none given)."""
+    the settings as before there were several) and the region (None: neither --region, the
+    site nor PALLYCON_REGION gives one)."""
 
     def __init__(self, settings: Settings, site: Site | None, region: str | None) -> None:
         self.settings = settings
