@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
-from config import Settings, load_settings
-from pallycon.client import utc_now
+from config import Settings, Site, UnknownSite, load_settings
+from config.settings import check_region
+from pallycon.client import PallyConClient, utc_now
 from pallycon.codes import parse_status
 from pallycon.models import (
     JobInfo,
@@ -40,19 +41,79 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 def _region_option(f: F) -> F:
     return click.option(
-        "--region", help="Region code such as RG011; required unless PALLYCON_REGION is set."
+        "--region",
+        help="Region code such as RG011; required unless PALLYCON_REGION is set or --site "
+        "names a site of PALLYCON_SITES (default: that site's region, else PALLYCON_REGION).",
     )(f)
 
 
-def _region(region: str | None) -> tuple[Settings, str]:
-    """The settings with ``region`` applied, and the region: one line naming both sources
-    when neither --region nor PALLYCON_REGION gives one."""
-    settings = load_settings(region=region)
-    if settings.region is None:
+def _site_option(f: F) -> F:
+    return click.option(
+        "--site",
+        metavar="SITE_ID",
+        help="Call the API as this site, with its keys and region: the default site "
+        "(PALLYCON_SITE_ID) or one of PALLYCON_SITES. Default: the default site, from "
+        "PALLYCON_SITE_ID, PALLYCON_ACCESS_KEY and PALLYCON_SITE_KEY.",
+    )(f)
+
+
+class _Target:
+    """Where a direct command calls: the settings, the site (None: the default site, from
+    the settings as before there were several) and the region (None: neither --region, the
+    site nor PALLYCON_REGION gives one)."""
+
+    def __init__(self, settings: Settings, site: Site | None, region: str | None) -> None:
+        self.settings = settings
+        self.site = site
+        self.region = region
+
+    def credentials(self) -> SiteCredentials:
+        """The site's (a ConfigError names any missing credential of the default site)."""
+        return self.settings.credentials() if self.site is None else self.site.credentials()
+
+    def client(self) -> PallyConClient:
+        """A client signing as the site (a ConfigError names any missing credential)."""
+        if self.site is None:
+            return make_client(self.settings)
+        return PallyConClient(self.site.credentials(), self.settings.client_options())
+
+
+def _target(site_id: str | None, region: str | None = None) -> _Target:
+    """The settings, the site ``--site`` names and the region: ``--region``, else that site's,
+    else (no --site) PALLYCON_REGION. An unknown site: one line naming --site and the sites."""
+    if site_id is None:
+        settings = load_settings(region=region)
+        return _Target(settings, None, settings.region)
+    if region is not None:
+        try:
+            check_region(region)
+        except ValueError as exc:
+            raise Failure(f"--region: {exc}", EXIT_INVALID) from None
+    settings = load_settings()
+    if not site_id:
+        raise Failure(f"--site: give a site id ({_known(settings)})", EXIT_INVALID)
+    if site_id == settings.site_id and settings.access_key and settings.site_key:
+        return _Target(settings, None, region or settings.region)  # as without --site
+    try:
+        site = settings.sites().get(site_id)
+    except UnknownSite as exc:
+        raise Failure(f"--site: {exc}", EXIT_INVALID) from None
+    return _Target(settings, site, region or site.region)
+
+
+def _known(settings: Settings) -> str:
+    return f"sites: {', '.join(settings.sites().ids()) or 'none'}"
+
+
+def _region(site_id: str | None, region: str | None) -> _Target:
+    """:func:`_target`, with a region: one line naming both sources when neither --region nor
+    PALLYCON_REGION gives one."""
+    target = _target(site_id, region)
+    if target.region is None:
         raise Failure(
             "no region: give --region or set PALLYCON_REGION (a code such as RG011)", EXIT_INVALID
         )
-    return settings, settings.region
+    return target
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -124,9 +185,16 @@ def _request(model: type[RequestT], **fields: Any) -> RequestT:
     help="Read the site key from PATH ('-' = standard input, with --input PATH).",
 )
 @click.option("--show-parts", is_flag=True, help="Also print data, timestamp and hash.")
+@click.option(
+    "--site",
+    metavar="SITE_ID",
+    help="Sign as this site, with its keys: the default site (PALLYCON_SITE_ID) or one of "
+    "PALLYCON_SITES (not with --site-id or the key options).",
+)
 def sign(
     timestamp: str | None,
     input_path: str,
+    site: str | None,
     site_id: str | None,
     access_key: str | None,
     access_key_file: str | None,
@@ -141,8 +209,27 @@ def sign(
     The access key and the site key come from --access-key-file / --site-key-file (or the
     flags --access-key / --site-key, visible in ps), else PALLYCON_ACCESS_KEY /
     PALLYCON_SITE_KEY (environment or .env). A key file holds the key alone; one trailing
-    newline is ignored. Only one option can read standard input.
+    newline is ignored. Only one option can read standard input. With --site, the site id and
+    both keys are that site's.
     """
+    if site is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--site-id", site_id),
+                ("--access-key", access_key),
+                ("--access-key-file", access_key_file),
+                ("--site-key", site_key),
+                ("--site-key-file", site_key_file),
+            )
+            if value is not None
+        ]
+        if given:
+            raise Failure(
+                f"--site and {', '.join(given)}: --site signs with that site's own id and "
+                "keys; give one or the other",
+                EXIT_INVALID,
+            )
     _one_reads_stdin(
         {
             "--input": input_path,
@@ -152,8 +239,12 @@ def sign(
     )
     access_key = one_secret(access_key, access_key_file, flag="--access-key")
     site_key = _site_key(site_key, site_key_file)
-    settings = load_settings(site_id=site_id, access_key=access_key, site_key=site_key)
-    credentials: SiteCredentials = settings.credentials()
+    credentials: SiteCredentials
+    if site is not None:
+        credentials = _target(site).credentials()
+    else:
+        settings = load_settings(site_id=site_id, access_key=access_key, site_key=site_key)
+        credentials = settings.credentials()
     try:
         moment = parse_timestamp(timestamp) if timestamp else utc_now()
     except ValueError as exc:
@@ -221,10 +312,13 @@ def storage() -> None:
     help="Read the AWS secret access key from PATH ('-' = standard input).",
 )
 @click.option(
-    "--storage-region", help="The storage's region code (default: --region, else PALLYCON_REGION)."
+    "--storage-region",
+    help="The storage's region code (default: --region, else the --site's region, else "
+    "PALLYCON_REGION).",
 )
 @click.option("--description", help="Free text.")
 @_region_option
+@_site_option
 @json_option
 def storage_register(
     name: str,
@@ -235,6 +329,7 @@ def storage_register(
     storage_region: str | None,
     description: str | None,
     region: str | None,
+    site: str | None,
     as_json: bool,
 ) -> None:
     """Register a storage; print its storage id.
@@ -254,9 +349,10 @@ def storage_register(
         aws_secret_access_key, aws_secret_access_key_file, flag="--aws-secret-access-key"
     )
     if storage_region is None:
-        settings, storage_region = _region(region)
+        target = _region(site, region)
+        storage_region = target.region
     else:
-        settings = load_settings(region=region)
+        target = _target(site, region)
     if secret is None:
         secret = _aws_secret_from_env_or_prompt()
     request = _request(
@@ -268,7 +364,7 @@ def storage_register(
         description=description,
         region=storage_region,
     )
-    with make_client(settings) as client:
+    with target.client() as client:
         response = client.register_storage(request)
     _print_id(as_json, "storage_id", response.storage_id)
 
@@ -295,9 +391,15 @@ def _aws_secret_from_env_or_prompt() -> str:
     hidden=True,
     help="Refused: the API cannot change a storage's region.",
 )
+@_site_option
 @json_option
 def storage_update(
-    storage_id: str, name: str | None, description: str | None, region: str | None, as_json: bool
+    storage_id: str,
+    name: str | None,
+    description: str | None,
+    region: str | None,
+    site: str | None,
+    as_json: bool,
 ) -> None:
     """Change a storage's name or description.
 
@@ -316,7 +418,7 @@ def storage_update(
     request = _request(
         StorageUpdateRequest, storage_id=storage_id, storage_name=name, description=description
     )
-    with make_client(load_settings()) as client:
+    with _target(site).client() as client:
         response = client.update_storage(request)
     _print_id(as_json, "storage_id", response.storage_id)
 
@@ -330,26 +432,28 @@ def storage_update(
 )
 @_window_options
 @_region_option
+@_site_option
 @click.option("--show-secrets", is_flag=True, help="Also show AWS secret access keys.")
 @json_option
 def storage_list(
     keyword: str | None,
     keyword_type: str | None,
     region: str | None,
+    site: str | None,
     show_secrets: bool,
     as_json: bool,
     **window: Any,
 ) -> None:
     """List registered storages (AWS secrets hidden unless --show-secrets)."""
-    settings, region = _region(region)
+    target = _region(site, region)
     request = _request(
         StorageListRequest,
         search_keyword=keyword,
         search_keyword_type=(keyword_type or "storageName") if keyword is not None else None,
-        region=region,
+        region=target.region,
         **_window(window),
     )
-    with make_client(settings) as client:
+    with target.client() as client:
         response = client.list_storages(request)
     if as_json:
         storages = [render.storage_dict(s, show_secrets=show_secrets) for s in response.data]
@@ -369,11 +473,12 @@ def jobs() -> None:
 
 @jobs.command("register")
 @click.argument("file", type=click.File("rb"))
+@_site_option
 @json_option
-def jobs_register(file: Any, as_json: bool) -> None:
+def jobs_register(file: Any, site: str | None, as_json: bool) -> None:
     """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
     request = validate_request(JobRegisterRequest, read_json(file))
-    with make_client(load_settings()) as client:
+    with _target(site).client() as client:
         response = client.register_job(request)
     _print_id(as_json, "job_id", response.job_id)
 
@@ -405,6 +510,7 @@ def jobs_register(file: Any, as_json: bool) -> None:
 )
 @_window_options
 @_region_option
+@_site_option
 @click.option("--all-pages", is_flag=True, help="Fetch every page, not one.")
 @json_option
 def jobs_list(
@@ -414,12 +520,13 @@ def jobs_list(
     status: str | None,
     search_condition: str | None,
     region: str | None,
+    site: str | None,
     all_pages: bool,
     as_json: bool,
     **window: Any,
 ) -> None:
     """List packaging jobs, with every search option of the guide."""
-    settings, region = _region(region)
+    target = _region(site, region)
     request = _request(
         JobListRequest,
         search_keyword=keyword,
@@ -427,10 +534,10 @@ def jobs_list(
         search_type=search_type,
         search_status=status,
         search_condition=search_condition,
-        region=region,
+        region=target.region,
         **_window(window),
     )
-    with make_client(settings) as client:
+    with target.client() as client:
         if all_pages:
             found = list(client.iter_jobs(request))
             total = len(found)
@@ -462,16 +569,22 @@ def jobs_list(
     help="Give up after this many seconds.",
 )
 @_region_option
+@_site_option
 @json_option
 def jobs_watch(
-    job_id: str, interval: float, timeout: float, region: str | None, as_json: bool
+    job_id: str,
+    interval: float,
+    timeout: float,
+    region: str | None,
+    site: str | None,
+    as_json: bool,
 ) -> None:
     """Follow one job until it ends; exit 0 when it completes (WM030), 1 otherwise."""
-    settings, region = _region(region)
-    query = JobListRequest(search_keyword=job_id, search_keyword_type="jobId", region=region)
+    target = _region(site, region)
+    query = JobListRequest(search_keyword=job_id, search_keyword_type="jobId", region=target.region)
     deadline = time.monotonic() + timeout
     last = None
-    with make_client(settings) as client:
+    with target.client() as client:
         while True:
             job = _find(client.list_jobs(query).data, job_id)
             if job.status != last:

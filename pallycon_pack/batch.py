@@ -1,11 +1,12 @@
 """``submit --batch FILE.jsonl``: many requests from a file, all validated before any is recorded.
 
-Each line of the file is one request, ``{"body": {...}, "request_id": "...", "metadata": {...}}``
-(``request_id`` and ``metadata`` optional; blank lines are skipped). The file is read twice, a
-line at a time, so memory stays bounded whatever its size: first every line is checked (JSON,
-shape, the job's rules, the metadata, an id given twice with different bodies, an id already
-used in Redis for a different body) and every bad line is reported with its number; only a file
-with none is recorded, :data:`CHUNK` requests per :meth:`Producer.submit_many` call.
+Each line of the file is one request, ``{"body": {...}, "request_id": "...", "metadata": {...},
+"site_id": "..."}`` (all but ``body`` optional; blank lines are skipped). The file is read twice,
+a line at a time, so memory stays bounded whatever its size: first every line is checked (JSON,
+shape, the job's rules, the metadata, the site: one the workers serve, an id given twice with
+different bodies or sites, an id already used in Redis for a different body or site) and every
+bad line is reported with its number; only a file with none is recorded, :data:`CHUNK` requests
+per :meth:`Producer.submit_many` call.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from pallycon.errors import InvalidRequest
-from store.admission import prepare
+from store.admission import prepare, unknown_site
 
 if TYPE_CHECKING:
     from producers.api import Producer
@@ -27,7 +28,8 @@ CHUNK = 500
 MAX_LINE_BYTES = 256 * 1024
 #: Bad lines reported one by one; the rest are counted.
 MAX_REPORTED = 20
-_KEYS = {"body", "request_id", "metadata"}
+#: The keys of a line, in the order messages name them.
+KEYS = ("body", "request_id", "metadata", "site_id")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Line:
     body: Any
     request_id: str | None
     metadata: Any
+    site_id: str | None = None  # the PallyCon site (None: the workers' default site)
 
 
 @dataclass
@@ -62,16 +65,21 @@ def parse(number: int, text: str) -> Line:
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError('not a JSON object {"body": {...}, "request_id": ..., "metadata": ...}')
-    unknown = sorted(set(data) - _KEYS)
+        raise ValueError(
+            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ...}'
+        )
+    unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} (body, request_id, metadata)")
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} ({', '.join(KEYS)})")
     if "body" not in data:
         raise ValueError("body: missing (the job registration)")
     request_id = data.get("request_id")
     if request_id is not None and not isinstance(request_id, str):
         raise ValueError("request_id: must be a string")
-    return Line(number, data["body"], request_id or None, data.get("metadata"))
+    site_id = data.get("site_id")
+    if site_id is not None and not isinstance(site_id, str):
+        raise ValueError("site_id: must be a string (a site id such as TUTO)")
+    return Line(number, data["body"], request_id or None, data.get("metadata"), site_id or None)
 
 
 def lines(file: IO[bytes], on_error: Callable[[int, str], None]) -> Iterator[Line]:
@@ -116,29 +124,44 @@ class _Checker:
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
         self.checked = Checked()
-        self.first: dict[str, tuple[int, str]] = {}  # request id -> (its first line, body hash)
-        self.pending: list[tuple[int, str, str]] = []  # (line, id, hash) to compare with Redis
+        # request id -> (its first line, body hash, site)
+        self.first: dict[str, tuple[int, str, str]] = {}
+        # (line, id, hash, site) to compare with Redis
+        self.pending: list[tuple[int, str, str, str]] = []
+        self._served: list[str] | None = None  # the sites the workers serve, read once
+
+    def served(self) -> list[str]:
+        if self._served is None:
+            self._served = self.producer.sites()
+        return self._served
 
     def check(self, line: Line) -> None:
+        site = line.site_id or ""
+        limit = self.producer.max_api_json_any_site if site else self.producer.max_api_json
         try:
             ready = prepare(
                 line.body,
                 line.request_id,
                 0.0,
-                max_api_json=self.producer.max_api_json,
+                max_api_json=limit,
                 metadata=line.metadata,
+                site_id=line.site_id,
             )
         except InvalidRequest as exc:
             self.checked.bad(line.number, "; ".join(str(error) for error in exc.errors))
             return
+        if site and site not in self.served():
+            self.checked.bad(line.number, str(unknown_site(site, self.served())))
+            return
         self.checked.requests += 1
         if line.request_id is None:
             return
-        seen = self.first.setdefault(ready.request_id, (line.number, ready.body_hash))
+        seen = self.first.setdefault(ready.request_id, (line.number, ready.body_hash, site))
         if seen[1] != ready.body_hash:
-            self.checked.bad(line.number, f"request_id also on line {seen[0]} with another body")
+            other = "site" if seen[2] != site else "body"
+            self.checked.bad(line.number, f"request_id also on line {seen[0]} with another {other}")
         elif seen[0] == line.number:
-            self.pending.append((line.number, ready.request_id, ready.body_hash))
+            self.pending.append((line.number, ready.request_id, ready.body_hash, site))
             if len(self.pending) >= CHUNK:
                 self.compare()
 
@@ -146,16 +169,19 @@ class _Checker:
         """Ids already recorded: with the same body (counted), or another (a bad line)."""
         if not self.pending:
             return
-        records = self.producer.records.get_many([rid for _, rid, _ in self.pending])
-        for number, rid, digest in self.pending:
+        records = self.producer.records.get_many([rid for _, rid, _, _ in self.pending])
+        for number, rid, digest, site in self.pending:
             record = records.get(rid)
             if record is None:
                 continue
-            if record.body_hash != digest:
+            if record.body_hash == digest:
+                self.checked.existing += 1
+            elif record.site_id != site:
+                where = f"site {record.site_id}" if record.site_id else "the default site"
+                self.checked.bad(number, f"request_id {rid!r} is already used for {where}")
+            else:
                 message = f"request_id {rid!r} is already used with a different body"
                 self.checked.bad(number, message)
-            else:
-                self.checked.existing += 1
         self.pending.clear()
 
 

@@ -36,13 +36,21 @@ DEFAULT_WAIT = 24 * 3600.0
     help="Your own JSON object (at most 2 KiB), kept with the request and in all its events.",
 )
 @click.option(
+    "--site",
+    "site_id",
+    metavar="SITE_ID",
+    help="The PallyCon site to package for: one the workers serve (PALLYCON_SITE_ID or a "
+    "site of PALLYCON_SITES); default: the workers' default site.",
+)
+@click.option(
     "--batch",
     "batch_path",
     type=click.Path(dir_okay=False),
     metavar="FILE.jsonl",
     help="Many requests: one JSON object per line, "
-    '{"body": {...}, "request_id": "...", "metadata": {...}} (the last two optional). '
-    "Every line is checked first (nothing is recorded if one is bad); their ids are printed.",
+    '{"body": {...}, "request_id": "...", "metadata": {...}, "site_id": "..."} (all but body '
+    "optional). Every line is checked first (nothing is recorded if one is bad); their ids "
+    "are printed.",
 )
 @click.option("--quiet", is_flag=True, help="With --batch: print no ids, only the summary.")
 @click.option(
@@ -62,6 +70,7 @@ def submit(
     file: Any,
     request_id: str | None,
     metadata_text: str | None,
+    site_id: str | None,
     batch_path: str | None,
     quiet: bool,
     wait: bool,
@@ -70,7 +79,8 @@ def submit(
 ) -> None:
     """Enqueue the packaging request in FILE ('-': stdin); print its request id.
 
-    The request is validated first: an invalid one is refused (exit 2) and nothing is enqueued.
+    The request is validated first: an invalid one, or one for a site no worker serves, is
+    refused (exit 2) and nothing is enqueued.
     With --batch, every line of the file is a request: all are checked first (each bad line is
     named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
     on standard error. A request id that was submitted before is not submitted again: its state
@@ -80,10 +90,10 @@ def submit(
     from producers.api import Producer
 
     if batch_path is not None:
-        if file is not None or request_id or metadata_text or wait:
+        if file is not None or request_id or metadata_text or site_id is not None or wait:
             raise Failure(
-                "--batch takes no FILE, --request-id, --metadata or --wait (they go in its "
-                "lines; follow the ids with status or results)",
+                "--batch takes no FILE, --request-id, --metadata, --site or --wait (they go in "
+                "its lines; follow the ids with status or results)",
                 EXIT_INVALID,
             )
         _submit_batch(Producer.from_settings(load_settings()), batch_path, quiet)
@@ -95,7 +105,7 @@ def submit(
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
     started = producer.clock()
-    request_id = _submit_one(producer, body, request_id, metadata)
+    request_id = _submit_one(producer, body, request_id, metadata, site_id)
     click.echo(request_id)
     record = producer.get(request_id)
     if record is not None and record.created_at < started:
@@ -119,11 +129,13 @@ def _metadata(text: str | None) -> Any:
         raise Failure(f"--metadata: not JSON: {exc}", EXIT_INVALID) from None
 
 
-def _submit_one(producer: Producer, body: Any, request_id: str | None, metadata: Any) -> str:
+def _submit_one(
+    producer: Producer, body: Any, request_id: str | None, metadata: Any, site_id: str | None
+) -> str:
     from producers.api import RequestConflict, SubmitUnconfirmed
 
     try:
-        return producer.submit(body, request_id, metadata=metadata)
+        return producer.submit(body, request_id, metadata=metadata, site_id=site_id)
     except RequestConflict as exc:
         raise Failure(str(exc), EXIT_INVALID) from None
     except SubmitUnconfirmed as exc:  # maybe recorded: the id is what makes a retry safe
@@ -197,6 +209,7 @@ def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
                     [line.body for line in chunk],
                     [line.request_id for line in chunk],
                     metadata=[line.metadata for line in chunk],
+                    site_ids=[line.site_id for line in chunk],
                 )
                 done += len(ids)
                 last_line = chunk[-1].number
@@ -250,6 +263,7 @@ def status(request_id: str, as_json: bool) -> None:
         for key in (
             "request_id",
             "state",
+            "site_id",
             "job_id",
             "job_name",
             "content_id",

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from pallycon.errors import InvalidRequest
-from pallycon_pack.batch import MAX_LINE_BYTES, lines
+from pallycon_pack.batch import MAX_LINE_BYTES, lines, parse
 from store.admission import MAX_METADATA_BYTES, check_metadata, parse_metadata
 
 
@@ -59,9 +59,32 @@ def test_batch_lines_name_each_bad_line_and_skip_blank_ones():
     read = list(lines(io.BytesIO(data), lambda number, why: errors.append((number, why))))
     assert [(line.number, line.body) for line in read] == [(1, {}), (8, 2)]
     assert errors == [
-        (3, 'not a JSON object {"body": {...}, "request_id": ..., "metadata": ...}'),
+        (
+            3,
+            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ...}',
+        ),
         (4, "not valid UTF-8 (byte 0)"),
         (5, "request_id: must be a string"),
-        (6, "unknown key(s) x (body, request_id, metadata)"),
+        (6, "unknown key(s) x (body, request_id, metadata, site_id)"),
         (7, f"longer than {MAX_LINE_BYTES} bytes"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "site_id"),
+    [
+        ('{"body": {}, "site_id": "BRND"}', "BRND"),
+        ('{"body": {}, "site_id": ""}', None),
+        ('{"body": {}, "site_id": null}', None),
+        ('{"body": {}}', None),
+    ],
+)
+def test_a_batch_line_may_name_its_site(text, site_id):
+    """site_id is optional; empty or null names none (the default site)."""
+    assert parse(1, text).site_id == site_id
+
+
+@pytest.mark.parametrize("value", ["5", "true", '["BRND"]', '{"id": "BRND"}'])
+def test_a_batch_lines_site_must_be_a_string(value):
+    with pytest.raises(ValueError, match=r"^site_id: must be a string \(a site id such as TUTO\)$"):
+        parse(1, '{"body": {}, "site_id": ' + value + "}")
