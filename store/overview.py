@@ -37,6 +37,8 @@ from store.records import RECORD_TTL
 #: Index entries read per round trip while listing.
 PAGE = 200
 _STATES = {state.value for state in State}
+#: The default site's name when PALLYCON_SITE_ID names none.
+DEFAULT_LABEL = "default"
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[builtins.list[str]]:
@@ -78,6 +80,10 @@ class Overview:
     def sites(self) -> builtins.list[str]:
         """The ids of the sites the workers serve (announced in Redis), sorted."""
         return sorted(str(site) for site in self.redis.hkeys(self.keys.sites))
+
+    def default_label(self) -> str:
+        """What readers call the default site: its id, or "default" when it has none."""
+        return self._sites()[0] or DEFAULT_LABEL
 
     def _sites(self) -> tuple[str, builtins.list[str]]:
         """(the default site's id or "", the other sites' ids, sorted)."""
