@@ -117,6 +117,19 @@ class Overview:
         the others by id. Two round trips, whatever is stored."""
         return self._counts(self._sites()[1])
 
+    def counts_of_sites(self) -> dict[str, dict[State, int]]:
+        """Counts by state of each site, by the name readers give it: the default site first,
+        by its id (or "default"), then the others by id. Without a default id the default
+        site is left out when it holds nothing and other sites exist."""
+        default, named = self._sites()
+        counts = self._counts(named)
+        found: dict[str, dict[State, int]] = {}
+        if default or not named or any(counts[""].values()):
+            found[default or DEFAULT_LABEL] = counts[""]
+        for site in named:
+            found[site] = counts[site]
+        return found
+
     def _counts(self, named: builtins.list[str]) -> dict[str | None, dict[State, int]]:
         keys = [self.keys.state_index(state) for state in State]
         for site in named:
