@@ -400,7 +400,9 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
     told = Overview(records.redis, records.keys, default_site="TUTO")
     assert told.counts_by_site() == by_site
 
-    ids = lambda found: [r.request_id for r in found]  # noqa: E731
+    def ids(found: list[Any]) -> list[str]:
+        return [r.request_id for r in found]
+
     assert ids(overview.list(site="BRND")) == ["b2", "b3", "b1"]
     assert ids(overview.list(State.SUBMITTED, site="")) == ["t1", "d1"]
     assert ids(overview.list(site="TUTO", limit=2)) == ["d2", "t1"]
