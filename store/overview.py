@@ -306,20 +306,29 @@ class Overview:
         return dropped
 
     def per_bucket(
-        self, state: State, since: float, until: float, bucket: float
+        self, state: State, since: float, until: float, bucket: float, site: str | None = None
     ) -> builtins.list[int]:
         """How many requests entered ``state`` in each ``bucket`` seconds from ``since`` to
-        ``until`` (the last bucket may be shorter)."""
+        ``until`` (the last bucket may be shorter); of ``site``, as for :meth:`counts`."""
         if bucket <= 0 or until <= since:
             return []
         count = math.ceil((until - since) / bucket)
-        key = self.keys.state_index(state)
+        key, minus = self.keys.state_index(state), []
+        if site is not None:
+            default, named = self._sites()
+            if site and site != default:
+                key = self.keys.site_state_index(site, state)
+            else:
+                minus = [self.keys.site_state_index(other, state) for other in named]
         pipe = self.redis.pipeline(transaction=False)
         for n in range(count):
             start = since + n * bucket
             end = min(start + bucket, until)
-            pipe.zcount(key, repr(start), f"({end!r}")
-        return [int(value) for value in pipe.execute()]
+            for index in (key, *minus):
+                pipe.zcount(index, repr(start), f"({end!r}")
+        flat = [int(value) for value in pipe.execute()]
+        width = 1 + len(minus)
+        return [max(0, flat[n] - sum(flat[n + 1 : n + width])) for n in range(0, len(flat), width)]
 
     def failures_by_code(
         self, since: float, limit: int = 1000, site: str | None = None
