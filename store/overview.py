@@ -264,7 +264,7 @@ class Overview:
         without the indexes (see docs/OPERATIONS.md, upgrading); safe to run at any time,
         while workers run (an entry a worker moves meanwhile is put right by it)."""
         added = dropped = 0
-        sites = set(self.sites())
+        sites = set(self.sites()) | self._indexed_sites(batch)
         prefix = len(self.keys.request(""))
         for ids in _batches(self.redis.scan_iter(self.keys.request("*"), count=batch), batch):
             pipe = self.redis.pipeline(transaction=False)
@@ -287,6 +287,17 @@ class Overview:
                 index = self.keys.site_state_index(site, state)
                 dropped += self._drop_stale(index, state, site, batch)
         return added, dropped
+
+    def _indexed_sites(self, batch: int) -> set[str]:
+        """The sites that have an index (a SCAN of every key: :meth:`reindex` only), those no
+        longer in :attr:`Keys.sites` too (removed from it while requests of theirs remain)."""
+        start, end = self.keys.site_state_index("\0", "\0").split("\0")[:2]
+        found = set()
+        for key in self.redis.scan_iter(f"{start}*{end}*", count=batch):
+            site, _, state = key[len(start) :].rpartition(end)
+            if site and state in _STATES:
+                found.add(site)
+        return found
 
     def _drop_stale(self, index: str, state: State, site: str | None, batch: int) -> int:
         """Drop from ``index`` the requests gone or not in ``state`` (or, given ``site``, not

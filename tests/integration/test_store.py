@@ -417,7 +417,10 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
     index = records.keys.site_state_index
     records.redis.delete(index("BRND", State.SUBMITTED))
     records.redis.zadd(index("OTHR", State.SUBMITTED), {"d1": 1.0, "b1": 1.0})
-    assert overview.reindex(batch=2) == (4, 2)  # b1, b3 back, b2 (still there) in both
+    # A site no longer announced, whose last record expired: its index entry dropped too
+    records.redis.zadd(index("GONE", State.COMPLETED), {"expired": 1.0})
+    assert overview.reindex(batch=2) == (4, 3)  # b1, b3 back, b2 (still there) in both
+    assert records.redis.exists(index("GONE", State.COMPLETED)) == 0
     assert nonzero(overview.counts("BRND")) == {"submitted": 2, "failed": 1}
     assert nonzero(overview.counts("OTHR")) == {}
     assert overview.reindex() == (0, 0)
