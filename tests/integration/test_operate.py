@@ -260,7 +260,9 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     assert "api latency POST pack sum ms" in after
 
 
-def test_stats_metrics_and_the_api_check_by_site(stack: Stack, tmp_path: Path):
+def test_stats_metrics_and_the_api_check_by_site(
+    stack: Stack, tmp_path: Path, emulator_factory: Any
+):
     """Requests of two sites under a prefix of their own (no worker reads it: they stay
     accepted): stats and the exposition break them down by site. The api check asks each site
     the settings serve, and names the one the API refuses (the emulator knows only one)."""
@@ -313,8 +315,24 @@ def test_stats_metrics_and_the_api_check_by_site(stack: Stack, tmp_path: Path):
     code, out, err = _run(stack, "health", "--check", "api", PALLYCON_SITES=str(sites))
     assert code == 4, out + err
     [line] = out.splitlines()
-    assert line.startswith(f"api       FAIL  site {OTHER.site_id}: "), line
+    assert (
+        line
+        == f"api       FAIL  site {OTHER.site_id}: ApiError: A1003: Cannot find the site ID: BRND"
+    )
     assert OTHER.site_key.get_secret_value() not in out + err
     code, out, _ = _run(stack, "health", "--check", "api")
     assert code == 0
     assert out.startswith("api       ok    answered a signed job list"), out
+    # An API that knows both sites: one line for both
+    both = emulator_factory("--site", ":".join(
+        (OTHER.site_id, OTHER.access_key.get_secret_value(), OTHER.site_key.get_secret_value())
+    ))  # fmt: skip
+    code, out, err = _run(
+        stack, "health", "--check", "api", PALLYCON_SITES=str(sites), PALLYCON_API_URL=both.url
+    )
+    assert code == 0, out + err
+    assert re.fullmatch(
+        rf"api       ok    answered a signed job list at each of 2 sites "
+        rf"\({OTHER.site_id}: 0 jobs, {default}: 0 jobs\)\n",
+        out,
+    ), out
