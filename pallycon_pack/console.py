@@ -3,9 +3,11 @@
 One HTML page (:data:`PAGE`: inline CSS and JS, nothing fetched from elsewhere) and a few JSON
 endpoints under ``/api/``, all read from the state indexes (:class:`store.overview.Overview`):
 
-- ``/api/summary``: requests per state, completions and failures per minute over the last hour,
-  and the failures of that hour by code with each code's meaning (:func:`code_meaning`);
-- ``/api/requests?state=&q=&limit=``: requests newest first, by state and part of their id;
+- ``/api/summary?site=``: requests per state, completions and failures per minute over the last
+  hour, and the failures of that hour by code with each code's meaning (:func:`code_meaning`);
+  with ``site``, of that site only; ``sites``: each site's requests per state;
+- ``/api/requests?state=&q=&limit=&site=``: requests newest first, by state, part of their id
+  and site;
 - ``/api/request?id=``: one request's record and its timeline of result events.
 
 Nothing is written. It listens on 127.0.0.1 by default; on any other address it refuses to start
@@ -129,8 +131,8 @@ LOCAL_CODES = {
 }
 
 
-def record_row(record: Any) -> dict[str, Any]:
-    """A request as the list shows it."""
+def record_row(record: Any, default_site: str = "") -> dict[str, Any]:
+    """A request as the list shows it (its site: the one it named, else ``default_site``)."""
     detail = ""
     if record.error_code:
         detail = f"{record.error_code}: {record.error_message}"
@@ -141,41 +143,69 @@ def record_row(record: Any) -> dict[str, Any]:
         "state": record.state.value,
         "updated_at": record.updated_at or record.created_at,
         "job_id": record.job_id,
+        "site": record.site_id or default_site,
         "detail": detail[:300],
     }
 
 
-def search(overview: Overview, state: str | None, query: str, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` requests newest first, in ``state`` (any when None) whose id contains
-    ``query`` (any case): among the newest :data:`SEARCH_SCAN`, plus the request whose id it is
-    exactly."""
+def site_of(overview: Overview, label: str) -> str | None:
+    """A ``site`` parameter (a site's name as the page shows it; "" for every site) as
+    :class:`Overview` takes it; ValueError naming the sites for one it does not know."""
+    if not label:
+        return None
+    default = overview.default_label()
+    if label == default:
+        return ""
+    known = overview.sites()
+    if label not in known:
+        raise SiteUnknown("site: one of " + ", ".join(dict.fromkeys([default, *known])))
+    return label
+
+
+class SiteUnknown(ValueError):
+    """A ``site`` parameter naming no site (a 400)."""
+
+
+def search(
+    overview: Overview, state: str | None, query: str, limit: int, site: str | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` requests newest first, in ``state`` (any when None) and of ``site`` (as
+    :meth:`Overview.list`) whose id contains ``query`` (any case): among the newest
+    :data:`SEARCH_SCAN`, plus the request whose id it is exactly."""
     from store.events import State
 
     wanted = State(state) if state else None
+    default = overview.default_label()
     if not query:
-        return [record_row(r) for r in overview.list(wanted, limit=limit)]
+        return [record_row(r, default) for r in overview.list(wanted, limit=limit, site=site)]
     needle = query.lower()
     found = []
     exact = overview.get(query)
-    if exact is not None and (wanted is None or exact.state == wanted):
+    mine = ("", default) if site == "" else (site,)
+    if (
+        exact is not None
+        and (wanted is None or exact.state == wanted)
+        and (site is None or exact.site_id in mine)
+    ):
         found.append(exact)
-    for record in overview.list(wanted, limit=SEARCH_SCAN):
+    for record in overview.list(wanted, limit=SEARCH_SCAN, site=site):
         if len(found) >= limit:
             break
         if needle in record.request_id.lower() and record.request_id != query:
             found.append(record)
-    return [record_row(r) for r in found[:limit]]
+    return [record_row(r, default) for r in found[:limit]]
 
 
-def summary(overview: Overview, now: float) -> dict[str, Any]:
+def summary(overview: Overview, now: float, site: str | None = None) -> dict[str, Any]:
     """Counts by state, the last hour per minute, and its failures by code (or why they cannot
-    be read: a failed record this version cannot decode)."""
+    be read: a failed record this version cannot decode): of ``site`` (as
+    :meth:`Overview.counts`; None: every site); and each site's counts by state."""
     from store.events import State
 
     since = now - WINDOW
     skipped = overview.unreadable
     try:
-        failures, unreadable = overview.failures_by_code(since), ""
+        failures, unreadable = overview.failures_by_code(since, site=site), ""
     except (ValueError, TypeError, KeyError) as exc:  # a failed record this version cannot read
         failures, unreadable = {}, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     if overview.unreadable > skipped:  # left out of the list (store.overview skips them)
@@ -184,12 +214,16 @@ def summary(overview: Overview, now: float) -> dict[str, Any]:
         )
     return {
         "now": now,
-        "counts": {state.value: n for state, n in overview.counts().items()},
+        "counts": {state.value: n for state, n in overview.counts(site).items()},
+        "sites": {
+            name: {state.value: n for state, n in counts.items()}
+            for name, counts in overview.counts_of_sites().items()
+        },
         "chart": {
             "since": since,
             "bucket": BUCKET,
-            "completed": overview.per_bucket(State.COMPLETED, since, now, BUCKET),
-            "failed": overview.per_bucket(State.FAILED, since, now, BUCKET),
+            "completed": overview.per_bucket(State.COMPLETED, since, now, BUCKET, site),
+            "failed": overview.per_bucket(State.FAILED, since, now, BUCKET, site),
         },
         "failures": [
             {"code": code, "count": n, "meaning": code_meaning(code)}
@@ -268,6 +302,8 @@ class _Handlers:
             body, status = read()
         except redis.RedisError as exc:
             return _json({"error": redis_problem(exc)}, 503)
+        except SiteUnknown as exc:
+            return _json({"error": str(exc)}, 400)
         except (ValueError, TypeError, KeyError) as exc:  # a record this version cannot read
             message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             log.warning("console: a request's record cannot be read: %s", message)
@@ -290,7 +326,12 @@ class _Handlers:
         return HTMLResponse(PAGE, headers=HEADERS | {"Content-Security-Policy": CSP})
 
     def api_summary(self, request: Request) -> Response:
-        return self.answer(request, lambda: (summary(self.overview, time.time()), 200))
+        label = request.query_params.get("site", "")[:100]
+
+        def read() -> tuple[Any, int]:
+            return summary(self.overview, time.time(), site_of(self.overview, label)), 200
+
+        return self.answer(request, read)
 
     def api_requests(self, request: Request) -> Response:
         params = request.query_params
@@ -302,7 +343,13 @@ class _Handlers:
         except ValueError:
             return _json({"error": "limit: a whole number"}, 400)
         query = params.get("q", "").strip()[:200]
-        return self.answer(request, lambda: (search(self.overview, state, query, limit), 200))
+        label = params.get("site", "")[:100]
+
+        def read() -> tuple[Any, int]:
+            site = site_of(self.overview, label)
+            return search(self.overview, state, query, limit, site), 200
+
+        return self.answer(request, read)
 
     def api_request(self, request: Request) -> Response:
         from pallycon_pack.requests_commands import shown
@@ -345,7 +392,12 @@ def console(host: str | None, port: int | None) -> None:
     # A deadline on every command: a stalled Redis is a 503.
     client = connect_redis(settings.redis, deadline=REDIS_TIMEOUT)
     client.ping()  # a wrong URL or password: one line now, not a page of errors later
-    overview = Overview(client, Keys(settings.key_prefix), record_ttl=settings.record_ttl)
+    overview = Overview(
+        client,
+        Keys(settings.key_prefix),
+        record_ttl=settings.record_ttl,
+        default_site=settings.site_id,
+    )
     app = create_app(overview, token, loopback_only=token is None)
     server = asgi.make_server(app, options.host, options.port, settings_prefix="PALLYCON_CONSOLE")
 
@@ -384,8 +436,11 @@ th{font-weight:600;font-size:12px;color:#5a6275;white-space:nowrap}
 input,select{font:inherit;padding:3px 6px}pre{white-space:pre-wrap;overflow-wrap:anywhere;
 margin:0;font-size:12px}.muted{color:#6b7386}.legend span{margin-right:12px}
 .sw{display:inline-block;width:10px;height:10px;margin-right:4px}
+.sitecol{display:none}body.multi .sitecol{display:table-cell}#sitebox{font-size:13px}
 </style></head><body>
-<header><h1>pallycon-pack console</h1><span id="updated"></span></header>
+<header><h1>pallycon-pack console</h1><label id="sitebox" hidden>site
+<select id="site"><option value="">every site</option></select></label>
+<span id="updated"></span></header>
 <div id="error" role="alert"></div>
 <main>
 <section class="wide"><h2>Requests by state</h2><div id="counts"></div></section>
@@ -400,7 +455,8 @@ aria-label="completions and failures per minute"></svg></section>
 <section><h2>Requests</h2>
 <div><input id="q" type="search" placeholder="request id contains..." maxlength="200">
 <select id="state"><option value="">any state</option></select></div>
-<table><thead><tr><th>request</th><th>state</th><th>updated (UTC)</th><th>detail</th></tr>
+<table><thead><tr><th>request</th><th>state</th><th class="sitecol">site</th>
+<th>updated (UTC)</th><th>detail</th></tr>
 </thead><tbody id="list"></tbody></table><p id="listnote" class="muted"></p></section>
 <section><h2 id="tltitle">Timeline</h2><div id="timeline" class="muted">Click a request.</div>
 </section>
@@ -451,11 +507,13 @@ function drawFailures(list,unreadable){const t=$("failures");clear(t);
   r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
 let selected=null;
 async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("state").value,
- limit:"100"});try{const rows=await get("/api/requests?"+p);const t=$("list");clear(t);
+ site:$("site").value,limit:"100"});
+ try{const rows=await get("/api/requests?"+p);const t=$("list");clear(t);
   for(const r of rows){const tr=el("tr");tr.dataset.id=r.request_id;
    if(r.request_id===selected)tr.className="sel";
    tr.appendChild(el("td",r.request_id));const s=el("td");
    s.appendChild(el("span",r.state,"st st-"+r.state));s.className="nw";tr.appendChild(s);
+   tr.appendChild(el("td",r.site||"-","nw sitecol"));
    tr.appendChild(el("td",when(r.updated_at),"nw"));tr.appendChild(el("td",r.detail||"-"));
    tr.addEventListener("click",()=>show(r.request_id));t.appendChild(tr);}
   $("listnote").textContent=rows.length?rows.length+" shown, newest first":"no requests match";
@@ -482,11 +540,19 @@ async function show(id){selected=id;for(const tr of $("list").children)
   if(!d.events.length){const tr=el("tr");tr.appendChild(el("td","no events left","muted"));
    ev.appendChild(tr);}box.appendChild(ev);problem(null);}
  catch(e){clear(box);box.className="muted";box.textContent=String(e.message||e);}}
-async function refresh(){try{const s=await get("/api/summary");drawCounts(s.counts);
+function drawSites(sites){const names=Object.keys(sites);const multi=names.length>1;
+ document.body.classList.toggle("multi",multi);$("sitebox").hidden=!multi;
+ const box=$("site");const chosen=box.value;while(box.options.length>1)box.remove(1);
+ for(const n of names){const total=STATES.reduce((a,k)=>a+(sites[n][k]||0),0);
+  const o=el("option",n+" ("+total+")");o.value=n;box.appendChild(o);}
+ box.value=names.includes(chosen)?chosen:"";}
+async function refresh(){try{const p=new URLSearchParams({site:$("site").value});
+ const s=await get("/api/summary?"+p);drawSites(s.sites);drawCounts(s.counts);
  drawChart(s.chart);drawFailures(s.failures,s.failures_error);
  $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
 let timer=null;function later(){clearTimeout(timer);timer=setTimeout(loadList,250);}
 $("q").addEventListener("input",later);$("state").addEventListener("change",loadList);
+$("site").addEventListener("change",()=>{refresh();loadList();});
 refresh();loadList();setInterval(()=>{refresh();loadList();},10000);
 </script></body></html>
 """

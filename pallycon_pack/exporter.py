@@ -4,7 +4,8 @@ Every worker writes its counts to Redis (the counters hash, the API call statist
 indexes, the schedules, the heartbeats); one exporter process reads them all when scraped, so
 any number of workers is covered without prometheus-client's multiprocess mode. Labels are
 bounded: API, method and outcome code come from closed sets (``store.counters``), event types
-from ``store.events.EventType``, states from ``State``.
+from ``store.events.EventType``, states from ``State``, sites from those the workers announce
+(one series per site and state).
 
 ``pallycon_pack_transitions_total`` counts the result stream's events by type from the moment
 the exporter started (a counter that restarts with it, as Prometheus expects of counters).
@@ -60,10 +61,19 @@ _EVENT_TYPES = frozenset(t.value for t in EventType)
 class FleetCollector(Collector):
     """Reads Redis at each ``collect()``; a Redis that fails gives ``pallycon_pack_up 0``."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        clock: Any = time.time,
+        *,
+        default_site: str | None = None,
+    ) -> None:
         self.redis = client
         self.keys = keys
         self.clock = clock
+        #: The default site's id (PALLYCON_SITE_ID); None: the one the workers announce.
+        self.default_site = default_site
         self._lock = threading.Lock()
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
@@ -101,16 +111,18 @@ class FleetCollector(Collector):
         yield from self._failures(now)
 
     def _requests(self) -> Iterator[Metric]:
-        pipe = self.redis.pipeline(transaction=False)
-        for state in State:
-            pipe.zcard(self.keys.state_index(state))
+        from store.overview import Overview
+
         gauge = GaugeMetricFamily(
             f"{PREFIX}_requests",
-            "Requests by state (finished ones until their records expire).",
-            labels=["state"],
+            "Requests by PallyCon site and state (finished ones until their records expire; "
+            'the default site by its id, or "default").',
+            labels=["site", "state"],
         )
-        for state, count in zip(State, pipe.execute(), strict=True):
-            gauge.add_metric([state.value], int(count))
+        overview = Overview(self.redis, self.keys, default_site=self.default_site)
+        for site, counts in overview.counts_of_sites().items():
+            for state, count in counts.items():
+                gauge.add_metric([site, state.value], count)
         yield gauge
 
     def _tail(self) -> Metric:

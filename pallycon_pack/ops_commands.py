@@ -24,7 +24,7 @@ from pallycon_pack.errors import EXIT_UNHEALTHY
 if TYPE_CHECKING:
     import redis
 
-    from config import Settings
+    from config import Settings, Site
     from store.fleet import Snapshot
 
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
@@ -206,6 +206,62 @@ def _api_check(settings: Settings, timeout: float) -> Check:
     return Check("api", True, f"answered a signed job list ({listed.total_count} jobs)")
 
 
+def _site_api_check(settings: Settings, site: Site, timeout: float) -> Check:
+    import dataclasses
+
+    from pallycon.client import PallyConClient
+    from pallycon.models import JobListRequest
+
+    options = dataclasses.replace(
+        settings.client_options(), connect_timeout=timeout, read_timeout=timeout
+    )
+    with PallyConClient(site.credentials(), options) as client:
+        listed = client.list_jobs(JobListRequest(region=site.region, page_unit=1))
+    return Check("api", True, f"{site.site_id}: {listed.total_count} jobs")
+
+
+def api_checks(settings: Settings, timeout: float) -> list[Check]:
+    """The ``api`` check: a signed job list at each site the settings serve, all at once. One
+    line when all answer; else one line per site that did not, naming it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from config import ConfigError
+
+    if settings.sites_path is None:  # the one site of the settings, as before sites
+        return [bounded("api", timeout, lambda: _api_check(settings, timeout))]
+    try:
+        sites = [settings.sites().get(site_id) for site_id in settings.sites().ids()]
+    except ConfigError as exc:
+        return [Check("api", False, str(exc))]
+    if not sites:
+        return [Check("api", False, "no site to check: PALLYCON_SITES names none")]
+    with ThreadPoolExecutor(min(len(sites), 8), thread_name_prefix="health-api") as pool:
+        done = list(
+            pool.map(
+                lambda site: bounded(
+                    "api", timeout, functools.partial(_site_api_check, settings, site, timeout)
+                ),
+                sites,
+            )
+        )
+    failed = [
+        Check("api", False, f"site {site.site_id}: {check.detail}", check.seconds)
+        for site, check in zip(sites, done, strict=True)
+        if not check.ok
+    ]
+    if failed:
+        return failed
+    answered = ", ".join(check.detail for check in done)
+    return [
+        Check(
+            "api",
+            True,
+            f"answered a signed job list at each of {len(sites)} sites ({answered})",
+            max(check.seconds for check in done),
+        )
+    ]
+
+
 def _client(settings: Settings, timeout: float) -> redis.Redis:
     from store.connect import connect_redis
 
@@ -238,7 +294,7 @@ def run_checks(
 
     for name in chosen:
         if name == "api":
-            results.append(bounded("api", timeout, lambda: _api_check(settings, timeout)))
+            results += api_checks(settings, timeout)
         elif name in NEEDS_REDIS and redis_ok:
             results.append(bounded(name, timeout, functools.partial(read, name)))
     return results
@@ -341,7 +397,13 @@ def stats(as_json: bool, since: str) -> None:
     now = time.time()
     after = parse_since(since, now)
     settings = load_settings()
-    report = gather(connect_redis(settings.redis), Keys(settings.key_prefix), now, after)
+    report = gather(
+        connect_redis(settings.redis),
+        Keys(settings.key_prefix),
+        now,
+        after,
+        default_site=settings.site_id,
+    )
     if as_json:
         from pallycon_pack import render
 
@@ -355,8 +417,10 @@ def stats(as_json: bool, since: str) -> None:
 STAGE_SAMPLE = 1000
 
 
-def gather(client: redis.Redis, keys: Any, now: float, since: float) -> dict[str, Any]:
-    """Everything ``stats`` shows, JSON-ready."""
+def gather(
+    client: redis.Redis, keys: Any, now: float, since: float, *, default_site: str | None = None
+) -> dict[str, Any]:
+    """Everything ``stats`` shows, JSON-ready (``requests_by_site`` only with several sites)."""
     from collections import Counter
 
     from pallycon.codes import STATUS_CODES
@@ -365,8 +429,9 @@ def gather(client: redis.Redis, keys: Any, now: float, since: float) -> dict[str
     from store.fleet import Fleet
     from store.overview import Overview
 
-    overview = Overview(client, keys)
+    overview = Overview(client, keys, default_site=default_site)
     snapshot = Fleet(client, keys).snapshot(now)
+    by_site = overview.counts_of_sites()
     stages = Counter(
         (STATUS_CODES[r.status].stage.value if r.status in STATUS_CODES else "registered")
         for r in overview.list(State.SUBMITTED, limit=STAGE_SAMPLE)
@@ -375,6 +440,16 @@ def gather(client: redis.Redis, keys: Any, now: float, since: float) -> dict[str
     calls = api_call_table(read_api_calls(client, keys))
     return {
         "requests": {state.value: n for state, n in overview.counts().items()},
+        **(
+            {
+                "requests_by_site": {
+                    site: {state.value: n for state, n in counts.items()}
+                    for site, counts in by_site.items()
+                }
+            }
+            if len(by_site) > 1
+            else {}
+        ),
         "submitted_by_stage": dict(stages.most_common()),
         "failed_by_stage": dict(Counter(r.error_stage or "unknown" for r in failed).most_common()),
         "failed_by_code": dict(Counter(r.error_code or "unknown" for r in failed).most_common()),
@@ -417,8 +492,10 @@ def render_stats(report: dict[str, Any]) -> list[str]:
     oldest = report["longest_in_state"]
     window = report["failed_window_seconds"]
     calls = report["api_calls"]
+    sites = report.get("requests_by_site", {})
     return [
         f"requests        {pairs(report['requests'])}",
+        *(f"  site {site:<9} {pairs(counts)}" for site, counts in sites.items()),
         f"submitted stage {pairs(report['submitted_by_stage'])}",
         f"failed by stage {pairs(report['failed_by_stage'])}  (last {_span(window)})",
         f"failed by code  {pairs(report['failed_by_code'])}  (last {_span(window)})",

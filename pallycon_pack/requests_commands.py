@@ -75,8 +75,32 @@ def _overview() -> Overview:
 
     settings = load_settings()
     return Overview(
-        connect_redis(settings.redis), Keys(settings.key_prefix), record_ttl=settings.record_ttl
+        connect_redis(settings.redis),
+        Keys(settings.key_prefix),
+        record_ttl=settings.record_ttl,
+        default_site=settings.site_id,
     )
+
+
+SITE_HELP = (
+    "Only the requests of this PallyCon site (the default site by its id, or 'default' when "
+    "PALLYCON_SITE_ID is not set)."
+)
+
+
+def site_option(overview: Overview, site: str | None) -> str | None:
+    """``--site``: None for every site, "" for the default one, else a site the workers serve
+    (Failure naming the sites otherwise)."""
+    if site is None:
+        return None
+    default = overview.default_label()
+    if site == default:
+        return ""
+    known = overview.sites()
+    if site not in known:
+        served = ", ".join(dict.fromkeys([default, *known]))
+        raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID)
+    return site
 
 
 @click.group()
@@ -87,26 +111,37 @@ def requests() -> None:
 @requests.command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only the requests in this state.")
 @click.option("--since", help=SINCE_HELP)
+@click.option("--site", help=SITE_HELP)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
-def list_requests(state: str | None, since: str | None, limit: int, as_json: bool) -> None:
-    """Newest first, by when each entered its state; read from an index kept by state."""
+def list_requests(
+    state: str | None, since: str | None, site: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest first, by when each entered its state; read from an index kept by state.
+
+    A SITE column when a listed request named a site (in JSON: its ``site_id``).
+    """
     from pallycon_pack import render
     from store.events import State
 
     after = parse_since(since, time.time()) if since else None
     overview = _overview()
-    found = overview.list(State(state) if state else None, since=after, limit=limit)
+    of = site_option(overview, site)
+    found = overview.list(State(state) if state else None, since=after, limit=limit, site=of)
     if overview.unreadable:
         click.echo(f"({overview.unreadable} records this version cannot read left out)", err=True)
     if as_json:
         render.emit_json([shown(record) for record in found])
         return
-    table = _table("request", "state", "updated (UTC)", "job", "status / error", "content")
+    by_site = any(record.site_id for record in found)
+    default = overview.default_label() if by_site else ""
+    columns = ["request", "state", "updated (UTC)", "job", "status / error", "content"]
+    table = _table(*columns[:2], *(["site"] if by_site else []), *columns[2:])
     for record in found:
         table.add_row(
             record.request_id,
             record.state.value,
+            *([record.site_id or default] if by_site else []),
             _updated(record),
             record.job_id or "-",
             _detail(record),
@@ -114,7 +149,8 @@ def list_requests(state: str | None, since: str | None, limit: int, as_json: boo
         )
     render.console().print(table)
     if not found:
-        click.echo("no requests" + (f" in state {state}" if state else ""), err=True)
+        where = (f" in state {state}" if state else "") + (f" of site {site}" if site else "")
+        click.echo("no requests" + where, err=True)
 
 
 def _table(*columns: str) -> Any:
@@ -161,7 +197,11 @@ def show(request_id: str, as_json: bool) -> None:
     if as_json:
         render.emit_json({"record": shown(record), "events": events})
         return
-    for key, value in shown(record).items():
+    data = shown(record)
+    if "site_id" not in data:  # the default site: said, not left to be guessed
+        site = {"site_id": f"{overview.default_label()} (the default site)"}
+        data = {**{k: data[k] for k in ("request_id", "state")}, **site, **data}
+    for key, value in data.items():
         text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
         click.echo(f"{key:17} {text}")
     click.echo("")
@@ -197,6 +237,7 @@ def reindex() -> None:
 )
 @click.option("--since", help=SINCE_HELP)
 @click.option("--code", "codes", multiple=True, help="With --state: only failures with this code.")
+@click.option("--site", help="With --state: only the failures of this site (as requests list).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Say what each retry would do; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
@@ -205,6 +246,7 @@ def retry(
     state: str | None,
     since: str | None,
     codes: tuple[str, ...],
+    site: str | None,
     limit: int,
     dry_run: bool,
     as_json: bool,
@@ -226,8 +268,8 @@ def retry(
     from store.redrive import plan_retry
     from store.redrive import retry as redrive
 
-    if (since or codes) and not state:
-        raise Failure("--since and --code select with --state failed", EXIT_INVALID)
+    if (since or codes or site) and not state:
+        raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)
     if bool(request_ids) == bool(state):
         raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
     settings = load_settings()
@@ -237,11 +279,13 @@ def retry(
     try:
         if state:
             after = parse_since(since, now) if since else None
-            failed = Overview(client, keys).list(
+            overview = Overview(client, keys, default_site=settings.site_id)
+            failed = overview.list(
                 State.FAILED,
                 since=after,
                 limit=limit,
                 where=(lambda r: r.error_code in codes) if codes else None,
+                site=site_option(overview, site),
             )
             request_ids = tuple(r.request_id for r in failed)
             if not request_ids:

@@ -22,6 +22,7 @@ import redis
 
 from pallycon_pack import asgi
 from pallycon_pack.console import MIN_TOKEN, code_meaning, create_app
+from producers.api import Producer
 from store.events import State
 from store.keys import Keys
 from store.overview import Overview
@@ -91,6 +92,8 @@ def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
             expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
             expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
             expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
+            expect(page.locator("#sitebox")).to_be_hidden()  # one site: no filter, no column
+            expect(page.locator("#list tr td.sitecol").first).to_be_hidden()
             failure = page.locator("#failures tr[data-code=WM900013] td")
             expect(failure).to_have_text(["WM900013", "1", code_meaning("WM900013")])
             assert "Download failed" in code_meaning("WM900013")
@@ -142,6 +145,7 @@ def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
         assert summary["counts"] == {
             "accepted": 0, "submitting": 0, "submitted": 0, "completed": 2, "failed": 1,
         }  # fmt: skip
+        assert summary["sites"] == {stack.settings.site_id: summary["counts"]}
         assert len(summary["chart"]["completed"]) == 60
         assert sum(summary["chart"]["failed"]) == 1
         shown = http.get("/api/request", params={"id": "ok-2"}).json()
@@ -235,3 +239,74 @@ def test_token_and_redis_down_in_process(stack: Stack):
         assert answer.status_code == 503
         assert "is it running and reachable?" in answer.json()["error"]
         assert "\n" not in answer.json()["error"]
+
+
+def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
+    """Requests of two sites (under a prefix of their own, which no worker reads: they stay
+    accepted): the page offers a site filter and a site column; the filter narrows the counts
+    and the list to one site."""
+    from playwright.sync_api import expect, sync_playwright
+
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    default = settings.site_id
+    assert default is not None
+    producer = Producer.from_settings(settings)
+    producer.redis.hset(  # as workers serving both sites announce them
+        producer.keys.sites,
+        mapping={
+            default: json.dumps({"region": settings.region, "default": True}),
+            "BRND": json.dumps({"region": settings.region, "default": False}),
+        },
+    )
+    producer.submit(stack.body("site-d"), "site-d")
+    for n in range(2):
+        producer.submit(stack.body(f"site-b{n}"), f"site-b{n}", site_id="BRND")
+    env = clean_env(settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            summary = http.get("/api/summary", params={"site": "BRND"}).json()
+            assert summary["counts"]["accepted"] == 2
+            assert {name: c["accepted"] for name, c in summary["sites"].items()} == {
+                default: 1,
+                "BRND": 2,
+            }
+            listed = http.get("/api/requests", params={"site": default}).json()
+            assert [(r["request_id"], r["site"]) for r in listed] == [("site-d", default)]
+            found = http.get("/api/requests", params={"site": "BRND", "q": "site-d"}).json()
+            assert found == []  # the exact id, but of another site
+            wrong = http.get("/api/requests", params={"site": "NOPE"})
+            assert (wrong.status_code, wrong.json()) == (
+                400,
+                {"error": f"site: one of {default}, BRND"},
+            )
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(server.url + "/")
+                expect(page.locator("#sitebox")).to_be_visible()
+                expect(page.locator("#site option")).to_have_text(
+                    ["every site", f"{default} (1)", "BRND (2)"]
+                )
+                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("3")
+                expect(page.locator("#list tr")).to_have_count(3)
+                expect(page.locator("#list tr[data-id=site-d] td.sitecol")).to_have_text(default)
+                expect(page.locator("#list tr[data-id=site-b0] td.sitecol")).to_be_visible()
+
+                page.locator("#site").select_option("BRND")
+                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("2")
+                expect(page.locator("#list tr td:first-child")).to_have_text(["site-b1", "site-b0"])
+                page.locator("#site").select_option(default)
+                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("1")
+                expect(page.locator("#list tr td:first-child")).to_have_text(["site-d"])
+                page.locator("#site").select_option("")
+                expect(page.locator("#list tr")).to_have_count(3)
+                expect(page.locator("#error")).to_be_hidden()
+                assert errors == []
+            finally:
+                browser.close()
+    finally:
+        server.stop()

@@ -6,6 +6,7 @@ goes through, and the exposition (parsed with prometheus_client's parser) must s
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -17,15 +18,22 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pallycon.signing import SiteCredentials
+from producers.api import Producer
 from support.deployment import dashboard_metrics, rule_metrics
 from support.env import clean_env
 from support.processes import ServerProcess, WorkerProcess, cli, start_server
 from support.redis_server import free_port
+from support.samples import REGION
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 COUNT = 3
+STATES = ("accepted", "submitting", "submitted", "completed", "failed")
+OTHER = SiteCredentials.of(
+    "BRND", "BrandAccessKey-0123456789abcdefg", "0123456789abcdef0123456789abcdef"
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +99,13 @@ def test_the_exposition_and_stats_match_the_work_done(stack: Stack, exporter: Se
     time.sleep(2.5)  # the worker's last calls' counts go out within 2 s of its last call
 
     after = _scrape(exporter)
-    assert _value(after, "pallycon_pack_requests", state="completed") == COUNT
-    assert _value(after, "pallycon_pack_requests", state="submitted") == 0
+    site = stack.settings.site_id
+    assert site is not None
+    assert _value(after, "pallycon_pack_requests", site=site, state="completed") == COUNT
+    assert _value(after, "pallycon_pack_requests", site=site, state="submitted") == 0
+    assert {labels for name, labels in after["samples"] if name == "pallycon_pack_requests"} == {
+        (("site", site), ("state", state)) for state in STATES
+    }  # one series per site and state
     for kind in ("accepted", "submitted", "completed"):
         assert _value(after, "pallycon_pack_transitions_total", type=kind) == COUNT, kind
     assert _value(after, "pallycon_pack_transitions_total", type="failed") == 0
@@ -128,6 +141,8 @@ def test_the_exposition_and_stats_match_the_work_done(stack: Stack, exporter: Se
     assert code == 0
     assert f"completed={COUNT}" in out
     assert out.splitlines()[0].startswith("requests")
+    assert "requests_by_site" not in report  # one site: no breakdown
+    assert "  site " not in out
 
 
 def test_health_fails_with_one_line_when_redis_is_down(stack: Stack):
@@ -243,3 +258,81 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     assert after["api result GET storage connect_error"] == 1
     assert sum(v for k, v in after.items() if k.startswith("api latency POST pack 0")) == 3
     assert "api latency POST pack sum ms" in after
+
+
+def test_stats_metrics_and_the_api_check_by_site(
+    stack: Stack, tmp_path: Path, emulator_factory: Any
+):
+    """Requests of two sites under a prefix of their own (no worker reads it: they stay
+    accepted): stats and the exposition break them down by site. The api check asks each site
+    the settings serve, and names the one the API refuses (the emulator knows only one)."""
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    default = settings.site_id
+    assert default is not None
+    producer = Producer.from_settings(settings)
+    producer.redis.hset(  # as workers serving both sites announce them
+        producer.keys.sites,
+        mapping={
+            default: json.dumps({"region": REGION, "default": True}),
+            OTHER.site_id: json.dumps({"region": REGION, "default": False}),
+        },
+    )
+    producer.submit(stack.body("by-site-d"), "by-site-d")
+    for n in range(2):
+        producer.submit(stack.body(f"by-site-b{n}"), f"by-site-b{n}", site_id=OTHER.site_id)
+    env = clean_env(settings.environment())
+
+    result = cli("stats", "--json", env=env, cwd=stack.root)
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["requests"]["accepted"] == 3
+    assert {site: counts["accepted"] for site, counts in report["requests_by_site"].items()} == {
+        default: 1,
+        OTHER.site_id: 2,
+    }
+    result = cli("stats", env=env, cwd=stack.root)
+    lines = result.stdout.decode().splitlines()
+    assert lines[1].split()[:3] == ["site", default, "accepted=1"]
+    assert lines[2].split()[:3] == ["site", OTHER.site_id, "accepted=2"]
+
+    exporter = start_server("metrics", "--port", "0", env=env, cwd=stack.root)
+    try:
+        scrape = _scrape(exporter)
+    finally:
+        exporter.stop()
+    assert _value(scrape, "pallycon_pack_requests", site=default, state="accepted") == 1
+    assert _value(scrape, "pallycon_pack_requests", site=OTHER.site_id, state="accepted") == 2
+    series = {labels for name, labels in scrape["samples"] if name == "pallycon_pack_requests"}
+    assert len(series) == 2 * len(STATES)
+
+    sites = tmp_path / "sites.toml"
+    sites.write_text(
+        f"[{OTHER.site_id}]\n"
+        f'access_key = "{OTHER.access_key.get_secret_value()}"\n'
+        f'site_key = "{OTHER.site_key.get_secret_value()}"\n'
+        f'region = "{REGION}"\n'
+    )
+    code, out, err = _run(stack, "health", "--check", "api", PALLYCON_SITES=str(sites))
+    assert code == 4, out + err
+    [line] = out.splitlines()
+    assert (
+        line
+        == f"api       FAIL  site {OTHER.site_id}: ApiError: A1003: Cannot find the site ID: BRND"
+    )
+    assert OTHER.site_key.get_secret_value() not in out + err
+    code, out, _ = _run(stack, "health", "--check", "api")
+    assert code == 0
+    assert out.startswith("api       ok    answered a signed job list"), out
+    # An API that knows both sites: one line for both
+    both = emulator_factory("--site", ":".join(
+        (OTHER.site_id, OTHER.access_key.get_secret_value(), OTHER.site_key.get_secret_value())
+    ))  # fmt: skip
+    code, out, err = _run(
+        stack, "health", "--check", "api", PALLYCON_SITES=str(sites), PALLYCON_API_URL=both.url
+    )
+    assert code == 0, out + err
+    assert re.fullmatch(
+        rf"api       ok    answered a signed job list at each of 2 sites "
+        rf"\({OTHER.site_id}: 0 jobs, {default}: 0 jobs\)\n",
+        out,
+    ), out

@@ -4,12 +4,14 @@ Redis, worker and emulator (with a data directory, so that a missing input file 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from producers.api import Producer
 from store.events import State
 from support.env import clean_env
 from support.processes import cli
@@ -126,3 +128,58 @@ def test_retry_by_state_selects_by_code_and_a_dry_run_changes_nothing(stack: Sta
     code, _, err = _run(stack, "retry", "req-gone-0", "--state", "failed")
     assert code == 2
     assert "not both" in err
+
+
+def test_requests_are_listed_and_retried_by_site(stack: Stack):
+    """Requests of two sites (under a prefix of their own, which no worker reads: they stay
+    accepted): ``--site`` lists one site's, a SITE column says whose each is."""
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    producer = Producer.from_settings(settings)
+    default = settings.site_id
+    assert default is not None
+    announced = {"region": settings.region, "default": False}
+    producer.redis.hset(  # as workers serving both sites announce them
+        producer.keys.sites,
+        mapping={
+            default: json.dumps({**announced, "default": True}),
+            "BRND": json.dumps(announced),
+        },
+    )
+    producer.submit(_body(stack, "site-d"), "site-d")
+    for n in range(2):
+        producer.submit(_body(stack, f"site-b{n}"), f"site-b{n}", site_id="BRND")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = cli(*args, env=clean_env(settings.environment()), cwd=stack.root)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    code, out, _ = run("requests", "list", "--site", "BRND", "--json")
+    assert code == 0
+    assert [(r["request_id"], r["site_id"]) for r in json.loads(out)] == [
+        ("site-b1", "BRND"),
+        ("site-b0", "BRND"),
+    ]
+    code, out, _ = run("requests", "list", "--site", default, "--json")
+    assert [r["request_id"] for r in json.loads(out)] == ["site-d"]
+    assert "site_id" not in json.loads(out)[0]  # as stored: it named no site
+    code, out, _ = run("requests", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["request", "state", "site"]
+    assert {line.split()[0]: line.split()[2] for line in lines[1:]} == {
+        "site-b1": "BRND",
+        "site-b0": "BRND",
+        "site-d": default,
+    }
+    code, out, _ = run("requests", "show", "site-d")
+    assert code == 0
+    assert f"site_id           {default} (the default site)" in out.splitlines()
+    code, out, err = run("requests", "list", "--site", "NOPE")
+    assert (code, out) == (2, "")
+    assert f"--site 'NOPE': unknown site (sites: {default}, BRND)" in err
+    code, out, err = run("retry", "--state", "failed", "--site", "BRND", "--dry-run")
+    assert (code, out) == (0, "")
+    assert "no failed requests match" in err
+    code, _, err = run("retry", "site-b0", "--site", "BRND")
+    assert code == 2
+    assert "select with --state failed" in err

@@ -353,3 +353,74 @@ def test_a_restarted_server_does_not_confirm_a_change_made_before(tmp_path: Path
         client.close()
     finally:
         server.stop()
+
+
+def _new_of(site: str, request_id: str) -> NewRequest:
+    new = _new(request_id, request_id)
+    if site:
+        new.fields["site_id"] = site
+    return new
+
+
+def test_the_overview_counts_and_lists_each_site_apart(records: Records):
+    """Two named sites beside the default one (TUTO, which some requests name and most do
+    not): each named site from its own indexes, the default one as whatever is left."""
+    records.redis.hset(
+        records.keys.sites,
+        mapping={
+            "TUTO": json.dumps({"region": "RG001", "default": True}),
+            "BRND": json.dumps({"region": "RG001", "default": False}),
+            "OTHR": json.dumps({"region": "RG001", "default": False}),
+        },
+    )
+    overview = Overview(records.redis, records.keys, record_ttl=100)
+    placed = {"d1": "", "d2": "", "t1": "TUTO", "b1": "BRND", "b2": "BRND", "b3": "BRND"}
+    for n, (name, site) in enumerate(placed.items()):
+        assert records.create(_new_of(site, name), submit_at=None) == "created"
+        _move(records, name, State.SUBMITTED, 10.0 + n)
+    _move(records, "b2", State.FAILED, 30.0, error_code="E1")
+    _move(records, "d2", State.FAILED, 31.0, error_code="E2")
+
+    def nonzero(counts: dict[State, int]) -> dict[str, int]:
+        return {state.value: n for state, n in counts.items() if n}
+
+    assert nonzero(overview.counts()) == {"submitted": 4, "failed": 2}
+    assert nonzero(overview.counts("BRND")) == {"submitted": 2, "failed": 1}
+    assert nonzero(overview.counts("")) == {"submitted": 2, "failed": 1}
+    assert overview.counts("TUTO") == overview.counts("")  # the default site, by its id
+    assert nonzero(overview.counts("OTHR")) == {}
+    by_site = overview.counts_by_site()
+    assert {site: nonzero(counts) for site, counts in by_site.items()} == {
+        None: {"submitted": 4, "failed": 2},
+        "": {"submitted": 2, "failed": 1},
+        "BRND": {"submitted": 2, "failed": 1},
+        "OTHR": {},
+    }
+    # Told the default site: the same (a reader with PALLYCON_SITE_ID set)
+    told = Overview(records.redis, records.keys, default_site="TUTO")
+    assert told.counts_by_site() == by_site
+
+    def ids(found: list[Any]) -> list[str]:
+        return [r.request_id for r in found]
+
+    assert ids(overview.list(site="BRND")) == ["b2", "b3", "b1"]
+    assert ids(overview.list(State.SUBMITTED, site="")) == ["t1", "d1"]
+    assert ids(overview.list(site="TUTO", limit=2)) == ["d2", "t1"]
+    assert ids(overview.list(site="OTHR")) == []
+    assert overview.failures_by_code(since=0.0, site="BRND") == {"E1": 1}
+
+    # The sweeper trims the sites' indexes of finished requests too
+    assert overview.trim(now=130.5) == 2  # b2 (failed at 30.0, kept 100 s) from both indexes
+    assert nonzero(overview.counts("BRND")) == {"submitted": 2}
+
+    # reindex puts a site's entries back, and drops those of another site or state
+    index = records.keys.site_state_index
+    records.redis.delete(index("BRND", State.SUBMITTED))
+    records.redis.zadd(index("OTHR", State.SUBMITTED), {"d1": 1.0, "b1": 1.0})
+    # A site no longer announced, whose last record expired: its index entry dropped too
+    records.redis.zadd(index("GONE", State.COMPLETED), {"expired": 1.0})
+    assert overview.reindex(batch=2) == (4, 3)  # b1, b3 back, b2 (still there) in both
+    assert records.redis.exists(index("GONE", State.COMPLETED)) == 0
+    assert nonzero(overview.counts("BRND")) == {"submitted": 2, "failed": 1}
+    assert nonzero(overview.counts("OTHR")) == {}
+    assert overview.reindex() == (0, 0)

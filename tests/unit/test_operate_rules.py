@@ -16,6 +16,7 @@ from pallycon_pack.ops_commands import (
     online_replicas,
     parse_checks,
     redis_verdict,
+    render_stats,
 )
 from store.counters import CallStats, bucket_of, outcome_code
 from store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
@@ -211,3 +212,30 @@ def test_an_answers_code_is_read_from_its_stream_however_it_is_cut(chunks, code)
     measured.close()
     counted = [name for name, _ in stats.drain() if name.startswith("api result")]
     assert counted == [f"api result POST pack {outcome_code(code)}"]
+
+
+def test_stats_breaks_requests_down_by_site_only_with_several():
+    report = {
+        "requests": {"accepted": 3, "failed": 1},
+        "submitted_by_stage": {},
+        "failed_by_stage": {},
+        "failed_by_code": {},
+        "failed_window_seconds": 86400,
+        "queues": {"submit": 0, "poll": 0},
+        "schedules": {"submit": {"depth": 0, "overdue": 0, "lag_seconds": 0.0}},
+        "intake": {},
+        "longest_in_state": None,
+        "api_calls": {"by_code": {}, "rate_limit_waits": 0, "rate_limit_wait_ms": 0},
+        "counters": {},
+        "heartbeats": [],
+    }
+    one = render_stats(report)
+    assert one[0] == "requests        accepted=3  failed=1"
+    assert one[1].startswith("submitted stage")
+    by_site = {"TUTO": {"accepted": 1, "failed": 1}, "BRND": {"accepted": 2, "failed": 0}}
+    several = render_stats({**report, "requests_by_site": by_site})
+    assert several[1:3] == [
+        "  site TUTO      accepted=1  failed=1",
+        "  site BRND      accepted=2  failed=0",
+    ]
+    assert several[3:] == one[1:]
