@@ -51,7 +51,7 @@ def metrics(host: str, port: int) -> None:
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
     client = connect_redis(settings.redis, deadline=SCRAPE_TIMEOUT)
-    collector = FleetCollector(client, Keys(settings.key_prefix))
+    collector = FleetCollector(client, Keys(settings.key_prefix), default_site=settings.site_id)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     try:
