@@ -150,16 +150,13 @@ def record_row(record: Any, default_site: str = "") -> dict[str, Any]:
 
 def site_of(overview: Overview, label: str) -> str | None:
     """A ``site`` parameter (a site's name as the page shows it; "" for every site) as
-    :class:`Overview` takes it; ValueError naming the sites for one it does not know."""
-    if not label:
-        return None
-    default = overview.default_label()
-    if label == default:
-        return ""
-    known = overview.sites()
-    if label not in known:
-        raise SiteUnknown("site: one of " + ", ".join(dict.fromkeys([default, *known])))
-    return label
+    :class:`Overview` takes it; SiteUnknown (a 400) naming the sites for one it does not know."""
+    from store.overview import UnknownSiteLabel
+
+    try:
+        return overview.site_filter(label)
+    except UnknownSiteLabel as exc:
+        raise SiteUnknown("site: one of " + ", ".join(exc.sites)) from None
 
 
 class SiteUnknown(ValueError):

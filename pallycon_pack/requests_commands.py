@@ -91,16 +91,13 @@ SITE_HELP = (
 def site_option(overview: Overview, site: str | None) -> str | None:
     """``--site``: None for every site, "" for the default one, else a site the workers serve
     (Failure naming the sites otherwise)."""
-    if site is None:
-        return None
-    default = overview.default_label()
-    if site == default:
-        return ""
-    known = overview.sites()
-    if site not in known:
-        served = ", ".join(dict.fromkeys([default, *known]))
-        raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID)
-    return site
+    from store.overview import UnknownSiteLabel
+
+    try:
+        return overview.site_filter(site)
+    except UnknownSiteLabel as exc:
+        served = ", ".join(exc.sites)
+        raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID) from None
 
 
 @click.group()

@@ -58,6 +58,14 @@ def _both(
     return first if then is None else (lambda record: first(record) and then(record))
 
 
+class UnknownSiteLabel(ValueError):
+    """A site filter naming no site the workers serve."""
+
+    def __init__(self, label: str, sites: builtins.list[str]) -> None:
+        self.label, self.sites = label, sites
+        super().__init__(f"unknown site {label!r} (sites: {', '.join(sites)})")
+
+
 class Overview:
     """Counts, lists, histories and time series of the requests, read from the state indexes."""
 
@@ -80,6 +88,20 @@ class Overview:
     def sites(self) -> builtins.list[str]:
         """The ids of the sites the workers serve (announced in Redis), sorted."""
         return sorted(str(site) for site in self.redis.hkeys(self.keys.sites))
+
+    def site_filter(self, label: str | None) -> str | None:
+        """A site as a reader names it (``--site``, the console's ``site``) as the other
+        methods take it: None (or "") for every site, "" for the default one (by its label),
+        else a site the workers serve; :class:`UnknownSiteLabel` naming the sites otherwise."""
+        if not label:
+            return None
+        default = self.default_label()
+        if label == default:
+            return ""
+        known = self.sites()
+        if label not in known:
+            raise UnknownSiteLabel(label, list(dict.fromkeys([default, *known])))
+        return label
 
     def default_label(self) -> str:
         """What readers call the default site: its id, or "default" when it has none."""

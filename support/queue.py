@@ -3,6 +3,7 @@ emulator, a storage to package from, waiting for requests to end, reading their 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -85,6 +86,15 @@ def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"still {value!r} after {timeout} s")
         time.sleep(0.1)
+
+
+def announce_sites(producer: Producer, default: str, *others: str, region: str = REGION) -> None:
+    """Write ``pp:sites`` as workers serving ``default`` and ``others`` do at start-up (for
+    readers' tests, where no worker runs)."""
+    sites = {default: True, **dict.fromkeys(others, False)}
+    mapping: dict[Any, Any] = {site: json.dumps({"region": region, "default": is_default})
+               for site, is_default in sites.items()}  # fmt: skip
+    producer.redis.hset(producer.keys.sites, mapping=mapping)
 
 
 def events_of(producer: Producer, request_id: str | None = None) -> list[dict[str, Any]]:

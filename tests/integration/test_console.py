@@ -28,6 +28,7 @@ from store.keys import Keys
 from store.overview import Overview
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
+from support.queue import announce_sites
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -251,13 +252,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
     default = settings.site_id
     assert default is not None
     producer = Producer.from_settings(settings)
-    producer.redis.hset(  # as workers serving both sites announce them
-        producer.keys.sites,
-        mapping={
-            default: json.dumps({"region": settings.region, "default": True}),
-            "BRND": json.dumps({"region": settings.region, "default": False}),
-        },
-    )
+    announce_sites(producer, default, "BRND")  # as workers serving both sites do
     producer.submit(stack.body("site-d"), "site-d")
     for n in range(2):
         producer.submit(stack.body(f"site-b{n}"), f"site-b{n}", site_id="BRND")

@@ -18,22 +18,20 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pallycon.signing import SiteCredentials
 from producers.api import Producer
 from support.deployment import dashboard_metrics, rule_metrics
 from support.env import clean_env
 from support.processes import ServerProcess, WorkerProcess, cli, start_server
+from support.queue import announce_sites
 from support.redis_server import free_port
-from support.samples import REGION
+from support.samples import OTHER_SITE, REGION
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 COUNT = 3
 STATES = ("accepted", "submitting", "submitted", "completed", "failed")
-OTHER = SiteCredentials.of(
-    "BRND", "BrandAccessKey-0123456789abcdefg", "0123456789abcdef0123456789abcdef"
-)
+OTHER = OTHER_SITE
 
 
 @pytest.fixture(scope="module")
@@ -270,13 +268,7 @@ def test_stats_metrics_and_the_api_check_by_site(
     default = settings.site_id
     assert default is not None
     producer = Producer.from_settings(settings)
-    producer.redis.hset(  # as workers serving both sites announce them
-        producer.keys.sites,
-        mapping={
-            default: json.dumps({"region": REGION, "default": True}),
-            OTHER.site_id: json.dumps({"region": REGION, "default": False}),
-        },
-    )
+    announce_sites(producer, default, OTHER.site_id)  # as workers serving both sites do
     producer.submit(stack.body("by-site-d"), "by-site-d")
     for n in range(2):
         producer.submit(stack.body(f"by-site-b{n}"), f"by-site-b{n}", site_id=OTHER.site_id)
