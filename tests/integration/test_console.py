@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,11 @@ def console(stack: Stack) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
-    """Counts, the chart, the failure's code and meaning, a timeline after a click, search by
-    id and by state; the hostile metadata shows as text and runs nothing."""
-    from playwright.sync_api import expect, sync_playwright
+@contextmanager
+def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
+    """Debian's headless Chromium (Playwright) on ``url``: the page, and the errors it logs
+    (uncaught exceptions and console errors), which a test expects to stay empty."""
+    from playwright.sync_api import sync_playwright
 
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
     with sync_playwright() as playwright:
@@ -89,51 +91,60 @@ def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(console.url + "/")
-            expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
-            expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
-            expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
-            expect(page.locator("#sitebox")).to_be_hidden()  # one site: no filter, no column
-            expect(page.locator("#list tr td.sitecol").first).to_be_hidden()
-            failure = page.locator("#failures tr[data-code=WM900013] td")
-            expect(failure).to_have_text(["WM900013", "1", code_meaning("WM900013")])
-            assert "Download failed" in code_meaning("WM900013")
-            expect(page.locator("#chart rect[data-kind=completed]")).not_to_have_count(0)
-            expect(page.locator("#chart rect[data-kind=failed]")).to_have_count(1)
-            expect(page.locator("#list tr")).to_have_count(3)
-            # newest first; a tie as Redis orders it (ZREVRANGE: the greater id first)
-            entered = {i: _entered(stack, i) for i in ("ok-1", "ok-2", "bad-1")}
-            newest_first = sorted(entered, key=lambda i: (entered[i], i), reverse=True)
-            expect(page.locator("#list tr td:first-child")).to_have_text(newest_first)
-
-            page.locator("#list tr[data-id=bad-1]").click()
-            expect(page.locator("#tltitle")).to_have_text("Timeline of bad-1")
-            types = page.locator("#events tr[data-type]")
-            expect(types.first).to_have_attribute("data-type", "accepted")
-            expect(types.last).to_have_attribute("data-type", "failed")
-            expect(types.last).to_contain_text("code=WM900013")
-
-            page.locator("#q").fill("OK-")  # any case
-            expect(page.locator("#list tr")).to_have_count(2)
-            page.locator("#q").fill("")
-            page.locator("#state").select_option("failed")
-            expect(page.locator("#list tr")).to_have_count(1)
-            expect(page.locator("#list tr").first).to_have_attribute("data-id", "bad-1")
-            page.locator("#state").select_option("")
-            expect(page.locator("#list tr")).to_have_count(3)
-
-            page.locator("#list tr[data-id=ok-2]").click()
-            expect(page.locator("#timeline pre")).to_have_text(
-                json.dumps({"note": PROBE}, separators=(",", ":"))
-            )
-            assert page.evaluate("window.__xss") is None
-            assert page.locator("#timeline img, #timeline script").count() == 0
-            expect(page.locator("#error")).to_be_hidden()
-            SHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SHOT), full_page=True)
-            assert errors == []
+            page.goto(url)
+            yield page, errors
         finally:
             browser.close()
+
+
+def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
+    """Counts, the chart, the failure's code and meaning, a timeline after a click, search by
+    id and by state; the hostile metadata shows as text and runs nothing."""
+    from playwright.sync_api import expect
+
+    with browser_page(console.url + "/") as (page, errors):
+        expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
+        expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
+        expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
+        expect(page.locator("#sitebox")).to_be_hidden()  # one site: no filter, no column
+        expect(page.locator("#list tr td.sitecol").first).to_be_hidden()
+        failure = page.locator("#failures tr[data-code=WM900013] td")
+        expect(failure).to_have_text(["WM900013", "1", code_meaning("WM900013")])
+        assert "Download failed" in code_meaning("WM900013")
+        expect(page.locator("#chart rect[data-kind=completed]")).not_to_have_count(0)
+        expect(page.locator("#chart rect[data-kind=failed]")).to_have_count(1)
+        expect(page.locator("#list tr")).to_have_count(3)
+        # newest first; a tie as Redis orders it (ZREVRANGE: the greater id first)
+        entered = {i: _entered(stack, i) for i in ("ok-1", "ok-2", "bad-1")}
+        newest_first = sorted(entered, key=lambda i: (entered[i], i), reverse=True)
+        expect(page.locator("#list tr td:first-child")).to_have_text(newest_first)
+
+        page.locator("#list tr[data-id=bad-1]").click()
+        expect(page.locator("#tltitle")).to_have_text("Timeline of bad-1")
+        types = page.locator("#events tr[data-type]")
+        expect(types.first).to_have_attribute("data-type", "accepted")
+        expect(types.last).to_have_attribute("data-type", "failed")
+        expect(types.last).to_contain_text("code=WM900013")
+
+        page.locator("#q").fill("OK-")  # any case
+        expect(page.locator("#list tr")).to_have_count(2)
+        page.locator("#q").fill("")
+        page.locator("#state").select_option("failed")
+        expect(page.locator("#list tr")).to_have_count(1)
+        expect(page.locator("#list tr").first).to_have_attribute("data-id", "bad-1")
+        page.locator("#state").select_option("")
+        expect(page.locator("#list tr")).to_have_count(3)
+
+        page.locator("#list tr[data-id=ok-2]").click()
+        expect(page.locator("#timeline pre")).to_have_text(
+            json.dumps({"note": PROBE}, separators=(",", ":"))
+        )
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#timeline img, #timeline script").count() == 0
+        expect(page.locator("#error")).to_be_hidden()
+        SHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOT), full_page=True)
+        assert errors == []
 
 
 def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
@@ -246,7 +257,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
     """Requests of two sites (under a prefix of their own, which no worker reads: they stay
     accepted): the page offers a site filter and a site column; the filter narrows the counts
     and the list to one site."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
     default = settings.site_id
@@ -275,33 +286,25 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
                 400,
                 {"error": f"site: one of {default}, BRND"},
             )
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(server.url + "/")
-                expect(page.locator("#sitebox")).to_be_visible()
-                expect(page.locator("#site option")).to_have_text(
-                    ["every site", f"{default} (1)", "BRND (2)"]
-                )
-                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("3")
-                expect(page.locator("#list tr")).to_have_count(3)
-                expect(page.locator("#list tr[data-id=site-d] td.sitecol")).to_have_text(default)
-                expect(page.locator("#list tr[data-id=site-b0] td.sitecol")).to_be_visible()
+        with browser_page(server.url + "/") as (page, errors):
+            expect(page.locator("#sitebox")).to_be_visible()
+            expect(page.locator("#site option")).to_have_text(
+                ["every site", f"{default} (1)", "BRND (2)"]
+            )
+            expect(page.locator("#counts [data-state=accepted] b")).to_have_text("3")
+            expect(page.locator("#list tr")).to_have_count(3)
+            expect(page.locator("#list tr[data-id=site-d] td.sitecol")).to_have_text(default)
+            expect(page.locator("#list tr[data-id=site-b0] td.sitecol")).to_be_visible()
 
-                page.locator("#site").select_option("BRND")
-                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("2")
-                expect(page.locator("#list tr td:first-child")).to_have_text(["site-b1", "site-b0"])
-                page.locator("#site").select_option(default)
-                expect(page.locator("#counts [data-state=accepted] b")).to_have_text("1")
-                expect(page.locator("#list tr td:first-child")).to_have_text(["site-d"])
-                page.locator("#site").select_option("")
-                expect(page.locator("#list tr")).to_have_count(3)
-                expect(page.locator("#error")).to_be_hidden()
-                assert errors == []
-            finally:
-                browser.close()
+            page.locator("#site").select_option("BRND")
+            expect(page.locator("#counts [data-state=accepted] b")).to_have_text("2")
+            expect(page.locator("#list tr td:first-child")).to_have_text(["site-b1", "site-b0"])
+            page.locator("#site").select_option(default)
+            expect(page.locator("#counts [data-state=accepted] b")).to_have_text("1")
+            expect(page.locator("#list tr td:first-child")).to_have_text(["site-d"])
+            page.locator("#site").select_option("")
+            expect(page.locator("#list tr")).to_have_count(3)
+            expect(page.locator("#error")).to_be_hidden()
+            assert errors == []
     finally:
         server.stop()
