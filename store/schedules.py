@@ -34,3 +34,9 @@ class Schedules:
         one caller only; it comes back by itself when the lease ends)."""
         args: list[str | int] = [repr(now), repr(now + lease), limit, CLAIM_ZADD_CHUNK]
         return [str(member) for member in self._claim(keys=[self.key(schedule)], args=args)]
+
+    def defer(self, schedule: Schedule, request_ids: list[str], until: float) -> None:
+        """Move these requests' entries (those still on ``schedule``) to ``until``, without
+        changing their records: a step still working on them keeps a sweeper off them."""
+        if request_ids:
+            self.redis.zadd(self.key(schedule), dict.fromkeys(request_ids, until), xx=True)

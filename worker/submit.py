@@ -80,31 +80,47 @@ def register(rt: Runtime, records: list[Record]) -> None:
 
     The whole batch is marked in one round trip and made durable with one wait (with
     ``appendfsync everysec`` a wait lasts until the next fsync, up to a second: one per batch,
-    not one per POST). The POSTs then go out ``submit_concurrency`` at a time, and their
-    outcomes are committed a group at a time. Should this process die in between, the marked
-    requests not yet answered are looked up by name after the hard time limit: never sent
-    twice, only later.
+    not one per group of POSTs). The POSTs then go out ``submit_concurrency`` at a time, a
+    group's outcomes committed before the next group is sent. A mark's schedule entry is due
+    again after the reconcile grace and the read timeout (a sweeper then looks the job up);
+    the entries of the requests still waiting for their turn are pushed on before that, so
+    that a slow batch (rate-limit waits, slow answers) is not looked up while it is sent.
+
+    Interrupted (the soft time limit, a POST that raised), the requests not sent yet are taken
+    back at once; should the process die, the marked requests without an answer are looked up
+    by name after the hard time limit: never sent twice, only later.
     """
     marked = _mark(rt, records)
-    if not marked:
-        return
-    posts = [rt.senders().submit(_post, rt, record) for record in marked]
     size = rt.settings.submit_concurrency
-    committed = 0
+    safety = rt.policy.reconcile_grace + rt.policy.read_timeout
+    pushed = rt.clock()
+    sent = 0
     try:
-        for start in range(0, len(posts), size):
-            group = posts[start : start + size]
-            wait(group)
-            rt.commit([post.result() for post in group if post.exception() is None])
-            committed = start + len(group)
-    finally:  # interrupted (a POST raised, or the soft time limit): what is done is recorded
-        rest = posts[committed:]
-        for post in rest:
-            post.cancel()  # not started: its mark stands, the lookup settles it
-        done = [p for p in rest if p.done() and not p.cancelled() and p.exception() is None]
-        rt.commit([post.result() for post in done])
-    for post in posts:
-        post.result()  # a POST that raised (not a CallError) fails the task, as it would alone
+        for start in range(0, len(marked), size):
+            if rt.clock() - pushed > safety / 2:
+                pushed = rt.clock()
+                waiting = [record.request_id for record in marked[start:]]
+                rt.shared.schedules.defer("submit", waiting, pushed + safety)
+            group = marked[start : start + size]
+            posts = [rt.senders().submit(_post, rt, record) for record in group]
+            sent = start + len(group)
+            try:
+                wait(posts)
+            finally:  # even if the task was interrupted: what is done is recorded
+                done = [
+                    p for p in posts if p.done() and not p.cancelled() and p.exception() is None
+                ]
+                rt.commit([post.result() for post in done])
+            for post in posts:
+                post.result()  # a POST that raised (not a CallError) fails the task
+    finally:
+        unsent = marked[sent:]
+        if unsent:  # nothing was sent for these: registered again soon, not looked up late
+            before = {record.request_id: record for record in records}
+            now = rt.clock()
+            rt.shared.records.apply(
+                [rules.unmarked(before[r.request_id], r, now, rt.policy) for r in unsent]
+            )
 
 
 def _mark(rt: Runtime, records: list[Record]) -> list[Record]:

@@ -136,6 +136,7 @@ class FakeApi:
     failing_lookups: set[str] = field(default_factory=set)  # job ids whose lookup answers 500
     list_answers: list[Answer] = field(default_factory=list)  # the next job lists' answers
     padding: int = 0  # bytes added to each job list entry
+    on_post: Callable[[], None] | None = None  # called as each registration arrives
     _next_id: int = 1001
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -150,6 +151,8 @@ class FakeApi:
             return self._list(body)
 
     def _register(self, body: dict[str, Any]) -> httpx.Response:
+        if self.on_post is not None:
+            self.on_post()
         post = self.posts.pop(0) if self.posts else Post()
         job_id = ""
         if post.creates:
@@ -1066,3 +1069,57 @@ def test_a_replayed_commit_counts_nothing_the_second_time(world: World):
 
     assert world.record("r1").version == 2
     assert world.counters() == {"submit resend": 1}
+
+
+def test_a_slow_batch_keeps_sweepers_off_the_requests_it_has_not_sent_yet(make_world):
+    """One registration at a time, each taking 40 % of the time after which a marked request
+    is looked up: the batch takes longer than that, yet no request is due on the submit
+    schedule (where a sweeper would claim it and look it up) before its own registration."""
+    world = make_world(submit_concurrency=1)
+    ids = ["r1", "r2", "r3", "r4", "r5"]
+    for request_id in ids:
+        world.accept(request_id, content_id=f"ep-{request_id}")
+    safety = world.rt.policy.reconcile_grace + world.rt.policy.read_timeout
+    due_while_sending: list[list[str]] = []
+
+    def slow() -> None:
+        world.clock.at(world.clock() + 0.4 * safety)
+        waiting = [r for r in ids if world.rt.shared.records.get(r).state == State.SUBMITTING]
+        due_while_sending.append([r for r in waiting if world.submit_at(r) <= world.clock()])
+
+    world.api.on_post = slow
+    world.submit(*ids)
+
+    assert due_while_sending == [[]] * len(ids)
+    assert [world.record(r).state for r in ids] == [State.SUBMITTED] * len(ids)
+    assert [body["content_id"] for _, body in world.api.calls] == [f"ep-{r}" for r in ids]
+
+
+class Interrupted(BaseException):
+    """The task cut short under way, as by the soft time limit."""
+
+
+def test_a_batch_cut_short_takes_back_the_marks_of_what_it_did_not_send(make_world):
+    """The batch is interrupted during its second registration: the first is recorded, the
+    second is left to the lookup (it may have been sent), and the ones after it, never sent,
+    are accepted again and due soon instead of waiting out the hard time limit."""
+    world = make_world(submit_concurrency=1)
+    ids = ["r1", "r2", "r3", "r4"]
+    for request_id in ids:
+        world.accept(request_id, content_id=f"ep-{request_id}")
+    arrived = []
+
+    def second_breaks() -> None:
+        arrived.append(1)
+        if len(arrived) == 2:
+            raise Interrupted
+
+    world.api.on_post = second_breaks
+    with pytest.raises(Interrupted):
+        world.submit(*ids)
+
+    states = [world.record(r).state for r in ids]
+    assert states == [State.SUBMITTED, State.SUBMITTING, State.ACCEPTED, State.ACCEPTED]
+    for request_id in ("r3", "r4"):
+        assert world.record(request_id).attempts == 0
+        assert world.submit_at(request_id) == NOW + world.rt.policy.retry.base
