@@ -10,7 +10,7 @@ from config.settings import (
     env_name,
     load_settings,
 )
-from config.sites import Site, Sites, UnknownSite
+from config.sites import Site, Sites, UnknownSite, load_callback_tokens
 
 __all__ = [
     "ENV_PREFIX",
@@ -22,5 +22,6 @@ __all__ = [
     "Sites",
     "UnknownSite",
     "env_name",
+    "load_callback_tokens",
     "load_settings",
 ]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import stat
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -159,16 +159,48 @@ def load_sites(settings: Settings) -> Sites:
     return Sites(None if default is None else default.site_id, by_id)
 
 
-def read_sites(path: Path, settings: Settings) -> dict[str, Site]:
-    """The sites of the file or directory ``path``, with ``settings``' API rate and burst for
-    those that set none."""
-    source = f"{SITES_VARIABLE} {path}"
+def load_callback_tokens(settings: Settings) -> dict[str, SecretStr]:
+    """Each site's callback token, for the callback receiver, which signs nothing: only the
+    site ids and the ``callback_token`` fields of ``PALLYCON_SITES`` are read and checked (no
+    key file needs to be there), and the default site's token is ``PALLYCON_CALLBACK_TOKEN``
+    or its entry's. Sites without a token are left out."""
+    tokens: dict[str, SecretStr] = {}
+    path = settings.sites_path
+    if path is not None:
+        source = f"{SITES_VARIABLE} {path}"
+        raw = _read_raw(path, source, only=("callback_token",))
+        _refuse_case_twins(source, raw)
+        for site_id, values in raw.items():
+            token = values.get("callback_token")
+            if token is not None:
+                where = f"{source}: site {site_id}"
+                tokens[site_id] = _checked(
+                    where, "callback_token", SecretStr(token), check_callback_token
+                )
+    if settings.site_id is not None and settings.callback_token is not None:
+        tokens[settings.site_id] = settings.callback_token
+    return tokens
+
+
+def _read_raw(
+    path: Path, source: str, only: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The fields of each site of the file or directory ``path``, as read (``only``: just
+    those fields are read, the others' names still checked)."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"{source}: cannot be used: {_reason(exc)}") from None
-    read = _read_directory if stat.S_ISDIR(mode) else _read_toml
-    raw = read(path, source)
+    if stat.S_ISDIR(mode):
+        return _read_directory(path, source, only)
+    return _read_toml(path, source, only)
+
+
+def read_sites(path: Path, settings: Settings) -> dict[str, Site]:
+    """The sites of the file or directory ``path``, with ``settings``' API rate and burst for
+    those that set none."""
+    source = f"{SITES_VARIABLE} {path}"
+    raw = _read_raw(path, source)
     sites = {
         site_id: _site(f"{source}: site {site_id}", site_id, values, settings)
         for site_id, values in raw.items()
@@ -205,7 +237,9 @@ def _refuse_case_twins(source: str, sites: Iterable[str]) -> None:
 # --- The TOML file -------------------------------------------------------------------------
 
 
-def _read_toml(path: Path, source: str) -> dict[str, dict[str, Any]]:
+def _read_toml(
+    path: Path, source: str, only: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Each site's fields, secrets read from their files; unknown keys refused."""
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO that would block, a device
@@ -228,20 +262,24 @@ def _read_toml(path: Path, source: str) -> dict[str, dict[str, Any]]:
         where = _site_prefix(source, site_id)
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: not a table; write each site as [{site_id}]")
-        found[site_id] = _toml_fields(where, table, path.parent)
+        found[site_id] = _toml_fields(where, table, path.parent, only)
     return found
 
 
-def _toml_fields(where: str, table: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The fields of one site's table, each ``<secret>_file`` replaced by what it holds."""
+def _toml_fields(
+    where: str, table: dict[str, Any], base: Path, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The fields of one site's table (``only`` those, if given), each ``<secret>_file``
+    replaced by what it holds."""
     allowed = [*FIELDS, *(name + FILE_KEY_SUFFIX for name in SECRET_FIELDS)]
     for key in table:
         if key not in allowed:
             raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(allowed)})")
-    values = {key: value for key, value in table.items() if key in FIELDS}
+    wanted = FIELDS if only is None else tuple(only)
+    values = {key: value for key, value in table.items() if key in wanted}
     for name in SECRET_FIELDS:
         file_key = name + FILE_KEY_SUFFIX
-        if file_key not in table:
+        if file_key not in table or name not in wanted:
             continue
         if name in table:
             raise ConfigError(f"{where}: {name} and {file_key} are both set; set only one of them")
@@ -258,8 +296,11 @@ def _toml_fields(where: str, table: dict[str, Any], base: Path) -> dict[str, Any
 # --- The directory -------------------------------------------------------------------------
 
 
-def _read_directory(path: Path, source: str) -> dict[str, dict[str, Any]]:
-    """Each site's fields, read from ``<path>/<SITE_ID>/<field>``; unknown files refused."""
+def _read_directory(
+    path: Path, source: str, only: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each site's fields (``only`` those, if given), read from ``<path>/<SITE_ID>/<field>``;
+    unknown files refused."""
     found = {}
     for entry in _entries(path, source):
         where = _site_prefix(source, entry.name)
@@ -270,7 +311,8 @@ def _read_directory(path: Path, source: str) -> dict[str, dict[str, Any]]:
             if item.name not in FIELDS:
                 known = ", ".join(FIELDS)
                 raise ConfigError(f"{where}: {item.name}: unknown file (known: {known})")
-            values[item.name] = _read_file(f"{where}: {item.name}", item.name, item)
+            if only is None or item.name in only:
+                values[item.name] = _read_file(f"{where}: {item.name}", item.name, item)
         for name, convert in (("api_rate", float), ("api_burst", int)):
             if name in values:
                 values[name] = _number(f"{where}: {name}", values[name], convert)

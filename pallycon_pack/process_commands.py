@@ -192,8 +192,10 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     if settings.sites_path is None:
         token: SecretStr | None = settings.require_callback_token()
     else:  # the default site's token may come from the sites file, each other site's does
+        from config import load_callback_tokens
+
         token = settings.callback_token
-        if token is None and not any(s.callback_token for s in settings.sites().by_id.values()):
+        if token is None and not load_callback_tokens(settings):
             settings.require_callback_token()
 
     def ready(url: str) -> None:

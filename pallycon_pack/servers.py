@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from config import Settings
+from config import Settings, load_callback_tokens
 from emulator.app import Emulator, create_app
 from emulator.config import EmulatorConfig
 from pallycon.options import MAX_URL_LENGTH
@@ -25,15 +25,10 @@ def _server(
     settings: Settings, token: SecretStr | None, host: str, port: int, access_log: bool = False
 ) -> asgi.Server:
     app = sender(settings.redis, Keys(settings.key_prefix))
-    sites = settings.sites() if settings.sites_path is not None else None
-    default = sites.default if sites is not None else None
-    if token is None and sites is not None and default is not None:
-        token = sites.by_id[default].callback_token
-    site_tokens = {
-        site.site_id: site.callback_token
-        for site in (sites.by_id.values() if sites is not None else ())
-        if site.callback_token is not None and site.site_id != default
-    }
+    default = settings.site_id
+    tokens = load_callback_tokens(settings) if settings.sites_path is not None else {}
+    token = token or tokens.get(default or "")
+    site_tokens = {site: secret for site, secret in tokens.items() if site != default}
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis),
         Keys(settings.key_prefix),
@@ -41,7 +36,7 @@ def _server(
         lambda request_id: send_poll(app, [request_id]),
         lease_seconds=settings.lease_seconds,
         site_tokens=site_tokens,
-        default_site=default or settings.site_id,
+        default_site=default,
     )
     return asgi.make_server(
         receiver, host, port, settings_prefix="PALLYCON_CALLBACK", access_log=access_log

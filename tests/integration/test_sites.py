@@ -160,9 +160,17 @@ def test_callbacks_reach_each_sites_requests_by_their_own_path_and_token(
     base = make_settings(
         redis_server.url, "http://127.0.0.1:9", sites_path=sites_file(tmp_path), **slow
     )
-    receiver = start_server(
-        "callbacks", "--port", "0", env=clean_env(base.environment()), cwd=tmp_path
+    # The receiver as deployed: the sites' callback tokens only, no key of any site mounted.
+    tokens_only = tmp_path / "receiver-sites.toml"
+    tokens_only.write_text(
+        f'[{OTHER.site_id}]\naccess_key_file = "not-mounted/access_key"\n'
+        f'site_key_file = "not-mounted/site_key"\nregion = "{REGION}"\n'
+        f'callback_token = "{OTHER_TOKEN}"\n'
     )
+    env = base.environment() | {"PALLYCON_SITES": str(tokens_only)}
+    for name in ("PALLYCON_ACCESS_KEY", "PALLYCON_SITE_KEY"):
+        env.pop(name)
+    receiver = start_server("callbacks", "--port", "0", env=clean_env(env), cwd=tmp_path)
     try:
         emulator = emulator_factory(
             "--job-seconds", "1", "--sites-file", emulator_sites(tmp_path),

@@ -481,3 +481,44 @@ def test_the_documented_sites_files_load(tmp_path: Path, where: str, text: str):
     sites = settings(sites_path=path).sites()
     assert sites.ids() == sorted({name.split("/")[0].upper() for name in named})
     assert all(site.site_key == SecretStr(BRND_SITE) for site in sites.by_id.values())
+
+
+# --- The callback receiver: tokens only --------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["toml", "directory"])
+def test_the_receiver_reads_the_callback_tokens_only(tmp_path: Path, form: str):
+    """The receiver signs nothing: no key file need be there (a Kubernetes receiver mounts the
+    tokens only), and the default site's token is PALLYCON_CALLBACK_TOKEN."""
+    from config import load_callback_tokens
+
+    if form == "toml":
+        path = tmp_path / "sites.toml"
+        path.write_text(
+            '[BRND]\naccess_key_file = "absent/access_key"\nsite_key_file = "absent/site_key"\n'
+            f'region = "RG011"\ncallback_token = "{BRND_TOKEN}"\n\n'
+            '[NEWS]\naccess_key_file = "absent/a"\nsite_key_file = "absent/s"\nregion = "RG004"\n'
+        )
+    else:
+        path = write(
+            tmp_path / "sites", {"BRND/callback_token": BRND_TOKEN + "\n", "NEWS/region": "RG004"}
+        )
+    tokens = load_callback_tokens(
+        settings(site_id="TUTO", callback_token=TUTO_TOKEN, sites_path=path)
+    )
+    assert {site: t.get_secret_value() for site, t in tokens.items()} == {
+        "BRND": BRND_TOKEN,
+        "TUTO": TUTO_TOKEN,
+    }
+
+
+def test_the_receiver_refuses_a_bad_token_naming_the_site(tmp_path: Path):
+    from config import load_callback_tokens
+
+    path = tmp_path / "sites.toml"
+    path.write_text('[BRND]\ncallback_token = "short"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_callback_tokens(settings(sites_path=path))
+    message = str(caught.value)
+    assert message.startswith(f"PALLYCON_SITES {path}: site BRND: callback_token: ")
+    assert "short" not in message.replace("shorter", "")
