@@ -17,6 +17,7 @@ from store.counters import Metric
 from store.events import EventType, FailStage, State, event
 from store.record import Fields, Record
 from store.records import Change
+from store.schedules import Schedule
 from worker.decisions import PollPolicy, RetryPolicy
 
 
@@ -114,3 +115,18 @@ def triage(record: Record | None, states: Collection[State], *, alone: bool) -> 
     if record.deliveries > 0 and not alone:
         return Triage.ISOLATE
     return Triage.RUN
+
+
+def not_served(
+    record: Record, message: str, now: float, policy: StepPolicy, schedule: Schedule
+) -> Outcome:
+    """The request names a site this worker does not serve. Not sent yet (``accepted``): it
+    fails, nothing is sent (a producer could not check, or the site was removed). Else its
+    job may exist at that site: it is left on ``schedule`` for a worker that serves the site
+    (a worker whose sites file lacks it, during a rolling change), after the retry cap; the
+    submit deadline and the job timeout still end it."""
+    if record.state == State.ACCEPTED:
+        return failed(record, FailStage.VALIDATION, "unknown_site", f"site_id: {message}", now)
+    later = Change(record, Fields(updated_at=now), schedule=schedule, at=now + policy.retry.cap)
+    note = f"not served by this worker ({message}); left to a worker that serves its site"
+    return Outcome(later, note, {"site_id": record.site_id}, level="warning")

@@ -25,7 +25,6 @@ from worker import poll_rules as rules
 from worker.decisions import pages_to_fetch
 from worker.outcome import Triage, triage
 from worker.runtime import Runtime, SiteRuntime
-from worker.submit import served
 
 log = logging.getLogger("pallycon_pack.poll")
 
@@ -78,7 +77,7 @@ def _tracked(
             isolate(request_id)
         elif decided is Triage.RUN:
             run.append(records[request_id])
-    run = served(rt, run)
+    run = rt.served(run, "poll")
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     kept, dead = rules.sort_out(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
     rt.commit(dead)

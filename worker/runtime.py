@@ -16,16 +16,17 @@ from typing import Any
 import httpx
 from redis import Redis
 
-from config import Settings, Sites
+from config import Settings, Sites, UnknownSite
 from pallycon.client import PallyConClient
 from store.connect import connect_redis
 from store.counters import Counters
 from store.durability import Durability
 from store.keys import Keys
 from store.ratelimit import TokenBucket
+from store.record import Record
 from store.records import Records
-from store.schedules import Schedules
-from worker.outcome import Outcome, StepPolicy
+from store.schedules import Schedule, Schedules
+from worker.outcome import Outcome, StepPolicy, not_served
 from worker.ratelimit import RateLimitedTransport
 
 log = logging.getLogger("pallycon_pack.requests")
@@ -86,6 +87,21 @@ class Runtime:
     @functools.cached_property
     def policy(self) -> StepPolicy:
         return StepPolicy.of(self.settings)
+
+    def served(self, records: list[Record], schedule: Schedule) -> list[Record]:
+        """The records of sites this worker serves; the others are committed as
+        :func:`worker.outcome.not_served` decides (failed if nothing was sent yet, else left
+        on ``schedule`` for a worker that serves their site)."""
+        kept, others = [], []
+        for record in records:
+            try:
+                self.site(record.site_id)
+            except UnknownSite as exc:
+                others.append(not_served(record, str(exc), self.clock(), self.policy, schedule))
+            else:
+                kept.append(record)
+        self.commit(others)
+        return kept
 
     def site(self, site_id: str) -> SiteRuntime:
         """The site a record names (``""``: the default); :class:`config.UnknownSite` if

@@ -17,7 +17,6 @@ from concurrent.futures import wait
 
 import redis
 
-from config import UnknownSite
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
 from store.counters import Metric
@@ -50,29 +49,13 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
             isolate(request_id)
         elif decided is Triage.RUN:
             run.append(records[request_id])
-    run = served(rt, run)
+    run = rt.served(run, "submit")
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     plan = rules.plan(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
     rt.commit(plan.ended)
     for record, final in plan.reconcile:
         reconcile(rt, record, final=final)
     register(rt, plan.register)
-
-
-def served(rt: Runtime, records: list[Record]) -> list[Record]:
-    """The records of sites this worker serves; the others fail (``unknown_site``): a
-    producer that could not check (no worker had announced its sites) or a site removed from
-    the sites file since."""
-    kept, unknown = [], []
-    for record in records:
-        try:
-            rt.site(record.site_id)
-        except UnknownSite as exc:
-            unknown.append(rules.unknown_site(record, str(exc), rt.clock()))
-        else:
-            kept.append(record)
-    rt.commit(unknown)
-    return kept
 
 
 def register(rt: Runtime, records: list[Record]) -> None:

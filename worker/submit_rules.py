@@ -55,11 +55,6 @@ def plan(counted: Sequence[tuple[Record, int]], now: float, policy: StepPolicy) 
     return result
 
 
-def unknown_site(record: Record, message: str, now: float) -> Outcome:
-    """The request names a site this worker does not serve: it fails, nothing is sent."""
-    return failed(record, FailStage.VALIDATION, "unknown_site", f"site_id: {message}", now)
-
-
 def gave_up(record: Record, now: float, policy: StepPolicy, note: str = "") -> Outcome:
     last = record.last_error or "no attempt finished"
     message = f"not submitted within {policy.submit_deadline:g} s; last error: {last}{note}"

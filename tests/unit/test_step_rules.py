@@ -325,3 +325,35 @@ def test_a_failed_poll_retries_after_a_backoff():
     assert [o.change.fields["poll_failures"] for o in outcomes] == [3, 3]
     assert {o.change.at for o in outcomes} == {due}
     assert decision.code == "HTTP503"
+
+
+# --- A site this worker does not serve ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "schedule", "ends"),
+    [
+        (State.ACCEPTED, "submit", True),  # nothing sent: it fails, naming site_id
+        (State.SUBMITTING, "submit", False),  # its job may exist: left for another worker
+        (State.SUBMITTED, "poll", False),
+    ],
+)
+def test_a_site_not_served_fails_only_what_was_not_sent(state, schedule, ends):
+    from worker.outcome import not_served
+
+    now = 1000.0
+    given = record(state, site_id="BRND", job_id="" if state == State.ACCEPTED else "1001")
+    outcome = not_served(given, "unknown site 'BRND' (sites: TUTO)", now, POLICY, schedule)
+    change = outcome.change
+    if ends:
+        assert change.fields["state"] == State.FAILED
+        assert (change.fields["error_stage"], change.fields["error_code"]) == (
+            "validation",
+            "unknown_site",
+        )
+        assert change.fields["error_message"].startswith("site_id: unknown site 'BRND'")
+    else:
+        assert "state" not in change.fields
+        assert (change.schedule, change.at) == (schedule, now + POLICY.retry.cap)
+        assert outcome.level == "warning"
+        assert change.event is None
