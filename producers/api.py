@@ -206,7 +206,9 @@ class Producer:
         site no worker serves, and every id given twice with different bodies."""
         prepared, errors = [], []
         first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
-        served = self.sites() if any(sites) else []
+        default, served = self.announced() if any(sites) else (None, [])
+        # The default site named by its id is the default site: one spelling in Redis.
+        sites = [None if site and site == default else site for site in sites]
         rows = zip(bodies, ids, metas, sites, strict=True)
         for index, (body, request_id, meta, site) in enumerate(rows):
             given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
@@ -234,7 +236,20 @@ class Producer:
 
     def sites(self) -> list[str]:
         """The sites the workers serve (announced in Redis at their start-up), sorted."""
-        return sorted(str(site) for site in self.redis.hkeys(self.keys.sites))
+        return self.announced()[1]
+
+    def announced(self) -> tuple[str | None, list[str]]:
+        """(the default site, if the workers have one; every site they serve, sorted), as
+        the workers announce them in Redis."""
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.sites))
+        default = None
+        for site, about in raw.items():
+            try:
+                if json.loads(about).get("default") is True:
+                    default = site
+            except (ValueError, AttributeError):  # not written by a worker: not a default
+                continue
+        return default, sorted(raw)
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config.settings import check_site_id as check_site_id_shape
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
     NAME_MAX_BYTES,
@@ -30,8 +31,6 @@ from store.record import Fields
 from store.records import Created, NewRequest, Records
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-#: A site id as PallyCon writes them (PALLYCON_SITE_ID's rule).
-SITE_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 #: The largest producer metadata, in bytes of compact JSON (UTF-8); larger is refused.
 MAX_METADATA_BYTES = 2048
@@ -84,15 +83,20 @@ def check_site_id(site_id: Any) -> str:
     Whether a site of that id is served is the caller's to check (:class:`SiteUnknown`)."""
     if site_id is None or site_id == "":
         return ""
-    if not isinstance(site_id, str) or not SITE_ID_RE.match(site_id):
-        message = "must be a PallyCon site id: 1-32 letters and digits, e.g. TUTO"
-        raise InvalidRequest([FieldError("site_id", message)])
-    return site_id
+    try:
+        if not isinstance(site_id, str):
+            raise ValueError("must be a string: a PallyCon site id, e.g. TUTO")
+        return check_site_id_shape(site_id)  # PALLYCON_SITE_ID's rule
+    except ValueError as exc:
+        raise InvalidRequest([FieldError("site_id", str(exc))]) from None
 
 
 def unknown_site(site_id: str, known: list[str]) -> FieldError:
-    """The error for a request naming a site no worker serves."""
+    """The error for a request naming a site no worker serves (or naming none, where there is
+    no default site)."""
     served = ", ".join(known) if known else "none announced yet"
+    if not site_id:
+        return FieldError("site_id", f"no site named, and no default site (sites served: {served})")
     return FieldError("site_id", f"unknown site {site_id!r} (sites served: {served})")
 
 

@@ -37,6 +37,7 @@ from pallycon.options import max_api_json_bytes
 from store.admission import (
     check_metadata,
     check_request_id,
+    check_site_id,
     parse_metadata,
     prepare,
     refuse,
@@ -273,18 +274,21 @@ class Intake:
                 body = entry.body()
             except InvalidRequest as bad:
                 raise InvalidRequest(errors + bad.errors) from None
+            try:
+                site = self.site_of(entry.site_id)
+            except InvalidRequest as bad:
+                errors += bad.errors
             if errors:
                 raise InvalidRequest(errors)
             ready = prepare(
                 body,
                 entry.request_id,
                 now,
-                max_api_json=self.max_api_json_any_site if entry.site_id else self.max_api_json,
+                max_api_json=self.max_api_json_any_site if site else self.max_api_json,
                 entry_id=entry_id,
                 metadata=metadata,
-                site_id=entry.site_id,
+                site_id=site,
             )
-            self.check_site(ready.fields.get("site_id", ""))
         except InvalidRequest as exc:
             outcome = refuse(
                 self.records,
@@ -325,12 +329,15 @@ class Intake:
             rejected(entry.entry_id, entry.request_id, at, code, message, fields=fields),
         )
 
-    def check_site(self, site_id: str) -> None:
-        """InvalidRequest naming ``site_id`` if this worker does not serve that site."""
+    def site_of(self, site_id: str | None) -> str:
+        """The site an entry names as records keep it ("" for the default site, named or
+        not); InvalidRequest naming ``site_id`` for a bad one or one this worker does not
+        serve."""
+        site = check_site_id(site_id)
         try:
-            self.rt.site(site_id)
+            return self.rt.catalog.named(site)
         except UnknownSite:
-            raise InvalidRequest([unknown_site(site_id, self.rt.catalog.ids())]) from None
+            raise InvalidRequest([unknown_site(site, self.rt.catalog.ids())]) from None
 
     def created_by(self, entry: Entry) -> bool:
         """Whether the request of the entry's id was created by this very entry."""

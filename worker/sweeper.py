@@ -18,7 +18,8 @@ from worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.sweeper")
 
-#: How often a sweeper drops the index entries of expired finished records (seconds).
+#: How often a sweeper drops the index entries of expired finished records and announces its
+#: sites again (seconds).
 TRIM_INTERVAL = 60.0
 
 
@@ -46,6 +47,7 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
             sweep_once(rt, app)
             if rt.clock() - trimmed_at >= TRIM_INTERVAL:
                 overview.trim(rt.clock())
+                rt.announce()  # again: pp:sites may have been lost (a Redis without AOF)
                 trimmed_at = rt.clock()
             health.ok("sweeper")
             pause = rt.settings.sweep_interval

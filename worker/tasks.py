@@ -159,8 +159,8 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             rt = process.runtime()
             try:
                 rt.announce()
-            except REDIS_AWAY as exc:  # producers then accept named sites unchecked
-                log.warning("sites not announced: Redis unavailable (%s)", describe(exc))
+            except REDIS_AWAY as exc:  # the sweeper announces them again within a minute
+                log.warning("sites not announced yet: Redis unavailable (%s)", describe(exc))
             stop = self.stop_event
             health = LoopHealth(rt.shared.redis, rt.shared.keys.heartbeats, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [

@@ -237,3 +237,24 @@ def test_adding_a_sites_file_to_a_running_fleet_loses_nothing(
     per_site = emulator.control("stats")["sites"]
     assert per_site["TUTO"]["POST pack"] == 9
     assert per_site["BRND"]["POST pack"] == 1
+
+
+def test_the_default_site_named_by_its_id_is_the_default_site(two_sites):
+    """One spelling in Redis: a request naming the default site by its id (through the
+    producer or the intake stream) is stored as one that names none, and is the same request
+    as one submitted without a site."""
+    emulator, settings, _ = two_sites
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_a = register_storage(emulator.url, SAMPLE_SITE)
+    body = body_for(store_a, "named-default")
+    named = producer.submit(body, "named-default", site_id=SAMPLE_SITE.site_id)
+    assert producer.submit(body, "named-default") == named  # the same request, no conflict
+    producer.redis.xadd(
+        producer.keys.intake,
+        {"request_id": "named-default-2", "request": json.dumps(body), "site_id": "TUTO"},
+    )
+    records = wait_all(producer, [named, "named-default-2"])
+    for record in records.values():
+        assert (record.state.value, record.site_id) == ("completed", "")
+    assert all("site_id" not in e for e in events_of(producer, named))
