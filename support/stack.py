@@ -19,6 +19,7 @@ from pallycon.models import JobListRequest, StorageRegisterRequest
 from pallycon.signing import SiteCredentials
 from producers.api import Producer
 from store.events import EventType
+from store.keys import Keys
 from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator
 from support.queue import make_settings, register_storage
@@ -188,8 +189,8 @@ class Stack:
         found = []
         for number, site in enumerate(self.sites()):
             with PallyConClient(site, options) as client:
-                prefix = f"{site.site_id}/" if number else ""
-                found += [prefix + job.job_id for job in client.iter_jobs(query)]
+                named = site.site_id if number else ""
+                found += [Keys.job_field(named, job.job_id) for job in client.iter_jobs(query)]
         return found
 
     def exactly_once(self, ids: list[str], records: dict[str, Any], marker: str) -> dict[str, int]:
@@ -197,9 +198,7 @@ class Stack:
         other job for ``marker`` exists (with two sites: at each request's own site); the
         counts, for a figure."""
         jobs = self.remote_jobs(marker)
-        per_job = Counter(
-            f"{r.site_id}/{r.job_id}" if r.site_id else r.job_id for r in records.values()
-        )
+        per_job = Counter(Keys.job_field(r.site_id, r.job_id) for r in records.values())
         completed = sum(r.state.value == "completed" for r in records.values())
         duplicates = len(jobs) - len(set(jobs)) + (len(jobs) - len(ids))
         counts = {

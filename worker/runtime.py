@@ -108,16 +108,6 @@ class Runtime:
         this worker does not serve it."""
         return self.sites[self.catalog.named(site_id)]
 
-    @property
-    def api(self) -> PallyConClient:
-        """The default site's client."""
-        return self.site("").api
-
-    @property
-    def region(self) -> str:
-        """The default site's region."""
-        return self.site("").region
-
     def commit(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply the outcomes' changes in one round trip; log and count those applied.
 

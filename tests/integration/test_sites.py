@@ -172,10 +172,12 @@ def test_callbacks_reach_each_sites_requests_by_their_own_path_and_token(
         env.pop(name)
     receiver = start_server("callbacks", "--port", "0", env=clean_env(env), cwd=tmp_path)
     try:
-        emulator = emulator_factory(
+        emulator = emulator_factory(  # callback URLs in the environment: a command line is public
             "--job-seconds", "1", "--sites-file", emulator_sites(tmp_path),
-            "--callback-url", f"{receiver.url}/callback/{DEFAULT_TOKEN}",
-            "--site-callback", f"{OTHER.site_id}={receiver.url}/callback/{OTHER.site_id}/{OTHER_TOKEN}",
+            PALLYCON_EMULATOR_CALLBACK_URL=f"{receiver.url}/callback/{DEFAULT_TOKEN}",
+            PALLYCON_EMULATOR_CALLBACK_URLS=(
+                f"{OTHER.site_id}={receiver.url}/callback/{OTHER.site_id}/{OTHER_TOKEN}"
+            ),
         )  # fmt: skip
         settings = base.model_copy(update={"api_url": emulator.url})
         worker_factory(settings)
@@ -210,7 +212,8 @@ def test_callbacks_reach_each_sites_requests_by_their_own_path_and_token(
 def test_adding_a_sites_file_to_a_running_fleet_loses_nothing(
     tmp_path, redis_server: RedisServer, emulator_factory, worker_factory
 ):
-    """The documented upgrade, step 2: requests in flight under a single-site fleet's keys
+    """The documented upgrade's step 2 (this version on both sides: the default site's keys
+    are those of earlier versions): requests in flight under a single-site fleet's keys
     (registered and being polled, or still queued) finish after its workers are replaced by
     workers with a sites file, which then also serve the new site."""
     emulator = emulator_factory("--job-seconds", "4", "--sites-file", emulator_sites(tmp_path))
@@ -219,9 +222,9 @@ def test_adding_a_sites_file_to_a_running_fleet_loses_nothing(
     producer = Producer.from_settings(single)
     store_a = register_storage(emulator.url, SAMPLE_SITE)
     in_flight = [producer.submit(body_for(store_a, f"up-{n}")) for n in range(6)]
-    eventually(
+    eventually(  # registered (and maybe finished already: the machine may be slow)
         lambda: [r.state.value for r in producer.records.get_many(in_flight[:3]).values()],
-        lambda states: states == ["submitted"] * 3,
+        lambda states: set(states) <= {"submitted", "completed"},
     )
     old.stop()  # warm shutdown, as a rolling update does
     queued = [producer.submit(body_for(store_a, f"up-q-{n}")) for n in range(3)]

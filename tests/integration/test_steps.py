@@ -305,7 +305,8 @@ def make_world(
 
     yield make
     for world in made:
-        world.rt.api.close()
+        for site in world.rt.sites.values():
+            site.api.close()
         if world.rt._senders is not None:
             world.rt._senders.shutdown()
         stale = list(world.redis.scan_iter(f"{world.rt.settings.key_prefix}:*"))
