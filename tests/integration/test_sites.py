@@ -29,12 +29,14 @@ OTHER_TOKEN = "brand-callback-token-0123456789"
 DEFAULT_TOKEN = "test-callback-token-0123456789"
 
 
-def sites_file(tmp_path: Path) -> Path:
+def sites_file(tmp_path: Path, api_rate: float = 200, api_burst: int = 200) -> Path:
     """A sites file naming the second site, with a callback token (the default site comes
     from the settings)."""
     path = write_sites_file(tmp_path / "sites.toml", OTHER)
     with path.open("a") as file:
-        file.write(f'api_rate = 200\napi_burst = 200\ncallback_token = "{OTHER_TOKEN}"\n')
+        file.write(
+            f'api_rate = {api_rate}\napi_burst = {api_burst}\ncallback_token = "{OTHER_TOKEN}"\n'
+        )
     return path
 
 
@@ -261,3 +263,33 @@ def test_the_default_site_named_by_its_id_is_the_default_site(two_sites):
     for record in records.values():
         assert (record.state.value, record.site_id) == ("completed", "")
     assert all("site_id" not in e for e in events_of(producer, named))
+
+
+def test_each_site_has_its_own_rate_limit(
+    tmp_path, redis_server: RedisServer, emulator_factory, worker_factory
+):
+    """The second site may call the API once in 100 s (one call in its burst); the default
+    site 200 times a second. The default site's requests all complete while the second
+    site's have made one call: neither bucket is the other's."""
+    emulator = emulator_factory("--job-seconds", "1", "--sites-file", emulator_sites(tmp_path))
+    throttled = sites_file(tmp_path, api_rate=0.01, api_burst=1)
+    settings = make_settings(
+        redis_server.url, emulator.url, sites_path=throttled, callback_token=DEFAULT_TOKEN
+    )
+    worker_factory(settings)
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_a = register_storage(emulator.url, SAMPLE_SITE)
+    store_b = register_storage(emulator.url, OTHER)
+    slow = [
+        producer.submit(body_for(store_b, f"rl-b-{n}"), site_id=OTHER.site_id) for n in range(3)
+    ]
+    fast = [producer.submit(body_for(store_a, f"rl-a-{n}")) for n in range(5)]
+    records = wait_all(producer, fast)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    per_site = emulator.control("stats")["sites"]
+    worker_calls = ("POST pack", "GET ")  # registrations, job lists (not the test's storage)
+    calls_b = sum(n for kind, n in per_site["BRND"].items() if kind.startswith(worker_calls))
+    assert calls_b == 1, per_site["BRND"]
+    states_b = {r.state.value for r in producer.records.get_many(slow).values()}
+    assert "completed" not in states_b
