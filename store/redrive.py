@@ -67,6 +67,11 @@ _CLEARED = Fields(
 )
 
 
+#: A valid request for a site no worker served when it came (store/admission.py): it can be
+#: retried once its site is served.
+UNKNOWN_SITE = "unknown_site"
+
+
 def plan_retry(record: Record | None, request_id: str, now: float) -> Retry:
     """How to take ``record`` up again at ``now`` (see the module's docstring). Pure."""
     if record is None:
@@ -75,7 +80,8 @@ def plan_retry(record: Record | None, request_id: str, now: float) -> Retry:
         return Retry(
             request_id, None, f"it is {record.state.value}: only a failed request is retried"
         )
-    if record.error_stage == FailStage.VALIDATION or record.body in ("", "null"):
+    refused = record.error_stage == FailStage.VALIDATION and record.error_code != UNKNOWN_SITE
+    if refused or record.body in ("", "null"):
         return Retry(
             request_id,
             None,

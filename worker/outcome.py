@@ -118,14 +118,21 @@ def triage(record: Record | None, states: Collection[State], *, alone: bool) -> 
 
 
 def not_served(
-    record: Record, message: str, now: float, policy: StepPolicy, schedule: Schedule
+    record: Record,
+    message: str,
+    now: float,
+    policy: StepPolicy,
+    schedule: Schedule,
+    *,
+    elsewhere: bool,
 ) -> Outcome:
-    """The request names a site this worker does not serve. Not sent yet (``accepted``): it
-    fails, nothing is sent (a producer could not check, or the site was removed). Else its
-    job may exist at that site: it is left on ``schedule`` for a worker that serves the site
-    (a worker whose sites file lacks it, during a rolling change), after the retry cap; the
-    submit deadline and the job timeout still end it."""
-    if record.state == State.ACCEPTED:
+    """The request names a site this worker does not serve. If another worker serves it
+    (``elsewhere``: announced), or the request's job may exist at that site (it was sent), it
+    is left on ``schedule`` for a worker that serves the site, after the retry cap: a worker
+    whose sites file lacks it, during a rolling change. The submit deadline and the job
+    timeout still end it. Not sent, and no worker serves the site: it fails, nothing is sent
+    (``pallycon-pack retry`` takes it up again once the site is served)."""
+    if record.state == State.ACCEPTED and not elsewhere:
         return failed(record, FailStage.VALIDATION, "unknown_site", f"site_id: {message}", now)
     later = Change(record, Fields(updated_at=now), schedule=schedule, at=now + policy.retry.cap)
     note = f"not served by this worker ({message}); left to a worker that serves its site"

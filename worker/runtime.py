@@ -90,17 +90,26 @@ class Runtime:
 
     def served(self, records: list[Record], schedule: Schedule) -> list[Record]:
         """The records of sites this worker serves; the others are committed as
-        :func:`worker.outcome.not_served` decides (failed if nothing was sent yet, else left
-        on ``schedule`` for a worker that serves their site)."""
+        :func:`worker.outcome.not_served` decides (left on ``schedule`` for a worker that
+        serves their site; failed if none does and nothing was sent yet)."""
         kept, others = [], []
         for record in records:
             try:
                 self.site(record.site_id)
             except UnknownSite as exc:
-                others.append(not_served(record, str(exc), self.clock(), self.policy, schedule))
+                others.append((record, str(exc)))
             else:
                 kept.append(record)
-        self.commit(others)
+        if others:  # rare: read which sites other workers serve
+            announced = set(self.shared.redis.hkeys(self.shared.keys.sites))
+            now = self.clock()
+            self.commit(
+                [
+                    not_served(record, why, now, self.policy, schedule,
+                               elsewhere=bool(record.site_id) and record.site_id in announced)
+                    for record, why in others
+                ]
+            )  # fmt: skip
         return kept
 
     def site(self, site_id: str) -> SiteRuntime:

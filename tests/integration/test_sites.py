@@ -293,3 +293,23 @@ def test_each_site_has_its_own_rate_limit(
     assert calls_b == 1, per_site["BRND"]
     states_b = {r.state.value for r in producer.records.get_many(slow).values()}
     assert "completed" not in states_b
+
+
+def test_a_worker_without_the_site_leaves_its_requests_to_one_that_serves_it(
+    two_sites, worker_factory
+):
+    """Mid-way through a rolling change: one worker has the sites file, one has not. Every
+    request for the second site completes (the worker without it puts back what it picks up,
+    registered or not), each with one job; nothing fails."""
+    emulator, settings, _ = two_sites
+    single = settings.model_copy(update={"sites_path": None})
+    lone = worker_factory(single)
+    producer = Producer.from_settings(settings)
+    eventually(producer.sites, lambda sites: sites == ["BRND", "TUTO"])
+    store_b = register_storage(emulator.url, OTHER)
+    ids = [producer.submit(body_for(store_b, f"roll-{n}"), site_id=OTHER.site_id) for n in range(8)]
+    records = wait_all(producer, ids, timeout=90)
+    assert {r.state.value for r in records.values()} == {"completed"}
+    assert sorted(int(r.job_id) for r in records.values()) == list(range(1001, 1009))
+    assert emulator.control("stats")["sites"]["BRND"]["POST pack"] == 8
+    assert "not served by this worker" in lone.log.read_text()  # it did pick some up

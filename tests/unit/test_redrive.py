@@ -37,6 +37,9 @@ def failed(stage: str, **fields: Any) -> Record:
         (failed("packaging", job_id="77", attempts=1), RetryAction.RESUBMIT, State.ACCEPTED, "submit"),
         # Never sent: register
         (failed("submit", attempts=0), RetryAction.RESUBMIT, State.ACCEPTED, "submit"),
+        # For a site no worker served then (valid, never sent): register, once it is served
+        (failed("validation", error_code="unknown_site", site_id="NEWS"), RetryAction.RESUBMIT,
+         State.ACCEPTED, "submit"),
         # Sent, no job known: it may exist, look it up first (same name)
         (failed("submit", attempts=2), RetryAction.RECONCILE, State.SUBMITTING, "submit"),
         (failed("dead_letter", attempts=1), RetryAction.RECONCILE, State.SUBMITTING, "submit"),
@@ -73,6 +76,7 @@ def test_a_retry_makes_a_new_job_only_when_none_can_be_live(record, action, stat
         (Record("r1", State.SUBMITTED, 3), "it is submitted: only a failed request is retried"),
         (Record("r1", State.COMPLETED, 9), "it is completed"),
         (failed("validation", body="null"), "refused at intake (E): submit a valid request"),
+        (failed("validation"), "refused at intake (E): submit a valid request"),
         (failed("packaging", job_id="7", body="{not json"), "its stored body is unreadable"),
         (failed("packaging", job_id="7", body="[]"), "its stored body is unreadable"),
     ],

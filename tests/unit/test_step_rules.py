@@ -331,19 +331,21 @@ def test_a_failed_poll_retries_after_a_backoff():
 
 
 @pytest.mark.parametrize(
-    ("state", "schedule", "ends"),
+    ("state", "schedule", "elsewhere", "ends"),
     [
-        (State.ACCEPTED, "submit", True),  # nothing sent: it fails, naming site_id
-        (State.SUBMITTING, "submit", False),  # its job may exist: left for another worker
-        (State.SUBMITTED, "poll", False),
+        (State.ACCEPTED, "submit", False, True),  # nothing sent, no worker serves it: fails
+        (State.ACCEPTED, "submit", True, False),  # another worker serves it: left for it
+        (State.SUBMITTING, "submit", False, False),  # its job may exist: left for a worker
+        (State.SUBMITTED, "poll", False, False),
     ],
 )
-def test_a_site_not_served_fails_only_what_was_not_sent(state, schedule, ends):
+def test_a_site_not_served_fails_only_what_no_worker_can_take(state, schedule, elsewhere, ends):
     from worker.outcome import not_served
 
     now = 1000.0
     given = record(state, site_id="BRND", job_id="" if state == State.ACCEPTED else "1001")
-    outcome = not_served(given, "unknown site 'BRND' (sites: TUTO)", now, POLICY, schedule)
+    why = "unknown site 'BRND' (sites: TUTO)"
+    outcome = not_served(given, why, now, POLICY, schedule, elsewhere=elsewhere)
     change = outcome.change
     if ends:
         assert change.fields["state"] == State.FAILED
