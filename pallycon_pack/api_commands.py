@@ -83,7 +83,10 @@ def _target(site_id: str | None, region: str | None = None) -> _Target:
     else (no --site) PALLYCON_REGION. An unknown site: one line naming --site and the sites."""
     if site_id is None:
         settings = load_settings(region=region)
-        return _Target(settings, None, settings.region)
+        keys = settings.access_key is not None or settings.site_key is not None
+        if settings.site_id is None or keys or settings.sites_path is None:
+            return _Target(settings, None, settings.region)
+        site_id = settings.site_id  # the default site, named here, its keys in PALLYCON_SITES
     if region is not None:
         try:
             check_region(region)

@@ -180,6 +180,22 @@ def test_without_a_default_site_site_is_all_it_takes(
     )
 
 
+def test_a_default_site_kept_in_the_sites_file_is_the_default_of_direct_commands(
+    two_site_emulator: EmulatorProcess, sites_file: Path, tmp_path: Path
+):
+    """PALLYCON_SITE_ID alone names the default site, whose keys and region are in
+    PALLYCON_SITES: the direct commands act as it without --site, as with it."""
+    env = clean_env(
+        PALLYCON_API_URL=two_site_emulator.url,
+        PALLYCON_SITES=str(sites_file),
+        PALLYCON_SITE_ID=BRAND.site_id,
+        **AWS,
+    )
+    without = json.loads(_ok(cli("jobs", "list", "--json", env=env, cwd=tmp_path)))
+    named = json.loads(_ok(cli("jobs", "list", "--site", "BRND", "--json", env=env, cwd=tmp_path)))
+    assert without == named
+
+
 def test_help_says_what_site_does():
     from click.testing import CliRunner
 
