@@ -130,7 +130,11 @@ def after_post_error(
     have been)."""
     decision = after_register_error(error, record.attempts, policy.retry, rng, now=now)
     if decision.action is Action.FAIL:
-        return failed(record, FailStage.SUBMIT, decision.code, decision.message, now)
+        ended = failed(record, FailStage.SUBMIT, decision.code, decision.message, now)
+        # The attempt's end is known: a retry's lookup (store/redrive.py) waits the grace for
+        # the job to show, not the hard time limit for a sender that might still be running.
+        ended.change.fields["attempt_ended_at"] = now
+        return ended
     state = State.ACCEPTED if decision.action is Action.RESEND else State.SUBMITTING
     metric = Metric.SUBMIT_RESENDS if state == State.ACCEPTED else Metric.SUBMIT_RECONCILES
     # An answer with a code nobody knows: if no job came of it, the request fails with that

@@ -202,6 +202,10 @@ def test_a_permanent_registration_error_fails_the_request():
         "submit", "A1000",
     )  # fmt: skip
     assert outcome.change.finish
+    # answered: a retry looks the job up after the grace, not after the hard time limit
+    assert outcome.change.fields["attempt_ended_at"] == NOW
+    retried = dataclasses.replace(rec.moved(outcome.change.fields), submitting_at=NOW - 1)
+    assert submit_rules.settled_at(retried, POLICY) == NOW + POLICY.reconcile_grace
 
 
 def test_a_refused_timestamp_is_logged_as_a_warning():
