@@ -53,10 +53,10 @@ def worker(
     if settings.sites_path is None:  # one site: its settings' own messages
         settings.credentials()
         settings.require_region()
-    settings.sites()  # every site valid (a sites file's errors name the site and the field)
+    sites = settings.sites()  # every site valid (a sites file's errors name the site and field)
     _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
     app = create_app(settings)
-    log_start("worker", settings, celery=[mask_text(arg) for arg in argv])
+    log_start("worker", settings, celery=[mask_text(arg) for arg in argv], sites=sites.ids())
     code = _run_celery(app, argv)
     if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
         raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
@@ -189,16 +189,20 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     from pallycon_pack.servers import serve_callbacks
 
     settings = load_settings(callback_host=host, callback_port=port)
+    named: list[str] = []
     if settings.sites_path is None:
         token: SecretStr | None = settings.require_callback_token()
     else:  # the default site's token may come from the sites file, each other site's does
         from config import load_callback_tokens
 
         token = settings.callback_token
-        if token is None and not load_callback_tokens(settings):
+        tokens = load_callback_tokens(settings)
+        if token is None and not tokens:
             settings.require_callback_token()
+        named = sorted(site for site in tokens if site != settings.site_id)
 
     def ready(url: str) -> None:
-        click.echo(f"callback receiver listening on {url}/callback/<token>")
+        others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""
+        click.echo(f"callback receiver listening on {url}/callback/<token>{others}")
 
     serve_callbacks(settings, token, on_ready=ready, access_log=access_log)
