@@ -135,7 +135,12 @@ def calls_per_job(
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         start = time.time()
-        ids = [s.producer.submit(s.body(f"{name}-{n}")) for n in range(in_flight)]
+        # As a backfill submits (submit --batch): 500 per call, so that all are in flight
+        # within the jobs' time (one submit call per request waits one fsync each).
+        ids: list[str] = []
+        for first in range(0, in_flight, 500):
+            numbers = range(first, min(first + 500, in_flight))
+            ids += s.producer.submit_many([s.body(f"{name}-{n}") for n in numbers])
         records = s.follow_final(ids, timeout=1800)
         stop.set()
         calls = s.api_calls() - before
