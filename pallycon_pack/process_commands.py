@@ -183,8 +183,10 @@ def _run_celery(app: Any, argv: list[str]) -> int:
 @click.option("--port", type=int, help="Port (default: PALLYCON_CALLBACK_PORT, 8700; 0 = any).")
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
 def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
-    """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>, and at
-    /callback/<site id>/<its callback_token> for each other site of PALLYCON_SITES."""
+    """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.
+
+    Each other site of PALLYCON_SITES at /callback/<site id>/<its callback_token>.
+    """
     from config import load_settings
     from pallycon_pack.servers import serve_callbacks
 
