@@ -382,6 +382,12 @@ class Settings(BaseSettings):
         return max_api_json_bytes(self.api_url, self.apidata_in, self.site_id)
 
     @property
+    def max_api_json_bytes_any_site(self) -> int:
+        """:attr:`max_api_json_bytes` for a request naming a site, whose id may be the
+        longest allowed: the limit producers and the intake hold such a request to."""
+        return min(self.max_api_json_bytes, max_api_json_bytes(self.api_url, self.apidata_in))
+
+    @property
     def task_time_limit(self) -> int:
         """Seconds after which Celery kills a task (a share of the visibility timeout, so that
         a task is dead before its message is delivered again)."""

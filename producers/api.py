@@ -22,7 +22,6 @@ import redis
 from config import Settings
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
-from pallycon.options import max_api_json_bytes
 from store.admission import RequestConflict, prepare, unknown_site
 from store.connect import connect_redis
 from store.durability import Durability
@@ -30,6 +29,7 @@ from store.keys import Keys
 from store.messages import send_submit, sender
 from store.record import Record
 from store.records import NewRequest, Records
+from store.sites import announced
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -97,7 +97,7 @@ class Producer:
             lambda: sender(settings.redis, keys),
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
-            max_api_json_any_site=max_api_json_bytes(settings.api_url, settings.apidata_in),
+            max_api_json_any_site=settings.max_api_json_bytes_any_site,
         )
 
     @property
@@ -241,15 +241,7 @@ class Producer:
     def announced(self) -> tuple[str | None, list[str]]:
         """(the default site, if the workers have one; every site they serve, sorted), as
         the workers announce them in Redis."""
-        raw = cast(dict[str, str], self.redis.hgetall(self.keys.sites))
-        default = None
-        for site, about in raw.items():
-            try:
-                if json.loads(about).get("default") is True:
-                    default = site
-            except (ValueError, AttributeError):  # not written by a worker: not a default
-                continue
-        return default, sorted(raw)
+        return announced(self.redis, self.keys)
 
     def get(self, request_id: str) -> Record | None:
         """The request's record (state, job id, last status, error), or None."""

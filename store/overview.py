@@ -33,6 +33,7 @@ from store.events import State
 from store.keys import Keys
 from store.record import Record, decode
 from store.records import RECORD_TTL
+from store.sites import announced
 
 #: Index entries read per round trip while listing.
 PAGE = 200
@@ -87,7 +88,7 @@ class Overview:
 
     def sites(self) -> builtins.list[str]:
         """The ids of the sites the workers serve (announced in Redis), sorted."""
-        return sorted(str(site) for site in self.redis.hkeys(self.keys.sites))
+        return announced(self.redis, self.keys)[1]
 
     def site_filter(self, label: str | None) -> str | None:
         """A site as a reader names it (``--site``, the console's ``site``) as the other
@@ -109,17 +110,9 @@ class Overview:
 
     def _sites(self) -> tuple[str, builtins.list[str]]:
         """(the default site's id or "", the other sites' ids, sorted)."""
-        announced = cast(dict[str, str], self.redis.hgetall(self.keys.sites))
-        default = self.default_site
-        if default is None:
-            default = ""
-            for site, about in announced.items():
-                try:
-                    if json.loads(about).get("default") is True:
-                        default = site
-                except (ValueError, AttributeError):
-                    continue
-        return default, sorted(site for site in announced if site != default)
+        flagged, every = announced(self.redis, self.keys)
+        default = self.default_site if self.default_site is not None else flagged or ""
+        return default, [site for site in every if site != default]
 
     def counts(self, site: str | None = None) -> dict[State, int]:
         """How many requests are in each state (finished ones: those not yet trimmed).

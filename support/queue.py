@@ -3,7 +3,6 @@ emulator, a storage to package from, waiting for requests to end, reading their 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon.signing import SiteCredentials
 from producers.api import Producer
+from store.sites import announce
 from support.samples import REGION, SAMPLE_SITE, storage_request
 
 T = TypeVar("T")
@@ -91,10 +91,8 @@ def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float 
 def announce_sites(producer: Producer, default: str, *others: str, region: str = REGION) -> None:
     """Write ``pp:sites`` as workers serving ``default`` and ``others`` do at start-up (for
     readers' tests, where no worker runs)."""
-    sites = {default: True, **dict.fromkeys(others, False)}
-    mapping: dict[Any, Any] = {site: json.dumps({"region": region, "default": is_default})
-               for site, is_default in sites.items()}  # fmt: skip
-    producer.redis.hset(producer.keys.sites, mapping=mapping)
+    regions = dict.fromkeys((default, *others), region)
+    announce(producer.redis, producer.keys, regions, default)
 
 
 def events_of(producer: Producer, request_id: str | None = None) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ from celery import Celery
 
 from config import UnknownSite
 from pallycon.errors import FieldError, InvalidRequest
-from pallycon.options import max_api_json_bytes
 from store.admission import (
     check_metadata,
     check_request_id,
@@ -156,11 +155,8 @@ class Intake:
         # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
         self.raw = raw or connect_redis(rt.settings.redis, decode=False)
         self.max_api_json = rt.settings.max_api_json_bytes
-        #: For an entry naming a site: the limit with the longest site id (as producers use).
-        settings = rt.settings
-        self.max_api_json_any_site = min(
-            self.max_api_json, max_api_json_bytes(settings.api_url, settings.apidata_in)
-        )
+        #: For an entry naming a site (as producers use).
+        self.max_api_json_any_site = rt.settings.max_api_json_bytes_any_site
 
     def run(self, stop: threading.Event) -> None:
         """Read until ``stop``; Redis errors are waited out with a backoff.

@@ -4,14 +4,12 @@ step commits what it decided."""
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from redis import Redis
@@ -26,6 +24,7 @@ from store.ratelimit import TokenBucket
 from store.record import Record
 from store.records import Records
 from store.schedules import Schedule, Schedules
+from store.sites import announce, announced
 from worker.outcome import Outcome, StepPolicy, not_served
 from worker.ratelimit import RateLimitedTransport
 
@@ -101,12 +100,12 @@ class Runtime:
             else:
                 kept.append(record)
         if others:  # rare: read which sites other workers serve
-            announced = set(self.shared.redis.hkeys(self.shared.keys.sites))
+            served = set(announced(self.shared.redis, self.shared.keys)[1])
             now = self.clock()
             self.commit(
                 [
                     not_served(record, why, now, self.policy, schedule,
-                               elsewhere=bool(record.site_id) and record.site_id in announced)
+                               elsewhere=bool(record.site_id) and record.site_id in served)
                     for record, why in others
                 ]
             )  # fmt: skip
@@ -165,14 +164,8 @@ class Runtime:
         """Write the sites this worker serves to Redis (:attr:`store.keys.Keys.sites`: ids,
         regions, which is the default; never a secret), for producers to check requests
         against."""
-        announced: dict[Any, Any] = {
-            site.site_id: json.dumps(
-                {"region": site.region, "default": site.site_id == self.catalog.default}
-            )
-            for site in self.catalog.by_id.values()
-        }
-        if announced:
-            self.shared.redis.hset(self.shared.keys.sites, mapping=announced)
+        regions = {site.site_id: site.region for site in self.catalog.by_id.values()}
+        announce(self.shared.redis, self.shared.keys, regions, self.catalog.default)
 
     @classmethod
     def build(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Runtime:
