@@ -100,10 +100,7 @@ def register(rt: Runtime, records: list[Record]) -> None:
         unsent = marked[sent:]
         if unsent:  # nothing was sent for these: registered again soon, not looked up late
             before = {record.request_id: record for record in records}
-            now = rt.clock()
-            rt.shared.records.apply(
-                [rules.unmarked(before[r.request_id], r, now, rt.policy) for r in unsent]
-            )
+            _take_back(rt, [(before[r.request_id], r) for r in unsent], patience=0)
 
 
 def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
