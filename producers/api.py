@@ -24,7 +24,7 @@ from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 from store.admission import RequestConflict, prepare, unknown_site
 from store.connect import connect_redis
-from store.durability import Durability
+from store.durability import REDIS_AWAY, Durability
 from store.keys import Keys
 from store.messages import send_submit, sender
 from store.record import Record
@@ -166,15 +166,16 @@ class Producer:
         prepared = self._prepare(bodies, ids, metas, sites, now)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
+            server = self.durability.server()
             outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_AWAY as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
         try:
-            self.durability.wait()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.durability.wait(server)
+        except REDIS_AWAY as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
         return [p.request_id for p in prepared]

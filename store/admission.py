@@ -250,10 +250,11 @@ def accept(
     again should that message never arrive.
     """
     ready = prepare(body, request_id, now, max_api_json=max_api_json)
+    server = durability.server()
     outcome = records.create(ready, submit_at=retry_at)
     if outcome == "conflict":
         raise RequestConflict(ready.request_id)
-    durability.wait()
+    durability.wait(server)
     return Accepted(ready.request_id, created=outcome == "created")
 
 

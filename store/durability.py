@@ -14,6 +14,14 @@ log = logging.getLogger("pallycon_pack.store")
 #: The mark expires on its own: it is never read.
 MARK_TTL_MS = 60_000
 
+#: Redis is away, or the server reached cannot take writes (a demoted primary, or a managed
+#: Redis failing over behind one address): a change may not have been made, or not be kept.
+REDIS_AWAY: tuple[type[redis.RedisError], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
 
 class Durability:
     """Before a producer is told its request is accepted and before a job is registered:
@@ -23,11 +31,12 @@ class Durability:
     Both commands wait for what *their connection* wrote, and a pooled client may hand out any
     connection: so each wait first writes ``mark`` on the connection it waits on (one pipeline,
     one round trip). That write comes after the change (which had returned), so waiting for it
-    waits for the change too, as long as it reaches the same server. A connection made again in
-    between (a failover, a restart) may reach another: the same pipeline reads the server's
-    ``run_id``, and one that differs from the previous wait's is a ``redis.ConnectionError``
-    (the change may be lost: not confirmed). The first wait of a process has nothing to compare
-    with.
+    waits for the change too, as long as both reach the same server. A connection made again in
+    between (a failover, a restart) may reach another. So a caller asks :meth:`server` before
+    the change, and hands the answer to :meth:`wait`, whose pipeline reads the ``run_id`` of
+    the server it waited on: another server is a ``redis.ConnectionError`` (the change may be
+    lost: not confirmed). Each call compares with its own answer, so threads sharing one
+    ``Durability`` cannot confirm each other's changes.
 
     ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
     without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
@@ -50,7 +59,8 @@ class Durability:
         self.replicas = replicas
         self.replica_wait_ms = replica_wait_ms
         self.unavailable = ""  # why fsync waits are skipped, once the server said so
-        self.server = ""  # the run_id of the server the last wait confirmed on
+        self.known = ""  # the run_id of the server the last wait reached
+        self.info_refused = False  # INFO not allowed (an ACL user without it): nothing to compare
 
     @classmethod
     def of(cls, client: redis.Redis, settings: Settings) -> Durability:
@@ -63,11 +73,31 @@ class Durability:
             replica_wait_ms=settings.redis_replica_wait_ms,
         )
 
-    def wait(self) -> None:
+    def _waits(self) -> tuple[bool, bool]:
+        """Which waits apply: (for replicas, for the fsync)."""
+        return bool(self.replicas), bool(self.wait_ms) and not self.unavailable
+
+    def server(self) -> str:
+        """Call before a change that :meth:`wait` is to confirm: the ``run_id`` of the server
+        the change is about to reach. Asked once (one round trip), then the one the last wait
+        reached; "" when there is nothing to wait for, or ``INFO`` is not allowed."""
+        if self.known or self.info_refused or not any(self._waits()):
+            return self.known
+        try:
+            info = self.redis.info("server")
+        except redis.exceptions.NoPermissionError:
+            self.info_refused = True
+            return ""
+        self.known = str(info.get("run_id", ""))
+        return self.known
+
+    def wait(self, server: str) -> None:
         """Return once the replicas have every change this process made before the call and
-        Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time."""
-        fsync = bool(self.wait_ms) and not self.unavailable
-        if not self.replicas and not fsync:
+        Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time.
+        ``server``: what :meth:`server` said before the change; a wait that reaches another
+        server is a ``redis.ConnectionError``."""
+        replicas, fsync = self._waits()
+        if not replicas and not fsync:
             return
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.mark, "1", px=MARK_TTL_MS)
@@ -77,7 +107,7 @@ class Durability:
             pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
         pipe.info("server")
         replies = pipe.execute(raise_on_error=False)
-        self._same_server(replies.pop())
+        self._same_server(server, replies.pop())
         fsynced = replies.pop() if fsync else None
         for reply in replies:  # the mark and WAIT: an error is the caller's to see
             if isinstance(reply, Exception):
@@ -87,20 +117,21 @@ class Durability:
             if acknowledged < self.replicas:
                 raise redis.TimeoutError(
                     f"{acknowledged} of {self.replicas} Redis replicas had the change within "
-                    f"{self.replica_wait_ms} ms (PALLYCON_REDIS_WAIT_REPLICAS)"
+                    f"{self.replica_wait_ms} ms (PALLYCON_REDIS_WAIT_REPLICAS; `pallycon-pack "
+                    "health --check redis` counts the replicas online)"
                 )
         if fsync:
             self._fsynced(fsynced)
 
-    def _same_server(self, info: object) -> None:
-        """The waits ran on the server the previous ones did (else: not confirmed)."""
+    def _same_server(self, expected: str, info: object) -> None:
+        """The waits ran on the server the change reached (else: not confirmed)."""
         if isinstance(info, redis.ResponseError):  # INFO not allowed: nothing to compare
             return
         if isinstance(info, Exception):
             raise info
         assert isinstance(info, dict)
-        previous, self.server = self.server, str(info.get("run_id", ""))
-        if previous and self.server != previous:
+        self.known = str(info.get("run_id", ""))
+        if expected and self.known != expected:
             raise redis.ConnectionError(
                 "Redis changed (a failover or a restart) while a change was being confirmed: "
                 "it may be lost"

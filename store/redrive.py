@@ -157,6 +157,7 @@ def retry(
     found = records.get_many(request_ids)
     planned = [plan_retry(found.get(r), r, now) for r in request_ids]
     changes = [p.change for p in planned if p.change is not None]
+    server = durability.server() if changes else ""
     applied = iter(records.apply(changes))
     done: list[Retry] = []
     for plan in planned:
@@ -164,5 +165,5 @@ def retry(
             plan = Retry(plan.request_id, None, "it changed meanwhile (retried already?)")
         done.append(plan)
     if any(plan.done for plan in done):
-        durability.wait()
+        durability.wait(server)
     return done

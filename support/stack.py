@@ -215,7 +215,8 @@ class Stack:
         return counts
 
     def wait_final(self, ids: list[str], timeout: float) -> dict[str, Any]:
-        """Final records, re-read until all are final; survives a Redis restart while waiting."""
+        """Final records, re-read until all are final; survives a Redis restart while waiting.
+        Past ``timeout``, an AssertionError counts them by state, and those with no record."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -227,8 +228,10 @@ class Stack:
                 return records
             time.sleep(0.25)
         counts: dict[str, int] = {}
-        for record in self.producer.records.get_many(ids).values():
+        found = self.producer.records.get_many(ids)
+        for record in found.values():
             counts[record.state.value] = counts.get(record.state.value, 0) + 1
+        counts["lost (no record)"] = len(ids) - len(found)
         raise AssertionError(f"not all final after {timeout} s: {counts}")
 
     def follow_final(self, ids: list[str], timeout: float) -> dict[str, Any]:

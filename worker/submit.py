@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import wait
 
-import redis
-
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
 from store.counters import Metric
+from store.durability import REDIS_AWAY
 from store.events import State
 from store.record import Record
 from worker import submit_rules as rules
@@ -111,14 +110,15 @@ def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
         return []
     now, policy = rt.clock(), rt.policy
     marks = [rules.submitting(record, now, policy) for record in records]
+    server = rt.shared.durability.server()
     applied = rt.shared.records.apply(marks)
     kept = [m for m, ok in zip(marks, applied, strict=True) if ok]
     marked = [m.record.moved(m.fields) for m in kept]
     if not marked:
         return []
     try:
-        rt.shared.durability.wait()  # never POST before "submitting" is on disk
-    except (redis.ConnectionError, redis.TimeoutError):
+        rt.shared.durability.wait(server)  # never POST before "submitting" is on disk
+    except REDIS_AWAY:
         # Nothing was sent: take the marks back, so that these requests are registered again
         # soon rather than looked up after the hard time limit.
         _take_back(rt, [(m.record, after) for m, after in zip(kept, marked, strict=True)])
@@ -146,7 +146,7 @@ def _take_back(
                 [rules.unmarked(before, after, now, rt.policy) for before, after in marks]
             )
             return
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_AWAY:
             if time.monotonic() + pause > deadline:
                 raise
             time.sleep(pause)

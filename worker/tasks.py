@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from celery import Celery, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from config import Settings
 from store.connect import describe
+from store.durability import REDIS_AWAY
 from store.keys import Keys
 from store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
 from worker.intake_stream import consume_intake
@@ -103,9 +103,6 @@ def create_app(settings: Settings) -> Celery:
 
 #: The tasks' request class: an ack on a channel a lost connection left behind is not fatal.
 REQUEST = "worker.consumer:Request"
-
-#: Redis is away (down, failing over, or this connection still on a demoted primary).
-REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError)
 
 
 @contextmanager

@@ -310,16 +310,18 @@ def test_the_waits_write_a_mark_that_expires_and_confirm_on_this_server(
     client: redis.Redis, keys: Keys
 ):
     durability = Durability(client, 2000, mark=keys.durability_mark)
-    durability.wait()
+    server = durability.server()
+    assert server == client.info("server")["run_id"]
+    durability.wait(server)
     assert 0 < client.pttl(keys.durability_mark) <= MARK_TTL_MS
-    assert durability.server == client.info("server")["run_id"]
+    assert durability.server() == server  # asked once: then the one the last wait reached
     assert durability.unavailable == ""  # the test server runs with AOF on
 
 
 def test_too_few_replicas_in_time_is_a_timeout_naming_the_setting(client: redis.Redis, keys: Keys):
     durability = Durability(client, 0, mark=keys.durability_mark, replicas=1, replica_wait_ms=50)
     with pytest.raises(redis.TimeoutError, match=r"0 of 1 Redis replicas .* within 50 ms"):
-        durability.wait()
+        durability.wait(durability.server())
 
 
 def test_no_aof_is_said_once_and_the_fsync_wait_skipped(
@@ -328,8 +330,8 @@ def test_no_aof_is_said_once_and_the_fsync_wait_skipped(
     client.config_set("appendonly", "no")
     try:
         durability = Durability(client, 2000, mark=keys.durability_mark)
-        durability.wait()
-        durability.wait()
+        durability.wait(durability.server())
+        durability.wait(durability.server())
     finally:
         client.config_set("appendonly", "yes")
     assert durability.unavailable  # the server's own words
@@ -339,17 +341,24 @@ def test_no_aof_is_said_once_and_the_fsync_wait_skipped(
 
 def test_a_restarted_server_does_not_confirm_a_change_made_before(tmp_path: Path):
     """The mark reaches whichever server the connection reaches now: after a restart (or a
-    failover) that is not the one the change was made on, and the wait says so."""
+    failover) that is not the one the change was made on, and the wait says so, even as the
+    first wait of a process (a one-shot `submit`), and for each caller sharing the object."""
     server = RedisServer(tmp_path / "redis").start()
     try:
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        durability = Durability(client, 2000)
-        durability.wait()
-        server.kill()
+        durability = Durability(client, 2000)  # a new process: no wait yet
+        first = durability.server()
+        client.set("change-1", "x")
+        second = durability.server()  # another thread's change, on the same server
+        client.set("change-2", "x")
+        server.kill()  # whether it kept them or not, the server now reached cannot say
         server.start()
         with pytest.raises(redis.ConnectionError, match="Redis changed"):
-            durability.wait()
-        durability.wait()  # from now on, this server is the one
+            durability.wait(first)
+        # The object now knows the new server; the other caller's change is still not confirmed.
+        with pytest.raises(redis.ConnectionError, match="Redis changed"):
+            durability.wait(second)
+        durability.wait(durability.server())  # from now on, this server is the one
         client.close()
     finally:
         server.stop()

@@ -21,14 +21,15 @@ import psutil
 import pytest
 
 from store.events import State
+from store.messages import SUBMIT_CHUNK
 from support.env import clean_env
 from support.processes import WorkerProcess, catches, pid1_unavailable
 from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
-#: Requests per submit task (``store.messages.SUBMIT_CHUNK``): three batches, two pool processes.
-BATCH = 50
+#: Requests per submit task: three batches, two pool processes.
+BATCH = SUBMIT_CHUNK
 BATCHES = 3
 PROCESSES = 2
 #: Seconds the emulator adds to every API call: a batch of 50 registrations, sent 4 at a time,
@@ -99,16 +100,20 @@ def test_figure_14_sigterm_during_a_batch(stack_factory, figure):
     stack.emulator.set_faults(latency=LATENCY)
     marker = f"sigterm-{time.monotonic_ns()}"
     ids = stack.producer.submit_many([stack.body(f"{marker}-{n}") for n in range(BATCH * BATCHES)])
+    batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
     deadline = time.monotonic() + 30
     while True:
-        before = _states(stack, ids)
-        if (
-            before[State.SUBMITTED] >= PROCESSES * REGISTERED_BEFORE_SIGNAL
-            and before[State.SUBMITTING]
-        ):
+        by_batch = [_states(stack, batch) for batch in batches]
+        started = [
+            n
+            for n, states in enumerate(by_batch)
+            if states[State.SUBMITTED] >= REGISTERED_BEFORE_SIGNAL and states[State.SUBMITTING]
+        ]
+        if len(started) == PROCESSES:  # each pool process half-way through a batch of its own
             break
-        assert time.monotonic() < deadline, f"the batches did not start: {dict(before)}"
+        assert time.monotonic() < deadline, f"the batches did not start: {by_batch}"
         time.sleep(0.05)
+    before = sum(by_batch, Counter[str]())
 
     beats = stack.producer.keys.heartbeats
     node_beats = sorted(f for f in stack.producer.redis.hkeys(beats) if f.startswith("pallycon-1@"))
