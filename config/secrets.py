@@ -103,8 +103,10 @@ def locate(
     directory = _lookup(environ, SECRETS_DIR_VARIABLE) or None
     if directory is not None:
         _check_directory(Path(directory))
+    secrets = secret_fields(kind)
+    _refuse_files_of_plain_settings(kind, name_of, environ, secrets)
     found: dict[str, SecretFile] = {}
-    for field in secret_fields(kind):
+    for field in secrets:
         variable = name_of(field)
         file_variable = variable + FILE_SUFFIX
         named = _lookup(environ, file_variable)
@@ -123,6 +125,24 @@ def locate(
             if path.exists() or path.is_symlink():
                 found[field] = SecretFile(field, SECRETS_DIR_VARIABLE, path, BY_SECRETS_DIR)
     return found
+
+
+def _refuse_files_of_plain_settings(
+    kind: type[BaseSettings],
+    name_of: Callable[[str], str],
+    environ: Mapping[str, str],
+    secrets: list[str],
+) -> None:
+    """A :class:`SecretFileError` for ``VAR_FILE`` set where ``VAR`` is not a secret (e.g.
+    ``PALLYCON_REGION_FILE``): it would be ignored, and the setting silently left unset."""
+    for field in kind.model_fields:
+        file_variable = name_of(field) + FILE_SUFFIX
+        if field not in secrets and _lookup(environ, file_variable) is not None:
+            readable = ", ".join(name_of(secret) for secret in secrets)
+            raise SecretFileError(
+                f"{file_variable}: only secrets are read from files ({readable}); "
+                f"set {name_of(field)} itself"
+            )
 
 
 def refuse_in_dotenv(

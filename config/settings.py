@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfig
 
 from config.secrets import (
     FILE_SUFFIX,
+    SECRETS_DIR_VARIABLE,
     SecretFile,
     SecretFileError,
     locate,
@@ -448,7 +449,12 @@ class Settings(BaseSettings):
             if getattr(self, name) is None
         ]
         if missing:
-            raise ConfigError(f"missing setting: {', '.join(missing)} (see .env.example)")
+            where = "see .env.example"
+            if any(name != env_name("site_id") for name in missing) and os.environ.get(
+                SECRETS_DIR_VARIABLE
+            ):
+                where += f"; in {SECRETS_DIR_VARIABLE}, a file named exactly like the variable"
+            raise ConfigError(f"missing setting: {', '.join(missing)} ({where})")
         assert self.site_id is not None
         assert self.access_key is not None
         assert self.site_key is not None

@@ -264,3 +264,30 @@ def test_children_get_the_file_not_the_secret(monkeypatch: pytest.MonkeyPatch, t
     assert child.site_key.get_secret_value() == SITE_KEY
     # A flag's value is handed on as a variable, as before.
     assert load_settings(site_key=OTHER_KEY).environment()["PALLYCON_SITE_KEY"] == OTHER_KEY
+
+
+def test_a_file_for_a_setting_that_is_no_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """PALLYCON_REGION_FILE would be ignored, the region left unset: said instead."""
+    monkeypatch.setenv("PALLYCON_REGION_FILE", str(_write(tmp_path / "region", "RG011")))
+    message = _error()
+    assert "PALLYCON_REGION_FILE: only secrets are read from files (" in message
+    assert "PALLYCON_SITE_KEY" in message
+    assert message.endswith("set PALLYCON_REGION itself")
+
+
+def test_a_secret_missing_from_the_secrets_directory_says_how_files_are_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    directory = tmp_path / "secrets"
+    _write(directory / "PALLYCON_SITE_KEY", SITE_KEY)
+    _write(directory / "access_key", "misnamed")  # not read: named unlike the variable
+    monkeypatch.setenv("PALLYCON_SECRETS_DIR", str(directory))
+    settings = load_settings(site_id="TUTO")
+    with pytest.raises(ConfigError) as caught:
+        settings.credentials()
+    assert str(caught.value) == (
+        "missing setting: PALLYCON_ACCESS_KEY (see .env.example; in PALLYCON_SECRETS_DIR, "
+        "a file named exactly like the variable)"
+    )
