@@ -302,6 +302,7 @@ def parse_response(
             result.error_message or entry.meaning,
             retryable=entry.retryable,
             server_time=server_time,
+            hint=entry.hint,
         )
     try:
         return model.model_validate(body)

@@ -28,6 +28,8 @@ class ApiCode:
     code: str
     meaning: str
     retryable: bool
+    #: The likely cause on our side, where the code points at one setting.
+    hint: str = ""
 
 
 #: API error codes. Retryable: a fresh signature or a later attempt can succeed (A1002 is a
@@ -38,9 +40,21 @@ API_CODES: dict[str, ApiCode] = {
         ApiCode(SUCCESS, "Succeeded", retryable=False),
         ApiCode(INVALID_PARAMETER, "Invalid input parameter", retryable=False),
         ApiCode(INVALID_TIMESTAMP, "Invalid timestamp format", retryable=True),
-        ApiCode(UNKNOWN_SITE, "Cannot find the site ID", retryable=False),
-        ApiCode(DECRYPT_FAILED, "Failed to decrypt with the site key", retryable=False),
-        ApiCode(HASH_MISMATCH, "Failed to verify the hash", retryable=False),
+        ApiCode(
+            UNKNOWN_SITE, "Cannot find the site ID", retryable=False, hint="is the site id right?"
+        ),
+        ApiCode(
+            DECRYPT_FAILED,
+            "Failed to decrypt with the site key",
+            retryable=False,
+            hint="is the site key this site's?",
+        ),
+        ApiCode(
+            HASH_MISMATCH,
+            "Failed to verify the hash",
+            retryable=False,
+            hint="is the access key this site's?",
+        ),
         ApiCode("A4002", "Failed to store watermark data", retryable=True),
         ApiCode("A4003", "Failed to create watermark data", retryable=True),
         ApiCode(API_DATA_PARSING_ERROR, "API data parsing error", retryable=False),

@@ -67,17 +67,24 @@ class ApiError(CallError):
     """The API answered with an error code other than ``0000``.
 
     :attr:`server_time` is the answer's ``Date`` header (epoch seconds) when it had one: with
-    ``A1002`` (timestamp refused) it tells how far this machine's clock is off.
+    ``A1002`` (timestamp refused) it tells how far this machine's clock is off. ``hint``, said
+    after the message, is the likely cause on our side (a wrong key: A1006, A1007).
     """
 
     def __init__(
-        self, code: str, message: str, *, retryable: bool, server_time: float | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        server_time: float | None = None,
+        hint: str = "",
     ) -> None:
         self.code = code
         self.message = message
         self.retryable = retryable
         self.server_time = server_time
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code}: {message}" + (f" ({hint})" if hint else ""))
 
 
 class HttpStatusError(CallError):

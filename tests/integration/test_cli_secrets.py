@@ -228,7 +228,9 @@ def test_emulator_serves_the_sites_in_a_sites_file_keeping_them_out_of_ps(tmp_pa
         refused = cli("storage", "list", env=site_env(wrong, PALLYCON_API_URL=server.url),
                       cwd=tmp_path)  # fmt: skip
         assert refused.returncode == 1  # the emulator really checks the file's keys
-        assert "A1007" in refused.stderr.decode()
+        assert "A1007: hash does not match (is the access key this site's?)" in (
+            refused.stderr.decode()
+        )
         assert server.control("health") == {"status": "ok"}
     finally:
         server.stop()

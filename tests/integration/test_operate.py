@@ -309,7 +309,8 @@ def test_stats_metrics_and_the_api_check_by_site(
     [line] = out.splitlines()
     assert (
         line
-        == f"api       FAIL  site {OTHER.site_id}: ApiError: A1003: Cannot find the site ID: BRND"
+        == f"api       FAIL  site {OTHER.site_id}: ApiError: A1003: Cannot find the site ID: BRND "
+        "(is the site id right?)"
     )
     assert OTHER.site_key.get_secret_value() not in out + err
     code, out, _ = _run(stack, "health", "--check", "api")

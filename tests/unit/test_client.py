@@ -212,6 +212,7 @@ def test_api_error_carries_code_and_message():
     ):
         client.list_jobs(LIST)
     assert (caught.value.code, caught.value.message) == ("A1003", "Cannot find the site ID")
+    assert str(caught.value) == "A1003: Cannot find the site ID (is the site id right?)"
 
 
 def test_rate_limit_carries_retry_after():
