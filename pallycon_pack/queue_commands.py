@@ -142,7 +142,8 @@ def _submit_one(
         click.echo(exc.request_ids[0])
         raise Failure(
             f"Redis did not confirm request {exc.request_ids[0]} ({exc.__cause__}); submit it "
-            f"again with --request-id {exc.request_ids[0]}, which is safe",
+            f"again with --request-id {exc.request_ids[0]}, which is safe (it may also go "
+            "through on its own)",
             EXIT_UNAVAILABLE,
         ) from None
 

@@ -57,7 +57,7 @@ class SubmitUnconfirmed(redis.TimeoutError):
         shown = ", ".join(request_ids[:10]) + (", ..." if len(request_ids) > 10 else "")
         super().__init__(
             f"{len(request_ids)} request(s) not confirmed ({cause}); submit them again with "
-            f"the same ids, which is safe: {shown}"
+            f"the same ids, which is safe (they may also go through on their own): {shown}"
         )
 
 
