@@ -152,21 +152,36 @@ AOF_OFF = (
 )
 
 
-def redis_verdict(aof: bool, replicas: int, wait_replicas: int, fsync_wait_ms: int) -> Check:
+def redis_verdict(
+    aof: bool, replicas: int, wait_replicas: int, fsync_wait_ms: int, primary: str = ""
+) -> Check:
     """A Redis that answered and took a write: AOF on (unless the fsync wait is off, as for a
     managed Redis that replicates instead), and at least the online replicas that
-    ``PALLYCON_REDIS_WAIT_REPLICAS`` waits for (without them no request is acknowledged)."""
+    ``PALLYCON_REDIS_WAIT_REPLICAS`` waits for (without them no request is acknowledged).
+    ``primary``: the server the sentinels named, when they are used."""
     if not aof and fsync_wait_ms:
         return Check("redis", False, AOF_OFF)
+    reached = f"{REACHABLE} ({primary})" if primary else REACHABLE
     persisted = "AOF on" if aof else "AOF off (PALLYCON_REDIS_FSYNC_WAIT_MS=0)"
     if replicas < wait_replicas:
         return Check(
             "redis",
             False,
-            f"{REACHABLE}, writable, {persisted}, but {replicas} replica(s) online and "
+            f"{reached}, writable, {persisted}, but {replicas} replica(s) online and "
             f"PALLYCON_REDIS_WAIT_REPLICAS={wait_replicas}: acknowledgements time out",
         )
-    return Check("redis", True, f"{REACHABLE}, writable, {persisted}, {replicas} replica(s)")
+    return Check("redis", True, f"{reached}, writable, {persisted}, {replicas} replica(s)")
+
+
+def _primary(client: redis.Redis) -> str:
+    """Which server the sentinels name as the primary ("" without sentinels)."""
+    from redis.sentinel import SentinelConnectionPool
+
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return ""
+    host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
+    return f"primary {host}:{port} of {pool.service_name}, by the sentinels"
 
 
 def online_replicas(replication: dict[str, Any]) -> int:
@@ -188,6 +203,7 @@ def _redis_check(client: redis.Redis, probe_key: str, settings: Settings) -> Che
         online_replicas(replication),
         settings.redis_wait_replicas,
         settings.redis_fsync_wait_ms,
+        _primary(client),
     )
 
 

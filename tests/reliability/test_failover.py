@@ -108,6 +108,8 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     health = cli("health", "--check", "redis,workers", env=env, cwd=stack.root)
     assert health.returncode == 0, health.stdout + health.stderr
     assert b"1 replica(s)" in health.stdout  # the other replica follows the new primary
+    assert promoted is not None
+    assert f"(primary {promoted[0]}:{promoted[1]} of ".encode() in health.stdout
     figure("13 sentinel failover", **counts, acknowledged_lost=acknowledged_lost,
            failover_s=round(failover_s, 2), receiver_ready_s=round(receiver_ready_s, 2),
            writes_back_s=round(writes_back_s, 2),
