@@ -9,6 +9,7 @@ servers' routes, the examples it must serve, and the .env that the README has us
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 import tomllib
@@ -115,14 +116,19 @@ def published(name: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
 # --- The compose file -----------------------------------------------------------------------
 
 
-def schema_errors(document: dict[str, Any]) -> list[str]:
-    """What the compose spec's schema (the copy check-jsonschema vendors: offline) finds wrong
-    in ``document``."""
+@functools.cache
+def compose_validator() -> Any:
+    """A validator of the compose spec's schema (the copy check-jsonschema vendors: offline)."""
     vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
     schema = json.loads(vendored.read_text(encoding="utf-8"))
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    errors = sorted(validator_class(schema).iter_errors(document), key=lambda e: list(e.path))
+    return validator_class(schema)
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    """What the compose spec's schema finds wrong in ``document``."""
+    errors = sorted(compose_validator().iter_errors(document), key=lambda e: list(e.path))
     return [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
 
 
