@@ -9,10 +9,12 @@ servers' routes, the examples it must serve, and the .env that the README has us
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 import tomllib
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,16 +116,26 @@ def published(name: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
 # --- The compose file -----------------------------------------------------------------------
 
 
-def test_compose_file_is_valid_against_the_compose_spec():
-    """docker-compose.yml validates against the compose spec's schema (vendored, offline)."""
+@functools.cache
+def compose_validator() -> Any:
+    """A validator of the compose spec's schema (the copy check-jsonschema vendors: offline)."""
     vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
     schema = json.loads(vendored.read_text(encoding="utf-8"))
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    errors = sorted(validator_class(schema).iter_errors(COMPOSE), key=lambda e: list(e.path))
-    assert not errors, "docker-compose.yml: " + "; ".join(
-        f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors
-    )
+    return validator_class(schema)
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    """What the compose spec's schema finds wrong in ``document``."""
+    errors = sorted(compose_validator().iter_errors(document), key=lambda e: list(e.path))
+    return [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
+
+
+def test_compose_file_is_valid_against_the_compose_spec():
+    """docker-compose.yml validates against the compose spec's schema (vendored, offline)."""
+    errors = schema_errors(COMPOSE)
+    assert not errors, "docker-compose.yml: " + "; ".join(errors)
 
 
 def test_one_image_built_once_runs_every_pallycon_pack_service():
@@ -387,3 +399,147 @@ def test_the_build_context_leaves_out_secrets_and_bulk_but_not_what_the_image_co
     for source in (word for line in sources for word in line.split()):
         assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is missing"
         assert not _ignored(source, patterns), f".dockerignore excludes {source}, copied"
+
+
+# --- The override files of examples/ ----------------------------------------------------------
+
+#: The override files docs/OPERATIONS.md and docs/CONFIGURATION.md give.
+OVERRIDES = sorted((ROOT / "examples").glob("compose-*.override.yml"))
+#: Lists compose merges (by target or as a set) rather than replaces, as far as these files
+#: use them; any other list (a command) is replaced whole.
+_MERGED_LISTS = {"volumes", "secrets", "ports"}
+
+
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """``override`` merged into ``base`` as `docker compose -f base -f override` does for the
+    keys these files use: mappings merged key by key, volumes and secrets added, the rest
+    (a command) replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = merge(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key in _MERGED_LISTS:
+        return base + [item for item in override if item not in base]
+    return override
+
+
+def load_override(path: Path) -> dict[str, Any]:
+    override: dict[str, Any] = yaml.safe_load(path.read_text())
+    return override
+
+
+def mount_targets(service: dict[str, Any]) -> dict[str, str]:
+    """Where each file the service mounts appears in the container -> its source on the host
+    (bind mounts, and compose secrets at /run/secrets/<name>)."""
+    targets = {}
+    for entry in service.get("volumes", []):
+        source, target, *_ = str(entry).split(":")
+        targets[target] = source
+    for name in service.get("secrets", []):
+        targets[f"/run/secrets/{name}"] = f"secret {name}"
+    return targets
+
+
+def test_the_override_files_are_found():
+    names = {path.name for path in OVERRIDES}
+    assert names == {"compose-sites.override.yml", "compose-secrets.override.yml"}
+    for doc in ("docs/OPERATIONS.md", "docs/CONFIGURATION.md"):
+        text = (ROOT / doc).read_text()
+        assert any(f"examples/{name}" in text for name in names), f"{doc} names none"
+
+
+@pytest.mark.parametrize("path", OVERRIDES, ids=lambda p: p.name)
+def test_each_override_merged_with_the_compose_file_is_valid_and_keeps_its_commands(path: Path):
+    """Merged with docker-compose.yml the file validates against the compose spec; it changes
+    only services that exist; a command it gives keeps the main file's (nothing dropped, such
+    as the worker's --concurrency) and parses; every variable is a setting."""
+    override = load_override(path)
+    merged = merge(COMPOSE, override)
+    errors = schema_errors(merged)
+    assert not errors, f"{path.name} over docker-compose.yml: " + "; ".join(errors)
+    for name, service in override["services"].items():
+        assert name in SERVICES, f"{path.name}: no service {name} in docker-compose.yml"
+        if "command" in service:
+            base = [str(word) for word in SERVICES[name]["command"]]
+            command = [str(word) for word in service["command"]]
+            assert command[: len(base)] == base, f"{path.name}: {name}'s command drops {base}"
+            parse(command, f"{path.name}, service {name}")
+        for variable in environment(service):
+            assert variable in SETTINGS, f"{path.name}: {name}: {variable} is not a setting"
+        assert "healthcheck" not in service, f"{path.name}: {name}: keep the main health check"
+
+
+@pytest.mark.parametrize("path", OVERRIDES, ids=lambda p: p.name)
+def test_each_file_an_override_names_is_mounted_from_an_ignored_secrets_directory(path: Path):
+    """Every path a setting or an option of the override names in a container is mounted
+    there, from secrets/ (ignored by git and by the Docker build context) or as a compose
+    secret whose file is there."""
+    override = load_override(path)
+    merged = merge(COMPOSE, override)
+    gitignore = (ROOT / ".gitignore").read_text().splitlines()
+    dockerignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    named = 0
+    for name in override["services"]:
+        service = merged["services"][name]
+        mounted = mount_targets(service)
+        paths = [v for k, v in environment(service).items() if k.endswith("_FILE")]
+        paths += [v for k, v in environment(service).items() if k == "PALLYCON_SITES"]
+        command = [str(word) for word in service["command"]]
+        if "--sites-file" in command:
+            paths.append(command[command.index("--sites-file") + 1])
+        for wanted in paths:
+            named += 1
+            assert wanted in mounted, f"{path.name}: {name}: {wanted} is not mounted"
+        for source in mount_targets(override["services"][name]).values():  # those it adds
+            if source.startswith("secret "):
+                source = merged["secrets"][source.removeprefix("secret ")]["file"]
+            assert source.startswith("./secrets/"), f"{path.name}: {name} mounts {source}"
+            assert _ignored(source.removeprefix("./"), dockerignore), f"{source} is in the context"
+            assert "secrets/" in gitignore, "secrets/ is not in .gitignore"
+    assert named >= 3
+
+
+def test_the_sites_override_gives_both_readers_the_sites_and_the_emulator_their_callbacks():
+    """PALLYCON_SITES reaches the worker and the receiver (not .env, which every container
+    reads), the same file in both; the emulator POSTs each site's callbacks to the receiver's
+    per-site path on its port."""
+    [path] = [p for p in OVERRIDES if p.name == "compose-sites.override.yml"]
+    merged = merge(COMPOSE, load_override(path))
+    services = merged["services"]
+    sites = {name: environment(services[name]).get("PALLYCON_SITES") for name in services}
+    assert sites["worker"]
+    assert sites["worker"] == sites["callbacks"]
+    assert not sites["redis"]
+    assert not sites["emulator"]
+    assert mount_targets(services["worker"]) == mount_targets(services["callbacks"])
+    port = parse(services["callbacks"]["command"], "service callbacks")["port"]
+    urls = environment(services["emulator"])["PALLYCON_EMULATOR_CALLBACK_URLS"].split()
+    assert urls
+    for entry in urls:
+        site, url = entry.split("=", 1)
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == ("callbacks", port), entry
+        assert re.fullmatch(rf"/callback/{site}/[^/]{{16,}}", parts.path), entry
+    env = read_env_file((ROOT / ".env.example").read_text(), uncomment=True)
+    assert "PALLYCON_SITES" in env  # premise: .env.example shows it, for commands run here
+
+
+def test_the_secrets_override_gives_each_service_the_secrets_it_needs_as_files():
+    """The worker gets the site's keys, the receiver its callback token, each as a file and
+    never as a variable; no other service is touched."""
+    [path] = [p for p in OVERRIDES if p.name == "compose-secrets.override.yml"]
+    override = load_override(path)
+    wanted = {
+        "worker": {"PALLYCON_SITE_KEY_FILE", "PALLYCON_ACCESS_KEY_FILE"},
+        "callbacks": {"PALLYCON_CALLBACK_TOKEN_FILE"},
+    }
+    assert set(override["services"]) == set(wanted)
+    for name, variables in wanted.items():
+        env = environment(override["services"][name])
+        assert set(env) == variables, name
+        assert not {v.removesuffix("_FILE") for v in variables} & set(env)

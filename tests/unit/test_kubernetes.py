@@ -15,10 +15,11 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from pydantic import SecretStr
 
 from config import Settings
-from config.settings import ENV_PREFIX, env_name
+from config.secrets import secret_fields
+from config.settings import ENV_PREFIX, SITES_VARIABLE, env_name, parse_sentinels
+from config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
 from pallycon_pack.exporter import api_metrics, counter_metrics, fleet_metrics
 from pallycon_pack.metrics_command import DEFAULT_PORT
 from pallycon_pack.ops_commands import parse_checks
@@ -39,6 +40,18 @@ CUSTOM = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
 NOT_KUSTOMIZED = {"secret.yaml", "scaledobject.yaml", "servicemonitor.yaml"}
 #: Secrets as files (config/): a directory holding one file per secret, named like its variable.
 SECRETS_DIR_VAR = f"{ENV_PREFIX}SECRETS_DIR"
+#: The secret settings, by variable (config/secrets.py: every SecretStr field).
+SECRET_SETTINGS = {env_name(name) for name in secret_fields(Settings)}
+#: The Redis passwords: every container mounts them when the Secret holds them (optional).
+REDIS_SECRETS = {env_name(name) for name in secret_fields(Settings) if name.startswith("redis_")}
+#: The other secrets each component needs: the pod does not start without them.
+NEEDS = {
+    "worker": {"PALLYCON_SITE_KEY", "PALLYCON_ACCESS_KEY"},
+    "callbacks": {"PALLYCON_CALLBACK_TOKEN"},
+    "metrics": set(),
+}
+#: The several-sites Component (docs/OPERATIONS.md, "Several sites").
+SITES = KUBE / "sites"
 IMAGE = "pallycon-pack"
 PROGRAM = "pallycon-pack"
 
@@ -160,7 +173,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "additionalProperties": False,
                             "required": ["parameter", "name", "key"],
                             "properties": {
-                                "parameter": {"type": "string"},
+                                # The parameters KEDA's redis scalers take from a Secret.
+                                "parameter": {
+                                    "enum": [
+                                        "username",
+                                        "password",
+                                        "sentinelUsername",
+                                        "sentinelPassword",
+                                        "tls",
+                                        "ca",
+                                        "cert",
+                                        "key",
+                                        "keyPassword",
+                                    ]
+                                },
                                 "name": {"type": "string"},
                                 "key": {"type": "string"},
                             },
@@ -204,7 +230,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "additionalProperties": False,
                             "required": ["type", "metadata"],
                             "properties": {
-                                "type": {"enum": ["redis", "prometheus"]},
+                                "type": {"enum": ["redis", "redis-sentinel", "prometheus"]},
                                 "metadata": _STRING_MAP,
                                 "authenticationRef": {
                                     "type": "object",
@@ -220,6 +246,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                         "properties": {
                                             "metadata": {
                                                 "required": ["address", "listName", "listLength"]
+                                            }
+                                        }
+                                    },
+                                },
+                                {
+                                    "if": {"properties": {"type": {"const": "redis-sentinel"}}},
+                                    "then": {
+                                        "properties": {
+                                            "metadata": {
+                                                "required": [
+                                                    "addresses",
+                                                    "sentinelMaster",
+                                                    "listName",
+                                                    "listLength",
+                                                ]
                                             }
                                         }
                                     },
@@ -323,33 +364,46 @@ def test_every_variable_is_a_real_setting_and_the_config_map_values_are_valid():
     Settings.model_validate(values)  # raises on a bad value (the environment not read)
 
 
-def secret_settings() -> set[str]:
-    return {
-        env_name(name)
-        for name, field in Settings.model_fields.items()
-        if SecretStr in getattr(field.annotation, "__args__", (field.annotation,))
-    }
+def mounted_at(deployment: dict[str, Any], c: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume ``c`` mounts (read-only) at ``path``."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == path]
+    assert mount["readOnly"] is True, (c["name"], path)
+    volume: dict[str, Any] = volumes[mount["name"]]
+    return volume
 
 
 def test_secrets_are_mounted_files_never_environment_variables():
     [secret] = of_kind("Secret")
     keys = set(secret["stringData"])
-    assert keys <= secret_settings()
+    assert keys <= SECRET_SETTINGS
     assert {"PALLYCON_SITE_KEY", "PALLYCON_ACCESS_KEY", "PALLYCON_CALLBACK_TOKEN"} < keys
-    assert not set(config_map()) & secret_settings()
+    assert "PALLYCON_REDIS_SENTINEL_PASSWORD" in REDIS_SECRETS  # premise: found by its field
+    assert not set(config_map()) & SECRET_SETTINGS
+    seen = set()
     for deployment, c in containers():
+        component = deployment["spec"]["template"]["metadata"]["labels"][
+            "app.kubernetes.io/component"
+        ]
+        seen.add(component)
         assert "envFrom" not in c or all("secretRef" not in e for e in c["envFrom"])
         envs = {env["name"]: env for env in c.get("env", [])}
         assert all("valueFrom" not in env for env in envs.values()), c["name"]
-        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-        [mount] = [m for m in c["volumeMounts"] if "secret" in volumes[m["name"]]]
-        assert mount["readOnly"] is True
-        assert envs[SECRETS_DIR_VAR]["value"] == mount["mountPath"]
-        source = volumes[mount["name"]]["secret"]
-        assert source["secretName"] == secret["metadata"]["name"]
-        for item in source["items"]:
-            assert item["key"] in keys
-            assert item["path"] == item["key"]  # the file is named like its variable
+        volume = mounted_at(deployment, c, envs[SECRETS_DIR_VAR]["value"])
+        required: set[str] = set()
+        optional: set[str] = set()
+        for source in volume["projected"]["sources"]:
+            assert source["secret"]["name"] == secret["metadata"]["name"]
+            for item in source["secret"]["items"]:
+                assert item["key"] in SECRET_SETTINGS, item["key"]
+                assert item["path"] == item["key"]  # the file is named like its variable
+                (optional if source["secret"].get("optional") else required).add(item["key"])
+        # Only what it needs; what it cannot start without must be in the Secret; the Redis
+        # passwords (all of them, the sentinels' too) whenever the Secret has them.
+        assert required == NEEDS[component], component
+        assert required <= keys
+        assert optional == REDIS_SECRETS, component
+    assert seen == set(NEEDS)
 
 
 def test_every_command_is_a_real_subcommand_whose_options_parse():
@@ -468,33 +522,237 @@ def test_worker_probes_are_per_pod_and_outlast_a_redis_outage_of_a_minute():
     assert (liveness["failureThreshold"] - 1) * liveness["periodSeconds"] >= 90
     startup = worker["startupProbe"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 60
-    [budget] = of_kind("PodDisruptionBudget")
-    pods = named("Deployment", "pallycon-pack-worker")["spec"]["template"]["metadata"]["labels"]
-    assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+
+
+def check_redis_triggers(
+    triggers: list[dict[str, Any]], auth: dict[str, Any], settings: dict[str, str]
+) -> None:
+    """KEDA's redis triggers read the project's queues in the Redis that ``settings`` (the
+    ConfigMap's variables) name, logging in as its processes do: the same user, TLS for
+    rediss://, the sentinels and primary name with Sentinel."""
+    keys = Keys(settings.get("PALLYCON_KEY_PREFIX", "pp"))
+    url = urlsplit(settings["PALLYCON_REDIS_URL"])
+    sentinels = settings.get("PALLYCON_REDIS_SENTINELS", "")
+    assert {t["metadata"]["listName"] for t in triggers} == {keys.submit_queue, keys.poll_queue}
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+        assert int(meta["listLength"]) > 0
+        assert meta["databaseIndex"] == (url.path.strip("/") or "0")
+        # Without it KEDA logs in as the default user: WRONGPASS for an ACL user's password.
+        assert meta.get("username") == url.username, "the triggers' username is not the URL's"
+        assert (meta.get("enableTLS") == "true") == (url.scheme == "rediss"), url.scheme
+        if sentinels:
+            assert trigger["type"] == "redis-sentinel"
+            addresses = ",".join(f"{h}:{p}" for h, p in parse_sentinels(meta["addresses"]))
+            assert parse_sentinels(addresses) == parse_sentinels(sentinels)
+            master = settings.get(
+                "PALLYCON_REDIS_MASTER_NAME", Settings.model_fields["redis_master_name"].default
+            )
+            assert meta["sentinelMaster"] == master
+        else:
+            assert trigger["type"] == "redis"
+            assert meta["address"] == f"{url.hostname}:{url.port or 6379}"
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    [secret] = of_kind("Secret")
+    assert refs["password"]["key"] == "PALLYCON_REDIS_PASSWORD" in secret["stringData"]
+    if "sentinelPassword" in refs:
+        assert refs["sentinelPassword"]["key"] == "PALLYCON_REDIS_SENTINEL_PASSWORD"
+    for ref in refs.values():
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in SECRET_SETTINGS
 
 
 def test_keda_watches_the_real_queues_of_the_configured_redis():
-    keys = Keys(config_map().get("PALLYCON_KEY_PREFIX", "pp"))
-    url = urlsplit(config_map()["PALLYCON_REDIS_URL"])
     [scaled] = of_kind("ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "pallycon-pack-worker"
-    redis_triggers = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
-    assert {t["metadata"]["listName"] for t in redis_triggers} == {
-        keys.submit_queue,
-        keys.poll_queue,
-    }
+    redis_triggers = [t for t in scaled["spec"]["triggers"] if t["type"].startswith("redis")]
     [auth] = of_kind("TriggerAuthentication")
-    [secret] = of_kind("Secret")
-    [ref] = auth["spec"]["secretTargetRef"]
-    assert (ref["parameter"], ref["name"]) == ("password", secret["metadata"]["name"])
-    assert ref["key"] == "PALLYCON_REDIS_PASSWORD" in secret["stringData"]
-    for trigger in redis_triggers:
-        assert trigger["metadata"]["address"] == f"{url.hostname}:{url.port or 6379}"
-        assert trigger["metadata"]["databaseIndex"] == (url.path.strip("/") or "0")
-        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-        assert int(trigger["metadata"]["listLength"]) > 0
+    assert urlsplit(config_map()["PALLYCON_REDIS_URL"]).username  # premise: an ACL user
+    check_redis_triggers(redis_triggers, auth, config_map())
     workers = named("Deployment", "pallycon-pack-worker")
-    assert 1 <= scaled["spec"]["minReplicaCount"] <= workers["spec"]["replicas"]
+    minimum = scaled["spec"]["minReplicaCount"]
+    assert 1 <= minimum <= workers["spec"].get("replicas", minimum)
+
+
+def test_keda_is_refused_a_trigger_without_the_urls_user_or_tls():
+    [scaled] = of_kind("ScaledObject")
+    [auth] = of_kind("TriggerAuthentication")
+    triggers = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+    anonymous = copy.deepcopy(triggers)
+    for trigger in anonymous:
+        del trigger["metadata"]["username"]
+    with pytest.raises(AssertionError, match="username"):
+        check_redis_triggers(anonymous, auth, config_map())
+    tls = config_map() | {
+        "PALLYCON_REDIS_URL": config_map()["PALLYCON_REDIS_URL"].replace("redis://", "rediss://")
+    }
+    with pytest.raises(AssertionError, match="rediss"):
+        check_redis_triggers(triggers, auth, tls)
+
+
+def sentinel_variant() -> dict[str, Any]:
+    """The commented Sentinel variant at the end of scaledobject.yaml, parsed."""
+    text = (KUBE / "scaledobject.yaml").read_text().split("# sentinel-variant:\n", 1)[1]
+    lines = [line.removeprefix("#  ") for line in text.splitlines()]
+    variant: dict[str, Any] = yaml.safe_load("\n".join(lines))
+    return variant
+
+
+def test_the_sentinel_variant_of_keda_matches_a_sentinel_configuration():
+    variant = sentinel_variant()
+    [scaled] = of_kind("ScaledObject")
+    [auth] = of_kind("TriggerAuthentication")
+    with_variant = copy.deepcopy(scaled)
+    with_variant["spec"]["triggers"] = [
+        *variant["triggers"],
+        *(t for t in scaled["spec"]["triggers"] if not t["type"].startswith("redis")),
+    ]
+    jsonschema.validate(with_variant, SCHEMAS["ScaledObject"])
+    sentinel_auth = copy.deepcopy(auth)
+    sentinel_auth["spec"]["secretTargetRef"] = variant["secretTargetRef"]
+    jsonschema.validate(sentinel_auth, SCHEMAS["TriggerAuthentication"])
+    addresses = variant["triggers"][0]["metadata"]["addresses"]
+    settings = config_map() | {"PALLYCON_REDIS_SENTINELS": addresses}
+    Settings.model_validate(
+        {name.removeprefix(ENV_PREFIX).lower(): v for name, v in settings.items()}
+    )
+    check_redis_triggers(variant["triggers"], sentinel_auth, settings)
+    assert {ref["parameter"] for ref in variant["secretTargetRef"]} >= {"sentinelPassword"}
+    # The plain redis triggers do not pass for a Sentinel configuration.
+    with pytest.raises(AssertionError):
+        check_redis_triggers(
+            [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"], auth, settings
+        )
+
+
+def test_workers_and_callback_receivers_have_a_disruption_budget_each():
+    budgets = of_kind("PodDisruptionBudget")
+    for name in ("pallycon-pack-worker", "pallycon-pack-callbacks"):
+        deployment = named("Deployment", name)
+        pods = deployment["spec"]["template"]["metadata"]["labels"]
+        [budget] = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= pods.items()
+        ]
+        assert budget["spec"]["maxUnavailable"] < deployment["spec"].get("replicas", 2), name
+    others = [d for d in of_kind("Deployment") if d["metadata"]["name"].endswith("metrics")]
+    for deployment in others:  # a budget selects its component's pods alone
+        pods = deployment["spec"]["template"]["metadata"]["labels"]
+        assert not [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= pods.items()
+        ]
+
+
+def mounted_at_rw(deployment: dict[str, Any], c: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume ``c`` mounts writable at ``path``."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == path]
+    assert not mount.get("readOnly"), (c["name"], path)
+    volume: dict[str, Any] = volumes[mount["name"]]
+    return volume
+
+
+def test_every_pod_has_a_writable_tmp_and_a_read_only_root():
+    for deployment, c in containers():
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, c["name"]
+        assert "emptyDir" in mounted_at_rw(deployment, c, "/tmp"), c["name"]  # noqa: S108
+
+
+# --- Several sites: the kustomize Component ---------------------------------------------------
+
+
+def json_patch(doc: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` with the RFC 6902 ``add`` operations applied (what the Component's patches use;
+    any other operation is refused here, so that the test keeps up with the patches)."""
+    patched = copy.deepcopy(doc)
+    for operation in operations:
+        assert operation["op"] == "add", operation
+        *parents, last = operation["path"].lstrip("/").split("/")
+        node: Any = patched
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node.insert(len(node) if last == "-" else int(last), operation["value"])
+        else:
+            node[last] = operation["value"]
+    return patched
+
+
+def with_sites() -> dict[str, dict[str, Any]]:
+    """The Deployments the Component patches, by name, patched."""
+    component = yaml.safe_load((SITES / "kustomization.yaml").read_text())
+    assert component["apiVersion"] == "kustomize.config.k8s.io/v1alpha1"
+    assert component["kind"] == "Component"
+    patched = {}
+    for patch in component["patches"]:
+        target = patch["target"]
+        assert target["kind"] == "Deployment"
+        operations = yaml.safe_load((SITES / patch["path"]).read_text())
+        patched[target["name"]] = json_patch(named("Deployment", target["name"]), operations)
+    assert set(patched) == {"pallycon-pack-worker", "pallycon-pack-callbacks"}
+    return patched
+
+
+def site_files(deployment: dict[str, Any]) -> tuple[str, dict[str, set[str]]]:
+    """The directory PALLYCON_SITES names in the container, and the files mounted there:
+    site id -> field names (optional ones included)."""
+    [c] = deployment["spec"]["template"]["spec"]["containers"]
+    envs = {env["name"]: env["value"] for env in c["env"]}
+    path = envs[SITES_VARIABLE]
+    volume = mounted_at(deployment, c, path)
+    files: dict[str, set[str]] = {}
+    for source in volume["projected"]["sources"]:
+        assert source["secret"]["name"].startswith("pallycon-site-")
+        for item in source["secret"]["items"]:
+            site, field = item["path"].split("/")
+            assert item["key"] == field  # each Secret's keys are the fields' names
+            assert source["secret"]["name"] == f"pallycon-site-{site.lower()}"
+            files.setdefault(site, set()).add(field)
+    return path, files
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_sites_component_gives_valid_deployments(version: str):
+    for name, deployment in with_sites().items():
+        try:
+            kubernetes_validate.validate(deployment, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"sites/: Deployment {name}: {exc.message}")
+
+
+def test_the_sites_component_mounts_what_config_sites_reads_and_no_more(tmp_path):
+    patched = with_sites()
+    worker_path, worker = site_files(patched["pallycon-pack-worker"])
+    receiver_path, receiver = site_files(patched["pallycon-pack-callbacks"])
+    assert worker_path == receiver_path
+    assert SITES_VARIABLE not in config_map()  # set in those containers, not for every one
+    assert set(receiver) <= set(worker)
+    for site, fields in worker.items():
+        assert set(REQUIRED) <= fields <= set(FIELDS) - {"callback_token"}, site
+    for fields in receiver.values():
+        assert fields == {"callback_token"}  # the receiver holds no site key
+
+    # The layout as the kubelet writes it, read by the code that will read it.
+    values = {
+        "access_key": "access-key-0123456789",
+        "site_key": "0123456789abcdef0123456789abcdef",
+        "region": "RG011",
+        "api_rate": "5",
+        "api_burst": "5",
+        "callback_token": "callback-token-0123456789",
+    }
+    for role, files in (("worker", worker), ("callbacks", receiver)):
+        for site, fields in files.items():
+            (tmp_path / role / site).mkdir(parents=True)
+            for field in fields:
+                (tmp_path / role / site / field).write_text(values[field] + "\n")
+    defaults = Settings.model_construct()  # the defaults, no environment read
+    sites = read_sites(tmp_path / "worker", defaults)
+    assert set(sites) == set(worker)
+    assert all(site.api_rate == 5 for site in sites.values())
+    receiving = Settings.model_construct(sites_path=tmp_path / "callbacks")
+    assert receiving.site_id is None
+    assert set(load_callback_tokens(receiving)) == set(receiver)
 
 
 def exposed_families() -> dict[str, set[tuple[tuple[str, str], ...]]]:
