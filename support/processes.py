@@ -7,6 +7,9 @@ the demo.
 ``celery -A worker worker``) and can kill it the ways machines die, or stop it as a container
 engine does: SIGTERM to its main process, which can run as PID 1 of its own PID namespace
 (:func:`pid1_unavailable` says whether this machine allows it).
+
+Each runs this checkout's ``pallycon-pack`` (:data:`PALLYCON_PACK`) unless given another
+``program``: e.g. the script of an environment built as the Dockerfile builds the image's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +40,22 @@ _LISTENING = re.compile(r"listening on (http://[\w.:-]+)")
 #: namespace down should it die.
 PID1 = ("unshare", "--pid", "--fork", "--kill-child")
 
+#: How the helpers run ``pallycon-pack`` unless given another ``program``: this checkout's, by
+#: the running interpreter. Another environment's is its own script, ``<venv>/bin/pallycon-pack``.
+PALLYCON_PACK: tuple[str, ...] = (sys.executable, "-m", "pallycon_pack")
+
 
 def cli(
-    *args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None, timeout: float = 60
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdin: bytes | None = None,
+    timeout: float = 60,
+    program: Sequence[str] = PALLYCON_PACK,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``pallycon-pack ARGS`` as a user would, in its own process."""
-    return subprocess.run(  # noqa: S603 - our own CLI, by the running interpreter
-        [sys.executable, "-m", "pallycon_pack", *args],
+    """Run ``pallycon-pack ARGS`` (``program``) as a user would, in its own process."""
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [*program, *args],
         input=stdin,
         capture_output=True,
         env=env,
@@ -59,10 +72,13 @@ class ServerProcess:
     drain: threading.Thread | None = None
 
     @classmethod
-    def start(cls, *args: str, env: dict[str, str], cwd: Path) -> ServerProcess:
-        """``pallycon-pack ARGS`` (a server that prints 'listening on URL'); waits for that line."""
-        process = subprocess.Popen(  # noqa: S603 - our own CLI, by the running interpreter
-            [sys.executable, "-m", "pallycon_pack", *args],
+    def start(
+        cls, *args: str, env: dict[str, str], cwd: Path, program: Sequence[str] = PALLYCON_PACK
+    ) -> ServerProcess:
+        """``pallycon-pack ARGS`` (``program``; a server that prints 'listening on URL'); waits
+        for that line."""
+        process = subprocess.Popen(  # noqa: S603 - our own CLI
+            [*program, *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
         )  # fmt: skip
         assert process.stdout is not None
@@ -105,14 +121,18 @@ class ServerProcess:
 EmulatorProcess = ServerProcess
 
 
-def start_emulator(*args: str, env: dict[str, str], cwd: Path) -> EmulatorProcess:
+def start_emulator(
+    *args: str, env: dict[str, str], cwd: Path, program: Sequence[str] = PALLYCON_PACK
+) -> EmulatorProcess:
     """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
-    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd)
+    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd, program=program)
 
 
-def start_server(*args: str, env: dict[str, str], cwd: Path) -> ServerProcess:
-    """``pallycon-pack ARGS`` (a server that prints 'listening on URL')."""
-    return ServerProcess.start(*args, env=env, cwd=cwd)
+def start_server(
+    *args: str, env: dict[str, str], cwd: Path, program: Sequence[str] = PALLYCON_PACK
+) -> ServerProcess:
+    """``pallycon-pack ARGS`` (``program``; a server that prints 'listening on URL')."""
+    return ServerProcess.start(*args, env=env, cwd=cwd, program=program)
 
 
 def _drain(process: subprocess.Popen[str]) -> None:
@@ -135,13 +155,22 @@ class WorkerProcess:
     as_pid1: bool = False
 
     @classmethod
-    def command(cls, *, concurrency: int, celery_cli: bool = False, name: str = "w") -> list[str]:
+    def command(
+        cls,
+        *,
+        concurrency: int,
+        celery_cli: bool = False,
+        name: str = "w",
+        program: Sequence[str] = PALLYCON_PACK,
+    ) -> list[str]:
+        """``pallycon-pack worker`` (``program``), or with ``celery_cli`` Celery's own command
+        by the running interpreter."""
         if celery_cli:
             hostname = f"--hostname={name}-{os.getpid()}@%h"
             concurrent = f"--concurrency={concurrency}"
             return [sys.executable, "-m", "celery", "-A", "worker", "worker", concurrent,
                     "--loglevel=INFO", hostname]  # fmt: skip
-        return [sys.executable, "-m", "pallycon_pack", "worker", "--concurrency", str(concurrency)]
+        return [*program, "worker", "--concurrency", str(concurrency)]
 
     def start(self) -> WorkerProcess:
         args = [*PID1, *self.args] if self.as_pid1 else self.args
