@@ -168,7 +168,12 @@ def _require_support() -> None:
                 missing.append(top)
     if missing:
         checkout = (Path(__file__).resolve().parent.parent / "uv.lock").is_file()
-        fix = "run uv sync in the checkout" if checkout else "pip install 'pallycon-pack[demo]'"
+        fix = (
+            "run uv sync in the checkout"
+            if checkout
+            else "pip install 'pallycon-pack[demo]' (the Docker image leaves it out: run the "
+            "demo from a checkout)"
+        )
         raise Failure(
             f"the demo needs its extra dependencies (missing: {', '.join(missing)}): {fix}",
             EXIT_INVALID,

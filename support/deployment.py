@@ -6,6 +6,7 @@ exist. No Docker engine or cluster runs the tests, so these files are parsed and
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,38 @@ def dashboard_metrics() -> set[str]:
 
 def rule_metrics() -> set[str]:
     return set().union(*(promql_metrics(rule["expr"]) for rule in rules()))
+
+
+#: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, as compose reads them.
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """``value`` with compose's ``${...}`` replaced as ``env`` (a .env file) sets them."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        found = env.get(name)
+        if operator in ("-", ":-"):
+            unset = found is None or (operator == ":-" and found == "")
+            return argument if unset else str(found)
+        if operator in ("?", ":?"):
+            assert found, f"docker-compose.yml requires {name}: {argument}"
+        return found or ""
+
+    return INTERPOLATION.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def read_env_file(text: str, *, uncomment: bool) -> dict[str, str]:
+    """The variables of a .env file; with ``uncomment``, its commented ``# NAME=value`` lines
+    too (a user's .env that turned every example on)."""
+    env: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if uncomment and re.match(r"^#\s*[A-Z][A-Z0-9_]*=", line):
+            line = line.lstrip("#").strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        env[name.strip()] = re.split(r"\s+#", value, maxsplit=1)[0].strip()
+    return env

@@ -4,6 +4,7 @@ contracts are in pyproject.toml, run by .ci/run.)"""
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -139,3 +140,22 @@ def test_each_command_summary_is_the_commands_own(name: str):
     stand_in = click.Command(name, help=COMMANDS[name][1])
     for limit in (20, 45, 62, 80, 200):
         assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in ``support`` (or a conftest's fixtures), never in a test module:
+    importing one runs its module-level code and couples the files."""
+    importers = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(name == "tests" or name.startswith("tests.") for name in names):
+                importers.append(str(path.relative_to(ROOT)))
+    assert importers == []

@@ -40,10 +40,10 @@ import httpx
 import pytest
 import yaml
 
+from support.deployment import interpolate, read_env_file
 from support.env import installed_env
 from support.processes import ServerProcess, WorkerProcess, cli
 from support.redis_server import RedisServer, free_port
-from tests.unit.test_compose import interpolate, read_env_file
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +70,6 @@ SERVERS = sorted(
     for name, service in SERVICES.items()
     if str(service.get("image", "")).startswith("pallycon") and service.get("ports")
 )
-#: Well under a minute on a warm cache: CI builds it on every run.
-BUILD_BUDGET = 60.0
 #: The AWS secret the user types at `storage register`'s prompt.
 AWS_SECRET = "example-secret"
 
@@ -291,13 +289,10 @@ def _output(result: subprocess.CompletedProcess[bytes]) -> str:
 # --- The tests --------------------------------------------------------------------------------
 
 
-def test_the_environment_is_built_fast_and_is_the_images_alone(
-    image: Image, tmp_path: Path, figure
-):
+def test_the_environment_is_the_images_alone(image: Image, tmp_path: Path, figure):
     """Its pallycon-pack is its own installed copy (not this checkout's code), without the dev
-    tools; built in well under a minute."""
+    tools. (How long the build took is a figure, not a limit: a few seconds on uv's cache.)"""
     figure("image environment build", seconds=round(image.build_seconds, 1))
-    assert image.build_seconds < BUILD_BUDGET, f"built in {image.build_seconds:.0f} s"
     python = str(image.venv / "bin" / "python")
     probe = (
         "import importlib.util as u, pallycon_pack as p; print(p.__file__, u.find_spec('pytest'))"

@@ -26,7 +26,16 @@ import yaml
 from config import ENV_PREFIX, Settings
 from config.settings import HARD_TIME_LIMIT_SHARE
 from pallycon_pack.ops_commands import parse_checks
-from support.deployment import EMULATOR_SETTINGS, MAIN_SETTINGS, ROOT, SETTINGS, parse
+from support.deployment import (
+    EMULATOR_SETTINGS,
+    INTERPOLATION,
+    MAIN_SETTINGS,
+    ROOT,
+    SETTINGS,
+    interpolate,
+    parse,
+    read_env_file,
+)
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -41,8 +50,6 @@ READS = {
     "callbacks": MAIN_SETTINGS,
     "emulator": MAIN_SETTINGS | EMULATOR_SETTINGS,
 }
-#: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, as compose reads them.
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The paths the build context must never hold: secrets, the local environment, bulky output.
 NEVER_IN_CONTEXT = [
@@ -57,37 +64,6 @@ NEVER_IN_CONTEXT = [
     ".pytest_cache",
     ".hypothesis",
 ]
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    """``value`` with compose's ``${...}`` replaced as ``env`` (a .env file) sets them."""
-
-    def one(match: re.Match[str]) -> str:
-        name, operator, argument = match.group(1), match.group(2), match.group(3)
-        found = env.get(name)
-        if operator in ("-", ":-"):
-            unset = found is None or (operator == ":-" and found == "")
-            return argument if unset else str(found)
-        if operator in ("?", ":?"):
-            assert found, f"docker-compose.yml requires {name}: {argument}"
-        return found or ""
-
-    return _INTERPOLATION.sub(one, value.replace("$$", "\0")).replace("\0", "$")
-
-
-def read_env_file(text: str, *, uncomment: bool) -> dict[str, str]:
-    """The variables of a .env file; with ``uncomment``, its commented ``# NAME=value`` lines
-    too (a user's .env that turned every example on)."""
-    env: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if uncomment and re.match(r"^#\s*[A-Z][A-Z0-9_]*=", line):
-            line = line.lstrip("#").strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, value = line.split("=", 1)
-        env[name.strip()] = re.split(r"\s+#", value, maxsplit=1)[0].strip()
-    return env
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -235,7 +211,7 @@ def test_every_variable_set_is_a_setting_and_every_interpolated_one_is_known():
             assert variable in SETTINGS, f"service {name}: {variable} is not a setting"
     operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
     section = operations.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
-    for variable in set(_INTERPOLATION.findall(COMPOSE_TEXT)):
+    for variable in set(INTERPOLATION.findall(COMPOSE_TEXT)):
         name = variable[0]
         if name.startswith(ENV_PREFIX):
             assert name in SETTINGS, f"docker-compose.yml reads {name}, which is not a setting"
