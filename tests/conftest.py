@@ -126,6 +126,7 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 HEAVY_TIMEOUT = 480
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which turns the group into a node id suffix
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("heavy"):
