@@ -12,7 +12,7 @@ A subcommand's module is imported when that subcommand runs (or shows its help),
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from pallycon_pack.errors import (
     Failure,
     ListenError,
 )
+
+if TYPE_CHECKING:
+    from config import RedisTarget
 
 #: Each subcommand: the module of pallycon_pack defining it (under the command's name), and the
 #: first paragraph of its help, which ``--help`` lists whole (a test keeps the two the same).
@@ -147,24 +150,30 @@ def _failure(exc: Exception) -> Failure | None:
     return None
 
 
-def redis_problem(exc: Exception) -> str:
-    """One line that names where Redis is (password masked), the setting, and what to do."""
+def redis_problem(exc: Exception, target: RedisTarget | None = None) -> str:
+    """One line that names where Redis is (password masked), the setting, and what to do.
+
+    ``target``: where Redis is, if the caller has it; else it is read from the settings,
+    leaving out the secret files (only the address is shown)."""
     import redis
     from kombu.exceptions import OperationalError as KombuOperationalError
 
-    from config import ConfigError, load_settings
-    from store.connect import describe
+    from store.connect import describe, login_refused, sentinels_refused
 
-    try:
-        target = load_settings().redis
-        url, where = target.shown(), "PALLYCON_REDIS_URL"
+    if target is None:
+        target = _redis_target()
+    url, where = "PALLYCON_REDIS_URL", "PALLYCON_REDIS_URL"
+    if target is not None:
+        url = target.shown()
         if target.sentinels:
             where = "PALLYCON_REDIS_SENTINELS, PALLYCON_REDIS_MASTER_NAME"
-    except ConfigError:
-        url = where = "PALLYCON_REDIS_URL"
     reason = describe(exc)
-    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError) or any(
-        word in reason for word in ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password")
+    if sentinels_refused(exc):  # the reason names the setting
+        return f"Redis at {url}: {reason}"
+    if (
+        login_refused(exc)
+        or isinstance(exc, redis.exceptions.AuthorizationError)
+        or any(word in reason for word in ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password"))
     ):
         advice = "check the user and password (PALLYCON_REDIS_URL, PALLYCON_REDIS_PASSWORD)"
     elif isinstance(exc, redis.ConnectionError | redis.TimeoutError | KombuOperationalError):
@@ -172,6 +181,18 @@ def redis_problem(exc: Exception) -> str:
     else:
         advice = f"see {where}"
     return f"Redis at {url}: {reason}; {advice}"
+
+
+def _redis_target() -> RedisTarget | None:
+    """Where Redis is, from the settings without their secret files (none of them says where);
+    None if the settings are invalid."""
+    from config import ConfigError, Settings, env_name
+    from config.settings import read_settings
+
+    try:
+        return read_settings(Settings, env_name, {}, environ={}).redis
+    except ConfigError:
+        return None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

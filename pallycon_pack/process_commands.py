@@ -70,14 +70,14 @@ def _wait_for_redis(client: Any, patience: float) -> None:
 
     import redis
 
-    from store.connect import describe
+    from store.connect import describe, login_refused
 
     deadline, pause, warned = time.monotonic() + patience, 0.25, False
     while True:
         try:
             client.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if isinstance(exc, redis.AuthenticationError) or time.monotonic() >= deadline:
+            if login_refused(exc) or time.monotonic() >= deadline:  # the sentinels' too
                 raise
             if not warned:
                 logging.getLogger("pallycon_pack.worker").warning(

@@ -5,16 +5,22 @@ Every process connects through :func:`connect_redis` (redis-py, blocking), :func
 (the callback receiver) or :func:`broker_conf` (Celery's kombu transport), all from one
 :class:`config.RedisTarget`. With sentinels, each asks them for the primary on every new
 connection, so a connection lost in a failover is made again to the new primary.
+
+The sentinels are asked in turn, each once: the turn is the retry. A sentinel that is down or
+never answers costs one short deadline (:data:`SENTINEL_TIMEOUT`, less for a client with a
+deadline of its own), not redis-py's default retries with backoff for every sentinel.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import NoBackoff
@@ -46,7 +52,8 @@ def connect_redis(
 
     ``deadline`` (seconds) bounds every connect and command and turns retries off: for the
     readers an operator or a probe waits on (health, metrics, the console), where a stalled
-    Redis must be one line at once, not a hang."""
+    Redis must be one line at once, not a hang. With sentinels, asking every one of them in
+    turn fits in it too, with room left for the primary (see :func:`sentinel_timeout`)."""
     target = as_target(target)
     settings: dict[str, Any] = {
         "decode_responses": decode,
@@ -61,26 +68,59 @@ def connect_redis(
     settings.update(options)
     if not target.sentinels:
         return redis.Redis.from_url(_url(target), **settings)
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_login(target), **_node_options(target)
-    )
+    sentinel = _sentinels(target, sentinel_timeout(target, deadline))
     client = sentinel.master_for(target.master_name, **settings)  # type: ignore[no-untyped-call]
     return cast(redis.Redis, client)
 
 
-def connect_async(target: Target, **options: Any) -> redis.asyncio.Redis:
-    """An asyncio client (decoding to str); ``options`` are redis-py's. Without sentinels the
-    pool is a ``BlockingConnectionPool`` (callers wait ``timeout`` for a free connection)."""
+@functools.lru_cache(maxsize=16)
+def _sentinels(target: RedisTarget, timeout: float) -> redis.sentinel.Sentinel:
+    """The sentinels of ``target``, one set of clients per process (and deadline) for all its
+    clients: redis-py asks first the sentinel that answered last, so a dead sentinel listed
+    first costs a process one deadline, not one for each client it makes."""
+    return redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        sentinel_kwargs={**_sentinel_login(target, timeout), "retry": Retry(NoBackoff(), 0)},
+        **_node_options(target),
+    )
+
+
+def connect_async(
+    target: Target, *, lookup_deadline: float | None = None, **options: Any
+) -> redis.asyncio.Redis:
+    """An asyncio client (decoding to str); ``options`` are redis-py's. Its pool blocks, one
+    server or sentinels alike: with ``max_connections`` in use, a caller waits ``timeout``
+    seconds for a free connection.
+
+    ``lookup_deadline`` (seconds): with sentinels, asking every one of them in turn fits in it,
+    with room left for the primary (see :func:`sentinel_timeout`); for a caller that gives up
+    sooner than its socket timeouts allow, such as a readiness check."""
     target = as_target(target)
     settings: dict[str, Any] = {"decode_responses": True, **_login(target), **options}
     if not target.sentinels:
         pool = redis.asyncio.BlockingConnectionPool.from_url(_url(target), **settings)
         return redis.asyncio.Redis.from_pool(pool)
-    settings.pop("timeout", None)  # a sentinel pool does not wait for a free connection
+    once = redis.asyncio.retry.Retry(NoBackoff(), 0)
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=_sentinel_login(target), **_node_options(target)
+        list(target.sentinels),
+        sentinel_kwargs={
+            **_sentinel_login(target, sentinel_timeout(target, lookup_deadline)),
+            "retry": once,
+        },
+        **_node_options(target),
     )
-    return cast(redis.asyncio.Redis, sentinel.master_for(target.master_name, **settings))
+    client = sentinel.master_for(
+        target.master_name, connection_pool_class=_BlockingSentinelPool, **settings
+    )
+    return cast(redis.asyncio.Redis, client)
+
+
+class _BlockingSentinelPool(
+    redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool
+):
+    """The primary's connections, found through the sentinels, in a pool that makes a caller
+    wait (``timeout``) for a free connection, as one server's ``BlockingConnectionPool`` does,
+    rather than fail at once with ``max_connections`` in use."""
 
 
 def broker_conf(target: Target) -> dict[str, Any]:
@@ -104,7 +144,8 @@ def broker_conf(target: Target) -> dict[str, Any]:
     )
     conf["broker_transport_options"] = {
         "master_name": target.master_name,
-        "sentinel_kwargs": _sentinel_login(target),  # deadlines always, a password if any
+        # Deadlines and no retries always, a password if any (kombu hands them to redis-py).
+        "sentinel_kwargs": {**_sentinel_login(target), "retry": Retry(NoBackoff(), 0)},
     }
     if urlsplit(target.url).scheme == "rediss":
         # A dict, always: kombu ignores anything else (and would connect in plain TCP).
@@ -122,13 +163,20 @@ def _login(target: RedisTarget) -> dict[str, Any]:
     return {} if target.password is None else {"password": target.password.get_secret_value()}
 
 
-def _sentinel_login(target: RedisTarget) -> dict[str, Any]:
-    """How to talk to the sentinels themselves: their password, and short deadlines so that a
-    dead sentinel is passed over quickly."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": SENTINEL_TIMEOUT,
-        "socket_timeout": SENTINEL_TIMEOUT,
-    }
+def sentinel_timeout(target: RedisTarget, deadline: float | None = None) -> float:
+    """How long each sentinel may take to connect, and to answer: :data:`SENTINEL_TIMEOUT`, or
+    less so that every sentinel in turn takes at most ``deadline`` * n / (n + 1) and one
+    share is left for the primary."""
+    if deadline is None:
+        return SENTINEL_TIMEOUT
+    return min(SENTINEL_TIMEOUT, deadline / (len(target.sentinels) + 1))
+
+
+def _sentinel_login(target: RedisTarget, timeout: float = SENTINEL_TIMEOUT) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: their password, and a short deadline so that
+    a dead sentinel is passed over quickly. Not retried (each caller adds a ``retry`` of none,
+    of its client's kind): the next sentinel is the retry."""
+    options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     if target.sentinel_password is not None:
         options["password"] = target.sentinel_password.get_secret_value()
     return options
@@ -171,12 +219,27 @@ def _host(host: str) -> str:
 _REFUSED = ("AuthenticationError", "WRONGPASS", "NOAUTH", "invalid password", "invalid username")
 
 
+def sentinels_refused(exc: BaseException) -> bool:
+    """Whether the sentinels refused our password. redis-py reports it as "no master found" (a
+    ``ConnectionError``, like sentinels that are down), but it is permanent, like an
+    ``AuthenticationError``: waiting or retrying cannot help."""
+    if not isinstance(exc, redis.sentinel.MasterNotFoundError):
+        return False
+    errors = str(exc).partition(" : ")[2]
+    return any(word in errors for word in _REFUSED)
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Whether Redis, or its sentinels, refused our credentials: permanent, unlike an outage."""
+    return isinstance(exc, redis.AuthenticationError) or sentinels_refused(exc)
+
+
 def describe(exc: BaseException) -> str:
     """One short line for a Redis error: redis-py's "no master" message carries the repr of
     every sentinel client it asked, which is kept out of messages and logs."""
     if isinstance(exc, redis.sentinel.MasterNotFoundError):
-        reason, _, errors = str(exc).partition(" : ")
-        if any(word in errors for word in _REFUSED):
+        reason = str(exc).partition(" : ")[0]
+        if sentinels_refused(exc):
             return (
                 f"{reason}: the sentinels refused the password (PALLYCON_REDIS_SENTINEL_PASSWORD)"
             )

@@ -75,9 +75,13 @@ def connect(target: Target) -> redis.asyncio.Redis:
 
     A command is never retried: a claim whose reply was lost must not be applied twice (its
     lease brings the poll back anyway), and a stalled Redis must be answered 503 at once.
+    More callbacks at once than connections wait up to ``REDIS_TIMEOUT`` for one, with one
+    server or with sentinels. With sentinels, asking all of them for the primary fits in
+    ``READY_TIMEOUT``: a dead sentinel cannot keep the receiver unready.
     """
     return connect_async(
         target,
+        lookup_deadline=READY_TIMEOUT,
         max_connections=REDIS_CONNECTIONS,
         timeout=REDIS_TIMEOUT,
         socket_timeout=REDIS_TIMEOUT,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from kombu import Connection
 from pydantic import SecretStr
 
 from config import ConfigError, RedisTarget, load_settings
 from config.settings import parse_sentinels
-from store.connect import broker_conf, connect_async, connect_redis, describe
+from pallycon_pack.cli import redis_problem
+from pallycon_pack.process_commands import _wait_for_redis
+from store.connect import broker_conf, connect_async, connect_redis, describe, login_refused
 
 SENTINELS = (("s1", 26379), ("s2", 26380))
 TLS_URL = (
@@ -24,6 +29,13 @@ TLS_URL = (
 
 def _pool_kwargs(client: redis.Redis | redis.asyncio.Redis) -> dict[str, Any]:
     return dict(client.connection_pool.connection_kwargs)
+
+
+def _sentinel_clients(client: redis.Redis) -> list[redis.Redis]:
+    """The clients ``client`` asks the primary from."""
+    pool = client.connection_pool
+    assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    return list(pool.sentinel_manager.sentinels)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +114,29 @@ def test_sentinels_name_the_primary_the_url_gives_user_password_database():
     first = sentinel.sentinels[0].connection_pool.connection_kwargs
     assert first["password"] == "s-pw"
     assert first["socket_timeout"] == first["socket_connect_timeout"] == 2
+    assert first["retry"].get_retries() == 0  # the next sentinel is the retry
+
+
+def test_with_a_deadline_every_sentinel_in_turn_leaves_room_for_the_primary():
+    """Two sentinels and the primary: each sentinel gets a third of the deadline."""
+    client = connect_redis(RedisTarget("redis://redis/0", sentinels=SENTINELS), deadline=1.5)
+    assert _pool_kwargs(client)["socket_timeout"] == 1.5
+    for sentinel in _sentinel_clients(client):
+        kwargs = sentinel.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.5
+        assert kwargs["retry"].get_retries() == 0
+    relaxed = connect_redis(RedisTarget("redis://redis/0", sentinels=SENTINELS), deadline=30)
+    first = _sentinel_clients(relaxed)[0].connection_pool
+    assert first.connection_kwargs["socket_timeout"] == 2  # never more than without one
+
+
+def test_clients_of_one_process_share_its_sentinels():
+    """The sentinel that answered is asked first by the clients made after it."""
+    target = RedisTarget("redis://redis/0", sentinels=SENTINELS)
+    one, two = connect_redis(target), connect_redis(target, decode=False)
+    assert _sentinel_clients(one)[0] is _sentinel_clients(two)[0]
+    bounded = connect_redis(target, deadline=1)  # shorter deadlines: clients of its own
+    assert _sentinel_clients(bounded)[0] is not _sentinel_clients(one)[0]
 
 
 def test_sentinels_with_tls_connect_to_the_primary_over_tls():
@@ -117,8 +152,36 @@ def test_the_async_client_follows_the_same_target():
     one = connect_async(RedisTarget("redis://:inurl@redis:6379/1", SecretStr("pw")), timeout=3)
     assert isinstance(one.connection_pool, redis.asyncio.BlockingConnectionPool)
     assert _pool_kwargs(one)["password"] == "pw"
-    watched = connect_async(RedisTarget("redis://redis/1", sentinels=SENTINELS), timeout=3)
-    assert isinstance(watched.connection_pool, redis.asyncio.sentinel.SentinelConnectionPool)
+    watched = connect_async(
+        RedisTarget("redis://redis/1", sentinels=SENTINELS),
+        lookup_deadline=1.2,
+        max_connections=5,
+        timeout=3,
+    )
+    pool = watched.connection_pool
+    assert isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+    # Waits for a free connection as one server's pool does, not "too many connections".
+    assert isinstance(pool, redis.asyncio.BlockingConnectionPool)
+    assert (pool.timeout, pool.max_connections) == (3, 5)
+    for sentinel in pool.sentinel_manager.sentinels:
+        kwargs = sentinel.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == pytest.approx(0.4)
+        assert isinstance(kwargs["retry"], redis.asyncio.retry.Retry)
+        assert kwargs["retry"].get_retries() == 0
+
+
+def test_a_busy_sentinel_pool_makes_callers_wait_then_says_so():
+    """No connection frees up within ``timeout``: redis-py's "No connection available" after
+    that wait (a free one is handed over in the meantime: the integration tests)."""
+    client = connect_async(
+        RedisTarget("redis://redis/1", sentinels=SENTINELS), max_connections=1, timeout=0.2
+    )
+    pool: Any = client.connection_pool
+    pool._in_use_connections.add(object())  # the one connection, taken
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError, match="No connection available"):
+        asyncio.run(pool.get_connection())
+    assert time.monotonic() - started >= 0.2
 
 
 def test_celery_broker_one_server():
@@ -165,7 +228,8 @@ def test_celery_broker_through_sentinels_with_plain_rediss_is_still_tls():
 
 def test_celery_sentinel_discovery_has_deadlines_without_a_password():
     conf = broker_conf(RedisTarget("redis://redis/0", sentinels=SENTINELS))
-    kwargs = conf["broker_transport_options"]["sentinel_kwargs"]
+    kwargs = dict(conf["broker_transport_options"]["sentinel_kwargs"])
+    assert kwargs.pop("retry").get_retries() == 0  # kombu hands them to redis-py as they are
     assert kwargs == {"socket_connect_timeout": 2, "socket_timeout": 2}
 
 
@@ -207,3 +271,63 @@ def test_an_empty_password_setting_keeps_the_urls():
 )
 def test_redis_errors_are_one_short_line(error, says):
     assert describe(error) == says
+
+
+REFUSED = redis.sentinel.MasterNotFoundError(
+    "No master found for 'mymaster' : <Redis<...>> - AuthenticationError('invalid "
+    "username-password pair or user is disabled.')"
+)
+DOWN = redis.sentinel.MasterNotFoundError(
+    "No master found for 'mymaster' : <Redis<...>> - ConnectionError('refused')"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (REFUSED, True),
+        (redis.AuthenticationError("invalid password"), True),
+        (DOWN, False),
+        (redis.ConnectionError("Error 111 connecting"), False),
+        (redis.TimeoutError("Timeout reading"), False),
+    ],
+)
+def test_a_refused_login_is_told_from_an_outage(error, refused):
+    assert login_refused(error) is refused
+
+
+class _Refusing:
+    """A client whose every PING fails with ``error`` (counted)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.pings = error, 0
+
+    def ping(self) -> None:
+        self.pings += 1
+        raise self.error
+
+
+def test_a_starting_worker_does_not_wait_for_sentinels_that_refuse_its_password():
+    client = _Refusing(REFUSED)
+    started = time.monotonic()
+    with pytest.raises(redis.sentinel.MasterNotFoundError):
+        _wait_for_redis(client, 60)
+    assert (client.pings, time.monotonic() - started < 0.1) == (1, True)
+
+
+def test_a_starting_worker_waits_for_sentinels_that_do_not_answer():
+    client = _Refusing(DOWN)
+    with pytest.raises(redis.sentinel.MasterNotFoundError):
+        _wait_for_redis(client, 0.1)
+    assert client.pings >= 2
+
+
+def test_the_cli_names_the_sentinel_password_and_nothing_else():
+    target = RedisTarget("redis://redis/0", sentinels=SENTINELS)
+    assert redis_problem(REFUSED, target) == (
+        "Redis at sentinel mymaster@s1:26379,s2:26380: No master found for 'mymaster': the "
+        "sentinels refused the password (PALLYCON_REDIS_SENTINEL_PASSWORD)"
+    )
+    assert redis_problem(DOWN, target).endswith(
+        "; is it running and reachable? (PALLYCON_REDIS_SENTINELS, PALLYCON_REDIS_MASTER_NAME)"
+    )

@@ -1,0 +1,251 @@
+"""Sentinels that fail, against real servers: one that never answers and one that refuses
+connections, listed before the good ones, cost each process one short deadline (not redis-py's
+retries for every sentinel); a wrong sentinel password ends things at once; and under Sentinel
+the callback receiver queues a burst of callbacks as it does with one server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from config import Settings
+from producers.api import Producer
+from store.connect import SENTINEL_TIMEOUT
+from support.env import clean_env
+from support.processes import WorkerProcess, cli, start_server
+from support.queue import wait_all
+from support.redis_server import MASTER_NAME, free_port, server_binary
+from support.stack import Stack
+from worker.callbacks import REDIS_CONNECTIONS
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-callback-token-0123456789"
+WRONG = "wrong-sentinel-password-5c1e"
+
+
+class SilentSentinel:
+    """A listening socket that accepts every connection and never answers: a sentinel whose
+    process hangs, or a firewall that swallows the replies."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = int(self.sock.getsockname()[1])
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.sock.close()
+        for connection in self.held:
+            connection.close()
+
+
+@dataclass
+class Faulty:
+    """A stack on a Sentinel group whose settings list a silent sentinel, then a refused
+    port, then the group's three sentinels."""
+
+    stack: Stack
+    settings: Settings
+
+    @property
+    def env(self) -> dict[str, str]:
+        return clean_env(self.settings.environment())
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
+    stack = Stack.start(
+        tmp_path_factory.mktemp("sentinel-faults"), "--job-seconds", "0", sentinel=True
+    )
+    silent = SilentSentinel()
+    try:
+        assert stack.group is not None
+        nodes = f"127.0.0.1:{silent.port},127.0.0.1:{free_port()},{stack.group.nodes}"
+        settings = stack.settings.model_copy(
+            update={"redis_sentinels": nodes, "callback_token": TOKEN}
+        )
+        yield Faulty(stack, settings)
+    finally:
+        stack.stop()
+        silent.close()
+
+
+def test_health_passes_within_its_timeout(faulty: Faulty) -> None:
+    """Before: FAIL "no answer within 5s" (the silent sentinel alone cost ~25 s)."""
+    result = cli(
+        "health", "--check", "redis", "--timeout", "5", "--json",
+        env=faulty.env, cwd=faulty.stack.root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    (check,) = json.loads(result.stdout)["checks"]
+    assert check["ok"], check
+    assert check["seconds"] < 2.5, check  # the silent sentinel: 5 s / 6 (5 sentinels + primary)
+
+
+def test_a_producer_and_a_worker_go_through(faulty: Faulty, tmp_path: Path) -> None:
+    """The producer (redis-py) and the worker (Celery's broker through kombu's sentinel
+    transport, given the same sentinel options) start, submit and complete a request. Each
+    new set of sentinel clients pays the silent sentinel once (2 s), then asks the one that
+    answered first. Before: about 25 s each; the worker was ready after about 4 minutes."""
+    log = tmp_path / "worker.log"
+    started = time.monotonic()
+    worker = WorkerProcess(WorkerProcess.command(concurrency=1), faulty.env, log).start()
+    try:
+        worker.wait_ready(timeout=40)
+        ready = time.monotonic() - started
+        producer = Producer.from_settings(faulty.settings)
+        started = time.monotonic()
+        request_id = producer.submit(faulty.stack.body(f"faults-{time.monotonic_ns()}"))
+        submitted = time.monotonic() - started
+        record = wait_all(producer, [request_id], timeout=30)[request_id]
+    finally:
+        worker.stop()
+    assert record.state.value == "completed", record
+    # Three sets of sentinel clients: the producer's and kombu's two (its pools).
+    assert submitted < 3 * SENTINEL_TIMEOUT + 2, submitted
+    assert ready < 40, ready
+
+
+@pytest.fixture(scope="module")
+def receiver(faulty: Faulty) -> Iterator[str]:
+    server = start_server("callbacks", "--port", "0", env=faulty.env, cwd=faulty.stack.root)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_the_receiver_becomes_ready(receiver: str) -> None:
+    """Before: 503 for ever (its 1 s readiness deadline ran out on the silent sentinel)."""
+    deadline, answers = time.monotonic() + 5, []
+    while time.monotonic() < deadline:
+        answers.append(httpx.get(f"{receiver}/health/ready", timeout=5).status_code)
+        if answers[-1] == 200:
+            break
+        time.sleep(0.2)
+    assert answers[-1] == 200, answers
+
+
+def test_a_burst_of_callbacks_queues_for_connections(faulty: Faulty, receiver: str) -> None:
+    """Three times the receiver's connections at once, readiness checks among them, while
+    Redis holds every command for half a second (CLIENT PAUSE): each waits for a connection and
+    is answered 200, none 503 (before: 64 of 96 were 503, "MaxConnectionsError")."""
+    assert faulty.stack.group is not None
+    count = 3 * REDIS_CONNECTIONS
+    limits = httpx.Limits(max_connections=count + 8)
+    with (
+        redis.Redis.from_url(faulty.stack.group.url) as primary,
+        httpx.Client(base_url=receiver, timeout=15, limits=limits) as client,
+        ThreadPoolExecutor(count) as pool,
+    ):
+
+        def call(n: int) -> int:
+            if n % 8 == 0:
+                return client.get("/health/ready").status_code
+            body = {"job_id": 90000000 + n, "error_code": "0000"}
+            return client.post(f"/callback/{TOKEN}", json=body).status_code
+
+        assert set(pool.map(call, range(REDIS_CONNECTIONS))) == {200}  # connections made
+        primary.client_pause(500)
+        started = time.monotonic()
+        statuses = list(pool.map(call, range(count)))
+        elapsed = time.monotonic() - started
+    assert statuses.count(200) == count, sorted(set(statuses))
+    assert elapsed > 0.4, elapsed  # they did wait for Redis
+
+
+@pytest.fixture(scope="module")
+def guarded_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A lone sentinel with a password (``requirepass right-password``); its port."""
+    home = tmp_path_factory.mktemp("guarded-sentinel")
+    port = free_port()
+    config = home / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {home}\n"
+        f"logfile {home / 'sentinel.log'}\nrequirepass right-password\n"
+        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {free_port()} 2\n"
+    )
+    # Our binary and our file.
+    process = subprocess.Popen(
+        [server_binary(), str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=port, password="right-password", socket_timeout=1).ping()
+                break
+            except (redis.RedisError, OSError):
+                assert time.monotonic() < deadline, "the sentinel did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _wrong_password_env(faulty: Faulty, port: int, **extra: str) -> dict[str, str]:
+    settings = faulty.settings.model_copy(
+        update={"redis_sentinels": f"127.0.0.1:{port}", "redis_sentinel_password": WRONG}
+    )
+    return clean_env(settings.environment(), **extra)
+
+
+def test_a_wrong_sentinel_password_is_named_at_once(faulty: Faulty, guarded_sentinel: int):
+    """``health`` fails at once with the sentinels' answer (before: "no answer within 5s", the
+    refusal retried as an outage)."""
+    env = _wrong_password_env(faulty, guarded_sentinel)
+    started = time.monotonic()
+    result = cli("health", "--check", "redis", "--timeout", "5", env=env, cwd=faulty.stack.root)
+    elapsed = time.monotonic() - started
+    output = result.stdout.decode()
+    assert result.returncode == 4, output + result.stderr.decode()
+    assert output.split()[:2] == ["redis", "FAIL"], output
+    assert "MasterNotFoundError" in output, output
+    assert elapsed < 5, elapsed  # the process's start-up included
+
+
+def test_a_worker_with_a_wrong_sentinel_password_stops_at_once(
+    faulty: Faulty, guarded_sentinel: int
+) -> None:
+    """Refused credentials are permanent: the worker exits 3 at once rather than waiting out
+    PALLYCON_REDIS_STARTUP_WAIT (60 s) as for Redis that is down; one line, no advice to check
+    that Redis is running, no password."""
+    env = _wrong_password_env(faulty, guarded_sentinel, PALLYCON_REDIS_STARTUP_WAIT="60")
+    started = time.monotonic()
+    result = cli("worker", env=env, cwd=faulty.stack.root, timeout=50)
+    elapsed = time.monotonic() - started
+    errors = result.stderr.decode()
+    assert result.returncode == 3, errors
+    assert elapsed < 10, elapsed
+    last = errors.strip().splitlines()[-1]
+    assert last.endswith(
+        "No master found for 'mymaster': the sentinels refused the password "
+        "(PALLYCON_REDIS_SENTINEL_PASSWORD)"
+    ), errors
+    assert "reachable" not in errors
+    assert "waiting up to" not in errors
+    assert WRONG not in errors + result.stdout.decode()
