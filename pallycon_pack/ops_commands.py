@@ -129,7 +129,9 @@ def bounded(name: str, timeout: float, run: Callable[[], Check]) -> Check:
         try:
             result.append(run())
         except Exception as exc:  # noqa: BLE001  # a check reports any error; it never raises
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            from store.connect import describe  # "no master found" without the clients' reprs
+
+            reason = describe(exc)[:200]
             result.append(Check(name, False, f"{type(exc).__name__}: {reason}"))
 
     thread = threading.Thread(target=target, name=f"health-{name}", daemon=True)

@@ -21,7 +21,6 @@ import redis
 
 from config import Settings
 from producers.api import Producer
-from store.connect import SENTINEL_TIMEOUT
 from support.env import clean_env
 from support.processes import WorkerProcess, cli, start_server
 from support.queue import wait_all
@@ -67,6 +66,7 @@ class Faulty:
 
     stack: Stack
     settings: Settings
+    silent: SilentSentinel
 
     @property
     def env(self) -> dict[str, str]:
@@ -85,7 +85,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
         settings = stack.settings.model_copy(
             update={"redis_sentinels": nodes, "callback_token": TOKEN}
         )
-        yield Faulty(stack, settings)
+        yield Faulty(stack, settings, silent)
     finally:
         stack.stop()
         silent.close()
@@ -100,7 +100,17 @@ def test_health_passes_within_its_timeout(faulty: Faulty) -> None:
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     (check,) = json.loads(result.stdout)["checks"]
     assert check["ok"], check
-    assert check["seconds"] < 2.5, check  # the silent sentinel: 5 s / 6 (5 sentinels + primary)
+
+
+def test_each_set_of_sentinel_clients_asks_a_silent_sentinel_once(faulty: Faulty) -> None:
+    """Once, not once per retry (redis-py's default: 3 more, with backoff), and not again for
+    later connections: the sentinel that answered is asked first from then on."""
+    producer = Producer.from_settings(faulty.settings)
+    before = len(faulty.silent.held)
+    for _ in range(3):
+        producer.redis.ping()
+        producer.redis.connection_pool.disconnect()  # the next ping asks the sentinels again
+    assert len(faulty.silent.held) - before == 1
 
 
 def test_a_producer_and_a_worker_go_through(faulty: Faulty, tmp_path: Path) -> None:
@@ -109,22 +119,15 @@ def test_a_producer_and_a_worker_go_through(faulty: Faulty, tmp_path: Path) -> N
     new set of sentinel clients pays the silent sentinel once (2 s), then asks the one that
     answered first. Before: about 25 s each; the worker was ready after about 4 minutes."""
     log = tmp_path / "worker.log"
-    started = time.monotonic()
     worker = WorkerProcess(WorkerProcess.command(concurrency=1), faulty.env, log).start()
     try:
-        worker.wait_ready(timeout=40)
-        ready = time.monotonic() - started
+        worker.wait_ready(timeout=40)  # before: about 4 minutes
         producer = Producer.from_settings(faulty.settings)
-        started = time.monotonic()
         request_id = producer.submit(faulty.stack.body(f"faults-{time.monotonic_ns()}"))
-        submitted = time.monotonic() - started
         record = wait_all(producer, [request_id], timeout=30)[request_id]
     finally:
         worker.stop()
     assert record.state.value == "completed", record
-    # Three sets of sentinel clients: the producer's and kombu's two (its pools).
-    assert submitted < 3 * SENTINEL_TIMEOUT + 2, submitted
-    assert ready < 40, ready
 
 
 @pytest.fixture(scope="module")
@@ -218,14 +221,15 @@ def test_a_wrong_sentinel_password_is_named_at_once(faulty: Faulty, guarded_sent
     """``health`` fails at once with the sentinels' answer (before: "no answer within 5s", the
     refusal retried as an outage)."""
     env = _wrong_password_env(faulty, guarded_sentinel)
-    started = time.monotonic()
     result = cli("health", "--check", "redis", "--timeout", "5", env=env, cwd=faulty.stack.root)
-    elapsed = time.monotonic() - started
     output = result.stdout.decode()
     assert result.returncode == 4, output + result.stderr.decode()
     assert output.split()[:2] == ["redis", "FAIL"], output
-    assert "MasterNotFoundError" in output, output
-    assert elapsed < 5, elapsed  # the process's start-up included
+    assert output.rstrip().endswith(
+        "MasterNotFoundError: No master found for 'mymaster': the sentinels refused the "
+        "password (PALLYCON_REDIS_SENTINEL_PASSWORD)"
+    ), output
+    assert WRONG not in output
 
 
 def test_a_worker_with_a_wrong_sentinel_password_stops_at_once(
@@ -235,12 +239,9 @@ def test_a_worker_with_a_wrong_sentinel_password_stops_at_once(
     PALLYCON_REDIS_STARTUP_WAIT (60 s) as for Redis that is down; one line, no advice to check
     that Redis is running, no password."""
     env = _wrong_password_env(faulty, guarded_sentinel, PALLYCON_REDIS_STARTUP_WAIT="60")
-    started = time.monotonic()
-    result = cli("worker", env=env, cwd=faulty.stack.root, timeout=50)
-    elapsed = time.monotonic() - started
+    result = cli("worker", env=env, cwd=faulty.stack.root, timeout=50)  # the wait: 60 s
     errors = result.stderr.decode()
     assert result.returncode == 3, errors
-    assert elapsed < 10, elapsed
     last = errors.strip().splitlines()[-1]
     assert last.endswith(
         "No master found for 'mymaster': the sentinels refused the password "
