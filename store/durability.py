@@ -14,14 +14,6 @@ log = logging.getLogger("pallycon_pack.store")
 #: The mark expires on its own: it is never read.
 MARK_TTL_MS = 60_000
 
-#: Redis is away, or the server reached cannot take writes (a demoted primary, or a managed
-#: Redis failing over behind one address): a change may not have been made, or not be kept.
-REDIS_AWAY: tuple[type[redis.RedisError], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-)
-
 
 class Durability:
     """Before a producer is told its request is accepted and before a job is registered:
@@ -33,10 +25,13 @@ class Durability:
     one round trip). That write comes after the change (which had returned), so waiting for it
     waits for the change too, as long as both reach the same server. A connection made again in
     between (a failover, a restart) may reach another. So a caller asks :meth:`server` before
-    the change, and hands the answer to :meth:`wait`, whose pipeline reads the ``run_id`` of
-    the server it waited on: another server is a ``redis.ConnectionError`` (the change may be
-    lost: not confirmed). Each call compares with its own answer, so threads sharing one
-    ``Durability`` cannot confirm each other's changes.
+    the change (the server a first question found, then the one the last wait reached), and
+    hands the answer to :meth:`wait`, whose pipeline reads the ``run_id`` of the server it
+    waited on: another server is a ``redis.ConnectionError`` (the change may be lost: not
+    confirmed). Each call compares with its own answer, so threads sharing one ``Durability``
+    cannot confirm each other's changes. The first change of a process after a failover is
+    therefore reported unconfirmed even when it reached the new primary (safe: submitted again,
+    it is recognised).
 
     ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
     without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
@@ -60,7 +55,7 @@ class Durability:
         self.replica_wait_ms = replica_wait_ms
         self.unavailable = ""  # why fsync waits are skipped, once the server said so
         self.known = ""  # the run_id of the server the last wait reached
-        self.info_refused = False  # INFO not allowed (an ACL user without it): nothing to compare
+        self.info_refused = False  # INFO refused (an ACL user without it): nothing to compare
 
     @classmethod
     def of(cls, client: redis.Redis, settings: Settings) -> Durability:
@@ -85,7 +80,7 @@ class Durability:
             return self.known
         try:
             info = self.redis.info("server")
-        except redis.exceptions.NoPermissionError:
+        except redis.ResponseError:  # not allowed (an ACL user), or renamed away: as in wait()
             self.info_refused = True
             return ""
         self.known = str(info.get("run_id", ""))
