@@ -170,11 +170,7 @@ def redis_problem(exc: Exception, target: RedisTarget | None = None) -> str:
     reason = describe(exc)
     if sentinels_refused(exc):  # the reason names the setting
         return f"Redis at {url}: {reason}"
-    if (
-        login_refused(exc)
-        or isinstance(exc, redis.exceptions.AuthorizationError)
-        or any(word in reason for word in ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password"))
-    ):
+    if login_refused(exc):
         advice = "check the user and password (PALLYCON_REDIS_URL, PALLYCON_REDIS_PASSWORD)"
     elif isinstance(exc, redis.ConnectionError | redis.TimeoutError | KombuOperationalError):
         advice = f"is it running and reachable? ({where})"

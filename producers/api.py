@@ -23,8 +23,8 @@ from config import Settings
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 from store.admission import RequestConflict, prepare, unknown_site
-from store.connect import connect_redis
-from store.durability import REDIS_AWAY, Durability
+from store.connect import REDIS_AWAY, connect_redis
+from store.durability import Durability
 from store.keys import Keys
 from store.messages import send_submit, sender
 from store.record import Record

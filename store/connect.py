@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import threading
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,10 +51,11 @@ def connect_redis(
     """A client that decodes to str (unless ``decode`` is off: bytes) and checks idle
     connections before use; ``options`` are redis-py's (timeouts, pool size).
 
-    ``deadline`` (seconds) bounds every connect and command and turns retries off: for the
-    readers an operator or a probe waits on (health, metrics, the console), where a stalled
-    Redis must be one line at once, not a hang. With sentinels, asking every one of them in
-    turn fits in it too, with room left for the primary (see :func:`sentinel_timeout`)."""
+    ``deadline`` (seconds) bounds each connect and each command (not their sum) and turns
+    retries off: for the readers an operator or a probe waits on (health, metrics, the
+    console), where a stalled Redis must be one line at once, not a hang. With sentinels,
+    asking every one of them in turn fits in it too, with room left for the primary (see
+    :func:`sentinel_timeout`)."""
     target = as_target(target)
     settings: dict[str, Any] = {
         "decode_responses": decode,
@@ -74,15 +76,30 @@ def connect_redis(
 
 
 @functools.lru_cache(maxsize=16)
-def _sentinels(target: RedisTarget, timeout: float) -> redis.sentinel.Sentinel:
+def _sentinels(target: RedisTarget, timeout: float) -> _Sentinels:
     """The sentinels of ``target``, one set of clients per process (and deadline) for all its
     clients: redis-py asks first the sentinel that answered last, so a dead sentinel listed
     first costs a process one deadline, not one for each client it makes."""
-    return redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    return _Sentinels(
         list(target.sentinels),
         sentinel_kwargs={**_sentinel_login(target, timeout), "retry": Retry(NoBackoff(), 0)},
         **_node_options(target),
     )
+
+
+class _Sentinels(redis.sentinel.Sentinel):
+    """Sentinel clients shared by a process's threads. redis-py moves the sentinel that
+    answered to the front of its list without a lock: two threads doing it at once can leave
+    one sentinel listed twice and another not at all, for the life of the process. One search
+    at a time (the others then find the new order)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._searching = threading.Lock()
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        with self._searching:
+            return cast(tuple[str, int], super().discover_master(service_name))  # type: ignore[no-untyped-call]
 
 
 def connect_async(
@@ -216,7 +233,24 @@ def _host(host: str) -> str:
 
 
 #: What a server refusing a login says (redis-py's exception names and Redis's own words).
-_REFUSED = ("AuthenticationError", "WRONGPASS", "NOAUTH", "invalid password", "invalid username")
+#: Redis is away, or the server reached cannot take writes (a demoted primary, or a managed
+#: Redis failing over behind one address): a change may not have been made, or not be kept.
+REDIS_AWAY: tuple[type[redis.RedisError], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
+#: Words of a refused login (or of a user without a permission) in an error's text: redis-py's,
+#: the server's, and kombu's wrapping of them.
+_REFUSED = (
+    "AuthenticationError",
+    "WRONGPASS",
+    "NOAUTH",
+    "NOPERM",
+    "invalid password",
+    "invalid username",
+)
 
 
 def sentinels_refused(exc: BaseException) -> bool:
@@ -230,8 +264,12 @@ def sentinels_refused(exc: BaseException) -> bool:
 
 
 def login_refused(exc: BaseException) -> bool:
-    """Whether Redis, or its sentinels, refused our credentials: permanent, unlike an outage."""
-    return isinstance(exc, redis.AuthenticationError) or sentinels_refused(exc)
+    """Whether Redis, or its sentinels, refused our credentials (or our user a command):
+    permanent, unlike an outage."""
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        return sentinels_refused(exc)  # its text lists every sentinel's error, refusals or not
+    refused = redis.AuthenticationError | redis.exceptions.AuthorizationError
+    return isinstance(exc, refused) or any(word in str(exc) for word in _REFUSED)
 
 
 def describe(exc: BaseException) -> str:

@@ -26,17 +26,13 @@ from typing import Any
 
 import redis
 
+from store.connect import REDIS_AWAY
+
 log = logging.getLogger("pallycon_pack.worker")
 
 #: Errors that say Redis is away or cannot take writes for now (not that a command is wrong):
 #: a loop waits them out. Any other error is a defect that the supervisor restarts the loop on.
-TRANSIENT: tuple[type[Exception], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,
-    OSError,
-)
+TRANSIENT: tuple[type[Exception], ...] = (*REDIS_AWAY, redis.exceptions.OutOfMemoryError, OSError)
 
 #: The longest pause between two attempts of a failing loop, in seconds.
 MAX_PAUSE = 10.0

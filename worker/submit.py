@@ -17,8 +17,8 @@ from concurrent.futures import wait
 
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
+from store.connect import REDIS_AWAY
 from store.counters import Metric
-from store.durability import REDIS_AWAY
 from store.events import State
 from store.record import Record
 from worker import submit_rules as rules

@@ -21,8 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from config import Settings
-from store.connect import describe
-from store.durability import REDIS_AWAY
+from store.connect import REDIS_AWAY, describe
 from store.keys import Keys
 from store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
 from worker.intake_stream import consume_intake
