@@ -77,11 +77,11 @@ def connect(target: Target) -> redis.asyncio.Redis:
     lease brings the poll back anyway), and a stalled Redis must be answered 503 at once.
     More callbacks at once than connections wait up to ``REDIS_TIMEOUT`` for one, with one
     server or with sentinels. With sentinels, asking all of them for the primary fits in
-    ``READY_TIMEOUT``: a dead sentinel cannot keep the receiver unready.
+    ``REDIS_TIMEOUT`` too.
     """
     return connect_async(
         target,
-        lookup_deadline=READY_TIMEOUT,
+        lookup_deadline=REDIS_TIMEOUT,
         max_connections=REDIS_CONNECTIONS,
         timeout=REDIS_TIMEOUT,
         socket_timeout=REDIS_TIMEOUT,
@@ -165,6 +165,7 @@ class _Receiver:
         self.body_timeout = body_timeout
         self.claim_script = client.register_script(_CLAIM)
         self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pallycon-publish")
+        self.pinging: asyncio.Future[object] | None = None  # readiness's PING under way
 
     async def receive(self, request: Request) -> Response:
         site = request.path_params.get("site", "")
@@ -251,10 +252,20 @@ class _Receiver:
             )
 
     async def ready(self, _: Request) -> Response:
-        """Readiness: 200 when Redis answers PING within ``READY_TIMEOUT``, else 503."""
+        """Readiness: 200 when Redis answers PING within ``READY_TIMEOUT``, else 503.
+
+        A PING that takes longer is not cancelled: it goes on (within its own deadlines) and the
+        next check waits for it rather than starting another. So a new connection's search for
+        the primary, a dead sentinel first, ends, and the sentinel that answered is asked first
+        from then on: cut off at every check, it would keep the receiver unready for ever."""
+        if self.pinging is None or self.pinging.done():
+            started: asyncio.Future[object] = asyncio.ensure_future(_ping_of(self.client))
+            started.add_done_callback(_retrieved)
+            self.pinging = started
+        pinging = self.pinging
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                await self.client.ping()
+                await asyncio.shield(pinging)
         except TimeoutError:
             reason = f"Redis did not answer PING within {READY_TIMEOUT:g} s"
         except (RedisError, OSError) as exc:
@@ -263,6 +274,17 @@ class _Receiver:
             return JSONResponse({"status": "ok"})
         log.warning("not ready: %s", reason)
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+
+
+async def _ping_of(client: redis.asyncio.Redis) -> object:
+    return await client.ping()
+
+
+def _retrieved(done: asyncio.Future[object]) -> None:
+    """Mark a background PING's error as seen: the check that waited for it reported it, or
+    gave up on it before (no "exception was never retrieved" at exit)."""
+    if not done.cancelled():
+        done.exception()
 
 
 async def live(_: Request) -> Response:
