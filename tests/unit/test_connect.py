@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-import time
 from typing import Any
 
 import pytest
@@ -178,10 +178,9 @@ def test_a_busy_sentinel_pool_makes_callers_wait_then_says_so():
     )
     pool: Any = client.connection_pool
     pool._in_use_connections.add(object())  # the one connection, taken
-    started = time.monotonic()
+    # A pool that does not wait says "Too many connections" at once instead.
     with pytest.raises(redis.ConnectionError, match="No connection available"):
         asyncio.run(pool.get_connection())
-    assert time.monotonic() - started >= 0.2
 
 
 def test_celery_broker_one_server():
@@ -309,10 +308,9 @@ class _Refusing:
 
 def test_a_starting_worker_does_not_wait_for_sentinels_that_refuse_its_password():
     client = _Refusing(REFUSED)
-    started = time.monotonic()
     with pytest.raises(redis.sentinel.MasterNotFoundError):
         _wait_for_redis(client, 60)
-    assert (client.pings, time.monotonic() - started < 0.1) == (1, True)
+    assert client.pings == 1  # waiting would have meant asking again
 
 
 def test_a_starting_worker_waits_for_sentinels_that_do_not_answer():
@@ -331,3 +329,53 @@ def test_the_cli_names_the_sentinel_password_and_nothing_else():
     assert redis_problem(DOWN, target).endswith(
         "; is it running and reachable? (PALLYCON_REDIS_SENTINELS, PALLYCON_REDIS_MASTER_NAME)"
     )
+
+
+class _FlakySentinel:
+    """A sentinel client that answers every other time (no network)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.calls = 0
+
+    def sentinel_masters(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.number == 0 or self.calls % 2:
+            raise redis.ConnectionError("down")
+        state = {"ip": "10.0.0.1", "port": 6379, "is_master": True}
+        return {
+            "mymaster": state | {"is_sdown": False, "is_odown": False, "num-other-sentinels": 2}
+        }
+
+
+def test_threads_sharing_the_sentinel_clients_keep_every_sentinel():
+    """Each thread moves the sentinel that answered to the front: done at once by several
+    threads, redis-py's unlocked swap lost sentinels (one listed twice, another gone)."""
+    import sys
+    import threading
+
+    from store.connect import _sentinels
+
+    target = RedisTarget("redis://", sentinels=tuple((f"s{n}", 1) for n in range(4)))
+    shared = _sentinels(target, 2.0)
+    shared.sentinels = [_FlakySentinel(n) for n in range(4)]  # type: ignore[misc]
+    original = set(map(id, shared.sentinels))
+
+    def search() -> None:
+        for _ in range(300):
+            with contextlib.suppress(redis.sentinel.MasterNotFoundError):
+                shared.discover_master("mymaster")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=search) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        _sentinels.cache_clear()
+    assert set(map(id, shared.sentinels)) == original
+    assert len(shared.sentinels) == 4

@@ -364,11 +364,13 @@ def test_every_variable_is_a_real_setting_and_the_config_map_values_are_valid():
     Settings.model_validate(values)  # raises on a bad value (the environment not read)
 
 
-def mounted_at(deployment: dict[str, Any], c: dict[str, Any], path: str) -> dict[str, Any]:
-    """The volume ``c`` mounts (read-only) at ``path``."""
+def mounted_at(
+    deployment: dict[str, Any], c: dict[str, Any], path: str, *, read_only: bool = True
+) -> dict[str, Any]:
+    """The volume ``c`` mounts at ``path``, read-only (or writable)."""
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == path]
-    assert mount["readOnly"] is True, (c["name"], path)
+    assert bool(mount.get("readOnly")) is read_only, (c["name"], path)
     volume: dict[str, Any] = volumes[mount["name"]]
     return volume
 
@@ -643,19 +645,10 @@ def test_workers_and_callback_receivers_have_a_disruption_budget_each():
         ]
 
 
-def mounted_at_rw(deployment: dict[str, Any], c: dict[str, Any], path: str) -> dict[str, Any]:
-    """The volume ``c`` mounts writable at ``path``."""
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == path]
-    assert not mount.get("readOnly"), (c["name"], path)
-    volume: dict[str, Any] = volumes[mount["name"]]
-    return volume
-
-
 def test_every_pod_has_a_writable_tmp_and_a_read_only_root():
     for deployment, c in containers():
         assert c["securityContext"]["readOnlyRootFilesystem"] is True, c["name"]
-        assert "emptyDir" in mounted_at_rw(deployment, c, "/tmp"), c["name"]  # noqa: S108
+        assert "emptyDir" in mounted_at(deployment, c, "/tmp", read_only=False), c["name"]  # noqa: S108
 
 
 # --- Several sites: the kustomize Component ---------------------------------------------------
