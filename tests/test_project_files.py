@@ -51,7 +51,8 @@ def _documented_commands() -> list[tuple[str, list[str]]]:
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for line in _code_lines(path.read_text()):
-            match = re.search(r"\bpallycon-pack (.*)$", line)
+            # The program where a command starts (not a `--namespace=pallycon-pack` value).
+            match = re.search(r"(?:^|[\s;&|(])pallycon-pack (.*)$", line)
             if match:
                 found.append((f"{path.name}: {line}", shlex.split(match.group(1), comments=True)))
     return found

@@ -410,6 +410,9 @@ def mount_targets(service: dict[str, Any]) -> dict[str, str]:
     (bind mounts, and compose secrets at /run/secrets/<name>)."""
     targets = {}
     for entry in service.get("volumes", []):
+        if isinstance(entry, dict):  # the long form
+            targets[entry["target"]] = entry["source"]
+            continue
         source, target, *_ = str(entry).split(":")
         targets[target] = source
     for name in service.get("secrets", []):
@@ -478,6 +481,18 @@ def test_each_file_an_override_names_is_mounted_from_an_ignored_secrets_director
             assert _ignored(source.removeprefix("./"), dockerignore), f"{source} is in the context"
             assert "secrets/" in gitignore, "secrets/ is not in .gitignore"
     assert named >= 3
+
+
+@pytest.mark.parametrize("path", OVERRIDES, ids=lambda p: p.name)
+def test_a_file_an_override_mounts_must_exist(path: Path):
+    """Written out long with ``create_host_path: false``: the short form makes an empty
+    directory where the file is missing, and the service starts without it (a sites file
+    that is a directory: no other site served, and no error)."""
+    for name, service in load_override(path)["services"].items():
+        for entry in service.get("volumes", []):
+            assert isinstance(entry, dict), f"{path.name}: {name}: {entry} in the short form"
+            if entry["type"] == "bind":
+                assert entry["bind"]["create_host_path"] is False, f"{path.name}: {name}"
 
 
 def test_the_sites_override_gives_both_readers_the_sites_and_the_emulator_their_callbacks():
