@@ -192,6 +192,7 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
 
     settings = load_settings(callback_host=host, callback_port=port)
     named: list[str] = []
+    tokens: dict[str, SecretStr] | None = None
     if settings.sites_path is None:
         token: SecretStr | None = settings.require_callback_token()
     else:  # the default site's token may come from the sites file, each other site's does
@@ -207,4 +208,4 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
         others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""
         click.echo(f"callback receiver listening on {url}/callback/<token>{others}")
 
-    serve_callbacks(settings, token, on_ready=ready, access_log=access_log)
+    serve_callbacks(settings, token, on_ready=ready, access_log=access_log, tokens=tokens)

@@ -22,11 +22,18 @@ from worker.logs import LOGGERS, configure, log_start
 
 
 def _server(
-    settings: Settings, token: SecretStr | None, host: str, port: int, access_log: bool = False
+    settings: Settings,
+    token: SecretStr | None,
+    host: str,
+    port: int,
+    access_log: bool = False,
+    tokens: dict[str, SecretStr] | None = None,
 ) -> asgi.Server:
+    """The receiver; ``tokens``: the sites' callback tokens, if the caller read them already."""
     app = sender(settings.redis, Keys(settings.key_prefix))
     default = settings.site_id
-    tokens = load_callback_tokens(settings) if settings.sites_path is not None else {}
+    if tokens is None:
+        tokens = load_callback_tokens(settings) if settings.sites_path is not None else {}
     token = token or tokens.get(default or "")
     site_tokens = {site: secret for site, secret in tokens.items() if site != default}
     receiver = callbacks.create_callback_app(
@@ -49,12 +56,15 @@ def serve_callbacks(
     on_ready: Callable[[str], None],
     *,
     access_log: bool = False,
+    tokens: dict[str, SecretStr] | None = None,
 ) -> None:
     """Serve until interrupted, logging JSON lines on stderr: its start and settings, one line
-    per callback (and, with ``access_log``, per HTTP request)."""
+    per callback (and, with ``access_log``, per HTTP request). ``tokens``: as for
+    :func:`_server`."""
     configure(settings.log_level)
     log_start("callbacks", settings, access_log=access_log)
-    server = _server(settings, token, settings.callback_host, settings.callback_port, access_log)
+    host, port = settings.callback_host, settings.callback_port
+    server = _server(settings, token, host, port, access_log, tokens)
     asgi.serve(server, on_ready)
 
 

@@ -232,7 +232,6 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-#: What a server refusing a login says (redis-py's exception names and Redis's own words).
 #: Redis is away, or the server reached cannot take writes (a demoted primary, or a managed
 #: Redis failing over behind one address): a change may not have been made, or not be kept.
 REDIS_AWAY: tuple[type[redis.RedisError], ...] = (

@@ -17,6 +17,7 @@ from store.counters import Metric
 from store.events import EventType, FailStage, State, event
 from store.record import Fields, Record
 from store.records import Change
+from store.redrive import UNKNOWN_SITE
 from store.schedules import Schedule
 from worker.decisions import PollPolicy, RetryPolicy
 
@@ -133,7 +134,7 @@ def not_served(
     timeout still end it. Not sent, and no worker serves the site: it fails, nothing is sent
     (``pallycon-pack retry`` takes it up again once the site is served)."""
     if record.state == State.ACCEPTED and not elsewhere:
-        return failed(record, FailStage.VALIDATION, "unknown_site", f"site_id: {message}", now)
+        return failed(record, FailStage.VALIDATION, UNKNOWN_SITE, f"site_id: {message}", now)
     later = Change(record, Fields(updated_at=now), schedule=schedule, at=now + policy.retry.cap)
     note = f"not served by this worker ({message}); left to a worker that serves its site"
     return Outcome(later, note, {"site_id": record.site_id}, level="warning")
