@@ -23,7 +23,6 @@ COPY emulator ./emulator
 COPY worker ./worker
 COPY producers ./producers
 COPY pallycon_pack ./pallycon_pack
-COPY support ./support
 # Not editable: the project is compiled with the rest (UV_COMPILE_BYTECODE), so a probe
 # starts from bytecode even on a read-only root filesystem.
 RUN uv sync --frozen --no-dev --no-editable

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pallycon_emulator.config import DEMO_SITE
+
 from bench.harness import BENCH, cpu_per_job, median, percentile, stack, ts
-from emulator.config import DEMO_SITE
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.signing import decode_envelope, open_envelope, sign
@@ -189,7 +190,7 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
 
             s.storage_id = register_storage(s.emulator.url)
             s.settings = s.settings.model_copy(update={"api_url": s.emulator.url})
-            from producers.api import Producer
+            from pallycon_producers.api import Producer
 
             s.producer = Producer.from_settings(s.settings)
         s.start_workers(4)
@@ -213,11 +214,11 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
 
 def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
     """Redis memory per in-flight job, and the time of one sweep of them all due at once."""
-    from store.admission import accept
-    from store.messages import sender
-    from worker.runtime import Runtime
-    from worker.submit import submitted
-    from worker.sweeper import sweep_once
+    from pallycon_store.admission import accept
+    from pallycon_store.messages import sender
+    from pallycon_worker.runtime import Runtime
+    from pallycon_worker.submit import submitted
+    from pallycon_worker.sweeper import sweep_once
 
     with stack(
         root / "scale", "--job-seconds", "3600", redis_fsync_wait_ms=0, sweep_batch=jobs
@@ -275,7 +276,8 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
     request (timed over ``sample`` of them, extrapolated): Redis only, no worker."""
     import json
 
-    from config import Settings
+    from pallycon_config import Settings
+
     from support.redis_server import RedisServer
 
     server = RedisServer(root / "backfill-redis").start()
@@ -310,8 +312,7 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
                            capture_output=True, cwd=root, check=True)  # fmt: skip
         single_s = (time.perf_counter() - start) / sample
         import redis
-
-        from store.keys import Keys
+        from pallycon_store.keys import Keys
 
         accepted = Keys(settings.key_prefix).state_index("accepted")
         recorded = int(redis.Redis.from_url(server.url).zcard(accepted))

@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from config import Settings
-from emulator.config import DEMO_REGION, DEMO_SITE
+from pallycon_config import Settings
+from pallycon_emulator.config import DEMO_REGION, DEMO_SITE
+
 from support import queue
 from support.samples import storage_request
 from support.stack import Stack

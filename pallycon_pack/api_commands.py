@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from pallycon_config import Settings, Site, UnknownSite, load_settings
+from pallycon_config.rules import check_region
 from pydantic import SecretStr
 
-from config import Settings, Site, UnknownSite, load_settings
-from config.settings import check_region
 from pallycon.client import PallyConClient, utc_now
 from pallycon.codes import parse_status
 from pallycon.models import (

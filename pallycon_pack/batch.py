@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from pallycon_store.admission import prepare, unknown_site
+
 from pallycon.errors import InvalidRequest
-from store.admission import prepare, unknown_site
 
 if TYPE_CHECKING:
-    from producers.api import Producer
+    from pallycon_producers.api import Producer
 
 #: Requests recorded per ``submit_many`` call (one script, one transaction, one fsync).
 CHUNK = 500

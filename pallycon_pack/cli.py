@@ -25,7 +25,7 @@ from pallycon_pack.errors import (
 )
 
 if TYPE_CHECKING:
-    from config import RedisTarget
+    from pallycon_config import RedisTarget
 
 #: Each subcommand: the module of pallycon_pack defining it (under the command's name), and the
 #: first paragraph of its help, which ``--help`` lists whole (a test keeps the two the same).
@@ -127,7 +127,8 @@ def _failure(exc: Exception) -> Failure | None:
 
     The error classes are imported here, once an error has happened, not at start-up.
     """
-    from config import ConfigError
+    from pallycon_config import ConfigError
+
     from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
 
     if isinstance(exc, ConfigError):
@@ -157,8 +158,7 @@ def redis_problem(exc: Exception, target: RedisTarget | None = None) -> str:
     leaving out the secret files (only the address is shown)."""
     import redis
     from kombu.exceptions import OperationalError as KombuOperationalError
-
-    from store.connect import describe, login_refused, sentinels_refused
+    from pallycon_store.connect import describe, login_refused, sentinels_refused
 
     if target is None:
         target = _redis_target()
@@ -182,8 +182,8 @@ def redis_problem(exc: Exception, target: RedisTarget | None = None) -> str:
 def _redis_target() -> RedisTarget | None:
     """Where Redis is, from the settings without their secret files (none of them says where);
     None if the settings are invalid."""
-    from config import ConfigError, Settings, env_name
-    from config.settings import read_settings
+    from pallycon_config import ConfigError, Settings, env_name
+    from pallycon_config.settings import read_settings
 
     try:
         return read_settings(Settings, env_name, {}, environ={}).redis

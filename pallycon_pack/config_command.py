@@ -21,10 +21,10 @@ def show(as_json: bool) -> None:
     .env (in the current directory) or, for a secret, the file it was read from. The
     emulator's settings (PALLYCON_EMULATOR_*) follow the others'.
     """
-    from config import load_settings
-    from config.settings import env_name
-    from config.show import describe, warnings
-    from emulator.config import emulator_env_name, load_emulator_settings
+    from pallycon_config import load_settings
+    from pallycon_config.rules import env_name
+    from pallycon_config.show import describe, warnings
+    from pallycon_emulator.config import emulator_env_name, load_emulator_settings
 
     settings = load_settings()
     emulator_settings = load_emulator_settings()

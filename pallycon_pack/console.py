@@ -35,11 +35,10 @@ from pallycon_pack.errors import EXIT_INVALID, Failure
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pallycon_store.overview import Overview
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
-
-    from store.overview import Overview
 
 log = logging.getLogger("pallycon_pack.console")
 
@@ -151,7 +150,7 @@ def record_row(record: Any, default_site: str = "") -> dict[str, Any]:
 def site_of(overview: Overview, label: str) -> str | None:
     """A ``site`` parameter (a site's name as the page shows it; "" for every site) as
     :class:`Overview` takes it; SiteUnknown (a 400) naming the sites for one it does not know."""
-    from store.overview import UnknownSiteLabel
+    from pallycon_store.overview import UnknownSiteLabel
 
     try:
         return overview.site_filter(label)
@@ -169,7 +168,7 @@ def search(
     """Up to ``limit`` requests newest first, in ``state`` (any when None) and of ``site`` (as
     :meth:`Overview.list`) whose id contains ``query`` (any case): among the newest
     :data:`SEARCH_SCAN`, plus the request whose id it is exactly."""
-    from store.events import State
+    from pallycon_store.events import State
 
     wanted = State(state) if state else None
     default = overview.default_label()
@@ -197,7 +196,7 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
     """Counts by state, the last hour per minute, and its failures by code (or why they cannot
     be read: a failed record this version cannot decode): of ``site`` (as
     :meth:`Overview.counts`; None: every site); and each site's counts by state."""
-    from store.events import State
+    from pallycon_store.events import State
 
     since = now - WINDOW
     skipped = overview.unreadable
@@ -374,12 +373,13 @@ def console(host: str | None, port: int | None) -> None:
     Off 127.0.0.1 (--host) it needs PALLYCON_CONSOLE_TOKEN; then open /?token=<token> once.
     """
 
-    from config import load_settings
-    from config.settings import read_settings
+    from pallycon_config import load_settings
+    from pallycon_config.settings import read_settings
+    from pallycon_store.connect import connect_redis
+    from pallycon_store.keys import Keys
+    from pallycon_store.overview import Overview
+
     from pallycon_pack import asgi
-    from store.connect import connect_redis
-    from store.keys import Keys
-    from store.overview import Overview
 
     options = read_settings(
         ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
@@ -401,7 +401,7 @@ def console(host: str | None, port: int | None) -> None:
     def ready(url: str) -> None:
         click.echo(f"console listening on {url}" + (" (token required)" if token else ""))
 
-    from worker.logs import configure, log_start
+    from pallycon_worker.logs import configure, log_start
 
     configure(settings.log_level)
     log_start("console", options, settings)

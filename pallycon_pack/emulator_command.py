@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-from config import load_settings
-from emulator.config import (
+from pallycon_config import load_settings
+from pallycon_emulator.config import (
     DEMO_SITE,
     HOSTILE_MODES,
     CallbackUrl,
@@ -18,6 +17,7 @@ from emulator.config import (
     emulator_env_name,
     load_emulator_settings,
 )
+
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_pack.errors import EXIT_INVALID, Failure
 from pallycon_pack.inputs import read_source, source_name

@@ -21,6 +21,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis
+from pallycon_store.counters import (
+    LATENCY_BUCKETS,
+    ApiMetric,
+    api_labels,
+    outcome_code,
+    read_api_calls,
+)
+from pallycon_store.counters import Metric as Counter
+from pallycon_store.events import EventType, FailStage, State
+from pallycon_store.fleet import Fleet, Snapshot
+from pallycon_store.keys import Keys
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,12 +40,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-
-from store.counters import LATENCY_BUCKETS, ApiMetric, api_labels, outcome_code, read_api_calls
-from store.counters import Metric as Counter
-from store.events import EventType, FailStage, State
-from store.fleet import Fleet, Snapshot
-from store.keys import Keys
 
 PREFIX = "pallycon_pack"
 #: Result stream entries read per scrape at most (the rest are read at the next scrape).
@@ -111,7 +116,7 @@ class FleetCollector(Collector):
         yield from self._failures(now)
 
     def _requests(self) -> Iterator[Metric]:
-        from store.overview import Overview
+        from pallycon_store.overview import Overview
 
         gauge = GaugeMetricFamily(
             f"{PREFIX}_requests",
@@ -152,7 +157,7 @@ class FleetCollector(Collector):
         return counter
 
     def _failures(self, now: float) -> Iterator[Metric]:
-        from store.overview import Overview
+        from pallycon_store.overview import Overview
 
         failed = Overview(self.redis, self.keys).list(
             State.FAILED, since=now - 3600, limit=FAILED_SAMPLE

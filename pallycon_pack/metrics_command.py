@@ -40,13 +40,13 @@ def metrics(host: str, port: int) -> None:
     import sys
     import threading
 
+    from pallycon_config import load_settings
+    from pallycon_store.connect import connect_redis
+    from pallycon_store.keys import Keys
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
 
-    from config import load_settings
     from pallycon_pack.exporter import FleetCollector
-    from store.connect import connect_redis
-    from store.keys import Keys
 
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
@@ -62,7 +62,7 @@ def metrics(host: str, port: int) -> None:
             EXIT_UNAVAILABLE,
         ) from None
     bound = server.server_address[1]
-    from worker.logs import configure, log_start
+    from pallycon_worker.logs import configure, log_start
 
     configure(settings.log_level)
     log_start("metrics", settings, host=host, port=bound)

@@ -23,9 +23,8 @@ from pallycon_pack.errors import EXIT_UNHEALTHY
 
 if TYPE_CHECKING:
     import redis
-
-    from config import Settings, Site
-    from store.fleet import Snapshot
+    from pallycon_config import Settings, Site
+    from pallycon_store.fleet import Snapshot
 
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
 #: The checks that read Redis (skipped when Redis itself fails).
@@ -129,7 +128,9 @@ def bounded(name: str, timeout: float, run: Callable[[], Check]) -> Check:
         try:
             result.append(run())
         except Exception as exc:  # noqa: BLE001  # a check reports any error; it never raises
-            from store.connect import describe  # "no master found" without the clients' reprs
+            from pallycon_store.connect import (
+                describe,
+            )  # "no master found" without the clients' reprs
 
             reason = describe(exc)[:200]
             result.append(Check(name, False, f"{type(exc).__name__}: {reason}"))
@@ -243,7 +244,7 @@ def api_checks(settings: Settings, timeout: float) -> list[Check]:
     line when all answer; else one line per site that did not, naming it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from config import ConfigError
+    from pallycon_config import ConfigError
 
     if settings.sites_path is None:  # the one site of the settings, as before sites
         return [bounded("api", timeout, lambda: _api_check(settings, timeout))]
@@ -281,7 +282,7 @@ def api_checks(settings: Settings, timeout: float) -> list[Check]:
 
 
 def _client(settings: Settings, timeout: float) -> redis.Redis:
-    from store.connect import connect_redis
+    from pallycon_store.connect import connect_redis
 
     return connect_redis(settings.redis, deadline=timeout)
 
@@ -291,8 +292,8 @@ def run_checks(
 ) -> list[Check]:
     """The chosen checks' results, in order; those that read Redis are left out when Redis
     itself fails (its line says why)."""
-    from store.fleet import Fleet
-    from store.keys import Keys
+    from pallycon_store.fleet import Fleet
+    from pallycon_store.keys import Keys
 
     keys = Keys(settings.key_prefix)
     client = _client(settings, timeout)
@@ -376,7 +377,7 @@ def health(
     One line per check. Exit codes: 0 healthy, 4 a check failed (the lines say which and why),
     2 bad usage or settings. Every check is bounded by --timeout.
     """
-    from config import load_settings
+    from pallycon_config import load_settings
 
     chosen = parse_checks(checks)
     host = socket.gethostname() if this_host else None
@@ -407,10 +408,11 @@ def stats(as_json: bool, since: str) -> None:
 
     Everything is read from Redis (the counters since Redis last lost them).
     """
-    from config import load_settings
+    from pallycon_config import load_settings
+    from pallycon_store.connect import connect_redis
+    from pallycon_store.keys import Keys
+
     from pallycon_pack.requests_commands import parse_since
-    from store.connect import connect_redis
-    from store.keys import Keys
 
     now = time.time()
     after = parse_since(since, now)
@@ -441,11 +443,12 @@ def gather(
     """Everything ``stats`` shows, JSON-ready (``requests_by_site`` only with several sites)."""
     from collections import Counter
 
+    from pallycon_store.counters import Counters, read_api_calls
+    from pallycon_store.events import State
+    from pallycon_store.fleet import Fleet
+    from pallycon_store.overview import Overview
+
     from pallycon.codes import STATUS_CODES
-    from store.counters import Counters, read_api_calls
-    from store.events import State
-    from store.fleet import Fleet
-    from store.overview import Overview
 
     overview = Overview(client, keys, default_site=default_site)
     snapshot = Fleet(client, keys).snapshot(now)

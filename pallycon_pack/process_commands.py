@@ -40,11 +40,11 @@ def worker(
     --max-tasks-per-child, --autoscale: see celery worker --help.
     """
     signal.signal(signal.SIGTERM, _stop_while_starting)  # Celery's own handler replaces it
-    from config import load_settings
-    from config.show import mask_text
-    from store.connect import connect_redis
-    from worker.logs import configure, log_start
-    from worker.tasks import create_app
+    from pallycon_config import load_settings
+    from pallycon_config.show import mask_text
+    from pallycon_store.connect import connect_redis
+    from pallycon_worker.logs import configure, log_start
+    from pallycon_worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)
     node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
@@ -69,8 +69,7 @@ def _wait_for_redis(client: Any, patience: float) -> None:
     import time
 
     import redis
-
-    from store.connect import describe, login_refused
+    from pallycon_store.connect import describe, login_refused
 
     deadline, pause, warned = time.monotonic() + patience, 0.25, False
     while True:
@@ -187,7 +186,8 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
 
     Each other site of PALLYCON_SITES at /callback/<site id>/<its callback_token>.
     """
-    from config import load_settings
+    from pallycon_config import load_settings
+
     from pallycon_pack.servers import serve_callbacks
 
     settings = load_settings(callback_host=host, callback_port=port)
@@ -196,7 +196,7 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     if settings.sites_path is None:
         token: SecretStr | None = settings.require_callback_token()
     else:  # the default site's token may come from the sites file, each other site's does
-        from config import load_callback_tokens
+        from pallycon_config import load_callback_tokens
 
         token = settings.callback_token
         tokens = load_callback_tokens(settings)

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 
 import click
 import redis
+from pallycon_producers.api import Event, Producer
+from pallycon_store.record import Record
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pallycon.codes import status_sequence
 from pallycon_pack import render
-from producers.api import Event, Producer
-from store.record import Record
 
 
 class _Bars:

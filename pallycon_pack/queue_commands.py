@@ -21,7 +21,7 @@ from pallycon_pack.errors import (
 from pallycon_pack.inputs import read_json
 
 if TYPE_CHECKING:
-    from producers.api import Producer
+    from pallycon_producers.api import Producer
 
 DEFAULT_WAIT = 24 * 3600.0
 
@@ -86,8 +86,8 @@ def submit(
     on standard error. A request id that was submitted before is not submitted again: its state
     is shown instead.
     """
-    from config import load_settings
-    from producers.api import Producer
+    from pallycon_config import load_settings
+    from pallycon_producers.api import Producer
 
     if batch_path is not None:
         if file is not None or request_id or metadata_text or site_id is not None or wait:
@@ -132,7 +132,7 @@ def _metadata(text: str | None) -> Any:
 def _submit_one(
     producer: Producer, body: Any, request_id: str | None, metadata: Any, site_id: str | None
 ) -> str:
-    from producers.api import RequestConflict, SubmitUnconfirmed
+    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
 
     try:
         return producer.submit(body, request_id, metadata=metadata, site_id=site_id)
@@ -183,11 +183,11 @@ def _follow_one(
 def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
     """Check every line of the file, then record them all, CHUNK at a time."""
     import redis
+    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
 
     from pallycon.errors import InvalidRequest
     from pallycon_pack import batch
     from pallycon_pack.progress import batch_progress
-    from producers.api import RequestConflict, SubmitUnconfirmed
 
     try:
         checked = batch.check(producer, path)
@@ -248,10 +248,11 @@ def status(request_id: str, as_json: bool) -> None:
     Exit code by its state: 0 completed, 1 failed (or no such request), 4 still in flight
     (accepted, submitting, submitted).
     """
-    from config import load_settings
+    from pallycon_config import load_settings
+    from pallycon_producers.api import Producer
+
     from pallycon_pack import render
     from pallycon_pack.requests_commands import shown
-    from producers.api import Producer
 
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
@@ -301,8 +302,8 @@ def status(request_id: str, as_json: bool) -> None:
 )
 def results(follow: bool, as_json: bool, after: str) -> None:
     """Read the result channel: one event per change of every request."""
-    from config import load_settings
-    from producers.api import Producer
+    from pallycon_config import load_settings
+    from pallycon_producers.api import Producer
 
     producer = Producer.from_settings(load_settings())
     events = (

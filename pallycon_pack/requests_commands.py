@@ -18,8 +18,8 @@ import click
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 
 if TYPE_CHECKING:
-    from store.overview import Overview
-    from store.record import Record
+    from pallycon_store.overview import Overview
+    from pallycon_store.record import Record
 
 STATES = ("accepted", "submitting", "submitted", "completed", "failed")
 #: Fields of a record shown as times (ISO 8601, UTC).
@@ -58,7 +58,7 @@ def parse_since(text: str, now: float) -> float:
 
 def shown(record: Record) -> dict[str, Any]:
     """A record as the commands print it: the fields that are set, times in ISO 8601."""
-    from store.events import iso
+    from pallycon_store.events import iso
 
     data = record.public()
     for name in TIME_FIELDS:
@@ -68,10 +68,10 @@ def shown(record: Record) -> dict[str, Any]:
 
 
 def _overview() -> Overview:
-    from config import load_settings
-    from store.connect import connect_redis
-    from store.keys import Keys
-    from store.overview import Overview
+    from pallycon_config import load_settings
+    from pallycon_store.connect import connect_redis
+    from pallycon_store.keys import Keys
+    from pallycon_store.overview import Overview
 
     settings = load_settings()
     return Overview(
@@ -91,7 +91,7 @@ SITE_HELP = (
 def site_option(overview: Overview, site: str | None) -> str | None:
     """``--site``: None for every site, "" for the default one, else a site the workers serve
     (Failure naming the sites otherwise)."""
-    from store.overview import UnknownSiteLabel
+    from pallycon_store.overview import UnknownSiteLabel
 
     try:
         return overview.site_filter(site)
@@ -118,8 +118,9 @@ def list_requests(
 
     A SITE column when a listed request named a site (in JSON: its ``site_id``).
     """
+    from pallycon_store.events import State
+
     from pallycon_pack import render
-    from store.events import State
 
     after = parse_since(since, time.time()) if since else None
     overview = _overview()
@@ -160,7 +161,7 @@ def _table(*columns: str) -> Any:
 
 
 def _updated(record: Record) -> str:
-    from store.events import iso
+    from pallycon_store.events import iso
 
     when = record.updated_at or record.created_at
     return iso(when)[:19].replace("T", " ") if when else "-"
@@ -254,16 +255,17 @@ def retry(
     run is polled again, one that may exist is looked up first. Retrying a request that is not
     failed changes nothing. Exit 0 when every request given was retried, 1 otherwise.
     """
-    from config import load_settings
+    from pallycon_config import load_settings
+    from pallycon_store.connect import connect_redis
+    from pallycon_store.durability import Durability
+    from pallycon_store.events import State
+    from pallycon_store.keys import Keys
+    from pallycon_store.overview import Overview
+    from pallycon_store.records import Records
+    from pallycon_store.redrive import plan_retry
+    from pallycon_store.redrive import retry as redrive
+
     from pallycon_pack import render
-    from store.connect import connect_redis
-    from store.durability import Durability
-    from store.events import State
-    from store.keys import Keys
-    from store.overview import Overview
-    from store.records import Records
-    from store.redrive import plan_retry
-    from store.redrive import retry as redrive
 
     if (since or codes or site) and not state:
         raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)

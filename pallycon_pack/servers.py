@@ -7,18 +7,18 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from pallycon_config import Settings, load_callback_tokens
+from pallycon_emulator.app import Emulator, create_app
+from pallycon_emulator.config import EmulatorConfig
+from pallycon_store.keys import Keys
+from pallycon_store.messages import send_poll, sender
+from pallycon_worker import callbacks
+from pallycon_worker.logs import LOGGERS, configure, log_start
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from config import Settings, load_callback_tokens
-from emulator.app import Emulator, create_app
-from emulator.config import EmulatorConfig
 from pallycon.options import MAX_URL_LENGTH
 from pallycon_pack import asgi
-from store.keys import Keys
-from store.messages import send_poll, sender
-from worker import callbacks
-from worker.logs import LOGGERS, configure, log_start
 
 
 def _server(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
+from pallycon_config import Settings
 
-from config import Settings
 from pallycon.client import PallyConClient
 
 

@@ -4,8 +4,8 @@ the demo.
 ``cli`` runs one ``pallycon-pack`` command as a user would. ``ServerProcess`` runs
 ``pallycon-pack <server> --port 0 ...`` (the emulator or the callback receiver) and waits for its
 "listening on URL" line. ``WorkerProcess`` runs a Celery worker (``pallycon-pack worker`` or
-``celery -A worker worker``) and can kill it the ways machines die, or stop it as a container
-engine does: SIGTERM to its main process, which can run as PID 1 of its own PID namespace
+``celery -A pallycon_worker worker``) and can kill it the ways machines die, or stop it as a
+container engine does: SIGTERM to its main process, which can run as PID 1 of its own PID namespace
 (:func:`pid1_unavailable` says whether this machine allows it).
 
 Each runs this checkout's ``pallycon-pack`` (:data:`PALLYCON_PACK`) unless given another
@@ -168,7 +168,7 @@ class WorkerProcess:
         if celery_cli:
             hostname = f"--hostname={name}-{os.getpid()}@%h"
             concurrent = f"--concurrency={concurrency}"
-            return [sys.executable, "-m", "celery", "-A", "worker", "worker", concurrent,
+            return [sys.executable, "-m", "celery", "-A", "pallycon_worker", "worker", concurrent,
                     "--loglevel=INFO", hostname]  # fmt: skip
         return [*program, "worker", "--concurrency", str(concurrency)]
 

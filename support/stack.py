@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any, Self
 
 import redis
+from pallycon_config import Settings
+from pallycon_producers.api import Producer
+from pallycon_store.events import EventType
+from pallycon_store.keys import Keys
 
-from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobListRequest, StorageRegisterRequest
 from pallycon.signing import SiteCredentials
-from producers.api import Producer
-from store.events import EventType
-from store.keys import Keys
 from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator
 from support.queue import make_settings, register_storage

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from pallycon_config import Settings
 
-from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.signing import SiteCredentials
 from support.env import clean_env, site_env

@@ -5,6 +5,7 @@ contracts are in pyproject.toml, run by .ci/run.)"""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import pkgutil
 import subprocess
@@ -17,14 +18,22 @@ import pytest
 from pallycon_pack.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ["pallycon", "config", "store", "producers", "worker", "emulator", "pallycon_pack"]
+PRODUCT = [
+    "pallycon",
+    "pallycon_config",
+    "pallycon_store",
+    "pallycon_producers",
+    "pallycon_worker",
+    "pallycon_emulator",
+    "pallycon_pack",
+]
 #: Helpers for tests, benchmarks and the demo: never loaded by the product.
 SUPPORT = "support"
-#: Never loaded by `import producers.api` (a producer needs Redis only; Celery once it sends).
+#: Never loaded by `import pallycon_producers.api` (a producer needs Redis only; Celery once it sends).
 NOT_FOR_PRODUCERS = [
     "httpx",
     "pallycon.client",
-    "worker",
+    "pallycon_worker",
     "cryptography.hazmat",
     "starlette",
     "celery",
@@ -35,10 +44,13 @@ def _modules(packages: list[str] = PRODUCT) -> list[str]:
     found = []
     for package in packages:
         found.append(package)
-        path = [str(ROOT / package)]
+        spec = importlib.util.find_spec(package)
+        assert spec is not None, package
+        path = list(spec.submodule_search_locations or [])
         found += [m.name for m in pkgutil.walk_packages(path, prefix=f"{package}.")]
     # Entry points run when imported: the CLI's __main__, and the Celery app (settings).
-    return [name for name in found if name not in ("pallycon_pack.__main__", "worker.celery")]
+    entry_points = ("pallycon_pack.__main__", "pallycon_worker.celery")
+    return [name for name in found if name not in entry_points]
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +90,7 @@ def test_every_module_imports_on_its_own():
 
 def test_a_producer_loads_neither_the_http_client_nor_the_worker():
     check = (
-        "import sys, producers.api\n"
+        "import sys, pallycon_producers.api\n"
         f"banned = {NOT_FOR_PRODUCERS!r}\n"
         "print(sorted(m for m in sys.modules for b in banned if m == b or m.startswith(b + '.')))"
     )
@@ -87,7 +99,9 @@ def test_a_producer_loads_neither_the_http_client_nor_the_worker():
     assert run.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["store.admission", "store.records", "store.messages"])
+@pytest.mark.parametrize(
+    "module", ["pallycon_store.admission", "pallycon_store.records", "pallycon_store.messages"]
+)
 def test_the_shared_store_needs_no_http_client(module):
     run = _python(f"import sys, {module}; print('httpx' in sys.modules)")
     assert (run.returncode, run.stdout.strip()) == (0, "False"), run.stderr
@@ -128,7 +142,15 @@ def test_the_top_level_help_loads_no_subcommand():
     loaded = {m.split(".")[0] for m in modules}
     ours = {m for m in modules if m.split(".")[0] == "pallycon_pack"}
     assert ours == {"pallycon_pack", "pallycon_pack.cli", "pallycon_pack.errors"}
-    assert not loaded & {"config", "pallycon", "redis", "celery", "kombu", "httpx", "pydantic"}
+    assert not loaded & {
+        "pallycon_config",
+        "pallycon",
+        "redis",
+        "celery",
+        "kombu",
+        "httpx",
+        "pydantic",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

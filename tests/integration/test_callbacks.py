@@ -18,19 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
+from pallycon_config import Settings
+from pallycon_producers.api import Producer
+from pallycon_store.keys import Keys
+from pallycon_worker import callbacks
+from pallycon_worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 from pydantic import SecretStr
 
-from config import Settings
 from pallycon_pack import asgi
-from producers.api import Producer
-from store.keys import Keys
 from support.env import clean_env
 from support.processes import EmulatorProcess, start_server
 from support.queue import make_settings, register_storage, wait_all
 from support.redis_server import RedisServer
 from support.samples import body_for
-from worker import callbacks
-from worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 
 pytestmark = pytest.mark.integration
 

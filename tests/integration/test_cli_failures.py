@@ -111,7 +111,7 @@ def test_the_worker_exits_non_zero_when_celery_cannot_go_on(tmp_path, redis_serv
     """An unrecoverable start-up error (here: the worker's runtime cannot be built) ends the
     process with a non-zero code and one line, so that a supervisor restarts it."""
     script = (
-        "import worker.runtime as r\n"
+        "import pallycon_worker.runtime as r\n"
         "def broken(*a, **k): raise RuntimeError('cannot build the runtime')\n"
         "r.Runtime.build = classmethod(broken)\n"
         "from pallycon_pack.cli import main\n"

@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from pallycon_producers.api import Producer
+from pallycon_store.events import State
+from pallycon_store.keys import Keys
+from pallycon_store.overview import Overview
 
 from pallycon_pack import asgi
 from pallycon_pack.console import MIN_TOKEN, code_meaning, create_app
-from producers.api import Producer
-from store.events import State
-from store.keys import Keys
-from store.overview import Overview
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites

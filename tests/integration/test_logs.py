@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from pallycon_config.settings import PLACEHOLDER_TOKEN
 
-from config.settings import PLACEHOLDER_TOKEN
 from pallycon.client import PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.options import ClientOptions

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pallycon_producers.api import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.api import Producer
 from support.deployment import dashboard_metrics, rule_metrics
 from support.env import clean_env
 from support.processes import ServerProcess, WorkerProcess, cli, start_server
@@ -217,11 +217,10 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     import os
 
     import redis
-
-    from store.counters import read_api_calls
-    from store.keys import Keys
-    from store.ratelimit import TokenBucket
-    from worker.ratelimit import RateLimitedTransport
+    from pallycon_store.counters import read_api_calls
+    from pallycon_store.keys import Keys
+    from pallycon_store.ratelimit import TokenBucket
+    from pallycon_worker.ratelimit import RateLimitedTransport
 
     answers = iter(
         [

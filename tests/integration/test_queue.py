@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import redis
+from pallycon_config import Settings
+from pallycon_producers.api import Producer, RequestConflict
 
-from config import Settings
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobListRequest
-from producers.api import Producer, RequestConflict
 from support.processes import EmulatorProcess
 from support.queue import events_of, eventually, make_settings, register_storage, wait_all
 from support.redis_server import RedisServer
@@ -202,7 +202,7 @@ def test_the_same_request_id_twice_gives_one_request_and_one_job(
 def test_polls_survive_a_worker_killed_and_replaced(
     settings, producer, storage_id, emulator, worker_factory
 ):
-    """SIGKILL every worker process while jobs run; a new worker (celery -A worker) finishes them."""
+    """SIGKILL every worker process while jobs run; a new worker (celery -A pallycon_worker) finishes them."""
     worker = worker_factory(settings)
     marker = f"restart-{time.monotonic_ns()}"
     ids = [producer.submit(body_for(storage_id, f"{marker}-{n}")) for n in range(5)]
@@ -346,7 +346,7 @@ def test_upstream_reads_results_with_a_consumer_group(
     settings, producer, storage_id, worker_factory
 ):
     """ResultGroup: each event once per group, pending until acknowledged, claimable when stale."""
-    from producers.api import ResultGroup
+    from pallycon_producers.api import ResultGroup
 
     worker_factory(settings)
     request_id = producer.submit(body_for(storage_id, f"group-{time.monotonic_ns()}"))
@@ -417,8 +417,9 @@ def test_submit_batch_checks_every_line_then_records_them_all(
     """submit --batch: bad lines named by number and nothing recorded; a good file recorded
     with each id printed and each line's metadata kept. status exits by state; a --wait that
     times out says so, a line per change meanwhile (no terminal). No worker runs."""
+    from pallycon_store.admission import refuse
+
     from pallycon.errors import FieldError
-    from store.admission import refuse
     from support.env import clean_env
     from support.processes import cli
 

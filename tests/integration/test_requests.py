@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pallycon_producers.api import Producer
+from pallycon_store.events import State
 
-from producers.api import Producer
-from store.events import State
 from support.env import clean_env
 from support.processes import cli
 from support.stack import Stack

@@ -18,16 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from pallycon_config import Settings
+from pallycon_producers.api import Producer
+from pallycon_store.connect import _sentinels
+from pallycon_worker.callbacks import REDIS_CONNECTIONS
 
-from config import Settings
-from producers.api import Producer
-from store.connect import _sentinels
 from support.env import clean_env
 from support.processes import WorkerProcess, cli, start_server
 from support.queue import wait_all
 from support.redis_server import MASTER_NAME, free_port, server_binary
 from support.stack import Stack
-from worker.callbacks import REDIS_CONNECTIONS
 
 pytestmark = pytest.mark.integration
 

@@ -23,20 +23,20 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import redis
+from pallycon_config import Settings
+from pallycon_store.admission import accept, remote_job_name
+from pallycon_store.events import State, iso
+from pallycon_store.record import Record
+from pallycon_worker import poll_rules, submit_rules
+from pallycon_worker.poll import poll
+from pallycon_worker.runtime import Runtime
+from pallycon_worker.submit import submit_batch
 
-from config import Settings
 from pallycon.errors import RequestNotSent
 from pallycon.models import JobInfo
 from pallycon.signing import decode_envelope, format_timestamp, open_envelope
-from store.admission import accept, remote_job_name
-from store.events import State, iso
-from store.record import Record
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, job_body
-from worker import poll_rules, submit_rules
-from worker.poll import poll
-from worker.runtime import Runtime
-from worker.submit import submit_batch
 
 pytestmark = pytest.mark.integration
 

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 import redis
+from pallycon_store.counters import Counters, Metric
+from pallycon_store.durability import MARK_TTL_MS, Durability
+from pallycon_store.events import EventType, State, event
+from pallycon_store.keys import Keys
+from pallycon_store.overview import Overview
+from pallycon_store.ratelimit import TokenBucket
+from pallycon_store.record import Fields
+from pallycon_store.records import Change, NewRequest, Records
+from pallycon_store.schedules import Schedules
 
-from store.counters import Counters, Metric
-from store.durability import MARK_TTL_MS, Durability
-from store.events import EventType, State, event
-from store.keys import Keys
-from store.overview import Overview
-from store.ratelimit import TokenBucket
-from store.record import Fields
-from store.records import Change, NewRequest, Records
-from store.schedules import Schedules
 from support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 import pytest
+from pallycon_worker.loops import read_health
 
 from support.stack import Stack
-from worker.loops import read_health
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 

@@ -75,7 +75,7 @@ def test_figure_8_no_secret_anywhere_and_json_only(stack_factory, worker_factory
             stdin = json.dumps(stack.body("secret-cli")).encode() if args[0] == "submit" else None
             outputs.append(cli(*args, env=env, cwd=tmp_path, stdin=stdin))
         # A pickled task message on the worker's own queue must be refused, not run.
-        from worker.tasks import create_app
+        from pallycon_worker.tasks import create_app
 
         create_app(settings).send_task("pallycon.submit", args=[ids[0]], serializer="pickle")
         deadline = time.monotonic() + 10

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from config import ConfigError, Settings, load_settings
-from emulator.config import EmulatorSettings, load_emulator_settings
+from pallycon_config import ConfigError, Settings, load_settings
+from pallycon_emulator.config import EmulatorSettings, load_emulator_settings
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
 pytestmark = pytest.mark.usefixtures("isolated_settings")
@@ -128,3 +127,13 @@ def test_invalid_emulator_settings_name_the_variable(monkeypatch, name, value, m
         load_emulator_settings()
     assert name in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_every_settings_variable_is_named_by_one_rule():
+    """``env_name`` (the rules the sites file shares, which know no settings class) names each
+    field's variable as the settings class itself reads it, aliases included."""
+    from pallycon_config.rules import env_name
+    from pallycon_config.settings import variable_name
+
+    for field in Settings.model_fields:
+        assert env_name(field) == variable_name(Settings, field), field

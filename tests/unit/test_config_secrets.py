@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from pallycon_config import ConfigError, Settings, load_settings
+from pallycon_config.rules import env_name
+from pallycon_config.secrets import MAX_SECRET_BYTES, is_secret, secret_fields, strip_newline
+from pallycon_config.settings import read_settings
+from pallycon_config.show import COMMAND_LINE, DOTENV, ENVIRONMENT, describe, origins
 from pydantic import SecretStr
 
-from config import ConfigError, Settings, load_settings
-from config.secrets import MAX_SECRET_BYTES, is_secret, secret_fields, strip_newline
-from config.settings import env_name, read_settings
-from config.show import COMMAND_LINE, DOTENV, ENVIRONMENT, describe, origins
 from pallycon_pack.console import ConsoleSettings
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.

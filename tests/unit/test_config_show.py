@@ -7,12 +7,21 @@ import re
 from pathlib import Path
 
 import pytest
+from pallycon_config import ConfigError, Settings, load_settings
+from pallycon_config.rules import REGIONS, env_name
+from pallycon_config.settings import PLACEHOLDER_TOKEN
+from pallycon_config.show import (
+    COMMAND_LINE,
+    DEFAULT,
+    DOTENV,
+    ENVIRONMENT,
+    describe,
+    masked,
+    origins,
+)
+from pallycon_config.show import warnings as start_warnings
+from pallycon_emulator.config import EmulatorSettings, emulator_env_name, load_emulator_settings
 
-from config import ConfigError, Settings, load_settings
-from config.settings import PLACEHOLDER_TOKEN, REGIONS, env_name
-from config.show import COMMAND_LINE, DEFAULT, DOTENV, ENVIRONMENT, describe, masked, origins
-from config.show import warnings as start_warnings
-from emulator.config import EmulatorSettings, emulator_env_name, load_emulator_settings
 from pallycon_pack.process_commands import celery_worker_argv
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.

@@ -12,13 +12,19 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 from kombu import Connection
+from pallycon_config import ConfigError, RedisTarget, load_settings
+from pallycon_config.settings import parse_sentinels
+from pallycon_store.connect import (
+    broker_conf,
+    connect_async,
+    connect_redis,
+    describe,
+    login_refused,
+)
 from pydantic import SecretStr
 
-from config import ConfigError, RedisTarget, load_settings
-from config.settings import parse_sentinels
 from pallycon_pack.cli import redis_problem
 from pallycon_pack.process_commands import _wait_for_redis
-from store.connect import broker_conf, connect_async, connect_redis, describe, login_refused
 
 SENTINELS = (("s1", 26379), ("s2", 26380))
 TLS_URL = (
@@ -354,7 +360,7 @@ def test_threads_sharing_the_sentinel_clients_keep_every_sentinel():
     import sys
     import threading
 
-    from store.connect import _sentinels
+    from pallycon_store.connect import _sentinels
 
     target = RedisTarget("redis://", sentinels=tuple((f"s{n}", 1) for n in range(4)))
     shared = _sentinels(target, 2.0)

@@ -8,15 +8,15 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
-from config import ConfigError
-from config.show import masked
-from emulator.config import (
+from pallycon_config import ConfigError
+from pallycon_config.show import masked
+from pallycon_emulator.config import (
     EmulatorConfig,
     callback_url_problem,
     load_emulator_settings,
     masked_callback_url,
 )
+
 from pallycon.signing import SiteCredentials
 from pallycon_pack.emulator_command import emulator
 from support.samples import SAMPLE_SITE
@@ -165,6 +165,6 @@ def test_the_help_documents_the_option():
     ],
 )
 def test_an_undelivered_callbacks_reason_is_logged_without_its_token(error: str, shown: str):
-    from emulator.app import _without
+    from pallycon_emulator.app import _without
 
     assert _without(error, f"http://h:1/callback/S2/{TOKEN}") == shown

@@ -8,26 +8,29 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
+import pallycon_worker.callbacks
 import pytest
 import yaml
+from pallycon_config import Settings
+from pallycon_config.rules import ENV_PREFIX, SITES_VARIABLE, env_name
+from pallycon_config.secrets import secret_fields
+from pallycon_config.settings import parse_sentinels
+from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
+from pallycon_store.fleet import Intake, Schedule, Snapshot
+from pallycon_store.keys import Keys
+from pallycon_worker.callbacks import MAX_BODY_BYTES
 
-from config import Settings
-from config.secrets import secret_fields
-from config.settings import ENV_PREFIX, SITES_VARIABLE, env_name, parse_sentinels
-from config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
 from pallycon_pack.exporter import api_metrics, counter_metrics, fleet_metrics
 from pallycon_pack.metrics_command import DEFAULT_PORT
 from pallycon_pack.ops_commands import parse_checks
 from pallycon_pack.process_commands import celery_worker_argv
-from store.fleet import Intake, Schedule, Snapshot
-from store.keys import Keys
 from support.deployment import ROOT, parse, promql_metrics
-from worker.callbacks import MAX_BODY_BYTES
 
 KUBE = ROOT / "deploy" / "kubernetes"
 #: The oldest Kubernetes release still widely run that the manifests target, and the newest the
@@ -478,7 +481,7 @@ def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
 
     [ingress] = of_kind("Ingress")
     callbacks = container("callbacks")
-    assert re.search(r"/callback/", (ROOT / "worker" / "callbacks.py").read_text())
+    assert re.search(r"/callback/", Path(pallycon_worker.callbacks.__file__).read_text())
     for rule in ingress["spec"]["rules"]:
         assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
         [path] = rule["http"]["paths"]

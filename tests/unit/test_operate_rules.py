@@ -7,6 +7,8 @@ import json
 
 import click
 import pytest
+from pallycon_store.counters import CallStats, bucket_of, outcome_code
+from pallycon_store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
 
 from pallycon_pack.exporter import api_metrics, event_type
 from pallycon_pack.ops_commands import (
@@ -18,8 +20,6 @@ from pallycon_pack.ops_commands import (
     redis_verdict,
     render_stats,
 )
-from store.counters import CallStats, bucket_of, outcome_code
-from store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
 
 NOW = 1_000_000.0
 
@@ -199,8 +199,7 @@ def test_event_types_and_heartbeats_that_cannot_be_read():
 def test_an_answers_code_is_read_from_its_stream_however_it_is_cut(chunks, code):
     """The streamed body (as httpx gives a real answer), cut anywhere: its top-level code."""
     import httpx
-
-    from worker.ratelimit import _Measured
+    from pallycon_worker.ratelimit import _Measured
 
     class Chunks(httpx.SyncByteStream):
         def __iter__(self):

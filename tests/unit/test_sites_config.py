@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pallycon_config import ConfigError, Settings, Site, Sites, UnknownSite, load_settings
+from pallycon_config.rules import env_name
+from pallycon_config.show import ENVIRONMENT, origins
 from pydantic import SecretStr
 
-from config import ConfigError, Settings, Site, Sites, UnknownSite, load_settings
-from config.settings import env_name
-from config.show import ENVIRONMENT, origins
 from pallycon.signing import SiteCredentials
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
@@ -490,7 +490,7 @@ def test_the_documented_sites_files_load(tmp_path: Path, where: str, text: str):
 def test_the_receiver_reads_the_callback_tokens_only(tmp_path: Path, form: str):
     """The receiver signs nothing: no key file need be there (a Kubernetes receiver mounts the
     tokens only), and the default site's token is PALLYCON_CALLBACK_TOKEN."""
-    from config import load_callback_tokens
+    from pallycon_config import load_callback_tokens
 
     if form == "toml":
         path = tmp_path / "sites.toml"
@@ -513,7 +513,7 @@ def test_the_receiver_reads_the_callback_tokens_only(tmp_path: Path, form: str):
 
 
 def test_the_receiver_refuses_a_bad_token_naming_the_site(tmp_path: Path):
-    from config import load_callback_tokens
+    from pallycon_config import load_callback_tokens
 
     path = tmp_path / "sites.toml"
     path.write_text('[BRND]\ncallback_token = "short"\n')

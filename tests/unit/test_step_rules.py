@@ -8,16 +8,16 @@ import random
 from typing import Any
 
 import pytest
+from pallycon_config import Settings
+from pallycon_store.counters import Metric
+from pallycon_store.events import FailStage, State
+from pallycon_store.record import Record, decode, encode
+from pallycon_worker import poll_rules, submit_rules
+from pallycon_worker.outcome import StepPolicy, Triage, triage
 
-from config import Settings
 from pallycon.errors import ApiError, OutcomeUnknown, RequestNotSent, ServerError
 from pallycon.models import JobInfo
-from store.counters import Metric
-from store.events import FailStage, State
-from store.record import Record, decode, encode
 from support.samples import job_body
-from worker import poll_rules, submit_rules
-from worker.outcome import StepPolicy, Triage, triage
 
 NOW = 1_800_000_000.0
 POLICY = dataclasses.replace(
@@ -344,7 +344,7 @@ def test_a_failed_poll_retries_after_a_backoff():
     ],
 )
 def test_a_site_not_served_fails_only_what_no_worker_can_take(state, schedule, elsewhere, ends):
-    from worker.outcome import not_served
+    from pallycon_worker.outcome import not_served
 
     now = 1000.0
     given = record(state, site_id="BRND", job_id="" if state == State.ACCEPTED else "1001")

@@ -1,0 +1,380 @@
+"""The Python API for upstream systems: submit packaging requests, look them up, read results.
+
+    producer = Producer.from_settings(load_settings())
+    request_id = producer.submit(job_body, request_id="cms-42")   # validated, then enqueued
+    producer.get(request_id)                                     # the record, by id
+    for entry_id, event in producer.events(after="0-0"): ...     # the result stream
+    producer.wait(request_id, timeout=3600)                      # until completed or failed
+
+A producer needs Redis only: never the PallyCon site key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+from pallycon_config import Settings
+from pallycon_store.admission import RequestConflict, prepare, unknown_site
+from pallycon_store.connect import REDIS_AWAY, connect_redis
+from pallycon_store.durability import Durability
+from pallycon_store.keys import Keys
+from pallycon_store.messages import send_submit, sender
+from pallycon_store.record import Record
+from pallycon_store.records import NewRequest, Records
+from pallycon_store.sites import announced
+
+from pallycon.errors import FieldError, InvalidRequest
+from pallycon.models import JobRegisterRequest, api_dict
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
+
+log = logging.getLogger("pallycon_pack.producer")
+
+Event = dict[str, Any]
+
+
+class SubmitUnconfirmed(redis.TimeoutError):
+    """Redis did not confirm that the requests are recorded, on disk and on the replicas asked
+    for (``PALLYCON_REDIS_WAIT_REPLICAS``); they may be.
+
+    Raised when the fsync or replica wait timed out after the write (the requests are recorded,
+    and will be processed unless Redis crashes before its next fsync or fails over before a
+    replica has them), or when the connection failed
+    while the write was under way (they may or may not be recorded). Either way, submitting them
+    again under :attr:`request_ids`, with the same bodies, is safe: nothing is created twice.
+    """
+
+    def __init__(self, request_ids: list[str], cause: Exception) -> None:
+        self.request_ids = request_ids
+        shown = ", ".join(request_ids[:10]) + (", ..." if len(request_ids) > 10 else "")
+        super().__init__(
+            f"{len(request_ids)} request(s) not confirmed ({cause}); submit them again with "
+            f"the same ids, which is safe (they may also go through on their own): {shown}"
+        )
+
+
+class Producer:
+    def __init__(
+        self,
+        records: Records,
+        durability: Durability,
+        sender: Callable[[], Celery],
+        *,
+        max_api_json: int,
+        max_api_json_any_site: int | None = None,
+        retry_after: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.records = records
+        self.redis = records.redis
+        self.keys = records.keys
+        self.durability = durability
+        self._sender = sender
+        self._app: Celery | None = None
+        self.retry_after = retry_after
+        self.max_api_json = max_api_json
+        #: The limit for a request naming a site (its id's length unknown here: the longest).
+        self.max_api_json_any_site = min(max_api_json, max_api_json_any_site or max_api_json)
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Producer:
+        client, keys = connect_redis(settings.redis), Keys(settings.key_prefix)
+        records = Records(
+            client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
+        )
+        return cls(
+            records,
+            Durability.of(client, settings),
+            lambda: sender(settings.redis, keys),
+            retry_after=settings.lease_seconds,
+            max_api_json=settings.max_api_json_bytes,
+            max_api_json_any_site=settings.max_api_json_bytes_any_site,
+        )
+
+    @property
+    def app(self) -> Celery:
+        """The app that sends the submit tasks (made on first use: reading needs no Celery)."""
+        if self._app is None:
+            self._app = self._sender()
+        return self._app
+
+    def submit(
+        self,
+        body: Mapping[str, Any] | JobRegisterRequest,
+        request_id: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        site_id: str | None = None,
+    ) -> str:
+        """Validate and enqueue a packaging request; its request id.
+
+        ``metadata``: your own JSON object (at most ``store.admission.MAX_METADATA_BYTES`` of
+        compact JSON), kept in the record and carried in every event of the request.
+        ``site_id``: the PallyCon site to package for (None: the workers' default site); one
+        the workers do not serve is refused (``InvalidRequest`` naming ``site_id``).
+
+        Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
+        ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
+        same body under the same id again returns the id and enqueues nothing new (the first
+        submission's metadata stands).
+        """
+        ids = [request_id] if request_id else None
+        return self.submit_many([body], ids, metadata=[metadata], site_ids=[site_id])[0]
+
+    def submit_many(
+        self,
+        bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
+        request_ids: Sequence[str | None] | None = None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        site_ids: Sequence[str | None] | None = None,
+    ) -> list[str]:
+        """Validate and enqueue many requests at once, all or nothing: their ids.
+
+        Every body is validated first: an invalid one raises ``InvalidRequest`` naming
+        ``[index].field`` (just ``field`` for a batch of one), and so does an id given twice
+        with different bodies; nothing is enqueued. Then all are recorded in one atomic step
+        (one round trip, one fsync): if an id is already used for another body,
+        ``RequestConflict`` names it and nothing is recorded; if Redis refuses the write (out
+        of memory: ``redis.exceptions.OutOfMemoryError``), nothing is recorded. If Redis cannot
+        confirm the write (connection lost under way, fsync not in time), ``SubmitUnconfirmed``
+        carries the ids to submit again. Ids already used for the same body are returned as
+        they are (nothing new is enqueued for them).
+
+        ``metadata``, ``site_ids``: one each (or None) per body, as for :meth:`submit`. One
+        call is one
+        script and one transaction: for thousands of requests, call it in chunks of a few
+        hundred (as ``pallycon-pack submit --batch`` does).
+        """
+        now = self.clock()
+        ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
+        metas: list[Mapping[str, Any] | None] = (
+            list(metadata) if metadata is not None else [None] * len(bodies)
+        )
+        sites: list[str | None] = list(site_ids) if site_ids is not None else [None] * len(bodies)
+        if len(ids) != len(bodies) or len(metas) != len(bodies) or len(sites) != len(bodies):
+            raise ValueError("submit_many: one request id, metadata and site per body, or none")
+        prepared = self._prepare(bodies, ids, metas, sites, now)
+        unique = list({p.request_id: p for p in prepared}.values())
+        try:
+            server = self.durability.server()
+            outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
+        except REDIS_AWAY as exc:
+            raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
+        conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
+        if conflicts:
+            raise RequestConflict(", ".join(conflicts))
+        try:
+            self.durability.wait(server)
+        except REDIS_AWAY as exc:
+            raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
+        self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
+        return [p.request_id for p in prepared]
+
+    def _send(self, created: list[str]) -> None:
+        """The fast path: submit tasks at once. Only a hint: should it fail, the requests are
+        recorded and on the submit schedule, and a sweeper dispatches them after the lease."""
+        from kombu.exceptions import KombuError  # loaded with Celery, where tasks are sent
+
+        try:
+            send_submit(self.app, created)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            log.warning(
+                "%d request(s) recorded; their tasks not sent (%s): a worker picks them up "
+                "within the lease",
+                len(created),
+                exc,
+            )
+
+    def _prepare(
+        self,
+        bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
+        ids: list[str | None],
+        metas: list[Mapping[str, Any] | None],
+        sites: list[str | None],
+        now: float,
+    ) -> list[NewRequest]:
+        """Validate every body; InvalidRequest naming every bad field of every body, every
+        site no worker serves, and every id given twice with different bodies."""
+        prepared, errors = [], []
+        first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
+        default, served = self.announced() if any(sites) else (None, [])
+        # The default site named by its id is the default site: one spelling in Redis.
+        sites = [None if site and site == default else site for site in sites]
+        rows = zip(bodies, ids, metas, sites, strict=True)
+        for index, (body, request_id, meta, site) in enumerate(rows):
+            given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
+            prefix = f"[{index}]." if len(bodies) > 1 else ""
+            limit = self.max_api_json if not site else self.max_api_json_any_site
+            try:
+                ready = prepare(
+                    given, request_id, now, max_api_json=limit, metadata=meta, site_id=site
+                )
+            except InvalidRequest as exc:
+                errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
+                continue
+            if site and site not in served:
+                error = unknown_site(site, served)
+                errors.append(FieldError(f"{prefix}{error.field}", error.message))
+                continue
+            seen = first.setdefault(ready.request_id, (index, ready.body_hash))
+            if seen[1] != ready.body_hash:
+                message = f"also given at [{seen[0]}] with a different body"
+                errors.append(FieldError(f"{prefix}request_id", message))
+            prepared.append(ready)
+        if errors:
+            raise InvalidRequest(errors)
+        return prepared
+
+    def sites(self) -> list[str]:
+        """The sites the workers serve (announced in Redis at their start-up), sorted."""
+        return self.announced()[1]
+
+    def announced(self) -> tuple[str | None, list[str]]:
+        """(the default site, if the workers have one; every site they serve, sorted), as
+        the workers announce them in Redis."""
+        return announced(self.redis, self.keys)
+
+    def get(self, request_id: str) -> Record | None:
+        """The request's record (state, job id, last status, error), or None."""
+        return self.records.get(request_id)
+
+    def events(
+        self, *, after: str = "0-0", count: int = 500, block_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Result events after the stream entry ``after`` (``$``: only new ones)."""
+        reply = self.redis.xread({self.keys.results: after}, count=count, block=block_ms)
+        entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        return [
+            (entry_id, json.loads(fields["event"]))
+            for _, batch in entries
+            for entry_id, fields in batch
+        ]
+
+    def follow(self, *, after: str = "$", block_ms: int = 1000) -> Iterator[tuple[str, Event]]:
+        """Every result event from ``after`` on, waiting for new ones; never ends by itself."""
+        cursor = after
+        if cursor == "$":
+            cursor = self.last_entry_id()
+        while True:
+            for entry_id, event in self.events(after=cursor, block_ms=block_ms):
+                cursor = entry_id
+                yield entry_id, event
+
+    def wait(self, request_id: str, timeout: float, *, recheck: float = 1.0) -> Record:
+        """Block until the request is completed or failed (TimeoutError after ``timeout``).
+
+        The record is the truth; a pub/sub wake-up (announced with each event) has it read
+        again at once. Pub/sub is at most once, so the record is also read every ``recheck``
+        seconds without one.
+        """
+        deadline = self.clock() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.keys.wake_channel)
+        try:
+            while True:
+                record = self.get(request_id)
+                if record is not None and record.state.final:
+                    return record
+                left = deadline - self.clock()
+                if left <= 0:
+                    state = record.state.value if record else "unknown"
+                    raise TimeoutError(f"request {request_id} still {state} after {timeout:g} s")
+                pubsub.get_message(timeout=min(left, recheck))
+        finally:
+            pubsub.close()
+
+    def last_entry_id(self) -> str:
+        """The newest result entry's id: read after it to see only what comes next."""
+        last = self.redis.xrevrange(self.keys.results, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+
+class ResultGroup:
+    """Reading the result stream with a consumer group: at least once, acknowledged.
+
+    Every group sees every event; within a group each event goes to one consumer, and stays
+    pending until acknowledged. Read, handle, then acknowledge what was handled::
+
+        group = ResultGroup(redis.Redis(), "pp:results", "my-cms", "consumer-1")
+        while True:
+            for entry_id, event in group.read():
+                handle(event)             # idempotent: deduplicate on event["event_id"]
+                group.ack(entry_id)
+
+    ``read`` gives this consumer's own unacknowledged events first (left by a crash, or by a
+    handler that raised), then new ones: a consumer restarted under the same name resumes where
+    it was. A dead consumer's events are taken over with ``claim_stale``. Any client works,
+    decoding responses or not.
+    """
+
+    def __init__(self, client: redis.Redis, stream: str, group: str, consumer: str) -> None:
+        self.redis, self.stream, self.group, self.consumer = client, stream, group, consumer
+        self._cursor = "0"  # our own pending entries first, then new ones (">")
+        try:
+            client.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Event]]:
+        """Up to ``count`` events: this consumer's pending ones, else new ones (waiting up to
+        ``block_ms``). Each stays pending until :meth:`ack`; once all events returned are
+        acknowledged, the next read gives new ones."""
+        if self._cursor == "0":
+            pending = self._read("0", count, None)
+            if pending:
+                return pending
+            self._cursor = ">"
+        return self._read(">", count, block_ms)
+
+    def _read(self, cursor: str, count: int, block_ms: int | None) -> list[tuple[str, Event]]:
+        reply = self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: cursor}, count=count, block=block_ms
+        )
+        entries = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
+        events = self._events([entry for _, batch in entries for entry in batch])
+        if cursor == ">" and events:
+            self._cursor = "0"  # these stay pending until acknowledged: read them again first
+        return events
+
+    def _events(self, entries: list[tuple[Any, Any]]) -> list[tuple[str, Event]]:
+        """Entries as (entry id, event); an entry trimmed from the stream while pending (no
+        fields left) is acknowledged and skipped: there is nothing left to hand over."""
+        events, gone = [], []
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            value = (fields or {}).get("event", (fields or {}).get(b"event"))
+            if value is None:
+                gone.append(entry_id)
+                continue
+            events.append((entry_id, cast(Event, json.loads(value))))
+        self.ack(*gone)
+        return events
+
+    def ack(self, *entry_ids: str) -> None:
+        """Acknowledge handled events: they are not given again to anyone in the group."""
+        if entry_ids:
+            self.redis.xack(self.stream, self.group, *entry_ids)
+
+    def claim_stale(self, min_idle_ms: int = 60_000, count: int = 100) -> list[tuple[str, Event]]:
+        """Take over events another consumer of the group left unacknowledged ``min_idle_ms``;
+        acknowledge them once handled, as with :meth:`read`."""
+        reply = self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
+        )
+        claimed = cast(tuple[Any, list[tuple[Any, Any]]], reply)[1]
+        return self._events(claimed)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

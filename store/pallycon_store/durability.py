@@ -1,0 +1,150 @@
+"""Waiting until Redis has kept a change (on disk, on replicas) before it is relied on."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from pallycon_config import Settings
+
+from pallycon_store.keys import Keys
+
+log = logging.getLogger("pallycon_pack.store")
+
+#: The mark expires on its own: it is never read.
+MARK_TTL_MS = 60_000
+
+
+class Durability:
+    """Before a producer is told its request is accepted and before a job is registered:
+    ``WAIT`` for ``replicas`` replicas to have the change (so that a failover to one of them
+    cannot forget it), then ``WAITAOF`` for the AOF fsync (so that a crash and restart cannot).
+
+    Both commands wait for what *their connection* wrote, and a pooled client may hand out any
+    connection: so each wait first writes ``mark`` on the connection it waits on (one pipeline,
+    one round trip). That write comes after the change (which had returned), so waiting for it
+    waits for the change too, as long as both reach the same server. A connection made again in
+    between (a failover, a restart) may reach another. So a caller asks :meth:`server` before
+    the change (the server a first question found, then the one the last wait reached), and
+    hands the answer to :meth:`wait`, whose pipeline reads the ``run_id`` of the server it
+    waited on: another server is a ``redis.ConnectionError`` (the change may be lost: not
+    confirmed). Each call compares with its own answer, so threads sharing one ``Durability``
+    cannot confirm each other's changes. The first change of a process after a failover is
+    therefore reported unconfirmed even when it reached the new primary (safe: submitted again,
+    it is recognised).
+
+    ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
+    without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
+    :attr:`unavailable` and a warning, and those waits are skipped from then on. Too few
+    replicas in time is a ``redis.TimeoutError``: the change is there, but not relied on.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        wait_ms: int,
+        *,
+        mark: str = Keys().durability_mark,
+        replicas: int = 0,
+        replica_wait_ms: int = 2000,
+    ) -> None:
+        self.redis = client
+        self.mark = mark
+        self.wait_ms = wait_ms
+        self.replicas = replicas
+        self.replica_wait_ms = replica_wait_ms
+        self.unavailable = ""  # why fsync waits are skipped, once the server said so
+        self.known = ""  # the run_id of the server the last wait reached
+        self.info_refused = False  # INFO refused (an ACL user without it): nothing to compare
+
+    @classmethod
+    def of(cls, client: redis.Redis, settings: Settings) -> Durability:
+        """The waits ``settings`` ask for, on ``client``."""
+        return cls(
+            client,
+            settings.redis_fsync_wait_ms,
+            mark=Keys(settings.key_prefix).durability_mark,
+            replicas=settings.redis_wait_replicas,
+            replica_wait_ms=settings.redis_replica_wait_ms,
+        )
+
+    def _waits(self) -> tuple[bool, bool]:
+        """Which waits apply: (for replicas, for the fsync)."""
+        return bool(self.replicas), bool(self.wait_ms) and not self.unavailable
+
+    def server(self) -> str:
+        """Call before a change that :meth:`wait` is to confirm: the ``run_id`` of the server
+        the change is about to reach. Asked once (one round trip), then the one the last wait
+        reached; "" when there is nothing to wait for, or ``INFO`` is not allowed."""
+        if self.known or self.info_refused or not any(self._waits()):
+            return self.known
+        try:
+            info = self.redis.info("server")
+        except redis.ResponseError:  # not allowed (an ACL user), or renamed away: as in wait()
+            self.info_refused = True
+            return ""
+        self.known = str(info.get("run_id", ""))
+        return self.known
+
+    def wait(self, server: str) -> None:
+        """Return once the replicas have every change this process made before the call and
+        Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time.
+        ``server``: what :meth:`server` said before the change; a wait that reaches another
+        server is a ``redis.ConnectionError``."""
+        replicas, fsync = self._waits()
+        if not replicas and not fsync:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.mark, "1", px=MARK_TTL_MS)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
+        if fsync:
+            pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
+        pipe.info("server")
+        replies = pipe.execute(raise_on_error=False)
+        self._same_server(server, replies.pop())
+        fsynced = replies.pop() if fsync else None
+        for reply in replies:  # the mark and WAIT: an error is the caller's to see
+            if isinstance(reply, Exception):
+                raise reply
+        if self.replicas:
+            acknowledged = int(replies[1])
+            if acknowledged < self.replicas:
+                raise redis.TimeoutError(
+                    f"{acknowledged} of {self.replicas} Redis replicas had the change within "
+                    f"{self.replica_wait_ms} ms (PALLYCON_REDIS_WAIT_REPLICAS; `pallycon-pack "
+                    "health --check redis` counts the replicas online)"
+                )
+        if fsync:
+            self._fsynced(fsynced)
+
+    def _same_server(self, expected: str, info: object) -> None:
+        """The waits ran on the server the change reached (else: not confirmed)."""
+        if isinstance(info, redis.ResponseError):  # INFO not allowed: nothing to compare
+            return
+        if isinstance(info, Exception):
+            raise info
+        assert isinstance(info, dict)
+        self.known = str(info.get("run_id", ""))
+        if expected and self.known != expected:
+            raise redis.ConnectionError(
+                "Redis changed (a failover or a restart) while a change was being confirmed: "
+                "it may be lost"
+            )
+
+    def _fsynced(self, reply: object) -> None:
+        """``WAITAOF``'s reply: fsynced, not in time, or not possible on this server (no AOF,
+        or too old: said once, then not asked again)."""
+        if isinstance(reply, redis.ResponseError) and not isinstance(
+            reply, redis.exceptions.ReadOnlyError
+        ):
+            self.unavailable = str(reply)
+            log.warning(
+                "not waiting for AOF fsync (%s): a Redis crash may lose the last second", reply
+            )
+            return
+        if isinstance(reply, Exception):
+            raise reply
+        assert isinstance(reply, list)
+        if int(reply[0]) < 1:
+            raise redis.TimeoutError(f"Redis did not fsync within {self.wait_ms} ms")

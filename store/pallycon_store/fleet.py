@@ -1,0 +1,218 @@
+"""What the fleet is doing, read from Redis: queue depths, schedules and how late they are, the
+intake's backlog, the oldest request in flight and the workers' heartbeats.
+
+Pure reads, a few round trips whatever is in flight (counts and the head of each sorted set,
+never a scan), shared by ``pallycon-pack health``, ``stats``, the Prometheus exporter and the
+console. Nothing here writes: stale heartbeats are skipped, not dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from pallycon_store.events import State
+from pallycon_store.keys import INTAKE_GROUP, Keys
+
+#: A worker loop whose last good round is older than this (seconds) is not answering
+#: (the worker's own threshold, ``worker.loops.STALE_AFTER``).
+HEARTBEAT_STALE = 30.0
+#: Heartbeats not written for this long (seconds) are of workers gone away: not shown.
+HEARTBEAT_GONE = 3600.0
+IN_FLIGHT = (State.ACCEPTED, State.SUBMITTING, State.SUBMITTED)
+SCHEDULES = ("submit", "poll")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One schedule (sorted set, score = when the entry is due)."""
+
+    depth: int  # entries
+    overdue: int  # entries due before now (not claimed: a claimed entry is due a lease later)
+    oldest_due: float | None  # when the most overdue entry was due (None: none overdue)
+
+    def lag(self, now: float) -> float:
+        """Seconds the most overdue entry is late (0 when none is)."""
+        return max(0.0, now - self.oldest_due) if self.oldest_due is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The intake stream and its consumer group."""
+
+    length: int  # entries in the stream (handled ones are deleted: all are waiting or pending)
+    pending: int  # delivered to a worker, not yet acknowledged
+    lag: int  # never delivered to the group (XINFO GROUPS lag; length - pending if unknown)
+    group: bool  # the group exists (a worker has started once)
+
+    @property
+    def unhandled(self) -> int:
+        return self.lag + self.pending
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One worker loop's heartbeat (``<node>/<loop>`` in ``Keys.heartbeats``)."""
+
+    node: str
+    loop: str
+    age: float  # seconds since its last good round
+    failing: bool
+    error: str
+    restarts: int
+
+    def healthy(self, stale_after: float = HEARTBEAT_STALE) -> bool:
+        return not self.failing and self.age <= stale_after
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The unfinished request that has been in its state the longest: the likeliest stuck one
+    (a request moving on is re-scored at each change of state, a retried one from its retry)."""
+
+    request_id: str
+    state: str
+    since: float  # when it entered that state
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    queues: dict[str, int]  # Celery queue -> messages waiting ("submit", "poll")
+    schedules: dict[str, Schedule]  # "submit", "poll"
+    intake: Intake
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    oldest: InFlight | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "queues": self.queues,
+            "schedules": {
+                name: {
+                    "depth": s.depth,
+                    "overdue": s.overdue,
+                    "lag_seconds": round(s.lag(self.now), 3),
+                }
+                for name, s in self.schedules.items()
+            },
+            "intake": {
+                "length": self.intake.length,
+                "pending": self.intake.pending,
+                "lag": self.intake.lag,
+                "unhandled": self.intake.unhandled,
+            },
+            "heartbeats": [
+                {
+                    "node": h.node,
+                    "loop": h.loop,
+                    "age": round(h.age, 1),
+                    "failing": h.failing,
+                    "error": h.error,
+                    "restarts": h.restarts,
+                }
+                for h in self.heartbeats
+            ],
+            "longest_in_state": None
+            if self.oldest is None
+            else {
+                "request_id": self.oldest.request_id,
+                "state": self.oldest.state,
+                "since": self.oldest.since,
+                "seconds": round(max(0.0, self.now - self.oldest.since), 3),
+            },
+        }
+
+
+class Fleet:
+    """Reads of the whole fleet's state; each a bounded number of round trips."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    def snapshot(self, now: float) -> Snapshot:
+        """Everything at once: one pipeline, then the intake group and the oldest records."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.submit_queue)
+        pipe.llen(self.keys.poll_queue)
+        for key in (self.keys.submit_schedule, self.keys.poll_schedule):
+            pipe.zcard(key)
+            pipe.zcount(key, "-inf", f"({now!r}")
+            pipe.zrange(key, 0, 0, withscores=True)
+        pipe.hgetall(self.keys.heartbeats)
+        for state in IN_FLIGHT:
+            pipe.zrange(self.keys.state_index(state), 0, 0, withscores=True)
+        (submit_q, poll_q, *rest) = pipe.execute()
+        schedules = {}
+        for name in SCHEDULES:
+            depth, overdue, head, *rest = rest
+            due = float(head[0][1]) if head and overdue else None
+            schedules[name] = Schedule(int(depth), int(overdue), due)
+        beats, *heads = rest
+        return Snapshot(
+            now=now,
+            queues={"submit": int(submit_q), "poll": int(poll_q)},
+            schedules=schedules,
+            intake=self.intake(),
+            heartbeats=parse_heartbeats(cast(dict[str, str], beats), now),
+            oldest=min(
+                (
+                    InFlight(str(head[0][0]), state, float(head[0][1]))
+                    for state, head in zip(IN_FLIGHT, heads, strict=True)
+                    if head
+                ),
+                key=lambda entry: entry.since,
+                default=None,
+            ),
+        )
+
+    def intake(self) -> Intake:
+        """The intake stream's length and its group's pending entries and lag."""
+        length = int(self.redis.xlen(self.keys.intake))
+        try:
+            groups: list[dict[str, Any]] = self.redis.xinfo_groups(self.keys.intake)
+        except redis.ResponseError:  # no stream yet
+            return Intake(length, 0, length, group=False)
+        group = next((g for g in groups if _text(g.get("name")) == INTAKE_GROUP), None)
+        if group is None:
+            return Intake(length, 0, length, group=False)
+        pending = int(group.get("pending") or 0)
+        lag = group.get("lag")
+        waiting = int(lag) if lag is not None else max(0, length - pending)
+        return Intake(length, pending, waiting, group=True)
+
+
+def parse_heartbeats(raw: dict[str, str], now: float) -> list[Heartbeat]:
+    """The heartbeats (JSON by ``worker.loops.LoopHealth``) of loops heard of within
+    :data:`HEARTBEAT_GONE`, sorted by node and loop; unreadable ones are skipped."""
+    found = []
+    for name, value in raw.items():
+        try:
+            state = json.loads(value)
+            ok_at = float(state.get("ok_at", 0.0))
+            last = max(ok_at, float(state.get("error_at", 0.0)))
+            restarts = int(state.get("restarts") or 0)
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if now - last > HEARTBEAT_GONE:
+            continue
+        node, _, loop = _text(name).rpartition("/")
+        found.append(
+            Heartbeat(
+                node=str(state.get("node") or node),
+                loop=str(state.get("loop") or loop),
+                age=max(0.0, now - ok_at),
+                failing=bool(state.get("failing")),
+                error=str(state.get("error") or "")[:300],
+                restarts=restarts,
+            )
+        )
+    return sorted(found, key=lambda h: (h.node, h.loop))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,41 @@
+"""The token bucket that every worker takes from before calling the API, on Redis's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from pallycon_store.keys import Keys
+from pallycon_store.scripts import register
+
+#: An idle bucket expires after this long (ms): it is full again by then anyway.
+IDLE_EXPIRY_MS = 60_000
+
+
+class TokenBucket:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, rate: float, burst: int, site_id: str = ""
+    ) -> None:
+        """The bucket of one site (``site_id`` "": the default site's, as before sites)."""
+        self.rate, self.burst = rate, burst
+        self.redis = client
+        self._keys = [keys.rate_limit_of(site_id), keys.counters, keys.api_calls]
+        self._take = register(client, "bucket")
+
+    def take(self, count_as: str = "", also: Sequence[tuple[str, int]] = ()) -> float:
+        """Seconds to wait before calling the API (0: go now, the token is taken and the call
+        counted under ``count_as``, see :func:`store.counters.api_call`). ``also``: counts
+        added to the API call statistics in the same call, granted or not (``CallStats``)."""
+        args: list[str | float] = [self.rate, self.burst, count_as, IDLE_EXPIRY_MS]
+        for name, amount in also:
+            args += [name, amount]
+        return int(self._take(keys=self._keys, args=args)) / 1000
+
+    def add(self, counters: Sequence[tuple[str, int]]) -> None:
+        """Add to the API call statistics without taking a token (a quiet process's counts)."""
+        if counters:
+            pipe = self.redis.pipeline(transaction=False)
+            for name, amount in counters:
+                pipe.hincrby(self._keys[2], name, amount)
+            pipe.execute()

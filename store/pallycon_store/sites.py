@@ -1,0 +1,40 @@
+"""The sites the workers serve, as they announce them in Redis (:attr:`store.keys.Keys.sites`):
+site id -> JSON ``{"region", "default"}``, never a secret. Workers write it at start-up and
+every minute; producers and readers read it to check or name a request's site."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+import redis
+
+from pallycon_store.keys import Keys
+
+
+def announce(
+    client: redis.Redis, keys: Keys, regions: Mapping[str, str], default: str | None
+) -> None:
+    """Add these sites (site id -> region; ``default``: the default site's id) to the
+    announced ones. Never removes one: during a rolling update an older worker would remove a
+    site the newer ones serve."""
+    mapping: dict[Any, Any] = {
+        site: json.dumps({"region": region, "default": site == default})
+        for site, region in regions.items()
+    }
+    if mapping:
+        client.hset(keys.sites, mapping=mapping)
+
+
+def announced(client: redis.Redis, keys: Keys) -> tuple[str | None, list[str]]:
+    """(the default site, if the workers announced one; every site announced, sorted)."""
+    raw = cast(dict[str, str], client.hgetall(keys.sites))
+    default = None
+    for site, about in raw.items():
+        try:
+            if json.loads(about).get("default") is True:
+                default = site
+        except (ValueError, AttributeError):  # not written by a worker: not a default
+            continue
+    return default, sorted(raw)

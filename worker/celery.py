@@ -1,9 +1,0 @@
-"""The Celery app instance, for ``celery -A worker worker`` (and ``pallycon-pack worker``).
-
-Settings are read here, at the entry point, and passed down; nothing below reads them again.
-"""
-
-from config import load_settings
-from worker.tasks import create_app
-
-app = create_app(load_settings())

@@ -1,0 +1,197 @@
+"""Submitting a request: exactly one remote job per request. Reads, calls and commits; the
+decisions are :mod:`worker.submit_rules`.
+
+State is written before the POST (``submitting``) and after it (``submitted`` with the job id).
+A redelivered or retried task that finds ``submitting`` never POSTs blind: it looks the job up
+by its unique remote name first, and registers again only when the job is still absent after
+the grace period. Errors that provably happened before anything was created (connect errors,
+429, retryable API codes) are retried with backoff; permanent ones end the request at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import wait
+
+from pallycon_store.connect import REDIS_AWAY
+from pallycon_store.counters import Metric
+from pallycon_store.events import State
+from pallycon_store.record import Record
+
+from pallycon.errors import CallError
+from pallycon.models import JobListRequest, JobRegisterRequest
+from pallycon_worker import submit_rules as rules
+from pallycon_worker.outcome import Outcome, Triage, triage
+from pallycon_worker.runtime import Runtime
+
+log = logging.getLogger("pallycon_pack.submit")
+
+#: The states a submit task moves forward.
+HANDLED = (State.ACCEPTED, State.SUBMITTING)
+
+
+def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
+    """Move each request of a batch forward: register its job, or reconcile an unknown outcome.
+
+    The batch shares its Redis round trips: one read and one delivery count for all, one
+    ``submitting`` mark and one fsync for all before their POSTs (``submit_concurrency`` at a
+    time), and one commit per group of outcomes after. A request whose
+    earlier delivery never finished is handed to ``isolate`` to be tried alone.
+    """
+    alone = len(request_ids) == 1
+    records = rt.shared.records.get_many(request_ids)
+    run = []
+    for request_id in dict.fromkeys(request_ids):  # each once, in order
+        decided = triage(records.get(request_id), HANDLED, alone=alone)
+        if decided is Triage.ISOLATE:
+            isolate(request_id)
+        elif decided is Triage.RUN:
+            run.append(records[request_id])
+    run = rt.served(run, "submit")
+    counts = rt.shared.records.count_deliveries([record.request_id for record in run])
+    plan = rules.plan(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
+    rt.commit(plan.ended)
+    for record, final in plan.reconcile:
+        reconcile(rt, record, final=final)
+    register(rt, plan.register)
+
+
+def register(rt: Runtime, records: list[Record]) -> None:
+    """POST each request's job, with ``submitting`` recorded (and fsynced) before its POST.
+
+    The whole batch is marked in one round trip and made durable with one wait (with
+    ``appendfsync everysec`` a wait lasts until the next fsync, up to a second: one per batch,
+    not one per group of POSTs). The POSTs then go out ``submit_concurrency`` at a time, a
+    group's outcomes committed before the next group is sent. A mark's schedule entry is due
+    again after the reconcile grace and the read timeout (a sweeper then looks the job up);
+    the entries of the requests still waiting for their turn are pushed on before that, so
+    that a slow batch (rate-limit waits, slow answers) is not looked up while it is sent.
+
+    Interrupted (the soft time limit, a POST that raised), the requests not sent yet are taken
+    back at once; should the process die, the marked requests without an answer are looked up
+    by name after the hard time limit: never sent twice, only later.
+    """
+    marked = _mark(rt, records)
+    size = rt.settings.submit_concurrency
+    safety = rt.policy.reconcile_grace + rt.policy.read_timeout
+    pushed = rt.clock()
+    sent = 0
+    try:
+        for start in range(0, len(marked), size):
+            if rt.clock() - pushed > safety / 2:
+                pushed = rt.clock()
+                waiting = [record.request_id for record in marked[start:]]
+                rt.shared.schedules.defer("submit", waiting, pushed + safety)
+            group = marked[start : start + size]
+            posts = [rt.senders().submit(_post, rt, record) for record in group]
+            sent = start + len(group)
+            try:
+                wait(posts)
+            finally:  # even if the task was interrupted: what is done is recorded
+                done = [
+                    p for p in posts if p.done() and not p.cancelled() and p.exception() is None
+                ]
+                rt.commit([post.result() for post in done])
+            for post in posts:
+                post.result()  # a POST that raised (not a CallError) fails the task
+    finally:
+        unsent = marked[sent:]
+        if unsent:  # nothing was sent for these: registered again soon, not looked up late
+            before = {record.request_id: record for record in records}
+            _take_back(rt, [(before[r.request_id], r) for r in unsent], patience=0)
+
+
+def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
+    """Mark ``records`` ``submitting`` and wait until the marks are durable: the records as
+    marked (those another worker had moved on are left out). Should Redis not confirm the
+    marks, they are taken back (nothing was sent) and the error raised."""
+    if not records:
+        return []
+    now, policy = rt.clock(), rt.policy
+    marks = [rules.submitting(record, now, policy) for record in records]
+    server = rt.shared.durability.server()
+    applied = rt.shared.records.apply(marks)
+    kept = [m for m, ok in zip(marks, applied, strict=True) if ok]
+    marked = [m.record.moved(m.fields) for m in kept]
+    if not marked:
+        return []
+    try:
+        rt.shared.durability.wait(server)  # never POST before "submitting" is on disk
+    except REDIS_AWAY:
+        # Nothing was sent: take the marks back, so that these requests are registered again
+        # soon rather than looked up after the hard time limit.
+        _take_back(rt, [(m.record, after) for m, after in zip(kept, marked, strict=True)])
+        raise
+    return marked
+
+
+#: How long a submit waits for Redis to come back to take back marks it could not confirm:
+#: a restart or a Sentinel failover takes a few seconds. Past it the marks stay, and the
+#: requests are looked up after the hard time limit (the worst case, never a duplicate).
+TAKE_BACK_PATIENCE = 15.0
+
+
+def _take_back(
+    rt: Runtime, marks: list[tuple[Record, Record]], patience: float = TAKE_BACK_PATIENCE
+) -> None:
+    """Undo unconfirmed ``submitting`` marks (``(before, marked)`` records), retrying while
+    Redis is away for up to ``patience`` seconds. A mark that Redis lost is not undone: the
+    change is version-checked, so it applies only to the mark as it was written."""
+    deadline, pause = time.monotonic() + patience, 0.25
+    while True:
+        now = rt.clock()
+        try:
+            rt.shared.records.apply(
+                [rules.unmarked(before, after, now, rt.policy) for before, after in marks]
+            )
+            return
+        except REDIS_AWAY:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _post(rt: Runtime, record: Record) -> Outcome:
+    """Register the job of a request marked ``submitting``: the outcome to commit."""
+    try:
+        request = JobRegisterRequest.model_validate(
+            record.parsed_body() | {"job_name": record.job_name}
+        )
+        job_id = rt.site(record.site_id).api.register_job(request).job_id or ""
+    except CallError as error:
+        return rules.after_post_error(record, error, rt.clock(), rt.policy, rt.rng)
+    except Exception as exc:  # a defect, or a record this code cannot read: not the API's doing
+        log.exception("registering request %s failed", record.request_id)
+        return rules.broken(record, exc, rt.clock(), rt.policy)
+    return rules.registered(record, job_id, rt.clock(), rt.policy)
+
+
+def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
+    """The registration's outcome is unknown: find the job, or register again after grace."""
+    name, site = record.job_name, rt.site(record.site_id)
+    query = JobListRequest(region=site.region, search_keyword=name, search_keyword_type="jobName")
+    rt.shared.counters.add(Metric.RECONCILIATIONS)
+    try:
+        found = sorted(
+            (job for job in site.api.iter_jobs(query) if job.job_name == name),
+            key=lambda job: int(job.job_id) if job.job_id.isdigit() else 0,
+        )
+    except CallError as error:
+        outcome = rules.after_lookup_failed(
+            record, error, rt.clock(), rt.policy, rt.rng, final=final
+        )
+        rt.commit([outcome])
+        return
+    if len(found) > 1:
+        log.error("request %s has %d remote jobs named %s", record.request_id, len(found), name)
+    result = rules.after_lookup(record, found, rt.clock(), rt.policy, final=final)
+    if rt.commit([result.outcome])[0] and result.register:
+        register(rt, [record.moved(result.outcome.change.fields)])
+
+
+def submitted(rt: Runtime, record: Record, job_id: str) -> None:
+    """Record that the request's job was registered as ``job_id``."""
+    rt.commit([rules.registered(record, job_id, rt.clock(), rt.policy)])
