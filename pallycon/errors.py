@@ -16,16 +16,23 @@
             └── ResponseTooLarge  an answer larger than allowed (ask for smaller pages)
 
 A caller decides "retry, reconcile or fail" from the class and :attr:`CallError.retryable`;
-nothing here retries by itself.
+nothing here retries by itself. Each class's :attr:`~PallyConError.meaning` says what it means in
+one line; :func:`meaning_of` finds it by the class's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class PallyConError(Exception):
     """Base of every error of the protocol layer."""
+
+    #: What the error means, in one line. Each class says its own: a call error's class name is
+    #: what a failed request records as its code when it has no API code or HTTP status.
+    meaning: ClassVar[str] = "an error of the PallyCon protocol layer"
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class FieldError:
 class InvalidRequest(PallyConError):
     """A request body breaks a rule of the guide; :attr:`errors` names each field."""
 
+    meaning = "the request breaks a rule of the Packaging API guide"
+
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(str(error) for error in errors))
@@ -49,6 +58,8 @@ class InvalidRequest(PallyConError):
 
 class EnvelopeError(PallyConError):
     """A ``pallycon-apidata`` value failed verification; :attr:`code` is the API error code."""
+
+    meaning = "a pallycon-apidata value failed verification"
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code
@@ -58,6 +69,8 @@ class EnvelopeError(PallyConError):
 
 class CallError(PallyConError):
     """A call to the API did not succeed."""
+
+    meaning = "a call to the PallyCon API did not succeed"
 
     #: True when sending the same request again may succeed.
     retryable: bool = False
@@ -70,6 +83,8 @@ class ApiError(CallError):
     ``A1002`` (timestamp refused) it tells how far this machine's clock is off. ``hint``, said
     after the message, is the likely cause on our side (a wrong key: A1006, A1007).
     """
+
+    meaning = "the API answered with an error code"
 
     def __init__(
         self,
@@ -90,6 +105,8 @@ class ApiError(CallError):
 class HttpStatusError(CallError):
     """The HTTP status was not 200 (4xx other than 429 are not retryable)."""
 
+    meaning = "the API answered an HTTP status other than 200"
+
     def __init__(self, status_code: int, detail: str = "") -> None:
         self.status_code = status_code
         self.detail = detail
@@ -98,6 +115,8 @@ class HttpStatusError(CallError):
 
 class RateLimited(HttpStatusError):
     """HTTP 429; :attr:`retry_after` is the delay the server asked for, in seconds, if any."""
+
+    meaning = "the API answered HTTP 429: too many requests"
 
     retryable = True
 
@@ -109,17 +128,23 @@ class RateLimited(HttpStatusError):
 class ServerError(HttpStatusError):
     """HTTP 5xx. The request may have been processed: a non-idempotent call must reconcile."""
 
+    meaning = "the API answered an HTTP 5xx status: the request may have been processed"
+
     retryable = True
 
 
 class TransportError(CallError):
     """The HTTP exchange itself failed."""
 
+    meaning = "the HTTP exchange with the API failed"
+
     retryable = True
 
 
 class RequestNotSent(TransportError):
     """The request certainly never reached the server (connect error or timeout)."""
+
+    meaning = "the call never reached the API (it could not connect, or timed out connecting)"
 
 
 class RequestNotBuilt(RequestNotSent):
@@ -128,15 +153,26 @@ class RequestNotBuilt(RequestNotSent):
     Nothing was sent, and sending the same request again fails the same way.
     """
 
+    meaning = (
+        "the request cannot be built to be sent (too large, say): nothing was sent, and "
+        "sending it again fails the same way"
+    )
+
     retryable = False
 
 
 class OutcomeUnknown(TransportError):
     """The request may have reached the server (read timeout, connection lost mid-exchange)."""
 
+    meaning = (
+        "the call may have reached the API, but its answer was lost (read timeout, connection lost)"
+    )
+
 
 class MalformedResponse(CallError):
     """The answer is not the JSON the guide describes, or is larger than allowed."""
+
+    meaning = "the API's answer is not the JSON the guide describes"
 
     retryable = True
 
@@ -144,6 +180,21 @@ class MalformedResponse(CallError):
 class ResponseTooLarge(MalformedResponse):
     """The answer was larger than ``limit`` bytes; reading stopped there."""
 
+    meaning = "the API's answer was larger than allowed"
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"response larger than {limit} bytes")
+
+
+def meaning_of(name: str) -> str:
+    """The :attr:`~PallyConError.meaning` of the class of this tree named ``name``; "" for none."""
+    return next((kind.meaning for kind in _tree(PallyConError) if kind.__name__ == name), "")
+
+
+def _tree(kind: type[PallyConError]) -> Iterator[type[PallyConError]]:
+    """``kind`` and every class of this module below it."""
+    yield kind
+    for sub in kind.__subclasses__():
+        if sub.__module__ == __name__:
+            yield from _tree(sub)

@@ -4,11 +4,13 @@ One HTML page (:data:`PAGE`: inline CSS and JS, nothing fetched from elsewhere) 
 endpoints under ``/api/``, all read from the state indexes (:class:`store.overview.Overview`):
 
 - ``/api/summary?site=``: requests per state, completions and failures per minute over the last
-  hour, and the failures of that hour by code with each code's meaning (:func:`code_meaning`);
-  with ``site``, of that site only; ``sites``: each site's requests per state;
+  hour, and the failures of that hour by code with each code's meaning
+  (:func:`pallycon_store.failures.explain`); with ``site``, of that site only; ``sites``: each
+  site's requests per state;
 - ``/api/requests?state=&q=&limit=&site=``: requests newest first, by state, part of their id
   and site;
-- ``/api/request?id=``: one request's record and its timeline of result events.
+- ``/api/request?id=``: one request's record (with its error code's meaning) and its timeline
+  of result events.
 
 Nothing is written. It listens on 127.0.0.1 by default; on any other address it refuses to start
 without ``PALLYCON_CONSOLE_TOKEN``, and a set token is required on every request (a
@@ -103,33 +105,6 @@ def check_token(host: str, token: SecretStr | None) -> str | None:
 # --- What the page shows: pure -----------------------------------------------------------------
 
 
-def code_meaning(code: str) -> str:
-    """What an ``error_code`` of a failed request means, from the API guide's tables; "" when
-    it is none of the guide's codes."""
-    from pallycon.codes import API_CODES, PACKAGING_ERRORS, STATUS_CODES
-
-    if code in API_CODES:
-        return API_CODES[code].meaning
-    if code in PACKAGING_ERRORS:
-        error = PACKAGING_ERRORS[code]
-        return f"{error.meaning} (cause: {error.cause.value})"
-    if code.upper() in STATUS_CODES:
-        return STATUS_CODES[code.upper()].meaning
-    if code.startswith("HTTP") and code[4:].isdigit():
-        return f"the API answered HTTP {code[4:]}"
-    return LOCAL_CODES.get(code, "")
-
-
-#: Codes pallycon-pack itself gives a failure (not the API's).
-LOCAL_CODES = {
-    "invalid_request": "the request was refused at intake: a field is invalid",
-    "conflict": "the request id was already used for another body",
-    "duplicate": "the same entry was delivered twice",
-    "dead_letter": "its handling failed too many times",
-    "unknown": "no code was recorded",
-}
-
-
 def record_row(record: Any, default_site: str = "") -> dict[str, Any]:
     """A request as the list shows it (its site: the one it named, else ``default_site``)."""
     detail = ""
@@ -197,6 +172,7 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
     be read: a failed record this version cannot decode): of ``site`` (as
     :meth:`Overview.counts`; None: every site); and each site's counts by state."""
     from pallycon_store.events import State
+    from pallycon_store.failures import explain
 
     since = now - WINDOW
     skipped = overview.unreadable
@@ -222,8 +198,7 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
             "failed": overview.per_bucket(State.FAILED, since, now, BUCKET, site),
         },
         "failures": [
-            {"code": code, "count": n, "meaning": code_meaning(code)}
-            for code, n in failures.items()
+            {"code": code, "count": n, "meaning": explain(code)} for code, n in failures.items()
         ],
         "failures_error": unreadable,
     }
@@ -348,7 +323,7 @@ class _Handlers:
         return self.answer(request, read)
 
     def api_request(self, request: Request) -> Response:
-        from pallycon_pack.requests_commands import shown
+        from pallycon_pack.requests_commands import explained
 
         request_id = request.query_params.get("id", "")
 
@@ -356,7 +331,7 @@ class _Handlers:
             record = self.overview.get(request_id) if request_id else None
             if record is None:
                 return {"error": "no such request (or its record expired)"}, 404
-            return {"record": shown(record), "events": self.overview.timeline(request_id)}, 200
+            return {"record": explained(record), "events": self.overview.timeline(request_id)}, 200
 
         return self.answer(request, read)
 
@@ -520,8 +495,8 @@ async function show(id){selected=id;for(const tr of $("list").children)
  $("tltitle").textContent="Timeline of "+id;
  try{const d=await get("/api/request?id="+encodeURIComponent(id));clear(box);box.className="";
   const rec=d.record;const meta=el("table");
-  for(const k of ["state","job_id","content_id","error_code","error_message","retries",
-   "created_at","finished_at"]){if(rec[k]===undefined)continue;const tr=el("tr");
+  for(const k of ["state","job_id","content_id","error_code","error_message","error_meaning",
+   "retries","created_at","finished_at"]){if(rec[k]===undefined)continue;const tr=el("tr");
    tr.appendChild(el("th",k));tr.appendChild(el("td",rec[k]));meta.appendChild(tr);}
   if(rec.metadata!==undefined){const tr=el("tr");tr.appendChild(el("th","metadata"));
    const td=el("td");td.appendChild(el("pre",JSON.stringify(rec.metadata)));tr.appendChild(td);

@@ -445,6 +445,7 @@ def gather(
 
     from pallycon_store.counters import Counters, read_api_calls
     from pallycon_store.events import State
+    from pallycon_store.failures import NO_CODE
     from pallycon_store.fleet import Fleet
     from pallycon_store.overview import Overview
 
@@ -473,7 +474,7 @@ def gather(
         ),
         "submitted_by_stage": dict(stages.most_common()),
         "failed_by_stage": dict(Counter(r.error_stage or "unknown" for r in failed).most_common()),
-        "failed_by_code": dict(Counter(r.error_code or "unknown" for r in failed).most_common()),
+        "failed_by_code": dict(Counter(r.error_code or NO_CODE for r in failed).most_common()),
         "failed_window_seconds": round(now - since),
         **snapshot.as_dict(),
         "api_calls": calls,

@@ -2,7 +2,8 @@
 
 They read the state indexes (:mod:`store.overview`) and re-drive failed requests
 (:mod:`store.redrive`); they need Redis only, not the API. Each imports what it runs on when it
-runs, so that showing its help loads none of it.
+runs, so that showing its help loads none of it (but the failure codes ``retry --code`` names,
+from the pure :mod:`pallycon_store.failures`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
+from pallycon_store.failures import FailureCode
 
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 
@@ -67,6 +69,24 @@ def shown(record: Record) -> dict[str, Any]:
     return data
 
 
+def explained(record: Record) -> dict[str, Any]:
+    """:func:`shown`, with what its error code means (``error_meaning``, after the message)
+    when the code is one anybody knows (:func:`pallycon_store.failures.explain`)."""
+    from pallycon_store.failures import explain
+
+    data = shown(record)
+    meaning = explain(record.error_code, record.error_stage) if record.error_code else ""
+    if not meaning:
+        return data
+    after = "error_message" if "error_message" in data else "error_code"
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[key] = value
+        if key == after:
+            out["error_meaning"] = meaning
+    return out
+
+
 def _overview() -> Overview:
     from pallycon_config import load_settings
     from pallycon_store.connect import connect_redis
@@ -82,6 +102,10 @@ def _overview() -> Overview:
     )
 
 
+CODE_HELP = (
+    "With --state: only failures with this code (repeatable): PallyCon's (A1003, WM900013, "
+    f"HTTP503, ...) or one of ours: {', '.join(FailureCode)}."
+)
 SITE_HELP = (
     "Only the requests of this PallyCon site (the default site by its id, or 'default' when "
     "PALLYCON_SITE_ID is not set)."
@@ -179,7 +203,10 @@ def _detail(record: Record) -> str:
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help='Print {"record": ..., "events": [...]}.')
 def show(request_id: str, as_json: bool) -> None:
-    """A request's record and the timeline of its events, readable by a person."""
+    """A request's record and the timeline of its events, readable by a person.
+
+    A failed request's record says what its error code means (``error_meaning``).
+    """
     from pallycon_pack import render
 
     overview = _overview()
@@ -193,9 +220,9 @@ def show(request_id: str, as_json: bool) -> None:
         raise Failure(f"no request {request_id} (or its record expired)", EXIT_FAILED)
     events = overview.timeline(request_id)
     if as_json:
-        render.emit_json({"record": shown(record), "events": events})
+        render.emit_json({"record": explained(record), "events": events})
         return
-    data = shown(record)
+    data = explained(record)
     if "site_id" not in data:  # the default site: said, not left to be guessed
         site = {"site_id": f"{overview.default_label()} (the default site)"}
         data = {**{k: data[k] for k in ("request_id", "state")}, **site, **data}
@@ -234,7 +261,7 @@ def reindex() -> None:
     help="Retry the requests in this state (with --since, --code, --limit) instead of IDs.",
 )
 @click.option("--since", help=SINCE_HELP)
-@click.option("--code", "codes", multiple=True, help="With --state: only failures with this code.")
+@click.option("--code", "codes", multiple=True, help=CODE_HELP)
 @click.option("--site", help="With --state: only the failures of this site (as requests list).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Say what each retry would do; change nothing.")

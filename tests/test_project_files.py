@@ -78,3 +78,20 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_same_tests():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "run --frozen pytest" in ci
     assert (ROOT / ".ci" / "run").stat().st_mode & 0o111
+
+
+def test_every_failure_code_is_documented_with_its_meaning():
+    """docs/RESULTS.md's table of our own codes lists exactly the codes of FailureCode, each
+    once, with exactly its meaning."""
+    from pallycon_store.failures import FailureCode
+
+    text = (ROOT / "docs" / "RESULTS.md").read_text()
+    header = "| Our code | Meaning | In |\n| --- | --- | --- |\n"
+    assert text.count(header) == 1
+    documented: dict[str, str] = {}
+    for line in text.split(header, 1)[1].split("\n\n", 1)[0].splitlines():
+        row = re.fullmatch(r"\| `(\w+)` \| ([^|]+) \| [^|]+ \|", line)
+        assert row, f"not a row of the table: {line}"
+        assert row[1] not in documented, f"{row[1]} twice"
+        documented[row[1]] = row[2]
+    assert documented == {code.value: code.meaning for code in FailureCode}

@@ -28,6 +28,7 @@ from pallycon.models import (
 )
 from pallycon_store.durability import Durability
 from pallycon_store.events import EventType, FailStage, State, event
+from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields
 from pallycon_store.records import Created, NewRequest, Records
 
@@ -267,7 +268,7 @@ def refuse(
     *,
     entry_id: str,
     stage: FailStage = FailStage.VALIDATION,
-    code: str = "invalid_request",
+    code: FailureCode = FailureCode.INVALID_REQUEST,
     metadata: str = "",
 ) -> Created:
     """Record an intake entry that cannot become a request as a failed request of that id,

@@ -19,6 +19,9 @@ Every event is one JSON object with these fields, plus those of its type::
                 fields: an intake entry that created no request and changed none (its
                 request id was taken); the request of that id, if any, is untouched
 
+A ``failed`` event's ``code`` is one of ours (``FailureCode``, :mod:`pallycon_store.failures`)
+or PallyCon's; a ``rejected`` event's is always ours. ``failures.explain`` says what each means.
+
 Every event of a request that carries producer metadata has it as ``metadata`` (the object);
 an event following an operator's retry has ``retry`` (its number): see docs/RESULTS.md.
 

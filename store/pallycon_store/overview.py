@@ -30,6 +30,7 @@ from typing import Any, cast
 import redis
 
 from pallycon_store.events import State
+from pallycon_store.failures import NO_CODE
 from pallycon_store.keys import Keys
 from pallycon_store.record import Record, decode
 from pallycon_store.records import RECORD_TTL
@@ -362,7 +363,7 @@ class Overview:
         """error_code -> count among the newest ``limit`` requests that failed since ``since``
         (of ``site``, as for :meth:`counts`), most frequent first."""
         failed = self.list(State.FAILED, since=since, limit=limit, site=site)
-        return dict(Counter(record.error_code or "unknown" for record in failed).most_common())
+        return dict(Counter(record.error_code or NO_CODE for record in failed).most_common())
 
     def timeline(self, request_id: str) -> builtins.list[dict[str, Any]]:
         """The request's result events, oldest first (those trimmed from the stream are gone;

@@ -12,7 +12,8 @@ How a failed request is taken up again depends on what may exist remotely (pure,
 - a registration was sent but no job is known (it failed at ``submit`` or was dead-lettered
   while submitting): **reconcile**: look the job up by its name first (tracked if found,
   registered again if surely absent), as the worker does after a lost answer;
-- refused at intake, or not failed: nothing to do (say why).
+- refused at intake, or not failed: nothing to do (say why); a request for a site no worker
+  served (``unknown_site``) was not refused: it is resubmitted.
 
 Each is one version-checked change (``transition.lua``), so two operators retrying at once make
 one retry, and retrying a request that is already running again changes nothing.
@@ -27,6 +28,7 @@ from enum import StrEnum
 from pallycon_store.admission import remote_job_name
 from pallycon_store.durability import Durability
 from pallycon_store.events import EventType, FailStage, State, event
+from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change, Records
 
@@ -67,11 +69,6 @@ _CLEARED = Fields(
 )
 
 
-#: A valid request for a site no worker served when it came (store/admission.py): it can be
-#: retried once its site is served.
-UNKNOWN_SITE = "unknown_site"
-
-
 def plan_retry(record: Record | None, request_id: str, now: float) -> Retry:
     """How to take ``record`` up again at ``now`` (see the module's docstring). Pure."""
     if record is None:
@@ -80,7 +77,9 @@ def plan_retry(record: Record | None, request_id: str, now: float) -> Retry:
         return Retry(
             request_id, None, f"it is {record.state.value}: only a failed request is retried"
         )
-    refused = record.error_stage == FailStage.VALIDATION and record.error_code != UNKNOWN_SITE
+    # A request for a site no worker served is valid: retried once its site is served.
+    unserved = record.error_code == FailureCode.UNKNOWN_SITE
+    refused = record.error_stage == FailStage.VALIDATION and not unserved
     if refused or record.body in ("", "null"):
         return Retry(
             request_id,

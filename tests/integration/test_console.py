@@ -22,11 +22,12 @@ import pytest
 import redis
 from pallycon_producers.api import Producer
 from pallycon_store.events import State
+from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
 
 from pallycon_pack import asgi
-from pallycon_pack.console import MIN_TOKEN, code_meaning, create_app
+from pallycon_pack.console import MIN_TOKEN, create_app
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites
@@ -98,8 +99,9 @@ def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
 
 
 def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
-    """Counts, the chart, the failure's code and meaning, a timeline after a click, search by
-    id and by state; the hostile metadata shows as text and runs nothing."""
+    """Counts, the chart, the failure's code and meaning, a timeline after a click (a failed
+    request's record with its code's meaning), search by id and by state; the hostile metadata
+    shows as text and runs nothing."""
     from playwright.sync_api import expect
 
     with browser_page(console.url + "/") as (page, errors):
@@ -109,8 +111,8 @@ def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
         expect(page.locator("#sitebox")).to_be_hidden()  # one site: no filter, no column
         expect(page.locator("#list tr td.sitecol").first).to_be_hidden()
         failure = page.locator("#failures tr[data-code=WM900013] td")
-        expect(failure).to_have_text(["WM900013", "1", code_meaning("WM900013")])
-        assert "Download failed" in code_meaning("WM900013")
+        expect(failure).to_have_text(["WM900013", "1", explain("WM900013")])
+        assert "Download failed" in explain("WM900013")
         expect(page.locator("#chart rect[data-kind=completed]")).not_to_have_count(0)
         expect(page.locator("#chart rect[data-kind=failed]")).to_have_count(1)
         expect(page.locator("#list tr")).to_have_count(3)
@@ -125,6 +127,8 @@ def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
         expect(types.first).to_have_attribute("data-type", "accepted")
         expect(types.last).to_have_attribute("data-type", "failed")
         expect(types.last).to_contain_text("code=WM900013")
+        meaning = page.locator("#timeline tr", has=page.locator("th", has_text="error_meaning"))
+        expect(meaning.locator("td")).to_have_text(explain("WM900013", "packaging"))
 
         page.locator("#q").fill("OK-")  # any case
         expect(page.locator("#list tr")).to_have_count(2)
@@ -148,6 +152,8 @@ def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
 
 
 def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
+    """The JSON endpoints (a failed request's record says what its code means, after its
+    message) and the page's headers; only localhost names answer."""
     with httpx.Client(base_url=console.url, timeout=10) as http:
         page = http.get("/")
         assert page.status_code == 200
@@ -163,6 +169,10 @@ def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
         shown = http.get("/api/request", params={"id": "ok-2"}).json()
         assert shown["record"]["metadata"] == {"note": PROBE}
         assert [e["type"] for e in shown["events"]][-1] == "completed"
+        assert "error_meaning" not in shown["record"]
+        failed = http.get("/api/request", params={"id": "bad-1"}).json()["record"]
+        assert failed["error_meaning"] == explain("WM900013", "packaging")
+        assert list(failed).index("error_meaning") == list(failed).index("error_message") + 1
         assert http.get("/api/request", params={"id": "nope"}).status_code == 404
         assert http.get("/api/requests", params={"state": "<x>"}).status_code == 400
         assert http.get("/api/requests", params={"limit": "x"}).status_code == 400

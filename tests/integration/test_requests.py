@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pallycon_producers.api import Producer
-from pallycon_store.events import State
+from pallycon_store.admission import refuse
+from pallycon_store.events import FailStage, State
+from pallycon_store.failures import FailureCode, explain
 
+from pallycon.errors import FieldError
+from pallycon_pack.cli import main
 from support.env import clean_env
 from support.processes import cli
 from support.stack import Stack
@@ -128,6 +134,37 @@ def test_retry_by_state_selects_by_code_and_a_dry_run_changes_nothing(stack: Sta
     code, _, err = _run(stack, "retry", "req-gone-0", "--state", "failed")
     assert code == 2
     assert "not both" in err
+
+
+def test_show_says_what_a_failures_code_means(stack: Stack):
+    """``requests show`` says what a failed request's code means, right after its message, in
+    text and in JSON: PallyCon's (a missing input file) and ours (an entry refused at intake)."""
+    missing = stack.producer.submit(_body(stack, "never-there"), "req-meaning")
+    failed = stack.wait_final([missing], timeout=60)[missing]
+    assert (failed.state, failed.error_code) == (State.FAILED, "WM900013")
+    wrong = [FieldError("request", "not JSON")]
+    refuse(stack.producer.records, "req-refused", wrong, time.time(), entry_id="1-0")
+    for request_id, meaning in [
+        (missing, explain("WM900013", FailStage.PACKAGING)),
+        ("req-refused", FailureCode.INVALID_REQUEST.meaning),
+    ]:
+        code, out, _ = _run(stack, "requests", "show", request_id)
+        assert code == 0
+        lines = out.splitlines()
+        message = next(n for n, line in enumerate(lines) if line.startswith("error_message "))
+        assert lines[message + 1] == f"{'error_meaning':17} {meaning}"
+        code, out, _ = _run(stack, "requests", "show", request_id, "--json")
+        record = json.loads(out)["record"]
+        assert record["error_meaning"] == meaning
+        assert list(record).index("error_meaning") == list(record).index("error_message") + 1
+    assert "Download failed" in explain("WM900013", FailStage.PACKAGING)
+
+
+def test_retry_help_names_our_codes():
+    """``retry --code``'s help names each of our own codes (PallyCon's are in its guide)."""
+    shown = CliRunner().invoke(main, ["retry", "--help"])
+    assert shown.exit_code == 0
+    assert "ours: " + ", ".join(FailureCode) + "." in " ".join(shown.output.split())
 
 
 def test_requests_are_listed_and_retried_by_site(stack: Stack):

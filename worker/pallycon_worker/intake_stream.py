@@ -42,6 +42,7 @@ from pallycon_store.admission import (
 )
 from pallycon_store.connect import connect_redis, describe
 from pallycon_store.events import FailStage, rejected
+from pallycon_store.failures import FailureCode
 from pallycon_store.keys import INTAKE_GROUP
 from pallycon_store.messages import send_submit
 from pallycon_store.records import Created
@@ -311,12 +312,13 @@ class Intake:
             self.finish(entry.entry_id)
             return
         if errors:
-            code, reason = "invalid_request", "; ".join(str(error) for error in errors)
+            code, reason = FailureCode.INVALID_REQUEST, "; ".join(str(error) for error in errors)
             message = f"request id {entry.request_id!r} is taken; this entry: {reason}"
         elif outcome == "duplicate":
-            code, message = "duplicate", f"request {entry.request_id} was submitted before"
+            code = FailureCode.DUPLICATE
+            message = f"request {entry.request_id} was submitted before"
         else:
-            code = "conflict"
+            code = FailureCode.CONFLICT
             message = f"request id {entry.request_id!r} is already used with a different body"
         fields = [{"field": e.field, "message": e.message} for e in errors] or None
         at = self.rt.clock()
@@ -356,14 +358,16 @@ class Intake:
                 now,
                 entry_id=entry_id,
                 stage=FailStage.DEAD_LETTER,
-                code="dead_letter",
+                code=FailureCode.DEAD_LETTER,
             )
         except redis.ResponseError:  # the request's key is what fails: leave it alone
             outcome = "skipped"
         if outcome == "created" or (outcome == "duplicate" and self.created_by(entry)):
             self.finish(entry_id)
             return
-        self.finish(entry_id, rejected(entry_id, entry.request_id, now, "dead_letter", why))
+        self.finish(
+            entry_id, rejected(entry_id, entry.request_id, now, FailureCode.DEAD_LETTER, why)
+        )
 
     def redeliveries(self, entry_id: str) -> int:
         """Count one more delivery of a pending entry: how many so far."""

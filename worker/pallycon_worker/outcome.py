@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pallycon_config import Settings
 from pallycon_store.counters import Metric
 from pallycon_store.events import EventType, FailStage, State, event
+from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
-from pallycon_store.redrive import UNKNOWN_SITE
 from pallycon_store.schedules import Schedule
 
 from pallycon_worker.decisions import PollPolicy, RetryPolicy
@@ -65,7 +65,8 @@ class StepPolicy:
 def failed(
     record: Record, stage: FailStage, code: str, message: str, now: float, status: str = ""
 ) -> Outcome:
-    """The request's end as failed, with an event that says where and why."""
+    """The request's end as failed, with an event that says where and why: ``code`` is one of
+    ours (:class:`~pallycon_store.failures.FailureCode`) or PallyCon's."""
     status = status or record.status
     fields = Fields(
         state=State.FAILED,
@@ -97,7 +98,7 @@ def dead_lettered(record: Record, doing: str, limit: int, now: float) -> Outcome
     message = f"{doing} more than {limit} times without finishing"
     if record.state == State.SUBMITTING:
         message += f"; its job may exist as {record.job_name}"
-    return failed(record, FailStage.DEAD_LETTER, "dead_letter", message, now)
+    return failed(record, FailStage.DEAD_LETTER, FailureCode.DEAD_LETTER, message, now)
 
 
 class Triage(StrEnum):
@@ -135,7 +136,9 @@ def not_served(
     timeout still end it. Not sent, and no worker serves the site: it fails, nothing is sent
     (``pallycon-pack retry`` takes it up again once the site is served)."""
     if record.state == State.ACCEPTED and not elsewhere:
-        return failed(record, FailStage.VALIDATION, UNKNOWN_SITE, f"site_id: {message}", now)
+        return failed(
+            record, FailStage.VALIDATION, FailureCode.UNKNOWN_SITE, f"site_id: {message}", now
+        )
     later = Change(record, Fields(updated_at=now), schedule=schedule, at=now + policy.retry.cap)
     note = f"not served by this worker ({message}); left to a worker that serves its site"
     return Outcome(later, note, {"site_id": record.site_id}, level="warning")

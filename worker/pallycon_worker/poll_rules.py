@@ -10,6 +10,7 @@ import random
 from collections.abc import Sequence
 
 from pallycon_store.events import EventType, FailStage, State, event
+from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
 
@@ -40,7 +41,7 @@ def after_poll(record: Record, job: JobInfo | None, now: float, policy: StepPoli
     if (job is None or not job.status_info.terminal) and age > policy.job_timeout:
         last = record.status or "never seen in the job list"
         message = f"not finished within {policy.job_timeout:g} s (last status: {last})"
-        return failed(record, FailStage.TIMEOUT, "timeout", message, now)
+        return failed(record, FailStage.TIMEOUT, FailureCode.TIMEOUT, message, now)
     if job is None:
         due = next_poll_at(now, None, policy.polling)
         return Outcome(Change(record, Fields(deliveries=0, last_seen="missing"), None, "poll", due))

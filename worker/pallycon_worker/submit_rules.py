@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pallycon_store.counters import Metric
 from pallycon_store.events import EventType, FailStage, State, event
+from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
 
@@ -59,7 +60,7 @@ def plan(counted: Sequence[tuple[Record, int]], now: float, policy: StepPolicy) 
 def gave_up(record: Record, now: float, policy: StepPolicy, note: str = "") -> Outcome:
     last = record.last_error or "no attempt finished"
     message = f"not submitted within {policy.submit_deadline:g} s; last error: {last}{note}"
-    return failed(record, FailStage.SUBMIT, record.last_code or "deadline", message, now)
+    return failed(record, FailStage.SUBMIT, record.last_code or FailureCode.DEADLINE, message, now)
 
 
 def submitting(record: Record, now: float, policy: StepPolicy) -> Change:
@@ -156,7 +157,7 @@ def broken(record: Record, error: Exception, now: float, policy: StepPolicy) -> 
     fields = Fields(
         state=State.SUBMITTING,
         last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS],
-        last_code="error",
+        last_code=FailureCode.ERROR,
         attempt_ended_at=now,
         updated_at=now,
     )
