@@ -92,24 +92,117 @@ def promql_metrics(query: str) -> set[str]:
     return names
 
 
-def dashboard_exprs() -> list[str]:
-    """The queries of the Grafana dashboard."""
-    dashboard = json.loads(DASHBOARD.read_text())
+def dashboard_exprs(dashboard: dict[str, Any] | None = None) -> list[str]:
+    """The queries of a Grafana dashboard (by default the one under deploy/)."""
+    if dashboard is None:
+        dashboard = json.loads(DASHBOARD.read_text())
     return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
 
 
-def rules() -> list[dict[str, Any]]:
-    """The Prometheus alert rules."""
-    loaded = yaml.safe_load(RULES.read_text())
+def rules(loaded: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The alert rules of a Prometheus rules file (by default the one under deploy/)."""
+    if loaded is None:
+        loaded = yaml.safe_load(RULES.read_text())
     return [rule for group in loaded["groups"] for rule in group["rules"]]
 
 
-def dashboard_metrics() -> set[str]:
-    return set().union(*(promql_metrics(expr) for expr in dashboard_exprs()))
+def dashboard_metrics(dashboard: dict[str, Any] | None = None) -> set[str]:
+    """The metric names the dashboard's queries read."""
+    return set().union(*(promql_metrics(expr) for expr in dashboard_exprs(dashboard)))
 
 
-def rule_metrics() -> set[str]:
-    return set().union(*(promql_metrics(rule["expr"]) for rule in rules()))
+def rule_metrics(loaded: dict[str, Any] | None = None) -> set[str]:
+    """The metric names the alert rules' expressions read."""
+    return set().union(*(promql_metrics(rule["expr"]) for rule in rules(loaded)))
+
+
+#: The datasource every panel takes: the dashboard's variable, chosen on import.
+DATASOURCE = "${datasource}"
+
+
+def expr_problems(expr: str, exposed: set[str] | None) -> list[str]:
+    """What is wrong with a PromQL expression: it does not parse, or (given the names the
+    exporter exposes, ``exposed``) it reads a metric that is not exposed."""
+    try:
+        used = promql_metrics(expr)
+    except ValueError as exc:
+        return [f"does not parse ({exc})"]
+    if exposed is None:
+        return []
+    return [f"{name} is not exposed" for name in sorted(used - exposed)]
+
+
+def dashboard_problems(dashboard: dict[str, Any], exposed: set[str] | None = None) -> list[str]:
+    """What is wrong with a Grafana dashboard, one line per problem naming its panel: a panel
+    without a query, on another datasource than :data:`DATASOURCE`, with an id another panel
+    has, a query that does not parse or (given ``exposed``) reads a metric not exposed."""
+    problems = []
+    seen: dict[Any, str] = {}
+    for panel in dashboard["panels"]:
+        title = panel.get("title", "?")
+        where = f"panel {title!r}"
+        if panel.get("id") in seen:
+            problems.append(
+                f"{where}: duplicate panel id {panel.get('id')} ({seen[panel['id']]!r})"
+            )
+        seen.setdefault(panel.get("id"), title)
+        if not panel.get("targets"):
+            problems.append(f"{where}: no query")
+        if panel.get("datasource", {}).get("uid") != DATASOURCE:
+            problems.append(f"{where}: datasource is not {DATASOURCE}")
+        for target in panel.get("targets", []):
+            problems += [f"{where}: {p}" for p in expr_problems(target["expr"], exposed)]
+    return problems
+
+
+#: What Prometheus accepts in a rules file (rule groups and alerting rules).
+GROUP_FIELDS = {"name", "interval", "rules", "limit"}
+RULE_FIELDS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+ALERT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DURATION = re.compile(r"\d+(ms|s|m|h|d|w|y)")
+SEVERITIES = {"critical", "warning"}
+
+
+def rules_problems(loaded: dict[str, Any], exposed: set[str] | None = None) -> list[str]:
+    """What is wrong with a Prometheus rules file, one line per problem naming its group or
+    alert: a field Prometheus does not load, an alert named twice or not a valid name, a bad
+    ``for``, no severity our routes know, no summary or description, an expression that does
+    not parse or (given ``exposed``) reads a metric not exposed."""
+    if set(loaded) != {"groups"}:
+        return [f"top level: {sorted(loaded)} instead of ['groups']"]
+    problems = []
+    names: set[str] = set()
+    for group in loaded["groups"]:
+        where = f"group {group.get('name')!r}"
+        if not isinstance(group.get("name"), str):
+            problems.append(f"{where}: no name")
+        if extra := set(group) - GROUP_FIELDS:
+            problems.append(f"{where}: unknown fields {sorted(extra)}")
+        for rule in group.get("rules", []):
+            problems += _rule_problems(rule, names, exposed)
+    return problems
+
+
+def _rule_problems(rule: dict[str, Any], names: set[str], exposed: set[str] | None) -> list[str]:
+    """The problems of one alerting rule; ``names``: the alerts seen so far (this one added)."""
+    name = rule.get("alert")
+    where = f"alert {name!r}"
+    problems = []
+    if not isinstance(name, str) or not ALERT_NAME.fullmatch(name):
+        problems.append(f"{where}: not a valid alert name")
+    elif name in names:
+        problems.append(f"{where}: alert named twice")
+    names.add(str(name))
+    if extra := set(rule) - RULE_FIELDS:
+        problems.append(f"{where}: unknown fields {sorted(extra)}")
+    if not DURATION.fullmatch(str(rule.get("for", "0s"))):
+        problems.append(f"{where}: for {rule.get('for')!r} is not a duration")
+    severity = rule.get("labels", {}).get("severity")
+    if severity not in SEVERITIES:
+        problems.append(f"{where}: severity {severity!r} is not one of {sorted(SEVERITIES)}")
+    if missing := {"summary", "description"} - set(rule.get("annotations", {})):
+        problems.append(f"{where}: no {' or '.join(sorted(missing))}")
+    return problems + [f"{where}: {p}" for p in expr_problems(rule.get("expr", ""), exposed)]
 
 
 #: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, as compose reads them.

@@ -1,14 +1,22 @@
-"""``pallycon-pack`` as a user runs it, in its own process, against the emulator process."""
+"""``pallycon-pack`` as a user runs it, against the emulator process: the direct API commands
+(sign, storage, jobs), the emulator and the demo. What a command prints and how it exits is
+checked in this process (:func:`support.cli.run_cli`); one ``sign``, the emulator and the demo
+run in processes of their own, as a user starts them."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
+from support.cli import run_cli
 from support.env import clean_env, site_env
-from support.processes import EmulatorProcess, cli
+from support.processes import EmulatorProcess, cli, start_emulator
+from support.redis_server import RedisServer
 from support.samples import SAMPLE_APIDATA, SAMPLE_DATA, SAMPLE_HASH, SAMPLE_JSON, job_body
 
 pytestmark = pytest.mark.integration
@@ -35,13 +43,14 @@ def _ok(result) -> str:
 
 
 def test_sign_matches_pallycons_published_sample(tmp_path: Path):
-    """sign with --timestamp and the sample's credentials prints the published value."""
+    """sign with --timestamp and the sample's credentials prints the published value (in its
+    own process: the api family's smoke)."""
     args = ["sign", "--timestamp", "2022-03-30T08:29:57Z", "--site-id", "TUTO",
             "--access-key", "LT2FVJDp2Xr018zf4Di6lzvNOv3DKP20",
             "--site-key", "lU5D8s3PWoLls3PWFWkClULlFWk5D8oC"]  # fmt: skip
     result = cli(*args, env=clean_env(), cwd=tmp_path, stdin=SAMPLE_JSON)
     assert _ok(result) == SAMPLE_APIDATA + "\n"
-    parts = _ok(cli(*args, "--show-parts", env=clean_env(), cwd=tmp_path, stdin=SAMPLE_JSON))
+    parts = _ok(run_cli(*args, "--show-parts", env=clean_env(), cwd=tmp_path, stdin=SAMPLE_JSON))
     assert parts.splitlines() == [
         f"data: {SAMPLE_DATA}",
         "timestamp: 2022-03-30T08:29:57Z",
@@ -52,7 +61,7 @@ def test_sign_matches_pallycons_published_sample(tmp_path: Path):
 
 def test_sign_reads_credentials_from_the_environment(tmp_path: Path):
     """Without flags, sign uses the PALLYCON_* settings."""
-    result = cli("sign", "--timestamp", "2022-03-30T08:29:57Z", env=site_env(), cwd=tmp_path,
+    result = run_cli("sign", "--timestamp", "2022-03-30T08:29:57Z", env=site_env(), cwd=tmp_path,
                  stdin=SAMPLE_JSON)  # fmt: skip
     assert _ok(result).strip() == SAMPLE_APIDATA
 
@@ -66,7 +75,7 @@ def test_sign_reads_credentials_from_the_environment(tmp_path: Path):
 )
 def test_sign_refuses_bad_input_with_exit_2(tmp_path: Path, args, env_extra, message):
     """A bad timestamp or setting is a clear message and exit code 2, never a traceback."""
-    result = cli("sign", *args, env=site_env(**env_extra), cwd=tmp_path, stdin=b"{}")
+    result = run_cli("sign", *args, env=site_env(**env_extra), cwd=tmp_path, stdin=b"{}")
     assert result.returncode == 2
     assert message in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
@@ -74,7 +83,7 @@ def test_sign_refuses_bad_input_with_exit_2(tmp_path: Path, args, env_extra, mes
 
 def test_missing_credentials_name_the_variables(tmp_path: Path):
     """With nothing configured, the error says which variables to set."""
-    result = cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")
+    result = run_cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")
     assert result.returncode == 2
     assert "PALLYCON_SITE_ID" in result.stderr.decode()
 
@@ -84,29 +93,37 @@ def test_missing_credentials_name_the_variables(tmp_path: Path):
 
 def test_storage_register_update_and_list(env, tmp_path: Path):
     """A storage registered, renamed and listed; the AWS secret only with --show-secrets."""
-    storage_id = _ok(cli("storage", "register", "--name", "cli-store", "--bucket", "cli-bucket",
+    storage_id = _ok(run_cli("storage", "register", "--name", "cli-store", "--bucket", "cli-bucket",
                          env=env, cwd=tmp_path)).strip()  # fmt: skip
     assert storage_id.startswith("ST")
-    _ok(cli("storage", "update", storage_id, "--name", "cli-renamed", env=env, cwd=tmp_path))
+    _ok(run_cli("storage", "update", storage_id, "--name", "cli-renamed", env=env, cwd=tmp_path))
     listing = ["storage", "list", "--keyword", storage_id, "--keyword-type", "storageId"]
-    table = _ok(cli(*listing, env=env, cwd=tmp_path))
+    table = _ok(run_cli(*listing, env=env, cwd=tmp_path))
     assert "cli-renamed" in table
     assert AWS_SECRET not in table
-    data = json.loads(_ok(cli(*listing, "--json", env=env, cwd=tmp_path)))
+    data = json.loads(_ok(run_cli(*listing, "--json", env=env, cwd=tmp_path)))
     assert data["total_count"] == 1
     assert data["data"][0]["storage_name"] == "cli-renamed"
     assert "password" not in data["data"][0]
-    shown = json.loads(_ok(cli(*listing, "--json", "--show-secrets", env=env, cwd=tmp_path)))
+    shown = json.loads(_ok(run_cli(*listing, "--json", "--show-secrets", env=env, cwd=tmp_path)))
     assert shown["data"][0]["password"] == AWS_SECRET
 
 
 def test_storage_register_without_a_secret_and_no_terminal_fails_cleanly(env, tmp_path: Path):
-    """No AWS secret and nothing on stdin to prompt: a clear error, nothing registered."""
+    """No AWS secret and nothing on stdin to prompt: exit 2, one line naming the variable and
+    the file option, nothing printed, nothing registered."""
     del env["AWS_SECRET_ACCESS_KEY"]
-    result = cli("storage", "register", "--name", "n", "--bucket", "cli-bucket", env=env,
-                 cwd=tmp_path, stdin=b"")  # fmt: skip
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr.decode()
+    name = f"no-secret-{time.monotonic_ns()}"
+    result = run_cli("storage", "register", "--name", name, "--bucket", "cli-bucket", env=env,
+                     cwd=tmp_path, stdin=b"")  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr.decode()) == (
+        2,
+        b"",
+        "Error: no AWS secret access key: set AWS_SECRET_ACCESS_KEY or give "
+        "--aws-secret-access-key-file PATH ('-' = standard input)\n",
+    )
+    listing = ["storage", "list", "--keyword", name, "--json"]
+    assert json.loads(_ok(run_cli(*listing, env=env, cwd=tmp_path)))["total_count"] == 0
 
 
 @pytest.mark.parametrize(
@@ -128,7 +145,7 @@ def test_what_a_user_left_out_is_one_line_naming_where_it_can_come_from(
 ):
     """An option the environment can stand in for: the error names both; exit 2."""
     env.pop(drop, None)
-    result = cli(*args, env=env, cwd=tmp_path)
+    result = run_cli(*args, env=env, cwd=tmp_path)
     assert (result.returncode, result.stderr.decode()) == (2, f"Error: {message}\n")
 
 
@@ -158,7 +175,7 @@ def test_help_shows_every_summary_whole_and_every_option_explained():
 
 
 def _job_file(tmp_path: Path, env, **changes) -> Path:
-    storage_id = _ok(cli("storage", "register", "--name", "s", "--bucket", "cli-bucket",
+    storage_id = _ok(run_cli("storage", "register", "--name", "s", "--bucket", "cli-bucket",
                          env=env, cwd=tmp_path)).strip()  # fmt: skip
     body = job_body(**changes)
     body["storage"]["input"]["storage_id"] = body["storage"]["output"]["storage_id"] = storage_id
@@ -170,13 +187,13 @@ def _job_file(tmp_path: Path, env, **changes) -> Path:
 def test_register_a_job_and_watch_it_reach_wm030(env, tmp_path: Path):
     """The README's walk-through: register a job from a file, watch it to WM030, exit 0."""
     job_file = _job_file(tmp_path, env, content_id="cli-watch")
-    job_id = _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
+    job_id = _ok(run_cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
     assert job_id.isdigit()
-    watched = _ok(cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path))
+    watched = _ok(run_cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path))
     lines = watched.splitlines()
     assert lines[0].startswith(f"job {job_id}: WM0")
     assert lines[-1] == f"job {job_id}: WM030 Packaging complete"
-    listed = json.loads(_ok(cli("jobs", "list", "--keyword", "cli-watch", "--keyword-type", "cid",
+    listed = json.loads(_ok(run_cli("jobs", "list", "--keyword", "cli-watch", "--keyword-type", "cid",
                                 "--status", "success", "--json", env=env, cwd=tmp_path)))  # fmt: skip
     assert [job["job_id"] for job in listed["data"]] == [job_id]
 
@@ -187,8 +204,8 @@ def test_watching_a_failing_job_exits_1_with_the_packaging_error(env, tmp_path: 
     body = json.loads(job_file.read_text())
     body["storage"]["input"]["contents_path"] = ["missing.mp4"]
     job_file.write_text(json.dumps(body))
-    job_id = _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
-    result = cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path)
+    job_id = _ok(run_cli("jobs", "register", str(job_file), env=env, cwd=tmp_path)).strip()
+    result = run_cli("jobs", "watch", job_id, "--interval", "0.2", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "WM999" in result.stderr.decode()
     assert "WM900013" in result.stderr.decode()
@@ -201,13 +218,13 @@ def test_an_invalid_job_file_exits_2_naming_the_fields_and_registers_nothing(
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(job_body(content_id="c" * 201, protect_type=["drm"])))
     before = emulator.control("stats")["counts"].get("POST pack", 0)
-    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    result = run_cli("jobs", "register", str(path), env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "content_id" in result.stderr.decode()
     assert "protect_type" in result.stderr.decode()
     assert emulator.control("stats")["counts"].get("POST pack", 0) == before
     path.write_text("{not json")
-    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    result = run_cli("jobs", "register", str(path), env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "not JSON" in result.stderr.decode()
 
@@ -216,7 +233,7 @@ def test_api_errors_exit_1_with_code_and_message(env, tmp_path: Path):
     """An API error (here A1000, unknown storage) is one line with its code, exit 1."""
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job_body()))
-    result = cli("jobs", "register", str(path), env=env, cwd=tmp_path)
+    result = run_cli("jobs", "register", str(path), env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "A1000" in result.stderr.decode()
     assert "storage.input.storage_id" in result.stderr.decode()
@@ -226,12 +243,12 @@ def test_jobs_list_all_pages_and_table(env, tmp_path: Path):
     """--all-pages walks the pages; the table shows status meanings."""
     job_file = _job_file(tmp_path, env, content_id="cli-pages")
     for _ in range(3):
-        _ok(cli("jobs", "register", str(job_file), env=env, cwd=tmp_path))
+        _ok(run_cli("jobs", "register", str(job_file), env=env, cwd=tmp_path))
     args = ["jobs", "list", "--keyword", "cli-pages", "--keyword-type", "cid", "--page-unit", "1"]
-    everything = json.loads(_ok(cli(*args, "--all-pages", "--json", env=env, cwd=tmp_path)))
+    everything = json.loads(_ok(run_cli(*args, "--all-pages", "--json", env=env, cwd=tmp_path)))
     assert everything["total_count"] == 3
     assert len(everything["data"]) == 3
-    table = _ok(cli(*args, env=env, cwd=tmp_path))
+    table = _ok(run_cli(*args, env=env, cwd=tmp_path))
     assert "1 of 3 jobs" in table
 
 
@@ -239,43 +256,33 @@ def test_jobs_list_all_pages_and_table(env, tmp_path: Path):
 
 
 def test_the_emulator_serves_the_demo_site_when_nothing_is_configured(tmp_path: Path):
-    """A new user can start the emulator with no settings at all."""
-    from support.processes import start_emulator
-
+    """A new user can start the emulator with no settings at all (in its own process: the
+    emulator command's smoke)."""
     server = start_emulator(env=clean_env(), cwd=tmp_path)
     try:
-        result = cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")  # still unconfigured
+        result = run_cli("sign", env=clean_env(), cwd=tmp_path, stdin=b"{}")  # still unconfigured
         assert result.returncode == 2
         assert server.control("health") == {"status": "ok"}
     finally:
         server.stop()
 
 
-def test_the_demo_runs_end_to_end(tmp_path: Path):
-    """`pallycon-pack demo` on a bare machine: its own Redis, emulator, worker, callbacks."""
-    env = clean_env(PALLYCON_REDIS_URL="redis://127.0.0.1:1/0")  # nothing answers there
-    result = cli("demo", "--jobs", "4", "--job-seconds", "1", env=env, cwd=tmp_path, timeout=180)
-    out = _ok(result)
-    assert "all 5 requests ended as expected: 3 completed, 2 failed on purpose" in out
-    assert "WM900013" in out
-    assert "invalid_request" in out
-
-
-def test_the_demo_on_a_shared_redis_deletes_its_keys_and_keeps_its_log(
-    tmp_path: Path, redis_server
+def test_the_demo_runs_end_to_end_and_deletes_its_keys_from_a_shared_redis(
+    tmp_path: Path, redis_server: RedisServer
 ):
-    """On the Redis at PALLYCON_REDIS_URL, the demo's keys carry their own prefix and are all
-    gone at the end, other keys untouched; its worker log stays where it says."""
-    import re
-
-    import redis
-
+    """`pallycon-pack demo` in its own process: emulator, worker, callbacks, requests that
+    complete and requests that fail on purpose. On the Redis at PALLYCON_REDIS_URL its keys
+    carry their own prefix and are all gone at the end, other keys untouched; its worker log
+    stays where it says."""
     client = redis.Redis.from_url(redis_server.url)
     client.set("pp:not-the-demos", "kept")
     env = clean_env(PALLYCON_REDIS_URL=redis_server.url)
     result = cli("demo", "--jobs", "2", "--job-seconds", "1", env=env, cwd=tmp_path, timeout=180)
     out = _ok(result)
     assert "all 3 requests ended as expected: 1 completed, 2 failed on purpose" in out
+    assert "WM900013" in out
+    assert "invalid_request" in out
+    assert "(configured, keys demo-" in out
     prefix = re.search(r"deleted the demo's \d+ keys \((demo-[0-9a-f]+):\*\)", out)
     assert prefix is not None, out
     assert client.keys(f"*{prefix[1]}*") == []
@@ -284,3 +291,21 @@ def test_the_demo_on_a_shared_redis_deletes_its_keys_and_keeps_its_log(
     log = tmp_path / "build" / "demo-logs" / prefix[1] / "worker.log"
     assert f"worker log: {log}" in out
     assert b"ready" in log.read_bytes()
+
+
+def test_the_demo_starts_a_private_redis_when_none_answers(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, isolated_settings
+):
+    """On a bare machine (nothing answers at PALLYCON_REDIS_URL) the demo runs on a Redis of its
+    own, gone with the run; a Redis that answers is used instead."""
+    from pallycon_pack.demo.command import _redis
+    from pallycon_pack.demo.redis_server import answers
+
+    monkeypatch.setenv("PALLYCON_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing answers there
+    with _redis(tmp_path / "redis") as private:
+        assert private is not None
+        assert answers(private)
+    assert not answers(private)
+    monkeypatch.setenv("PALLYCON_REDIS_URL", redis_server.url)
+    with _redis(tmp_path / "unused") as configured:
+        assert configured is None

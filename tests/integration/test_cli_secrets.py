@@ -142,17 +142,6 @@ def test_storage_register_prompts_on_a_terminal_without_echo(env, tmp_path: Path
     assert _stored_secret(stdout.decode().strip(), env, tmp_path) == AWS_SECRET
 
 
-def test_storage_register_with_no_secret_and_no_terminal_says_where_to_put_it(env, tmp_path):
-    """Nothing to read the secret from: exit 2 naming the variable and the file option."""
-    result = cli("storage", "register", "--name", "n", "--bucket", "secret-bucket", env=env, cwd=tmp_path,
-                 stdin=b"")  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.decode().strip().splitlines() == [
-        "Error: no AWS secret access key: set AWS_SECRET_ACCESS_KEY or give "
-        "--aws-secret-access-key-file PATH ('-' = standard input)"
-    ]
-
-
 # --- sign -------------------------------------------------------------------------------------
 
 

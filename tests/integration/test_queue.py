@@ -142,48 +142,13 @@ def test_a_valid_stream_message_is_packaged(settings, producer, storage_id, work
     assert records["bad-meta"].error_message == "metadata: must be a JSON object, not a list"
 
 
-def test_a_permanent_api_error_fails_at_once_with_its_code(
-    settings, producer, emulator, worker_factory
-):
-    """A1000 (unknown storage) ends the request after one POST, with code and message."""
-    worker_factory(settings)
-    before = emulator.control("stats")["counts"].get("POST pack", 0)
-    request_id = producer.submit(body_for("ST999999", f"perm-{time.monotonic_ns()}"))
-    record = wait_all(producer, [request_id])[request_id]
-    assert record.state.value == "failed"
-    assert (record.error_stage, record.error_code) == ("submit", "A1000")
-    assert "storage.input.storage_id" in record.error_message
-    failed = events_of(producer, request_id)[-1]
-    assert (failed["type"], failed["code"]) == ("failed", "A1000")
-    assert emulator.control("stats")["counts"]["POST pack"] == before + 1
-
-
-def test_transient_503s_are_retried_to_success_with_one_job(
-    settings, producer, storage_id, emulator, worker_factory
-):
-    """While the API answers 503 the request waits and retries; then exactly one job."""
-    worker_factory(settings)
-    emulator.set_faults(error_rate=1.0, error_statuses=[503])
-    marker = f"flaky-{time.monotonic_ns()}"
-    request_id = producer.submit(body_for(storage_id, marker))
-    deadline = time.monotonic() + 20
-    counters = producer.redis.hgetall(producer.keys.counters)
-    while time.monotonic() < deadline and int(counters.get("api POST pack", 0)) < 2:
-        time.sleep(0.2)
-        counters = producer.redis.hgetall(producer.keys.counters)
-    record = producer.get(request_id)
-    assert record is not None
-    assert record.state.value in ("accepted", "submitting")
-    assert record.last_code == "HTTP503"
-    emulator.set_faults()
-    assert wait_all(producer, [request_id])[request_id].state.value == "completed"
-    assert len(remote_jobs(emulator, marker)) == 1
-
-
 def test_the_same_request_id_twice_gives_one_request_and_one_job(
     settings, producer, storage_id, emulator, worker_factory
 ):
-    """Resubmitting the same body under the same id is a no-op; another body is refused."""
+    """Resubmitting the same body under the same id is a no-op; another body is refused. Once
+    it completed, one registration was ever sent and nothing is left that could send another
+    (no schedule entry whose lease could run out)."""
+    posts = emulator.control("stats")["counts"].get("POST pack", 0)  # the shared emulator's
     worker_factory(settings)
     marker = f"dup-{time.monotonic_ns()}"
     body = body_for(storage_id, marker)
@@ -192,9 +157,13 @@ def test_the_same_request_id_twice_gives_one_request_and_one_job(
     assert first == again == "cms-42"
     with pytest.raises(RequestConflict):
         producer.submit(body_for(storage_id, marker + "-other"), request_id="cms-42")
-    wait_all(producer, ["cms-42"])
-    time.sleep(1)  # a second submission, had there been one, would have registered by now
-    assert len(remote_jobs(emulator, marker)) == 1
+    record = wait_all(producer, ["cms-42"])["cms-42"]
+    assert record.state.value == "completed"
+    assert record.attempts == 1  # one registration, ever
+    assert producer.redis.zscore(producer.keys.submit_schedule, "cms-42") is None
+    assert producer.redis.zscore(producer.keys.poll_schedule, "cms-42") is None
+    assert emulator.control("stats")["counts"]["POST pack"] == posts + 1
+    assert remote_jobs(emulator, marker) == [record.job_id]
     accepted = [e for e in events_of(producer, "cms-42") if e["type"] == "accepted"]
     assert len(accepted) == 1
 
@@ -221,23 +190,12 @@ def test_polls_survive_a_worker_killed_and_replaced(
     assert len(remote_jobs(emulator, marker)) == 5
 
 
-def test_a_request_delivered_too_often_is_dead_lettered(
-    settings, producer, storage_id, worker_factory
-):
-    """After max_deliveries deliveries that never finished, the request fails and says why."""
-    request_id = producer.submit(body_for(storage_id, f"poison-{time.monotonic_ns()}"))
-    # Five earlier deliveries each killed their worker before finishing (simulated).
-    producer.redis.hset(producer.keys.request(request_id), "deliveries", settings.max_deliveries)
-    worker_factory(settings)
-    record = wait_all(producer, [request_id])[request_id]
-    assert (record.error_stage, record.error_code) == ("dead_letter", "dead_letter")
-    assert "delivered more than 5 times" in record.error_message
-
-
 def test_submit_wait_status_and_results_commands(
     settings, storage_id, worker_factory, tmp_path: Path
 ):
-    """The CLI a person uses: submit --wait exits 0, status and results --json show it."""
+    """The CLI a person uses: submit --wait exits 0, status and results --json show it (in
+    processes of their own: the queue family's smoke); a resubmission and a bad file say so."""
+    from support.cli import run_cli
     from support.env import clean_env
     from support.processes import cli
 
@@ -257,7 +215,7 @@ def test_submit_wait_status_and_results_commands(
     shown = json.loads(status.stdout)
     assert shown["state"] == "completed"
     assert shown["finished_at"].endswith("+00:00")  # ISO 8601 UTC, as in the events
-    again = cli("submit", str(path), "--request-id", "cli-1", "--wait", env=env, cwd=tmp_path)
+    again = run_cli("submit", str(path), "--request-id", "cli-1", "--wait", env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr.decode()
     assert "was submitted before (nothing new enqueued); it is completed" in again.stderr.decode()
     events = cli("results", "--json", env=env, cwd=tmp_path)
@@ -266,7 +224,7 @@ def test_submit_wait_status_and_results_commands(
     assert kinds[-1] == "completed"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(job_body(protect_type=["drm"])))
-    refused = cli("submit", str(bad), env=env, cwd=tmp_path)
+    refused = run_cli("submit", str(bad), env=env, cwd=tmp_path)
     assert refused.returncode == 2
     assert "protect_type" in refused.stderr.decode()
 
@@ -416,12 +374,13 @@ def test_submit_batch_checks_every_line_then_records_them_all(
 ):
     """submit --batch: bad lines named by number and nothing recorded; a good file recorded
     with each id printed and each line's metadata kept. status exits by state; a --wait that
-    times out says so, a line per change meanwhile (no terminal). No worker runs."""
+    times out says so, a line per change meanwhile (no terminal). No worker runs; the commands
+    run in this process."""
     from pallycon_store.admission import refuse
 
     from pallycon.errors import FieldError
+    from support.cli import run_cli
     from support.env import clean_env
-    from support.processes import cli
 
     env = clean_env(**settings.environment())
     body = body_for(storage_id, "batch")
@@ -433,7 +392,7 @@ def test_submit_batch_checks_every_line_then_records_them_all(
              json.dumps({"body": {**body, "content_id": "other"}, "request_id": "b-1"})]
         )
     )  # fmt: skip
-    refused = cli("submit", "--batch", str(bad), env=env, cwd=tmp_path)
+    refused = run_cli("submit", "--batch", str(bad), env=env, cwd=tmp_path)
     assert refused.returncode == 2
     errors = refused.stderr.decode().splitlines()
     assert [line.split(":")[0] for line in errors[:4]] == ["line 2", "line 3", "line 4", "line 5"]
@@ -444,15 +403,15 @@ def test_submit_batch_checks_every_line_then_records_them_all(
     lines = [{"body": body_for(storage_id, f"batch-{n}"), "request_id": f"b-{n}",
               "metadata": {"row": n}} for n in range(1200)]  # fmt: skip
     good.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
-    recorded = cli("submit", "--batch", str(good), env=env, cwd=tmp_path)
+    recorded = run_cli("submit", "--batch", str(good), env=env, cwd=tmp_path)
     assert recorded.returncode == 0, recorded.stderr.decode()
     assert recorded.stdout.decode().split() == [f"b-{n}" for n in range(1200)]
     assert recorded.stderr.decode().splitlines()[-1].startswith("1200 requests from")
     assert json.loads(producer.get("b-1199").metadata) == {"row": 1199}
-    status = cli("status", "b-7", "--json", env=env, cwd=tmp_path)
+    status = run_cli("status", "b-7", "--json", env=env, cwd=tmp_path)
     assert status.returncode == 4  # in flight
     assert json.loads(status.stdout)["metadata"] == {"row": 7}
-    waited = cli("submit", "-", "--metadata", '{"a": 1}', "--wait", "--timeout", "0.5",
+    waited = run_cli("submit", "-", "--metadata", '{"a": 1}', "--wait", "--timeout", "0.5",
                  env=env, cwd=tmp_path, stdin=json.dumps(body).encode())  # fmt: skip
     assert waited.returncode == 4
     request_id, accepted = waited.stdout.decode().splitlines()
@@ -460,6 +419,6 @@ def test_submit_batch_checks_every_line_then_records_them_all(
     assert 'metadata={"a": 1}' in accepted
     assert "timed out after 0.5 s of waiting; it is still accepted" in waited.stderr.decode()
     refuse(producer.records, "f-1", [FieldError("x", "bad")], time.time(), entry_id="1-0")
-    failed = cli("status", "f-1", env=env, cwd=tmp_path)
+    failed = run_cli("status", "f-1", env=env, cwd=tmp_path)
     assert failed.returncode == 1
     assert "x: bad" in failed.stdout.decode()

@@ -1,5 +1,7 @@
 """``requests list``, ``requests show`` and ``retry`` as an operator runs them, against a real
-Redis, worker and emulator (with a data directory, so that a missing input file fails a job)."""
+Redis, worker and emulator (with a data directory, so that a missing input file fails a job).
+One ``requests list`` and the first ``retry`` run in processes of their own (the family's
+smoke); the other calls are checked in this process (:func:`support.cli.run_cli`)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pallycon_store.failures import FailureCode, explain
 
 from pallycon.errors import FieldError
 from pallycon_pack.cli import main
+from support.cli import run_cli
 from support.env import clean_env
 from support.processes import cli
 from support.stack import Stack
@@ -36,8 +39,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def _run(stack: Stack, *args: str) -> tuple[int, str, str]:
-    result = cli(*args, env=clean_env(stack.settings.environment()), cwd=stack.root)
+def _run(stack: Stack, *args: str, own_process: bool = False) -> tuple[int, str, str]:
+    """``pallycon-pack ARGS`` on the stack's settings: in this process, or ``own_process``."""
+    run = cli if own_process else run_cli
+    result = run(*args, env=clean_env(stack.settings.environment()), cwd=stack.root)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -63,7 +68,7 @@ def test_a_missing_input_fails_and_a_retry_after_the_fix_completes(stack: Stack)
     assert first[broken].state == State.FAILED
     failed_job = first[broken].job_id
 
-    code, out, _ = _run(stack, "requests", "list", "--state", "failed", "--json")
+    code, out, _ = _run(stack, "requests", "list", "--state", "failed", "--json", own_process=True)
     assert code == 0
     listed = json.loads(out)
     assert [r["request_id"] for r in listed] == ["req-absent"]
@@ -78,7 +83,7 @@ def test_a_missing_input_fails_and_a_retry_after_the_fix_completes(stack: Stack)
 
     # Fix the cause, retry: a new job, the same request id, the events going on
     _input(stack, "absent").write_bytes(b"video")
-    code, out, err = _run(stack, "retry", "req-absent")
+    code, out, err = _run(stack, "retry", "req-absent", own_process=True)
     assert code == 0, err
     assert out.startswith("req-absent  resubmit")
     again = stack.wait_final([broken], timeout=60)[broken]
@@ -187,7 +192,7 @@ def test_requests_are_listed_and_retried_by_site(stack: Stack):
         producer.submit(_body(stack, f"site-b{n}"), f"site-b{n}", site_id="BRND")
 
     def run(*args: str) -> tuple[int, str, str]:
-        result = cli(*args, env=clean_env(settings.environment()), cwd=stack.root)
+        result = run_cli(*args, env=clean_env(settings.environment()), cwd=stack.root)
         return result.returncode, result.stdout.decode(), result.stderr.decode()
 
     code, out, _ = run("requests", "list", "--site", "BRND", "--json")

@@ -1124,3 +1124,27 @@ def test_a_batch_cut_short_takes_back_the_marks_of_what_it_did_not_send(make_wor
     for request_id in ("r3", "r4"):
         assert world.record(request_id).attempts == 0
         assert world.submit_at(request_id) == NOW + world.rt.policy.retry.base
+
+
+def test_a_permanent_api_error_fails_the_request_after_one_post_with_its_code(world: World):
+    """A1000 (a parameter the API refuses, here an unknown storage) ends the request at the
+    first answer: failed at the submit stage with the API's code and message, no lookup, no
+    second POST, nothing left scheduled."""
+    world.accept("r1")
+    message = "Invalid parameter: storage.input.storage_id"
+    refused = httpx.Response(200, json={"error_code": "A1000", "error_message": message})
+    world.api.posts.append(Post(refused, creates=False))
+    world.clock.at(NOW + 1)
+
+    world.submit("r1")
+
+    assert world.api.calls == [registration("r1")]
+    failed = world.record("r1")
+    assert (failed.state, failed.error_stage, failed.error_code) == (
+        State.FAILED, "submit", "A1000",
+    )  # fmt: skip
+    assert "storage.input.storage_id" in failed.error_message
+    event = world.events("r1")[-1]
+    assert (event["type"], event["stage"], event["code"]) == ("failed", "submit", "A1000")
+    assert (world.submit_at("r1"), world.poll_at("r1")) == (None, None)
+    assert world.counters()["api POST pack"] == 1
