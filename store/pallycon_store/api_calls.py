@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -202,7 +202,7 @@ class ApiCalls:
         """Time spent in calls by ``"<METHOD> <api>"`` (milliseconds), sorted."""
         return {f"{method} {api}": ms for (method, api), ms in sorted(self.sum_ms.items())}
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as ``stats`` shows it."""
         return {
             "by_code": self.by_code(),

@@ -15,7 +15,7 @@ IDLE_EXPIRY_MS = 60_000
 
 class TokenBucket:
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, rate: float, burst: int, site_id: str = ""
+        self, client: redis.Redis, keys: Keys, *, rate: float, burst: int, site_id: str
     ) -> None:
         """The bucket of one site (``site_id`` "": the default site's, as before sites)."""
         self.rate, self.burst = rate, burst

@@ -238,7 +238,7 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
 
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
     keys = Keys(f"calls{os.getpid()}")
-    bucket = TokenBucket(client, keys, rate=1000, burst=100)
+    bucket = TokenBucket(client, keys, rate=1000, burst=100, site_id="")
     transport = RateLimitedTransport(httpx.MockTransport(answer), bucket, background_flush=False)
     with httpx.Client(transport=transport, base_url="http://api") as http:
         for _ in range(3):

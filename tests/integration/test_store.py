@@ -181,8 +181,8 @@ def test_the_token_bucket_is_shared_and_refills(
     """Two workers (two clients) draw from one bucket of 5: together they get 5 at once, then
     either must wait about 1/rate s; after that wait, a token is there again."""
     other_client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    one = TokenBucket(client, keys, rate=2.0, burst=5)
-    other = TokenBucket(other_client, keys, rate=2.0, burst=5)
+    one = TokenBucket(client, keys, rate=2.0, burst=5, site_id="")
+    other = TokenBucket(other_client, keys, rate=2.0, burst=5, site_id="")
     waits = [taker.take("api test") for taker in (one, other, one, other, one)]
     assert waits == [0, 0, 0, 0, 0]
     shared = other.take("api test")  # the 6th, by either
