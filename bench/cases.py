@@ -215,7 +215,6 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
 def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
     """Redis memory per in-flight job, and the time of one sweep of them all due at once."""
     from pallycon_store.admission import accept
-    from pallycon_store.messages import sender
     from pallycon_worker.runtime import Runtime
     from pallycon_worker.submit import submitted
     from pallycon_worker.sweeper import sweep_once
@@ -248,12 +247,12 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
             client.memory_usage(shared.keys.request(f"scale-{n}"), samples=0) or 0
             for n in range(0, jobs, jobs // 100)
         ]
-        app = sender(s.settings.redis_url, shared.keys)
+        app = shared.sender()
         sweeps = []
         for _ in range(runs):
             poll_schedule = shared.keys.poll_schedule
             client.zunionstore(poll_schedule, {poll_schedule: 0})  # all due now
-            client.delete(s.settings.key_prefix + ".poll")
+            client.delete(shared.keys.poll_queue)
             start = time.perf_counter()
             submits, polls = sweep_once(rt, app)
             sweeps.append(time.perf_counter() - start)
@@ -312,9 +311,9 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
                            capture_output=True, cwd=root, check=True)  # fmt: skip
         single_s = (time.perf_counter() - start) / sample
         import redis
-        from pallycon_store.keys import Keys
+        from pallycon_store.wiring import keys_of
 
-        accepted = Keys(settings.key_prefix).state_index("accepted")
+        accepted = keys_of(settings).state_index("accepted")
         recorded = int(redis.Redis.from_url(server.url).zcard(accepted))
     finally:
         server.stop()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from pallycon_config import Settings, Site, UnknownSite, load_settings
 from pallycon_config.rules import check_region
+from pallycon_worker.clients import site_client
 from pydantic import SecretStr
 
 from pallycon.client import PallyConClient, utc_now
@@ -31,7 +32,6 @@ from pallycon.signing import sign as sign_api_json
 from pallycon_pack import render
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.inputs import STDIN, one_secret, read_json, read_source
-from pallycon_pack.wiring import make_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 RequestT = TypeVar("RequestT", bound=RequestModel)
@@ -73,9 +73,7 @@ class _Target:
 
     def client(self) -> PallyConClient:
         """A client signing as the site (a ConfigError names any missing credential)."""
-        if self.site is None:
-            return make_client(self.settings)
-        return PallyConClient(self.site.credentials(), self.settings.client_options())
+        return site_client(self.settings, self.site)
 
 
 def _target(site_id: str | None, region: str | None = None) -> _Target:

@@ -350,9 +350,7 @@ def console(host: str | None, port: int | None) -> None:
 
     from pallycon_config import load_settings
     from pallycon_config.settings import read_settings
-    from pallycon_store.connect import connect_redis
-    from pallycon_store.keys import Keys
-    from pallycon_store.overview import Overview
+    from pallycon_store.wiring import Store
 
     from pallycon_pack import asgi
 
@@ -362,14 +360,9 @@ def console(host: str | None, port: int | None) -> None:
     token = check_token(options.host, options.token)
     settings = load_settings()
     # A deadline on every command: a stalled Redis is a 503.
-    client = connect_redis(settings.redis, deadline=REDIS_TIMEOUT)
-    client.ping()  # a wrong URL or password: one line now, not a page of errors later
-    overview = Overview(
-        client,
-        Keys(settings.key_prefix),
-        record_ttl=settings.record_ttl,
-        default_site=settings.site_id,
-    )
+    store = Store.of(settings, deadline=REDIS_TIMEOUT)
+    store.redis.ping()  # a wrong URL or password: one line now, not a page of errors later
+    overview = store.overview()
     app = create_app(overview, token, loopback_only=token is None)
     server = asgi.make_server(app, options.host, options.port, settings_prefix="PALLYCON_CONSOLE")
 

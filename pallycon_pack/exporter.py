@@ -3,7 +3,7 @@
 Every worker writes its counts to Redis (the counters hash, the API call statistics, the state
 indexes, the schedules, the heartbeats); one exporter process reads them all when scraped, so
 any number of workers is covered without prometheus-client's multiprocess mode. Labels are
-bounded: API, method and outcome code come from closed sets (``store.counters``), event types
+bounded: API, method and outcome code come from closed sets (``store.api_calls``), event types
 from ``store.events.EventType``, states from ``State``, sites from those the workers announce
 (one series per site and state).
 
@@ -21,17 +21,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis
-from pallycon_store.counters import (
-    LATENCY_BUCKETS,
-    ApiMetric,
-    api_labels,
-    outcome_code,
-    read_api_calls,
-)
+from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
 from pallycon_store.counters import Metric as Counter
 from pallycon_store.events import EventType, FailStage, State
-from pallycon_store.fleet import Fleet, Snapshot
-from pallycon_store.keys import Keys
+from pallycon_store.fleet import Snapshot
+from pallycon_store.wiring import Store
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -66,19 +60,11 @@ _EVENT_TYPES = frozenset(t.value for t in EventType)
 class FleetCollector(Collector):
     """Reads Redis at each ``collect()``; a Redis that fails gives ``pallycon_pack_up 0``."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys,
-        clock: Any = time.time,
-        *,
-        default_site: str | None = None,
-    ) -> None:
-        self.redis = client
-        self.keys = keys
+    def __init__(self, store: Store, clock: Any = time.time) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.keys = store.keys
         self.clock = clock
-        #: The default site's id (PALLYCON_SITE_ID); None: the one the workers announce.
-        self.default_site = default_site
         self._lock = threading.Lock()
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
@@ -107,7 +93,7 @@ class FleetCollector(Collector):
 
     def _read(self) -> Iterator[Metric]:
         now = self.clock()
-        snapshot = Fleet(self.redis, self.keys).snapshot(now)
+        snapshot = self.store.fleet().snapshot(now)
         yield from self._requests()
         yield self._tail()
         yield from fleet_metrics(snapshot)
@@ -116,15 +102,13 @@ class FleetCollector(Collector):
         yield from self._failures(now)
 
     def _requests(self) -> Iterator[Metric]:
-        from pallycon_store.overview import Overview
-
         gauge = GaugeMetricFamily(
             f"{PREFIX}_requests",
             "Requests by PallyCon site and state (finished ones until their records expire; "
             'the default site by its id, or "default").',
             labels=["site", "state"],
         )
-        overview = Overview(self.redis, self.keys, default_site=self.default_site)
+        overview = self.store.overview()
         for site, counts in overview.counts_of_sites().items():
             for state, count in counts.items():
                 gauge.add_metric([site, state.value], count)
@@ -157,11 +141,7 @@ class FleetCollector(Collector):
         return counter
 
     def _failures(self, now: float) -> Iterator[Metric]:
-        from pallycon_store.overview import Overview
-
-        failed = Overview(self.redis, self.keys).list(
-            State.FAILED, since=now - 3600, limit=FAILED_SAMPLE
-        )
+        failed = self.store.overview().list(State.FAILED, since=now - 3600, limit=FAILED_SAMPLE)
         gauge = GaugeMetricFamily(
             f"{PREFIX}_recent_failures",
             f"Requests that failed in the last hour, by stage (the newest {FAILED_SAMPLE}); "
@@ -254,31 +234,15 @@ def fleet_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     )
 
 
-def api_metrics(raw: dict[str, int]) -> Iterator[Metric]:
+def api_metrics(calls: ApiCalls) -> Iterator[Metric]:
     """API calls by outcome code, their durations and the rate limit's waits (pure)."""
-    calls: dict[tuple[str, str, str], int] = {}
-    buckets: dict[tuple[str, str], dict[str, int]] = {}
-    sums: dict[tuple[str, str], float] = {}
-    for name, value in raw.items():
-        words = name.split(" ")
-        if len(words) == 5 and words[:2] == ["api", "result"]:
-            method, api = api_labels(words[2], words[3])
-            key = (api, method, outcome_code(words[4]))
-            calls[key] = calls.get(key, 0) + value
-        elif len(words) == 6 and words[:2] == ["api", "latency"] and words[4:] == ["sum", "ms"]:
-            method, api = api_labels(words[2], words[3])
-            sums[(api, method)] = sums.get((api, method), 0.0) + value / 1000
-        elif len(words) == 5 and words[:2] == ["api", "latency"]:
-            method, api = api_labels(words[2], words[3])
-            per = buckets.setdefault((api, method), {})
-            per[words[4]] = per.get(words[4], 0) + value
     counter = CounterMetricFamily(
         f"{PREFIX}_api_calls",
         "API calls by API, method and outcome: the answer's error_code (0000: success), "
         "http_429/http_4xx/http_5xx, connect_error, timeout, io_error, no_token.",
         labels=["api", "method", "code"],
     )
-    for (api, method, code), value in sorted(calls.items()):
+    for api, method, code, value in sorted((a, m, c, n) for (m, a, c), n in calls.calls.items()):
         counter.add_metric([api, method, code], value)
     yield counter
     histogram = HistogramMetricFamily(
@@ -286,24 +250,27 @@ def api_metrics(raw: dict[str, int]) -> Iterator[Metric]:
         "API call durations, from sending to the end of the answer.",
         labels=["api", "method"],
     )
-    for (api, method), per in sorted(buckets.items()):
+    for api, method, per in sorted(
+        ((a, m, per) for (m, a), per in calls.buckets.items()), key=lambda item: item[:2]
+    ):
         cumulative, total = [], 0
         for bound in LATENCY_BUCKETS:
             total += per.get(f"{bound:g}", 0)
             cumulative.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
         total += per.get("+Inf", 0)
         cumulative.append(("+Inf", float(total)))
-        histogram.add_metric([api, method], cumulative, sum_value=sums.get((api, method), 0.0))
+        seconds = calls.sum_ms.get((method, api), 0) / 1000
+        histogram.add_metric([api, method], cumulative, sum_value=seconds)
     yield histogram
     yield CounterMetricFamily(
         f"{PREFIX}_rate_limit_waits",
         "API calls that waited for a rate-limit token.",
-        value=raw.get(ApiMetric.RATE_LIMIT_WAITS.value, 0),
+        value=calls.rate_limit_waits,
     )
     yield CounterMetricFamily(
         f"{PREFIX}_rate_limit_wait_seconds",
         "Time API calls spent waiting for rate-limit tokens.",
-        value=raw.get(ApiMetric.RATE_LIMIT_WAIT_MS.value, 0) / 1000,
+        value=calls.rate_limit_wait_ms / 1000,
     )
 
 

@@ -41,8 +41,7 @@ def metrics(host: str, port: int) -> None:
     import threading
 
     from pallycon_config import load_settings
-    from pallycon_store.connect import connect_redis
-    from pallycon_store.keys import Keys
+    from pallycon_store.wiring import Store
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
 
@@ -50,8 +49,7 @@ def metrics(host: str, port: int) -> None:
 
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
-    client = connect_redis(settings.redis, deadline=SCRAPE_TIMEOUT)
-    collector = FleetCollector(client, Keys(settings.key_prefix), default_site=settings.site_id)
+    collector = FleetCollector(Store.of(settings, deadline=SCRAPE_TIMEOUT))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     try:

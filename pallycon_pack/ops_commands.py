@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
+from pallycon_store import heartbeats
 
 from pallycon_pack.errors import EXIT_UNHEALTHY
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import redis
     from pallycon_config import Settings, Site
     from pallycon_store.fleet import Snapshot
+    from pallycon_store.wiring import Store
 
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
 #: The checks that read Redis (skipped when Redis itself fails).
@@ -35,7 +37,7 @@ NEEDS_REDIS = ("workers", "schedules", "intake")
 class Thresholds:
     """When ``health`` calls the fleet unhealthy (each an option of the command)."""
 
-    worker_stale: float = 30.0  # seconds since a worker loop's last good round
+    worker_stale: float = heartbeats.STALE_AFTER  # seconds since a loop's last good round
     max_schedule_lag: float = 300.0  # seconds the most overdue submit or poll is late
     max_intake_backlog: int = 10_000  # intake entries not yet handled
     #: Judge only the workers on this host (their node name ends in ``@<host>``): a per-pod
@@ -211,30 +213,22 @@ def _redis_check(client: redis.Redis, probe_key: str, settings: Settings) -> Che
 
 
 def _api_check(settings: Settings, timeout: float) -> Check:
-    import dataclasses
+    from pallycon_worker.clients import site_client
 
-    from pallycon.client import PallyConClient
     from pallycon.models import JobListRequest
 
-    options = dataclasses.replace(
-        settings.client_options(), connect_timeout=timeout, read_timeout=timeout
-    )
     query = JobListRequest(region=settings.require_region(), page_unit=1)
-    with PallyConClient(settings.credentials(), options) as client:
+    with site_client(settings, timeout=timeout) as client:
         listed = client.list_jobs(query)
     return Check("api", True, f"answered a signed job list ({listed.total_count} jobs)")
 
 
 def _site_api_check(settings: Settings, site: Site, timeout: float) -> Check:
-    import dataclasses
+    from pallycon_worker.clients import site_client
 
-    from pallycon.client import PallyConClient
     from pallycon.models import JobListRequest
 
-    options = dataclasses.replace(
-        settings.client_options(), connect_timeout=timeout, read_timeout=timeout
-    )
-    with PallyConClient(site.credentials(), options) as client:
+    with site_client(settings, site, timeout=timeout) as client:
         listed = client.list_jobs(JobListRequest(region=site.region, page_unit=1))
     return Check("api", True, f"{site.site_id}: {listed.total_count} jobs")
 
@@ -281,26 +275,19 @@ def api_checks(settings: Settings, timeout: float) -> list[Check]:
     ]
 
 
-def _client(settings: Settings, timeout: float) -> redis.Redis:
-    from pallycon_store.connect import connect_redis
-
-    return connect_redis(settings.redis, deadline=timeout)
-
-
 def run_checks(
     chosen: list[str], settings: Settings, limits: Thresholds, timeout: float
 ) -> list[Check]:
     """The chosen checks' results, in order; those that read Redis are left out when Redis
     itself fails (its line says why)."""
-    from pallycon_store.fleet import Fleet
-    from pallycon_store.keys import Keys
+    from pallycon_store.wiring import Store
 
-    keys = Keys(settings.key_prefix)
-    client = _client(settings, timeout)
+    store = Store.of(settings, deadline=timeout)
     results: list[Check] = []
     redis_ok = True
     if "redis" in chosen or any(name in NEEDS_REDIS for name in chosen):
-        first = bounded("redis", timeout, lambda: _redis_check(client, keys.health_probe, settings))
+        probe = store.keys.health_probe
+        first = bounded("redis", timeout, lambda: _redis_check(store.redis, probe, settings))
         redis_ok = first.ok or first.detail.startswith(REACHABLE)  # then the others can run
         if "redis" in chosen or not redis_ok:
             results.append(first)
@@ -308,7 +295,7 @@ def run_checks(
 
     def read(name: str) -> Check:
         if not snapshot:
-            snapshot.append(Fleet(client, keys).snapshot(time.time()))
+            snapshot.append(store.fleet().snapshot(time.time()))
         return judge(name, snapshot[0], limits)
 
     for name in chosen:
@@ -409,21 +396,13 @@ def stats(as_json: bool, since: str) -> None:
     Everything is read from Redis (the counters since Redis last lost them).
     """
     from pallycon_config import load_settings
-    from pallycon_store.connect import connect_redis
-    from pallycon_store.keys import Keys
+    from pallycon_store.wiring import Store
 
     from pallycon_pack.requests_commands import parse_since
 
     now = time.time()
     after = parse_since(since, now)
-    settings = load_settings()
-    report = gather(
-        connect_redis(settings.redis),
-        Keys(settings.key_prefix),
-        now,
-        after,
-        default_site=settings.site_id,
-    )
+    report = gather(Store.of(load_settings()), now, after)
     if as_json:
         from pallycon_pack import render
 
@@ -437,29 +416,25 @@ def stats(as_json: bool, since: str) -> None:
 STAGE_SAMPLE = 1000
 
 
-def gather(
-    client: redis.Redis, keys: Any, now: float, since: float, *, default_site: str | None = None
-) -> dict[str, Any]:
+def gather(store: Store, now: float, since: float) -> dict[str, Any]:
     """Everything ``stats`` shows, JSON-ready (``requests_by_site`` only with several sites)."""
     from collections import Counter
 
-    from pallycon_store.counters import Counters, read_api_calls
+    from pallycon_store.api_calls import read_api_calls
     from pallycon_store.events import State
     from pallycon_store.failures import NO_CODE
-    from pallycon_store.fleet import Fleet
-    from pallycon_store.overview import Overview
 
     from pallycon.codes import STATUS_CODES
 
-    overview = Overview(client, keys, default_site=default_site)
-    snapshot = Fleet(client, keys).snapshot(now)
+    overview = store.overview()
+    snapshot = store.fleet().snapshot(now)
     by_site = overview.counts_of_sites()
     stages = Counter(
         (STATUS_CODES[r.status].stage.value if r.status in STATUS_CODES else "registered")
         for r in overview.list(State.SUBMITTED, limit=STAGE_SAMPLE)
     )
     failed = overview.list(State.FAILED, since=since, limit=1000)
-    calls = api_call_table(read_api_calls(client, keys))
+    calls = read_api_calls(store.redis, store.keys).as_dict()
     return {
         "requests": {state.value: n for state, n in overview.counts().items()},
         **(
@@ -478,29 +453,7 @@ def gather(
         "failed_window_seconds": round(now - since),
         **snapshot.as_dict(),
         "api_calls": calls,
-        "counters": Counters(client, keys).read(),
-    }
-
-
-def api_call_table(raw: dict[str, int]) -> dict[str, Any]:
-    """The API call statistics hash, grouped: calls by outcome code, time spent, waits."""
-    by_code: dict[str, int] = {}
-    by_api: dict[str, dict[str, int]] = {}
-    spent_ms: dict[str, int] = {}
-    for name, value in raw.items():
-        words = name.split(" ")
-        if words[:2] == ["api", "result"] and len(words) == 5:
-            _, _, method, api, code = words
-            by_code[code] = by_code.get(code, 0) + value
-            by_api.setdefault(f"{method} {api}", {})[code] = value
-        elif words[:2] == ["api", "latency"] and words[-2:] == ["sum", "ms"]:
-            spent_ms[f"{words[2]} {words[3]}"] = value
-    return {
-        "by_code": dict(sorted(by_code.items())),
-        "by_api": {k: dict(sorted(v.items())) for k, v in sorted(by_api.items())},
-        "total_ms": dict(sorted(spent_ms.items())),
-        "rate_limit_waits": raw.get("rate limit waits", 0),
-        "rate_limit_wait_ms": raw.get("rate limit wait ms", 0),
+        "counters": store.counters.read(),
     }
 
 

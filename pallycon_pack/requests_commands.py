@@ -89,17 +89,9 @@ def explained(record: Record) -> dict[str, Any]:
 
 def _overview() -> Overview:
     from pallycon_config import load_settings
-    from pallycon_store.connect import connect_redis
-    from pallycon_store.keys import Keys
-    from pallycon_store.overview import Overview
+    from pallycon_store.wiring import Store
 
-    settings = load_settings()
-    return Overview(
-        connect_redis(settings.redis),
-        Keys(settings.key_prefix),
-        record_ttl=settings.record_ttl,
-        default_site=settings.site_id,
-    )
+    return Store.of(load_settings()).overview()
 
 
 CODE_HELP = (
@@ -283,14 +275,10 @@ def retry(
     failed changes nothing. Exit 0 when every request given was retried, 1 otherwise.
     """
     from pallycon_config import load_settings
-    from pallycon_store.connect import connect_redis
-    from pallycon_store.durability import Durability
     from pallycon_store.events import State
-    from pallycon_store.keys import Keys
-    from pallycon_store.overview import Overview
-    from pallycon_store.records import Records
     from pallycon_store.redrive import plan_retry
     from pallycon_store.redrive import retry as redrive
+    from pallycon_store.wiring import Store
 
     from pallycon_pack import render
 
@@ -298,14 +286,13 @@ def retry(
         raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)
     if bool(request_ids) == bool(state):
         raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
-    settings = load_settings()
-    client, keys = connect_redis(settings.redis), Keys(settings.key_prefix)
-    records = Records(client, keys, record_ttl=settings.record_ttl)
+    store = Store.of(load_settings())
+    records = store.records
     now = time.time()
     try:
         if state:
             after = parse_since(since, now) if since else None
-            overview = Overview(client, keys, default_site=settings.site_id)
+            overview = store.overview()
             failed = overview.list(
                 State.FAILED,
                 since=after,
@@ -321,7 +308,7 @@ def retry(
             found = records.get_many(request_ids)
             done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
         else:
-            done = redrive(records, Durability.of(client, settings), request_ids, now)
+            done = redrive(records, store.durability, request_ids, now)
     except (ValueError, TypeError) as exc:  # a record written by a newer version, say
         raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     for outcome in done:

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pallycon_config import Settings, load_callback_tokens
 from pallycon_emulator.app import Emulator, create_app
 from pallycon_emulator.config import EmulatorConfig
-from pallycon_store.keys import Keys
 from pallycon_store.messages import send_poll, sender
+from pallycon_store.wiring import keys_of
 from pallycon_worker import callbacks
 from pallycon_worker.logs import LOGGERS, configure, log_start
 from pydantic import SecretStr
@@ -30,7 +30,8 @@ def _server(
     tokens: dict[str, SecretStr] | None = None,
 ) -> asgi.Server:
     """The receiver; ``tokens``: the sites' callback tokens, if the caller read them already."""
-    app = sender(settings.redis, Keys(settings.key_prefix))
+    keys = keys_of(settings)
+    app = sender(settings.redis, keys)
     default = settings.site_id
     if tokens is None:
         tokens = load_callback_tokens(settings) if settings.sites_path is not None else {}
@@ -38,7 +39,7 @@ def _server(
     site_tokens = {site: secret for site, secret in tokens.items() if site != default}
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis),
-        Keys(settings.key_prefix),
+        keys,
         token,
         lambda request_id: send_poll(app, [request_id]),
         lease_seconds=settings.lease_seconds,

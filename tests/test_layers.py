@@ -100,7 +100,15 @@ def test_a_producer_loads_neither_the_http_client_nor_the_worker():
 
 
 @pytest.mark.parametrize(
-    "module", ["pallycon_store.admission", "pallycon_store.records", "pallycon_store.messages"]
+    "module",
+    [
+        "pallycon_store.admission",
+        "pallycon_store.records",
+        "pallycon_store.messages",
+        "pallycon_store.wiring",
+        "pallycon_store.heartbeats",
+        "pallycon_store.api_calls",
+    ],
 )
 def test_the_shared_store_needs_no_http_client(module):
     run = _python(f"import sys, {module}; print('httpx' in sys.modules)")

@@ -33,10 +33,11 @@ from pallycon_emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from pallycon_emulator.files import MANIFESTS, VARIANTS
 from pallycon_producers.api import Producer
 from pallycon_store.record import Record
+from pallycon_worker.clients import site_client
 from pydantic import SecretStr
 from rich.table import Table
 
-from pallycon.client import ClientOptions, PallyConClient
+from pallycon.client import PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon_pack import render
 from pallycon_pack.demo.worker import running_worker
@@ -284,7 +285,7 @@ def _alive(worker: subprocess.Popen[bytes], log: Path) -> None:
 def _run(
     settings: Settings, count: int, timeout: float, watch: Callable[[], None]
 ) -> tuple[dict[str, Record | None], list[Sample]]:
-    with PallyConClient(DEMO_SITE, ClientOptions(base_url=settings.api_url)) as client:
+    with site_client(settings) as client:  # the settings sign as DEMO_SITE
         input_id, output_id = (_storage(client, name) for name in (INPUT_BUCKET, OUTPUT_BUCKET))
     producer = Producer.from_settings(settings)
     after = producer.last_entry_id()

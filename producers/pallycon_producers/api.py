@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 from pallycon_config import Settings
 from pallycon_store.admission import RequestConflict, prepare, unknown_site
-from pallycon_store.connect import REDIS_AWAY, connect_redis
+from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.durability import Durability
-from pallycon_store.keys import Keys
-from pallycon_store.messages import send_submit, sender
+from pallycon_store.messages import send_submit
 from pallycon_store.record import Record
 from pallycon_store.records import NewRequest, Records
 from pallycon_store.sites import announced
+from pallycon_store.wiring import Store
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
@@ -69,8 +69,8 @@ class Producer:
         sender: Callable[[], Celery],
         *,
         max_api_json: int,
+        retry_after: float,
         max_api_json_any_site: int | None = None,
-        retry_after: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.records = records
@@ -87,14 +87,11 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
-        client, keys = connect_redis(settings.redis), Keys(settings.key_prefix)
-        records = Records(
-            client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
-        )
+        store = Store.of(settings)
         return cls(
-            records,
-            Durability.of(client, settings),
-            lambda: sender(settings.redis, keys),
+            store.records,
+            store.durability,
+            store.sender,
             retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
             max_api_json_any_site=settings.max_api_json_bytes_any_site,

@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 
 import redis
-from pallycon_config import Settings
-
-from pallycon_store.keys import Keys
 
 log = logging.getLogger("pallycon_pack.store")
 
@@ -33,20 +30,16 @@ class Durability:
     therefore reported unconfirmed even when it reached the new primary (safe: submitted again,
     it is recognised).
 
-    ``replicas`` 0 skips the first; ``wait_ms`` 0 the second. On a server without AOF or
+    ``mark`` is ``Keys.durability_mark``; ``replicas``, ``replica_wait_ms`` and ``wait_ms`` are
+    the settings' (``store.wiring.durability_of``). ``replicas`` 0 skips the first; ``wait_ms`` 0
+    the second. On a server without AOF or
     without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
     :attr:`unavailable` and a warning, and those waits are skipped from then on. Too few
     replicas in time is a ``redis.TimeoutError``: the change is there, but not relied on.
     """
 
     def __init__(
-        self,
-        client: redis.Redis,
-        wait_ms: int,
-        *,
-        mark: str = Keys().durability_mark,
-        replicas: int = 0,
-        replica_wait_ms: int = 2000,
+        self, client: redis.Redis, *, wait_ms: int, mark: str, replicas: int, replica_wait_ms: int
     ) -> None:
         self.redis = client
         self.mark = mark
@@ -56,17 +49,6 @@ class Durability:
         self.unavailable = ""  # why fsync waits are skipped, once the server said so
         self.known = ""  # the run_id of the server the last wait reached
         self.info_refused = False  # INFO refused (an ACL user without it): nothing to compare
-
-    @classmethod
-    def of(cls, client: redis.Redis, settings: Settings) -> Durability:
-        """The waits ``settings`` ask for, on ``client``."""
-        return cls(
-            client,
-            settings.redis_fsync_wait_ms,
-            mark=Keys(settings.key_prefix).durability_mark,
-            replicas=settings.redis_wait_replicas,
-            replica_wait_ms=settings.redis_replica_wait_ms,
-        )
 
     def _waits(self) -> tuple[bool, bool]:
         """Which waits apply: (for replicas, for the fsync)."""

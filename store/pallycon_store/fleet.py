@@ -3,25 +3,22 @@ intake's backlog, the oldest request in flight and the workers' heartbeats.
 
 Pure reads, a few round trips whatever is in flight (counts and the head of each sorted set,
 never a scan), shared by ``pallycon-pack health``, ``stats``, the Prometheus exporter and the
-console. Nothing here writes: stale heartbeats are skipped, not dropped.
+console. Nothing here writes: heartbeats are parsed by :mod:`store.heartbeats`, which skips
+those of workers gone away (the sweepers drop them).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
 
+from pallycon_store import heartbeats
 from pallycon_store.events import State
+from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.keys import INTAKE_GROUP, Keys
 
-#: A worker loop whose last good round is older than this (seconds) is not answering
-#: (the worker's own threshold, ``worker.loops.STALE_AFTER``).
-HEARTBEAT_STALE = 30.0
-#: Heartbeats not written for this long (seconds) are of workers gone away: not shown.
-HEARTBEAT_GONE = 3600.0
 IN_FLIGHT = (State.ACCEPTED, State.SUBMITTING, State.SUBMITTED)
 SCHEDULES = ("submit", "poll")
 
@@ -51,21 +48,6 @@ class Intake:
     @property
     def unhandled(self) -> int:
         return self.lag + self.pending
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """One worker loop's heartbeat (``<node>/<loop>`` in ``Keys.heartbeats``)."""
-
-    node: str
-    loop: str
-    age: float  # seconds since its last good round
-    failing: bool
-    error: str
-    restarts: int
-
-    def healthy(self, stale_after: float = HEARTBEAT_STALE) -> bool:
-        return not self.failing and self.age <= stale_after
 
 
 @dataclass(frozen=True)
@@ -158,7 +140,7 @@ class Fleet:
             queues={"submit": int(submit_q), "poll": int(poll_q)},
             schedules=schedules,
             intake=self.intake(),
-            heartbeats=parse_heartbeats(cast(dict[str, str], beats), now),
+            heartbeats=heartbeats.parse(cast(dict[str, str], beats), now),
             oldest=min(
                 (
                     InFlight(str(head[0][0]), state, float(head[0][1]))
@@ -184,34 +166,6 @@ class Fleet:
         lag = group.get("lag")
         waiting = int(lag) if lag is not None else max(0, length - pending)
         return Intake(length, pending, waiting, group=True)
-
-
-def parse_heartbeats(raw: dict[str, str], now: float) -> list[Heartbeat]:
-    """The heartbeats (JSON by ``worker.loops.LoopHealth``) of loops heard of within
-    :data:`HEARTBEAT_GONE`, sorted by node and loop; unreadable ones are skipped."""
-    found = []
-    for name, value in raw.items():
-        try:
-            state = json.loads(value)
-            ok_at = float(state.get("ok_at", 0.0))
-            last = max(ok_at, float(state.get("error_at", 0.0)))
-            restarts = int(state.get("restarts") or 0)
-        except (ValueError, TypeError, AttributeError):
-            continue
-        if now - last > HEARTBEAT_GONE:
-            continue
-        node, _, loop = _text(name).rpartition("/")
-        found.append(
-            Heartbeat(
-                node=str(state.get("node") or node),
-                loop=str(state.get("loop") or loop),
-                age=max(0.0, now - ok_at),
-                failing=bool(state.get("failing")),
-                error=str(state.get("error") or "")[:300],
-                restarts=restarts,
-            )
-        )
-    return sorted(found, key=lambda h: (h.node, h.loop))
 
 
 def _text(value: Any) -> str:

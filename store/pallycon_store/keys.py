@@ -1,10 +1,10 @@
 """Every Redis key, stream, channel and Celery queue name pallycon-pack uses, in one place.
 
-All keys share a prefix (``pp:`` by default) so that one Redis database can be shared and
-inspected (``redis-cli --scan --pattern 'pp:*'``). Single Redis server (or a primary with
-replicas) only, not Redis Cluster: one script touches keys in several hash slots at once (a
-record, the result stream, both schedules and the job index), and Cluster runs a script only
-when all its keys are in one slot.
+All keys share a prefix (``PALLYCON_KEY_PREFIX``, ``pp:`` by default) so that one Redis
+database can be shared and inspected (``redis-cli --scan --pattern 'pp:*'``). Single Redis
+server (or a primary with replicas) only, not Redis Cluster: one script touches keys in
+several hash slots at once (a record, the result stream, both schedules and the job index),
+and Cluster runs a script only when all its keys are in one slot.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ INTAKE_GROUP = "pallycon-pack"
 
 @dataclass(frozen=True)
 class Keys:
-    prefix: str = "pp"
+    prefix: str  # PALLYCON_KEY_PREFIX (see store.wiring.keys_of)
 
     @property
     def submit_queue(self) -> str:

@@ -5,7 +5,7 @@ that state), kept by the same scripts that change it (``create.lua``, ``transiti
 listing the failed requests of the last hour reads those and only those, never a scan of every
 key, and memory stays bounded by ``limit`` whatever is in flight.
 
-A finished record expires (``RECORD_TTL``) while its index entry stays: readers skip such
+A finished record expires (``PALLYCON_RECORD_TTL``) while its index entry stays: readers skip such
 entries (they write nothing), and :meth:`Overview.trim` (the sweeper) drops the old ones.
 :meth:`Overview.reindex` indexes requests recorded by a version without the indexes.
 
@@ -33,7 +33,6 @@ from pallycon_store.events import State
 from pallycon_store.failures import NO_CODE
 from pallycon_store.keys import Keys
 from pallycon_store.record import Record, decode
-from pallycon_store.records import RECORD_TTL
 from pallycon_store.sites import announced
 
 #: Index entries read per round trip while listing.
@@ -76,12 +75,10 @@ class Overview:
         client: redis.Redis,
         keys: Keys,
         *,
-        record_ttl: int = RECORD_TTL,
-        default_site: str | None = None,
+        default_site: str | None,
     ) -> None:
         self.redis = client
         self.keys = keys
-        self.record_ttl = record_ttl
         #: The default site's id (PALLYCON_SITE_ID); None: the one the workers announce as such.
         self.default_site = default_site
         #: Records skipped so far because this version cannot read them.
@@ -380,13 +377,14 @@ class Overview:
                 events.append(json.loads(fields["event"]))
         return events
 
-    def trim(self, now: float) -> int:
-        """Drop the finished requests' index entries older than the records live (of every
-        site's indexes); how many entries."""
+    def trim(self, now: float, record_ttl: float) -> int:
+        """Drop the finished requests' index entries older than the records live
+        (``record_ttl`` seconds: ``PALLYCON_RECORD_TTL``), of every site's indexes; how many
+        entries."""
         indexes = [self.keys.state_index]
         indexes += [functools.partial(self.keys.site_state_index, s) for s in self.sites()]
         pipe = self.redis.pipeline(transaction=False)
         for index_of in indexes:
             for state in (State.COMPLETED, State.FAILED):
-                pipe.zremrangebyscore(index_of(state), "-inf", f"({now - self.record_ttl!r}")
+                pipe.zremrangebyscore(index_of(state), "-inf", f"({now - record_ttl!r}")
         return sum(int(n) for n in pipe.execute())

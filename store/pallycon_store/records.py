@@ -23,11 +23,6 @@ from pallycon_store.scripts import register
 
 Created = Literal["created", "duplicate", "conflict", "skipped"]
 
-#: Result events kept in the stream (approximately; older ones are trimmed).
-RESULT_MAXLEN = 1_000_000
-#: A finished request's record is kept this long (seconds).
-RECORD_TTL = 7 * 24 * 3600
-
 
 @dataclass(frozen=True)
 class NewRequest:
@@ -61,15 +56,15 @@ class Change:
 
 
 class Records:
-    """The records of every request, their changes, and the result stream those write."""
+    """The records of every request, their changes, and the result stream those write.
+
+    ``result_maxlen``: the result events kept in the stream (approximately; older ones are
+    trimmed at each write); ``record_ttl``: how long a finished request's record is kept
+    (seconds). Both from the settings (``store.wiring.Store``).
+    """
 
     def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys,
-        *,
-        result_maxlen: int = RESULT_MAXLEN,
-        record_ttl: int = RECORD_TTL,
+        self, client: redis.Redis, keys: Keys, *, result_maxlen: int, record_ttl: int
     ) -> None:
         self.redis = client
         self.keys = keys

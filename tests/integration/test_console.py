@@ -226,7 +226,8 @@ def test_token_and_redis_down_in_process(stack: Stack):
     """The token: header, cookie from /?token=, or 401; an unreadable record: its one-line
     reason; Redis gone: a 503 with one line."""
     keys = Keys(stack.settings.key_prefix)
-    live = Overview(redis.Redis.from_url(stack.settings.redis_url, decode_responses=True), keys)
+    client = redis.Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    live = Overview(client, keys, default_site=None)
     token = "t" * MIN_TOKEN
     with (
         _serving(create_app(live, token, loopback_only=False)) as url,
@@ -247,7 +248,9 @@ def test_token_and_redis_down_in_process(stack: Stack):
     other = Keys("unreadable")
     live.redis.hset(other.request("odd"), mapping={"state": "bogus", "version": "1"})
     live.redis.zadd(other.state_index("failed"), {"odd": time.time()})
-    with _serving(create_app(Overview(live.redis, other), None, loopback_only=False)) as url:
+    with _serving(
+        create_app(Overview(live.redis, other, default_site=None), None, loopback_only=False)
+    ) as url:
         summary = httpx.get(url + "/api/summary", timeout=10).json()
         assert summary["counts"]["failed"] == 1
         assert summary["failures_error"] == ("1 failed record(s) this version cannot read left out")
@@ -256,7 +259,9 @@ def test_token_and_redis_down_in_process(stack: Stack):
         assert listed.status_code == 200  # the record is left out of the list
         assert "odd" not in listed.text
     dead = redis.Redis(port=_free_port(), socket_connect_timeout=1, decode_responses=True)
-    with _serving(create_app(Overview(dead, keys), None, loopback_only=True)) as url:
+    with _serving(
+        create_app(Overview(dead, keys, default_site=None), None, loopback_only=True)
+    ) as url:
         answer = httpx.get(url + "/api/summary", timeout=10)
         assert answer.status_code == 503
         assert "is it running and reachable?" in answer.json()["error"]

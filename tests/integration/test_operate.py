@@ -259,7 +259,7 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     import os
 
     import redis
-    from pallycon_store.counters import read_api_calls
+    from pallycon_store.api_calls import read_api_calls
     from pallycon_store.keys import Keys
     from pallycon_store.ratelimit import TokenBucket
     from pallycon_worker.ratelimit import RateLimitedTransport
@@ -280,7 +280,7 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
 
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
     keys = Keys(f"calls{os.getpid()}")
-    bucket = TokenBucket(client, keys, rate=1000, burst=100)
+    bucket = TokenBucket(client, keys, rate=1000, burst=100, site_id="")
     transport = RateLimitedTransport(httpx.MockTransport(answer), bucket, background_flush=False)
     with httpx.Client(transport=transport, base_url="http://api") as http:
         for _ in range(3):
@@ -289,14 +289,15 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
             http.get("/api/v2/storage/SITE")
         before_close = read_api_calls(client, keys)
     # The first three went out with the later tokens; the refused one was still held
-    assert before_close["api result POST pack A1002"] == 1
-    assert before_close["api result POST pack http_5xx"] == 1
-    assert before_close["api result POST pack 0000"] == 1
-    assert "api result GET storage connect_error" not in before_close
+    assert before_close.calls[("POST", "pack", "A1002")] == 1
+    assert before_close.calls[("POST", "pack", "http_5xx")] == 1
+    assert before_close.calls[("POST", "pack", "0000")] == 1
+    assert ("GET", "storage", "connect_error") not in before_close.calls
     after = read_api_calls(client, keys)  # the client closed the transport: held counts sent
-    assert after["api result GET storage connect_error"] == 1
-    assert sum(v for k, v in after.items() if k.startswith("api latency POST pack 0")) == 3
-    assert "api latency POST pack sum ms" in after
+    assert after.calls[("GET", "storage", "connect_error")] == 1
+    post = after.buckets[("POST", "pack")]
+    assert sum(n for bucket, n in post.items() if bucket.startswith("0")) == 3
+    assert ("POST", "pack") in after.sum_ms
 
 
 def test_stats_metrics_and_the_api_check_by_site(

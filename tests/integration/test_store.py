@@ -37,7 +37,7 @@ def keys() -> Keys:
 
 @pytest.fixture
 def records(client: redis.Redis, keys: Keys) -> Records:
-    return Records(client, keys, result_maxlen=1000)
+    return Records(client, keys, result_maxlen=1000, record_ttl=3600)
 
 
 def _new(request_id: str = "r1", digest: str = "h1") -> NewRequest:
@@ -181,8 +181,8 @@ def test_the_token_bucket_is_shared_and_refills(
     """Two workers (two clients) draw from one bucket of 5: together they get 5 at once, then
     either must wait about 1/rate s; after that wait, a token is there again."""
     other_client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    one = TokenBucket(client, keys, rate=2.0, burst=5)
-    other = TokenBucket(other_client, keys, rate=2.0, burst=5)
+    one = TokenBucket(client, keys, rate=2.0, burst=5, site_id="")
+    other = TokenBucket(other_client, keys, rate=2.0, burst=5, site_id="")
     waits = [taker.take("api test") for taker in (one, other, one, other, one)]
     assert waits == [0, 0, 0, 0, 0]
     shared = other.take("api test")  # the 6th, by either
@@ -232,7 +232,7 @@ def test_each_request_is_in_the_index_of_its_state_scored_by_when_it_entered(rec
 
 
 def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Records):
-    overview = Overview(records.redis, records.keys, record_ttl=100)
+    overview = Overview(records.redis, records.keys, default_site=None)
     for n in range(5):
         name = f"r{n}"
         records.create(_new(name, name), submit_at=None)
@@ -266,7 +266,9 @@ def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Rec
     records.redis.delete(records.keys.request("r3"))
     assert [r.request_id for r in overview.list(State.FAILED)] == ["r4", "r1"]
     assert overview.counts()[State.FAILED] == 3
-    assert overview.trim(now=121.5) == 2  # r1 and r3 failed at 20.0 and 21.0, kept 100 s
+    assert (
+        overview.trim(now=121.5, record_ttl=100) == 2
+    )  # r1 and r3 failed at 20.0 and 21.0, kept 100 s
     assert [r.request_id for r in overview.list(State.FAILED)] == ["r4"]
 
     # An entry in the wrong index (left by an older version) is not listed there; a record
@@ -306,10 +308,22 @@ def test_metadata_is_carried_in_every_event_of_its_request(records: Records):
 # --- Durability: the waits before a change is relied on -----------------------------------------
 
 
+def _durability(
+    client: redis.Redis, keys: Keys, *, wait_ms: int, replicas: int = 0, replica_wait_ms: int = 2000
+) -> Durability:
+    return Durability(
+        client,
+        wait_ms=wait_ms,
+        mark=keys.durability_mark,
+        replicas=replicas,
+        replica_wait_ms=replica_wait_ms,
+    )
+
+
 def test_the_waits_write_a_mark_that_expires_and_confirm_on_this_server(
     client: redis.Redis, keys: Keys
 ):
-    durability = Durability(client, 2000, mark=keys.durability_mark)
+    durability = _durability(client, keys, wait_ms=2000)
     server = durability.server()
     assert server == client.info("server")["run_id"]
     durability.wait(server)
@@ -319,7 +333,7 @@ def test_the_waits_write_a_mark_that_expires_and_confirm_on_this_server(
 
 
 def test_too_few_replicas_in_time_is_a_timeout_naming_the_setting(client: redis.Redis, keys: Keys):
-    durability = Durability(client, 0, mark=keys.durability_mark, replicas=1, replica_wait_ms=50)
+    durability = _durability(client, keys, wait_ms=0, replicas=1, replica_wait_ms=50)
     with pytest.raises(redis.TimeoutError, match=r"0 of 1 Redis replicas .* within 50 ms"):
         durability.wait(durability.server())
 
@@ -329,7 +343,7 @@ def test_no_aof_is_said_once_and_the_fsync_wait_skipped(
 ):
     client.config_set("appendonly", "no")
     try:
-        durability = Durability(client, 2000, mark=keys.durability_mark)
+        durability = _durability(client, keys, wait_ms=2000)
         durability.wait(durability.server())
         durability.wait(durability.server())
     finally:
@@ -346,7 +360,7 @@ def test_a_restarted_server_does_not_confirm_a_change_made_before(tmp_path: Path
     server = RedisServer(tmp_path / "redis").start()
     try:
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        durability = Durability(client, 2000)  # a new process: no wait yet
+        durability = _durability(client, Keys("pp"), wait_ms=2000)  # a new process: no wait yet
         first = durability.server()
         client.set("change-1", "x")
         second = durability.server()  # another thread's change, on the same server
@@ -382,7 +396,7 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
             "OTHR": json.dumps({"region": "RG001", "default": False}),
         },
     )
-    overview = Overview(records.redis, records.keys, record_ttl=100)
+    overview = Overview(records.redis, records.keys, default_site=None)
     placed = {"d1": "", "d2": "", "t1": "TUTO", "b1": "BRND", "b2": "BRND", "b3": "BRND"}
     for n, (name, site) in enumerate(placed.items()):
         assert records.create(_new_of(site, name), submit_at=None) == "created"
@@ -419,7 +433,9 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
     assert overview.failures_by_code(since=0.0, site="BRND") == {"E1": 1}
 
     # The sweeper trims the sites' indexes of finished requests too
-    assert overview.trim(now=130.5) == 2  # b2 (failed at 30.0, kept 100 s) from both indexes
+    assert (
+        overview.trim(now=130.5, record_ttl=100) == 2
+    )  # b2 (failed at 30.0, kept 100 s) from both indexes
     assert nonzero(overview.counts("BRND")) == {"submitted": 2}
 
     # reindex puts a site's entries back, and drops those of another site or state

@@ -22,6 +22,7 @@ from pallycon_config.rules import ENV_PREFIX, SITES_VARIABLE, env_name
 from pallycon_config.secrets import secret_fields
 from pallycon_config.settings import parse_sentinels
 from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
+from pallycon_store.api_calls import ApiCalls
 from pallycon_store.fleet import Intake, Schedule, Snapshot
 from pallycon_store.keys import Keys
 from pallycon_worker.callbacks import MAX_BODY_BYTES
@@ -761,7 +762,7 @@ def exposed_families() -> dict[str, set[tuple[tuple[str, str], ...]]]:
         intake=Intake(length=0, pending=0, lag=0, group=True),
     )
     families: dict[str, set[tuple[tuple[str, str], ...]]] = {}
-    for family in [*fleet_metrics(snapshot), *api_metrics({}), *counter_metrics({})]:
+    for family in [*fleet_metrics(snapshot), *api_metrics(ApiCalls()), *counter_metrics({})]:
         for sample in family.samples:
             families.setdefault(family.name, set()).add(tuple(sorted(sample.labels.items())))
     return families

@@ -7,8 +7,10 @@ import json
 
 import click
 import pytest
-from pallycon_store.counters import CallStats, bucket_of, outcome_code
-from pallycon_store.fleet import Heartbeat, Intake, Schedule, Snapshot, parse_heartbeats
+from pallycon_store import heartbeats
+from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_code
+from pallycon_store.fleet import Intake, Schedule, Snapshot
+from pallycon_store.heartbeats import Heartbeat
 
 from pallycon_pack.exporter import api_metrics, event_type
 from pallycon_pack.ops_commands import (
@@ -148,7 +150,7 @@ def test_the_histogram_is_cumulative_and_garbage_fields_are_bounded():
         "api latency GET pack nonsense": 7,
         "rate limit waits": 2,
     }
-    families = {family.name: family for family in api_metrics(raw)}
+    families = {family.name: family for family in api_metrics(ApiCalls.parse(raw))}
     calls = {tuple(s.labels.values()): s.value for s in families["pallycon_pack_api_calls"].samples}
     assert calls == {
         ("pack", "GET", "0000"): 5,
@@ -181,7 +183,7 @@ def test_event_types_and_heartbeats_that_cannot_be_read():
         "w3/intake": json.dumps({"ok_at": "soon"}),
         "w4/intake": json.dumps([1, 2]),
     }
-    beats = parse_heartbeats(raw, NOW)
+    beats = heartbeats.parse(raw, NOW)
     assert [(b.node, b.loop, b.age) for b in beats] == [("w1", "sweeper", 3)]
 
 

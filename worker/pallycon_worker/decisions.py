@@ -44,9 +44,11 @@ class Decision:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    base: float = 1.0
-    cap: float = 60.0
-    reconcile_grace: float = 10.0
+    """PALLYCON_RETRY_BASE, PALLYCON_RETRY_CAP, PALLYCON_RECONCILE_GRACE (``StepPolicy.of``)."""
+
+    base: float
+    cap: float
+    reconcile_grace: float
 
 
 def known_api_code(code: str) -> bool:
@@ -124,9 +126,11 @@ def after_lookup_error(
 
 @dataclass(frozen=True)
 class PollPolicy:
-    interval: float = 10.0  # queued, preparing, uploading: the job may end soon
-    busy_interval: float = 30.0  # downloading, watermarking, DRM: long stages
-    grid: float = 5.0  # polls are aligned to multiples of this, so that they coalesce
+    """PALLYCON_POLL_INTERVAL, PALLYCON_POLL_BUSY_INTERVAL, PALLYCON_POLL_GRID."""
+
+    interval: float  # queued, preparing, uploading: the job may end soon
+    busy_interval: float  # downloading, watermarking, DRM: long stages
+    grid: float  # polls are aligned to multiples of this, so that they coalesce
 
 
 _BUSY = {Stage.DOWNLOADING, Stage.WATERMARKING, Stage.DRM}

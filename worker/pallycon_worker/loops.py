@@ -7,15 +7,14 @@ silently while its worker looks healthy.
 
 Each loop reports how it is doing to :class:`LoopHealth`: a JSON value per loop in the hash
 ``<prefix>:heartbeats`` (field ``<node>/<loop>``) with the time of its last good round, its last
-error and how often it was restarted. :func:`read_health` reads them all. A loop stopped on
-purpose (its worker shutting down) removes its heartbeat: a worker that was stopped is gone,
-not unhealthy.
+error and how often it was restarted, in the format of :mod:`store.heartbeats`, which reads
+them (``health``, ``stats``, the exporter). A loop stopped on purpose (its worker shutting
+down) removes its heartbeat: a worker that was stopped is gone, not unhealthy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -25,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from pallycon_store import heartbeats
 from pallycon_store.connect import REDIS_AWAY
+from pallycon_store.keys import Keys
 
 log = logging.getLogger("pallycon_pack.worker")
 
@@ -35,13 +36,6 @@ TRANSIENT: tuple[type[Exception], ...] = (*REDIS_AWAY, redis.exceptions.OutOfMem
 
 #: The longest pause between two attempts of a failing loop, in seconds.
 MAX_PAUSE = 10.0
-#: A loop writes its heartbeat at most this often while all is well, in seconds.
-HEARTBEAT_EVERY = 5.0
-#: A loop whose last good round is older than this is unhealthy, in seconds (PALLYCON_SWEEP_INTERVAL
-#: is at most 10 s, and an intake read blocks for 1 s at most).
-STALE_AFTER = 30.0
-#: Heartbeats of loops not heard of for this long are dropped when read, in seconds.
-FORGET_AFTER = 3600.0
 
 
 def next_pause(pause: float) -> float:
@@ -54,7 +48,7 @@ class LoopHealth:
     """The heartbeats of this worker's loops, written to one Redis hash (best effort)."""
 
     client: redis.Redis
-    key: str
+    keys: Keys
     node: str
     clock: Callable[[], float] = time.time
     _state: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
@@ -62,13 +56,14 @@ class LoopHealth:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def ok(self, loop: str) -> None:
-        """A round of ``loop`` went well (written at most every :data:`HEARTBEAT_EVERY` s)."""
+        """A round of ``loop`` went well (written at most every
+        ``store.heartbeats.WRITE_EVERY`` s)."""
         now = self.clock()
         with self._lock:
             state = self._loop(loop)
             was_failing = bool(state.get("failing"))
             state.update(ok_at=now, failing=False)
-            due = was_failing or now - self._written.get(loop, 0.0) >= HEARTBEAT_EVERY
+            due = was_failing or now - self._written.get(loop, 0.0) >= heartbeats.WRITE_EVERY
         if due:
             self._write(loop)
 
@@ -83,12 +78,12 @@ class LoopHealth:
 
     def forget(self, loop: str) -> None:
         """``loop`` stopped as asked: its heartbeat is removed (best effort: if Redis is away,
-        it ages out, read as unhealthy until :data:`FORGET_AFTER`)."""
+        it ages out: read as unhealthy, then as gone after ``store.heartbeats.GONE_AFTER``)."""
         with self._lock:
             self._state.pop(loop, None)
             self._written.pop(loop, None)
         with contextlib.suppress(*TRANSIENT):
-            self.client.hdel(self.key, f"{self.node}/{loop}")
+            self.client.hdel(self.keys.heartbeats, heartbeats.field(self.node, loop))
 
     def _loop(self, loop: str) -> dict[str, Any]:
         return self._state.setdefault(
@@ -97,16 +92,16 @@ class LoopHealth:
 
     def _write(self, loop: str) -> None:
         with self._lock:
-            value = json.dumps(self._state[loop])
+            value = heartbeats.encode(self._state[loop])
             self._written[loop] = self.clock()
         # If Redis is away, the loop says so in its log, and its old heartbeat reads as stale.
         with contextlib.suppress(*TRANSIENT):
-            self.client.hset(self.key, f"{self.node}/{loop}", value)
+            self.client.hset(self.keys.heartbeats, heartbeats.field(self.node, loop), value)
 
 
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {text}"[: heartbeats.MAX_ERROR]
 
 
 def supervise(
@@ -125,23 +120,3 @@ def supervise(
             pause = next_pause(pause)
     health.forget(name)
     log.info("%s loop stopped", name)
-
-
-def read_health(client: redis.Redis, key: str, now: float) -> list[dict[str, Any]]:
-    """Every loop's heartbeat, with ``healthy`` and ``age`` (seconds since its last good round).
-
-    Heartbeats of loops not heard of for :data:`FORGET_AFTER` are dropped (a node gone away).
-    """
-    found, gone = [], []
-    for name, raw in client.hgetall(key).items():
-        state = json.loads(raw)
-        last = max(state.get("ok_at", 0.0), state.get("error_at", 0.0))
-        if now - last > FORGET_AFTER:
-            gone.append(name)
-            continue
-        age = now - state.get("ok_at", 0.0)
-        state |= {"age": round(age, 1), "healthy": not state["failing"] and age <= STALE_AFTER}
-        found.append(state)
-    if gone:
-        client.hdel(key, *gone)
-    return sorted(found, key=lambda state: (state["node"], state["loop"]))

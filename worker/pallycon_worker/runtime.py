@@ -13,18 +13,14 @@ from dataclasses import dataclass, field
 
 import httpx
 from pallycon_config import Settings, Sites, UnknownSite
-from pallycon_store.connect import connect_redis
-from pallycon_store.counters import Counters
-from pallycon_store.durability import Durability
-from pallycon_store.keys import Keys
 from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Record
-from pallycon_store.records import Records
-from pallycon_store.schedules import Schedule, Schedules
+from pallycon_store.schedules import Schedule
 from pallycon_store.sites import announce, announced
-from redis import Redis
+from pallycon_store.wiring import Store
 
 from pallycon.client import PallyConClient
+from pallycon_worker.clients import site_client
 from pallycon_worker.outcome import Outcome, StepPolicy, not_served
 from pallycon_worker.ratelimit import RateLimitedTransport
 
@@ -32,34 +28,6 @@ log = logging.getLogger("pallycon_pack.requests")
 
 #: How long a smaller job-list page size, learnt from a page that was too large, is kept.
 PAGE_UNIT_MEMORY = 3600.0
-
-
-@dataclass(frozen=True)
-class Shared:
-    """The shared state in Redis, as one process reaches it."""
-
-    redis: Redis
-    keys: Keys
-    records: Records
-    schedules: Schedules
-    counters: Counters
-    durability: Durability
-
-    @classmethod
-    def of(cls, settings: Settings, client: Redis | None = None) -> Shared:
-        client = client or connect_redis(settings.redis)
-        keys = Keys(settings.key_prefix)
-        records = Records(
-            client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
-        )
-        return cls(
-            client,
-            keys,
-            records,
-            Schedules(client, keys),
-            Counters(client, keys),
-            Durability.of(client, settings),
-        )
 
 
 @dataclass(frozen=True)
@@ -75,7 +43,7 @@ class SiteRuntime:
 @dataclass
 class Runtime:
     settings: Settings
-    shared: Shared
+    shared: Store
     sites: dict[str, SiteRuntime]
     catalog: Sites
     clock: Callable[[], float] = time.time
@@ -171,7 +139,7 @@ class Runtime:
     def build(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Runtime:
         """Everything a worker needs; ConfigError names any missing setting or bad site."""
         catalog = settings.sites()
-        shared = Shared.of(settings)
+        shared = Store.of(settings)
         pool = httpx.Limits(
             max_connections=settings.http_pool_size,
             max_keepalive_connections=settings.http_pool_size,
@@ -184,6 +152,6 @@ class Runtime:
                 shared.redis, shared.keys, rate=site.api_rate, burst=site.api_burst, site_id=named
             )
             limited = RateLimitedTransport(inner, bucket)
-            api = PallyConClient(site.credentials(), settings.client_options(), transport=limited)
+            api = site_client(settings, site, transport=limited)
             sites[named] = SiteRuntime(named, api, site.region)
         return cls(settings, shared, sites, catalog)

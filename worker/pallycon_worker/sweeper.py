@@ -10,16 +10,16 @@ import logging
 import threading
 
 from celery import Celery
+from pallycon_store import heartbeats
 from pallycon_store.messages import send_poll, send_submit
-from pallycon_store.overview import Overview
 
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.sweeper")
 
-#: How often a sweeper drops the index entries of expired finished records and announces its
-#: sites again (seconds).
+#: How often a sweeper drops the index entries of expired finished records and the heartbeats
+#: of workers gone away, and announces its sites again (seconds).
 TRIM_INTERVAL = 60.0
 
 
@@ -40,13 +40,14 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
     Any other error is left to the supervisor (see :mod:`worker.loops`), which restarts it.
     """
     pause = rt.settings.sweep_interval
-    overview = Overview(rt.shared.redis, rt.shared.keys, record_ttl=rt.shared.records.record_ttl)
+    overview = rt.shared.overview()
     trimmed_at = 0.0
     while not stop.wait(pause):
         try:
             sweep_once(rt, app)
             if rt.clock() - trimmed_at >= TRIM_INTERVAL:
-                overview.trim(rt.clock())
+                overview.trim(rt.clock(), rt.settings.record_ttl)
+                heartbeats.prune(rt.shared.redis, rt.shared.keys, rt.clock())
                 rt.announce()  # again: pp:sites may have been lost (a Redis without AOF)
                 trimmed_at = rt.clock()
             health.ok("sweeper")

@@ -21,8 +21,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from pallycon_config import Settings
 from pallycon_store.connect import REDIS_AWAY, describe
-from pallycon_store.keys import Keys
 from pallycon_store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
+from pallycon_store.wiring import keys_of
 
 from pallycon_worker.intake_stream import consume_intake
 from pallycon_worker.logs import configure
@@ -36,7 +36,7 @@ log = logging.getLogger("pallycon_pack.worker")
 
 
 def configure_celery(app: Celery, settings: Settings) -> None:
-    sending = sending_conf(settings.redis, Keys(settings.key_prefix))
+    sending = sending_conf(settings.redis, keys_of(settings))
     transport = sending.pop("broker_transport_options", {})
     app.conf.update(sending)
     app.conf.update(
@@ -158,7 +158,7 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             except REDIS_AWAY as exc:  # the sweeper announces them again within a minute
                 log.warning("sites not announced yet: Redis unavailable (%s)", describe(exc))
             stop = self.stop_event
-            health = LoopHealth(rt.shared.redis, rt.shared.keys.heartbeats, worker.hostname)
+            health = LoopHealth(rt.shared.redis, rt.shared.keys, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [
                 ("sweeper", lambda: sweep_forever(rt, app, stop, health)),
                 ("intake", consume_intake(rt, app, worker.hostname, stop, health)),
