@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis
 from pallycon_config import Settings
-from pallycon_store.admission import accept, remote_job_name
+from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
 from pallycon_store.record import Record
 from pallycon_worker import poll_rules, submit_rules
@@ -37,6 +37,7 @@ from pallycon.models import JobInfo
 from pallycon.signing import decode_envelope, format_timestamp, open_envelope
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, job_body
+from support.world import StubApp, producer_on
 
 pytestmark = pytest.mark.integration
 
@@ -211,22 +212,19 @@ class World:
     api: FakeApi
     clock: Clock
     isolated: list[str] = field(default_factory=list)
+    app: StubApp = field(default_factory=StubApp)
 
     @property
     def redis(self) -> redis.Redis:
         return self.rt.shared.redis
 
-    def accept(self, request_id: str, content_id: str = "episode-1") -> Record:
-        """A new request, accepted at the clock's time: its record (version 1)."""
-        accept(
-            self.rt.shared.records,
-            self.rt.shared.durability,
-            job_body(content_id=content_id),
-            request_id,
-            self.clock(),
-            retry_at=self.clock() + LEASE,
-            max_api_json=self.rt.settings.max_api_json_bytes,
-        )
+    def accept(
+        self, request_id: str, content_id: str = "episode-1", site_id: str | None = None
+    ) -> Record:
+        """A new request, accepted at the clock's time by the Python API's path (the submit
+        task it sends goes to :attr:`app`): its record (version 1)."""
+        producer = producer_on(self.rt, self.app)
+        producer.submit(job_body(content_id=content_id), request_id, site_id=site_id)
         return self.record(request_id)
 
     def submitted(self, *request_ids: str) -> dict[str, str]:
@@ -300,6 +298,7 @@ def make_world(
         )
         clock = Clock(NOW)
         rt.clock, rt.rng = clock, random.Random(SEED)
+        rt.announce()  # as a worker does at start-up: the sites requests are checked against
         made.append(World(rt, api, clock))
         return made[-1]
 
