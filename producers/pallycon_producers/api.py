@@ -61,6 +61,16 @@ class SubmitUnconfirmed(redis.TimeoutError):
 
 
 class Producer:
+    """Submits packaging requests and reads their records and events, through Redis only.
+
+    Requests are admitted by :func:`pallycon_store.admission.prepare` and
+    :func:`~pallycon_store.admission.admit`, the path the stream intake takes too. Each
+    ``submit``/``submit_many`` call reads the sites the workers announce (one ``HGETALL``) and
+    checks every request's site against them, so that a request naming no site where the
+    workers have no default site is refused here, as by the intake, ``submit --batch`` and
+    ``submit --site``, rather than failed later by a worker.
+    """
+
     def __init__(
         self,
         records: Records,

@@ -131,7 +131,8 @@ class Fleet:
         assert record is not None
         if record.state == State.ACCEPTED:
             return self.verdict(request_id)
-        events = [json.loads(f["event"]) for _, f in shared.redis.xrange(shared.keys.results)]
+        entries: Any = shared.redis.xrange(shared.keys.results)
+        events = [json.loads(fields["event"]) for _, fields in entries]
         (failed,) = [e for e in events if e["request_id"] == request_id and e["type"] == "failed"]
         (field,) = [f for f in failed["fields"] if f["field"] == "site_id"]
         return Refused(field["message"])

@@ -26,6 +26,7 @@ import redis
 from pallycon_config import Settings
 from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
+from pallycon_store.messages import SUBMIT_TASK
 from pallycon_store.record import Record
 from pallycon_worker import poll_rules, submit_rules
 from pallycon_worker.poll import poll
@@ -403,6 +404,25 @@ def test_an_accepted_request_is_registered_once_and_tracked_by_its_job_id(world:
     assert world.ttl("r1") == -1  # in flight: kept
     assert world.counters() == {"api POST pack": 1}
     assert world.isolated == []
+
+
+def test_the_default_site_named_by_its_id_runs_as_a_request_naming_none(world: World):
+    """Accepted by the Python API's path with site_id TUTO (the default site's id): stored
+    without a site, the same body hash, registered and tracked under the bare job id, the
+    default site's bucket, the same events as a request naming none."""
+    plain = world.accept("r1")
+    named = world.accept("r2", site_id=SAMPLE_SITE.site_id)
+    assert named.site_id == plain.site_id == ""
+    assert named.body_hash == plain.body_hash
+    assert world.app.sent == [(SUBMIT_TASK, [["r1"]]), (SUBMIT_TASK, [["r2"]])]
+    world.submit("r1", "r2")
+    assert world.job_index("1001") == "r1"
+    assert world.job_index("1002") == "r2"
+    keys = world.rt.shared.keys
+    assert world.redis.exists(keys.rate_limit_of(""))
+    assert not world.redis.exists(keys.rate_limit_of(SAMPLE_SITE.site_id))
+    assert [e["type"] for e in world.events("r2")] == [e["type"] for e in world.events("r1")]
+    assert all("site_id" not in e for e in world.events("r2"))
 
 
 def test_a_mark_redis_does_not_confirm_is_taken_back_and_nothing_is_sent(world: World):
