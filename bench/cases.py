@@ -214,7 +214,7 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
 
 def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
     """Redis memory per in-flight job, and the time of one sweep of them all due at once."""
-    from pallycon_store.admission import accept
+    from pallycon_store.admission import Limits, Submission, admit, prepare
     from pallycon_worker.runtime import Runtime
     from pallycon_worker.submit import submitted
     from pallycon_worker.sweeper import sweep_once
@@ -226,18 +226,13 @@ def scale(root: Path, jobs: int = 100_000, runs: int = 3) -> dict[str, Any]:
         shared = rt.shared
         client = shared.redis
         base = int(client.info("memory")["used_memory"])
+        limits = Limits.of(s.settings)
         start = time.perf_counter()
         for n in range(jobs):
-            accepted = accept(
-                shared.records,
-                shared.durability,
-                s.body(f"scale-{n}"),
-                f"scale-{n}",
-                time.time(),
-                retry_at=1e12,
-                max_api_json=s.settings.max_api_json_bytes,
-            )
-            record = shared.records.get(accepted.request_id)
+            given = Submission(s.body(f"scale-{n}"), f"scale-{n}")
+            ready = prepare([given], time.time(), sites=rt.book, limits=limits)
+            admit(shared.records, shared.durability, ready, submit_at=1e12)
+            record = shared.records.get(f"scale-{n}")
             assert record is not None
             submitted(rt, record, str(10_000_000 + n))
         created_s = time.perf_counter() - start

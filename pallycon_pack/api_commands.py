@@ -93,12 +93,14 @@ def _target(site_id: str | None, region: str | None = None) -> _Target:
     settings = load_settings()
     if not site_id:
         raise Failure(f"--site: give a site id ({_known(settings)})", EXIT_INVALID)
+    # Which credentials sign, not which site: the default site whose keys are in the settings
+    # is called as without --site (the sites file does not hold it).
     if site_id == settings.site_id and settings.access_key and settings.site_key:
         return _Target(settings, None, region or settings.region)  # as without --site
     try:
         site = settings.sites().get(site_id)
     except UnknownSite as exc:
-        raise Failure(f"--site: {exc}", EXIT_INVALID) from None
+        raise Failure(f"--site: {exc.reason}", EXIT_INVALID) from None
     return _Target(settings, site, region or site.region)
 
 

@@ -3,10 +3,12 @@
 Each line of the file is one request, ``{"body": {...}, "request_id": "...", "metadata": {...},
 "site_id": "..."}`` (all but ``body`` optional; blank lines are skipped). The file is read twice,
 a line at a time, so memory stays bounded whatever its size: first every line is checked (JSON,
-shape, the job's rules, the metadata, the site: one the workers serve, an id given twice with
-different bodies or sites, an id already used in Redis for a different body or site) and every
-bad line is reported with its number; only a file with none is recorded, :data:`CHUNK` requests
-per :meth:`Producer.submit_many` call.
+shape, then the request as :meth:`Producer.submit_many` admits it (the same
+:func:`pallycon_store.admission.prepare`: the job's rules, the metadata, the site: one the
+workers serve, the default site by None, "" or its id), an id given twice with different bodies
+or sites, an id already used in Redis for a different body or site) and every bad line is
+reported with its number; only a file with none is recorded, :data:`CHUNK` requests per
+:meth:`Producer.submit_many` call.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from pallycon_store.admission import prepare, unknown_site
+from pallycon_config import SiteBook
+from pallycon_store.admission import Submission, prepare
 
 from pallycon.errors import InvalidRequest
 
@@ -129,31 +132,21 @@ class _Checker:
         self.first: dict[str, tuple[int, str, str]] = {}
         # (line, id, hash, site) to compare with Redis
         self.pending: list[tuple[int, str, str, str]] = []
-        self._served: list[str] | None = None  # the sites the workers serve, read once
+        self._book: SiteBook | None = None  # the sites the workers serve, read once
 
-    def served(self) -> list[str]:
-        if self._served is None:
-            self._served = self.producer.sites()
-        return self._served
+    def book(self) -> SiteBook:
+        if self._book is None:
+            self._book = self.producer.site_book()
+        return self._book
 
     def check(self, line: Line) -> None:
-        site = line.site_id or ""
-        limit = self.producer.max_api_json_any_site if site else self.producer.max_api_json
+        given = Submission(line.body, line.request_id, line.metadata, line.site_id)
         try:
-            ready = prepare(
-                line.body,
-                line.request_id,
-                0.0,
-                max_api_json=limit,
-                metadata=line.metadata,
-                site_id=line.site_id,
-            )
+            (ready,) = prepare([given], 0.0, sites=self.book(), limits=self.producer.limits)
         except InvalidRequest as exc:
             self.checked.bad(line.number, "; ".join(str(error) for error in exc.errors))
             return
-        if site and site not in self.served():
-            self.checked.bad(line.number, str(unknown_site(site, self.served())))
-            return
+        site = ready.fields.get("site_id", "")  # as records keep it: "" for the default site
         self.checked.requests += 1
         if line.request_id is None:
             return

@@ -124,17 +124,9 @@ def record_row(record: Any, default_site: str = "") -> dict[str, Any]:
 
 def site_of(overview: Overview, label: str) -> str | None:
     """A ``site`` parameter (a site's name as the page shows it; "" for every site) as
-    :class:`Overview` takes it; SiteUnknown (a 400) naming the sites for one it does not know."""
-    from pallycon_store.overview import UnknownSiteLabel
-
-    try:
-        return overview.site_filter(label)
-    except UnknownSiteLabel as exc:
-        raise SiteUnknown("site: one of " + ", ".join(exc.sites)) from None
-
-
-class SiteUnknown(ValueError):
-    """A ``site`` parameter naming no site (a 400)."""
+    :class:`Overview` takes it; :class:`pallycon_config.UnknownSite` (a 400 naming the sites)
+    for one it does not know."""
+    return overview.site_filter(label)
 
 
 def search(
@@ -146,13 +138,14 @@ def search(
     from pallycon_store.events import State
 
     wanted = State(state) if state else None
-    default = overview.default_label()
+    book = overview.book()
+    default = book.label("")
     if not query:
         return [record_row(r, default) for r in overview.list(wanted, limit=limit, site=site)]
     needle = query.lower()
     found = []
     exact = overview.get(query)
-    mine = ("", default) if site == "" else (site,)
+    mine = () if site is None else book.stored_forms(site)
     if (
         exact is not None
         and (wanted is None or exact.state == wanted)
@@ -263,6 +256,7 @@ class _Handlers:
 
     def answer(self, request: Request, read: Callable[[], tuple[Any, int]]) -> Response:
         import redis
+        from pallycon_config import UnknownSite
 
         from pallycon_pack.cli import redis_problem
 
@@ -273,8 +267,8 @@ class _Handlers:
             body, status = read()
         except redis.RedisError as exc:
             return _json({"error": redis_problem(exc)}, 503)
-        except SiteUnknown as exc:
-            return _json({"error": str(exc)}, 400)
+        except UnknownSite as exc:
+            return _json({"error": "site: one of " + ", ".join(exc.known)}, 400)
         except (ValueError, TypeError, KeyError) as exc:  # a record this version cannot read
             message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             log.warning("console: a request's record cannot be read: %s", message)

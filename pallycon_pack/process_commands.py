@@ -202,7 +202,10 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
         tokens = load_callback_tokens(settings)
         if token is None and not tokens:
             settings.require_callback_token()
-        named = sorted(site for site in tokens if site != settings.site_id)
+        from pallycon_pack.servers import callback_book
+
+        book = callback_book(settings, tokens)
+        named = [site for site in book.ids if not book.is_default(site)]
 
     def ready(url: str) -> None:
         others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""

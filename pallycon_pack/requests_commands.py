@@ -107,12 +107,12 @@ SITE_HELP = (
 def site_option(overview: Overview, site: str | None) -> str | None:
     """``--site``: None for every site, "" for the default one, else a site the workers serve
     (Failure naming the sites otherwise)."""
-    from pallycon_store.overview import UnknownSiteLabel
+    from pallycon_config import UnknownSite
 
     try:
         return overview.site_filter(site)
-    except UnknownSiteLabel as exc:
-        served = ", ".join(exc.sites)
+    except UnknownSite as exc:
+        served = ", ".join(exc.known)
         raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID) from None
 
 

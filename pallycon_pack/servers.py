@@ -4,10 +4,10 @@ the callback receiver, wired to Redis and Celery, and the emulator."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from pallycon_config import Settings, load_callback_tokens
+from pallycon_config import Settings, SiteBook, load_callback_tokens
 from pallycon_emulator.app import Emulator, create_app
 from pallycon_emulator.config import EmulatorConfig
 from pallycon_store.messages import send_poll, sender
@@ -21,6 +21,12 @@ from pallycon.options import MAX_URL_LENGTH
 from pallycon_pack import asgi
 
 
+def callback_book(settings: Settings, tokens: Mapping[str, SecretStr]) -> SiteBook:
+    """The sites the receiver serves: those with a callback token, and the default site."""
+    default = settings.site_id
+    return SiteBook(default, tuple(sorted({*tokens, *([default] if default else [])})))
+
+
 def _server(
     settings: Settings,
     token: SecretStr | None,
@@ -32,19 +38,18 @@ def _server(
     """The receiver; ``tokens``: the sites' callback tokens, if the caller read them already."""
     keys = keys_of(settings)
     app = sender(settings.redis, keys)
-    default = settings.site_id
     if tokens is None:
         tokens = load_callback_tokens(settings) if settings.sites_path is not None else {}
-    token = token or tokens.get(default or "")
-    site_tokens = {site: secret for site, secret in tokens.items() if site != default}
+    book = callback_book(settings, tokens)
+    token = token or tokens.get(settings.site_id or "")
     receiver = callbacks.create_callback_app(
         callbacks.connect(settings.redis),
         keys,
         token,
         lambda request_id: send_poll(app, [request_id]),
         lease_seconds=settings.lease_seconds,
-        site_tokens=site_tokens,
-        default_site=default,
+        site_tokens=tokens,
+        book=book,
     )
     return asgi.make_server(
         receiver, host, port, settings_prefix="PALLYCON_CALLBACK", access_log=access_log

@@ -53,6 +53,7 @@ from pallycon_config.rules import (
     env_name,
 )
 from pallycon_config.secrets import BY_FILE_VARIABLE, SecretFile, SecretFileError, read_secret
+from pallycon_config.site_ref import SHOWN_ID_CHARS, SiteBook
 
 
 class SiteSettings(Protocol):
@@ -84,8 +85,6 @@ REQUIRED = ("access_key", "site_key", "region")
 FILE_KEY_SUFFIX = "_file"
 #: The largest sites file read, in bytes (a few thousand sites with inline keys).
 MAX_SITES_FILE_BYTES = 4 * 1024 * 1024
-#: The most characters of an unknown site id repeated in a message.
-_SHOWN_ID_CHARS = 40
 
 T = TypeVar("T")
 
@@ -107,25 +106,6 @@ class Site:
         return SiteCredentials(self.site_id, self.access_key, self.site_key)
 
 
-class UnknownSite(ConfigError):
-    """A site id that no site has (or no site named while there is no default site)."""
-
-    def __init__(self, site_id: str, known: Iterable[str]) -> None:
-        self.site_id = site_id
-        self.known = tuple(known)
-        sites = ", ".join(self.known) or "none"
-        if site_id:
-            shown = site_id[:_SHOWN_ID_CHARS] + ("..." if len(site_id) > _SHOWN_ID_CHARS else "")
-            message = f"unknown site {shown!r} (sites: {sites})"
-        else:
-            message = f"no site named and no default site ({env_name('site_id')}) (sites: {sites})"
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[type[UnknownSite], tuple[str, tuple[str, ...]]]:
-        """Copied (or sent to another process) with its arguments, not its message."""
-        return (type(self), (self.site_id, self.known))
-
-
 @dataclass(frozen=True)
 class Sites:
     """Every site served, and the default one (that of a request naming none)."""
@@ -133,29 +113,32 @@ class Sites:
     default: str | None
     by_id: Mapping[str, Site]
 
+    _book: SiteBook = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if self.default is not None and self.default not in self.by_id:
             raise ValueError(f"the default site {self.default} is not among the sites")
         object.__setattr__(self, "by_id", MappingProxyType(dict(self.by_id)))
+        object.__setattr__(self, "_book", SiteBook(self.default, tuple(sorted(self.by_id))))
+
+    def book(self, *, served: bool = False) -> SiteBook:
+        """These sites as a :class:`SiteBook` (``served``: its errors worded for the sites
+        served, as admission words them)."""
+        return replace(self._book, served=True) if served else self._book
 
     def get(self, site_id: str) -> Site:
         """The site ``site_id`` ("": the default one); :class:`UnknownSite` if there is none."""
-        return self.by_id[self._known(site_id or self.default or "")]
+        return self.by_id[self._book.resolve(site_id)]
 
     def ids(self) -> list[str]:
         """Every site id, sorted."""
-        return sorted(self.by_id)
+        return list(self._book.ids)
 
     def named(self, site_id: str) -> str:
-        """``site_id`` as records keep it: "" for the default site (named or not), another
-        known id as it is; :class:`UnknownSite` if there is no such site."""
-        known = self._known(site_id or self.default or "")
-        return "" if known == self.default else known
-
-    def _known(self, site_id: str) -> str:
-        if site_id not in self.by_id:
-            raise UnknownSite(site_id, self.ids())
-        return site_id
+        """``site_id`` as records keep it (:meth:`SiteBook.stored`): "" for the default site
+        (named or not), another known id as it is; :class:`UnknownSite` if there is no such
+        site."""
+        return self._book.stored(site_id)
 
 
 # --- Loading -------------------------------------------------------------------------------
@@ -237,7 +220,7 @@ def _site_prefix(source: str, site_id: str) -> str:
     try:
         check_site_id(site_id)
     except ValueError as exc:
-        shown = site_id[:_SHOWN_ID_CHARS]
+        shown = site_id[:SHOWN_ID_CHARS]
         raise ConfigError(f"{source}: site {shown!r}: site id {exc}") from None
     return f"{source}: site {site_id}"
 

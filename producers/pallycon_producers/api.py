@@ -18,17 +18,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from pallycon_config import Settings
-from pallycon_store.admission import RequestConflict, prepare, unknown_site
+from pallycon_config import Settings, SiteBook
+from pallycon_store.admission import Limits, RequestConflict, Submission, admit, prepare
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.durability import Durability
 from pallycon_store.messages import send_submit
 from pallycon_store.record import Record
-from pallycon_store.records import NewRequest, Records
-from pallycon_store.sites import announced
+from pallycon_store.records import Records
+from pallycon_store.sites import announced, book
 from pallycon_store.wiring import Store
 
-from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import JobRegisterRequest, api_dict
 
 if TYPE_CHECKING:
@@ -62,6 +61,16 @@ class SubmitUnconfirmed(redis.TimeoutError):
 
 
 class Producer:
+    """Submits packaging requests and reads their records and events, through Redis only.
+
+    Requests are admitted by :func:`pallycon_store.admission.prepare` and
+    :func:`~pallycon_store.admission.admit`, the path the stream intake takes too. Each
+    ``submit``/``submit_many`` call reads the sites the workers announce (one ``HGETALL``) and
+    checks every request's site against them, so that a request naming no site where the
+    workers have no default site is refused here, as by the intake, ``submit --batch`` and
+    ``submit --site``, rather than failed later by a worker.
+    """
+
     def __init__(
         self,
         records: Records,
@@ -80,9 +89,8 @@ class Producer:
         self._sender = sender
         self._app: Celery | None = None
         self.retry_after = retry_after
-        self.max_api_json = max_api_json
-        #: The limit for a request naming a site (its id's length unknown here: the longest).
-        self.max_api_json_any_site = min(max_api_json, max_api_json_any_site or max_api_json)
+        #: The request size limits (for a named site: its id's length unknown here, the longest).
+        self.limits = Limits(max_api_json, min(max_api_json, max_api_json_any_site or max_api_json))
         self.clock = clock
 
     @classmethod
@@ -116,8 +124,12 @@ class Producer:
 
         ``metadata``: your own JSON object (at most ``store.admission.MAX_METADATA_BYTES`` of
         compact JSON), kept in the record and carried in every event of the request.
-        ``site_id``: the PallyCon site to package for (None: the workers' default site); one
-        the workers do not serve is refused (``InvalidRequest`` naming ``site_id``).
+        ``site_id``: the PallyCon site to package for (None or "": the workers' default site,
+        which its id names too), checked against the sites the workers announce in Redis (read
+        on every call, as the intake, ``submit --batch`` and ``submit --site`` check): one they
+        do not serve, or none where they have no default site, is refused
+        (``pallycon_config.UnknownSite``, an ``InvalidRequest`` naming ``site_id``). Before any
+        worker has announced a site, a request naming none is accepted.
 
         Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
@@ -147,10 +159,10 @@ class Producer:
         carries the ids to submit again. Ids already used for the same body are returned as
         they are (nothing new is enqueued for them).
 
-        ``metadata``, ``site_ids``: one each (or None) per body, as for :meth:`submit`. One
-        call is one
-        script and one transaction: for thousands of requests, call it in chunks of a few
-        hundred (as ``pallycon-pack submit --batch`` does).
+        ``metadata``, ``site_ids``: one each (or None) per body, as for :meth:`submit` (the
+        announced sites are read once per call). One call is one script and one transaction:
+        for thousands of requests, call it in chunks of a few hundred (as ``pallycon-pack
+        submit --batch`` does).
         """
         now = self.clock()
         ids: list[str | None] = list(request_ids) if request_ids else [None] * len(bodies)
@@ -160,20 +172,21 @@ class Producer:
         sites: list[str | None] = list(site_ids) if site_ids is not None else [None] * len(bodies)
         if len(ids) != len(bodies) or len(metas) != len(bodies) or len(sites) != len(bodies):
             raise ValueError("submit_many: one request id, metadata and site per body, or none")
-        prepared = self._prepare(bodies, ids, metas, sites, now)
+        submissions = [
+            Submission(api_dict(body) if isinstance(body, JobRegisterRequest) else body, i, m, s)
+            for body, i, m, s in zip(bodies, ids, metas, sites, strict=True)
+        ]
+        prepared = prepare(submissions, now, sites=self.site_book(), limits=self.limits)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
-            server = self.durability.server()
-            outcomes = self.records.create_many(unique, submit_at=now + self.retry_after)
+            outcomes = admit(
+                self.records, self.durability, unique, submit_at=now + self.retry_after
+            )
         except REDIS_AWAY as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
-        try:
-            self.durability.wait(server)
-        except REDIS_AWAY as exc:
-            raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
         return [p.request_id for p in prepared]
 
@@ -192,49 +205,24 @@ class Producer:
                 exc,
             )
 
-    def _prepare(
-        self,
-        bodies: Sequence[Mapping[str, Any] | JobRegisterRequest],
-        ids: list[str | None],
-        metas: list[Mapping[str, Any] | None],
-        sites: list[str | None],
-        now: float,
-    ) -> list[NewRequest]:
-        """Validate every body; InvalidRequest naming every bad field of every body, every
-        site no worker serves, and every id given twice with different bodies."""
-        prepared, errors = [], []
-        first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body
-        default, served = self.announced() if any(sites) else (None, [])
-        # The default site named by its id is the default site: one spelling in Redis.
-        sites = [None if site and site == default else site for site in sites]
-        rows = zip(bodies, ids, metas, sites, strict=True)
-        for index, (body, request_id, meta, site) in enumerate(rows):
-            given = api_dict(body) if isinstance(body, JobRegisterRequest) else body
-            prefix = f"[{index}]." if len(bodies) > 1 else ""
-            limit = self.max_api_json if not site else self.max_api_json_any_site
-            try:
-                ready = prepare(
-                    given, request_id, now, max_api_json=limit, metadata=meta, site_id=site
-                )
-            except InvalidRequest as exc:
-                errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
-                continue
-            if site and site not in served:
-                error = unknown_site(site, served)
-                errors.append(FieldError(f"{prefix}{error.field}", error.message))
-                continue
-            seen = first.setdefault(ready.request_id, (index, ready.body_hash))
-            if seen[1] != ready.body_hash:
-                message = f"also given at [{seen[0]}] with a different body"
-                errors.append(FieldError(f"{prefix}request_id", message))
-            prepared.append(ready)
-        if errors:
-            raise InvalidRequest(errors)
-        return prepared
+    @property
+    def max_api_json(self) -> int:
+        """The largest API JSON, in bytes, of a request for the default site."""
+        return self.limits.max_api_json
+
+    @property
+    def max_api_json_any_site(self) -> int:
+        """The largest API JSON, in bytes, of a request naming a site."""
+        return self.limits.max_api_json_any_site
 
     def sites(self) -> list[str]:
         """The sites the workers serve (announced in Redis at their start-up), sorted."""
-        return self.announced()[1]
+        return list(self.site_book().ids)
+
+    def site_book(self) -> SiteBook:
+        """The sites the workers announce in Redis, and their default one: what requests are
+        checked against (one read)."""
+        return book(self.redis, self.keys)
 
     def announced(self) -> tuple[str | None, list[str]]:
         """(the default site, if the workers have one; every site they serve, sorted), as

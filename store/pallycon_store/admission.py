@@ -1,8 +1,12 @@
 """Admitting a packaging request: validate, name, deduplicate by request id, record, schedule.
 
-The same function serves the Python producer API and the Redis stream intake, so both apply
-the same rules. A request is recorded and put on the submit schedule in one atomic step: from
-then on it cannot be lost, whether or not the fast-path task message is ever delivered.
+Two steps, one path, taken by the Python producer API (``Producer.submit_many``), the Redis
+stream intake and ``submit --batch``'s check: :func:`prepare` validates :class:`Submission` s
+and builds their records (the site turned into its stored form by a :class:`SiteBook`, so that
+every spelling of a site is one request), :func:`admit` records them. A request is recorded and
+put on the submit schedule in one atomic step: from then on it cannot be lost, whether or not
+the fast-path task message is ever delivered. What a caller does with a refusal or a conflict
+(raise, record a failed request, report a line) is the caller's.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pallycon_config.rules import check_site_id as check_site_id_shape
+from pallycon_config import Settings
+from pallycon_config.site_ref import SiteBook, parse_site_id
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
@@ -46,12 +51,6 @@ class RequestConflict(Exception):
         super().__init__(f"request id {request_id!r} is already used with a different body")
 
 
-@dataclass(frozen=True)
-class Accepted:
-    request_id: str
-    created: bool  # False: the same request was submitted before (nothing new enqueued)
-
-
 TOKEN_LENGTH = 10
 
 
@@ -78,28 +77,6 @@ def check_request_id(request_id: str) -> str:
             [FieldError("request_id", "1-128 of letters, digits and . _ : - (starting alnum)")]
         )
     return request_id
-
-
-def check_site_id(site_id: Any) -> str:
-    """The site a request names ("" for none); raises InvalidRequest naming ``site_id``.
-    Whether a site of that id is served is the caller's to check (:class:`SiteUnknown`)."""
-    if site_id is None or site_id == "":
-        return ""
-    try:
-        if not isinstance(site_id, str):
-            raise ValueError("must be a string: a PallyCon site id, e.g. TUTO")
-        return check_site_id_shape(site_id)  # PALLYCON_SITE_ID's rule
-    except ValueError as exc:
-        raise InvalidRequest([FieldError("site_id", str(exc))]) from None
-
-
-def unknown_site(site_id: str, known: list[str]) -> FieldError:
-    """The error for a request naming a site no worker serves (or naming none, where there is
-    no default site)."""
-    served = ", ".join(known) if known else "none announced yet"
-    if not site_id:
-        return FieldError("site_id", f"no site named, and no default site (sites served: {served})")
-    return FieldError("site_id", f"unknown site {site_id!r} (sites served: {served})")
 
 
 def check_metadata(metadata: Any) -> str:
@@ -171,43 +148,87 @@ def check_size(request: JobRegisterRequest, job_name: str, max_api_json: int) ->
         )
 
 
-def prepare(
-    body: Any,
-    request_id: str | None,
-    now: float,
-    *,
-    max_api_json: int,
-    entry_id: str | None = None,
-    metadata: Any = None,
-    site_id: Any = None,
-) -> NewRequest:
-    """Validate a request and build its record and first event (raises InvalidRequest naming
-    every bad field, the body's and ``metadata``'s).
+@dataclass(frozen=True)
+class Submission:
+    """One request as a caller hands it over: parsed from its input, not yet validated."""
 
-    ``entry_id``: the intake stream entry it came from, kept in the record and its event.
-    ``metadata``: the producer's JSON object (see :func:`check_metadata`), kept in the record
-    and carried in its events. ``site_id``: the PallyCon site it is for (None or "": the
-    default site), its shape checked here.
+    body: Any  # the job registration, a JSON object
+    request_id: str | None = None  # None: a new id
+    metadata: Any = None  # the producer's JSON object (see check_metadata)
+    site_id: Any = None  # None, "", the default site's id or another id
+    entry_id: str | None = None  # the intake stream entry it came from
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest API JSON a request may have, in bytes."""
+
+    max_api_json: int  # for the default site
+    max_api_json_any_site: int  # for a named site (its id's length unknown here: the longest)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_api_json_bytes, settings.max_api_json_bytes_any_site)
+
+    def of_site(self, site: str) -> int:
+        """The limit of a request for the stored ``site``."""
+        return self.max_api_json_any_site if site else self.max_api_json
+
+
+def prepare(
+    submissions: Sequence[Submission], now: float, *, sites: SiteBook, limits: Limits
+) -> list[NewRequest]:
+    """Validate every submission and build its record and first event; writes nothing.
+
+    The site is turned into its stored form by ``sites`` (an unknown one is an error naming
+    ``site_id``), and the limit and the body hash are those of that form, so that every
+    spelling of a site is one request. Raises one InvalidRequest naming every bad field of
+    every submission (``[index].field`` when there are several) and every id given twice with
+    different bodies. An id given twice with the same body is prepared twice (one request).
     """
+    prepared, errors = [], []
+    first: dict[str, tuple[int, str]] = {}  # request id -> where it came first, its body hash
+    for index, submission in enumerate(submissions):
+        prefix = f"[{index}]." if len(submissions) > 1 else ""
+        try:
+            ready = _prepare_one(submission, now, sites, limits)
+        except InvalidRequest as exc:
+            errors += [FieldError(f"{prefix}{e.field}", e.message) for e in exc.errors]
+            continue
+        seen = first.setdefault(ready.request_id, (index, ready.body_hash))
+        if seen[1] != ready.body_hash:
+            message = f"also given at [{seen[0]}] with a different body"
+            errors.append(FieldError(f"{prefix}request_id", message))
+        prepared.append(ready)
+    if errors:
+        raise InvalidRequest(errors)
+    return prepared
+
+
+def _prepare_one(submission: Submission, now: float, sites: SiteBook, limits: Limits) -> NewRequest:
+    """One submission's record and first event (InvalidRequest naming every bad field: the
+    metadata's, the site's and the body's; a bad request id alone)."""
     errors: list[FieldError] = []
     try:
-        meta = check_metadata(metadata)
+        meta = check_metadata(submission.metadata)
     except InvalidRequest as exc:
         errors += exc.errors
     site = ""
     try:
-        site = check_site_id(site_id)
+        site = sites.stored(parse_site_id(submission.site_id))
     except InvalidRequest as exc:
         errors += exc.errors
-    request_id = check_request_id(request_id) if request_id else new_request_id()
+    given = submission.request_id
+    request_id = check_request_id(given) if given else new_request_id()
     try:
-        request = validate_request(JobRegisterRequest, body)
+        request = validate_request(JobRegisterRequest, submission.body)
     except InvalidRequest as exc:
         raise InvalidRequest(errors + exc.errors) from None
     if errors:
         raise InvalidRequest(errors)
     name = remote_job_name(request.job_name, request_id)
-    check_size(request, name, max_api_json)
+    check_size(request, name, limits.of_site(site))
+    entry_id = submission.entry_id
     fields = Fields(
         state=State.ACCEPTED,
         body=json.dumps(api_dict(request), ensure_ascii=False),
@@ -236,28 +257,30 @@ def prepare(
     return NewRequest(request_id, body_hash(request, site), fields, accepted)
 
 
-def accept(
+def admit(
     records: Records,
     durability: Durability,
-    body: Any,
-    request_id: str | None,
-    now: float,
+    prepared: Sequence[NewRequest],
     *,
-    retry_at: float,
-    max_api_json: int,
-) -> Accepted:
-    """Validate and record a request; raises InvalidRequest or RequestConflict.
+    submit_at: float,
+    confirm: bool = True,
+) -> list[Created]:
+    """Record prepared requests (their ids distinct) and put them on the submit schedule at
+    ``submit_at``, all or nothing, in one atomic step: each one's outcome (``created``,
+    ``duplicate``; on a ``conflict`` nothing at all is written and the others are ``skipped``).
 
-    The caller sends the submit task at once; ``retry_at`` is when the sweeper dispatches it
-    again should that message never arrive.
+    ``confirm``: then wait until Redis has the write on disk and on the replicas asked for
+    (:class:`Durability`; not after a conflict, which wrote nothing). The intake passes False:
+    it acknowledges its entry only after this write, and the AOF keeps writes in order, so no
+    crash can keep the acknowledgement without the record; a wait per entry would cost the
+    intake its throughput. Sending the submit task is the caller's (a hint: the schedule is
+    the guarantee).
     """
-    ready = prepare(body, request_id, now, max_api_json=max_api_json)
-    server = durability.server()
-    outcome = records.create(ready, submit_at=retry_at)
-    if outcome == "conflict":
-        raise RequestConflict(ready.request_id)
-    durability.wait(server)
-    return Accepted(ready.request_id, created=outcome == "created")
+    server = durability.server() if confirm else None
+    outcomes = records.create_many(prepared, submit_at=submit_at)
+    if server is not None and "conflict" not in outcomes:
+        durability.wait(server)
+    return outcomes
 
 
 def refuse(

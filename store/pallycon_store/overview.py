@@ -28,18 +28,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import redis
+from pallycon_config.site_ref import DEFAULT, SiteBook
 
 from pallycon_store.events import State
 from pallycon_store.failures import NO_CODE
 from pallycon_store.keys import Keys
 from pallycon_store.record import Record, decode
-from pallycon_store.sites import announced
+from pallycon_store.sites import announced, book
 
 #: Index entries read per round trip while listing.
 PAGE = 200
 _STATES = {state.value for state in State}
-#: The default site's name when PALLYCON_SITE_ID names none.
-DEFAULT_LABEL = "default"
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[builtins.list[str]]:
@@ -57,14 +56,6 @@ def _both(
     first: Callable[[Record], bool], then: Callable[[Record], bool] | None
 ) -> Callable[[Record], bool]:
     return first if then is None else (lambda record: first(record) and then(record))
-
-
-class UnknownSiteLabel(ValueError):
-    """A site filter naming no site the workers serve."""
-
-    def __init__(self, label: str, sites: builtins.list[str]) -> None:
-        self.label, self.sites = label, sites
-        super().__init__(f"unknown site {label!r} (sites: {', '.join(sites)})")
 
 
 class Overview:
@@ -88,29 +79,26 @@ class Overview:
         """The ids of the sites the workers serve (announced in Redis), sorted."""
         return announced(self.redis, self.keys)[1]
 
+    def book(self) -> SiteBook:
+        """The sites the workers announce, the default one being :attr:`default_site` if set
+        (one read)."""
+        return book(self.redis, self.keys, default=self.default_site)
+
     def site_filter(self, label: str | None) -> str | None:
         """A site as a reader names it (``--site``, the console's ``site``) as the other
-        methods take it: None (or "") for every site, "" for the default one (by its label),
-        else a site the workers serve; :class:`UnknownSiteLabel` naming the sites otherwise."""
-        if not label:
-            return None
-        default = self.default_label()
-        if label == default:
-            return ""
-        known = self.sites()
-        if label not in known:
-            raise UnknownSiteLabel(label, list(dict.fromkeys([default, *known])))
-        return label
+        methods take it (:meth:`SiteBook.filter`): None (or "") for every site, "" for the
+        default one (by its label), else a site the workers serve;
+        :class:`pallycon_config.UnknownSite` naming the sites otherwise."""
+        return self.book().filter(label)
 
     def default_label(self) -> str:
         """What readers call the default site: its id, or "default" when it has none."""
-        return self._sites()[0] or DEFAULT_LABEL
+        return self.book().label(DEFAULT)
 
-    def _sites(self) -> tuple[str, builtins.list[str]]:
-        """(the default site's id or "", the other sites' ids, sorted)."""
-        flagged, every = announced(self.redis, self.keys)
-        default = self.default_site if self.default_site is not None else flagged or ""
-        return default, [site for site in every if site != default]
+    def _sites(self) -> tuple[SiteBook, builtins.list[str]]:
+        """(the sites, the ids of those other than the default one, sorted)."""
+        sites = self.book()
+        return sites, [site for site in sites.ids if not sites.is_default(site)]
 
     def counts(self, site: str | None = None) -> dict[State, int]:
         """How many requests are in each state (finished ones: those not yet trimmed).
@@ -118,8 +106,8 @@ class Overview:
         requests that named no site or it); another id for the requests that named it."""
         if site is None:
             return self._counts([])[None]
-        default, named = self._sites()
-        if site and site != default:
+        sites, named = self._sites()
+        if not sites.is_default(site):
             keys = [self.keys.site_state_index(site, state) for state in State]
             return dict(zip(State, self._zcards(keys), strict=True))
         return self._counts(named)[""]
@@ -134,11 +122,11 @@ class Overview:
         """Counts by state of each site, by the name readers give it: the default site first,
         by its id (or "default"), then the others by id. Without a default id the default
         site is left out when it holds nothing and other sites exist."""
-        default, named = self._sites()
+        sites, named = self._sites()
         counts = self._counts(named)
         found: dict[str, dict[State, int]] = {}
-        if default or not named or any(counts[""].values()):
-            found[default or DEFAULT_LABEL] = counts[""]
+        if sites.default or not named or any(counts[""].values()):
+            found[sites.label(DEFAULT)] = counts[""]
         for site in named:
             found[site] = counts[site]
         return found
@@ -189,11 +177,11 @@ class Overview:
         states = [state] if state is not None else builtins.list(State)
         index_of = self.keys.state_index
         if site is not None:
-            default = self._sites()[0]
-            if site and site != default:
+            sites = self.book()
+            if not sites.is_default(site):
                 index_of = functools.partial(self.keys.site_state_index, site)
             else:
-                mine = ("", default)
+                mine = sites.stored_forms(DEFAULT)
                 where = _both(lambda record: record.site_id in mine, where)
         streams = [self._newest(index_of(s), s, since, until) for s in states]
         merged = heapq.merge(*streams, key=lambda entry: -entry[1])
@@ -339,8 +327,8 @@ class Overview:
         count = math.ceil((until - since) / bucket)
         key, minus = self.keys.state_index(state), []
         if site is not None:
-            default, named = self._sites()
-            if site and site != default:
+            sites, named = self._sites()
+            if not sites.is_default(site):
                 key = self.keys.site_state_index(site, state)
             else:
                 minus = [self.keys.site_state_index(other, state) for other in named]

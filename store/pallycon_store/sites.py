@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
+from pallycon_config.site_ref import SiteBook
 
 from pallycon_store.keys import Keys
 
@@ -38,3 +39,13 @@ def announced(client: redis.Redis, keys: Keys) -> tuple[str | None, list[str]]:
         except (ValueError, AttributeError):  # not written by a worker: not a default
             continue
     return default, sorted(raw)
+
+
+def book(client: redis.Redis, keys: Keys, *, default: str | None = None) -> SiteBook:
+    """The sites the workers announce, as a :class:`SiteBook` worded for the sites served (one
+    ``HGETALL``). ``default``: a reader's own default site (its ``PALLYCON_SITE_ID``), which
+    wins over the one the workers announce and is among the ids even if none announced it."""
+    flagged, every = announced(client, keys)
+    chosen = default if default is not None else flagged
+    ids = set(every) | ({chosen} if chosen else set())
+    return SiteBook(chosen, tuple(sorted(ids)), served=True)

@@ -24,8 +24,9 @@ import httpx
 import pytest
 import redis
 from pallycon_config import Settings
-from pallycon_store.admission import accept, remote_job_name
+from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
+from pallycon_store.messages import SUBMIT_TASK
 from pallycon_store.record import Record
 from pallycon_worker import poll_rules, submit_rules
 from pallycon_worker.poll import poll
@@ -37,6 +38,7 @@ from pallycon.models import JobInfo
 from pallycon.signing import decode_envelope, format_timestamp, open_envelope
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, job_body
+from support.world import StubApp, producer_on
 
 pytestmark = pytest.mark.integration
 
@@ -211,22 +213,19 @@ class World:
     api: FakeApi
     clock: Clock
     isolated: list[str] = field(default_factory=list)
+    app: StubApp = field(default_factory=StubApp)
 
     @property
     def redis(self) -> redis.Redis:
         return self.rt.shared.redis
 
-    def accept(self, request_id: str, content_id: str = "episode-1") -> Record:
-        """A new request, accepted at the clock's time: its record (version 1)."""
-        accept(
-            self.rt.shared.records,
-            self.rt.shared.durability,
-            job_body(content_id=content_id),
-            request_id,
-            self.clock(),
-            retry_at=self.clock() + LEASE,
-            max_api_json=self.rt.settings.max_api_json_bytes,
-        )
+    def accept(
+        self, request_id: str, content_id: str = "episode-1", site_id: str | None = None
+    ) -> Record:
+        """A new request, accepted at the clock's time by the Python API's path (the submit
+        task it sends goes to :attr:`app`): its record (version 1)."""
+        producer = producer_on(self.rt, self.app)
+        producer.submit(job_body(content_id=content_id), request_id, site_id=site_id)
         return self.record(request_id)
 
     def submitted(self, *request_ids: str) -> dict[str, str]:
@@ -300,6 +299,7 @@ def make_world(
         )
         clock = Clock(NOW)
         rt.clock, rt.rng = clock, random.Random(SEED)
+        rt.announce()  # as a worker does at start-up: the sites requests are checked against
         made.append(World(rt, api, clock))
         return made[-1]
 
@@ -404,6 +404,27 @@ def test_an_accepted_request_is_registered_once_and_tracked_by_its_job_id(world:
     assert world.ttl("r1") == -1  # in flight: kept
     assert world.counters() == {"api POST pack": 1}
     assert world.isolated == []
+
+
+def test_the_default_site_named_by_its_id_runs_as_a_request_naming_none(world: World):
+    """Accepted by the Python API's path with site_id TUTO (the default site's id): stored
+    without a site, the same body hash, registered and tracked under the bare job id, the
+    default site's bucket, the same events as a request naming none."""
+    plain = world.accept("r1")
+    named = world.accept("r2", site_id=SAMPLE_SITE.site_id)
+    assert named.site_id == plain.site_id == ""
+    assert named.body_hash == plain.body_hash
+    assert world.app.sent == [(SUBMIT_TASK, [["r1"]]), (SUBMIT_TASK, [["r2"]])]
+    world.submit("r1", "r2")
+    for request_id in ("r1", "r2"):
+        job_id = world.record(request_id).job_id
+        assert job_id.isdigit()  # the bare job id: the default site's job field
+        assert world.job_index(job_id) == request_id
+    keys = world.rt.shared.keys
+    assert world.redis.exists(keys.rate_limit_of(""))
+    assert not world.redis.exists(keys.rate_limit_of(SAMPLE_SITE.site_id))
+    assert [e["type"] for e in world.events("r2")] == [e["type"] for e in world.events("r1")]
+    assert all("site_id" not in e for e in world.events("r2"))
 
 
 def test_a_mark_redis_does_not_confirm_is_taken_back_and_nothing_is_sent(world: World):

@@ -14,6 +14,7 @@ from pallycon_config.rules import env_name
 from pallycon_config.show import ENVIRONMENT, origins
 from pydantic import SecretStr
 
+from pallycon.errors import InvalidRequest
 from pallycon.signing import SiteCredentials
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
@@ -434,8 +435,10 @@ def test_an_unknown_site_is_named_with_the_known_ones(tmp_path: Path):
     sites = tuto(sites_path=sites_file(tmp_path)).sites()
     with pytest.raises(UnknownSite) as caught:
         sites.get("NOPE")
-    assert str(caught.value) == "unknown site 'NOPE' (sites: BRND, NEWS, TUTO)"
-    assert isinstance(caught.value, ConfigError)
+    assert caught.value.reason == "unknown site 'NOPE' (sites: BRND, NEWS, TUTO)"
+    assert str(caught.value) == f"site_id: {caught.value.reason}"
+    assert isinstance(caught.value, InvalidRequest)  # about a request, not the settings
+    assert not isinstance(caught.value, ConfigError)
     assert caught.value.site_id == "NOPE"
     assert str(copy.copy(caught.value)) == str(caught.value)
     with pytest.raises(UnknownSite, match=r"unknown site 'brnd' "):

@@ -31,6 +31,7 @@ from typing import Literal, cast
 
 import redis.asyncio
 from kombu.exceptions import KombuError
+from pallycon_config import SiteBook, UnknownSite
 from pallycon_store.connect import Target, connect_async
 from pallycon_store.counters import Metric
 from pallycon_store.keys import Keys
@@ -100,26 +101,25 @@ def create_callback_app(
     clock: Callable[[], float] = time.time,
     body_timeout: float = BODY_TIMEOUT,
     site_tokens: Mapping[str, SecretStr] | None = None,
-    default_site: str | None = None,
+    book: SiteBook | None = None,
 ) -> Starlette:
     """The ASGI app.
 
     ``token``: the default site's callback token (None: no callbacks at ``/callback/<token>``);
-    ``site_tokens``: the token of each other site, served at ``/callback/<site>/<token>``;
-    ``default_site``: the default site's id (its callbacks are also served under its id).
+    ``site_tokens``: the token of each other site by id, served at ``/callback/<site>/<token>``
+    (the default site's is ``token``, also served under its id); ``book``: the sites of
+    ``site_tokens`` and the default one (None: the default site alone).
 
     ``poll_now(request_id)`` sends an immediate poll task; it is called from a worker thread and
     may block. ``lease_seconds`` is the sweepers' lease: a claimed poll whose task is lost comes
     back after it. The app closes ``client`` (and its publisher thread) when it shuts down.
     """
-    tokens = dict(site_tokens or {})
+    sites = book or SiteBook(None, tuple(sorted(site_tokens or {})))
+    tokens = {sites.stored(site): secret for site, secret in (site_tokens or {}).items()}
+    tokens.pop("", None)  # the default site's token is ``token``
     if token is not None:
         tokens[""] = token
-        if default_site:
-            tokens.setdefault(default_site, token)
-    receiver = _Receiver(
-        client, keys, tokens, default_site or "", poll_now, lease_seconds, clock, body_timeout
-    )
+    receiver = _Receiver(client, keys, tokens, sites, poll_now, lease_seconds, clock, body_timeout)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -148,7 +148,7 @@ class _Receiver:
         client: redis.asyncio.Redis,
         keys: Keys,
         tokens: Mapping[str, SecretStr],
-        default_site: str,
+        book: SiteBook,
         poll_now: Callable[[str], None],
         lease_seconds: float,
         clock: Callable[[], float],
@@ -156,9 +156,9 @@ class _Receiver:
     ) -> None:
         self.client = client
         self.keys = keys
-        #: site id ("" = the default site's path) -> its token, as bytes
+        #: site, as records keep it ("" = the default site) -> its token, as bytes
         self.expected = {site: t.get_secret_value().encode("utf-8") for site, t in tokens.items()}
-        self.default_site = default_site
+        self.book = book
         self.poll_now = poll_now
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -170,11 +170,12 @@ class _Receiver:
     async def receive(self, request: Request) -> Response:
         site = request.path_params.get("site", "")
         given = request.path_params["token"].encode("utf-8")
+        stored = self.stored(site)
         # An unknown site is compared too (with a token nobody has), then refused: the same
         # work and the same 404 as a wrong token.
-        known = site in self.expected
-        matches = hmac.compare_digest(given, self.expected.get(site, b"\0" * 32))
-        if not (known and matches):
+        expected = None if stored is None else self.expected.get(stored)
+        matches = hmac.compare_digest(given, expected or b"\0" * 32)
+        if stored is None or expected is None or not matches:
             _refused("wrong token")  # the token (and the site) given are never logged
             return _not_found_response()
         try:
@@ -193,7 +194,7 @@ class _Receiver:
             _refused("not a PallyCon callback body", size=len(raw))
             return _error("not a PallyCon callback body", 400)
         try:
-            outcome, request_id = await self.claim(site, body.job_id)
+            outcome, request_id = await self.claim(stored, body.job_id)
         except (RedisError, OSError) as exc:  # OSError: TimeoutError, connection refused
             log.warning(
                 "callback not recorded: Redis unavailable (%s)",
@@ -210,15 +211,24 @@ class _Receiver:
         log.info("callback", extra=extra)
         return JSONResponse({"status": "received"})
 
+    def stored(self, site: str) -> str | None:
+        """The site a callback's path names, as records keep it ("" for the default site, by
+        ``/callback/<token>`` or by its id); None for a site the receiver does not know."""
+        if not site:
+            return ""
+        try:
+            return self.book.stored(site)
+        except UnknownSite:
+            return None
+
     def job_fields(self, site: str, job_id: str) -> list[str]:
-        """Where the job of a callback at ``site``'s path may be indexed (see ``_CLAIM``)."""
-        if site in ("", self.default_site):  # the default site, by either path
-            named = self.default_site
-            return [job_id, self.keys.job_field(named, job_id)] if named else [job_id]
-        return [self.keys.job_field(site, job_id)]
+        """Where the job of a callback for the stored ``site`` may be indexed (see
+        ``_CLAIM``): under each form a record of that site may carry."""
+        return [self.keys.job_field(form, job_id) for form in self.book.stored_forms(site)]
 
     async def claim(self, site: str, job_id: str) -> tuple[Outcome, str]:
-        """What this callback does (see ``_CLAIM``): the outcome and the job's request id."""
+        """What this callback does (see ``_CLAIM``) for the stored ``site``: the outcome and
+        the job's request id."""
         fields = self.job_fields(site, job_id)
         keys = [
             self.keys.job_index,

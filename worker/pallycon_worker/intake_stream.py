@@ -30,22 +30,22 @@ from typing import Any, cast
 
 import redis
 from celery import Celery
-from pallycon_config import UnknownSite
 from pallycon_store.admission import (
+    Limits,
+    Submission,
+    admit,
     check_metadata,
     check_request_id,
-    check_site_id,
     parse_metadata,
     prepare,
     refuse,
-    unknown_site,
 )
 from pallycon_store.connect import connect_redis, describe
 from pallycon_store.events import FailStage, rejected
 from pallycon_store.failures import FailureCode
 from pallycon_store.keys import INTAKE_GROUP
 from pallycon_store.messages import send_submit
-from pallycon_store.records import Created
+from pallycon_store.records import Created, NewRequest
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
@@ -139,7 +139,16 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> E
 
 
 class Intake:
-    """One worker's consumer of the intake stream."""
+    """One worker's consumer of the intake stream.
+
+    An entry is admitted by the same :func:`pallycon_store.admission.prepare` and
+    :func:`~pallycon_store.admission.admit` as the Python API's requests, with two deliberate
+    differences. Its site is checked against the sites this worker is configured with (its
+    ``Sites.book()``), not those the workers announce in Redis: no Redis read per entry, and
+    the worker that accepts a request can serve it (during a rolling change that adds a site,
+    an older worker's intake refuses an entry for it). And the write is not waited for (see
+    ``admit``'s ``confirm``).
+    """
 
     def __init__(
         self,
@@ -155,9 +164,9 @@ class Intake:
         self.stream = rt.shared.keys.intake
         # Entries are read as bytes: a field that is not UTF-8 is the entry's problem, not ours.
         self.raw = raw or connect_redis(rt.settings.redis, decode=False)
-        self.max_api_json = rt.settings.max_api_json_bytes
-        #: For an entry naming a site (as producers use).
-        self.max_api_json_any_site = rt.settings.max_api_json_bytes_any_site
+        #: The sites entries are checked against: this worker's (see the class's docstring).
+        self.book = rt.catalog.book(served=True)
+        self.limits = Limits.of(rt.settings)
 
     def run(self, stop: threading.Event) -> None:
         """Read until ``stop``; Redis errors are waited out with a backoff.
@@ -258,34 +267,7 @@ class Intake:
         entry = decode_entry(entry_id, fields, MAX_ENTRY_BYTES)
         now = self.rt.clock()
         try:
-            if entry.errors:
-                raise InvalidRequest(list(entry.errors))
-            try:
-                metadata = entry.parsed_metadata()
-            except InvalidRequest as bad:
-                metadata = None
-                errors = bad.errors
-            else:
-                errors = []
-            try:
-                body = entry.body()
-            except InvalidRequest as bad:
-                raise InvalidRequest(errors + bad.errors) from None
-            try:
-                site = self.site_of(entry.site_id)
-            except InvalidRequest as bad:
-                errors += bad.errors
-            if errors:
-                raise InvalidRequest(errors)
-            ready = prepare(
-                body,
-                entry.request_id,
-                now,
-                max_api_json=self.max_api_json_any_site if site else self.max_api_json,
-                entry_id=entry_id,
-                metadata=metadata,
-                site_id=site,
-            )
+            ready = self.prepare(entry, now)
         except InvalidRequest as exc:
             outcome = refuse(
                 self.records,
@@ -297,12 +279,35 @@ class Intake:
             )
             self.settle(entry, outcome, exc.errors)
             return
-        outcome = self.records.create(ready, submit_at=now + self.rt.settings.lease_seconds)
+        submit_at = now + self.rt.settings.lease_seconds
+        (outcome,) = admit(self.records, self.shared.durability, [ready], submit_at=submit_at,
+                           confirm=False)  # fmt: skip
         if outcome == "created":
-            # No fsync wait: the entry is acknowledged after the record is written, and the
-            # AOF keeps writes in order, so no crash can keep the acknowledgement without it.
             send_submit(self.app, [ready.request_id])
         self.settle(entry, outcome, [])
+
+    def prepare(self, entry: Entry, now: float) -> NewRequest:
+        """The entry's request, prepared for :func:`admit`; InvalidRequest naming every bad
+        field (an entry that cannot be read, or whose body is not JSON, without the rest)."""
+        if entry.errors:
+            raise InvalidRequest(list(entry.errors))
+        errors: list[FieldError] = []
+        try:
+            metadata = entry.parsed_metadata()
+        except InvalidRequest as bad:
+            metadata, errors = None, bad.errors
+        try:
+            body = entry.body()
+        except InvalidRequest as bad:
+            raise InvalidRequest(errors + bad.errors) from None
+        submission = Submission(body, entry.request_id, metadata, entry.site_id, entry.entry_id)
+        try:
+            (ready,) = prepare([submission], now, sites=self.book, limits=self.limits)
+        except InvalidRequest as bad:
+            raise InvalidRequest(errors + bad.errors) from None
+        if errors:
+            raise InvalidRequest(errors)
+        return ready
 
     def settle(self, entry: Entry, outcome: Created, errors: Sequence[FieldError]) -> None:
         """Acknowledge an entry; unless it created its request (or did, on an earlier
@@ -326,16 +331,6 @@ class Intake:
             entry.entry_id,
             rejected(entry.entry_id, entry.request_id, at, code, message, fields=fields),
         )
-
-    def site_of(self, site_id: str | None) -> str:
-        """The site an entry names as records keep it ("" for the default site, named or
-        not); InvalidRequest naming ``site_id`` for a bad one or one this worker does not
-        serve."""
-        site = check_site_id(site_id)
-        try:
-            return self.rt.catalog.named(site)
-        except UnknownSite:
-            raise InvalidRequest([unknown_site(site, self.rt.catalog.ids())]) from None
 
     def created_by(self, entry: Entry) -> bool:
         """Whether the request of the entry's id was created by this very entry."""

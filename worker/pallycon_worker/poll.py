@@ -45,7 +45,7 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
     tracked = _tracked(rt, request_ids, isolate, alone=len(request_ids) == 1)
     by_site: dict[str, list[Record]] = {}
     for record in tracked:  # job ids are per site: one coalesced pass per site
-        by_site.setdefault(rt.catalog.named(record.site_id), []).append(record)
+        by_site.setdefault(rt.book.stored(record.site_id), []).append(record)
     for site_id, records in by_site.items():
         _poll_site(rt, rt.sites[site_id], records)
 

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
-from pallycon_config import Settings, Sites, UnknownSite
+from pallycon_config import Settings, SiteBook, Sites, UnknownSite
 from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Record
 from pallycon_store.schedules import Schedule
-from pallycon_store.sites import announce, announced
+from pallycon_store.sites import announce, book
 from pallycon_store.wiring import Store
 
 from pallycon.client import PallyConClient
@@ -64,11 +64,11 @@ class Runtime:
             try:
                 self.site(record.site_id)
             except UnknownSite as exc:
-                others.append((record, str(exc)))
+                others.append((record, exc.reason))
             else:
                 kept.append(record)
         if others:  # rare: read which sites other workers serve
-            served = set(announced(self.shared.redis, self.shared.keys)[1])
+            served = book(self.shared.redis, self.shared.keys).ids
             now = self.clock()
             self.commit(
                 [
@@ -79,10 +79,15 @@ class Runtime:
             )  # fmt: skip
         return kept
 
+    @property
+    def book(self) -> SiteBook:
+        """The sites this worker serves, and its default one."""
+        return self.catalog.book()
+
     def site(self, site_id: str) -> SiteRuntime:
         """The site a record names (``""``: the default); :class:`config.UnknownSite` if
         this worker does not serve it."""
-        return self.sites[self.catalog.named(site_id)]
+        return self.sites[self.book.stored(site_id)]
 
     def commit(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply the outcomes' changes in one round trip; log and count those applied.
@@ -147,7 +152,7 @@ class Runtime:
         inner = transport or httpx.HTTPTransport(limits=pool)
         sites = {}
         for site in catalog.by_id.values():
-            named = catalog.named(site.site_id)
+            named = catalog.book().stored(site.site_id)
             bucket = TokenBucket(
                 shared.redis, shared.keys, rate=site.api_rate, burst=site.api_burst, site_id=named
             )
