@@ -56,8 +56,8 @@ class UnknownSite(InvalidRequest):
     ``site_id: <reason>``. At admission it refuses the request like any InvalidRequest (the
     Python API raises it, the intake records the entry as ``invalid_request``). A worker that
     meets it for an accepted record fails the record with the failure code ``unknown_site``
-    (``pallycon_store.redrive.UNKNOWN_SITE``, which ``retry`` takes up), its :attr:`reason` in
-    the record's message.
+    (``pallycon_store.failures.FailureCode.UNKNOWN_SITE``, which ``retry`` takes up), its
+    :attr:`reason` in the record's message.
 
     ``served``: worded for the sites the workers serve (admission, readers) rather than those
     a worker is configured with; both wordings are kept as they are, being stored in records.
