@@ -2,14 +2,14 @@
 
 Every value comes from a ``PALLYCON_*`` environment variable, a ``.env`` file in the current
 directory, or keyword overrides (command-line flags); a secret can also come from a file
-(``PALLYCON_<NAME>_FILE`` or ``PALLYCON_SECRETS_DIR``, see :mod:`config.secrets`). Nothing
+(``PALLYCON_<NAME>_FILE`` or ``PALLYCON_SECRETS_DIR``, see :mod:`pallycon_config.secrets`). Nothing
 reads settings as a global: entry points call :func:`load_settings` once and pass the object
 (or the parts it needs) into constructors.
 
 Site credentials are optional at load time, because a producer that only enqueues requests must
 not need the site key; code that signs asks for them through :meth:`Settings.credentials`, which
 names the missing variable. More sites than the default one come from ``PALLYCON_SITES`` (a file
-or a directory, :mod:`config.sites`), loaded and checked by :meth:`Settings.sites`.
+or a directory, :mod:`pallycon_config.sites`), loaded and checked by :meth:`Settings.sites`.
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ class Settings(BaseSettings):
     def sites(self) -> Sites:
         """Every site served: the default one (``PALLYCON_SITE_ID``) and those of
         ``PALLYCON_SITES``, each checked; a :class:`ConfigError` naming the source, the site
-        and the field otherwise (see :mod:`config.sites`). Loaded once per settings object
+        and the field otherwise (see :mod:`pallycon_config.sites`). Loaded once per settings object
         (again if a copy changed what it is made from)."""
         made_of = (
             self.sites_path,
@@ -504,9 +504,9 @@ def read_settings(
     environ: Mapping[str, str] | None = None,
 ) -> SettingsT:
     """Settings of class ``kind`` from ``overrides`` (``None`` ones ignored), the environment,
-    secret files (:mod:`config.secrets`) and ``.env``, in that order; a :class:`ConfigError`
-    naming each invalid variable (``name_of(field)``) and, for a secret read from a file, the
-    file. ``environ`` is where ``_FILE`` and ``PALLYCON_SECRETS_DIR`` are looked up
+    secret files (:mod:`pallycon_config.secrets`) and ``.env``, in that order; a
+    :class:`ConfigError` naming each invalid variable (``name_of(field)``) and, for a secret read
+    from a file, the file. ``environ`` is where ``_FILE`` and ``PALLYCON_SECRETS_DIR`` are looked up
     (``os.environ`` by default)."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:

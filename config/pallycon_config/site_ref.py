@@ -53,8 +53,9 @@ class UnknownSite(InvalidRequest):
     """A site reference naming no known site, or naming none where there is no default site.
 
     A request-level error: ``errors == [FieldError("site_id", reason)]``, so ``str()`` is
-    ``site_id: <reason>``. At admission it refuses the request like any InvalidRequest (the
-    Python API raises it, the intake records the entry as ``invalid_request``). A worker that
+    ``site_id: <reason>``. At admission its field error refuses the request beside any other
+    (the Python API raises one ``InvalidRequest`` naming them all, the intake records the entry
+    as ``invalid_request``). A worker that
     meets it for an accepted record fails the record with the failure code ``unknown_site``
     (``pallycon_store.failures.FailureCode.UNKNOWN_SITE``, which ``retry`` takes up), its
     :attr:`reason` in the record's message.

@@ -13,8 +13,8 @@
 (a relative ``*_file`` path is relative to the TOML file's directory), or a **directory** with
 one directory per site id holding one file per field, named like the keys above without
 ``_file`` (a Kubernetes Secret per site mounted at ``<dir>/<SITE_ID>/``). Files are read as
-:mod:`config.secrets` reads a secret's file: one trailing newline removed, 64 KiB at most, and
-names starting with a dot (Kubernetes' ``..data``) ignored.
+:mod:`pallycon_config.secrets` reads a secret's file: one trailing newline removed, 64 KiB at most,
+and names starting with a dot (Kubernetes' ``..data``) ignored.
 
 The default site is ``PALLYCON_SITE_ID``'s. With ``PALLYCON_ACCESS_KEY`` and
 ``PALLYCON_SITE_KEY`` set it is made of the settings (``PALLYCON_REGION``, ``_API_RATE``,
@@ -339,7 +339,7 @@ def _number(where: str, text: str, convert: Callable[[str], float | int]) -> flo
 
 
 def _read_file(where: str, name: str, path: Path) -> str:
-    """The content of a field's file, as :func:`config.secrets.read_secret` reads it."""
+    """The content of a field's file, as :func:`pallycon_config.secrets.read_secret` reads it."""
     try:
         return read_secret(SecretFile(name, where, path, BY_FILE_VARIABLE))
     except SecretFileError as exc:

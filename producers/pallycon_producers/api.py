@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from pallycon_config import Settings, SiteBook
-from pallycon_store.admission import Limits, RequestConflict, Submission, admit, prepare
+from pallycon_store.admission import (
+    Limits,
+    RequestConflict,
+    Submission,
+    admit,
+    new_request_id,
+    prepare,
+)
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.durability import Durability
 from pallycon_store.messages import send_submit
@@ -122,14 +129,14 @@ class Producer:
     ) -> str:
         """Validate and enqueue a packaging request; its request id.
 
-        ``metadata``: your own JSON object (at most ``store.admission.MAX_METADATA_BYTES`` of
-        compact JSON), kept in the record and carried in every event of the request.
+        ``metadata``: your own JSON object (at most ``pallycon_store.admission.MAX_METADATA_BYTES``
+        of compact JSON), kept in the record and carried in every event of the request.
         ``site_id``: the PallyCon site to package for (None or "": the workers' default site,
         which its id names too), checked against the sites the workers announce in Redis (read
         on every call, as the intake, ``submit --batch`` and ``submit --site`` check): one they
-        do not serve, or none where they have no default site, is refused
-        (``pallycon_config.UnknownSite``, an ``InvalidRequest`` naming ``site_id``). Before any
-        worker has announced a site, a request naming none is accepted.
+        do not serve, or none where they have no default site, is refused (an
+        ``InvalidRequest`` whose errors name ``site_id``, beside any other bad field). Before
+        any worker has announced a site, a request naming none is accepted.
 
         Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
@@ -172,11 +179,18 @@ class Producer:
         sites: list[str | None] = list(site_ids) if site_ids is not None else [None] * len(bodies)
         if len(ids) != len(bodies) or len(metas) != len(bodies) or len(sites) != len(bodies):
             raise ValueError("submit_many: one request id, metadata and site per body, or none")
+        # Ids given now, so that a request is submitted again under the same one should Redis be
+        # away from the sites' read on.
+        named = [i or new_request_id() for i in ids]
+        try:
+            book = self.site_book()
+        except REDIS_AWAY as exc:  # nothing written: submitting them again is safe
+            raise SubmitUnconfirmed(named, exc) from exc
         submissions = [
             Submission(api_dict(body) if isinstance(body, JobRegisterRequest) else body, i, m, s)
-            for body, i, m, s in zip(bodies, ids, metas, sites, strict=True)
+            for body, i, m, s in zip(bodies, named, metas, sites, strict=True)
         ]
-        prepared = prepare(submissions, now, sites=self.site_book(), limits=self.limits)
+        prepared = prepare(submissions, now, sites=book, limits=self.limits)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
             outcomes = admit(

@@ -14,7 +14,8 @@ the waits for tokens (:class:`ApiMetric`), are kept in the hash ``Keys.api_calls
 Methods, APIs and codes come from closed sets (``other`` otherwise), so the hash stays small
 whatever the API answers. :func:`read_api_calls` reads it for ``stats`` and the Prometheus
 exporter alike (:class:`ApiCalls`). The calls let through per method and API
-(:func:`api_call`, ``api POST pack``) are counted in the counters hash (``store.counters``).
+(:func:`api_call`, ``api POST pack``) are counted in the counters hash
+(``pallycon_store.counters``).
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ class CallStats:
     """Counts of API calls' outcomes and durations, held by one process until they are sent.
 
     They go out with the process's next token request (:meth:`drain`), in the same script call;
-    a process that makes no call for a while sends them itself (``worker.ratelimit``). A process
-    killed loses what it had not sent (a couple of seconds' worth at most).
+    a process that makes no call for a while sends them itself (``pallycon_worker.ratelimit``). A
+    process killed loses what it had not sent (a couple of seconds' worth at most).
     """
 
     pending: Counter[str] = field(default_factory=Counter)

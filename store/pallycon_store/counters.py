@@ -2,7 +2,8 @@
 
 Every counter has a name here (and its stored name, which docs, tests and dashboards read).
 The hash also holds the API calls per method and API, counted by the token bucket as they are
-granted (:func:`store.api_calls.api_call`); the API call statistics are :mod:`store.api_calls`.
+granted (:func:`pallycon_store.api_calls.api_call`); the API call statistics are
+:mod:`pallycon_store.api_calls`.
 """
 
 from __future__ import annotations

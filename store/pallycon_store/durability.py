@@ -31,8 +31,8 @@ class Durability:
     it is recognised).
 
     ``mark`` is ``Keys.durability_mark``; ``replicas``, ``replica_wait_ms`` and ``wait_ms`` are
-    the settings' (``store.wiring.durability_of``). ``replicas`` 0 skips the first; ``wait_ms`` 0
-    the second. On a server without AOF or
+    the settings' (``pallycon_store.wiring.durability_of``). ``replicas`` 0 skips the first;
+    ``wait_ms`` 0 the second. On a server without AOF or
     without ``WAITAOF`` (Redis before 7.2) there is no fsync to wait for: that is said once, in
     :attr:`unavailable` and a warning, and those waits are skipped from then on. Too few
     replicas in time is a ``redis.TimeoutError``: the change is there, but not relied on.

@@ -3,7 +3,7 @@ intake's backlog, the oldest request in flight and the workers' heartbeats.
 
 Pure reads, a few round trips whatever is in flight (counts and the head of each sorted set,
 never a scan), shared by ``pallycon-pack health``, ``stats``, the Prometheus exporter and the
-console. Nothing here writes: heartbeats are parsed by :mod:`store.heartbeats`, which skips
+console. Nothing here writes: heartbeats are parsed by :mod:`pallycon_store.heartbeats`, which skips
 those of workers gone away (the sweepers drop them).
 """
 

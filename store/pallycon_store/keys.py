@@ -34,7 +34,7 @@ class Keys:
 
     def state_index(self, state: str) -> str:
         """Sorted set: request id -> when it entered ``state`` (one per state, every site's
-        requests; see :mod:`store.overview`)."""
+        requests; see :mod:`pallycon_store.overview`)."""
         return f"{self.prefix}:state:{state}"
 
     def site_state_index(self, site_id: str, state: str) -> str:

@@ -25,7 +25,7 @@ class TokenBucket:
 
     def take(self, count_as: str = "", also: Sequence[tuple[str, int]] = ()) -> float:
         """Seconds to wait before calling the API (0: go now, the token is taken and the call
-        counted under ``count_as``, see :func:`store.api_calls.api_call`). ``also``: counts
+        counted under ``count_as``, see :func:`pallycon_store.api_calls.api_call`). ``also``: counts
         added to the API call statistics in the same call, granted or not (``CallStats``)."""
         args: list[str | float] = [self.rate, self.burst, count_as, IDLE_EXPIRY_MS]
         for name, amount in also:

@@ -60,7 +60,7 @@ class Records:
 
     ``result_maxlen``: the result events kept in the stream (approximately; older ones are
     trimmed at each write); ``record_ttl``: how long a finished request's record is kept
-    (seconds). Both from the settings (``store.wiring.Store``).
+    (seconds). Both from the settings (``pallycon_store.wiring.Store``).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """The two schedules: sorted sets of request ids by when their next step is due.
 
 The submit schedule holds requests to register (or reconcile); the poll schedule those whose
-job is being tracked. Transitions move requests between them (see :mod:`store.records`);
+job is being tracked. Transitions move requests between them (see :mod:`pallycon_store.records`);
 sweepers claim what is due here, for a lease, and dispatch it.
 """
 

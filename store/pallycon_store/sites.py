@@ -1,6 +1,7 @@
-"""The sites the workers serve, as they announce them in Redis (:attr:`store.keys.Keys.sites`):
-site id -> JSON ``{"region", "default"}``, never a secret. Workers write it at start-up and
-every minute; producers and readers read it to check or name a request's site."""
+"""The sites the workers serve, as they announce them in Redis
+(:attr:`pallycon_store.keys.Keys.sites`): site id -> JSON ``{"region", "default"}``, never a
+secret. Workers write it at start-up and every minute; producers and readers read it to check or
+name a request's site."""
 
 from __future__ import annotations
 

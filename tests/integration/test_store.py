@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from pallycon_producers.api import Producer, SubmitUnconfirmed
 from pallycon_store.counters import Counters, Metric
 from pallycon_store.durability import MARK_TTL_MS, Durability
 from pallycon_store.events import EventType, State, event
@@ -20,7 +21,9 @@ from pallycon_store.record import Fields
 from pallycon_store.records import Change, NewRequest, Records
 from pallycon_store.schedules import Schedules
 
+from support.queue import announce_sites, make_settings
 from support.redis_server import RedisServer
+from support.samples import SAMPLE_SITE, body_for
 
 pytestmark = pytest.mark.integration
 
@@ -449,3 +452,19 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
     assert nonzero(overview.counts("BRND")) == {"submitted": 2, "failed": 1}
     assert nonzero(overview.counts("OTHR")) == {}
     assert overview.reindex() == (0, 0)
+
+
+@pytest.mark.parametrize("site_id", [None, SAMPLE_SITE.site_id])
+def test_a_submit_with_redis_away_is_unconfirmed_under_its_id(tmp_path, isolated_settings, site_id):
+    """Redis gone before the sites' read: `submit` raises SubmitUnconfirmed carrying the id to
+    submit again (a new one when none was given), never a bare Redis error."""
+    with RedisServer(tmp_path / "redis") as server:
+        producer = Producer.from_settings(make_settings(server.url, "http://127.0.0.1:9"))
+        announce_sites(producer, SAMPLE_SITE.site_id)
+    with pytest.raises(SubmitUnconfirmed) as given:
+        producer.submit(body_for("storage", "away"), "away-1", site_id=site_id)
+    assert given.value.request_ids == ["away-1"]
+    with pytest.raises(SubmitUnconfirmed) as new:
+        producer.submit_many([body_for("storage", "away")], site_ids=[site_id])
+    [generated] = new.value.request_ids
+    assert len(generated) == 32

@@ -1,4 +1,4 @@
-"""Producer metadata (store.admission.check_metadata) and the lines of submit --batch, as tables."""
+"""Producer metadata (pallycon_store.admission.check_metadata) and the lines of submit --batch, as tables."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Pure decisions of the worker: what to do after a failed call, when to poll next.
 
-The steps' decisions built on these are in :mod:`worker.submit_rules` and
-:mod:`worker.poll_rules`.
+The steps' decisions built on these are in :mod:`pallycon_worker.submit_rules` and
+:mod:`pallycon_worker.poll_rules`.
 
 Nothing here does I/O or reads a clock: time and randomness come in as arguments, so each
 decision is a table test.

@@ -7,7 +7,7 @@ silently while its worker looks healthy.
 
 Each loop reports how it is doing to :class:`LoopHealth`: a JSON value per loop in the hash
 ``<prefix>:heartbeats`` (field ``<node>/<loop>``) with the time of its last good round, its last
-error and how often it was restarted, in the format of :mod:`store.heartbeats`, which reads
+error and how often it was restarted, in the format of :mod:`pallycon_store.heartbeats`, which reads
 them (``health``, ``stats``, the exporter). A loop stopped on purpose (its worker shutting
 down) removes its heartbeat: a worker that was stopped is gone, not unhealthy.
 """
@@ -57,7 +57,7 @@ class LoopHealth:
 
     def ok(self, loop: str) -> None:
         """A round of ``loop`` went well (written at most every
-        ``store.heartbeats.WRITE_EVERY`` s)."""
+        ``pallycon_store.heartbeats.WRITE_EVERY`` s)."""
         now = self.clock()
         with self._lock:
             state = self._loop(loop)
@@ -78,7 +78,8 @@ class LoopHealth:
 
     def forget(self, loop: str) -> None:
         """``loop`` stopped as asked: its heartbeat is removed (best effort: if Redis is away,
-        it ages out: read as unhealthy, then as gone after ``store.heartbeats.GONE_AFTER``)."""
+        it ages out: read as unhealthy, then as gone after
+        ``pallycon_store.heartbeats.GONE_AFTER``)."""
         with self._lock:
             self._state.pop(loop, None)
             self._written.pop(loop, None)

@@ -6,7 +6,7 @@ one lookup per missing job would be cheaper than the remaining pages. Each reque
 status changed gets one transition: a progress event, or its final event. The next poll is
 due by the job's stage, aligned to a grid so that polls of many jobs fall due together.
 
-This module reads, calls and commits; the decisions are :mod:`worker.poll_rules`.
+This module reads, calls and commits; the decisions are :mod:`pallycon_worker.poll_rules`.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def _read_pages(
     """Read job-list pages until every wanted job is found, or lookups are cheaper.
 
     A page larger than ``max_response_bytes`` halves the page size, which this process keeps
-    for :data:`worker.runtime.PAGE_UNIT_MEMORY`; below :data:`MIN_PAGE_UNIT` the jobs are looked
-    up one by one instead, so that no job is ever left unpolled because of the page size.
+    for :data:`pallycon_worker.runtime.PAGE_UNIT_MEMORY`; below :data:`MIN_PAGE_UNIT` the jobs are
+    looked up one by one instead, so that no job is ever left unpolled because of the page size.
     """
     oldest = min(record.submitted_at for record in records)
     since = format_timestamp(datetime.fromtimestamp(oldest - rt.settings.poll_window_margin, UTC))

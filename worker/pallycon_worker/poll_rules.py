@@ -1,6 +1,6 @@
 """The poll step's decisions, pure: record + the job as listed + now + policy -> the change.
 
-:mod:`worker.poll` reads the job list and commits what these decide. Each is a table test
+:mod:`pallycon_worker.poll` reads the job list and commits what these decide. Each is a table test
 (tests/unit/test_step_rules.py; the step itself in tests/integration/test_steps.py).
 """
 

@@ -5,9 +5,9 @@ for a token; one that cannot get a token within :data:`MAX_TOKEN_WAIT` fails bef
 is sent (``httpx.ConnectTimeout``, which the client reports as ``RequestNotSent``).
 
 It also measures each call: its outcome (the answer's ``error_code``, an HTTP error or a
-transport error, :func:`store.api_calls.outcome_code`) and its duration, from sending the request
-to the end of the answer's body. Those counts ride along with the next token request (the same
-script call: no Redis round trip per call); a process that goes quiet sends what it holds after
+transport error, :func:`pallycon_store.api_calls.outcome_code`) and its duration, from sending the
+request to the end of the answer's body. Those counts ride along with the next token request (the
+same script call: no Redis round trip per call); a process that goes quiet sends what it holds after
 :data:`FLUSH_EVERY` seconds, from a background thread.
 """
 

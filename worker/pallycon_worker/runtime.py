@@ -57,7 +57,7 @@ class Runtime:
 
     def served(self, records: list[Record], schedule: Schedule) -> list[Record]:
         """The records of sites this worker serves; the others are committed as
-        :func:`worker.outcome.not_served` decides (left on ``schedule`` for a worker that
+        :func:`pallycon_worker.outcome.not_served` decides (left on ``schedule`` for a worker that
         serves their site; failed if none does and nothing was sent yet)."""
         kept, others = [], []
         for record in records:
@@ -85,7 +85,7 @@ class Runtime:
         return self.catalog.book()
 
     def site(self, site_id: str) -> SiteRuntime:
-        """The site a record names (``""``: the default); :class:`config.UnknownSite` if
+        """The site a record names (``""``: the default); :class:`pallycon_config.UnknownSite` if
         this worker does not serve it."""
         return self.sites[self.book.stored(site_id)]
 
@@ -134,7 +134,7 @@ class Runtime:
         return self._senders
 
     def announce(self) -> None:
-        """Write the sites this worker serves to Redis (:attr:`store.keys.Keys.sites`: ids,
+        """Write the sites this worker serves to Redis (:attr:`pallycon_store.keys.Keys.sites`: ids,
         regions, which is the default; never a secret), for producers to check requests
         against."""
         regions = {site.site_id: site.region for site in self.catalog.by_id.values()}

@@ -1,5 +1,5 @@
 """Submitting a request: exactly one remote job per request. Reads, calls and commits; the
-decisions are :mod:`worker.submit_rules`.
+decisions are :mod:`pallycon_worker.submit_rules`.
 
 State is written before the POST (``submitting``) and after it (``submitted`` with the job id).
 A redelivered or retried task that finds ``submitting`` never POSTs blind: it looks the job up

@@ -1,7 +1,7 @@
 """The submit step's decisions, pure: record + what was observed + now + policy -> the change.
 
-:mod:`worker.submit` reads, calls the API and commits what these decide. Each is a table test
-(tests/unit/test_step_rules.py; the step itself in tests/integration/test_steps.py).
+:mod:`pallycon_worker.submit` reads, calls the API and commits what these decide. Each is a table
+test (tests/unit/test_step_rules.py; the step itself in tests/integration/test_steps.py).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
 def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopHealth) -> None:
     """Sweep every ``sweep_interval`` until ``stop``; Redis outages are waited out.
 
-    Any other error is left to the supervisor (see :mod:`worker.loops`), which restarts it.
+    Any other error is left to the supervisor (see :mod:`pallycon_worker.loops`), which restarts it.
     """
     pause = rt.settings.sweep_interval
     overview = rt.shared.overview()

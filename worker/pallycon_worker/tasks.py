@@ -79,7 +79,7 @@ class _Process:
 def create_app(settings: Settings) -> Celery:
     """The worker's Celery app for these settings: the tasks and the background loops.
 
-    Processes that only send tasks use :func:`store.messages.sender`."""
+    Processes that only send tasks use :func:`pallycon_store.messages.sender`."""
     app = Celery("pallycon_pack", set_as_current=False)
     configure_celery(app, settings)
     process = _Process(settings)
