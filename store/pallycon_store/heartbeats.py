@@ -4,8 +4,8 @@ The hash ``Keys.heartbeats`` holds one field per worker loop, ``<node>/<loop>``,
 is a JSON object written by ``pallycon_worker.loops.LoopHealth`` (:func:`encode`): ``node``,
 ``loop``, ``pid``, ``restarts``, ``ok_at`` (its last good round), ``failing``, ``error`` and
 ``error_at``. A loop stopped on purpose removes its field; a worker that went away leaves its
-fields behind, which readers skip after :data:`GONE_AFTER` and the sweepers' trim (every minute) drops
-(:func:`prune`).
+fields behind, which readers skip after :data:`GONE_AFTER` and the sweepers' trim (every minute)
+drops (:func:`prune`).
 
 :func:`read` and :func:`parse` never write; ``pallycon_store.fleet`` reads the hash in its own
 pipeline and parses it here.
