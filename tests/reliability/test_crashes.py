@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pallycon_store.events import State
 
 from support.queue import stalls
 from support.stack import Stack
@@ -28,31 +27,9 @@ def _assert_exactly_once(
     figure(name, **stack.exactly_once(ids, records, marker), **extra)
 
 
-#: The states of a request whose job was registered.
-REGISTERED = (State.SUBMITTED, State.COMPLETED, State.FAILED)
-
-
-def _registered(stack: Stack) -> int:
-    """Requests whose job was registered so far: a count per state (ZCARDs of the state
-    indexes), cheap enough to read while the processes being measured run."""
-    keys, pipe = stack.producer.keys, stack.producer.redis.pipeline(transaction=False)
-    for state in REGISTERED:
-        pipe.zcard(keys.state_index(state.value))
-    return sum(pipe.execute())
-
-
-def _wait_registered(stack: Stack, count: int, timeout: float = 120) -> None:
-    """Wait until at least ``count`` requests had their job registered."""
-    deadline = time.monotonic() + timeout
-    while (done := _registered(stack)) < count:
-        assert time.monotonic() < deadline, f"{done} of {count} registered after {timeout} s"
-        time.sleep(0.05)
-
-
 def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
     """1,000 requests in flight, half of them for a second site; SIGKILL a pool child twice and
-    the main process three times, each kill once 150 more requests were registered (by the
-    worker as it came back from the kill before), so that every one lands mid-run."""
+    the main process three times."""
     stack = stack_factory("--job-seconds", "8", two_sites=True)
     worker = worker_factory(stack.settings, concurrency=4)
     marker = f"crash-{time.monotonic_ns()}"
@@ -63,8 +40,8 @@ def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
     )
     submitter.start()
     kills = []
-    for number, kind in enumerate(("child", "main", "child", "main", "main"), start=1):
-        _wait_registered(stack, 150 * number)
+    for kind in ("child", "main", "child", "main", "main"):
+        time.sleep(2.5)
         if kind == "child":
             kills.append(("child", worker.kill_child()))
         else:
@@ -81,13 +58,13 @@ def test_figure_1_worker_crashes(stack_factory, worker_factory, figure):
 
 
 def test_figure_2_redis_crash_and_restart(stack_factory, worker_factory, figure):
-    """SIGKILL Redis (AOF on) mid-run (once a third of the requests were registered) and start
-    it again: nothing accepted is lost or doubled (half of the requests for a second site)."""
+    """SIGKILL Redis (AOF on) mid-run and start it again: nothing accepted is lost or doubled
+    (half of the requests for a second site)."""
     stack = stack_factory("--job-seconds", "6", two_sites=True)
     worker = worker_factory(stack.settings, concurrency=4)
     marker = f"redis-{time.monotonic_ns()}"
     ids = [stack.submit(f"{marker}-{n}", n) for n in range(300)]
-    _wait_registered(stack, 100)
+    time.sleep(3)
     stack.redis.kill()
     down = time.monotonic()
     time.sleep(2)
