@@ -15,6 +15,7 @@ from pallycon_config import Settings
 from pallycon_emulator.config import DEMO_REGION, DEMO_SITE
 
 from support import queue
+from support.processes import ServerProcess
 from support.samples import storage_request
 from support.stack import Stack
 
@@ -48,6 +49,7 @@ class BenchStack(Stack):
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each part of the stack (see :func:`cpu_seconds`)."""
+        assert isinstance(self.emulator, ServerProcess), "a measured emulator is a process"
         workers = [w.process.pid for w in self.workers if w.process is not None]
         pools = [child for pid in workers for child in children(pid)]
         redis_pid = self.redis.process.pid if self.redis.process else None

@@ -1,6 +1,7 @@
-"""A private stack: its own Redis server and emulator process, settings for them, a producer and
-a registered storage; workers and servers started on it are stopped with it. The reliability
-tests and the benchmarks run on one each."""
+"""A private stack: its own Redis server and emulator (a process; for a test that neither
+measures nor kills it, a thread of the test's process), settings for them, a producer and a
+registered storage; workers and servers started on it are stopped with it. The reliability
+tests and the benchmarks run on one each, with the emulator as a process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import redis
 from pallycon_config import Settings
@@ -20,6 +21,7 @@ from pallycon_store.keys import Keys
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobListRequest, StorageRegisterRequest
 from pallycon.signing import SiteCredentials
+from support.emulator import RunningEmulator, start_thread_emulator
 from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator
 from support.queue import make_settings, register_storage
@@ -48,7 +50,7 @@ class Stack:
 
     root: Path
     redis: RedisServer
-    emulator: ServerProcess
+    emulator: RunningEmulator
     settings: Settings
     producer: Producer
     storage_id: str
@@ -60,7 +62,7 @@ class Stack:
     other_site: SiteCredentials | None = None
     other_storage_id: str = ""
     #: The emulator the stack started (a caller may swap in another one: both are stopped).
-    first_emulator: ServerProcess = field(init=False, repr=False)
+    first_emulator: RunningEmulator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.first_emulator = self.emulator
@@ -76,16 +78,19 @@ class Stack:
         storage: StorageRegisterRequest | None = None,
         sentinel: bool = False,
         two_sites: bool = False,
+        emulator: Literal["process", "thread"] = "process",
     ) -> Self:
         """A Redis server in ``root/redis`` (with ``sentinel``: a primary, two replicas and
         three sentinels, which the settings name), ``pallycon-pack emulator --port 0
         EMULATOR_ARGS`` serving ``site``, ``settings(redis_url, api_url)`` and ``storage``
         registered there. With ``two_sites``, the emulator and the settings (a sites file)
-        serve :data:`OTHER_SITE` too, with a storage of its own: :meth:`submit` alternates."""
+        serve :data:`OTHER_SITE` too, with a storage of its own: :meth:`submit` alternates.
+        ``emulator="thread"`` serves the emulator from a thread of this process
+        (:mod:`support.emulator`): for a test that neither measures nor kills it."""
         root.mkdir(parents=True, exist_ok=True)
         group = SentinelGroup(root / "sentinel").start() if sentinel else None
         server = group.primary if group else RedisServer(root / "redis").start()
-        emulator = None
+        served_by: RunningEmulator | None = None
         other = OTHER_SITE if two_sites else None
         try:
             args = list(emulator_args)
@@ -94,8 +99,9 @@ class Stack:
                 keys = (other.access_key.get_secret_value(), other.site_key.get_secret_value())
                 served.write_text(":".join((other.site_id, *keys)) + "\n")
                 args += ["--sites-file", str(served)]
-            emulator = start_emulator(*args, env=site_env(site, region), cwd=root)
-            config = settings(server.url, emulator.url)
+            launch = start_thread_emulator if emulator == "thread" else start_emulator
+            served_by = launch(*args, env=site_env(site, region), cwd=root)
+            config = settings(server.url, served_by.url)
             if group:
                 config = config.model_copy(
                     update={"redis_sentinels": group.nodes, "redis_master_name": MASTER_NAME}
@@ -104,13 +110,13 @@ class Stack:
             if other is not None:
                 sites = write_sites_file(root / "sites.toml", other, region)
                 config = config.model_copy(update={"sites_path": sites})
-                other_storage = register_storage(emulator.url, other, storage)
-            storage_id = register_storage(emulator.url, site, storage)
+                other_storage = register_storage(served_by.url, other, storage)
+            storage_id = register_storage(served_by.url, site, storage)
             producer = Producer.from_settings(config)
             return cls(
                 root,
                 server,
-                emulator,
+                served_by,
                 config,
                 producer,
                 storage_id,
@@ -119,8 +125,8 @@ class Stack:
                 other_storage_id=other_storage,
             )
         except BaseException:
-            if emulator is not None:
-                emulator.stop()
+            if served_by is not None:
+                served_by.stop()
             (group or server).stop()
             raise
 
@@ -137,7 +143,7 @@ class Stack:
         for server in self.servers:
             server.stop()
         for running in {id(e): e for e in (self.first_emulator, self.emulator)}.values():
-            if running.process.poll() is None:
+            if not isinstance(running, ServerProcess) or running.process.poll() is None:
                 running.stop()
         (self.group or self.redis).stop()
 

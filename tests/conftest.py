@@ -1,5 +1,5 @@
-"""Shared fixtures: site credentials, the emulator as a real process, a callback sink, a Redis
-server and worker processes. Their helpers live in the ``support`` package."""
+"""Shared fixtures: site credentials, the emulator (a real process, or a thread of the test's),
+a callback sink, a Redis server and worker processes. Their helpers live in the ``support`` package."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pallycon_config import Settings
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.signing import SiteCredentials
+from support.emulator import RunningEmulator, start_thread_emulator
 from support.env import clean_env, site_env
 from support.processes import EmulatorProcess, WorkerProcess, start_emulator
 from support.redis_server import RedisServer
@@ -27,12 +28,17 @@ def site() -> SiteCredentials:
 
 
 @pytest.fixture
-def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., EmulatorProcess]]:
-    """Start emulators with given flags; all are stopped at the end of the test."""
-    started: list[EmulatorProcess] = []
+def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., RunningEmulator]]:
+    """Start emulators with given flags (and settings in ``env``): in a thread of the test's
+    process, or with ``process=True`` as a real process (for a figure that measures it while
+    the test's process is busy); all are stopped at the end of the test."""
+    started: list[RunningEmulator] = []
 
-    def start(*args: str, site: SiteCredentials = SAMPLE_SITE, **env: str) -> EmulatorProcess:
-        emulator = start_emulator(*args, env=site_env(site, **env), cwd=tmp_path)
+    def start(
+        *args: str, site: SiteCredentials = SAMPLE_SITE, process: bool = False, **env: str
+    ) -> RunningEmulator:
+        launch = start_emulator if process else start_thread_emulator
+        emulator = launch(*args, env=site_env(site, **env), cwd=tmp_path)
         started.append(emulator)
         return emulator
 

@@ -32,7 +32,7 @@ def _documented_acl() -> tuple[list[str], str]:
 def test_the_documented_acl_user_runs_everything(tmp_path):
     words, password = _documented_acl()
     assert words[2] == "pallycon"
-    with Stack.start(tmp_path, "--job-seconds", "1") as stack:
+    with Stack.start(tmp_path, "--job-seconds", "1", emulator="thread") as stack:
         admin = redis.Redis(port=stack.redis.port, decode_responses=True)
         admin.execute_command(*words)  # type: ignore[no-untyped-call]
         settings = stack.settings.model_copy(

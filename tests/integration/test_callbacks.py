@@ -223,8 +223,8 @@ def test_a_flood_of_callbacks_for_one_job_costs_a_handful_of_polls(
     """1,000 callbacks at once for a running job: one poll per coalescing window, and the job's
     own callback at its end still completes the request."""
     server, settings = receiver
-    emulator = emulator_factory(
-        "--job-seconds", "15", "--callback-url", f"{server.url}/callback/{TOKEN}"
+    emulator = emulator_factory(  # a process: this one is busy posting while it is measured
+        "--job-seconds", "15", "--callback-url", f"{server.url}/callback/{TOKEN}", process=True
     )
     producer, storage_id = _queue_behind(settings, emulator, worker_factory)
     request_id, job_id = _submitted(producer, storage_id, "flood")

@@ -1,7 +1,9 @@
 """Secrets reach the CLI from the environment, a file or standard input, never from its argv.
 
-Every command line is visible to every user of the machine (ps, /proc/<pid>/cmdline). These
-tests run the real CLI in its own process, against the emulator process where a call is made.
+Every command line is visible to every user of the machine (ps, /proc/<pid>/cmdline). What a
+live command line holds, and the terminal prompt, are checked on the real CLI in its own
+process; the cases that check only what a command prints and how it exits run it in this
+process (:func:`support.cli.run_cli`). The emulator is a process where a call is made.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import pytest
 
 from pallycon.signing import SiteCredentials
+from support.cli import run_cli
 from support.env import site_env
-from support.processes import EmulatorProcess, ServerProcess, cli, start_emulator
+from support.processes import EmulatorProcess, ServerProcess, start_emulator
 from support.samples import SAMPLE_APIDATA, SAMPLE_JSON, SAMPLE_SITE
 
 pytestmark = [
@@ -84,7 +87,7 @@ def env(emulator: EmulatorProcess) -> dict[str, str]:
 
 def _stored_secret(storage_id: str, env: dict[str, str], cwd: Path) -> str:
     listing = ["storage", "list", "--keyword", storage_id, "--keyword-type", "storageId"]
-    data = json.loads(_ok(cli(*listing, "--json", "--show-secrets", env=env, cwd=cwd)))
+    data = json.loads(_ok(run_cli(*listing, "--json", "--show-secrets", env=env, cwd=cwd)))
     return str(data["data"][0]["password"])
 
 
@@ -100,7 +103,7 @@ def test_storage_register_takes_the_aws_secret_from_a_file(env, tmp_path: Path, 
     args = ["storage", "register", "--name", "file-store", "--bucket", "secret-bucket",
             "--aws-secret-access-key-file", str(secret_file)]  # fmt: skip
     assert AWS_SECRET not in " ".join(args)
-    storage_id = _ok(cli(*args, env=env, cwd=tmp_path)).strip()
+    storage_id = _ok(run_cli(*args, env=env, cwd=tmp_path)).strip()
     assert _stored_secret(storage_id, env, tmp_path) == AWS_SECRET
 
 
@@ -153,7 +156,7 @@ def test_sign_with_key_files_matches_pallycons_published_sample(tmp_path: Path):
             "--access-key-file", "access", "--site-key-file", "site"]  # fmt: skip
     assert not {ACCESS_KEY, SITE_KEY} & set(args)
     env = site_env(PALLYCON_ACCESS_KEY="x" * 32, PALLYCON_SITE_KEY="y" * 32)  # the files win
-    result = cli(*args, env=env, cwd=tmp_path, stdin=SAMPLE_JSON)
+    result = run_cli(*args, env=env, cwd=tmp_path, stdin=SAMPLE_JSON)
     assert _ok(result) == SAMPLE_APIDATA + "\n"
 
 
@@ -211,11 +214,11 @@ def test_emulator_serves_the_sites_in_a_sites_file_keeping_them_out_of_ps(tmp_pa
         _assert_hidden(_cmdline(server.process.pid), EXTRA_ACCESS, EXTRA_KEY)
         for site in (EXTRA, SAMPLE_SITE):  # the file's site, and the configured one still
             env = site_env(site, PALLYCON_API_URL=server.url)
-            listed = json.loads(_ok(cli("storage", "list", "--json", env=env, cwd=tmp_path)))
+            listed = json.loads(_ok(run_cli("storage", "list", "--json", env=env, cwd=tmp_path)))
             assert listed["total_count"] == 0
         wrong = SiteCredentials.of(EXTRA.site_id, "not-the-access-key", EXTRA_KEY)
-        refused = cli("storage", "list", env=site_env(wrong, PALLYCON_API_URL=server.url),
-                      cwd=tmp_path)  # fmt: skip
+        refused = run_cli("storage", "list", env=site_env(wrong, PALLYCON_API_URL=server.url),
+                          cwd=tmp_path)  # fmt: skip
         assert refused.returncode == 1  # the emulator really checks the file's keys
         assert "A1007: hash does not match (is the access key this site's?)" in (
             refused.stderr.decode()
@@ -322,7 +325,7 @@ def test_a_bad_secret_source_is_one_line_exit_2_without_the_secret(tmp_path: Pat
         (tmp_path / name).write_text(text)
     # Nothing answers at this URL: every one of these must stop before any call.
     env = site_env(PALLYCON_API_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="AKIAEXAMPLE")
-    result = cli(*args, env=env, cwd=tmp_path, stdin=stdin, timeout=30)
+    result = run_cli(*args, env=env, cwd=tmp_path, stdin=stdin)
     stderr = result.stderr.decode()
     assert result.returncode == 2, stderr
     assert len(stderr.strip().splitlines()) == 1, stderr

@@ -1,4 +1,6 @@
-"""The client against the real emulator process over HTTP: every API, code and fault."""
+"""The client against the real emulator over HTTP: every API, code and fault. The shared
+emulator is a process; those started with other flags (``emulator_factory``) are served by a
+thread of this process, from the same flags."""
 
 from __future__ import annotations
 

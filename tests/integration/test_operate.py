@@ -43,7 +43,7 @@ OTHER = OTHER_SITE
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("operate")
-    with Stack.start(root / "stack", "--job-seconds", "0.3") as running:
+    with Stack.start(root / "stack", "--job-seconds", "0.3", emulator="thread") as running:
         running.start_workers(1)
         yield running
 

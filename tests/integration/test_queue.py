@@ -1,4 +1,8 @@
-"""The queue end to end: producers -> Redis -> real Celery worker processes -> emulator."""
+"""The queue end to end: producers -> Redis -> real Celery worker processes -> emulator.
+
+What a step decides (errors, timeouts, the submit deadline, the event fields, the stream
+intake's outcomes) is pinned in-process by tests/integration/test_steps.py; the cases here are
+those a worker process, the emulator or the store alone must show."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pallycon.client import ClientOptions, PallyConClient
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobListRequest
 from support.processes import EmulatorProcess
-from support.queue import events_of, eventually, make_settings, register_storage, wait_all
+from support.queue import events_of, make_settings, register_storage, wait_all
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, body_for, job_body
 
@@ -70,25 +74,6 @@ def test_twenty_requests_give_twenty_completed_events_and_twenty_jobs(
     assert "pallycon-apidata" not in log
 
 
-def test_completed_event_carries_job_content_and_output(
-    settings, producer, storage_id, worker_factory
-):
-    """completed: job id, content id, output path and the content's prefix in it."""
-    worker_factory(settings)
-    request_id = producer.submit(body_for(storage_id, f"out-{time.monotonic_ns()}"))
-    record = wait_all(producer, [request_id])[request_id]
-    completed = events_of(producer, request_id)[-1]
-    assert completed["type"] == "completed"
-    assert completed["job_id"] == record.job_id
-    assert completed["content_id"] == record.content_id
-    assert completed["output_path"] == "out"
-    assert completed["output_prefix"] == f"out/{record.content_id}/"
-    assert completed["schema"] == 2
-    progress = [e for e in events_of(producer, request_id) if e["type"] == "progress"]
-    assert progress
-    assert all(e["status"].startswith("WM") and e["meaning"] for e in progress)
-
-
 def test_an_invalid_request_is_refused_and_nothing_is_enqueued(settings, producer):
     """The Python API raises naming the field; no record, no event, no schedule entry."""
     with pytest.raises(InvalidRequest) as caught:
@@ -96,50 +81,6 @@ def test_an_invalid_request_is_refused_and_nothing_is_enqueued(settings, produce
     assert "content_id" in {e.field for e in caught.value.errors}
     keys = producer.redis.keys(f"{settings.key_prefix}:*")
     assert keys == []
-
-
-def test_an_invalid_stream_message_ends_as_a_failed_event_naming_the_field(
-    settings, producer, worker_factory
-):
-    """The stream intake never drops a message: a bad one becomes a failed result."""
-    worker_factory(settings)
-    intake = producer.keys.intake
-    producer.redis.xadd(
-        intake, {"request_id": "bad-1", "request": json.dumps(job_body(streaming_format=[]))}
-    )
-    producer.redis.xadd(intake, {"request_id": "bad-2", "request": "{not json"})
-    producer.redis.xadd(intake, {"request": json.dumps(job_body())})  # no storage: fails later
-    records = wait_all(producer, ["bad-1", "bad-2"])
-    assert records["bad-1"].error_stage == "validation"
-    failed = events_of(producer, "bad-1")[-1]
-    assert failed["type"] == "failed"
-    assert failed["stage"] == "validation"
-    assert failed["fields"][0]["field"] == "streaming_format"
-    assert "not JSON" in events_of(producer, "bad-2")[-1]["message"]
-    # an entry is acknowledged after its request is written: all three, the last one included
-    pending = eventually(lambda: producer.redis.xpending(intake, "pallycon-pack")["pending"],
-                         lambda count: count == 0)  # fmt: skip
-    assert pending == 0
-
-
-def test_a_valid_stream_message_is_packaged(settings, producer, storage_id, worker_factory):
-    """A JSON request added to the intake stream by any language completes."""
-    worker_factory(settings)
-    body = body_for(storage_id, f"stream-{time.monotonic_ns()}")
-    producer.redis.xadd(
-        producer.keys.intake,
-        {"request_id": "from-stream", "request": json.dumps(body), "metadata": '{"cms": 7}'},
-    )
-    producer.redis.xadd(
-        producer.keys.intake,
-        {"request_id": "bad-meta", "request": json.dumps(body), "metadata": "[7]"},
-    )
-    records = wait_all(producer, ["from-stream", "bad-meta"])
-    assert records["from-stream"].state.value == "completed"
-    assert json.loads(records["from-stream"].metadata) == {"cms": 7}
-    events = events_of(producer, "from-stream")
-    assert [e["metadata"] for e in events] == [{"cms": 7}] * len(events)
-    assert records["bad-meta"].error_message == "metadata: must be a JSON object, not a list"
 
 
 def test_the_same_request_id_twice_gives_one_request_and_one_job(
@@ -269,37 +210,6 @@ def test_an_answer_lost_after_registration_is_reconciled_to_one_job(
     assert int(counters["reconciliations"]) >= 1
 
 
-def test_a_job_unfinished_past_the_timeout_fails_with_its_last_status(
-    redis_server, emulator_factory, worker_factory
-):
-    """A job still running after job_timeout ends as failed (timeout) with its last status."""
-    slow = emulator_factory("--job-seconds", "120")
-    settings = make_settings(redis_server.url, slow.url, job_timeout=2.0)
-    storage = register_storage(slow.url)
-    worker_factory(settings)
-    producer = Producer.from_settings(settings)
-    request_id = producer.submit(body_for(storage, f"slow-{time.monotonic_ns()}"))
-    record = wait_all(producer, [request_id])[request_id]
-    assert (record.error_stage, record.error_code) == ("timeout", "timeout")
-    failed = events_of(producer, request_id)[-1]
-    assert failed["status"].startswith("WM0")
-    assert "last status: WM0" in failed["message"]
-
-
-def test_a_request_never_accepted_by_the_api_fails_at_the_submit_deadline(
-    redis_server, emulator, worker_factory
-):
-    """With every call answered 503, the request gives up at submit_deadline naming the error."""
-    settings = make_settings(redis_server.url, emulator.url, submit_deadline=3.0)
-    emulator.set_faults(error_rate=1.0, error_statuses=[503])
-    worker_factory(settings)
-    producer = Producer.from_settings(settings)
-    request_id = producer.submit(job_body(content_id=f"never-{time.monotonic_ns()}"))
-    record = wait_all(producer, [request_id], timeout=30)[request_id]
-    assert (record.error_stage, record.error_code) == ("submit", "HTTP503")
-    assert "not submitted within 3 s" in record.error_message
-
-
 def test_upstream_reads_results_with_a_consumer_group(
     settings, producer, storage_id, worker_factory
 ):
@@ -332,23 +242,30 @@ def test_upstream_reads_results_with_a_consumer_group(
     assert raw.xpending(stream, "audit")["pending"] == 0
 
 
-def test_submit_many_enqueues_a_batch_or_nothing(
-    settings, producer, storage_id, emulator, worker_factory
-):
-    """A valid batch completes with one job each; one bad body refuses the whole batch, named."""
+def test_submit_many_enqueues_a_batch_or_nothing(settings, producer, storage_id):
+    """One bad body refuses the whole batch, named, and nothing is written; a valid batch is
+    recorded as single submissions are (each request accepted, one accepted event, on the
+    submit schedule, its submit task sent), which the headline test follows to one job each;
+    a resubmission of one is a no-op. No worker runs."""
     marker = f"many-{time.monotonic_ns()}"
     with pytest.raises(InvalidRequest) as caught:
         producer.submit_many([body_for(storage_id, f"{marker}-ok"), job_body(content_id="")])
     assert [e.field for e in caught.value.errors] == ["[1].content_id"]
     assert producer.redis.keys(f"{settings.key_prefix}:*") == []
-    worker_factory(settings)
     ids = producer.submit_many([body_for(storage_id, f"{marker}-{n}") for n in range(120)])
     assert len(set(ids)) == 120
-    records = wait_all(producer, ids)
-    assert {r.state.value for r in records.values()} == {"completed"}
-    assert len(remote_jobs(emulator, marker)) == 120
+    records = producer.records.get_many(ids)
+    assert {r.state.value for r in records.values()} == {"accepted"}
+    assert len(records) == 120
+    assert all(producer.redis.zscore(producer.keys.submit_schedule, i) for i in ids)
+    assert sorted(e["request_id"] for e in events_of(producer) if e["type"] == "accepted") == (
+        sorted(ids)
+    )
+    assert producer.redis.llen(producer.keys.submit_queue) == 3  # 50 requests per task
     resubmitted = producer.submit_many([records[ids[0]].parsed_body()], [ids[0]])
     assert resubmitted == [ids[0]]  # a resubmission
+    assert len(events_of(producer, ids[0])) == 1
+    assert producer.redis.llen(producer.keys.submit_queue) == 3
 
 
 def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):

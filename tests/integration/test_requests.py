@@ -34,7 +34,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("requests")
     data = root / "data"
     (data / "my-bucket").mkdir(parents=True)
-    with Stack.start(root / "stack", "--data-dir", str(data), "--job-seconds", "0.5") as running:
+    args = ("--data-dir", str(data), "--job-seconds", "0.5")
+    with Stack.start(root / "stack", *args, emulator="thread") as running:
         running.start_workers(1)
         yield running
 

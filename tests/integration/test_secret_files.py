@@ -1,6 +1,7 @@
-"""A real pallycon-pack process with its secrets only in files: a Kubernetes-style secrets
-directory and Docker-style ``_FILE`` variables. It signs PallyCon's published sample, says where
-each secret came from, and prints no secret anywhere."""
+"""pallycon-pack with its secrets only in files: a Kubernetes-style secrets directory and
+Docker-style ``_FILE`` variables. A real process signs PallyCon's published sample; ``config
+show`` (in this process, :func:`support.cli.run_cli`) says where each secret came from; no
+secret is printed anywhere."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import run_cli
 from support.env import clean_env
 from support.processes import cli
 from support.samples import SAMPLE_APIDATA, SAMPLE_JSON, SAMPLE_SITE
@@ -54,7 +56,7 @@ def test_sign_and_config_show_with_secrets_only_in_files(tmp_path: Path):
     assert signed.stdout.decode() == SAMPLE_APIDATA + "\n"  # the published value
     _no_secret_in(signed.stdout, signed.stderr)
 
-    shown = cli("config", "show", "--json", env=env, cwd=tmp_path)
+    shown = run_cli("config", "show", "--json", env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr.decode()
     _no_secret_in(shown.stdout, shown.stderr)
     rows = {row["variable"]: row for row in json.loads(shown.stdout)["settings"]}
@@ -71,7 +73,7 @@ def test_sign_and_config_show_with_secrets_only_in_files(tmp_path: Path):
 
 def test_an_ambiguous_or_broken_secret_stops_the_process_naming_it(tmp_path: Path):
     env = _secrets_in_files(tmp_path)
-    both = cli("config", "show", env={**env, "PALLYCON_CALLBACK_TOKEN": TOKEN}, cwd=tmp_path)
+    both = run_cli("config", "show", env={**env, "PALLYCON_CALLBACK_TOKEN": TOKEN}, cwd=tmp_path)
     assert both.returncode != 0
     assert (
         "PALLYCON_CALLBACK_TOKEN and PALLYCON_CALLBACK_TOKEN_FILE are both set"
@@ -79,7 +81,7 @@ def test_an_ambiguous_or_broken_secret_stops_the_process_naming_it(tmp_path: Pat
     )
     _no_secret_in(both.stdout, both.stderr)
     (tmp_path / "etc-secrets" / "PALLYCON_SITE_KEY").write_text(SITE_KEY[:-1] + "\n")
-    short = cli("config", "show", env=env, cwd=tmp_path)
+    short = run_cli("config", "show", env=env, cwd=tmp_path)
     assert short.returncode != 0
     assert "PALLYCON_SITE_KEY (from file " in short.stderr.decode()
     assert "must be 32 bytes (AES-256), got 31" in short.stderr.decode()

@@ -77,7 +77,11 @@ class Faulty:
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
     stack = Stack.start(
-        tmp_path_factory.mktemp("sentinel-faults"), "--job-seconds", "0", sentinel=True
+        tmp_path_factory.mktemp("sentinel-faults"),
+        "--job-seconds",
+        "0",
+        sentinel=True,
+        emulator="thread",
     )
     silent = SilentSentinel()
     try:

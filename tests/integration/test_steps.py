@@ -26,9 +26,12 @@ import redis
 from pallycon_config import Settings
 from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
+from pallycon_store.keys import INTAKE_GROUP
 from pallycon_store.messages import SUBMIT_TASK
 from pallycon_store.record import Record
 from pallycon_worker import poll_rules, submit_rules
+from pallycon_worker.intake_stream import Intake
+from pallycon_worker.loops import LoopHealth
 from pallycon_worker.poll import poll
 from pallycon_worker.runtime import Runtime
 from pallycon_worker.submit import submit_batch
@@ -1169,3 +1172,138 @@ def test_a_permanent_api_error_fails_the_request_after_one_post_with_its_code(wo
     assert (event["type"], event["stage"], event["code"]) == ("failed", "submit", "A1000")
     assert (world.submit_at("r1"), world.poll_at("r1")) == (None, None)
     assert world.counters()["api POST pack"] == 1
+
+
+def test_a_job_unfinished_past_the_job_timeout_fails_with_its_last_status(make_world):
+    """A job still running (WM0xx) when a poll finds it older than job_timeout ends the request
+    as failed (stage and code ``timeout``) with the last status seen, in the event and the
+    message; nothing is left scheduled."""
+    world = make_world(job_timeout=60.0)
+    jobs = world.submitted("r1")
+    world.clock.at(NOW + INTERVAL)
+    world.poll("r1")  # seen at WM000
+    world.api.jobs[jobs["r1"]].status = "WM021100"
+    t = world.clock.at(NOW + 61)
+
+    world.poll("r1")
+
+    failed = world.record("r1")
+    assert (failed.state, failed.error_stage, failed.error_code) == (
+        State.FAILED, "timeout", "timeout",
+    )  # fmt: skip
+    assert failed.error_message == "not finished within 60 s (last status: WM000)"
+    assert world.events("r1")[-1] == {
+        "event_id": "r1:5",
+        "schema": 2,
+        "type": "failed",
+        "request_id": "r1",
+        "ts": iso(t),
+        "stage": "timeout",
+        "code": "timeout",
+        "message": "not finished within 60 s (last status: WM000)",
+        "job_id": jobs["r1"],
+        "status": "WM000",
+    }
+    assert (world.submit_at("r1"), world.poll_at("r1")) == (None, None)
+
+
+def test_a_request_never_accepted_by_the_api_fails_at_the_submit_deadline(make_world):
+    """Every call answered 503 (the registration and each lookup after it): the request stays
+    submitting, looked up again, until submit_deadline has passed; then it fails at the submit
+    stage with the last error's code, the message naming the deadline. One POST only: the job
+    might exist, so nothing is sent twice."""
+    world = make_world(submit_deadline=3.0)
+    world.accept("r1")
+    unavailable = httpx.Response(503, text="unavailable")
+    world.api.posts.append(Post(unavailable, creates=False))
+    world.api.list_answers.extend([unavailable] * 10)
+    world.clock.at(NOW + 1)
+    world.submit("r1")
+    assert world.record("r1").state == State.SUBMITTING
+
+    while (due := world.submit_at("r1")) is not None:
+        assert len(world.api.calls) < 10, world.api.calls
+        world.clock.at(due)
+        world.submit("r1")
+
+    failed = world.record("r1")
+    assert (failed.state, failed.error_stage, failed.error_code) == (
+        State.FAILED, "submit", "HTTP503",
+    )  # fmt: skip
+    assert "not submitted within 3 s" in failed.error_message
+    assert [method for method, _ in world.api.calls].count("POST") == 1
+    assert world.events("r1")[-1]["type"] == "failed"
+    assert world.poll_at("r1") is None
+
+
+# --- The stream intake ------------------------------------------------------------------------
+
+
+def intake_of(world: World) -> Intake:
+    """The world's intake consumer, as a worker runs it, sending its tasks to the real broker
+    (the world's Redis; no worker reads them: the tests run the steps themselves)."""
+    shared = world.rt.shared
+    app = shared.sender()
+    health = LoopHealth(shared.redis, shared.keys, "steps")
+    intake = Intake(world.rt, app, "steps", health)
+    intake.ensure_group()
+    return intake
+
+
+def take_in(intake: Intake) -> None:
+    """One read of the new intake entries, each handled (none may fail)."""
+    assert intake.handle_all(intake.read(">"), redelivered=False) == 0
+
+
+def test_an_invalid_stream_message_ends_as_a_failed_event_naming_the_field(world: World):
+    """The stream intake never drops a message: a bad one becomes a failed result, and every
+    entry is acknowledged once its request is written (the last, valid one too)."""
+    intake = intake_of(world)
+    stream = world.rt.shared.keys.intake
+    world.redis.xadd(
+        stream, {"request_id": "bad-1", "request": json.dumps(job_body(streaming_format=[]))}
+    )
+    world.redis.xadd(stream, {"request_id": "bad-2", "request": "{not json"})
+    world.redis.xadd(stream, {"request": json.dumps(job_body())})  # valid: accepted
+
+    take_in(intake)
+
+    assert world.record("bad-1").error_stage == "validation"
+    failed = world.events("bad-1")[-1]
+    assert failed["type"] == "failed"
+    assert failed["stage"] == "validation"
+    assert failed["fields"][0]["field"] == "streaming_format"
+    assert world.record("bad-2").state == State.FAILED
+    assert "not JSON" in world.events("bad-2")[-1]["message"]
+    accepted = [e for e in world.events() if e["type"] == "accepted"]
+    assert len(accepted) == 1
+    assert world.redis.xpending(stream, INTAKE_GROUP)["pending"] == 0
+    assert world.redis.xlen(stream) == 0
+
+
+def test_a_valid_stream_message_is_packaged_with_its_metadata_in_every_event(world: World):
+    """A JSON request added to the intake stream by any language is recorded with its
+    metadata, registered, polled and completed, the metadata in each of its events; a
+    metadata that is not an object fails its entry, named."""
+    intake = intake_of(world)
+    stream = world.rt.shared.keys.intake
+    body = json.dumps(job_body())
+    world.redis.xadd(
+        stream, {"request_id": "from-stream", "request": body, "metadata": '{"cms": 7}'}
+    )
+    world.redis.xadd(stream, {"request_id": "bad-meta", "request": body, "metadata": "[7]"})
+    take_in(intake)
+    world.submit("from-stream")  # as the submit task the intake sent does
+    job_id = world.record("from-stream").job_id
+    world.api.jobs[job_id].status = "WM030"
+    world.clock.at(NOW + INTERVAL)
+
+    world.poll("from-stream")
+
+    record = world.record("from-stream")
+    assert record.state == State.COMPLETED
+    assert json.loads(record.metadata) == {"cms": 7}
+    events = world.events("from-stream")
+    assert [e["type"] for e in events] == ["accepted", "submitted", "completed"]
+    assert [e["metadata"] for e in events] == [{"cms": 7}] * len(events)
+    assert world.record("bad-meta").error_message == "metadata: must be a JSON object, not a list"
