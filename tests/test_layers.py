@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from pallycon_pack.cli import COMMANDS, main
+from pallycon_pack.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = [
@@ -123,7 +123,7 @@ def test_the_product_never_loads_the_support_package():
         "from click.testing import CliRunner\n"
         "for name in sys.argv[1:]:\n"
         "    importlib.import_module(name)\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] == {SUPPORT!r}))"
     )
@@ -140,7 +140,7 @@ def test_the_top_level_help_loads_no_subcommand():
     code = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
@@ -149,7 +149,11 @@ def test_the_top_level_help_loads_no_subcommand():
     modules = json.loads(run.stdout)
     loaded = {m.split(".")[0] for m in modules}
     ours = {m for m in modules if m.split(".")[0] == "pallycon_pack"}
-    assert ours == {"pallycon_pack", "pallycon_pack.cli", "pallycon_pack.errors"}
+    assert ours == {
+        "pallycon_pack",
+        "pallycon_pack.cli",
+        "pallycon_pack.cli.main",
+    }
     assert not loaded & {
         "pallycon_config",
         "pallycon",

@@ -39,11 +39,11 @@ from rich.table import Table
 
 from pallycon.client import PallyConClient
 from pallycon.models import StorageRegisterRequest
-from pallycon_pack import render
 from pallycon_pack.demo.worker import running_worker
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
-from pallycon_pack.progress import follow_requests
-from pallycon_pack.servers import running_callbacks, running_emulator
+from pallycon_pack.present import render
+from pallycon_pack.present.progress import follow_requests
+from pallycon_pack.web.launch import running_callbacks, running_emulator
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"

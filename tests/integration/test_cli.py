@@ -154,7 +154,7 @@ def test_help_shows_every_summary_whole_and_every_option_explained():
     say so, and jobs list --status says what each state means."""
     from click.testing import CliRunner
 
-    from pallycon_pack.cli import COMMANDS, main
+    from pallycon_pack.cli.main import COMMANDS, main
 
     runner = CliRunner()
     listing = runner.invoke(main, ["--help"], terminal_width=80).output

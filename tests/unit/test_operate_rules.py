@@ -12,8 +12,7 @@ from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_cod
 from pallycon_store.fleet import Intake, Schedule, Snapshot
 from pallycon_store.heartbeats import Heartbeat
 
-from pallycon_pack.exporter import api_metrics, event_type
-from pallycon_pack.ops_commands import (
+from pallycon_pack.cli.fleet.commands import (
     REACHABLE,
     Thresholds,
     judge,
@@ -22,6 +21,7 @@ from pallycon_pack.ops_commands import (
     redis_verdict,
     render_stats,
 )
+from pallycon_pack.web.exporter import api_metrics, event_type
 
 NOW = 1_000_000.0
 

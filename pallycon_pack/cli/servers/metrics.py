@@ -1,7 +1,7 @@
 """``pallycon-pack metrics``: serve Prometheus metrics of the whole fleet at ``/metrics``.
 
 One exporter process covers every worker: it reads the shared state in Redis at each scrape
-(:mod:`pallycon_pack.exporter`). Run one or two (they hold no state that matters).
+(:mod:`pallycon_pack.web.exporter`). Run one or two (they hold no state that matters).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def metrics(host: str, port: int) -> None:
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
 
-    from pallycon_pack.exporter import FleetCollector
+    from pallycon_pack.web.exporter import FleetCollector
 
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
@@ -60,7 +60,7 @@ def metrics(host: str, port: int) -> None:
             EXIT_UNAVAILABLE,
         ) from None
     bound = server.server_address[1]
-    from pallycon_worker.logs import configure, log_start
+    from pallycon_config.logs import configure, log_start
 
     configure(settings.log_level)
     log_start("metrics", settings, host=host, port=bound)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pallycon.codes import status_sequence
-from pallycon_pack import render
+from pallycon_pack.present import render
 
 
 class _Bars:

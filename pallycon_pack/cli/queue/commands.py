@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pallycon_pack.cli.inputs import read_json
 from pallycon_pack.errors import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -18,7 +19,6 @@ from pallycon_pack.errors import (
     EXIT_UNAVAILABLE,
     Failure,
 )
-from pallycon_pack.inputs import read_json
 
 if TYPE_CHECKING:
     from pallycon_producers.api import Producer
@@ -164,7 +164,7 @@ def _state_text(shown: dict[str, Any]) -> str:
 def _follow_one(
     producer: Producer, request_id: str, after: str, timeout: float, as_json: bool
 ) -> None:
-    from pallycon_pack.progress import follow_requests
+    from pallycon_pack.present.progress import follow_requests
 
     outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
     record = outcome[request_id]
@@ -186,8 +186,8 @@ def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
     from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
 
     from pallycon.errors import InvalidRequest
-    from pallycon_pack import batch
-    from pallycon_pack.progress import batch_progress
+    from pallycon_pack.cli.queue import batch
+    from pallycon_pack.present.progress import batch_progress
 
     try:
         checked = batch.check(producer, path)
@@ -251,8 +251,8 @@ def status(request_id: str, as_json: bool) -> None:
     from pallycon_config import load_settings
     from pallycon_producers.api import Producer
 
-    from pallycon_pack import render
-    from pallycon_pack.requests_commands import shown
+    from pallycon_pack.present import render
+    from pallycon_pack.present.records import shown
 
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
@@ -319,6 +319,6 @@ def results(follow: bool, as_json: bool, after: str) -> None:
 
 
 def _line(event: dict[str, Any]) -> str:
-    from pallycon_pack.progress import event_line
+    from pallycon_pack.present.progress import event_line
 
     return event_line(event)

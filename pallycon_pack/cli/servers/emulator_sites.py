@@ -19,8 +19,8 @@ from pallycon_emulator.config import (
 )
 
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
+from pallycon_pack.cli.inputs import read_source, source_name
 from pallycon_pack.errors import EXIT_INVALID, Failure
-from pallycon_pack.inputs import read_source, source_name
 
 SITES_FILE_LIMIT = 1024 * 1024
 SITE_FORMAT = "ID:ACCESS_KEY:SITE_KEY"
@@ -262,7 +262,7 @@ def emulator(
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
 
-    from pallycon_pack.servers import serve_emulator  # not the callback receiver's imports
+    from pallycon_pack.web.launch import serve_emulator  # not the callback receiver's imports
 
     def ready(url: str) -> None:
         names = ", ".join(site.site_id for site in config.sites)

@@ -41,9 +41,9 @@ def worker(
     """
     signal.signal(signal.SIGTERM, _stop_while_starting)  # Celery's own handler replaces it
     from pallycon_config import load_settings
+    from pallycon_config.logs import configure, log_start
     from pallycon_config.show import mask_text
     from pallycon_store.connect import connect_redis
-    from pallycon_worker.logs import configure, log_start
     from pallycon_worker.tasks import create_app
 
     settings = load_settings(log_level=loglevel)
@@ -188,7 +188,7 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     """
     from pallycon_config import load_settings
 
-    from pallycon_pack.servers import serve_callbacks
+    from pallycon_pack.web.launch import serve_callbacks
 
     settings = load_settings(callback_host=host, callback_port=port)
     named: list[str] = []
@@ -202,7 +202,7 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
         tokens = load_callback_tokens(settings)
         if token is None and not tokens:
             settings.require_callback_token()
-        from pallycon_pack.servers import callback_book
+        from pallycon_pack.web.launch import callback_book
 
         book = callback_book(settings, tokens)
         named = [site for site in book.ids if not book.is_default(site)]

@@ -29,9 +29,9 @@ from pallycon.models import (
 )
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
-from pallycon_pack import render
+from pallycon_pack.cli.inputs import STDIN, one_secret, read_json, read_source
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
-from pallycon_pack.inputs import STDIN, one_secret, read_json, read_source
+from pallycon_pack.present import render
 
 F = TypeVar("F", bound=Callable[..., Any])
 RequestT = TypeVar("RequestT", bound=RequestModel)

@@ -9,82 +9,26 @@ from the pure :mod:`pallycon_store.failures`).
 from __future__ import annotations
 
 import json
-import re
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 from pallycon_store.failures import FailureCode
 
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.present.records import (
+    SINCE_HELP,
+    STATES,
+    detail,
+    explained,
+    parse_since,
+    shown,
+    timeline_line,
+)
 
 if TYPE_CHECKING:
     from pallycon_store.overview import Overview
     from pallycon_store.record import Record
-
-STATES = ("accepted", "submitting", "submitted", "completed", "failed")
-#: Fields of a record shown as times (ISO 8601, UTC).
-TIME_FIELDS = (
-    "created_at",
-    "updated_at",
-    "submitting_at",
-    "attempt_ended_at",
-    "retried_at",
-    "submitted_at",
-    "finished_at",
-)
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-SINCE_HELP = (
-    "Only those that entered their state since T: an ISO 8601 time (2026-11-26T10:00Z) or a "
-    "duration back from now (90s, 30m, 2h, 7d)."
-)
-
-
-def parse_since(text: str, now: float) -> float:
-    """``--since``: an ISO 8601 time (UTC unless it says) or a duration back from ``now``."""
-    relative = _RELATIVE.match(text.strip())
-    if relative:
-        return now - float(relative.group(1)) * _UNIT[relative.group(2)]
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise Failure(
-            f"--since {text!r}: not an ISO 8601 time nor a duration like 30m, 2h, 7d",
-            EXIT_INVALID,
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def shown(record: Record) -> dict[str, Any]:
-    """A record as the commands print it: the fields that are set, times in ISO 8601."""
-    from pallycon_store.events import iso
-
-    data = record.public()
-    for name in TIME_FIELDS:
-        if name in data:
-            data[name] = iso(data[name])
-    return data
-
-
-def explained(record: Record) -> dict[str, Any]:
-    """:func:`shown`, with what its error code means (``error_meaning``, after the message)
-    when the code is one anybody knows (:func:`pallycon_store.failures.explain`)."""
-    from pallycon_store.failures import explain
-
-    data = shown(record)
-    meaning = explain(record.error_code, record.error_stage) if record.error_code else ""
-    if not meaning:
-        return data
-    after = "error_message" if "error_message" in data else "error_code"
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out[key] = value
-        if key == after:
-            out["error_meaning"] = meaning
-    return out
 
 
 def _overview() -> Overview:
@@ -136,7 +80,7 @@ def list_requests(
     """
     from pallycon_store.events import State
 
-    from pallycon_pack import render
+    from pallycon_pack.present import render
 
     after = parse_since(since, time.time()) if since else None
     overview = _overview()
@@ -158,7 +102,7 @@ def list_requests(
             *([record.site_id or default] if by_site else []),
             _updated(record),
             record.job_id or "-",
-            _detail(record),
+            detail(record)[:120] or "-",
             record.content_id or "-",
         )
     render.console().print(table)
@@ -183,14 +127,6 @@ def _updated(record: Record) -> str:
     return iso(when)[:19].replace("T", " ") if when else "-"
 
 
-def _detail(record: Record) -> str:
-    if record.error_code:
-        return f"{record.error_stage} {record.error_code}: {record.error_message}"[:120]
-    if record.status:
-        return f"{record.status} {record.status_meaning}".strip()
-    return "-"
-
-
 @requests.command("show")
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help='Print {"record": ..., "events": [...]}.')
@@ -199,7 +135,7 @@ def show(request_id: str, as_json: bool) -> None:
 
     A failed request's record says what its error code means (``error_meaning``).
     """
-    from pallycon_pack import render
+    from pallycon_pack.present import render
 
     overview = _overview()
     try:
@@ -225,13 +161,7 @@ def show(request_id: str, as_json: bool) -> None:
     if len(events) < len(record.events.split()):
         click.echo(f"(older events trimmed from the result stream: {len(events)} left)")
     for item in events:
-        click.echo(_event_line(item))
-
-
-def _event_line(item: dict[str, Any]) -> str:
-    skip = {"schema", "event_id", "type", "request_id", "ts", "metadata"}
-    details = " ".join(f"{k}={v}" for k, v in item.items() if k not in skip)
-    return f"{item['ts'][:23]}  {item['type']:9}  {details}"
+        click.echo(timeline_line(item))
 
 
 @requests.command("reindex")
@@ -280,7 +210,7 @@ def retry(
     from pallycon_store.redrive import retry as redrive
     from pallycon_store.wiring import Store
 
-    from pallycon_pack import render
+    from pallycon_pack.present import render
 
     if (since or codes or site) and not state:
         raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)

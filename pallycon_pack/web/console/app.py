@@ -33,6 +33,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pallycon_pack.errors import EXIT_INVALID, Failure
+from pallycon_pack.present.records import STATES, explained
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -258,7 +259,7 @@ class _Handlers:
         import redis
         from pallycon_config import UnknownSite
 
-        from pallycon_pack.cli import redis_problem
+        from pallycon_pack.problems import redis_problem
 
         refused = self.refused(request)
         if refused is not None:
@@ -317,8 +318,6 @@ class _Handlers:
         return self.answer(request, read)
 
     def api_request(self, request: Request) -> Response:
-        from pallycon_pack.requests_commands import explained
-
         request_id = request.query_params.get("id", "")
 
         def read() -> tuple[Any, int]:
@@ -328,9 +327,6 @@ class _Handlers:
             return {"record": explained(record), "events": self.overview.timeline(request_id)}, 200
 
         return self.answer(request, read)
-
-
-STATES = ("accepted", "submitting", "submitted", "completed", "failed")
 
 
 @click.command()
@@ -346,7 +342,7 @@ def console(host: str | None, port: int | None) -> None:
     from pallycon_config.settings import read_settings
     from pallycon_store.wiring import Store
 
-    from pallycon_pack import asgi
+    from pallycon_pack.web import asgi
 
     options = read_settings(
         ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
@@ -363,7 +359,7 @@ def console(host: str | None, port: int | None) -> None:
     def ready(url: str) -> None:
         click.echo(f"console listening on {url}" + (" (token required)" if token else ""))
 
-    from pallycon_worker.logs import configure, log_start
+    from pallycon_config.logs import configure, log_start
 
     configure(settings.log_level)
     log_start("console", options, settings)

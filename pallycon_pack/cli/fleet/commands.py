@@ -372,7 +372,7 @@ def health(
     results = run_checks(chosen, load_settings(), limits, timeout)
     healthy = all(check.ok for check in results)
     if as_json:
-        from pallycon_pack import render
+        from pallycon_pack.present import render
 
         render.emit_json({"healthy": healthy, "checks": [c.as_dict() for c in results]})
     else:
@@ -398,13 +398,13 @@ def stats(as_json: bool, since: str) -> None:
     from pallycon_config import load_settings
     from pallycon_store.wiring import Store
 
-    from pallycon_pack.requests_commands import parse_since
+    from pallycon_pack.present.records import parse_since
 
     now = time.time()
     after = parse_since(since, now)
     report = gather(Store.of(load_settings()), now, after)
     if as_json:
-        from pallycon_pack import render
+        from pallycon_pack.present import render
 
         render.emit_json(report)
         return
