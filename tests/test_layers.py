@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from pallycon_pack.cli.main import COMMANDS, main
+from pallycon_pack.cli.main import COMMANDS, SECTIONS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = [
@@ -165,13 +165,19 @@ def test_the_top_level_help_loads_no_subcommand():
     }
 
 
+def test_the_help_lists_every_command_once_in_its_section():
+    """--help's sections hold every command, each once."""
+    listed = [name for _, names in SECTIONS for name in names]
+    assert sorted(listed) == sorted(COMMANDS)
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_command_summary_is_the_commands_own(name: str):
     """The summary --help shows for a command is the one click would make from its help."""
     command = main.get_command(click.Context(main), name)
     assert command is not None
     assert command.name == name
-    stand_in = click.Command(name, help=COMMANDS[name][1])
+    stand_in = click.Command(name, help=COMMANDS[name].summary)
     for limit in (20, 45, 62, 80, 200):
         assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)
 

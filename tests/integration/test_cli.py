@@ -159,9 +159,9 @@ def test_help_shows_every_summary_whole_and_every_option_explained():
     runner = CliRunner()
     listing = runner.invoke(main, ["--help"], terminal_width=80).output
     bare = "".join(listing.split())  # wrapping may break a line at a hyphen
-    for name, (_, summary) in COMMANDS.items():
-        assert "".join(f"{name} {summary}".split()) in bare, listing
-    assert "..." not in listing.partition("Commands:")[2]
+    for name, entry in COMMANDS.items():
+        assert "".join(f"{name} {entry.summary}".split()) in bare, listing
+    assert "..." not in listing.partition("Queue:")[2]
     jobs_list = " ".join(runner.invoke(main, ["jobs", "list", "--help"]).output.split())
     assert "--status [ready|success|failed|complete|working|process|stop] Jobs in this" in jobs_list
     assert "required unless PALLYCON_REGION is set" in jobs_list

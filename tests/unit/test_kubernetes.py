@@ -27,8 +27,8 @@ from pallycon_store.keys import Keys
 
 import pallycon_pack.web.callbacks
 from pallycon_pack.cli.fleet.commands import parse_checks
-from pallycon_pack.cli.servers.commands import celery_worker_argv
-from pallycon_pack.cli.servers.metrics import DEFAULT_PORT
+from pallycon_pack.cli.servers.commands import DEFAULT_PORT
+from pallycon_pack.cli.servers.run import celery_worker_argv
 from pallycon_pack.web.callbacks import MAX_BODY_BYTES
 from pallycon_pack.web.exporter import api_metrics, counter_metrics, fleet_metrics
 from support.deployment import ROOT, parse, promql_metrics

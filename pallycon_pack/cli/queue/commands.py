@@ -1,27 +1,11 @@
-"""Commands of the queue: submit, status, results, and the worker and callback processes.
-
-Each command imports what it runs on (the settings, the producer, Redis, Celery) when it runs,
-so that showing its help loads none of it.
-"""
+"""Commands of the queue: submit, status, results (their options and help; the work is in
+:mod:`.run`, imported when a command runs, so that showing its help loads none of it)."""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
-
-from pallycon_pack.cli.inputs import read_json
-from pallycon_pack.errors import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_TIMEOUT,
-    EXIT_UNAVAILABLE,
-    Failure,
-)
-
-if TYPE_CHECKING:
-    from pallycon_producers.api import Producer
 
 DEFAULT_WAIT = 24 * 3600.0
 
@@ -86,157 +70,9 @@ def submit(
     on standard error. A request id that was submitted before is not submitted again: its state
     is shown instead.
     """
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
+    from pallycon_pack.cli.queue import run
 
-    if batch_path is not None:
-        if file is not None or request_id or metadata_text or site_id is not None or wait:
-            raise Failure(
-                "--batch takes no FILE, --request-id, --metadata, --site or --wait (they go in "
-                "its lines; follow the ids with status or results)",
-                EXIT_INVALID,
-            )
-        _submit_batch(Producer.from_settings(load_settings()), batch_path, quiet)
-        return
-    if file is None:
-        raise Failure("give the request's FILE ('-': standard input), or --batch", EXIT_INVALID)
-    metadata = _metadata(metadata_text)
-    body = read_json(file)
-    producer = Producer.from_settings(load_settings())
-    after = producer.last_entry_id()
-    started = producer.clock()
-    request_id = _submit_one(producer, body, request_id, metadata, site_id)
-    click.echo(request_id)
-    record = producer.get(request_id)
-    if record is not None and record.created_at < started:
-        click.echo(
-            f"request {request_id} was submitted before (nothing new enqueued); "
-            f"it is {_state_text(record.public())}",
-            err=True,
-        )
-        after = "0-0" if not record.state.final else after
-    if wait:
-        _follow_one(producer, request_id, after, timeout, as_json)
-
-
-def _metadata(text: str | None) -> Any:
-    """--metadata, parsed: a one-line error naming it when it is not JSON."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise Failure(f"--metadata: not JSON: {exc}", EXIT_INVALID) from None
-
-
-def _submit_one(
-    producer: Producer, body: Any, request_id: str | None, metadata: Any, site_id: str | None
-) -> str:
-    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
-
-    try:
-        return producer.submit(body, request_id, metadata=metadata, site_id=site_id)
-    except RequestConflict as exc:
-        raise Failure(str(exc), EXIT_INVALID) from None
-    except SubmitUnconfirmed as exc:  # maybe recorded: the id is what makes a retry safe
-        click.echo(exc.request_ids[0])
-        raise Failure(
-            f"Redis did not confirm request {exc.request_ids[0]} ({exc.__cause__}); submit it "
-            f"again with --request-id {exc.request_ids[0]}, which is safe (it may also go "
-            "through on its own)",
-            EXIT_UNAVAILABLE,
-        ) from None
-
-
-def _state_text(shown: dict[str, Any]) -> str:
-    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``."""
-    state = shown["state"]
-    if state == "failed":
-        return f"failed ({shown.get('error_stage', '')} {shown.get('error_code', '')}: " + (
-            f"{shown.get('error_message', '')})"
-        )
-    details = [f"job {shown['job_id']}"] if shown.get("job_id") else []
-    if shown.get("status"):
-        details.append(f"{shown['status']} {shown.get('status_meaning', '')}".strip())
-    return f"{state} ({', '.join(details)})" if details else state
-
-
-def _follow_one(
-    producer: Producer, request_id: str, after: str, timeout: float, as_json: bool
-) -> None:
-    from pallycon_pack.present.progress import follow_requests
-
-    outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
-    record = outcome[request_id]
-    if record is None:
-        raise Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
-    if record.state.value == "failed":
-        raise Failure(f"request {request_id} failed: {_state_text(record.public())}", EXIT_FAILED)
-    if record.state.value != "completed":
-        raise Failure(
-            f"request {request_id} timed out after {timeout:g} s of waiting; it is still "
-            f"{_state_text(record.public())} and goes on (follow it with status or results)",
-            EXIT_TIMEOUT,
-        )
-
-
-def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
-    """Check every line of the file, then record them all, CHUNK at a time."""
-    import redis
-    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
-
-    from pallycon.errors import InvalidRequest
-    from pallycon_pack.cli.queue import batch
-    from pallycon_pack.present.progress import batch_progress
-
-    try:
-        checked = batch.check(producer, path)
-    except OSError as exc:
-        raise Failure(f"--batch: cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
-    if checked.bad_lines:
-        for error in checked.errors:
-            click.echo(error, err=True)
-        if checked.bad_lines > len(checked.errors):
-            click.echo(f"... and {checked.bad_lines - len(checked.errors)} more", err=True)
-        raise Failure(
-            f"{checked.bad_lines} bad line(s) in {path}; nothing was recorded", EXIT_INVALID
-        )
-    done = 0
-    last_line = 0
-    with batch_progress(checked.requests) as advance:
-        try:
-            for chunk in batch.chunks(path):
-                ids = producer.submit_many(
-                    [line.body for line in chunk],
-                    [line.request_id for line in chunk],
-                    metadata=[line.metadata for line in chunk],
-                    site_ids=[line.site_id for line in chunk],
-                )
-                done += len(ids)
-                last_line = chunk[-1].number
-                if not quiet:
-                    click.echo("\n".join(ids))
-                advance(len(ids))
-        except (InvalidRequest, RequestConflict, ValueError) as exc:  # the file changed meanwhile
-            raise _stopped(done, checked.requests, last_line, exc, EXIT_INVALID) from None
-        except (SubmitUnconfirmed, OSError, redis.RedisError) as exc:
-            raise _stopped(done, checked.requests, last_line, exc, EXIT_UNAVAILABLE) from None
-
-    new = checked.requests - checked.existing
-    click.echo(
-        f"{checked.requests} requests from {path}: {new} new, {checked.existing} submitted "
-        "before (nothing new enqueued for them)",
-        err=True,
-    )
-
-
-def _stopped(done: int, total: int, last_line: int, exc: Exception, code: int) -> Failure:
-    where = f"after {done} of {total} requests (through line {last_line})" if done else "at once"
-    return Failure(
-        f"stopped {where}: {exc}; running "
-        "the same file again is safe for the lines with a request_id (those without get new ids)",
-        code,
-    )
+    run.submit(file, request_id, metadata_text, site_id, batch_path, quiet, wait, timeout, as_json)
 
 
 @click.command()
@@ -248,46 +84,9 @@ def status(request_id: str, as_json: bool) -> None:
     Exit code by its state: 0 completed, 1 failed (or no such request), 4 still in flight
     (accepted, submitting, submitted).
     """
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
+    from pallycon_pack.cli.queue import run
 
-    from pallycon_pack.present import render
-    from pallycon_pack.present.records import shown
-
-    producer = Producer.from_settings(load_settings())
-    record = producer.get(request_id)
-    if record is None:
-        raise Failure(f"no request {request_id}", EXIT_FAILED)
-    data = shown(record)
-    if as_json:
-        render.emit_json(data)
-    else:
-        for key in (
-            "request_id",
-            "state",
-            "site_id",
-            "job_id",
-            "job_name",
-            "content_id",
-            "status",
-            "status_meaning",
-            "attempts",
-            "error_stage",
-            "error_code",
-            "error_message",
-            "output_path",
-            "created_at",
-            "updated_at",
-            "finished_at",
-        ):
-            if data.get(key):
-                click.echo(f"{key:15} {data[key]}")
-        if data.get("metadata"):
-            click.echo(f"{'metadata':15} {json.dumps(data['metadata'], ensure_ascii=False)}")
-    if record.state.value == "failed":
-        click.get_current_context().exit(EXIT_FAILED)
-    if not record.state.final:
-        click.get_current_context().exit(EXIT_TIMEOUT)
+    run.status(request_id, as_json)
 
 
 @click.command()
@@ -302,23 +101,6 @@ def status(request_id: str, as_json: bool) -> None:
 )
 def results(follow: bool, as_json: bool, after: str) -> None:
     """Read the result channel: one event per change of every request."""
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
+    from pallycon_pack.cli.queue import run
 
-    producer = Producer.from_settings(load_settings())
-    events = (
-        producer.follow(after=after)
-        if follow
-        else iter(producer.events(after=after, count=100_000))
-    )
-    for _, event in events:
-        if as_json:
-            click.echo(json.dumps(event, ensure_ascii=False))
-        else:
-            click.echo(_line(event))
-
-
-def _line(event: dict[str, Any]) -> str:
-    from pallycon_pack.present.progress import event_line
-
-    return event_line(event)
+    run.results(follow, as_json, after)

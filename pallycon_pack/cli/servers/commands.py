@@ -1,22 +1,30 @@
-"""The long-running processes: the Celery worker and the callback receiver.
-
-Each command imports what it runs on when it runs, so that showing its help loads none of it.
+"""The long-running processes: worker, callbacks, console, metrics, emulator (their options and
+help; the work is in :mod:`.run`, imported when a command runs, so that showing its help loads
+neither Redis nor Celery).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 import click
+from pallycon_config import Settings
+from pallycon_emulator.config import HOSTILE_MODES, EmulatorSettings
+from pydantic import BaseModel
 
-from pallycon_pack.errors import EXIT_INVALID, Failure
+from pallycon_pack.cli.servers.emulator_sites import SITE_CALLBACK_FORMAT, SITE_FORMAT
+from pallycon_pack.web.console.auth import ConsoleSettings
 
-if TYPE_CHECKING:
-    from pydantic import SecretStr
+#: The exporter's port unless --port says.
+DEFAULT_PORT = 9840
+
+
+def _default(settings: type[BaseModel], name: str) -> object:
+    """A setting's default, as the help names it."""
+    return settings.model_fields[name].default
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -40,55 +48,9 @@ def worker(
     --max-tasks-per-child, --autoscale: see celery worker --help.
     """
     signal.signal(signal.SIGTERM, _stop_while_starting)  # Celery's own handler replaces it
-    from pallycon_config import load_settings
-    from pallycon_config.logs import configure, log_start
-    from pallycon_config.show import mask_text
-    from pallycon_store.connect import connect_redis
-    from pallycon_worker.tasks import create_app
+    from pallycon_pack.cli.servers import run
 
-    settings = load_settings(log_level=loglevel)
-    node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
-    argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
-    configure(settings.log_level)
-    if settings.sites_path is None:  # one site: its settings' own messages
-        settings.credentials()
-        settings.require_region()
-    sites = settings.sites()  # every site valid (a sites file's errors name the site and field)
-    _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
-    app = create_app(settings)
-    log_start("worker", settings, celery=[mask_text(arg) for arg in argv], sites=sites.ids())
-    code = _run_celery(app, argv)
-    if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
-        raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
-
-
-def _wait_for_redis(client: Any, patience: float) -> None:
-    """Return once Redis answers. Unreachable: one warning line, then retries with backoff for
-    ``patience`` seconds. Refused credentials are permanent: raised at once, not retried."""
-    import logging
-    import time
-
-    import redis
-    from pallycon_store.connect import describe, login_refused
-
-    deadline, pause, warned = time.monotonic() + patience, 0.25, False
-    while True:
-        try:
-            client.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if login_refused(exc) or time.monotonic() >= deadline:  # the sentinels' too
-                raise
-            if not warned:
-                logging.getLogger("pallycon_pack.worker").warning(
-                    "Redis unreachable (%s); waiting up to %gs", describe(exc), patience
-                )
-                warned = True
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-            continue
-        if warned:
-            logging.getLogger("pallycon_pack.worker").info("Redis is back; starting")
-        return
+    run.worker(concurrency, loglevel, hostname, celery_args)
 
 
 def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
@@ -103,112 +65,188 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def celery_worker_argv(
-    concurrency: int, loglevel: str, node: str, extra: tuple[str, ...] | list[str]
-) -> list[str]:
-    """Celery's command line for our worker: ours first, then ``extra`` as the user gave it
-    (``--`` dropped), so that an option given again in ``extra`` wins (Celery keeps the last)."""
-    passed = list(extra)
-    if passed[:1] == ["--"]:
-        passed = passed[1:]
-    _refuse_unsafe(passed)
-    return [
-        "worker",
-        f"--concurrency={concurrency}",
-        f"--loglevel={loglevel}",
-        f"--hostname={node}",
-        "--without-gossip",
-        "--without-mingle",
-        *passed,
-    ]
-
-
-#: Celery options the exactly-once story depends on, which the settings own: the time limits
-#: (shares of PALLYCON_VISIBILITY_TIMEOUT: reconciliation waits out the hard one before it
-#: registers again) and the pool
-#: (only prefork enforces the hard limit, by killing the child).
-_OWNED = {
-    "--time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
-    "--soft-time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
-}
-
-
-def _refuse_unsafe(passed: list[str]) -> None:
-    """A Celery option that could let a registration outlive its reconciliation: one line."""
-    for n, arg in enumerate(passed):
-        name, _, value = arg.partition("=")
-        if name in _OWNED:
-            raise Failure(
-                f"{name} is not passed to Celery: set {_OWNED[name]} (the worker's "
-                "reconciliation counts on it)",
-                EXIT_INVALID,
-            )
-        if name in ("-P", "--pool"):
-            pool = value or (passed[n + 1] if n + 1 < len(passed) else "")
-            if pool != "prefork":
-                raise Failure(
-                    f"--pool {pool or '?'}: only prefork enforces the task time limit that "
-                    "reconciliation counts on",
-                    EXIT_INVALID,
-                )
-        elif arg.startswith("-P") and arg[2:] and arg[2:] != "prefork":
-            raise Failure(
-                f"--pool {arg[2:]}: only prefork enforces the task time limit that "
-                "reconciliation counts on",
-                EXIT_INVALID,
-            )
-
-
-def _run_celery(app: Any, argv: list[str]) -> int:
-    """Run Celery's command line for ``app``; its exit code.
-
-    As ``Celery.start`` does, except that the exit code is kept (``start`` drops it, so that a
-    worker that met an unrecoverable error would exit 0).
-    """
-    from celery.bin.celery import celery as celery_cli
-
-    celery_cli.params[0].default = app
-    try:
-        code = celery_cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    finally:
-        celery_cli.params[0].default = None
-    return code if isinstance(code, int) else 0
-
-
 @click.command()
 @click.option("--host", help="Listen address (default: PALLYCON_CALLBACK_HOST).")
-@click.option("--port", type=int, help="Port (default: PALLYCON_CALLBACK_PORT, 8700; 0 = any).")
+@click.option(
+    "--port",
+    type=int,
+    help=f"Port (default: PALLYCON_CALLBACK_PORT, {_default(Settings, 'callback_port')}; 0 = any).",
+)
 @click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
 def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     """Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.
 
     Each other site of PALLYCON_SITES at /callback/<site id>/<its callback_token>.
     """
-    from pallycon_config import load_settings
+    from pallycon_pack.cli.servers import run
 
-    from pallycon_pack.web.launch import serve_callbacks
+    run.callbacks(host, port, access_log)
 
-    settings = load_settings(callback_host=host, callback_port=port)
-    named: list[str] = []
-    tokens: dict[str, SecretStr] | None = None
-    if settings.sites_path is None:
-        token: SecretStr | None = settings.require_callback_token()
-    else:  # the default site's token may come from the sites file, each other site's does
-        from pallycon_config import load_callback_tokens
 
-        token = settings.callback_token
-        tokens = load_callback_tokens(settings)
-        if token is None and not tokens:
-            settings.require_callback_token()
-        from pallycon_pack.web.launch import callback_book
+@click.command()
+@click.option(
+    "--host",
+    help=f"Listen address (default: PALLYCON_CONSOLE_HOST, {_default(ConsoleSettings, 'host')}).",
+)
+@click.option(
+    "--port",
+    type=int,
+    help=f"Port (default: PALLYCON_CONSOLE_PORT, {_default(ConsoleSettings, 'port')}; 0 = any).",
+)
+def console(host: str | None, port: int | None) -> None:
+    """Serve the operators' read-only web console: counts, failures, requests, timelines.
 
-        book = callback_book(settings, tokens)
-        named = [site for site in book.ids if not book.is_default(site)]
+    Off 127.0.0.1 (--host) it needs PALLYCON_CONSOLE_TOKEN; then open /?token=<token> once.
+    """
+    from pallycon_pack.cli.servers import run
 
-    def ready(url: str) -> None:
-        others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""
-        click.echo(f"callback receiver listening on {url}/callback/<token>{others}")
+    run.console(host, port)
 
-    serve_callbacks(settings, token, on_ready=ready, access_log=access_log, tokens=tokens)
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 in a container).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed).",
+)
+def metrics(host: str, port: int) -> None:
+    """Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.
+
+    Requests by state, transitions, API calls by code and their durations, queue and schedule
+    depths, poll and intake lag, rate-limit waits, retries, reconciliations, dead letters, the
+    workers' heartbeats; pallycon_pack_up is 0 while Redis cannot be read.
+    """
+    from pallycon_pack.cli.servers import run
+
+    run.metrics(host, port)
+
+
+@click.command()
+@click.option(
+    "--host",
+    help=f"Listen address (default: PALLYCON_EMULATOR_HOST, {_default(EmulatorSettings, 'host')}).",
+)
+@click.option(
+    "--port",
+    type=int,
+    help=f"Port (default: PALLYCON_EMULATOR_PORT, {_default(EmulatorSettings, 'port')}; 0 = any).",
+)
+@click.option("--job-seconds", type=float, help="How long a job takes to reach WM030.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Storages map to folders <dir>/<bucket>/; outputs are written there.",
+)
+@click.option(
+    "--callback-url",
+    help="POST the guide's callback here when a job ends (sites without --site-callback).",
+)
+@click.option(
+    "--site-callback",
+    "site_callbacks",
+    multiple=True,
+    metavar=SITE_CALLBACK_FORMAT,
+    help="POST the callbacks of site SITE_ID's jobs to URL instead (repeatable; over "
+    "PALLYCON_EMULATOR_CALLBACK_URLS site by site). Visible in ps: prefer that variable.",
+)
+@click.option("--status-style", type=click.Choice(["code", "word"]), help="Job list status.")
+@click.option("--max-skew-seconds", type=float, help="Refuse timestamps further off (A1002).")
+@click.option("--max-page-unit", type=int, help="Largest page returned (larger ones clamp).")
+@click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    metavar=SITE_FORMAT,
+    help="Serve another site too (repeatable). Visible to other users in ps: prefer --sites-file.",
+)
+@click.option(
+    "--sites-file",
+    metavar="PATH",
+    help=f"Serve the sites in PATH too ('-' = standard input): one {SITE_FORMAT} a line; "
+    "blank lines and # comments are ignored.",
+)
+@click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 5xx.")
+@click.option("--error-statuses", default="500,503", show_default=True, help="Which 5xx.")
+@click.option("--rate-limit-rate", type=float, default=0.0, help="Share answered 429.")
+@click.option("--retry-after", type=float, default=1.0, show_default=True, help="429's delay.")
+@click.option("--latency", type=float, default=0.0, help="Seconds added to every API request.")
+@click.option(
+    "--drop-rate",
+    type=float,
+    default=0.0,
+    help="Share of job registrations accepted, then dropped without a response.",
+)
+@click.option(
+    "--hostile-rate", type=float, default=0.0, help="Share answered with a hostile response."
+)
+@click.option(
+    "--hostile-modes",
+    default=",".join(HOSTILE_MODES),
+    show_default=True,
+    help="Which hostile responses (see docs/EMULATOR.md).",
+)
+@click.option("--seed", type=int, help="Seed the fault draws (repeatable runs).")
+@click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
+def emulator(
+    host: str | None,
+    port: int | None,
+    job_seconds: float | None,
+    data_dir: Path | None,
+    callback_url: str | None,
+    site_callbacks: tuple[str, ...],
+    status_style: str | None,
+    max_skew_seconds: float | None,
+    max_page_unit: int | None,
+    sites: tuple[str, ...],
+    sites_file: str | None,
+    error_rate: float,
+    error_statuses: str,
+    rate_limit_rate: float,
+    retry_after: float,
+    latency: float,
+    drop_rate: float,
+    hostile_rate: float,
+    hostile_modes: str,
+    seed: int | None,
+    access_log: bool,
+) -> None:
+    """Serve a PallyCon-compatible Packaging API (for development, tests and demos).
+
+    It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY (environment or .env);
+    with none configured, the demo site of .env.example. More sites come from --sites-file
+    (kept out of ps) or --site. A job's callback goes to its site's --site-callback URL, else
+    to --callback-url, else nowhere.
+    """
+    from pallycon_pack.cli.servers import run
+
+    run.emulator(
+        host,
+        port,
+        job_seconds,
+        data_dir,
+        callback_url,
+        site_callbacks,
+        status_style,
+        max_skew_seconds,
+        max_page_unit,
+        sites,
+        sites_file,
+        error_rate,
+        error_statuses,
+        rate_limit_rate,
+        retry_after,
+        latency,
+        drop_rate,
+        hostile_rate,
+        hostile_modes,
+        seed,
+        access_log,
+    )
