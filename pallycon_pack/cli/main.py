@@ -86,7 +86,7 @@ COMMANDS: dict[str, Entry] = {
     "jobs": Entry(_family("api"), "Register, list and watch packaging jobs directly (no queue)."),
     "config": Entry(_family("config"), "Show the effective settings and where each one came from."),
     "demo": Entry(
-        "pallycon_pack.demo",
+        "pallycon_pack.demo.commands",
         "Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.",
     ),
 }

@@ -298,8 +298,8 @@ def test_the_demo_starts_a_private_redis_when_none_answers(
 ):
     """On a bare machine (nothing answers at PALLYCON_REDIS_URL) the demo runs on a Redis of its
     own, gone with the run; a Redis that answers is used instead."""
-    from pallycon_pack.demo.command import _redis
     from pallycon_pack.demo.redis_server import answers
+    from pallycon_pack.demo.run import _redis
 
     monkeypatch.setenv("PALLYCON_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing answers there
     with _redis(tmp_path / "redis") as private:

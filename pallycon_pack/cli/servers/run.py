@@ -41,11 +41,8 @@ from pallycon_pack.errors import EXIT_INVALID, EXIT_UNAVAILABLE, Failure
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
-from pallycon_pack.web.exporter import FleetCollector
+from pallycon_pack.web.exporter import SCRAPE_TIMEOUT, FleetCollector
 from pallycon_pack.web.launch import callback_book, serve_callbacks, serve_emulator
-
-#: Seconds a scrape waits on Redis per round trip (keep scrapes under Prometheus's 10 s).
-SCRAPE_TIMEOUT = 3.0
 
 
 def worker(
