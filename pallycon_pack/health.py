@@ -161,7 +161,6 @@ def redis_verdict(
 
 def _primary(client: redis.Redis) -> str:
     """Which server the sentinels name as the primary ("" without sentinels)."""
-
     pool = client.connection_pool
     if not isinstance(pool, SentinelConnectionPool):
         return ""
@@ -205,7 +204,6 @@ def _api_check(settings: Settings, site: Site | None, timeout: float) -> Check:
 def api_checks(settings: Settings, timeout: float) -> list[Check]:
     """The ``api`` check: a signed job list at each site the settings serve, all at once. One
     line when all answer; else one line per site that did not, naming it."""
-
     if settings.sites_path is None:  # the one site of the settings, as before sites
         return [bounded("api", timeout, lambda: _api_check(settings, None, timeout))]
     try:
@@ -246,7 +244,6 @@ def run_checks(
 ) -> list[Check]:
     """The chosen checks' results, in order; those that read Redis are left out when Redis
     itself fails (its line says why)."""
-
     store = Store.of(settings, deadline=timeout)
     results: list[Check] = []
     redis_ok = True

@@ -13,7 +13,6 @@ from pallycon_emulator.config import emulator_env_name, load_emulator_settings
 
 def show(as_json: bool) -> None:
     """Print every setting: its variable, value (secrets masked) and source."""
-
     settings = load_settings()
     emulator_settings = load_emulator_settings()
     rows = [

@@ -57,7 +57,6 @@ STAGE_SAMPLE = 1000
 
 def gather(store: Store, now: float, since: float) -> dict[str, Any]:
     """Everything ``stats`` shows, JSON-ready (``requests_by_site`` only with several sites)."""
-
     overview = store.overview()
     snapshot = store.fleet().snapshot(now)
     by_site = overview.counts_of_sites()

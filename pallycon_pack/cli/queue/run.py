@@ -114,7 +114,6 @@ def _follow_one(
 
 def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
     """Check every line of the file, then record them all, CHUNK at a time."""
-
     try:
         checked = batch.check(producer, path)
     except OSError as exc:

@@ -34,7 +34,6 @@ def _overview() -> Overview:
 def site_option(overview: Overview, site: str | None) -> str | None:
     """``--site``: None for every site, "" for the default one, else a site the workers serve
     (Failure naming the sites otherwise)."""
-
     try:
         return overview.site_filter(site)
     except UnknownSite as exc:
@@ -46,7 +45,6 @@ def list_requests(
     state: str | None, since: str | None, site: str | None, limit: int, as_json: bool
 ) -> None:
     """Newest first, by when each entered its state; read from an index kept by state."""
-
     after = parse_since(since, time.time()) if since else None
     overview = _overview()
     of = site_option(overview, site)
@@ -90,7 +88,6 @@ def _updated(record: Record) -> str:
 
 def show(request_id: str, as_json: bool) -> None:
     """A request's record and the timeline of its events, readable by a person."""
-
     overview = _overview()
     try:
         record = overview.get(request_id)
@@ -135,7 +132,6 @@ def retry(
     as_json: bool,
 ) -> None:
     """Re-drive failed requests under the same request id (their history goes on)."""
-
     if (since or codes or site) and not state:
         raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)
     if bool(request_ids) == bool(state):

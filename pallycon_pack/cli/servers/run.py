@@ -49,7 +49,6 @@ def worker(
     concurrency: int, loglevel: str | None, hostname: str | None, celery_args: tuple[str, ...]
 ) -> None:
     """``worker``: check the settings, wait for Redis, run Celery's worker."""
-
     from pallycon_worker.tasks import create_app as celery_app  # Celery: the worker only
 
     settings = load_settings(log_level=loglevel)
@@ -71,7 +70,6 @@ def worker(
 def _wait_for_redis(client: Any, patience: float) -> None:
     """Return once Redis answers. Unreachable: one warning line, then retries with backoff for
     ``patience`` seconds. Refused credentials are permanent: raised at once, not retried."""
-
     deadline, pause, warned = time.monotonic() + patience, 0.25, False
     while True:
         try:
@@ -168,7 +166,6 @@ def _run_celery(app: Any, argv: list[str]) -> int:
 
 def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
     """``callbacks``: serve the callback receiver of every site's token."""
-
     settings = load_settings(callback_host=host, callback_port=port)
     named: list[str] = []
     tokens: dict[str, SecretStr] | None = None
@@ -192,7 +189,6 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
 
 def console(host: str | None, port: int | None) -> None:
     """``console``: check the token and Redis, serve the console."""
-
     options = read_settings(
         ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
     )
@@ -215,7 +211,6 @@ def console(host: str | None, port: int | None) -> None:
 
 def metrics(host: str, port: int) -> None:
     """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT."""
-
     settings = load_settings()
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
     collector = FleetCollector(Store.of(settings, deadline=SCRAPE_TIMEOUT))

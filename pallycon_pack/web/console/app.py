@@ -54,7 +54,6 @@ REDIS_TIMEOUT = 5.0
 def create_app(overview: Overview, token: str | None, loopback_only: bool) -> Starlette:
     """The console's ASGI app over ``overview``; every request must carry ``token`` when set,
     and name this machine in its Host header when ``loopback_only`` (no DNS rebinding)."""
-
     handlers = _Handlers(overview, token, loopback_only)
     return Starlette(
         routes=[

@@ -45,7 +45,6 @@ def search(
     """Up to ``limit`` requests newest first, in ``state`` (any when None) and of ``site`` (as
     :meth:`Overview.list`) whose id contains ``query`` (any case): among the newest
     :data:`SEARCH_SCAN`, plus the request whose id it is exactly."""
-
     wanted = State(state) if state else None
     book = overview.book()
     default = book.label("")
@@ -73,7 +72,6 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
     """Counts by state, the last hour per minute, and its failures by code (or why they cannot
     be read: a failed record this version cannot decode): of ``site`` (as
     :meth:`Overview.counts`; None: every site); and each site's counts by state."""
-
     since = now - WINDOW
     skipped = overview.unreadable
     try:
