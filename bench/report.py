@@ -150,7 +150,7 @@ def render(r: dict[str, Any]) -> str:
             "",
             "Wall-clock time of `python -m pallycon_pack ARGS` in a new process, median of "
             f"{startup['runs']} runs; a bare `python -c pass` takes {startup['python_s']} s. The "
-            "top-level help loads no subcommand; a subcommand's help loads its module only.",
+            "top-level help loads no subcommand; a subcommand's help loads its options and help only.",
             "",
             "| command | seconds |",
             "| --- | --- |",

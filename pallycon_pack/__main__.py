@@ -1,5 +1,5 @@
 """``python -m pallycon_pack`` is ``pallycon-pack``."""
 
-from pallycon_pack.cli import main
+from pallycon_pack.cli.main import main
 
 main()

@@ -16,9 +16,9 @@ from pallycon_config import ENV_PREFIX, Settings, env_name
 from pallycon_config.secrets import FILE_SUFFIX, SECRETS_DIR_VARIABLE, secret_fields
 from pallycon_emulator.config import EmulatorSettings, emulator_env_name
 
-from pallycon_pack.cli import main
-from pallycon_pack.console import ENV_PREFIX as CONSOLE_PREFIX
-from pallycon_pack.console import ConsoleSettings
+from pallycon_pack.cli.main import main
+from pallycon_pack.web.console.auth import ENV_PREFIX as CONSOLE_PREFIX
+from pallycon_pack.web.console.auth import ConsoleSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "pallycon-pack.json"

@@ -123,7 +123,7 @@ class SentinelGroup:
 
     def _replicas_online(self) -> bool:
         """Every replica has synced (a replica still syncing cannot acknowledge a WAIT)."""
-        from pallycon_pack.ops_commands import online_replicas  # as `health` counts them
+        from pallycon_pack.health import online_replicas  # as `health` counts them
 
         try:
             with redis.Redis(port=self.primary.port, socket_timeout=1) as client:

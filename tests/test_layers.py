@@ -5,6 +5,8 @@ contracts are in pyproject.toml, run by .ci/run.)"""
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import importlib.util
 import json
 import pkgutil
@@ -15,7 +17,7 @@ from pathlib import Path
 import click
 import pytest
 
-from pallycon_pack.cli import COMMANDS, main
+from pallycon_pack.cli.main import COMMANDS, SECTIONS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = [
@@ -123,7 +125,7 @@ def test_the_product_never_loads_the_support_package():
         "from click.testing import CliRunner\n"
         "for name in sys.argv[1:]:\n"
         "    importlib.import_module(name)\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] == {SUPPORT!r}))"
     )
@@ -140,7 +142,7 @@ def test_the_top_level_help_loads_no_subcommand():
     code = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
@@ -149,7 +151,11 @@ def test_the_top_level_help_loads_no_subcommand():
     modules = json.loads(run.stdout)
     loaded = {m.split(".")[0] for m in modules}
     ours = {m for m in modules if m.split(".")[0] == "pallycon_pack"}
-    assert ours == {"pallycon_pack", "pallycon_pack.cli", "pallycon_pack.errors"}
+    assert ours == {
+        "pallycon_pack",
+        "pallycon_pack.cli",
+        "pallycon_pack.cli.main",
+    }
     assert not loaded & {
         "pallycon_config",
         "pallycon",
@@ -161,13 +167,92 @@ def test_the_top_level_help_loads_no_subcommand():
     }
 
 
+#: What a command's --help may load of pallycon_pack besides the group and its own family's
+#: ``commands``: helpers its options name (inputs, the states, the checks' defaults, the
+#: console's and the emulator's settings), never a ``run`` module nor another family.
+HELP_SHARED = {
+    "pallycon_pack.cli.inputs",
+    "pallycon_pack.cli.servers.emulator_sites",
+    "pallycon_pack.errors",
+    "pallycon_pack.health",
+    "pallycon_pack.present",
+    "pallycon_pack.present.records",
+    "pallycon_pack.web",
+    "pallycon_pack.web.console",
+    "pallycon_pack.web.console.auth",
+}
+
+#: Loads a command's --help with settings that cannot be read (so none may be read), then
+#: prints the modules loaded, as JSON.
+_HELP = """
+import json, sys
+from click.testing import CliRunner
+from pallycon_pack.cli.main import main
+done = CliRunner().invoke(main, [*sys.argv[1:], "--help"], env={"PALLYCON_REDIS_URL": "x://"})
+assert done.exit_code == 0, done.output
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _help_loads(*command: str) -> list[str]:
+    run = subprocess.run(
+        [sys.executable, "-c", _HELP, *command], capture_output=True, text=True, cwd=ROOT, check=False
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    loaded: list[str] = json.loads(run.stdout)
+    return loaded
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_a_commands_help_loads_its_family_only(name: str):
+    """`<command> --help` loads the options and help of its family (its ``commands`` module),
+    reads no settings, and loads no ``run`` module, no other family, nor Celery or a web
+    server: the work is imported when the command runs."""
+    loaded = _help_loads(name)
+    ours = {m for m in loaded if m.startswith("pallycon_pack.")} - HELP_SHARED
+    family = COMMANDS[name].module.rpartition(".")[0]
+    own = {"pallycon_pack.cli", "pallycon_pack.cli.main", family, COMMANDS[name].module}
+    assert ours <= own, sorted(ours - own)
+    roots = {m.split(".")[0] for m in loaded}
+    assert not roots & {"celery", "kombu", "starlette", "uvicorn", "pallycon_producers"}
+
+
+def test_the_status_help_loads_neither_the_settings_nor_redis():
+    """`status --help`, whose start-up time docs/BENCHMARKS.md publishes, loads no settings,
+    no Redis client and no HTTP client."""
+    roots = {m.split(".")[0] for m in _help_loads("status")}
+    assert not roots & {"pallycon_config", "pydantic", "redis", "httpx", "pallycon_store"}
+
+
+def test_the_console_page_is_its_files_put_together():
+    """The console serves page.html with page.css and page.js inline, the states of a request
+    written into the script, and its CSP allows exactly that script (by its hash)."""
+    from pallycon_pack.web.console import app
+
+    folder = Path(app.__file__).parent
+    states = '["accepted","submitting","submitted","completed","failed"]'
+    js = (folder / "page.js").read_text().replace("{{states}}", states)
+    css = (folder / "page.css").read_text()
+    html = (folder / "page.html").read_text()
+    assert html.replace("{{css}}", css).replace("{{js}}", js) == app.PAGE
+    script = app.PAGE.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in app.CSP
+
+
+def test_the_help_lists_every_command_once_in_its_section():
+    """--help's sections hold every command, each once."""
+    listed = [name for _, names in SECTIONS for name in names]
+    assert sorted(listed) == sorted(COMMANDS)
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_command_summary_is_the_commands_own(name: str):
     """The summary --help shows for a command is the one click would make from its help."""
     command = main.get_command(click.Context(main), name)
     assert command is not None
     assert command.name == name
-    stand_in = click.Command(name, help=COMMANDS[name][1])
+    stand_in = click.Command(name, help=COMMANDS[name].summary)
     for limit in (20, 45, 62, 80, 200):
         assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)
 

@@ -1,7 +1,3 @@
-"""``pallycon-pack demo``: the whole product on a bare machine (:mod:`.command`), with what it
-starts for itself: a private Redis-compatible server (:mod:`.redis_server`) and a worker
-process (:mod:`.worker`)."""
-
-from pallycon_pack.demo.command import demo
-
-__all__ = ["demo"]
+"""``pallycon-pack demo``: the whole product on a bare machine: its options (:mod:`.commands`)
+and its run (:mod:`.run`), with what it starts for itself: a private Redis-compatible server
+(:mod:`.redis_server`) and a worker process (:mod:`.worker`)."""

@@ -21,11 +21,10 @@ import pytest
 from pallycon_config import Settings
 from pallycon_producers.api import Producer
 from pallycon_store.keys import Keys
-from pallycon_worker import callbacks
-from pallycon_worker.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 from pydantic import SecretStr
 
-from pallycon_pack import asgi
+from pallycon_pack.web import asgi, callbacks
+from pallycon_pack.web.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 from support.env import clean_env
 from support.processes import EmulatorProcess, start_server
 from support.queue import make_settings, register_storage, wait_all

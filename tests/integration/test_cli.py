@@ -154,14 +154,14 @@ def test_help_shows_every_summary_whole_and_every_option_explained():
     say so, and jobs list --status says what each state means."""
     from click.testing import CliRunner
 
-    from pallycon_pack.cli import COMMANDS, main
+    from pallycon_pack.cli.main import COMMANDS, main
 
     runner = CliRunner()
     listing = runner.invoke(main, ["--help"], terminal_width=80).output
     bare = "".join(listing.split())  # wrapping may break a line at a hyphen
-    for name, (_, summary) in COMMANDS.items():
-        assert "".join(f"{name} {summary}".split()) in bare, listing
-    assert "..." not in listing.partition("Commands:")[2]
+    for name, entry in COMMANDS.items():
+        assert "".join(f"{name} {entry.summary}".split()) in bare, listing
+    assert "..." not in listing.partition("Queue:")[2]
     jobs_list = " ".join(runner.invoke(main, ["jobs", "list", "--help"]).output.split())
     assert "--status [ready|success|failed|complete|working|process|stop] Jobs in this" in jobs_list
     assert "required unless PALLYCON_REGION is set" in jobs_list
@@ -298,8 +298,8 @@ def test_the_demo_starts_a_private_redis_when_none_answers(
 ):
     """On a bare machine (nothing answers at PALLYCON_REDIS_URL) the demo runs on a Redis of its
     own, gone with the run; a Redis that answers is used instead."""
-    from pallycon_pack.demo.command import _redis
     from pallycon_pack.demo.redis_server import answers
+    from pallycon_pack.demo.run import _redis
 
     monkeypatch.setenv("PALLYCON_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing answers there
     with _redis(tmp_path / "redis") as private:

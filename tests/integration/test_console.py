@@ -26,8 +26,9 @@ from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
 
-from pallycon_pack import asgi
-from pallycon_pack.console import MIN_TOKEN, create_app
+from pallycon_pack.web import asgi
+from pallycon_pack.web.console.app import create_app
+from pallycon_pack.web.console.auth import MIN_TOKEN
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites

@@ -20,7 +20,7 @@ from pallycon_store.events import FailStage, State
 from pallycon_store.failures import FailureCode, explain
 
 from pallycon.errors import FieldError
-from pallycon_pack.cli import main
+from pallycon_pack.cli.main import main
 from support.cli import run_cli
 from support.env import clean_env
 from support.processes import cli

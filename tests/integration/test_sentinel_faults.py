@@ -21,8 +21,8 @@ import redis
 from pallycon_config import Settings
 from pallycon_producers.api import Producer
 from pallycon_store.connect import _sentinels
-from pallycon_worker.callbacks import REDIS_CONNECTIONS
 
+from pallycon_pack.web.callbacks import REDIS_CONNECTIONS
 from support.env import clean_env
 from support.processes import WorkerProcess, cli, start_server
 from support.queue import wait_all

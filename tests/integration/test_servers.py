@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from pallycon_pack import asgi
+from pallycon_pack.web import asgi
 from support.env import clean_env
 from support.processes import cli
 

@@ -25,7 +25,7 @@ from pallycon_worker.loops import LoopHealth
 from pallycon_worker.runtime import Runtime
 
 from pallycon.errors import InvalidRequest
-from pallycon_pack.cli import main
+from pallycon_pack.cli.main import main
 from support.env import clean_env
 from support.queue import make_settings
 from support.redis_server import RedisServer

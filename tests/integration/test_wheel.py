@@ -77,9 +77,11 @@ def test_every_name_the_wheel_installs_starts_with_pallycon(wheel: Path):
         "pallycon_emulator",
         "pallycon_pack",
     }
-    # The Lua scripts travel beside the modules that run them.
+    # The Lua scripts travel beside the modules that run them; the console's page its files.
     assert "pallycon_store/transition.lua" in names
-    assert any(name.endswith(".lua") and name.startswith("pallycon_worker/") for name in names)
+    assert "pallycon_pack/web/callback_claim.lua" in names
+    for page in ("page.html", "page.css", "page.js"):
+        assert f"pallycon_pack/web/console/{page}" in names
 
 
 def test_the_wheel_installs_beside_another_projects_config_package(wheel: Path, tmp_path: Path):
@@ -100,3 +102,6 @@ def test_the_wheel_installs_beside_another_projects_config_package(wheel: Path, 
     assert "PALLYCON_REDIS_URL" in shown
     shown = _run([str(venv / "bin" / "pallycon-pack"), "config", "show"], cwd=project, env=env)
     assert "PALLYCON_REDIS_URL" in shown
+    # The console's page is put together from the files the wheel ships beside its module.
+    page = "from pallycon_pack.web.console.app import PAGE; print('<script>' in PAGE)"
+    assert _run([python, "-c", page], cwd=project, env=env).strip() == "True"

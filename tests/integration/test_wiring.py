@@ -18,7 +18,7 @@ from pallycon_worker.loops import LoopHealth
 from pallycon_worker.runtime import Runtime
 from pallycon_worker.sweeper import sweep_forever
 
-from pallycon_pack.cli import main
+from pallycon_pack.cli.main import main
 from support.queue import announce_sites, eventually, make_settings
 from support.samples import SAMPLE_SITE, body_for
 

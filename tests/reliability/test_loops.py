@@ -11,7 +11,7 @@ from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.keys import Keys
 from pallycon_store.wiring import Store
 
-from pallycon_pack.ops_commands import Thresholds, judge
+from pallycon_pack.health import Thresholds, judge
 from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]

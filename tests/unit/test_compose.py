@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 import click
 import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema among the dev dependencies
 import pallycon_emulator.app
-import pallycon_worker.callbacks
 import pytest
 import yaml
 from pallycon_config import ENV_PREFIX, Settings
 from pallycon_config.settings import HARD_TIME_LIMIT_SHARE
 
-from pallycon_pack.ops_commands import parse_checks
+import pallycon_pack.web.callbacks
+from pallycon_pack.cli.fleet.commands import parse_checks
 from support.deployment import (
     EMULATOR_SETTINGS,
     INTERPOLATION,
@@ -171,7 +171,7 @@ def test_the_servers_health_checks_probe_their_own_health_routes():
     the port its command listens on (the image has Python, no curl)."""
     routes = {
         "emulator": Path(pallycon_emulator.app.__file__).read_text(),
-        "callbacks": Path(pallycon_worker.callbacks.__file__).read_text(),
+        "callbacks": Path(pallycon_pack.web.callbacks.__file__).read_text(),
     }
     for name, source in routes.items():
         check = " ".join(health_command(name))

@@ -13,7 +13,7 @@ from pallycon_config.settings import read_settings
 from pallycon_config.show import COMMAND_LINE, DOTENV, ENVIRONMENT, describe, origins
 from pydantic import SecretStr
 
-from pallycon_pack.console import ConsoleSettings
+from pallycon_pack.web.console.auth import ConsoleSettings
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
 pytestmark = pytest.mark.usefixtures("isolated_settings")

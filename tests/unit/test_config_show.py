@@ -22,7 +22,7 @@ from pallycon_config.show import (
 from pallycon_config.show import warnings as start_warnings
 from pallycon_emulator.config import EmulatorSettings, emulator_env_name, load_emulator_settings
 
-from pallycon_pack.process_commands import celery_worker_argv
+from pallycon_pack.cli.servers.run import celery_worker_argv
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
 pytestmark = pytest.mark.usefixtures("isolated_settings")

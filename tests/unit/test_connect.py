@@ -23,8 +23,8 @@ from pallycon_store.connect import (
 )
 from pydantic import SecretStr
 
-from pallycon_pack.cli import redis_problem
-from pallycon_pack.process_commands import _wait_for_redis
+from pallycon_pack.cli.servers.run import _wait_for_redis
+from pallycon_pack.problems import redis_problem
 
 SENTINELS = (("s1", 26379), ("s2", 26380))
 TLS_URL = (

@@ -18,7 +18,7 @@ from pallycon_emulator.config import (
 )
 
 from pallycon.signing import SiteCredentials
-from pallycon_pack.emulator_command import emulator
+from pallycon_pack.cli.servers.commands import emulator
 from support.samples import SAMPLE_SITE
 
 TOKEN = "secret-token-0123456789abcdef"

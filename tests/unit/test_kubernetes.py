@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
-import pallycon_worker.callbacks
 import pytest
 import yaml
 from pallycon_config import Settings
@@ -25,12 +24,13 @@ from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_s
 from pallycon_store.api_calls import ApiCalls
 from pallycon_store.fleet import Intake, Schedule, Snapshot
 from pallycon_store.keys import Keys
-from pallycon_worker.callbacks import MAX_BODY_BYTES
 
-from pallycon_pack.exporter import api_metrics, counter_metrics, fleet_metrics
-from pallycon_pack.metrics_command import DEFAULT_PORT
-from pallycon_pack.ops_commands import parse_checks
-from pallycon_pack.process_commands import celery_worker_argv
+import pallycon_pack.web.callbacks
+from pallycon_pack.cli.fleet.commands import parse_checks
+from pallycon_pack.cli.servers.commands import DEFAULT_PORT
+from pallycon_pack.cli.servers.run import celery_worker_argv
+from pallycon_pack.web.callbacks import MAX_BODY_BYTES
+from pallycon_pack.web.exporter import api_metrics, counter_metrics, fleet_metrics
 from support.deployment import ROOT, parse, promql_metrics
 
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -482,7 +482,7 @@ def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
 
     [ingress] = of_kind("Ingress")
     callbacks = container("callbacks")
-    assert re.search(r"/callback/", Path(pallycon_worker.callbacks.__file__).read_text())
+    assert re.search(r"/callback/", Path(pallycon_pack.web.callbacks.__file__).read_text())
     for rule in ingress["spec"]["rules"]:
         assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
         [path] = rule["http"]["paths"]

@@ -8,7 +8,7 @@ import pytest
 from pallycon_store.admission import MAX_METADATA_BYTES, check_metadata, parse_metadata
 
 from pallycon.errors import InvalidRequest
-from pallycon_pack.batch import MAX_LINE_BYTES, lines, parse
+from pallycon_pack.cli.queue.batch import MAX_LINE_BYTES, lines, parse
 
 
 @pytest.mark.parametrize(

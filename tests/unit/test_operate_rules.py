@@ -12,16 +12,10 @@ from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_cod
 from pallycon_store.fleet import Intake, Schedule, Snapshot
 from pallycon_store.heartbeats import Heartbeat
 
-from pallycon_pack.exporter import api_metrics, event_type
-from pallycon_pack.ops_commands import (
-    REACHABLE,
-    Thresholds,
-    judge,
-    online_replicas,
-    parse_checks,
-    redis_verdict,
-    render_stats,
-)
+from pallycon_pack.cli.fleet.commands import parse_checks
+from pallycon_pack.cli.fleet.run import render_stats
+from pallycon_pack.health import REACHABLE, Thresholds, judge, online_replicas, redis_verdict
+from pallycon_pack.web.exporter import api_metrics, event_type
 
 NOW = 1_000_000.0
 

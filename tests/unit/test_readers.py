@@ -13,7 +13,7 @@ from pallycon_store.api_calls import ApiCalls, CallStats
 from pallycon_store.keys import Keys
 from pallycon_worker.loops import LoopHealth
 
-from pallycon_pack.exporter import api_metrics
+from pallycon_pack.web.exporter import api_metrics
 
 NOW = 1_000_000.0
 

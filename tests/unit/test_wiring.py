@@ -22,7 +22,7 @@ from pallycon_worker.decisions import PollPolicy, RetryPolicy
 from pallycon_worker.loops import LoopHealth
 
 from pallycon.models import JobListRequest
-from pallycon_pack.exporter import FleetCollector
+from pallycon_pack.web.exporter import FleetCollector
 from support.samples import REGION, SAMPLE_SITE
 
 #: Parameters named otherwise than the setting they take.

@@ -8,17 +8,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from pallycon_config import Settings, SiteBook, load_callback_tokens
+from pallycon_config.logs import LOGGERS, configure, log_start
 from pallycon_emulator.app import Emulator, create_app
 from pallycon_emulator.config import EmulatorConfig
 from pallycon_store.messages import send_poll, sender
 from pallycon_store.wiring import keys_of
-from pallycon_worker import callbacks
-from pallycon_worker.logs import LOGGERS, configure, log_start
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from pallycon.options import MAX_URL_LENGTH
-from pallycon_pack import asgi
+from pallycon_pack.web import asgi, callbacks
 
 
 def callback_book(settings: Settings, tokens: Mapping[str, SecretStr]) -> SiteBook:

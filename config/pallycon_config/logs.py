@@ -11,9 +11,10 @@ import sys
 import time
 from typing import Any
 
+from pydantic_settings import BaseSettings
+
 from pallycon_config.settings import variable_name
 from pallycon_config.show import masked, warnings
-from pydantic_settings import BaseSettings
 
 #: The loggers every process configures: the project's and uvicorn's (servers).
 LOGGERS = ("pallycon_pack", "uvicorn.error")

@@ -1,12 +1,11 @@
-"""Direct commands for operators: sign a request, manage storages and jobs (no queue)."""
+"""The work of the direct commands (sign, storage, jobs): a site's client, the API's requests,
+their answers shown."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -29,32 +28,11 @@ from pallycon.models import (
 )
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
-from pallycon_pack import render
+from pallycon_pack.cli.inputs import STDIN, one_secret, read_json, read_source
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
-from pallycon_pack.inputs import STDIN, one_secret, read_json, read_source
+from pallycon_pack.present import render
 
-F = TypeVar("F", bound=Callable[..., Any])
 RequestT = TypeVar("RequestT", bound=RequestModel)
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-def _region_option(f: F) -> F:
-    return click.option(
-        "--region",
-        help="Region code such as RG011; required unless PALLYCON_REGION is set or --site "
-        "names a site of PALLYCON_SITES (default: that site's region, else PALLYCON_REGION).",
-    )(f)
-
-
-def _site_option(f: F) -> F:
-    return click.option(
-        "--site",
-        metavar="SITE_ID",
-        help="Call the API as this site, with its keys and region: the default site "
-        "(PALLYCON_SITE_ID) or one of PALLYCON_SITES. Default: the default site, from "
-        "PALLYCON_SITE_ID, PALLYCON_ACCESS_KEY and PALLYCON_SITE_KEY.",
-    )(f)
 
 
 class _Target:
@@ -119,28 +97,6 @@ def _region(site_id: str | None, region: str | None) -> _Target:
     return target
 
 
-def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """Refuse nan and infinity, which the ranges of click let through."""
-    if not math.isfinite(value):
-        raise click.BadParameter("must be a finite number", ctx, param)
-    return value
-
-
-def _window_options(f: F) -> F:
-    """The paging and time-window options both list APIs share."""
-    for option in reversed(
-        [
-            click.option("--from", "from_", help="Registered at or after YYYY-MM-DDThh:mm:ssZ."),
-            click.option("--to", help="Registered at or before YYYY-MM-DDThh:mm:ssZ."),
-            click.option("--page-unit", type=int, help="Results per page (API default 25)."),
-            click.option("--page-index", type=int, help="Page number, from 1."),
-            click.option("--time-zone", help="Offset hh:mm for dates and the window."),
-        ]
-    ):
-        f = option(f)
-    return f
-
-
 def _window(options: dict[str, Any]) -> dict[str, Any]:
     """The values of :func:`_window_options`, keyed as the API spells them."""
     return {("from" if name == "from_" else name): value for name, value in options.items()}
@@ -151,49 +107,6 @@ def _request(model: type[RequestT], **fields: Any) -> RequestT:
     return validate_request(model, {k: v for k, v in fields.items() if v is not None})
 
 
-# --- sign -------------------------------------------------------------------------------------
-
-
-@click.command()
-@click.option("--timestamp", help="Sign at this time (YYYY-MM-DDThh:mm:ssZ) instead of now.")
-@click.option(
-    "--input",
-    "input_path",
-    metavar="PATH",
-    default=STDIN,
-    show_default=True,
-    help="Read the API JSON from PATH ('-' = standard input).",
-)
-@click.option("--site-id", help="Override PALLYCON_SITE_ID.")
-@click.option(
-    "--access-key",
-    metavar="KEY",
-    help="Override PALLYCON_ACCESS_KEY. Visible to other users in ps: "
-    "prefer PALLYCON_ACCESS_KEY or --access-key-file.",
-)
-@click.option(
-    "--access-key-file",
-    metavar="PATH",
-    help="Read the access key from PATH ('-' = standard input, with --input PATH).",
-)
-@click.option(
-    "--site-key",
-    metavar="KEY",
-    help="Override PALLYCON_SITE_KEY. Visible to other users in ps: "
-    "prefer PALLYCON_SITE_KEY or --site-key-file.",
-)
-@click.option(
-    "--site-key-file",
-    metavar="PATH",
-    help="Read the site key from PATH ('-' = standard input, with --input PATH).",
-)
-@click.option("--show-parts", is_flag=True, help="Also print data, timestamp and hash.")
-@click.option(
-    "--site",
-    metavar="SITE_ID",
-    help="Sign as this site, with its keys: the default site (PALLYCON_SITE_ID) or one of "
-    "PALLYCON_SITES (not with --site-id or the key options).",
-)
 def sign(
     timestamp: str | None,
     input_path: str,
@@ -205,16 +118,7 @@ def sign(
     site_key_file: str | None,
     show_parts: bool,
 ) -> None:
-    """Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.
-
-    The bytes are encrypted exactly as given (a trailing newline too: use printf or echo -n).
-
-    The access key and the site key come from --access-key-file / --site-key-file (or the
-    flags --access-key / --site-key, visible in ps), else PALLYCON_ACCESS_KEY /
-    PALLYCON_SITE_KEY (environment or .env). A key file holds the key alone; one trailing
-    newline is ignored. Only one option can read standard input. With --site, the site id and
-    both keys are that site's.
-    """
+    """Sign the API JSON read on stdin (or --input); print the pallycon-apidata value."""
     if site is not None:
         given = [
             flag
@@ -286,43 +190,6 @@ def _site_key(value: str | None, path: str | None) -> str | None:
     return key
 
 
-# --- storage ----------------------------------------------------------------------------------
-
-
-@click.group()
-def storage() -> None:
-    """Register, update and list the S3 storages PallyCon reads from and writes to."""
-
-
-@storage.command("register")
-@click.option("--name", required=True, help="Storage name (at most 50 bytes).")
-@click.option("--bucket", required=True, help="S3 bucket name.")
-@click.option(
-    "--aws-access-key-id",
-    metavar="ID",
-    help="AWS access key id; required unless AWS_ACCESS_KEY_ID is set.",
-)
-@click.option(
-    "--aws-secret-access-key",
-    metavar="SECRET",
-    help="AWS secret access key; required unless AWS_SECRET_ACCESS_KEY is set, "
-    "--aws-secret-access-key-file is given, or a terminal can prompt for it. Visible to other "
-    "users in ps: prefer AWS_SECRET_ACCESS_KEY or --aws-secret-access-key-file.",
-)
-@click.option(
-    "--aws-secret-access-key-file",
-    metavar="PATH",
-    help="Read the AWS secret access key from PATH ('-' = standard input).",
-)
-@click.option(
-    "--storage-region",
-    help="The storage's region code (default: --region, else the --site's region, else "
-    "PALLYCON_REGION).",
-)
-@click.option("--description", help="Free text.")
-@_region_option
-@_site_option
-@json_option
 def storage_register(
     name: str,
     bucket: str,
@@ -335,14 +202,7 @@ def storage_register(
     site: str | None,
     as_json: bool,
 ) -> None:
-    """Register a storage; print its storage id.
-
-    The AWS access key id comes from --aws-access-key-id, else AWS_ACCESS_KEY_ID. The AWS
-    secret access key comes from --aws-secret-access-key-file (or the flag
-    --aws-secret-access-key, visible in ps), else AWS_SECRET_ACCESS_KEY, else a hidden prompt
-    when standard input is a terminal. A key file holds the key alone; one trailing newline is
-    ignored.
-    """
+    """Register a storage; print its storage id."""
     key_id = aws_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
     if not key_id:
         raise Failure(
@@ -385,17 +245,6 @@ def _aws_secret_from_env_or_prompt() -> str:
     )
 
 
-@storage.command("update")
-@click.argument("storage_id")
-@click.option("--name", help="New storage name.")
-@click.option("--description", help="New description.")
-@click.option(
-    "--region",
-    hidden=True,
-    help="Refused: the API cannot change a storage's region.",
-)
-@_site_option
-@json_option
 def storage_update(
     storage_id: str,
     name: str | None,
@@ -404,12 +253,7 @@ def storage_update(
     site: str | None,
     as_json: bool,
 ) -> None:
-    """Change a storage's name or description.
-
-    Give --name, --description or both. A storage's region (and bucket and AWS keys) cannot be
-    changed: PallyCon's Storage Update API takes only the name and the description. Register a
-    new storage instead (storage register --storage-region CODE).
-    """
+    """Change a storage's name or description."""
     if region is not None:
         raise Failure(
             "storage update: a storage's region cannot be changed (the API takes only --name "
@@ -426,18 +270,6 @@ def storage_update(
     _print_id(as_json, "storage_id", response.storage_id)
 
 
-@storage.command("list")
-@click.option("--keyword", help="Search keyword.")
-@click.option(
-    "--keyword-type",
-    type=click.Choice(["storageId", "storageName"]),
-    help="What --keyword matches (default storageName).",
-)
-@_window_options
-@_region_option
-@_site_option
-@click.option("--show-secrets", is_flag=True, help="Also show AWS secret access keys.")
-@json_option
 def storage_list(
     keyword: str | None,
     keyword_type: str | None,
@@ -466,18 +298,6 @@ def storage_list(
         render.console().print(table)
 
 
-# --- jobs -------------------------------------------------------------------------------------
-
-
-@click.group()
-def jobs() -> None:
-    """Register, list and watch packaging jobs directly (no queue)."""
-
-
-@jobs.command("register")
-@click.argument("file", type=click.File("rb"))
-@_site_option
-@json_option
 def jobs_register(file: Any, site: str | None, as_json: bool) -> None:
     """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
     request = validate_request(JobRegisterRequest, read_json(file))
@@ -486,36 +306,6 @@ def jobs_register(file: Any, site: str | None, as_json: bool) -> None:
     _print_id(as_json, "job_id", response.job_id)
 
 
-@jobs.command("list")
-@click.option("--keyword", help="Search keyword.")
-@click.option(
-    "--keyword-type",
-    type=click.Choice(["cid", "jobId", "jobName"]),
-    help="What --keyword matches (default jobName).",
-)
-@click.option(
-    "--type",
-    "search_type",
-    type=click.Choice(["watermark", "drm"]),
-    help="Jobs with DRM, or watermark only.",
-)
-@click.option(
-    "--status",
-    type=click.Choice(["ready", "success", "failed", "complete", "working", "process", "stop"]),
-    help="Jobs in this state: ready (not started), working (not ended), process (started, "
-    "not ended), success, failed, complete (success or failed), stop (stopped).",
-)
-@click.option(
-    "--format",
-    "search_condition",
-    type=click.Choice(["dash", "hls"]),
-    help="Jobs packaging this streaming format.",
-)
-@_window_options
-@_region_option
-@_site_option
-@click.option("--all-pages", is_flag=True, help="Fetch every page, not one.")
-@json_option
 def jobs_list(
     keyword: str | None,
     keyword_type: str | None,
@@ -553,27 +343,6 @@ def jobs_list(
         render.console().print(render.job_table(found, total))
 
 
-@jobs.command("watch")
-@click.argument("job_id")
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.1, 3600),
-    default=2.0,
-    show_default=True,
-    callback=_finite,
-    help="Seconds between polls.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0),
-    default=3600.0,
-    show_default=True,
-    callback=_finite,
-    help="Give up after this many seconds.",
-)
-@_region_option
-@_site_option
-@json_option
 def jobs_watch(
     job_id: str,
     interval: float,
@@ -620,9 +389,6 @@ def _show_status(job: JobInfo, as_json: bool) -> None:
 def _meaning(job: JobInfo) -> dict[str, Any]:
     info = job.status_info
     return {"meaning": info.meaning, "stage": info.stage.value, "terminal": info.terminal}
-
-
-# --- helpers ----------------------------------------------------------------------------------
 
 
 def _print_id(as_json: bool, key: str, value: str | None) -> None:

@@ -1,31 +1,18 @@
-"""``pallycon-pack config``: read the effective settings."""
+"""The work of config show: the effective settings, each with its source."""
 
 from __future__ import annotations
 
 import json
 
 import click
+from pallycon_config import load_settings
+from pallycon_config.rules import env_name
+from pallycon_config.show import describe, warnings
+from pallycon_emulator.config import emulator_env_name, load_emulator_settings
 
 
-@click.group()
-def config() -> None:
-    """Show the effective settings and where each one came from."""
-
-
-@config.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object (settings in a list).")
 def show(as_json: bool) -> None:
-    """Print every setting: its variable, value (secrets masked) and source.
-
-    The source is where the value came from: default, environment (a PALLYCON_* variable),
-    .env (in the current directory) or, for a secret, the file it was read from. The
-    emulator's settings (PALLYCON_EMULATOR_*) follow the others'.
-    """
-    from pallycon_config import load_settings
-    from pallycon_config.rules import env_name
-    from pallycon_config.show import describe, warnings
-    from pallycon_emulator.config import emulator_env_name, load_emulator_settings
-
+    """Print every setting: its variable, value (secrets masked) and source."""
     settings = load_settings()
     emulator_settings = load_emulator_settings()
     rows = [

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis
+from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
 from pallycon_store.counters import Metric as Counter
 from pallycon_store.events import EventType, FailStage, State
@@ -38,6 +39,8 @@ from prometheus_client.utils import floatToGoString
 PREFIX = "pallycon_pack"
 #: Result stream entries read per scrape at most (the rest are read at the next scrape).
 MAX_EVENTS_PER_SCRAPE = 50_000
+#: Seconds a scrape waits on Redis per round trip (keep scrapes under Prometheus's 10 s).
+SCRAPE_TIMEOUT = 3.0
 #: Failed requests read per scrape for the dead-letter gauge (the newest, of the last hour).
 FAILED_SAMPLE = 1000
 #: The counters of the counters hash, by metric (name, help, label values).
@@ -105,7 +108,7 @@ class FleetCollector(Collector):
         gauge = GaugeMetricFamily(
             f"{PREFIX}_requests",
             "Requests by PallyCon site and state (finished ones until their records expire; "
-            'the default site by its id, or "default").',
+            f'the default site by its id, or "{DEFAULT_LABEL}").',
             labels=["site", "state"],
         )
         overview = self.store.overview()

@@ -1,16 +1,19 @@
-"""Commands of the queue: submit, status, results, and the worker and callback processes.
-
-Each command imports what it runs on (the settings, the producer, Redis, Celery) when it runs,
-so that showing its help loads none of it.
-"""
+"""The work of submit, status and results: the producer, its records and its events."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
+import redis
+from pallycon_config import load_settings
+from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
+from pallycon_store.events import State
 
+from pallycon.errors import InvalidRequest
+from pallycon_pack.cli.inputs import read_json
+from pallycon_pack.cli.queue import batch
 from pallycon_pack.errors import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -18,54 +21,11 @@ from pallycon_pack.errors import (
     EXIT_UNAVAILABLE,
     Failure,
 )
-from pallycon_pack.inputs import read_json
-
-if TYPE_CHECKING:
-    from pallycon_producers.api import Producer
-
-DEFAULT_WAIT = 24 * 3600.0
+from pallycon_pack.present import render
+from pallycon_pack.present.progress import batch_progress, follow_requests
+from pallycon_pack.present.records import event_line, shown, state_text
 
 
-@click.command()
-@click.argument("file", type=click.File("rb"), required=False)
-@click.option("--request-id", help="Your id for this request (default: a new UUID).")
-@click.option(
-    "--metadata",
-    "metadata_text",
-    metavar="JSON",
-    help="Your own JSON object (at most 2 KiB), kept with the request and in all its events.",
-)
-@click.option(
-    "--site",
-    "site_id",
-    metavar="SITE_ID",
-    help="The PallyCon site to package for: one the workers serve (PALLYCON_SITE_ID or a "
-    "site of PALLYCON_SITES); default: the workers' default site.",
-)
-@click.option(
-    "--batch",
-    "batch_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE.jsonl",
-    help="Many requests: one JSON object per line, "
-    '{"body": {...}, "request_id": "...", "metadata": {...}, "site_id": "..."} (all but body '
-    "optional). Every line is checked first (nothing is recorded if one is bad); their ids "
-    "are printed.",
-)
-@click.option("--quiet", is_flag=True, help="With --batch: print no ids, only the summary.")
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Show progress until it ends; exit 0 completed, 1 failed, 4 timed out.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=DEFAULT_WAIT,
-    show_default=True,
-    help="With --wait: give up after this many seconds.",
-)
-@click.option("--json", "as_json", is_flag=True, help="With --wait: print events as JSON lines.")
 def submit(
     file: Any,
     request_id: str | None,
@@ -77,18 +37,7 @@ def submit(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Enqueue the packaging request in FILE ('-': stdin); print its request id.
-
-    The request is validated first: an invalid one, or one for a site no worker serves, is
-    refused (exit 2) and nothing is enqueued.
-    With --batch, every line of the file is a request: all are checked first (each bad line is
-    named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
-    on standard error. A request id that was submitted before is not submitted again: its state
-    is shown instead.
-    """
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
-
+    """``submit``: one request (FILE) or many (--batch); see its help."""
     if batch_path is not None:
         if file is not None or request_id or metadata_text or site_id is not None or wait:
             raise Failure(
@@ -111,7 +60,7 @@ def submit(
     if record is not None and record.created_at < started:
         click.echo(
             f"request {request_id} was submitted before (nothing new enqueued); "
-            f"it is {_state_text(record.public())}",
+            f"it is {state_text(record)}",
             err=True,
         )
         after = "0-0" if not record.state.final else after
@@ -132,8 +81,6 @@ def _metadata(text: str | None) -> Any:
 def _submit_one(
     producer: Producer, body: Any, request_id: str | None, metadata: Any, site_id: str | None
 ) -> str:
-    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
-
     try:
         return producer.submit(body, request_id, metadata=metadata, site_id=site_id)
     except RequestConflict as exc:
@@ -148,47 +95,25 @@ def _submit_one(
         ) from None
 
 
-def _state_text(shown: dict[str, Any]) -> str:
-    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``."""
-    state = shown["state"]
-    if state == "failed":
-        return f"failed ({shown.get('error_stage', '')} {shown.get('error_code', '')}: " + (
-            f"{shown.get('error_message', '')})"
-        )
-    details = [f"job {shown['job_id']}"] if shown.get("job_id") else []
-    if shown.get("status"):
-        details.append(f"{shown['status']} {shown.get('status_meaning', '')}".strip())
-    return f"{state} ({', '.join(details)})" if details else state
-
-
 def _follow_one(
     producer: Producer, request_id: str, after: str, timeout: float, as_json: bool
 ) -> None:
-    from pallycon_pack.progress import follow_requests
-
     outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
     record = outcome[request_id]
     if record is None:
         raise Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
-    if record.state.value == "failed":
-        raise Failure(f"request {request_id} failed: {_state_text(record.public())}", EXIT_FAILED)
-    if record.state.value != "completed":
+    if record.state is State.FAILED:
+        raise Failure(f"request {request_id} failed: {state_text(record)}", EXIT_FAILED)
+    if record.state is not State.COMPLETED:
         raise Failure(
             f"request {request_id} timed out after {timeout:g} s of waiting; it is still "
-            f"{_state_text(record.public())} and goes on (follow it with status or results)",
+            f"{state_text(record)} and goes on (follow it with status or results)",
             EXIT_TIMEOUT,
         )
 
 
 def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
     """Check every line of the file, then record them all, CHUNK at a time."""
-    import redis
-    from pallycon_producers.api import RequestConflict, SubmitUnconfirmed
-
-    from pallycon.errors import InvalidRequest
-    from pallycon_pack import batch
-    from pallycon_pack.progress import batch_progress
-
     try:
         checked = batch.check(producer, path)
     except OSError as exc:
@@ -239,21 +164,8 @@ def _stopped(done: int, total: int, last_line: int, exc: Exception, code: int) -
     )
 
 
-@click.command()
-@click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (times in ISO 8601, UTC).")
 def status(request_id: str, as_json: bool) -> None:
-    """Print a request's state: job id, last status, error.
-
-    Exit code by its state: 0 completed, 1 failed (or no such request), 4 still in flight
-    (accepted, submitting, submitted).
-    """
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
-
-    from pallycon_pack import render
-    from pallycon_pack.requests_commands import shown
-
+    """``status``: print a request's record; exit by its state."""
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
     if record is None:
@@ -284,27 +196,14 @@ def status(request_id: str, as_json: bool) -> None:
                 click.echo(f"{key:15} {data[key]}")
         if data.get("metadata"):
             click.echo(f"{'metadata':15} {json.dumps(data['metadata'], ensure_ascii=False)}")
-    if record.state.value == "failed":
+    if record.state is State.FAILED:
         click.get_current_context().exit(EXIT_FAILED)
     if not record.state.final:
         click.get_current_context().exit(EXIT_TIMEOUT)
 
 
-@click.command()
-@click.option("--follow", is_flag=True, help="Keep printing new events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
-@click.option(
-    "--from",
-    "after",
-    default="0-0",
-    show_default=True,
-    help="Start after this stream entry id ('$': only new events).",
-)
 def results(follow: bool, as_json: bool, after: str) -> None:
-    """Read the result channel: one event per change of every request."""
-    from pallycon_config import load_settings
-    from pallycon_producers.api import Producer
-
+    """``results``: print the result channel's events, as they come with ``follow``."""
     producer = Producer.from_settings(load_settings())
     events = (
         producer.follow(after=after)
@@ -315,10 +214,4 @@ def results(follow: bool, as_json: bool, after: str) -> None:
         if as_json:
             click.echo(json.dumps(event, ensure_ascii=False))
         else:
-            click.echo(_line(event))
-
-
-def _line(event: dict[str, Any]) -> str:
-    from pallycon_pack.progress import event_line
-
-    return event_line(event)
+            click.echo(event_line(event))

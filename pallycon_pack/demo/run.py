@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 from pallycon_config import Settings, load_settings
 from pallycon_emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
 from pallycon_emulator.files import MANIFESTS, VARIANTS
 from pallycon_producers.api import Producer
+from pallycon_store.connect import connect_redis
 from pallycon_store.record import Record
 from pallycon_worker.clients import site_client
 from pydantic import SecretStr
@@ -39,11 +41,12 @@ from rich.table import Table
 
 from pallycon.client import PallyConClient
 from pallycon.models import StorageRegisterRequest
-from pallycon_pack import render
+from pallycon_pack.demo.redis_server import RedisServer
 from pallycon_pack.demo.worker import running_worker
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
-from pallycon_pack.progress import follow_requests
-from pallycon_pack.servers import running_callbacks, running_emulator
+from pallycon_pack.present import render
+from pallycon_pack.present.progress import follow_requests
+from pallycon_pack.web.launch import running_callbacks, running_emulator
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"
@@ -78,43 +81,8 @@ def samples(count: int, run: str, input_id: str, output_id: str) -> list[Sample]
     return found
 
 
-@click.command()
-@click.option(
-    "--jobs",
-    "count",
-    type=click.IntRange(1, 1000),
-    default=6,
-    show_default=True,
-    help="How many sample requests.",
-)
-@click.option(
-    "--job-seconds",
-    type=click.FloatRange(0, 600),
-    default=6.0,
-    show_default=True,
-    help="How long each emulated job takes.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(1, 86400),
-    default=300.0,
-    show_default=True,
-    help="Give up after this many seconds.",
-)
-@click.option(
-    "--log-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("build/demo-logs"),
-    show_default=True,
-    help="Keep the worker's log in a folder of this run here.",
-)
 def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
-    """Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.
-
-    Its keys carry a prefix of their own (demo-<run>); in a Redis it did not start (the one at
-    PALLYCON_REDIS_URL, if it answers) they are deleted at the end. The worker's log is kept in
-    LOG_DIR/<run>/worker.log.
-    """
+    """``demo``: start what it needs, run ``count`` sample requests, summarise, clean up."""
     for option, value in (("--job-seconds", job_seconds), ("--timeout", timeout)):
         if not math.isfinite(value):
             raise click.BadParameter("must be a finite number", param_hint=f"'{option}'")
@@ -194,11 +162,6 @@ def _log_file(log_dir: Path, prefix: str) -> Path:
 def _redis(directory: Path) -> Iterator[str | None]:
     """None to use the configured Redis (PALLYCON_REDIS_URL, or the sentinels'), if it
     answers; else the URL of a private one, started here."""
-    import redis
-    from pallycon_store.connect import connect_redis
-
-    from pallycon_pack.demo.redis_server import RedisServer
-
     try:
         with connect_redis(load_settings().redis, deadline=0.5) as client:
             client.ping()
@@ -217,9 +180,6 @@ def _remove_keys(settings: Settings) -> None:
     counters (``prefix:*``), its Celery queues (``prefix.*``) and their bindings (kombu's
     ``_kombu.binding*`` keys of its exchanges, and their entries in kombu's shared deadline
     set)."""
-    import redis
-    from pallycon_store.connect import connect_redis
-
     prefix = settings.key_prefix
     patterns = (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding*.{prefix}.*")
     try:

@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterator
 import click
 import redis
 from pallycon_producers.api import Event, Producer
+from pallycon_store.events import EventType, State
 from pallycon_store.record import Record
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pallycon.codes import status_sequence
-from pallycon_pack import render
+from pallycon_pack.present import render
+from pallycon_pack.present.records import event_line
 
 
 class _Bars:
@@ -37,7 +39,9 @@ class _Bars:
             self.sequences[request_id] = status_sequence(drm)
             total = len(self.sequences[request_id]) + 1  # + "submitted"
             state = record.state.value if record else "unknown"
-            completed = total if state == "completed" else 1 if state == "submitted" else 0
+            completed = 0
+            if record is not None:
+                completed = {State.COMPLETED: total, State.SUBMITTED: 1}.get(record.state, 0)
             self.bars[request_id] = progress.add_task(
                 request_id[:24], total=total, completed=completed, status=state
             )
@@ -46,15 +50,15 @@ class _Bars:
         bar = self.bars[event["request_id"]]
         sequence = self.sequences[event["request_id"]]
         kind = event["type"]
-        if kind == "submitted":
+        if kind == EventType.SUBMITTED:
             self.progress.update(bar, completed=1, status=f"submitted job {event['job_id']}")
-        elif kind == "progress":
+        elif kind == EventType.PROGRESS:
             step = sequence.index(event["status"]) + 1 if event["status"] in sequence else 1
             status = f"{event['status']} {event.get('meaning', '')}"
             self.progress.update(bar, completed=step, status=status)
-        elif kind == "completed":
+        elif kind == EventType.COMPLETED:
             self.progress.update(bar, completed=len(sequence) + 1, status="completed")
-        elif kind == "failed":
+        elif kind == EventType.FAILED:
             self.progress.update(bar, status=f"FAILED {event.get('code', '')}")
 
 
@@ -117,7 +121,7 @@ def _show_new(
 ) -> str:
     for entry_id, event in producer.events(after=cursor, block_ms=500):
         cursor = entry_id
-        if event["request_id"] not in wanted or event["type"] == "rejected":
+        if event["request_id"] not in wanted or event["type"] == EventType.REJECTED:
             continue  # a rejected event is an intake entry's, not part of the request's history
         if mode == "json":
             click.echo(json.dumps(event, ensure_ascii=False))
@@ -125,7 +129,7 @@ def _show_new(
             click.echo(event_line(event))
         else:
             bars.show(event)
-        if event["type"] in ("completed", "failed"):
+        if event["type"] in (EventType.COMPLETED, EventType.FAILED):
             done.add(event["request_id"])
     return cursor
 
@@ -134,20 +138,6 @@ def _finished_by_record(producer: Producer, pending: set[str]) -> set[str]:
     """Requests whose records say they ended (should their events have been trimmed)."""
     records = producer.records.get_many(sorted(pending))
     return {rid for rid, record in records.items() if record.state.final}
-
-
-def event_line(event: Event) -> str:
-    """An event as one plain line: ``<ts> <request id> <type> key=value ...``."""
-    details = {
-        k: v
-        for k, v in event.items()
-        if k not in {"schema", "event_id", "type", "request_id", "ts"}
-    }
-    text = " ".join(
-        f"{k}={json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"
-        for k, v in details.items()
-    )
-    return f"{event['ts']} {event['request_id']} {event['type']:9} {text}"
 
 
 @contextlib.contextmanager

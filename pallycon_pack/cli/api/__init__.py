@@ -1,0 +1,1 @@
+"""sign, storage, jobs: the PallyCon API called directly, no queue."""

@@ -1,0 +1,1 @@
+"""health, stats: the fleet as an operator checks it."""

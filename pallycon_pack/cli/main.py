@@ -1,0 +1,148 @@
+"""``pallycon-pack``: the one command-line entry point, with subcommands.
+
+Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed, 2 bad
+usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
+credentials, a port in use), 4 not there yet: a request has not ended (``submit --wait`` timed
+out, ``status`` of a request in flight) or ``health`` found a check failing.
+
+A subcommand's module is imported when that subcommand runs (or shows its help), not before:
+``pallycon-pack --help`` lists them from :data:`COMMANDS`, in :data:`SECTIONS`, and loads none.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, NamedTuple
+
+import click
+
+
+class Entry(NamedTuple):
+    """Where a subcommand is defined, and what ``--help`` says of it."""
+
+    #: The module defining it (under the command's name): a family's ``commands``, or the demo.
+    module: str
+    #: The first paragraph of its help, listed whole (a test keeps the two the same).
+    summary: str
+
+
+def _family(name: str) -> str:
+    return f"pallycon_pack.cli.{name}.commands"
+
+
+#: Each subcommand, and the module it is loaded from when it runs or shows its help.
+COMMANDS: dict[str, Entry] = {
+    "submit": Entry(
+        _family("queue"),
+        "Enqueue the packaging request in FILE ('-': stdin); print its request id.",
+    ),
+    "status": Entry(_family("queue"), "Print a request's state: job id, last status, error."),
+    "results": Entry(
+        _family("queue"), "Read the result channel: one event per change of every request."
+    ),
+    "requests": Entry(
+        _family("requests"), "List the requests by state, or show one with its history."
+    ),
+    "retry": Entry(
+        _family("requests"),
+        "Re-drive failed requests under the same request id (their history goes on).",
+    ),
+    "health": Entry(
+        _family("fleet"),
+        "Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.",
+    ),
+    "stats": Entry(
+        _family("fleet"),
+        "Print requests by state and stage, queues, lags, API calls by code and failures.",
+    ),
+    "worker": Entry(
+        _family("servers"),
+        "Run a Celery worker: submits, polls, the sweeper and the stream intake.",
+    ),
+    "callbacks": Entry(
+        _family("servers"),
+        "Receive PallyCon's result callbacks at /callback/<PALLYCON_CALLBACK_TOKEN>.",
+    ),
+    "console": Entry(
+        _family("servers"),
+        "Serve the operators' read-only web console: counts, failures, requests, timelines.",
+    ),
+    "metrics": Entry(
+        _family("servers"),
+        "Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.",
+    ),
+    "emulator": Entry(
+        _family("servers"),
+        "Serve a PallyCon-compatible Packaging API (for development, tests and demos).",
+    ),
+    "sign": Entry(
+        _family("api"),
+        "Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.",
+    ),
+    "storage": Entry(
+        _family("api"),
+        "Register, update and list the S3 storages PallyCon reads from and writes to.",
+    ),
+    "jobs": Entry(_family("api"), "Register, list and watch packaging jobs directly (no queue)."),
+    "config": Entry(_family("config"), "Show the effective settings and where each one came from."),
+    "demo": Entry(
+        "pallycon_pack.demo.commands",
+        "Run the whole pipeline end to end: Redis, emulator, worker, callbacks, N requests.",
+    ),
+}
+
+#: ``--help``'s sections, in the order a user meets the commands.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Queue", ("submit", "status", "results")),
+    ("Requests", ("requests", "retry")),
+    ("Fleet", ("health", "stats")),
+    ("Servers", ("worker", "callbacks", "console", "metrics", "emulator")),
+    ("PallyCon API (direct)", ("sign", "storage", "jobs")),
+    ("Setup", ("config", "demo")),
+)
+
+
+class _Group(click.Group):
+    """Loads a subcommand when it is used; turns the project's errors into messages and exit
+    codes, never tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name].module)
+        command = getattr(module, cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole summary, wrapped rather than cut off, one section per
+        family of commands: it loads none."""
+        for title, names in SECTIONS:
+            with formatter.section(title):
+                formatter.write_dl([(name, COMMANDS[name].summary) for name in names])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # Loads redis, kombu and the settings: only once an error has happened.
+            from pallycon_pack.problems import failure_of
+
+            failure = failure_of(exc)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pallycon-pack")
+def main() -> None:
+    """Bridge between your systems and PallyCon's forensic watermarking Packaging API.
+
+    Settings come from PALLYCON_* environment variables or a .env file (see .env.example).
+    """

@@ -1,0 +1,1 @@
+"""submit, status, results: put requests on the queue and follow them."""

@@ -1,0 +1,1 @@
+"""requests, retry: read the stored requests and re-drive failed ones."""

@@ -1,0 +1,106 @@
+"""The operator's commands on requests: ``requests list``, ``requests show`` and ``retry``:
+their options and help.
+
+They read the state indexes (:mod:`pallycon_store.overview`) and re-drive failed requests
+(:mod:`pallycon_store.redrive`); they need Redis only, not the API. The work is in :mod:`.run`,
+imported when a command runs, so that showing its help loads none of it.
+"""
+
+from __future__ import annotations
+
+import click
+from pallycon_config.site_ref import DEFAULT_LABEL
+from pallycon_store.failures import FailureCode
+
+from pallycon_pack.present.records import SINCE_HELP, STATES
+
+CODE_HELP = (
+    "With --state: only failures with this code (repeatable): PallyCon's (A1003, WM900013, "
+    f"HTTP503, ...) or one of ours: {', '.join(FailureCode)}."
+)
+SITE_HELP = (
+    "Only the requests of this PallyCon site (the default site by its id, or "
+    f"'{DEFAULT_LABEL}' when PALLYCON_SITE_ID is not set)."
+)
+
+
+@click.group()
+def requests() -> None:
+    """List the requests by state, or show one with its history."""
+
+
+@requests.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only the requests in this state.")
+@click.option("--since", help=SINCE_HELP)
+@click.option("--site", help=SITE_HELP)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
+def list_requests(
+    state: str | None, since: str | None, site: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest first, by when each entered its state; read from an index kept by state.
+
+    A SITE column when a listed request named a site (in JSON: its ``site_id``).
+    """
+    from pallycon_pack.cli.requests import run
+
+    run.list_requests(state, since, site, limit, as_json)
+
+
+@requests.command("show")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help='Print {"record": ..., "events": [...]}.')
+def show(request_id: str, as_json: bool) -> None:
+    """A request's record and the timeline of its events, readable by a person.
+
+    A failed request's record says what its error code means (``error_meaning``).
+    """
+    from pallycon_pack.cli.requests import run
+
+    run.show(request_id, as_json)
+
+
+@requests.command("reindex")
+def reindex() -> None:
+    """Put every request in the index of its state (after upgrading from a version without).
+
+    Scans every request record once (SCAN, in batches) and drops index entries whose request is
+    gone or in another state. Safe to run while workers run, and more than once.
+    """
+    from pallycon_pack.cli.requests import run
+
+    run.reindex()
+
+
+@click.command()
+@click.argument("request_ids", nargs=-1)
+@click.option(
+    "--state",
+    type=click.Choice(["failed"]),
+    help="Retry the requests in this state (with --since, --code, --limit) instead of IDs.",
+)
+@click.option("--since", help=SINCE_HELP)
+@click.option("--code", "codes", multiple=True, help=CODE_HELP)
+@click.option("--site", help="With --state: only the failures of this site (as requests list).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Say what each retry would do; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+def retry(
+    request_ids: tuple[str, ...],
+    state: str | None,
+    since: str | None,
+    codes: tuple[str, ...],
+    site: str | None,
+    limit: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-drive failed requests under the same request id (their history goes on).
+
+    A new remote job only when the previous one failed or never existed: a job that may still
+    run is polled again, one that may exist is looked up first. Retrying a request that is not
+    failed changes nothing. Exit 0 when every request given was retried, 1 otherwise.
+    """
+    from pallycon_pack.cli.requests import run
+
+    run.retry(request_ids, state, since, codes, site, limit, dry_run, as_json)

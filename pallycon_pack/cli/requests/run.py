@@ -1,0 +1,182 @@
+"""The work of requests list|show|reindex and retry: the state indexes and re-drive."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from pallycon_config import UnknownSite, load_settings
+from pallycon_store.events import State, iso
+from pallycon_store.overview import Overview
+from pallycon_store.record import Record
+from pallycon_store.redrive import plan_retry
+from pallycon_store.redrive import retry as redrive
+from pallycon_store.wiring import Store
+from rich.table import Table
+
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.present import render
+from pallycon_pack.present.records import (
+    detail,
+    explained,
+    parse_since,
+    shown,
+    timeline_line,
+)
+
+
+def _overview() -> Overview:
+    return Store.of(load_settings()).overview()
+
+
+def site_option(overview: Overview, site: str | None) -> str | None:
+    """``--site``: None for every site, "" for the default one, else a site the workers serve
+    (Failure naming the sites otherwise)."""
+    try:
+        return overview.site_filter(site)
+    except UnknownSite as exc:
+        served = ", ".join(exc.known)
+        raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID) from None
+
+
+def list_requests(
+    state: str | None, since: str | None, site: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest first, by when each entered its state; read from an index kept by state."""
+    after = parse_since(since, time.time()) if since else None
+    overview = _overview()
+    of = site_option(overview, site)
+    found = overview.list(State(state) if state else None, since=after, limit=limit, site=of)
+    if overview.unreadable:
+        click.echo(f"({overview.unreadable} records this version cannot read left out)", err=True)
+    if as_json:
+        render.emit_json([shown(record) for record in found])
+        return
+    by_site = any(record.site_id for record in found)
+    default = overview.default_label() if by_site else ""
+    columns = ["request", "state", "updated (UTC)", "job", "status / error", "content"]
+    table = _table(*columns[:2], *(["site"] if by_site else []), *columns[2:])
+    for record in found:
+        table.add_row(
+            record.request_id,
+            record.state.value,
+            *([record.site_id or default] if by_site else []),
+            _updated(record),
+            record.job_id or "-",
+            detail(record)[:120] or "-",
+            record.content_id or "-",
+        )
+    render.console().print(table)
+    if not found:
+        where = (f" in state {state}" if state else "") + (f" of site {site}" if site else "")
+        click.echo("no requests" + where, err=True)
+
+
+def _table(*columns: str) -> Any:
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _updated(record: Record) -> str:
+    when = record.updated_at or record.created_at
+    return iso(when)[:19].replace("T", " ") if when else "-"
+
+
+def show(request_id: str, as_json: bool) -> None:
+    """A request's record and the timeline of its events, readable by a person."""
+    overview = _overview()
+    try:
+        record = overview.get(request_id)
+    except (ValueError, TypeError) as exc:
+        raise Failure(
+            f"request {request_id}: a record this version cannot read: {exc}", EXIT_FAILED
+        ) from None
+    if record is None:
+        raise Failure(f"no request {request_id} (or its record expired)", EXIT_FAILED)
+    events = overview.timeline(request_id)
+    if as_json:
+        render.emit_json({"record": explained(record), "events": events})
+        return
+    data = explained(record)
+    if "site_id" not in data:  # the default site: said, not left to be guessed
+        site = {"site_id": f"{overview.default_label()} (the default site)"}
+        data = {**{k: data[k] for k in ("request_id", "state")}, **site, **data}
+    for key, value in data.items():
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        click.echo(f"{key:17} {text}")
+    click.echo("")
+    if len(events) < len(record.events.split()):
+        click.echo(f"(older events trimmed from the result stream: {len(events)} left)")
+    for item in events:
+        click.echo(timeline_line(item))
+
+
+def reindex() -> None:
+    """Put every request in the index of its state (after upgrading from a version without)."""
+    added, dropped = _overview().reindex()
+    click.echo(f"{added} index entries added, {dropped} dropped")
+
+
+def retry(
+    request_ids: tuple[str, ...],
+    state: str | None,
+    since: str | None,
+    codes: tuple[str, ...],
+    site: str | None,
+    limit: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-drive failed requests under the same request id (their history goes on)."""
+    if (since or codes or site) and not state:
+        raise Failure("--since, --code and --site select with --state failed", EXIT_INVALID)
+    if bool(request_ids) == bool(state):
+        raise Failure("give request ids, or --state failed (not both)", EXIT_INVALID)
+    store = Store.of(load_settings())
+    records = store.records
+    now = time.time()
+    try:
+        if state:
+            after = parse_since(since, now) if since else None
+            overview = store.overview()
+            failed = overview.list(
+                State.FAILED,
+                since=after,
+                limit=limit,
+                where=(lambda r: r.error_code in codes) if codes else None,
+                site=site_option(overview, site),
+            )
+            request_ids = tuple(r.request_id for r in failed)
+            if not request_ids:
+                click.echo("no failed requests match", err=True)
+                return
+        if dry_run:
+            found = records.get_many(request_ids)
+            done = [plan_retry(found.get(r), r, now) for r in dict.fromkeys(request_ids)]
+        else:
+            done = redrive(records, store.durability, request_ids, now)
+    except (ValueError, TypeError) as exc:  # a record written by a newer version, say
+        raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
+    for outcome in done:
+        if as_json:
+            action = outcome.action.value if outcome.action else None
+            render.emit_json(
+                {
+                    "request_id": outcome.request_id,
+                    "action": action,
+                    "reason": outcome.reason,
+                    "dry_run": dry_run,
+                }
+            )
+        else:
+            verb = (outcome.action.value if outcome.action else "skipped").ljust(9)
+            would = "would " if dry_run and outcome.action else ""
+            click.echo(f"{outcome.request_id}  {would}{verb}  {outcome.reason}")
+    if not all(outcome.done for outcome in done) and not state:
+        raise Failure(
+            f"{sum(not o.done for o in done)} of {len(done)} requests not retried", EXIT_FAILED
+        )

@@ -1,0 +1,1 @@
+"""worker, callbacks, console, metrics, emulator: the long-running processes."""

@@ -1,0 +1,316 @@
+"""The work of the long-running processes: the Celery worker, the callback receiver, the
+console, the metrics exporter and the emulator.
+
+Celery is imported by the worker alone (it takes a while, and the other servers have no use for
+it); everything else at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+from pallycon_config import load_callback_tokens, load_settings
+from pallycon_config.logs import configure, log_start
+from pallycon_config.settings import read_settings
+from pallycon_config.show import mask_text
+from pallycon_emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig, load_emulator_settings
+from pallycon_store.connect import connect_redis, describe, login_refused
+from pallycon_store.wiring import Store
+from prometheus_client import start_http_server
+from prometheus_client.registry import CollectorRegistry
+from pydantic import SecretStr
+
+from pallycon_pack.cli.servers.emulator_sites import (
+    _check_unique,
+    _extra_sites,
+    _flag_callbacks,
+    _statuses,
+    _with_callbacks,
+)
+from pallycon_pack.errors import EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from pallycon_pack.web import asgi
+from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
+from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
+from pallycon_pack.web.exporter import SCRAPE_TIMEOUT, FleetCollector
+from pallycon_pack.web.launch import callback_book, serve_callbacks, serve_emulator
+
+
+def worker(
+    concurrency: int, loglevel: str | None, hostname: str | None, celery_args: tuple[str, ...]
+) -> None:
+    """``worker``: check the settings, wait for Redis, run Celery's worker."""
+    from pallycon_worker.tasks import create_app as celery_app  # Celery: the worker only
+
+    settings = load_settings(log_level=loglevel)
+    node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
+    argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
+    configure(settings.log_level)
+    if settings.sites_path is None:  # one site: its settings' own messages
+        settings.credentials()
+        settings.require_region()
+    sites = settings.sites()  # every site valid (a sites file's errors name the site and field)
+    _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
+    app = celery_app(settings)
+    log_start("worker", settings, celery=[mask_text(arg) for arg in argv], sites=sites.ids())
+    code = _run_celery(app, argv)
+    if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
+        raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
+
+
+def _wait_for_redis(client: Any, patience: float) -> None:
+    """Return once Redis answers. Unreachable: one warning line, then retries with backoff for
+    ``patience`` seconds. Refused credentials are permanent: raised at once, not retried."""
+    deadline, pause, warned = time.monotonic() + patience, 0.25, False
+    while True:
+        try:
+            client.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if login_refused(exc) or time.monotonic() >= deadline:  # the sentinels' too
+                raise
+            if not warned:
+                logging.getLogger("pallycon_pack.worker").warning(
+                    "Redis unreachable (%s); waiting up to %gs", describe(exc), patience
+                )
+                warned = True
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        if warned:
+            logging.getLogger("pallycon_pack.worker").info("Redis is back; starting")
+        return
+
+
+def celery_worker_argv(
+    concurrency: int, loglevel: str, node: str, extra: tuple[str, ...] | list[str]
+) -> list[str]:
+    """Celery's command line for our worker: ours first, then ``extra`` as the user gave it
+    (``--`` dropped), so that an option given again in ``extra`` wins (Celery keeps the last)."""
+    passed = list(extra)
+    if passed[:1] == ["--"]:
+        passed = passed[1:]
+    _refuse_unsafe(passed)
+    return [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        f"--hostname={node}",
+        "--without-gossip",
+        "--without-mingle",
+        *passed,
+    ]
+
+
+#: Celery options the exactly-once story depends on, which the settings own: the time limits
+#: (shares of PALLYCON_VISIBILITY_TIMEOUT: reconciliation waits out the hard one before it
+#: registers again) and the pool
+#: (only prefork enforces the hard limit, by killing the child).
+_OWNED = {
+    "--time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
+    "--soft-time-limit": "PALLYCON_VISIBILITY_TIMEOUT",
+}
+
+
+def _refuse_unsafe(passed: list[str]) -> None:
+    """A Celery option that could let a registration outlive its reconciliation: one line."""
+    for n, arg in enumerate(passed):
+        name, _, value = arg.partition("=")
+        if name in _OWNED:
+            raise Failure(
+                f"{name} is not passed to Celery: set {_OWNED[name]} (the worker's "
+                "reconciliation counts on it)",
+                EXIT_INVALID,
+            )
+        if name in ("-P", "--pool"):
+            pool = value or (passed[n + 1] if n + 1 < len(passed) else "")
+            if pool != "prefork":
+                raise Failure(
+                    f"--pool {pool or '?'}: only prefork enforces the task time limit that "
+                    "reconciliation counts on",
+                    EXIT_INVALID,
+                )
+        elif arg.startswith("-P") and arg[2:] and arg[2:] != "prefork":
+            raise Failure(
+                f"--pool {arg[2:]}: only prefork enforces the task time limit that "
+                "reconciliation counts on",
+                EXIT_INVALID,
+            )
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """Run Celery's command line for ``app``; its exit code.
+
+    As ``Celery.start`` does, except that the exit code is kept (``start`` drops it, so that a
+    worker that met an unrecoverable error would exit 0).
+    """
+    from celery.bin.celery import celery as celery_cli  # Celery: the worker only
+
+    celery_cli.params[0].default = app
+    try:
+        code = celery_cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery_cli.params[0].default = None
+    return code if isinstance(code, int) else 0
+
+
+def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
+    """``callbacks``: serve the callback receiver of every site's token."""
+    settings = load_settings(callback_host=host, callback_port=port)
+    named: list[str] = []
+    tokens: dict[str, SecretStr] | None = None
+    if settings.sites_path is None:
+        token: SecretStr | None = settings.require_callback_token()
+    else:  # the default site's token may come from the sites file, each other site's does
+        token = settings.callback_token
+        tokens = load_callback_tokens(settings)
+        if token is None and not tokens:
+            settings.require_callback_token()
+
+        book = callback_book(settings, tokens)
+        named = [site for site in book.ids if not book.is_default(site)]
+
+    def ready(url: str) -> None:
+        others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""
+        click.echo(f"callback receiver listening on {url}/callback/<token>{others}")
+
+    serve_callbacks(settings, token, on_ready=ready, access_log=access_log, tokens=tokens)
+
+
+def console(host: str | None, port: int | None) -> None:
+    """``console``: check the token and Redis, serve the console."""
+    options = read_settings(
+        ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
+    )
+    token = check_token(options.host, options.token)
+    settings = load_settings()
+    # A deadline on every command: a stalled Redis is a 503.
+    store = Store.of(settings, deadline=REDIS_TIMEOUT)
+    store.redis.ping()  # a wrong URL or password: one line now, not a page of errors later
+    overview = store.overview()
+    app = create_app(overview, token, loopback_only=token is None)
+    server = asgi.make_server(app, options.host, options.port, settings_prefix="PALLYCON_CONSOLE")
+
+    def ready(url: str) -> None:
+        click.echo(f"console listening on {url}" + (" (token required)" if token else ""))
+
+    configure(settings.log_level)
+    log_start("console", options, settings)
+    asgi.serve(server, ready)
+
+
+def metrics(host: str, port: int) -> None:
+    """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT."""
+    settings = load_settings()
+    # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
+    collector = FleetCollector(Store.of(settings, deadline=SCRAPE_TIMEOUT))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise Failure(
+            f"metrics: cannot listen on {host}:{port} ({exc.strerror or exc}); see --host, --port",
+            EXIT_UNAVAILABLE,
+        ) from None
+    bound = server.server_address[1]
+
+    configure(settings.log_level)
+    log_start("metrics", settings, host=host, port=bound)
+    click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
+    sys.stderr.flush()
+    threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+
+
+def emulator(
+    host: str | None,
+    port: int | None,
+    job_seconds: float | None,
+    data_dir: Path | None,
+    callback_url: str | None,
+    site_callbacks: tuple[str, ...],
+    status_style: str | None,
+    max_skew_seconds: float | None,
+    max_page_unit: int | None,
+    sites: tuple[str, ...],
+    sites_file: str | None,
+    error_rate: float,
+    error_statuses: str,
+    rate_limit_rate: float,
+    retry_after: float,
+    latency: float,
+    drop_rate: float,
+    hostile_rate: float,
+    hostile_modes: str,
+    seed: int | None,
+    access_log: bool,
+) -> None:
+    """``emulator``: the sites, faults and callbacks given; serve the API."""
+    settings = load_settings()
+    emulator_settings = load_emulator_settings(
+        host=host,
+        port=port,
+        job_seconds=job_seconds,
+        data_dir=data_dir,
+        callback_url=callback_url,
+        status_style=status_style,
+        max_skew_seconds=max_skew_seconds,
+        max_page_unit=max_page_unit,
+    )
+    try:
+        faults = FaultConfig(
+            error_rate=error_rate,
+            error_statuses=_statuses(error_statuses),
+            rate_limit_rate=rate_limit_rate,
+            retry_after=retry_after,
+            latency=latency,
+            drop_rate=drop_rate,
+            hostile_rate=hostile_rate,
+            hostile_modes=tuple(mode.strip() for mode in hostile_modes.split(",") if mode.strip()),
+        )
+    except ValueError as exc:
+        raise Failure(f"fault options: {exc}", EXIT_INVALID) from None
+    flag_callbacks = _flag_callbacks(site_callbacks)
+    extra = _extra_sites(sites, sites_file)
+    if settings.site_id is None and settings.access_key is None and settings.site_key is None:
+        primary = DEMO_SITE
+        click.echo(f"no site configured: serving the demo site {DEMO_SITE.site_id}", err=True)
+    else:
+        primary = settings.credentials()
+    served = (primary, *extra)
+    _check_unique(served)
+    emulator_settings = _with_callbacks(
+        emulator_settings, flag_callbacks, [site.site_id for site in served]
+    )
+    config = EmulatorConfig.from_settings(emulator_settings, sites=served, faults=faults)
+    if config.data_dir is not None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def ready(url: str) -> None:
+        names = ", ".join(site.site_id for site in config.sites)
+        click.echo(f"PallyCon emulator listening on {url} (sites: {names})")
+
+    serve_emulator(
+        config,
+        emulator_settings.host,
+        emulator_settings.port,
+        on_ready=ready,
+        access_log=access_log,
+        seed=seed,
+        settings=(emulator_settings,),
+    )

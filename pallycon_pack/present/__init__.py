@@ -1,0 +1,1 @@
+"""What the CLI, the console and the demo show: tables, one-line forms, progress."""

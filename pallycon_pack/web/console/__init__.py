@@ -1,0 +1,1 @@
+"""The operators' read-only web console."""

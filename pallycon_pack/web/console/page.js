@@ -1,0 +1,92 @@
+"use strict";
+const STATES={{states}};
+const $=id=>document.getElementById(id);
+function el(tag,text,cls){const e=document.createElement(tag);
+ if(text!==undefined&&text!==null)e.textContent=String(text);if(cls)e.className=cls;return e;}
+function clear(e){while(e.firstChild)e.removeChild(e.firstChild);}
+function when(epoch){
+ return epoch?new Date(epoch*1000).toISOString().slice(0,19).replace("T"," "):"-";}
+async function get(url){
+ const r=await fetch(url,{credentials:"same-origin",headers:{"Accept":"application/json"}});
+ let body=null;try{body=await r.json();}catch(e){}
+ if(!r.ok)throw new Error((body&&body.error)||("HTTP "+r.status));return body;}
+function problem(e){const b=$("error");if(e){b.textContent=String(e.message||e);
+ b.style.display="block";}else{b.style.display="none";}}
+for(const s of STATES){const o=el("option",s);o.value=s;$("state").appendChild(o);}
+function drawCounts(counts){const c=$("counts");clear(c);for(const s of STATES){
+ const d=el("div",null,"count");d.dataset.state=s;d.appendChild(el("b",counts[s]||0));
+ d.appendChild(el("span",s));c.appendChild(d);}}
+const NS="http://www.w3.org/2000/svg";
+function svg(tag,attrs,text){const e=document.createElementNS(NS,tag);
+ for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e;}
+function drawChart(ch){const g=$("chart");clear(g);const W=600,H=160,L=34,B=20,T=8;
+ const n=ch.completed.length;if(!n)return;
+ const top=Math.max(1,...ch.completed,...ch.failed);const w=(W-L-4)/n;
+ const y=v=>H-B-(H-B-T)*v/top;
+ g.appendChild(svg("line",{x1:L,y1:H-B,x2:W,y2:H-B,stroke:"#9aa3b5"}));
+ g.appendChild(svg("text",{x:L-4,y:T+8,"text-anchor":"end","font-size":10},String(top)));
+ g.appendChild(svg("text",{x:L-4,y:H-B,"text-anchor":"end","font-size":10},"0"));
+ for(let i=0;i<n;i++){const x=L+i*w;
+  for(const [k,col,dx] of [["completed","#2e9d4f",0],["failed","#d23a3a",w/2]]){const v=ch[k][i];
+   if(!v)continue;const r=svg("rect",{x:x+dx,y:y(v),width:Math.max(w/2-0.5,0.5),
+   height:H-B-y(v),fill:col,"data-kind":k});
+   r.appendChild(svg("title",{},when(ch.since+i*ch.bucket)+" "+k+": "+v));g.appendChild(r);}}
+ for(const m of [0,15,30,45,60]){const x=L+(W-L-4)*m/60;
+  g.appendChild(svg("text",{x:x,y:H-5,"text-anchor":"middle","font-size":10},
+   m===60?"now":"-"+(60-m)+"m"));}
+ g.lastChild.setAttribute("text-anchor","end");}
+function drawFailures(list,unreadable){const t=$("failures");clear(t);
+ if(!list.length){const r=el("tr");const d=el("td",unreadable?"cannot read them: "+unreadable:
+  "none","muted");d.colSpan=3;r.appendChild(d);
+  t.appendChild(r);return;}
+ for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code,"nw"));
+  r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
+let selected=null;
+async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("state").value,
+ site:$("site").value,limit:"100"});
+ try{const rows=await get("/api/requests?"+p);const t=$("list");clear(t);
+  for(const r of rows){const tr=el("tr");tr.dataset.id=r.request_id;
+   if(r.request_id===selected)tr.className="sel";
+   tr.appendChild(el("td",r.request_id));const s=el("td");
+   s.appendChild(el("span",r.state,"st st-"+r.state));s.className="nw";tr.appendChild(s);
+   tr.appendChild(el("td",r.site||"-","nw sitecol"));
+   tr.appendChild(el("td",when(r.updated_at),"nw"));tr.appendChild(el("td",r.detail||"-"));
+   tr.addEventListener("click",()=>show(r.request_id));t.appendChild(tr);}
+  $("listnote").textContent=rows.length?rows.length+" shown, newest first":"no requests match";
+  problem(null);}catch(e){problem(e);}}
+async function show(id){selected=id;for(const tr of $("list").children)
+ tr.className=tr.dataset.id===id?"sel":"";const box=$("timeline");
+ $("tltitle").textContent="Timeline of "+id;
+ try{const d=await get("/api/request?id="+encodeURIComponent(id));clear(box);box.className="";
+  const rec=d.record;const meta=el("table");
+  for(const k of ["state","job_id","content_id","error_code","error_message","error_meaning",
+   "retries","created_at","finished_at"]){if(rec[k]===undefined)continue;const tr=el("tr");
+   tr.appendChild(el("th",k));tr.appendChild(el("td",rec[k]));meta.appendChild(tr);}
+  if(rec.metadata!==undefined){const tr=el("tr");tr.appendChild(el("th","metadata"));
+   const td=el("td");td.appendChild(el("pre",JSON.stringify(rec.metadata)));tr.appendChild(td);
+   meta.appendChild(tr);}
+  box.appendChild(meta);const ev=el("table");ev.id="events";
+  const h=el("tr");for(const c of ["time (UTC)","event","details"])h.appendChild(el("th",c));
+  ev.appendChild(h);const skip=new Set(["schema","event_id","type","request_id","ts"]);
+  for(const e of d.events){const tr=el("tr");tr.dataset.type=e.type;
+   tr.appendChild(el("td",String(e.ts).slice(0,23).replace("T"," ")));
+   tr.appendChild(el("td",e.type,"nw"));const rest={};for(const k in e)if(!skip.has(k))rest[k]=e[k];
+   tr.appendChild(el("td",Object.entries(rest).map(([k,v])=>k+"="+(typeof v==="object"?
+    JSON.stringify(v):v)).join("  ")));ev.appendChild(tr);}
+  if(!d.events.length){const tr=el("tr");tr.appendChild(el("td","no events left","muted"));
+   ev.appendChild(tr);}box.appendChild(ev);problem(null);}
+ catch(e){clear(box);box.className="muted";box.textContent=String(e.message||e);}}
+function drawSites(sites){const names=Object.keys(sites);const multi=names.length>1;
+ document.body.classList.toggle("multi",multi);$("sitebox").hidden=!multi;
+ const box=$("site");const chosen=box.value;while(box.options.length>1)box.remove(1);
+ for(const n of names){const total=STATES.reduce((a,k)=>a+(sites[n][k]||0),0);
+  const o=el("option",n+" ("+total+")");o.value=n;box.appendChild(o);}
+ box.value=names.includes(chosen)?chosen:"";}
+async function refresh(){try{const p=new URLSearchParams({site:$("site").value});
+ const s=await get("/api/summary?"+p);drawSites(s.sites);drawCounts(s.counts);
+ drawChart(s.chart);drawFailures(s.failures,s.failures_error);
+ $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
+let timer=null;function later(){clearTimeout(timer);timer=setTimeout(loadList,250);}
+$("q").addEventListener("input",later);$("state").addEventListener("change",loadList);
+$("site").addEventListener("change",()=>{refresh();loadList();});
+refresh();loadList();setInterval(()=>{refresh();loadList();},10000);

@@ -1,0 +1,102 @@
+"""What the console's page shows, read from the state indexes: pure functions of an
+:class:`~pallycon_store.overview.Overview`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pallycon_store.events import State
+from pallycon_store.failures import explain
+from pallycon_store.overview import Overview
+from pallycon_store.record import Record
+
+from pallycon_pack.present.records import detail
+
+#: The window of the chart and of the failures by code (seconds), and its buckets.
+WINDOW = 3600.0
+BUCKET = 60.0
+#: Most requests one list returns; records read to search ids by a part of them.
+MAX_LIST = 500
+SEARCH_SCAN = 2000
+
+
+def record_row(record: Record, default_site: str = "") -> dict[str, Any]:
+    """A request as the list shows it (its site: the one it named, else ``default_site``)."""
+    return {
+        "request_id": record.request_id,
+        "state": record.state.value,
+        "updated_at": record.updated_at or record.created_at,
+        "job_id": record.job_id,
+        "site": record.site_id or default_site,
+        "detail": detail(record)[:300],
+    }
+
+
+def site_of(overview: Overview, label: str) -> str | None:
+    """A ``site`` parameter (a site's name as the page shows it; "" for every site) as
+    :class:`Overview` takes it; :class:`pallycon_config.UnknownSite` (a 400 naming the sites)
+    for one it does not know."""
+    return overview.site_filter(label)
+
+
+def search(
+    overview: Overview, state: str | None, query: str, limit: int, site: str | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` requests newest first, in ``state`` (any when None) and of ``site`` (as
+    :meth:`Overview.list`) whose id contains ``query`` (any case): among the newest
+    :data:`SEARCH_SCAN`, plus the request whose id it is exactly."""
+    wanted = State(state) if state else None
+    book = overview.book()
+    default = book.label("")
+    if not query:
+        return [record_row(r, default) for r in overview.list(wanted, limit=limit, site=site)]
+    needle = query.lower()
+    found = []
+    exact = overview.get(query)
+    mine = () if site is None else book.stored_forms(site)
+    if (
+        exact is not None
+        and (wanted is None or exact.state == wanted)
+        and (site is None or exact.site_id in mine)
+    ):
+        found.append(exact)
+    for record in overview.list(wanted, limit=SEARCH_SCAN, site=site):
+        if len(found) >= limit:
+            break
+        if needle in record.request_id.lower() and record.request_id != query:
+            found.append(record)
+    return [record_row(r, default) for r in found[:limit]]
+
+
+def summary(overview: Overview, now: float, site: str | None = None) -> dict[str, Any]:
+    """Counts by state, the last hour per minute, and its failures by code (or why they cannot
+    be read: a failed record this version cannot decode): of ``site`` (as
+    :meth:`Overview.counts`; None: every site); and each site's counts by state."""
+    since = now - WINDOW
+    skipped = overview.unreadable
+    try:
+        failures, unreadable = overview.failures_by_code(since, site=site), ""
+    except (ValueError, TypeError, KeyError) as exc:  # a failed record this version cannot read
+        failures, unreadable = {}, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    if overview.unreadable > skipped:  # left out of the list (store.overview skips them)
+        unreadable = (
+            f"{overview.unreadable - skipped} failed record(s) this version cannot read left out"
+        )
+    return {
+        "now": now,
+        "counts": {state.value: n for state, n in overview.counts(site).items()},
+        "sites": {
+            name: {state.value: n for state, n in counts.items()}
+            for name, counts in overview.counts_of_sites().items()
+        },
+        "chart": {
+            "since": since,
+            "bucket": BUCKET,
+            "completed": overview.per_bucket(State.COMPLETED, since, now, BUCKET, site),
+            "failed": overview.per_bucket(State.FAILED, since, now, BUCKET, site),
+        },
+        "failures": [
+            {"code": code, "count": n, "meaning": explain(code)} for code, n in failures.items()
+        ],
+        "failures_error": unreadable,
+    }
