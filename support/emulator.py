@@ -1,4 +1,4 @@
-"""The emulator in a thread of the test's own process (:func:`pallycon_pack.servers.
+"""The emulator in a thread of the test's own process (:func:`pallycon_pack.web.launch.
 running_emulator`, as the demo runs it), for tests that neither measure it nor kill it.
 
 :func:`start_thread_emulator` takes the flags and the environment of ``pallycon-pack
@@ -19,7 +19,8 @@ from unittest import mock
 import httpx
 from pallycon_emulator.config import EmulatorConfig
 
-from pallycon_pack import servers
+from pallycon_pack.cli.servers import run as servers_run
+from pallycon_pack.web import launch
 from support.cli import run_cli
 from support.processes import ServerProcess
 
@@ -30,7 +31,7 @@ class ThreadEmulator:
 
     def __init__(self, config: EmulatorConfig, seed: int | None) -> None:
         self._running = ExitStack()
-        self.url, self.emulator = self._running.enter_context(servers.running_emulator(config))
+        self.url, self.emulator = self._running.enter_context(launch.running_emulator(config))
         self.emulator.random.seed(seed)  # as ``Emulator(config, seed=seed)``
 
     def control(self, path: str, payload: dict[str, Any] | None = None) -> Any:
@@ -64,7 +65,7 @@ def emulator_config(
     def keep(config: EmulatorConfig, *_: Any, seed: int | None = None, **__: Any) -> None:
         seen.append((config, seed))
 
-    with mock.patch.object(servers, "serve_emulator", keep):
+    with mock.patch.object(servers_run, "serve_emulator", keep):  # where the command calls it
         done = run_cli("emulator", *args, env=env, cwd=cwd)
     if done.returncode or not seen:
         raise RuntimeError(f"emulator {' '.join(args)}: {done.stderr.decode(errors='replace')}")
