@@ -31,7 +31,7 @@ import redis
 from pallycon_config.site_ref import DEFAULT, SiteBook
 
 from pallycon_store.events import State
-from pallycon_store.failures import NO_CODE
+from pallycon_store.failures import NO_CODE, explain
 from pallycon_store.keys import Keys
 from pallycon_store.record import Record, decode
 from pallycon_store.sites import announced, book
@@ -344,11 +344,19 @@ class Overview:
 
     def failures_by_code(
         self, since: float, limit: int = 1000, site: str | None = None
-    ) -> dict[str, int]:
-        """error_code -> count among the newest ``limit`` requests that failed since ``since``
-        (of ``site``, as for :meth:`counts`), most frequent first."""
+    ) -> builtins.list[tuple[str, str, int]]:
+        """(error_code, what it means, count) among the newest ``limit`` requests that failed
+        since ``since`` (of ``site``, as for :meth:`counts`), most frequent first. A code is
+        explained with its failure's stage (a packaging failure's ``error`` is PallyCon's
+        status word, not our :attr:`~pallycon_store.failures.FailureCode.ERROR`), so one code
+        may head two rows."""
         failed = self.list(State.FAILED, since=since, limit=limit, site=site)
-        return dict(Counter(record.error_code or NO_CODE for record in failed).most_common())
+        found = Counter(
+            (code, explain(code, record.error_stage))
+            for record in failed
+            for code in [record.error_code or NO_CODE]
+        )
+        return [(code, meaning, n) for (code, meaning), n in found.most_common()]
 
     def timeline(self, request_id: str) -> builtins.list[dict[str, Any]]:
         """The request's result events, oldest first (those trimmed from the stream are gone;

@@ -14,6 +14,7 @@ from pallycon_producers.api import Producer, SubmitUnconfirmed
 from pallycon_store.counters import Counters, Metric
 from pallycon_store.durability import MARK_TTL_MS, Durability
 from pallycon_store.events import EventType, State, event
+from pallycon_store.failures import FailureCode, explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
 from pallycon_store.ratelimit import TokenBucket
@@ -255,7 +256,7 @@ def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Rec
     assert [r.request_id for r in overview.list(State.FAILED, limit=2)] == ["r4", "r3"]
     assert [r.request_id for r in overview.list(since=12.0, until=21.0)] == ["r3", "r1", "r2"]
     assert overview.per_bucket(State.FAILED, 20.0, 23.0, 2.0) == [2, 1]
-    assert overview.failures_by_code(since=0.0) == {"E1": 2, "E2": 1}
+    assert overview.failures_by_code(since=0.0) == [("E1", "", 2), ("E2", "", 1)]
     assert [e["type"] for e in overview.timeline("r1")] == ["accepted", "submitted", "failed"]
     assert [e["event_id"] for e in overview.timeline("r1")] == ["r1:1", "r1:2", "r1:3"]
     assert overview.timeline("nobody") == []
@@ -433,7 +434,7 @@ def test_the_overview_counts_and_lists_each_site_apart(records: Records):
     assert ids(overview.list(State.SUBMITTED, site="")) == ["t1", "d1"]
     assert ids(overview.list(site="TUTO", limit=2)) == ["d2", "t1"]
     assert ids(overview.list(site="OTHR")) == []
-    assert overview.failures_by_code(since=0.0, site="BRND") == {"E1": 1}
+    assert overview.failures_by_code(since=0.0, site="BRND") == [("E1", "", 1)]
 
     # The sweeper trims the sites' indexes of finished requests too
     assert (
@@ -468,3 +469,15 @@ def test_a_submit_with_redis_away_is_unconfirmed_under_its_id(tmp_path, isolated
         producer.submit_many([body_for("storage", "away")], site_ids=[site_id])
     [generated] = new.value.request_ids
     assert len(generated) == 32
+
+
+def test_failures_by_code_say_what_each_code_means_at_its_stage(records: Records):
+    """Our `error` (no registration before the deadline) and PallyCon's status word `error` (a
+    packaging failure) are one code with two meanings: two rows, each explained at its stage."""
+    overview = Overview(records.redis, records.keys, default_site=None)
+    for name, stage in [("ours", "submit"), ("theirs", "packaging"), ("theirs2", "packaging")]:
+        records.create(_new(name, name), submit_at=None)
+        _move(records, name, State.FAILED, 30.0, error_code="error", error_stage=stage)
+    [(code, packaging, two), (_, submit, one)] = overview.failures_by_code(since=0.0)
+    assert (code, two, one) == ("error", 2, 1)
+    assert packaging == explain("error", "packaging") != submit == FailureCode.ERROR.meaning

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from pallycon_store.events import State
-from pallycon_store.failures import explain
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
 
@@ -77,7 +76,7 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
     try:
         failures, unreadable = overview.failures_by_code(since, site=site), ""
     except (ValueError, TypeError, KeyError) as exc:  # a failed record this version cannot read
-        failures, unreadable = {}, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        failures, unreadable = [], " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     if overview.unreadable > skipped:  # left out of the list (store.overview skips them)
         unreadable = (
             f"{overview.unreadable - skipped} failed record(s) this version cannot read left out"
@@ -96,7 +95,7 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
             "failed": overview.per_bucket(State.FAILED, since, now, BUCKET, site),
         },
         "failures": [
-            {"code": code, "count": n, "meaning": explain(code)} for code, n in failures.items()
+            {"code": code, "count": n, "meaning": meaning} for code, meaning, n in failures
         ],
         "failures_error": unreadable,
     }
