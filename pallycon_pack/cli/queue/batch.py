@@ -170,7 +170,7 @@ class _Checker:
                 continue
             if record.body_hash == digest:
                 self.checked.existing += 1
-            elif record.site_id != site:
+            elif record.site_id not in self.book().stored_forms(site):  # a legacy id: the same
                 where = f"site {record.site_id}" if record.site_id else "the default site"
                 self.checked.bad(number, f"request_id {rid!r} is already used for {where}")
             else:

@@ -55,14 +55,14 @@ def list_requests(
         render.emit_json([shown(record) for record in found])
         return
     by_site = any(record.site_id for record in found)
-    default = overview.default_label() if by_site else ""
+    book = overview.book()
     columns = ["request", "state", "updated (UTC)", "job", "status / error", "content"]
     table = _table(*columns[:2], *(["site"] if by_site else []), *columns[2:])
     for record in found:
         table.add_row(
             record.request_id,
             record.state.value,
-            *([record.site_id or default] if by_site else []),
+            *([book.label(record.site_id)] if by_site else []),
             _updated(record),
             record.job_id or "-",
             detail(record)[:120] or "-",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pallycon_config.site_ref import SiteBook
 from pallycon_store.events import State
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
@@ -19,14 +20,14 @@ MAX_LIST = 500
 SEARCH_SCAN = 2000
 
 
-def record_row(record: Record, default_site: str = "") -> dict[str, Any]:
-    """A request as the list shows it (its site: the one it named, else ``default_site``)."""
+def record_row(record: Record, sites: SiteBook) -> dict[str, Any]:
+    """A request as the list shows it (its site by the name readers give it)."""
     return {
         "request_id": record.request_id,
         "state": record.state.value,
         "updated_at": record.updated_at or record.created_at,
         "job_id": record.job_id,
-        "site": record.site_id or default_site,
+        "site": sites.label(record.site_id),
         "detail": detail(record)[:300],
     }
 
@@ -46,9 +47,8 @@ def search(
     :data:`SEARCH_SCAN`, plus the request whose id it is exactly."""
     wanted = State(state) if state else None
     book = overview.book()
-    default = book.label("")
     if not query:
-        return [record_row(r, default) for r in overview.list(wanted, limit=limit, site=site)]
+        return [record_row(r, book) for r in overview.list(wanted, limit=limit, site=site)]
     needle = query.lower()
     found = []
     exact = overview.get(query)
@@ -64,7 +64,7 @@ def search(
             break
         if needle in record.request_id.lower() and record.request_id != query:
             found.append(record)
-    return [record_row(r, default) for r in found[:limit]]
+    return [record_row(r, book) for r in found[:limit]]
 
 
 def summary(overview: Overview, now: float, site: str | None = None) -> dict[str, Any]:
