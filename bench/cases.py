@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pallycon_emulator.config import DEMO_SITE
-
 from bench.harness import BENCH, cpu_per_job, median, percentile, stack, ts
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.signing import decode_envelope, open_envelope, sign
+from pallycon_emulator.config import DEMO_SITE
 from support.env import clean_env
 from support.processes import ServerProcess
 
@@ -271,7 +270,6 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
     import json
 
     from pallycon_config import Settings
-
     from support.redis_server import RedisServer
 
     server = RedisServer(root / "backfill-redis").start()
@@ -306,6 +304,7 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
                            capture_output=True, cwd=root, check=True)  # fmt: skip
         single_s = (time.perf_counter() - start) / sample
         import redis
+
         from pallycon_store.wiring import keys_of
 
         accepted = keys_of(settings).state_index("accepted")

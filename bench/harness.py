@@ -13,7 +13,6 @@ from typing import Any
 
 from pallycon_config import Settings
 from pallycon_emulator.config import DEMO_REGION, DEMO_SITE
-
 from support import queue
 from support.processes import ServerProcess
 from support.samples import storage_request

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
+
+from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
 from pallycon_store.fleet import Snapshot
 from pallycon_store.wiring import Store
 from pallycon_worker.clients import site_client
-from redis.sentinel import SentinelConnectionPool
-
-from pallycon.models import JobListRequest
 
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
 #: The checks that read Redis (skipped when Redis itself fails).

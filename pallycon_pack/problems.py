@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
-from pallycon_config import ConfigError, RedisTarget, Settings, env_name
-from pallycon_config.settings import read_settings
-from pallycon_store.connect import describe, login_refused, sentinels_refused
 
 from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
+from pallycon_config import ConfigError, RedisTarget, Settings, env_name
+from pallycon_config.settings import read_settings
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure, ListenError
+from pallycon_store.connect import describe, login_refused, sentinels_refused
 
 
 def failure_of(exc: Exception) -> Failure | None:

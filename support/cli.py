@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 from click.testing import CliRunner
-from pallycon_store import connect
 
 from pallycon.options import max_api_json_bytes
 from pallycon_pack.cli.main import main
+from pallycon_store import connect
 
 #: The name click gives the program run as ``python -m pallycon_pack`` (usage lines).
 PROG_NAME = "python -m pallycon_pack"

@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 import yaml
+
 from pallycon_config import ENV_PREFIX, Settings, env_name
 from pallycon_config.secrets import FILE_SUFFIX, SECRETS_DIR_VARIABLE, secret_fields
 from pallycon_emulator.config import EmulatorSettings, emulator_env_name
-
 from pallycon_pack.cli.main import main
 from pallycon_pack.web.console.auth import ENV_PREFIX as CONSOLE_PREFIX
 from pallycon_pack.web.console.auth import ConsoleSettings

@@ -17,8 +17,8 @@ from typing import Any
 from unittest import mock
 
 import httpx
-from pallycon_emulator.config import EmulatorConfig
 
+from pallycon_emulator.config import EmulatorConfig
 from pallycon_pack.cli.servers import run as servers_run
 from pallycon_pack.web import launch
 from support.cli import run_cli

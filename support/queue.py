@@ -10,13 +10,12 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from pallycon_config import Settings
-from pallycon_producers.api import Producer
-from pallycon_store.sites import announce
-
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import StorageRegisterRequest
 from pallycon.signing import SiteCredentials
+from pallycon_config import Settings
+from pallycon_producers.api import Producer
+from pallycon_store.sites import announce
 from support.samples import REGION, SAMPLE_SITE, storage_request
 
 T = TypeVar("T")

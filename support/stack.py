@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import redis
-from pallycon_config import Settings
-from pallycon_producers.api import Producer
-from pallycon_store.events import EventType
-from pallycon_store.keys import Keys
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobListRequest, StorageRegisterRequest
 from pallycon.signing import SiteCredentials
+from pallycon_config import Settings
+from pallycon_producers.api import Producer
+from pallycon_store.events import EventType
+from pallycon_store.keys import Keys
 from support.emulator import RunningEmulator, start_thread_emulator
 from support.env import clean_env, site_env
 from support.processes import ServerProcess, WorkerProcess, start_emulator

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from celery import Celery
+
 from pallycon_producers.api import Producer
 from pallycon_worker.runtime import Runtime
 

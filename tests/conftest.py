@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from pallycon_config import Settings
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.signing import SiteCredentials
+from pallycon_config import Settings
 from support.emulator import RunningEmulator, start_thread_emulator
 from support.env import clean_env, site_env
 from support.processes import EmulatorProcess, WorkerProcess, start_emulator

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pallycon_config.settings import SOURCES, mask_url, read_settings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pallycon.signing import SiteCredentials
+from pallycon_config.settings import SOURCES, mask_url, read_settings
 
 EMULATOR_ENV_PREFIX = "PALLYCON_EMULATOR_"
 

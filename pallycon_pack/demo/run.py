@@ -29,24 +29,24 @@ from typing import Any
 
 import click
 import redis
-from pallycon_config import Settings, load_settings
-from pallycon_emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
-from pallycon_emulator.files import MANIFESTS, VARIANTS
-from pallycon_producers.api import Producer
-from pallycon_store.connect import connect_redis
-from pallycon_store.record import Record
-from pallycon_worker.clients import site_client
 from pydantic import SecretStr
 from rich.table import Table
 
 from pallycon.client import PallyConClient
 from pallycon.models import StorageRegisterRequest
+from pallycon_config import Settings, load_settings
+from pallycon_emulator.config import DEMO_REGION, DEMO_SITE, EmulatorConfig
+from pallycon_emulator.files import MANIFESTS, VARIANTS
 from pallycon_pack.demo.redis_server import RedisServer
 from pallycon_pack.demo.worker import running_worker
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.present import render
 from pallycon_pack.present.progress import follow_requests
 from pallycon_pack.web.launch import running_callbacks, running_emulator
+from pallycon_producers.api import Producer
+from pallycon_store.connect import connect_redis
+from pallycon_store.record import Record
+from pallycon_worker.clients import site_client
 
 INPUT_BUCKET = "demo-input"
 OUTPUT_BUCKET = "demo-output"

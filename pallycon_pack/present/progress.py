@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterator
 
 import click
 import redis
-from pallycon_producers.api import Event, Producer
-from pallycon_store.events import EventType, State
-from pallycon_store.record import Record
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pallycon.codes import status_sequence
 from pallycon_pack.present import render
 from pallycon_pack.present.records import event_line
+from pallycon_producers.api import Event, Producer
+from pallycon_store.events import EventType, State
+from pallycon_store.record import Record
 
 
 class _Bars:

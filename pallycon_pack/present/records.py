@@ -9,11 +9,10 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+from pallycon_pack.errors import EXIT_INVALID, Failure
 from pallycon_store.events import State, iso
 from pallycon_store.failures import explain
 from pallycon_store.record import Record
-
-from pallycon_pack.errors import EXIT_INVALID, Failure
 
 #: The states a request can be in, in the order it goes through them.
 STATES = tuple(state.value for state in State)

@@ -30,9 +30,9 @@ from typing import Any
 
 import h11
 import uvicorn
-from pallycon_config.show import mask_text
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from pallycon_config.show import mask_text
 from pallycon_pack.errors import ListenError
 
 log = logging.getLogger("pallycon_pack.asgi")

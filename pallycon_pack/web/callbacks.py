@@ -31,11 +31,6 @@ from typing import Literal, cast
 
 import redis.asyncio
 from kombu.exceptions import KombuError
-from pallycon_config import SiteBook, UnknownSite
-from pallycon_store.connect import Target, connect_async
-from pallycon_store.counters import Metric
-from pallycon_store.keys import Keys
-from pallycon_store.scripts import source
 from pydantic import SecretStr, ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -46,6 +41,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon.models import CallbackBody
+from pallycon_config import SiteBook, UnknownSite
+from pallycon_store.connect import Target, connect_async
+from pallycon_store.counters import Metric
+from pallycon_store.keys import Keys
+from pallycon_store.scripts import source
 
 log = logging.getLogger("pallycon_pack.callbacks")
 

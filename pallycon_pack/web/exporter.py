@@ -21,12 +21,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis
-from pallycon_config.site_ref import DEFAULT_LABEL
-from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
-from pallycon_store.counters import Metric as Counter
-from pallycon_store.events import EventType, FailStage, State
-from pallycon_store.fleet import Snapshot
-from pallycon_store.wiring import Store
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -35,6 +29,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from pallycon_config.site_ref import DEFAULT_LABEL
+from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
+from pallycon_store.counters import Metric as Counter
+from pallycon_store.events import EventType, FailStage, State
+from pallycon_store.fleet import Snapshot
+from pallycon_store.wiring import Store
 
 PREFIX = "pallycon_pack"
 #: Result stream entries read per scrape at most (the rest are read at the next scrape).

@@ -7,17 +7,17 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from pallycon_config import Settings, SiteBook, load_callback_tokens
-from pallycon_config.logs import LOGGERS, configure, log_start
-from pallycon_emulator.app import Emulator, create_app
-from pallycon_emulator.config import EmulatorConfig
-from pallycon_store.messages import send_poll, sender
-from pallycon_store.wiring import keys_of
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from pallycon.options import MAX_URL_LENGTH
+from pallycon_config import Settings, SiteBook, load_callback_tokens
+from pallycon_config.logs import LOGGERS, configure, log_start
+from pallycon_emulator.app import Emulator, create_app
+from pallycon_emulator.config import EmulatorConfig
 from pallycon_pack.web import asgi, callbacks
+from pallycon_store.messages import send_poll, sender
+from pallycon_store.wiring import keys_of
 
 
 def callback_book(settings: Settings, tokens: Mapping[str, SecretStr]) -> SiteBook:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
+
+from pallycon.models import JobRegisterRequest, api_dict
 from pallycon_config import Settings, SiteBook
 from pallycon_store.admission import (
     Limits,
@@ -34,8 +36,6 @@ from pallycon_store.record import Record
 from pallycon_store.records import Records
 from pallycon_store.sites import announced, book
 from pallycon_store.wiring import Store
-
-from pallycon.models import JobRegisterRequest, api_dict
 
 if TYPE_CHECKING:
     from celery import Celery

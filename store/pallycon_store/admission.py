@@ -19,9 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pallycon_config import Settings
-from pallycon_config.site_ref import SiteBook, parse_site_id
-
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
     NAME_MAX_BYTES,
@@ -31,6 +28,8 @@ from pallycon.models import (
     api_json,
     validate_request,
 )
+from pallycon_config import Settings
+from pallycon_config.site_ref import SiteBook, parse_site_id
 from pallycon_store.durability import Durability
 from pallycon_store.events import EventType, FailStage, State, event
 from pallycon_store.failures import FailureCode

@@ -24,10 +24,11 @@ import redis.asyncio
 import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.sentinel
-from pallycon_config import RedisTarget
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
+
+from pallycon_config import RedisTarget
 
 #: Idle connections are checked with a PING before use when idle this long (seconds).
 HEALTH_CHECK_INTERVAL = 15

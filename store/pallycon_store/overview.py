@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import redis
-from pallycon_config.site_ref import DEFAULT, SiteBook
 
+from pallycon_config.site_ref import DEFAULT, SiteBook
 from pallycon_store.events import State
 from pallycon_store.failures import NO_CODE, explain
 from pallycon_store.keys import Keys

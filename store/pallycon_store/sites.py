@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
-from pallycon_config.site_ref import SiteBook
 
+from pallycon_config.site_ref import SiteBook
 from pallycon_store.keys import Keys
 
 

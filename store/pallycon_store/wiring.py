@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pallycon_config import Settings
 from redis import Redis
 
+from pallycon_config import Settings
 from pallycon_store.connect import connect_redis
 from pallycon_store.counters import Counters
 from pallycon_store.durability import Durability

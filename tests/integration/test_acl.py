@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from pallycon_producers.api import Producer
 from pydantic import SecretStr
 
+from pallycon_producers.api import Producer
 from support.env import clean_env
 from support.processes import cli
 from support.stack import Stack

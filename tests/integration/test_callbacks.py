@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pallycon_config import Settings
-from pallycon_producers.api import Producer
-from pallycon_store.keys import Keys
 from pydantic import SecretStr
 
+from pallycon_config import Settings
 from pallycon_pack.web import asgi, callbacks
 from pallycon_pack.web.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
+from pallycon_producers.api import Producer
+from pallycon_store.keys import Keys
 from support.env import clean_env
 from support.processes import EmulatorProcess, start_server
 from support.queue import make_settings, register_storage, wait_all

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pallycon_producers.api import Producer
 
 from pallycon.signing import SiteCredentials
+from pallycon_producers.api import Producer
 from support.env import clean_env, site_env
 from support.processes import EmulatorProcess, cli, start_emulator
 from support.queue import eventually, make_settings, register_storage, wait_all

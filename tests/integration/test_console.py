@@ -20,15 +20,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
+from pallycon_pack.web import asgi
+from pallycon_pack.web.console.app import create_app
+from pallycon_pack.web.console.auth import MIN_TOKEN
 from pallycon_producers.api import Producer
 from pallycon_store.events import State
 from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
-
-from pallycon_pack.web import asgi
-from pallycon_pack.web.console.app import create_app
-from pallycon_pack.web.console.auth import MIN_TOKEN
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites

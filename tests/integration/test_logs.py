@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from pallycon_config.settings import PLACEHOLDER_TOKEN
 
 from pallycon.client import PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.options import ClientOptions
+from pallycon_config.settings import PLACEHOLDER_TOKEN
 from support.env import clean_env, site_env
 from support.queue import make_settings, register_storage
 from support.redis_server import RedisServer

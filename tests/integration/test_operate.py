@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
 from pallycon_producers.api import Producer
 from pallycon_store.events import State
 from pallycon_worker.ratelimit import FLUSH_EVERY
-from prometheus_client.parser import text_string_to_metric_families
-
 from support.cli import run_cli
 from support.deployment import DASHBOARD, RULES, dashboard_problems, rules_problems
 from support.env import clean_env
@@ -259,6 +259,7 @@ def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     import os
 
     import redis
+
     from pallycon_store.api_calls import read_api_calls
     from pallycon_store.keys import Keys
     from pallycon_store.ratelimit import TokenBucket

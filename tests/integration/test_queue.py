@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import redis
-from pallycon_config import Settings
-from pallycon_producers.api import Producer, RequestConflict
 
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobListRequest
+from pallycon_config import Settings
+from pallycon_producers.api import Producer, RequestConflict
 from support.processes import EmulatorProcess
 from support.queue import events_of, make_settings, register_storage, wait_all
 from support.redis_server import RedisServer
@@ -293,9 +293,8 @@ def test_submit_batch_checks_every_line_then_records_them_all(
     with each id printed and each line's metadata kept. status exits by state; a --wait that
     times out says so, a line per change meanwhile (no terminal). No worker runs; the commands
     run in this process."""
-    from pallycon_store.admission import refuse
-
     from pallycon.errors import FieldError
+    from pallycon_store.admission import refuse
     from support.cli import run_cli
     from support.env import clean_env
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
+from pallycon.errors import FieldError
+from pallycon_pack.cli.main import main
 from pallycon_producers.api import Producer
 from pallycon_store.admission import refuse
 from pallycon_store.events import FailStage, State
 from pallycon_store.failures import FailureCode, explain
-
-from pallycon.errors import FieldError
-from pallycon_pack.cli.main import main
 from support.cli import run_cli
 from support.env import clean_env
 from support.processes import cli

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
 from pallycon_config import Settings
+from pallycon_pack.web.callbacks import REDIS_CONNECTIONS
 from pallycon_producers.api import Producer
 from pallycon_store.connect import _sentinels
-
-from pallycon_pack.web.callbacks import REDIS_CONNECTIONS
 from support.env import clean_env
 from support.processes import WorkerProcess, cli, start_server
 from support.queue import wait_all

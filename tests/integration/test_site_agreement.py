@@ -16,16 +16,16 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+
+from pallycon.errors import InvalidRequest
 from pallycon_config import Settings
+from pallycon_pack.cli.main import main
 from pallycon_producers.api import Producer
 from pallycon_store.admission import Limits, Submission, prepare
 from pallycon_store.events import State
 from pallycon_worker.intake_stream import Intake
 from pallycon_worker.loops import LoopHealth
 from pallycon_worker.runtime import Runtime
-
-from pallycon.errors import InvalidRequest
-from pallycon_pack.cli.main import main
 from support.env import clean_env
 from support.queue import make_settings
 from support.redis_server import RedisServer

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pallycon_producers.api import Producer
 
 from pallycon.errors import InvalidRequest
+from pallycon_producers.api import Producer
 from support.env import clean_env
 from support.processes import start_server
 from support.queue import events_of, eventually, make_settings, register_storage, wait_all

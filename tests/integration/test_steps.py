@@ -23,6 +23,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import redis
+
+from pallycon.errors import RequestNotSent
+from pallycon.models import JobInfo
+from pallycon.signing import decode_envelope, format_timestamp, open_envelope
 from pallycon_config import Settings
 from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
@@ -35,10 +39,6 @@ from pallycon_worker.loops import LoopHealth
 from pallycon_worker.poll import poll
 from pallycon_worker.runtime import Runtime
 from pallycon_worker.submit import submit_batch
-
-from pallycon.errors import RequestNotSent
-from pallycon.models import JobInfo
-from pallycon.signing import decode_envelope, format_timestamp, open_envelope
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, job_body
 from support.world import StubApp, producer_on

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from pallycon_producers.api import Producer, SubmitUnconfirmed
 from pallycon_store.counters import Counters, Metric
 from pallycon_store.durability import MARK_TTL_MS, Durability
@@ -21,7 +22,6 @@ from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Fields
 from pallycon_store.records import Change, NewRequest, Records
 from pallycon_store.schedules import Schedules
-
 from support.queue import announce_sites, make_settings
 from support.redis_server import RedisServer
 from support.samples import SAMPLE_SITE, body_for

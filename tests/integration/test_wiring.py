@@ -8,6 +8,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
+
+from pallycon_pack.cli.main import main
 from pallycon_producers.api import Producer
 from pallycon_store import heartbeats
 from pallycon_store.events import State
@@ -17,8 +19,6 @@ from pallycon_store.wiring import Store
 from pallycon_worker.loops import LoopHealth
 from pallycon_worker.runtime import Runtime
 from pallycon_worker.sweeper import sweep_forever
-
-from pallycon_pack.cli.main import main
 from support.queue import announce_sites, eventually, make_settings
 from support.samples import SAMPLE_SITE, body_for
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pallycon_producers.api import Producer
 
 from pallycon.errors import InvalidRequest
 from pallycon.models import JobRegisterRequest, validate_request
+from pallycon_producers.api import Producer
 from support.queue import make_settings
 from support.redis_server import RedisServer
 from support.samples import job_body

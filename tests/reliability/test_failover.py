@@ -8,8 +8,8 @@ import time
 
 import httpx
 import pytest
-from pallycon_producers.api import SubmitUnconfirmed
 
+from pallycon_producers.api import SubmitUnconfirmed
 from support.env import clean_env
 from support.processes import cli, start_server
 from support.queue import stalls

@@ -9,13 +9,13 @@ import time
 from typing import Any
 
 import pytest
+
+from pallycon.errors import InvalidRequest
+from pallycon.options import max_api_json_bytes
 from pallycon_store.admission import remote_job_name
 from pallycon_store.events import EventType, State, event
 from pallycon_store.record import Fields
 from pallycon_store.records import NewRequest
-
-from pallycon.errors import InvalidRequest
-from pallycon.options import max_api_json_bytes
 from support.env import clean_env
 from support.processes import cli
 from support.queue import events_of

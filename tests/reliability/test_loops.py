@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+
+from pallycon_pack.health import Thresholds, judge
 from pallycon_store.fleet import Fleet, Snapshot
 from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.keys import Keys
 from pallycon_store.wiring import Store
-
-from pallycon_pack.health import Thresholds, judge
 from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]

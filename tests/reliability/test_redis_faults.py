@@ -8,8 +8,8 @@ import time
 
 import pytest
 import redis
-from pallycon_producers.api import Producer
 
+from pallycon_producers.api import Producer
 from support.queue import make_settings
 from support.samples import job_body
 from support.stack import Stack

@@ -19,9 +19,9 @@ from typing import Any
 
 import psutil
 import pytest
+
 from pallycon_store.events import State
 from pallycon_store.messages import SUBMIT_CHUNK
-
 from support.env import clean_env
 from support.processes import WorkerProcess, catches, pid1_unavailable
 from support.stack import Stack

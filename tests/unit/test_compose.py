@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 import click
 import jsonschema  # type: ignore[import-untyped]  # no types-jsonschema among the dev dependencies
-import pallycon_emulator.app
 import pytest
 import yaml
+
+import pallycon_emulator.app
+import pallycon_pack.web.callbacks
 from pallycon_config import ENV_PREFIX, Settings
 from pallycon_config.settings import HARD_TIME_LIMIT_SHARE
-
-import pallycon_pack.web.callbacks
 from pallycon_pack.cli.fleet.commands import parse_checks
 from support.deployment import (
     EMULATOR_SETTINGS,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pallycon_config import ConfigError, Settings, load_settings
 from pallycon_emulator.config import EmulatorSettings, load_emulator_settings
 

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+
 from pallycon_config import ConfigError, Settings, load_settings
 from pallycon_config.rules import env_name
 from pallycon_config.secrets import MAX_SECRET_BYTES, is_secret, secret_fields, strip_newline
 from pallycon_config.settings import read_settings
 from pallycon_config.show import COMMAND_LINE, DOTENV, ENVIRONMENT, describe, origins
-from pydantic import SecretStr
-
 from pallycon_pack.web.console.auth import ConsoleSettings
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.

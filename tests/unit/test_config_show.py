@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from pallycon_config import ConfigError, Settings, load_settings
 from pallycon_config.rules import REGIONS, env_name
 from pallycon_config.settings import PLACEHOLDER_TOKEN
@@ -21,7 +22,6 @@ from pallycon_config.show import (
 )
 from pallycon_config.show import warnings as start_warnings
 from pallycon_emulator.config import EmulatorSettings, emulator_env_name, load_emulator_settings
-
 from pallycon_pack.cli.servers.run import celery_worker_argv
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.

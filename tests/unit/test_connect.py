@@ -12,8 +12,12 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 from kombu import Connection
+from pydantic import SecretStr
+
 from pallycon_config import ConfigError, RedisTarget, load_settings
 from pallycon_config.settings import parse_sentinels
+from pallycon_pack.cli.servers.run import _wait_for_redis
+from pallycon_pack.problems import redis_problem
 from pallycon_store.connect import (
     broker_conf,
     connect_async,
@@ -21,10 +25,6 @@ from pallycon_store.connect import (
     describe,
     login_refused,
 )
-from pydantic import SecretStr
-
-from pallycon_pack.cli.servers.run import _wait_for_redis
-from pallycon_pack.problems import redis_problem
 
 SENTINELS = (("s1", 26379), ("s2", 26380))
 TLS_URL = (

@@ -5,18 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from pallycon_store.admission import remote_job_name, request_token
-from pallycon_worker.decisions import (
-    Action,
-    PollPolicy,
-    RetryPolicy,
-    after_lookup_error,
-    after_register_error,
-    backoff,
-    describe,
-    next_poll_at,
-    pages_to_fetch,
-)
 
 from pallycon.codes import STATUS_CODES
 from pallycon.errors import (
@@ -28,6 +16,18 @@ from pallycon.errors import (
     RequestNotBuilt,
     RequestNotSent,
     ServerError,
+)
+from pallycon_store.admission import remote_job_name, request_token
+from pallycon_worker.decisions import (
+    Action,
+    PollPolicy,
+    RetryPolicy,
+    after_lookup_error,
+    after_register_error,
+    backoff,
+    describe,
+    next_poll_at,
+    pages_to_fetch,
 )
 
 POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)

@@ -8,6 +8,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
+from pallycon.signing import SiteCredentials
 from pallycon_config import ConfigError
 from pallycon_config.show import masked
 from pallycon_emulator.config import (
@@ -16,8 +18,6 @@ from pallycon_emulator.config import (
     load_emulator_settings,
     masked_callback_url,
 )
-
-from pallycon.signing import SiteCredentials
 from pallycon_pack.cli.servers.commands import emulator
 from support.samples import SAMPLE_SITE
 

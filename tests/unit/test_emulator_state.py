@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pallycon_emulator.state import Job, job_matches, offset, page, render_date
 
 from pallycon.codes import packaging_error, status_sequence
 from pallycon.models import JobListRequest, JobRegisterRequest, validate_request
+from pallycon_emulator.state import Job, job_matches, offset, page, render_date
 from support.samples import job_body
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

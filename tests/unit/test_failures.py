@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from pallycon_store.events import FailStage
-from pallycon_store.failures import _MEANINGS, NO_CODE, FailureCode, explain
-from pallycon_worker.decisions import error_code
 
 from pallycon import errors
 from pallycon.codes import STATUS_WORDS
@@ -22,6 +19,9 @@ from pallycon.errors import (
     TransportError,
     meaning_of,
 )
+from pallycon_store.events import FailStage
+from pallycon_store.failures import _MEANINGS, NO_CODE, FailureCode, explain
+from pallycon_worker.decisions import error_code
 
 #: Today's stored texts: a record, an event or a Lua argument carries exactly these.
 STORED = {

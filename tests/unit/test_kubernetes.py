@@ -16,21 +16,21 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+
+import pallycon_pack.web.callbacks
 from pallycon_config import Settings
 from pallycon_config.rules import ENV_PREFIX, SITES_VARIABLE, env_name
 from pallycon_config.secrets import secret_fields
 from pallycon_config.settings import parse_sentinels
 from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
-from pallycon_store.api_calls import ApiCalls
-from pallycon_store.fleet import Intake, Schedule, Snapshot
-from pallycon_store.keys import Keys
-
-import pallycon_pack.web.callbacks
 from pallycon_pack.cli.fleet.commands import parse_checks
 from pallycon_pack.cli.servers.commands import DEFAULT_PORT
 from pallycon_pack.cli.servers.run import celery_worker_argv
 from pallycon_pack.web.callbacks import MAX_BODY_BYTES
 from pallycon_pack.web.exporter import api_metrics, counter_metrics, fleet_metrics
+from pallycon_store.api_calls import ApiCalls
+from pallycon_store.fleet import Intake, Schedule, Snapshot
+from pallycon_store.keys import Keys
 from support.deployment import ROOT, parse, promql_metrics
 
 KUBE = ROOT / "deploy" / "kubernetes"

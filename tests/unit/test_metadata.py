@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from pallycon_store.admission import MAX_METADATA_BYTES, check_metadata, parse_metadata
 
 from pallycon.errors import InvalidRequest
 from pallycon_pack.cli.queue.batch import MAX_LINE_BYTES, lines, parse
+from pallycon_store.admission import MAX_METADATA_BYTES, check_metadata, parse_metadata
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,15 @@ import json
 
 import click
 import pytest
-from pallycon_store import heartbeats
-from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_code
-from pallycon_store.fleet import Intake, Schedule, Snapshot
-from pallycon_store.heartbeats import Heartbeat
 
 from pallycon_pack.cli.fleet.commands import parse_checks
 from pallycon_pack.cli.fleet.run import render_stats
 from pallycon_pack.health import REACHABLE, Thresholds, judge, online_replicas, redis_verdict
 from pallycon_pack.web.exporter import api_metrics, event_type
+from pallycon_store import heartbeats
+from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_code
+from pallycon_store.fleet import Intake, Schedule, Snapshot
+from pallycon_store.heartbeats import Heartbeat
 
 NOW = 1_000_000.0
 
@@ -195,6 +195,7 @@ def test_event_types_and_heartbeats_that_cannot_be_read():
 def test_an_answers_code_is_read_from_its_stream_however_it_is_cut(chunks, code):
     """The streamed body (as httpx gives a real answer), cut anywhere: its top-level code."""
     import httpx
+
     from pallycon_worker.ratelimit import _Measured
 
     class Chunks(httpx.SyncByteStream):

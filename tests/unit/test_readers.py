@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from pallycon_pack.web.exporter import api_metrics
 from pallycon_store import heartbeats
 from pallycon_store.api_calls import ApiCalls, CallStats
 from pallycon_store.keys import Keys
 from pallycon_worker.loops import LoopHealth
-
-from pallycon_pack.web.exporter import api_metrics
 
 NOW = 1_000_000.0
 

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 import pytest
+
 from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State
 from pallycon_store.record import Record
 from pallycon_store.redrive import RetryAction, plan_retry
-
 from support.samples import job_body
 
 NOW = 1_800_000_000.0
@@ -98,11 +98,10 @@ def test_the_submit_deadline_and_the_job_timeout_count_from_the_retry():
     """A request retried long after it was created is not given up at once."""
     import dataclasses
 
+    from pallycon.models import JobInfo
     from pallycon_config import Settings
     from pallycon_worker import poll_rules, submit_rules
     from pallycon_worker.outcome import StepPolicy
-
-    from pallycon.models import JobInfo
 
     policy = dataclasses.replace(
         StepPolicy.of(Settings(_env_file=None)), submit_deadline=600.0, job_timeout=3600.0

@@ -8,9 +8,9 @@ import pickle
 from dataclasses import dataclass, replace
 
 import pytest
-from pallycon_config.site_ref import DEFAULT_LABEL, SiteBook, UnknownSite, parse_site_id
 
 from pallycon.errors import FieldError, InvalidRequest
+from pallycon_config.site_ref import DEFAULT_LABEL, SiteBook, UnknownSite, parse_site_id
 
 #: A fleet whose default site is TUTO, serving BRND too.
 WITH_DEFAULT = SiteBook("TUTO", ("BRND", "TUTO"))

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pallycon_config import ConfigError, Settings, Site, Sites, UnknownSite, load_settings
-from pallycon_config.rules import env_name
-from pallycon_config.show import ENVIRONMENT, origins
 from pydantic import SecretStr
 
 from pallycon.errors import InvalidRequest
 from pallycon.signing import SiteCredentials
+from pallycon_config import ConfigError, Settings, Site, Sites, UnknownSite, load_settings
+from pallycon_config.rules import env_name
+from pallycon_config.show import ENVIRONMENT, origins
 
 #: No PALLYCON_* from the developer's shell, and no .env from the checkout.
 pytestmark = pytest.mark.usefixtures("isolated_settings")

@@ -8,15 +8,15 @@ import random
 from typing import Any
 
 import pytest
+
+from pallycon.errors import ApiError, OutcomeUnknown, RequestNotSent, ServerError
+from pallycon.models import JobInfo
 from pallycon_config import Settings
 from pallycon_store.counters import Metric
 from pallycon_store.events import FailStage, State
 from pallycon_store.record import Record, decode, encode
 from pallycon_worker import poll_rules, submit_rules
 from pallycon_worker.outcome import StepPolicy, Triage, triage
-
-from pallycon.errors import ApiError, OutcomeUnknown, RequestNotSent, ServerError
-from pallycon.models import JobInfo
 from support.samples import job_body
 
 NOW = 1_800_000_000.0

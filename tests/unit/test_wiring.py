@@ -8,7 +8,10 @@ import inspect
 import httpx
 import pytest
 import redis
+
+from pallycon.models import JobListRequest
 from pallycon_config import Settings
+from pallycon_pack.web.exporter import FleetCollector
 from pallycon_producers.api import Producer
 from pallycon_store.durability import Durability
 from pallycon_store.fleet import Fleet
@@ -20,9 +23,6 @@ from pallycon_store.wiring import Store
 from pallycon_worker.clients import site_client
 from pallycon_worker.decisions import PollPolicy, RetryPolicy
 from pallycon_worker.loops import LoopHealth
-
-from pallycon.models import JobListRequest
-from pallycon_pack.web.exporter import FleetCollector
 from support.samples import REGION, SAMPLE_SITE
 
 #: Parameters named otherwise than the setting they take.

@@ -4,7 +4,6 @@ Settings are read here, at the entry point, and passed down; nothing below reads
 """
 
 from pallycon_config import load_settings
-
 from pallycon_worker.tasks import create_app
 
 app = create_app(load_settings())

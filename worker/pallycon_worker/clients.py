@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import httpx
-from pallycon_config import Settings, Site
 
 from pallycon.client import PallyConClient
+from pallycon_config import Settings, Site
 
 
 def site_client(

@@ -30,6 +30,8 @@ from typing import Any, cast
 
 import redis
 from celery import Celery
+
+from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.admission import (
     Limits,
     Submission,
@@ -46,8 +48,6 @@ from pallycon_store.failures import FailureCode
 from pallycon_store.keys import INTAKE_GROUP
 from pallycon_store.messages import send_submit
 from pallycon_store.records import Created, NewRequest
-
-from pallycon.errors import FieldError, InvalidRequest
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
 from pallycon_store import heartbeats
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.keys import Keys

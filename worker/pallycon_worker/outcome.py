@@ -19,7 +19,6 @@ from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
 from pallycon_store.schedules import Schedule
-
 from pallycon_worker.decisions import PollPolicy, RetryPolicy
 
 

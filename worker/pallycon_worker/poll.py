@@ -15,13 +15,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from pallycon_store.counters import Metric
-from pallycon_store.events import State
-from pallycon_store.record import Record
-
 from pallycon.errors import CallError, ResponseTooLarge
 from pallycon.models import JobInfo, JobListRequest
 from pallycon.signing import format_timestamp
+from pallycon_store.counters import Metric
+from pallycon_store.events import State
+from pallycon_store.record import Record
 from pallycon_worker import poll_rules as rules
 from pallycon_worker.decisions import pages_to_fetch
 from pallycon_worker.outcome import Triage, triage

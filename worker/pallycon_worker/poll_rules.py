@@ -9,14 +9,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from pallycon.codes import packaging_error
+from pallycon.errors import CallError
+from pallycon.models import JobInfo
 from pallycon_store.events import EventType, FailStage, State, event
 from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
-
-from pallycon.codes import packaging_error
-from pallycon.errors import CallError
-from pallycon.models import JobInfo
 from pallycon_worker.decisions import Decision, after_lookup_error, next_poll_at
 from pallycon_worker.outcome import Outcome, StepPolicy, dead_lettered, failed
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import redis
+
 from pallycon_store.api_calls import ApiMetric, CallStats, api_call
 from pallycon_store.ratelimit import TokenBucket
 

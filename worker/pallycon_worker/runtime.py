@@ -12,14 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
+
+from pallycon.client import PallyConClient
 from pallycon_config import Settings, SiteBook, Sites, UnknownSite
 from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Record
 from pallycon_store.schedules import Schedule
 from pallycon_store.sites import announce, book
 from pallycon_store.wiring import Store
-
-from pallycon.client import PallyConClient
 from pallycon_worker.clients import site_client
 from pallycon_worker.outcome import Outcome, StepPolicy, not_served
 from pallycon_worker.ratelimit import RateLimitedTransport

@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import wait
 
+from pallycon.errors import CallError
+from pallycon.models import JobListRequest, JobRegisterRequest
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.counters import Metric
 from pallycon_store.events import State
 from pallycon_store.record import Record
-
-from pallycon.errors import CallError
-from pallycon.models import JobListRequest, JobRegisterRequest
 from pallycon_worker import submit_rules as rules
 from pallycon_worker.outcome import Outcome, Triage, triage
 from pallycon_worker.runtime import Runtime

@@ -10,15 +10,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pallycon.codes import INVALID_TIMESTAMP
+from pallycon.errors import ApiError, CallError
+from pallycon.models import JobInfo
 from pallycon_store.counters import Metric
 from pallycon_store.events import EventType, FailStage, State, event
 from pallycon_store.failures import FailureCode
 from pallycon_store.record import Fields, Record
 from pallycon_store.records import Change
-
-from pallycon.codes import INVALID_TIMESTAMP
-from pallycon.errors import ApiError, CallError
-from pallycon.models import JobInfo
 from pallycon_worker.decisions import (
     Action,
     Decision,

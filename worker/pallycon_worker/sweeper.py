@@ -10,9 +10,9 @@ import logging
 import threading
 
 from celery import Celery
+
 from pallycon_store import heartbeats
 from pallycon_store.messages import send_poll, send_submit
-
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
 

@@ -19,12 +19,12 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
+
 from pallycon_config import Settings
 from pallycon_config.logs import configure
 from pallycon_store.connect import REDIS_AWAY, describe
 from pallycon_store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
 from pallycon_store.wiring import keys_of
-
 from pallycon_worker.intake_stream import consume_intake
 from pallycon_worker.loops import LoopHealth, supervise
 from pallycon_worker.poll import poll

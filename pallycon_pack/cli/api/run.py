@@ -9,9 +9,6 @@ import time
 from typing import Any, TypeVar
 
 import click
-from pallycon_config import Settings, Site, UnknownSite, load_settings
-from pallycon_config.rules import check_region
-from pallycon_worker.clients import site_client
 from pydantic import SecretStr
 
 from pallycon.client import PallyConClient, utc_now
@@ -28,9 +25,12 @@ from pallycon.models import (
 )
 from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
+from pallycon_config import Settings, Site, UnknownSite, load_settings
+from pallycon_config.rules import check_region
 from pallycon_pack.cli.inputs import STDIN, one_secret, read_json, read_source
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.present import render
+from pallycon_worker.clients import site_client
 
 RequestT = TypeVar("RequestT", bound=RequestModel)
 

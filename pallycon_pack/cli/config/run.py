@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from pallycon_config import load_settings
 from pallycon_config.rules import env_name
 from pallycon_config.show import describe, warnings

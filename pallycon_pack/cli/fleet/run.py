@@ -9,17 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 import click
-from pallycon_config import load_settings
-from pallycon_store.api_calls import read_api_calls
-from pallycon_store.events import State
-from pallycon_store.failures import NO_CODE
-from pallycon_store.wiring import Store
 
 from pallycon.codes import STATUS_CODES
+from pallycon_config import load_settings
 from pallycon_pack.errors import EXIT_UNHEALTHY
 from pallycon_pack.health import Thresholds, run_checks
 from pallycon_pack.present import render
 from pallycon_pack.present.records import parse_since
+from pallycon_store.api_calls import read_api_calls
+from pallycon_store.events import State
+from pallycon_store.failures import NO_CODE
+from pallycon_store.wiring import Store
 
 
 def health(

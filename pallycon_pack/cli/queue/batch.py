@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from pallycon.errors import InvalidRequest
 from pallycon_config import SiteBook
 from pallycon_store.admission import Submission, prepare
-
-from pallycon.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from pallycon_producers.api import Producer

@@ -7,11 +7,9 @@ from typing import Any
 
 import click
 import redis
-from pallycon_config import load_settings
-from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
-from pallycon_store.events import State
 
 from pallycon.errors import InvalidRequest
+from pallycon_config import load_settings
 from pallycon_pack.cli.inputs import read_json
 from pallycon_pack.cli.queue import batch
 from pallycon_pack.errors import (
@@ -24,6 +22,8 @@ from pallycon_pack.errors import (
 from pallycon_pack.present import render
 from pallycon_pack.present.progress import batch_progress, follow_requests
 from pallycon_pack.present.records import event_line, shown, state_text
+from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
+from pallycon_store.events import State
 
 
 def submit(

@@ -9,10 +9,10 @@ imported when a command runs, so that showing its help loads none of it.
 from __future__ import annotations
 
 import click
-from pallycon_config.site_ref import DEFAULT_LABEL
-from pallycon_store.failures import FailureCode
 
+from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_pack.present.records import SINCE_HELP, STATES
+from pallycon_store.failures import FailureCode
 
 CODE_HELP = (
     "With --state: only failures with this code (repeatable): PallyCon's (A1003, WM900013, "

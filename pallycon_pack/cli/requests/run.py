@@ -7,15 +7,9 @@ import time
 from typing import Any
 
 import click
-from pallycon_config import UnknownSite, load_settings
-from pallycon_store.events import State, iso
-from pallycon_store.overview import Overview
-from pallycon_store.record import Record
-from pallycon_store.redrive import plan_retry
-from pallycon_store.redrive import retry as redrive
-from pallycon_store.wiring import Store
 from rich.table import Table
 
+from pallycon_config import UnknownSite, load_settings
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.present import render
 from pallycon_pack.present.records import (
@@ -25,6 +19,12 @@ from pallycon_pack.present.records import (
     shown,
     timeline_line,
 )
+from pallycon_store.events import State, iso
+from pallycon_store.overview import Overview
+from pallycon_store.record import Record
+from pallycon_store.redrive import plan_retry
+from pallycon_store.redrive import retry as redrive
+from pallycon_store.wiring import Store
 
 
 def _overview() -> Overview:

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import FrameType
 
 import click
-from pallycon_config import Settings
-from pallycon_emulator.config import HOSTILE_MODES, EmulatorSettings
 from pydantic import BaseModel
 
+from pallycon_config import Settings
+from pallycon_emulator.config import HOSTILE_MODES, EmulatorSettings
 from pallycon_pack.cli.servers.emulator_sites import SITE_CALLBACK_FORMAT, SITE_FORMAT
 from pallycon_pack.web.console.auth import ConsoleSettings
 

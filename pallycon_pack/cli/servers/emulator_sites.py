@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import click
+
+from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_emulator.config import (
     CallbackUrl,
     EmulatorSettings,
     callback_url_problem,
     emulator_env_name,
 )
-
-from pallycon.signing import SITE_KEY_BYTES, SiteCredentials
 from pallycon_pack.cli.inputs import read_source, source_name
 from pallycon_pack.errors import EXIT_INVALID, Failure
 

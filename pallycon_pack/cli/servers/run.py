@@ -19,17 +19,15 @@ from typing import Any
 
 import click
 import redis
+from prometheus_client import start_http_server
+from prometheus_client.registry import CollectorRegistry
+from pydantic import SecretStr
+
 from pallycon_config import load_callback_tokens, load_settings
 from pallycon_config.logs import configure, log_start
 from pallycon_config.settings import read_settings
 from pallycon_config.show import mask_text
 from pallycon_emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig, load_emulator_settings
-from pallycon_store.connect import connect_redis, describe, login_refused
-from pallycon_store.wiring import Store
-from prometheus_client import start_http_server
-from prometheus_client.registry import CollectorRegistry
-from pydantic import SecretStr
-
 from pallycon_pack.cli.servers.emulator_sites import (
     _check_unique,
     _extra_sites,
@@ -43,6 +41,8 @@ from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
 from pallycon_pack.web.exporter import SCRAPE_TIMEOUT, FleetCollector
 from pallycon_pack.web.launch import callback_book, serve_callbacks, serve_emulator
+from pallycon_store.connect import connect_redis, describe, login_refused
+from pallycon_store.wiring import Store
 
 
 def worker(

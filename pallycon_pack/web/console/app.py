@@ -33,17 +33,17 @@ from importlib.resources import files
 from typing import Any
 
 import redis
-from pallycon_config import UnknownSite
-from pallycon_store.overview import Overview
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from pallycon_config import UnknownSite
 from pallycon_pack.present.records import STATES, explained
 from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.console.auth import COOKIE, is_loopback
 from pallycon_pack.web.console.views import MAX_LIST, search, site_of, summary
+from pallycon_store.overview import Overview
 
 log = logging.getLogger("pallycon_pack.console")
 

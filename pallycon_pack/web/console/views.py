@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from pallycon_config.site_ref import SiteBook
+from pallycon_pack.present.records import detail
 from pallycon_store.events import State
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
-
-from pallycon_pack.present.records import detail
 
 #: The window of the chart and of the failures by code (seconds), and its buckets.
 WINDOW = 3600.0
