@@ -3,6 +3,7 @@ the Dockerfile: tests/unit/test_compose.py; the Kubernetes manifests: test_kuber
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 
@@ -95,3 +96,42 @@ def test_every_failure_code_is_documented_with_its_meaning():
         assert row[1] not in documented, f"{row[1]} twice"
         documented[row[1]] = row[2]
     assert documented == {code.value: code.meaning for code in FailureCode}
+
+
+#: The prose a user reads: where it names a file of ours or a module of ours, that file exists.
+DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+_OUR_FILE = re.compile(
+    r"(?<![\w/.-])((?:pallycon_pack|pallycon|config|store|worker|producers|emulator|support|bench"
+    r"|tests)/[\w./-]+\.(?:py|lua|html|css|js))\b"
+)
+_OUR_MODULE = re.compile(
+    r"\b(pallycon(?:_pack|_config|_store|_worker|_producers|_emulator)?(?:\.\w+)+)"
+)
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``dotted`` is a module of ours, or an attribute of one (a class, a function)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_the_docs_name_only_files_and_modules_that_exist(path: str):
+    """A file path (`store/pallycon_store/keys.py`) or a dotted name
+    (`pallycon_store.admission.MAX_METADATA_BYTES`) in the docs is one the code has: a move or
+    a rename cannot leave the docs pointing at nothing."""
+    text = (ROOT / path).read_text()
+    files = {m for m in _OUR_FILE.findall(text) if not (ROOT / m).exists()}
+    named = {m.rstrip(".") for m in _OUR_MODULE.findall(text)} - {"pallycon.com"}  # a host
+    modules = {m for m in named if not _resolves(m)}
+    assert (files, modules) == (set(), set())
