@@ -219,7 +219,7 @@ def test_requests_are_listed_and_retried_by_site(stack: Stack):
     assert f"site_id           {default} (the default site)" in out.splitlines()
     code, out, err = run("requests", "list", "--site", "NOPE")
     assert (code, out) == (2, "")
-    assert f"--site 'NOPE': unknown site (sites: {default}, BRND)" in err
+    assert f"--site: unknown site 'NOPE' (sites served: {default}, BRND)" in err
     code, out, err = run("retry", "--state", "failed", "--site", "BRND", "--dry-run")
     assert (code, out) == (0, "")
     assert "no failed requests match" in err

@@ -36,9 +36,8 @@ def site_option(overview: Overview, site: str | None) -> str | None:
     (Failure naming the sites otherwise)."""
     try:
         return overview.site_filter(site)
-    except UnknownSite as exc:
-        served = ", ".join(exc.known)
-        raise Failure(f"--site {site!r}: unknown site (sites: {served})", EXIT_INVALID) from None
+    except UnknownSite as exc:  # worded as every command words it
+        raise Failure(f"--site: {exc.reason}", EXIT_INVALID) from None
 
 
 def list_requests(
