@@ -88,14 +88,20 @@ def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
             detail += f"; unhealthy: {', '.join(sick[:5])}" + (" ..." if len(sick) > 5 else "")
         return Check(check, True, detail)
     if check == "schedules":
-        lags = {name: s.lag(snapshot.now) for name, s in snapshot.schedules.items()}
-        worst = max(lags, key=lambda name: lags[name])
-        overdue = sum(s.overdue for s in snapshot.schedules.values())
+        # Polls are late when overdue; a due submission waits for its turn (its site's rate,
+        # cap or pause: the flow), which is not a fault.
+        polls = snapshot.schedules["poll"]
+        lag = polls.lag(snapshot.now)
+        waiting = snapshot.schedules["submit"].overdue
         detail = (
-            f"{overdue} overdue; {worst} {lags[worst]:.0f}s late "
-            f"(limit {limits.max_schedule_lag:g}s)"
+            f"{polls.overdue} overdue; poll {lag:.0f}s late (limit "
+            f"{limits.max_schedule_lag:g}s); {waiting} waiting to be registered"
         )
-        return Check(check, lags[worst] <= limits.max_schedule_lag, detail)
+        paused = sorted(snapshot.flow.pauses) if snapshot.flow else []
+        if paused:
+            shown = ", ".join("every site" if s == "*" else (s or "default") for s in paused)
+            detail += f"; paused: {shown}"
+        return Check(check, lag <= limits.max_schedule_lag, detail)
     if check == "intake":
         intake = snapshot.intake
         detail = (

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-from celery import Celery
+from typing import Any
 
 from pallycon_producers.api import Producer
 from pallycon_worker.runtime import Runtime
@@ -28,12 +26,11 @@ def producer_on(rt: Runtime, app: StubApp, clock: Callable[[], float] | None = N
     """A producer on ``rt``'s Redis state and settings (its limits, its lease as the retry
     time), sending its tasks to ``app``; ``clock``: the runtime's unless given."""
     settings = rt.settings
+    del app  # a producer sends no task: it records requests on their submit lanes
     return Producer(
         rt.shared.records,
         rt.shared.durability,
-        lambda: cast(Celery, app),
         max_api_json=settings.max_api_json_bytes,
         max_api_json_any_site=settings.max_api_json_bytes_any_site,
-        retry_after=settings.lease_seconds,
         clock=clock or rt.clock,
     )

@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     )
     api_rate: float = Field(default=20.0, gt=0, description="API calls per second, all workers.")
     api_burst: int = Field(default=20, ge=1, description="API calls allowed in a burst.")
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="The most of a site's jobs registered at PallyCon and not finished at "
+        "once (the next is registered as one finishes); 0: no cap.",
+    )
     retry_base: float = Field(default=1.0, gt=0, description="First retry delay (doubles).")
     retry_cap: float = Field(default=60.0, gt=0, description="Longest retry delay.")
     submit_deadline: float = Field(
@@ -438,6 +444,7 @@ class Settings(BaseSettings):
             self.region,
             self.api_rate,
             self.api_burst,
+            self.max_in_flight,
             self.callback_token,
         )
         if self._sites is None or self._sites[0] != made_of:

@@ -8,6 +8,7 @@
     region = "RG011"
     api_rate = 10                                      # optional: PALLYCON_API_RATE
     api_burst = 10                                     # optional: PALLYCON_API_BURST
+    max_in_flight = 10                                 # optional: PALLYCON_MAX_IN_FLIGHT
     callback_token_file = "/run/secrets/brnd/token"    # optional, or callback_token = "..."
 
 (a relative ``*_file`` path is relative to the TOML file's directory), or a **directory** with
@@ -68,6 +69,7 @@ class SiteSettings(Protocol):
     region: str | None
     api_rate: float
     api_burst: int
+    max_in_flight: int
     callback_token: SecretStr | None
 
     def credentials(self) -> SiteCredentials: ...
@@ -76,7 +78,15 @@ class SiteSettings(Protocol):
 
 
 #: The fields of a site, as TOML keys and as file names in a site's directory.
-FIELDS = ("access_key", "site_key", "region", "api_rate", "api_burst", "callback_token")
+FIELDS = (
+    "access_key",
+    "site_key",
+    "region",
+    "api_rate",
+    "api_burst",
+    "max_in_flight",
+    "callback_token",
+)
 #: The fields that are secrets: in a TOML file, given as ``<field>_file`` or inline.
 SECRET_FIELDS = ("access_key", "site_key", "callback_token")
 #: The fields every site of ``PALLYCON_SITES`` must have.
@@ -100,6 +110,8 @@ class Site:
     api_rate: float
     api_burst: int
     callback_token: SecretStr | None = field(repr=False)
+    #: The most of its jobs registered at PallyCon and not finished at once (0: no cap).
+    max_in_flight: int = 0
 
     def credentials(self) -> SiteCredentials:
         """What the protocol client signs with."""
@@ -315,7 +327,7 @@ def _read_directory(
                 raise ConfigError(f"{where}: {item.name}: unknown file (known: {known})")
             if only is None or item.name in only:
                 values[item.name] = _read_file(f"{where}: {item.name}", item.name, item)
-        for name, convert in (("api_rate", float), ("api_burst", int)):
+        for name, convert in (("api_rate", float), ("api_burst", int), ("max_in_flight", int)):
             if name in values:
                 values[name] = _number(f"{where}: {name}", values[name], convert)
         found[entry.name] = values
@@ -356,6 +368,7 @@ def _site(where: str, site_id: str, values: Mapping[str, Any], settings: SiteSet
             raise ConfigError(f"{where}: {name}: missing")
     rate = values.get("api_rate", settings.api_rate)
     burst = values.get("api_burst", settings.api_burst)
+    cap = values.get("max_in_flight", settings.max_in_flight)
     token = values.get("callback_token")
     return Site(
         site_id=site_id,
@@ -364,6 +377,7 @@ def _site(where: str, site_id: str, values: Mapping[str, Any], settings: SiteSet
         region=_checked(where, "region", values["region"], check_region),
         api_rate=_checked(where, "api_rate", rate, _check_rate),
         api_burst=_checked(where, "api_burst", burst, _check_burst),
+        max_in_flight=_checked(where, "max_in_flight", cap, _check_cap),
         callback_token=None
         if token is None
         else _checked(where, "callback_token", SecretStr(token), check_callback_token),
@@ -390,6 +404,14 @@ def _check_burst(value: Any) -> int:
         raise ValueError("must be an integer")
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _check_cap(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if value < 0:
+        raise ValueError("must be 0 (no cap) or more (jobs at PallyCon at once)")
     return value
 
 
@@ -442,6 +464,7 @@ def _settings_site(
         region=settings.require_region(),
         api_rate=settings.api_rate,
         api_burst=settings.api_burst,
+        max_in_flight=settings.max_in_flight,
         callback_token=settings.callback_token,
     )
 

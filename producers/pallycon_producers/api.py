@@ -4,9 +4,11 @@
     request_id = producer.submit(job_body, request_id="cms-42")   # validated, then enqueued
     producer.get(request_id)                                     # the record, by id
     for entry_id, event in producer.events(after="0-0"): ...     # the result stream
-    producer.wait(request_id, timeout=3600)                      # until completed or failed
+    producer.wait(request_id, timeout=3600)                      # until it has finished
+    producer.cancel(request_id)                                  # never registered, if not yet
 
-A producer needs Redis only: never the PallyCon site key.
+A producer needs Redis only: never the PallyCon site key. It records requests on their submit
+lanes; the workers' sweepers take them from there by priority and site.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import redis
 
@@ -29,18 +31,16 @@ from pallycon_store.admission import (
     new_request_id,
     prepare,
 )
+from pallycon_store.cancel import Cancel, cancel
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.durability import Durability
-from pallycon_store.messages import send_submit
+from pallycon_store.flow import Priority
 from pallycon_store.record import Record
 from pallycon_store.records import Records
 from pallycon_store.sites import announced, book
 from pallycon_store.wiring import Store
 
-if TYPE_CHECKING:
-    from celery import Celery
-
-__all__ = ["Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
+__all__ = ["Cancel", "Priority", "Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
 
 log = logging.getLogger("pallycon_pack.producer")
 
@@ -82,10 +82,8 @@ class Producer:
         self,
         records: Records,
         durability: Durability,
-        sender: Callable[[], Celery],
         *,
         max_api_json: int,
-        retry_after: float,
         max_api_json_any_site: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -93,9 +91,6 @@ class Producer:
         self.redis = records.redis
         self.keys = records.keys
         self.durability = durability
-        self._sender = sender
-        self._app: Celery | None = None
-        self.retry_after = retry_after
         #: The request size limits (for a named site: its id's length unknown here, the longest).
         self.limits = Limits(max_api_json, min(max_api_json, max_api_json_any_site or max_api_json))
         self.clock = clock
@@ -106,18 +101,9 @@ class Producer:
         return cls(
             store.records,
             store.durability,
-            store.sender,
-            retry_after=settings.lease_seconds,
             max_api_json=settings.max_api_json_bytes,
             max_api_json_any_site=settings.max_api_json_bytes_any_site,
         )
-
-    @property
-    def app(self) -> Celery:
-        """The app that sends the submit tasks (made on first use: reading needs no Celery)."""
-        if self._app is None:
-            self._app = self._sender()
-        return self._app
 
     def submit(
         self,
@@ -126,6 +112,7 @@ class Producer:
         *,
         metadata: Mapping[str, Any] | None = None,
         site_id: str | None = None,
+        priority: Priority | str | None = None,
     ) -> str:
         """Validate and enqueue a packaging request; its request id.
 
@@ -137,6 +124,9 @@ class Producer:
         do not serve, or none where they have no default site, is refused (an
         ``InvalidRequest`` whose errors name ``site_id``, beside any other bad field). Before
         any worker has announced a site, a request naming none is accepted.
+        ``priority``: ``high``, ``normal`` (the default) or ``bulk``: what is registered next
+        is the oldest of the highest priority waiting for its site, lower ones keeping a
+        guaranteed share (docs/FLOW.md).
 
         Raises ``InvalidRequest`` (nothing enqueued) naming every bad field, or
         ``RequestConflict`` when ``request_id`` was used for a different body. Submitting the
@@ -144,7 +134,9 @@ class Producer:
         submission's metadata stands).
         """
         ids = [request_id] if request_id else None
-        return self.submit_many([body], ids, metadata=[metadata], site_ids=[site_id])[0]
+        return self.submit_many(
+            [body], ids, metadata=[metadata], site_ids=[site_id], priority=priority
+        )[0]
 
     def submit_many(
         self,
@@ -153,6 +145,8 @@ class Producer:
         *,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         site_ids: Sequence[str | None] | None = None,
+        priority: Priority | str | None = None,
+        priorities: Sequence[Priority | str | None] | None = None,
     ) -> list[str]:
         """Validate and enqueue many requests at once, all or nothing: their ids.
 
@@ -166,8 +160,9 @@ class Producer:
         carries the ids to submit again. Ids already used for the same body are returned as
         they are (nothing new is enqueued for them).
 
-        ``metadata``, ``site_ids``: one each (or None) per body, as for :meth:`submit` (the
-        announced sites are read once per call). One call is one script and one transaction:
+        ``metadata``, ``site_ids``, ``priorities``: one each (or None) per body, as for
+        :meth:`submit` (the announced sites are read once per call); ``priority``: every
+        body's, where ``priorities`` does not say. One call is one script and one transaction:
         for thousands of requests, call it in chunks of a few hundred (as ``pallycon-pack
         submit --batch`` does).
         """
@@ -177,8 +172,15 @@ class Producer:
             list(metadata) if metadata is not None else [None] * len(bodies)
         )
         sites: list[str | None] = list(site_ids) if site_ids is not None else [None] * len(bodies)
-        if len(ids) != len(bodies) or len(metas) != len(bodies) or len(sites) != len(bodies):
-            raise ValueError("submit_many: one request id, metadata and site per body, or none")
+        ranks: list[Priority | str | None] = (
+            [p if p is not None else priority for p in priorities]
+            if priorities is not None
+            else [priority] * len(bodies)
+        )
+        if any(len(given) != len(bodies) for given in (ids, metas, sites, ranks)):
+            raise ValueError(
+                "submit_many: one request id, metadata, site and priority per body, or none"
+            )
         # Ids given now, so that a request is submitted again under the same one should Redis be
         # away from the sites' read on.
         named = [i or new_request_id() for i in ids]
@@ -187,37 +189,32 @@ class Producer:
         except REDIS_AWAY as exc:  # nothing written: submitting them again is safe
             raise SubmitUnconfirmed(named, exc) from exc
         submissions = [
-            Submission(api_dict(body) if isinstance(body, JobRegisterRequest) else body, i, m, s)
-            for body, i, m, s in zip(bodies, named, metas, sites, strict=True)
+            Submission(
+                api_dict(body) if isinstance(body, JobRegisterRequest) else body,
+                i,
+                m,
+                s,
+                priority=p,
+            )
+            for body, i, m, s, p in zip(bodies, named, metas, sites, ranks, strict=True)
         ]
         prepared = prepare(submissions, now, sites=book, limits=self.limits)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
-            outcomes = admit(
-                self.records, self.durability, unique, submit_at=now + self.retry_after
-            )
+            outcomes = admit(self.records, self.durability, unique, submit_at=now)
         except REDIS_AWAY as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
             raise RequestConflict(", ".join(conflicts))
-        self._send([p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "created"])
         return [p.request_id for p in prepared]
 
-    def _send(self, created: list[str]) -> None:
-        """The fast path: submit tasks at once. Only a hint: should it fail, the requests are
-        recorded and on the submit schedule, and a sweeper dispatches them after the lease."""
-        from kombu.exceptions import KombuError  # loaded with Celery, where tasks are sent
-
-        try:
-            send_submit(self.app, created)
-        except (KombuError, redis.RedisError, OSError) as exc:
-            log.warning(
-                "%d request(s) recorded; their tasks not sent (%s): a worker picks them up "
-                "within the lease",
-                len(created),
-                exc,
-            )
+    def cancel(self, request_id: str, reason: str = "") -> Cancel:
+        """Cancel a request (kept in Redis: it outlives restarts). One not yet registered is
+        never registered and ends ``cancelled``; one that may be registered stops being tracked,
+        and its job may still run at PallyCon (which has no cancel call): the result's
+        ``outcome`` and ``message`` say which. A finished or unknown request is left alone."""
+        return cancel(self.records, request_id, self.clock(), reason)
 
     @property
     def max_api_json(self) -> int:
@@ -270,7 +267,8 @@ class Producer:
                 yield entry_id, event
 
     def wait(self, request_id: str, timeout: float, *, recheck: float = 1.0) -> Record:
-        """Block until the request is completed or failed (TimeoutError after ``timeout``).
+        """Block until the request has finished (completed, failed, cancelled or stopped;
+        TimeoutError after ``timeout``).
 
         The record is the truth; a pub/sub wake-up (announced with each event) has it read
         again at once. Pub/sub is at most once, so the record is also read every ``recheck``

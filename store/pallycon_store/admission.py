@@ -4,9 +4,9 @@ Two steps, one path, taken by the Python producer API (``Producer.submit_many``)
 stream intake and ``submit --batch``'s check: :func:`prepare` validates :class:`Submission` s
 and builds their records (the site turned into its stored form by a :class:`SiteBook`, so that
 every spelling of a site is one request), :func:`admit` records them. A request is recorded and
-put on the submit schedule in one atomic step: from then on it cannot be lost, whether or not
-the fast-path task message is ever delivered. What a caller does with a refusal or a conflict
-(raise, record a failed request, report a line) is the caller's.
+put on its submit lane in one atomic step: from then on it cannot be lost; a sweeper takes it
+from there when its turn comes (:mod:`pallycon_store.flow`). What a caller does with a refusal
+or a conflict (raise, record a failed request, report a line) is the caller's.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pallycon_config.site_ref import SiteBook, parse_site_id
 from pallycon_store.durability import Durability
 from pallycon_store.events import EventType, FailStage, State, event
 from pallycon_store.failures import FailureCode
+from pallycon_store.flow import DEFAULT_PRIORITY, parse_priority
 from pallycon_store.record import Fields
 from pallycon_store.records import Created, NewRequest, Records
 
@@ -156,6 +157,7 @@ class Submission:
     metadata: Any = None  # the producer's JSON object (see check_metadata)
     site_id: Any = None  # None, "", the default site's id or another id
     entry_id: str | None = None  # the intake stream entry it came from
+    priority: Any = None  # high, normal or bulk (None or "": normal)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,11 @@ def _prepare_one(submission: Submission, now: float, sites: SiteBook, limits: Li
         site = sites.stored(parse_site_id(submission.site_id))
     except InvalidRequest as exc:
         errors += exc.errors
+    priority = DEFAULT_PRIORITY
+    try:
+        priority = parse_priority(submission.priority)
+    except InvalidRequest as exc:
+        errors += exc.errors
     given = submission.request_id
     request_id = check_request_id(given) if given else new_request_id()
     try:
@@ -243,6 +250,8 @@ def _prepare_one(submission: Submission, now: float, sites: SiteBook, limits: Li
         fields["metadata"] = meta
     if site:
         fields["site_id"] = site
+    if priority != DEFAULT_PRIORITY:  # not written for normal: as before priorities existed
+        fields["priority"] = priority.value
     accepted = event(
         EventType.ACCEPTED,
         request_id,
@@ -251,6 +260,7 @@ def _prepare_one(submission: Submission, now: float, sites: SiteBook, limits: Li
         job_name=name,
         entry_id=entry_id,
         site_id=site or None,
+        priority=priority.value if priority != DEFAULT_PRIORITY else None,
         metadata=json.loads(meta) if meta else None,
     )
     return NewRequest(request_id, body_hash(request, site), fields, accepted)
@@ -264,16 +274,16 @@ def admit(
     submit_at: float,
     confirm: bool = True,
 ) -> list[Created]:
-    """Record prepared requests (their ids distinct) and put them on the submit schedule at
-    ``submit_at``, all or nothing, in one atomic step: each one's outcome (``created``,
+    """Record prepared requests (their ids distinct) and put them on their submit lanes due at
+    ``submit_at`` (a sweeper is woken to take them by priority and site), all or nothing, in
+    one atomic step: each one's outcome (``created``,
     ``duplicate``; on a ``conflict`` nothing at all is written and the others are ``skipped``).
 
     ``confirm``: then wait until Redis has the write on disk and on the replicas asked for
     (:class:`Durability`; not after a conflict, which wrote nothing). The intake passes False:
     it acknowledges its entry only after this write, and the AOF keeps writes in order, so no
     crash can keep the acknowledgement without the record; a wait per entry would cost the
-    intake its throughput. Sending the submit task is the caller's (a hint: the schedule is
-    the guarantee).
+    intake its throughput.
     """
     server = durability.server() if confirm else None
     outcomes = records.create_many(prepared, submit_at=submit_at)

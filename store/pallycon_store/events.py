@@ -5,7 +5,8 @@ Every event is one JSON object with these fields, plus those of its type::
     schema      2
     event_id    "<request_id>:<version>" ("intake:<entry id>" for rejected): unique, stable
                 across redelivery (dedupe on it)
-    type        accepted | submitted | progress | completed | failed | rejected
+    type        accepted | submitted | progress | completed | failed | cancelled | stopped
+                | rejected
     request_id  the producer's request id
     ts          UTC time of the change, ISO 8601
 
@@ -15,6 +16,10 @@ Every event is one JSON object with these fields, plus those of its type::
     completed   job_id, content_id, output_path, status
     failed      stage (validation|submit|packaging|timeout|dead_letter), code, message,
                 job_id and status when known; entry_id when refused at the intake stream
+    cancelled   reason, registered (whether a job may exist at PallyCon: it then may still
+                run, PallyCon has no cancel), job_id when known: cancelled on request
+                (``pallycon-pack cancel``, ``Producer.cancel``)
+    stopped     job_id, status (WM200): stopped at PallyCon (its Console), not failed
     rejected    entry_id, code (invalid_request|conflict|duplicate|dead_letter), message,
                 fields: an intake entry that created no request and changed none (its
                 request id was taken); the request of that id, if any, is untouched
@@ -25,7 +30,9 @@ or PallyCon's; a ``rejected`` event's is always ours. ``failures.explain`` says 
 Every event of a request that carries producer metadata has it as ``metadata`` (the object);
 an event following an operator's retry has ``retry`` (its number): see docs/RESULTS.md.
 
-Version 2 added ``rejected`` and ``entry_id``; nothing of version 1 changed meaning.
+Version 2 added ``rejected`` and ``entry_id``; nothing of version 1 changed meaning. The
+``cancelled`` and ``stopped`` types came later, within version 2: a consumer that does not know
+a type keeps reading (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -43,10 +50,18 @@ class State(StrEnum):
     SUBMITTED = "submitted"  # the remote job exists; being polled
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # on request, before or after it was registered
+    STOPPED = "stopped"  # stopped at PallyCon (WM200)
 
     @property
     def final(self) -> bool:
-        return self in (State.COMPLETED, State.FAILED)
+        return self in (State.COMPLETED, State.FAILED, State.CANCELLED, State.STOPPED)
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a request in this state holds one of its site's places at PallyCon: its
+        registration may have been sent, and its job has not finished."""
+        return self in (State.SUBMITTING, State.SUBMITTED)
 
 
 class EventType(StrEnum):
@@ -55,6 +70,8 @@ class EventType(StrEnum):
     PROGRESS = "progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
     REJECTED = "rejected"
 
 

@@ -16,6 +16,7 @@ import redis
 
 from pallycon_store import heartbeats
 from pallycon_store.events import State
+from pallycon_store.flow import Flow, FlowSnapshot
 from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.keys import INTAKE_GROUP, Keys
 
@@ -25,7 +26,9 @@ SCHEDULES = ("submit", "poll")
 
 @dataclass(frozen=True)
 class Schedule:
-    """One schedule (sorted set, score = when the entry is due)."""
+    """One schedule (sorted set, score = when the entry is due). The submit schedule is the
+    sum of its lanes (:mod:`pallycon_store.flow`), where a due entry is waiting for its turn
+    (its site's rate, cap or pause), not late."""
 
     depth: int  # entries
     overdue: int  # entries due before now (not claimed: a claimed entry is due a lease later)
@@ -68,6 +71,7 @@ class Snapshot:
     intake: Intake
     heartbeats: list[Heartbeat] = field(default_factory=list)
     oldest: InFlight | None = None
+    flow: FlowSnapshot | None = None  # each lane's waiting, each site's in flight, the pauses
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -116,24 +120,35 @@ class Fleet:
         self.redis = client
         self.keys = keys
 
-    def snapshot(self, now: float) -> Snapshot:
-        """Everything at once: one pipeline, then the intake group and the oldest records."""
+    def snapshot(self, now: float, sites: tuple[str, ...] = ()) -> Snapshot:
+        """Everything at once: the lanes, one pipeline, the flow's counts, then the intake
+        group and the oldest records. ``sites``: stored site ids whose lanes are read even if
+        empty."""
+        flow = Flow(self.redis, self.keys)
+        lanes = flow.lanes(sites)
+        keys = [[lane.key for lane in lanes], [self.keys.poll_schedule]]
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(self.keys.submit_queue)
         pipe.llen(self.keys.poll_queue)
-        for key in (self.keys.submit_schedule, self.keys.poll_schedule):
-            pipe.zcard(key)
-            pipe.zcount(key, "-inf", f"({now!r}")
-            pipe.zrange(key, 0, 0, withscores=True)
+        for group in keys:
+            for key in group:
+                pipe.zcard(key)
+                pipe.zcount(key, "-inf", f"({now!r}")
+                pipe.zrange(key, 0, 0, withscores=True)
         pipe.hgetall(self.keys.heartbeats)
         for state in IN_FLIGHT:
             pipe.zrange(self.keys.state_index(state), 0, 0, withscores=True)
         (submit_q, poll_q, *rest) = pipe.execute()
         schedules = {}
-        for name in SCHEDULES:
-            depth, overdue, head, *rest = rest
-            due = float(head[0][1]) if head and overdue else None
-            schedules[name] = Schedule(int(depth), int(overdue), due)
+        for name, group in zip(SCHEDULES, keys, strict=True):
+            depth = overdue = 0
+            due: float | None = None
+            for _ in group:
+                size, late, head, *rest = rest
+                depth, overdue = depth + int(size), overdue + int(late)
+                if head and late:
+                    due = min(float(head[0][1]), due if due is not None else float("inf"))
+            schedules[name] = Schedule(depth, overdue, due)
         beats, *heads = rest
         return Snapshot(
             now=now,
@@ -150,6 +165,7 @@ class Fleet:
                 key=lambda entry: entry.since,
                 default=None,
             ),
+            flow=flow.snapshot(now, lanes),
         )
 
     def intake(self) -> Intake:

@@ -61,6 +61,62 @@ class Keys:
         """Sorted set: request id -> when to poll its remote job next."""
         return f"{self.prefix}:schedule:poll"
 
+    def submit_lane(self, site_id: str, priority: str) -> str:
+        """Sorted set: request id -> when to (re)try its submission, for the requests of one
+        site (stored form, "" = the default) and one priority (``high``, ``normal`` or
+        ``bulk``; "" = normal): the sweeper takes the next ones from these lanes by priority
+        and site (:mod:`pallycon_store.flow`). The default site's normal lane is
+        :attr:`submit_schedule` (as before lanes existed)."""
+        priority = priority or "normal"
+        if not site_id:
+            return (
+                self.submit_schedule
+                if priority == "normal"
+                else f"{self.submit_schedule}:{priority}"
+            )
+        return f"{self.prefix}:site:{site_id}:schedule:submit:{priority}"
+
+    @property
+    def submit_lanes(self) -> str:
+        """Set: every submit lane (:meth:`submit_lane`) a request was ever put on."""
+        return f"{self.prefix}:schedule:submit:lanes"
+
+    def dispatched(self, site_id: str) -> str:
+        """Sorted set: request id -> lease end, of a site's requests sent to the submit queue
+        whose task has not started yet (the sweeper sends no more than a few seconds' worth)."""
+        return (
+            f"{self.prefix}:site:{site_id}:flow:dispatched"
+            if site_id
+            else f"{self.prefix}:flow:dispatched"
+        )
+
+    def in_flight(self, site_id: str) -> str:
+        """Set: a site's requests whose registration may have been sent and whose job has not
+        finished (``submitting`` and ``submitted``), written with each change of state: what
+        ``max_in_flight`` caps."""
+        return (
+            f"{self.prefix}:site:{site_id}:flow:in_flight"
+            if site_id
+            else f"{self.prefix}:flow:in_flight"
+        )
+
+    @property
+    def paused(self) -> str:
+        """Hash: site id (``*`` = every site) -> JSON ``{"reason", "at"}`` of a pause."""
+        return f"{self.prefix}:flow:paused"
+
+    @property
+    def flow_events(self) -> str:
+        """Stream: pauses and resumes, with their reasons (capped)."""
+        return f"{self.prefix}:flow:events"
+
+    @property
+    def flow_kick(self) -> str:
+        """List of at most one element: a sweeper blocked on it takes the next submissions at
+        once (pushed when requests are recorded, a site's place at PallyCon frees, a submit
+        task starts)."""
+        return f"{self.prefix}:flow:kick"
+
     @property
     def job_index(self) -> str:
         """Hash: remote job (:meth:`job_field`) -> request id (for callbacks)."""

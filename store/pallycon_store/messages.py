@@ -20,8 +20,9 @@ if TYPE_CHECKING:  # Celery is imported by what sends, not by what only reads
 SUBMIT_TASK = "pallycon.submit"
 POLL_TASK = "pallycon.poll"
 
-#: Request ids per submit task: registrations of a batch go out concurrently, and small
-#: batches spread them over every worker.
+#: The most request ids per submit task: registrations of a batch go out concurrently, and
+#: small batches spread them over every worker (the sweeper sends about a second of a site's
+#: API rate per task, at most this).
 SUBMIT_CHUNK = 50
 #: Request ids per poll task: one paged job-list pass covers them all.
 POLL_CHUNK = 5000
@@ -71,10 +72,10 @@ def sender(redis: Target, keys: Keys) -> Celery:
     return app
 
 
-def send_submit(app: Celery, request_ids: Sequence[str]) -> None:
-    """Submit tasks for these requests, :data:`SUBMIT_CHUNK` per task."""
-    for start in range(0, len(request_ids), SUBMIT_CHUNK):
-        app.send_task(SUBMIT_TASK, args=[list(request_ids[start : start + SUBMIT_CHUNK])])
+def send_submit(app: Celery, request_ids: Sequence[str], chunk: int = SUBMIT_CHUNK) -> None:
+    """Submit tasks for these requests, ``chunk`` per task."""
+    for start in range(0, len(request_ids), chunk):
+        app.send_task(SUBMIT_TASK, args=[list(request_ids[start : start + chunk])])
 
 
 def send_poll(app: Celery, request_ids: Sequence[str]) -> None:

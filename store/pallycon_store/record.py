@@ -34,6 +34,7 @@ class Record:
     entry_id: str = ""  # the intake stream entry it came from
     metadata: str = ""  # the producer's metadata object, compact JSON ("" when none)
     site_id: str = ""  # the PallyCon site the request named ("": the default site)
+    priority: str = ""  # high | normal | bulk ("": normal, as before priorities existed)
     created_at: float = 0.0
     updated_at: float = 0.0
     # Submitting
@@ -99,6 +100,7 @@ class Fields(TypedDict, total=False):
     entry_id: str
     metadata: str
     site_id: str
+    priority: str
     created_at: float
     updated_at: float
     attempts: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Literal, cast
 
 import redis
@@ -22,6 +23,16 @@ from pallycon_store.schedules import Schedule
 from pallycon_store.scripts import register
 
 Created = Literal["created", "duplicate", "conflict", "skipped"]
+
+
+class Applied(IntEnum):
+    """What became of a change (the transition script's answer)."""
+
+    GONE = -1  # the record is gone (expired)
+    MOVED = 0  # the record's version moved on: someone else changed it first
+    DONE = 1
+    PAUSED = 2  # a gated change: its site is paused
+    FULL = 3  # a gated change: its site is at its cap of requests in flight
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,11 @@ class Change:
     stamped by the script, and the record's ``metadata`` added), the request moved to
     ``schedule`` due ``at``, its ``index_job`` indexed; ``finish`` takes it off both schedules
     and lets the record expire, ``revive`` keeps a finished record for good again. A change of
-    ``state`` moves the request to that state's index, as entered at ``updated_at``.
+    ``state`` moves the request to that state's index, as entered at ``updated_at``, and in or
+    out of its site's in-flight set (:attr:`pallycon_store.events.State.in_flight`).
+
+    ``gate`` (the ``submitting`` mark): the site's cap of requests in flight (0: none); the
+    change is not made if the site is paused or at its cap (:class:`Applied`).
     """
 
     record: Record
@@ -53,6 +68,7 @@ class Change:
     index_job: str = ""
     finish: bool = False
     revive: bool = False
+    gate: int | None = None
 
 
 class Records:
@@ -88,7 +104,7 @@ class Records:
             return []
         if len({item.request_id for item in items}) < len(items):
             raise ValueError("create_many: a request id is given twice")
-        keys = [self.keys.results, self.keys.submit_schedule]
+        keys = [self.keys.results, self.keys.submit_lanes, self.keys.flow_kick]
         args: list[Any] = [
             self.result_maxlen,
             self.keys.wake_channel,
@@ -102,6 +118,7 @@ class Records:
                 self.keys.request(item.request_id),
                 self.keys.state_index(state),
                 self.keys.site_state_index(site, state),
+                self.keys.submit_lane(site, item.fields.get("priority", "")),
             ]
             args += [
                 item.request_id,
@@ -135,14 +152,18 @@ class Records:
 
         A change made from a version someone else has moved on from is not applied (False).
         """
+        return [outcome is Applied.DONE for outcome in self.apply_each(changes)]
+
+    def apply_each(self, changes: Sequence[Change]) -> list[Applied]:
+        """:meth:`apply`, saying why a change was not applied."""
         if len(changes) < 2:  # no pipeline needed
             calls = [self._transition_call(change) for change in changes]
-            return [int(self._transition(keys=keys, args=args)) == 1 for keys, args in calls]
+            return [Applied(int(self._transition(keys=keys, args=args))) for keys, args in calls]
         pipe = self.redis.pipeline(transaction=False)
         for change in changes:
             keys, args = self._transition_call(change)
             self._transition(keys=keys, args=args, client=pipe)
-        return [int(result) == 1 for result in pipe.execute()]
+        return [Applied(int(result)) for result in pipe.execute()]
 
     def _transition_call(self, change: Change) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the transition script for one change."""
@@ -157,16 +178,27 @@ class Records:
                 event = {**event, "site_id": record.site_id}
         state = change.fields.get("state", record.state)
         entered = change.fields.get("updated_at", record.updated_at)
+        site = record.site_id
+        if state.in_flight and not record.state.in_flight:
+            in_flight = "+"
+        elif record.state.in_flight and not state.in_flight:
+            in_flight = "-"
+        else:
+            in_flight = ""
         keys = [
             self.keys.request(request_id),
             self.keys.results,
-            self.keys.submit_schedule,
+            self.keys.submit_lane(site, record.priority),
             self.keys.poll_schedule,
             self.keys.job_index,
             self.keys.state_index(record.state),
             self.keys.state_index(state),
-            self.keys.site_state_index(record.site_id, record.state),
-            self.keys.site_state_index(record.site_id, state),
+            self.keys.site_state_index(site, record.state),
+            self.keys.site_state_index(site, state),
+            self.keys.submit_lanes,
+            self.keys.flow_kick,
+            self.keys.in_flight(site),
+            self.keys.paused,
         ]
         args = [
             str(record.version),
@@ -181,6 +213,9 @@ class Records:
             self.record_ttl if change.finish else "",
             repr(entered) if state != record.state else "",
             "1" if change.revive else "",
+            in_flight,
+            "" if change.gate is None else str(change.gate),
+            site,
         ]
         return keys, args
 

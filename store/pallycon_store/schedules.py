@@ -1,17 +1,20 @@
 """The two schedules: sorted sets of request ids by when their next step is due.
 
-The submit schedule holds requests to register (or reconcile); the poll schedule those whose
-job is being tracked. Transitions move requests between them (see :mod:`pallycon_store.records`);
-sweepers claim what is due here, for a lease, and dispatch it.
+The submit schedule holds requests to register (or reconcile), in lanes by site and priority
+(:mod:`pallycon_store.flow` takes from those); the poll schedule those whose job is being
+tracked. Transitions move requests between them (see :mod:`pallycon_store.records`); sweepers
+claim what is due, for a lease, and dispatch it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import redis
 
 from pallycon_store.keys import Keys
+from pallycon_store.record import Record
 from pallycon_store.scripts import register
 
 Schedule = Literal["submit", "poll"]
@@ -26,17 +29,35 @@ class Schedules:
         self.keys = keys
         self._claim = register(client, "claim")
 
-    def key(self, schedule: Schedule) -> str:
-        return self.keys.submit_schedule if schedule == "submit" else self.keys.poll_schedule
-
-    def claim(self, schedule: Schedule, now: float, lease: float, limit: int) -> list[str]:
-        """Claim up to ``limit`` requests due by ``now`` for ``lease`` seconds (each claimed by
+    def claim_polls(self, now: float, lease: float, limit: int) -> list[str]:
+        """Claim up to ``limit`` polls due by ``now`` for ``lease`` seconds (each claimed by
         one caller only; it comes back by itself when the lease ends)."""
         args: list[str | int] = [repr(now), repr(now + lease), limit, CLAIM_ZADD_CHUNK]
-        return [str(member) for member in self._claim(keys=[self.key(schedule)], args=args)]
+        keys = [self.keys.poll_schedule]
+        return [str(member) for member in self._claim(keys=keys, args=args)]
 
-    def defer(self, schedule: Schedule, request_ids: list[str], until: float) -> None:
-        """Move these requests' entries (those still on ``schedule``) to ``until``, without
-        changing their records: a step still working on them keeps a sweeper off them."""
-        if request_ids:
-            self.redis.zadd(self.key(schedule), dict.fromkeys(request_ids, until), xx=True)
+    def defer_submits(self, records: Sequence[Record], until: float) -> None:
+        """Move these requests' submit entries (those still on their lane) to ``until``,
+        without changing their records: a step still working on them keeps a sweeper off them."""
+        lanes: dict[str, list[str]] = {}
+        for record in records:
+            key = self.keys.submit_lane(record.site_id, record.priority)
+            lanes.setdefault(key, []).append(record.request_id)
+        if not lanes:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, ids in lanes.items():
+            pipe.zadd(key, dict.fromkeys(ids, until), xx=True)
+        pipe.execute()
+
+    def requeue_submits(self, records: Sequence[Record]) -> None:
+        """Put these requests (taken from their lanes, not sent) back in their place: due
+        since they were created (or re-driven), so that the oldest still goes first."""
+        if not records:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for record in records:
+            key = self.keys.submit_lane(record.site_id, record.priority)
+            since = max(record.created_at, record.retried_at)
+            pipe.zadd(key, {record.request_id: since}, xx=True)
+        pipe.execute()

@@ -20,6 +20,7 @@ from pallycon_store.connect import connect_redis
 from pallycon_store.counters import Counters
 from pallycon_store.durability import Durability
 from pallycon_store.fleet import Fleet
+from pallycon_store.flow import Flow
 from pallycon_store.keys import Keys
 from pallycon_store.messages import sender
 from pallycon_store.overview import Overview
@@ -57,6 +58,7 @@ class Store:
     schedules: Schedules
     counters: Counters
     durability: Durability
+    flow: Flow
 
     @classmethod
     def of(
@@ -77,6 +79,7 @@ class Store:
             Schedules(client, keys),
             Counters(client, keys),
             durability_of(client, settings, keys),
+            Flow(client, keys),
         )
 
     def overview(self) -> Overview:

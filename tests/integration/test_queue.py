@@ -244,9 +244,10 @@ def test_upstream_reads_results_with_a_consumer_group(
 
 def test_submit_many_enqueues_a_batch_or_nothing(settings, producer, storage_id):
     """One bad body refuses the whole batch, named, and nothing is written; a valid batch is
-    recorded as single submissions are (each request accepted, one accepted event, on the
-    submit schedule, its submit task sent), which the headline test follows to one job each;
-    a resubmission of one is a no-op. No worker runs."""
+    recorded as single submissions are (each request accepted, one accepted event, on its
+    submit lane, a sweeper woken; no task sent: the sweeper takes them by priority and site),
+    which the headline test follows to one job each; a resubmission of one is a no-op. No
+    worker runs."""
     marker = f"many-{time.monotonic_ns()}"
     with pytest.raises(InvalidRequest) as caught:
         producer.submit_many([body_for(storage_id, f"{marker}-ok"), job_body(content_id="")])
@@ -261,11 +262,12 @@ def test_submit_many_enqueues_a_batch_or_nothing(settings, producer, storage_id)
     assert sorted(e["request_id"] for e in events_of(producer) if e["type"] == "accepted") == (
         sorted(ids)
     )
-    assert producer.redis.llen(producer.keys.submit_queue) == 3  # 50 requests per task
+    assert producer.redis.llen(producer.keys.submit_queue) == 0  # the sweeper sends them
+    assert producer.redis.lrange(producer.keys.flow_kick, 0, -1) == ["1"]  # one wake-up
     resubmitted = producer.submit_many([records[ids[0]].parsed_body()], [ids[0]])
     assert resubmitted == [ids[0]]  # a resubmission
     assert len(events_of(producer, ids[0])) == 1
-    assert producer.redis.llen(producer.keys.submit_queue) == 3
+    assert producer.redis.zcard(producer.keys.submit_schedule) == 120
 
 
 def test_an_id_twice_in_one_batch_is_one_request_or_refused(settings, producer, storage_id):

@@ -171,11 +171,11 @@ def test_claims_are_exclusive_and_leased(client: redis.Redis, keys: Keys):
     """Due entries go to one claimer; they come back once the lease has passed."""
     schedules = Schedules(client, keys)
     client.zadd(keys.poll_schedule, {f"r{n}": n for n in range(10)})
-    first = schedules.claim("poll", now=4.5, lease=60, limit=100)
-    second = schedules.claim("poll", now=4.5, lease=60, limit=100)
+    first = schedules.claim_polls(now=4.5, lease=60, limit=100)
+    second = schedules.claim_polls(now=4.5, lease=60, limit=100)
     assert sorted(first) == ["r0", "r1", "r2", "r3", "r4"]
     assert second == []
-    again = schedules.claim("poll", now=70, lease=60, limit=100)
+    again = schedules.claim_polls(now=70, lease=60, limit=100)
     assert sorted(again) == [f"r{n}" for n in range(10)]
 
 
@@ -251,6 +251,8 @@ def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Rec
         State.SUBMITTED: 2,
         State.COMPLETED: 0,
         State.FAILED: 3,
+        State.CANCELLED: 0,
+        State.STOPPED: 0,
     }
     assert [r.request_id for r in overview.list()] == ["r4", "r3", "r1", "r2", "r0"]
     assert [r.request_id for r in overview.list(State.FAILED, limit=2)] == ["r4", "r3"]

@@ -2,8 +2,9 @@
 
 A producer in any language adds an entry to the ``<prefix>:intake`` stream with the fields
 ``request`` (the job registration JSON, as text) and, optionally, ``request_id``,
-``metadata`` (a JSON object as text, kept and carried in every event) and ``site_id`` (the
-PallyCon site, one the workers serve; none: the default site). Workers read
+``metadata`` (a JSON object as text, kept and carried in every event), ``site_id`` (the
+PallyCon site, one the workers serve; none: the default site) and ``priority`` (``high``,
+``normal``, the default, or ``bulk``). Workers read
 it with a consumer group and give every entry exactly one visible outcome on the result stream:
 
 - a valid request is recorded and enqueued exactly as the Python API does (``accepted``);
@@ -46,7 +47,6 @@ from pallycon_store.connect import connect_redis, describe
 from pallycon_store.events import FailStage, rejected
 from pallycon_store.failures import FailureCode
 from pallycon_store.keys import INTAKE_GROUP
-from pallycon_store.messages import send_submit
 from pallycon_store.records import Created, NewRequest
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
@@ -82,6 +82,7 @@ class Entry:
     errors: tuple[FieldError, ...] = ()  # set: refused without reading ``request``
     metadata: str | None = None  # the producer's metadata, JSON object text
     site_id: str | None = None  # the PallyCon site it names
+    priority: str | None = None  # high, normal or bulk
 
     def parsed_metadata(self) -> Any:
         """The metadata, parsed (raises InvalidRequest naming ``metadata``)."""
@@ -132,6 +133,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> E
         tuple(errors),
         texts.get("metadata"),
         texts.get("site_id"),
+        texts.get("priority"),
     )
 
 
@@ -279,11 +281,8 @@ class Intake:
             )
             self.settle(entry, outcome, exc.errors)
             return
-        submit_at = now + self.rt.settings.lease_seconds
-        (outcome,) = admit(self.records, self.shared.durability, [ready], submit_at=submit_at,
+        (outcome,) = admit(self.records, self.shared.durability, [ready], submit_at=now,
                            confirm=False)  # fmt: skip
-        if outcome == "created":
-            send_submit(self.app, [ready.request_id])
         self.settle(entry, outcome, [])
 
     def prepare(self, entry: Entry, now: float) -> NewRequest:
@@ -300,7 +299,9 @@ class Intake:
             body = entry.body()
         except InvalidRequest as bad:
             raise InvalidRequest(errors + bad.errors) from None
-        submission = Submission(body, entry.request_id, metadata, entry.site_id, entry.entry_id)
+        submission = Submission(
+            body, entry.request_id, metadata, entry.site_id, entry.entry_id, entry.priority
+        )
         try:
             (ready,) = prepare([submission], now, sites=self.book, limits=self.limits)
         except InvalidRequest as bad:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from pallycon.codes import packaging_error
+from pallycon.codes import Stage, packaging_error
 from pallycon.errors import CallError
 from pallycon.models import JobInfo
 from pallycon_store.events import EventType, FailStage, State, event
@@ -66,8 +66,11 @@ def after_poll(record: Record, job: JobInfo | None, now: float, policy: StepPoli
 
 
 def finished(record: Record, job: JobInfo, now: float) -> Outcome:
-    """The job has ended: the request completes, or fails with the job's error."""
+    """The job has ended: the request completes, ends stopped (stopped at PallyCon: WM200), or
+    fails with the job's error."""
     status = job.status_info
+    if status.stage is Stage.STOPPED:
+        return stopped(record, job, now)
     if not status.success:
         code = job.error_code or job.status
         meaning = packaging_error(code).meaning if job.error_code else status.meaning
@@ -95,6 +98,23 @@ def finished(record: Record, job: JobInfo, now: float) -> Outcome:
         status=job.status,
     )
     return Outcome(Change(record, fields, change, finish=True), "completed", {"job_id": job.job_id})
+
+
+def stopped(record: Record, job: JobInfo, now: float) -> Outcome:
+    """The job was stopped at PallyCon (its Console: WM100 then WM200): the request ends
+    ``stopped``, neither failed nor stuck."""
+    message = f"job {job.job_id} was stopped at PallyCon ({job.status}: {job.status_info.meaning})"
+    fields = Fields(
+        state=State.STOPPED,
+        status=job.status,
+        status_meaning=job.status_info.meaning,
+        error_message=message,
+        updated_at=now,
+        finished_at=now,
+    )
+    change = event(EventType.STOPPED, record.request_id, now, job_id=job.job_id, status=job.status)
+    logged = {"job_id": job.job_id, "status": job.status}
+    return Outcome(Change(record, fields, change, finish=True), "stopped", logged)
 
 
 def after_poll_failed(

@@ -21,6 +21,7 @@ from pallycon_store.schedules import Schedule
 from pallycon_store.sites import announce, book
 from pallycon_store.wiring import Store
 from pallycon_worker.clients import site_client
+from pallycon_worker.flow_rules import SiteLimits
 from pallycon_worker.outcome import Outcome, StepPolicy, not_served
 from pallycon_worker.ratelimit import RateLimitedTransport
 
@@ -38,6 +39,7 @@ class SiteRuntime:
     site_id: str  # "" for the default site (the records' and keys' spelling)
     api: PallyConClient
     region: str
+    max_in_flight: int = 0  # its cap of jobs at PallyCon at once (0: none)
 
 
 @dataclass
@@ -78,6 +80,14 @@ class Runtime:
                 ]
             )  # fmt: skip
         return kept
+
+    def served_limits(self) -> dict[str, SiteLimits]:
+        """Each site this worker serves (stored form) with what bounds its dispatch: its API
+        rate and its cap of jobs in flight."""
+        return {
+            self.book.stored(site.site_id): SiteLimits(site.api_rate, site.max_in_flight)
+            for site in self.catalog.by_id.values()
+        }
 
     @property
     def book(self) -> SiteBook:
@@ -158,5 +168,5 @@ class Runtime:
             )
             limited = RateLimitedTransport(inner, bucket)
             api = site_client(settings, site, transport=limited)
-            sites[named] = SiteRuntime(named, api, site.region)
+            sites[named] = SiteRuntime(named, api, site.region, site.max_in_flight)
         return cls(settings, shared, sites, catalog)

@@ -21,6 +21,7 @@ from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.counters import Metric
 from pallycon_store.events import State
 from pallycon_store.record import Record
+from pallycon_store.records import Applied
 from pallycon_worker import submit_rules as rules
 from pallycon_worker.outcome import Outcome, Triage, triage
 from pallycon_worker.runtime import Runtime
@@ -29,6 +30,8 @@ log = logging.getLogger("pallycon_pack.submit")
 
 #: The states a submit task moves forward.
 HANDLED = (State.ACCEPTED, State.SUBMITTING)
+#: A mark refused by its site's flow control (paused, at its cap): the request waits its turn.
+GATED = (Applied.PAUSED, Applied.FULL)
 
 
 def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
@@ -41,6 +44,10 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     """
     alone = len(request_ids) == 1
     records = rt.shared.records.get_many(request_ids)
+    started: dict[str, list[str]] = {}
+    for record in records.values():
+        started.setdefault(record.site_id, []).append(record.request_id)
+    rt.shared.flow.started(started)  # the sweeper may dispatch more of these sites
     run = []
     for request_id in dict.fromkeys(request_ids):  # each once, in order
         decided = triage(records.get(request_id), HANDLED, alone=alone)
@@ -81,8 +88,7 @@ def register(rt: Runtime, records: list[Record]) -> None:
         for start in range(0, len(marked), size):
             if rt.clock() - pushed > safety / 2:
                 pushed = rt.clock()
-                waiting = [record.request_id for record in marked[start:]]
-                rt.shared.schedules.defer("submit", waiting, pushed + safety)
+                rt.shared.schedules.defer_submits(marked[start:], pushed + safety)
             group = marked[start : start + size]
             posts = [rt.senders().submit(_post, rt, record) for record in group]
             sent = start + len(group)
@@ -104,15 +110,27 @@ def register(rt: Runtime, records: list[Record]) -> None:
 
 def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
     """Mark ``records`` ``submitting`` and wait until the marks are durable: the records as
-    marked (those another worker had moved on are left out). Should Redis not confirm the
+    marked (those another worker had moved on or cancelled are left out; those of a site
+    paused or at its cap go back to their lane, in their place). Should Redis not confirm the
     marks, they are taken back (nothing was sent) and the error raised."""
     if not records:
         return []
     now, policy = rt.clock(), rt.policy
-    marks = [rules.submitting(record, now, policy) for record in records]
+    marks = [
+        rules.submitting(record, now, policy, cap=rt.site(record.site_id).max_in_flight)
+        for record in records
+    ]
     server = rt.shared.durability.server()
-    applied = rt.shared.records.apply(marks)
-    kept = [m for m, ok in zip(marks, applied, strict=True) if ok]
+    applied = rt.shared.records.apply_each(marks)
+    held = [m.record for m, a in zip(marks, applied, strict=True) if a in GATED]
+    if held:
+        rt.shared.schedules.requeue_submits(held)
+        log.info(
+            "%d request(s) back in their lane: their site is paused or at its cap",
+            len(held),
+            extra={"fields": {"request_ids": [r.request_id for r in held][:10]}},
+        )
+    kept = [m for m, a in zip(marks, applied, strict=True) if a is Applied.DONE]
     marked = [m.record.moved(m.fields) for m in kept]
     if not marked:
         return []

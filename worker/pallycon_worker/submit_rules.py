@@ -62,8 +62,9 @@ def gave_up(record: Record, now: float, policy: StepPolicy, note: str = "") -> O
     return failed(record, FailStage.SUBMIT, record.last_code or FailureCode.DEADLINE, message, now)
 
 
-def submitting(record: Record, now: float, policy: StepPolicy) -> Change:
-    """The mark written (and fsynced) before a registration is sent.
+def submitting(record: Record, now: float, policy: StepPolicy, *, cap: int = 0) -> Change:
+    """The mark written (and fsynced) before a registration is sent, gated: not made while the
+    request's site is paused or has ``cap`` requests in flight (0: no cap).
 
     Should the sender die mid-call, the schedule entry brings the request back after the grace
     and the read timeout, and the lookup settles it.
@@ -75,7 +76,7 @@ def submitting(record: Record, now: float, policy: StepPolicy) -> Change:
         updated_at=now,
     )
     safety = now + policy.reconcile_grace + policy.read_timeout
-    return Change(record, fields, schedule="submit", at=safety)
+    return Change(record, fields, schedule="submit", at=safety, gate=cap)
 
 
 def unmarked(before: Record, marked: Record, now: float, policy: StepPolicy) -> Change:

@@ -1,18 +1,25 @@
-"""The sweeper: claims due entries of the two schedules and dispatches short tasks.
+"""The sweeper: takes what is due from the submit lanes (by priority and site, within each
+site's room: :mod:`pallycon_worker.flow_rules`) and the poll schedule, and dispatches short tasks.
 
-Runs in every worker at once: the claim is atomic, so each entry goes to one sweeper, and a
-claimed entry comes back by itself after the lease should its task be lost.
+Runs in every worker at once: the take and the claim are atomic, so each entry goes to one
+sweeper, and a claimed entry comes back by itself after the lease should its task be lost. A
+sweeper sweeps every ``sweep_interval``, and at once when woken (requests recorded, a place at
+PallyCon freed, a submit task started: :meth:`pallycon_store.flow.Flow.wait`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 
 from pallycon_store import heartbeats
 from pallycon_store.messages import send_poll, send_submit
+from pallycon_store.sites import book
+from pallycon_worker import flow_rules
+from pallycon_worker.flow_rules import Credits, SiteLimits
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
 
@@ -21,17 +28,44 @@ log = logging.getLogger("pallycon_pack.sweeper")
 #: How often a sweeper drops the index entries of expired finished records and the heartbeats
 #: of workers gone away, and announces its sites again (seconds).
 TRIM_INTERVAL = 60.0
+#: The shortest time between two sweeps of one sweeper, in seconds (woken by a flood of kicks).
+MIN_GAP = 0.05
 
 
-def sweep_once(rt: Runtime, app: Celery) -> tuple[int, int]:
-    """Claim what is due now and send it to the queues: (submits, polls) dispatched."""
+def sweep_once(
+    rt: Runtime, app: Celery, credits: dict[str, Credits] | None = None
+) -> tuple[int, int]:
+    """Take what is due now and send it to the queues: (submits, polls) dispatched.
+    ``credits``: the priorities' credits per site, kept between sweeps."""
     s = rt.settings
     now = rt.clock()
-    submits = rt.shared.schedules.claim("submit", now, s.lease_seconds, s.sweep_batch)
-    send_submit(app, submits)
-    polls = rt.shared.schedules.claim("poll", now, s.lease_seconds, s.sweep_batch)
+    submits = dispatch_submits(rt, app, now, credits if credits is not None else {})
+    polls = rt.shared.schedules.claim_polls(now, s.lease_seconds, s.sweep_batch)
     send_poll(app, polls)
-    return len(submits), len(polls)
+    return submits, len(polls)
+
+
+def dispatch_submits(rt: Runtime, app: Celery, now: float, credits: dict[str, Credits]) -> int:
+    """Take the requests to register next from the submit lanes, each site within its room,
+    and send their tasks (a site's requests together, :func:`flow_rules.task_size` per task):
+    how many."""
+    flow = rt.shared.flow
+    served = rt.served_limits()
+    lanes = flow.lanes(served)
+    limits = dict(served)
+    strays = {lane.site_id for lane in lanes} - served.keys()
+    if strays:  # requests of sites this worker does not serve: sent on only if none does
+        announced = book(rt.shared.redis, rt.shared.keys)
+        for site in strays:
+            if not (site and site in announced.ids) and not (not site and announced.default):
+                limits[site] = SiteLimits(rate=1.0)  # a worker fails them (not served)
+    snapshot = flow.snapshot(now, lanes)
+    counts = flow_rules.plan(snapshot, limits, credits)
+    taken = flow.take(now, rt.settings.lease_seconds, counts)
+    for site, ids in taken.items():
+        rate = limits[site].rate if site in limits else 1.0
+        send_submit(app, ids, chunk=flow_rules.task_size(rate))
+    return sum(len(ids) for ids in taken.values())
 
 
 def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopHealth) -> None:
@@ -42,9 +76,16 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
     pause = rt.settings.sweep_interval
     overview = rt.shared.overview()
     trimmed_at = 0.0
-    while not stop.wait(pause):
+    credits: dict[str, Credits] = {}
+    waited = False  # the last round ended waiting for a kick or the interval
+    while not stop.is_set():
         try:
-            sweep_once(rt, app)
+            if not waited:  # the first round, or after a failure
+                stop.wait(pause)
+            if stop.is_set():
+                break
+            started = time.monotonic()
+            sweep_once(rt, app, credits)
             if rt.clock() - trimmed_at >= TRIM_INTERVAL:
                 overview.trim(rt.clock(), rt.settings.record_ttl)
                 heartbeats.prune(rt.shared.redis, rt.shared.keys, rt.clock())
@@ -52,7 +93,11 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
                 trimmed_at = rt.clock()
             health.ok("sweeper")
             pause = rt.settings.sweep_interval
+            if rt.shared.flow.wait(pause):  # woken: not more often than MIN_GAP apart
+                stop.wait(max(0.0, MIN_GAP - (time.monotonic() - started)))
+            waited = True
         except TRANSIENT as exc:
+            waited = False
             pause = next_pause(pause)
             log.warning("sweep failed (%s); next in %.1fs", exc, pause)
             health.failed("sweeper", exc)
