@@ -22,7 +22,7 @@ from pallycon_emulator.config import EmulatorConfig
 from pallycon_pack.cli.servers import run as servers_run
 from pallycon_pack.web import launch
 from support.cli import run_cli
-from support.processes import ServerProcess
+from support.processes import ServerProcess, emulator_flags, stop_job
 
 
 class ThreadEmulator:
@@ -43,6 +43,10 @@ class ThreadEmulator:
 
     def set_faults(self, **faults: Any) -> None:
         self.control("faults", faults)
+
+    def stop_job(self, job_id: int | str, site: str | None = None) -> Any:
+        """Stop a job as PallyCon Console does (see :func:`support.processes.stop_job`)."""
+        return stop_job(self.url, job_id, site)
 
     def stop(self) -> None:
         """Stop serving (once; later calls do nothing)."""
@@ -72,8 +76,10 @@ def emulator_config(
     return seen[0]
 
 
-def start_thread_emulator(*args: str, env: dict[str, str], cwd: Path) -> ThreadEmulator:
-    """``pallycon-pack emulator ARGS`` (``env``, ``cwd``) served by a thread of this process on
-    a free loopback port; ready when returned."""
-    config, seed = emulator_config(*args, env=env, cwd=cwd)
+def start_thread_emulator(
+    *args: str, env: dict[str, str], cwd: Path, slots: int | None = None
+) -> ThreadEmulator:
+    """``pallycon-pack emulator ARGS`` (with ``slots``: ``--slots SLOTS``; ``env``, ``cwd``)
+    served by a thread of this process on a free loopback port; ready when returned."""
+    config, seed = emulator_config(*args, *emulator_flags(slots), env=env, cwd=cwd)
     return ThreadEmulator(config, seed)

@@ -104,6 +104,10 @@ class ServerProcess:
     def set_faults(self, **faults: Any) -> None:
         self.control("faults", faults)
 
+    def stop_job(self, job_id: int | str, site: str | None = None) -> Any:
+        """Stop an emulator job as PallyCon Console does (see :func:`stop_job`)."""
+        return stop_job(self.url, job_id, site)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -117,15 +121,36 @@ class ServerProcess:
             self.process.stdout.close()
 
 
+def stop_job(url: str, job_id: int | str, site: str | None = None) -> Any:
+    """Stop job ``job_id`` of ``site`` (else the first site served) of the emulator at ``url``
+    (``POST /_emulator/jobs/ID/stop``): its answer, ``{"site_id", "job_id", "status": "WM100"}``
+    (``WM200`` with no stop delay); an httpx.HTTPStatusError for a 404 or a 409."""
+    params = {"site": site} if site is not None else None
+    response = httpx.post(f"{url}/_emulator/jobs/{job_id}/stop", params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def emulator_flags(slots: int | None) -> tuple[str, ...]:
+    """The ``pallycon-pack emulator`` flags for the helpers' keyword options."""
+    return () if slots is None else ("--slots", str(slots))
+
+
 #: An emulator started by :func:`start_emulator`.
 EmulatorProcess = ServerProcess
 
 
 def start_emulator(
-    *args: str, env: dict[str, str], cwd: Path, program: Sequence[str] = PALLYCON_PACK
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    program: Sequence[str] = PALLYCON_PACK,
+    slots: int | None = None,
 ) -> EmulatorProcess:
-    """``pallycon-pack emulator --port 0 ARGS`` in a subprocess; waits until it listens."""
-    return ServerProcess.start("emulator", "--port", "0", *args, env=env, cwd=cwd, program=program)
+    """``pallycon-pack emulator --port 0 ARGS`` (with ``slots``: ``--slots SLOTS``) in a
+    subprocess; waits until it listens."""
+    flags = (*args, *emulator_flags(slots))
+    return ServerProcess.start("emulator", "--port", "0", *flags, env=env, cwd=cwd, program=program)
 
 
 def start_server(

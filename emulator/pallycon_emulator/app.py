@@ -14,7 +14,9 @@ Beside the API, for tests and benchmarks only (not part of PallyCon's API)::
 
     GET  /_emulator/health     liveness
     GET  /_emulator/stats      requests counted per API, faults injected, jobs per site; the
-                               same counts per site too
+                               same counts per site too; each site's slots in use
+    POST /_emulator/jobs/{job_id}/stop?site=SITE_ID
+                               stop a job, as PallyCon Console does (WM100, then WM200)
 
     GET|PUT /_emulator/faults  read or replace the fault configuration at run time
 """
@@ -44,6 +46,7 @@ from starlette.types import Message, Receive, Scope, Send
 from pallycon.codes import (
     API_DATA_PARSING_ERROR,
     INVALID_API_VERSION,
+    STATUS_CODES,
     SUCCESS,
     UNKNOWN_SITE,
 )
@@ -53,7 +56,7 @@ from pallycon_emulator import handlers
 from pallycon_emulator.config import EmulatorConfig, FaultConfig, masked_callback_url
 from pallycon_emulator.files import write_outputs
 from pallycon_emulator.handlers import ApiFailure, Context
-from pallycon_emulator.state import Job, Store
+from pallycon_emulator.state import STOPPED, Job, Store, slot_use, stop, stop_refused
 
 log = logging.getLogger("emulator")
 
@@ -172,8 +175,7 @@ class Emulator:
                         await asyncio.wait_for(self._wake.wait(), delay)
                     self._wake.clear()
                     continue
-                _, job_id, site_id = heapq.heappop(self._due)
-                self._finish(self.stores[site_id].jobs[job_id], site_id, http)
+                self._finish_next(http)
 
     def _catch_up(self) -> None:
         """Finish every job that has ended by now before answering: a read that sees a job's
@@ -181,8 +183,15 @@ class Emulator:
         lags behind the clock on a busy machine."""
         now = self.clock()
         while self._http is not None and self._due and self._due[0][0] <= now:
-            _, job_id, site_id = heapq.heappop(self._due)
-            self._finish(self.stores[site_id].jobs[job_id], site_id, self._http)
+            self._finish_next(self._http)
+
+    def _finish_next(self, http: httpx.AsyncClient) -> None:
+        """Take the earliest due entry and finish its job; skip an entry a stop made stale (the
+        job finished at an earlier end, or ends later: its newer entry stands for it)."""
+        _, job_id, site_id = heapq.heappop(self._due)
+        job = self.stores[site_id].jobs[job_id]
+        if not job.finished and job.ended(self.clock()):
+            self._finish(job, site_id, http)
 
     def _until_next_due(self) -> float | None:
         if not self._due:
@@ -193,7 +202,7 @@ class Emulator:
         job.finished = True
         request = job.request
         data_dir = self.config.data_dir
-        if job.failure is None and data_dir is not None:
+        if job.failure is None and job.stopped_at is None and data_dir is not None:
             storage = self.stores[site_id].storages.get(request.storage.output.storage_id)
             if storage is not None:
                 write_outputs(job, storage, data_dir)
@@ -235,7 +244,47 @@ class Emulator:
     async def stats_view(self, _: Request) -> Response:
         jobs = {site: len(store.jobs) for site, store in self.stores.items()}
         sites = {site: dict(counts) for site, counts in self.site_stats.items()}
-        return JSONResponse({"counts": dict(self.stats), "jobs": jobs, "sites": sites})
+        now = self.clock()
+        slots = {site: self._slots(store, now) for site, store in self.stores.items()}
+        return JSONResponse(
+            {"counts": dict(self.stats), "jobs": jobs, "sites": sites, "slots": slots}
+        )
+
+    def _slots(self, store: Store, now: datetime) -> dict[str, int | None]:
+        """A site's slots for the stats: how many (``None``: unlimited), and their use."""
+        use = slot_use(store.jobs.values(), now)
+        return {
+            "slots": self.config.slots or None,
+            "working": use.working,
+            "waiting": use.waiting,
+            "working_peak": use.working_peak,
+        }
+
+    async def stop_view(self, request: Request) -> Response:
+        """Stop a job of ``?site=`` (default: the first site served), as PallyCon Console does:
+        ``WM100`` now, ``WM200`` ``stop_seconds`` later. 404 for an unknown site or job, 409
+        for a job that has ended or is stopping already."""
+        site_id = request.query_params.get("site") or self.config.sites[0].site_id
+        store = self.stores.get(site_id)
+        if store is None:
+            served = ", ".join(self.stores)
+            return _error(404, f"unknown site {site_id} (sites served: {served})")
+        self._catch_up()
+        now = self.clock()
+        number = request.path_params["job_id"]
+        job = store.jobs.get(int(number)) if number.isascii() and number.isdigit() else None
+        if job is None:
+            return _error(404, f"site {site_id} has no job {number}")
+        refused = stop_refused(job, now)
+        if refused:
+            return _error(409, refused)
+        ends = {each.job_id: each.end_date for each in store.jobs.values() if not each.finished}
+        stop(store, job, now, self.config.stop_seconds, self.config.slots)
+        for job_id, end in ends.items():
+            if store.jobs[job_id].end_date != end:
+                self._schedule(store.jobs[job_id], site_id)
+        self.count("jobs stopped", site_id)
+        return JSONResponse({"site_id": site_id, "job_id": job.job_id, "status": job.status(now)})
 
     async def faults_view(self, request: Request) -> Response:
         if request.method == "PUT":
@@ -244,6 +293,11 @@ class Emulator:
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(self.faults.to_dict())
+
+
+def _error(status: int, message: str) -> Response:
+    """A control endpoint's refusal: one line of JSON."""
+    return JSONResponse({"error": message}, status_code=status)
 
 
 _CALLBACK_PATHS = re.compile(r"(/callback/)[^\s'\"<>]*")
@@ -259,16 +313,25 @@ def _without(text: str, url: str) -> str:
 
 
 def callback_body(job: Job) -> dict[str, Any]:
-    """The guide's callback JSON for a finished job."""
+    """The guide's callback JSON for a finished job (a stopped one's code is ``WM200``)."""
     request = job.request
-    failure = job.failure
+    code, message = _outcome(job)
     return {
         "job_id": job.job_id,
-        "error_code": failure.code if failure else SUCCESS,
-        "error_message": failure.meaning if failure else "Success",
+        "error_code": code,
+        "error_message": message,
         "input_contents_path": list(request.storage.input.contents_path),
         "output_path": request.storage.output.path,
     }
+
+
+def _outcome(job: Job) -> tuple[str, str]:
+    """The code and message a finished job's callback carries."""
+    if job.stopped_at is not None:
+        return STOPPED, STATUS_CODES[STOPPED].meaning
+    if job.failure is not None:
+        return job.failure.code, job.failure.meaning
+    return SUCCESS, "Success"
 
 
 async def _apidata(request: Request) -> str | None:
@@ -402,5 +465,6 @@ def create_app(emulator: Emulator) -> FaultInjector:
         Route("/_emulator/health", emulator.health),
         Route("/_emulator/stats", emulator.stats_view),
         Route("/_emulator/faults", emulator.faults_view, methods=["GET", "PUT"]),
+        Route("/_emulator/jobs/{job_id}/stop", emulator.stop_view, methods=["POST"]),
     ]
     return FaultInjector(Starlette(routes=routes, lifespan=lifespan), emulator)

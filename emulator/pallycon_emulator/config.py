@@ -161,6 +161,15 @@ class EmulatorSettings(BaseSettings):
     max_page_unit: int = Field(
         default=500, ge=1, description="Largest page the emulator returns (larger ones clamp)."
     )
+    slots: int = Field(
+        default=0,
+        ge=0,
+        description="The most jobs of one site working at once; the others wait in WM000, "
+        "first registered first served (0 = unlimited).",
+    )
+    stop_seconds: float = Field(
+        default=1.0, ge=0, description="How long a stopped job stays WM100 before WM200."
+    )
 
     @field_validator("callback_urls", mode="before")
     @classmethod
@@ -202,6 +211,9 @@ class EmulatorConfig:
     status_style: Literal["code", "word"] = "code"
     max_skew_seconds: float | None = None
     max_page_unit: int = 500
+    #: The most jobs of one site working at once (0: unlimited).
+    slots: int = 0
+    stop_seconds: float = 1.0
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -235,6 +247,8 @@ class EmulatorConfig:
             status_style=settings.status_style,
             max_skew_seconds=settings.max_skew_seconds,
             max_page_unit=settings.max_page_unit,
+            slots=settings.slots,
+            stop_seconds=settings.stop_seconds,
         )
         given = {key: value for key, value in changes.items() if value is not None}
         return replace(config, **given)

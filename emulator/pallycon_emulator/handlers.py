@@ -37,6 +37,7 @@ from pallycon_emulator.state import (
     offset,
     page,
     render_date,
+    seat,
     storage_matches,
 )
 
@@ -159,6 +160,7 @@ def register_job(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], Jo
         duration=ctx.config.job_seconds,
         failure=input_failure(request.storage.input.contents_path, source, ctx.config.data_dir),
     )
+    seat(job, ctx.store.slots_free, ctx.config.slots)
     ctx.store.jobs[job.job_id] = job
     return ok(job_id=job.job_id), job
 

@@ -4,10 +4,16 @@ A job's status is a function of time: it passes through the guide's sequence (``
 ``WM030``, the DRM steps only when DRM is asked for) in equal steps over ``job_seconds``. A job
 whose input is missing or empty stops at ``WM021100`` (downloading) and ends as ``WM999`` with
 ``WM900013`` at the same moment a good job would reach ``WM030``.
+
+With slots (the most jobs of one site working at once), a job's sequence starts when it gets a
+slot (:func:`seat`, first registered first served), not at its registration: until then it is
+``WM000``. A stopped job is ``WM100`` from its stop on and ``WM200`` ``stop_seconds`` later; it
+holds its slot until then (one stopped while waiting never takes one).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from pallycon.signing import TIMESTAMP_FORMAT, parse_timestamp
 T = TypeVar("T")
 
 _FAILED_SEQUENCE = ("WM000", "WM010", "WM020", "WM021100", "WM999")
+STOPPING, STOPPED = "WM100", "WM200"
 
 
 @dataclass
@@ -46,6 +53,11 @@ class Job:
     duration: float
     failure: PackagingError | None = None
     finished: bool = False
+    #: When its sequence began: when it got its slot (``None``: at its registration).
+    started_at: datetime | None = None
+    #: When it was stopped (``None``: never), and how long its stop takes to complete.
+    stopped_at: datetime | None = None
+    stop_seconds: float = 0.0
     #: The job list's entry, by (time zone, status style), once the job has ended.
     entries: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -54,35 +66,61 @@ class Job:
         return _FAILED_SEQUENCE if self.failure else status_sequence(self.request.drm)
 
     @property
+    def run_start(self) -> datetime:
+        """When its sequence began (or will begin): its slot's time, else its registration."""
+        return self.reg_date if self.started_at is None else self.started_at
+
+    @property
     def end_date(self) -> datetime:
-        return self.reg_date + timedelta(seconds=self.duration)
+        """When it reaches its last status: the end of its sequence, or of its stop."""
+        if self.stopped_at is not None:
+            return self.stopped_at + timedelta(seconds=self.stop_seconds)
+        return self.run_start + timedelta(seconds=self.duration)
+
+    @property
+    def holds_slot(self) -> bool:
+        """Whether it occupies a slot for a while (from :attr:`run_start` to :attr:`end_date`):
+        not when it takes no time, nor when it was stopped before its sequence began."""
+        began = self.stopped_at is None or self.stopped_at > self.run_start
+        return began and self.end_date > self.run_start
+
+    def stopping(self, now: datetime) -> bool:
+        """Whether it has been stopped by ``now`` (``WM100``, then ``WM200``)."""
+        return self.stopped_at is not None and now >= self.stopped_at
 
     def position(self, now: datetime) -> int:
-        """Index into :attr:`steps` at time ``now``."""
+        """Index into :attr:`steps` at time ``now``, its stop aside."""
         last = len(self.steps) - 1
-        if self.duration <= 0 or now >= self.end_date:
+        start = self.run_start
+        if self.duration <= 0 or now >= start + timedelta(seconds=self.duration):
             return last
-        elapsed = (now - self.reg_date).total_seconds()
+        elapsed = (now - start).total_seconds()
         return min(last - 1, max(0, int(elapsed / (self.duration / last))))
 
     def ended(self, now: datetime) -> bool:
         """Whether the job is in its last status (nothing about it changes any more)."""
-        return self.position(now) == len(self.steps) - 1
+        return STATUS_CODES[self.status(now)].terminal
 
     def status(self, now: datetime) -> str:
+        if self.stopping(now):
+            return STOPPED if now >= self.end_date else STOPPING
         return self.steps[self.position(now)]
 
     def changed_at(self, now: datetime) -> datetime:
         """When the job entered its current status."""
+        if self.stopped_at is not None and now >= self.stopped_at:
+            return self.end_date if now >= self.end_date else self.stopped_at
         index = self.position(now)
         step = self.duration / (len(self.steps) - 1)
-        return self.reg_date + timedelta(seconds=step * index)
+        return self.run_start + timedelta(seconds=step * index)
 
     def start_date(self, now: datetime) -> datetime | None:
-        """When the job left ``WM000`` (``None`` while still ready)."""
-        if self.position(now) == 0:
+        """When the job left ``WM000`` for its sequence (``None`` while ready, and for good if
+        it was stopped before)."""
+        until = now if self.stopped_at is None else min(now, self.stopped_at)
+        if self.position(until) == 0:
             return None
-        return self.reg_date + timedelta(seconds=self.duration / (len(self.steps) - 1))
+        return self.run_start + timedelta(seconds=self.duration / (len(self.steps) - 1))
 
 
 @dataclass
@@ -91,6 +129,8 @@ class Store:
 
     storages: dict[str, Storage] = field(default_factory=dict)
     jobs: dict[int, Job] = field(default_factory=dict)
+    #: With slots: when each slot in use frees, after every job so far (a heap; see :func:`seat`).
+    slots_free: list[datetime] = field(default_factory=list)
     _storage_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
@@ -99,6 +139,87 @@ class Store:
 
     def next_job_id(self) -> int:
         return next(self._job_ids)
+
+
+# --- Slots and stops ---------------------------------------------------------------------------
+
+
+def seat(job: Job, slots_free: list[datetime], slots: int) -> None:
+    """Give ``job`` its slot among ``slots`` (0: unlimited), after the jobs registered before it:
+    its sequence starts at its registration, or when the first slot frees if all are taken.
+    ``slots_free`` (a heap of when each slot in use frees) is updated. A job stopped before it
+    got a slot takes none: its sequence never begins (it starts and stops at its stop)."""
+    if not slots:
+        job.started_at = job.reg_date
+        return
+    full = len(slots_free) >= slots
+    opens = max(job.reg_date, slots_free[0]) if full else job.reg_date
+    if job.stopped_at is not None and job.stopped_at <= opens:
+        job.started_at = job.stopped_at
+        return
+    job.started_at = opens
+    if full:
+        heapq.heapreplace(slots_free, job.end_date)
+    else:
+        heapq.heappush(slots_free, job.end_date)
+
+
+def stop_refused(job: Job, now: datetime) -> str | None:
+    """Why ``job`` cannot be stopped at ``now`` (it has ended, or is stopping), or None."""
+    status = job.status(now)
+    if job.ended(now):
+        return f"job {job.job_id} has ended ({status})"
+    if job.stopping(now):
+        return f"job {job.job_id} is already stopping ({status})"
+    return None
+
+
+def stop(store: Store, job: Job, now: datetime, stop_seconds: float, slots: int) -> None:
+    """Stop ``job`` at ``now`` (``WM100``; ``WM200`` ``stop_seconds`` later), and seat the
+    site's jobs again: the slot it held, or the place it waited for, goes to the next in line."""
+    job.stopped_at = now
+    job.stop_seconds = stop_seconds
+    if slots:
+        store.slots_free = []
+        for each in store.jobs.values():  # in registration order
+            seat(each, store.slots_free, slots)
+
+
+@dataclass(frozen=True)
+class SlotUse:
+    """A site's slots at one moment: jobs working (holding a slot), jobs waiting for one, and
+    the most jobs working at once so far."""
+
+    working: int
+    waiting: int
+    working_peak: int
+
+
+def slot_use(jobs: Iterable[Job], now: datetime) -> SlotUse:
+    """How ``jobs`` (one site's) use their slots at ``now``, and the peak up to ``now``."""
+    working = waiting = 0
+    changes: list[tuple[datetime, int]] = []
+    for job in jobs:
+        if job.reg_date <= now < job.run_start:
+            waiting += 1
+        if not job.holds_slot or job.run_start > now:
+            continue
+        changes.append((job.run_start, 1))
+        if job.end_date <= now:
+            changes.append((job.end_date, -1))
+        else:
+            working += 1
+    return SlotUse(working, waiting, _peak(changes))
+
+
+def _peak(changes: list[tuple[datetime, int]]) -> int:
+    """The highest running sum of ``changes`` in time order (a release before a take at the
+    same moment: a slot freed at t is free for a job starting at t)."""
+    peak = running = 0
+    for _, change in sorted(changes):
+        running += change
+        peak = max(peak, running)
+    return peak
 
 
 # --- Searching and paging ---------------------------------------------------------------------

@@ -161,6 +161,12 @@ def metrics(host: str, port: int) -> None:
 @click.option("--max-skew-seconds", type=float, help="Refuse timestamps further off (A1002).")
 @click.option("--max-page-unit", type=int, help="Largest page returned (larger ones clamp).")
 @click.option(
+    "--slots",
+    type=int,
+    help="The most jobs of one site working at once; the others wait in WM000 (0 = unlimited).",
+)
+@click.option("--stop-seconds", type=float, help="How long a stopped job stays WM100 before WM200.")
+@click.option(
     "--site",
     "sites",
     multiple=True,
@@ -205,6 +211,8 @@ def emulator(
     status_style: str | None,
     max_skew_seconds: float | None,
     max_page_unit: int | None,
+    slots: int | None,
+    stop_seconds: float | None,
     sites: tuple[str, ...],
     sites_file: str | None,
     error_rate: float,
@@ -237,6 +245,8 @@ def emulator(
         status_style,
         max_skew_seconds,
         max_page_unit,
+        slots,
+        stop_seconds,
         sites,
         sites_file,
         error_rate,

@@ -247,6 +247,8 @@ def emulator(
     status_style: str | None,
     max_skew_seconds: float | None,
     max_page_unit: int | None,
+    slots: int | None,
+    stop_seconds: float | None,
     sites: tuple[str, ...],
     sites_file: str | None,
     error_rate: float,
@@ -271,6 +273,8 @@ def emulator(
         status_style=status_style,
         max_skew_seconds=max_skew_seconds,
         max_page_unit=max_page_unit,
+        slots=slots,
+        stop_seconds=stop_seconds,
     )
     try:
         faults = FaultConfig(
