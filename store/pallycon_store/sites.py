@@ -1,7 +1,7 @@
 """The sites the workers serve, as they announce them in Redis
-(:attr:`pallycon_store.keys.Keys.sites`): site id -> JSON ``{"region", "default"}``, never a
-secret. Workers write it at start-up and every minute; producers and readers read it to check or
-name a request's site."""
+(:attr:`pallycon_store.keys.Keys.sites`): site id -> JSON ``{"region", "default",
+"max_in_flight"}``, never a secret. Workers write it at start-up and every minute; producers
+and readers read it to check or name a request's site."""
 
 from __future__ import annotations
 
@@ -16,17 +16,36 @@ from pallycon_store.keys import Keys
 
 
 def announce(
-    client: redis.Redis, keys: Keys, regions: Mapping[str, str], default: str | None
+    client: redis.Redis,
+    keys: Keys,
+    regions: Mapping[str, str],
+    default: str | None,
+    caps: Mapping[str, int] | None = None,
 ) -> None:
-    """Add these sites (site id -> region; ``default``: the default site's id) to the
-    announced ones. Never removes one: during a rolling update an older worker would remove a
-    site the newer ones serve."""
+    """Add these sites (site id -> region; ``default``: the default site's id; ``caps``: each
+    one's ``max_in_flight``) to the announced ones. Never removes one: during a rolling update
+    an older worker would remove a site the newer ones serve."""
+    caps = caps or {}
     mapping: dict[Any, Any] = {
-        site: json.dumps({"region": region, "default": site == default})
+        site: json.dumps(
+            {"region": region, "default": site == default, "max_in_flight": caps.get(site, 0)}
+        )
         for site, region in regions.items()
     }
     if mapping:
         client.hset(keys.sites, mapping=mapping)
+
+
+def caps(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Each announced site's cap of jobs in flight at PallyCon (0: none), by site id."""
+    raw = cast(dict[str, str], client.hgetall(keys.sites))
+    found = {}
+    for site, about in raw.items():
+        try:
+            found[site] = int(json.loads(about).get("max_in_flight") or 0)
+        except (ValueError, AttributeError, TypeError):
+            found[site] = 0
+    return found
 
 
 def announced(client: redis.Redis, keys: Keys) -> tuple[str | None, list[str]]:

@@ -146,8 +146,8 @@ def test_a_fleet_with_a_sites_file_logs_no_secret_of_any_site(two_sites):
         assert secret.get_secret_value() not in log
     assert OTHER_TOKEN not in log
     announced = producer.redis.hgetall(producer.keys.sites)
-    assert json.loads(announced["BRND"]) == {"region": REGION, "default": False}
-    assert json.loads(announced["TUTO"]) == {"region": REGION, "default": True}
+    assert json.loads(announced["BRND"]) == {"region": REGION, "default": False, "max_in_flight": 0}
+    assert json.loads(announced["TUTO"]) == {"region": REGION, "default": True, "max_in_flight": 0}
     assert all(OTHER_TOKEN not in value for value in announced.values())
 
 

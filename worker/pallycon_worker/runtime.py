@@ -148,7 +148,8 @@ class Runtime:
         regions, which is the default; never a secret), for producers to check requests
         against."""
         regions = {site.site_id: site.region for site in self.catalog.by_id.values()}
-        announce(self.shared.redis, self.shared.keys, regions, self.catalog.default)
+        caps = {site.site_id: site.max_in_flight for site in self.catalog.by_id.values()}
+        announce(self.shared.redis, self.shared.keys, regions, self.catalog.default, caps)
 
     @classmethod
     def build(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> Runtime:
