@@ -26,9 +26,12 @@ from pallycon_store.flow import PRIORITIES, SHARES, FlowSnapshot, Lane, Priority
 from pallycon_store.messages import SUBMIT_CHUNK
 
 #: Seconds of a site's API rate a sweeper keeps dispatched ahead of the workers.
-HORIZON = 2.0
+HORIZON = 1.0
 #: Seconds of a site's API rate one submit task carries (its requests go out together).
-TASK_SECONDS = 1.0
+TASK_SECONDS = 0.5
+
+#: Rounding room for credits made of sums of shares (ten times 0.1 is not quite 1.0).
+_EPSILON = 1e-9
 
 #: The credits of one site's lower priorities (see :func:`split`).
 Credits = MutableMapping[Priority, float]
@@ -80,7 +83,7 @@ def split(budget: int, waiting: Mapping[Priority, int], credits: Credits) -> dic
             break
         for lower in ready[1:]:
             credits[lower] = credits.get(lower, 0.0) + SHARES[lower]
-        due = [p for p in ready[1:] if credits[p] >= 1.0]
+        due = [p for p in ready[1:] if credits[p] >= 1.0 - _EPSILON]
         # The most credit first; on a tie the lowest priority (it earns the slowest)
         chosen = max(due, key=lambda p: (credits[p], PRIORITIES.index(p))) if due else ready[0]
         if chosen is not ready[0]:
