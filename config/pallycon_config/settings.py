@@ -197,7 +197,7 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         default=1.0, gt=0, le=10, description="Seconds between sweeps (at most 10)."
     )
-    sweep_batch: int = Field(default=10_000, ge=1, description="Most entries one sweep claims.")
+    sweep_batch: int = Field(default=10_000, ge=1, description="Most due polls one sweep claims.")
     submit_concurrency: int = Field(
         default=4,
         ge=1,

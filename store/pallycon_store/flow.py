@@ -53,6 +53,11 @@ DEFAULT_PRIORITY = Priority.NORMAL
 #: The pause of every site (the paused hash's field).
 EVERY_SITE = "*"
 
+#: How long a dispatched request counts against its site's room if its task never starts (a
+#: worker killed with it prefetched, a message lost), in seconds: its site then takes more,
+#: while the request itself comes back after its lease.
+DISPATCH_EXPIRY = 10.0
+
 #: Flow events (pauses and resumes) kept.
 FLOW_EVENTS_MAXLEN = 1000
 
@@ -166,13 +171,15 @@ class Flow:
 
     def take(self, now: float, lease: float, counts: Mapping[Lane, int]) -> dict[str, list[str]]:
         """Claim the ``counts`` oldest due requests of each lane for ``lease`` seconds and put
-        them on their site's dispatched set, atomically: site -> request ids (each claimed by
-        one caller only; it comes back by itself when the lease ends)."""
+        them on their site's dispatched set (for at most :data:`DISPATCH_EXPIRY`), atomically:
+        site -> request ids (each claimed by one caller only; it comes back by itself when the
+        lease ends)."""
         chosen = [(lane, n) for lane, n in counts.items() if n > 0]
         if not chosen:
             return {}
         keys: list[str] = []
-        args: list[Any] = [repr(now), repr(now + lease)]
+        expiry = now + min(lease, DISPATCH_EXPIRY)
+        args: list[Any] = [repr(now), repr(now + lease), repr(expiry)]
         for lane, n in chosen:
             keys += [lane.key, self.keys.dispatched(lane.site_id)]
             args.append(n)

@@ -95,8 +95,9 @@ def test_the_take_claims_the_oldest_due_and_counts_them_dispatched(records: Reco
     assert (after.due[bulk], after.dispatched[""]) == (3, 2)
     flow.started({"": ["r0"]})
     assert flow.snapshot(10.0, [bulk]).dispatched[""] == 1
-    assert flow.snapshot(41.0, [bulk]).dispatched[""] == 0  # r1's lease ended
-    assert flow.snapshot(41.0, [bulk]).due[bulk] == 5  # and all are due again
+    assert flow.snapshot(21.0, [bulk]).dispatched[""] == 0  # r1 no longer counts after 10 s
+    assert flow.snapshot(21.0, [bulk]).due[bulk] == 3  # but stays leased
+    assert flow.snapshot(41.0, [bulk]).due[bulk] == 5  # until its lease ends
 
 
 def test_a_paused_site_registers_nothing_until_resumed(records: Records, flow: Flow):
