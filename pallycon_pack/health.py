@@ -6,6 +6,7 @@ are. Each check is bounded in time; the judging of each is pure (:func:`judge`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -19,6 +20,7 @@ from redis.sentinel import SentinelConnectionPool
 
 from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
+from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
 from pallycon_store.fleet import Snapshot
@@ -35,11 +37,13 @@ class Thresholds:
     """When ``health`` calls the fleet unhealthy (each an option of the command)."""
 
     worker_stale: float = heartbeats.STALE_AFTER  # seconds since a loop's last good round
-    max_schedule_lag: float = 300.0  # seconds the most overdue submit or poll is late
+    max_schedule_lag: float = 300.0  # seconds the most overdue poll is late
     max_intake_backlog: int = 10_000  # intake entries not yet handled
     #: Judge only the workers on this host (their node name ends in ``@<host>``): a per-pod
     #: probe, which must not pass or fail on other replicas. None: the whole fleet.
     worker_host: str | None = None
+    #: How the default site (stored "") is named in a line: its id (PALLYCON_SITE_ID).
+    default_site: str | None = None
 
 
 def node_host(node: str) -> str:
@@ -99,7 +103,10 @@ def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
         )
         paused = sorted(snapshot.flow.pauses) if snapshot.flow else []
         if paused:
-            shown = ", ".join("every site" if s == "*" else (s or "default") for s in paused)
+            shown = ", ".join(
+                "every site" if s == "*" else (s or limits.default_site or DEFAULT_LABEL)
+                for s in paused
+            )
             detail += f"; paused: {shown}"
         return Check(check, lag <= limits.max_schedule_lag, detail)
     if check == "intake":
@@ -260,6 +267,7 @@ def run_checks(
         if "redis" in chosen or not redis_ok:
             results.append(first)
     snapshot: list[Snapshot] = []
+    limits = dataclasses.replace(limits, default_site=settings.site_id)
 
     def read(name: str) -> Check:
         if not snapshot:

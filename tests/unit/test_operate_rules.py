@@ -3,6 +3,7 @@ histogram kept in Redis as counts, heartbeats that cannot be read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -15,6 +16,7 @@ from pallycon_pack.web.exporter import api_metrics, event_type
 from pallycon_store import heartbeats
 from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_code
 from pallycon_store.fleet import Intake, Schedule, Snapshot
+from pallycon_store.flow import FlowSnapshot, Pause
 from pallycon_store.heartbeats import Heartbeat
 
 NOW = 1_000_000.0
@@ -35,6 +37,20 @@ def snapshot(
         intake=intake or Intake(0, 0, 0, group=True),
         heartbeats=beats or [],
     )
+
+
+def test_paused_sites_and_waiting_requests_are_said_but_not_unhealthy():
+    """A backlog waiting for its turn and paused sites are named in the schedules line; the
+    check stays healthy (only late polls fail it); the default site is named by its id."""
+    flow = FlowSnapshot(
+        NOW, {}, {}, {}, {"": Pause("", "maintenance", NOW - 60), "BRND": Pause("BRND", "", NOW)}
+    )
+    fleet = dataclasses.replace(snapshot(), schedules={
+        "submit": Schedule(5000, 5000, NOW - 3600), "poll": Schedule(0, 0, None)}, flow=flow)  # fmt: skip
+    check = judge("schedules", fleet, Thresholds(default_site="TUTO"))
+    assert check.ok
+    assert "5000 waiting to be registered" in check.detail
+    assert "paused: TUTO, BRND" in check.detail
 
 
 def beat(

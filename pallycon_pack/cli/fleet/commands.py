@@ -54,7 +54,8 @@ def parse_checks(text: str) -> list[str]:
     type=click.FloatRange(0),
     default=Thresholds.max_schedule_lag,
     show_default=True,
-    help="Most seconds the oldest overdue submit or poll may be late.",
+    help="Most seconds the oldest overdue poll may be late (a request waiting for its turn "
+    "to be registered is not late).",
 )
 @click.option(
     "--max-intake-backlog",
