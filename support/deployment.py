@@ -111,6 +111,27 @@ def dashboard_metrics(dashboard: dict[str, Any] | None = None) -> set[str]:
     return set().union(*(promql_metrics(expr) for expr in dashboard_exprs(dashboard)))
 
 
+def selectors(query: str) -> list[tuple[str, dict[str, str]]]:
+    """The series a PromQL query selects: each selector's metric name and the label values it
+    asks for exactly (``label="value"``; other matchers are left out)."""
+    import promql_parser
+
+    found: list[tuple[str, dict[str, str]]] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            exact = {
+                m.name: m.value
+                for m in node.matchers.matchers
+                if m.op == promql_parser.MatchOp.Equal
+            }
+            found.append((node.name, exact))
+        return True
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    return found
+
+
 def rule_metrics(loaded: dict[str, Any] | None = None) -> set[str]:
     """The metric names the alert rules' expressions read."""
     return set().union(*(promql_metrics(rule["expr"]) for rule in rules(loaded)))

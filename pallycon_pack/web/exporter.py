@@ -7,6 +7,12 @@ bounded: API, method and outcome code come from closed sets (``store.api_calls``
 from ``store.events.EventType``, states from ``State``, sites from those the workers announce
 (one series per site and state).
 
+Flow control (:func:`flow_metrics`) is per site: requests waiting on each priority's lane,
+dispatched, in flight at PallyCon against the site's cap, and its pause. A pause of every site
+is shown on each site (``paused 1``), not as a site of its own. A due submit entry waits for
+its turn (its site's rate, cap or pause): ``schedule_overdue``/``schedule_lag_seconds`` of the
+submit schedule measure that wait, not lateness (polls are the ones that can be late).
+
 ``pallycon_pack_transitions_total`` counts the result stream's events by type from the moment
 the exporter started (a counter that restarts with it, as Prometheus expects of counters).
 """
@@ -31,10 +37,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from pallycon_config.site_ref import DEFAULT_LABEL
+from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
+from pallycon_store import sites
 from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
 from pallycon_store.counters import Metric as Counter
 from pallycon_store.events import EventType, FailStage, State
 from pallycon_store.fleet import Snapshot
+from pallycon_store.flow import FlowSnapshot
 from pallycon_store.wiring import Store
 
 PREFIX = "pallycon_pack"
@@ -97,10 +106,13 @@ class FleetCollector(Collector):
 
     def _read(self) -> Iterator[Metric]:
         now = self.clock()
-        snapshot = self.store.fleet().snapshot(now)
+        book = sites.book(self.redis, self.keys, default=self.store.settings.site_id)
+        snapshot = self.store.fleet().snapshot(now, sites=stored_sites(book))
         yield from self._requests()
         yield self._tail()
         yield from fleet_metrics(snapshot)
+        flow = snapshot.flow or FlowSnapshot(now, {}, {}, {})
+        yield from flow_metrics(site_flows(flow, book, sites.caps(self.redis, self.keys)), now)
         yield from api_metrics(read_api_calls(self.redis, self.keys))
         yield from counter_metrics(cast(dict[str, str], self.redis.hgetall(self.keys.counters)))
         yield from self._failures(now)
@@ -137,7 +149,7 @@ class FleetCollector(Collector):
         counter = CounterMetricFamily(
             f"{PREFIX}_transitions",
             "Result events by type (accepted, submitted, progress, completed, failed, "
-            "rejected) since the exporter started.",
+            "cancelled, stopped, rejected) since the exporter started.",
             labels=["type"],
         )
         for kind in sorted(_EVENT_TYPES | {"other"}):
@@ -191,11 +203,15 @@ def fleet_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         f"{PREFIX}_schedule_depth", "Entries in each schedule.", labels=["schedule"]
     )
     overdue = GaugeMetricFamily(
-        f"{PREFIX}_schedule_overdue", "Schedule entries past due.", labels=["schedule"]
+        f"{PREFIX}_schedule_overdue",
+        "Schedule entries past due (submit: due requests waiting for their turn under flow "
+        "control, not late; poll: late).",
+        labels=["schedule"],
     )
     lag = GaugeMetricFamily(
         f"{PREFIX}_schedule_lag_seconds",
-        "How late the most overdue entry of each schedule is.",
+        "How long ago the most overdue entry of each schedule was due (submit: how long the "
+        "longest-waiting due request has waited for its turn, not lateness).",
         labels=["schedule"],
     )
     for name, schedule in snapshot.schedules.items():
@@ -236,6 +252,42 @@ def fleet_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         "Workers (nodes) with at least one healthy background loop.",
         value=len({h.node for h in healthy}),
     )
+
+
+def flow_metrics(flows: list[SiteFlow], now: float) -> Iterator[Metric]:
+    """Each site's flow control (pure): waiting by priority, dispatched, in flight and its cap,
+    and whether (and how long) it is paused. A site is paused by its own pause or every
+    site's: both count, each site then says 1."""
+    waiting = GaugeMetricFamily(
+        f"{PREFIX}_waiting",
+        "Due requests waiting for their turn to be registered, by site and priority.",
+        labels=["site", "priority"],
+    )
+    families = {
+        name: GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=["site"])
+        for name, help_text in (
+            ("in_flight", "Requests registered or being registered whose job has not finished "
+             "(what a site's max_in_flight caps)."),
+            ("dispatched", "Requests sent to the submit queue whose task has not started."),
+            ("max_in_flight", "Each site's cap of jobs in flight at PallyCon (0: none)."),
+            ("paused", "1 when the site's registrations are paused (its own pause or every "
+             "site's), else 0."),
+            ("paused_seconds", "How long the site has been paused (0: not paused)."),
+        )
+    }  # fmt: skip
+    for flow in flows:
+        for priority, count in flow.waiting.items():
+            waiting.add_metric([flow.site, priority.value], count)
+        for name, value in (
+            ("in_flight", flow.in_flight),
+            ("dispatched", flow.dispatched),
+            ("max_in_flight", flow.cap),
+            ("paused", 1 if flow.pause is not None else 0),
+            ("paused_seconds", flow.paused_seconds(now)),
+        ):
+            families[name].add_metric([flow.site], value)
+    yield waiting
+    yield from families.values()
 
 
 def api_metrics(calls: ApiCalls) -> Iterator[Metric]:

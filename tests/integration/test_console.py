@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -29,9 +30,12 @@ from pallycon_store.events import State
 from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
+from pallycon_store.sites import announce
+from pallycon_store.wiring import Store
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites
+from support.samples import REGION
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -163,6 +167,7 @@ def test_the_api_and_its_headers(stack: Stack, console: ServerProcess):
         summary = http.get("/api/summary").json()
         assert summary["counts"] == {
             "accepted": 0, "submitting": 0, "submitted": 0, "completed": 2, "failed": 1,
+            "cancelled": 0, "stopped": 0,
         }  # fmt: skip
         assert summary["sites"] == {stack.settings.site_id: summary["counts"]}
         assert len(summary["chart"]["completed"]) == 60
@@ -320,6 +325,61 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
             expect(page.locator("#list tr td:first-child")).to_have_text(["site-d"])
             page.locator("#site").select_option("")
             expect(page.locator("#list tr")).to_have_count(3)
+            expect(page.locator("#error")).to_be_hidden()
+            assert errors == []
+    finally:
+        server.stop()
+
+
+def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
+    """Requests waiting by priority on two sites (under a prefix of their own, which no worker
+    reads: they stay waiting), one site with a cap and paused with a reason: the flow panel
+    shows each site's waiting per priority, in flight against its cap, and the pause (its
+    reason, since when, and the pause event); /api/flow says the same."""
+    from playwright.sync_api import expect
+
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    default = settings.site_id
+    assert default is not None
+    store = Store.of(settings)
+    announce(store.redis, store.keys, {default: REGION, "BRND": REGION}, default, {"BRND": 4})
+    producer = Producer.from_settings(settings)
+    for n in range(2):
+        producer.submit(stack.body(f"fl-h{n}"), f"fl-h{n}", priority="high")
+    producer.submit(stack.body("fl-b"), "fl-b", priority="bulk")
+    for n in range(3):
+        producer.submit(stack.body(f"fl-n{n}"), f"fl-n{n}", site_id="BRND", priority="normal")
+    paused_at = time.time() - 3 * 3600
+    store.flow.pause("BRND", "quota <b>talks</b>", paused_at)
+    env = clean_env(settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
+    try:
+        shown = httpx.get(server.url + "/api/flow", timeout=10).json()
+        assert shown["priorities"] == ["high", "normal", "bulk"]
+        rows = {row["site"]: row for row in shown["sites"]}
+        assert list(rows) == [default, "BRND"]
+        assert rows[default]["waiting"] == {"high": 2, "normal": 0, "bulk": 1}
+        assert (rows[default]["cap"], rows[default]["paused"]) == (0, None)
+        assert rows["BRND"]["waiting"] == {"high": 0, "normal": 3, "bulk": 0}
+        assert rows["BRND"]["paused"]["reason"] == "quota <b>talks</b>"
+        assert rows["BRND"]["paused"]["since"] == pytest.approx(paused_at)
+        assert [(e["type"], e["site"]) for e in shown["events"]] == [("paused", "BRND")]
+
+        with browser_page(server.url + "/") as (page, errors):
+            mine, brnd = (page.locator(f"#flowrows tr[data-site={s}]") for s in (default, "BRND"))
+            expect(mine.locator("td[data-priority]")).to_have_text(["2", "0", "1"])
+            expect(brnd.locator("td[data-priority]")).to_have_text(["0", "3", "0"])
+            expect(mine.locator("td.inflight")).to_have_text("0 / no cap")
+            expect(brnd.locator("td.inflight")).to_have_text("0 / 4")
+            expect(mine.locator("td.paused")).to_have_text("no")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(paused_at))
+            expect(brnd.locator("td.paused")).to_have_text(
+                re.compile(rf"^paused since {since} UTC, for 3h 0m: quota <b>talks</b>$")
+            )
+            assert brnd.locator("td.paused b").count() == 0  # the reason is text
+            expect(page.locator("#flowevents tr[data-type=paused] td")).to_have_text(
+                [since, "paused", "BRND", "quota <b>talks</b>"]
+            )
             expect(page.locator("#error")).to_be_hidden()
             assert errors == []
     finally:

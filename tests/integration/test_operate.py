@@ -23,14 +23,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pallycon_producers.api import Producer
 from pallycon_store.events import State
+from pallycon_store.sites import announce
+from pallycon_store.wiring import Store
 from pallycon_worker.ratelimit import FLUSH_EVERY
 from support.cli import run_cli
-from support.deployment import DASHBOARD, RULES, dashboard_problems, rules_problems
+from support.deployment import (
+    DASHBOARD,
+    RULES,
+    dashboard_problems,
+    rules,
+    rules_problems,
+    selectors,
+)
 from support.env import clean_env
 from support.processes import ServerProcess, WorkerProcess, cli, start_server
-from support.queue import announce_sites
-from support.redis_server import free_port
-from support.samples import OTHER_SITE, REGION
+from support.queue import announce_sites, make_settings
+from support.redis_server import RedisServer, free_port
+from support.samples import OTHER_SITE, REGION, body_for
 from support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -372,3 +381,56 @@ def test_stats_metrics_and_the_api_check_by_site(
         rf"\({OTHER.site_id}: 0 jobs, {default}: 0 jobs\)\n",
         out,
     ), out
+
+
+def test_flow_control_in_the_exposition(redis_server: RedisServer, tmp_path: Path):
+    """Requests waiting by site and priority, a site's cap and a site paused two hours ago (no
+    worker reads this prefix: they stay waiting), as a scrape of the exporter process shows
+    them; the alert rules' exact label values (``label="value"``) select series it has."""
+    settings = make_settings(redis_server.url, "http://127.0.0.1:9")
+    default, other = settings.site_id, OTHER.site_id
+    assert default is not None
+    store = Store.of(settings)
+    announce(store.redis, store.keys, {default: REGION, other: REGION}, default, {other: 3})
+    producer = Producer.from_settings(settings)
+    for n in range(2):
+        producer.submit(body_for("st", f"h{n}"), f"flow-h{n}", priority="high")
+    producer.submit(body_for("st", "b"), "flow-b", priority="bulk")
+    producer.submit(body_for("st", "o"), "flow-o", site_id=other, priority="normal")
+    store.flow.pause(other, "quota talks", time.time() - 7200)
+
+    exporter = start_server(
+        "metrics", "--port", "0", env=clean_env(settings.environment()), cwd=tmp_path
+    )
+    try:
+        scrape = _scrape(exporter)
+    finally:
+        exporter.stop()
+    waiting = {
+        (dict(labels)["site"], dict(labels)["priority"]): value
+        for (name, labels), value in scrape["samples"].items()
+        if name == "pallycon_pack_waiting"
+    }
+    assert waiting == {
+        (default, "high"): 2, (default, "normal"): 0, (default, "bulk"): 1,
+        (other, "high"): 0, (other, "normal"): 1, (other, "bulk"): 0,
+    }  # fmt: skip
+    for site, cap, paused in ((default, 0, 0), (other, 3, 1)):
+        assert _value(scrape, "pallycon_pack_max_in_flight", site=site) == cap
+        assert _value(scrape, "pallycon_pack_paused", site=site) == paused
+        assert _value(scrape, "pallycon_pack_in_flight", site=site) == 0
+        assert ("pallycon_pack_dispatched", (("site", site),)) in scrape["samples"]
+    assert 7200 <= _value(scrape, "pallycon_pack_paused_seconds", site=other) < 7200 + 60
+    assert _value(scrape, "pallycon_pack_paused_seconds", site=default) == 0
+    assert _value(scrape, "pallycon_pack_schedule_overdue", schedule="submit") == 4
+
+    series: dict[str, list[dict[str, str]]] = {}
+    for name, labels in scrape["samples"]:
+        series.setdefault(name, []).append(dict(labels))
+    for rule in rules():
+        for name, exact in selectors(rule["expr"]):
+            if name == "up" or not exact:  # Prometheus's own; names: the test above
+                continue
+            assert any(exact.items() <= found.items() for found in series.get(name, [])), (
+                rule["alert"], name, exact,
+            )  # fmt: skip

@@ -21,6 +21,7 @@ from support.deployment import (
     dashboard_problems,
     rule_metrics,
     rules_problems,
+    selectors,
 )
 
 REAL_DASHBOARD: dict[str, Any] = json.loads(DASHBOARD.read_text())
@@ -42,6 +43,38 @@ def test_the_real_dashboard_and_rules_have_no_problem():
     wanted = {"StuckRequests", "OverduePolls", "HighFailureRate", "ApiErrors", "NoWorkers"}
     assert {f"PallyconPack{name}" for name in wanted} <= names
     assert "PallyconPackExporterDown" in names
+
+
+def test_no_alert_pages_on_requests_waiting_their_turn():
+    """Flow control makes due submissions wait for their site's rate, cap or pause: no rule
+    reads the submit schedule (a backfill would page for hours), and the one on a stalled
+    site fires only when nothing is in flight, dispatched or paused there."""
+    for rule in REAL_RULES["groups"][0]["rules"]:
+        for name, exact in selectors(rule["expr"]):
+            assert not (name.startswith("pallycon_pack_schedule_") and "schedule" not in exact), (
+                rule["alert"]
+            )
+            assert exact.get("schedule") != "submit", rule["alert"]
+    stalled = _named("PallyconPackSubmitStalled")
+    assert {name for name, _ in selectors(stalled["expr"])} == {
+        "pallycon_pack_waiting", "pallycon_pack_in_flight", "pallycon_pack_dispatched",
+        "pallycon_pack_paused",
+    }  # fmt: skip
+    assert "backfill" in stalled["annotations"]["description"]
+
+
+def test_a_site_paused_for_over_an_hour_alerts():
+    """A pause held over an hour (for a few minutes) warns, naming the site."""
+    paused = _named("PallyconPackSitePaused")
+    assert paused["expr"].replace(" ", "") == "pallycon_pack_paused_seconds>3600"
+    assert paused["for"] == "5m"
+    assert paused["labels"]["severity"] == "warning"
+    assert "{{ $labels.site }}" in paused["annotations"]["summary"]
+
+
+def _named(alert: str) -> dict[str, Any]:
+    [rule] = [r for g in REAL_RULES["groups"] for r in g["rules"] if r["alert"] == alert]
+    return rule  # type: ignore[no-any-return]
 
 
 def _target(dashboard: dict[str, Any]) -> dict[str, Any]:

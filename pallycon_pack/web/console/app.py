@@ -12,7 +12,10 @@ endpoints under ``/api/``, all read from the state indexes (:class:`store.overvi
 - ``/api/requests?state=&q=&limit=&site=``: requests newest first, by state, part of their id
   and site;
 - ``/api/request?id=``: one request's record (with its error code's meaning) and its timeline
-  of result events.
+  of result events;
+- ``/api/flow``: each site's flow control: requests waiting by priority, dispatched, in flight
+  at PallyCon and its cap, its pause (reason and since when); and the latest pauses and
+  resumes (:func:`views.flow`).
 
 Nothing is written. It listens on 127.0.0.1 by default; on any other address it refuses to start
 without ``PALLYCON_CONSOLE_TOKEN``, and a set token is required on every request (a
@@ -42,7 +45,7 @@ from pallycon_config import UnknownSite
 from pallycon_pack.present.records import STATES, explained
 from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.console.auth import COOKIE, is_loopback
-from pallycon_pack.web.console.views import MAX_LIST, search, site_of, summary
+from pallycon_pack.web.console.views import MAX_LIST, flow, search, site_of, summary
 from pallycon_store.overview import Overview
 
 log = logging.getLogger("pallycon_pack.console")
@@ -61,6 +64,7 @@ def create_app(overview: Overview, token: str | None, loopback_only: bool) -> St
             Route("/api/summary", handlers.api_summary),
             Route("/api/requests", handlers.api_requests),
             Route("/api/request", handlers.api_request),
+            Route("/api/flow", handlers.api_flow),
             Route("/favicon.ico", lambda _: Response(status_code=204)),  # none, and no 404
         ]
     )
@@ -164,6 +168,9 @@ class _Handlers:
             return {"record": explained(record), "events": self.overview.timeline(request_id)}, 200
 
         return self.answer(request, read)
+
+    def api_flow(self, request: Request) -> Response:
+        return self.answer(request, lambda: (flow(self.overview, time.time()), 200))
 
 
 def _page() -> tuple[str, str]:

@@ -41,6 +41,26 @@ function drawFailures(list,unreadable){const t=$("failures");clear(t);
   t.appendChild(r);return;}
  for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code,"nw"));
   r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
+function ago(s){s=Math.round(s);const h=Math.floor(s/3600),m=Math.floor(s%3600/60);
+ return h?h+"h "+m+"m":m?m+"m "+(s%60)+"s":s+"s";}
+function pauseText(p){if(!p)return "no";return "paused"+(p.every_site?" (every site)":"")+
+ " since "+when(p.since)+" UTC, for "+ago(p.seconds)+(p.reason?": "+p.reason:"");}
+function drawFlow(f){const head=$("flowhead");clear(head);const hr=el("tr");
+ for(const c of ["site",...f.priorities.map(p=>"waiting "+p),"dispatched","in flight / cap",
+  "paused"])hr.appendChild(el("th",c,"nw"));head.appendChild(hr);
+ const t=$("flowrows");clear(t);for(const s of f.sites){const tr=el("tr");tr.dataset.site=s.site;
+  tr.appendChild(el("td",s.site,"nw"));for(const p of f.priorities){
+   const d=el("td",s.waiting[p]||0);d.dataset.priority=p;tr.appendChild(d);}
+  tr.appendChild(el("td",s.dispatched,"dispatched"));
+  tr.appendChild(el("td",s.in_flight+" / "+(s.cap?s.cap:"no cap"),"inflight nw"));
+  if(s.paused)tr.className="pausedrow";tr.appendChild(el("td",pauseText(s.paused),"paused"));
+  t.appendChild(tr);}
+ const ev=$("flowevents");clear(ev);for(const e of f.events){const tr=el("tr");
+  tr.dataset.type=e.type;tr.appendChild(el("td",when(e.at),"nw"));
+  tr.appendChild(el("td",e.type,"nw"));tr.appendChild(el("td",e.site,"nw"));
+  tr.appendChild(el("td",e.reason||"-"));ev.appendChild(tr);}
+ if(!f.events.length){const tr=el("tr");const d=el("td","none yet","muted");d.colSpan=4;
+  tr.appendChild(d);ev.appendChild(tr);}}
 let selected=null;
 async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("state").value,
  site:$("site").value,limit:"100"});
@@ -83,7 +103,8 @@ function drawSites(sites){const names=Object.keys(sites);const multi=names.lengt
   const o=el("option",n+" ("+total+")");o.value=n;box.appendChild(o);}
  box.value=names.includes(chosen)?chosen:"";}
 async function refresh(){try{const p=new URLSearchParams({site:$("site").value});
- const s=await get("/api/summary?"+p);drawSites(s.sites);drawCounts(s.counts);
+ const [s,f]=await Promise.all([get("/api/summary?"+p),get("/api/flow")]);
+ drawSites(s.sites);drawCounts(s.counts);drawFlow(f);
  drawChart(s.chart);drawFailures(s.failures,s.failures_error);
  $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
 let timer=null;function later(){clearTimeout(timer);timer=setTimeout(loadList,250);}

@@ -1,5 +1,6 @@
-"""What the console's page shows, read from the state indexes: pure functions of an
-:class:`~pallycon_store.overview.Overview`."""
+"""What the console's page shows, read from the state indexes (functions of an
+:class:`~pallycon_store.overview.Overview`) and from flow control's lanes, counts and pauses
+(:func:`flow`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 
 from pallycon_config.site_ref import SiteBook
 from pallycon_pack.present.records import detail
+from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
 from pallycon_store.events import State
+from pallycon_store.flow import EVERY_SITE, PRIORITIES, Flow
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
+from pallycon_store.sites import caps
 
 #: The window of the chart and of the failures by code (seconds), and its buckets.
 WINDOW = 3600.0
@@ -17,6 +21,10 @@ BUCKET = 60.0
 #: Most requests one list returns; records read to search ids by a part of them.
 MAX_LIST = 500
 SEARCH_SCAN = 2000
+#: Pauses and resumes the flow panel lists, newest first.
+FLOW_EVENTS = 10
+#: How the page names every site's pause.
+EVERY_SITE_LABEL = "every site"
 
 
 def record_row(record: Record, sites: SiteBook) -> dict[str, Any]:
@@ -98,3 +106,58 @@ def summary(overview: Overview, now: float, site: str | None = None) -> dict[str
         ],
         "failures_error": unreadable,
     }
+
+
+def flow(overview: Overview, now: float) -> dict[str, Any]:
+    """Each site's flow (:func:`pallycon_pack.web.flows.site_flows`: waiting by priority,
+    dispatched, in flight and its cap, the pause holding it) and the latest pauses and resumes
+    with their reasons. One round trip for the counts, whatever is waiting."""
+    book = overview.book()
+    reader = Flow(overview.redis, overview.keys)
+    snapshot = reader.snapshot(now, reader.lanes(stored_sites(book)))
+    rows = site_flows(snapshot, book, caps(overview.redis, overview.keys))
+    return {
+        "now": now,
+        "priorities": [priority.value for priority in PRIORITIES],
+        "sites": [flow_row(row, now) for row in rows],
+        "events": [
+            {
+                "type": event.get("type", ""),
+                "site": _site_named(event.get("site", ""), book),
+                "reason": event.get("reason", ""),
+                "at": _number(event.get("at", "")),
+            }
+            for event in reader.events(FLOW_EVENTS)
+        ],
+    }
+
+
+def flow_row(row: SiteFlow, now: float) -> dict[str, Any]:
+    """One site's flow as the page shows it; ``paused`` None when it is not."""
+    pause = row.pause
+    return {
+        "site": row.site,
+        "waiting": {priority.value: n for priority, n in row.waiting.items()},
+        "dispatched": row.dispatched,
+        "in_flight": row.in_flight,
+        "cap": row.cap,
+        "paused": None
+        if pause is None
+        else {
+            "reason": pause.reason,
+            "since": row.paused_since,
+            "seconds": round(row.paused_seconds(now), 1),
+            "every_site": pause.site_id == EVERY_SITE,
+        },
+    }
+
+
+def _site_named(stored: str, book: SiteBook) -> str:
+    return EVERY_SITE_LABEL if stored == EVERY_SITE else book.label(stored)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
