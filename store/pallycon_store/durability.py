@@ -68,6 +68,26 @@ class Durability:
         self.known = str(info.get("run_id", ""))
         return self.known
 
+    def known_run(self) -> str:
+        """The ``run_id`` this client last saw (asked once when it has seen none): for a mark
+        to say which server it was made on. A stale answer only makes a later reader more
+        careful (it then differs from the server it reads)."""
+        if not self.known and not self.info_refused:
+            self.known = self.run_id()
+        return self.known
+
+    def run_id(self) -> str:
+        """The ``run_id`` of the server this client reaches now (one round trip; "" when
+        ``INFO`` is not allowed): a restarted or failed-over Redis has another one."""
+        if self.info_refused:
+            return ""
+        try:
+            info = self.redis.info("server")
+        except redis.ResponseError:
+            self.info_refused = True
+            return ""
+        return str(info.get("run_id", ""))
+
     def wait(self, server: str) -> None:
         """Return once the replicas have every change this process made before the call and
         Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time.

@@ -41,6 +41,8 @@ class Record:
     attempts: int = 0  # registrations sent
     deliveries: int = 0  # task deliveries since the request last moved on
     submitting_at: float = 0.0  # when the last registration was marked
+    mark_run: str = ""  # the run_id of the Redis server the mark was made on ("": unknown)
+    sent_at: float = 0.0  # when the last registration was about to leave (its token taken)
     attempt_ended_at: float = 0.0  # when the last registration's outcome was recorded
     last_error: str = ""
     last_code: str = ""
@@ -106,6 +108,8 @@ class Fields(TypedDict, total=False):
     attempts: int
     deliveries: int
     submitting_at: float
+    mark_run: str
+    sent_at: float
     attempt_ended_at: float
     last_error: str
     last_code: str

@@ -58,6 +58,8 @@ class Change:
 
     ``gate`` (the ``submitting`` mark): the site's cap of requests in flight (0: none); the
     change is not made if the site is paused or at its cap (:class:`Applied`).
+    ``sent_before``: the change is not made (MOVED) if the record's ``sent_at`` is later: it
+    was decided on a registration that never left, and its sender has since said it leaves.
     """
 
     record: Record
@@ -69,6 +71,7 @@ class Change:
     finish: bool = False
     revive: bool = False
     gate: int | None = None
+    sent_before: float | None = None
 
 
 class Records:
@@ -88,6 +91,7 @@ class Records:
         self.record_ttl = record_ttl
         self._create = register(client, "create")
         self._transition = register(client, "transition")
+        self._leaving = register(client, "leaving")
 
     def create(self, new: NewRequest, *, submit_at: float | None) -> Created:
         """Record a new request (version 1) with its first event, unless the id is taken."""
@@ -216,8 +220,20 @@ class Records:
             in_flight,
             "" if change.gate is None else str(change.gate),
             site,
+            "" if change.sent_before is None else repr(change.sent_before),
         ]
         return keys, args
+
+    def leaving(self, records: Sequence[Record], now: float) -> list[bool]:
+        """Write that these marked requests' registrations are about to leave (``sent_at``), each
+        only if its record is still the version given (one round trip): which may be sent."""
+        if not records:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for record in records:
+            keys = [self.keys.request(record.request_id)]
+            self._leaving(keys=keys, args=[str(record.version), repr(now)], client=pipe)
+        return [int(result) == 1 for result in pipe.execute()]
 
     def count_deliveries(self, request_ids: Sequence[str]) -> list[int]:
         """Count one more delivery of each request, in one round trip: the new counts."""

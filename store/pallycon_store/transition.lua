@@ -15,10 +15,14 @@
 --       unindex, expire), time it enters the new state ('' = it stays), '1' = keep the
 --       record for good again (a finished request re-driven), in-flight change ('+' enters,
 --       '-' leaves, '' neither), gate ('' none, else the site's cap: 0 = no cap), the site's
---       field in the paused hash
+--       field in the paused hash, guard ('' none, else the record's `sent_at` must not be
+--       later than this: the change was decided from a record whose registration never left)
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then return -1 end
 if version ~= ARGV[1] then return 0 end
+if ARGV[16] ~= '' and (tonumber(redis.call('HGET', KEYS[1], 'sent_at') or '0') or 0) > tonumber(ARGV[16]) then
+  return 0
+end
 if ARGV[14] ~= '' then
   if redis.call('HEXISTS', KEYS[13], '*') == 1 or redis.call('HEXISTS', KEYS[13], ARGV[15]) == 1 then
     return 2

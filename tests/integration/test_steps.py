@@ -221,6 +221,11 @@ class World:
     def redis(self) -> redis.Redis:
         return self.rt.shared.redis
 
+    @property
+    def run(self) -> str:
+        """The run_id of the Redis server (what a mark records)."""
+        return self.rt.shared.durability.run_id()
+
     def accept(
         self, request_id: str, content_id: str = "episode-1", site_id: str | None = None
     ) -> Record:
@@ -383,6 +388,8 @@ def test_an_accepted_request_is_registered_once_and_tracked_by_its_job_id(world:
         version=3,
         attempts=1,
         submitting_at=t,
+        mark_run=world.run,
+        sent_at=t,
         updated_at=t,
         job_id="1001",
         submitted_at=t,
@@ -486,6 +493,8 @@ def test_a_registration_refused_before_anything_was_made_is_resent_after_a_backo
         version=3,
         attempts=1,
         submitting_at=t,
+        mark_run=world.run,
+        sent_at=t,
         attempt_ended_at=t,
         updated_at=t,
         last_error=error,
@@ -536,6 +545,8 @@ def test_a_registration_whose_outcome_is_unknown_stays_submitting_until_reconcil
         version=3,
         attempts=1,
         submitting_at=t,
+        mark_run=world.run,
+        sent_at=t,
         attempt_ended_at=t,
         updated_at=t,
         last_error=error,
@@ -626,6 +637,8 @@ def test_reconcile_after_the_settle_time_registers_again_exactly_once(world: Wor
         version=6,  # 4 accepted again, 5 submitting, 6 submitted
         attempts=2,
         submitting_at=t,
+        mark_run=world.run,
+        sent_at=t,
         updated_at=t,
         job_id="1001",
         submitted_at=t,
@@ -712,6 +725,8 @@ def _unknown_code_answered(world: World) -> Record:
         version=3,
         attempts=1,
         submitting_at=t1,
+        mark_run=world.run,
+        sent_at=t1,
         attempt_ended_at=t1,
         updated_at=t1,
         last_error="Z9999: no table",

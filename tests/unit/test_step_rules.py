@@ -127,14 +127,18 @@ def test_plan(state, deliveries, age, ends_as, then):
 
 
 def test_the_mark_before_a_registration():
-    change = submit_rules.submitting(record(attempts=1), NOW, POLICY)
+    """submitting, one more attempt, when and on which Redis server it was marked; due for a
+    lookup after the grace and the read timeout; gated on the site's cap."""
+    change = submit_rules.submitting(record(attempts=1), NOW, POLICY, cap=7, run="r1")
     assert change.fields == {
         "state": State.SUBMITTING,
         "attempts": 2,
         "submitting_at": NOW,
+        "mark_run": "r1",
         "updated_at": NOW,
     }
     assert (change.schedule, change.at) == ("submit", NOW + 10 + 30)  # grace + read timeout
+    assert change.gate == 7
 
 
 @pytest.mark.parametrize("state", [State.ACCEPTED, State.SUBMITTING])
@@ -148,10 +152,51 @@ def test_a_mark_redis_did_not_confirm_is_taken_back(state: State):
         "state": state,
         "attempts": 1,
         "submitting_at": NOW - 60,
+        "mark_run": "",
         "deliveries": 0,
         "updated_at": NOW + 2,
     }
     assert (change.schedule, change.at) == ("submit", NOW + 2 + POLICY.retry.base)
+
+
+GRACE = POLICY.reconcile_grace
+
+
+@pytest.mark.parametrize(
+    ("fields", "run", "settled"),
+    [
+        # The attempt recorded its end: the grace after it
+        ({"attempt_ended_at": NOW + 5}, "A", NOW + 5 + GRACE),
+        # Its POST was about to leave at NOW + 1: the client's timeouts, then the grace
+        ({"sent_at": NOW + 1}, "A", NOW + 1 + POLICY.post_bound + GRACE),
+        ({"sent_at": NOW + 1}, "B", NOW + 1 + POLICY.post_bound + GRACE),
+        # Never said it leaves, read from the server it was marked on: it never left
+        ({}, "A", NOW),
+        # ... from another server (restarted, failed over: writes may be lost), or unknown
+        ({}, "B", NOW + POLICY.task_time_limit + GRACE),
+        ({}, "", NOW + POLICY.task_time_limit + GRACE),
+        ({"mark_run": ""}, "", NOW + POLICY.task_time_limit + GRACE),
+        # A sent_at of an earlier attempt says nothing of this one
+        ({"sent_at": NOW - 100}, "A", NOW),
+    ],
+)
+def test_when_a_job_still_absent_is_surely_not_coming(fields, run, settled):
+    """Only a registration that may have left waits, and no longer than its POST can take to
+    land; one that never left (its mark on this very server, no sent_at) is settled at once;
+    the hard time limit is waited only when Redis may have lost what the sender wrote."""
+    marked = dataclasses.replace(
+        record(State.SUBMITTING), **{"submitting_at": NOW, "mark_run": "A", **fields}
+    )
+    assert submit_rules.settled_at(marked, POLICY, run) == settled
+
+
+def test_registering_again_is_refused_once_the_sender_says_it_leaves():
+    """The change that registers an absent, never-sent request again is guarded on sent_at:
+    a live sender that writes sent_at after the lookup read the record wins."""
+    rec = dataclasses.replace(record(State.SUBMITTING), submitting_at=NOW, mark_run="A")
+    result = submit_rules.after_lookup(rec, [], NOW + 1, POLICY, final=False, run="A")
+    assert result.register
+    assert result.outcome.change.sent_before == rec.sent_at
 
 
 def test_registered():

@@ -42,10 +42,17 @@ class StepPolicy:
     submit_deadline: float
     reconcile_grace: float
     read_timeout: float
+    connect_timeout: float
     task_time_limit: float
     job_timeout: float
     retry: RetryPolicy
     polling: PollPolicy
+
+    @property
+    def post_bound(self) -> float:
+        """The longest a registration can take to land once it has left (its token taken):
+        connecting, writing and reading, each bounded by the client's timeouts."""
+        return self.connect_timeout + 2 * self.read_timeout
 
     @classmethod
     def of(cls, s: Settings) -> StepPolicy:
@@ -54,6 +61,7 @@ class StepPolicy:
             submit_deadline=s.submit_deadline,
             reconcile_grace=s.reconcile_grace,
             read_timeout=s.read_timeout,
+            connect_timeout=s.connect_timeout,
             task_time_limit=s.task_time_limit,
             job_timeout=s.job_timeout,
             retry=RetryPolicy(s.retry_base, s.retry_cap, s.reconcile_grace),

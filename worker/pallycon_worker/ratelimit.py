@@ -14,6 +14,7 @@ same script call: no Redis round trip per call); a process that goes quiet sends
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import threading
@@ -36,6 +37,10 @@ FLUSH_EVERY = 2.0
 PEEK_BYTES = 4096
 _ERROR_CODE = re.compile(rb'"error_code"\s*:\s*"?([A-Za-z0-9]{1,16})')
 
+#: Set where a call's token was taken beforehand (:meth:`RateLimitedTransport.acquire`): the
+#: transport then sends it without taking another.
+PREPAID: contextvars.ContextVar[bool] = contextvars.ContextVar("pallycon_prepaid", default=False)
+
 
 class RateLimitedTransport(httpx.BaseTransport):
     def __init__(
@@ -57,19 +62,27 @@ class RateLimitedTransport(httpx.BaseTransport):
         self._flusher: tuple[int, threading.Thread] | None = None
         self._stop = threading.Event()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
-        method = request.method
-        counter = api_call(method, api[0])
+    def acquire(self, method: str, api: str) -> None:
+        """Take the token of one call to ``api`` now (waiting for it as a call would), for a
+        call sent later with :data:`PREPAID` set: so that the moment it leaves is known.
+        ``httpx.ConnectTimeout`` if none comes within the wait, ``httpx.ConnectError`` if
+        Redis is away (nothing was sent either way)."""
+        counter = api_call(method, api)
         waited = 0.0
         while (wait := self._take(counter)) > 0:
             if waited + wait > self._max_wait:
-                self.stats.record(method, api[0], "no_token", None)
+                self.stats.record(method, api, "no_token", None)
                 self._note_waited(waited)
                 raise httpx.ConnectTimeout(f"rate limit: no token within {self._max_wait:g} s")
             self._sleep(wait)
             waited += wait
         self._note_waited(waited)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        api = urlsplit(str(request.url)).path.split("/")[3:4] or ["?"]
+        method = request.method
+        if not PREPAID.get():
+            self.acquire(method, api[0])
         self._start_flusher()
         start = time.perf_counter()
         try:

@@ -3,9 +3,11 @@ step commits what it decided."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ import httpx
 
 from pallycon.client import PallyConClient
 from pallycon_config import Settings, SiteBook, Sites, UnknownSite
+from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Record
 from pallycon_store.schedules import Schedule
@@ -40,6 +43,7 @@ class SiteRuntime:
     api: PallyConClient
     region: str
     max_in_flight: int = 0  # its cap of jobs at PallyCon at once (0: none)
+    limiter: RateLimitedTransport | None = None  # its token bucket, to take a token ahead
 
 
 @dataclass
@@ -52,6 +56,15 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
     _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _page_unit: tuple[int, float] | None = field(default=None, init=False, repr=False)
+    _unsettled: Unsettled | None = field(default=None, init=False, repr=False)
+
+    @property
+    def unsettled(self) -> Unsettled:
+        """What this process decided but could not write (Redis away): written before anything
+        else it does, and by a thread of its own until it is (see :class:`Unsettled`)."""
+        if self._unsettled is None:
+            self._unsettled = Unsettled(self)
+        return self._unsettled
 
     @functools.cached_property
     def policy(self) -> StepPolicy:
@@ -121,6 +134,15 @@ class Runtime:
                 self.shared.counters.add(metric)
         return applied
 
+    def commit_or_keep(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """:meth:`commit`; should Redis be away, the outcomes are kept to be written once it is
+        back (:attr:`unsettled`) and the error raised."""
+        try:
+            return self.commit(outcomes)
+        except REDIS_AWAY:
+            self.unsettled.keep(outcomes)
+            raise
+
     def page_unit(self) -> int:
         """Jobs per job-list page: the setting, or a smaller size learnt lately (see
         :meth:`shrink_page_unit`)."""
@@ -169,5 +191,89 @@ class Runtime:
             )
             limited = RateLimitedTransport(inner, bucket)
             api = site_client(settings, site, transport=limited)
-            sites[named] = SiteRuntime(named, api, site.region, site.max_in_flight)
+            sites[named] = SiteRuntime(named, api, site.region, site.max_in_flight, limited)
         return cls(settings, shared, sites, catalog)
+
+
+#: The pause between two tries of writing what a process keeps (seconds): doubled up to
+#: :data:`UNSETTLED_MAX_PAUSE` while Redis stays away.
+UNSETTLED_PAUSE = 0.25
+UNSETTLED_MAX_PAUSE = 2.0
+
+
+class Unsettled:
+    """Changes a process made and could not write because Redis went away mid-step: the
+    outcomes of registrations it sent (their job ids) and the take-back of marks it never sent.
+
+    Kept in memory and written, version-checked, as soon as Redis answers: before the next step
+    of this process does anything (:meth:`settle`) and by a thread of its own meanwhile, so that
+    a Redis restart, failover or stall costs these requests seconds, not the hard time limit
+    that marks left standing would wait. A change whose record moved on meanwhile is made again
+    from the record as it is, if it is still the same attempt (a restarted Redis may have lost
+    the writes after the mark); else it is dropped (someone else settled it)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._kept: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kept)
+
+    def keep(self, outcomes: Sequence[Outcome]) -> None:
+        """Keep these to write once Redis is back; a thread retries meanwhile."""
+        if not outcomes:
+            return
+        with self._lock:
+            self._kept.extend(outcomes)
+            running = self._thread is not None and self._thread.is_alive()
+            if not running:
+                self._thread = threading.Thread(
+                    target=self._retry, name="pallycon-unsettled", daemon=True
+                )
+                self._thread.start()
+        log.warning(
+            "%d change(s) kept until Redis answers again (written before anything else)",
+            len(outcomes),
+        )
+
+    def settle(self) -> None:
+        """Write what is kept (REDIS_AWAY if Redis is still away: kept, for the next try)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        if not kept:
+            return
+        try:
+            applied = self.rt.commit(kept)
+        except REDIS_AWAY:
+            with self._lock:
+                self._kept = kept + self._kept
+            raise
+        again = [o for o, done in zip(kept, applied, strict=True) if not done]
+        rebased = [o for o in (self._rebase(o) for o in again) if o is not None]
+        if rebased:
+            self.rt.commit(rebased)
+        log.info("%d kept change(s) written after Redis came back", len(kept))
+
+    def _rebase(self, outcome: Outcome) -> Outcome | None:
+        """``outcome`` made again from its record as it is now, if it is the same attempt."""
+        before = outcome.change.record
+        now = self.rt.shared.records.get(before.request_id)
+        if now is None or now.state != before.state or now.submitting_at != before.submitting_at:
+            return None
+        return dataclasses.replace(outcome, change=dataclasses.replace(outcome.change, record=now))
+
+    def _retry(self) -> None:
+        pause = UNSETTLED_PAUSE
+        while len(self):
+            time.sleep(pause)
+            try:
+                self.settle()
+            except REDIS_AWAY:
+                pause = min(pause * 2, UNSETTLED_MAX_PAUSE)
+            except Exception:  # a defect: logged; the requests' schedules still bring them back
+                log.exception("writing kept changes failed; dropping them")
+                with self._lock:
+                    self._kept = []

@@ -10,10 +10,13 @@ the grace period. Errors that provably happened before anything was created (con
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import wait
+
+import httpx
 
 from pallycon.errors import CallError
 from pallycon.models import JobListRequest, JobRegisterRequest
@@ -24,6 +27,7 @@ from pallycon_store.record import Record
 from pallycon_store.records import Applied
 from pallycon_worker import submit_rules as rules
 from pallycon_worker.outcome import Outcome, Triage, triage
+from pallycon_worker.ratelimit import PREPAID
 from pallycon_worker.runtime import Runtime
 
 log = logging.getLogger("pallycon_pack.submit")
@@ -43,6 +47,7 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     earlier delivery never finished is handed to ``isolate`` to be tried alone.
     """
     alone = len(request_ids) == 1
+    rt.unsettled.settle()  # what this process could not write before, first
     records = rt.shared.records.get_many(request_ids)
     started: dict[str, list[str]] = {}
     for record in records.values():
@@ -59,8 +64,10 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     plan = rules.plan(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
     rt.commit(plan.ended)
+    # The server the records were read from (a fresh read: a restarted Redis has another)
+    server_run = rt.shared.durability.run_id() if plan.reconcile else ""
     for record, final in plan.reconcile:
-        reconcile(rt, record, final=final)
+        reconcile(rt, record, final=final, run=server_run)
     register(rt, plan.register)
 
 
@@ -69,43 +76,75 @@ def register(rt: Runtime, records: list[Record]) -> None:
 
     The whole batch is marked in one round trip and made durable with one wait (with
     ``appendfsync everysec`` a wait lasts until the next fsync, up to a second: one per batch,
-    not one per group of POSTs). The POSTs then go out ``submit_concurrency`` at a time, a
-    group's outcomes committed before the next group is sent. A mark's schedule entry is due
+    not one per group of POSTs). The POSTs then go out ``submit_concurrency`` at a time: a
+    group's tokens are taken, its ``sent_at`` written (version-checked, one round trip), its
+    POSTs sent, its outcomes committed before the next group. A mark's schedule entry is due
     again after the reconcile grace and the read timeout (a sweeper then looks the job up);
     the entries of the requests still waiting for their turn are pushed on before that, so
     that a slow batch (rate-limit waits, slow answers) is not looked up while it is sent.
 
-    Interrupted (the soft time limit, a POST that raised), the requests not sent yet are taken
-    back at once; should the process die, the marked requests without an answer are looked up
-    by name after the hard time limit: never sent twice, only later.
+    Interrupted (the soft time limit, a POST that raised, Redis away), the requests not sent
+    are taken back, and outcomes not written are kept: written as soon as Redis answers
+    (:class:`pallycon_worker.runtime.Unsettled`). Should the process die, what it marked is
+    told apart by ``sent_at``: what never left is registered again at the lookup, what may
+    have left waits for the client's timeouts (:func:`pallycon_worker.submit_rules.settled_at`):
+    never sent twice, only later.
     """
     marked = _mark(rt, records)
+    before = {record.request_id: record for record in records}
     size = rt.settings.submit_concurrency
     safety = rt.policy.reconcile_grace + rt.policy.read_timeout
     pushed = rt.clock()
-    sent = 0
+    unsent = list(marked)
     try:
-        for start in range(0, len(marked), size):
+        while unsent:
             if rt.clock() - pushed > safety / 2:
                 pushed = rt.clock()
-                rt.shared.schedules.defer_submits(marked[start:], pushed + safety)
-            group = marked[start : start + size]
-            posts = [rt.senders().submit(_post, rt, record) for record in group]
-            sent = start + len(group)
+                rt.shared.schedules.defer_submits(unsent, pushed + safety)
+            group = unsent[:size]
+            leaving = _leave(rt, group)  # tokens taken, sent_at written: about to leave
+            unsent = unsent[len(group) :]
+            posts = [rt.senders().submit(_post, rt, record) for record in leaving]
             try:
                 wait(posts)
             finally:  # even if the task was interrupted: what is done is recorded
                 done = [
                     p for p in posts if p.done() and not p.cancelled() and p.exception() is None
                 ]
-                rt.commit([post.result() for post in done])
+                rt.commit_or_keep([post.result() for post in done])
             for post in posts:
                 post.result()  # a POST that raised (not a CallError) fails the task
+    except NotSent as exc:
+        log.warning("registrations stopped (%s); the rest of the batch is taken back", exc)
     finally:
-        unsent = marked[sent:]
         if unsent:  # nothing was sent for these: registered again soon, not looked up late
-            before = {record.request_id: record for record in records}
             _take_back(rt, [(before[r.request_id], r) for r in unsent], patience=0)
+
+
+def _leave(rt: Runtime, group: list[Record]) -> list[Record]:
+    """Take each request's API token, then write that its registration is about to leave
+    (``sent_at``, version-checked, one round trip): the records as written, those moved on
+    meanwhile (taken back by a reconciler that found them never sent, cancelled) left out.
+    Should no token come in time or Redis be away, nothing of the group is sent (raised)."""
+    for record in group:
+        limiter = rt.site(record.site_id).limiter
+        if limiter is not None:
+            try:
+                limiter.acquire("POST", "pack")
+            except httpx.TransportError as exc:  # no token in time, or Redis away: not sent
+                raise NotSent(str(exc)) from exc
+    now = rt.clock()
+    written = rt.shared.records.leaving(group, now)
+    return [
+        dataclasses.replace(record, sent_at=now)
+        for record, ok in zip(group, written, strict=True)
+        if ok
+    ]
+
+
+class NotSent(Exception):
+    """A group of registrations could not be sent (no API token in time, or Redis away for
+    it): the batch stops, and what it marked and did not send is taken back."""
 
 
 def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
@@ -116,11 +155,12 @@ def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
     if not records:
         return []
     now, policy = rt.clock(), rt.policy
+    server = rt.shared.durability.server()
+    run = server or rt.shared.durability.known_run()
     marks = [
-        rules.submitting(record, now, policy, cap=rt.site(record.site_id).max_in_flight)
+        rules.submitting(record, now, policy, cap=rt.site(record.site_id).max_in_flight, run=run)
         for record in records
     ]
-    server = rt.shared.durability.server()
     applied = rt.shared.records.apply_each(marks)
     held = [m.record for m, a in zip(marks, applied, strict=True) if a in GATED]
     if held:
@@ -153,40 +193,46 @@ TAKE_BACK_PATIENCE = 15.0
 def _take_back(
     rt: Runtime, marks: list[tuple[Record, Record]], patience: float = TAKE_BACK_PATIENCE
 ) -> None:
-    """Undo unconfirmed ``submitting`` marks (``(before, marked)`` records), retrying while
-    Redis is away for up to ``patience`` seconds. A mark that Redis lost is not undone: the
-    change is version-checked, so it applies only to the mark as it was written."""
+    """Undo ``submitting`` marks that were not sent (``(before, marked)`` records), retrying
+    while Redis is away for up to ``patience`` seconds, then keeping them to write once it is
+    back (:attr:`Runtime.unsettled`). A mark that Redis lost is not undone: the change is
+    version-checked, so it applies only to the mark as it was written."""
     deadline, pause = time.monotonic() + patience, 0.25
     while True:
         now = rt.clock()
+        changes = [rules.unmarked(before, after, now, rt.policy) for before, after in marks]
         try:
-            rt.shared.records.apply(
-                [rules.unmarked(before, after, now, rt.policy) for before, after in marks]
-            )
+            rt.shared.records.apply(changes)
             return
         except REDIS_AWAY:
             if time.monotonic() + pause > deadline:
+                rt.unsettled.keep([Outcome(change) for change in changes])
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
 
 
 def _post(rt: Runtime, record: Record) -> Outcome:
-    """Register the job of a request marked ``submitting``: the outcome to commit."""
+    """Register the job of a request marked ``submitting`` whose token is taken: the outcome
+    to commit."""
+    site = rt.site(record.site_id)
+    prepaid = PREPAID.set(site.limiter is not None)
     try:
         request = JobRegisterRequest.model_validate(
             record.parsed_body() | {"job_name": record.job_name}
         )
-        job_id = rt.site(record.site_id).api.register_job(request).job_id or ""
+        job_id = site.api.register_job(request).job_id or ""
     except CallError as error:
         return rules.after_post_error(record, error, rt.clock(), rt.policy, rt.rng)
     except Exception as exc:  # a defect, or a record this code cannot read: not the API's doing
         log.exception("registering request %s failed", record.request_id)
         return rules.broken(record, exc, rt.clock(), rt.policy)
+    finally:
+        PREPAID.reset(prepaid)
     return rules.registered(record, job_id, rt.clock(), rt.policy)
 
 
-def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
+def reconcile(rt: Runtime, record: Record, *, final: bool = False, run: str = "") -> None:
     """The registration's outcome is unknown: find the job, or register again after grace."""
     name, site = record.job_name, rt.site(record.site_id)
     query = JobListRequest(region=site.region, search_keyword=name, search_keyword_type="jobName")
@@ -204,7 +250,7 @@ def reconcile(rt: Runtime, record: Record, *, final: bool = False) -> None:
         return
     if len(found) > 1:
         log.error("request %s has %d remote jobs named %s", record.request_id, len(found), name)
-    result = rules.after_lookup(record, found, rt.clock(), rt.policy, final=final)
+    result = rules.after_lookup(record, found, rt.clock(), rt.policy, final=final, run=run)
     if rt.commit([result.outcome])[0] and result.register:
         register(rt, [record.moved(result.outcome.change.fields)])
 

@@ -62,17 +62,21 @@ def gave_up(record: Record, now: float, policy: StepPolicy, note: str = "") -> O
     return failed(record, FailStage.SUBMIT, record.last_code or FailureCode.DEADLINE, message, now)
 
 
-def submitting(record: Record, now: float, policy: StepPolicy, *, cap: int = 0) -> Change:
+def submitting(
+    record: Record, now: float, policy: StepPolicy, *, cap: int = 0, run: str = ""
+) -> Change:
     """The mark written (and fsynced) before a registration is sent, gated: not made while the
-    request's site is paused or has ``cap`` requests in flight (0: no cap).
+    request's site is paused or has ``cap`` requests in flight (0: no cap). ``run``: the run_id
+    of the Redis server it is written to ("": unknown).
 
     Should the sender die mid-call, the schedule entry brings the request back after the grace
-    and the read timeout, and the lookup settles it.
+    and the read timeout, and the lookup settles it (:func:`settled_at`).
     """
     fields = Fields(
         state=State.SUBMITTING,
         attempts=record.attempts + 1,
         submitting_at=now,
+        mark_run=run,
         updated_at=now,
     )
     safety = now + policy.reconcile_grace + policy.read_timeout
@@ -89,6 +93,7 @@ def unmarked(before: Record, marked: Record, now: float, policy: StepPolicy) -> 
         state=before.state,
         attempts=before.attempts,
         submitting_at=before.submitting_at,
+        mark_run=before.mark_run,
         deliveries=before.deliveries,  # Redis failed, not this request: not a poison count
         updated_at=now,
     )
@@ -197,17 +202,24 @@ class Reconciled:
 
 
 def after_lookup(
-    record: Record, jobs: Sequence[JobInfo], now: float, policy: StepPolicy, *, final: bool
+    record: Record,
+    jobs: Sequence[JobInfo],
+    now: float,
+    policy: StepPolicy,
+    *,
+    final: bool,
+    run: str = "",
 ) -> Reconciled:
     """What the job list says about a request in ``submitting``: ``jobs`` are those named
     like its job (oldest first).
 
     ``final`` (past the submit deadline): a job that is found is still tracked; one that is
-    surely absent ends the request instead of being registered again.
+    surely absent ends the request instead of being registered again. ``run``: the run_id of
+    the Redis server the record was read from ("": unknown).
     """
     if jobs:
         return Reconciled(registered(record, jobs[0].job_id, now, policy))
-    settled = settled_at(record, policy)
+    settled = settled_at(record, policy, run)
     if now < settled:
         # Too early to tell: look again then. This delivery was not a failure, so the count
         # goes back to what it was (not to 0: it counts the failures since the request last
@@ -221,7 +233,8 @@ def after_lookup(
         code, message = record.unknown_code, record.unknown_message
         return Reconciled(failed(record, FailStage.SUBMIT, code, message, now))
     fields = Fields(state=State.ACCEPTED, updated_at=now)
-    again = Change(record, fields, schedule="submit", at=now)
+    # Made only if the sender (if alive) has not said since that the registration leaves
+    again = Change(record, fields, schedule="submit", at=now, sent_before=record.sent_at)
     return Reconciled(Outcome(again, "reconciled: absent, registering again"), register=True)
 
 
@@ -247,14 +260,28 @@ def after_lookup_failed(
     return retried(record, State.SUBMITTING, decision, extra, now, Metric.RECONCILE_LOOKUP_RETRIES)
 
 
-def settled_at(record: Record, policy: StepPolicy) -> float:
+def settled_at(record: Record, policy: StepPolicy, run: str = "") -> float:
     """When a job still absent from the job list is surely not coming: safe to register again.
+    ``run``: the run_id of the Redis server ``record`` was read from ("": unknown).
 
-    If the last attempt recorded its own end, the job had ``reconcile_grace`` to show up in
-    the list. If it did not (its worker died mid-call), the attempt may still be running until
-    Celery's hard time limit kills it, so that long is added.
+    - The last attempt recorded its own end: the job had ``reconcile_grace`` to show up.
+    - It recorded that its POST was about to leave (``sent_at``): the POST lands within the
+      client's own timeouts (:attr:`StepPolicy.post_bound`), then the grace.
+    - Neither, and the record was read from the very Redis server the mark was made on (no
+      write can have been lost since): the POST never left; at once.
+    - Neither, and Redis may have lost writes since (restarted, failed over, or unknown): the
+      attempt may still be running until Celery's hard time limit kills it, so that long is
+      added.
+
+    A sender still alive writes ``sent_at`` (``Records.leaving``) only on the version it marked,
+    and the change that registers the request again is refused once ``sent_at`` is later than
+    the record it was decided on: a late sender and a reconciler cannot both go ahead.
     """
     started, ended = record.submitting_at, record.attempt_ended_at
     if ended >= started:
         return ended + policy.reconcile_grace
+    if record.sent_at >= started:
+        return record.sent_at + policy.post_bound + policy.reconcile_grace
+    if record.mark_run and record.mark_run == run:
+        return started
     return started + policy.task_time_limit + policy.reconcile_grace

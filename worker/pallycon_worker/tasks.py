@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +35,12 @@ from pallycon_worker.sweeper import sweep_forever
 
 log = logging.getLogger("pallycon_pack.worker")
 
+# Celery warns at every broker connection loss that it will cancel running tasks by default in
+# a later version: this app decides (below, worker_cancel_long_running_tasks_on_connection_loss).
+warnings.filterwarnings(
+    "ignore", message=r"(?s).*In Celery 5\.1 we introduced an optional breaking"
+)
+
 
 def configure_celery(app: Celery, settings: Settings) -> None:
     sending = sending_conf(settings.redis, keys_of(settings))
@@ -43,7 +50,11 @@ def configure_celery(app: Celery, settings: Settings) -> None:
         broker_transport_options={**transport, "visibility_timeout": settings.visibility_timeout},
         broker_connection_max_retries=None,
         broker_channel_error_retry=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A step cut off from Redis goes on, keeps what it could not write and writes it once
+        # Redis is back (pallycon_worker.runtime.Unsettled): cancelling it would kill its pool
+        # process and lose that, leaving marks to wait out the hard time limit. Its message comes
+        # back after the visibility timeout to a step that finds its requests moved on.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         result_serializer="json",
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -94,7 +105,9 @@ def create_app(settings: Settings) -> Celery:
     @app.task(name=POLL_TASK, ignore_result=True, Request=REQUEST)
     def poll_task(request_ids: list[str]) -> None:
         with _step_ends("poll", request_ids):
-            poll(process.runtime(), request_ids, isolate=lambda rid: send_poll(app, [rid]))
+            rt = process.runtime()
+            rt.unsettled.settle()  # what this process could not write before, first
+            poll(rt, request_ids, isolate=lambda rid: send_poll(app, [rid]))
 
     app.steps["worker"].add(_background_step(process, app))
     return app
