@@ -16,6 +16,14 @@ from pallycon_store.record import Record
 
 #: The states a request can be in, in the order it goes through them.
 STATES = tuple(state.value for state in State)
+#: A request's priorities, highest first (``pallycon_store.flow.PRIORITIES``, named here so that
+#: showing a command's help loads no Redis client; a test keeps the two the same).
+PRIORITY_NAMES = ("high", "normal", "bulk")
+#: What ``--priority`` means, for the help of the commands that take it.
+PRIORITY_HELP = (
+    "high, normal or bulk: what is registered next for a site is the oldest request of the "
+    "highest priority waiting, normal and bulk keeping a guaranteed share (20 % and 10 %)."
+)
 #: Fields of a record shown as times (ISO 8601, UTC).
 TIME_FIELDS = tuple(f.name for f in fields(Record) if f.name.endswith("_at"))
 
@@ -71,8 +79,11 @@ def explained(record: Record) -> dict[str, Any]:
 
 
 def detail(record: Record) -> str:
-    """A record's outcome in one line: ``<stage> <code>: <message>`` when it failed, else its
-    last job status and what it means; "" when it has neither."""
+    """A record's outcome in one line: ``<stage> <code>: <message>`` when it failed, what its
+    cancel did when it was cancelled, else its last job status and what it means; "" when it
+    has none of these."""
+    if record.state is State.CANCELLED and record.error_message:
+        return record.error_message
     if record.error_code:
         return f"{record.error_stage} {record.error_code}: {record.error_message}"
     if record.status:
@@ -81,9 +92,10 @@ def detail(record: Record) -> str:
 
 
 def state_text(record: Record) -> str:
-    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``."""
-    if record.state is State.FAILED:
-        return f"failed ({detail(record)})"
+    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``,
+    ``cancelled (cancelled before it was registered; reason: ...)``."""
+    if record.state in (State.FAILED, State.CANCELLED) and detail(record):
+        return f"{record.state.value} ({detail(record)})"
     details = [f"job {record.job_id}"] if record.job_id else []
     if record.status:
         details.append(detail(record))
