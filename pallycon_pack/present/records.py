@@ -16,14 +16,6 @@ from pallycon_store.record import Record
 
 #: The states a request can be in, in the order it goes through them.
 STATES = tuple(state.value for state in State)
-#: A request's priorities, highest first (``pallycon_store.flow.PRIORITIES``, named here so that
-#: showing a command's help loads no Redis client; a test keeps the two the same).
-PRIORITY_NAMES = ("high", "normal", "bulk")
-#: What ``--priority`` means, for the help of the commands that take it.
-PRIORITY_HELP = (
-    "high, normal or bulk: what is registered next for a site is the oldest request of the "
-    "highest priority waiting, normal and bulk keeping a guaranteed share (20 % and 10 %)."
-)
 #: Fields of a record shown as times (ISO 8601, UTC).
 TIME_FIELDS = tuple(f.name for f in fields(Record) if f.name.endswith("_at"))
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pallycon_config.site_ref import SiteBook
+from pallycon_pack.cli.inputs import PRIORITY_NAMES
 from pallycon_pack.cli.queue.batch import parse
 from pallycon_pack.present.flow import (
     cancel_line,
@@ -18,7 +19,7 @@ from pallycon_pack.present.flow import (
     paused_line,
     resumed_line,
 )
-from pallycon_pack.present.records import PRIORITY_NAMES, detail, state_text
+from pallycon_pack.present.records import detail, state_text
 from pallycon_store.cancel import Cancel, CancelOutcome
 from pallycon_store.events import State
 from pallycon_store.flow import EVERY_SITE, PRIORITIES, FlowSnapshot, Lane, Pause, Priority

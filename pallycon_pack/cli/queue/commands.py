@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pallycon_pack.present.records import PRIORITY_HELP, PRIORITY_NAMES
+from pallycon_pack.cli.inputs import PRIORITY_HELP, PRIORITY_NAMES
 
 DEFAULT_WAIT = 24 * 3600.0
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import click
 
 from pallycon_config.site_ref import DEFAULT_LABEL
-from pallycon_pack.present.records import PRIORITY_NAMES, SINCE_HELP, STATES
+from pallycon_pack.cli.inputs import PRIORITY_NAMES
+from pallycon_pack.present.records import SINCE_HELP, STATES
 from pallycon_store.failures import FailureCode
 
 CODE_HELP = (
