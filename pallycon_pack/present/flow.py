@@ -171,13 +171,14 @@ def flow_report(flow: FlowSnapshot, caps: Mapping[str, int], book: SiteBook) -> 
 
 
 def flow_lines(flow: Mapping[str, Any]) -> list[str]:
-    """The text form of :func:`flow_report`: a line per site, then any pause of every site."""
-    lines = ["flow            waiting by priority, dispatched, in flight at PallyCon (cap)"]
+    """The text form of :func:`flow_report`: a line per site (or one saying every site is
+    paused, or none, when there is no site)."""
+    lines = []
     for label, site in flow["sites"].items():
         waiting = " ".join(f"{name}={count}" for name, count in site["waiting"].items())
         cap = site["max_in_flight"] or "none"
         line = (
-            f"  site {label:<9} waiting {waiting}  dispatched={site['dispatched']}  "
+            f"flow {label:<10} waiting {waiting}  dispatched={site['dispatched']}  "
             f"in flight={site['in_flight']} (cap {cap})"
         )
         paused = site["paused"]
@@ -187,7 +188,7 @@ def flow_lines(flow: Mapping[str, Any]) -> list[str]:
             reason = f": {paused['reason']}" if paused["reason"] else ""
             line += f"  PAUSED{whose} since {since} UTC{reason}"
         lines.append(line)
-    if not flow["sites"]:
-        every = [p for p in flow["pauses"] if p["site"] == EVERY_SITE]
-        lines.append("  every site PAUSED" if every else "  -")
+    if not lines:
+        every = any(p["site"] == EVERY_SITE for p in flow["pauses"])
+        lines.append("flow            every site PAUSED" if every else "flow            -")
     return lines

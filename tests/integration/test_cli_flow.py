@@ -355,11 +355,11 @@ def test_stats_shows_the_flow_by_site_and_priority(fleet: Fleet):
     assert code == 0
     lines = out.splitlines()
     at = next(n for n, line in enumerate(lines) if line.startswith("flow "))
-    assert lines[at + 1] == (
-        f"  site {DEFAULT:<9} waiting high=1 normal=0 bulk=2  dispatched=0  in flight=0 (cap 4)"
+    assert lines[at] == (
+        f"flow {DEFAULT:<10} waiting high=1 normal=0 bulk=2  dispatched=0  in flight=0 (cap 4)"
     )
-    assert lines[at + 2].startswith(
-        f"  site {OTHER:<9} waiting high=0 normal=1 bulk=0  dispatched=0  in flight=1 (cap none)"
+    assert lines[at + 1].startswith(
+        f"flow {OTHER:<10} waiting high=0 normal=1 bulk=0  dispatched=0  in flight=1 (cap none)"
         "  PAUSED since "
     )
-    assert lines[at + 2].endswith(" UTC: quota")
+    assert lines[at + 1].endswith(" UTC: quota")

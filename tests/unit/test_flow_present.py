@@ -162,13 +162,15 @@ def test_the_flow_is_reported_by_site_with_caps_and_pauses():
 
 def test_the_flows_text_is_a_line_per_site():
     report = flow_report(_snapshot(BRND=Pause("BRND", "quota", AT)), {"TUTO": 4}, BOOK)
-    assert flow_lines(report)[1:3] == [
-        "  site TUTO      waiting high=1 normal=0 bulk=7  dispatched=1  in flight=4 (cap 4)",
-        "  site BRND      waiting high=0 normal=0 bulk=0  dispatched=0  in flight=0 (cap none)"
+    assert flow_lines(report)[:2] == [
+        "flow TUTO       waiting high=1 normal=0 bulk=7  dispatched=1  in flight=4 (cap 4)",
+        "flow BRND       waiting high=0 normal=0 bulk=0  dispatched=0  in flight=0 (cap none)"
         f"  PAUSED since {SINCE}: quota",
     ]
     idle = FlowSnapshot(AT, {}, {}, {}, {EVERY_SITE: Pause(EVERY_SITE, "", AT)})
-    assert flow_lines(flow_report(idle, {}, SiteBook(None, ())))[1:] == ["  every site PAUSED"]
+    assert flow_lines(flow_report(idle, {}, SiteBook(None, ()))) == [
+        "flow            every site PAUSED"
+    ]
 
 
 @pytest.mark.parametrize(
