@@ -221,6 +221,8 @@ def test_pause_and_resume_say_what_changed_and_are_kept_with_their_events(fleet:
     code, out, err = fleet.run("pause", "--site", "NOPE")
     assert (code, out) == (2, "")
     assert err == f"Error: --site: unknown site 'NOPE' (sites served: {DEFAULT}, {OTHER})\n"
+    code, _, err = fleet.run("pause", "--site", "")  # not every site by accident
+    assert (code, err) == (2, "Error: --site: give a site (without --site: every site)\n")
     assert store.flow.pauses() == {}
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pallycon_config.site_ref import SiteBook
-from pallycon_pack.cli.inputs import PRIORITY_NAMES
+from pallycon_pack.cli.inputs import PRIORITY_HELP, PRIORITY_NAMES
 from pallycon_pack.cli.queue.batch import parse
 from pallycon_pack.present.flow import (
     cancel_line,
@@ -22,7 +22,15 @@ from pallycon_pack.present.flow import (
 from pallycon_pack.present.records import detail, state_text
 from pallycon_store.cancel import Cancel, CancelOutcome
 from pallycon_store.events import State
-from pallycon_store.flow import EVERY_SITE, PRIORITIES, FlowSnapshot, Lane, Pause, Priority
+from pallycon_store.flow import (
+    EVERY_SITE,
+    PRIORITIES,
+    SHARES,
+    FlowSnapshot,
+    Lane,
+    Pause,
+    Priority,
+)
 from pallycon_store.record import Record
 
 AT = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
@@ -34,8 +42,10 @@ MEANS = "requests are still accepted and queued; polls and callbacks go on"
 
 def test_the_commands_offer_the_stores_priorities_highest_first():
     """The names the commands' help offers (kept apart so that help loads no Redis client)
-    are the store's priorities, in its order."""
+    are the store's priorities, in its order, and the shares it quotes are the store's."""
     assert tuple(priority.value for priority in PRIORITIES) == PRIORITY_NAMES
+    shares = " and ".join(f"{SHARES[p] * 100:g} %" for p in (Priority.NORMAL, Priority.BULK))
+    assert f"({shares})" in PRIORITY_HELP
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The work of health and stats: run the checks; gather and print what the fleet holds."""
+"""The work of health, stats, pause and resume: run the checks; gather and print what the fleet
+holds; pause and resume the registrations of a site or of every site."""
 
 from __future__ import annotations
 
@@ -162,11 +163,14 @@ def pause_target(book: SiteBook, site: str | None) -> str:
     otherwise, exit 2)."""
     if site is None:
         return EVERY_SITE
+    if not site:
+        raise Failure("--site: give a site (without --site: every site)", EXIT_INVALID)
     try:
         chosen = book.filter(site)
     except UnknownSite as exc:  # worded as every command words it
         raise Failure(f"--site: {exc.reason}", EXIT_INVALID) from None
-    return EVERY_SITE if chosen is None else chosen
+    assert chosen is not None  # a site was given
+    return chosen
 
 
 def pause(site: str | None, reason: str | None) -> None:

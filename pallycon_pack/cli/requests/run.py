@@ -1,4 +1,5 @@
-"""The work of requests list|show|reindex and retry: the state indexes and re-drive."""
+"""The work of requests list|show|reindex, retry and cancel: the state indexes, re-drive and
+cancel."""
 
 from __future__ import annotations
 
