@@ -1,6 +1,7 @@
 """Errors of the command line and its exit codes.
 
-Exit codes: 0 success, 1 the API or the job failed, 2 bad usage, settings or input, 3 a service
+Exit codes: 0 success, 1 the API or the job failed (a request failed, was cancelled or stopped
+at PallyCon, or is unknown), 2 bad usage, settings or input, 3 a service
 we need is unavailable (Redis unreachable or refusing our credentials, a port in use), 4 not there
 yet: a request has not ended (``submit --wait`` timed out; ``status`` of a request still in flight),
 or ``health`` found a check failing.

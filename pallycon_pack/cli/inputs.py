@@ -16,6 +16,15 @@ from pallycon_pack.errors import EXIT_INVALID, Failure
 STDIN = "-"
 SECRET_FILE_LIMIT = 64 * 1024
 
+#: A request's priorities, highest first (``pallycon_store.flow.PRIORITIES``, named here so that
+#: showing a command's help loads no Redis client; a test keeps the two the same).
+PRIORITY_NAMES = ("high", "normal", "bulk")
+#: What ``--priority`` means, for the help of the commands that take it.
+PRIORITY_HELP = (
+    "high, normal or bulk: what is registered next for a site is the oldest request of the "
+    "highest priority waiting, normal and bulk keeping a guaranteed share (20 % and 10 %)."
+)
+
 
 def read_json(file: Any) -> Any:
     """The JSON in an open file; not JSON is an ``InvalidRequest`` naming the file."""

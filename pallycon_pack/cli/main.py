@@ -1,6 +1,7 @@
 """``pallycon-pack``: the one command-line entry point, with subcommands.
 
-Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed, 2 bad
+Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed (or a
+request was cancelled or stopped at PallyCon, or is unknown), 2 bad
 usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
 credentials, a port in use), 4 not there yet: a request has not ended (``submit --wait`` timed
 out, ``status`` of a request in flight) or ``health`` found a check failing.
@@ -47,6 +48,10 @@ COMMANDS: dict[str, Entry] = {
         _family("requests"),
         "Re-drive failed requests under the same request id (their history goes on).",
     ),
+    "cancel": Entry(
+        _family("requests"),
+        "Cancel requests that have not finished: they end cancelled, one line each saying how.",
+    ),
     "health": Entry(
         _family("fleet"),
         "Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.",
@@ -54,6 +59,14 @@ COMMANDS: dict[str, Entry] = {
     "stats": Entry(
         _family("fleet"),
         "Print requests by state and stage, queues, lags, API calls by code and failures.",
+    ),
+    "pause": Entry(
+        _family("fleet"),
+        "Stop registering new jobs at PallyCon for a site, or every site, until resume.",
+    ),
+    "resume": Entry(
+        _family("fleet"),
+        "Lift a pause: registrations of the site (or of every site) go on, by priority.",
     ),
     "worker": Entry(
         _family("servers"),
@@ -94,8 +107,8 @@ COMMANDS: dict[str, Entry] = {
 #: ``--help``'s sections, in the order a user meets the commands.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Queue", ("submit", "status", "results")),
-    ("Requests", ("requests", "retry")),
-    ("Fleet", ("health", "stats")),
+    ("Requests", ("requests", "retry", "cancel")),
+    ("Fleet", ("health", "stats", "pause", "resume")),
     ("Servers", ("worker", "callbacks", "console", "metrics", "emulator")),
     ("PallyCon API (direct)", ("sign", "storage", "jobs")),
     ("Setup", ("config", "demo")),

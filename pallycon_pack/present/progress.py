@@ -60,7 +60,16 @@ class _Bars:
             self.progress.update(bar, completed=len(sequence) + 1, status="completed")
         elif kind == EventType.FAILED:
             self.progress.update(bar, status=f"FAILED {event.get('code', '')}")
+        elif kind == EventType.CANCELLED:
+            self.progress.update(bar, status="CANCELLED")
+        elif kind == EventType.STOPPED:
+            self.progress.update(bar, status=f"STOPPED at PallyCon {event.get('status', '')}")
 
+
+#: The events that end a request's history (until an operator re-drives it).
+FINAL_EVENTS = frozenset(
+    {EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED, EventType.STOPPED}
+)
 
 #: How long a follower waits out an unreachable Redis (seconds) before it gives up.
 REDIS_PATIENCE = 120.0
@@ -129,7 +138,7 @@ def _show_new(
             click.echo(event_line(event))
         else:
             bars.show(event)
-        if event["type"] in (EventType.COMPLETED, EventType.FAILED):
+        if event["type"] in FINAL_EVENTS:
             done.add(event["request_id"])
     return cursor
 

@@ -71,8 +71,11 @@ def explained(record: Record) -> dict[str, Any]:
 
 
 def detail(record: Record) -> str:
-    """A record's outcome in one line: ``<stage> <code>: <message>`` when it failed, else its
-    last job status and what it means; "" when it has neither."""
+    """A record's outcome in one line: ``<stage> <code>: <message>`` when it failed, what its
+    cancel did when it was cancelled, else its last job status and what it means; "" when it
+    has none of these."""
+    if record.state is State.CANCELLED and record.error_message:
+        return record.error_message
     if record.error_code:
         return f"{record.error_stage} {record.error_code}: {record.error_message}"
     if record.status:
@@ -81,9 +84,10 @@ def detail(record: Record) -> str:
 
 
 def state_text(record: Record) -> str:
-    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``."""
-    if record.state is State.FAILED:
-        return f"failed ({detail(record)})"
+    """``completed``, ``failed (submit A1003: ...)``, ``submitted (job 1001, WM022100 ...)``,
+    ``cancelled (cancelled before it was registered; reason: ...)``."""
+    if record.state in (State.FAILED, State.CANCELLED) and detail(record):
+        return f"{record.state.value} ({detail(record)})"
     details = [f"job {record.job_id}"] if record.job_id else []
     if record.status:
         details.append(detail(record))

@@ -48,7 +48,9 @@ def _run(
 COMMANDS = [("status", "someone"), ("submit", "job.json"), ("worker",)]
 
 
-@pytest.mark.parametrize("args", [*COMMANDS, ("results",)], ids=lambda args: args[0])
+@pytest.mark.parametrize(
+    "args", [*COMMANDS, ("results",), ("pause",), ("cancel", "someone")], ids=lambda args: args[0]
+)
 def test_redis_unreachable_is_one_line_and_exit_3(tmp_path, args):
     """Nothing listens at the URL: one line naming it (password masked), exit 3."""
     port = free_port()

@@ -61,11 +61,12 @@ def test_batch_lines_name_each_bad_line_and_skip_blank_ones():
     assert errors == [
         (
             3,
-            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ...}',
+            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ..., '
+            '"priority": ...}',
         ),
         (4, "not valid UTF-8 (byte 0)"),
         (5, "request_id: must be a string"),
-        (6, "unknown key(s) x (body, request_id, metadata, site_id)"),
+        (6, "unknown key(s) x (body, request_id, metadata, site_id, priority)"),
         (7, f"longer than {MAX_LINE_BYTES} bytes"),
     ]
 

@@ -1,5 +1,6 @@
-"""The operator's views of the whole fleet: ``pallycon-pack health`` and ``pallycon-pack stats``
-(their options and help; the work is in :mod:`.run`).
+"""The operator's views of the whole fleet, ``pallycon-pack health`` and ``pallycon-pack
+stats``, and its hand on the flow, ``pause`` and ``resume`` (their options and help; the work is
+in :mod:`.run`).
 
 ``health`` runs the checks of :mod:`pallycon_pack.health` and exits 0 only when all pass: a
 container probe (with ``--this-host``, the workers check judges this pod's own workers only).
@@ -108,8 +109,54 @@ def health(
 def stats(as_json: bool, since: str) -> None:
     """Print requests by state and stage, queues, lags, API calls by code and failures.
 
-    Everything is read from Redis (the counters since Redis last lost them).
+    Everything is read from Redis (the counters since Redis last lost them). The flow, by site:
+    the requests waiting for their turn by priority, dispatched to a submit task, in flight at
+    PallyCon against the site's cap, and the pause that holds it.
     """
     from pallycon_pack.cli.fleet import run
 
     run.stats(as_json, since)
+
+
+PAUSE_SITE_HELP = (
+    "The site, as requests list names it (the default site by its id, or 'default' when "
+    "PALLYCON_SITE_ID is not set); default: every site."
+)
+
+
+@click.command()
+@click.option("--site", help=PAUSE_SITE_HELP)
+@click.option("--reason", help="Why, shown with the pause (kept when pausing again without).")
+@click.option("--list", "show", is_flag=True, help="Show the pauses in force; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print a JSON array.")
+def pause(site: str | None, reason: str | None, show: bool, as_json: bool) -> None:
+    """Stop registering new jobs at PallyCon for a site, or every site, until resume.
+
+    Requests are still accepted and queued; polls and callbacks go on; the requests waiting
+    are registered, by priority, once the site is resumed. Kept in Redis: a pause outlives
+    any restart and holds every worker. Exit 0 (also when it was already paused), 2 for a
+    site no worker serves, 3 when Redis is unavailable.
+    """
+    from pallycon_pack.cli.fleet import run
+
+    if show:
+        if site is not None or reason is not None:
+            raise click.UsageError("--list takes no --site or --reason")
+        run.pauses(as_json)
+    else:
+        run.pause(site, reason)
+
+
+@click.command()
+@click.option("--site", help=PAUSE_SITE_HELP.replace("every site", "the pause of every site"))
+@click.option("--reason", default="", help="Why, kept in the flow's events.")
+def resume(site: str | None, reason: str) -> None:
+    """Lift a pause: registrations of the site (or of every site) go on, by priority.
+
+    Without --site, the pause of every site is lifted; the pauses of single sites stay (the
+    line names them). Exit 0 (also when it was not paused), 2 for a site no worker serves, 3
+    when Redis is unavailable.
+    """
+    from pallycon_pack.cli.fleet import run
+
+    run.resume(site, reason)

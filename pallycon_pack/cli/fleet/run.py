@@ -1,4 +1,5 @@
-"""The work of health and stats: run the checks; gather and print what the fleet holds."""
+"""The work of health, stats, pause and resume: run the checks; gather and print what the fleet
+holds; pause and resume the registrations of a site or of every site."""
 
 from __future__ import annotations
 
@@ -11,14 +12,24 @@ from typing import Any
 import click
 
 from pallycon.codes import STATUS_CODES
-from pallycon_config import load_settings
-from pallycon_pack.errors import EXIT_UNHEALTHY
+from pallycon_config import SiteBook, UnknownSite, load_settings
+from pallycon_pack.errors import EXIT_INVALID, EXIT_UNHEALTHY, Failure
 from pallycon_pack.health import Thresholds, run_checks
 from pallycon_pack.present import render
+from pallycon_pack.present.flow import (
+    flow_lines,
+    flow_report,
+    pause_lines,
+    pause_rows,
+    paused_line,
+    resumed_line,
+)
 from pallycon_pack.present.records import parse_since
+from pallycon_store import sites
 from pallycon_store.api_calls import read_api_calls
 from pallycon_store.events import State
 from pallycon_store.failures import NO_CODE
+from pallycon_store.flow import EVERY_SITE
 from pallycon_store.wiring import Store
 
 
@@ -58,7 +69,8 @@ STAGE_SAMPLE = 1000
 def gather(store: Store, now: float, since: float) -> dict[str, Any]:
     """Everything ``stats`` shows, JSON-ready (``requests_by_site`` only with several sites)."""
     overview = store.overview()
-    snapshot = store.fleet().snapshot(now)
+    book = overview.book()
+    snapshot = store.fleet().snapshot(now, sites=served(book))
     by_site = overview.counts_of_sites()
     stages = Counter(
         (STATUS_CODES[r.status].stage.value if r.status in STATUS_CODES else "registered")
@@ -83,6 +95,11 @@ def gather(store: Store, now: float, since: float) -> dict[str, Any]:
         "failed_by_code": dict(Counter(r.error_code or NO_CODE for r in failed).most_common()),
         "failed_window_seconds": round(now - since),
         **snapshot.as_dict(),
+        **(
+            {"flow": flow_report(snapshot.flow, sites.caps(store.redis, store.keys), book)}
+            if snapshot.flow is not None
+            else {}
+        ),
         "api_calls": calls,
         "counters": store.counters.read(),
     }
@@ -112,6 +129,7 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             for name, s in sched.items()
         ),
         f"intake          {pairs(report['intake'])}",
+        *(flow_lines(report["flow"]) if "flow" in report else []),
         "longest in state "
         + (
             f"{oldest['request_id']} ({oldest['state']} for {oldest['seconds']:.0f}s)"
@@ -131,6 +149,64 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             or "none"
         ),
     ]
+
+
+def served(book: SiteBook) -> tuple[str, ...]:
+    """The stored forms of the sites ``book`` knows ("" for the default site; just "" when it
+    knows none), whose lanes ``stats`` reads even when empty."""
+    return tuple(sorted({book.stored(site) for site in book.ids} or {""}))
+
+
+def pause_target(book: SiteBook, site: str | None) -> str:
+    """``--site`` of pause and resume as the paused hash keys it: :data:`EVERY_SITE` without
+    one, "" for the default site, else a site the workers serve (Failure naming the sites
+    otherwise, exit 2)."""
+    if site is None:
+        return EVERY_SITE
+    if not site:
+        raise Failure("--site: give a site (without --site: every site)", EXIT_INVALID)
+    try:
+        chosen = book.filter(site)
+    except UnknownSite as exc:  # worded as every command words it
+        raise Failure(f"--site: {exc.reason}", EXIT_INVALID) from None
+    assert chosen is not None  # a site was given
+    return chosen
+
+
+def pause(site: str | None, reason: str | None) -> None:
+    """``pause``: pause registrations of a site, or of every site; one line saying what changed
+    and what it means."""
+    store = Store.of(load_settings())
+    book = store.overview().book()
+    target = pause_target(book, site)
+    before = store.flow.pauses().get(target)
+    if reason is None:  # pausing again without a reason keeps the one given before
+        reason = before.reason if before is not None else ""
+    reason = " ".join(reason.split())
+    created = store.flow.pause(target, reason, time.time())
+    click.echo(paused_line(target, created, reason, before, store.flow.pauses(), book))
+
+
+def resume(site: str | None, reason: str) -> None:
+    """``resume``: lift the pause of a site, or of every site; one line saying what changed and
+    what is still paused."""
+    store = Store.of(load_settings())
+    book = store.overview().book()
+    target = pause_target(book, site)
+    before = store.flow.resume(target, time.time(), " ".join(reason.split()))
+    click.echo(resumed_line(target, before, store.flow.pauses(), book))
+
+
+def pauses(as_json: bool) -> None:
+    """``pause --list``: the pauses in force, with their reasons and since when."""
+    store = Store.of(load_settings())
+    book = store.overview().book()
+    found = store.flow.pauses()
+    if as_json:
+        render.emit_json(pause_rows(found, book))
+        return
+    for line in pause_lines(found, book):
+        click.echo(line)
 
 
 def _span(seconds: float) -> str:

@@ -1,14 +1,14 @@
 """``submit --batch FILE.jsonl``: many requests from a file, all validated before any is recorded.
 
 Each line of the file is one request, ``{"body": {...}, "request_id": "...", "metadata": {...},
-"site_id": "..."}`` (all but ``body`` optional; blank lines are skipped). The file is read twice,
-a line at a time, so memory stays bounded whatever its size: first every line is checked (JSON,
-shape, then the request as :meth:`Producer.submit_many` admits it (the same
-:func:`pallycon_store.admission.prepare`: the job's rules, the metadata, the site: one the
-workers serve, the default site by None, "" or its id), an id given twice with different bodies
-or sites, an id already used in Redis for a different body or site) and every bad line is
-reported with its number; only a file with none is recorded, :data:`CHUNK` requests per
-:meth:`Producer.submit_many` call.
+"site_id": "...", "priority": "..."}`` (all but ``body`` optional; blank lines are skipped; a
+line's priority wins over ``--priority``'s). The file is read twice, a line at a time, so memory
+stays bounded whatever its size: first every line is checked (JSON, shape, then the request as
+:meth:`Producer.submit_many` admits it (the same :func:`pallycon_store.admission.prepare`: the
+job's rules, the metadata, the site: one the workers serve, the default site by None, "" or its
+id; the priority), an id given twice with different bodies or sites, an id already used in Redis
+for a different body or site) and every bad line is reported with its number; only a file with
+none is recorded, :data:`CHUNK` requests per :meth:`Producer.submit_many` call.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MAX_LINE_BYTES = 256 * 1024
 #: Bad lines reported one by one; the rest are counted.
 MAX_REPORTED = 20
 #: The keys of a line, in the order messages name them.
-KEYS = ("body", "request_id", "metadata", "site_id")
+KEYS = ("body", "request_id", "metadata", "site_id", "priority")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class Line:
     request_id: str | None
     metadata: Any
     site_id: str | None = None  # the PallyCon site (None: the workers' default site)
+    priority: Any = None  # as given (None: the batch's; checked by prepare)
+
+    def priority_or(self, default: str) -> Any:
+        """The line's priority, or ``default`` (the batch's) when it gives none (or "")."""
+        return default if self.priority is None or self.priority == "" else self.priority
 
 
 @dataclass
@@ -69,7 +74,8 @@ def parse(number: int, text: str) -> Line:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(
-            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ...}'
+            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ..., '
+            '"priority": ...}'
         )
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
@@ -82,7 +88,14 @@ def parse(number: int, text: str) -> Line:
     site_id = data.get("site_id")
     if site_id is not None and not isinstance(site_id, str):
         raise ValueError("site_id: must be a string (a site id such as TUTO)")
-    return Line(number, data["body"], request_id or None, data.get("metadata"), site_id or None)
+    return Line(
+        number,
+        data["body"],
+        request_id or None,
+        data.get("metadata"),
+        site_id or None,
+        data.get("priority"),
+    )
 
 
 def lines(file: IO[bytes], on_error: Callable[[int, str], None]) -> Iterator[Line]:
@@ -111,9 +124,10 @@ def lines(file: IO[bytes], on_error: Callable[[int, str], None]) -> Iterator[Lin
             on_error(number, str(exc))
 
 
-def check(producer: Producer, path: str) -> Checked:
-    """The first pass: every line checked, nothing recorded."""
-    checker = _Checker(producer)
+def check(producer: Producer, path: str, priority: str) -> Checked:
+    """The first pass: every line checked, nothing recorded (``priority``: the batch's, for the
+    lines that give none)."""
+    checker = _Checker(producer, priority)
     with open(path, "rb") as file:
         for line in lines(file, checker.checked.bad):
             checker.check(line)
@@ -124,8 +138,9 @@ def check(producer: Producer, path: str) -> Checked:
 class _Checker:
     """Checks lines one by one; compares the ids given with Redis :data:`CHUNK` at a time."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, priority: str) -> None:
         self.producer = producer
+        self.priority = priority
         self.checked = Checked()
         # request id -> (its first line, body hash, site)
         self.first: dict[str, tuple[int, str, str]] = {}
@@ -139,7 +154,13 @@ class _Checker:
         return self._book
 
     def check(self, line: Line) -> None:
-        given = Submission(line.body, line.request_id, line.metadata, line.site_id)
+        given = Submission(
+            line.body,
+            line.request_id,
+            line.metadata,
+            line.site_id,
+            priority=line.priority_or(self.priority),
+        )
         try:
             (ready,) = prepare([given], 0.0, sites=self.book(), limits=self.producer.limits)
         except InvalidRequest as exc:

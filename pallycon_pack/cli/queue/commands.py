@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from pallycon_pack.cli.inputs import PRIORITY_HELP, PRIORITY_NAMES
+
 DEFAULT_WAIT = 24 * 3600.0
 
 
@@ -27,20 +29,27 @@ DEFAULT_WAIT = 24 * 3600.0
     "site of PALLYCON_SITES); default: the workers' default site.",
 )
 @click.option(
+    "--priority",
+    type=click.Choice(PRIORITY_NAMES),
+    help=f"{PRIORITY_HELP} Default: normal; with --batch, bulk (a backfill must not hold up live "
+    'work unless told so), a line\'s own "priority" winning.',
+)
+@click.option(
     "--batch",
     "batch_path",
     type=click.Path(dir_okay=False),
     metavar="FILE.jsonl",
     help="Many requests: one JSON object per line, "
-    '{"body": {...}, "request_id": "...", "metadata": {...}, "site_id": "..."} (all but body '
-    "optional). Every line is checked first (nothing is recorded if one is bad); their ids "
-    "are printed.",
+    '{"body": {...}, "request_id": "...", "metadata": {...}, "site_id": "...", '
+    '"priority": "..."} (all but body optional). Every line is checked first (nothing is '
+    "recorded if one is bad); their ids are printed.",
 )
 @click.option("--quiet", is_flag=True, help="With --batch: print no ids, only the summary.")
 @click.option(
     "--wait",
     is_flag=True,
-    help="Show progress until it ends; exit 0 completed, 1 failed, 4 timed out.",
+    help="Show progress until it ends; exit 0 completed, 1 failed (or cancelled, or stopped at "
+    "PallyCon), 4 timed out.",
 )
 @click.option(
     "--timeout",
@@ -55,6 +64,7 @@ def submit(
     request_id: str | None,
     metadata_text: str | None,
     site_id: str | None,
+    priority: str | None,
     batch_path: str | None,
     quiet: bool,
     wait: bool,
@@ -69,10 +79,23 @@ def submit(
     named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
     on standard error. A request id that was submitted before is not submitted again: its state
     is shown instead.
+    Requests wait for their site's turn by priority: one request is normal unless --priority
+    says otherwise, a batch's lines bulk (so that a backfill does not delay live work).
     """
     from pallycon_pack.cli.queue import run
 
-    run.submit(file, request_id, metadata_text, site_id, batch_path, quiet, wait, timeout, as_json)
+    run.submit(
+        file,
+        request_id,
+        metadata_text,
+        site_id,
+        priority,
+        batch_path,
+        quiet,
+        wait,
+        timeout,
+        as_json,
+    )
 
 
 @click.command()
@@ -81,8 +104,8 @@ def submit(
 def status(request_id: str, as_json: bool) -> None:
     """Print a request's state: job id, last status, error.
 
-    Exit code by its state: 0 completed, 1 failed (or no such request), 4 still in flight
-    (accepted, submitting, submitted).
+    Exit code by its state: 0 completed, 1 failed, cancelled or stopped at PallyCon (or no such
+    request), 4 still in flight (accepted, submitting, submitted).
     """
     from pallycon_pack.cli.queue import run
 

@@ -24,6 +24,13 @@ from pallycon_pack.present.progress import batch_progress, follow_requests
 from pallycon_pack.present.records import event_line, shown, state_text
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_store.events import State
+from pallycon_store.flow import DEFAULT_PRIORITY, Priority
+
+#: The priority of one request submitted (``submit FILE``) when ``--priority`` is not given.
+ONE_PRIORITY = DEFAULT_PRIORITY.value
+#: The priority of a batch's lines (``submit --batch``) when neither ``--priority`` nor the line
+#: gives one: a backfill must not hold up live work unless told so.
+BATCH_PRIORITY = Priority.BULK.value
 
 
 def submit(
@@ -31,13 +38,15 @@ def submit(
     request_id: str | None,
     metadata_text: str | None,
     site_id: str | None,
+    priority: str | None,
     batch_path: str | None,
     quiet: bool,
     wait: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
-    """``submit``: one request (FILE) or many (--batch); see its help."""
+    """``submit``: one request (FILE) or many (--batch); see its help. ``priority`` None: the
+    default, :data:`ONE_PRIORITY` for one request, :data:`BATCH_PRIORITY` for a batch."""
     if batch_path is not None:
         if file is not None or request_id or metadata_text or site_id is not None or wait:
             raise Failure(
@@ -45,7 +54,8 @@ def submit(
                 "its lines; follow the ids with status or results)",
                 EXIT_INVALID,
             )
-        _submit_batch(Producer.from_settings(load_settings()), batch_path, quiet)
+        producer = Producer.from_settings(load_settings())
+        _submit_batch(producer, batch_path, priority or BATCH_PRIORITY, quiet)
         return
     if file is None:
         raise Failure("give the request's FILE ('-': standard input), or --batch", EXIT_INVALID)
@@ -54,7 +64,9 @@ def submit(
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
     started = producer.clock()
-    request_id = _submit_one(producer, body, request_id, metadata, site_id)
+    request_id = _submit_one(
+        producer, body, request_id, metadata, site_id, priority or ONE_PRIORITY
+    )
     click.echo(request_id)
     record = producer.get(request_id)
     if record is not None and record.created_at < started:
@@ -79,10 +91,17 @@ def _metadata(text: str | None) -> Any:
 
 
 def _submit_one(
-    producer: Producer, body: Any, request_id: str | None, metadata: Any, site_id: str | None
+    producer: Producer,
+    body: Any,
+    request_id: str | None,
+    metadata: Any,
+    site_id: str | None,
+    priority: str,
 ) -> str:
     try:
-        return producer.submit(body, request_id, metadata=metadata, site_id=site_id)
+        return producer.submit(
+            body, request_id, metadata=metadata, site_id=site_id, priority=priority
+        )
     except RequestConflict as exc:
         raise Failure(str(exc), EXIT_INVALID) from None
     except SubmitUnconfirmed as exc:  # maybe recorded: the id is what makes a retry safe
@@ -104,6 +123,8 @@ def _follow_one(
         raise Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
     if record.state is State.FAILED:
         raise Failure(f"request {request_id} failed: {state_text(record)}", EXIT_FAILED)
+    if record.state.final and record.state is not State.COMPLETED:  # cancelled, stopped
+        raise Failure(f"request {request_id} ended {state_text(record)}", EXIT_FAILED)
     if record.state is not State.COMPLETED:
         raise Failure(
             f"request {request_id} timed out after {timeout:g} s of waiting; it is still "
@@ -112,10 +133,11 @@ def _follow_one(
         )
 
 
-def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
-    """Check every line of the file, then record them all, CHUNK at a time."""
+def _submit_batch(producer: Producer, path: str, priority: str, quiet: bool) -> None:
+    """Check every line of the file, then record them all, CHUNK at a time (``priority``: that
+    of the lines that give none)."""
     try:
-        checked = batch.check(producer, path)
+        checked = batch.check(producer, path, priority)
     except OSError as exc:
         raise Failure(f"--batch: cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
     if checked.bad_lines:
@@ -136,6 +158,7 @@ def _submit_batch(producer: Producer, path: str, quiet: bool) -> None:
                     [line.request_id for line in chunk],
                     metadata=[line.metadata for line in chunk],
                     site_ids=[line.site_id for line in chunk],
+                    priorities=[line.priority_or(priority) for line in chunk],
                 )
                 done += len(ids)
                 last_line = chunk[-1].number
@@ -174,10 +197,12 @@ def status(request_id: str, as_json: bool) -> None:
     if as_json:
         render.emit_json(data)
     else:
+        data.setdefault("priority", ONE_PRIORITY)  # said, not left to be guessed
         for key in (
             "request_id",
             "state",
             "site_id",
+            "priority",
             "job_id",
             "job_name",
             "content_id",
@@ -196,7 +221,7 @@ def status(request_id: str, as_json: bool) -> None:
                 click.echo(f"{key:15} {data[key]}")
         if data.get("metadata"):
             click.echo(f"{'metadata':15} {json.dumps(data['metadata'], ensure_ascii=False)}")
-    if record.state is State.FAILED:
+    if record.state.final and record.state is not State.COMPLETED:  # failed, cancelled, stopped
         click.get_current_context().exit(EXIT_FAILED)
     if not record.state.final:
         click.get_current_context().exit(EXIT_TIMEOUT)

@@ -1,9 +1,11 @@
-"""The work of requests list|show|reindex and retry: the state indexes and re-drive."""
+"""The work of requests list|show|reindex, retry and cancel: the state indexes, re-drive and
+cancel."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -12,6 +14,7 @@ from rich.table import Table
 from pallycon_config import UnknownSite, load_settings
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.present import render
+from pallycon_pack.present.flow import cancel_line
 from pallycon_pack.present.records import (
     detail,
     explained,
@@ -19,7 +22,10 @@ from pallycon_pack.present.records import (
     shown,
     timeline_line,
 )
+from pallycon_store.cancel import Cancel, CancelOutcome, plan_cancel
+from pallycon_store.cancel import cancel as cancel_one
 from pallycon_store.events import State, iso
+from pallycon_store.flow import Priority, stored_priority
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
 from pallycon_store.redrive import plan_retry
@@ -40,14 +46,34 @@ def site_option(overview: Overview, site: str | None) -> str | None:
         raise Failure(f"--site: {exc.reason}", EXIT_INVALID) from None
 
 
+def of_priority(priority: str | None) -> Callable[[Record], bool] | None:
+    """``--priority``: whether a record has it (a record's "" is normal); None for every
+    priority."""
+    if priority is None:
+        return None
+    wanted = Priority(priority)
+    return lambda record: stored_priority(record.priority) == wanted
+
+
 def list_requests(
-    state: str | None, since: str | None, site: str | None, limit: int, as_json: bool
+    state: str | None,
+    since: str | None,
+    site: str | None,
+    priority: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Newest first, by when each entered its state; read from an index kept by state."""
     after = parse_since(since, time.time()) if since else None
     overview = _overview()
     of = site_option(overview, site)
-    found = overview.list(State(state) if state else None, since=after, limit=limit, site=of)
+    found = overview.list(
+        State(state) if state else None,
+        since=after,
+        limit=limit,
+        site=of,
+        where=of_priority(priority),
+    )
     if overview.unreadable:
         click.echo(f"({overview.unreadable} records this version cannot read left out)", err=True)
     if as_json:
@@ -56,12 +82,13 @@ def list_requests(
     by_site = any(record.site_id for record in found)
     book = overview.book()
     columns = ["request", "state", "updated (UTC)", "job", "status / error", "content"]
-    table = _table(*columns[:2], *(["site"] if by_site else []), *columns[2:])
+    table = _table(*columns[:2], *(["site"] if by_site else []), "priority", *columns[2:])
     for record in found:
         table.add_row(
             record.request_id,
             record.state.value,
             *([book.label(record.site_id)] if by_site else []),
+            stored_priority(record.priority).value,
             _updated(record),
             record.job_id or "-",
             detail(record)[:120] or "-",
@@ -69,7 +96,11 @@ def list_requests(
         )
     render.console().print(table)
     if not found:
-        where = (f" in state {state}" if state else "") + (f" of site {site}" if site else "")
+        where = (
+            (f" in state {state}" if state else "")
+            + (f" of site {site}" if site else "")
+            + (f" of priority {priority}" if priority else "")
+        )
         click.echo("no requests" + where, err=True)
 
 
@@ -179,3 +210,69 @@ def retry(
         raise Failure(
             f"{sum(not o.done for o in done)} of {len(done)} requests not retried", EXIT_FAILED
         )
+
+
+#: Outcomes of a cancel that leave a request given by id not cancelled (exit 1).
+NOT_CANCELLED = (CancelOutcome.UNKNOWN, CancelOutcome.BUSY)
+
+
+def cancel(
+    request_ids: tuple[str, ...],
+    state: str | None,
+    since: str | None,
+    site: str | None,
+    limit: int,
+    reason: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Cancel unfinished requests, given by id or selected by state: one line each."""
+    if (since or site) and not state:
+        raise Failure("--since and --site select with --state", EXIT_INVALID)
+    if bool(request_ids) == bool(state):
+        raise Failure("give request ids, or --state (not both)", EXIT_INVALID)
+    store = Store.of(load_settings())
+    now = time.time()
+    try:
+        if state:
+            overview = store.overview()
+            after = parse_since(since, now) if since else None
+            chosen = overview.list(
+                State(state), since=after, limit=limit, site=site_option(overview, site)
+            )
+            request_ids = tuple(record.request_id for record in chosen)
+            if not request_ids:
+                click.echo(f"no {state} requests match", err=True)
+                return
+        ids = list(dict.fromkeys(request_ids))
+        if dry_run:
+            found = store.records.get_many(ids)
+            done = [plan_cancel(found.get(r), r, now, reason) for r in ids]
+        else:
+            done = [cancel_one(store.records, r, now, reason) for r in ids]
+    except (ValueError, TypeError) as exc:  # a record written by a newer version, say
+        raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
+    for outcome in done:
+        _say_cancel(outcome, dry_run, as_json)
+    left = [o for o in done if o.outcome in NOT_CANCELLED]
+    if left:
+        counts = ", ".join(
+            f"{sum(o.outcome is kind for o in left)} {kind.value}"
+            for kind in NOT_CANCELLED
+            if any(o.outcome is kind for o in left)
+        )
+        raise Failure(f"{len(left)} of {len(done)} requests not cancelled ({counts})", EXIT_FAILED)
+
+
+def _say_cancel(outcome: Cancel, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(
+            {
+                "request_id": outcome.request_id,
+                "outcome": outcome.outcome.value,
+                "message": outcome.message,
+                "dry_run": dry_run,
+            }
+        )
+    else:
+        click.echo(cancel_line(outcome, dry_run))
