@@ -230,7 +230,7 @@ def test_the_console_page_is_its_files_put_together():
     from pallycon_pack.web.console import app
 
     folder = Path(app.__file__).parent
-    states = '["accepted","submitting","submitted","completed","failed"]'
+    states = '["accepted","submitting","submitted","completed","failed","cancelled","stopped"]'
     js = (folder / "page.js").read_text().replace("{{states}}", states)
     css = (folder / "page.css").read_text()
     html = (folder / "page.html").read_text()
