@@ -33,13 +33,13 @@ def snap(
 
 @pytest.mark.parametrize(
     ("rate", "expected_allowance", "expected_task"),
-    [(20.0, 20, 10), (0.5, 1, 1), (1000.0, 1000, 50), (3.0, 3, 2)],
+    [(20.0, 10, 10), (0.5, 1, 1), (1000.0, 500, 50), (3.0, 2, 2)],
 )
-def test_a_site_keeps_about_a_second_of_its_rate_dispatched(
+def test_a_site_keeps_half_a_second_of_its_rate_dispatched(
     rate, expected_allowance, expected_task
 ):
-    """The allowance is about one second of the site's rate (at least one request); a task
-    carries about half a second of it, at most SUBMIT_CHUNK."""
+    """The allowance is half a second of the site's rate (at least one request); a task
+    carries half a second of it too, at most SUBMIT_CHUNK."""
     assert allowance(rate) == expected_allowance
     assert task_size(rate) == expected_task
 
@@ -47,16 +47,16 @@ def test_a_site_keeps_about_a_second_of_its_rate_dispatched(
 @pytest.mark.parametrize(
     ("state", "limits", "expected"),
     [
-        (snap(), SiteLimits(20.0), 20),  # nothing dispatched: a second's worth
-        (snap(dispatched={"a": 15}), SiteLimits(20.0), 5),
-        (snap(dispatched={"a": 30}), SiteLimits(20.0), 0),  # never negative
-        (snap(in_flight={"a": 7}), SiteLimits(20.0, cap=10), 3),  # the cap's places left
-        (snap(in_flight={"a": 7}, dispatched={"a": 2}), SiteLimits(20.0, cap=10), 1),
-        (snap(in_flight={"a": 10}), SiteLimits(20.0, cap=10), 0),  # at its cap
-        (snap(in_flight={"a": 99}), SiteLimits(20.0, cap=0), 20),  # 0: no cap
-        (snap(pauses={"a": Pause("a", "", 0.0)}), SiteLimits(20.0), 0),  # paused
-        (snap(pauses={"*": Pause("*", "", 0.0)}), SiteLimits(20.0), 0),  # every site paused
-        (snap(pauses={"b": Pause("b", "", 0.0)}), SiteLimits(20.0), 20),  # another paused
+        (snap(), SiteLimits(40.0), 20),  # nothing dispatched: half a second's worth
+        (snap(dispatched={"a": 15}), SiteLimits(40.0), 5),
+        (snap(dispatched={"a": 30}), SiteLimits(40.0), 0),  # never negative
+        (snap(in_flight={"a": 7}), SiteLimits(40.0, cap=10), 3),  # the cap's places left
+        (snap(in_flight={"a": 7}, dispatched={"a": 2}), SiteLimits(40.0, cap=10), 1),
+        (snap(in_flight={"a": 10}), SiteLimits(40.0, cap=10), 0),  # at its cap
+        (snap(in_flight={"a": 99}), SiteLimits(40.0, cap=0), 20),  # 0: no cap
+        (snap(pauses={"a": Pause("a", "", 0.0)}), SiteLimits(40.0), 0),  # paused
+        (snap(pauses={"*": Pause("*", "", 0.0)}), SiteLimits(40.0), 0),  # every site paused
+        (snap(pauses={"b": Pause("b", "", 0.0)}), SiteLimits(40.0), 20),  # another paused
     ],
 )
 def test_room_is_the_rate_allowance_the_cap_and_the_pause(state, limits, expected):
@@ -115,16 +115,16 @@ def test_each_site_is_planned_on_its_own():
     site without limits (not served here) gets none."""
     state = snap(
         due={lane("a", BULK): 10_000, lane("b", BULK): 20, lane("x", NORMAL): 5},
-        dispatched={"a": 20},
+        dispatched={"a": 10},
     )
-    limits = {"a": SiteLimits(20.0), "b": SiteLimits(10.0)}
+    limits = {"a": SiteLimits(20.0), "b": SiteLimits(20.0)}
     assert plan(state, limits, {}) == {lane("b", BULK): 10}
 
 
 def test_a_plan_takes_high_first_within_a_site():
     """Within one site, the live request is taken before the backfill (bulk keeps a place)."""
     state = snap(due={lane("a", BULK): 500, lane("a", HIGH): 1})
-    assert plan(state, {"a": SiteLimits(20.0)}, {}) == {lane("a", HIGH): 1, lane("a", BULK): 19}
+    assert plan(state, {"a": SiteLimits(40.0)}, {}) == {lane("a", HIGH): 1, lane("a", BULK): 19}
 
 
 @pytest.mark.parametrize(

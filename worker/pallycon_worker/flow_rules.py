@@ -4,7 +4,7 @@ each site's limits + the priorities' credits -> how many to take from each lane.
 Each site is decided on its own, so that one site's backlog never holds another's back:
 
 - **room**: a site gets no more dispatched (sent to the submit queue, task not started) than
-  about :data:`HORIZON` seconds of its API rate, so that what is registered next is chosen
+  :data:`HORIZON` seconds of its API rate, so that what is registered next is chosen
   when a place frees, not hours earlier; with a cap (``max_in_flight``), no more than the
   places left (cap - in flight - dispatched); paused: none.
 - **priorities**: each place goes to the oldest request of the highest priority waiting,
@@ -26,7 +26,7 @@ from pallycon_store.flow import PRIORITIES, SHARES, FlowSnapshot, Lane, Priority
 from pallycon_store.messages import SUBMIT_CHUNK
 
 #: Seconds of a site's API rate a sweeper keeps dispatched ahead of the workers.
-HORIZON = 1.0
+HORIZON = 0.5
 #: Seconds of a site's API rate one submit task carries (its requests go out together).
 TASK_SECONDS = 0.5
 
