@@ -687,6 +687,68 @@ def test_reconcile_after_a_crash_mid_post_waits_out_the_hard_time_limit(world: W
     )  # fmt: skip
 
 
+def test_a_mark_that_never_left_is_registered_again_at_its_lookup(world: World):
+    """The worker died after its mark and before it said the POST leaves (no sent_at), and
+    the record is read from the very Redis server it was marked on: nothing can have left, so
+    the lookup registers it again at once, not after the hard time limit."""
+    record = world.accept("r1")
+    mark = submit_rules.submitting(record, NOW, world.rt.policy, run=world.run)
+    assert world.rt.shared.records.apply([mark]) == [True]  # ... and then the worker died
+    t = world.clock.at(NOW + GRACE + 30.0)  # its lookup is due
+
+    world.submit("r1")
+
+    assert world.api.calls == [lookup_by_name("r1"), registration("r1")]
+    after = world.record("r1")
+    assert (after.state, after.attempts, after.submitted_at) == (State.SUBMITTED, 2, t)
+
+
+def test_a_mark_that_may_have_left_waits_only_for_the_clients_timeouts(world: World):
+    """The worker died after it said the POST leaves (sent_at) and no job shows: the POST can
+    land until the client's own timeouts have passed (connect + write + read), then the grace;
+    not the hard time limit."""
+    record = world.accept("r1")
+    mark = submit_rules.submitting(record, NOW, world.rt.policy, run=world.run)
+    assert world.rt.shared.records.apply([mark]) == [True]
+    marked = world.record("r1")
+    assert world.rt.shared.records.leaving([marked], NOW + 1) == [True]  # ... then it died
+    world.clock.at(NOW + GRACE + 30.0)
+
+    world.submit("r1")  # absent, too early to tell
+
+    settled = NOW + 1 + world.rt.policy.post_bound + GRACE
+    assert settled < NOW + 240  # the hard time limit
+    assert world.api.calls == [lookup_by_name("r1")]
+    assert world.submit_at("r1") == settled
+    world.clock.at(settled)
+
+    world.submit("r1")
+
+    assert world.api.calls == [lookup_by_name("r1"), lookup_by_name("r1"), registration("r1")]
+    assert world.record("r1").state is State.SUBMITTED
+
+
+def test_a_late_sender_and_a_reconciler_cannot_both_go(world: World):
+    """A live but slow sender and a reconciler that found its mark never left: whichever
+    writes first wins, the other is refused (no second registration)."""
+    records = world.rt.shared.records
+    for request_id, sender_first in (("r1", True), ("r2", False)):
+        record = world.accept(request_id)
+        mark = submit_rules.submitting(record, NOW, world.rt.policy, run=world.run)
+        assert records.apply([mark]) == [True]
+        marked = world.record(request_id)  # what both the sender and the reconciler read
+        again = submit_rules.after_lookup(
+            marked, [], NOW + 1, world.rt.policy, final=False, run=world.run
+        )
+        assert again.register
+        if sender_first:
+            assert records.leaving([marked], NOW + 1) == [True]
+            assert records.apply([again.outcome.change]) == [False]  # refused: it may leave
+        else:
+            assert records.apply([again.outcome.change]) == [True]
+            assert records.leaving([marked], NOW + 1) == [False]  # refused: do not send
+
+
 def test_a_failed_reconcile_lookup_keeps_the_request_submitting_and_retries(world: World):
     """The job list cannot be read: whether the job exists stays unknown, so no POST."""
     lost = _lost_answer(world, created=False)

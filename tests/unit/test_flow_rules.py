@@ -35,9 +35,7 @@ def snap(
     ("rate", "expected_allowance", "expected_task"),
     [(20.0, 10, 10), (0.5, 1, 1), (1000.0, 500, 50), (3.0, 2, 2)],
 )
-def test_a_site_keeps_half_a_second_of_its_rate_dispatched(
-    rate, expected_allowance, expected_task
-):
+def test_a_site_keeps_half_a_second_of_its_rate_dispatched(rate, expected_allowance, expected_task):
     """The allowance is half a second of the site's rate (at least one request); a task
     carries half a second of it too, at most SUBMIT_CHUNK."""
     assert allowance(rate) == expected_allowance

@@ -1,0 +1,54 @@
+"""What a step could not write because Redis went away is kept and written once Redis is back,
+by the process itself (a real Redis server killed and restarted on its AOF)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pallycon_store.connect import REDIS_AWAY
+from pallycon_store.events import State
+from pallycon_worker.outcome import Outcome
+from pallycon_worker.runtime import Runtime
+from pallycon_worker.submit_rules import registered, submitting
+from support.queue import make_settings
+from support.redis_server import RedisServer
+from support.samples import body_for
+from support.world import StubApp, producer_on
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_outcome_redis_could_not_take_is_written_once_it_is_back(tmp_path: Path):
+    """A registration's outcome (its job id) met a Redis that was gone: it is kept, the step
+    ends, and the process writes it once the restarted Redis answers, without any other step
+    of its own: the request is submitted, not left marked to wait out the hard time limit."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        rt = Runtime.build(make_settings(server.url, "http://127.0.0.1:9", redis_fsync_wait_ms=0))
+        (request_id,) = producer_on(rt, StubApp()).submit_many([body_for("st", "kept-1")])
+        record = rt.shared.records.get(request_id)
+        assert record is not None
+        assert rt.shared.records.apply([submitting(record, 10.0, rt.policy)]) == [True]
+        assert rt.shared.redis.execute_command("WAITAOF", 1, 0, 5000)[0] == 1  # on disk
+        marked = rt.shared.records.get(request_id)
+        assert marked is not None
+        server.kill()
+
+        outcome: Outcome = registered(marked, "1001", 11.0, rt.policy)
+        with pytest.raises(REDIS_AWAY):
+            rt.commit_or_keep([outcome])
+        assert len(rt.unsettled) == 1
+
+        server.start()
+        deadline = time.monotonic() + 30
+        while len(rt.unsettled) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(rt.unsettled) == 0
+        after = rt.shared.records.get(request_id)
+        assert after is not None
+        assert (after.state, after.job_id) == (State.SUBMITTED, "1001")
+    finally:
+        server.stop()
