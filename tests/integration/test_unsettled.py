@@ -32,7 +32,8 @@ def test_an_outcome_redis_could_not_take_is_written_once_it_is_back(tmp_path: Pa
         record = rt.shared.records.get(request_id)
         assert record is not None
         assert rt.shared.records.apply([submitting(record, 10.0, rt.policy)]) == [True]
-        assert rt.shared.redis.execute_command("WAITAOF", 1, 0, 5000)[0] == 1  # on disk
+        fsynced = rt.shared.redis.execute_command("WAITAOF", 1, 0, 5000)  # type: ignore[no-untyped-call]
+        assert fsynced[0] == 1  # the mark is on disk
         marked = rt.shared.records.get(request_id)
         assert marked is not None
         server.kill()
