@@ -166,7 +166,8 @@ class Keys:
 
     @property
     def intake_failures(self) -> str:
-        """Hash: intake entry id -> times its handling failed (dead-lettered past the limit)."""
+        """Hash: intake entry id -> times its handling failed or its consumer died with it in
+        hand (dead-lettered past the limit; Redis errors are not counted)."""
         return f"{self.prefix}:intake:failures"
 
     @property
