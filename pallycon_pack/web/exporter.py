@@ -13,6 +13,9 @@ is shown on each site (``paused 1``), not as a site of its own. A due submit ent
 its turn (its site's rate, cap or pause): ``schedule_overdue``/``schedule_lag_seconds`` of the
 submit schedule measure that wait, not lateness (polls are the ones that can be late).
 
+``pallycon_pack_result_parked{group}`` counts the events each consumer group of the result
+stream parked (``pallycon_producers.api.ResultGroup``; the groups from XINFO GROUPS).
+
 ``pallycon_pack_transitions_total`` counts the result stream's events by type from the moment
 the exporter started (a counter that restarts with it, as Prometheus expects of counters).
 """
@@ -38,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 
 from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
+from pallycon_producers.api import parked_counts
 from pallycon_store import sites
 from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
 from pallycon_store.counters import Metric as Counter
@@ -116,6 +120,19 @@ class FleetCollector(Collector):
         yield from api_metrics(read_api_calls(self.redis, self.keys))
         yield from counter_metrics(cast(dict[str, str], self.redis.hgetall(self.keys.counters)))
         yield from self._failures(now)
+        yield self._parked()
+
+    def _parked(self) -> Metric:
+        """The events each consumer group of the result stream parked."""
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_result_parked",
+            "Result events a consumer group parked (delivered too often without being "
+            "acknowledged), by group.",
+            labels=["group"],
+        )
+        for group, count in parked_counts(self.redis, self.keys.results).items():
+            gauge.add_metric([group], count)
+        return gauge
 
     def _requests(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -35,12 +36,22 @@ from pallycon_store.cancel import Cancel, cancel
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.durability import Durability
 from pallycon_store.flow import Priority
+from pallycon_store.keys import parked_stream
 from pallycon_store.record import Record
 from pallycon_store.records import Records
 from pallycon_store.sites import announced, book
 from pallycon_store.wiring import Store
 
-__all__ = ["Cancel", "Priority", "Producer", "RequestConflict", "ResultGroup", "SubmitUnconfirmed"]
+__all__ = [
+    "Cancel",
+    "ParkedEvent",
+    "Priority",
+    "Producer",
+    "RequestConflict",
+    "ResultGroup",
+    "SubmitUnconfirmed",
+    "parked_counts",
+]
 
 log = logging.getLogger("pallycon_pack.producer")
 
@@ -296,6 +307,48 @@ class Producer:
         return str(last[0][0]) if last else "0-0"
 
 
+#: Deliveries of one event to a consumer group after which :class:`ResultGroup` parks it.
+MAX_DELIVERIES = 5
+#: Parked events kept per group (approximately: the oldest are trimmed past it).
+PARKED_MAXLEN = 10_000
+
+
+def over_limit(deliveries: int, max_deliveries: int) -> bool:
+    """Whether an event delivered ``deliveries`` times (XPENDING's count, this delivery
+    included) is parked instead of handed over."""
+    return deliveries > max_deliveries
+
+
+def parked_fields(
+    entry_id: str, event: str | bytes, consumer: str, deliveries: int, max_deliveries: int
+) -> dict[str, str | bytes | int]:
+    """The parked stream's entry for an event: the event's text as it was, the result stream
+    entry it was, the consumer it was last given to, its deliveries and why it was parked."""
+    reason = (
+        f"delivered {deliveries} times without being acknowledged "
+        f"(more than max_deliveries={max_deliveries})"
+    )
+    return {
+        "event": event,
+        "entry_id": entry_id,
+        "consumer": consumer,
+        "deliveries": deliveries,
+        "reason": reason,
+    }
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An event a consumer group parked (see :class:`ResultGroup`)."""
+
+    parked_id: str  # its entry in the parked stream (for :meth:`ResultGroup.drop`)
+    entry_id: str  # its entry in the result stream
+    event: Event
+    consumer: str  # the consumer it was last given to
+    deliveries: int
+    reason: str
+
+
 class ResultGroup:
     """Reading the result stream with a consumer group: at least once, acknowledged.
 
@@ -309,13 +362,27 @@ class ResultGroup:
                 group.ack(entry_id)
 
     ``read`` gives this consumer's own unacknowledged events first (left by a crash, or by a
-    handler that raised), then new ones: a consumer restarted under the same name resumes where
-    it was. A dead consumer's events are taken over with ``claim_stale``. Any client works,
-    decoding responses or not.
+    handler that raised), one at a time, then new ones: a consumer restarted under the same
+    name resumes where it was. An event delivered more than ``max_deliveries`` times (Redis
+    counts each delivery: XPENDING) is parked instead: acknowledged and copied, with the
+    reason, to the stream ``<stream>:parked:<group>`` (``pp:results:parked:my-cms``; at most
+    about :data:`PARKED_MAXLEN`), and reading goes on with the next events; :meth:`parked`
+    lists them. Given again alone, an event a handler cannot get past is parked without its
+    neighbours. A dead consumer's events are taken over with ``claim_stale`` (parked the same
+    way when delivered too often). Any client works, decoding responses or not.
     """
 
-    def __init__(self, client: redis.Redis, stream: str, group: str, consumer: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        group: str,
+        consumer: str,
+        max_deliveries: int = MAX_DELIVERIES,
+    ) -> None:
         self.redis, self.stream, self.group, self.consumer = client, stream, group, consumer
+        self.max_deliveries = max_deliveries
+        self.parked_stream = parked_stream(stream, group)
         self._cursor = "0"  # our own pending entries first, then new ones (">")
         try:
             client.xgroup_create(stream, group, id="0", mkstream=True)
@@ -324,25 +391,59 @@ class ResultGroup:
                 raise
 
     def read(self, count: int = 100, block_ms: int = 1000) -> list[tuple[str, Event]]:
-        """Up to ``count`` events: this consumer's pending ones, else new ones (waiting up to
+        """This consumer's oldest pending event, else up to ``count`` new ones (waiting up to
         ``block_ms``). Each stays pending until :meth:`ack`; once all events returned are
-        acknowledged, the next read gives new ones."""
-        if self._cursor == "0":
-            pending = self._read("0", count, None)
-            if pending:
-                return pending
-            self._cursor = ">"
-        return self._read(">", count, block_ms)
-
-    def _read(self, cursor: str, count: int, block_ms: int | None) -> list[tuple[str, Event]]:
+        acknowledged, the next read gives new ones. Pending events delivered too often are
+        parked on the way (see the class)."""
+        while self._cursor == "0":
+            again = self._redeliver()
+            if again is None:
+                self._cursor = ">"  # nothing of ours pending: now the new ones
+            elif again:
+                return again
         reply = self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: cursor}, count=count, block=block_ms
+            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
         )
-        entries = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
-        events = self._events([entry for _, batch in entries for entry in batch])
-        if cursor == ">" and events:
+        events = self._events(_entries(reply))
+        if events:
             self._cursor = "0"  # these stay pending until acknowledged: read them again first
         return events
+
+    def _redeliver(self) -> list[tuple[str, Event]] | None:
+        """This consumer's oldest pending event, given again alone; [] if it was parked (or
+        trimmed from the stream), None if nothing is pending."""
+        reply = self.redis.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=1)
+        entries = _entries(reply)
+        return self._events(self._sift(entries)) if entries else None
+
+    def _sift(self, entries: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """The entries given again, less those delivered too often, which are parked."""
+        if not entries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for raw_id, _ in entries:
+            pipe.xpending_range(
+                self.stream, self.group, raw_id, raw_id, 1, consumername=self.consumer
+            )
+        kept = []
+        for (raw_id, fields), found in zip(entries, pipe.execute(), strict=True):
+            deliveries = int(found[0]["times_delivered"]) if found else 0
+            value = (fields or {}).get("event", (fields or {}).get(b"event"))
+            if value is not None and over_limit(deliveries, self.max_deliveries):
+                self._park(_text(raw_id), value, deliveries)
+            else:
+                kept.append((raw_id, fields))
+        return kept
+
+    def _park(self, entry_id: str, event: str | bytes, deliveries: int) -> None:
+        """Copy an event to the parked stream and acknowledge it, in one transaction."""
+        fields = parked_fields(entry_id, event, self.consumer, deliveries, self.max_deliveries)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(self.parked_stream, fields, maxlen=PARKED_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        pipe.xack(self.stream, self.group, entry_id)
+        pipe.execute()
+        log.warning("result event %s parked in %s: %s", entry_id, self.parked_stream,
+                    fields["reason"])  # fmt: skip
 
     def _events(self, entries: list[tuple[Any, Any]]) -> list[tuple[str, Event]]:
         """Entries as (entry id, event); an entry trimmed from the stream while pending (no
@@ -365,12 +466,60 @@ class ResultGroup:
 
     def claim_stale(self, min_idle_ms: int = 60_000, count: int = 100) -> list[tuple[str, Event]]:
         """Take over events another consumer of the group left unacknowledged ``min_idle_ms``;
-        acknowledge them once handled, as with :meth:`read`."""
+        acknowledge them once handled, as with :meth:`read`. Those delivered more than
+        ``max_deliveries`` times (the takeover counts one) are parked instead."""
         reply = self.redis.xautoclaim(
             self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
         )
         claimed = cast(tuple[Any, list[tuple[Any, Any]]], reply)[1]
-        return self._events(claimed)
+        return self._events(self._sift(claimed))
+
+    def parked(self, count: int = 100) -> list[ParkedEvent]:
+        """The group's parked events, oldest first (up to ``count``)."""
+        entries = cast(
+            list[tuple[Any, dict[Any, Any]]],
+            self.redis.xrange(self.parked_stream, count=count),
+        )
+        return [_parked(raw_id, fields) for raw_id, fields in entries]
+
+    def drop(self, *parked_ids: str) -> None:
+        """Delete parked events (dealt with by hand) from the parked stream."""
+        if parked_ids:
+            self.redis.xdel(self.parked_stream, *parked_ids)
+
+
+def parked_counts(client: redis.Redis, stream: str) -> dict[str, int]:
+    """Events parked by each consumer group of the result stream ``stream`` (its groups from
+    XINFO GROUPS; 0 for one that parked none); none without the stream."""
+    try:
+        groups = cast(list[dict[Any, Any]], client.xinfo_groups(stream))
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return {}
+        raise
+    names = [_text(group["name"]) for group in groups]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.xlen(parked_stream(stream, name))
+    return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))
+
+
+def _entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The entries of an XREADGROUP reply of one stream."""
+    streams = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
+    return [entry for _, batch in streams for entry in batch]
+
+
+def _parked(raw_id: Any, fields: dict[Any, Any]) -> ParkedEvent:
+    text = {_text(name): _text(value) for name, value in fields.items()}
+    return ParkedEvent(
+        _text(raw_id),
+        text["entry_id"],
+        cast(Event, json.loads(text["event"])),
+        text["consumer"],
+        int(text["deliveries"]),
+        text["reason"],
+    )
 
 
 def _text(value: str | bytes) -> str:

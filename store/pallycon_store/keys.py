@@ -14,6 +14,13 @@ from dataclasses import dataclass
 INTAKE_GROUP = "pallycon-pack"
 
 
+def parked_stream(results: str, group: str) -> str:
+    """Stream: the events of the result stream ``results`` that the consumer group ``group``
+    parked (delivered too often without being acknowledged; see
+    ``pallycon_producers.api.ResultGroup``): ``pp:results:parked:my-cms`` for ``pp:results``."""
+    return f"{results}:parked:{group}"
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str  # PALLYCON_KEY_PREFIX (see store.wiring.keys_of)
@@ -139,6 +146,10 @@ class Keys:
         """Stream: one event per change of a request (the result channel)."""
         return f"{self.prefix}:results"
 
+    def result_parked(self, group: str) -> str:
+        """Stream: the result events a consumer group parked (:func:`parked_stream`)."""
+        return parked_stream(self.results, group)
+
     @property
     def wake_channel(self) -> str:
         """Pub/sub: a request id each time an event is added (a hint for live followers)."""
@@ -166,7 +177,8 @@ class Keys:
 
     @property
     def intake_failures(self) -> str:
-        """Hash: intake entry id -> times its handling failed (dead-lettered past the limit)."""
+        """Hash: intake entry id -> times its handling failed or its consumer died with it in
+        hand (dead-lettered past the limit; Redis errors are not counted)."""
         return f"{self.prefix}:intake:failures"
 
     @property

@@ -23,7 +23,7 @@ from pallycon_pack.cli.main import main
 from pallycon_producers.api import Producer
 from pallycon_store.admission import Limits, Submission, prepare
 from pallycon_store.events import State
-from pallycon_worker.intake_stream import Intake
+from pallycon_worker.intake_stream import Delivery, Intake
 from pallycon_worker.loops import LoopHealth
 from pallycon_worker.runtime import Runtime
 from support.env import clean_env
@@ -126,7 +126,7 @@ class Fleet:
         if site is not None:
             entry["site_id"] = site
         shared.redis.xadd(shared.keys.intake, entry)  # type: ignore[arg-type]
-        assert intake.handle_all(intake.read(">"), redelivered=False) == 0
+        assert intake.handle_all(intake.read(">"), Delivery.NEW) == 0
         record = shared.records.get(request_id)
         assert record is not None
         if record.state == State.ACCEPTED:

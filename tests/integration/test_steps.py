@@ -14,6 +14,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +33,9 @@ from pallycon_store.admission import remote_job_name
 from pallycon_store.events import State, iso
 from pallycon_store.keys import INTAKE_GROUP
 from pallycon_store.record import Record
+from pallycon_store.records import Records
 from pallycon_worker import poll_rules, submit_rules
-from pallycon_worker.intake_stream import Intake
+from pallycon_worker.intake_stream import Delivery, Intake
 from pallycon_worker.loops import LoopHealth
 from pallycon_worker.poll import poll
 from pallycon_worker.runtime import Runtime
@@ -1328,7 +1330,7 @@ def intake_of(world: World) -> Intake:
 
 def take_in(intake: Intake) -> None:
     """One read of the new intake entries, each handled (none may fail)."""
-    assert intake.handle_all(intake.read(">"), redelivered=False) == 0
+    assert intake.handle_all(intake.read(">"), Delivery.NEW) == 0
 
 
 def test_an_invalid_stream_message_ends_as_a_failed_event_naming_the_field(world: World):
@@ -1383,3 +1385,77 @@ def test_a_valid_stream_message_is_packaged_with_its_metadata_in_every_event(wor
     assert [e["type"] for e in events] == ["accepted", "submitted", "completed"]
     assert [e["metadata"] for e in events] == [{"cms": 7}] * len(events)
     assert world.record("bad-meta").error_message == "metadata: must be a JSON object, not a list"
+
+
+class Flaky(redis.Redis):
+    """A Redis client whose first ``failures`` script calls raise ConnectionError, as when the
+    server fails over or restarts in the middle of a write; every other call goes through."""
+
+    def __init__(self, client: redis.Redis, failures: int) -> None:
+        super().__init__(connection_pool=client.connection_pool)
+        self.failures = failures
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] == "EVALSHA" and self.failures > 0:
+            self.failures -= 1
+            raise redis.ConnectionError("Connection closed by server.")
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_redis_errors_are_not_redeliveries_but_failed_handlings_are(
+    make_world: Callable[..., World], caplog: pytest.LogCaptureFixture
+):
+    """An intake entry whose handling meets more Redis errors than PALLYCON_MAX_DELIVERIES is
+    read again after each and handled once Redis answers, not dead-lettered; an entry whose
+    handling fails every time is dead-lettered after max_deliveries + 1 attempts."""
+    world = make_world(max_deliveries=1)
+    shared = world.rt.shared
+    keys = shared.keys
+    intake = intake_of(world)
+    blips = 1 + 1  # max_deliveries + 1
+    flaky = Flaky(shared.redis, blips)
+    intake.records = Records(
+        flaky,
+        keys,
+        result_maxlen=shared.records.result_maxlen,
+        record_ttl=shared.records.record_ttl,
+    )
+    world.redis.set(keys.request("poison"), "not a hash")  # its handling fails every time
+    body = json.dumps(job_body())
+    world.redis.xadd(keys.intake, {"request_id": "blipped", "request": body})
+    poison = world.redis.xadd(keys.intake, {"request_id": "poison", "request": body})
+    stop = threading.Event()
+    loop = threading.Thread(target=intake.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while world.redis.xlen(keys.intake) > 0:
+            assert time.monotonic() < deadline, world.redis.xrange(keys.intake)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert flaky.failures == 0
+    assert world.record("blipped").state == State.ACCEPTED
+    assert [e["type"] for e in world.events("blipped")] == ["accepted"]
+    (dead,) = world.events("poison")
+    assert (dead["type"], dead["code"], dead["entry_id"]) == ("rejected", "dead_letter", poison)
+    assert dead["message"].startswith("delivered more than 1 times")
+    assert world.redis.get(keys.request("poison")) == "not a hash"
+    assert world.redis.hlen(keys.intake_failures) == 0
+    attempts = [r for r in caplog.records if "could not be handled" in r.getMessage()]
+    assert len(attempts) == 1 + 1  # the poison's: max_deliveries + 1
+
+
+def test_entries_left_by_the_consumers_previous_life_are_counted_once(world: World):
+    """An intake entry pending with this consumer when it starts (its previous life died with
+    it) counts one delivery, and reading it again counts nothing."""
+    intake = intake_of(world)
+    keys = world.rt.shared.keys
+    entry_id = world.redis.xadd(keys.intake, {"request": json.dumps(job_body())})
+    assert len(intake.read(">")) == 1  # delivered, then the process dies
+    intake.inherit()
+    assert world.redis.hget(keys.intake_failures, entry_id) == "1"
+    assert intake.handle_all(intake.read("0"), Delivery.READ_AGAIN) == 0
+    assert world.redis.xlen(keys.intake) == 0
+    assert world.redis.hlen(keys.intake_failures) == 0

@@ -29,6 +29,7 @@ from pallycon_worker.decisions import (
     next_poll_at,
     pages_to_fetch,
 )
+from pallycon_worker.intake_stream import Delivery, counts, dead_letter_due
 
 POLICY = RetryPolicy(base=1.0, cap=60.0, reconcile_grace=10.0)
 NOW = 1_800_000_000.0
@@ -138,3 +139,27 @@ def test_remote_job_names_are_unique_and_fit_50_bytes(name):
     assert len(remote.encode("utf-8")) <= 50
     assert remote.endswith("-" + request_token("request-1"))
     assert remote_job_name(name, "request-2") != remote
+
+
+@pytest.mark.parametrize(
+    ("delivery", "counted"),
+    [
+        (Delivery.NEW, False),
+        (Delivery.READ_AGAIN, False),  # after a Redis error, or a failure already counted
+        (Delivery.FAILED, True),
+        (Delivery.TAKEN_OVER, True),
+        (Delivery.INHERITED, True),
+    ],
+)
+def test_only_failures_and_dead_consumers_count_towards_the_dead_letter_limit(
+    delivery: Delivery, counted: bool
+):
+    """An intake entry's count grows with a handling that failed and with a consumer that died
+    holding it, never with a re-read (a Redis error is not a redelivery)."""
+    assert counts(delivery) is counted
+
+
+@pytest.mark.parametrize(("deliveries", "due"), [(0, False), (3, False), (4, True)])
+def test_an_entry_is_dead_lettered_once_counted_more_than_the_limit(deliveries: int, due: bool):
+    """With a limit of 3, the fourth counted delivery dead-letters the entry."""
+    assert dead_letter_due(deliveries, 3) is due

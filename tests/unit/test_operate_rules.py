@@ -10,9 +10,10 @@ import click
 import pytest
 
 from pallycon_pack.cli.fleet.commands import parse_checks
-from pallycon_pack.cli.fleet.run import render_stats
+from pallycon_pack.cli.fleet.run import render_stats, result_consumer_lines
 from pallycon_pack.health import REACHABLE, Thresholds, judge, online_replicas, redis_verdict
 from pallycon_pack.web.exporter import api_metrics, event_type
+from pallycon_producers.api import over_limit, parked_fields
 from pallycon_store import heartbeats
 from pallycon_store.api_calls import ApiCalls, CallStats, bucket_of, outcome_code
 from pallycon_store.fleet import Intake, Schedule, Snapshot
@@ -240,6 +241,7 @@ def test_stats_breaks_requests_down_by_site_only_with_several():
         "api_calls": {"by_code": {}, "rate_limit_waits": 0, "rate_limit_wait_ms": 0},
         "counters": {},
         "heartbeats": [],
+        "result_parked": {},
     }
     one = render_stats(report)
     assert one[0] == "requests        accepted=3  failed=1"
@@ -251,3 +253,30 @@ def test_stats_breaks_requests_down_by_site_only_with_several():
         "  site BRND      accepted=2  failed=0",
     ]
     assert several[3:] == one[1:]
+
+
+@pytest.mark.parametrize(
+    ("parked", "line"),
+    [
+        ({}, "result parked   no groups"),
+        ({"billing": 0, "cms": 2}, "result parked   billing=0  cms=2"),
+    ],
+)
+def test_stats_ends_with_the_events_each_result_group_parked(parked: dict[str, int], line: str):
+    """The last line of ``stats`` counts each result consumer group's parked events."""
+    assert result_consumer_lines({"result_parked": parked}) == [line]
+
+
+@pytest.mark.parametrize(("deliveries", "parks"), [(1, False), (5, False), (6, True)])
+def test_a_result_event_is_parked_once_delivered_more_than_the_limit(deliveries: int, parks: bool):
+    """With max_deliveries 5, the sixth delivery of an event parks it instead."""
+    assert over_limit(deliveries, 5) is parks
+    if parks:
+        fields = parked_fields("1-0", '{"n": 1}', "c1", deliveries, 5)
+        assert fields == {
+            "event": '{"n": 1}',
+            "entry_id": "1-0",
+            "consumer": "c1",
+            "deliveries": 6,
+            "reason": "delivered 6 times without being acknowledged (more than max_deliveries=5)",
+        }

@@ -17,7 +17,9 @@ An entry is acknowledged and deleted from the stream (never trimmed while pendin
 transaction that writes a ``rejected`` event, or once its request is recorded. Entries are read
 as bytes and decoded field by field, so no entry can stop the intake; one whose handling fails
 is retried with a backoff and, after ``PALLYCON_MAX_DELIVERIES`` failures, dead-lettered. A
-dead worker's pending entries are taken over after :data:`CLAIM_IDLE_MS`.
+dead worker's pending entries are taken over after :data:`CLAIM_IDLE_MS`. Only a failed handling
+and a takeover count towards the limit (:func:`counts`): entries read again after a Redis error
+are not redeliveries.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, cast
 
 import redis
@@ -137,6 +140,29 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], max_bytes: int) -> E
     )
 
 
+class Delivery(Enum):
+    """Why an entry is in hand, or what just happened to it: what its count says."""
+
+    NEW = "new"  # read for the first time
+    READ_AGAIN = "read_again"  # our own pending entry read again: after a failure or Redis error
+    FAILED = "failed"  # its handling just failed: it stays pending, to be read again
+    TAKEN_OVER = "taken_over"  # claimed from a consumer that left it pending and went quiet
+    INHERITED = "inherited"  # pending at our start: this consumer's previous life left it
+
+
+def counts(delivery: Delivery) -> bool:
+    """Whether ``delivery`` counts towards ``PALLYCON_MAX_DELIVERIES``: a handling that failed,
+    and an entry whose consumer died with it in hand (taken over, or inherited from this
+    consumer's previous life: the process may have died handling it). Reading an entry again
+    is not: a failure was counted when it happened, and a Redis error says nothing of it."""
+    return delivery in (Delivery.FAILED, Delivery.TAKEN_OVER, Delivery.INHERITED)
+
+
+def dead_letter_due(deliveries: int, limit: int) -> bool:
+    """Whether an entry counted ``deliveries`` times is dead-lettered instead of handled."""
+    return deliveries > limit
+
+
 # --- I/O: reading, handling, finishing -----------------------------------------------------
 
 
@@ -173,14 +199,16 @@ class Intake:
     def run(self, stop: threading.Event) -> None:
         """Read until ``stop``; Redis errors are waited out with a backoff.
 
-        Our own pending entries (``cursor`` ``0``: left by a failure, or by this consumer's
-        previous life) are read before new ones (``>``); each such re-read is a redelivery.
+        Our own pending entries (``cursor`` ``0``: left by a failure, a Redis error, or this
+        consumer's previous life) are read before new ones (``>``). Those the previous life
+        left are counted once, at start (:meth:`inherit`); reading them again is not counted.
         """
         pause, cursor, next_claim, grouped = 0.5, "0", 0.0, False
         while not stop.is_set():
             try:
                 if not grouped:  # once; a group deleted later fails the loop, which restarts
                     self.ensure_group()
+                    self.inherit()
                     grouped = True
                 if self.rt.clock() >= next_claim:
                     cursor = "0" if self.take_over() else cursor
@@ -188,7 +216,9 @@ class Intake:
                 entries = self.read(cursor)
                 if cursor == "0" and not entries:
                     cursor = ">"  # our own pending entries are done: now the new ones
-                elif self.handle_all(entries, redelivered=cursor == "0"):
+                elif self.handle_all(
+                    entries, Delivery.NEW if cursor == ">" else Delivery.READ_AGAIN
+                ):
                     cursor = "0"  # some failed: they are read again from our pending list
                     stop.wait(pause)
                     pause = next_pause(pause)
@@ -208,6 +238,24 @@ class Intake:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    def inherit(self) -> None:
+        """Count once the entries pending with this consumer at its start (its previous life,
+        under the same name, left them: it may have died handling one)."""
+        last = "-"
+        while True:
+            pending = cast(
+                list[dict[str, bytes]],
+                self.raw.xpending_range(
+                    self.stream, INTAKE_GROUP, last, "+", BATCH, consumername=self.consumer
+                ),
+            )
+            if not pending:
+                return
+            ids = [entry["message_id"].decode("ascii") for entry in pending]
+            for entry_id in ids:
+                self.count(entry_id, Delivery.INHERITED)
+            last = f"({ids[-1]}"
 
     def read(self, cursor: str) -> RawEntries:
         block = BLOCK_MS if cursor == ">" else None
@@ -233,22 +281,21 @@ class Intake:
         for consumer in self.raw.xinfo_consumers(self.stream, INTAKE_GROUP):
             if consumer["pending"] == 0 and consumer["idle"] > FORGET_CONSUMER_MS:
                 self.raw.xgroup_delconsumer(self.stream, INTAKE_GROUP, consumer["name"])
-        return self.handle_all(claimed, redelivered=True)
+        return self.handle_all(claimed, Delivery.TAKEN_OVER)
 
-    def handle_all(self, entries: RawEntries, *, redelivered: bool) -> int:
-        """Handle each entry on its own; the number whose handling failed (left pending).
-
-        A redelivered entry is counted first: one whose handling failed, or whose consumer
-        died, more than ``max_deliveries`` times is dead-lettered instead.
-        """
-        failures = 0
+    def handle_all(self, entries: RawEntries, delivery: Delivery) -> int:
+        """Handle each entry on its own; the number whose handling failed (left pending, and
+        counted). An entry counted more than ``max_deliveries`` times (:func:`counts`: its
+        handling failed, or its consumer died with it) is dead-lettered instead."""
+        failures, limit = 0, self.rt.settings.max_deliveries
         for raw_id, fields in entries:
             entry_id = raw_id.decode("ascii")
             if not fields:  # deleted while pending
                 self.finish(entry_id)
-            elif redelivered and self.redeliveries(entry_id) > self.rt.settings.max_deliveries:
+            elif dead_letter_due(self.count(entry_id, delivery), limit):
                 self.dead_letter(entry_id, fields)
             elif not self.handle_safely(entry_id, fields):
+                self.count(entry_id, Delivery.FAILED)
                 failures += 1
         return failures
 
@@ -365,9 +412,15 @@ class Intake:
             entry_id, rejected(entry_id, entry.request_id, now, FailureCode.DEAD_LETTER, why)
         )
 
-    def redeliveries(self, entry_id: str) -> int:
-        """Count one more delivery of a pending entry: how many so far."""
-        return int(self.shared.redis.hincrby(self.shared.keys.intake_failures, entry_id, 1))
+    def count(self, entry_id: str, delivery: Delivery) -> int:
+        """The entry's count after ``delivery``: one more if it :func:`counts`, else as it
+        was (none read for a new entry)."""
+        key = self.shared.keys.intake_failures
+        if counts(delivery):
+            return int(self.shared.redis.hincrby(key, entry_id, 1))
+        if delivery is Delivery.NEW:
+            return 0
+        return int(cast(str | None, self.shared.redis.hget(key, entry_id)) or 0)
 
     def finish(self, entry_id: str, event: dict[str, Any] | None = None) -> None:
         """Acknowledge and delete an entry, with its ``rejected`` event if any, atomically."""

@@ -25,6 +25,7 @@ from pallycon_pack.present.flow import (
     resumed_line,
 )
 from pallycon_pack.present.records import parse_since
+from pallycon_producers.api import parked_counts
 from pallycon_store import sites
 from pallycon_store.api_calls import read_api_calls
 from pallycon_store.events import State
@@ -102,6 +103,7 @@ def gather(store: Store, now: float, since: float) -> dict[str, Any]:
         ),
         "api_calls": calls,
         "counters": store.counters.read(),
+        **result_consumers(store),
     }
 
 
@@ -148,6 +150,21 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             )
             or "none"
         ),
+        *result_consumer_lines(report),
+    ]
+
+
+def result_consumers(store: Store) -> dict[str, Any]:
+    """The result stream's consumer groups, for ``stats``: the events each parked."""
+    return {"result_parked": parked_counts(store.redis, store.keys.results)}
+
+
+def result_consumer_lines(report: dict[str, Any]) -> list[str]:
+    """The text form of :func:`result_consumers` (pure)."""
+    parked = report["result_parked"]
+    return [
+        "result parked   "
+        + ("  ".join(f"{group}={n}" for group, n in parked.items()) or "no groups")
     ]
 
 
