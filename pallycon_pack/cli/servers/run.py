@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +165,11 @@ def _run_celery(app: Any, argv: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
-def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
-    """``callbacks``: serve the callback receiver of every site's token."""
+def callbacks(
+    host: str | None, port: int | None, access_log: bool, serving: Callable[[], None]
+) -> None:
+    """``callbacks``: serve the callback receiver of every site's token; ``serving`` is called
+    once it listens (uvicorn's signal handlers then installed)."""
     settings = load_settings(callback_host=host, callback_port=port)
     named: list[str] = []
     tokens: dict[str, SecretStr] | None = None
@@ -182,6 +186,7 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
 
     def ready(url: str) -> None:
         others = f" and {url}/callback/<site>/<token> for {', '.join(named)}" if named else ""
+        serving()
         click.echo(f"callback receiver listening on {url}/callback/<token>{others}")
 
     serve_callbacks(settings, token, on_ready=ready, access_log=access_log, tokens=tokens)
@@ -225,14 +230,14 @@ def metrics(host: str, port: int) -> None:
         ) from None
     bound = server.server_address[1]
 
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before it says it listens
+        signal.signal(sig, lambda *_: stop.set())
     configure(settings.log_level)
     log_start("metrics", settings, host=host, port=bound)
     click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
     sys.stderr.flush()
     threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.shutdown()
 
