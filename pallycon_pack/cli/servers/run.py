@@ -24,11 +24,12 @@ from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 from pydantic import SecretStr
 
-from pallycon_config import load_callback_tokens, load_settings
+from pallycon_config import Settings, load_callback_tokens, load_settings
 from pallycon_config.logs import configure, log_start
 from pallycon_config.settings import read_settings
 from pallycon_config.show import mask_text
 from pallycon_emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig, load_emulator_settings
+from pallycon_pack.cli.servers import permissions
 from pallycon_pack.cli.servers.emulator_sites import (
     _check_unique,
     _extra_sites,
@@ -43,7 +44,7 @@ from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_to
 from pallycon_pack.web.exporter import SCRAPE_TIMEOUT, FleetCollector
 from pallycon_pack.web.launch import callback_book, serve_callbacks, serve_emulator
 from pallycon_store.connect import connect_redis, describe, login_refused
-from pallycon_store.wiring import Store
+from pallycon_store.wiring import Store, keys_of
 
 
 def worker(
@@ -60,7 +61,9 @@ def worker(
         settings.credentials()
         settings.require_region()
     sites = settings.sites()  # every site valid (a sites file's errors name the site and field)
-    _wait_for_redis(connect_redis(settings.redis), settings.redis_startup_wait)
+    client = connect_redis(settings.redis)
+    _wait_for_redis(client, settings.redis_startup_wait)
+    _check_permissions(client, settings)
     app = celery_app(settings)
     log_start("worker", settings, celery=[mask_text(arg) for arg in argv], sites=sites.ids())
     code = _run_celery(app, argv)
@@ -89,6 +92,15 @@ def _wait_for_redis(client: Any, patience: float) -> None:
         if warned:
             logging.getLogger("pallycon_pack.worker").info("Redis is back; starting")
         return
+
+
+def _check_permissions(client: redis.Redis, settings: Settings) -> None:
+    """Refuse to start (one line, exit 3) if the Redis user may not run a command the worker
+    needs: Celery would retry for ever rather than stop (see :mod:`.permissions`)."""
+    refused = permissions.ask(client, permissions.worker_commands(keys_of(settings)))
+    if refused:
+        user = permissions.user_of(settings.redis.url)
+        raise Failure(permissions.message(user, refused), EXIT_UNAVAILABLE)
 
 
 def celery_worker_argv(
