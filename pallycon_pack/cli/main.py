@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import click
 
+from pallycon_pack.cli.servers.stopping import SERVERS, stop_while_starting
+
 
 class Entry(NamedTuple):
     """Where a subcommand is defined, and what ``--help`` says of it."""
@@ -125,6 +127,8 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
+        if cmd_name in SERVERS:  # before the command's imports: a SIGTERM meanwhile stops it
+            stop_while_starting(cmd_name)
         module = importlib.import_module(COMMANDS[cmd_name].module)
         command = getattr(module, cmd_name)
         assert isinstance(command, click.Command)

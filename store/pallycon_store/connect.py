@@ -13,6 +13,7 @@ deadline of its own), not redis-py's default retries with backoff for every sent
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ssl
 import threading
@@ -85,6 +86,26 @@ def _sentinels(target: RedisTarget, timeout: float) -> _Sentinels:
         sentinel_kwargs={**_sentinel_login(target, timeout), "retry": Retry(NoBackoff(), 0)},
         **_node_options(target),
     )
+
+
+def answering_first(target: RedisTarget) -> RedisTarget:
+    """``target`` with its sentinels in the order this process's clients now ask them: the one
+    that answered last first (redis-py moves it there), the others as listed.
+
+    For Celery's transport, which makes clients of its own, one set for each connection pool
+    (several in a worker): each would ask a dead sentinel listed first, and wait out its
+    deadline, before the next. Given this order, they ask first the one that answers."""
+    if not target.sentinels:
+        return target
+    clients = _sentinels(target, sentinel_timeout(target)).sentinels
+    order = tuple(
+        (
+            client.connection_pool.connection_kwargs["host"],
+            client.connection_pool.connection_kwargs["port"],
+        )
+        for client in clients
+    )
+    return dataclasses.replace(target, sentinels=order)
 
 
 class _Sentinels(redis.sentinel.Sentinel):

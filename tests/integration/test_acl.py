@@ -12,7 +12,7 @@ import redis
 from pydantic import SecretStr
 
 from pallycon_producers.api import Producer
-from support.env import clean_env
+from support.env import clean_env, site_env
 from support.processes import cli
 from support.stack import Stack
 
@@ -56,3 +56,40 @@ def test_the_documented_acl_user_runs_everything(tmp_path):
             done = cli(*command, env=env, cwd=tmp_path)
             assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert admin.acl_log(count=20) == []  # nothing was refused on the way
+
+
+def _user_without(redis_server, name: str, *rules: str) -> dict[str, str]:
+    """The documented user as ``name``, with ``rules`` added: a worker's environment for it."""
+    words, password = _documented_acl()
+    admin = redis.Redis(port=redis_server.port, decode_responses=True)
+    admin.execute_command(*words[:2], name, *words[3:], *rules)  # type: ignore[no-untyped-call]
+    return site_env(
+        PALLYCON_REDIS_URL=f"redis://{name}@127.0.0.1:{redis_server.port}/0",
+        PALLYCON_REDIS_PASSWORD=password,
+        PALLYCON_KEY_PREFIX="pp",
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "refused"),
+    [
+        (["-brpop"], "may not run: BRPOP"),
+        (["-brpop", "-xautoclaim", "-evalsha"], "may not run: BRPOP, EVALSHA, XAUTOCLAIM"),
+        (["resetkeys", "~pp:*", "~_kombu.*", "~unacked*", "~*.pidbox*"],
+         "may not use keys like: pp.submit, pp.poll"),
+    ],
+    ids=["brpop", "three commands", "the queues' keys"],
+)  # fmt: skip
+def test_a_worker_whose_user_lacks_a_command_stops_with_one_line(
+    redis_server, tmp_path, rules, refused
+):
+    """A user without a command the worker needs (or without its queues' keys) would have
+    Celery reconnect for ever: the worker says what is missing in one line and exits 3."""
+    env = _user_without(redis_server, f"lacking-{len(rules)}", *rules)
+    run = cli("worker", "--concurrency", "1", env=env, cwd=tmp_path, timeout=60)
+    err = run.stderr.decode()
+    assert run.returncode == 3, err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"Error: Redis user 'lacking-{len(rules)}' {refused} ("), err
+    assert err.endswith("(the worker needs them; see docs/CONFIGURATION.md#acl-users)\n"), err
+    assert "Traceback" not in err + run.stdout.decode()

@@ -5,10 +5,7 @@ neither Redis nor Celery).
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
-from types import FrameType
 
 import click
 from pydantic import BaseModel
@@ -16,6 +13,7 @@ from pydantic import BaseModel
 from pallycon_config import Settings
 from pallycon_emulator.config import HOSTILE_MODES, EmulatorSettings
 from pallycon_pack.cli.servers.emulator_sites import SITE_CALLBACK_FORMAT, SITE_FORMAT
+from pallycon_pack.cli.servers.stopping import stop_while_starting
 from pallycon_pack.web.console.auth import ConsoleSettings
 
 #: The exporter's port unless --port says.
@@ -47,22 +45,10 @@ def worker(
     option (or anything after --) goes to Celery's worker as it is, e.g. --uid, --gid, -Q,
     --max-tasks-per-child, --autoscale: see celery worker --help.
     """
-    signal.signal(signal.SIGTERM, _stop_while_starting)  # Celery's own handler replaces it
+    stop_while_starting("worker")  # Celery's own handler replaces it
     from pallycon_pack.cli.servers import run
 
     run.worker(concurrency, loglevel, hostname, celery_args)
-
-
-def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM before Celery has installed its warm-shutdown handler (it does so before its
-    pool starts): nothing has been taken from the queues yet, so stop at once, exit 0.
-
-    Without a handler, a container's PID 1 never sees SIGTERM (the kernel drops it): a worker
-    stopped in its first seconds would start, take tasks, and be SIGKILLed mid-batch when the
-    grace period ends.
-    """
-    os.write(2, b"worker: stopped by SIGTERM while starting\n")  # safe in a signal handler
-    raise SystemExit(0)
 
 
 @click.command()
@@ -78,9 +64,10 @@ def callbacks(host: str | None, port: int | None, access_log: bool) -> None:
 
     Each other site of PALLYCON_SITES at /callback/<site id>/<its callback_token>.
     """
+    stop = stop_while_starting("callbacks")  # uvicorn's own handler replaces it while it serves
     from pallycon_pack.cli.servers import run
 
-    run.callbacks(host, port, access_log)
+    run.callbacks(host, port, access_log, serving=stop.serving)
 
 
 @click.command()
@@ -124,6 +111,7 @@ def metrics(host: str, port: int) -> None:
     depths, poll and intake lag, rate-limit waits, retries, reconciliations, dead letters, the
     workers' heartbeats; pallycon_pack_up is 0 while Redis cannot be read.
     """
+    stop_while_starting("metrics")  # the exporter installs its own once it listens
     from pallycon_pack.cli.servers import run
 
     run.metrics(host, port)
