@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis
 
@@ -96,7 +96,7 @@ class Producer:
         *,
         max_api_json: int,
         max_api_json_any_site: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.records = records
         self.redis = records.redis
@@ -104,7 +104,10 @@ class Producer:
         self.durability = durability
         #: The request size limits (for a named site: its id's length unknown here, the longest).
         self.limits = Limits(max_api_json, min(max_api_json, max_api_json_any_site or max_api_json))
-        self.clock = clock
+        #: Times written in records; schedules follow Redis's clock unless a clock is given
+        #: (a test's, which then rules both).
+        self.clock = clock or time.time
+        self._schedule_at_server = clock is None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
@@ -212,7 +215,8 @@ class Producer:
         prepared = prepare(submissions, now, sites=book, limits=self.limits)
         unique = list({p.request_id: p for p in prepared}.values())
         try:
-            outcomes = admit(self.records, self.durability, unique, submit_at=now)
+            due: float | Literal["now"] = "now" if self._schedule_at_server else now
+            outcomes = admit(self.records, self.durability, unique, submit_at=due)
         except REDIS_AWAY as exc:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]

@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.models import (
@@ -271,12 +271,12 @@ def admit(
     durability: Durability,
     prepared: Sequence[NewRequest],
     *,
-    submit_at: float,
+    submit_at: float | Literal["now"] = "now",
     confirm: bool = True,
 ) -> list[Created]:
     """Record prepared requests (their ids distinct) and put them on their submit lanes due at
-    ``submit_at`` (a sweeper is woken to take them by priority and site), all or nothing, in
-    one atomic step: each one's outcome (``created``,
+    ``submit_at`` (``"now"``: by Redis's clock; a sweeper is woken to take them by priority and
+    site), all or nothing, in one atomic step: each one's outcome (``created``,
     ``duplicate``; on a ``conflict`` nothing at all is written and the others are ``skipped``).
 
     ``confirm``: then wait until Redis has the write on disk and on the replicas asked for

@@ -8,7 +8,7 @@
 -- KEYS: results, the set of lanes, the kick list, then 4 per request: its record, its state's
 --       index, its site's index of that state (the same key again for a request that named no
 --       site), its submit lane
--- ARGV: maxlen, channel, submit score ('' = not scheduled), then 6 per request:
+-- ARGV: maxlen, channel, submit score ('' = not scheduled, 'now' = Redis's time), then 6 per request:
 --       request id, body hash, fields (JSON), event (JSON object), ttl ('' = none),
 --       time it entered its state (the index score)
 local outcomes, conflict = {}, false
@@ -24,7 +24,11 @@ for n = 1, count do
   end
 end
 if conflict then return outcomes end
-local scheduled = false
+local scheduled, score = false, ARGV[3]
+if score == 'now' then  -- due now by Redis's clock (one clock for schedules)
+  local t = redis.call('TIME')
+  score = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+end
 for n = 1, count do
   local record, index, at = KEYS[4 * n], KEYS[1 + 4 * n], 4 + (n - 1) * 6
   if outcomes[n] == 'created' then
@@ -37,8 +41,8 @@ for n = 1, count do
     redis.call('ZADD', index, ARGV[at + 5], ARGV[at])
     redis.call('ZADD', KEYS[2 + 4 * n], ARGV[at + 5], ARGV[at])
     redis.call('PUBLISH', ARGV[2], ARGV[at])
-    if ARGV[3] ~= '' then
-      redis.call('ZADD', KEYS[3 + 4 * n], ARGV[3], ARGV[at])
+    if score ~= '' then
+      redis.call('ZADD', KEYS[3 + 4 * n], score, ARGV[at])
       redis.call('SADD', KEYS[2], KEYS[3 + 4 * n])
       scheduled = true
     end

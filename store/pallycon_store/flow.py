@@ -27,6 +27,7 @@ from typing import Any, cast
 import redis
 
 from pallycon.errors import FieldError, InvalidRequest
+from pallycon_store.clock import ServerClock
 from pallycon_store.keys import Keys
 from pallycon_store.scripts import register
 
@@ -150,10 +151,13 @@ class Flow:
                 return self.lane(key[len(head) : -len(tail)], priority)
         return None
 
-    def snapshot(self, now: float, lanes: Sequence[Lane]) -> FlowSnapshot:
+    def snapshot(
+        self, now: float, lanes: Sequence[Lane], clock: ServerClock | None = None
+    ) -> FlowSnapshot:
         """Each lane's due count, each site's dispatched (those still counting) and in flight,
         and the pauses, in one round trip; writes nothing (readers with a read-only Redis user
-        call it too)."""
+        call it too). With ``clock``, Redis's ``TIME`` is read in the same round trip and
+        observed by it."""
         sites = sorted({lane.site_id for lane in lanes})
         pipe = self.redis.pipeline(transaction=False)
         for lane in lanes:
@@ -162,7 +166,12 @@ class Flow:
             pipe.zcount(self.keys.dispatched(site), f"({now!r}", "+inf")
             pipe.scard(self.keys.in_flight(site))
         pipe.hgetall(self.keys.paused)
+        if clock is not None:
+            pipe.time()
+        before = clock.local() if clock is not None else 0.0
         replies = pipe.execute()
+        if clock is not None:  # Redis's time, for the next sweep (docs: one clock)
+            clock.observe(replies.pop(), before, clock.local())
         due = {lane: int(n) for lane, n in zip(lanes, replies, strict=False)}
         rest = replies[len(lanes) :]
         dispatched = {site: int(rest[2 * i]) for i, site in enumerate(sites)}

@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from pallycon_store.clock import ServerClock
 from pallycon_store.keys import Keys
 from pallycon_store.record import Fields, Record, decode, encode
 from pallycon_store.schedules import Schedule
@@ -93,12 +94,16 @@ class Records:
         self._transition = register(client, "transition")
         self._leaving = register(client, "leaving")
 
-    def create(self, new: NewRequest, *, submit_at: float | None) -> Created:
+    def create(self, new: NewRequest, *, submit_at: float | Literal["now"] | None) -> Created:
         """Record a new request (version 1) with its first event, unless the id is taken."""
         return self.create_many([new], submit_at=submit_at)[0]
 
-    def create_many(self, items: Sequence[NewRequest], *, submit_at: float | None) -> list[Created]:
-        """:meth:`create` for many requests, all or nothing.
+    def create_many(
+        self, items: Sequence[NewRequest], *, submit_at: float | Literal["now"] | None
+    ) -> list[Created]:
+        """:meth:`create` for many requests, all or nothing; each is put on its submit lane due
+        at ``submit_at`` (``"now"``: Redis's time, one clock for schedules; None: not
+        scheduled).
 
         Each is ``created``, or ``duplicate`` (the id holds the same body); if one is a
         ``conflict`` (the id holds another body), nothing at all is written and the others are
@@ -112,7 +117,7 @@ class Records:
         args: list[Any] = [
             self.result_maxlen,
             self.keys.wake_channel,
-            "" if submit_at is None else repr(submit_at),
+            "" if submit_at is None else submit_at if submit_at == "now" else repr(submit_at),
         ]
         for item in items:
             _check_event(item.event)
@@ -141,13 +146,23 @@ class Records:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
         return decode(request_id, raw) if raw else None
 
-    def get_many(self, request_ids: Sequence[str]) -> dict[str, Record]:
+    def get_many(
+        self, request_ids: Sequence[str], clock: ServerClock | None = None
+    ) -> dict[str, Record]:
+        """The records of these ids (those that exist), in one round trip; with ``clock``,
+        Redis's ``TIME`` is read in the same round trip and observed by it."""
         pipe = self.redis.pipeline(transaction=False)
         for request_id in request_ids:
             pipe.hgetall(self.keys.request(request_id))
+        if clock is not None:
+            pipe.time()
+        before = clock.local() if clock is not None else 0.0
+        replies = pipe.execute()
+        if clock is not None:
+            clock.observe(replies.pop(), before, clock.local())
         return {
             request_id: decode(request_id, raw)
-            for request_id, raw in zip(request_ids, pipe.execute(), strict=True)
+            for request_id, raw in zip(request_ids, replies, strict=True)
             if raw
         }
 

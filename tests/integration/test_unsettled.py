@@ -53,3 +53,41 @@ def test_an_outcome_redis_could_not_take_is_written_once_it_is_back(tmp_path: Pa
         assert (after.state, after.job_id) == (State.SUBMITTED, "1001")
     finally:
         server.stop()
+
+
+def test_a_worker_with_a_fast_clock_schedules_by_redis_time(tmp_path: Path):
+    """A worker whose clock is an hour fast reads Redis's TIME with its records: its now is
+    Redis's, so what it schedules is due when the others expect, and a request recorded just
+    now is due for it at once (not an hour early for the others, nor late for it)."""
+    import redis as redis_py
+
+    from pallycon_store.clock import ServerClock
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = make_settings(server.url, "http://127.0.0.1:9", redis_fsync_wait_ms=0)
+        rt = Runtime.build(settings)
+        assert rt.server_clock is not None
+        fast = ServerClock(lambda: time.time() + 3600)
+        rt.clock = rt.server_clock = fast
+        (request_id,) = submit_one(rt)
+        rt.shared.records.get_many([request_id], rt.server_clock)
+        seconds, micros = redis_py.Redis.from_url(server.url).time()
+        assert abs(rt.clock() - (seconds + micros / 1e6)) < 5  # it was an hour fast
+        lane = rt.shared.redis.zscore(rt.shared.keys.submit_schedule, request_id)
+        assert lane is not None
+        assert lane <= rt.clock()  # due now by the one clock
+    finally:
+        server.stop()
+
+
+def submit_one(rt: Runtime) -> list[str]:
+    """One request recorded by a producer on ``rt``'s Redis, scheduled by Redis's clock."""
+    from pallycon_producers.api import Producer
+
+    producer = Producer(
+        rt.shared.records,
+        rt.shared.durability,
+        max_api_json=rt.settings.max_api_json_bytes,
+    )
+    return producer.submit_many([body_for("st", "clock-1")])

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis
 from celery import Celery
@@ -328,7 +328,9 @@ class Intake:
             )
             self.settle(entry, outcome, exc.errors)
             return
-        (outcome,) = admit(self.records, self.shared.durability, [ready], submit_at=now,
+        # Redis's clock, or a test's
+        due: float | Literal["now"] = "now" if self.rt.server_clock is not None else now
+        (outcome,) = admit(self.records, self.shared.durability, [ready], submit_at=due,
                            confirm=False)  # fmt: skip
         self.settle(entry, outcome, [])
 

@@ -69,7 +69,7 @@ def _poll_site(rt: Runtime, site: SiteRuntime, records: list[Record]) -> None:
 def _tracked(
     rt: Runtime, request_ids: list[str], isolate: Callable[[str], None], *, alone: bool
 ) -> list[Record]:
-    records = rt.shared.records.get_many(request_ids)
+    records = rt.shared.records.get_many(request_ids, rt.server_clock)
     run = []
     for request_id in dict.fromkeys(request_ids):  # each once, in order
         decided = triage(records.get(request_id), (State.SUBMITTED,), alone=alone)

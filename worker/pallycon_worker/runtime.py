@@ -17,6 +17,7 @@ import httpx
 
 from pallycon.client import PallyConClient
 from pallycon_config import Settings, SiteBook, Sites, UnknownSite
+from pallycon_store.clock import ServerClock
 from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.ratelimit import TokenBucket
 from pallycon_store.record import Record
@@ -53,6 +54,9 @@ class Runtime:
     sites: dict[str, SiteRuntime]
     catalog: Sites
     clock: Callable[[], float] = time.time
+    #: The clock corrected by Redis's (``TIME``, read with the records): ``clock`` in a worker
+    #: (None where a test gives its own clock).
+    server_clock: ServerClock | None = None
     rng: random.Random = field(default_factory=random.Random)
     _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _page_unit: tuple[int, float] | None = field(default=None, init=False, repr=False)
@@ -192,7 +196,8 @@ class Runtime:
             limited = RateLimitedTransport(inner, bucket)
             api = site_client(settings, site, transport=limited)
             sites[named] = SiteRuntime(named, api, site.region, site.max_in_flight, limited)
-        return cls(settings, shared, sites, catalog)
+        server_clock = ServerClock()
+        return cls(settings, shared, sites, catalog, clock=server_clock, server_clock=server_clock)
 
 
 #: The pause between two tries of writing what a process keeps (seconds): doubled up to

@@ -48,7 +48,7 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     """
     alone = len(request_ids) == 1
     rt.unsettled.settle()  # what this process could not write before, first
-    records = rt.shared.records.get_many(request_ids)
+    records = rt.shared.records.get_many(request_ids, rt.server_clock)
     started: dict[str, list[str]] = {}
     for record in records.values():
         started.setdefault(record.site_id, []).append(record.request_id)

@@ -59,7 +59,7 @@ def dispatch_submits(rt: Runtime, app: Celery, now: float, credits: dict[str, Cr
         for site in strays:
             if not (site and site in announced.ids) and not (not site and announced.default):
                 limits[site] = SiteLimits(rate=1.0)  # a worker fails them (not served)
-    snapshot = flow.snapshot(now, lanes)
+    snapshot = flow.snapshot(now, lanes, rt.server_clock)
     counts = flow_rules.plan(snapshot, limits, credits)
     taken = flow.take(now, rt.settings.lease_seconds, counts)
     for site, ids in taken.items():
