@@ -288,7 +288,8 @@ def admit(
     server = durability.server() if confirm else None
     outcomes = records.create_many(prepared, submit_at=submit_at)
     if server is not None and "conflict" not in outcomes:
-        durability.wait(server)
+        ids = [item.request_id for item in prepared]
+        durability.wait(server, present=lambda: len(records.get_many(ids)) == len(ids))
     return outcomes
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
 
@@ -26,9 +27,8 @@ class Durability:
     hands the answer to :meth:`wait`, whose pipeline reads the ``run_id`` of the server it
     waited on: another server is a ``redis.ConnectionError`` (the change may be lost: not
     confirmed). Each call compares with its own answer, so threads sharing one ``Durability``
-    cannot confirm each other's changes. The first change of a process after a failover is
-    therefore reported unconfirmed even when it reached the new primary (safe: submitted again,
-    it is recognised).
+    cannot confirm each other's changes. A caller that can tell its change is on the server the
+    wait reached says so (``present``), and its change is confirmed there.
 
     ``mark`` is ``Keys.durability_mark``; ``replicas``, ``replica_wait_ms`` and ``wait_ms`` are
     the settings' (``pallycon_store.wiring.durability_of``). ``replicas`` 0 skips the first;
@@ -88,11 +88,15 @@ class Durability:
             return ""
         return str(info.get("run_id", ""))
 
-    def wait(self, server: str) -> None:
+    def wait(self, server: str, present: Callable[[], bool] | None = None) -> None:
         """Return once the replicas have every change this process made before the call and
         Redis has fsynced its AOF; ``redis.TimeoutError`` when either does not happen in time.
         ``server``: what :meth:`server` said before the change; a wait that reaches another
-        server is a ``redis.ConnectionError``."""
+        server is a ``redis.ConnectionError``, unless ``present()`` (asked then, on the server
+        the wait reached) says the change is there: then the wait covered it (it was written
+        before the wait's own mark, which the server fsynced and replicated after it), and the
+        first change of a process after a failover is confirmed when it reached the new
+        primary."""
         replicas, fsync = self._waits()
         if not replicas and not fsync:
             return
@@ -104,7 +108,7 @@ class Durability:
             pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
         pipe.info("server")
         replies = pipe.execute(raise_on_error=False)
-        self._same_server(server, replies.pop())
+        self._same_server(server, replies.pop(), present)
         fsynced = replies.pop() if fsync else None
         for reply in replies:  # the mark and WAIT: an error is the caller's to see
             if isinstance(reply, Exception):
@@ -120,8 +124,11 @@ class Durability:
         if fsync:
             self._fsynced(fsynced)
 
-    def _same_server(self, expected: str, info: object) -> None:
-        """The waits ran on the server the change reached (else: not confirmed)."""
+    def _same_server(
+        self, expected: str, info: object, present: Callable[[], bool] | None = None
+    ) -> None:
+        """The waits ran on the server the change reached, or ``present()`` finds the change
+        on the one they ran on (else: not confirmed)."""
         if isinstance(info, redis.ResponseError):  # INFO not allowed: nothing to compare
             return
         if isinstance(info, Exception):
@@ -129,6 +136,9 @@ class Durability:
         assert isinstance(info, dict)
         self.known = str(info.get("run_id", ""))
         if expected and self.known != expected:
+            if present is not None and present():
+                log.info("Redis changed (a failover or a restart); the change is on the new one")
+                return
             raise redis.ConnectionError(
                 "Redis changed (a failover or a restart) while a change was being confirmed: "
                 "it may be lost"

@@ -384,6 +384,26 @@ def test_a_restarted_server_does_not_confirm_a_change_made_before(tmp_path: Path
         server.stop()
 
 
+def test_a_change_found_on_the_new_server_is_confirmed_there(tmp_path: Path):
+    """After a restart (or a failover) the first change of a process is confirmed when the
+    server the wait reached holds it (the wait's own mark came after it there); one it does
+    not hold is still not confirmed."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        durability = _durability(client, Keys("pp"), wait_ms=2000)
+        before = durability.server()
+        server.kill()
+        server.start()
+        client.set("change-1", "x")  # reached the new server
+        durability.wait(before, present=lambda: client.exists("change-1") == 1)
+        with pytest.raises(redis.ConnectionError, match="Redis changed"):
+            durability.wait(before, present=lambda: client.exists("change-2") == 1)
+        client.close()
+    finally:
+        server.stop()
+
+
 def _new_of(site: str, request_id: str) -> NewRequest:
     new = _new(request_id, request_id)
     if site:

@@ -175,13 +175,24 @@ def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
     if not marked:
         return []
     try:
-        rt.shared.durability.wait(server)  # never POST before "submitting" is on disk
+        rt.shared.durability.wait(server, present=lambda: _marked(rt, marked))
     except REDIS_AWAY:
         # Nothing was sent: take the marks back, so that these requests are registered again
         # soon rather than looked up after the hard time limit.
         _take_back(rt, [(m.record, after) for m, after in zip(kept, marked, strict=True)])
         raise
     return marked
+
+
+def _marked(rt: Runtime, marked: list[Record]) -> bool:
+    """Whether the server now answering holds every one of these marks (as marked)."""
+    found = rt.shared.records.get_many([record.request_id for record in marked])
+    return all(
+        (now := found.get(record.request_id)) is not None
+        and now.version == record.version
+        and now.submitting_at == record.submitting_at
+        for record in marked
+    )
 
 
 #: How long a submit waits for Redis to come back to take back marks it could not confirm:
