@@ -408,3 +408,19 @@ def test_a_site_not_served_fails_only_what_no_worker_can_take(state, schedule, e
         assert (change.schedule, change.at) == (schedule, now + POLICY.retry.cap)
         assert outcome.level == "warning"
         assert change.event is None
+
+
+@pytest.mark.parametrize(
+    ("status", "state"), [("WM100", State.SUBMITTED), ("WM200", State.STOPPED)]
+)
+def test_a_job_stopped_at_pallycon_ends_its_request_stopped_not_failed(status, state):
+    """WM100 (stop requested) is still under way; WM200 (stopped, from PallyCon Console) ends
+    the request stopped, with a stopped event naming the job: not failed, not stuck."""
+    rec = dataclasses.replace(record(State.SUBMITTED), job_id="77", submitted_at=NOW - 5)
+    outcome = poll_rules.after_poll(rec, job(status), NOW, POLICY)
+    assert outcome.change.fields.get("state", State.SUBMITTED) is state
+    if state is State.STOPPED:
+        assert outcome.change.finish
+        assert outcome.change.event is not None
+        assert (outcome.change.event["type"], outcome.change.event["job_id"]) == ("stopped", "77")
+        assert "stopped at PallyCon" in outcome.change.fields["error_message"]
