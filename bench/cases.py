@@ -535,5 +535,5 @@ def flow(root: Path, quick: bool = False) -> dict[str, Any]:
             capped_live(root, cap, backfill=50 if quick else 200, job_seconds=10 if quick else 30)
             for cap in (10, 0)
         ],
-        "share": bulk_share(root, window=10 if quick else 20),
+        "share": bulk_share(root, window=10 if quick else 60),
     }
