@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BENCH, cpu_per_job, median, percentile, stack, ts
+from bench.harness import BENCH, BenchStack, cpu_per_job, median, percentile, stack, ts
 from pallycon.client import ClientOptions, PallyConClient
 from pallycon.models import JobRegisterRequest, validate_request
 from pallycon.signing import decode_envelope, open_envelope, sign
@@ -18,7 +18,7 @@ from pallycon_emulator.config import DEMO_SITE
 from support.env import clean_env
 from support.processes import ServerProcess
 
-FAST_POLLS = {
+FAST_POLLS: dict[str, Any] = {
     "poll_interval": 0.5,
     "poll_busy_interval": 0.5,
     "poll_grid": 0.25,
@@ -162,7 +162,7 @@ def latency(root: Path, callbacks: bool, count: int = 200, job_seconds: float = 
             poll_interval: float = 2.0) -> dict[str, Any]:  # fmt: skip
     """From the moment the emulator marks a job done to its completed event."""
     name = "latency-callbacks" if callbacks else "latency-polling"
-    polls = (
+    polls: dict[str, Any] = (
         {"poll_interval": 120.0, "poll_busy_interval": 120.0, "poll_grid": 0.0}
         if callbacks
         # The grid (one interval) sets the poll phase by the clock, not by each registration, so
@@ -316,3 +316,224 @@ def backfill(root: Path, lines: int = 10_000, sample: int = 50) -> dict[str, Any
             "single_s_each": round(single_s, 3),
             "singles_extrapolated_s": round(single_s * lines, 1),
             "speedup": round(single_s * lines / batch_s, 1), "recorded": recorded}  # fmt: skip
+
+
+# --- 8. Flow control ----------------------------------------------------------------------
+
+#: The API rate of the flow cases (each site's): a 10,000-request backfill drains in ~100 s.
+FLOW_RATE = 100.0
+#: Requests per ``submit_many`` call of a backfill, as ``submit --batch`` records them.
+BACKFILL_CHUNK = 500
+
+
+def _flow_settings(rate: float, **changes: Any) -> dict[str, Any]:
+    """Settings of a flow case: the site's rate (and a burst of one second of it), fast polls."""
+    return {"api_rate": rate, "api_burst": max(1, int(rate)), **FAST_POLLS, **changes}
+
+
+def _backfill(
+    s: BenchStack, name: str, count: int, priority: str, site_id: str | None = None
+) -> list[str]:
+    """``count`` requests submitted as ``submit --batch`` does (chunks of 500), at
+    ``priority``, for ``site_id`` (None: the default site): their ids."""
+    ids: list[str] = []
+    for first in range(0, count, BACKFILL_CHUNK):
+        numbers = range(first, min(first + BACKFILL_CHUNK, count))
+        bodies = [_site_body(s, f"{name}-{n}", site_id) for n in numbers]
+        ids += s.producer.submit_many(bodies, site_ids=[site_id] * len(bodies), priority=priority)
+    return ids
+
+
+def _site_body(s: BenchStack, content_id: str, site_id: str | None) -> dict[str, Any]:
+    """The benchmarks' job for ``site_id`` (None: the default site), on that site's storage."""
+    body: dict[str, Any] = s.body(content_id)
+    if site_id is not None:
+        for side in ("input", "output"):
+            body["storage"][side]["storage_id"] = s.other_storage_id
+    return body
+
+
+def _registered(s: BenchStack, ids: list[str], timeout: float) -> dict[str, Any]:
+    """The records of ``ids`` once every one is registered (``submitted_at`` set), read every
+    0.2 s; a TimeoutError past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = s.producer.records.get_many(ids)
+        if len(records) == len(ids) and all(r.submitted_at for r in records.values()):
+            return records
+        if time.monotonic() > deadline:
+            left = sum(not r.submitted_at for r in records.values())
+            raise TimeoutError(f"{left} of {len(ids)} not registered within {timeout} s")
+        time.sleep(0.2)
+
+
+def live_behind_backfill(
+    root: Path, prioritised: bool, backfill: int = 10_000, live: int = 20,
+    rate: float = FLOW_RATE,
+) -> dict[str, Any]:  # fmt: skip
+    """``live`` requests at ``normal``, one every few seconds over the drain of a ``backfill``
+    at ``bulk`` (``prioritised``) or at ``normal`` too: each live request's registration delay
+    (``submitted_at - created_at``). 2 worker processes, jobs of 1 s, one site at ``rate``."""
+    name = f"flow-live-{'bulk' if prioritised else 'normal'}"
+    with stack(root / name, "--job-seconds", "1", **_flow_settings(rate)) as s:
+        s.start_workers(2)
+        start = time.time()
+        backlog = _backfill(s, f"{name}-backfill", backfill, "bulk" if prioritised else "normal")
+        submitted_s = time.time() - start
+        gap = 0.8 * backfill / rate / live  # over the first 80 % of the drain
+        before = s.api_calls()
+        first = time.time()
+        live_ids = []
+        for n in range(live):
+            time.sleep(gap)
+            live_ids.append(s.producer.submit(s.body(f"{name}-live-{n}"), priority="normal"))
+        records = _registered(s, live_ids, timeout=3 * backfill / rate)
+        last = max(r.submitted_at for r in records.values())
+        backlog_done = sum(
+            bool(r.submitted_at) for r in s.producer.records.get_many(backlog).values()
+        )
+        calls_per_s = (s.api_calls() - before) / (last - first)
+    delays = [r.submitted_at - r.created_at for r in records.values()]
+    return {"backfill": backfill, "backfill_priority": "bulk" if prioritised else "normal",
+            "live": live, "rate": rate, "backfill_submit_s": round(submitted_s, 1),
+            "live_every_s": round(gap, 1), "p50_s": percentile(delays, 0.5),
+            "p99_s": percentile(delays, 0.99), "max_s": round(max(delays), 3),
+            "backfill_registered_by_then": backlog_done,
+            "api_calls_per_s": round(calls_per_s, 1)}  # fmt: skip
+
+
+def site_behind_backfill(
+    root: Path, backfill: int = 10_000, batch: int = 20, rate: float = FLOW_RATE
+) -> dict[str, Any]:
+    """Site A's ``backfill`` submitted, then site B's ``batch`` (both ``bulk``, each site at
+    ``rate`` with its own bucket): seconds from B's submit until all of B's are registered."""
+    with stack(root / "flow-sites", "--job-seconds", "1", two_sites=True,
+               **_flow_settings(rate)) as s:  # fmt: skip
+        assert s.other_site is not None
+        s.start_workers(2)
+        backlog = _backfill(s, "flow-sites-a", backfill, "bulk")
+        start = time.time()
+        b_ids = _backfill(s, "flow-sites-b", batch, "bulk", site_id=s.other_site.site_id)
+        records = _registered(s, b_ids, timeout=120)
+        done = max(r.submitted_at for r in records.values())
+        a_done = sum(bool(r.submitted_at) for r in s.producer.records.get_many(backlog).values())
+    return {"backfill": backfill, "batch": batch, "rate": rate,
+            "all_registered_s": round(done - start, 3),
+            "first_registered_s": round(min(r.submitted_at for r in records.values()) - start, 3),
+            "backfill_registered_by_then": a_done}  # fmt: skip
+
+
+def capped_live(
+    root: Path, cap: int, backfill: int = 200, slots: int = 10, job_seconds: float = 30.0,
+    rate: float = FLOW_RATE,
+) -> dict[str, Any]:  # fmt: skip
+    """The emulator works on ``slots`` jobs of the site at once, each ``job_seconds``; a
+    ``backfill`` at ``bulk``, then one live request at ``normal``, with ``max_in_flight``
+    ``cap`` (0: none). Followed until the live request completes, or (without a cap, where
+    it waits in PallyCon's ``WM000`` queue) for 2 job times and a half; the emulator's slot
+    use sampled every 0.25 s. The rest of the backlog is left when the stack is torn down."""
+    name = f"flow-cap-{cap}"
+    args = ("--job-seconds", str(job_seconds), "--slots", str(slots))
+    with stack(root / name, *args, **_flow_settings(rate, max_in_flight=cap)) as s:
+        site = s.settings.credentials().site_id
+        s.start_workers(2)
+        peaks = {"working": 0, "waiting": 0}
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.25):
+                use = s.emulator.control("stats")["slots"][site]
+                peaks["working"] = max(peaks["working"], use["working"])
+                peaks["waiting"] = max(peaks["waiting"], use["waiting"])
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _backfill(s, f"{name}-backfill", backfill, "bulk")
+        time.sleep(2.0)  # the backfill's first jobs are working
+        start = time.time()
+        live = s.producer.submit(s.body(f"{name}-live"), priority="normal")
+        deadline = time.monotonic() + 2.5 * job_seconds + 10
+        record = s.producer.records.get(live)
+        while time.monotonic() < deadline:
+            record = s.producer.records.get(live)
+            if record is not None and record.state.final:
+                break
+            time.sleep(0.2)
+        stop.set()
+        watcher.join(5)
+        assert record is not None
+        use = s.emulator.control("stats")["slots"][site]
+        ahead = None
+        if record.job_id:  # the site's jobs registered before it (job ids count up from 1001)
+            ahead = int(record.job_id) - 1001
+    completed = record.state.value == "completed"
+    return {"cap": cap, "backfill": backfill, "slots": slots, "job_seconds": job_seconds,
+            "live_registered_s": round(record.submitted_at - start, 1) if record.submitted_at else None,
+            "live_completed_s": round(record.finished_at - start, 1) if completed else None,
+            "live_state": record.state.value, "live_status": record.status,
+            "jobs_ahead_at_pallycon": ahead,
+            "working_peak": max(use["working_peak"], peaks["working"]),
+            "waiting_peak": peaks["waiting"]}  # fmt: skip
+
+
+def bulk_share(
+    root: Path, rate: float = 50.0, backlog: int = 3000, window: float = 20.0,
+    warmup: float = 5.0,
+) -> dict[str, Any]:  # fmt: skip
+    """A ``backlog`` at ``bulk``, then a steady stream of ``high`` requests at 1.2 times the
+    site's ``rate`` (alone they would take every registration): the share of the registrations
+    in a ``window`` (after ``warmup``) that were bulk."""
+    with stack(root / "flow-share", "--job-seconds", "1", **_flow_settings(rate)) as s:
+        s.start_workers(2)
+        bulk = _backfill(s, "flow-share-bulk", backlog, "bulk")
+        high: list[str] = []
+        stop = threading.Event()
+
+        def stream() -> None:
+            tick, per_tick, n = 0.1, max(1, round(1.2 * rate * 0.1)), 0
+            next_at = time.monotonic()
+            while not stop.is_set():
+                bodies = [s.body(f"flow-share-high-{n + i}") for i in range(per_tick)]
+                high.extend(s.producer.submit_many(bodies, priority="high"))
+                n += per_tick
+                next_at += tick
+                stop.wait(max(0.0, next_at - time.monotonic()))
+
+        streamer = threading.Thread(target=stream, daemon=True)
+        streamer.start()
+        start = time.time()
+        time.sleep(warmup + window + 1.0)
+        stop.set()
+        streamer.join(5)
+        records = s.producer.records.get_many(bulk + high)
+    begin, end = start + warmup, start + warmup + window
+    counts = {"high": 0, "bulk": 0}
+    for r in records.values():
+        if begin <= r.submitted_at < end:
+            counts[r.priority or "normal"] = counts.get(r.priority or "normal", 0) + 1
+    total = sum(counts.values())
+    streamed = set(high)
+    high_waiting = sum(not r.submitted_at for rid, r in records.items() if rid in streamed)
+    return {"rate": rate, "backlog": backlog, "window_s": window,
+            "high_submitted_per_s": round(len(high) / (warmup + window + 1.0), 1),
+            "registrations": total, "high": counts["high"], "bulk": counts["bulk"],
+            "registered_per_s": round(total / window, 1),
+            "bulk_share": round(counts["bulk"] / total, 3) if total else 0.0,
+            "high_left_waiting": high_waiting}  # fmt: skip
+
+
+def flow(root: Path, quick: bool = False) -> dict[str, Any]:
+    """Every flow-control case (``quick``: small sizes, to check the harness)."""
+    backfill = 1_000 if quick else 10_000
+    return {
+        "live": [
+            live_behind_backfill(root, prioritised, backfill=backfill, live=5 if quick else 20)
+            for prioritised in (True, False)
+        ],
+        "sites": site_behind_backfill(root, backfill=backfill),
+        "cap": [
+            capped_live(root, cap, backfill=50 if quick else 200, job_seconds=10 if quick else 30)
+            for cap in (10, 0)
+        ],
+        "share": bulk_share(root, window=10 if quick else 60),
+    }

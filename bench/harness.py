@@ -101,8 +101,11 @@ def register_storage(api_url: str) -> str:
 
 
 @contextlib.contextmanager
-def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[BenchStack]:
-    """Everything a benchmark needs, stopped afterwards."""
+def stack(
+    root: Path, *emulator_args: str, two_sites: bool = False, **settings: Any
+) -> Iterator[BenchStack]:
+    """Everything a benchmark needs, stopped afterwards (with ``two_sites``: a second site,
+    :data:`support.samples.OTHER_SITE`, with its own storage: see :meth:`Stack.start`)."""
 
     def bench_settings(redis_url: str, api_url: str) -> Settings:
         return Settings(_env_file=None, **{**BENCH, "api_url": api_url, "redis_url": redis_url,
@@ -110,7 +113,7 @@ def stack(root: Path, *emulator_args: str, **settings: Any) -> Iterator[BenchSta
 
     with BenchStack.start(
         root, "--max-page-unit", "500", *emulator_args, site=DEMO_SITE, region=DEMO_REGION,
-        settings=bench_settings, storage=BENCH_STORAGE,
+        settings=bench_settings, storage=BENCH_STORAGE, two_sites=two_sites,
     ) as built:  # fmt: skip
         yield built
 

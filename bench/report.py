@@ -10,7 +10,20 @@ GOALS = {
     "latency_callbacks_p99": 0.5,
     "bytes_per_job": 2048,
     "sweep_s": 5.0,
+    "flow_live_p99_s": 2.0,  # a live request's registration behind a bulk backfill
+    "flow_site_s": 5.0,  # another site's batch behind a backfill, all registered
+    "flow_cap_job_times": 2.0,  # a live request's completion with a cap, in job times
+    "flow_bulk_share": 0.1,  # bulk's share of the registrations under a high-priority stream
 }
+
+#: The first cell of each flow goal's row (how :func:`splice_flow` finds them).
+FLOW_GOALS = (
+    "| a live request registered within 2 s (p99) behind a bulk backfill",
+    "| another site's batch all registered within 5 s behind a backfill",
+    "| with a cap, a live request behind a backfill completes within 2 job times",
+    "| bulk keeps at least 10 % of the registrations",
+)
+FLOW_HEADING = "## 8. Flow control"
 
 
 def _ok(good: bool) -> str:
@@ -27,7 +40,7 @@ def render(r: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         "What a job costs: API calls, latency, Redis memory, throughput. Every figure comes from one",
-        "run of `uv run python -m bench` (about 17 minutes), which starts real processes on the",
+        "run of `uv run python -m bench` (about 27 minutes), which starts real processes on the",
         "machine (a valkey server, the emulator with faults off, Celery worker processes, the",
         "callback receiver) and writes this file; `build/benchmarks.json` keeps the raw numbers.",
         "Each comparison is measured side by side in the same run. The machine is noisy: where a",
@@ -53,6 +66,7 @@ def render(r: dict[str, Any]) -> str:
         f"{_ok(sc['bytes_per_job'] <= GOALS['bytes_per_job'])} |",
         f"| a sweep of 100,000 due jobs in under 5 s | {sc['full_sweep_s']} s | "
         f"{_ok(sc['full_sweep_s'] < GOALS['sweep_s'])} |",
+        *(flow_goals(r["flow"]) if r.get("flow") else []),
         "",
         "## 1. End-to-end throughput",
         "",
@@ -176,4 +190,152 @@ def render(r: dict[str, Any]) -> str:
             f" ({singles_min:,.0f} min) | {1 / backfill['single_s_each']:.2f} |",
             "",
         ]
+    if r.get("flow"):
+        lines += flow_section(r["flow"], r["finished"])
     return "\n".join(lines)
+
+
+def flow_goals(f: dict[str, Any]) -> list[str]:
+    """The Goals table's rows of the flow-control figures (their first cells: FLOW_GOALS)."""
+    live = {x["backfill_priority"]: x for x in f["live"]}["bulk"]
+    cap = {x["cap"]: x for x in f["cap"]}
+    capped = next(x for c, x in cap.items() if c)
+    done = capped["live_completed_s"]
+    in_time = done is not None and done <= GOALS["flow_cap_job_times"] * capped["job_seconds"]
+    share = f["share"]["bulk_share"]
+    measured = [
+        (f"{live['p99_s']} s", live["p99_s"] <= GOALS["flow_live_p99_s"]),
+        (f"{f['sites']['all_registered_s']} s", f["sites"]["all_registered_s"] <= GOALS["flow_site_s"]),
+        (f"{done} s (jobs of {capped['job_seconds']:.0f} s)" if done is not None else "not completed",
+         in_time),
+        (f"{share * 100:.1f} %", share >= GOALS["flow_bulk_share"]),
+    ]  # fmt: skip
+    return [
+        f"{goal} | {value} | {_ok(good)} |"
+        for goal, (value, good) in zip(
+            (
+                f"{FLOW_GOALS[0]} ({live['backfill']:,} requests)",
+                FLOW_GOALS[1],
+                FLOW_GOALS[2],
+                f"{FLOW_GOALS[3]} under a stream of high priority",
+            ),
+            measured,
+            strict=True,
+        )
+    ]
+
+
+def flow_section(f: dict[str, Any], finished: str) -> list[str]:
+    """Section 8, the flow-control figures."""
+    live, sites, share = f["live"], f["sites"], f["share"]
+    cap = {x["cap"]: x for x in f["cap"]}
+    capped = next(x for c, x in cap.items() if c)
+    free = cap[0]
+    first = live[0]
+    lines = [
+        FLOW_HEADING,
+        "",
+        "What a waiting request's priority, its site and a cap on the jobs in flight at PallyCon",
+        "change (docs/FLOW.md). Each case starts its own stack (a valkey server, the emulator, one",
+        f"worker of 2 processes, polls every 0.5 s) with each site's API rate at {first['rate']:.0f}",
+        "calls/s (its burst one second of it), so that a 10,000-request backfill drains in about",
+        "100 s; backfills are submitted as `submit --batch` records them, 500 per `submit_many`",
+        "call. One run each. `uv run python -m bench --only flow` runs these alone (about 10",
+        f"minutes) and rewrites this section and its goals; this run finished {finished}.",
+        "",
+        "**A live request while a backfill drains.** A backfill of "
+        f"{first['backfill']:,} requests, then {first['live']} live requests at `normal`, one every "
+        f"{first['live_every_s']} s over the first 80 % of the drain (jobs of 1 s). Registration "
+        "delay: the live request's `submitted_at - created_at`. The same with the backfill at "
+        "`normal` too, as everything was before priorities. Behind a `bulk` backfill a live "
+        "request still waits for what is already dispatched ahead of it (about one second of the "
+        "site's rate: `flow_rules.HORIZON`) and for the fsync before its batch's POSTs (up to a "
+        "second with `appendfsync everysec`): p99 sits near 2 s by construction.",
+        "",
+        "| backfill at | live registration p50 | p99 | max | backfill registered by the last live one | API calls/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{x['backfill_priority']}` | {x['p50_s']} s | {x['p99_s']} s | {x['max_s']} s | "
+        f"{x['backfill_registered_by_then']:,} | {x['api_calls_per_s']} |"
+        for x in live
+    ]
+    lines += [
+        "",
+        f"**Another site behind a backfill.** Two sites served by the same worker, each at "
+        f"{sites['rate']:.0f} calls/s with its own bucket; site A's backfill of {sites['backfill']:,} "
+        f"requests at `bulk` submitted first, then site B's batch of {sites['batch']} (`bulk` too: "
+        "only its site sets it apart). B's first request was registered "
+        f"{sites['first_registered_s']} s after B's submit, **all {sites['batch']} after "
+        f"{sites['all_registered_s']} s**, while site A had {sites['backfill_registered_by_then']:,} "
+        "registered.",
+        "",
+        f"**A cap on the jobs in flight.** The emulator works on at most {capped['slots']} of the "
+        f"site's jobs at once (`--slots {capped['slots']}`), each {capped['job_seconds']:.0f} s; "
+        f"a backfill of {capped['backfill']} requests at `bulk`, then, 2 s later, one live "
+        "request at `normal`. Followed until the live request completed, or for 2.5 job times "
+        "when it could not; then the stack was torn down with the rest of the backfill still "
+        "waiting (the live request's time does not depend on how much is left behind it: with "
+        "the cap, at most the cap is ever ahead of it). The emulator's slot use was sampled every "
+        "0.25 s. With the cap, the live request waits at most one job time for the first place "
+        "to free, then its own job time, plus the poll that sees it end.",
+        "",
+        "| `max_in_flight` | live registered | live completed | live request at the end | working peak | waiting (`WM000`) peak |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for x in (capped, free):
+        done = f"{x['live_completed_s']} s" if x["live_completed_s"] is not None else "not yet"
+        registered = (
+            f"{x['live_registered_s']} s" if x["live_registered_s"] is not None else "not yet"
+        )
+        lines.append(
+            f"| {x['cap'] or 'none'} | {registered} | {done} | {x['live_state']} {x['live_status']} | "
+            f"{x['working_peak']} | {x['waiting_peak']} |"
+        )
+    ahead = free["jobs_ahead_at_pallycon"]
+    if ahead is not None and free["live_completed_s"] is None:
+        rounds = ahead // free["slots"] + 1
+        lines += [
+            "",
+            f"Without the cap the whole backfill was registered at once and the live job joined "
+            f"PallyCon's own queue behind {ahead} others: first come first served, it starts once "
+            f"they have, in about {rounds - 1} rounds of {free['job_seconds']:.0f} s, and completes "
+            f"about {rounds * free['job_seconds']:.0f} s after the backfill (computed, not waited "
+            f"for); with a backfill of 2,000, about {(2000 // free['slots'] + 1) * free['job_seconds'] / 60:.0f} "
+            "minutes. With the cap, nothing waits at PallyCon: the live request waits in its lane "
+            "and takes the first place that frees.",
+        ]
+    lines += [
+        "",
+        f"**Bulk's guaranteed share.** A backlog of {share['backlog']:,} requests at `bulk`, then "
+        f"requests at `high` submitted steadily at {share['high_submitted_per_s']}/s, more than the "
+        f"site's rate of {share['rate']:.0f} calls/s: alone they would take every registration. "
+        f"Of the {share['registrations']:,} registrations in a {share['window_s']:.0f} s window "
+        f"(after 5 s), {share['high']} were `high` and {share['bulk']} `bulk`: "
+        f"**{share['bulk_share'] * 100:.1f} % bulk** (its guaranteed share is 10 %); "
+        f"{share['high_left_waiting']:,} `high` requests were still waiting at the end. The rate "
+        f"is shared with the polls, so {share['registered_per_s']} registrations/s. The share is "
+        "one place in ten, exactly: the window is long so that its edges (a registration or two) "
+        "do not move the figure.",
+        "",
+    ]
+    return lines
+
+
+def splice_flow(text: str, r: dict[str, Any]) -> str:
+    """docs/BENCHMARKS.md's ``text`` with its flow goals and section 8 replaced by (or, where
+    there were none, given) those of results ``r`` (``--only flow``)."""
+    lines = [line for line in text.rstrip("\n").split("\n") if not line.startswith(FLOW_GOALS)]
+    if FLOW_HEADING in lines:
+        start = lines.index(FLOW_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = []
+    row = next(i for i in range(lines.index("## Goals"), len(lines)) if lines[i].startswith("|"))
+    while row + 1 < len(lines) and lines[row + 1].startswith("|"):
+        row += 1
+    lines[row + 1 : row + 1] = flow_goals(r["flow"])
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join([*lines, "", *flow_section(r["flow"], r["finished"])]).rstrip("\n") + "\n"

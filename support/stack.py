@@ -28,7 +28,13 @@ from support.queue import make_settings, register_storage
 from support.redis_server import MASTER_NAME, RedisServer, SentinelGroup
 from support.samples import OTHER_SITE, REGION, SAMPLE_SITE, body_for
 
-FINAL_EVENTS = {EventType.COMPLETED.value, EventType.FAILED.value}
+#: The events that end a request: it has reached a final state.
+FINAL_EVENTS = {
+    EventType.COMPLETED.value,
+    EventType.FAILED.value,
+    EventType.CANCELLED.value,
+    EventType.STOPPED.value,
+}
 
 
 def write_sites_file(path: Path, site: SiteCredentials, region: str = REGION) -> Path:
@@ -197,6 +203,22 @@ class Stack:
             with PallyConClient(site, options) as client:
                 named = site.site_id if number else ""
                 found += [Keys.job_field(named, job.job_id) for job in client.iter_jobs(query)]
+        return found
+
+    def remote_content_ids(self, marker: str) -> Counter[str]:
+        """The content ids of the jobs the emulator holds whose content id contains
+        ``marker``, of every site the stack serves, each with its number of jobs."""
+        query = JobListRequest(
+            region=self.settings.require_region(),
+            search_keyword=marker,
+            search_keyword_type="cid",
+            page_unit=500,
+        )
+        options = ClientOptions(base_url=self.emulator.url)
+        found: Counter[str] = Counter()
+        for site in self.sites():
+            with PallyConClient(site, options) as client:
+                found.update(str(job.content_id) for job in client.iter_jobs(query))
         return found
 
     def exactly_once(self, ids: list[str], records: dict[str, Any], marker: str) -> dict[str, int]:

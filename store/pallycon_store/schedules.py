@@ -52,7 +52,8 @@ class Schedules:
 
     def requeue_submits(self, records: Sequence[Record]) -> None:
         """Put these requests (taken from their lanes, not sent) back in their place: due
-        since they were created (or re-driven), so that the oldest still goes first."""
+        since they were created (or re-driven), so that the oldest still goes first. The
+        delivery just counted is taken back: the flow held them, they are not a poison."""
         if not records:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -60,4 +61,5 @@ class Schedules:
             key = self.keys.submit_lane(record.site_id, record.priority)
             since = max(record.created_at, record.retried_at)
             pipe.zadd(key, {record.request_id: since}, xx=True)
+            pipe.hincrby(self.keys.request(record.request_id), "deliveries", -1)
         pipe.execute()
