@@ -10,10 +10,11 @@ the grace period. Errors that provably happened before anything was created (con
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import wait
 
 import httpx
@@ -49,10 +50,6 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     alone = len(request_ids) == 1
     rt.unsettled.settle()  # what this process could not write before, first
     records = rt.shared.records.get_many(request_ids, rt.server_clock)
-    started: dict[str, list[str]] = {}
-    for record in records.values():
-        started.setdefault(record.site_id, []).append(record.request_id)
-    rt.shared.flow.started(started)  # the sweeper may dispatch more of these sites
     run = []
     for request_id in dict.fromkeys(request_ids):  # each once, in order
         decided = triage(records.get(request_id), HANDLED, alone=alone)
@@ -63,6 +60,10 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     run = rt.served(run, "submit")
     counts = rt.shared.records.count_deliveries([record.request_id for record in run])
     plan = rules.plan(list(zip(run, counts, strict=True)), rt.clock(), rt.policy)
+    # Off the dispatched count: those to register once marked (then they count in flight, so
+    # the sweeper woken cannot send more than a cap allows), the others now
+    registering = {record.request_id for record in plan.register}
+    _started(rt, [r for r in records.values() if r.request_id not in registering])
     rt.commit(plan.ended)
     # The server the records were read from (a fresh read: a restarted Redis has another)
     server_run = rt.shared.durability.run_id() if plan.reconcile else ""
@@ -90,7 +91,10 @@ def register(rt: Runtime, records: list[Record]) -> None:
     have left waits for the client's timeouts (:func:`pallycon_worker.submit_rules.settled_at`):
     never sent twice, only later.
     """
-    marked = _mark(rt, records)
+    try:
+        marked = _mark(rt, records)
+    finally:
+        _started(rt, records)  # the sweeper may dispatch more of these sites
     before = {record.request_id: record for record in records}
     size = rt.settings.submit_concurrency
     safety = rt.policy.reconcile_grace + rt.policy.read_timeout
@@ -119,6 +123,18 @@ def register(rt: Runtime, records: list[Record]) -> None:
     finally:
         if unsent:  # nothing was sent for these: registered again soon, not looked up late
             _take_back(rt, [(before[r.request_id], r) for r in unsent], patience=0)
+
+
+def _started(rt: Runtime, records: Iterable[Record]) -> None:
+    """These requests' tasks have started (and those to register are marked): off their
+    sites' dispatched counts, and a sweeper woken. Best effort: should Redis be away, they
+    stop counting by themselves after ``pallycon_store.flow.DISPATCH_EXPIRY``."""
+    by_site: dict[str, list[str]] = {}
+    for record in records:
+        by_site.setdefault(record.site_id, []).append(record.request_id)
+    if by_site:
+        with contextlib.suppress(*REDIS_AWAY):
+            rt.shared.flow.started(by_site)
 
 
 def _leave(rt: Runtime, group: list[Record]) -> list[Record]:
