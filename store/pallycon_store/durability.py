@@ -48,6 +48,7 @@ class Durability:
         self.replica_wait_ms = replica_wait_ms
         self.unavailable = ""  # why fsync waits are skipped, once the server said so
         self.known = ""  # the run_id of the server the last wait reached
+        self._identity = ""  # see known_identity
         self.info_refused = False  # INFO refused (an ACL user without it): nothing to compare
 
     def _waits(self) -> tuple[bool, bool]:
@@ -68,25 +69,30 @@ class Durability:
         self.known = str(info.get("run_id", ""))
         return self.known
 
-    def known_run(self) -> str:
-        """The ``run_id`` this client last saw (asked once when it has seen none): for a mark
-        to say which server it was made on. A stale answer only makes a later reader more
-        careful (it then differs from the server it reads)."""
-        if not self.known and not self.info_refused:
-            self.known = self.run_id()
-        return self.known
+    def known_identity(self) -> str:
+        """The identity (:meth:`identity`) this client last saw (asked once, and again after a
+        wait met another server): for a mark to say which server, in which of its lives, it was
+        made on. A stale answer only makes a later reader more careful (it then differs)."""
+        if not self._identity:
+            self._identity = self.identity()
+        return self._identity
 
-    def run_id(self) -> str:
-        """The ``run_id`` of the server this client reaches now (one round trip; "" when
-        ``INFO`` is not allowed): a restarted or failed-over Redis has another one."""
+    def identity(self) -> str:
+        """``<run_id>/<master_replid>`` of the server this client reaches now (one round
+        trip; "" when ``INFO`` is not allowed). Another one means writes made before may have
+        been lost since: a restart changes the ``run_id``; a failover the server; a primary
+        demoted (its data resynced from another) and promoted again, the replication id."""
         if self.info_refused:
             return ""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.info("replication")
         try:
-            info = self.redis.info("server")
+            server, replication = pipe.execute()
         except redis.ResponseError:
             self.info_refused = True
             return ""
-        return str(info.get("run_id", ""))
+        return f"{server.get('run_id', '')}/{replication.get('master_replid', '')}"
 
     def wait(self, server: str, present: Callable[[], bool] | None = None) -> None:
         """Return once the replicas have every change this process made before the call and
@@ -134,6 +140,8 @@ class Durability:
         if isinstance(info, Exception):
             raise info
         assert isinstance(info, dict)
+        if str(info.get("run_id", "")) != self.known:
+            self._identity = ""  # another server: ask its identity again
         self.known = str(info.get("run_id", ""))
         if expected and self.known != expected:
             if present is not None and present():

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 
 INTAKE_GROUP = "pallycon-pack"
 
+#: The priorities a submit lane is named after (``pallycon_store.flow.Priority``'s values).
+LANE_PRIORITIES = ("high", "normal", "bulk")
+
+
+def flow_site(site_id: str, default_site: str | None) -> str:
+    """The site whose lanes, places in flight and pause hold a record of ``site_id``: "" for
+    the default site, however the record names it (by its id: written before it became the
+    default)."""
+    return "" if site_id and site_id == default_site else site_id
+
 
 def parked_stream(results: str, group: str) -> str:
     """Stream: the events of the result stream ``results`` that the consumer group ``group``
@@ -74,7 +84,7 @@ class Keys:
         ``bulk``; "" = normal): the sweeper takes the next ones from these lanes by priority
         and site (:mod:`pallycon_store.flow`). The default site's normal lane is
         :attr:`submit_schedule` (as before lanes existed)."""
-        priority = priority or "normal"
+        priority = priority if priority in LANE_PRIORITIES else "normal"
         if not site_id:
             return (
                 self.submit_schedule

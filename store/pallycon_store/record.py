@@ -41,7 +41,7 @@ class Record:
     attempts: int = 0  # registrations sent
     deliveries: int = 0  # task deliveries since the request last moved on
     submitting_at: float = 0.0  # when the last registration was marked
-    mark_run: str = ""  # the run_id of the Redis server the mark was made on ("": unknown)
+    mark_run: str = ""  # the Redis server (run id/replication id) the mark was made on
     sent_at: float = 0.0  # when the last registration was about to leave (its token taken)
     attempt_ended_at: float = 0.0  # when the last registration's outcome was recorded
     last_error: str = ""

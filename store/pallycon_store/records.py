@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 import redis
 
 from pallycon_store.clock import ServerClock
-from pallycon_store.keys import Keys
+from pallycon_store.keys import Keys, flow_site
 from pallycon_store.record import Fields, Record, decode, encode
 from pallycon_store.schedules import Schedule
 from pallycon_store.scripts import register
@@ -84,10 +84,19 @@ class Records:
     """
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, result_maxlen: int, record_ttl: int
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        result_maxlen: int,
+        record_ttl: int,
+        default_site: str | None,
     ) -> None:
         self.redis = client
         self.keys = keys
+        #: The default site's id (PALLYCON_SITE_ID): a record naming it by id (written before
+        #: it became the default) waits on the default site's lanes and counts in its places.
+        self.default_site = default_site
         self.result_maxlen = result_maxlen
         self.record_ttl = record_ttl
         self._create = register(client, "create")
@@ -127,7 +136,7 @@ class Records:
                 self.keys.request(item.request_id),
                 self.keys.state_index(state),
                 self.keys.site_state_index(site, state),
-                self.keys.submit_lane(site, item.fields.get("priority", "")),
+                self.keys.submit_lane(self.flow_site(site), item.fields.get("priority", "")),
             ]
             args += [
                 item.request_id,
@@ -141,6 +150,10 @@ class Records:
         if "conflict" in outcomes:
             outcomes = ["skipped" if o == "created" else o for o in outcomes]
         return cast(list[Created], outcomes)
+
+    def flow_site(self, site_id: str) -> str:
+        """:func:`pallycon_store.keys.flow_site` with this deployment's default site."""
+        return flow_site(site_id, self.default_site)
 
     def get(self, request_id: str) -> Record | None:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.request(request_id)))
@@ -198,6 +211,7 @@ class Records:
         state = change.fields.get("state", record.state)
         entered = change.fields.get("updated_at", record.updated_at)
         site = record.site_id
+        flow = self.flow_site(site)
         if state.in_flight and not record.state.in_flight:
             in_flight = "+"
         elif record.state.in_flight and not state.in_flight:
@@ -207,7 +221,7 @@ class Records:
         keys = [
             self.keys.request(request_id),
             self.keys.results,
-            self.keys.submit_lane(site, record.priority),
+            self.keys.submit_lane(flow, record.priority),
             self.keys.poll_schedule,
             self.keys.job_index,
             self.keys.state_index(record.state),
@@ -216,7 +230,7 @@ class Records:
             self.keys.site_state_index(site, state),
             self.keys.submit_lanes,
             self.keys.flow_kick,
-            self.keys.in_flight(site),
+            self.keys.in_flight(flow),
             self.keys.paused,
         ]
         args = [
@@ -234,7 +248,7 @@ class Records:
             "1" if change.revive else "",
             in_flight,
             "" if change.gate is None else str(change.gate),
-            site,
+            flow,
             "" if change.sent_before is None else repr(change.sent_before),
         ]
         return keys, args

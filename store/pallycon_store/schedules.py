@@ -13,7 +13,7 @@ from typing import Literal
 
 import redis
 
-from pallycon_store.keys import Keys
+from pallycon_store.keys import Keys, flow_site
 from pallycon_store.record import Record
 from pallycon_store.scripts import register
 
@@ -24,9 +24,10 @@ CLAIM_ZADD_CHUNK = 500
 
 
 class Schedules:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, *, default_site: str | None) -> None:
         self.redis = client
         self.keys = keys
+        self.default_site = default_site  # PALLYCON_SITE_ID: see keys.flow_site
         self._claim = register(client, "claim")
 
     def claim_polls(self, now: float, lease: float, limit: int) -> list[str]:
@@ -36,12 +37,16 @@ class Schedules:
         keys = [self.keys.poll_schedule]
         return [str(member) for member in self._claim(keys=keys, args=args)]
 
+    def lane(self, record: Record) -> str:
+        """The submit lane ``record`` waits on."""
+        return self.keys.submit_lane(flow_site(record.site_id, self.default_site), record.priority)
+
     def defer_submits(self, records: Sequence[Record], until: float) -> None:
         """Move these requests' submit entries (those still on their lane) to ``until``,
         without changing their records: a step still working on them keeps a sweeper off them."""
         lanes: dict[str, list[str]] = {}
         for record in records:
-            key = self.keys.submit_lane(record.site_id, record.priority)
+            key = self.lane(record)
             lanes.setdefault(key, []).append(record.request_id)
         if not lanes:
             return
@@ -58,7 +63,7 @@ class Schedules:
             return
         pipe = self.redis.pipeline(transaction=False)
         for record in records:
-            key = self.keys.submit_lane(record.site_id, record.priority)
+            key = self.lane(record)
             since = max(record.created_at, record.retried_at)
             pipe.zadd(key, {record.request_id: since}, xx=True)
             pipe.hincrby(self.keys.request(record.request_id), "deliveries", -1)

@@ -74,9 +74,13 @@ class Store:
             client,
             keys,
             Records(
-                client, keys, result_maxlen=settings.result_maxlen, record_ttl=settings.record_ttl
+                client,
+                keys,
+                result_maxlen=settings.result_maxlen,
+                record_ttl=settings.record_ttl,
+                default_site=settings.site_id,
             ),
-            Schedules(client, keys),
+            Schedules(client, keys, default_site=settings.site_id),
             Counters(client, keys),
             durability_of(client, settings, keys),
             Flow(client, keys),

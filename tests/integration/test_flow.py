@@ -39,7 +39,7 @@ def keys() -> Keys:
 
 @pytest.fixture
 def records(client: redis.Redis, keys: Keys) -> Records:
-    return Records(client, keys, result_maxlen=1000, record_ttl=3600)
+    return Records(client, keys, result_maxlen=1000, record_ttl=3600, default_site=None)
 
 
 @pytest.fixture

@@ -225,8 +225,8 @@ class World:
 
     @property
     def run(self) -> str:
-        """The run_id of the Redis server (what a mark records)."""
-        return self.rt.shared.durability.run_id()
+        """The identity of the Redis server (what a mark records)."""
+        return self.rt.shared.durability.identity()
 
     def accept(
         self, request_id: str, content_id: str = "episode-1", site_id: str | None = None
@@ -1419,6 +1419,7 @@ def test_redis_errors_are_not_redeliveries_but_failed_handlings_are(
         keys,
         result_maxlen=shared.records.result_maxlen,
         record_ttl=shared.records.record_ttl,
+        default_site=shared.records.default_site,
     )
     world.redis.set(keys.request("poison"), "not a hash")  # its handling fails every time
     body = json.dumps(job_body())

@@ -41,7 +41,7 @@ def keys() -> Keys:
 
 @pytest.fixture
 def records(client: redis.Redis, keys: Keys) -> Records:
-    return Records(client, keys, result_maxlen=1000, record_ttl=3600)
+    return Records(client, keys, result_maxlen=1000, record_ttl=3600, default_site=None)
 
 
 def _new(request_id: str = "r1", digest: str = "h1") -> NewRequest:
@@ -169,7 +169,7 @@ def test_finishing_unschedules_unindexes_and_expires(records: Records):
 
 def test_claims_are_exclusive_and_leased(client: redis.Redis, keys: Keys):
     """Due entries go to one claimer; they come back once the lease has passed."""
-    schedules = Schedules(client, keys)
+    schedules = Schedules(client, keys, default_site=None)
     client.zadd(keys.poll_schedule, {f"r{n}": n for n in range(10)})
     first = schedules.claim_polls(now=4.5, lease=60, limit=100)
     second = schedules.claim_polls(now=4.5, lease=60, limit=100)

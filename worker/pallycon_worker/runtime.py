@@ -169,6 +169,14 @@ class Runtime:
             )
         return self._senders
 
+    def drop_senders(self) -> None:
+        """Give up the sending threads (their POSTs run to their end; none queued starts):
+        the next batch gets new ones, so that a POST leaves when its ``sent_at`` says, not
+        after POSTs an interrupted batch left running."""
+        if self._senders is not None:
+            self._senders.shutdown(wait=False, cancel_futures=True)
+            self._senders = None
+
     def announce(self) -> None:
         """Write the sites this worker serves to Redis (:attr:`pallycon_store.keys.Keys.sites`: ids,
         regions, which is the default; never a secret), for producers to check requests

@@ -66,7 +66,7 @@ def submit_batch(rt: Runtime, request_ids: list[str], isolate: Callable[[str], N
     _started(rt, [r for r in records.values() if r.request_id not in registering])
     rt.commit(plan.ended)
     # The server the records were read from (a fresh read: a restarted Redis has another)
-    server_run = rt.shared.durability.run_id() if plan.reconcile else ""
+    server_run = rt.shared.durability.identity() if plan.reconcile else ""
     for record, final in plan.reconcile:
         reconcile(rt, record, final=final, run=server_run)
     register(rt, plan.register)
@@ -115,6 +115,8 @@ def register(rt: Runtime, records: list[Record]) -> None:
                 done = [
                     p for p in posts if p.done() and not p.cancelled() and p.exception() is None
                 ]
+                if not all(p.done() for p in posts):  # interrupted: POSTs still running
+                    rt.drop_senders()  # later ones must not queue behind them, past sent_at
                 rt.commit_or_keep([post.result() for post in done])
             for post in posts:
                 post.result()  # a POST that raised (not a CallError) fails the task
@@ -172,7 +174,7 @@ def _mark(rt: Runtime, records: list[Record]) -> list[Record]:
         return []
     now, policy = rt.clock(), rt.policy
     server = rt.shared.durability.server()
-    run = server or rt.shared.durability.known_run()
+    run = rt.shared.durability.known_identity()
     marks = [
         rules.submitting(record, now, policy, cap=rt.site(record.site_id).max_in_flight, run=run)
         for record in records

@@ -66,7 +66,7 @@ def submitting(
     record: Record, now: float, policy: StepPolicy, *, cap: int = 0, run: str = ""
 ) -> Change:
     """The mark written (and fsynced) before a registration is sent, gated: not made while the
-    request's site is paused or has ``cap`` requests in flight (0: no cap). ``run``: the run_id
+    request's site is paused or has ``cap`` requests in flight (0: no cap). ``run``: the identity
     of the Redis server it is written to ("": unknown).
 
     Should the sender die mid-call, the schedule entry brings the request back after the grace
@@ -214,7 +214,7 @@ def after_lookup(
     like its job (oldest first).
 
     ``final`` (past the submit deadline): a job that is found is still tracked; one that is
-    surely absent ends the request instead of being registered again. ``run``: the run_id of
+    surely absent ends the request instead of being registered again. ``run``: the identity of
     the Redis server the record was read from ("": unknown).
     """
     if jobs:
@@ -262,13 +262,15 @@ def after_lookup_failed(
 
 def settled_at(record: Record, policy: StepPolicy, run: str = "") -> float:
     """When a job still absent from the job list is surely not coming: safe to register again.
-    ``run``: the run_id of the Redis server ``record`` was read from ("": unknown).
+    ``run``: the identity (``Durability.identity``: run id and replication id) of the Redis
+    server ``record`` was read from ("": unknown).
 
     - The last attempt recorded its own end: the job had ``reconcile_grace`` to show up.
     - It recorded that its POST was about to leave (``sent_at``): the POST lands within the
       client's own timeouts (:attr:`StepPolicy.post_bound`), then the grace.
-    - Neither, and the record was read from the very Redis server the mark was made on (no
-      write can have been lost since): the POST never left; at once.
+    - Neither, and the record was read from the very Redis server the mark was made on, in the
+      same life (same run id and replication id: no write can have been lost since): the POST
+      never left; at once.
     - Neither, and Redis may have lost writes since (restarted, failed over, or unknown): the
       attempt may still be running until Celery's hard time limit kills it, so that long is
       added.
