@@ -37,6 +37,11 @@ class Schedules:
         keys = [self.keys.poll_schedule]
         return [str(member) for member in self._claim(keys=keys, args=args)]
 
+    def poll_now(self, request_ids: Sequence[str], now: float) -> None:
+        """Make these requests' polls due at ``now`` (those still on the poll schedule)."""
+        if request_ids:
+            self.redis.zadd(self.keys.poll_schedule, dict.fromkeys(request_ids, now), xx=True)
+
     def lane(self, record: Record) -> str:
         """The submit lane ``record`` waits on."""
         return self.keys.submit_lane(flow_site(record.site_id, self.default_site), record.priority)

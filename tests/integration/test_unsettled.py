@@ -91,3 +91,48 @@ def submit_one(rt: Runtime) -> list[str]:
         max_api_json=rt.settings.max_api_json_bytes,
     )
     return producer.submit_many([body_for("st", "clock-1")])
+
+
+def test_a_poll_cut_short_is_due_again_once_redis_answers(tmp_path: Path):
+    """A poll that Redis's going away cut short is made due again as soon as it answers, by
+    the process itself, not after the claim's lease."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        rt = Runtime.build(make_settings(server.url, "http://127.0.0.1:9", redis_fsync_wait_ms=0))
+        (request_id,) = submit_one(rt)
+        record = rt.shared.records.get(request_id)
+        assert record is not None
+        assert rt.shared.records.apply([registered(record, "1001", time.time(), rt.policy).change])
+        claimed = rt.shared.schedules.claim_polls(time.time() + 60, lease=60, limit=10)
+        assert claimed == [request_id]  # leased for a minute
+        server.kill()
+        rt.unsettled.keep_polls([request_id])
+        server.start()
+        deadline = time.monotonic() + 30
+        while len(rt.unsettled) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        due = rt.shared.redis.zscore(rt.shared.keys.poll_schedule, request_id)
+        assert due is not None
+        assert due <= rt.clock()  # due now, not at the lease's end
+    finally:
+        server.stop()
+
+
+def test_a_job_id_is_kept_even_when_redis_lost_the_mark(tmp_path: Path):
+    """A registration's outcome written after a restart that lost the mark (the record is back
+    to accepted): the job exists, so the request is recorded as submitted with it, not
+    registered a second time."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        rt = Runtime.build(make_settings(server.url, "http://127.0.0.1:9", redis_fsync_wait_ms=0))
+        (request_id,) = submit_one(rt)
+        accepted = rt.shared.records.get(request_id)
+        assert accepted is not None
+        marked = accepted.moved(submitting(accepted, 10.0, rt.policy).fields)  # never written
+        rt.unsettled.keep([registered(marked, "1001", 11.0, rt.policy)])
+        rt.unsettled.settle()
+        after = rt.shared.records.get(request_id)
+        assert after is not None
+        assert (after.state, after.job_id) == (State.SUBMITTED, "1001")
+    finally:
+        server.stop()

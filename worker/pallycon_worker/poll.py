@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pallycon.errors import CallError, ResponseTooLarge
 from pallycon.models import JobInfo, JobListRequest
 from pallycon.signing import format_timestamp
+from pallycon_store.connect import REDIS_AWAY
 from pallycon_store.counters import Metric
 from pallycon_store.events import State
 from pallycon_store.record import Record
@@ -39,8 +40,18 @@ def poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) ->
 
     A request that was delivered in a batch before without the batch finishing (its worker
     died) is handed to ``isolate`` to be polled alone, so that one poison job cannot take its
-    batch down with it again; past ``max_deliveries`` it is dead-lettered.
+    batch down with it again; past ``max_deliveries`` it is dead-lettered. Cut short by
+    Redis going away, the polls are made due again as soon as it answers (not after the
+    claim's lease).
     """
+    try:
+        _poll(rt, request_ids, isolate)
+    except REDIS_AWAY:
+        rt.unsettled.keep_polls(request_ids)
+        raise
+
+
+def _poll(rt: Runtime, request_ids: list[str], isolate: Callable[[str], None]) -> None:
     tracked = _tracked(rt, request_ids, isolate, alone=len(request_ids) == 1)
     by_site: dict[str, list[Record]] = {}
     for record in tracked:  # job ids are per site: one coalesced pass per site

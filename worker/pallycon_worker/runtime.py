@@ -228,12 +228,23 @@ class Unsettled:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._kept: list[Outcome] = []
+        self._polls: list[str] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._kept)
+            return len(self._kept) + len(self._polls)
+
+    def _start(self) -> None:
+        """The thread that retries while anything is kept (one at a time)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._retry, name="pallycon-unsettled", daemon=True
+            )
+            self._thread.start()
 
     def keep(self, outcomes: Sequence[Outcome]) -> None:
         """Keep these to write once Redis is back; a thread retries meanwhile."""
@@ -241,42 +252,59 @@ class Unsettled:
             return
         with self._lock:
             self._kept.extend(outcomes)
-            running = self._thread is not None and self._thread.is_alive()
-            if not running:
-                self._thread = threading.Thread(
-                    target=self._retry, name="pallycon-unsettled", daemon=True
-                )
-                self._thread.start()
+        self._start()
         log.warning(
             "%d change(s) kept until Redis answers again (written before anything else)",
             len(outcomes),
         )
 
     def settle(self) -> None:
-        """Write what is kept (REDIS_AWAY if Redis is still away: kept, for the next try)."""
+        """Write what is kept (REDIS_AWAY if Redis is still away: what is left is kept, for
+        the next try). Polls kept are made due now."""
         with self._lock:
             kept, self._kept = self._kept, []
-        if not kept:
+            polls, self._polls = self._polls, []
+        if not kept and not polls:
             return
         try:
             applied = self.rt.commit(kept)
+            again = [o for o, done in zip(kept, applied, strict=True) if not done]
+            kept = again
+            rebased = [o for o in (self._rebase(o) for o in again) if o is not None]
+            kept = rebased
+            self.rt.commit(rebased)
+            kept = []
+            if polls:
+                self.rt.shared.schedules.poll_now(polls, self.rt.clock())
         except REDIS_AWAY:
             with self._lock:
                 self._kept = kept + self._kept
+                self._polls = polls + self._polls
             raise
-        again = [o for o, done in zip(kept, applied, strict=True) if not done]
-        rebased = [o for o in (self._rebase(o) for o in again) if o is not None]
-        if rebased:
-            self.rt.commit(rebased)
-        log.info("%d kept change(s) written after Redis came back", len(kept))
+        log.info("kept changes written after Redis came back")
 
     def _rebase(self, outcome: Outcome) -> Outcome | None:
-        """``outcome`` made again from its record as it is now, if it is the same attempt."""
+        """``outcome`` made again from its record as it is now, if it is the same attempt; a
+        registration's outcome (its job id) also when Redis lost the mark since (the record is
+        back to before it, and has no job): its job exists, it must not be registered again."""
         before = outcome.change.record
         now = self.rt.shared.records.get(before.request_id)
-        if now is None or now.state != before.state or now.submitting_at != before.submitting_at:
+        if now is None or now.state.final:
+            return None
+        same_attempt = now.state == before.state and now.submitting_at == before.submitting_at
+        found_job = bool(outcome.change.index_job) and not now.job_id
+        if not (same_attempt or found_job):
             return None
         return dataclasses.replace(outcome, change=dataclasses.replace(outcome.change, record=now))
+
+    def keep_polls(self, request_ids: Sequence[str]) -> None:
+        """A poll of these was cut short by Redis: make them due again as soon as it answers
+        (not after the claim's lease)."""
+        if not request_ids:
+            return
+        with self._lock:
+            self._polls.extend(request_ids)
+        self._start()
 
     def _retry(self) -> None:
         pause = UNSETTLED_PAUSE
@@ -289,4 +317,4 @@ class Unsettled:
             except Exception:  # a defect: logged; the requests' schedules still bring them back
                 log.exception("writing kept changes failed; dropping them")
                 with self._lock:
-                    self._kept = []
+                    self._kept, self._polls = [], []
