@@ -28,7 +28,7 @@ import redis
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.clock import ServerClock
-from pallycon_store.keys import Keys
+from pallycon_store.keys import Keys, flow_site
 from pallycon_store.scripts import register
 
 
@@ -221,6 +221,48 @@ class Flow:
         """Block until a kick or ``timeout`` seconds (whole seconds are not needed: Redis
         takes fractions): whether there was a kick."""
         return self.redis.blpop([self.keys.flow_kick], timeout=timeout) is not None
+
+    def sort_old_schedule(self, default_site: str | None, chunk: int = 500) -> int:
+        """Move each entry of the submit schedule that a version before lanes wrote (one
+        sorted set for every site and priority, now the default site's normal lane) to its own
+        lane, with its score; drop those whose record is gone. Once per deployment (a marker
+        key says it is done); safe to run from several workers at once. How many moved."""
+        if self.redis.exists(self.keys.lanes_sorted):
+            return 0
+        old = self.keys.submit_schedule
+        moved, cursor = 0, 0
+        while True:
+            cursor, entries = self.redis.zscan(old, cursor, count=chunk)
+            pairs = [(str(member), float(score)) for member, score in entries]
+            if pairs:
+                moved += self._sort(old, pairs, default_site)
+            if cursor == 0:
+                break
+        self.redis.set(self.keys.lanes_sorted, "1")
+        return moved
+
+    def _sort(self, old: str, pairs: list[tuple[str, float]], default_site: str | None) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id, _ in pairs:
+            pipe.hmget(self.keys.request(request_id), ["site_id", "priority", "version"])
+        found = pipe.execute(raise_on_error=False)
+        moves = self.redis.pipeline(transaction=False)
+        moved = 0
+        for (request_id, score), fields in zip(pairs, found, strict=True):
+            if isinstance(fields, Exception):  # not a record: left where it is
+                continue
+            site, priority, version = fields
+            if version is None:  # the record is gone
+                moves.zrem(old, request_id)
+                continue
+            lane = self.keys.submit_lane(flow_site(site or "", default_site), priority or "")
+            if lane != old:
+                moves.zadd(lane, {request_id: score}, nx=True)
+                moves.sadd(self.keys.submit_lanes, lane)
+                moves.zrem(old, request_id)
+                moved += 1
+        moves.execute()
+        return moved
 
     # --- Pauses ----------------------------------------------------------------------------
 

@@ -98,6 +98,12 @@ class Keys:
         """Set: every submit lane (:meth:`submit_lane`) a request was ever put on."""
         return f"{self.prefix}:schedule:submit:lanes"
 
+    @property
+    def lanes_sorted(self) -> str:
+        """String: set once the submit schedule of a version before lanes has been sorted into
+        the lanes (:meth:`pallycon_store.flow.Flow.sort_old_schedule`)."""
+        return f"{self.prefix}:schedule:submit:sorted"
+
     def dispatched(self, site_id: str) -> str:
         """Sorted set: request id -> lease end, of a site's requests sent to the submit queue
         whose task has not started yet (the sweeper sends no more than a few seconds' worth)."""

@@ -236,3 +236,23 @@ def test_a_cancel_racing_workers_leaves_no_registration_behind(records: Records)
             assert marked[request_id] is Applied.MOVED
             assert cancelled[request_id] is CancelOutcome.CANCELLED, request_id
         assert records.get(request_id).state is State.CANCELLED  # type: ignore[union-attr]
+
+
+def test_the_old_single_submit_schedule_is_sorted_into_lanes_once(records: Records, flow: Flow):
+    """Entries a version before lanes left on the one submit schedule (every site's, every
+    priority's) go to their own lanes with their scores; the default site's normal ones stay;
+    an entry without a record is dropped; done once (a marker), then nothing to do."""
+    create(records, new("mine"), new("theirs", site="BRND"), new("named", site="TUTO"))
+    old = records.keys.submit_schedule
+    brnd = records.keys.submit_lane("BRND", "normal")
+    records.redis.zrem(brnd, "theirs")
+    records.redis.zadd(old, {"theirs": 5.0, "gone": 6.0, "named": 7.0})
+    assert flow.sort_old_schedule(default_site="TUTO") == 1
+    assert records.redis.zscore(brnd, "theirs") == 5.0
+    assert records.redis.zscore(old, "theirs") is None
+    assert records.redis.zscore(old, "gone") is None
+    assert records.redis.zscore(old, "mine") == 1.0  # the default site's normal lane
+    assert records.redis.zscore(old, "named") == 7.0  # the default site named by its id
+    assert brnd in records.redis.smembers(records.keys.submit_lanes)
+    records.redis.zadd(old, {"theirs": 9.0})
+    assert flow.sort_old_schedule(default_site="TUTO") == 0  # once

@@ -87,6 +87,9 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
             started = time.monotonic()
             sweep_once(rt, app, credits)
             if rt.clock() - trimmed_at >= TRIM_INTERVAL:
+                moved = rt.shared.flow.sort_old_schedule(rt.settings.site_id)
+                if moved:
+                    log.info("%d waiting request(s) moved to their site's lanes", moved)
                 overview.trim(rt.clock(), rt.settings.record_ttl)
                 heartbeats.prune(rt.shared.redis, rt.shared.keys, rt.clock())
                 rt.announce()  # again: pp:sites may have been lost (a Redis without AOF)
