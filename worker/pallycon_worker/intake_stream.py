@@ -187,6 +187,8 @@ class Intake:
         raw: redis.Redis | None = None,
     ) -> None:
         self.rt, self.app, self.consumer, self.health = rt, app, consumer, health
+        #: Entries inherited at start and counted already (see :meth:`inherit`).
+        self.inherited: set[str] = set()
         self.shared = rt.shared
         self.records = rt.shared.records
         self.stream = rt.shared.keys.intake
@@ -241,7 +243,8 @@ class Intake:
 
     def inherit(self) -> None:
         """Count once the entries pending with this consumer at its start (its previous life,
-        under the same name, left them: it may have died handling one)."""
+        under the same name, left them: it may have died handling one). Each once, even when
+        a Redis error makes the loop start this again."""
         last = "-"
         while True:
             pending = cast(
@@ -254,7 +257,9 @@ class Intake:
                 return
             ids = [entry["message_id"].decode("ascii") for entry in pending]
             for entry_id in ids:
-                self.count(entry_id, Delivery.INHERITED)
+                if entry_id not in self.inherited:
+                    self.count(entry_id, Delivery.INHERITED)
+                    self.inherited.add(entry_id)
             last = f"({ids[-1]}"
 
     def read(self, cursor: str) -> RawEntries:
