@@ -127,7 +127,9 @@ class PallyConClient:
         """
         body, server_time = self._send("GET", "pack", api_json(request, self._options.wire))
         kept = body if only is None else keep_jobs(body, only)
-        return parse_response(kept, JobListResponse, server_time=server_time)
+        return parse_response(
+            kept, JobListResponse, server_time=server_time, signed_at=self._clock().timestamp()
+        )
 
     def iter_jobs(self, request: JobListRequest) -> Iterator[JobInfo]:
         """Every job matching ``request``, page after page from ``page_index``."""
@@ -147,7 +149,9 @@ class PallyConClient:
         self, method: str, api: str, request: RequestModel, response_model: type[ResponseT]
     ) -> ResponseT:
         body, server_time = self._send(method, api, api_json(request, self._options.wire))
-        return parse_response(body, response_model, server_time=server_time)
+        return parse_response(
+            body, response_model, server_time=server_time, signed_at=self._clock().timestamp()
+        )
 
     def apidata(self, api_json_bytes: bytes) -> str:
         """The ``pallycon-apidata`` value for these exact bytes, signed now."""
@@ -288,9 +292,15 @@ def _other_job(entry: Any, only: Collection[str]) -> bool:
 
 
 def parse_response(
-    body: dict[str, Any], model: type[ResponseT], *, server_time: float | None = None
+    body: dict[str, Any],
+    model: type[ResponseT],
+    *,
+    server_time: float | None = None,
+    signed_at: float | None = None,
 ) -> ResponseT:
-    """Raise :class:`ApiError` for an error code, else the body as ``model``."""
+    """Raise :class:`ApiError` for an error code, else the body as ``model``. ``signed_at``:
+    the signing clock's time as the answer came (so that a refused timestamp says how far
+    that clock is off the answer's ``Date``)."""
     try:
         result = ApiResult.model_validate(body)
     except ValidationError as exc:
@@ -302,6 +312,7 @@ def parse_response(
             result.error_message or entry.meaning,
             retryable=entry.retryable,
             server_time=server_time,
+            skew=None if server_time is None or signed_at is None else signed_at - server_time,
             hint=entry.hint,
         )
     try:

@@ -79,8 +79,9 @@ class CallError(PallyConError):
 class ApiError(CallError):
     """The API answered with an error code other than ``0000``.
 
-    :attr:`server_time` is the answer's ``Date`` header (epoch seconds) when it had one: with
-    ``A1002`` (timestamp refused) it tells how far this machine's clock is off. ``hint``, said
+    :attr:`server_time` is the answer's ``Date`` header (epoch seconds) when it had one, and
+    :attr:`skew` how far the clock that signed the request was ahead of it: with ``A1002``
+    (timestamp refused) it tells how far this machine's clock is off. ``hint``, said
     after the message, is the likely cause on our side (a wrong key: A1006, A1007).
     """
 
@@ -93,12 +94,14 @@ class ApiError(CallError):
         *,
         retryable: bool,
         server_time: float | None = None,
+        skew: float | None = None,
         hint: str = "",
     ) -> None:
         self.code = code
         self.message = message
         self.retryable = retryable
         self.server_time = server_time
+        self.skew = skew
         super().__init__(f"{code}: {message}" + (f" ({hint})" if hint else ""))
 
 

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 
 import click
 
-from pallycon_pack.cli.servers.stopping import SERVERS, stop_while_starting
+#: The servers that stop at once on SIGTERM while they start (see
+#: ``pallycon_pack.cli.servers.stopping``, loaded for them only).
+SERVERS = ("worker", "callbacks", "metrics")
 
 
 class Entry(NamedTuple):
@@ -128,6 +130,8 @@ class _Group(click.Group):
         if cmd_name not in COMMANDS:
             return None
         if cmd_name in SERVERS:  # before the command's imports: a SIGTERM meanwhile stops it
+            from pallycon_pack.cli.servers.stopping import stop_while_starting
+
             stop_while_starting(cmd_name)
         module = importlib.import_module(COMMANDS[cmd_name].module)
         command = getattr(module, cmd_name)

@@ -80,7 +80,8 @@ def describe(error: CallError, now: float) -> str:
         return str(error)
     if error.server_time is None:
         return f"{error}; is this machine's clock right? (check NTP)"
-    skew = now - error.server_time
+    # The clock that signed, not the schedules' (which follows Redis's)
+    skew = error.skew if error.skew is not None else now - error.server_time
     return (
         f"{error}; this machine's clock looks {skew:+.0f} s off the API's "
         "(its Date header): fix the clock (NTP)"

@@ -10,10 +10,6 @@ import os
 import signal
 from types import FrameType
 
-#: The servers that stop at once on SIGTERM until their own handler takes over: Celery's warm
-#: shutdown (the worker), uvicorn's graceful one (the callback receiver), the exporter's.
-SERVERS = ("worker", "callbacks", "metrics")
-
 
 class StopWhileStarting:
     """The SIGTERM handler of a starting server, until its own takes over: stop at once, exit
