@@ -73,8 +73,8 @@ def parse_priority(value: object, where: str = "priority") -> Priority:
             return Priority(value.strip().lower())
         except ValueError:
             pass
-    shown = value if isinstance(value, str) else type(value).__name__
-    message = f"must be one of high, normal, bulk (got {str(shown)[:40]!r})"
+    shown = repr(value[:40]) if isinstance(value, str) else repr(value)[:40]
+    message = f"must be one of high, normal, bulk (got {shown})"
     raise InvalidRequest([FieldError(where, message)])
 
 
@@ -268,33 +268,40 @@ class Flow:
 
     def pause(self, site_id: str, reason: str, now: float) -> bool:
         """Pause registrations of ``site_id`` (:data:`EVERY_SITE`: all): whether it was not
-        paused already (the reason is updated either way). Recorded as a flow event."""
-        value = json.dumps({"reason": reason, "at": now})
+        paused already. Pausing again keeps when it was paused (what the paused-for-long alert
+        counts from), takes a new reason, and is a flow event only if the reason changed."""
+        before = self.pauses().get(site_id)
+        if before is not None and before.reason == reason:
+            return False
+        at = before.at if before is not None else now
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.paused, site_id, value)
-        pipe.xadd(
-            self.keys.flow_events,
-            {"type": "paused", "site": site_id, "reason": reason, "at": repr(now)},
-            maxlen=FLOW_EVENTS_MAXLEN,
-            approximate=True,
-        )
-        created = pipe.execute()[0]
-        return bool(created)
+        pipe.hset(self.keys.paused, site_id, json.dumps({"reason": reason, "at": at}))
+        self._event(pipe, "paused", site_id, reason, now)
+        pipe.execute()
+        return before is None
 
     def resume(self, site_id: str, now: float, reason: str = "") -> Pause | None:
-        """Resume ``site_id``: the pause it had (None: it was not paused). A sweeper is woken."""
+        """Resume ``site_id``: the pause it had (None: it was not paused, and nothing is
+        written). A sweeper is woken."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hget(self.keys.paused, site_id)
         pipe.hdel(self.keys.paused, site_id)
+        raw, removed = pipe.execute()
+        if not removed:
+            return None
+        pipe = self.redis.pipeline(transaction=True)
+        self._event(pipe, "resumed", site_id, reason, now)
+        _kick(pipe, self.keys)
+        pipe.execute()
+        return _pause(site_id, raw)
+
+    def _event(self, pipe: Any, kind: str, site_id: str, reason: str, now: float) -> None:
         pipe.xadd(
             self.keys.flow_events,
-            {"type": "resumed", "site": site_id, "reason": reason, "at": repr(now)},
+            {"type": kind, "site": site_id, "reason": reason, "at": repr(now)},
             maxlen=FLOW_EVENTS_MAXLEN,
             approximate=True,
         )
-        _kick(pipe, self.keys)
-        before = pipe.execute()[0]
-        return _pause(site_id, before) if before else None
 
     def pauses(self) -> dict[str, Pause]:
         """Every pause in force, by site (:data:`EVERY_SITE` for all)."""

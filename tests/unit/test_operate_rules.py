@@ -280,3 +280,13 @@ def test_a_result_event_is_parked_once_delivered_more_than_the_limit(deliveries:
             "deliveries": 6,
             "reason": "delivered 6 times without being acknowledged (more than max_deliveries=5)",
         }
+
+
+def test_stats_says_submissions_wait_their_turn_and_polls_are_late():
+    """In `stats`, due submissions are waiting their turn (a site's rate, cap or pause), not
+    late; overdue polls are late."""
+    from pallycon_pack.cli.fleet.run import _schedule
+
+    waiting = {"depth": 3, "overdue": 3, "lag_seconds": 7.0}
+    assert _schedule("submit", waiting) == "submit=3 (3 waiting their turn)"
+    assert _schedule("poll", waiting) == "poll=3 (3 overdue, 7s late)"

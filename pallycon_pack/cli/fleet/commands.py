@@ -143,6 +143,8 @@ def pause(site: str | None, reason: str | None, show: bool, as_json: bool) -> No
         if site is not None or reason is not None:
             raise click.UsageError("--list takes no --site or --reason")
         run.pauses(as_json)
+    elif as_json:
+        raise click.UsageError("--json goes with --list (pause --list --json); nothing paused")
     else:
         run.pause(site, reason)
 

@@ -125,11 +125,7 @@ def render_stats(report: dict[str, Any]) -> list[str]:
         f"failed by stage {pairs(report['failed_by_stage'])}  (last {_span(window)})",
         f"failed by code  {pairs(report['failed_by_code'])}  (last {_span(window)})",
         f"queues          {pairs(report['queues'])}",
-        "schedules       "
-        + "  ".join(
-            f"{name}={s['depth']} ({s['overdue']} overdue, {s['lag_seconds']:.0f}s late)"
-            for name, s in sched.items()
-        ),
+        "schedules       " + "  ".join(_schedule(name, s) for name, s in sched.items()),
         f"intake          {pairs(report['intake'])}",
         *(flow_lines(report["flow"]) if "flow" in report else []),
         "longest in state "
@@ -224,6 +220,14 @@ def pauses(as_json: bool) -> None:
         return
     for line in pause_lines(found, book):
         click.echo(line)
+
+
+def _schedule(name: str, s: dict[str, Any]) -> str:
+    """One schedule in ``stats``: polls overdue are late; a submission due waits its turn (its
+    site's rate, cap or pause), which is not lateness."""
+    if name == "submit":
+        return f"submit={s['depth']} ({s['overdue']} waiting their turn)"
+    return f"{name}={s['depth']} ({s['overdue']} overdue, {s['lag_seconds']:.0f}s late)"
 
 
 def _span(seconds: float) -> str:
