@@ -137,11 +137,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("heavy"):
             # Run in parallel with the rest (pytest-xdist, -n 2), but one figure at a time:
-            # every heavy figure goes to the same xdist worker (--dist loadgroup), unless its
-            # module names a group of its own (the recovery figures: mostly waiting on leases
-            # and faults, they run beside the others).
-            if not item.get_closest_marker("xdist_group"):
-                item.add_marker(pytest.mark.xdist_group("heavy"))
+            # every heavy figure goes to the same xdist worker (--dist loadgroup).
+            item.add_marker(pytest.mark.xdist_group("heavy"))
             if not item.get_closest_marker("timeout"):
                 item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
 

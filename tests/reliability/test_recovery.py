@@ -32,9 +32,7 @@ from support.queue import make_settings, stalls
 from support.recovery import delays, summary, timelines
 from support.stack import Stack
 
-#: A group of their own (tests/conftest.py): these wait on leases and faults far more than they
-#: compute, so they run beside the other figures, one after another.
-pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.xdist_group("recovery")]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 REQUESTS = 200
 JOB_SECONDS = 3
