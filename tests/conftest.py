@@ -136,9 +136,13 @@ HEAVY_TIMEOUT = 480
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("heavy"):
-            # Run in parallel with the rest (pytest-xdist, -n 2), but one figure at a time:
-            # every heavy figure goes to the same xdist worker (--dist loadgroup).
-            item.add_marker(pytest.mark.xdist_group("heavy"))
+            # Run in parallel with the rest (pytest-xdist, -n 2), but a figure at a time per
+            # xdist worker (--dist loadgroup): most in one group; the flow and recovery figures,
+            # which mostly wait on leases and faults, in a second one, beside the first (the
+            # other worker takes the rest once it is done).
+            module = item.module.__name__ if item.module else ""
+            second = module.endswith(("test_recovery", "reliability.test_flow"))
+            item.add_marker(pytest.mark.xdist_group("heavy-b" if second else "heavy"))
             if not item.get_closest_marker("timeout"):
                 item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
 
