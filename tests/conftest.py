@@ -140,8 +140,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # xdist worker (--dist loadgroup): most in one group; the flow and recovery figures,
             # which mostly wait on leases and faults, in a second one, beside the first (the
             # other worker takes the rest once it is done).
-            module = item.module.__name__ if item.module else ""
-            second = module.endswith(("test_recovery", "reliability.test_flow"))
+            path = item.nodeid.split("::")[0]
+            second = path.endswith(("reliability/test_recovery.py", "reliability/test_flow.py"))
             item.add_marker(pytest.mark.xdist_group("heavy-b" if second else "heavy"))
             if not item.get_closest_marker("timeout"):
                 item.add_marker(pytest.mark.timeout(HEAVY_TIMEOUT))
