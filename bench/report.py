@@ -248,9 +248,9 @@ def flow_section(f: dict[str, Any], finished: str) -> list[str]:
         f"{first['live_every_s']} s over the first 80 % of the drain (jobs of 1 s). Registration "
         "delay: the live request's `submitted_at - created_at`. The same with the backfill at "
         "`normal` too, as everything was before priorities. Behind a `bulk` backfill a live "
-        "request still waits for what is already dispatched ahead of it (about one second of the "
+        "request still waits for what is already dispatched ahead of it (half a second of the "
         "site's rate: `flow_rules.HORIZON`) and for the fsync before its batch's POSTs (up to a "
-        "second with `appendfsync everysec`): p99 sits near 2 s by construction.",
+        "second with `appendfsync everysec`): about 1.5 s at worst.",
         "",
         "| backfill at | live registration p50 | p99 | max | backfill registered by the last live one | API calls/s |",
         "| --- | --- | --- | --- | --- | --- |",
