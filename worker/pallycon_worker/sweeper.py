@@ -33,16 +33,18 @@ MIN_GAP = 0.05
 
 
 def sweep_once(
-    rt: Runtime, app: Celery, credits: dict[str, Credits] | None = None
+    rt: Runtime, app: Celery, credits: dict[str, Credits] | None = None, *, polls: bool = True
 ) -> tuple[int, int]:
     """Take what is due now and send it to the queues: (submits, polls) dispatched.
-    ``credits``: the priorities' credits per site, kept between sweeps."""
+    ``credits``: the priorities' credits per site, kept between sweeps; ``polls``: claim the
+    due polls too (a sweep woken early takes submissions only, so that polls keep coming due
+    together, one job-list pass for many)."""
     s = rt.settings
     now = rt.clock()
     submits = dispatch_submits(rt, app, now, credits if credits is not None else {})
-    polls = rt.shared.schedules.claim_polls(now, s.lease_seconds, s.sweep_batch)
-    send_poll(app, polls)
-    return submits, len(polls)
+    claimed = rt.shared.schedules.claim_polls(now, s.lease_seconds, s.sweep_batch) if polls else []
+    send_poll(app, claimed)
+    return submits, len(claimed)
 
 
 def dispatch_submits(rt: Runtime, app: Celery, now: float, credits: dict[str, Credits]) -> int:
@@ -78,6 +80,7 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
     trimmed_at = 0.0
     credits: dict[str, Credits] = {}
     waited = False  # the last round ended waiting for a kick or the interval
+    polled = 0.0  # when polls were last claimed (monotonic)
     while not stop.is_set():
         try:
             if not waited:  # the first round, or after a failure
@@ -85,7 +88,10 @@ def sweep_forever(rt: Runtime, app: Celery, stop: threading.Event, health: LoopH
             if stop.is_set():
                 break
             started = time.monotonic()
-            sweep_once(rt, app, credits)
+            polls_due = started - polled >= rt.settings.sweep_interval
+            sweep_once(rt, app, credits, polls=polls_due)
+            if polls_due:
+                polled = started
             if rt.clock() - trimmed_at >= TRIM_INTERVAL:
                 moved = rt.shared.flow.sort_old_schedule(rt.settings.site_id)
                 if moved:
