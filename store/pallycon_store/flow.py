@@ -211,12 +211,6 @@ class Flow:
         _kick(pipe, self.keys)
         pipe.execute()
 
-    def kick(self) -> None:
-        """Wake a sweeper now (something may be registered)."""
-        pipe = self.redis.pipeline(transaction=False)
-        _kick(pipe, self.keys)
-        pipe.execute()
-
     def wait(self, timeout: float) -> bool:
         """Block until a kick or ``timeout`` seconds (whole seconds are not needed: Redis
         takes fractions): whether there was a kick."""

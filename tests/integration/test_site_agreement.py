@@ -31,7 +31,7 @@ from support.queue import make_settings
 from support.redis_server import RedisServer
 from support.samples import OTHER_SITE, body_for, job_body
 from support.stack import write_sites_file
-from support.world import StubApp, producer_on
+from support.world import producer_on
 
 pytestmark = pytest.mark.integration
 
@@ -61,11 +61,10 @@ class Fleet:
     settings: Settings
     rt: Runtime
     tmp: Path
-    app: StubApp
 
     @property
     def producer(self) -> Producer:
-        return producer_on(self.rt, self.app)
+        return producer_on(self.rt)
 
     def verdict(self, request_id: str) -> Accepted:
         record = self.rt.shared.records.get(request_id)
@@ -120,7 +119,7 @@ class Fleet:
     def by_intake(self, request_id: str, site: str | None) -> Verdict:
         shared = self.rt.shared
         health = LoopHealth(shared.redis, shared.keys, "test")
-        intake = Intake(self.rt, self.app, "c1", health)  # type: ignore[arg-type]
+        intake = Intake(self.rt, "c1", health)
         intake.ensure_group()
         entry = {"request_id": request_id, "request": json.dumps(BODY)}
         if site is not None:
@@ -170,7 +169,7 @@ def make_fleet(
         fail = httpx.MockTransport(lambda request: httpx.Response(500))
         rt = Runtime.build(settings, transport=fail)
         rt.announce()  # as a worker does at start-up
-        made.append(Fleet(settings, rt, tmp_path, StubApp()))
+        made.append(Fleet(settings, rt, tmp_path))
         return made[-1]
 
     yield make

@@ -42,7 +42,7 @@ from pallycon_worker.runtime import Runtime
 from pallycon_worker.submit import submit_batch
 from support.redis_server import RedisServer
 from support.samples import REGION, SAMPLE_SITE, job_body
-from support.world import StubApp, producer_on
+from support.world import producer_on
 
 pytestmark = pytest.mark.integration
 
@@ -217,7 +217,6 @@ class World:
     api: FakeApi
     clock: Clock
     isolated: list[str] = field(default_factory=list)
-    app: StubApp = field(default_factory=StubApp)
 
     @property
     def redis(self) -> redis.Redis:
@@ -231,9 +230,9 @@ class World:
     def accept(
         self, request_id: str, content_id: str = "episode-1", site_id: str | None = None
     ) -> Record:
-        """A new request, accepted at the clock's time by the Python API's path (the submit
-        task it sends goes to :attr:`app`): its record (version 1)."""
-        producer = producer_on(self.rt, self.app)
+        """A new request, accepted at the clock's time by the Python API's path (on its
+        lane: no task is sent): its record (version 1)."""
+        producer = producer_on(self.rt)
         producer.submit(job_body(content_id=content_id), request_id, site_id=site_id)
         return self.record(request_id)
 
@@ -1318,12 +1317,11 @@ def test_a_request_never_accepted_by_the_api_fails_at_the_submit_deadline(make_w
 
 
 def intake_of(world: World) -> Intake:
-    """The world's intake consumer, as a worker runs it, sending its tasks to the real broker
-    (the world's Redis; no worker reads them: the tests run the steps themselves)."""
+    """The world's intake consumer, as a worker runs it (it records requests on their lanes;
+    no sweeper runs: the tests run the steps themselves)."""
     shared = world.rt.shared
-    app = shared.sender()
     health = LoopHealth(shared.redis, shared.keys, "steps")
-    intake = Intake(world.rt, app, "steps", health)
+    intake = Intake(world.rt, "steps", health)
     intake.ensure_group()
     return intake
 

@@ -16,7 +16,7 @@ from pallycon_worker.submit_rules import registered, submitting
 from support.queue import make_settings
 from support.redis_server import RedisServer
 from support.samples import body_for
-from support.world import StubApp, producer_on
+from support.world import producer_on
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_an_outcome_redis_could_not_take_is_written_once_it_is_back(tmp_path: Pa
     server = RedisServer(tmp_path / "redis").start()
     try:
         rt = Runtime.build(make_settings(server.url, "http://127.0.0.1:9", redis_fsync_wait_ms=0))
-        (request_id,) = producer_on(rt, StubApp()).submit_many([body_for("st", "kept-1")])
+        (request_id,) = producer_on(rt).submit_many([body_for("st", "kept-1")])
         record = rt.shared.records.get(request_id)
         assert record is not None
         assert rt.shared.records.apply([submitting(record, 10.0, rt.policy)]) == [True]

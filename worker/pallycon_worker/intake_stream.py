@@ -33,7 +33,6 @@ from enum import Enum
 from typing import Any, Literal, cast
 
 import redis
-from celery import Celery
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.admission import (
@@ -181,12 +180,11 @@ class Intake:
     def __init__(
         self,
         rt: Runtime,
-        app: Celery,
         consumer: str,
         health: LoopHealth,
         raw: redis.Redis | None = None,
     ) -> None:
-        self.rt, self.app, self.consumer, self.health = rt, app, consumer, health
+        self.rt, self.consumer, self.health = rt, consumer, health
         #: Entries inherited at start and counted already (see :meth:`inherit`).
         self.inherited: set[str] = set()
         self.shared = rt.shared
@@ -448,8 +446,8 @@ class Intake:
 
 
 def consume_intake(
-    rt: Runtime, app: Celery, consumer: str, stop: threading.Event, health: LoopHealth
+    rt: Runtime, consumer: str, stop: threading.Event, health: LoopHealth
 ) -> Callable[[], None]:
     """The intake loop, ready to be supervised."""
-    intake = Intake(rt, app, consumer, health)
+    intake = Intake(rt, consumer, health)
     return lambda: intake.run(stop)

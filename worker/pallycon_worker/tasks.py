@@ -174,7 +174,7 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             health = LoopHealth(rt.shared.redis, rt.shared.keys, worker.hostname)
             loops: list[tuple[str, Callable[[], None]]] = [
                 ("sweeper", lambda: sweep_forever(rt, app, stop, health)),
-                ("intake", consume_intake(rt, app, worker.hostname, stop, health)),
+                ("intake", consume_intake(rt, worker.hostname, stop, health)),
             ]
             for name, loop in loops:
                 thread = threading.Thread(
