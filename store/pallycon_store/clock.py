@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def server_time(reply: tuple[int, int] | list[int]) -> float:
@@ -41,3 +42,15 @@ class ServerClock:
         """A ``TIME`` reply read between ``before`` and ``after`` (local clock)."""
         with self._lock:
             self.offset = offset_of(server_time(reply), before, after)
+
+
+def execute(pipe: Any, clock: ServerClock | None) -> list[Any]:
+    """Run a pipeline; with ``clock``, Redis's ``TIME`` is read in the same round trip and
+    observed by it (its reply is not among those returned)."""
+    if clock is None:
+        return list(pipe.execute())
+    pipe.time()
+    before = clock.local()
+    replies = list(pipe.execute())
+    clock.observe(replies.pop(), before, clock.local())
+    return replies

@@ -27,7 +27,7 @@ from typing import Any, cast
 import redis
 
 from pallycon.errors import FieldError, InvalidRequest
-from pallycon_store.clock import ServerClock
+from pallycon_store.clock import ServerClock, execute
 from pallycon_store.keys import Keys, flow_site
 from pallycon_store.scripts import register
 
@@ -166,12 +166,7 @@ class Flow:
             pipe.zcount(self.keys.dispatched(site), f"({now!r}", "+inf")
             pipe.scard(self.keys.in_flight(site))
         pipe.hgetall(self.keys.paused)
-        if clock is not None:
-            pipe.time()
-        before = clock.local() if clock is not None else 0.0
-        replies = pipe.execute()
-        if clock is not None:  # Redis's time, for the next sweep (docs: one clock)
-            clock.observe(replies.pop(), before, clock.local())
+        replies = execute(pipe, clock)  # with Redis's time, for the next sweep (one clock)
         due = {lane: int(n) for lane, n in zip(lanes, replies, strict=False)}
         rest = replies[len(lanes) :]
         dispatched = {site: int(rest[2 * i]) for i, site in enumerate(sites)}

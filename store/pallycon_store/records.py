@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 
 import redis
 
-from pallycon_store.clock import ServerClock
+from pallycon_store.clock import ServerClock, execute
 from pallycon_store.keys import Keys, flow_site
 from pallycon_store.record import Fields, Record, decode, encode
 from pallycon_store.schedules import Schedule
@@ -167,12 +167,7 @@ class Records:
         pipe = self.redis.pipeline(transaction=False)
         for request_id in request_ids:
             pipe.hgetall(self.keys.request(request_id))
-        if clock is not None:
-            pipe.time()
-        before = clock.local() if clock is not None else 0.0
-        replies = pipe.execute()
-        if clock is not None:
-            clock.observe(replies.pop(), before, clock.local())
+        replies = execute(pipe, clock)
         return {
             request_id: decode(request_id, raw)
             for request_id, raw in zip(request_ids, replies, strict=True)
