@@ -16,6 +16,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pallycon.options import max_api_json_bytes
+from pallycon_config import names
 from pallycon_pack.cli.main import main
 from pallycon_store import connect
 
@@ -25,9 +26,11 @@ PROG_NAME = "python -m pallycon_pack"
 
 def reset_process_caches() -> None:
     """Forget what a command leaves behind for the next one in the same process: the
-    sentinel clients shared by a process's Redis clients, and the URL limits per API."""
+    sentinel clients shared by a process's Redis clients, the URL limits per API, and the
+    unknown settings already told of."""
     connect._sentinels.cache_clear()
     max_api_json_bytes.cache_clear()
+    names.forget_told()
 
 
 def run_cli(

@@ -15,7 +15,8 @@ or a directory, :mod:`pallycon_config.sites`), loaded and checked by :meth:`Sett
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,6 +28,13 @@ from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfig
 from pallycon.models import WireOptions
 from pallycon.options import ClientOptions, max_api_json_bytes
 from pallycon.signing import SiteCredentials
+from pallycon_config.names import (
+    READ_ELSEWHERE,
+    Unknown,
+    given_names,
+    unknown_names,
+    unknown_once,
+)
 from pallycon_config.rules import (
     ENV_PREFIX,
     SITES_VARIABLE,
@@ -46,6 +54,7 @@ from pallycon_config.secrets import (
     locate,
     read_secret,
     refuse_in_dotenv,
+    secret_fields,
 )
 from pallycon_config.sites import Sites, load_sites
 
@@ -253,6 +262,10 @@ class Settings(BaseSettings):
     )
     callback_host: str = Field(default="127.0.0.1", description="Callback receiver address.")
     callback_port: int = Field(default=8700, ge=0, le=65535, description="Callback port.")
+
+    # --- The metrics exporter ------------------------------------------------------------------
+    metrics_host: str = Field(default="127.0.0.1", description="Metrics exporter address.")
+    metrics_port: int = Field(default=9840, ge=0, le=65535, description="Metrics port.")
 
     @field_validator("site_key")
     @classmethod
@@ -495,6 +508,31 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
+def known_variables() -> frozenset[str]:
+    """Every ``PALLYCON_*`` variable some process reads: this package's settings, their
+    secrets' ``_FILE`` variables, ``PALLYCON_SECRETS_DIR``, and the other packages' settings
+    (:data:`~pallycon_config.names.READ_ELSEWHERE`)."""
+    own = {variable_name(Settings, name) for name in Settings.model_fields}
+    files = {env_name(name) + FILE_SUFFIX for name in secret_fields(Settings)}
+    return frozenset(own | files | {SECRETS_DIR_VARIABLE} | READ_ELSEWHERE)
+
+
+def unknown_settings(dotenv: Iterable[str] | None = None) -> list[Unknown]:
+    """The ``PALLYCON_*`` names set in the environment or ``.env`` (``dotenv``: the names it
+    sets; by default, the working directory's) that no process reads, each with the nearest
+    known one."""
+    if dotenv is None:
+        dotenv = DotEnvSettingsSource(Settings).env_vars
+    return unknown_names(given_names(os.environ, dotenv), known_variables())
+
+
+def warn_unknown(dotenv: Iterable[str] | None = None) -> None:
+    """One ``warning:`` line on stderr for each unknown ``PALLYCON_*`` name (see
+    :func:`unknown_settings`) not told of yet in this process."""
+    for unknown in unknown_once(unknown_settings(dotenv)):
+        sys.stderr.write(f"warning: {unknown.sentence()}\n")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings; ``overrides`` (flags) win over the environment and ``.env``.
 
@@ -516,9 +554,10 @@ def read_settings(
     from a file, the file. ``environ`` is where ``_FILE`` and ``PALLYCON_SECRETS_DIR`` are looked up
     (``os.environ`` by default)."""
     given = {key: value for key, value in overrides.items() if value is not None}
+    dotenv = DotEnvSettingsSource(kind).env_vars if kind.model_config.get("env_file") else {}
+    warn_unknown(dotenv)
     try:
-        if kind.model_config.get("env_file"):
-            refuse_in_dotenv(kind, name_of, DotEnvSettingsSource(kind).env_vars)
+        refuse_in_dotenv(kind, name_of, dotenv)
         files = locate(kind, name_of, os.environ if environ is None else environ, frozenset(given))
         values: dict[str, Any] = {field: read_secret(where) for field, where in files.items()}
     except SecretFileError as exc:

@@ -88,6 +88,50 @@ def test_missing_credentials_name_the_variables(tmp_path: Path):
     assert "PALLYCON_SITE_ID" in result.stderr.decode()
 
 
+# --- settings ---------------------------------------------------------------------------------
+
+MISSPELT = (
+    "warning: PALLYCON_REDSI_URL, set in the environment, is not a setting: it is ignored; "
+    "did you mean PALLYCON_REDIS_URL?",
+    "warning: PALLYCON_POLL_INTERVALL, set in .env, is not a setting: it is ignored; "
+    "did you mean PALLYCON_POLL_INTERVAL?",
+)
+
+
+def test_a_misspelt_setting_is_told_once_with_the_nearest_one(tmp_path: Path):
+    """A PALLYCON_* name that is no setting, in the environment or .env: one warning line each
+    on stderr, naming the setting nearest to it; the command goes on (in its own process)."""
+    (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\n")
+    env = site_env(PALLYCON_REDSI_URL="redis://elsewhere:6379/0")
+    result = cli("sign", "--timestamp", "2022-03-30T08:29:57Z", env=env, cwd=tmp_path,
+                 stdin=SAMPLE_JSON)  # fmt: skip
+    assert _ok(result).strip() == SAMPLE_APIDATA
+    assert result.stderr.decode().splitlines() == list(MISSPELT)
+
+
+def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
+    """config show: the console's and the exporter's settings too (the token masked), an empty
+    setting as (unset), and each misspelt name once among the warnings."""
+    (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\n")
+    env = clean_env(
+        PALLYCON_REDSI_URL="redis://elsewhere:6379/0",
+        PALLYCON_CONSOLE_TOKEN="a-console-token-never-shown",
+        PALLYCON_METRICS_PORT="9841",
+    )
+    result = run_cli("config", "show", env=env, cwd=tmp_path)
+    rows = {line.split()[0]: line.split()[1:] for line in _ok(result).splitlines()}
+    assert rows["PALLYCON_CONSOLE_TOKEN"] == ["***", "[environment]"]
+    assert rows["PALLYCON_CONSOLE_HOST"] == ["127.0.0.1", "[default]"]
+    assert rows["PALLYCON_CONSOLE_PORT"] == ["8780", "[default]"]
+    assert rows["PALLYCON_METRICS_PORT"] == ["9841", "[environment]"]
+    assert rows["PALLYCON_METRICS_HOST"] == ["127.0.0.1", "[default]"]
+    assert rows["PALLYCON_REDIS_SENTINELS"] == ["(unset)", "[default]"]
+    assert "a-console-token-never-shown" not in result.stdout.decode() + result.stderr.decode()
+    assert result.stderr.decode().splitlines() == list(MISSPELT)
+    shown = json.loads(_ok(run_cli("config", "show", "--json", env=env, cwd=tmp_path)))
+    assert shown["warnings"] == [line.removeprefix("warning: ") for line in MISSPELT]
+
+
 # --- storage ----------------------------------------------------------------------------------
 
 

@@ -156,10 +156,15 @@ def test_a_busy_port_in_process_is_one_clear_oserror(busy_port):
 
 @pytest.mark.parametrize(
     ("command", "setting"),
-    [("callbacks", "PALLYCON_CALLBACK_PORT"), ("emulator", "PALLYCON_EMULATOR_PORT")],
+    [
+        ("callbacks", "PALLYCON_CALLBACK_PORT"),
+        ("emulator", "PALLYCON_EMULATOR_PORT"),
+        ("metrics", "PALLYCON_METRICS_PORT"),
+    ],
 )
 def test_a_busy_port_is_one_clear_line(busy_port, command: str, setting: str, tmp_path: Path):
-    """`callbacks` / `emulator` on a port in use: one message naming it and what to do."""
+    """`callbacks` / `emulator` / `metrics` on a port in use: the same one line, naming the
+    port, the option and the setting that choose another."""
     env = clean_env(PALLYCON_CALLBACK_TOKEN="test-callback-token-0123456789")
     result = cli(command, "--port", str(busy_port), env=env, cwd=tmp_path, timeout=30)
     stderr = result.stderr.decode(errors="replace")

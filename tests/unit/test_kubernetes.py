@@ -24,7 +24,6 @@ from pallycon_config.secrets import secret_fields
 from pallycon_config.settings import parse_sentinels
 from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
 from pallycon_pack.cli.fleet.commands import parse_checks
-from pallycon_pack.cli.servers.commands import DEFAULT_PORT
 from pallycon_pack.cli.servers.run import celery_worker_argv
 from pallycon_pack.web.callbacks import MAX_BODY_BYTES
 from pallycon_pack.web.exporter import api_metrics, counter_metrics, fleet_metrics
@@ -463,7 +462,10 @@ def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
             for handler in ("httpGet", "tcpSocket"):
                 if handler in probe:
                     assert probe[handler]["port"] in numbers, (c["name"], kind)
-    assert int(option(argv(container("metrics")), "--port")) == DEFAULT_PORT
+    assert (
+        int(option(argv(container("metrics")), "--port"))
+        == Settings.model_fields["metrics_port"].default
+    )
 
     for service in of_kind("Service"):
         pods = _pod_ports(service)

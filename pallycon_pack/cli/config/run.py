@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import click
 
 from pallycon_config import load_settings
+from pallycon_config.names import unknown_once
 from pallycon_config.rules import env_name
+from pallycon_config.settings import read_settings, unknown_settings, variable_name
 from pallycon_config.show import describe, warnings
 from pallycon_emulator.config import emulator_env_name, load_emulator_settings
+from pallycon_pack.web.console.auth import ConsoleSettings
+
+#: The variable of each of the console's settings (``PALLYCON_CONSOLE_<FIELD>``).
+console_env_name = functools.partial(variable_name, ConsoleSettings)
 
 
 def show(as_json: bool) -> None:
-    """Print every setting: its variable, value (secrets masked) and source."""
+    """Print every setting: its variable, value (secrets masked) and source; then the
+    warnings, unknown ``PALLYCON_*`` names first (told here rather than as the settings load)."""
+    unknown = [item.sentence() for item in unknown_once(unknown_settings())]
     settings = load_settings()
     emulator_settings = load_emulator_settings()
+    console_settings = read_settings(ConsoleSettings, console_env_name, {})
     rows = [
         *describe(settings, env_name),
         *describe(emulator_settings, emulator_env_name),
+        *describe(console_settings, console_env_name),
     ]
-    notes = [*warnings(settings), *warnings(emulator_settings)]
+    notes = [*unknown, *warnings(settings), *warnings(emulator_settings)]
     if as_json:
         shown = [
             {"variable": row.variable, "value": row.value, "source": row.source} for row in rows
@@ -29,13 +40,15 @@ def show(as_json: bool) -> None:
         return
     width = max(len(row.variable) for row in rows)
     for row in rows:
-        value = "(unset)" if row.value is None else _text(row.value)
-        click.echo(f"{row.variable:<{width}}  {value}  [{row.source}]")
+        click.echo(f"{row.variable:<{width}}  {_text(row.value)}  [{row.source}]")
     for note in notes:
         click.echo(f"warning: {note}", err=True)
 
 
 def _text(value: object) -> str:
+    """A value as the table shows it: ``(unset)`` for none or an empty text."""
+    if value is None or value == "":
+        return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

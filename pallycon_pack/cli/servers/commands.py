@@ -16,9 +16,6 @@ from pallycon_pack.cli.servers.emulator_sites import SITE_CALLBACK_FORMAT, SITE_
 from pallycon_pack.cli.servers.stopping import stop_while_starting
 from pallycon_pack.web.console.auth import ConsoleSettings
 
-#: The exporter's port unless --port says.
-DEFAULT_PORT = 9840
-
 
 def _default(settings: type[BaseModel], name: str) -> object:
     """A setting's default, as the help names it."""
@@ -93,18 +90,16 @@ def console(host: str | None, port: int | None) -> None:
 @click.command()
 @click.option(
     "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0 in a container).",
+    help=f"Listen address (default: PALLYCON_METRICS_HOST, {_default(Settings, 'metrics_host')}; "
+    "0.0.0.0 in a container).",
 )
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="Port to listen on (0: any free port, printed).",
+    help=f"Port (default: PALLYCON_METRICS_PORT, {_default(Settings, 'metrics_port')}; "
+    "0 = any, printed).",
 )
-def metrics(host: str, port: int) -> None:
+def metrics(host: str | None, port: int | None) -> None:
     """Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.
 
     Requests by state, transitions, API calls by code and their durations, queue and schedule

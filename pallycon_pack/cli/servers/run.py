@@ -7,6 +7,7 @@ it); everything else at the top.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -237,9 +238,10 @@ def console(host: str | None, port: int | None) -> None:
     asgi.serve(server, ready)
 
 
-def metrics(host: str, port: int) -> None:
+def metrics(host: str | None, port: int | None) -> None:
     """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT."""
-    settings = load_settings()
+    settings = load_settings(metrics_host=host, metrics_port=port)
+    host, port = settings.metrics_host, settings.metrics_port
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
     collector = FleetCollector(Store.of(settings, deadline=SCRAPE_TIMEOUT))
     registry = CollectorRegistry(auto_describe=False)
@@ -247,9 +249,9 @@ def metrics(host: str, port: int) -> None:
     try:
         server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise Failure(
-            f"metrics: cannot listen on {host}:{port} ({exc.strerror or exc}); see --host, --port",
-            EXIT_UNAVAILABLE,
+        number = errno.EADDRNOTAVAIL if isinstance(exc, socket.gaierror) else exc.errno
+        raise asgi.cannot_listen(
+            host, port, number, exc.strerror or str(exc), "PALLYCON_METRICS"
         ) from None
     bound = server.server_address[1]
 
