@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import ValidationError
@@ -209,7 +209,8 @@ class PallyConClient:
             finally:
                 response.close()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
+            api = shown_url(self._options.base_url)
+            raise RequestNotSent(f"{type(exc).__name__}: {exc}", api=api) from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise RequestNotBuilt(f"{type(exc).__name__}: {exc}") from exc
         except httpx.DecodingError as exc:  # the answer arrived, but cannot be decoded
@@ -220,6 +221,13 @@ class PallyConClient:
 
 
 # --- Pure request sizing and response handling (unit-tested without a server) ----------------
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for a message: without its user and password, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def check_status(status: int, headers: httpx.Headers, raw: bytes) -> None:

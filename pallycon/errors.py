@@ -145,9 +145,17 @@ class TransportError(CallError):
 
 
 class RequestNotSent(TransportError):
-    """The request certainly never reached the server (connect error or timeout)."""
+    """The request certainly never reached the server (connect error or timeout).
+
+    :attr:`api` is where the API was called (its base URL, without credentials, query or
+    fragment; "" when not known), for a message that names it; the message itself says why.
+    """
 
     meaning = "the call never reached the API (it could not connect, or timed out connecting)"
+
+    def __init__(self, message: str, *, api: str = "") -> None:
+        super().__init__(message)
+        self.api = api
 
 
 class RequestNotBuilt(RequestNotSent):

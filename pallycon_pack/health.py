@@ -18,9 +18,12 @@ from typing import Any
 import redis
 from redis.sentinel import SentinelConnectionPool
 
+from pallycon.errors import RequestNotBuilt, RequestNotSent
 from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
 from pallycon_config.site_ref import DEFAULT_LABEL
+from pallycon_pack.present.words import plural
+from pallycon_pack.problems import api_problem
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
 from pallycon_store.fleet import Snapshot
@@ -87,7 +90,7 @@ def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
             return Check(
                 check, False, f"no worker{where} answering (0 of {len(beats)} loops){heard}"
             )
-        detail = f"{len(nodes)} worker(s){where} answering"
+        detail = f"{plural(len(nodes), 'worker')}{where} answering"
         if sick:
             detail += f"; unhealthy: {', '.join(sick[:5])}" + (" ..." if len(sick) > 5 else "")
         return Check(check, True, detail)
@@ -166,10 +169,10 @@ def redis_verdict(
         return Check(
             "redis",
             False,
-            f"{reached}, writable, {persisted}, but {replicas} replica(s) online and "
+            f"{reached}, writable, {persisted}, but {plural(replicas, 'replica')} online and "
             f"PALLYCON_REDIS_WAIT_REPLICAS={wait_replicas}: acknowledgements time out",
         )
-    return Check("redis", True, f"{reached}, writable, {persisted}, {replicas} replica(s)")
+    return Check("redis", True, f"{reached}, writable, {persisted}, {plural(replicas, 'replica')}")
 
 
 def _primary(client: redis.Redis) -> str:
@@ -207,11 +210,17 @@ def _redis_check(client: redis.Redis, probe_key: str, settings: Settings) -> Che
 def _api_check(settings: Settings, site: Site | None, timeout: float) -> Check:
     """A signed job list at ``site`` (None: the one site of the settings)."""
     region = settings.require_region() if site is None else site.region
-    with site_client(settings, site, timeout=timeout) as client:
-        listed = client.list_jobs(JobListRequest(region=region, page_unit=1))
+    try:
+        with site_client(settings, site, timeout=timeout) as client:
+            listed = client.list_jobs(JobListRequest(region=region, page_unit=1))
+    except RequestNotSent as exc:
+        if isinstance(exc, RequestNotBuilt):
+            raise
+        return Check("api", False, api_problem(exc))
+    jobs = plural(listed.total_count, "job")
     if site is None:
-        return Check("api", True, f"answered a signed job list ({listed.total_count} jobs)")
-    return Check("api", True, f"{site.site_id}: {listed.total_count} jobs")
+        return Check("api", True, f"answered a signed job list ({jobs})")
+    return Check("api", True, f"{site.site_id}: {jobs}")
 
 
 def api_checks(settings: Settings, timeout: float) -> list[Check]:
@@ -246,7 +255,7 @@ def api_checks(settings: Settings, timeout: float) -> list[Check]:
         Check(
             "api",
             True,
-            f"answered a signed job list at each of {len(sites)} sites ({answered})",
+            f"answered a signed job list at each of {plural(len(sites), 'site')} ({answered})",
             max(check.seconds for check in done),
         )
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt
+from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt, RequestNotSent
 from pallycon_config import ConfigError, RedisTarget, Settings, env_name
 from pallycon_config.settings import read_settings
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure, ListenError
@@ -21,6 +21,8 @@ def failure_of(exc: Exception) -> Failure | None:
         return Failure(f"invalid request:\n{lines}", EXIT_INVALID)
     if isinstance(exc, RequestNotBuilt):  # the request itself cannot be sent: bad input
         return Failure(f"{type(exc).__name__}: {exc}", EXIT_INVALID)
+    if isinstance(exc, RequestNotSent):  # the API unreachable: say where it was called
+        return Failure(api_problem(exc), EXIT_FAILED)
     if isinstance(exc, CallError):
         return Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
     if isinstance(exc, ListenError):
@@ -29,6 +31,14 @@ def failure_of(exc: Exception) -> Failure | None:
     if isinstance(exc, redis.RedisError | KombuOperationalError):
         return Failure(redis_problem(exc), EXIT_UNAVAILABLE)
     return None
+
+
+def api_problem(exc: RequestNotSent) -> str:
+    """One line that names where the API was called (no credentials, no query), the setting,
+    and what to do, as :func:`redis_problem` does for Redis: every site calls the one
+    ``PALLYCON_API_URL``."""
+    where = f"API at {exc.api}" if exc.api else "API"
+    return f"{where}: {exc}; is it running and reachable? ({env_name('api_url')})"
 
 
 def redis_problem(exc: Exception, target: RedisTarget | None = None) -> str:

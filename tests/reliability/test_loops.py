@@ -51,7 +51,7 @@ def test_a_loop_that_fails_is_restarted_visibly_and_recovers(stack_factory, work
     store = Store.of(stack.settings)
     healthy, snapshot = _until(store, "sweeper", lambda h: h.healthy())
     assert healthy.restarts == 0
-    assert judge("workers", snapshot, Thresholds()).detail == "1 worker(s) answering"
+    assert judge("workers", snapshot, Thresholds()).detail == "1 worker answering"
     store.redis.set(store.keys.submit_schedule, "not a sorted set")
     broken, snapshot = _until(store, "sweeper", lambda h: h.restarts >= 2, apart=True)
     assert broken.failing
@@ -61,7 +61,7 @@ def test_a_loop_that_fails_is_restarted_visibly_and_recovers(stack_factory, work
     assert intake.healthy()  # one loop's failure does not take the other down
     verdict = judge("workers", snapshot, Thresholds())
     assert verdict.ok  # the intake loop answers
-    assert verdict.detail == f"1 worker(s) answering; unhealthy: {broken.node}/sweeper"
+    assert verdict.detail == f"1 worker answering; unhealthy: {broken.node}/sweeper"
     store.redis.delete(store.keys.submit_schedule)
     recovered, _ = _until(store, "sweeper", lambda h: h.healthy())
     assert recovered.restarts >= 2

@@ -63,7 +63,7 @@ def beat(
 @pytest.mark.parametrize(
     ("check", "fleet", "ok", "says"),
     [
-        ("workers", snapshot([beat()]), True, "1 worker(s) answering"),
+        ("workers", snapshot([beat()]), True, "1 worker answering"),
         ("workers", snapshot([beat(), beat("w2", age=99)]), True, "unhealthy: w2/sweeper"),
         ("workers", snapshot([beat(age=31)]), False, "newest heartbeat 31s old"),
         ("workers", snapshot([beat(failing=True)]), False, "no worker answering (0 of 1 loops)"),
@@ -85,13 +85,13 @@ def test_verdicts(check: str, fleet: Snapshot, ok: bool, says: str):
 @pytest.mark.parametrize(
     ("aof", "replicas", "wait", "fsync_ms", "ok", "says"),
     [
-        (True, 0, 0, 2000, True, "AOF on, 0 replica(s)"),
-        (True, 2, 1, 2000, True, "AOF on, 2 replica(s)"),
-        (True, 1, 2, 2000, False, "1 replica(s) online and PALLYCON_REDIS_WAIT_REPLICAS=2"),
+        (True, 0, 0, 2000, True, "AOF on, 0 replicas"),
+        (True, 2, 1, 2000, True, "AOF on, 2 replicas"),
+        (True, 1, 2, 2000, False, "1 replica online and PALLYCON_REDIS_WAIT_REPLICAS=2"),
         (True, 0, 1, 2000, False, "acknowledgements time out"),
         (False, 2, 1, 2000, False, "AOF is off"),
-        (False, 2, 1, 0, True, "AOF off (PALLYCON_REDIS_FSYNC_WAIT_MS=0), 2 replica(s)"),
-        (False, 0, 1, 0, False, "0 replica(s) online"),
+        (False, 2, 1, 0, True, "AOF off (PALLYCON_REDIS_FSYNC_WAIT_MS=0), 2 replicas"),
+        (False, 0, 1, 0, False, "0 replicas online"),
     ],
 )
 def test_redis_verdicts(aof, replicas, wait, fsync_ms, ok, says):
