@@ -10,11 +10,18 @@ import sys
 from typing import Any
 
 from pallycon.errors import FieldError, InvalidRequest
+from pallycon.options import MAX_FORM_API_JSON_BYTES
 from pallycon_pack.errors import EXIT_INVALID, Failure
 
 #: The path that means standard input.
 STDIN = "-"
+#: The name of standard input opened by click (``click.File`` given '-').
+STDIN_NAME = "<stdin>"
 SECRET_FILE_LIMIT = 64 * 1024
+#: The largest input read as one request (``submit FILE``, ``jobs register FILE``, ``sign``'s
+#: API JSON, a line of ``submit --batch``): twice the largest API JSON any transport sends
+#: (a form body's), room for a file's indentation. A larger one is refused as it is read.
+MAX_INPUT_BYTES = 2 * MAX_FORM_API_JSON_BYTES
 
 #: A request's priorities, highest first (``pallycon_store.flow.PRIORITIES``, named here so that
 #: showing a command's help loads no Redis client; a test keeps the two the same).
@@ -27,13 +34,22 @@ PRIORITY_HELP = (
 
 
 def read_json(file: Any) -> Any:
-    """The JSON in an open file; not JSON is an ``InvalidRequest`` naming the file."""
-    raw = file.read()
+    """The JSON in an open file, read up to :data:`MAX_INPUT_BYTES`: past them a one-line
+    Failure (nothing more is read: a pipe that never ends is refused as soon); not JSON is an
+    ``InvalidRequest`` naming the file."""
+    name = getattr(file, "name", "input")
+    raw = file.read(MAX_INPUT_BYTES + 1)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise Failure(too_large(source_name(STDIN if name == STDIN_NAME else name)), EXIT_INVALID)
     try:
         return json.loads(raw)
-    except ValueError as exc:
-        name = getattr(file, "name", "input")
+    except (ValueError, RecursionError) as exc:
         raise InvalidRequest([FieldError("body", f"{name} is not JSON: {exc}")]) from None
+
+
+def too_large(where: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """The one line refusing an input larger than ``limit`` bytes."""
+    return f"{where}: larger than {limit} bytes, more than any request the API takes"
 
 
 def source_name(path: str) -> str:
@@ -46,20 +62,40 @@ def read_source(path: str, option: str, limit: int | None = None) -> bytes:
 
     A failure is a one-line error naming ``option`` and the path, never the content.
     """
-    size = -1 if limit is None else limit + 1
+    data = _read_at_most(path, option, -1 if limit is None else limit + 1)
+    if limit is not None and len(data) > limit:
+        raise Failure(f"{option}: {source_name(path)} is larger than {limit} bytes", EXIT_INVALID)
+    return data
+
+
+def _read_at_most(path: str, option: str, size: int) -> bytes:
+    """At most ``size`` bytes (-1: all) of the file at ``path`` ('-' = standard input); a
+    one-line Failure naming ``option`` and the path when it cannot be read."""
     try:
         if path == STDIN:
-            data = sys.stdin.buffer.read(size)
-        else:
-            with open(path, "rb") as file:
-                data = file.read(size)
+            return bytes(sys.stdin.buffer.read(size))
+        with open(path, "rb") as file:
+            return file.read(size)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise Failure(
             f"{option}: cannot read {source_name(path)}: {reason}", EXIT_INVALID
         ) from None
-    if limit is not None and len(data) > limit:
-        raise Failure(f"{option}: {source_name(path)} is larger than {limit} bytes", EXIT_INVALID)
+
+
+def read_api_json(path: str, option: str) -> bytes:
+    """The bytes of a JSON document at ``path`` ('-' = standard input), as given: past
+    :data:`MAX_INPUT_BYTES` (nothing more read) or not JSON, a one-line Failure naming
+    ``option`` and the path, never the content."""
+    data = _read_at_most(path, option, MAX_INPUT_BYTES + 1)
+    where = f"{option}: {source_name(path)}"
+    if len(data) > MAX_INPUT_BYTES:
+        raise Failure(too_large(where), EXIT_INVALID)
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        reason = exc if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise Failure(f"{where} is not JSON: {reason}", EXIT_INVALID) from None
     return data
 
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from pallycon.options import MAX_FORM_API_JSON_BYTES
+from pallycon_pack.cli.inputs import MAX_INPUT_BYTES
+from pallycon_pack.cli.queue.batch import MAX_LINE_BYTES
 from support.cli import run_cli
 from support.env import clean_env, site_env
-from support.processes import EmulatorProcess, cli, start_emulator
+from support.processes import PALLYCON_PACK, EmulatorProcess, cli, start_emulator
 from support.redis_server import RedisServer
 from support.samples import SAMPLE_APIDATA, SAMPLE_DATA, SAMPLE_HASH, SAMPLE_JSON, job_body
 
@@ -130,6 +134,83 @@ def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
     assert result.stderr.decode().splitlines() == list(MISSPELT)
     shown = json.loads(_ok(run_cli("config", "show", "--json", env=env, cwd=tmp_path)))
     assert shown["warnings"] == [line.removeprefix("warning: ") for line in MISSPELT]
+
+
+# --- inputs past the API's limit ---------------------------------------------------------------
+
+TOO_LARGE = f"larger than {MAX_INPUT_BYTES} bytes, more than any request the API takes"
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["submit", "-"], "standard input"),
+        (["jobs", "register", "-"], "standard input"),
+        (["sign"], "--input: standard input"),
+        (["sign", "--input", "-"], "--input: standard input"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_an_endless_pipe_is_refused_at_the_limit(tmp_path: Path, args: list[str], where: str):
+    """A pipe from /dev/zero: the command reads one byte past the limit and says so in one
+    line, exit 2 (it would otherwise read until memory runs out; the timeout only stops a
+    failing test)."""
+    with open("/dev/zero", "rb") as zeros:
+        result = subprocess.run(
+            [*PALLYCON_PACK, *args],
+            stdin=zeros,
+            capture_output=True,
+            env=site_env(),
+            cwd=tmp_path,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode() == f"Error: {where}: {TOO_LARGE}\n"
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["submit", "big.json"], "big.json"),
+        (["jobs", "register", "big.json"], "big.json"),
+        (["sign", "--input", "big.json"], "--input: big.json"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_a_file_past_the_limit_is_refused_without_reading_it_whole(
+    tmp_path: Path, args: list[str], where: str
+):
+    """A 64 MiB file (sparse: NUL bytes): one line naming it and the limit, exit 2, never
+    "not JSON" after reading it all."""
+    with open(tmp_path / "big.json", "wb") as big:
+        big.truncate(64 * 1024 * 1024)
+    result = run_cli(*args, env=site_env(), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode() == f"Error: {where}: {TOO_LARGE}\n"
+
+
+@pytest.mark.parametrize(
+    "given", [b"", b"not json", b"\0" * 100, b'{"a": 1'], ids=["empty", "text", "nul", "cut"]
+)
+def test_sign_requires_json(tmp_path: Path, given: bytes):
+    """sign signs JSON only: anything else is one line naming the input, exit 2."""
+    result = run_cli("sign", env=site_env(), cwd=tmp_path, stdin=given)
+    assert result.returncode == 2, result.stderr.decode()
+    said = result.stderr.decode()
+    assert said.startswith("Error: --input: standard input is not JSON: "), said
+    assert said.count("\n") == 1
+    assert result.stdout == b""
+
+
+def test_an_input_at_the_limit_is_read(tmp_path: Path):
+    """The limit is the batch's line limit, twice the largest API JSON, so that an indented
+    request is not refused for its spaces: a JSON file of exactly that size is read."""
+    assert MAX_INPUT_BYTES == 2 * MAX_FORM_API_JSON_BYTES == MAX_LINE_BYTES
+    (tmp_path / "wide.json").write_bytes(b"{}" + b" " * (MAX_INPUT_BYTES - 2))
+    result = run_cli("sign", "--input", "wide.json", env=site_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 # --- storage ----------------------------------------------------------------------------------

@@ -89,3 +89,19 @@ def test_a_batch_line_may_name_its_site(text, site_id):
 def test_a_batch_lines_site_must_be_a_string(value):
     with pytest.raises(ValueError, match=r"^site_id: must be a string \(a site id such as TUTO\)$"):
         parse(1, '{"body": {}, "site_id": ' + value + "}")
+
+
+@pytest.mark.parametrize(
+    ("text", "request_id"),
+    [('{"body": {}, "request_id": "r-1"}', "r-1"), ('{"body": {}, "request_id": null}', None)],
+)
+def test_a_batch_lines_request_id_is_optional(text, request_id):
+    """A request_id given is kept; none (or null) gets a new id when recorded."""
+    assert parse(1, text).request_id == request_id
+
+
+def test_a_batch_lines_empty_request_id_is_refused():
+    """An empty request_id is a bad line, not a new id: a new id at each run would submit the
+    request again each time the file is run."""
+    with pytest.raises(ValueError, match=r"^request_id: empty; leave it out for a new id"):
+        parse(1, '{"body": {}, "request_id": ""}')

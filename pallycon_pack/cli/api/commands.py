@@ -109,7 +109,8 @@ def sign(
 ) -> None:
     """Sign the API JSON read on stdin (or --input); print the pallycon-apidata value.
 
-    The bytes are encrypted exactly as given (a trailing newline too: use printf or echo -n).
+    The bytes are encrypted exactly as given (a trailing newline too: use printf or echo -n);
+    they must be JSON, of at most 262144 bytes (twice the largest API JSON the API takes).
 
     The access key and the site key come from --access-key-file / --site-key-file (or the
     flags --access-key / --site-key, visible in ps), else PALLYCON_ACCESS_KEY /

@@ -27,7 +27,7 @@ from pallycon.signing import SITE_KEY_BYTES, SiteCredentials, parse_timestamp
 from pallycon.signing import sign as sign_api_json
 from pallycon_config import Settings, Site, UnknownSite, load_settings
 from pallycon_config.rules import check_region
-from pallycon_pack.cli.inputs import STDIN, one_secret, read_json, read_source
+from pallycon_pack.cli.inputs import STDIN, one_secret, read_api_json, read_json
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.present import render
 from pallycon_worker.clients import site_client
@@ -156,7 +156,7 @@ def sign(
         moment = parse_timestamp(timestamp) if timestamp else utc_now()
     except ValueError as exc:
         raise Failure(f"--timestamp: {exc}", EXIT_INVALID) from None
-    envelope = sign_api_json(read_source(input_path, "--input"), credentials, moment)
+    envelope = sign_api_json(read_api_json(input_path, "--input"), credentials, moment)
     if show_parts:
         click.echo(f"data: {envelope.data}")
         click.echo(f"timestamp: {envelope.timestamp}")

@@ -1,8 +1,9 @@
 """``submit --batch FILE.jsonl``: many requests from a file, all validated before any is recorded.
 
 Each line of the file is one request, ``{"body": {...}, "request_id": "...", "metadata": {...},
-"site_id": "...", "priority": "..."}`` (all but ``body`` optional; blank lines are skipped; a
-line's priority wins over ``--priority``'s). The file is read twice, a line at a time, so memory
+"site_id": "...", "priority": "..."}`` (all but ``body`` optional, but a ``request_id`` given
+empty is a bad line: it would be a new id at each run; blank lines are skipped; a line's
+priority wins over ``--priority``'s). The file is read twice, a line at a time, so memory
 stays bounded whatever its size: first every line is checked (JSON, shape, then the request as
 :meth:`Producer.submit_many` admits it (the same :func:`pallycon_store.admission.prepare`: the
 job's rules, the metadata, the site: one the workers serve, the default site by None, "" or its
@@ -20,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pallycon.errors import InvalidRequest
 from pallycon_config import SiteBook
+from pallycon_pack.cli.inputs import MAX_INPUT_BYTES
 from pallycon_store.admission import Submission, prepare
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 #: Requests recorded per ``submit_many`` call (one script, one transaction, one fsync).
 CHUNK = 500
 #: The longest line, in bytes; a longer one is an error (and is never held in memory whole).
-MAX_LINE_BYTES = 256 * 1024
+MAX_LINE_BYTES = MAX_INPUT_BYTES
 #: Bad lines reported one by one; the rest are counted.
 MAX_REPORTED = 20
 #: The keys of a line, in the order messages name them.
@@ -85,13 +87,18 @@ def parse(number: int, text: str) -> Line:
     request_id = data.get("request_id")
     if request_id is not None and not isinstance(request_id, str):
         raise ValueError("request_id: must be a string")
+    if request_id == "":
+        raise ValueError(
+            "request_id: empty; leave it out for a new id (an empty one would be a new id at "
+            "each run, so running the file again would submit the request again)"
+        )
     site_id = data.get("site_id")
     if site_id is not None and not isinstance(site_id, str):
         raise ValueError("site_id: must be a string (a site id such as TUTO)")
     return Line(
         number,
         data["body"],
-        request_id or None,
+        request_id,
         data.get("metadata"),
         site_id or None,
         data.get("priority"),

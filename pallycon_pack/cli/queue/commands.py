@@ -78,7 +78,7 @@ def submit(
     With --batch, every line of the file is a request: all are checked first (each bad line is
     named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
     on standard error. A request id that was submitted before is not submitted again: its state
-    is shown instead.
+    is shown instead (a line without one gets a new id; an empty one is a bad line).
     Requests wait for their site's turn by priority: one request is normal unless --priority
     says otherwise, a batch's lines bulk (so that a backfill does not delay live work).
     """
