@@ -22,7 +22,6 @@ from pallycon.errors import RequestNotBuilt, RequestNotSent
 from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
 from pallycon_config.site_ref import DEFAULT_LABEL
-from pallycon_pack.present.words import plural
 from pallycon_pack.problems import api_problem
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
@@ -47,6 +46,11 @@ class Thresholds:
     worker_host: str | None = None
     #: How the default site (stored "") is named in a line: its id (PALLYCON_SITE_ID).
     default_site: str | None = None
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an "s" unless ``count`` is 1: ``1 job``, ``2 jobs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def node_host(node: str) -> str:
