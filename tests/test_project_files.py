@@ -9,12 +9,17 @@ import shlex
 
 import pytest
 
-from support.deployment import EMULATOR_SETTINGS, MAIN_SETTINGS, ROOT, known_options
+from support.deployment import (
+    CONSOLE_SETTINGS,
+    EMULATOR_SETTINGS,
+    MAIN_SETTINGS,
+    ROOT,
+    known_options,
+)
 from support.deployment import SETTINGS as ANY_SETTING
 
-#: The settings .env.example and docs/CONFIGURATION.md document (the console's are in
-#: docs/OPERATIONS.md).
-SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS
+#: The settings .env.example and docs/CONFIGURATION.md document: every settings class's.
+SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
 _VAR = re.compile(r"\bPALLYCON_[A-Z0-9_]+\b")
 
 

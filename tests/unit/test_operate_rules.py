@@ -10,7 +10,7 @@ import click
 import pytest
 
 from pallycon_pack.cli.fleet.commands import parse_checks
-from pallycon_pack.cli.fleet.run import render_stats, result_consumer_lines
+from pallycon_pack.cli.fleet.run import render_stats, result_consumer_lines, sampled
 from pallycon_pack.health import REACHABLE, Thresholds, judge, online_replicas, redis_verdict
 from pallycon_pack.web.exporter import api_metrics, event_type
 from pallycon_producers.api import over_limit, parked_fields
@@ -253,6 +253,24 @@ def test_stats_breaks_requests_down_by_site_only_with_several():
         "  site BRND      accepted=2  failed=0",
     ]
     assert several[3:] == one[1:]
+
+
+@pytest.mark.parametrize(
+    ("by_stage", "submitted", "label"),
+    [
+        ({}, 0, ""),
+        ({"registered": 3, "watermark": 2}, 5, ""),
+        ({"registered": 1000}, 4315, "  (the newest 1000 of 4315 submitted)"),
+        # Counted after the sample was read: more in it than in the count is no sample.
+        ({"registered": 6}, 5, ""),
+    ],
+)
+def test_the_stage_breakdown_says_when_it_is_a_sample(
+    by_stage: dict[str, int], submitted: int, label: str
+):
+    """stats reads the stages of the newest 1000 submitted requests: with more submitted, its
+    line says how many of how many it counted."""
+    assert sampled(by_stage, submitted) == label
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,8 @@ def render_stats(report: dict[str, Any]) -> list[str]:
     return [
         f"requests        {pairs(report['requests'])}",
         *(f"  site {site:<9} {pairs(counts)}" for site, counts in sites.items()),
-        f"submitted stage {pairs(report['submitted_by_stage'])}",
+        f"submitted stage {pairs(report['submitted_by_stage'])}"
+        + sampled(report["submitted_by_stage"], report["requests"].get("submitted", 0)),
         f"failed by stage {pairs(report['failed_by_stage'])}  (last {_span(window)})",
         f"failed by code  {pairs(report['failed_by_code'])}  (last {_span(window)})",
         f"queues          {pairs(report['queues'])}",
@@ -148,6 +149,14 @@ def render_stats(report: dict[str, Any]) -> list[str]:
         ),
         *result_consumer_lines(report),
     ]
+
+
+def sampled(by_stage: dict[str, int], submitted: int) -> str:
+    """What the stage breakdown counts when it read fewer than all the submitted requests
+    (the newest :data:`STAGE_SAMPLE`): ``  (the newest 1000 of 4315 submitted)``; "" when it
+    read them all."""
+    read = sum(by_stage.values())
+    return f"  (the newest {read} of {submitted} submitted)" if read < submitted else ""
 
 
 def result_consumers(store: Store) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pallycon_pack.present.records import event_line, shown, state_text
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_store.events import State
 from pallycon_store.flow import DEFAULT_PRIORITY, Priority
+from pallycon_store.record import Record
 
 #: The priority of one request submitted (``submit FILE``) when ``--priority`` is not given.
 ONE_PRIORITY = DEFAULT_PRIORITY.value
@@ -118,19 +119,27 @@ def _follow_one(
     producer: Producer, request_id: str, after: str, timeout: float, as_json: bool
 ) -> None:
     outcome = follow_requests(producer, [request_id], timeout, after=after, as_json=as_json)
-    record = outcome[request_id]
+    failure = wait_failure(request_id, outcome[request_id], timeout)
+    if failure is not None:
+        raise failure
+
+
+def wait_failure(request_id: str, record: Record | None, timeout: float) -> Failure | None:
+    """How ``submit --wait`` ends for ``record`` as the wait left it: None when it completed,
+    else the one line and exit code (failed, ended otherwise, or still on its way)."""
     if record is None:
-        raise Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
-    if record.state is State.FAILED:
-        raise Failure(f"request {request_id} failed: {state_text(record)}", EXIT_FAILED)
+        return Failure(f"request {request_id} has no record (expired?)", EXIT_FAILED)
+    if record.state is State.FAILED:  # the text starts with the state: "failed (...)"
+        return Failure(f"request {request_id} {state_text(record)}", EXIT_FAILED)
     if record.state.final and record.state is not State.COMPLETED:  # cancelled, stopped
-        raise Failure(f"request {request_id} ended {state_text(record)}", EXIT_FAILED)
+        return Failure(f"request {request_id} ended {state_text(record)}", EXIT_FAILED)
     if record.state is not State.COMPLETED:
-        raise Failure(
+        return Failure(
             f"request {request_id} timed out after {timeout:g} s of waiting; it is still "
             f"{state_text(record)} and goes on (follow it with status or results)",
             EXIT_TIMEOUT,
         )
+    return None
 
 
 def _submit_batch(producer: Producer, path: str, priority: str, quiet: bool) -> None:

@@ -52,8 +52,8 @@ def list_requests(
 ) -> None:
     """Newest first, by when each entered its state; read from an index kept by state.
 
-    A SITE column when a listed request named a site (in JSON: its ``site_id``); a PRIORITY
-    column (in JSON: ``priority``, left out for normal).
+    A SITE column when a listed request named a site (in JSON: its site_id); a PRIORITY
+    column (in JSON: priority, left out for normal).
     """
     from pallycon_pack.cli.requests import run
 
@@ -66,7 +66,7 @@ def list_requests(
 def show(request_id: str, as_json: bool) -> None:
     """A request's record and the timeline of its events, readable by a person.
 
-    A failed request's record says what its error code means (``error_meaning``).
+    A failed request's record says what its error code means (in JSON: error_meaning).
     """
     from pallycon_pack.cli.requests import run
 
