@@ -38,9 +38,10 @@ def read_json(file: Any) -> Any:
     Failure (nothing more is read: a pipe that never ends is refused as soon); not JSON is an
     ``InvalidRequest`` naming the file."""
     name = getattr(file, "name", "input")
+    name = source_name(STDIN if name == STDIN_NAME else name)
     raw = file.read(MAX_INPUT_BYTES + 1)
     if len(raw) > MAX_INPUT_BYTES:
-        raise Failure(too_large(source_name(STDIN if name == STDIN_NAME else name)), EXIT_INVALID)
+        raise Failure(too_large(name), EXIT_INVALID)
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
