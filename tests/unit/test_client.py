@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from pallycon.client import ClientOptions, PallyConClient, parse_retry_after
+from pallycon.client import ClientOptions, PallyConClient, parse_retry_after, shown_url
 from pallycon.errors import (
     ApiError,
     HttpStatusError,
@@ -312,3 +312,19 @@ def test_a_malformed_entry_is_still_reported_when_reading_some_jobs(entry):
         pytest.raises(MalformedResponse),
     ):
         client.list_jobs(LIST, only={"7"})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.pallycon.com", "https://api.pallycon.com"),
+        ("http://127.0.0.1:8600", "http://127.0.0.1:8600"),
+        (
+            "https://user:secret@api.example.com:8443/base?token=t#f",
+            "https://api.example.com:8443/base",
+        ),
+    ],
+)
+def test_the_api_is_named_without_credentials_or_query(url: str, shown: str):
+    """Where an unreachable API is named: no user, password, query or fragment."""
+    assert shown_url(url) == shown
