@@ -18,8 +18,6 @@ from typing import Any, NamedTuple
 
 import click
 
-from pallycon_pack.interrupts import interrupted
-
 #: The servers that stop at once on SIGTERM while they start (see
 #: ``pallycon_pack.cli.servers.stopping``, loaded for them only).
 SERVERS = ("worker", "callbacks", "metrics")
@@ -153,10 +151,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C: exit 130, the command's line of what goes on
-            raise interrupted(ctx) from None
+            raise _interrupted(ctx) from None
         except click.exceptions.Abort as exc:  # a prompt's Ctrl-C, or end of input
             if isinstance(exc.__context__, KeyboardInterrupt):
-                raise interrupted(ctx) from None
+                raise _interrupted(ctx) from None
             raise
         except (click.ClickException, click.exceptions.Exit):
             raise
@@ -168,6 +166,13 @@ class _Group(click.Group):
             if failure is None:
                 raise
             raise failure from None
+
+
+def _interrupted(ctx: click.Context) -> click.ClickException:
+    """The interrupt's Failure: loaded only once one has happened (``--help`` stays light)."""
+    from pallycon_pack.interrupts import interrupted
+
+    return interrupted(ctx)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -64,7 +64,8 @@ def _interrupted(terminal: Terminal) -> str:
     code = terminal.wait()
     text = terminal.text()
     assert code == 130, text[-3000:]
-    assert "Traceback" not in text and "Aborted!" not in text, text
+    assert "Traceback" not in text, text
+    assert "Aborted!" not in text, text
     assert not [line for line in text.splitlines() if line.startswith("Error")], text
     return terminal.lines()[-1]
 
