@@ -35,6 +35,7 @@ from pydantic import (
     field_serializer,
     model_validator,
 )
+from pydantic_core import PydanticSerializationError
 
 from pallycon.codes import StatusCode, parse_status
 from pallycon.errors import FieldError, InvalidRequest
@@ -296,10 +297,19 @@ class WireOptions:
 
 
 def api_dict(request: RequestModel, wire: WireOptions | None = None) -> dict[str, Any]:
-    """The request as the JSON object the API receives (secrets revealed: for signing only)."""
-    body: dict[str, Any] = request.model_dump(
-        mode="json", by_alias=True, exclude_none=True, context={"reveal_secrets": True}
-    )
+    """The request as the JSON object the API receives (secrets revealed: for signing only).
+
+    A Ctrl-C that lands in one of the models' serializers comes out as the KeyboardInterrupt it
+    is: pydantic-core wraps it in a ``PydanticSerializationError`` (its cause), which would
+    read as a bug of the request."""
+    try:
+        body: dict[str, Any] = request.model_dump(
+            mode="json", by_alias=True, exclude_none=True, context={"reveal_secrets": True}
+        )
+    except PydanticSerializationError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise exc.__cause__ from None
+        raise
     if isinstance(request, JobRegisterRequest):
         key = (wire or WireOptions()).protection_key
         body = {(key if name == "protection_type" else name): v for name, v in body.items()}

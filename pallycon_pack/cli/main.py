@@ -1,10 +1,11 @@
 """``pallycon-pack``: the one command-line entry point, with subcommands.
 
 Exit codes (see :mod:`pallycon_pack.errors`): 0 success, 1 the API or the job failed (or a
-request was cancelled or stopped at PallyCon, or is unknown), 2 bad
-usage, settings or input, 3 a service we need is unavailable (Redis unreachable or refusing our
+request was cancelled or stopped at PallyCon), 2 bad usage, settings or input (or an unknown
+request id), 3 a service we need is unavailable (Redis unreachable or refusing our
 credentials, a port in use), 4 not there yet: a request has not ended (``submit --wait`` timed
-out, ``status`` of a request in flight) or ``health`` found a check failing.
+out, ``status`` of a request in flight) or ``health`` found a check failing, 130 interrupted
+(Ctrl-C), with one line saying what goes on and how to resume.
 
 A subcommand's module is imported when that subcommand runs (or shows its help), not before:
 ``pallycon-pack --help`` lists them from :data:`COMMANDS`, in :data:`SECTIONS`, and loads none.
@@ -121,7 +122,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 class _Group(click.Group):
     """Loads a subcommand when it is used; turns the project's errors into messages and exit
-    codes, never tracebacks."""
+    codes, never tracebacks, and an interrupt (Ctrl-C) into exit 130 and the line the command
+    named for it (:mod:`pallycon_pack.interrupts`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -148,7 +150,13 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except KeyboardInterrupt:  # Ctrl-C: exit 130, the command's line of what goes on
+            raise _interrupted(ctx) from None
+        except click.exceptions.Abort as exc:  # a prompt's Ctrl-C, or end of input
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise _interrupted(ctx) from None
+            raise
+        except (click.ClickException, click.exceptions.Exit):
             raise
         except Exception as exc:
             # Loads redis, kombu and the settings: only once an error has happened.
@@ -158,6 +166,13 @@ class _Group(click.Group):
             if failure is None:
                 raise
             raise failure from None
+
+
+def _interrupted(ctx: click.Context) -> click.ClickException:
+    """The interrupt's Failure: loaded only once one has happened (``--help`` stays light)."""
+    from pallycon_pack.interrupts import interrupted
+
+    return interrupted(ctx)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,6 +40,7 @@ from pallycon_emulator.files import MANIFESTS, VARIANTS
 from pallycon_pack.demo.redis_server import RedisServer
 from pallycon_pack.demo.worker import running_worker
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
 from pallycon_pack.present.progress import follow_requests
 from pallycon_pack.web.launch import running_callbacks, running_emulator
@@ -87,6 +88,7 @@ def demo(count: int, job_seconds: float, timeout: float, log_dir: Path) -> None:
         if not math.isfinite(value):
             raise click.BadParameter("must be a finite number", param_hint=f"'{option}'")
     _require_extra()
+    on_interrupt("interrupted: the demo stopped all it had started; run it again")
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pallycon-demo-")))
         private_url = stack.enter_context(_redis(tmp / "redis"))

@@ -253,8 +253,9 @@ def test_cancel_ends_a_request_cancelled_off_its_lane_and_a_dry_run_writes_nothi
 ):
     """``cancel --dry-run`` says what it would do and writes nothing; ``cancel`` ends an
     accepted request ``cancelled`` with a ``cancelled`` event, off its lane; a finished one is
-    left (exit 0); an unknown id is named and makes it exit 1; ``status`` of a cancelled
-    request exits 1."""
+    left (exit 0); an unknown id is named and makes it exit 2, as ``status`` and ``requests
+    show`` of an unknown id (bad input, not a failed job); ``status`` of a cancelled request
+    exits 1."""
     producer = fleet.producer
     producer.submit(job_body(content_id="k-1"), "k-1", priority="bulk")
     before = producer.get("k-1")
@@ -267,7 +268,7 @@ def test_cancel_ends_a_request_cancelled_off_its_lane_and_a_dry_run_writes_nothi
     assert fleet.on_lane("k-1", "", "bulk")
 
     code, out, err = fleet.run("cancel", "k-1", "nobody", "--reason", "not needed")
-    assert code == 1
+    assert code == 2
     assert out.splitlines() == [
         "k-1  cancelled            cancelled before it was registered",
         "nobody  unknown              no such request (or its record expired)",
@@ -289,6 +290,9 @@ def test_cancel_ends_a_request_cancelled_off_its_lane_and_a_dry_run_writes_nothi
     assert f"{'state':15} cancelled" in out.splitlines()
     code, _, _ = fleet.run("requests", "list", "--state", "cancelled", "--json")
     assert code == 0
+    assert fleet.run("status", "nobody") == (2, "", "Error: no request nobody\n")
+    code, _, err = fleet.run("requests", "show", "nobody")
+    assert (code, err) == (2, "Error: no request nobody (or its record expired)\n")
 
 
 def test_cancel_by_state_and_site_stops_tracking_a_job_that_may_run(fleet: Fleet):

@@ -29,6 +29,7 @@ from pallycon_config import Settings, Site, UnknownSite, load_settings
 from pallycon_config.rules import check_region
 from pallycon_pack.cli.inputs import STDIN, one_secret, read_api_json, read_json
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
 from pallycon_worker.clients import site_client
 
@@ -301,6 +302,10 @@ def storage_list(
 def jobs_register(file: Any, site: str | None, as_json: bool) -> None:
     """Register the job in FILE (the guide's job JSON; '-' reads stdin); print its job id."""
     request = validate_request(JobRegisterRequest, read_json(file))
+    on_interrupt(
+        "interrupted: the job may be registered at PallyCon; look for it with pallycon-pack "
+        "jobs list before registering it again"
+    )
     with _target(site).client() as client:
         response = client.register_job(request)
     _print_id(as_json, "job_id", response.job_id)
@@ -356,6 +361,10 @@ def jobs_watch(
     query = JobListRequest(search_keyword=job_id, search_keyword_type="jobId", region=target.region)
     deadline = time.monotonic() + timeout
     last = None
+    on_interrupt(
+        f"interrupted: job {job_id} goes on at PallyCon; follow it again with pallycon-pack "
+        f"jobs watch {job_id}"
+    )
     with target.client() as client:
         while True:
             job = _find(client.list_jobs(query).data, job_id)

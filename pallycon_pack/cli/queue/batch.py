@@ -221,3 +221,40 @@ def chunks(path: str, size: int = CHUNK) -> Iterator[list[Line]]:
                 chunk = []
     if chunk:
         yield chunk
+
+
+@dataclass
+class Recording:
+    """How far the second pass got, for the line an interrupt prints (:meth:`interrupted`)."""
+
+    path: str
+    total: int  # the file's requests
+    done: int = 0  # recorded (confirmed by Redis)
+    last_line: int = 0  # the last line recorded
+    unnamed: int = 0  # lines recorded without a request_id (new ids: a second run adds more)
+    pending: list[Line] = field(default_factory=list)  # being recorded: maybe recorded
+
+    def recorded(self, chunk: list[Line]) -> None:
+        """``chunk`` is recorded (all of it: one call is all or nothing)."""
+        self.done += len(chunk)
+        self.last_line = chunk[-1].number
+        self.unnamed += sum(line.request_id is None for line in chunk)
+        self.pending = []
+
+    def interrupted(self) -> str:
+        """What an interrupt leaves: how many are recorded, and how to record the rest. Running
+        the file again is safe while every line recorded (or maybe recorded) has a request_id:
+        those are never recorded twice; a line without one would get a second, new id."""
+        head = f"interrupted: {self.done} of {self.total} recorded"
+        if self.pending:
+            first, last = self.pending[0].number, self.pending[-1].number
+            head += f" (lines {first}-{last} maybe)"
+        unnamed = self.unnamed + sum(line.request_id is None for line in self.pending)
+        if not unnamed:
+            return f"{head}; run the same command again to record the rest"
+        after = self.pending[0].number - 1 if self.pending else self.last_line
+        return (
+            f"{head}; submit only the lines after line {after} (tail -n +{after + 1} "
+            f"{self.path}): {unnamed} recorded line(s) have no request_id and would be "
+            "recorded again"
+        )

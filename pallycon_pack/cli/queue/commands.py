@@ -78,7 +78,9 @@ def submit(
     With --batch, every line of the file is a request: all are checked first (each bad line is
     named by its number, exit 2, nothing recorded), then recorded 500 at a time, with progress
     on standard error. A request id that was submitted before is not submitted again: its state
-    is shown instead (a line without one gets a new id; an empty one is a bad line).
+    is shown instead (a line without one gets a new id; an empty one is a bad line). Ctrl-C
+    during the recording lets the chunk under way finish, then says how many lines are recorded
+    and how to record the rest (exit 130).
     Requests wait for their site's turn by priority: one request is normal unless --priority
     says otherwise, a batch's lines bulk (so that a backfill does not delay live work).
     """
@@ -104,8 +106,8 @@ def submit(
 def status(request_id: str, as_json: bool) -> None:
     """Print a request's state: job id, last status, error.
 
-    Exit code by its state: 0 completed, 1 failed, cancelled or stopped at PallyCon (or no such
-    request), 4 still in flight (accepted, submitting, submitted).
+    Exit code by its state: 0 completed, 1 failed, cancelled or stopped at PallyCon, 4 still in
+    flight (accepted, submitting, submitted); 2 if there is no such request.
     """
     from pallycon_pack.cli.queue import run
 

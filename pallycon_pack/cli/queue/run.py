@@ -15,14 +15,17 @@ from pallycon_pack.cli.queue import batch
 from pallycon_pack.errors import (
     EXIT_FAILED,
     EXIT_INVALID,
+    EXIT_NOT_FOUND,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
     Failure,
 )
+from pallycon_pack.interrupts import finishing, on_interrupt
 from pallycon_pack.present import render
 from pallycon_pack.present.progress import batch_progress, follow_requests
 from pallycon_pack.present.records import event_line, shown, state_text
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
+from pallycon_store.admission import new_request_id
 from pallycon_store.events import State
 from pallycon_store.flow import DEFAULT_PRIORITY, Priority
 from pallycon_store.record import Record
@@ -65,10 +68,18 @@ def submit(
     producer = Producer.from_settings(load_settings())
     after = producer.last_entry_id()
     started = producer.clock()
+    request_id = request_id or new_request_id()  # named now: an interrupt can say which
+    on_interrupt(
+        f"interrupted: request {request_id} may be recorded; submitting it again with "
+        f"--request-id {request_id} is safe"
+    )
     request_id = _submit_one(
         producer, body, request_id, metadata, site_id, priority or ONE_PRIORITY
     )
     click.echo(request_id)
+    on_interrupt(
+        f"interrupted: request {request_id} goes on; see it with pallycon-pack status {request_id}"
+    )
     record = producer.get(request_id)
     if record is not None and record.created_at < started:
         click.echo(
@@ -145,6 +156,9 @@ def wait_failure(request_id: str, record: Record | None, timeout: float) -> Fail
 def _submit_batch(producer: Producer, path: str, priority: str, quiet: bool) -> None:
     """Check every line of the file, then record them all, CHUNK at a time (``priority``: that
     of the lines that give none)."""
+    on_interrupt(
+        "interrupted while checking the file: nothing recorded; run the same command again"
+    )
     try:
         checked = batch.check(producer, path, priority)
     except OSError as exc:
@@ -157,27 +171,28 @@ def _submit_batch(producer: Producer, path: str, priority: str, quiet: bool) -> 
         raise Failure(
             f"{checked.bad_lines} bad line(s) in {path}; nothing was recorded", EXIT_INVALID
         )
-    done = 0
-    last_line = 0
+    recording = batch.Recording(path, checked.requests)
+    on_interrupt(recording.interrupted)
     with batch_progress(checked.requests) as advance:
         try:
             for chunk in batch.chunks(path):
-                ids = producer.submit_many(
-                    [line.body for line in chunk],
-                    [line.request_id for line in chunk],
-                    metadata=[line.metadata for line in chunk],
-                    site_ids=[line.site_id for line in chunk],
-                    priorities=[line.priority_or(priority) for line in chunk],
-                )
-                done += len(ids)
-                last_line = chunk[-1].number
-                if not quiet:
-                    click.echo("\n".join(ids))
-                advance(len(ids))
+                recording.pending = chunk
+                with finishing():  # a chunk is recorded or not: its outcome is known
+                    ids = producer.submit_many(
+                        [line.body for line in chunk],
+                        [line.request_id for line in chunk],
+                        metadata=[line.metadata for line in chunk],
+                        site_ids=[line.site_id for line in chunk],
+                        priorities=[line.priority_or(priority) for line in chunk],
+                    )
+                    recording.recorded(chunk)
+                    if not quiet:
+                        click.echo("\n".join(ids))
+                    advance(len(ids))
         except (InvalidRequest, RequestConflict, ValueError) as exc:  # the file changed meanwhile
-            raise _stopped(done, checked.requests, last_line, exc, EXIT_INVALID) from None
+            raise _stopped(recording, exc, EXIT_INVALID) from None
         except (SubmitUnconfirmed, OSError, redis.RedisError) as exc:
-            raise _stopped(done, checked.requests, last_line, exc, EXIT_UNAVAILABLE) from None
+            raise _stopped(recording, exc, EXIT_UNAVAILABLE) from None
 
     new = checked.requests - checked.existing
     click.echo(
@@ -187,7 +202,8 @@ def _submit_batch(producer: Producer, path: str, priority: str, quiet: bool) -> 
     )
 
 
-def _stopped(done: int, total: int, last_line: int, exc: Exception, code: int) -> Failure:
+def _stopped(recording: batch.Recording, exc: Exception, code: int) -> Failure:
+    done, total, last_line = recording.done, recording.total, recording.last_line
     where = f"after {done} of {total} requests (through line {last_line})" if done else "at once"
     return Failure(
         f"stopped {where}: {exc}; running "
@@ -201,7 +217,7 @@ def status(request_id: str, as_json: bool) -> None:
     producer = Producer.from_settings(load_settings())
     record = producer.get(request_id)
     if record is None:
-        raise Failure(f"no request {request_id}", EXIT_FAILED)
+        raise Failure(f"no request {request_id}", EXIT_NOT_FOUND)
     data = shown(record)
     if as_json:
         render.emit_json(data)
@@ -244,8 +260,21 @@ def results(follow: bool, as_json: bool, after: str) -> None:
         if follow
         else iter(producer.events(after=after, count=100_000))
     )
-    for _, event in events:
+    shown_to = [""]  # the last entry shown: where to read on from
+
+    def resume() -> str:
+        if not shown_to[0]:
+            return "interrupted"
+        again = " --follow" if follow else ""
+        return (
+            f"interrupted after entry {shown_to[0]}; read on with pallycon-pack "
+            f"results{again} --from {shown_to[0]}"
+        )
+
+    on_interrupt(resume)
+    for entry_id, event in events:
         if as_json:
             click.echo(json.dumps(event, ensure_ascii=False))
         else:
             click.echo(event_line(event))
+        shown_to[0] = entry_id

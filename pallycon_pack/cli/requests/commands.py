@@ -153,7 +153,8 @@ def cancel(
     submitted), tracking stops, but its job may still run at PallyCon, which has no cancel
     call: stop it in PallyCon Console. A finished request is left as it is. Kept in Redis: a
     cancel outlives any restart. Exit 0 when every request given was cancelled or had already
-    finished, 1 when one is unknown (as status) or kept changing (run it again).
+    finished, 2 when those left are unknown ids (as status), 1 when one kept changing (run it
+    again).
     """
     from pallycon_pack.cli.requests import run
 

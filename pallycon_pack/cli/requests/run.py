@@ -12,7 +12,8 @@ import click
 from rich.table import Table
 
 from pallycon_config import UnknownSite, load_settings
-from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, Failure
+from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
 from pallycon_pack.present.flow import cancel_line
 from pallycon_pack.present.records import (
@@ -126,7 +127,7 @@ def show(request_id: str, as_json: bool) -> None:
             f"request {request_id}: a record this version cannot read: {exc}", EXIT_FAILED
         ) from None
     if record is None:
-        raise Failure(f"no request {request_id} (or its record expired)", EXIT_FAILED)
+        raise Failure(f"no request {request_id} (or its record expired)", EXIT_NOT_FOUND)
     events = overview.timeline(request_id)
     if as_json:
         render.emit_json({"record": explained(record), "events": events})
@@ -169,6 +170,10 @@ def retry(
     store = Store.of(load_settings())
     records = store.records
     now = time.time()
+    on_interrupt(
+        "interrupted: some requests may be retried already; running the same command again "
+        "is safe (a request no longer failed is skipped)"
+    )
     try:
         if state:
             after = parse_since(since, now) if since else None
@@ -233,6 +238,10 @@ def cancel(
         raise Failure("give request ids, or --state (not both)", EXIT_INVALID)
     store = Store.of(load_settings())
     now = time.time()
+    on_interrupt(
+        "interrupted: some requests may be cancelled already; running the same command again "
+        "is safe (an ended request is left alone)"
+    )
     try:
         if state:
             overview = store.overview()
@@ -261,7 +270,11 @@ def cancel(
             for kind in NOT_CANCELLED
             if any(o.outcome is kind for o in left)
         )
-        raise Failure(f"{len(left)} of {len(done)} requests not cancelled ({counts})", EXIT_FAILED)
+        # Only unknown ids: bad input, as for status; one kept changing: run it again.
+        code = (
+            EXIT_NOT_FOUND if all(o.outcome is CancelOutcome.UNKNOWN for o in left) else EXIT_FAILED
+        )
+        raise Failure(f"{len(left)} of {len(done)} requests not cancelled ({counts})", code)
 
 
 def _say_cancel(outcome: Cancel, dry_run: bool, as_json: bool) -> None:

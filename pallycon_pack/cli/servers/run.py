@@ -39,6 +39,7 @@ from pallycon_pack.cli.servers.emulator_sites import (
     _with_callbacks,
 )
 from pallycon_pack.errors import EXIT_INVALID, EXIT_UNAVAILABLE, Failure
+from pallycon_pack.interrupts import on_interrupt, server_stopped
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
@@ -54,6 +55,7 @@ def worker(
     """``worker``: check the settings, wait for Redis, run Celery's worker."""
     from pallycon_worker.tasks import create_app as celery_app  # Celery: the worker only
 
+    on_interrupt(server_stopped("worker"))
     settings = load_settings(log_level=loglevel)
     node = hostname or f"pallycon-{os.getpid()}@{socket.gethostname()}"
     argv = celery_worker_argv(concurrency, settings.log_level, node, celery_args)
@@ -67,7 +69,9 @@ def worker(
     _check_permissions(client, settings)
     app = celery_app(_answering_sentinel_first(settings))
     log_start("worker", settings, celery=[mask_text(arg) for arg in argv], sites=sites.ids())
-    code = _run_celery(app, argv)
+    code, by_ctrl_c = _run_celery(app, argv)
+    if by_ctrl_c:  # Celery's warm (or, at a second Ctrl-C, cold) shutdown: it exits 1
+        raise KeyboardInterrupt
     if code:  # Celery met an unrecoverable error (it has logged it): supervisors restart us
         raise Failure(f"the worker stopped on an unrecoverable error (exit {code})", code)
 
@@ -171,14 +175,24 @@ def _refuse_unsafe(passed: list[str]) -> None:
             )
 
 
-def _run_celery(app: Any, argv: list[str]) -> int:
-    """Run Celery's command line for ``app``; its exit code.
+def _run_celery(app: Any, argv: list[str]) -> tuple[int, bool]:
+    """Run Celery's command line for ``app``; its exit code, and whether a SIGINT (Ctrl-C)
+    stopped it.
 
     As ``Celery.start`` does, except that the exit code is kept (``start`` drops it, so that a
-    worker that met an unrecoverable error would exit 0).
+    worker that met an unrecoverable error would exit 0), and that standard output and error are
+    given back once Celery is done (it sends them to its log: a last line would be a warning).
     """
     from celery.bin.celery import celery as celery_cli  # Celery: the worker only
+    from celery.signals import worker_shutting_down
 
+    signals: list[str] = []
+
+    def shutting_down(sig: str, **_: Any) -> None:
+        signals.append(sig)
+
+    worker_shutting_down.connect(shutting_down, weak=False)
+    streams = sys.stdout, sys.stderr
     celery_cli.params[0].default = app
     try:
         code = celery_cli.main(args=argv, standalone_mode=False)
@@ -186,7 +200,9 @@ def _run_celery(app: Any, argv: list[str]) -> int:
         code = exc.exit_code
     finally:
         celery_cli.params[0].default = None
-    return code if isinstance(code, int) else 0
+        worker_shutting_down.disconnect(shutting_down)
+        sys.stdout, sys.stderr = streams
+    return (code if isinstance(code, int) else 0), "SIGINT" in signals
 
 
 def callbacks(
@@ -194,6 +210,7 @@ def callbacks(
 ) -> None:
     """``callbacks``: serve the callback receiver of every site's token; ``serving`` is called
     once it listens (uvicorn's signal handlers then installed)."""
+    on_interrupt(server_stopped("callbacks"))
     settings = load_settings(callback_host=host, callback_port=port)
     named: list[str] = []
     tokens: dict[str, SecretStr] | None = None
@@ -218,6 +235,7 @@ def callbacks(
 
 def console(host: str | None, port: int | None) -> None:
     """``console``: check the token and Redis, serve the console."""
+    on_interrupt(server_stopped("console"))
     options = read_settings(
         ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
     )
@@ -239,7 +257,9 @@ def console(host: str | None, port: int | None) -> None:
 
 
 def metrics(host: str | None, port: int | None) -> None:
-    """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT."""
+    """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT (then raised, once
+    stopped, as the ``KeyboardInterrupt`` it is)."""
+    on_interrupt(server_stopped("metrics"))
     settings = load_settings(metrics_host=host, metrics_port=port)
     host, port = settings.metrics_host, settings.metrics_port
     # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
@@ -256,8 +276,14 @@ def metrics(host: str | None, port: int | None) -> None:
     bound = server.server_address[1]
 
     stop = threading.Event()
+    caught: list[int] = []
+
+    def stopping(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):  # before it says it listens
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stopping)
     configure(settings.log_level)
     log_start("metrics", settings, host=host, port=bound)
     click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
@@ -265,6 +291,8 @@ def metrics(host: str | None, port: int | None) -> None:
     threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
     stop.wait()
     server.shutdown()
+    if signal.SIGINT in caught:
+        raise KeyboardInterrupt
 
 
 def emulator(
@@ -293,6 +321,7 @@ def emulator(
     access_log: bool,
 ) -> None:
     """``emulator``: the sites, faults and callbacks given; serve the API."""
+    on_interrupt(server_stopped("emulator"))
     settings = load_settings()
     emulator_settings = load_emulator_settings(
         host=host,
