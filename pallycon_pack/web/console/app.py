@@ -44,8 +44,9 @@ from starlette.routing import Route
 from pallycon_config import UnknownSite
 from pallycon_pack.present.records import STATES, explained
 from pallycon_pack.problems import redis_problem
-from pallycon_pack.web.console.auth import COOKIE, is_loopback
+from pallycon_pack.web.console.auth import COOKIE
 from pallycon_pack.web.console.views import MAX_LIST, flow, search, site_of, summary
+from pallycon_pack.web.hosts import is_loopback
 from pallycon_store.overview import Overview
 
 log = logging.getLogger("pallycon_pack.console")

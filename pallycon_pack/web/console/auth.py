@@ -3,19 +3,17 @@ off loopback, and whether a host is this machine only."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pallycon_pack.errors import EXIT_INVALID, Failure
+from pallycon_pack.web.hosts import is_loopback
 
 ENV_PREFIX = "PALLYCON_CONSOLE_"
 #: The shortest token accepted (characters).
 MIN_TOKEN = 16
 #: The cookie that carries the token once ``/?token=`` was opened.
 COOKIE = "pallycon_console"
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
 class ConsoleSettings(BaseSettings):
@@ -30,17 +28,6 @@ class ConsoleSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="Required on every request; needed to listen off loopback."
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a listen address or a Host header's name) is this machine only."""
-    name = host.strip("[]").lower()
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_token(host: str, token: SecretStr | None) -> str | None:
