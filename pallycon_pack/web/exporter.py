@@ -82,6 +82,19 @@ COUNTERS: dict[Counter, tuple[str, str, dict[str, str]]] = {
     Counter.CALLBACKS_USED: ("callbacks", "PallyCon callbacks received.", {"outcome": "used"}),
     Counter.CALLBACKS_COALESCED: ("callbacks", "", {"outcome": "coalesced"}),
     Counter.CALLBACKS_UNKNOWN_JOB: ("callbacks", "", {"outcome": "unknown_job"}),
+    Counter.CALLBACKS_REFUSED_WRONG_TOKEN: (
+        "callbacks_refused",
+        "Callbacks refused, by reason (wrong_token: a wrong token or site; too_large, "
+        "too_slow, not_a_callback: the body).",
+        {"reason": "wrong_token"},
+    ),
+    Counter.CALLBACKS_REFUSED_TOO_LARGE: ("callbacks_refused", "", {"reason": "too_large"}),
+    Counter.CALLBACKS_REFUSED_TOO_SLOW: ("callbacks_refused", "", {"reason": "too_slow"}),
+    Counter.CALLBACKS_REFUSED_NOT_A_CALLBACK: (
+        "callbacks_refused",
+        "",
+        {"reason": "not_a_callback"},
+    ),
 }
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 
