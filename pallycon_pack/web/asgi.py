@@ -1,7 +1,7 @@
 """Serving an ASGI app with uvicorn: in the foreground, or in a background thread.
 
-Two things uvicorn does not do, done here for both servers (the callback receiver and the
-emulator):
+What uvicorn does not do, done here for every server (the callback receiver, the console, the
+metrics exporter and the emulator):
 
 - The listening socket is bound before uvicorn starts, so that a busy or foreign address is one
   clear ``ListenError``, an ``OSError`` whose ``strerror`` is a complete message naming the

@@ -1,5 +1,5 @@
 """The servers the command line runs, in the foreground or in a background thread (the demo):
-the callback receiver, wired to Redis and Celery, and the emulator."""
+the callback receiver, wired to Redis and Celery, the metrics exporter, and the emulator."""
 
 from __future__ import annotations
 
