@@ -71,6 +71,10 @@ class Sparing:
             return self._said(now)
         return None
 
+    def last(self, now: float) -> tuple[int, float] | None:
+        """The (count, since) of warnings held back, due or not (the last line, at a stop)."""
+        return self._said(now) if self.held else None
+
     def _said(self, now: float) -> tuple[int, float]:
         held = (self.held, self.held_since)
         self.said, self.held = now, 0
@@ -137,8 +141,8 @@ class Refusals:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         await self.flush()
-        if self.sparing.held:
-            _warn(WRONG_TOKEN, _held(self.sparing._said(self.clock())))
+        if (held := self.sparing.last(self.clock())) is not None:
+            _warn(WRONG_TOKEN, _held(held))
 
 
 def _held(held: tuple[int, float]) -> dict[str, object]:
