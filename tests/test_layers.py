@@ -180,6 +180,7 @@ HELP_SHARED = {
     "pallycon_pack.web",
     "pallycon_pack.web.console",
     "pallycon_pack.web.console.auth",
+    "pallycon_pack.web.hosts",
 }
 
 #: Loads a command's --help with settings that cannot be read (so none may be read), then

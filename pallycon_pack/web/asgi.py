@@ -1,7 +1,7 @@
 """Serving an ASGI app with uvicorn: in the foreground, or in a background thread.
 
-Two things uvicorn does not do, done here for both servers (the callback receiver and the
-emulator):
+What uvicorn does not do, done here for every server (the callback receiver, the console, the
+metrics exporter and the emulator):
 
 - The listening socket is bound before uvicorn starts, so that a busy or foreign address is one
   clear ``ListenError``, an ``OSError`` whose ``strerror`` is a complete message naming the
@@ -13,6 +13,8 @@ emulator):
   (or of the first byte of a later request on a kept-alive connection), and the rest of a body
   the app did not read within as long after the response: uvicorn has no such deadline, so a
   client trickling bytes ("slowloris") would hold a connection forever.
+- With ``max_connections``, a connection beyond that many open ones is answered 503 and closed
+  at once (uvicorn's ``limit_concurrency`` still holds it open until the client speaks).
 """
 
 from __future__ import annotations
@@ -53,10 +55,17 @@ class HeaderTimeoutProtocol(H11Protocol):
     """
 
     header_timeout: float = HEADER_TIMEOUT
+    #: Open connections at most (None: no bound); one more is answered 503 and closed.
+    max_connections: int | None = None
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            log.debug("refusing a connection: %d open already", self.max_connections)
+            transport.write(_BUSY)
+            transport.close()
+            return
         self._watch_client()
 
     def data_received(self, data: bytes) -> None:
@@ -105,6 +114,13 @@ _TIMEOUT_BODY = b"request headers not received in time"
 _REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+
+_BUSY_BODY = b"too many connections"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
 
 
@@ -194,15 +210,18 @@ def make_server(
     access_log: bool = False,
     header_timeout: float = HEADER_TIMEOUT,
     max_header_bytes: int = 16 * 1024,
+    max_connections: int | None = None,
 ) -> Server:
     """A server for ``app``: request headers must arrive within ``header_timeout`` seconds and
-    be at most ``max_header_bytes`` (request line included); ``settings_prefix``
-    (``PALLYCON_CALLBACK``) names its settings in error messages."""
+    be at most ``max_header_bytes`` (request line included); with ``max_connections``, more
+    open connections are refused (503, closed); ``settings_prefix`` (``PALLYCON_CALLBACK``)
+    names its settings in error messages."""
 
     class Protocol(HeaderTimeoutProtocol):
         pass
 
     Protocol.header_timeout = header_timeout
+    Protocol.max_connections = max_connections
     config = uvicorn.Config(
         AccessLog(app) if access_log else app,
         host=host,

@@ -2,7 +2,8 @@
 ``POST /callback/<site id>/<token>`` for each other site, with that site's own token.
 
 PallyCon signs nothing: anyone who learns the URL can post. So the URL carries a secret token
-(compared in constant time; a wrong token, like any unknown path or method, gets the same 404),
+(compared in constant time; a wrong token, like any unknown path or method, gets the same 404;
+refusals are counted, and a wrong token logged once a minute at most: :mod:`.refusals`),
 bodies are capped and must arrive in time, and a valid callback is only a hint: it sends one
 immediate poll of the job, and the job list, never the callback, decides the outcome.
 
@@ -42,6 +43,7 @@ from starlette.routing import Route
 
 from pallycon.models import CallbackBody
 from pallycon_config import SiteBook, UnknownSite
+from pallycon_pack.web.refusals import WRONG_TOKEN, Reason, Refusals
 from pallycon_store.connect import Target, connect_async
 from pallycon_store.counters import Metric
 from pallycon_store.keys import Keys
@@ -124,6 +126,7 @@ def create_callback_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        await receiver.refusals.close()
         receiver.publisher.shutdown(wait=False)
         await client.aclose()
 
@@ -166,6 +169,7 @@ class _Receiver:
         self.claim_script = client.register_script(_CLAIM)
         self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pallycon-publish")
         self.pinging: asyncio.Future[object] | None = None  # readiness's PING under way
+        self.refusals = Refusals(client, keys.counters, REDIS_TIMEOUT)
 
     async def receive(self, request: Request) -> Response:
         site = request.path_params.get("site", "")
@@ -176,22 +180,24 @@ class _Receiver:
         expected = None if stored is None else self.expected.get(stored)
         matches = hmac.compare_digest(given, expected or b"\0" * 32)
         if stored is None or expected is None or not matches:
-            _refused("wrong token")  # the token (and the site) given are never logged
+            self.refusals.refused(Reason.WRONG_TOKEN, WRONG_TOKEN)  # never the token (or site)
             return _not_found_response()
         try:
             async with asyncio.timeout(self.body_timeout):
                 raw = await _read_limited(request)
         except TimeoutError:
             reason = f"body not received within {self.body_timeout:g} s"
-            _refused(reason)
+            self.refusals.refused(Reason.TOO_SLOW, reason)
             return _error(reason, 408, close=True)
         if raw is None:
             reason = f"body larger than {MAX_BODY_BYTES} bytes"
-            _refused(reason)
+            self.refusals.refused(Reason.TOO_LARGE, reason)
             return _error(reason, 413, close=True)
         body = _parse(raw)
         if body is None:
-            _refused("not a PallyCon callback body", size=len(raw))
+            self.refusals.refused(
+                Reason.NOT_A_CALLBACK, "not a PallyCon callback body", size=len(raw)
+            )
             return _error("not a PallyCon callback body", 400)
         try:
             outcome, request_id = await self.claim(stored, body.job_id)
@@ -300,11 +306,6 @@ def _retrieved(done: asyncio.Future[object]) -> None:
 async def live(_: Request) -> Response:
     """Liveness: the process and its event loop answer (nothing else is checked)."""
     return JSONResponse({"status": "ok"})
-
-
-def _refused(reason: str, **fields: object) -> None:
-    """A refused callback: a warning with the reason (never the token, never the body)."""
-    log.warning("callback refused: %s", reason, extra={"fields": {"reason": reason, **fields}})
 
 
 def _parse(raw: bytes) -> CallbackBody | None:

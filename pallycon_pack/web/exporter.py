@@ -22,11 +22,15 @@ the exporter started (a counter that restarts with it, as Prometheus expects of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gzip
 import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, cast
 
 import redis
@@ -36,11 +40,17 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
+from pallycon_pack.web.hosts import host_allowed, is_loopback
 from pallycon_producers.api import parked_counts
 from pallycon_store import sites
 from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
@@ -55,6 +65,8 @@ PREFIX = "pallycon_pack"
 MAX_EVENTS_PER_SCRAPE = 50_000
 #: Seconds a scrape waits on Redis per round trip (keep scrapes under Prometheus's 10 s).
 SCRAPE_TIMEOUT = 3.0
+#: Seconds a scrape waits for its collection at most; then it answers ``pallycon_pack_up 0``.
+SCRAPE_DEADLINE = 5.0
 #: Failed requests read per scrape for the dead-letter gauge (the newest, of the last hour).
 FAILED_SAMPLE = 1000
 #: The counters of the counters hash, by metric (name, help, label values).
@@ -70,19 +82,44 @@ COUNTERS: dict[Counter, tuple[str, str, dict[str, str]]] = {
     Counter.CALLBACKS_USED: ("callbacks", "PallyCon callbacks received.", {"outcome": "used"}),
     Counter.CALLBACKS_COALESCED: ("callbacks", "", {"outcome": "coalesced"}),
     Counter.CALLBACKS_UNKNOWN_JOB: ("callbacks", "", {"outcome": "unknown_job"}),
+    Counter.CALLBACKS_REFUSED_WRONG_TOKEN: (
+        "callbacks_refused",
+        "Callbacks refused, by reason (wrong_token: a wrong token or site; too_large, "
+        "too_slow, not_a_callback: the body).",
+        {"reason": "wrong_token"},
+    ),
+    Counter.CALLBACKS_REFUSED_TOO_LARGE: ("callbacks_refused", "", {"reason": "too_large"}),
+    Counter.CALLBACKS_REFUSED_TOO_SLOW: ("callbacks_refused", "", {"reason": "too_slow"}),
+    Counter.CALLBACKS_REFUSED_NOT_A_CALLBACK: (
+        "callbacks_refused",
+        "",
+        {"reason": "not_a_callback"},
+    ),
 }
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 
 
 class FleetCollector(Collector):
-    """Reads Redis at each ``collect()``; a Redis that fails gives ``pallycon_pack_up 0``."""
+    """Reads Redis for each scrape, one collection at a time; a Redis that fails, or a
+    collection that outlasts ``deadline``, gives ``pallycon_pack_up 0`` alone.
 
-    def __init__(self, store: Store, clock: Any = time.time) -> None:
+    A scrape that comes while a collection is under way waits for that one rather than starting
+    another: any number of concurrent scrapes cost one collection, and each answers within
+    ``deadline`` seconds. A collection past the deadline goes on in the background (its scrapes
+    got ``up 0``); the next scrape after it ended starts a new one.
+    """
+
+    def __init__(
+        self, store: Store, deadline: float = SCRAPE_DEADLINE, clock: Any = time.time
+    ) -> None:
         self.store = store
         self.redis = store.redis
         self.keys = store.keys
+        self.deadline = deadline
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the tail cursor: start() and a collection
+        self._starting = threading.Lock()  # which collection is under way
+        self._current: Future[list[Metric]] | None = None
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
 
@@ -96,17 +133,44 @@ class FleetCollector(Collector):
             last = cast(list[Any], self.redis.xrevrange(self.keys.results, count=1))
             self._cursor = last[0][0] if last else "0-0"
 
-    def collect(self) -> Iterable[Metric]:
-        with self._lock:  # concurrent scrapes: one reads at a time, the tail cursor stays sane
-            try:
+    def collection(self) -> Future[list[Metric]]:
+        """The collection under way, else a new one started in a thread of its own."""
+        with self._starting:
+            if self._current is None or self._current.done():
+                self._current = Future()
+                threading.Thread(
+                    target=self._collect_into, args=(self._current,), name="collect", daemon=True
+                ).start()
+            return self._current
+
+    def _collect_into(self, future: Future[list[Metric]]) -> None:
+        try:
+            with self._lock:
                 metrics = list(self._read())
-                up = 1.0
-            except (redis.RedisError, OSError):
-                metrics, up = [], 0.0
-        yield from metrics
-        yield GaugeMetricFamily(
-            f"{PREFIX}_up", "1 when the exporter could read Redis at this scrape.", value=up
-        )
+        except (redis.RedisError, OSError):
+            metrics = []
+        except BaseException as exc:  # a bug: the scrape's error, not a hung future
+            future.set_exception(exc)
+            raise
+        future.set_result(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        """The figures of the collection under way (or a new one), waited for ``deadline``
+        seconds at most (blocking: for a caller outside the event loop)."""
+        try:
+            metrics = self.collection().result(timeout=self.deadline)
+        except FuturesTimeout:
+            metrics = []
+        return answer(metrics)
+
+    async def scrape(self) -> list[Metric]:
+        """As :meth:`collect`, waited for without blocking the event loop."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                metrics = await asyncio.wrap_future(self.collection())
+        except TimeoutError:
+            metrics = []
+        return answer(metrics)
 
     def _read(self) -> Iterator[Metric]:
         now = self.clock()
@@ -197,6 +261,53 @@ class FleetCollector(Collector):
 
 #: ``error_stage`` values of failed requests; any other counts as "other".
 FAIL_STAGES = frozenset(stage.value for stage in FailStage)
+
+
+#: Open connections the exporter serves at most (Prometheus keeps one per target).
+MAX_CONNECTIONS = 100
+
+
+class _Answered:
+    """Figures already read, as prometheus-client's encoders take a registry."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self.metrics
+
+
+def create_app(collector: FleetCollector, host: str) -> Starlette:
+    """The exporter's ASGI app: ``GET /metrics`` (and ``/``), in the format the scraper asks
+    for (``Accept``: OpenMetrics or Prometheus text), gzip if accepted. Listening on loopback
+    address ``host``, it answers only requests naming this machine in their Host header (421
+    else: a foreign page reaching it by DNS rebinding)."""
+    loopback_only = is_loopback(host)
+
+    async def metrics(request: Request) -> Response:
+        if loopback_only and not host_allowed(request.headers.get("host", ""), host):
+            return PlainTextResponse("this exporter answers to localhost only\n", 421)
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = encoder(_Answered(await collector.scrape()))
+        headers = {"Content-Type": content_type}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        return Response(body, headers=headers)
+
+    app = Starlette(routes=[Route("/", metrics), Route("/metrics", metrics)])
+    app.router.redirect_slashes = False  # a redirect would be built from the client's Host
+    return app
+
+
+def answer(metrics: list[Metric]) -> list[Metric]:
+    """A scrape's answer: the figures read, and ``pallycon_pack_up`` (0 when none were read)."""
+    up = GaugeMetricFamily(
+        f"{PREFIX}_up",
+        "1 when the exporter could read Redis at this scrape (0: Redis failed or was too slow; "
+        "no other figure then).",
+        value=1.0 if metrics else 0.0,
+    )
+    return [*metrics, up]
 
 
 def event_type(text: str) -> str:

@@ -1,9 +1,10 @@
 """The servers the command line runs, in the foreground or in a background thread (the demo):
-the callback receiver, wired to Redis and Celery, and the emulator."""
+the callback receiver, wired to Redis and Celery, the metrics exporter, and the emulator."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -15,9 +16,9 @@ from pallycon_config import Settings, SiteBook, load_callback_tokens
 from pallycon_config.logs import LOGGERS, configure, log_start
 from pallycon_emulator.app import Emulator, create_app
 from pallycon_emulator.config import EmulatorConfig
-from pallycon_pack.web import asgi, callbacks
+from pallycon_pack.web import asgi, callbacks, exporter
 from pallycon_store.messages import send_poll, sender
-from pallycon_store.wiring import keys_of
+from pallycon_store.wiring import Store, keys_of
 
 
 def callback_book(settings: Settings, tokens: Mapping[str, SecretStr]) -> SiteBook:
@@ -78,6 +79,34 @@ def running_callbacks(settings: Settings, token: SecretStr) -> Iterator[str]:
     """The receiver on a free loopback port for the block; yields its base URL."""
     with asgi.running(_server(settings, token, "127.0.0.1", 0)) as url:
         yield url
+
+
+# --- The metrics exporter -------------------------------------------------------------------
+
+
+def serve_metrics(
+    settings: Settings, host: str, port: int, on_ready: Callable[[str], None]
+) -> None:
+    """Serve the fleet's metrics until interrupted (uvicorn, as the other servers: a header
+    deadline, at most ``exporter.MAX_CONNECTIONS`` connections, the Host check on loopback);
+    ``on_ready`` gets the URL once the socket listens.
+
+    Each Redis round trip of a scrape is bounded by ``SCRAPE_TIMEOUT`` (no retries), and the
+    scrape by ``SCRAPE_DEADLINE`` (see :class:`exporter.FleetCollector`)."""
+    collector = exporter.FleetCollector(Store.of(settings, deadline=exporter.SCRAPE_TIMEOUT))
+    server = asgi.make_server(
+        exporter.create_app(collector, host),
+        host,
+        port,
+        settings_prefix="PALLYCON_METRICS",
+        max_connections=exporter.MAX_CONNECTIONS,
+    )
+
+    def ready(url: str) -> None:
+        threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
+        on_ready(url)
+
+    asgi.serve(server, ready)
 
 
 # --- The emulator -----------------------------------------------------------------------------

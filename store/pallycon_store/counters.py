@@ -31,6 +31,10 @@ class Metric(StrEnum):
     CALLBACKS_USED = "callbacks used"  # callbacks that sent a poll at once
     CALLBACKS_COALESCED = "callbacks coalesced"  # ... that came within the window of another
     CALLBACKS_UNKNOWN_JOB = "callbacks unknown job"  # ... for no job being polled
+    CALLBACKS_REFUSED_WRONG_TOKEN = "callbacks refused wrong token"  # noqa: S105 - refused: a wrong token
+    CALLBACKS_REFUSED_TOO_LARGE = "callbacks refused too large"  # ... a body over the limit
+    CALLBACKS_REFUSED_TOO_SLOW = "callbacks refused too slow"  # ... a body not sent in time
+    CALLBACKS_REFUSED_NOT_A_CALLBACK = "callbacks refused not a callback"  # ... a body unread
 
 
 class Counters:

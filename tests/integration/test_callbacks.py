@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from pallycon_config import Settings
@@ -345,3 +346,28 @@ def test_a_stalled_redis_never_hangs_the_receiver(tmp_path: Path, figure):
     assert [response.status_code for response in after] == [200] * 4
     assert "Traceback" not in output
     assert "callback not recorded: Redis unavailable" in output
+
+
+def test_wrong_tokens_are_counted_and_logged_once_a_minute(redis_server: RedisServer, tmp_path):
+    """300 probes with wrong tokens (and unknown sites): each answered 404 and counted in the
+    counters hash (pallycon_pack_callbacks_refused_total{reason="wrong_token"}), one log line
+    for them all within the minute; a body refused with the right token is logged and counted."""
+    settings = make_settings(redis_server.url, "http://127.0.0.1:9", callback_token=TOKEN)
+    counters = Keys(settings.key_prefix).counters
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    with _logged_receiver(settings, tmp_path) as (url, log), httpx.Client(base_url=url) as http:
+        paths = [f"/callback/guess-{n}" for n in range(200)]
+        paths += [f"/callback/nosite/guess-{n}" for n in range(100)]
+        answers = [http.post(path, json={"job_id": 1, "error_code": "0000"}) for path in paths]
+        bad = http.post(f"/callback/{TOKEN}", content=b"not json")
+        deadline = time.monotonic() + 30
+        while client.hget(counters, "callbacks refused wrong token") != "300":
+            assert time.monotonic() < deadline, client.hgetall(counters)
+            time.sleep(0.1)
+        output = log.read_text()
+    assert {a.status_code for a in answers} == {404}
+    assert bad.status_code == 400
+    assert output.count("callback refused: wrong token") == 1, output[-2000:]
+    assert output.count("callback refused: not a PallyCon callback body") == 1
+    assert "guess-" not in output
+    assert client.hget(counters, "callbacks refused not a callback") == "1"

@@ -1,4 +1,5 @@
-"""Both HTTP servers (callback receiver, emulator): header deadline and a clear busy-port error."""
+"""Every HTTP server (callback receiver, console, exporter, emulator): header deadline, a bound
+on connections and a clear busy-port error."""
 
 from __future__ import annotations
 
@@ -175,3 +176,20 @@ def test_a_busy_port_is_one_clear_line(busy_port, command: str, setting: str, tm
     assert f"choose another port with --port (or {setting})" in stderr
     assert "Task exception" not in stderr
     assert "never retrieved" not in stderr
+
+
+def test_connections_beyond_the_bound_are_refused_at_once():
+    """With max_connections, one connection more is answered 503 and closed at once (not held
+    until its header deadline); those within the bound are served."""
+    server = asgi.make_server(
+        _app(), "127.0.0.1", 0, settings_prefix="PALLYCON_TEST", max_connections=2
+    )
+    with asgi.running(server) as url:
+        host, port = url.removeprefix("http://").split(":")
+        first, second = _connect((host, int(port))), _connect((host, int(port)))
+        with _connect((host, int(port))) as third:
+            assert _read_until_closed(third).startswith(b"HTTP/1.1 503 ")
+        for sock in (first, second):
+            sock.sendall(REQUEST)
+            assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+            sock.close()

@@ -106,10 +106,10 @@ def metrics(host: str | None, port: int | None) -> None:
     depths, poll and intake lag, rate-limit waits, retries, reconciliations, dead letters, the
     workers' heartbeats; pallycon_pack_up is 0 while Redis cannot be read.
     """
-    stop_while_starting("metrics")  # the exporter installs its own once it listens
+    stop = stop_while_starting("metrics")  # uvicorn's own handler replaces it while it serves
     from pallycon_pack.cli.servers import run
 
-    run.metrics(host, port)
+    run.metrics(host, port, serving=stop.serving)
 
 
 @click.command()

@@ -7,13 +7,10 @@ it); everything else at the top.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +18,6 @@ from typing import Any
 
 import click
 import redis
-from prometheus_client import start_http_server
-from prometheus_client.registry import CollectorRegistry
 from pydantic import SecretStr
 
 from pallycon_config import Settings, load_callback_tokens, load_settings
@@ -43,8 +38,12 @@ from pallycon_pack.interrupts import on_interrupt, server_stopped
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
-from pallycon_pack.web.exporter import SCRAPE_TIMEOUT, FleetCollector
-from pallycon_pack.web.launch import callback_book, serve_callbacks, serve_emulator
+from pallycon_pack.web.launch import (
+    callback_book,
+    serve_callbacks,
+    serve_emulator,
+    serve_metrics,
+)
 from pallycon_store.connect import answering_first, connect_redis, describe, login_refused
 from pallycon_store.wiring import Store, keys_of
 
@@ -256,43 +255,20 @@ def console(host: str | None, port: int | None) -> None:
     asgi.serve(server, ready)
 
 
-def metrics(host: str | None, port: int | None) -> None:
-    """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT (then raised, once
-    stopped, as the ``KeyboardInterrupt`` it is)."""
+def metrics(host: str | None, port: int | None, serving: Callable[[], None]) -> None:
+    """``metrics``: serve the fleet's metrics until SIGTERM or SIGINT; ``serving`` is called
+    once it listens (uvicorn's signal handlers then installed)."""
     on_interrupt(server_stopped("metrics"))
     settings = load_settings(metrics_host=host, metrics_port=port)
-    host, port = settings.metrics_host, settings.metrics_port
-    # A scrape of a stalled Redis gives up within seconds (pallycon_pack_up 0), no retries.
-    collector = FleetCollector(Store.of(settings, deadline=SCRAPE_TIMEOUT))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    try:
-        server, _ = start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        number = errno.EADDRNOTAVAIL if isinstance(exc, socket.gaierror) else exc.errno
-        raise asgi.cannot_listen(
-            host, port, number, exc.strerror or str(exc), "PALLYCON_METRICS"
-        ) from None
-    bound = server.server_address[1]
-
-    stop = threading.Event()
-    caught: list[int] = []
-
-    def stopping(signum: int, frame: Any) -> None:
-        caught.append(signum)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):  # before it says it listens
-        signal.signal(sig, stopping)
     configure(settings.log_level)
-    log_start("metrics", settings, host=host, port=bound)
-    click.echo(f"metrics: listening on http://{host}:{bound} (GET /metrics)", err=True)
-    sys.stderr.flush()
-    threading.Thread(target=collector.start, name="tail-start", daemon=True).start()
-    stop.wait()
-    server.shutdown()
-    if signal.SIGINT in caught:
-        raise KeyboardInterrupt
+
+    def ready(url: str) -> None:
+        serving()
+        log_start("metrics", settings, host=settings.metrics_host, port=int(url.rsplit(":", 1)[1]))
+        click.echo(f"metrics: listening on {url} (GET /metrics)", err=True)
+        sys.stderr.flush()
+
+    serve_metrics(settings, settings.metrics_host, settings.metrics_port, ready)
 
 
 def emulator(

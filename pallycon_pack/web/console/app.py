@@ -19,7 +19,10 @@ endpoints under ``/api/``, all read from the state indexes (:class:`store.overvi
 
 Nothing is written. It listens on 127.0.0.1 by default; on any other address it refuses to start
 without ``PALLYCON_CONSOLE_TOKEN``, and a set token is required on every request (a
-``Authorization: Bearer`` header, or the cookie set by opening ``/?token=...`` once). Producer
+``Authorization: Bearer`` header, or the session cookie set by opening ``/?token=...`` once: not
+the token but a signed issue time, good for 12 hours, ``HttpOnly``, ``SameSite=Strict``, and
+``Secure`` when the request came over HTTPS, directly or through a proxy uvicorn trusts
+(``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default, for ``X-Forwarded-Proto``)). Producer
 input (ids, messages, metadata) reaches the page as JSON and is shown as text only.
 """
 
@@ -44,8 +47,14 @@ from starlette.routing import Route
 from pallycon_config import UnknownSite
 from pallycon_pack.present.records import STATES, explained
 from pallycon_pack.problems import redis_problem
-from pallycon_pack.web.console.auth import COOKIE, is_loopback
+from pallycon_pack.web.console.auth import (
+    COOKIE,
+    SESSION_SECONDS,
+    session_valid,
+    session_value,
+)
 from pallycon_pack.web.console.views import MAX_LIST, flow, search, site_of, summary
+from pallycon_pack.web.hosts import is_loopback
 from pallycon_store.overview import Overview
 
 log = logging.getLogger("pallycon_pack.console")
@@ -54,10 +63,16 @@ log = logging.getLogger("pallycon_pack.console")
 REDIS_TIMEOUT = 5.0
 
 
-def create_app(overview: Overview, token: str | None, loopback_only: bool) -> Starlette:
-    """The console's ASGI app over ``overview``; every request must carry ``token`` when set,
-    and name this machine in its Host header when ``loopback_only`` (no DNS rebinding)."""
-    handlers = _Handlers(overview, token, loopback_only)
+def create_app(
+    overview: Overview,
+    token: str | None,
+    loopback_only: bool,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The console's ASGI app over ``overview``; every request must carry ``token`` when set
+    (or a session cookie less than ``SESSION_SECONDS`` old by ``clock``), and name this machine
+    in its Host header when ``loopback_only`` (no DNS rebinding)."""
+    handlers = _Handlers(overview, token, loopback_only, clock)
     return Starlette(
         routes=[
             Route("/", handlers.page),
@@ -85,21 +100,28 @@ def _json(body: Any, status: int = 200) -> Response:
 class _Handlers:
     """The endpoints: each checks the caller, reads, and answers JSON (503 when Redis fails)."""
 
-    def __init__(self, overview: Overview, token: str | None, loopback_only: bool) -> None:
+    def __init__(
+        self,
+        overview: Overview,
+        token: str | None,
+        loopback_only: bool,
+        clock: Callable[[], float],
+    ) -> None:
         self.overview = overview
         self.token = token
         self.loopback_only = loopback_only
+        self.clock = clock
 
     def refused(self, request: Request) -> Response | None:
         if self.loopback_only and not is_loopback(request.url.hostname or ""):
             return _json({"error": "this console answers to localhost only"}, 403)
         if self.token is None:
             return None
-        given = request.cookies.get(COOKIE, "")
         bearer = request.headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
-            given = bearer[7:].strip()
-        if hmac.compare_digest(given.encode(), self.token.encode()):
+            if hmac.compare_digest(bearer[7:].strip().encode(), self.token.encode()):
+                return None
+        elif session_valid(self.token, request.cookies.get(COOKIE, ""), self.clock()):
             return None
         return _json({"error": "a token is required: open /?token=<PALLYCON_CONSOLE_TOKEN>"}, 401)
 
@@ -125,7 +147,15 @@ class _Handlers:
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return _json({"error": "wrong token"}, 401)
             back = RedirectResponse("/", 303, HEADERS)
-            back.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+            back.set_cookie(
+                COOKIE,
+                session_value(self.token, int(self.clock())),
+                max_age=SESSION_SECONDS,
+                path="/",
+                secure=request.url.scheme == "https",
+                httponly=True,
+                samesite="strict",
+            )
             return back
         refused = self.refused(request)
         if refused is not None:

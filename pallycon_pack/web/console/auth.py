@@ -1,21 +1,32 @@
 """Who may read the console: its own settings (``PALLYCON_CONSOLE_*``), the token it requires
-off loopback, and whether a host is this machine only."""
+off loopback (and refuses if it is no secret), and the session cookie ``/?token=`` opens.
+
+The cookie holds the time it was issued and an HMAC of that time keyed by the token: the token
+itself never leaves the request that gave it, a cookie is good for ``SESSION_SECONDS`` only, and
+the server keeps no state: a session survives a restart of the console and is good at any
+replica with the same token; changing the token ends every session.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import hmac
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pallycon_pack.errors import EXIT_INVALID, Failure
+from pallycon_pack.web.hosts import is_loopback
 
 ENV_PREFIX = "PALLYCON_CONSOLE_"
 #: The shortest token accepted (characters).
 MIN_TOKEN = 16
-#: The cookie that carries the token once ``/?token=`` was opened.
+#: A token has this many different characters at least.
+MIN_DISTINCT = 6
+#: The cookie that carries a session once ``/?token=`` was opened (see :func:`session_value`).
 COOKIE = "pallycon_console"
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+#: A session's lifetime (seconds): the cookie's Max-Age, and the oldest one accepted.
+SESSION_SECONDS = 12 * 3600
 
 
 class ConsoleSettings(BaseSettings):
@@ -32,25 +43,28 @@ class ConsoleSettings(BaseSettings):
     )
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a listen address or a Host header's name) is this machine only."""
-    name = host.strip("[]").lower()
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+def token_weakness(secret: str) -> str | None:
+    """Why ``secret`` is no secret (None: it may be one): whitespace in it, shorter than
+    ``MIN_TOKEN``, or fewer than ``MIN_DISTINCT`` different characters (``aaaa...``,
+    ``abab...``). A random token passes: 16 hex digits have 6 different ones or more but
+    about once in 25,000."""
+    if any(char.isspace() for char in secret):
+        return "has whitespace in it"
+    if len(secret) < MIN_TOKEN:
+        return f"is too short: use at least {MIN_TOKEN} random characters"
+    if len(set(secret)) < MIN_DISTINCT:
+        return f"is too simple ({len(set(secret))} different characters): use random ones"
+    return None
 
 
 def check_token(host: str, token: SecretStr | None) -> str | None:
     """The token the console requires (None: none); a one-line Failure when ``host`` is off
-    loopback without one, or the token is too short to be a secret."""
+    loopback without one, or the token set is no secret (:func:`token_weakness`)."""
     secret = token.get_secret_value() if token is not None else ""
-    if secret and len(secret) < MIN_TOKEN:
+    weakness = token_weakness(secret) if secret else None
+    if weakness is not None:
         raise Failure(
-            f"PALLYCON_CONSOLE_TOKEN is too short: use at least {MIN_TOKEN} random characters",
-            EXIT_INVALID,
+            f"PALLYCON_CONSOLE_TOKEN {weakness} (e.g. openssl rand -hex 16)", EXIT_INVALID
         )
     if not secret and not is_loopback(host):
         raise Failure(
@@ -59,3 +73,25 @@ def check_token(host: str, token: SecretStr | None) -> str | None:
             EXIT_INVALID,
         )
     return secret or None
+
+
+def session_value(token: str, issued: int) -> str:
+    """The cookie's value for a session opened at ``issued`` (Unix seconds): the time and an
+    HMAC of it keyed by the token, never the token itself."""
+    return f"{issued}.{_signature(token, issued)}"
+
+
+def session_valid(token: str, value: str, now: float) -> bool:
+    """Whether a cookie's ``value`` was made by :func:`session_value` with ``token`` less than
+    ``SESSION_SECONDS`` ago (and not in the future, but for a minute's skew)."""
+    issued, _, signature = value.partition(".")
+    if not issued.isdigit() or len(issued) > 12:
+        return False
+    expected = _signature(token, int(issued))
+    fresh = now - SESSION_SECONDS < int(issued) <= now + 60
+    return hmac.compare_digest(signature.encode(), expected.encode()) and fresh
+
+
+def _signature(token: str, issued: int) -> str:
+    message = f"pallycon console session {issued}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
