@@ -2,8 +2,10 @@
 real console process, over a real stack (Redis, worker, emulator) holding known requests: two
 completed, one failed for a missing input file (WM900013), one with a hostile metadata.
 
-The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven by Playwright: a missing
-browser fails these tests, it never skips them.
+The browser is the Chromium or Chrome :func:`support.browser.find_browser` finds (Playwright's
+own download, else one on ``PATH``), driven by Playwright. Without one the browser tests skip with
+one line saying how to get one; on CI (``CI`` set: ``.ci/run`` sets it, and installs Debian's
+``chromium``) they fail instead, so CI never skips them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
 from pallycon_store.sites import announce
 from pallycon_store.wiring import Store
+from support.browser import MISSING, find_browser, on_ci, playwright_browser
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites
@@ -40,7 +43,6 @@ from support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -48,6 +50,18 @@ CHROMIUM_FLAGS = [
 PROBE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 #: Where the test leaves its screenshot of the page (docs/console.png is a copy of one).
 SHOT = Path(__file__).resolve().parents[2] / "build" / "console.png"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser to drive; none: the test skips with :data:`MISSING` (fails on CI). Session
+    scoped, so that a browser test skips before the stack starts."""
+    found = find_browser(os.environ.get("PATH"), playwright_browser())
+    if found is None:
+        if on_ci(os.environ):
+            pytest.fail(f"{MISSING} (CI is set: the browser tests must run)", pytrace=False)
+        pytest.skip(MISSING)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +98,13 @@ def console(stack: Stack) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
-    """Debian's headless Chromium (Playwright) on ``url``: the page, and the errors it logs
+def browser_page(chromium: str, url: str) -> Iterator[tuple[Any, list[str]]]:
+    """The headless ``chromium`` (Playwright) on ``url``: the page, and the errors it logs
     (uncaught exceptions and console errors), which a test expects to stay empty."""
     from playwright.sync_api import sync_playwright
 
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
@@ -103,13 +116,13 @@ def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
             browser.close()
 
 
-def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
+def test_the_page_in_a_browser(chromium: str, stack: Stack, console: ServerProcess):
     """Counts, the chart, the failure's code and meaning, a timeline after a click (a failed
     request's record with its code's meaning), search by id and by state; the hostile metadata
     shows as text and runs nothing."""
     from playwright.sync_api import expect
 
-    with browser_page(console.url + "/") as (page, errors):
+    with browser_page(chromium, console.url + "/") as (page, errors):
         expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
         expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
         expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
@@ -274,7 +287,7 @@ def test_token_and_redis_down_in_process(stack: Stack):
         assert "\n" not in answer.json()["error"]
 
 
-def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
+def test_the_site_filter_in_a_browser(chromium: str, stack: Stack, tmp_path: Path):
     """Requests of two sites (under a prefix of their own, which no worker reads: they stay
     accepted): the page offers a site filter and a site column; the filter narrows the counts
     and the list to one site."""
@@ -307,7 +320,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
                 400,
                 {"error": f"site: one of {default}, BRND"},
             )
-        with browser_page(server.url + "/") as (page, errors):
+        with browser_page(chromium, server.url + "/") as (page, errors):
             expect(page.locator("#sitebox")).to_be_visible()
             expect(page.locator("#site option")).to_have_text(
                 ["every site", f"{default} (1)", "BRND (2)"]
@@ -331,7 +344,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
         server.stop()
 
 
-def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
+def test_the_flow_panel_in_a_browser(chromium: str, stack: Stack, tmp_path: Path):
     """Requests waiting by priority on two sites (under a prefix of their own, which no worker
     reads: they stay waiting), one site with a cap and paused with a reason: the flow panel
     shows each site's waiting per priority, in flight against its cap, and the pause (its
@@ -365,7 +378,7 @@ def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
         assert rows["BRND"]["paused"]["since"] == pytest.approx(paused_at)
         assert [(e["type"], e["site"]) for e in shown["events"]] == [("paused", "BRND")]
 
-        with browser_page(server.url + "/") as (page, errors):
+        with browser_page(chromium, server.url + "/") as (page, errors):
             mine, brnd = (page.locator(f"#flowrows tr[data-site={s}]") for s in (default, "BRND"))
             expect(mine.locator("td[data-priority]")).to_have_text(["2", "0", "1"])
             expect(brnd.locator("td[data-priority]")).to_have_text(["0", "3", "0"])
