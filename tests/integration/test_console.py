@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,10 +29,12 @@ from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import create_app
 from pallycon_pack.web.console.auth import MIN_TOKEN
 from pallycon_producers.api import Producer
-from pallycon_store.events import State
+from pallycon_store.events import EventType, State, event
 from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
+from pallycon_store.record import Fields
+from pallycon_store.records import Change
 from pallycon_store.sites import announce
 from pallycon_store.wiring import Store
 from support.browser import MISSING, find_browser, on_ci, playwright_browser
@@ -397,3 +400,102 @@ def test_the_flow_panel_in_a_browser(chromium: str, stack: Stack, tmp_path: Path
             assert errors == []
     finally:
         server.stop()
+
+
+#: The widths the page is checked at (a phone, a narrow window, a small laptop, a desktop, a wide
+#: screen), each with a height of its kind.
+WIDTHS = [(360, 740), (760, 900), (1024, 768), (1440, 900), (1920, 1080)]
+#: page.css's breakpoint: narrower than this, one panel per row.
+ONE_COLUMN = 1100
+#: What the layout test measures on the page, in CSS pixels.
+LAYOUT = """() => {
+ const box = e => { const r = e.getBoundingClientRect();
+  return {left: r.left, right: r.right, top: r.top, height: r.height}; };
+ const all = s => [...document.querySelectorAll(s)];
+ const line = parseFloat(getComputedStyle(document.querySelector("#list td")).lineHeight);
+ return {
+  scroll: document.documentElement.scrollWidth, inner: window.innerWidth, line: line,
+  sections: all("main > section").map(box),
+  rows: Object.fromEntries(["#list", "#failures", "#flowrows", "#flowevents"].map(
+   s => [s, all(s + " tr").map(e => e.getBoundingClientRect().height)])),
+  key: all("#list td:first-child, #list .st, #flowrows td:first-child, #counts .count")
+   .map(e => ({text: e.textContent, ...box(e)})),
+ };
+}"""
+
+
+def test_the_page_fits_any_width(chromium: str, stack: Stack, tmp_path: Path):
+    """From a phone to a wide screen, on requests with long ids, long failure messages and a
+    site paused for a long reason: the page never scrolls sideways, its panels stack below
+    the breakpoint (two columns above it), a table's row is one or two lines, and the request
+    ids, their states, the sites and the counts are in view. Screenshots:
+    build/console-<width>.png."""
+    from playwright.sync_api import expect
+
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    default = settings.site_id
+    assert default is not None
+    producer = Producer.from_settings(settings)
+    announce_sites(producer, default, "BRANDEUROPEWEST")
+    ids = [str(uuid.UUID(int=n * 0x1234567890ABCDEF1234567)) for n in range(1, 13)]
+    for n, request_id in enumerate(ids):
+        site = "BRANDEUROPEWEST" if n % 3 == 0 else None
+        producer.submit(stack.body(f"content-{n}"), request_id, site_id=site)
+    now = time.time()
+    message = "Download failed: s3://my-bucket/in/" + "long-folder-name/" * 6 + "movie.mp4"
+    for request_id in ids[:3]:
+        record = producer.get(request_id)
+        assert record is not None
+        failed = Fields(
+            state=State.FAILED, error_stage="packaging", error_code="WM900013",
+            error_message=message, updated_at=now, finished_at=now,
+        )  # fmt: skip
+        said = event(
+            EventType.FAILED, request_id, now, stage="packaging", code="WM900013", message=message
+        )
+        assert producer.records.apply([Change(record, failed, said, finish=True)]) == [True]
+    store = Store.of(settings)
+    store.flow.pause("BRANDEUROPEWEST", "quota talks with the vendor " * 4, now - 600)
+    env = clean_env(settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
+    try:
+        with browser_page(chromium, server.url + "/") as (page, errors):
+            expect(page.locator("#list tr")).to_have_count(len(ids))
+            expect(page.locator("#failures tr[data-code=WM900013]")).to_have_count(1)
+            page.locator(f"#list tr[data-id='{ids[0]}']").click()
+            expect(page.locator("#events tr[data-type=failed]")).to_have_count(1)
+            measured = {}
+            SHOT.parent.mkdir(exist_ok=True)
+            for width, height in WIDTHS:  # every screenshot first, to look at when one fails
+                page.set_viewport_size({"width": width, "height": height})
+                page.screenshot(path=str(SHOT.parent / f"console-{width}.png"), full_page=True)
+                measured[width] = page.evaluate(LAYOUT)
+            assert errors == []
+        for width, facts in measured.items():
+            _fits(facts, width)
+    finally:
+        server.stop()
+
+
+def _fits(facts: dict[str, Any], width: int) -> None:
+    """The layout ``facts`` (:data:`LAYOUT`) of the page at ``width`` are as the test says."""
+    assert facts["inner"] == width
+    assert facts["scroll"] <= width, f"{width}px: the page scrolls sideways"
+    sections = facts["sections"]
+    assert min(s["left"] for s in sections) >= 0, width
+    assert max(s["right"] for s in sections) <= width, width
+    lefts = {round(s["left"]) for s in sections}
+    if width < ONE_COLUMN:
+        assert len(lefts) == 1, f"{width}px: panels side by side"
+        tops = [s["top"] for s in sections]
+        assert tops == sorted(set(tops)), f"{width}px: panels overlap"
+    else:
+        assert len(lefts) == 2, f"{width}px: panels not in two columns"
+    most = 2 * facts["line"] + 12  # two lines, the cell's padding and border
+    for table, heights in facts["rows"].items():
+        assert heights, table
+        assert max(heights) <= most, f"{width}px: {table} rows {heights}"
+    for key in facts["key"]:
+        assert key["text"], (width, key)
+        assert key["left"] >= 0, (width, key)
+        assert key["right"] <= width, (width, key)
