@@ -2,8 +2,10 @@
 real console process, over a real stack (Redis, worker, emulator) holding known requests: two
 completed, one failed for a missing input file (WM900013), one with a hostile metadata.
 
-The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven by Playwright: a missing
-browser fails these tests, it never skips them.
+The browser is the Chromium or Chrome :func:`support.browser.find_browser` finds (Playwright's
+own download, else one on ``PATH``), driven by Playwright. Without one the browser tests skip with
+one line saying how to get one; on CI (``CI`` set: ``.ci/run`` sets it, and installs Debian's
+``chromium``) they fail instead, so CI never skips them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,12 +29,15 @@ from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import create_app
 from pallycon_pack.web.console.auth import MIN_TOKEN
 from pallycon_producers.api import Producer
-from pallycon_store.events import State
+from pallycon_store.events import EventType, State, event
 from pallycon_store.failures import explain
 from pallycon_store.keys import Keys
 from pallycon_store.overview import Overview
+from pallycon_store.record import Fields
+from pallycon_store.records import Change
 from pallycon_store.sites import announce
 from pallycon_store.wiring import Store
+from support.browser import MISSING, find_browser, on_ci, playwright_browser
 from support.env import clean_env
 from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites
@@ -40,7 +46,6 @@ from support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -48,6 +53,18 @@ CHROMIUM_FLAGS = [
 PROBE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 #: Where the test leaves its screenshot of the page (docs/console.png is a copy of one).
 SHOT = Path(__file__).resolve().parents[2] / "build" / "console.png"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser to drive; none: the test skips with :data:`MISSING` (fails on CI). Session
+    scoped, so that a browser test skips before the stack starts."""
+    found = find_browser(os.environ.get("PATH"), playwright_browser())
+    if found is None:
+        if on_ci(os.environ):
+            pytest.fail(f"{MISSING} (CI is set: the browser tests must run)", pytrace=False)
+        pytest.skip(MISSING)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +101,13 @@ def console(stack: Stack) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
-    """Debian's headless Chromium (Playwright) on ``url``: the page, and the errors it logs
+def browser_page(chromium: str, url: str) -> Iterator[tuple[Any, list[str]]]:
+    """The headless ``chromium`` (Playwright) on ``url``: the page, and the errors it logs
     (uncaught exceptions and console errors), which a test expects to stay empty."""
     from playwright.sync_api import sync_playwright
 
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
@@ -103,13 +119,13 @@ def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
             browser.close()
 
 
-def test_the_page_in_a_browser(stack: Stack, console: ServerProcess):
+def test_the_page_in_a_browser(chromium: str, stack: Stack, console: ServerProcess):
     """Counts, the chart, the failure's code and meaning, a timeline after a click (a failed
     request's record with its code's meaning), search by id and by state; the hostile metadata
     shows as text and runs nothing."""
     from playwright.sync_api import expect
 
-    with browser_page(console.url + "/") as (page, errors):
+    with browser_page(chromium, console.url + "/") as (page, errors):
         expect(page.locator("#counts [data-state=completed] b")).to_have_text("2")
         expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
         expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
@@ -274,7 +290,7 @@ def test_token_and_redis_down_in_process(stack: Stack):
         assert "\n" not in answer.json()["error"]
 
 
-def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
+def test_the_site_filter_in_a_browser(chromium: str, stack: Stack, tmp_path: Path):
     """Requests of two sites (under a prefix of their own, which no worker reads: they stay
     accepted): the page offers a site filter and a site column; the filter narrows the counts
     and the list to one site."""
@@ -307,7 +323,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
                 400,
                 {"error": f"site: one of {default}, BRND"},
             )
-        with browser_page(server.url + "/") as (page, errors):
+        with browser_page(chromium, server.url + "/") as (page, errors):
             expect(page.locator("#sitebox")).to_be_visible()
             expect(page.locator("#site option")).to_have_text(
                 ["every site", f"{default} (1)", "BRND (2)"]
@@ -331,7 +347,7 @@ def test_the_site_filter_in_a_browser(stack: Stack, tmp_path: Path):
         server.stop()
 
 
-def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
+def test_the_flow_panel_in_a_browser(chromium: str, stack: Stack, tmp_path: Path):
     """Requests waiting by priority on two sites (under a prefix of their own, which no worker
     reads: they stay waiting), one site with a cap and paused with a reason: the flow panel
     shows each site's waiting per priority, in flight against its cap, and the pause (its
@@ -365,7 +381,7 @@ def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
         assert rows["BRND"]["paused"]["since"] == pytest.approx(paused_at)
         assert [(e["type"], e["site"]) for e in shown["events"]] == [("paused", "BRND")]
 
-        with browser_page(server.url + "/") as (page, errors):
+        with browser_page(chromium, server.url + "/") as (page, errors):
             mine, brnd = (page.locator(f"#flowrows tr[data-site={s}]") for s in (default, "BRND"))
             expect(mine.locator("td[data-priority]")).to_have_text(["2", "0", "1"])
             expect(brnd.locator("td[data-priority]")).to_have_text(["0", "3", "0"])
@@ -384,3 +400,102 @@ def test_the_flow_panel_in_a_browser(stack: Stack, tmp_path: Path):
             assert errors == []
     finally:
         server.stop()
+
+
+#: The widths the page is checked at (a phone, a narrow window, a small laptop, a desktop, a wide
+#: screen), each with a height of its kind.
+WIDTHS = [(360, 740), (760, 900), (1024, 768), (1440, 900), (1920, 1080)]
+#: page.css's breakpoint: narrower than this, one panel per row.
+ONE_COLUMN = 1100
+#: What the layout test measures on the page, in CSS pixels.
+LAYOUT = """() => {
+ const box = e => { const r = e.getBoundingClientRect();
+  return {left: r.left, right: r.right, top: r.top, height: r.height}; };
+ const all = s => [...document.querySelectorAll(s)];
+ const line = parseFloat(getComputedStyle(document.querySelector("#list td")).lineHeight);
+ return {
+  scroll: document.documentElement.scrollWidth, inner: window.innerWidth, line: line,
+  sections: all("main > section").map(box),
+  rows: Object.fromEntries(["#list", "#failures", "#flowrows", "#flowevents"].map(
+   s => [s, all(s + " tr").map(e => e.getBoundingClientRect().height)])),
+  key: all("#list td:first-child, #list .st, #flowrows td:first-child, #counts .count")
+   .map(e => ({text: e.textContent, ...box(e)})),
+ };
+}"""
+
+
+def test_the_page_fits_any_width(chromium: str, stack: Stack, tmp_path: Path):
+    """From a phone to a wide screen, on requests with long ids, long failure messages and a
+    site paused for a long reason: the page never scrolls sideways, its panels stack below
+    the breakpoint (two columns above it), a table's row is one or two lines, and the request
+    ids, their states, the sites and the counts are in view. Screenshots:
+    build/console-<width>.png."""
+    from playwright.sync_api import expect
+
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    default = settings.site_id
+    assert default is not None
+    producer = Producer.from_settings(settings)
+    announce_sites(producer, default, "BRANDEUROPEWEST")
+    ids = [str(uuid.UUID(int=n * 0x1234567890ABCDEF1234567)) for n in range(1, 13)]
+    for n, request_id in enumerate(ids):
+        site = "BRANDEUROPEWEST" if n % 3 == 0 else None
+        producer.submit(stack.body(f"content-{n}"), request_id, site_id=site)
+    now = time.time()
+    message = "Download failed: s3://my-bucket/in/" + "long-folder-name/" * 6 + "movie.mp4"
+    for request_id in ids[:3]:
+        record = producer.get(request_id)
+        assert record is not None
+        failed = Fields(
+            state=State.FAILED, error_stage="packaging", error_code="WM900013",
+            error_message=message, updated_at=now, finished_at=now,
+        )  # fmt: skip
+        said = event(
+            EventType.FAILED, request_id, now, stage="packaging", code="WM900013", message=message
+        )
+        assert producer.records.apply([Change(record, failed, said, finish=True)]) == [True]
+    store = Store.of(settings)
+    store.flow.pause("BRANDEUROPEWEST", "quota talks with the vendor " * 4, now - 600)
+    env = clean_env(settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
+    try:
+        with browser_page(chromium, server.url + "/") as (page, errors):
+            expect(page.locator("#list tr")).to_have_count(len(ids))
+            expect(page.locator("#failures tr[data-code=WM900013]")).to_have_count(1)
+            page.locator(f"#list tr[data-id='{ids[0]}']").click()
+            expect(page.locator("#events tr[data-type=failed]")).to_have_count(1)
+            measured = {}
+            SHOT.parent.mkdir(exist_ok=True)
+            for width, height in WIDTHS:  # every screenshot first, to look at when one fails
+                page.set_viewport_size({"width": width, "height": height})
+                page.screenshot(path=str(SHOT.parent / f"console-{width}.png"), full_page=True)
+                measured[width] = page.evaluate(LAYOUT)
+            assert errors == []
+        for width, facts in measured.items():
+            _fits(facts, width)
+    finally:
+        server.stop()
+
+
+def _fits(facts: dict[str, Any], width: int) -> None:
+    """The layout ``facts`` (:data:`LAYOUT`) of the page at ``width`` are as the test says."""
+    assert facts["inner"] == width
+    assert facts["scroll"] <= width, f"{width}px: the page scrolls sideways"
+    sections = facts["sections"]
+    assert min(s["left"] for s in sections) >= 0, width
+    assert max(s["right"] for s in sections) <= width, width
+    lefts = {round(s["left"]) for s in sections}
+    if width < ONE_COLUMN:
+        assert len(lefts) == 1, f"{width}px: panels side by side"
+        tops = [s["top"] for s in sections]
+        assert tops == sorted(set(tops)), f"{width}px: panels overlap"
+    else:
+        assert len(lefts) == 2, f"{width}px: panels not in two columns"
+    most = 2 * facts["line"] + 12  # two lines, the cell's padding and border
+    for table, heights in facts["rows"].items():
+        assert heights, table
+        assert max(heights) <= most, f"{width}px: {table} rows {heights}"
+    for key in facts["key"]:
+        assert key["text"], (width, key)
+        assert key["left"] >= 0, (width, key)
+        assert key["right"] <= width, (width, key)

@@ -4,6 +4,11 @@ const $=id=>document.getElementById(id);
 function el(tag,text,cls){const e=document.createElement(tag);
  if(text!==undefined&&text!==null)e.textContent=String(text);if(cls)e.className=cls;return e;}
 function clear(e){while(e.firstChild)e.removeChild(e.firstChild);}
+function clamped(text,cls){const d=el("td",null,"txt"+(cls?" "+cls:""));d.title=text;
+ d.appendChild(el("div",text,"clamp"));return d;}
+function day(epoch){const d=el("td",null,"nw day");const w=when(epoch);if(w==="-"){d.textContent=w;
+ return d;}d.appendChild(el("span",w.slice(0,11),"date"));d.appendChild(document.createTextNode(
+ w.slice(11)));return d;}
 function when(epoch){
  return epoch?new Date(epoch*1000).toISOString().slice(0,19).replace("T"," "):"-";}
 async function get(url){
@@ -19,8 +24,10 @@ function drawCounts(counts){const c=$("counts");clear(c);for(const s of STATES){
 const NS="http://www.w3.org/2000/svg";
 function svg(tag,attrs,text){const e=document.createElementNS(NS,tag);
  for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e;}
-function drawChart(ch){const g=$("chart");clear(g);const W=600,H=160,L=34,B=20,T=8;
- const n=ch.completed.length;if(!n)return;
+let shown=null;
+function drawChart(ch){shown=ch;const g=$("chart");clear(g);const H=160,L=34,B=20,T=8;
+ const W=Math.max(240,Math.round(g.getBoundingClientRect().width))||600;
+ g.setAttribute("viewBox","0 0 "+W+" "+H);const n=ch.completed.length;if(!n)return;
  const top=Math.max(1,...ch.completed,...ch.failed);const w=(W-L-4)/n;
  const y=v=>H-B-(H-B-T)*v/top;
  g.appendChild(svg("line",{x1:L,y1:H-B,x2:W,y2:H-B,stroke:"#9aa3b5"}));
@@ -40,25 +47,25 @@ function drawFailures(list,unreadable){const t=$("failures");clear(t);
   "none","muted");d.colSpan=3;r.appendChild(d);
   t.appendChild(r);return;}
  for(const f of list){const r=el("tr");r.dataset.code=f.code;r.appendChild(el("td",f.code,"nw"));
-  r.appendChild(el("td",f.count));r.appendChild(el("td",f.meaning||"-"));t.appendChild(r);}}
+  r.appendChild(el("td",f.count));r.appendChild(clamped(f.meaning||"-"));t.appendChild(r);}}
 function ago(s){s=Math.round(s);const h=Math.floor(s/3600),m=Math.floor(s%3600/60);
  return h?h+"h "+m+"m":m?m+"m "+(s%60)+"s":s+"s";}
 function pauseText(p){if(!p)return "no";return "paused"+(p.every_site?" (every site)":"")+
  " since "+when(p.since)+" UTC, for "+ago(p.seconds)+(p.reason?": "+p.reason:"");}
 function drawFlow(f){const head=$("flowhead");clear(head);const hr=el("tr");
  for(const c of ["site",...f.priorities.map(p=>"waiting "+p),"dispatched","in flight / cap",
-  "paused"])hr.appendChild(el("th",c,"nw"));head.appendChild(hr);
+  "paused"])hr.appendChild(el("th",c));head.appendChild(hr);
  const t=$("flowrows");clear(t);for(const s of f.sites){const tr=el("tr");tr.dataset.site=s.site;
   tr.appendChild(el("td",s.site,"nw"));for(const p of f.priorities){
    const d=el("td",s.waiting[p]||0);d.dataset.priority=p;tr.appendChild(d);}
   tr.appendChild(el("td",s.dispatched,"dispatched"));
   tr.appendChild(el("td",s.in_flight+" / "+(s.cap?s.cap:"no cap"),"inflight nw"));
-  if(s.paused)tr.className="pausedrow";tr.appendChild(el("td",pauseText(s.paused),"paused"));
+  if(s.paused)tr.className="pausedrow";tr.appendChild(clamped(pauseText(s.paused),"paused"));
   t.appendChild(tr);}
  const ev=$("flowevents");clear(ev);for(const e of f.events){const tr=el("tr");
   tr.dataset.type=e.type;tr.appendChild(el("td",when(e.at),"nw"));
   tr.appendChild(el("td",e.type,"nw"));tr.appendChild(el("td",e.site,"nw"));
-  tr.appendChild(el("td",e.reason||"-"));ev.appendChild(tr);}
+  tr.appendChild(clamped(e.reason||"-"));ev.appendChild(tr);}
  if(!f.events.length){const tr=el("tr");const d=el("td","none yet","muted");d.colSpan=4;
   tr.appendChild(d);ev.appendChild(tr);}}
 let selected=null;
@@ -68,9 +75,9 @@ async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("s
   for(const r of rows){const tr=el("tr");tr.dataset.id=r.request_id;
    if(r.request_id===selected)tr.className="sel";
    tr.appendChild(el("td",r.request_id));const s=el("td");
-   s.appendChild(el("span",r.state,"st st-"+r.state));s.className="nw";tr.appendChild(s);
+   s.appendChild(el("span",r.state,"st st-"+r.state));s.className="nw stcol";tr.appendChild(s);
    tr.appendChild(el("td",r.site||"-","nw sitecol"));
-   tr.appendChild(el("td",when(r.updated_at),"nw"));tr.appendChild(el("td",r.detail||"-"));
+   tr.appendChild(day(r.updated_at));tr.appendChild(clamped(r.detail||"-","detail"));
    tr.addEventListener("click",()=>show(r.request_id));t.appendChild(tr);}
   $("listnote").textContent=rows.length?rows.length+" shown, newest first":"no requests match";
   problem(null);}catch(e){problem(e);}}
@@ -89,7 +96,7 @@ async function show(id){selected=id;for(const tr of $("list").children)
   const h=el("tr");for(const c of ["time (UTC)","event","details"])h.appendChild(el("th",c));
   ev.appendChild(h);const skip=new Set(["schema","event_id","type","request_id","ts"]);
   for(const e of d.events){const tr=el("tr");tr.dataset.type=e.type;
-   tr.appendChild(el("td",String(e.ts).slice(0,23).replace("T"," ")));
+   tr.appendChild(el("td",String(e.ts).slice(0,23).replace("T"," "),"when"));
    tr.appendChild(el("td",e.type,"nw"));const rest={};for(const k in e)if(!skip.has(k))rest[k]=e[k];
    tr.appendChild(el("td",Object.entries(rest).map(([k,v])=>k+"="+(typeof v==="object"?
     JSON.stringify(v):v)).join("  ")));ev.appendChild(tr);}
@@ -107,6 +114,7 @@ async function refresh(){try{const p=new URLSearchParams({site:$("site").value})
  drawSites(s.sites);drawCounts(s.counts);drawFlow(f);
  drawChart(s.chart);drawFailures(s.failures,s.failures_error);
  $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
+addEventListener("resize",()=>{if(shown)drawChart(shown);});  // drawn to its width, in pixels
 let timer=null;function later(){clearTimeout(timer);timer=setTimeout(loadList,250);}
 $("q").addEventListener("input",later);$("state").addEventListener("change",loadList);
 $("site").addEventListener("change",()=>{refresh();loadList();});
