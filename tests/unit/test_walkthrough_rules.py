@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -46,8 +47,8 @@ def test_the_callback_url_ends_with_the_token_encoded():
     assert callback_url("https://h/proxy", "a/b c") == "https://h/proxy/callback/a%2Fb%20c"
 
 
-def _settings(**values: object) -> Settings:
-    defaults: dict[str, object] = {
+def _settings(**values: Any) -> Settings:
+    defaults: dict[str, Any] = {
         "callback_host": "127.0.0.1",
         "callback_port": 8700,
         "callback_token": None,
