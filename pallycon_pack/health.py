@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import redis
 from redis.sentinel import SentinelConnectionPool
 
@@ -23,6 +24,7 @@ from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
 from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_pack.problems import api_problem
+from pallycon_pack.receiver import local_base
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
 from pallycon_store.fleet import Snapshot
@@ -30,6 +32,9 @@ from pallycon_store.wiring import Store
 from pallycon_worker.clients import site_client
 
 CHECKS = ("redis", "api", "workers", "schedules", "intake")
+#: Checks run only when ``--check`` names them: not the fleet's but this machine's (the callback
+#: receiver where PALLYCON_CALLBACK_HOST and _PORT place it).
+OPTIONAL_CHECKS = ("callbacks",)
 #: The checks that read Redis (skipped when Redis itself fails).
 NEEDS_REDIS = ("workers", "schedules", "intake")
 
@@ -227,6 +232,33 @@ def _api_check(settings: Settings, site: Site | None, timeout: float) -> Check:
     return Check("api", True, f"{site.site_id}: {jobs}")
 
 
+def _callbacks_check(settings: Settings, timeout: float) -> Check:
+    """The callback receiver of this machine answers ``/health/ready`` (it reaches Redis)."""
+    url = local_base(settings.callback_host, settings.callback_port)
+    try:
+        response = httpx.get(f"{url}/health/ready", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Check("callbacks", False, f"no receiver at {url} ({type(exc).__name__}: {exc})")
+    if response.status_code != 200:
+        return Check(
+            "callbacks",
+            False,
+            f"the receiver at {url} is not ready (HTTP "
+            f"{response.status_code}: {response.text[:100]})",
+        )
+    return Check("callbacks", True, f"the receiver at {url} is ready")
+
+
+def waiting(results: list[Check]) -> tuple[tuple[str, ...], str]:
+    """While ``health --wait`` waits: the names of the failing checks (a new line is shown
+    when they change) and that line, with the first failing check's detail."""
+    failing = [check for check in results if not check.ok]
+    names = tuple(dict.fromkeys(check.name for check in failing))
+    first = failing[0] if failing else None
+    detail = f" ({first.name}: {first.detail})" if first is not None else ""
+    return names, f"waiting for {', '.join(names) or 'nothing'}{detail}"
+
+
 def api_checks(settings: Settings, timeout: float) -> list[Check]:
     """The ``api`` check: a signed job list at each site the settings serve, all at once. One
     line when all answer; else one line per site that did not, naming it."""
@@ -290,6 +322,10 @@ def run_checks(
     for name in chosen:
         if name == "api":
             results += api_checks(settings, timeout)
+        elif name == "callbacks":
+            results.append(
+                bounded(name, timeout, functools.partial(_callbacks_check, settings, timeout))
+            )
         elif name in NEEDS_REDIS and redis_ok:
             results.append(bounded(name, timeout, functools.partial(read, name)))
     return results

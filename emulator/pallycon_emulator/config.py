@@ -110,6 +110,17 @@ def callback_url_problem(url: str) -> str | None:
     return None
 
 
+def without_token(url: str) -> bool:
+    """Whether a callback URL carries no token where the receiver expects one: its path is
+    empty or ends with ``/`` (``.../callback/`` is what ``.../callback/$TOKEN`` becomes in a
+    shell where ``TOKEN`` is not set), or its last segment is ``callback``."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return False  # not a URL at all: refused elsewhere
+    return path in ("", "/") or path.endswith("/") or path.rsplit("/", 1)[-1] == "callback"
+
+
 class CallbackUrl(SecretStr):
     """A callback URL: a secret (its path holds a token) shown masked, host and port kept."""
 
@@ -227,6 +238,28 @@ class EmulatorConfig:
             if problem:
                 raise ValueError(f"callback_urls: site {site_id}: the URL {problem}")
 
+    def warnings(self) -> list[str]:
+        """What an operator should hear at start-up (one sentence each): a callback URL with no
+        token (every callback would get a 404), a data directory with nothing in it (every
+        job's input would be missing)."""
+        found = []
+        named = [("the callback URL", self.callback_url)] + [
+            (f"site {site_id}'s callback URL", url) for site_id, url in self.callback_urls.items()
+        ]
+        for what, url in named:
+            if url and without_token(url):
+                found.append(
+                    f"{what} ({_origin(url)}) ends without a token: the receiver "
+                    "answers 404 to every callback; use --callback-receiver, or put the token "
+                    "after /callback/"
+                )
+        if self.data_dir is not None and not _holds_anything(self.data_dir):
+            found.append(
+                f"the data directory {self.data_dir} is empty: every job's input is missing "
+                "(WM900013); copy examples/emulator-data into it for the examples' inputs"
+            )
+        return found
+
     def callback_url_of(self, site_id: str) -> str | None:
         """Where the callbacks of ``site_id``'s jobs go: its own URL, else ``callback_url``."""
         return self.callback_urls.get(site_id) or self.callback_url
@@ -252,6 +285,16 @@ class EmulatorConfig:
         )
         given = {key: value for key, value in changes.items() if value is not None}
         return replace(config, **given)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, its password masked: nothing of its path."""
+    return urlsplit(mask_url(url))._replace(path="", query="", fragment="").geturl()
+
+
+def _holds_anything(folder: Path) -> bool:
+    """Whether ``folder`` exists and has an entry."""
+    return folder.is_dir() and any(folder.iterdir())
 
 
 #: The site the emulator serves when no credentials are configured, and the demo uses. These are

@@ -290,28 +290,52 @@ def _storage(client: PallyConClient, bucket: str) -> str:
     return storage_id
 
 
-def _summarise(requests: list[Sample], outcome: dict[str, Record | None], data_dir: Path) -> None:
+@dataclass(frozen=True)
+class Row:
+    """One request in the demo's summary."""
+
+    request_id: str
+    job: str
+    state: str
+    detail: str  # the status, or the failure's code and message
+    manifests: int
+    ok: bool
+
+
+def summary_table(rows: list[Row]) -> Table:
+    """The demo's summary (pure): every column but the detail kept whole at any width from 80
+    columns, the detail wrapped in the room left."""
     table = Table(title="pallycon-pack demo")
-    for column in ("Request", "Job", "State", "Status / error", "Manifests", "OK"):
+    for column in ("Request", "Job", "State"):
         table.add_column(column, no_wrap=True)
-    surprises = 0
+    table.add_column("Status / error", overflow="fold", ratio=1)
+    table.add_column("Files", no_wrap=True, justify="right")
+    table.add_column("OK", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row.request_id,
+            row.job,
+            row.state,
+            row.detail,
+            str(row.manifests or "-"),
+            "yes" if row.ok else "NO",
+        )
+    return table
+
+
+def _summarise(requests: list[Sample], outcome: dict[str, Record | None], data_dir: Path) -> None:
+    rows = []
     for sample in requests:
         record = outcome.get(sample.request_id)
         state = record.state.value if record else "lost"
         ended = state if state != "failed" else (record.error_stage if record else "")
         manifests = _manifests(sample, data_dir) if state == "completed" else 0
         ok = ended == sample.expect and (state != "completed" or manifests > 0)
-        surprises += not ok
         detail = record.status if record and state == "completed" else _error(record)
-        table.add_row(
-            sample.request_id,
-            record.job_id if record else "",
-            state,
-            detail,
-            str(manifests or "-"),
-            "yes" if ok else "NO",
-        )
-    render.console().print(table)
+        job = record.job_id if record else ""
+        rows.append(Row(sample.request_id, job, state, detail, manifests, ok))
+    render.console().print(summary_table(rows))
+    surprises = sum(not row.ok for row in rows)
     if surprises:
         raise Failure(f"{surprises} request(s) did not end as expected", EXIT_FAILED)
     done = sum(sample.expect == "completed" for sample in requests)
@@ -325,7 +349,7 @@ def _error(record: Record | None) -> str:
     if record is None:
         return ""
     text = f"{record.error_code}: {record.error_message}"
-    return text if len(text) < 60 else text[:57] + "..."
+    return text if len(text) < 120 else text[:117] + "..."
 
 
 def _manifests(sample: Sample, data_dir: Path) -> int:

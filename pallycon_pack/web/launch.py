@@ -147,8 +147,9 @@ def serve_emulator(
 ) -> None:
     """Serve the emulator until interrupted; ``on_ready`` gets the URL once the socket listens.
 
-    Logs JSON lines on stderr: its start with ``settings`` (masked), the callbacks it sends,
-    and with ``access_log`` one line per HTTP request.
+    Logs JSON lines on stderr: its start with ``settings`` (masked), a warning for each of the
+    config's :meth:`~EmulatorConfig.warnings`, the callbacks it sends, and with ``access_log``
+    one line per HTTP request.
     """
     configure("INFO", EMULATOR_LOGGERS)
     log_start(
@@ -159,6 +160,8 @@ def serve_emulator(
         access_log=access_log,
         seed=seed,
     )
+    for warning in config.warnings():
+        logging.getLogger("emulator").warning(warning)
     asgi.serve(_emulator_server(Emulator(config, seed=seed), host, port, access_log), on_ready)
 
 

@@ -263,6 +263,17 @@ def test_health_fails_the_worker_check_when_no_worker_answers(stack: Stack, tmp_
     assert "no worker answering (0 of 0 loops)" in out
 
 
+def test_health_wait_gives_up_at_its_deadline_with_one_line_per_change(stack: Stack):
+    """``--wait`` runs the checks again until its deadline: one waiting line on stderr while
+    nothing changes, then the last round's lines and exit 4 (the README test waits for a fleet
+    that becomes healthy)."""
+    args = ("health", "--check", "redis,workers", "--wait", "1.5", "--timeout", "1")
+    code, out, err = _run(stack, *args, PALLYCON_KEY_PREFIX="nobody")
+    assert code == 4
+    assert err.splitlines() == ["waiting for workers (workers: no worker answering (0 of 0 loops))"]
+    assert out.splitlines()[1].startswith("workers   FAIL  no worker answering")
+
+
 def test_each_call_is_counted_by_outcome_with_the_next_token(stack: Stack):
     """Outcomes ride with the next token request; a quiet process sends them itself."""
     import os

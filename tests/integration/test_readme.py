@@ -7,7 +7,8 @@ as they do in a user's terminal), in a fresh folder holding what a checkout hold
 
 What the test changes, and only for speed or isolation: ``uv`` is a stand-in running this
 checkout's ``pallycon-pack`` with this interpreter; PALLYCON_REDIS_URL points at the private
-Redis, PALLYCON_EMULATOR_PORT and PALLYCON_API_URL at a free port, the poll intervals are short
+Redis, PALLYCON_EMULATOR_PORT and PALLYCON_API_URL at a free port, PALLYCON_CALLBACK_PORT at
+another (the emulator's ``--callback-receiver`` follows it), the poll intervals are short
 (environment variables win over ``.env``), and the emulator's ``--job-seconds 20`` is 1. The
 log (bash -x, each line timed) is in the failure message.
 """
@@ -81,6 +82,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
+    callback_port = free_port()
     with RedisServer(tmp_path / "redis") as redis_server:
         env = clean_env(
             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
@@ -88,6 +90,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
             PALLYCON_REDIS_URL=redis_server.url,
             PALLYCON_EMULATOR_PORT=str(port),
             PALLYCON_API_URL=f"http://127.0.0.1:{port}",
+            PALLYCON_CALLBACK_PORT=str(callback_port),
             PALLYCON_POLL_INTERVAL="0.5",
             PALLYCON_POLL_BUSY_INTERVAL="0.5",
             PALLYCON_POLL_GRID="0.1",
@@ -116,6 +119,14 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     assert re.search(r"^job \d+: WM030 Packaging complete$", text, re.MULTILINE), text[-6000:]
     assert re.search(r"^status +WM030$", text, re.MULTILINE), text[-6000:]
     assert text.count("pallycon-apidata: ") == 1, text[-6000:]
+    # The walk-through waited for its processes, and PallyCon's callback reached the receiver.
+    assert re.search(
+        r"^callbacks +ok +the receiver at http://127\.0\.0\.1:\d+ is ready$", text, re.M
+    )
+    assert '"msg": "callback sent"' in text, text[-6000:]
+    counters = re.search(r"^counters .*$", text, re.MULTILINE)
+    assert counters, text[-6000:]
+    assert re.search(r"callbacks (used|unknown job)=[1-9]", counters[0]), text[-6000:]
     # Operating it: the backfill's requests are listed, health passed (set -e), secrets masked
     assert re.search(r"^movie-2 ", text, re.MULTILINE), text[-6000:]
     assert re.search(r"^movie-3 ", text, re.MULTILINE), text[-6000:]

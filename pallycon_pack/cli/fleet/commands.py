@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import click
 
-from pallycon_pack.health import CHECKS, Thresholds
+from pallycon_pack.health import CHECKS, OPTIONAL_CHECKS, Thresholds
 
 
 def parse_checks(text: str) -> list[str]:
     """``--check redis,api``: known names, in the order given, without repeats."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in CHECKS]
+    known = (*CHECKS, *OPTIONAL_CHECKS)
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise click.BadParameter(
-            f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(CHECKS)}",
+            f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(known)}",
             param_hint="--check",
         )
     return list(dict.fromkeys(names))
@@ -34,7 +35,17 @@ def parse_checks(text: str) -> list[str]:
     default=",".join(CHECKS),
     show_default=True,
     help="The checks to run, comma-separated (a worker pod's liveness probe: workers, with "
-    "--this-host).",
+    "--this-host); callbacks, only when named: the callback receiver of this machine "
+    "(PALLYCON_CALLBACK_HOST, _PORT) is ready.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 3600),
+    default=0,
+    metavar="SECONDS",
+    help="Run the checks again until all pass, for up to SECONDS (a line on stderr each time "
+    "the failing checks change): wait for a fleet that is starting. The exit code is that of "
+    "the last round.",
 )
 @click.option(
     "--timeout",
@@ -74,6 +85,7 @@ def parse_checks(text: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def health(
     checks: str,
+    wait: float,
     timeout: float,
     worker_stale: float,
     max_schedule_lag: float,
@@ -84,7 +96,8 @@ def health(
     """Check Redis, the API, the workers and the backlogs; exit 0 only when all pass.
 
     One line per check. Exit codes: 0 healthy, 4 a check failed (the lines say which and why),
-    2 bad usage or settings. Every check is bounded by --timeout.
+    2 bad usage or settings. Every check is bounded by --timeout. With --wait, the checks run
+    again until all pass or SECONDS have passed; the lines are those of the last round.
     """
     from pallycon_pack.cli.fleet import run
 
@@ -95,6 +108,7 @@ def health(
         this_host,
         timeout,
         as_json,
+        wait,
     )
 
 

@@ -14,7 +14,7 @@ import click
 from pallycon.codes import STATUS_CODES
 from pallycon_config import SiteBook, UnknownSite, load_settings
 from pallycon_pack.errors import EXIT_INVALID, EXIT_UNHEALTHY, Failure
-from pallycon_pack.health import Thresholds, run_checks
+from pallycon_pack.health import Thresholds, run_checks, waiting
 from pallycon_pack.present import render
 from pallycon_pack.present.flow import (
     flow_lines,
@@ -33,14 +33,34 @@ from pallycon_store.failures import NO_CODE
 from pallycon_store.flow import EVERY_SITE
 from pallycon_store.wiring import Store
 
+#: Seconds between two rounds of ``health --wait``.
+WAIT_PAUSE = 0.5
+
 
 def health(
-    chosen: list[str], limits: Thresholds, this_host: bool, timeout: float, as_json: bool
+    chosen: list[str],
+    limits: Thresholds,
+    this_host: bool,
+    timeout: float,
+    as_json: bool,
+    wait: float = 0.0,
 ) -> None:
-    """``health``: run the chosen checks, print one line (or JSON) each; exit 4 if one fails."""
+    """``health``: run the chosen checks (with ``wait``, until all pass or ``wait`` seconds
+    have passed), print one line (or JSON) each; exit 4 if one fails."""
     if this_host:
         limits = replace(limits, worker_host=socket.gethostname())
-    results = run_checks(chosen, load_settings(), limits, timeout)
+    settings = load_settings()
+    deadline = time.monotonic() + wait
+    shown: tuple[str, ...] = ()
+    while True:
+        results = run_checks(chosen, settings, limits, timeout)
+        if all(check.ok for check in results) or time.monotonic() >= deadline:
+            break
+        failing, line = waiting(results)
+        if failing != shown:
+            click.echo(line, err=True)
+            shown = failing
+        time.sleep(WAIT_PAUSE)
     healthy = all(check.ok for check in results)
     if as_json:
         render.emit_json({"healthy": healthy, "checks": [c.as_dict() for c in results]})

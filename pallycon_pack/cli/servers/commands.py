@@ -133,6 +133,16 @@ def metrics(host: str | None, port: int | None) -> None:
     help="POST the guide's callback here when a job ends (sites without --site-callback).",
 )
 @click.option(
+    "--callback-receiver",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[URL]",
+    help="POST the callbacks to pallycon-pack callbacks at URL (http://HOST:PORT; alone: the "
+    "one PALLYCON_CALLBACK_HOST/_PORT place on this machine) with PALLYCON_CALLBACK_TOKEN "
+    "(environment or .env) after /callback/. Instead of --callback-url.",
+)
+@click.option(
     "--site-callback",
     "site_callbacks",
     multiple=True,
@@ -190,6 +200,7 @@ def emulator(
     job_seconds: float | None,
     data_dir: Path | None,
     callback_url: str | None,
+    callback_receiver: str | None,
     site_callbacks: tuple[str, ...],
     status_style: str | None,
     max_skew_seconds: float | None,
@@ -214,7 +225,7 @@ def emulator(
     It serves the site in PALLYCON_SITE_ID / _ACCESS_KEY / _SITE_KEY (environment or .env);
     with none configured, the demo site of .env.example. More sites come from --sites-file
     (kept out of ps) or --site. A job's callback goes to its site's --site-callback URL, else
-    to --callback-url, else nowhere.
+    to --callback-url (or the receiver of --callback-receiver), else nowhere.
     """
     from pallycon_pack.cli.servers import run
 
@@ -224,6 +235,7 @@ def emulator(
         job_seconds,
         data_dir,
         callback_url,
+        callback_receiver,
         site_callbacks,
         status_style,
         max_skew_seconds,

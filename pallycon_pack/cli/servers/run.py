@@ -24,7 +24,14 @@ from pallycon_config import Settings, load_callback_tokens, load_settings
 from pallycon_config.logs import configure, log_start
 from pallycon_config.settings import read_settings
 from pallycon_config.show import mask_text
-from pallycon_emulator.config import DEMO_SITE, EmulatorConfig, FaultConfig, load_emulator_settings
+from pallycon_emulator.config import (
+    DEMO_SITE,
+    EmulatorConfig,
+    FaultConfig,
+    callback_url_problem,
+    load_emulator_settings,
+)
+from pallycon_pack import receiver
 from pallycon_pack.cli.servers import permissions
 from pallycon_pack.cli.servers.emulator_sites import (
     _check_unique,
@@ -116,6 +123,25 @@ def _answering_sentinel_first(settings: Settings) -> Settings:
         return settings
     listed = ",".join(f"{host}:{port}" for host, port in nodes)
     return settings.model_copy(update={"redis_sentinels": listed})
+
+
+def receiver_callback_url(settings: Settings, callback_url: str | None, base: str) -> str:
+    """The callback URL of ``emulator --callback-receiver [BASE]``: the receiver at ``base``
+    (empty: where the settings place it on this machine), with the default site's token of the
+    settings. One line, exit 2, when ``--callback-url`` is given too or there is no token."""
+    if callback_url is not None:
+        raise Failure("--callback-receiver and --callback-url: give one of them", EXIT_INVALID)
+    base = base or receiver.local_base(settings.callback_host, settings.callback_port)
+    problem = callback_url_problem(base)
+    if problem:
+        raise Failure(f"--callback-receiver: the URL {problem}", EXIT_INVALID)
+    if settings.callback_token is None:
+        raise Failure(
+            "--callback-receiver: PALLYCON_CALLBACK_TOKEN is not set (environment or .env): "
+            "the receiver's token, which its callback URL ends with",
+            EXIT_INVALID,
+        )
+    return receiver.callback_url(base, settings.callback_token.get_secret_value())
 
 
 def celery_worker_argv(
@@ -277,6 +303,7 @@ def emulator(
     job_seconds: float | None,
     data_dir: Path | None,
     callback_url: str | None,
+    callback_receiver: str | None,
     site_callbacks: tuple[str, ...],
     status_style: str | None,
     max_skew_seconds: float | None,
@@ -299,6 +326,8 @@ def emulator(
     """``emulator``: the sites, faults and callbacks given; serve the API."""
     on_interrupt(server_stopped("emulator"))
     settings = load_settings()
+    if callback_receiver is not None:
+        callback_url = receiver_callback_url(settings, callback_url, callback_receiver)
     emulator_settings = load_emulator_settings(
         host=host,
         port=port,
