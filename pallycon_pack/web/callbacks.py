@@ -42,7 +42,7 @@ from starlette.routing import Route
 
 from pallycon.models import CallbackBody
 from pallycon_config import SiteBook, UnknownSite
-from pallycon_pack.web.poll_batches import BATCH_SECONDS, PollBatches
+from pallycon_pack.web.poll_batches import PollBatches
 from pallycon_store.connect import Target, connect_async
 from pallycon_store.counters import Metric
 from pallycon_store.keys import Keys
@@ -102,7 +102,6 @@ def create_callback_app(
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
     body_timeout: float = BODY_TIMEOUT,
-    batch_seconds: float = BATCH_SECONDS,
     site_tokens: Mapping[str, SecretStr] | None = None,
     book: SiteBook | None = None,
 ) -> Starlette:
@@ -114,7 +113,7 @@ def create_callback_app(
     ``site_tokens`` and the default one (None: the default site alone).
 
     ``poll_now(request_ids)`` sends an immediate poll task for a batch of claimed polls (those
-    of ``batch_seconds``); it is called from a publisher thread and may block. ``lease_seconds``
+    of ``BATCH_SECONDS``); it is called from a publisher thread and may block. ``lease_seconds``
     is the sweepers' lease: a claimed poll whose task is lost comes back after it. The app sends
     the open batch, then closes ``client`` (and its publisher thread) when it shuts down.
     """
@@ -123,7 +122,7 @@ def create_callback_app(
     tokens.pop("", None)  # the default site's token is ``token``
     if token is not None:
         tokens[""] = token
-    batches = PollBatches(poll_now, lease_seconds=lease_seconds, window=batch_seconds)
+    batches = PollBatches(poll_now, lease_seconds=lease_seconds)
     receiver = _Receiver(client, keys, tokens, sites, batches, lease_seconds, clock, body_timeout)
 
     @asynccontextmanager

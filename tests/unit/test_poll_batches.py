@@ -91,7 +91,7 @@ def test_a_failed_send_is_logged_and_lets_its_callbacks_go_on(
     async def scenario() -> None:
         batches = PollBatches(fail, lease_seconds=30, window=0.01)
         results = await asyncio.gather(batches.add("a"), batches.add("b"))
-        assert results == [None, None]
+        assert list(results) == [None, None]
         assert batches.unsent == 0
         await batches.close(5)
 
