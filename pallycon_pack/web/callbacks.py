@@ -4,14 +4,16 @@
 PallyCon signs nothing: anyone who learns the URL can post. So the URL carries a secret token
 (compared in constant time; a wrong token, like any unknown path or method, gets the same 404;
 refusals are counted, and a wrong token logged once a minute at most: :mod:`.refusals`),
-bodies are capped and must arrive in time, and a valid callback is only a hint: it sends one
+bodies are capped and must arrive in time, and a valid callback is only a hint: it claims an
 immediate poll of the job, and the job list, never the callback, decides the outcome.
 
 Repeated callbacks for one job are coalesced: within ``COALESCE_SECONDS`` of the poll a callback
 sent, further callbacks for that job send nothing (one Lua script decides, atomically, for any
-number of receivers). The handlers never block the event loop: Redis is reached through the
-asyncio client with a deadline (a stalled Redis answers 503, never a hang), and the poll task is
-sent from a worker thread.
+number of receivers). The polls claimed by callbacks for different jobs within
+``BATCH_SECONDS`` go out as one poll task (:mod:`pallycon_pack.web.poll_batches`): one
+job-list pass for many jobs. The handlers never block the event loop: Redis is reached through
+the asyncio client with a deadline (a stalled Redis answers 503, never a hang), and the poll
+tasks are sent from a publisher thread.
 
 Health: ``/health/live`` answers as long as the process and its event loop do;
 ``/health/ready`` (and its alias ``/health``) only when Redis answers PING within
@@ -26,12 +28,10 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
 import redis.asyncio
-from kombu.exceptions import KombuError
 from pydantic import SecretStr, ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -43,6 +43,7 @@ from starlette.routing import Route
 
 from pallycon.models import CallbackBody
 from pallycon_config import SiteBook, UnknownSite
+from pallycon_pack.web.poll_batches import PollBatches
 from pallycon_pack.web.refusals import WRONG_TOKEN, Reason, Refusals
 from pallycon_store.connect import Target, connect_async
 from pallycon_store.counters import Metric
@@ -58,7 +59,8 @@ COALESCE_SECONDS = 2.0
 REDIS_TIMEOUT = 3.0
 #: Readiness: Redis must answer PING within this many seconds.
 READY_TIMEOUT = 1.0
-#: The longest a callback waits for its poll task to be sent (the claim's lease covers a loss).
+#: The longest a callback waits for its poll task to be sent, when the broker falls behind
+#: (:data:`pallycon_pack.web.poll_batches.MAX_UNSENT`; the claim's lease covers a loss).
 PUBLISH_TIMEOUT = 5.0
 #: A callback's body must have arrived this many seconds after its headers.
 BODY_TIMEOUT = 10.0
@@ -97,7 +99,7 @@ def create_callback_app(
     client: redis.asyncio.Redis,
     keys: Keys,
     token: SecretStr | None,
-    poll_now: Callable[[str], None],
+    poll_now: Callable[[list[str]], None],
     *,
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
@@ -112,22 +114,24 @@ def create_callback_app(
     (the default site's is ``token``, also served under its id); ``book``: the sites of
     ``site_tokens`` and the default one (None: the default site alone).
 
-    ``poll_now(request_id)`` sends an immediate poll task; it is called from a worker thread and
-    may block. ``lease_seconds`` is the sweepers' lease: a claimed poll whose task is lost comes
-    back after it. The app closes ``client`` (and its publisher thread) when it shuts down.
+    ``poll_now(request_ids)`` sends an immediate poll task for a batch of claimed polls (those
+    of ``BATCH_SECONDS``); it is called from a publisher thread and may block. ``lease_seconds``
+    is the sweepers' lease: a claimed poll whose task is lost comes back after it. The app sends
+    the open batch, then closes ``client`` (and its publisher thread) when it shuts down.
     """
     sites = book or SiteBook(None, tuple(sorted(site_tokens or {})))
     tokens = {sites.stored(site): secret for site, secret in (site_tokens or {}).items()}
     tokens.pop("", None)  # the default site's token is ``token``
     if token is not None:
         tokens[""] = token
-    receiver = _Receiver(client, keys, tokens, sites, poll_now, lease_seconds, clock, body_timeout)
+    batches = PollBatches(poll_now, lease_seconds=lease_seconds)
+    receiver = _Receiver(client, keys, tokens, sites, batches, lease_seconds, clock, body_timeout)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         await receiver.refusals.close()
-        receiver.publisher.shutdown(wait=False)
+        await batches.close(PUBLISH_TIMEOUT)
         await client.aclose()
 
     app = Starlette(
@@ -152,7 +156,7 @@ class _Receiver:
         keys: Keys,
         tokens: Mapping[str, SecretStr],
         book: SiteBook,
-        poll_now: Callable[[str], None],
+        batches: PollBatches,
         lease_seconds: float,
         clock: Callable[[], float],
         body_timeout: float,
@@ -162,12 +166,11 @@ class _Receiver:
         #: site, as records keep it ("" = the default site) -> its token, as bytes
         self.expected = {site: t.get_secret_value().encode("utf-8") for site, t in tokens.items()}
         self.book = book
-        self.poll_now = poll_now
+        self.batches = batches
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.body_timeout = body_timeout
         self.claim_script = client.register_script(_CLAIM)
-        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="pallycon-publish")
         self.pinging: asyncio.Future[object] | None = None  # readiness's PING under way
         self.refusals = Refusals(client, keys.counters, REDIS_TIMEOUT)
 
@@ -249,20 +252,19 @@ class _Receiver:
         return cast(Outcome, str(outcome)), str(request_id)
 
     async def send_poll(self, request_id: str) -> None:
-        """Send the poll task from the publisher thread; a failure is logged, the lease
-        recovers it.
-
-        One thread, not one per callback: the tasks go out one after the other over one broker
-        connection, as fast as from the event loop itself (a thread per callback opened a
-        connection per concurrent callback and made a burst's last callbacks wait).
-        """
+        """Add the claimed poll to the open batch (sent within ``BATCH_SECONDS``); wait for it
+        to be sent only when the broker falls behind, up to ``PUBLISH_TIMEOUT`` (a poll whose
+        task is lost, or late, comes back after the lease)."""
+        sent = self.batches.add(request_id)
+        if not self.batches.behind:
+            return
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await asyncio.wrap_future(self.publisher.submit(self.poll_now, request_id))
-        except (KombuError, RedisError, OSError) as exc:  # OSError: TimeoutError too
+                await asyncio.shield(sent)
+        except TimeoutError:
             log.warning(
-                "poll task not sent (%s); the poll comes back after the lease (%g s)",
-                _describe(exc),
+                "poll task not sent within %g s; the poll comes back after the lease (%g s)",
+                PUBLISH_TIMEOUT,
                 self.lease_seconds,
                 extra={"request_id": request_id},
             )

@@ -46,7 +46,7 @@ def _server(
         callbacks.connect(settings.redis),
         keys,
         token,
-        lambda request_id: send_poll(app, [request_id]),
+        lambda request_ids: send_poll(app, request_ids),
         lease_seconds=settings.lease_seconds,
         site_tokens=tokens,
         book=book,

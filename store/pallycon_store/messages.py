@@ -36,10 +36,20 @@ PUBLISH_RETRY_POLICY = {
 }
 
 
+#: How a worker reads its queues: in the order :func:`queues` lists them, the first that holds a
+#: message first (kombu's Redis transport asks BRPOP for the queues in that order; its default,
+#: ``round_robin``, would take a submit and a poll task in turn).
+QUEUE_ORDER = "priority"
+
+
 def queues(keys: Keys) -> list[Queue]:
+    """The task queues, the poll queue first: a worker takes a poll task before any submit task
+    (see :data:`QUEUE_ORDER`), so polls and callbacks of jobs already at PallyCon never wait
+    behind registrations; submits wait at most for the polls, which are few (one job-list pass
+    covers many) and bounded by the jobs in flight."""
     from kombu import Queue
 
-    return [Queue(keys.submit_queue), Queue(keys.poll_queue)]
+    return [Queue(keys.poll_queue), Queue(keys.submit_queue)]
 
 
 def routes(keys: Keys) -> dict[str, dict[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 import re
@@ -26,6 +28,7 @@ from pallycon_pack.web import asgi, callbacks
 from pallycon_pack.web.callbacks import COALESCE_SECONDS, READY_TIMEOUT, REDIS_TIMEOUT
 from pallycon_producers.api import Producer
 from pallycon_store.keys import Keys
+from pallycon_store.messages import send_poll, send_submit, sender
 from support.env import clean_env
 from support.processes import EmulatorProcess, start_server
 from support.queue import make_settings, register_storage, wait_all
@@ -371,3 +374,76 @@ def test_wrong_tokens_are_counted_and_logged_once_a_minute(redis_server: RedisSe
     assert output.count("callback refused: not a PallyCon callback body") == 1
     assert "guess-" not in output
     assert client.hget(counters, "callbacks refused not a callback") == "1"
+
+
+# --- Polls before registrations ----------------------------------------------------------------
+
+
+def _poll_tasks(producer: Producer) -> list[list[str]]:
+    """The request ids of each poll task waiting in the queue (Celery's message bodies)."""
+    tasks = []
+    for raw in producer.redis.lrange(producer.keys.poll_queue, 0, -1):
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        tasks.append(args[0])
+    return tasks
+
+
+def test_callbacks_for_many_jobs_at_once_go_out_as_few_poll_tasks(
+    receiver, emulator_factory, worker_factory, figure
+):
+    """30 callbacks for 30 different jobs at once: each job's poll claimed once, and all of
+    them in fewer poll tasks than callbacks (one job-list pass for many jobs, not a task and an
+    API call each). No worker runs while they are counted: the tasks wait in the queue."""
+    server, settings = receiver
+    emulator = emulator_factory("--job-seconds", "60")
+    settings = settings.model_copy(update={"api_url": emulator.url, **SLOW_POLLS})
+    producer, storage_id = Producer.from_settings(settings), register_storage(emulator.url)
+    worker = worker_factory(settings)
+    jobs = dict(_submitted(producer, storage_id, f"many-{n}") for n in range(30))
+    worker.stop()
+    producer.redis.delete(producer.keys.poll_queue)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+
+        def post(job_id: str) -> int:
+            body = {"job_id": int(job_id), "error_code": "0000"}
+            return client.post(f"/callback/{TOKEN}", json=body).status_code
+
+        with ThreadPoolExecutor(30) as pool:
+            statuses = list(pool.map(post, jobs.values()))
+    assert set(statuses) == {200}
+    deadline = time.monotonic() + 10
+    while sum(map(len, tasks := _poll_tasks(producer))) < len(jobs):
+        assert time.monotonic() < deadline, tasks
+        time.sleep(0.05)
+    figure("callback polls coalesced", callbacks=len(jobs), poll_tasks=len(tasks))
+    assert sorted(rid for task in tasks for rid in task) == sorted(jobs)
+    assert len(tasks) < len(jobs)
+
+
+def test_a_worker_takes_waiting_polls_before_any_registration(
+    emulator_factory, worker_factory, redis_server: RedisServer
+):
+    """Three one-job poll tasks queued behind six submit tasks: a worker (one process) runs
+    all three polls, and completes their requests, before it registers any of the six."""
+    emulator = emulator_factory("--job-seconds", "0")
+    settings = make_settings(redis_server.url, emulator.url, **SLOW_POLLS)
+    producer, storage_id = Producer.from_settings(settings), register_storage(emulator.url)
+    first = worker_factory(settings, concurrency=1)
+    done = [_submitted(producer, storage_id, f"done-{n}")[0] for n in range(3)]
+    first.stop()
+    waiting = producer.submit_many([body_for(storage_id, f"waiting-{n}") for n in range(6)])
+    app = sender(settings.redis, producer.keys)
+    send_submit(app, waiting, chunk=1)
+    for request_id in done:  # as callbacks sent them: one task per job, behind the submits
+        send_poll(app, [request_id])
+    worker_factory(settings, concurrency=1)
+    wait_all(producer, done)
+    deadline = time.monotonic() + 60
+    while not all(r.job_id for r in producer.records.get_many(waiting).values()):
+        assert time.monotonic() < deadline, "the six were never registered"
+        time.sleep(0.1)
+    order = [(e["type"], e["request_id"]) for e in _events(producer)]
+    completed = [order.index(("completed", rid)) for rid in done]
+    registered = [order.index(("submitted", rid)) for rid in waiting]
+    assert max(completed) < min(registered), order

@@ -24,7 +24,14 @@ from celery.signals import worker_process_init
 from pallycon_config import Settings
 from pallycon_config.logs import configure
 from pallycon_store.connect import REDIS_AWAY, describe
-from pallycon_store.messages import POLL_TASK, SUBMIT_TASK, send_poll, send_submit, sending_conf
+from pallycon_store.messages import (
+    POLL_TASK,
+    QUEUE_ORDER,
+    SUBMIT_TASK,
+    send_poll,
+    send_submit,
+    sending_conf,
+)
 from pallycon_store.wiring import keys_of
 from pallycon_worker.intake_stream import consume_intake
 from pallycon_worker.loops import LoopHealth, supervise
@@ -47,7 +54,11 @@ def configure_celery(app: Celery, settings: Settings) -> None:
     transport = sending.pop("broker_transport_options", {})
     app.conf.update(sending)
     app.conf.update(
-        broker_transport_options={**transport, "visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            **transport,
+            "visibility_timeout": settings.visibility_timeout,
+            "queue_order_strategy": QUEUE_ORDER,  # the poll queue first
+        },
         broker_connection_max_retries=None,
         broker_channel_error_retry=True,
         # A step cut off from Redis goes on, keeps what it could not write and writes it once
