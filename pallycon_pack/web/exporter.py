@@ -66,7 +66,7 @@ MAX_EVENTS_PER_SCRAPE = 50_000
 #: Seconds a scrape waits on Redis per round trip (keep scrapes under Prometheus's 10 s).
 SCRAPE_TIMEOUT = 3.0
 #: Seconds a scrape waits for its collection at most; then it answers ``pallycon_pack_up 0``.
-SCRAPE_DEADLINE = 5.0
+SCRAPE_DEADLINE = 3.0
 #: Failed requests read per scrape for the dead-letter gauge (the newest, of the last hour).
 FAILED_SAMPLE = 1000
 #: The counters of the counters hash, by metric (name, help, label values).
@@ -138,6 +138,8 @@ class FleetCollector(Collector):
         with self._starting:
             if self._current is None or self._current.done():
                 self._current = Future()
+                # Running: a scrape that gives up waiting must not cancel it under the others.
+                self._current.set_running_or_notify_cancel()
                 threading.Thread(
                     target=self._collect_into, args=(self._current,), name="collect", daemon=True
                 ).start()
