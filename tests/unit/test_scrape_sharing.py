@@ -31,7 +31,7 @@ class _Slow(FleetCollector):
 
 
 def _up(metrics: list[Any]) -> float:
-    return next(m.samples[0].value for m in metrics if m.name == "pallycon_pack_up")
+    return float(next(m.samples[0].value for m in metrics if m.name == "pallycon_pack_up"))
 
 
 def test_scrapes_past_the_deadline_answer_up_0_and_do_not_cancel_the_collection() -> None:
