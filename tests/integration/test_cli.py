@@ -136,6 +136,18 @@ def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
     assert shown["warnings"] == [line.removeprefix("warning: ") for line in MISSPELT]
 
 
+def test_config_show_tells_a_misspelt_name_when_the_settings_are_invalid(tmp_path: Path):
+    """config show with an invalid setting: the misspelt name is still told, before the error
+    (it may be why the settings are wrong)."""
+    (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\n")
+    env = clean_env(PALLYCON_REDSI_URL="redis://elsewhere:6379/0", PALLYCON_POLL_INTERVAL="abc")
+    result = run_cli("config", "show", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert lines[:2] == list(MISSPELT)
+    assert "PALLYCON_POLL_INTERVAL" in "\n".join(lines[2:])
+
+
 # --- inputs past the API's limit ---------------------------------------------------------------
 
 TOO_LARGE = f"larger than {MAX_INPUT_BYTES} bytes, more than any request the API takes"

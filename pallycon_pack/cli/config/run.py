@@ -7,7 +7,7 @@ import json
 
 import click
 
-from pallycon_config import load_settings
+from pallycon_config import ConfigError, load_settings
 from pallycon_config.names import unknown_once
 from pallycon_config.rules import env_name
 from pallycon_config.settings import read_settings, unknown_settings, variable_name
@@ -23,7 +23,12 @@ def show(as_json: bool) -> None:
     """Print every setting: its variable, value (secrets masked) and source; then the
     warnings, unknown ``PALLYCON_*`` names first (told here rather than as the settings load)."""
     unknown = [item.sentence() for item in unknown_once(unknown_settings())]
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError:  # a misspelt name may be why: tell it before the error
+        for note in unknown:
+            click.echo(f"warning: {note}", err=True)
+        raise
     emulator_settings = load_emulator_settings()
     console_settings = read_settings(ConsoleSettings, console_env_name, {})
     rows = [
