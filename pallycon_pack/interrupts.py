@@ -2,7 +2,7 @@
 
 A command names that line as it goes (:func:`on_interrupt`, a text or a function read at the
 moment of the interrupt); the command group turns the interrupt into it (:func:`interrupted`),
-never a traceback. A server that stops by itself on SIGINT (uvicorn, Celery, the exporter)
+never a traceback. A server that stops by itself on SIGINT (uvicorn, Celery)
 raises ``KeyboardInterrupt`` once stopped, so that it ends the same way. Light: the standard
 library and click only (the group loads it before any command).
 """

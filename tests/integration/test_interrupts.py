@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.integration
 
 #: Nothing listens there: no test here calls the API.
 NO_API = "http://127.0.0.1:9"
-#: The batch's size: a dozen chunks, so that an interrupt lands mid-way.
-LINES = 6000
+#: The batch's size: forty chunks, so that an interrupt lands mid-way (it is sent after two).
+LINES = 20_000
 
 
 @pytest.fixture
@@ -83,8 +84,11 @@ def test_an_interrupted_batch_says_how_many_are_recorded_and_running_it_again_re
     path.write_text("".join(json.dumps({"body": body, "request_id": i}) + "\n" for i in ids))
     terminal = _start(terminals, env, tmp_path, "submit", "--batch", str(path), "--quiet")
     terminal.wait_for("recording")
+    deadline = time.monotonic() + 60
     while _accepted(producer, settings) < 1000:
-        assert terminal.process.poll() is None, terminal.text()[-3000:]
+        assert terminal.process.poll() is None, terminal.text()[-3000:]  # ended before Ctrl-C
+        assert time.monotonic() < deadline, terminal.text()[-3000:]
+        time.sleep(0.005)
     terminal.interrupt()
     line = _interrupted(terminal)
     match = re.fullmatch(
@@ -131,8 +135,8 @@ def test_an_interrupted_worker_stops_warm_and_exits_130(env, terminals, tmp_path
 
 @pytest.mark.parametrize("server", ["callbacks", "metrics"])
 def test_an_interrupted_server_exits_130_with_one_line(server, env, terminals, tmp_path: Path):
-    """Ctrl-C on a server (uvicorn's shutdown, or the exporter's own handler): exit 130 and one
-    line saying it stopped."""
+    """Ctrl-C on a server (after uvicorn's shutdown): exit 130 and one line saying it
+    stopped."""
     terminal = _start(terminals, env, tmp_path, server, "--port", "0")
     terminal.wait_for("listening on")
     terminal.interrupt()
