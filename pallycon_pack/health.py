@@ -236,7 +236,7 @@ def _callbacks_check(settings: Settings, timeout: float) -> Check:
     """The callback receiver of this machine answers ``/health/ready`` (it reaches Redis)."""
     url = local_base(settings.callback_host, settings.callback_port)
     try:
-        response = httpx.get(f"{url}/health/ready", timeout=timeout)
+        response = httpx.get(f"{url}/health/ready", timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
         return Check("callbacks", False, f"no receiver at {url} ({type(exc).__name__}: {exc})")
     if response.status_code != 200:

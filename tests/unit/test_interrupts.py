@@ -33,13 +33,13 @@ SAFE = "run the same command again to record the rest"
             [_lines(1, 3, named=False)],
             [],
             "interrupted: 3 of 9 recorded; submit only the lines after line 3 (tail -n +4 "
-            "b.jsonl): 3 recorded line(s) have no request_id and would be recorded again",
+            "b.jsonl > rest.jsonl, then --batch rest.jsonl): 3 recorded line(s) have no request_id and would be recorded again",
         ),
         (
             [_lines(1, 3)],
             _lines(4, 6, named=False),
             "interrupted: 3 of 9 recorded (lines 4-6 maybe); submit only the lines after line 3 "
-            "(tail -n +4 b.jsonl): 3 recorded line(s) have no request_id and would be recorded "
+            "(tail -n +4 b.jsonl > rest.jsonl, then --batch rest.jsonl): 3 recorded line(s) have no request_id and would be recorded "
             "again",
         ),
     ],

@@ -255,6 +255,6 @@ class Recording:
         after = self.pending[0].number - 1 if self.pending else self.last_line
         return (
             f"{head}; submit only the lines after line {after} (tail -n +{after + 1} "
-            f"{self.path}): {unnamed} recorded line(s) have no request_id and would be "
-            "recorded again"
+            f"{self.path} > rest.jsonl, then --batch rest.jsonl): {unnamed} recorded line(s) "
+            "have no request_id and would be recorded again"
         )
