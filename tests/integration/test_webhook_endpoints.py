@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -43,10 +44,8 @@ def endpoints(client: redis.Redis) -> Endpoints:
 def _dump(endpoints: Endpoints) -> str:
     """Everything Redis holds under the deployment's prefix, as text (what a dump shows)."""
     client = endpoints.redis
-    lines = []
-    for key in client.scan_iter(f"{endpoints.keys.prefix}:*"):
-        lines.append(f"{key} {json.dumps(client.hgetall(key))}")
-    return "\n".join(lines)
+    keys = client.scan_iter(f"{endpoints.keys.prefix}:*")
+    return "\n".join(f"{key} {json.dumps(client.hgetall(key))}" for key in keys)
 
 
 def _clear_forms(secret: Secret) -> list[str]:
@@ -61,13 +60,20 @@ def test_an_endpoint_is_stored_with_its_filters_and_its_secret_encrypted(endpoin
     sealer = Sealer.of(KEY)
     secret = Secret.generate()
     added = endpoints.add(sealer, URL, secret, NOW, events=["completed", "failed"], site="BRND")
-    assert added.id.startswith("ep_") and len(added.id) == 15
+    assert added.id.startswith("ep_")
+    assert len(added.id) == 15
     assert endpoints.get(added.id) == added
     assert endpoints.list() == [added]
-    assert (added.url, added.events, added.site) == (URL, {"completed", "failed"}, "BRND")
-    assert not added.allow_private and added.disabled is None
+    assert (added.url, added.events, added.site) == (
+        URL,
+        frozenset({"completed", "failed"}),
+        "BRND",
+    )
+    assert not added.allow_private
+    assert added.disabled is None
     dump = _dump(endpoints)
-    assert added.id in dump and URL in dump
+    assert added.id in dump
+    assert URL in dump
     for form in _clear_forms(secret):
         assert form not in dump
     assert endpoints.open_secrets(sealer, endpoints.get(added.id), NOW) == [secret]
@@ -77,7 +83,8 @@ def test_no_events_named_means_the_outcomes_and_every_site(endpoints: Endpoints)
     """An endpoint that names no events gets the outcomes, of every site."""
     added = endpoints.add(Sealer.of(KEY), URL, Secret.generate(), NOW)
     assert added.events == DEFAULT_EVENTS
-    assert added.wants("completed", "ANY") and not added.wants("progress", "ANY")
+    assert added.wants("completed", "ANY")
+    assert not added.wants("progress", "ANY")
 
 
 def test_a_secret_opens_only_with_its_key_and_for_its_endpoint(endpoints: Endpoints):
@@ -142,7 +149,8 @@ def test_disable_and_enable(endpoints: Endpoints):
     endpoints.disable(added.id, "HTTP 410", NOW + 1)
     endpoints.disable(added.id, "again", NOW + 2)
     disabled = endpoints.get(added.id).disabled
-    assert disabled is not None and (disabled.reason, disabled.at) == ("HTTP 410", NOW + 1)
+    assert disabled is not None
+    assert (disabled.reason, disabled.at) == ("HTTP 410", NOW + 1)
     assert not endpoints.get(added.id).wants("completed", "")
     assert endpoints.enable(added.id).disabled is None
     assert endpoints.get(added.id).wants("completed", "")
@@ -155,13 +163,14 @@ def test_remove_and_unknown_ids(endpoints: Endpoints):
     added = endpoints.add(sealer, URL, Secret.generate(), NOW)
     assert endpoints.remove(added.id) == added
     assert endpoints.list() == []
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: endpoints.get(added.id),
         lambda: endpoints.remove(added.id),
         lambda: endpoints.rotate(sealer, added.id, Secret.generate(), NOW),
         lambda: endpoints.disable(added.id, "x", NOW),
         lambda: endpoints.enable(added.id),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(UnknownEndpoint, match=added.id):
             call()
 
