@@ -5,6 +5,7 @@ receiver that verifies each delivery with the specification's own library
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,8 +123,20 @@ def test_add_from_a_file_then_test_delivers_a_verifiable_event(cli: Cli, receive
     message = receiver.verify(secret)
     assert message["type"] == "webhook.test"
     assert message["data"]["endpoint_id"] == endpoint_id
+
+
+def test_a_host_name_is_connected_to_at_its_checked_address_and_keeps_its_host(
+    cli: Cli, receiver: Receiver
+):
+    """An endpoint named by host (localhost, allowed private) gets the test at the address
+    it resolved to, with its own name in ``Host``."""
+    code, out, err = cli.run("add", f"http://localhost:{receiver.port}/hook", "--allow-private")
+    assert code == 0, err
+    endpoint_id, printed = out.split()
+    assert cli.run("test", endpoint_id)[0] == 0
+    receiver.verify(Secret.parse(printed))
     headers, _ = receiver.received[-1]
-    assert headers["host"] == f"127.0.0.1:{receiver.port}"
+    assert headers["host"] == f"localhost:{receiver.port}"
 
 
 def test_a_generated_secret_is_printed_once_and_read_from_stdin_too(cli: Cli, receiver: Receiver):
@@ -233,7 +246,7 @@ def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver)
 
 def test_a_failing_receiver_is_one_line_and_exit_1(cli: Cli, receiver: Receiver):
     """A 500 is not delivered: one line naming the status and that a delivery would be
-    retried; a 410 says it would disable the endpoint."""
+    retried; a 410 says it would disable the endpoint; a refused connection is one line."""
     _, out, _ = cli.run("add", receiver.url, "--allow-private")
     endpoint_id = out.split()[0]
     receiver.status = 500
@@ -246,6 +259,14 @@ def test_a_failing_receiver_is_one_line_and_exit_1(cli: Cli, receiver: Receiver)
     code, _, err = cli.run("test", endpoint_id)
     assert code == 1
     assert "would disable the endpoint" in err
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    _, out, _ = cli.run("add", f"http://127.0.0.1:{port}/hook", "--allow-private")
+    code, _, err = cli.run("test", out.split()[0])
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "no response (ConnectError" in line
 
 
 def test_without_the_key_each_command_that_needs_it_says_so(cli: Cli, receiver: Receiver):

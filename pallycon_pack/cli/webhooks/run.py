@@ -150,37 +150,63 @@ def test_body(endpoint: Endpoint, now: float) -> tuple[str, bytes]:
 def send_test(
     endpoint: Endpoint, secrets: list[Secret], now: float
 ) -> tuple[outcome.Outcome, float | None]:
-    """Send one signed test event to ``endpoint``: connected to an address the check allowed
-    (the URL pinned to it, the name kept for ``Host`` and TLS), :data:`TIMEOUT` at most, no
-    redirect followed. Its outcome, and the seconds the response took (None: no response)."""
+    """Send one signed test event to ``endpoint`` at an address the check allowed
+    (:func:`resolve`, :func:`post`). Its outcome, and the seconds the response took (None: no
+    response)."""
+    try:
+        allowed = resolve(endpoint)
+    except RefusedAddress as exc:
+        return outcome.no_response(str(exc)), None
+    webhook_id, body = test_body(endpoint, now)
+    signed = signing.headers(webhook_id, int(now), body, secrets)
+    for address in allowed[:-1]:  # the next address only if this one takes no connection
+        try:
+            return post(endpoint.url, address, signed, body)
+        except httpx.ConnectError:
+            continue
+    try:
+        return post(endpoint.url, allowed[-1], signed, body)
+    except httpx.ConnectError as exc:
+        return outcome.no_response(f"no response (ConnectError: {exc})"), None
+
+
+def resolve(endpoint: Endpoint) -> list[addresses.Address]:
+    """The addresses a delivery to ``endpoint`` may connect to, in the resolver's order: all
+    its host resolves to, each checked (:func:`addresses.allowed`) unless it allows private
+    ones; a :class:`RefusedAddress` saying why there is none."""
     parts = urlsplit(endpoint.url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        resolved = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
-        allowed = addresses.allowed(host, [str(a) for a in resolved], endpoint.allow_private)
-    except socket.gaierror as exc:
-        return outcome.no_response(f"{host} does not resolve ({exc.strerror})"), None
-    except RefusedAddress as exc:
-        return outcome.no_response(str(exc)), None
-    webhook_id, body = test_body(endpoint, now)
-    headers = signing.headers(webhook_id, int(now), body, secrets)
-    headers |= {"content-type": "application/json", "host": parts.netloc.rpartition("@")[2]}
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RefusedAddress(f"{host} does not resolve ({exc})") from None
+    resolved = [str(info[4][0]) for info in found]
+    return list(dict.fromkeys(addresses.allowed(host, resolved, endpoint.allow_private)))
+
+
+def post(
+    url: str, address: addresses.Address, signed: dict[str, str], body: bytes
+) -> tuple[outcome.Outcome, float | None]:
+    """POST ``body`` with the ``signed`` headers to ``url`` at ``address`` (the URL pinned to
+    it, the name kept for ``Host`` and for TLS), :data:`TIMEOUT` at most, no redirect
+    followed, no proxy: its outcome and how long the response took (None: none came); an
+    ``httpx.ConnectError`` if the address takes no connection (the caller tries the next)."""
+    parts = urlsplit(url)
+    headers = signed | {"content-type": "application/json", "host": parts.netloc}
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
     started = time.monotonic()
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
             response = client.post(
-                addresses.pinned(endpoint.url, allowed[0]),
-                content=body,
-                headers=headers,
-                extensions=extensions,
+                addresses.pinned(url, address), content=body, headers=headers, extensions=extensions
             )
     except httpx.TimeoutException:
         return outcome.no_response(f"no response in {TIMEOUT:g} s (timeout)"), None
+    except httpx.ConnectError:
+        raise
     except httpx.TransportError as exc:
         return outcome.no_response(f"no response ({type(exc).__name__}: {exc})"), None
     seconds = time.monotonic() - started
-    return outcome.classify(
-        response.status_code, response.headers.get("retry-after"), time.time()
-    ), seconds
+    retry_after = response.headers.get("retry-after")
+    return outcome.classify(response.status_code, retry_after, time.time()), seconds
