@@ -8,8 +8,16 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from pallycon.errors import CallError, InvalidRequest, RequestNotBuilt, RequestNotSent
 from pallycon_config import ConfigError, RedisTarget, Settings, env_name
 from pallycon_config.settings import read_settings
-from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Failure, ListenError
+from pallycon_pack.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    Failure,
+    ListenError,
+)
 from pallycon_store.connect import describe, login_refused, sentinels_refused
+from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
 
 
 def failure_of(exc: Exception) -> Failure | None:
@@ -25,6 +33,10 @@ def failure_of(exc: Exception) -> Failure | None:
         return Failure(api_problem(exc), EXIT_FAILED)
     if isinstance(exc, CallError):
         return Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+    if isinstance(exc, UnknownEndpoint):
+        return Failure(str(exc), EXIT_NOT_FOUND)
+    if isinstance(exc, WebhookError):  # a URL, secret, event type or key that cannot be used
+        return Failure(str(exc), EXIT_INVALID)
     if isinstance(exc, ListenError):
         return Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE)
     # Redis, or the broker (Redis) refusing a task message.

@@ -61,6 +61,19 @@ def check_callback_token(value: SecretStr) -> SecretStr:
     return value
 
 
+#: The shortest ``PALLYCON_WEBHOOK_KEY``, in characters.
+MIN_WEBHOOK_KEY = 32
+
+
+def check_webhook_key(value: SecretStr) -> SecretStr:
+    """``value`` if it is long enough to key the webhook secrets' encryption, else a
+    ``ValueError`` giving its length only."""
+    size = len(value.get_secret_value())
+    if size < MIN_WEBHOOK_KEY:
+        raise ValueError(f"must be at least {MIN_WEBHOOK_KEY} characters, got {size}")
+    return value
+
+
 def check_region(value: str) -> str:
     """``value`` if it is a known region code, else a ``ValueError`` naming the known ones."""
     if value not in REGIONS:

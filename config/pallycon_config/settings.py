@@ -44,6 +44,7 @@ from pallycon_config.rules import (
     check_region,
     check_site_id,
     check_site_key,
+    check_webhook_key,
     env_name,
 )
 from pallycon_config.secrets import (
@@ -263,6 +264,13 @@ class Settings(BaseSettings):
     callback_host: str = Field(default="127.0.0.1", description="Callback receiver address.")
     callback_port: int = Field(default=8700, ge=0, le=65535, description="Callback port.")
 
+    # --- Webhooks ------------------------------------------------------------------------------
+    webhook_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts the webhook endpoints' secrets in Redis (at least 32 "
+        "characters; changing it makes the stored secrets unreadable).",
+    )
+
     # --- The metrics exporter ------------------------------------------------------------------
     metrics_host: str = Field(default="127.0.0.1", description="Metrics exporter address.")
     metrics_port: int = Field(default=9840, ge=0, le=65535, description="Metrics port.")
@@ -294,6 +302,11 @@ class Settings(BaseSettings):
     @classmethod
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         return None if value is None else check_callback_token(value)
+
+    @field_validator("webhook_key")
+    @classmethod
+    def _webhook_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else check_webhook_key(value)
 
     @field_validator("site_id")
     @classmethod
@@ -437,6 +450,16 @@ class Settings(BaseSettings):
                 f"missing setting: {env_name('callback_token')} (any long random text)"
             )
         return self.callback_token
+
+    def require_webhook_key(self) -> SecretStr:
+        """The key of the webhook endpoints' secrets, or a :class:`ConfigError` naming
+        ``PALLYCON_WEBHOOK_KEY``."""
+        if self.webhook_key is None:
+            raise ConfigError(
+                f"missing setting: {env_name('webhook_key')} (the key that encrypts webhook "
+                "secrets in Redis: 32 or more random characters, the same for every process)"
+            )
+        return self.webhook_key
 
     def require_region(self) -> str:
         """The region code, or a :class:`ConfigError` naming ``PALLYCON_REGION``."""

@@ -102,6 +102,10 @@ COMMANDS: dict[str, Entry] = {
         "Register, update and list the S3 storages PallyCon reads from and writes to.",
     ),
     "jobs": Entry(_family("api"), "Register, list and watch packaging jobs directly (no queue)."),
+    "webhooks": Entry(
+        _family("webhooks"),
+        "Manage the endpoints signed webhooks (Standard Webhooks) go to.",
+    ),
     "config": Entry(_family("config"), "Show the effective settings and where each one came from."),
     "demo": Entry(
         "pallycon_pack.demo.commands",
@@ -116,6 +120,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Fleet", ("health", "stats", "pause", "resume")),
     ("Servers", ("worker", "callbacks", "console", "metrics", "emulator")),
     ("PallyCon API (direct)", ("sign", "storage", "jobs")),
+    ("Upstream systems", ("webhooks",)),
     ("Setup", ("config", "demo")),
 )
 

@@ -208,6 +208,12 @@ class Keys:
         return f"{self.prefix}:api"
 
     @property
+    def webhook_endpoints(self) -> str:
+        """Hash: webhook endpoint id -> JSON of the endpoint (URL, filters, state), its
+        secrets encrypted (:mod:`pallycon_store.webhooks.endpoints`)."""
+        return f"{self.prefix}:webhooks:endpoints"
+
+    @property
     def durability_mark(self) -> str:
         """String, expiring: a tiny write made just before ``WAIT``/``WAITAOF``, on the same
         connection, so that the wait covers every change made before it (see durability.py)."""

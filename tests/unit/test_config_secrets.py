@@ -45,6 +45,7 @@ def test_every_secret_setting_is_found():
         "redis_password",
         "redis_sentinel_password",
         "callback_token",
+        "webhook_key",
     ]
     assert secret_fields(ConsoleSettings) == ["token"]
     assert is_secret(SecretStr)
@@ -76,6 +77,7 @@ def test_each_secret_reads_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "redis_password": "redis-password",
         "redis_sentinel_password": "sentinel-password",
         "callback_token": TOKEN,
+        "webhook_key": "a-webhook-key-from-a-file-of-32-chars",
     }
     for field, value in values.items():
         path = _write(tmp_path / "run" / field, value + "\n")
@@ -86,6 +88,22 @@ def test_each_secret_reads_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         assert isinstance(secret, SecretStr)
         assert secret.get_secret_value() == value
         assert settings.secret_files[field].path == tmp_path / "run" / field
+
+
+def test_a_short_webhook_key_is_refused_giving_its_length_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """PALLYCON_WEBHOOK_KEY under 32 characters stops start-up naming the variable and the
+    file, never the value; a missing one is one line naming the variable."""
+    path = _write(tmp_path / "webhook_key", "too-short-a-key\n")
+    monkeypatch.setenv("PALLYCON_WEBHOOK_KEY_FILE", str(path))
+    message = _error()
+    assert "PALLYCON_WEBHOOK_KEY (from file" in message
+    assert "at least 32 characters, got 15" in message
+    assert "too-short-a-key" not in message
+    monkeypatch.delenv("PALLYCON_WEBHOOK_KEY_FILE")
+    with pytest.raises(ConfigError, match=r"^missing setting: PALLYCON_WEBHOOK_KEY "):
+        load_settings().require_webhook_key()
 
 
 def test_the_secrets_directory_names_files_like_variables(

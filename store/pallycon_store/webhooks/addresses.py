@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
-from pallycon_store.webhooks.errors import RefusedAddress
+from pallycon_store.webhooks.errors import MalformedEndpoint, RefusedAddress
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: The longest endpoint URL accepted, in characters.
+MAX_URL_LENGTH = 2048
 
 
 def embedded(address: Address) -> Address:
@@ -65,3 +69,61 @@ def allowed(host: str, resolved: Sequence[str], allow_private: bool) -> list[Add
                 "(add the endpoint with --allow-private to allow it)"
             )
     return addresses
+
+
+def literal(host: str) -> Address | None:
+    """The address ``host`` is written as (``127.0.0.1``, ``::1``), or ``None`` for a name."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def check_url(url: str, allow_private: bool) -> str:
+    """``url`` if deliveries may be sent to it, else a :class:`MalformedEndpoint` or
+    :class:`RefusedAddress` saying why: ``http`` or ``https`` with a host, no user or password,
+    no fragment, at most :data:`MAX_URL_LENGTH` characters; ``https`` unless ``allow_private``
+    (plain HTTP only to a receiver inside the network); a host written as an address is
+    judged at once (:func:`refusal`), a name when it is resolved, at each delivery."""
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise MalformedEndpoint(f"an endpoint URL has at most {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise MalformedEndpoint(f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise MalformedEndpoint("an endpoint URL starts with https:// (or http://)")
+    if parts.username is not None or parts.password is not None:
+        raise MalformedEndpoint("an endpoint URL holds no user or password (user@host)")
+    host = parts.hostname
+    if not host:
+        raise MalformedEndpoint("an endpoint URL names a host")
+    if parts.fragment:
+        raise MalformedEndpoint("an endpoint URL has no #fragment")
+    address = literal(host)
+    if address is not None and not allow_private:
+        why = refusal(address)
+        if why is not None:
+            raise RefusedAddress(
+                f"{host} is a {why} address: deliveries to it are refused "
+                "(add the endpoint with --allow-private to allow it)"
+            )
+    if parts.scheme != "https" and not allow_private:
+        raise MalformedEndpoint(
+            "an endpoint URL starts with https:// (plain http:// only with --allow-private, "
+            "for a receiver inside your network)"
+        )
+    del port  # read only to check it is a number in range
+    return url
+
+
+def pinned(url: str, address: Address) -> str:
+    """``url`` with its host replaced by ``address`` (the one checked): the connection goes
+    there, whatever the name resolves to next (the caller sends the original ``Host`` and,
+    for https, the name for TLS)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))

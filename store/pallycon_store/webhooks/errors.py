@@ -30,3 +30,7 @@ class RefusedAddress(WebhookError):
 
 class UnknownEndpoint(WebhookError):
     """No endpoint has that id."""
+
+
+class UnreadableSecret(WebhookError):
+    """A stored secret that does not decrypt with the configured key (changed, or damaged)."""

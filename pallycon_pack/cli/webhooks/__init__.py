@@ -1,0 +1,1 @@
+"""webhooks: the endpoints signed webhooks go to."""

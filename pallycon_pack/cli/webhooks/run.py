@@ -1,0 +1,212 @@
+"""The work of ``webhooks add|list|remove|rotate-secret|test``: the endpoints in Redis
+(:mod:`pallycon_store.webhooks.endpoints`), and one signed test event sent from here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import click
+import httpx
+
+from pallycon_config import Settings, load_settings
+from pallycon_config.rules import check_site_id
+from pallycon_pack.cli.inputs import read_secret
+from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
+from pallycon_pack.interrupts import on_interrupt
+from pallycon_pack.present import render
+from pallycon_pack.present.webhooks import (
+    added_line,
+    endpoint_lines,
+    endpoint_row,
+    rotated_line,
+    test_line,
+)
+from pallycon_store.events import iso
+from pallycon_store.webhooks import addresses, outcome, payload, signing
+from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
+from pallycon_store.webhooks.errors import RefusedAddress
+from pallycon_store.webhooks.sealing import Sealer
+from pallycon_store.webhooks.signing import Secret
+from pallycon_store.wiring import Store
+
+#: The longest a test delivery may take, in seconds (as a delivery's).
+TIMEOUT = 15.0
+#: The option that reads a secret.
+FILE_OPTION = "--secret-file"
+
+
+@dataclass(frozen=True)
+class Hand:
+    """What the commands work with: the endpoints in Redis, and the settings."""
+
+    settings: Settings
+    endpoints: Endpoints
+
+    @classmethod
+    def of(cls) -> Hand:
+        settings = load_settings()
+        store = Store.of(settings)
+        return cls(settings, Endpoints(store.redis, store.keys))
+
+    def sealer(self) -> Sealer:
+        """The sealer of PALLYCON_WEBHOOK_KEY (a one-line error naming it when unset)."""
+        return Sealer.of(self.settings.require_webhook_key().get_secret_value())
+
+
+def secret_of(path: str | None) -> tuple[Secret, bool]:
+    """The secret in the file at ``path`` ('-': standard input), or a new one if ``path`` is
+    None; and whether it was generated."""
+    if path is None:
+        return Secret.generate(), True
+    return Secret.parse(read_secret(path, FILE_OPTION)), False
+
+
+def add(
+    url: str, secret_file: str | None, events: str, site: str | None, allow_private: bool
+) -> None:
+    """``add``: store the endpoint; its id on stdout (a generated secret below it), what was
+    added on stderr."""
+    if site is not None:
+        try:
+            check_site_id(site)
+        except ValueError as exc:
+            raise Failure(f"--site {site!r}: {exc}", EXIT_INVALID) from None
+    hand = Hand.of()
+    sealer = hand.sealer()
+    secret, generated = secret_of(secret_file)
+    on_interrupt("interrupted: the endpoint may have been added; see pallycon-pack webhooks list")
+    endpoint = hand.endpoints.add(
+        sealer,
+        url,
+        secret,
+        time.time(),
+        events=events.split(","),
+        site=site or "",
+        allow_private=allow_private,
+    )
+    click.echo(endpoint.id)
+    if generated:
+        click.echo(secret.text())
+    click.echo(added_line(endpoint, generated), err=True)
+
+
+def list_(as_json: bool) -> None:
+    """``list``: every endpoint, never a secret."""
+    found = Hand.of().endpoints.list()
+    now = time.time()
+    if as_json:
+        render.emit_json([endpoint_row(endpoint, now) for endpoint in found])
+        return
+    for line in endpoint_lines(found, now):
+        click.echo(line)
+
+
+def remove(endpoint_id: str) -> None:
+    """``remove``: one line naming what was removed."""
+    removed = Hand.of().endpoints.remove(endpoint_id)
+    click.echo(f"removed webhook endpoint {removed.id}: {removed.url}")
+
+
+def rotate(endpoint_id: str, secret_file: str | None) -> None:
+    """``rotate-secret``: the new secret current, the old ones signing beside it a while."""
+    hand = Hand.of()
+    sealer = hand.sealer()
+    hand.endpoints.get(endpoint_id)  # an unknown id before a secret is read or generated
+    secret, generated = secret_of(secret_file)
+    on_interrupt("interrupted: the secret may have been rotated; see pallycon-pack webhooks list")
+    now = time.time()
+    endpoint = hand.endpoints.rotate(sealer, endpoint_id, secret, now)
+    if generated:
+        click.echo(secret.text())
+    click.echo(rotated_line(endpoint, now, generated), err=True)
+
+
+def test(endpoint_id: str) -> None:
+    """``test``: one signed test event sent now; one line; exit 1 unless delivered."""
+    hand = Hand.of()
+    sealer = hand.sealer()
+    endpoint = hand.endpoints.get(endpoint_id)
+    now = time.time()
+    secrets = hand.endpoints.open_secrets(sealer, endpoint, now)
+    on_interrupt("interrupted: the test event may have been sent; nothing was changed")
+    found, seconds = send_test(endpoint, secrets, now)
+    line = test_line(endpoint.id, found, seconds)
+    if found.verdict is not outcome.Verdict.DELIVERED:
+        raise Failure(line, EXIT_FAILED)
+    click.echo(line)
+
+
+def test_body(endpoint: Endpoint, now: float) -> tuple[str, bytes]:
+    """The ``webhook-id`` and body of a test event to ``endpoint``."""
+    webhook_id = f"test_{endpoint.id}_{os.urandom(6).hex()}"
+    data = {"endpoint_id": endpoint.id, "message": "a test event from pallycon-pack webhooks test"}
+    return webhook_id, payload.encode(payload.TEST_TYPE, iso(now), data)
+
+
+def send_test(
+    endpoint: Endpoint, secrets: list[Secret], now: float
+) -> tuple[outcome.Outcome, float | None]:
+    """Send one signed test event to ``endpoint`` at an address the check allowed
+    (:func:`resolve`, :func:`post`). Its outcome, and the seconds the response took (None: no
+    response)."""
+    try:
+        allowed = resolve(endpoint)
+    except RefusedAddress as exc:
+        return outcome.no_response(str(exc)), None
+    webhook_id, body = test_body(endpoint, now)
+    signed = signing.headers(webhook_id, int(now), body, secrets)
+    for address in allowed[:-1]:  # the next address only if this one takes no connection
+        try:
+            return post(endpoint.url, address, signed, body)
+        except httpx.ConnectError:
+            continue
+    try:
+        return post(endpoint.url, allowed[-1], signed, body)
+    except httpx.ConnectError as exc:
+        return outcome.no_response(f"no response (ConnectError: {exc})"), None
+
+
+def resolve(endpoint: Endpoint) -> list[addresses.Address]:
+    """The addresses a delivery to ``endpoint`` may connect to, in the resolver's order: all
+    its host resolves to, each checked (:func:`addresses.allowed`) unless it allows private
+    ones; a :class:`RefusedAddress` saying why there is none."""
+    parts = urlsplit(endpoint.url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RefusedAddress(f"{host} does not resolve ({exc})") from None
+    resolved = [str(info[4][0]) for info in found]
+    return list(dict.fromkeys(addresses.allowed(host, resolved, endpoint.allow_private)))
+
+
+def post(
+    url: str, address: addresses.Address, signed: dict[str, str], body: bytes
+) -> tuple[outcome.Outcome, float | None]:
+    """POST ``body`` with the ``signed`` headers to ``url`` at ``address`` (the URL pinned to
+    it, the name kept for ``Host`` and for TLS), :data:`TIMEOUT` at most, no redirect
+    followed, no proxy: its outcome and how long the response took (None: none came); an
+    ``httpx.ConnectError`` if the address takes no connection (the caller tries the next)."""
+    parts = urlsplit(url)
+    headers = signed | {"content-type": "application/json", "host": parts.netloc}
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+            response = client.post(
+                addresses.pinned(url, address), content=body, headers=headers, extensions=extensions
+            )
+    except httpx.TimeoutException:
+        return outcome.no_response(f"no response in {TIMEOUT:g} s (timeout)"), None
+    except httpx.ConnectError:
+        raise
+    except httpx.TransportError as exc:
+        return outcome.no_response(f"no response ({type(exc).__name__}: {exc})"), None
+    seconds = time.monotonic() - started
+    retry_after = response.headers.get("retry-after")
+    return outcome.classify(response.status_code, retry_after, time.time()), seconds

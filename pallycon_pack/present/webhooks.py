@@ -1,0 +1,97 @@
+"""Webhook endpoints as the CLI shows them: ``webhooks list`` (lines or JSON, never a secret),
+what ``add``, ``remove`` and ``rotate-secret`` did, and ``test``'s one line. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pallycon_pack.present.flow import when
+from pallycon_store.webhooks.endpoints import Endpoint
+from pallycon_store.webhooks.outcome import Outcome, Verdict
+
+#: What a test's verdict would mean for a delivery.
+MEANS = {
+    Verdict.DELIVERED: "delivered",
+    Verdict.RETRY: "not delivered: a delivery would be retried",
+    Verdict.DISABLE: "not delivered: a delivery would disable the endpoint (410 Gone)",
+}
+
+
+def scope(endpoint: Endpoint) -> str:
+    """``completed, failed of every site``: what an endpoint receives."""
+    where = f"site {endpoint.site}" if endpoint.site else "every site"
+    return f"{', '.join(sorted(endpoint.events))} of {where}"
+
+
+def state(endpoint: Endpoint) -> str:
+    """``enabled``, or ``disabled since <when>: <why>``."""
+    if endpoint.disabled is None:
+        return "enabled"
+    reason = f": {endpoint.disabled.reason}" if endpoint.disabled.reason else ""
+    return f"disabled since {when(endpoint.disabled.at)}{reason}"
+
+
+def endpoint_row(endpoint: Endpoint, now: float) -> dict[str, Any]:
+    """An endpoint for ``list --json``: no secret, only how many sign now and until when the
+    rotated-out ones do."""
+    disabled = endpoint.disabled
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": sorted(endpoint.events),
+        "site": endpoint.site or None,
+        "allow_private": endpoint.allow_private,
+        "created_at": endpoint.created_at,
+        "disabled": None if disabled is None else {"reason": disabled.reason, "at": disabled.at},
+        "signing_secrets": len(endpoint.active_secrets(now)),
+        "rotation_ends": endpoint.rotation_ends(now),
+    }
+
+
+def endpoint_lines(endpoints: Sequence[Endpoint], now: float) -> list[str]:
+    """``list``: two lines per endpoint (id, URL, state; what it receives, since when, its
+    secrets), or one saying there is none."""
+    if not endpoints:
+        return ["no webhook endpoints (add one with: pallycon-pack webhooks add URL)"]
+    lines = []
+    for endpoint in endpoints:
+        private = " (private addresses allowed)" if endpoint.allow_private else ""
+        lines.append(f"{endpoint.id}  {endpoint.url}{private}  {state(endpoint)}")
+        lines.append(
+            f"    {scope(endpoint)}; added {when(endpoint.created_at)}; {secrets(endpoint, now)}"
+        )
+    return lines
+
+
+def secrets(endpoint: Endpoint, now: float) -> str:
+    """``one secret``, or ``2 secrets sign until <when> (rotation)``."""
+    ends = endpoint.rotation_ends(now)
+    if ends is None:
+        return "one secret"
+    return f"{len(endpoint.active_secrets(now))} secrets sign until {when(ends)} (rotation)"
+
+
+def added_line(endpoint: Endpoint, generated: bool) -> str:
+    """What ``add`` did (stderr; the id, and a generated secret, go to stdout)."""
+    line = f"added webhook endpoint {endpoint.id}: {endpoint.url}, {scope(endpoint)}"
+    if generated:
+        line += "; its secret, printed above, is shown this once: give it to the receiver"
+    return line
+
+
+def rotated_line(endpoint: Endpoint, now: float, generated: bool) -> str:
+    """What ``rotate-secret`` did."""
+    ends = endpoint.rotation_ends(now)
+    line = f"{endpoint.id}: the new secret signs from now"
+    if ends is not None:
+        line += f"; the previous one signs beside it until {when(ends)}"
+    if generated:
+        line += "; the new secret, printed above, is shown this once"
+    return line
+
+
+def test_line(endpoint_id: str, found: Outcome, seconds: float | None) -> str:
+    """``test``'s one line: the response (or why there was none) and what it means."""
+    took = f" in {seconds:.3f} s" if seconds is not None else ""
+    return f"{endpoint_id}: {found.reason}{took}: {MEANS[found.verdict]}"

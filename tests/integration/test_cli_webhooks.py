@@ -1,0 +1,314 @@
+"""``pallycon-pack webhooks`` against a real Redis, and ``webhooks test`` against a local
+receiver that verifies each delivery with the specification's own library
+(``standardwebhooks``). The CLI runs in this process (:func:`support.cli.run_cli`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import standardwebhooks
+
+from pallycon_store.webhooks.endpoints import Endpoints
+from pallycon_store.webhooks.signing import Secret
+from pallycon_store.wiring import Store
+from support.cli import run_cli
+from support.env import clean_env
+from support.queue import make_settings
+from support.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+KEY = "a-webhook-key-of-at-least-32-characters"
+
+
+@dataclass
+class Receiver:
+    """A local webhook receiver: answers ``status`` and keeps each request's headers and body."""
+
+    status: int = 204
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def verify(self, secret: Secret, index: int = -1) -> dict[str, Any]:
+        """The ``index``-th delivery, verified with ``secret`` by `standardwebhooks`."""
+        headers, body = self.received[index]
+        found: dict[str, Any] = standardwebhooks.Webhook(secret.text()).verify(body, headers)
+        return found
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(state.status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+class Cli:
+    """One test's settings (its own key prefix) and command line."""
+
+    def __init__(self, redis_url: str, root: Path) -> None:
+        self.settings = make_settings(redis_url, "http://127.0.0.1:9", webhook_key=KEY)
+        store = Store.of(self.settings)
+        self.endpoints = Endpoints(store.redis, store.keys)
+        self.root = root
+
+    def run(self, *args: str, stdin: bytes | None = None, key: bool = True) -> tuple[int, str, str]:
+        """``pallycon-pack webhooks ARGS`` (without PALLYCON_WEBHOOK_KEY unless ``key``)."""
+        env = clean_env(self.settings.environment())
+        if not key:
+            del env["PALLYCON_WEBHOOK_KEY"]
+        result = run_cli("webhooks", *args, env=env, cwd=self.root, stdin=stdin)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    def secret_file(self, secret: Secret, name: str = "secret") -> str:
+        path = self.root / name
+        path.write_text(secret.text() + "\n")
+        return str(path)
+
+    def dump(self) -> str:
+        """What Redis holds of the endpoints, as text."""
+        return json.dumps(self.endpoints.redis.hgetall(self.endpoints.keys.webhook_endpoints))
+
+
+@pytest.fixture
+def cli(redis_server: RedisServer, tmp_path: Path) -> Cli:
+    return Cli(redis_server.url, tmp_path)
+
+
+def test_add_from_a_file_then_test_delivers_a_verifiable_event(cli: Cli, receiver: Receiver):
+    """add --secret-file prints the id only; test sends one event that `standardwebhooks`
+    verifies with that secret, says the status in one line and exits 0."""
+    secret = Secret.generate()
+    code, out, err = cli.run(
+        "add", receiver.url, "--secret-file", cli.secret_file(secret), "--allow-private"
+    )
+    assert code == 0, err
+    [endpoint_id] = out.split()
+    assert endpoint_id.startswith("ep_")
+    assert secret.text() not in out + err + cli.dump()
+    code, out, err = cli.run("test", endpoint_id)
+    assert code == 0, err
+    [line] = out.splitlines()
+    assert line.startswith(f"{endpoint_id}: HTTP 204 in ")
+    assert line.endswith(": delivered")
+    message = receiver.verify(secret)
+    assert message["type"] == "webhook.test"
+    assert message["data"]["endpoint_id"] == endpoint_id
+
+
+def test_a_host_name_is_connected_to_at_its_checked_address_and_keeps_its_host(
+    cli: Cli, receiver: Receiver
+):
+    """An endpoint named by host (localhost, allowed private) gets the test at the address
+    it resolved to, with its own name in ``Host``."""
+    code, out, err = cli.run("add", f"http://localhost:{receiver.port}/hook", "--allow-private")
+    assert code == 0, err
+    endpoint_id, printed = out.split()
+    assert cli.run("test", endpoint_id)[0] == 0
+    receiver.verify(Secret.parse(printed))
+    headers, _ = receiver.received[-1]
+    assert headers["host"] == f"localhost:{receiver.port}"
+
+
+def test_a_generated_secret_is_printed_once_and_read_from_stdin_too(cli: Cli, receiver: Receiver):
+    """Without --secret-file a secret is generated and printed once below the id (never shown
+    by list); --secret-file - reads it from standard input."""
+    code, out, err = cli.run("add", receiver.url, "--allow-private")
+    assert code == 0, err
+    endpoint_id, printed = out.split()
+    assert "shown this once" in err
+    code, out, _ = cli.run("list")
+    assert endpoint_id in out
+    assert printed not in out
+    assert cli.run("test", endpoint_id)[0] == 0
+    receiver.verify(Secret.parse(printed))
+
+    piped = Secret.generate()
+    code, out, err = cli.run(
+        "add", receiver.url, "--secret-file", "-", "--allow-private", stdin=piped.text().encode()
+    )
+    assert code == 0, err
+    assert cli.run("test", out.strip())[0] == 0
+    receiver.verify(piped)
+
+
+def test_rotate_secret_signs_with_both_secrets(cli: Cli, receiver: Receiver):
+    """After rotate-secret, a test event verifies with the new secret and with the old one
+    (two signatures), and list says until when the old one signs."""
+    old, new = Secret.generate(), Secret.generate()
+    _, out, _ = cli.run(
+        "add", receiver.url, "--secret-file", cli.secret_file(old), "--allow-private"
+    )
+    endpoint_id = out.strip()
+    code, out, err = cli.run(
+        "rotate-secret", endpoint_id, "--secret-file", cli.secret_file(new, "new")
+    )
+    assert code == 0, err
+    assert out == ""
+    assert "signs beside it until" in err
+    assert cli.run("test", endpoint_id)[0] == 0
+    receiver.verify(new)
+    receiver.verify(old)
+    headers, _ = receiver.received[-1]
+    assert len(headers["webhook-signature"].split()) == 2
+    code, out, _ = cli.run("list")
+    assert "2 secrets sign until" in out
+    for secret in (old, new):
+        assert secret.text() not in out + cli.dump()
+
+
+def test_list_json_never_holds_a_secret_and_remove_forgets(cli: Cli, receiver: Receiver):
+    """list --json gives the URL, events, site and secrets' count, never a secret; remove
+    removes; an unknown id is exit 2 in one line."""
+    secret = Secret.generate()
+    _, out, _ = cli.run(
+        "add",
+        "https://hooks.example.com/pallycon",
+        "--secret-file",
+        cli.secret_file(secret),
+        "--events",
+        "completed,failed",
+        "--site",
+        "BRND",
+    )
+    endpoint_id = out.strip()
+    code, out, err = cli.run("list", "--json")
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert row["id"] == endpoint_id
+    assert (row["url"], row["events"], row["site"]) == (
+        "https://hooks.example.com/pallycon",
+        ["completed", "failed"],
+        "BRND",
+    )
+    assert row["signing_secrets"] == 1
+    assert secret.text() not in out
+    assert "sealed" not in out
+    code, out, err = cli.run("remove", endpoint_id)
+    assert code == 0, err
+    assert json.loads(cli.run("list", "--json")[1]) == []
+    for command in ("remove", "test", "rotate-secret"):
+        code, out, err = cli.run(command, endpoint_id)
+        assert code == 2
+        assert err.strip().splitlines() == [
+            f"Error: no webhook endpoint {endpoint_id} (webhooks list shows them)"
+        ]
+
+
+def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver):
+    """Without --allow-private, a loopback address is refused at add in one line (exit 2); a
+    name that resolves to loopback is added but test refuses to send to it, in one line
+    (exit 1), and nothing reaches the receiver."""
+    code, out, err = cli.run("add", f"https://127.0.0.1:{receiver.port}/hook")
+    assert code == 2
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert "loopback" in line
+    assert "--allow-private" in line
+    code, out, err = cli.run("add", f"https://localhost:{receiver.port}/hook")
+    assert code == 0, err
+    code, out, err = cli.run("test", out.split()[0])
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "localhost resolves to" in line
+    assert "loopback address" in line
+    assert receiver.received == []
+
+
+def test_a_failing_receiver_is_one_line_and_exit_1(cli: Cli, receiver: Receiver):
+    """A 500 is not delivered: one line naming the status and that a delivery would be
+    retried; a 410 says it would disable the endpoint; a refused connection is one line."""
+    _, out, _ = cli.run("add", receiver.url, "--allow-private")
+    endpoint_id = out.split()[0]
+    receiver.status = 500
+    code, _, err = cli.run("test", endpoint_id)
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "HTTP 500" in line
+    assert "would be retried" in line
+    receiver.status = 410
+    code, _, err = cli.run("test", endpoint_id)
+    assert code == 1
+    assert "would disable the endpoint" in err
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    _, out, _ = cli.run("add", f"http://127.0.0.1:{port}/hook", "--allow-private")
+    code, _, err = cli.run("test", out.split()[0])
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "no response (ConnectError" in line
+
+
+def test_without_the_key_each_command_that_needs_it_says_so(cli: Cli, receiver: Receiver):
+    """Without PALLYCON_WEBHOOK_KEY, add, rotate-secret and test stop with one line naming
+    it (exit 2); list and remove need no key."""
+    _, out, _ = cli.run("add", receiver.url, "--allow-private")
+    endpoint_id = out.split()[0]
+    for args in (
+        ["add", receiver.url, "--allow-private"],
+        ["rotate-secret", endpoint_id],
+        ["test", endpoint_id],
+    ):
+        code, _, err = cli.run(*args, key=False)
+        assert code == 2
+        [line] = err.strip().splitlines()
+        assert "missing setting: PALLYCON_WEBHOOK_KEY" in line
+    assert cli.run("list", key=False)[0] == 0
+    assert cli.run("remove", endpoint_id, key=False)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["ftp://hooks.example.com/"], "https://"),
+        (["https://hooks.example.com/", "--events", "finished"], "unknown event type finished"),
+        (["https://hooks.example.com/", "--site", "no such"], "--site"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str], says: str):
+    """A URL, event type or site that cannot be used is refused in one line, exit 2."""
+    code, _, err = cli.run("add", *args)
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert says in line
+
+
+def test_a_malformed_secret_file_is_refused_without_quoting_it(cli: Cli, tmp_path: Path):
+    """A secret file that is not whsec_ + base64 is refused in one line that does not quote
+    it."""
+    path = tmp_path / "bad"
+    path.write_text("not-a-secret-value\n")
+    code, _, err = cli.run("add", "https://hooks.example.com/", "--secret-file", str(path))
+    assert code == 2
+    assert "whsec_" in err
+    assert "not-a-secret-value" not in err
