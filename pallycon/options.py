@@ -11,16 +11,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
+from pallycon.limits import MAX_FORM_API_JSON_BYTES, MAX_URL_LENGTH
 from pallycon.models import WireOptions
 from pallycon.signing import apidata_length
 
 APIDATA = "pallycon-apidata"
 API_VERSION = "v2"
-#: The longest URL httpx builds (``httpx._urlparse.MAX_URL_LENGTH``); a longer one is refused
-#: before anything is sent.
-MAX_URL_LENGTH = 65_536
-#: The largest API JSON sent in a form body, where no URL limits it: a ceiling of our own.
-MAX_FORM_API_JSON_BYTES = 128 * 1024
 #: Site ids are at most this long (the settings refuse longer ones).
 SITE_ID_MAX_LENGTH = 32
 

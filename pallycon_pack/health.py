@@ -23,7 +23,6 @@ from pallycon.errors import RequestNotBuilt, RequestNotSent
 from pallycon.models import JobListRequest
 from pallycon_config import ConfigError, Settings, Site
 from pallycon_config.site_ref import DEFAULT_LABEL
-from pallycon_pack.problems import api_problem
 from pallycon_pack.receiver import local_base
 from pallycon_store import heartbeats
 from pallycon_store.connect import describe
@@ -225,6 +224,8 @@ def _api_check(settings: Settings, site: Site | None, timeout: float) -> Check:
     except RequestNotSent as exc:
         if isinstance(exc, RequestNotBuilt):
             raise
+        from pallycon_pack.problems import api_problem  # it loads kombu: not for --help
+
         return Check("api", False, api_problem(exc))
     jobs = plural(listed.total_count, "job")
     if site is None:

@@ -177,6 +177,7 @@ HELP_SHARED = {
     "pallycon_pack.health",
     "pallycon_pack.present",
     "pallycon_pack.present.records",
+    "pallycon_pack.receiver",  # the callbacks check's address (loaded with pallycon_pack.health)
     "pallycon_pack.web",
     "pallycon_pack.web.console",
     "pallycon_pack.web.console.auth",

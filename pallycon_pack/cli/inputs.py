@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from pallycon.errors import FieldError, InvalidRequest
-from pallycon.options import MAX_FORM_API_JSON_BYTES
+from pallycon.limits import MAX_FORM_API_JSON_BYTES
 from pallycon_pack.errors import EXIT_INVALID, Failure
 
 #: The path that means standard input.

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from pallycon.options import MAX_URL_LENGTH
+from pallycon.limits import MAX_URL_LENGTH
 from pallycon_config import Settings, SiteBook, load_callback_tokens
 from pallycon_config.logs import LOGGERS, configure, log_start
 from pallycon_emulator.app import Emulator, create_app

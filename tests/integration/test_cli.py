@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from pallycon.options import MAX_FORM_API_JSON_BYTES
+from pallycon.limits import MAX_FORM_API_JSON_BYTES
 from pallycon_pack.cli.inputs import MAX_INPUT_BYTES
 from pallycon_pack.cli.queue.batch import MAX_LINE_BYTES
 from support.cli import run_cli
