@@ -68,9 +68,11 @@ MIN_WEBHOOK_KEY = 32
 def check_webhook_key(value: SecretStr) -> SecretStr:
     """``value`` if it is long enough to key the webhook secrets' encryption, else a
     ``ValueError`` giving its length only."""
-    size = len(value.get_secret_value())
-    if size < MIN_WEBHOOK_KEY:
-        raise ValueError(f"must be at least {MIN_WEBHOOK_KEY} characters, got {size}")
+    text = value.get_secret_value()
+    if any(c.isspace() for c in text):
+        raise ValueError("must not contain whitespace")
+    if len(text) < MIN_WEBHOOK_KEY:
+        raise ValueError(f"must be at least {MIN_WEBHOOK_KEY} characters, got {len(text)}")
     return value
 
 

@@ -303,11 +303,6 @@ class Settings(BaseSettings):
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         return None if value is None else check_callback_token(value)
 
-    @field_validator("webhook_key")
-    @classmethod
-    def _webhook_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is None else check_webhook_key(value)
-
     @field_validator("site_id")
     @classmethod
     def _site_id_shape(cls, value: str | None) -> str | None:
@@ -459,7 +454,12 @@ class Settings(BaseSettings):
                 f"missing setting: {env_name('webhook_key')} (the key that encrypts webhook "
                 "secrets in Redis: 32 or more random characters, the same for every process)"
             )
-        return self.webhook_key
+        try:  # checked here, not as the settings load: a bad key stops only what needs it
+            return check_webhook_key(self.webhook_key)
+        except ValueError as exc:
+            where = self.secret_files.get("webhook_key")
+            source = f" (from {where.label()})" if where is not None else ""
+            raise ConfigError(f"{env_name('webhook_key')}{source}: {exc}") from None
 
     def require_region(self) -> str:
         """The region code, or a :class:`ConfigError` naming ``PALLYCON_REGION``."""

@@ -161,6 +161,19 @@ def test_a_generated_secret_is_printed_once_and_read_from_stdin_too(cli: Cli, re
     receiver.verify(piped)
 
 
+def test_a_site_no_worker_serves_is_added_with_a_warning(cli: Cli, receiver: Receiver):
+    """--site naming a site no worker announces (a typo, or workers not started yet): added,
+    with one warning line naming the sites known; the settings' own site is known."""
+    code, _, err = cli.run("add", receiver.url, "--allow-private", "--site", "NOPE")
+    assert code == 0, err
+    assert "warning: no worker serves site 'NOPE' (known: " in err
+    own = cli.settings.site_id
+    assert own
+    code, _, err = cli.run("add", receiver.url, "--allow-private", "--site", own)
+    assert code == 0, err
+    assert "warning" not in err
+
+
 def test_rotate_secret_signs_with_both_secrets(cli: Cli, receiver: Receiver):
     """After rotate-secret, a test event verifies with the new secret and with the old one
     (two signatures), and list says until when the old one signs."""

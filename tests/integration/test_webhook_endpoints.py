@@ -142,6 +142,20 @@ def test_a_second_rotation_keeps_the_first_ones_expiry_and_drops_expired_secrets
     assert len(endpoints.get(added.id).secrets) == 3  # fourth, third, second
 
 
+def test_a_rotation_after_the_key_changed_drops_the_secrets_it_cannot_open(
+    endpoints: Endpoints,
+):
+    """PALLYCON_WEBHOOK_KEY changed: the stored secret cannot be opened, and rotating (as the
+    error says to) leaves the new secret alone, so the endpoint signs again."""
+    old_key, new_key = Sealer.of(KEY), Sealer.of(KEY.upper() + "-changed")
+    added = endpoints.add(old_key, URL, Secret.generate(), NOW)
+    with pytest.raises(UnreadableSecret):
+        endpoints.open_secrets(new_key, added, NOW)
+    new = Secret.generate()
+    rotated = endpoints.rotate(new_key, added.id, new, NOW + 10)
+    assert endpoints.open_secrets(new_key, rotated, NOW + 20) == [new]
+
+
 def test_disable_and_enable(endpoints: Endpoints):
     """A disabled endpoint keeps its first reason and time and wants no event; enable clears
     it."""

@@ -93,14 +93,21 @@ def test_each_secret_reads_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_a_short_webhook_key_is_refused_giving_its_length_only(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
-    """PALLYCON_WEBHOOK_KEY under 32 characters stops start-up naming the variable and the
-    file, never the value; a missing one is one line naming the variable."""
+    """PALLYCON_WEBHOOK_KEY under 32 characters, or with whitespace, stops what needs it (not
+    the settings' load: other commands go on) naming the variable and the file, never the
+    value; a missing one is one line naming the variable."""
     path = _write(tmp_path / "webhook_key", "too-short-a-key\n")
     monkeypatch.setenv("PALLYCON_WEBHOOK_KEY_FILE", str(path))
-    message = _error()
+    settings = load_settings()
+    with pytest.raises(ConfigError) as refused:
+        settings.require_webhook_key()
+    message = str(refused.value)
     assert "PALLYCON_WEBHOOK_KEY (from file" in message
     assert "at least 32 characters, got 15" in message
     assert "too-short-a-key" not in message
+    _write(path, " " * 40)
+    with pytest.raises(ConfigError, match="must not contain whitespace"):
+        load_settings().require_webhook_key()
     monkeypatch.delenv("PALLYCON_WEBHOOK_KEY_FILE")
     with pytest.raises(ConfigError, match=r"^missing setting: PALLYCON_WEBHOOK_KEY "):
         load_settings().require_webhook_key()

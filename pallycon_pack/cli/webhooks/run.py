@@ -25,6 +25,7 @@ from pallycon_pack.present.webhooks import (
     rotated_line,
     test_line,
 )
+from pallycon_store import sites
 from pallycon_store.events import iso
 from pallycon_store.webhooks import addresses, outcome, payload, signing
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
@@ -92,6 +93,14 @@ def add(
     if generated:
         click.echo(secret.text())
     click.echo(added_line(endpoint, generated), err=True)
+    if site:
+        known = sites.book(hand.endpoints.redis, hand.endpoints.keys, default=hand.settings.site_id)
+        if site not in known.ids:
+            click.echo(
+                f"warning: no worker serves site {site!r} (known: {', '.join(known.ids) or 'none'})"
+                "; the endpoint gets its requests' events once one does",
+                err=True,
+            )
 
 
 def list_(as_json: bool) -> None:

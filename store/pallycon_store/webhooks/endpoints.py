@@ -193,13 +193,15 @@ class Endpoints:
 
     def rotate(self, sealer: Sealer, endpoint_id: str, secret: Secret, now: float) -> Endpoint:
         """Make ``secret`` the endpoint's current one; the secrets that signed until now keep
-        signing beside it for :data:`ROTATION_OVERLAP` (expired ones are dropped)."""
+        signing beside it for :data:`ROTATION_OVERLAP` (expired ones are dropped, and so are
+        those this key cannot open: sealed under a key since changed, they could not sign)."""
 
         def rotated(endpoint: Endpoint) -> Endpoint:
             ends = now + ROTATION_OVERLAP
             kept = tuple(
                 SealedSecret(s.sealed, ends if s.expires_at is None else min(s.expires_at, ends))
                 for s in endpoint.active_secrets(now)
+                if sealer.opens(endpoint_id, s.sealed)
             )
             new = SealedSecret(sealer.seal(endpoint_id, secret))
             return replace(endpoint, secrets=(new, *kept))

@@ -56,6 +56,14 @@ class Sealer:
         sealed = AESGCM(self.key).encrypt(once, secret.key, endpoint_id.encode())
         return VERSION + base64.b64encode(once + sealed).decode("ascii")
 
+    def opens(self, endpoint_id: str, sealed: str) -> bool:
+        """Whether this key opens ``sealed`` for ``endpoint_id``."""
+        try:
+            self.open(endpoint_id, sealed)
+        except UnreadableSecret:
+            return False
+        return True
+
     def open(self, endpoint_id: str, sealed: str) -> Secret:
         """The secret ``sealed`` holds for ``endpoint_id``; an :class:`UnreadableSecret` if it
         was not sealed with this key for this endpoint (or is damaged)."""
