@@ -295,6 +295,23 @@ def test_cancel_ends_a_request_cancelled_off_its_lane_and_a_dry_run_writes_nothi
     assert (code, err) == (2, "Error: no request nobody (or its record expired)\n")
 
 
+def test_cancel_by_state_says_when_limit_left_matching_requests(fleet: Fleet):
+    """``cancel --state accepted --limit 2`` with three accepted: two cancelled and one line
+    saying more match (nothing silently left); --dry-run says it too; the next run takes the
+    rest and says nothing more."""
+    for n in range(3):
+        fleet.producer.submit(job_body(content_id=f"l-{n}"), f"l-{n}")
+    more = "more accepted requests match than --limit 2: "
+    code, out, err = fleet.run("cancel", "--state", "accepted", "--limit", "2", "--dry-run")
+    assert (code, err) == (0, more + "raise --limit\n")
+    code, out, err = fleet.run("cancel", "--state", "accepted", "--limit", "2")
+    assert code == 0
+    assert len(out.splitlines()) == 2
+    assert err == more + "run the same command again (or raise --limit)\n"
+    code, out, err = fleet.run("cancel", "--state", "accepted", "--limit", "2")
+    assert (code, len(out.splitlines()), err) == (0, 1, "")
+
+
 def test_cancel_by_state_and_site_stops_tracking_a_job_that_may_run(fleet: Fleet):
     """``cancel --state accepted --site`` cancels that site's accepted requests only;
     ``cancel --state submitted`` stops tracking, saying the job may still run at PallyCon."""

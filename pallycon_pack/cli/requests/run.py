@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.table import Table
@@ -29,7 +29,7 @@ from pallycon_store.events import State, iso
 from pallycon_store.flow import Priority, stored_priority
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
-from pallycon_store.redrive import plan_retry
+from pallycon_store.redrive import Retry, plan_retry
 from pallycon_store.redrive import retry as redrive
 from pallycon_store.wiring import Store
 
@@ -174,18 +174,10 @@ def retry(
         "interrupted: some requests may be retried already; running the same command again "
         "is safe (a request no longer failed is skipped)"
     )
+    more = False  # --limit left some matching requests out
     try:
         if state:
-            after = parse_since(since, now) if since else None
-            overview = store.overview()
-            failed = overview.list(
-                State.FAILED,
-                since=after,
-                limit=limit,
-                where=(lambda r: r.error_code in codes) if codes else None,
-                site=site_option(overview, site),
-            )
-            request_ids = tuple(r.request_id for r in failed)
+            request_ids, more = _failed(store, since, codes, site, limit, now)
             if not request_ids:
                 click.echo("no failed requests match", err=True)
                 return
@@ -197,24 +189,70 @@ def retry(
     except (ValueError, TypeError) as exc:  # a record written by a newer version, say
         raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     for outcome in done:
-        if as_json:
-            action = outcome.action.value if outcome.action else None
-            render.emit_json(
-                {
-                    "request_id": outcome.request_id,
-                    "action": action,
-                    "reason": outcome.reason,
-                    "dry_run": dry_run,
-                }
-            )
-        else:
-            verb = (outcome.action.value if outcome.action else "skipped").ljust(9)
-            would = "would " if dry_run and outcome.action else ""
-            click.echo(f"{outcome.request_id}  {would}{verb}  {outcome.reason}")
+        _say_retry(outcome, dry_run, as_json)
+    if state and more:
+        _more_match("failed", limit, dry_run)
     if not all(outcome.done for outcome in done) and not state:
         raise Failure(
             f"{sum(not o.done for o in done)} of {len(done)} requests not retried", EXIT_FAILED
         )
+
+
+def _say_retry(outcome: Retry, dry_run: bool, as_json: bool) -> None:
+    """One retry's line (or JSON object)."""
+    if as_json:
+        action = outcome.action.value if outcome.action else None
+        render.emit_json(
+            {
+                "request_id": outcome.request_id,
+                "action": action,
+                "reason": outcome.reason,
+                "dry_run": dry_run,
+            }
+        )
+        return
+    verb = (outcome.action.value if outcome.action else "skipped").ljust(9)
+    would = "would " if dry_run and outcome.action else ""
+    click.echo(f"{outcome.request_id}  {would}{verb}  {outcome.reason}")
+
+
+T = TypeVar("T")
+
+
+def _failed(
+    store: Store,
+    since: str | None,
+    codes: tuple[str, ...],
+    site: str | None,
+    limit: int,
+    now: float,
+) -> tuple[tuple[str, ...], bool]:
+    """The failed requests ``retry --state failed`` selects (at most ``limit``), and whether
+    more match."""
+    after = parse_since(since, now) if since else None
+    overview = store.overview()
+    failed, more = _at_most(
+        overview.list(
+            State.FAILED,
+            since=after,
+            limit=limit + 1,  # one more: to tell the user that more match
+            where=(lambda r: r.error_code in codes) if codes else None,
+            site=site_option(overview, site),
+        ),
+        limit,
+    )
+    return tuple(r.request_id for r in failed), more
+
+
+def _at_most(found: list[T], limit: int) -> tuple[list[T], bool]:
+    """The first ``limit`` of ``found`` (read with one more), and whether more matched."""
+    return found[:limit], len(found) > limit
+
+
+def _more_match(state: str, limit: int, dry_run: bool) -> None:
+    """One line on stderr: --limit left matching requests alone."""
+    again = "raise --limit" if dry_run else "run the same command again (or raise --limit)"
+    click.echo(f"more {state} requests match than --limit {limit}: {again}", err=True)
 
 
 #: Outcomes of a cancel that leave a request given by id not cancelled (exit 1).
@@ -242,12 +280,16 @@ def cancel(
         "interrupted: some requests may be cancelled already; running the same command again "
         "is safe (an ended request is left alone)"
     )
+    more = False  # --limit left some matching requests out
     try:
         if state:
             overview = store.overview()
             after = parse_since(since, now) if since else None
-            chosen = overview.list(
-                State(state), since=after, limit=limit, site=site_option(overview, site)
+            chosen, more = _at_most(
+                overview.list(
+                    State(state), since=after, limit=limit + 1, site=site_option(overview, site)
+                ),
+                limit,
             )
             request_ids = tuple(record.request_id for record in chosen)
             if not request_ids:
@@ -263,6 +305,8 @@ def cancel(
         raise Failure(f"a record this version cannot read: {exc}", EXIT_FAILED) from None
     for outcome in done:
         _say_cancel(outcome, dry_run, as_json)
+    if state and more:
+        _more_match(state, limit, dry_run)
     left = [o for o in done if o.outcome in NOT_CANCELLED]
     if left:
         counts = ", ".join(
