@@ -466,7 +466,7 @@ def test_a_mark_redis_does_not_confirm_is_taken_back_and_nothing_is_sent(world: 
         (
             httpx.ConnectError("connection refused"),
             "RequestNotSent",
-            "ConnectError: connection refused",
+            "API at http://api.test: ConnectError: connection refused",
             first_jitter(1.0),  # backoff of attempt 1: 0.5 + up to 0.5, seeded
         ),
         (

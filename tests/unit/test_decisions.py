@@ -96,10 +96,16 @@ def test_lookups_retry_what_can_succeed_and_fail_the_rest():
             "A1000: bad field",
         ),
         (ServerError(503), "HTTP 503"),
+        (
+            RequestNotSent("ConnectError: refused", api="http://127.0.0.1:8600"),
+            "API at http://127.0.0.1:8600: ConnectError: refused",
+        ),
+        (RequestNotSent("ConnectError: refused"), "ConnectError: refused"),
     ],
 )
 def test_a_refused_timestamp_says_how_far_the_clock_looks_off(error, said):
-    """A1002 names the skew against the answer's Date header; other errors read as they are."""
+    """A1002 names the skew against the answer's Date header; a call that never reached the
+    API names the API; other errors read as they are."""
     assert said in describe(error, NOW)
     retry = after_register_error(error, 1, POLICY, random.Random(1), now=NOW)
     assert retry.message == describe(error, NOW)

@@ -22,6 +22,7 @@ from pallycon.errors import (
     MalformedResponse,
     OutcomeUnknown,
     RateLimited,
+    RequestNotBuilt,
     RequestNotSent,
     ServerError,
 )
@@ -71,11 +72,15 @@ def error_code(error: CallError) -> str:
 
 
 def describe(error: CallError, now: float) -> str:
-    """The error as a request's ``last_error`` says it.
+    """The error as a request's ``last_error`` (and the worker's log) says it.
+
+    A call that never reached the API names the API's URL (no credentials in it).
 
     ``A1002`` (timestamp refused) says how far this machine's clock looks off, from the
     answer's ``Date`` header (seconds resolution) when there is one.
     """
+    if isinstance(error, RequestNotSent) and error.api and not isinstance(error, RequestNotBuilt):
+        return f"API at {error.api}: {error}"  # which API, for a log read without the settings
     if not (isinstance(error, ApiError) and error.code == INVALID_TIMESTAMP):
         return str(error)
     if error.server_time is None:
