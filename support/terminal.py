@@ -78,6 +78,10 @@ class Terminal:
                 raise AssertionError(f"no {text!r} within {timeout:g} s:\n" + self.text()[-3000:])
             time.sleep(0.02)
 
+    def type(self, keys: bytes) -> None:
+        """Type ``keys`` at the terminal (``b"\\x04"``: Ctrl-D, the end of input)."""
+        os.write(self.master, keys)
+
     def interrupt(self) -> None:
         """Ctrl-C: SIGINT to the command's process group."""
         os.killpg(self.process.pid, signal.SIGINT)

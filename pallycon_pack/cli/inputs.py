@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+import click
+
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon.limits import MAX_FORM_API_JSON_BYTES
 from pallycon_pack.errors import EXIT_INVALID, Failure
@@ -74,6 +76,8 @@ def _read_at_most(path: str, option: str, size: int) -> bytes:
     one-line Failure naming ``option`` and the path when it cannot be read."""
     try:
         if path == STDIN:
+            if sys.stdin.isatty():  # else it would wait without a word
+                click.echo("reading standard input (end it with Ctrl-D)", err=True)
             return bytes(sys.stdin.buffer.read(size))
         with open(path, "rb") as file:
             return file.read(size)
@@ -89,14 +93,17 @@ def read_api_json(path: str, option: str) -> bytes:
     :data:`MAX_INPUT_BYTES` (nothing more read) or not JSON, a one-line Failure naming
     ``option`` and the path, never the content."""
     data = _read_at_most(path, option, MAX_INPUT_BYTES + 1)
-    where = f"{option}: {source_name(path)}"
+    where = source_name(path) if path == STDIN else f"{option}: {path}"
     if len(data) > MAX_INPUT_BYTES:
         raise Failure(too_large(where), EXIT_INVALID)
     try:
-        json.loads(data)
+        parsed = json.loads(data)
     except (ValueError, RecursionError) as exc:
         reason = exc if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         raise Failure(f"{where} is not JSON: {reason}", EXIT_INVALID) from None
+    if not isinstance(parsed, dict):
+        kind = type(parsed).__name__.replace("dict", "object").replace("list", "array")
+        raise Failure(f"{where} is not a JSON object (the API takes one): {kind}", EXIT_INVALID)
     return data
 
 

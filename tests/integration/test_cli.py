@@ -158,8 +158,8 @@ TOO_LARGE = f"larger than {MAX_INPUT_BYTES} bytes, more than any request the API
     [
         (["submit", "-"], "standard input"),
         (["jobs", "register", "-"], "standard input"),
-        (["sign"], "--input: standard input"),
-        (["sign", "--input", "-"], "--input: standard input"),
+        (["sign"], "standard input"),
+        (["sign", "--input", "-"], "standard input"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -211,9 +211,20 @@ def test_sign_requires_json(tmp_path: Path, given: bytes):
     result = run_cli("sign", env=site_env(), cwd=tmp_path, stdin=given)
     assert result.returncode == 2, result.stderr.decode()
     said = result.stderr.decode()
-    assert said.startswith("Error: --input: standard input is not JSON: "), said
+    assert said.startswith("Error: standard input is not JSON: "), said
     assert said.count("\n") == 1
     assert result.stdout == b""
+
+
+@pytest.mark.parametrize("given", [b"[1, 2]", b'"text"', b"3"], ids=["array", "string", "number"])
+def test_sign_requires_a_json_object(tmp_path: Path, given: bytes):
+    """sign signs an object only (the API's JSON is one): an array, a string or a number is
+    one line saying what it is, exit 2."""
+    result = run_cli("sign", env=site_env(), cwd=tmp_path, stdin=given)
+    assert result.returncode == 2, result.stderr.decode()
+    said = result.stderr.decode()
+    assert said.startswith("Error: standard input is not a JSON object (the API takes one): ")
+    assert said.count("\n") == 1
 
 
 def test_an_input_at_the_limit_is_read(tmp_path: Path):

@@ -160,3 +160,13 @@ def test_submit_many_lets_an_interrupt_through_a_serializer(settings):
     with pytest.raises(KeyboardInterrupt):
         producer.submit_many([body.model_copy(update={"dash_option": dash})], ["ctrl-c"])
     assert producer.get("ctrl-c") is None
+
+
+def test_a_command_reading_a_terminal_says_so(env, terminals, tmp_path: Path):
+    """sign with nothing piped in: one line says it reads standard input and how to end it (it
+    waited without a word); what is typed then is signed."""
+    terminal = _start(terminals, env, tmp_path, "sign")
+    terminal.wait_for("reading standard input (end it with Ctrl-D)")
+    terminal.type(b'{"a": 1}\n\x04')
+    assert terminal.wait() == 0, terminal.text()
+    assert len(terminal.lines()[-1]) > 40  # the pallycon-apidata value
