@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pallycon_pack.present.flow import when
+from pallycon_store.events import iso
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.outcome import Outcome, Verdict
 
@@ -34,18 +35,20 @@ def state(endpoint: Endpoint) -> str:
 
 def endpoint_row(endpoint: Endpoint, now: float) -> dict[str, Any]:
     """An endpoint for ``list --json``: no secret, only how many sign now and until when the
-    rotated-out ones do."""
-    disabled = endpoint.disabled
+    rotated-out ones do; times in ISO 8601, as the result events'."""
+    disabled, ends = endpoint.disabled, endpoint.rotation_ends(now)
     return {
         "id": endpoint.id,
         "url": endpoint.url,
         "events": sorted(endpoint.events),
         "site": endpoint.site or None,
         "allow_private": endpoint.allow_private,
-        "created_at": endpoint.created_at,
-        "disabled": None if disabled is None else {"reason": disabled.reason, "at": disabled.at},
+        "created_at": iso(endpoint.created_at),
+        "disabled": None
+        if disabled is None
+        else {"reason": disabled.reason, "at": iso(disabled.at)},
         "signing_secrets": len(endpoint.active_secrets(now)),
-        "rotation_ends": endpoint.rotation_ends(now),
+        "rotation_ends": None if ends is None else iso(ends),
     }
 
 

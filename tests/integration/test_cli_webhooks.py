@@ -5,6 +5,7 @@ receiver that verifies each delivery with the specification's own library
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -123,6 +124,7 @@ def test_add_from_a_file_then_test_delivers_a_verifiable_event(cli: Cli, receive
     message = receiver.verify(secret)
     assert message["type"] == "webhook.test"
     assert message["data"]["endpoint_id"] == endpoint_id
+    assert receiver.received[-1][0]["user-agent"] == "pallycon-pack-webhooks/1"
 
 
 def test_a_host_name_is_connected_to_at_its_checked_address_and_keeps_its_host(
@@ -171,7 +173,19 @@ def test_a_site_no_worker_serves_is_added_with_a_warning(cli: Cli, receiver: Rec
     assert own
     code, _, err = cli.run("add", receiver.url, "--allow-private", "--site", own)
     assert code == 0, err
+    assert "no worker serves" not in err
+
+
+def test_a_second_endpoint_for_the_same_url_is_added_with_a_warning(cli: Cli, receiver: Receiver):
+    """The same URL added twice: two endpoints (filters may differ), the second add warning
+    that the URL will get each event once per endpoint, naming the first."""
+    url = f"{receiver.url}/twice-{os.urandom(4).hex()}"
+    code, first, err = cli.run("add", url, "--allow-private")
+    assert code == 0, err
     assert "warning" not in err
+    code, _, err = cli.run("add", url, "--allow-private", "--events", "failed")
+    assert code == 0, err
+    assert f"warning: {first.split()[0]} already deliver to this URL" in err
 
 
 def test_rotate_secret_signs_with_both_secrets(cli: Cli, receiver: Receiver):

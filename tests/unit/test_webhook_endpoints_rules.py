@@ -103,7 +103,8 @@ def test_list_shows_state_scope_and_rotation_never_a_sealed_secret():
     assert "completed, failed of site BRND" in lines[1]
     assert "2 secrets sign until 2027-01-15 08:01:00 UTC (rotation)" in lines[1]
     row = endpoint_row(rotating, NOW)
-    assert (row["signing_secrets"], row["rotation_ends"]) == (2, NOW + 60)
+    assert (row["signing_secrets"], row["rotation_ends"]) == (2, "2027-01-15T08:01:00.000+00:00")
+    assert row["created_at"] == row["disabled"]["at"] == "2027-01-15T08:00:00.000+00:00"
     assert endpoint_row(rotating, NOW + 60)["signing_secrets"] == 1
     assert "v1:" not in text + str(row)
     assert endpoint_lines([], NOW) == [

@@ -34,6 +34,8 @@ from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
 
+#: Who sends the webhooks, as the receiver's logs show it.
+USER_AGENT = "pallycon-pack-webhooks/1"
 #: The longest a test delivery may take, in seconds (as a delivery's).
 TIMEOUT = 15.0
 #: The option that reads a secret.
@@ -79,6 +81,7 @@ def add(
     hand = Hand.of()
     sealer = hand.sealer()
     secret, generated = secret_of(secret_file)
+    same = [e.id for e in hand.endpoints.list() if e.url == url]
     on_interrupt("interrupted: the endpoint may have been added; see pallycon-pack webhooks list")
     endpoint = hand.endpoints.add(
         sealer,
@@ -93,6 +96,12 @@ def add(
     if generated:
         click.echo(secret.text())
     click.echo(added_line(endpoint, generated), err=True)
+    if same:
+        click.echo(
+            f"warning: {', '.join(same)} already deliver to this URL: it will get each event "
+            "once per endpoint (remove one with: pallycon-pack webhooks remove ID)",
+            err=True,
+        )
     if site:
         known = sites.book(hand.endpoints.redis, hand.endpoints.keys, default=hand.settings.site_id)
         if site not in known.ids:
@@ -202,7 +211,11 @@ def post(
     followed, no proxy: its outcome and how long the response took (None: none came); an
     ``httpx.ConnectError`` if the address takes no connection (the caller tries the next)."""
     parts = urlsplit(url)
-    headers = signed | {"content-type": "application/json", "host": parts.netloc}
+    headers = signed | {
+        "content-type": "application/json",
+        "host": parts.netloc,
+        "user-agent": USER_AGENT,
+    }
     extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
     started = time.monotonic()
     try:
