@@ -77,7 +77,9 @@ def detail(record: Record) -> str:
     if record.state is State.CANCELLED and record.error_message:
         return record.error_message
     if record.error_code:
-        return f"{record.error_stage} {record.error_code}: {record.error_message}"
+        message = (record.error_message or "").removeprefix(f"{record.error_code}: ")
+        head = " ".join(part for part in (record.error_stage, record.error_code) if part)
+        return f"{head}: {message}"
     if record.status:
         return f"{record.status} {record.status_meaning}".strip()
     return ""

@@ -209,3 +209,27 @@ def test_a_cancelled_request_reads_as_what_its_cancel_did():
     assert detail(cancelled) == message
     stopped = Record(request_id="s", state=State.STOPPED, version=5, job_id="7", status="WM200")
     assert state_text(stopped).startswith("stopped (job 7, WM200")
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "message", "said"),
+    [
+        ("submit", "A1000", "A1000: unknown storage", "submit A1000: unknown storage"),
+        ("submit", "A1000", "unknown storage", "submit A1000: unknown storage"),
+        ("", "A1003", "A1003: bad key", "A1003: bad key"),
+        ("packaging", "WM900013", "input not found", "packaging WM900013: input not found"),
+    ],
+)
+def test_a_failure_names_its_stage_and_code_once(stage: str, code: str, message: str, said: str):
+    """A failed request's detail: ``<stage> <code>: <message>``, the code not said twice when
+    the message starts with it, no stray space without a stage."""
+    failed = Record(
+        request_id="f",
+        state=State.FAILED,
+        version=4,
+        error_stage=stage,
+        error_code=code,
+        error_message=message,
+    )
+    assert detail(failed) == said
+    assert state_text(failed) == f"failed ({said})"
