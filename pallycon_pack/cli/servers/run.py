@@ -372,6 +372,9 @@ def emulator(
     def ready(url: str) -> None:
         names = ", ".join(site.site_id for site in config.sites)
         click.echo(f"PallyCon emulator listening on {url} (sites: {names})")
+        click.echo(
+            "its storages and jobs live in memory: after a restart, register the storage again"
+        )
 
     serve_emulator(
         config,
