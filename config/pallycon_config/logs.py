@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings
 
-from pallycon_config.settings import variable_name
+from pallycon_config.settings import unknown_settings, variable_name
 from pallycon_config.show import masked, warnings
 
 #: The loggers every process configures: the project's and uvicorn's (servers).
@@ -60,7 +60,8 @@ def log_start(process: str, *settings: BaseSettings, **fields: Any) -> None:
     """One ``start`` line: the process, its effective settings by
     variable name (secrets masked: ``SecretStr``,
     a URL's password, a callback URL's token) and ``fields``; then a warning for each risky
-    setting (the placeholder callback token of ``.env.example``).
+    setting (the placeholder callback token of ``.env.example``) and each unknown
+    ``PALLYCON_*`` name (a misspelt setting).
 
     For every long-running process (worker, callback receiver, emulator, other servers), once
     :func:`configure` has run.
@@ -75,3 +76,5 @@ def log_start(process: str, *settings: BaseSettings, **fields: Any) -> None:
     for each in settings:
         for warning in warnings(each):
             log.warning(warning, extra={"fields": {"process": process}})
+    for unknown in unknown_settings():  # told on stderr as the settings loaded; here as JSON
+        log.warning(unknown.sentence(), extra={"fields": {"process": process}})

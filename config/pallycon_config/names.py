@@ -104,6 +104,24 @@ def unknown_once(found: Iterable[Unknown]) -> list[Unknown]:
     return fresh
 
 
+#: Whether this process tells unknown names in its JSON log alone (a server's: every line it
+#: writes on stderr is JSON), rather than as plain lines as its settings load.
+_LOG_ONLY = [False]
+
+
+def tell_in_log_only() -> None:
+    """This process is a server: its start line's warnings tell the unknown names
+    (:func:`pallycon_config.logs.log_start`), no plain line does."""
+    _LOG_ONLY[0] = True
+
+
+def told_in_log_only() -> bool:
+    """Whether :func:`tell_in_log_only` was called."""
+    return _LOG_ONLY[0]
+
+
 def forget_told() -> None:
-    """Forget what this process has told of: for a new command run in the same process."""
+    """Forget what this process has told of (and whether in its log alone): for a new command
+    run in the same process."""
     _TOLD.clear()
+    _LOG_ONLY[0] = False

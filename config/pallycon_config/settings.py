@@ -32,6 +32,7 @@ from pallycon_config.names import (
     READ_ELSEWHERE,
     Unknown,
     given_names,
+    told_in_log_only,
     unknown_names,
     unknown_once,
 )
@@ -552,6 +553,8 @@ def unknown_settings(dotenv: Iterable[str] | None = None) -> list[Unknown]:
 def warn_unknown(dotenv: Iterable[str] | None = None) -> None:
     """One ``warning:`` line on stderr for each unknown ``PALLYCON_*`` name (see
     :func:`unknown_settings`) not told of yet in this process."""
+    if told_in_log_only():  # a server: its start line tells them, as JSON
+        return
     for unknown in unknown_once(unknown_settings(dotenv)):
         sys.stderr.write(f"warning: {unknown.sentence()}\n")
 

@@ -21,6 +21,8 @@ import click
 #: The servers that stop at once on SIGTERM while they start (see
 #: ``pallycon_pack.cli.servers.stopping``, loaded for them only).
 SERVERS = ("worker", "callbacks", "metrics")
+#: The commands that log JSON lines on stderr (the long-running ones).
+LOGS_JSON = (*SERVERS, "console", "emulator")
 
 
 class Entry(NamedTuple):
@@ -140,6 +142,10 @@ class _Group(click.Group):
             from pallycon_pack.cli.servers.stopping import stop_while_starting
 
             stop_while_starting(cmd_name)
+        if cmd_name in LOGS_JSON:  # every line on stderr JSON: misspelt settings told there
+            from pallycon_config.names import tell_in_log_only
+
+            tell_in_log_only()
         module = importlib.import_module(COMMANDS[cmd_name].module)
         command = getattr(module, cmd_name)
         assert isinstance(command, click.Command)

@@ -143,6 +143,22 @@ def test_each_server_logs_its_start_with_settings_masked(servers):
         assert SAMPLE_SITE.access_key.get_secret_value() not in text
 
 
+def test_a_misspelt_setting_is_a_json_warning_in_a_servers_log(
+    redis_server: RedisServer, tmp_path: Path
+):
+    """A server with a misspelt PALLYCON_* name: its start logs a JSON warning naming it and
+    the nearest setting, and no plain line breaks its JSON log (every stderr line parses)."""
+    settings = make_settings(redis_server.url, "http://127.0.0.1:9", callback_token=WRONG_TOKEN)
+    env = clean_env(settings.environment(), PALLYCON_REDSI_URL="redis://elsewhere:6379/0")
+    receiver = _start("callbacks", env=env, cwd=tmp_path)
+    try:
+        warning = receiver.wait_for(_has("PALLYCON_REDSI_URL, set in the environment"))
+    finally:
+        receiver.stop()
+    assert warning["level"] == "WARNING"
+    assert warning["msg"].endswith("did you mean PALLYCON_REDIS_URL?")
+
+
 def test_a_refused_callback_is_logged_on_both_sides(servers):
     """The emulator's callback (wrong token) is refused: a warning from each, access lines."""
     receiver, emulator = servers
