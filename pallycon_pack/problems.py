@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -20,10 +22,18 @@ from pallycon_store.connect import describe, login_refused, sentinels_refused
 from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
 
 
+def _no_dotenv(message: str) -> str:
+    """For a missing setting, when this directory has no ``.env``: where settings come from
+    (a command run from another directory than the project's reads none)."""
+    if not message.startswith("missing setting") or os.path.exists(".env"):
+        return ""
+    return " (no .env in this directory: settings come from the environment and ./.env)"
+
+
 def failure_of(exc: Exception) -> Failure | None:
     """The one-line Failure for one of the project's errors; None for any other."""
     if isinstance(exc, ConfigError):
-        return Failure(str(exc), EXIT_INVALID)
+        return Failure(str(exc) + _no_dotenv(str(exc)), EXIT_INVALID)
     if isinstance(exc, InvalidRequest):
         lines = "\n".join(f"  {error}" for error in exc.errors)
         return Failure(f"invalid request:\n{lines}", EXIT_INVALID)
