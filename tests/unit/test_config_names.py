@@ -89,6 +89,7 @@ def test_an_unknown_name_is_told_once_per_process(
     """Loading the settings warns on stderr of each unknown name, from the environment and
     .env, once however many times they are loaded."""
     monkeypatch.setattr(names, "_TOLD", set())
+    monkeypatch.setattr(names, "_LOG_ONLY", [False])  # not a server (a help shown before)
     monkeypatch.setenv("PALLYCON_REDSI_URL", "redis://elsewhere:6379/0")
     (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\nPALLYCON_SITE_ID=TUTO\n")
     settings = load_settings()
