@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
 import click
@@ -10,13 +9,10 @@ import click
 from pallycon_config import ConfigError, load_settings
 from pallycon_config.names import unknown_once
 from pallycon_config.rules import env_name
-from pallycon_config.settings import read_settings, unknown_settings, variable_name
+from pallycon_config.settings import read_settings, unknown_settings
 from pallycon_config.show import describe, warnings
 from pallycon_emulator.config import emulator_env_name, load_emulator_settings
-from pallycon_pack.web.console.auth import ConsoleSettings
-
-#: The variable of each of the console's settings (``PALLYCON_CONSOLE_<FIELD>``).
-console_env_name = functools.partial(variable_name, ConsoleSettings)
+from pallycon_pack.web.console.auth import ConsoleSettings, console_variable
 
 
 def show(as_json: bool) -> None:
@@ -30,11 +26,11 @@ def show(as_json: bool) -> None:
             click.echo(f"warning: {note}", err=True)
         raise
     emulator_settings = load_emulator_settings()
-    console_settings = read_settings(ConsoleSettings, console_env_name, {})
+    console_settings = read_settings(ConsoleSettings, console_variable, {})
     rows = [
         *describe(settings, env_name),
         *describe(emulator_settings, emulator_env_name),
-        *describe(console_settings, console_env_name),
+        *describe(console_settings, console_variable),
     ]
     notes = [*unknown, *warnings(settings), *warnings(emulator_settings)]
     if as_json:

@@ -44,7 +44,7 @@ from pallycon_pack.errors import EXIT_INVALID, EXIT_UNAVAILABLE, Failure
 from pallycon_pack.interrupts import on_interrupt, server_stopped
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
-from pallycon_pack.web.console.auth import ENV_PREFIX, ConsoleSettings, check_token
+from pallycon_pack.web.console.auth import ConsoleSettings, check_token, console_variable
 from pallycon_pack.web.launch import (
     callback_book,
     serve_callbacks,
@@ -261,9 +261,7 @@ def callbacks(
 def console(host: str | None, port: int | None) -> None:
     """``console``: check the token and Redis, serve the console."""
     on_interrupt(server_stopped("console"))
-    options = read_settings(
-        ConsoleSettings, lambda field: f"{ENV_PREFIX}{field.upper()}", {"host": host, "port": port}
-    )
+    options = read_settings(ConsoleSettings, console_variable, {"host": host, "port": port})
     token = check_token(options.host, options.token)
     settings = load_settings()
     # A deadline on every command: a stalled Redis is a 503.

@@ -15,6 +15,7 @@ import hmac
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pallycon_config.settings import variable_name
 from pallycon_pack.errors import EXIT_INVALID, Failure
 from pallycon_pack.web.hosts import is_loopback
 
@@ -41,6 +42,11 @@ class ConsoleSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="Required on every request; needed to listen off loopback."
     )
+
+
+def console_variable(field: str) -> str:
+    """The variable that sets the console's ``field`` (``PALLYCON_CONSOLE_<FIELD>``)."""
+    return variable_name(ConsoleSettings, field)
 
 
 def token_weakness(secret: str) -> str | None:
