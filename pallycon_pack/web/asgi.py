@@ -182,23 +182,16 @@ class Server(uvicorn.Server):
         return sock
 
     def _cannot_listen(self, number: int | None, reason: str | None) -> ListenError:
-        return cannot_listen(
-            self.config.host, self.config.port, number, reason, self.settings_prefix
+        """Why it cannot listen, and which option and setting (``settings_prefix``:
+        ``PALLYCON_CALLBACK``) choose another: every server's one line."""
+        host, port, prefix = self.config.host, self.config.port, self.settings_prefix
+        if number == errno.EADDRNOTAVAIL:
+            advice = f"choose an address of this machine with --host (or {prefix}_HOST)"
+        else:
+            advice = f"choose another port with --port (or {prefix}_PORT)"
+        return ListenError(
+            number, f"cannot listen on {host}:{port}: {reason or 'unknown error'}; {advice}"
         )
-
-
-def cannot_listen(
-    host: str, port: int, number: int | None, reason: str | None, settings_prefix: str
-) -> ListenError:
-    """Why a server cannot listen on ``host:port``, and which option and setting
-    (``settings_prefix``: ``PALLYCON_CALLBACK``) choose another: every server's one line."""
-    if number == errno.EADDRNOTAVAIL:
-        advice = f"choose an address of this machine with --host (or {settings_prefix}_HOST)"
-    else:
-        advice = f"choose another port with --port (or {settings_prefix}_PORT)"
-    return ListenError(
-        number, f"cannot listen on {host}:{port}: {reason or 'unknown error'}; {advice}"
-    )
 
 
 def make_server(
