@@ -15,12 +15,20 @@ IDLE_EXPIRY_MS = 60_000
 
 class TokenBucket:
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, rate: float, burst: int, site_id: str
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        rate: float,
+        burst: int,
+        site_id: str,
+        key: str | None = None,
     ) -> None:
-        """The bucket of one site (``site_id`` "": the default site's, as before sites)."""
+        """The bucket of one site (``site_id`` "": the default site's, as before sites); with
+        ``key``, the bucket at that key instead (another limit: an HTTP API token's)."""
         self.rate, self.burst = rate, burst
         self.redis = client
-        self._keys = [keys.rate_limit_of(site_id), keys.counters, keys.api_calls]
+        self._keys = [key or keys.rate_limit_of(site_id), keys.counters, keys.api_calls]
         self._take = register(client, "bucket")
 
     def take(self, count_as: str = "", also: Sequence[tuple[str, int]] = ()) -> float:
