@@ -30,7 +30,7 @@ from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_PAGE, MAX_REASON
 from pallycon_pack.web.http_api.problems import BY_STATUS, FieldProblem, Problem, invalid
-from pallycon_pack.web.http_api.service import Service
+from pallycon_pack.web.http_api.service import Service, read_only
 from pallycon_store.events import iso
 from pallycon_store.tokens import ApiToken
 
@@ -52,12 +52,20 @@ def create_app(service: Service, max_body_bytes: int) -> Starlette:
     api = _Api(service, max_body_bytes)
     return Starlette(
         routes=[
-            Route("/v1/requests", api.guarded(api.submit), methods=["POST"]),
+            Route("/v1/requests", api.guarded(api.submit, write=True), methods=["POST"]),
             Route("/v1/requests", api.guarded(api.list), methods=["GET"]),
-            Route("/v1/requests/batch", api.guarded(api.batch), methods=["POST"]),
+            Route("/v1/requests/batch", api.guarded(api.batch, write=True), methods=["POST"]),
             Route("/v1/requests/{request_id}", api.guarded(api.show), methods=["GET"]),
-            Route("/v1/requests/{request_id}/retry", api.guarded(api.retry), methods=["POST"]),
-            Route("/v1/requests/{request_id}/cancel", api.guarded(api.cancel), methods=["POST"]),
+            Route(
+                "/v1/requests/{request_id}/retry",
+                api.guarded(api.retry, write=True),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/requests/{request_id}/cancel",
+                api.guarded(api.cancel, write=True),
+                methods=["POST"],
+            ),
             Route("/health/live", api.live, methods=["GET"]),
             Route("/health/ready", api.ready, methods=["GET"]),
             Route("/openapi.json", api.openapi, methods=["GET"]),
@@ -98,8 +106,11 @@ class _Api:
         self.service = service
         self.max_body = max_body_bytes
 
-    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """``handler`` behind the token, its rate and the errors of Redis."""
+    def guarded(
+        self, handler: Handler, *, write: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` behind the token (a read-only one refused a ``write`` before its body is
+        read), its rate and the errors of Redis."""
 
         async def guarded(request: Request) -> Response:
             try:
@@ -107,6 +118,8 @@ class _Api:
                     self.service.caller, request.headers.get("authorization")
                 )
                 await run_in_threadpool(self.service.throttle, token)
+                if write and token.read_only:
+                    raise read_only()
                 return await handler(request, token)
             except Problem as problem:
                 return problem.response()

@@ -28,7 +28,7 @@ from pallycon_pack.web.http_api.limits import MAX_BATCH
 from pallycon_pack.web.http_api.problems import FieldProblem, Problem, field_problems, invalid
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_producers.lines import BadLine, Line, line_of
-from pallycon_store.admission import REQUEST_ID_RE
+from pallycon_store.admission import REQUEST_ID_RE, Submission, prepare
 from pallycon_store.cancel import CancelOutcome
 from pallycon_store.cancel import cancel as cancel_one
 from pallycon_store.events import State
@@ -164,9 +164,11 @@ class Service:
                 lines.append(line_of(number, data))
             except BadLine as exc:
                 bad.append(FieldProblem(exc.field, exc.reason, number))
-        if bad:
-            raise invalid(bad, f"{len({b.line for b in bad})} item(s) of the batch")
         book = self.producer.site_book()
+        if bad:  # the others checked too, as submit --batch does: every bad item named at once
+            bad += self._check(lines, book)
+            bad.sort(key=lambda problem: problem.line or 0)
+            raise invalid(bad, f"{len({b.line for b in bad})} item(s) of the batch")
         self._check_scope(token, book, lines)
         started = self.clock()
         try:
@@ -199,6 +201,24 @@ class Service:
             "created": len(created_ids),
             "existing": len(set(ids) - created_ids),
         }
+
+    def _check(self, lines: Sequence[Line], book: SiteBook) -> list[FieldProblem]:
+        """What the admission finds wrong with ``lines`` (nothing is written)."""
+        submissions = [
+            Submission(
+                line.body,
+                line.request_id,
+                line.metadata,
+                line.site_id,
+                priority=line.priority_or(BATCH_PRIORITY),
+            )
+            for line in lines
+        ]
+        try:
+            prepare(submissions, self.clock(), sites=book, limits=self.producer.limits)
+        except InvalidRequest as exc:
+            return [_on_line(error, lines) for error in exc.errors]
+        return []
 
     def _check_scope(self, token: ApiToken, book: SiteBook, lines: Sequence[Line]) -> None:
         """403 naming ``site_id`` (and the line, in a batch) for a site the token may not
