@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import redis
@@ -9,7 +10,8 @@ import redis
 from pallycon_store.keys import Keys
 from pallycon_store.scripts import register
 
-#: An idle bucket expires after this long (ms): it is full again by then anyway.
+#: An idle bucket expires after this long (ms), or once it is full again if that takes longer:
+#: by then it is full anyway.
 IDLE_EXPIRY_MS = 60_000
 
 
@@ -35,7 +37,9 @@ class TokenBucket:
         """Seconds to wait before calling the API (0: go now, the token is taken and the call
         counted under ``count_as``, see :func:`pallycon_store.api_calls.api_call`). ``also``: counts
         added to the API call statistics in the same call, granted or not (``CallStats``)."""
-        args: list[str | float] = [self.rate, self.burst, count_as, IDLE_EXPIRY_MS]
+        refill_ms = math.ceil(self.burst / self.rate * 1000) if self.rate > 0 else 0
+        idle = max(IDLE_EXPIRY_MS, refill_ms)
+        args: list[str | float] = [self.rate, self.burst, count_as, idle]
         for name, amount in also:
             args += [name, amount]
         return int(self._take(keys=self._keys, args=args)) / 1000

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.http_api.contract import OPENAPI
-from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_PAGE, MAX_REASON
+from pallycon_pack.web.http_api.limits import MAX_REASON
 from pallycon_pack.web.http_api.problems import BY_STATUS, FieldProblem, Problem, invalid
 from pallycon_pack.web.http_api.service import Service, read_only
 from pallycon_store.events import iso
@@ -211,22 +211,15 @@ class _Api:
 
     async def list(self, request: Request, token: ApiToken) -> Response:
         params = request.query_params
-        text = params.get("limit")
-        limit = DEFAULT_PAGE
-        if text is not None:
-            if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-                message = f"a whole number from 1 to {MAX_PAGE}"
-                raise invalid([FieldProblem("limit", message)], "the query")
-            limit = int(text)
         state, site = params.get("state") or None, params.get("site") or None
-        found, after, since = await run_in_threadpool(
+        found, after, since, limit = await run_in_threadpool(
             lambda: self.service.page(
                 token,
                 state=state,
                 site=site,
                 since=params.get("since") or None,
                 cursor=params.get("cursor") or None,
-                limit=limit,
+                limit=params.get("limit"),
             )
         )
         headers = {}

@@ -24,7 +24,7 @@ from pallycon_pack.errors import Failure
 from pallycon_pack.present.records import explained, parse_since
 from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.http_api import access, paging
-from pallycon_pack.web.http_api.limits import MAX_BATCH
+from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE
 from pallycon_pack.web.http_api.problems import FieldProblem, Problem, field_problems, invalid
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_producers.lines import BadLine, Line, line_of
@@ -290,10 +290,16 @@ class Service:
         site: str | None,
         since: str | None,
         cursor: str | None,
-        limit: int,
-    ) -> tuple[list[dict[str, Any]], str | None, float | None]:
-        """A page: (its records, the next cursor or None, ``since`` as a time)."""
+        limit: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None, float | None, int]:
+        """A page: (its records, the next cursor or None, ``since`` as a time, its limit)."""
         after, position, errors = self._query(state, since, cursor)
+        size = DEFAULT_PAGE
+        if limit is not None:
+            if limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_PAGE:
+                size = int(limit)
+            else:
+                errors.append(FieldProblem("limit", f"a whole number from 1 to {MAX_PAGE}"))
         wanted = None
         overview = self.overview()
         book = overview.book()
@@ -312,10 +318,10 @@ class Service:
                 [FieldProblem("site", "not a site of this token")],
             )
         found, more = overview.page(
-            State(state) if state else None, since=after, after=position, limit=limit, sites=forms
+            State(state) if state else None, since=after, after=position, limit=size, sites=forms
         )
         shown = [explained(record) for record in found]
-        return shown, (paging.encode(more) if more is not None else None), after
+        return shown, (paging.encode(more) if more is not None else None), after, size
 
     def _query(
         self, state: str | None, since: str | None, cursor: str | None
