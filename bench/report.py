@@ -192,6 +192,8 @@ def render(r: dict[str, Any]) -> str:
         ]
     if r.get("flow"):
         lines += flow_section(r["flow"], r["finished"])
+    if r.get("http"):
+        lines += http_section(r["http"], r["finished"])
     return "\n".join(lines)
 
 
@@ -339,3 +341,55 @@ def splice_flow(text: str, r: dict[str, Any]) -> str:
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join([*lines, "", *flow_section(r["flow"], r["finished"])]).rstrip("\n") + "\n"
+
+
+HTTP_HEADING = "## 9. The HTTP API"
+
+
+def http_section(h: dict[str, Any], finished: str) -> list[str]:
+    """Section 9: ``POST /v1/requests`` against ``Producer.submit``, in the same run."""
+    lines = [
+        HTTP_HEADING,
+        "",
+        "What submitting over HTTP costs (docs/HTTP.md): `POST /v1/requests` to a real",
+        "`pallycon-pack http` process (one keep-alive connection per client), against the Python",
+        "`Producer.submit` in the benchmark's own process, in the same run, on the same Redis",
+        "(valkey, AOF on, `appendfsync everysec`), no worker. Every request is new, with its own",
+        "id (an `Idempotency-Key` over HTTP); each answer is the recorded request. One client",
+        "sending one request after another gives the latency and its rate; then",
+        f"{h['clients']} clients at once (threads) give the throughput. {h['runs']} rounds, the",
+        "two ways alternating; medians. With the fsync wait (the default,",
+        "`PALLYCON_REDIS_FSYNC_WAIT_MS`: a request is acknowledged once Redis has it on disk) the",
+        "wait for the fsync is most of a request's time, whichever the way; without it, what is",
+        "left is each way's own cost. `uv run python -m bench --only http` runs this alone and",
+        f"rewrites this section; this run finished {finished}.",
+        "",
+        "| | requests a round | latency p50 | p99 | requests/s, one client | "
+        f"requests/s, {h['clients']} clients |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for mode in ("fsync wait", "no fsync wait"):
+        for way, name in (("producer", "`Producer.submit`"), ("http", "`POST /v1/requests`")):
+            x = h[mode][way]
+            lines.append(
+                f"| {name}, {mode} | {h[mode]['count']:,} | {x['p50_ms']} ms | {x['p99_ms']} ms "
+                f"| {x['per_s']:,} | {x['parallel_per_s']:,} |"
+            )
+    lines.append("")
+    return lines
+
+
+def splice_http(text: str, r: dict[str, Any]) -> str:
+    """docs/BENCHMARKS.md's ``text`` with section 9 replaced by (or, where there was none,
+    given) that of results ``r`` (``--only http``)."""
+    lines = text.rstrip("\n").split("\n")
+    section = http_section(r["http"], r["finished"])
+    if HTTP_HEADING in lines:
+        start = lines.index(HTTP_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = section
+    else:
+        lines += ["", *section]
+    return "\n".join(lines).rstrip("\n") + "\n"
