@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pallycon.models import JobRegisterRequest
 from pallycon_pack.present.records import STATES
 from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE
 from pallycon_pack.web.http_api.problems import MEDIA_TYPE, TYPE_PREFIX, TYPES
@@ -20,6 +21,16 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 
 _REF = "#/components/schemas/"
+
+
+def _job_schemas() -> dict[str, Any]:
+    """The job registration's JSON Schema (the model producers submit, :class:`JobRegisterRequest`)
+    as components: ``JobRegistration`` and the objects it holds. The model's own validators
+    check more than a schema says (a path's form, sizes, a field's other spelling); its
+    errors name the field all the same."""
+    schema = JobRegisterRequest.model_json_schema(ref_template=_REF + "{model}")
+    found: dict[str, Any] = schema.pop("$defs", {})
+    return {**found, "JobRegistration": schema}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -317,6 +328,7 @@ OPENAPI: dict[str, Any] = {
             },
         },
         "schemas": {
+            **_job_schemas(),
             "Problem": {
                 "type": "object",
                 "description": "RFC 9457 problem details.",
@@ -351,7 +363,7 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "body": {
-                        "type": "object",
+                        "$ref": _REF + "JobRegistration",
                         "description": "The job registration, as PallyCon's Packaging API "
                         "guide has it (examples/job.json); validated by its rules.",
                     },
