@@ -20,7 +20,7 @@ import pytest
 
 from support.env import clean_env
 from support.redis_server import RedisServer, free_port
-from tests.integration.test_readme import BLOCK, UV_STAND_IN, _stop_group
+from support.shell import BLOCK, UV_STAND_IN, stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_every_http_example_runs_as_written(tmp_path: Path):
             try:
                 returncode = process.wait(timeout=60)
             finally:
-                _stop_group(process)
+                stop_group(process)
     text = log.read_text(errors="replace")
     assert returncode == 0, text[-6000:]
     # The request recorded once, then found again; the conflict refused; the batch recorded.
