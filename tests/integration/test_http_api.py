@@ -41,7 +41,7 @@ from pallycon_producers.api import Producer
 from pallycon_store.events import EventType, State, event
 from pallycon_store.record import Fields
 from pallycon_store.records import Change
-from pallycon_store.tokens import Tokens
+from pallycon_store.tokens import ApiToken, Tokens
 from pallycon_store.wiring import Store
 from support.env import clean_env
 from support.processes import PALLYCON_PACK, ServerProcess, cli
@@ -428,6 +428,25 @@ def test_not_ready_while_redis_is_away(api: Api):
         assert http.get("/health/live").status_code == 200
         assert "Redis at" in problem(http.get("/health/ready"), 503)["detail"]
         problem(http.get("/v1/requests", headers={"Authorization": "Bearer x"}), 503)
+
+
+def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api):
+    """An error no handler expects: 500, a problem saying it is logged, nothing of the error."""
+
+    class Broken(Service):
+        def show(self, token: ApiToken, request_id: str) -> dict[str, Any]:
+            raise RuntimeError("a fault with an internal detail")
+
+    service = Broken(Store.of(api.settings), Limits(rate=10, burst=10))
+    server = asgi.make_server(
+        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+    )
+    headers = {"Authorization": f"Bearer {api.tokens['admin']}"}
+    with asgi.running(server) as url, httpx.Client(base_url=url, headers=headers) as http:
+        failed = http.get("/v1/requests/anything")
+    body = problem(failed, 500)
+    assert body["type"] == "urn:pallycon-pack:problem:internal-error"
+    assert "internal detail" not in failed.text
 
 
 def test_tokens_are_shown_once_and_kept_as_hashes(api: Api, tmp_path: Path):
