@@ -35,7 +35,7 @@ from schemathesis.core.result import Ok
 from pallycon_config import Settings
 from pallycon_pack.web import asgi
 from pallycon_pack.web.http_api.app import create_app
-from pallycon_pack.web.http_api.contract import OPENAPI
+from pallycon_pack.web.http_api.contract import EXAMPLE, OPENAPI
 from pallycon_pack.web.http_api.service import Limits, Service
 from pallycon_producers.api import Producer
 from pallycon_store.events import EventType, State, event
@@ -505,6 +505,11 @@ CHECKS = [
 ]
 #: Examples per operation and generation mode (positive, negative): bounded, deterministic.
 EXAMPLES = 25
+#: A valid body of the operations that take one (the contract's own example).
+EXAMPLES_OF = {
+    "POST /v1/requests": EXAMPLE,
+    "POST /v1/requests/batch": [EXAMPLE, {**EXAMPLE, "request_id": "movie-2"}],
+}
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -542,4 +547,16 @@ def test_schemathesis_finds_every_answer_in_the_contract(api: Api):
                 assert mode is GenerationMode.NEGATIVE, operation.label
                 continue
             ran += 1
-    assert ran >= 9 + 5  # every operation with valid inputs; most with invalid ones too
+        example = EXAMPLES_OF.get(operation.label)
+        if example is not None:  # a valid job too, which a generated body hardly ever is
+
+            @given(case=operation.as_strategy(body=example, media_type="application/json"))
+            @settings(max_examples=5, derandomize=True, database=None, deadline=None,
+                      suppress_health_check=list(HealthCheck))  # fmt: skip
+            def valid(case: Any) -> None:
+                case.call_and_validate(headers=headers, checks=CHECKS)
+
+            valid()
+            ran += 1
+    assert ran >= 9 + 5 + 2  # every operation valid; most invalid; a valid job, one and many
+    assert api.producer.get(EXAMPLE["request_id"]) is not None  # the example was recorded

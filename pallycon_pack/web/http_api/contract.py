@@ -21,6 +21,22 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 
 _REF = "#/components/schemas/"
+#: A submission, as an example (examples/http-request.json's).
+EXAMPLE: dict[str, Any] = {
+    "body": {
+        "job_name": "big-buck-bunny",
+        "storage": {
+            "input": {"storage_id": "ST000001", "contents_path": ["videos/big-buck-bunny.mp4"]},
+            "output": {"storage_id": "ST000001", "path": "packaged"},
+        },
+        "content_id": "big-buck-bunny",
+        "streaming_format": ["dash", "hls"],
+        "protect_type": ["watermark", "drm"],
+    },
+    "request_id": "movie-1",
+    "metadata": {"cms_asset": 100},
+    "priority": "high",
+}
 
 
 def _job_schemas() -> dict[str, Any]:
@@ -123,7 +139,12 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref("Submission")}},
+                    "content": {
+                        JSON: {
+                            "schema": _ref("Submission"),
+                            "examples": {"movie": {"value": EXAMPLE}},
+                        }
+                    },
                 },
                 "responses": {
                     "201": _json(
@@ -210,7 +231,10 @@ OPENAPI: dict[str, Any] = {
                                 "type": "array",
                                 "items": _ref("Submission"),
                                 "maxItems": MAX_BATCH,
-                            }
+                            },
+                            "examples": {
+                                "two": {"value": [EXAMPLE, {**EXAMPLE, "request_id": "movie-2"}]}
+                            },
                         },
                         NDJSON: {"schema": {"type": "string"}},
                     },
