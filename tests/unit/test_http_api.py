@@ -10,10 +10,13 @@ import json
 import pytest
 from openapi_spec_validator import validate
 
+from pallycon.errors import FieldError
 from pallycon_config import SiteBook
 from pallycon_pack.web.http_api import access, paging
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.problems import TYPE_PREFIX, TYPES, Problem, body_field
+from pallycon_pack.web.http_api.service import _on_line
+from pallycon_producers.lines import Line
 from pallycon_store.events import State
 from pallycon_store.overview import _position
 from pallycon_store.tokens import ApiToken, TokenError, check_name, new_token, token_hash
@@ -163,3 +166,23 @@ def test_a_page_orders_by_time_then_id_as_redis_does():
     entries = [("ab", 5.0), ("abc", 5.0), ("b", 5.0), ("z", 4.0), ("a", 6.0)]
     ordered = sorted(entries, key=lambda e: _position((e[0], e[1], State.ACCEPTED)))
     assert [rid for rid, _ in ordered] == ["a", "b", "abc", "ab", "z"]
+
+
+def test_a_batchs_admission_errors_name_their_lines():
+    """``[index].field`` of the admission: the item's line, and the other item's line where
+    the message names it."""
+    lines = [Line(3, {}, "a", None), Line(5, {}, "a", None)]
+    twice = _on_line(FieldError("[1].request_id", "also given at [0] with a different body"), lines)
+    assert twice.to_dict() == {
+        "line": 5,
+        "field": "request_id",
+        "message": "also given at line 3 with a different body",
+    }
+    missing = _on_line(FieldError("[0].storage.input", "Field required"), lines)
+    assert missing.to_dict() == {
+        "line": 3,
+        "field": "body.storage.input",
+        "message": "Field required",
+    }
+    alone = _on_line(FieldError("job_name", "Field required"), lines[:1])
+    assert alone.to_dict() == {"line": 3, "field": "body.job_name", "message": "Field required"}

@@ -16,13 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_config import SiteBook, UnknownSite
 from pallycon_pack.errors import Failure
 from pallycon_pack.present.records import explained, parse_since
-from pallycon_pack.problems import redis_problem
 from pallycon_pack.web.http_api import access, paging
 from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE
 from pallycon_pack.web.http_api.problems import FieldProblem, Problem, field_problems, invalid
@@ -42,6 +39,7 @@ from pallycon_store.wiring import Store
 ONE_PRIORITY = "normal"
 BATCH_PRIORITY = "bulk"
 _INDEXED = re.compile(r"^\[(\d+)\]\.(.*)$")
+_ITEM = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -394,10 +392,12 @@ def _on_line(error: FieldError, lines: Sequence[Line]) -> FieldProblem:
     the line of its item."""
     match = _INDEXED.match(error.field)
     index, name = (int(match[1]), match[2]) if match else (0, error.field)
-    (problem,) = field_problems([FieldError(name, error.message)], lines[index].number)
+    # "also given at [0] with a different body": the item named by its line too
+    message = error.message
+    if name == "request_id":
+        message = _ITEM.sub(
+            lambda at: f"line {lines[int(at[1])].number}" if int(at[1]) < len(lines) else at[0],
+            message,
+        )
+    (problem,) = field_problems([FieldError(name, message)], lines[index].number)
     return problem
-
-
-def unavailable(exc: redis.RedisError) -> Problem:
-    """Redis failed: 503, saying where it is (never its password)."""
-    return Problem("unavailable", redis_problem(exc), headers={"Retry-After": "1"})
