@@ -1,6 +1,7 @@
 """``uv run python -m bench``: run every benchmark and write docs/BENCHMARKS.md.
 
-``--only flow`` runs the flow-control cases alone and rewrites their section of the report.
+``--only flow`` runs the flow-control cases alone and rewrites their section of the report;
+``--only http`` the HTTP API's.
 ``--quick`` runs each at a small size, to check the harness (its figures are not the published
 ones). Every benchmark runs real processes on this machine: a valkey server, the emulator, Celery
 workers, the callback receiver.
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases
-from bench.report import render, splice_flow
+from bench.report import render, splice_flow, splice_http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument(
         "--only",
-        choices=["backfill", "flow"],
-        help="run just this case: backfill prints it; flow writes its section of the report "
-        "(section 8 and its goals; not with --quick) and keeps its numbers in build/",
+        choices=["backfill", "flow", "http"],
+        help="run just this case: backfill prints it; flow and http write their section of the "
+        "report (8 and its goals, 9; not with --quick) and keep their numbers in build/",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
@@ -50,6 +51,16 @@ def main() -> None:
         (ROOT / "build" / "benchmarks-flow.json").write_text(json.dumps(results, indent=2))
         if not quick:
             args.output.write_text(splice_flow(args.output.read_text(), results))
+        print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
+        return
+    if args.only == "http":
+        with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
+            results["http"] = _http(Path(tmp), quick)
+        results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        (ROOT / "build").mkdir(exist_ok=True)
+        (ROOT / "build" / "benchmarks-http.json").write_text(json.dumps(results, indent=2))
+        if not quick:
+            args.output.write_text(splice_http(args.output.read_text(), results))
         print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
         return
     with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
@@ -81,12 +92,20 @@ def main() -> None:
         results["backfill"] = cases.backfill(root, lines=1_000 if quick else 10_000)
         _step("flow control")
         results["flow"] = cases.flow(root, quick=quick)
+        _step("the HTTP API")
+        results["http"] = _http(root, quick)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "benchmarks.json").write_text(json.dumps(results, indent=2))
     if not quick:
         args.output.write_text(render(results))
     print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
+
+
+def _http(root: Path, quick: bool) -> dict[str, Any]:
+    if quick:
+        return cases.http_submit(root, count=300, durable_count=30, clients=4, runs=1)
+    return cases.http_submit(root)
 
 
 def _step(name: str) -> None:

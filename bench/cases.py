@@ -537,3 +537,132 @@ def flow(root: Path, quick: bool = False) -> dict[str, Any]:
         ],
         "share": bulk_share(root, window=10 if quick else 60),
     }
+
+
+# --- 9. The HTTP API ----------------------------------------------------------------------
+
+#: The two ways of submitting the HTTP API case compares, and whether each waits for the fsync
+#: (``PALLYCON_REDIS_FSYNC_WAIT_MS``, 2000 by default; 0: no wait, what is left is each path's
+#: own cost).
+HTTP_MODES = (("fsync wait", 2000), ("no fsync wait", 0))
+
+
+def http_submit(
+    root: Path, count: int = 2000, durable_count: int = 300, clients: int = 8, runs: int = 3
+) -> dict[str, Any]:
+    """``POST /v1/requests`` (a real ``pallycon-pack http`` process, keep-alive connections)
+    against ``Producer.submit`` in this process, in the same run, on the same Redis: each
+    request a new one with its own id. One client sending one request after another (latency
+    p50/p99, requests/s), then ``clients`` threads at once (requests/s); ``runs`` rounds, the
+    two ways alternating; medians. With the fsync wait (the default: ``durable_count``
+    requests a round, each waits for Redis's fsync), and without (``count``)."""
+    found: dict[str, Any] = {"clients": clients, "runs": runs}
+    for mode, fsync_ms in HTTP_MODES:
+        size = durable_count if fsync_ms else count
+        with _SubmitBench(root / mode.replace(" ", "-"), fsync_ms) as bench:
+            found[mode] = {"count": size, **bench.compare(size, clients, runs)}
+    return found
+
+
+class _SubmitBench:
+    """A Redis, an HTTP API process with a token, and a producer, for :func:`http_submit`."""
+
+    def __init__(self, root: Path, fsync_ms: int) -> None:
+        import itertools
+
+        from pallycon_config import Settings
+        from support.redis_server import RedisServer
+
+        root.mkdir(parents=True)
+        self.root = root
+        self.redis = RedisServer(root / "redis")
+        values: dict[str, Any] = {**BENCH, "redis_url": self.redis.url,
+                                  "api_url": "http://127.0.0.1:9", "redis_fsync_wait_ms": fsync_ms}  # fmt: skip
+        self.settings = Settings(_env_file=None, **values)
+        self.numbers = itertools.count()
+        self.local = threading.local()
+        self.api: ServerProcess | None = None
+
+    def __enter__(self) -> _SubmitBench:
+        from pallycon_producers.api import Producer
+        from pallycon_store.tokens import Tokens
+
+        self.redis.start()
+        self.producer = Producer.from_settings(self.settings)
+        self.token, _ = Tokens(self.producer.redis, self.producer.keys).add("bench", time.time())
+        env = clean_env(
+            self.settings.environment(), PALLYCON_HTTP_RATE="100000", PALLYCON_HTTP_BURST="100000"
+        )
+        self.api = ServerProcess.start("http", "--port", "0", env=env, cwd=self.root)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.api is not None:
+            self.api.stop()
+        self.redis.stop()
+
+    @staticmethod
+    def body(n: int) -> dict[str, Any]:
+        storage = {"input": {"storage_id": "bench", "contents_path": ["in/movie.mp4"]},
+                   "output": {"storage_id": "bench", "path": "out"}}  # fmt: skip
+        return {"job_name": f"http-{n}", "content_id": f"http-{n}", "storage": storage,
+                "streaming_format": ["dash", "hls"], "protect_type": ["watermark"]}  # fmt: skip
+
+    def by_http(self, n: int) -> float:
+        import httpx
+
+        assert self.api is not None
+        if not hasattr(self.local, "http"):  # a connection per thread, kept alive
+            self.local.http = httpx.Client(
+                base_url=self.api.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+            )
+        start = time.perf_counter()
+        answer = self.local.http.post(
+            "/v1/requests", json={"body": self.body(n)}, headers={"Idempotency-Key": f"h-{n}"}
+        )
+        took = time.perf_counter() - start
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST /v1/requests: {answer.status_code} {answer.text[:300]}")
+        return took
+
+    def by_producer(self, n: int) -> float:
+        start = time.perf_counter()
+        self.producer.submit(self.body(n), f"p-{n}")
+        return time.perf_counter() - start
+
+    def one_by_one(self, submit: Any, count: int) -> dict[str, float]:
+        start = time.perf_counter()
+        took = [submit(next(self.numbers)) * 1000 for _ in range(count)]
+        wall = time.perf_counter() - start
+        return {"p50_ms": percentile(took, 0.5), "p99_ms": percentile(took, 0.99),
+                "per_s": round(count / wall, 1)}  # fmt: skip
+
+    def at_once(self, submit: Any, count: int, clients: int) -> float:
+        import concurrent.futures
+
+        todo = [next(self.numbers) for _ in range(count)]
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(submit, todo))
+        return round(count / (time.perf_counter() - start), 1)
+
+    def compare(self, count: int, clients: int, runs: int) -> dict[str, Any]:
+        ways = {"producer": self.by_producer, "http": self.by_http}
+        for submit in ways.values():  # warm up: connections made, scripts loaded
+            for _ in range(20):
+                submit(next(self.numbers))
+        alone: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
+        together: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(runs):
+            for name, submit in ways.items():
+                alone[name].append(self.one_by_one(submit, count))
+                together[name].append(self.at_once(submit, count, clients))
+        return {
+            name: {
+                **{key: median([r[key] for r in alone[name]]) for key in alone[name][0]},
+                "parallel_per_s": median(together[name]),
+                "runs": alone[name],
+                "parallel_runs": together[name],
+            }
+            for name in ways
+        }

@@ -40,7 +40,7 @@ def render(r: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         "What a job costs: API calls, latency, Redis memory, throughput. Every figure comes from one",
-        "run of `uv run python -m bench` (about 27 minutes), which starts real processes on the",
+        "run of `uv run python -m bench` (about 31 minutes), which starts real processes on the",
         "machine (a valkey server, the emulator with faults off, Celery worker processes, the",
         "callback receiver) and writes this file; `build/benchmarks.json` keeps the raw numbers.",
         "Each comparison is measured side by side in the same run. The machine is noisy: where a",
@@ -192,6 +192,8 @@ def render(r: dict[str, Any]) -> str:
         ]
     if r.get("flow"):
         lines += flow_section(r["flow"], r["finished"])
+    if r.get("http"):
+        lines += http_section(r["http"], r["finished"], r["machine"])
     return "\n".join(lines)
 
 
@@ -339,3 +341,75 @@ def splice_flow(text: str, r: dict[str, Any]) -> str:
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join([*lines, "", *flow_section(r["flow"], r["finished"])]).rstrip("\n") + "\n"
+
+
+HTTP_HEADING = "## 9. The HTTP API"
+
+
+def http_section(h: dict[str, Any], finished: str, m: dict[str, Any]) -> list[str]:
+    """Section 9: ``POST /v1/requests`` against ``Producer.submit``, in the same run (``m``:
+    the machine)."""
+    lines = [
+        HTTP_HEADING,
+        "",
+        "What submitting over HTTP costs (docs/HTTP.md): `POST /v1/requests` to a real",
+        "`pallycon-pack http` process (one keep-alive connection per client), against the Python",
+        "`Producer.submit` in the benchmark's own process, in the same run, on the same Redis",
+        "(valkey, AOF on, `appendfsync everysec`), no worker. Every request is new, with its own",
+        "id (an `Idempotency-Key` over HTTP); each answer is the recorded request. One client",
+        "sending one request after another gives the latency and its rate; then",
+        f"{h['clients']} clients at once (threads) give the throughput. {h['runs']} rounds, the",
+        "two ways alternating; medians. With the fsync wait (the default,",
+        "`PALLYCON_REDIS_FSYNC_WAIT_MS`: a request is acknowledged once Redis has it on disk) the",
+        "wait for the fsync is most of a request's time, whichever the way; without it, what is",
+        "left is each way's own cost. `uv run python -m bench --only http` runs this alone and",
+        f"rewrites this section; this run finished {finished}, on {m['cpus']} cores.",
+        "",
+        "| | requests a round | latency p50 | p99 | requests/s, one client | "
+        f"requests/s, {h['clients']} clients |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for mode in ("fsync wait", "no fsync wait"):
+        for way, name in (("producer", "`Producer.submit`"), ("http", "`POST /v1/requests`")):
+            x = h[mode][way]
+            lines.append(
+                f"| {name}, {mode} | {h[mode]['count']:,} | {x['p50_ms']:.1f} ms | "
+                f"{x['p99_ms']:.1f} ms | {x['per_s']:,.0f} | {x['parallel_per_s']:,.0f} |"
+            )
+    bare = h["no fsync wait"]
+    durable = h["fsync wait"]
+    added = bare["http"]["p50_ms"] - bare["producer"]["p50_ms"]
+
+    def rounds(way: str) -> str:
+        return ", ".join(f"{value:,.0f}" for value in durable[way]["parallel_runs"])
+
+    lines += [
+        "",
+        f"Without the fsync wait, HTTP adds about {added:.1f} ms to a request at the median (the",
+        "token's lookup and its rate-limit script are two more round trips to Redis, then the",
+        "HTTP exchange and JSON both ways); one server process answered",
+        f"{bare['http']['parallel_per_s']:,.0f} requests/s to {h['clients']} clients at once "
+        "(replicas share the load). With the",
+        "wait, most of a request's time is the wait for Redis's fsync (about 100 ms here), the",
+        "same for both ways. Clients at once can share an fsync, so the throughput with several",
+        "clients depends on how their requests fall together; its rounds",
+        f"varied (`Producer.submit`: {rounds('producer')}; HTTP: {rounds('http')} requests/s),",
+        "and the median is quoted.",
+    ]
+    return lines
+
+
+def splice_http(text: str, r: dict[str, Any]) -> str:
+    """docs/BENCHMARKS.md's ``text`` with section 9 replaced by (or, where there was none,
+    given) that of results ``r`` (``--only http``)."""
+    lines = text.rstrip("\n").split("\n")
+    section = http_section(r["http"], r["finished"], r["machine"])
+    if HTTP_HEADING in lines:
+        start = lines.index(HTTP_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = section
+    else:
+        lines += ["", *section]
+    return "\n".join(lines).rstrip("\n") + "\n"

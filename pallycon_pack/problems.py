@@ -19,6 +19,7 @@ from pallycon_pack.errors import (
     ListenError,
 )
 from pallycon_store.connect import describe, login_refused, sentinels_refused
+from pallycon_store.tokens import TokenError, UnknownToken
 from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
 
 
@@ -43,9 +44,10 @@ def failure_of(exc: Exception) -> Failure | None:
         return Failure(api_problem(exc), EXIT_FAILED)
     if isinstance(exc, CallError):
         return Failure(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-    if isinstance(exc, UnknownEndpoint):
+    if isinstance(exc, UnknownEndpoint | UnknownToken):
         return Failure(str(exc), EXIT_NOT_FOUND)
-    if isinstance(exc, WebhookError):  # a URL, secret, event type or key that cannot be used
+    # A URL, secret, event type or key that cannot be used; a token's name taken or unusable.
+    if isinstance(exc, WebhookError | TokenError):
         return Failure(str(exc), EXIT_INVALID)
     if isinstance(exc, ListenError):
         return Failure(exc.strerror or str(exc), EXIT_UNAVAILABLE)

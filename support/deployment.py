@@ -19,6 +19,8 @@ from pallycon_emulator.config import EmulatorSettings, emulator_env_name
 from pallycon_pack.cli.main import main
 from pallycon_pack.web.console.auth import ENV_PREFIX as CONSOLE_PREFIX
 from pallycon_pack.web.console.auth import ConsoleSettings
+from pallycon_pack.web.http_api.settings import ENV_PREFIX as HTTP_PREFIX
+from pallycon_pack.web.http_api.settings import HttpSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "pallycon-pack.json"
@@ -30,6 +32,8 @@ MAIN_SETTINGS = {env_name(name) for name in Settings.model_fields}
 EMULATOR_SETTINGS = {emulator_env_name(name) for name in EmulatorSettings.model_fields}
 #: The console's own settings.
 CONSOLE_SETTINGS = {f"{CONSOLE_PREFIX}{name.upper()}" for name in ConsoleSettings.model_fields}
+#: The HTTP API's own settings.
+HTTP_SETTINGS = {f"{HTTP_PREFIX}{name.upper()}" for name in HttpSettings.model_fields}
 #: The variables that name secret files (docs/CONFIGURATION.md, "Secrets from files").
 SECRET_FILE_VARIABLES = {SECRETS_DIR_VARIABLE} | {
     f"{prefix}{name.upper()}{FILE_SUFFIX}"
@@ -37,7 +41,9 @@ SECRET_FILE_VARIABLES = {SECRETS_DIR_VARIABLE} | {
     for name in secret_fields(kind)
 }
 #: Every variable some process reads.
-SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS | SECRET_FILE_VARIABLES
+SETTINGS = (
+    MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS | HTTP_SETTINGS | SECRET_FILE_VARIABLES
+)
 
 
 def resolve(words: list[str], where: str) -> tuple[click.Command, list[str]]:

@@ -169,7 +169,7 @@ def test_the_top_level_help_loads_no_subcommand():
 
 #: What a command's --help may load of pallycon_pack besides the group and its own family's
 #: ``commands``: helpers its options name (inputs, the states, the checks' defaults, the
-#: console's and the emulator's settings), never a ``run`` module nor another family.
+#: console's, the HTTP API's and the emulator's settings), never a ``run`` module nor another family.
 HELP_SHARED = {
     "pallycon_pack.cli.inputs",
     "pallycon_pack.cli.servers.emulator_sites",
@@ -182,6 +182,8 @@ HELP_SHARED = {
     "pallycon_pack.web.console",
     "pallycon_pack.web.console.auth",
     "pallycon_pack.web.hosts",
+    "pallycon_pack.web.http_api",
+    "pallycon_pack.web.http_api.settings",
 }
 
 #: Loads a command's --help with settings that cannot be read (so none may be read), then

@@ -12,6 +12,7 @@ import pytest
 from support.deployment import (
     CONSOLE_SETTINGS,
     EMULATOR_SETTINGS,
+    HTTP_SETTINGS,
     MAIN_SETTINGS,
     ROOT,
     known_options,
@@ -19,7 +20,7 @@ from support.deployment import (
 from support.deployment import SETTINGS as ANY_SETTING
 
 #: The settings .env.example and docs/CONFIGURATION.md document: every settings class's.
-SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS
+SETTINGS = MAIN_SETTINGS | EMULATOR_SETTINGS | CONSOLE_SETTINGS | HTTP_SETTINGS
 _VAR = re.compile(r"\bPALLYCON_[A-Z0-9_]+\b")
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from pallycon_config.rules import ENV_PREFIX
 
-#: The variables the emulator's settings (``pallycon_emulator.config.EmulatorSettings``) and
-#: the console's (``pallycon_pack.web.console.auth.ConsoleSettings``, its token's file
-#: included) read: a process that loads neither must not take them for misspellings.
+#: The variables the emulator's settings (``pallycon_emulator.config.EmulatorSettings``), the
+#: console's (``pallycon_pack.web.console.auth.ConsoleSettings``, its token's file included)
+#: and the HTTP API's (``pallycon_pack.web.http_api.settings.HttpSettings``) read: a process
+#: that loads none of them must not take them for misspellings.
 READ_ELSEWHERE = frozenset(
     {
         "PALLYCON_EMULATOR_HOST",
@@ -37,6 +38,11 @@ READ_ELSEWHERE = frozenset(
         "PALLYCON_CONSOLE_PORT",
         "PALLYCON_CONSOLE_TOKEN",
         "PALLYCON_CONSOLE_TOKEN_FILE",
+        "PALLYCON_HTTP_HOST",
+        "PALLYCON_HTTP_PORT",
+        "PALLYCON_HTTP_MAX_BODY_BYTES",
+        "PALLYCON_HTTP_RATE",
+        "PALLYCON_HTTP_BURST",
     }
 )
 

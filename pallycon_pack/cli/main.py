@@ -20,7 +20,7 @@ import click
 
 #: The servers that stop at once on SIGTERM while they start (see
 #: ``pallycon_pack.cli.servers.stopping``, loaded for them only).
-SERVERS = ("worker", "callbacks", "metrics")
+SERVERS = ("worker", "callbacks", "metrics", "http")
 #: The commands that log JSON lines on stderr (the long-running ones).
 LOGS_JSON = (*SERVERS, "console", "emulator")
 
@@ -91,6 +91,10 @@ COMMANDS: dict[str, Entry] = {
         _family("servers"),
         "Serve Prometheus metrics of the whole fleet at /metrics, read from Redis at each scrape.",
     ),
+    "http": Entry(
+        _family("servers"),
+        "Serve the HTTP API for producers: submit, read, retry and cancel requests over HTTP.",
+    ),
     "emulator": Entry(
         _family("servers"),
         "Serve a PallyCon-compatible Packaging API (for development, tests and demos).",
@@ -108,6 +112,10 @@ COMMANDS: dict[str, Entry] = {
         _family("webhooks"),
         "Manage the endpoints signed webhooks (Standard Webhooks) go to.",
     ),
+    "tokens": Entry(
+        _family("tokens"),
+        "Manage the bearer tokens of the HTTP API: one per upstream system.",
+    ),
     "config": Entry(_family("config"), "Show the effective settings and where each one came from."),
     "demo": Entry(
         "pallycon_pack.demo.commands",
@@ -120,9 +128,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Queue", ("submit", "status", "results")),
     ("Requests", ("requests", "retry", "cancel")),
     ("Fleet", ("health", "stats", "pause", "resume")),
-    ("Servers", ("worker", "callbacks", "console", "metrics", "emulator")),
+    ("Servers", ("worker", "callbacks", "console", "metrics", "http", "emulator")),
     ("PallyCon API (direct)", ("sign", "storage", "jobs")),
-    ("Upstream systems", ("webhooks",)),
+    ("Upstream systems", ("webhooks", "tokens")),
     ("Setup", ("config", "demo")),
 )
 

@@ -214,6 +214,21 @@ class Keys:
         return f"{self.prefix}:webhooks:endpoints"
 
     @property
+    def http_tokens(self) -> str:
+        """Hash: SHA-256 (hex) of an HTTP API token -> JSON of the token (name, sites,
+        read-only, when added); never the token itself (:mod:`pallycon_store.tokens`)."""
+        return f"{self.prefix}:http:tokens"
+
+    @property
+    def http_token_names(self) -> str:
+        """Hash: an HTTP API token's name -> the SHA-256 (hex) it is kept under."""
+        return f"{self.prefix}:http:token-names"
+
+    def http_rate_limit(self, name: str) -> str:
+        """Hash: the token bucket of the HTTP API token ``name`` (shared by every replica)."""
+        return f"{self.prefix}:http:ratelimit:{name}"
+
+    @property
     def durability_mark(self) -> str:
         """String, expiring: a tiny write made just before ``WAIT``/``WAITAOF``, on the same
         connection, so that the wait covers every change made before it (see durability.py)."""

@@ -58,6 +58,14 @@ def _both(
     return first if then is None else (lambda record: first(record) and then(record))
 
 
+def _position(entry: tuple[str, float, State]) -> tuple[float, tuple[int, ...]]:
+    """Where an index entry (request id, score, state) comes in :meth:`Overview.page`'s order:
+    by score descending, then by request id descending byte by byte, as ``ZREVRANGEBYSCORE``
+    orders one index (the trailing 0 puts ``ab`` after ``abc``)."""
+    request_id, score, _ = entry
+    return (-score, (*(-byte for byte in request_id.encode()), 0))
+
+
 class Overview:
     """Counts, lists, histories and time series of the requests, read from the state indexes."""
 
@@ -196,6 +204,61 @@ class Overview:
                     break
         found += self._matching(batch, where)
         return found[:limit]
+
+    def page(
+        self,
+        state: State | None = None,
+        *,
+        since: float | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int = 50,
+        sites: frozenset[str] | None = None,
+    ) -> tuple[builtins.list[Record], tuple[float, str] | None]:
+        """A page of :meth:`list`'s order (newest first by when each entered its state, ties
+        by request id, descending): up to ``limit`` requests in ``state`` (any when None),
+        entered at or after ``since``, after the position ``after`` (a previous page's
+        ``next``), whose record's ``site_id`` is one of ``sites`` (as records keep it: ""
+        for the default site; None: every site). Returns them and the position to read the
+        next page from (None: this is the last). Reads one index per state, or a site's own
+        indexes when ``sites`` are the forms of one named site."""
+        if limit <= 0:
+            return [], None
+        states = [state] if state is not None else builtins.list(State)
+        index_of = self.keys.state_index
+        where: Callable[[Record], bool] | None = None
+        named = sorted(site for site in sites or () if site)
+        if sites is not None and len(sites) == 1 and named:
+            index_of = functools.partial(self.keys.site_state_index, named[0])
+        elif sites is not None:
+            where = lambda record: record.site_id in sites  # noqa: E731
+        until = after[0] if after is not None else None
+        streams = [self._newest(index_of(s), s, since, until) for s in states]
+        merged = heapq.merge(*streams, key=_position)
+        found: builtins.list[tuple[Record, tuple[float, str]]] = []
+        batch: builtins.list[tuple[str, float, State]] = []
+        mark = _position((after[1], after[0], State.ACCEPTED)) if after is not None else None
+        for entry in merged:
+            if mark is not None and _position(entry) <= mark:
+                continue  # on or before the previous page's last
+            batch.append(entry)
+            if len(batch) >= max(limit + 1 - len(found), PAGE // 4):
+                found += self._placed(batch, where)
+                batch = []
+                if len(found) > limit:
+                    break
+        found += self._placed(batch, where)
+        more = len(found) > limit
+        return [record for record, _ in found[:limit]], (found[limit - 1][1] if more else None)
+
+    def _placed(
+        self,
+        batch: builtins.list[tuple[str, float, State]],
+        where: Callable[[Record], bool] | None,
+    ) -> builtins.list[tuple[Record, tuple[float, str]]]:
+        """:meth:`_matching`, each record with its position (score, request id)."""
+        scores = {request_id: score for request_id, score, _ in batch}
+        records = self._matching([(request_id, index) for request_id, _, index in batch], where)
+        return [(record, (scores[record.request_id], record.request_id)) for record in records]
 
     def _matching(
         self, batch: builtins.list[tuple[str, State]], where: Callable[[Record], bool] | None

@@ -114,13 +114,14 @@ def test_a_misspelt_setting_is_told_once_with_the_nearest_one(tmp_path: Path):
 
 
 def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
-    """config show: the console's and the exporter's settings too (the token masked), an empty
-    setting as (unset), and each misspelt name once among the warnings."""
+    """config show: the console's, the exporter's and the HTTP API's settings too (the token
+    masked), an empty setting as (unset), and each misspelt name once among the warnings."""
     (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\n")
     env = clean_env(
         PALLYCON_REDSI_URL="redis://elsewhere:6379/0",
         PALLYCON_CONSOLE_TOKEN="a-console-token-never-shown",
         PALLYCON_METRICS_PORT="9841",
+        PALLYCON_HTTP_RATE="50",
     )
     result = run_cli("config", "show", env=env, cwd=tmp_path)
     rows = {line.split()[0]: line.split()[1:] for line in _ok(result).splitlines()}
@@ -129,6 +130,8 @@ def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
     assert rows["PALLYCON_CONSOLE_PORT"] == ["8780", "[default]"]
     assert rows["PALLYCON_METRICS_PORT"] == ["9841", "[environment]"]
     assert rows["PALLYCON_METRICS_HOST"] == ["127.0.0.1", "[default]"]
+    assert rows["PALLYCON_HTTP_PORT"] == ["8800", "[default]"]
+    assert rows["PALLYCON_HTTP_RATE"] == ["50.0", "[environment]"]
     assert rows["PALLYCON_REDIS_SENTINELS"] == ["(unset)", "[default]"]
     assert "a-console-token-never-shown" not in result.stdout.decode() + result.stderr.decode()
     assert result.stderr.decode().splitlines() == list(MISSPELT)

@@ -18,32 +18,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from support.env import clean_env
 from support.redis_server import RedisServer, free_port
+from support.shell import BLOCK, UV_STAND_IN, stop_group
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: Blocks not run here: the quick start (the demo and the test suite are tested on their own).
 EXCEPTED = ("uv run pallycon-pack demo",)
 #: Only for speed: the same command with a shorter emulated job.
 SPEED_UPS = {"--job-seconds 20": "--job-seconds 1"}
-
-UV_STAND_IN = f"""#!/bin/sh
-# `uv run pallycon-pack ARGS`, as this checkout's environment runs it.
-[ "$1" = run ] && [ "$2" = pallycon-pack ] || {{ echo "uv stand-in: $*" >&2; exit 99; }}
-shift 2
-exec {sys.executable} -m pallycon_pack "$@"
-"""
 
 
 def shell_blocks(text: str) -> list[str]:
@@ -111,7 +102,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
             try:
                 returncode = process.wait(timeout=90)
             finally:
-                _stop_group(process)
+                stop_group(process)
     text = log.read_text(errors="replace")
     assert returncode == 0, text[-6000:]
     # The walk-through's request and the direct job both completed; the status shows the job.
@@ -133,26 +124,3 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     assert "PALLYCON_SITE_KEY" in text, text[-6000:]
     site_key = (ROOT / ".env.example").read_text().split("PALLYCON_SITE_KEY=")[1].split()[0]
     assert site_key not in text.replace("sed -n", ""), "the site key was printed"
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the script's process group (the emulator and worker it started), then KILL
-    what is left after 10 s."""
-    import time
-
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
-    process.wait(timeout=5)

@@ -9,8 +9,9 @@ import signal
 import pytest
 
 from pallycon.models import DashOption, JobRegisterRequest, api_dict
-from pallycon_pack.cli.queue.batch import Line, Recording
+from pallycon_pack.cli.queue.batch import Recording
 from pallycon_pack.interrupts import finishing
+from pallycon_producers.lines import Line
 from support.samples import job_body
 
 

@@ -17,9 +17,9 @@ def show(as_json: bool) -> None:
 
     The source is where the value came from: default, environment (a PALLYCON_* variable),
     .env (in the current directory) or, for a secret, the file it was read from. The
-    emulator's settings (PALLYCON_EMULATOR_*) and the console's (PALLYCON_CONSOLE_*) follow
-    the others'. A PALLYCON_* name that is no setting (a misspelling) is warned of, with the
-    setting nearest to it.
+    emulator's settings (PALLYCON_EMULATOR_*), the console's (PALLYCON_CONSOLE_*) and the
+    HTTP API's (PALLYCON_HTTP_*) follow the others'. A PALLYCON_* name that is no setting (a
+    misspelling) is warned of, with the setting nearest to it.
     """
     from pallycon_pack.cli.config import run
 

@@ -13,6 +13,7 @@ from pallycon_config.settings import read_settings, unknown_settings
 from pallycon_config.show import describe, warnings
 from pallycon_emulator.config import emulator_env_name, load_emulator_settings
 from pallycon_pack.web.console.auth import ConsoleSettings, console_variable
+from pallycon_pack.web.http_api.settings import HttpSettings, http_variable
 
 
 def show(as_json: bool) -> None:
@@ -27,10 +28,12 @@ def show(as_json: bool) -> None:
         raise
     emulator_settings = load_emulator_settings()
     console_settings = read_settings(ConsoleSettings, console_variable, {})
+    http_settings = read_settings(HttpSettings, http_variable, {})
     rows = [
         *describe(settings, env_name),
         *describe(emulator_settings, emulator_env_name),
         *describe(console_settings, console_variable),
+        *describe(http_settings, http_variable),
     ]
     notes = [*unknown, *warnings(settings), *warnings(emulator_settings)]
     if as_json:

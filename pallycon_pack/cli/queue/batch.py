@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from pallycon.errors import InvalidRequest
 from pallycon_config import SiteBook
 from pallycon_pack.cli.inputs import MAX_INPUT_BYTES
+from pallycon_producers.lines import BadLine, Line, line_of
 from pallycon_store.admission import Submission, prepare
 
 if TYPE_CHECKING:
@@ -33,24 +34,6 @@ CHUNK = 500
 MAX_LINE_BYTES = MAX_INPUT_BYTES
 #: Bad lines reported one by one; the rest are counted.
 MAX_REPORTED = 20
-#: The keys of a line, in the order messages name them.
-KEYS = ("body", "request_id", "metadata", "site_id", "priority")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One request of the file."""
-
-    number: int
-    body: Any
-    request_id: str | None
-    metadata: Any
-    site_id: str | None = None  # the PallyCon site (None: the workers' default site)
-    priority: Any = None  # as given (None: the batch's; checked by prepare)
-
-    def priority_or(self, default: str) -> Any:
-        """The line's priority, or ``default`` (the batch's) when it gives none (or "")."""
-        return default if self.priority is None or self.priority == "" else self.priority
 
 
 @dataclass
@@ -69,40 +52,12 @@ class Checked:
 
 
 def parse(number: int, text: str) -> Line:
-    """A line's request (raises ValueError with the reason)."""
+    """A line's request (raises :class:`BadLine`, a ValueError, with the reason)."""
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(
-            'not a JSON object {"body": {...}, "request_id": ..., "metadata": ..., "site_id": ..., '
-            '"priority": ...}'
-        )
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} ({', '.join(KEYS)})")
-    if "body" not in data:
-        raise ValueError("body: missing (the job registration)")
-    request_id = data.get("request_id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise ValueError("request_id: must be a string")
-    if request_id == "":
-        raise ValueError(
-            "request_id: empty; leave it out for a new id (an empty one would be a new id at "
-            "each run, so running the file again would submit the request again)"
-        )
-    site_id = data.get("site_id")
-    if site_id is not None and not isinstance(site_id, str):
-        raise ValueError("site_id: must be a string (a site id such as TUTO)")
-    return Line(
-        number,
-        data["body"],
-        request_id,
-        data.get("metadata"),
-        site_id or None,
-        data.get("priority"),
-    )
+        raise BadLine(None, f"not JSON: {exc}") from None
+    return line_of(number, data)
 
 
 def lines(file: IO[bytes], on_error: Callable[[int, str], None]) -> Iterator[Line]:

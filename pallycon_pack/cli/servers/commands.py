@@ -15,6 +15,7 @@ from pallycon_emulator.config import HOSTILE_MODES, EmulatorSettings
 from pallycon_pack.cli.servers.emulator_sites import SITE_CALLBACK_FORMAT, SITE_FORMAT
 from pallycon_pack.cli.servers.stopping import stop_while_starting
 from pallycon_pack.web.console.auth import ConsoleSettings
+from pallycon_pack.web.http_api.settings import HttpSettings
 
 
 def _default(settings: type[BaseModel], name: str) -> object:
@@ -85,6 +86,29 @@ def console(host: str | None, port: int | None) -> None:
     from pallycon_pack.cli.servers import run
 
     run.console(host, port)
+
+
+@click.command()
+@click.option(
+    "--host",
+    help=f"Listen address (default: PALLYCON_HTTP_HOST, {_default(HttpSettings, 'host')}).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help=f"Port (default: PALLYCON_HTTP_PORT, {_default(HttpSettings, 'port')}; 0 = any).",
+)
+@click.option("--access-log", is_flag=True, help="Log every HTTP request (a JSON line on stderr).")
+def http(host: str | None, port: int | None, access_log: bool) -> None:
+    """Serve the HTTP API for producers: submit, read, retry and cancel requests over HTTP.
+
+    Every /v1 route needs a bearer token (pallycon-pack tokens add); /openapi.json is the
+    contract, /health/live and /health/ready the probes (docs/HTTP.md).
+    """
+    stop = stop_while_starting("http")  # uvicorn's own handler replaces it while it serves
+    from pallycon_pack.cli.servers import run
+
+    run.http(host, port, access_log, serving=stop.serving)
 
 
 @click.command()

@@ -45,6 +45,9 @@ from pallycon_pack.interrupts import on_interrupt, server_stopped
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ConsoleSettings, check_token, console_variable
+from pallycon_pack.web.http_api.app import create_app as create_http_app
+from pallycon_pack.web.http_api.service import Limits, Service
+from pallycon_pack.web.http_api.settings import HttpSettings, http_variable
 from pallycon_pack.web.launch import (
     callback_book,
     serve_callbacks,
@@ -276,6 +279,34 @@ def console(host: str | None, port: int | None) -> None:
 
     configure(settings.log_level)
     log_start("console", options, settings)
+    asgi.serve(server, ready)
+
+
+#: Seconds a Redis command of the HTTP API may take before it answers 503.
+HTTP_REDIS_TIMEOUT = 5.0
+
+
+def http(host: str | None, port: int | None, access_log: bool, serving: Callable[[], None]) -> None:
+    """``http``: check Redis, serve the HTTP API until SIGTERM or SIGINT; ``serving`` is
+    called once it listens (uvicorn's signal handlers then installed)."""
+    on_interrupt(server_stopped("http"))
+    options = read_settings(HttpSettings, http_variable, {"host": host, "port": port})
+    settings = load_settings()
+    store = Store.of(settings, deadline=HTTP_REDIS_TIMEOUT)
+    store.redis.ping()  # a wrong URL or password: one line now, not a 503 at every request
+    service = Service(store, Limits(options.rate, options.burst))
+    app = create_http_app(service, options.max_body_bytes)
+    server = asgi.make_server(
+        app, options.host, options.port, settings_prefix="PALLYCON_HTTP", access_log=access_log
+    )
+
+    def ready(url: str) -> None:
+        serving()
+        click.echo(f"HTTP API listening on {url} (GET /openapi.json)")
+        sys.stdout.flush()
+
+    configure(settings.log_level)
+    log_start("http", options, settings, access_log=access_log)
     asgi.serve(server, ready)
 
 

@@ -1,0 +1,1 @@
+"""tokens: the HTTP API's bearer tokens."""
