@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import click
-import httpx
 
 from pallycon_config import Settings, load_settings
 from pallycon_config.rules import check_site_id
@@ -27,17 +24,15 @@ from pallycon_pack.present.webhooks import (
 )
 from pallycon_store import sites
 from pallycon_store.events import iso
-from pallycon_store.webhooks import addresses, outcome, payload, signing
+from pallycon_store.webhooks import outcome, payload
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
-from pallycon_store.webhooks.errors import RefusedAddress
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
+from pallycon_worker import webhook_send
 
-#: Who sends the webhooks, as the receiver's logs show it.
-USER_AGENT = "pallycon-pack-webhooks/1"
-#: The longest a test delivery may take, in seconds (as a delivery's).
-TIMEOUT = 15.0
+#: The longest a test delivery may take, in seconds (as a delivery's by default).
+TIMEOUT = webhook_send.TIMEOUT
 #: The option that reads a secret.
 FILE_OPTION = "--secret-file"
 
@@ -151,7 +146,7 @@ def test(endpoint_id: str) -> None:
     now = time.time()
     secrets = hand.endpoints.open_secrets(sealer, endpoint, now)
     on_interrupt("interrupted: the test event may have been sent; nothing was changed")
-    found, seconds = send_test(endpoint, secrets, now)
+    found, seconds = send_test(endpoint, secrets, now, hand.settings.webhook_timeout)
     line = test_line(endpoint.id, found, seconds)
     if found.verdict is not outcome.Verdict.DELIVERED:
         raise Failure(line, EXIT_FAILED)
@@ -166,69 +161,12 @@ def test_body(endpoint: Endpoint, now: float) -> tuple[str, bytes]:
 
 
 def send_test(
-    endpoint: Endpoint, secrets: list[Secret], now: float
+    endpoint: Endpoint, secrets: list[Secret], now: float, timeout: float = TIMEOUT
 ) -> tuple[outcome.Outcome, float | None]:
-    """Send one signed test event to ``endpoint`` at an address the check allowed
-    (:func:`resolve`, :func:`post`). Its outcome, and the seconds the response took (None: no
-    response)."""
-    try:
-        allowed = resolve(endpoint)
-    except RefusedAddress as exc:
-        return outcome.no_response(str(exc)), None
+    """Send one signed test event to ``endpoint`` as a delivery is sent
+    (:func:`pallycon_worker.webhook_send.send`): its outcome, and the seconds the response took
+    (None: no response)."""
     webhook_id, body = test_body(endpoint, now)
-    signed = signing.headers(webhook_id, int(now), body, secrets)
-    for address in allowed[:-1]:  # the next address only if this one takes no connection
-        try:
-            return post(endpoint.url, address, signed, body)
-        except httpx.ConnectError:
-            continue
-    try:
-        return post(endpoint.url, allowed[-1], signed, body)
-    except httpx.ConnectError as exc:
-        return outcome.no_response(f"no response (ConnectError: {exc})"), None
-
-
-def resolve(endpoint: Endpoint) -> list[addresses.Address]:
-    """The addresses a delivery to ``endpoint`` may connect to, in the resolver's order: all
-    its host resolves to, each checked (:func:`addresses.allowed`) unless it allows private
-    ones; a :class:`RefusedAddress` saying why there is none."""
-    parts = urlsplit(endpoint.url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise RefusedAddress(f"{host} does not resolve ({exc})") from None
-    resolved = [str(info[4][0]) for info in found]
-    return list(dict.fromkeys(addresses.allowed(host, resolved, endpoint.allow_private)))
-
-
-def post(
-    url: str, address: addresses.Address, signed: dict[str, str], body: bytes
-) -> tuple[outcome.Outcome, float | None]:
-    """POST ``body`` with the ``signed`` headers to ``url`` at ``address`` (the URL pinned to
-    it, the name kept for ``Host`` and for TLS), :data:`TIMEOUT` at most, no redirect
-    followed, no proxy: its outcome and how long the response took (None: none came); an
-    ``httpx.ConnectError`` if the address takes no connection (the caller tries the next)."""
-    parts = urlsplit(url)
-    headers = signed | {
-        "content-type": "application/json",
-        "host": parts.netloc,
-        "user-agent": USER_AGENT,
-    }
-    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
-    started = time.monotonic()
-    try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            response = client.post(
-                addresses.pinned(url, address), content=body, headers=headers, extensions=extensions
-            )
-    except httpx.TimeoutException:
-        return outcome.no_response(f"no response in {TIMEOUT:g} s (timeout)"), None
-    except httpx.ConnectError:
-        raise
-    except httpx.TransportError as exc:
-        return outcome.no_response(f"no response ({type(exc).__name__}: {exc})"), None
-    seconds = time.monotonic() - started
-    retry_after = response.headers.get("retry-after")
-    return outcome.classify(response.status_code, retry_after, time.time()), seconds
+    with webhook_send.new_client(timeout) as client:
+        sent = webhook_send.send(client, endpoint, webhook_id, body, secrets, now)
+    return sent.outcome, sent.seconds
