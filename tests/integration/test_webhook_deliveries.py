@@ -5,6 +5,7 @@ each settle, the dead-letter list and its replay, and the overview the metrics r
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
 
@@ -47,7 +48,10 @@ def event_entries(outbox: Deliveries, count: int) -> list[str]:
     """``count`` result events written and read by the webhook group: their entry ids."""
     for n in range(count):
         outbox.redis.xadd(outbox.keys.results, {"event": json.dumps({"n": n})})
-    reply = outbox.redis.xreadgroup(WEBHOOK_GROUP, "c", {outbox.keys.results: ">"})
+    reply = cast(
+        list[tuple[str, list[tuple[str, Any]]]],
+        outbox.redis.xreadgroup(WEBHOOK_GROUP, "c", {outbox.keys.results: ">"}),
+    )
     return [entry_id for _, entries in reply for entry_id, _ in entries]
 
 
@@ -74,7 +78,8 @@ def test_the_claim_takes_each_endpoint_within_its_cap(outbox: Deliveries):
     outbox.fan_out([], [new(fast, n) for n in range(3)], NOW + 1, cap=2)
     claimed, _ = outbox.claim(NOW + 1, LEASE, cap=2, limit=100)
     per = [c.endpoint_id for c in claimed]
-    assert per.count(slow) == 2 and per.count(fast) == 2
+    assert per.count(slow) == 2
+    assert per.count(fast) == 2
     again, next_at = outbox.claim(NOW + 2, LEASE, cap=2, limit=100)
     assert again == []  # both at their cap until a settle or a lease end
     assert next_at == NOW + 1 + LEASE
@@ -104,7 +109,8 @@ def test_retry_dead_letter_and_replay(outbox: Deliveries):
     assert outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 5), failed, NOW, 4)
     assert outbox.claim(NOW + 4, LEASE, cap=4, limit=10)[0] == []
     (c,), _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
-    assert c.attempts == 1 and c.failing_since == NOW
+    assert c.attempts == 1
+    assert c.failing_since == NOW
     outbox.settle(
         c, Decision(Settle.DEAD, "2 attempts failed (last: HTTP 500)"), failed, NOW + 6, 4
     )
@@ -126,10 +132,13 @@ def test_retry_dead_letter_and_replay(outbox: Deliveries):
         None,
     )
     counts = view.counters
-    assert counts.attempts["5xx"] == 2 and counts.attempts["2xx"] == 1
+    assert counts.attempts["5xx"] == 2
+    assert counts.attempts["2xx"] == 1
     assert (counts.delivered, counts.dead, counts.replayed) == (1, 1, 1)
-    assert counts.latency.count == 3 and counts.latency.buckets["0.25"] == 2
-    assert counts.lag.count == 1 and counts.lag.buckets["+Inf"] == 0
+    assert counts.latency.count == 3
+    assert counts.latency.buckets["0.25"] == 2
+    assert counts.lag.count == 1
+    assert counts.lag.buckets["+Inf"] == 0
 
 
 def test_disabling_buries_the_pending_deliveries_and_says_so(outbox: Deliveries):
@@ -143,8 +152,10 @@ def test_disabling_buries_the_pending_deliveries_and_says_so(outbox: Deliveries)
     [event] = outbox.events()
     assert (event["type"], event["endpoint_id"]) == ("endpoint_disabled", ep)
     view = outbox.overview(NOW + 2)
-    assert view.disabled_endpoints == 1 and view.endpoints[0].pending == 0
-    assert view.counters.disabled == 1 and view.counters.dead == 5
+    assert view.disabled_endpoints == 1
+    assert view.endpoints[0].pending == 0
+    assert view.counters.disabled == 1
+    assert view.counters.dead == 5
 
 
 def test_an_endpoint_disabled_by_hand_is_sent_nothing_and_a_removed_one_is_forgotten(
@@ -171,4 +182,5 @@ def test_the_overview_counts_pending_due_in_flight_and_lag(outbox: Deliveries):
     [health] = outbox.overview(NOW + 5).endpoints
     assert (health.pending, health.due_now, health.in_flight) == (4, 3, 1)
     assert health.oldest_pending_age == 15.0
-    assert health.disabled is None and health.last_success is None
+    assert health.disabled is None
+    assert health.last_success is None
