@@ -287,7 +287,7 @@ class Webhooks:
                         endpoint.id,
                         decision.reason,
                         endpoint.id,
-                        extra={"fields": {"endpoint_id": endpoint.id, "url": endpoint.url}},
+                        extra={"fields": {"endpoint_id": endpoint.id}},
                     )
                 else:
                     self.deliveries.settle(claimed, decision, attempted, now, self.cap)
