@@ -105,7 +105,7 @@ def test_retry_dead_letter_and_replay(outbox: Deliveries):
     ep = add(outbox)
     outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
     (c,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
-    failed = Attempted(AttemptKind.HTTP_5XX, 0.2)
+    failed = Attempted(AttemptKind.HTTP_5XX, 0.2, "HTTP 500")
     assert outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 5), failed, NOW, 4)
     assert outbox.claim(NOW + 4, LEASE, cap=4, limit=10)[0] == []
     (c,), _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
@@ -116,7 +116,8 @@ def test_retry_dead_letter_and_replay(outbox: Deliveries):
     )
     [letter] = outbox.failures([ep])
     assert (letter.webhook_id, letter.attempts, letter.type) == ("req-1:2", 2, "completed")
-    assert letter.last_outcome.startswith("2 attempts failed")
+    assert letter.last_outcome == "HTTP 500"
+    assert letter.dead_reason == "2 attempts failed (last: HTTP 500)"
     assert outbox.failures([ep], since=NOW + 7) == []
     assert outbox.replay([ep], NOW + 10, cap=4) == 1
     assert outbox.failures([ep]) == []

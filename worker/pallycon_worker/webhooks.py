@@ -237,7 +237,13 @@ class Webhooks:
                 disable_after=self.disable_after,
                 random=self.random.random,
             )
-            self.settle(endpoint, claimed, decision, Attempted(sent.kind, sent.seconds), now)
+            self.settle(
+                endpoint,
+                claimed,
+                decision,
+                Attempted(sent.kind, sent.seconds, sent.outcome.reason),
+                now,
+            )
         except Exception:  # a defect: its lease brings the delivery back
             log.exception("webhook delivery %s failed", claimed.delivery_id)
         finally:

@@ -1,5 +1,6 @@
-"""The work of ``webhooks add|list|remove|rotate-secret|test``: the endpoints in Redis
-(:mod:`pallycon_store.webhooks.endpoints`), and one signed test event sent from here."""
+"""The work of ``webhooks add|list|remove|rotate-secret|test|failures|replay|enable|disable``:
+the endpoints in Redis (:mod:`pallycon_store.webhooks.endpoints`), their dead-letter lists
+(:mod:`pallycon_store.webhooks.deliveries`), and one signed test event sent from here."""
 
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ from pallycon_pack.cli.inputs import read_secret
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
+from pallycon_pack.present.records import parse_since
 from pallycon_pack.present.webhooks import (
     added_line,
     endpoint_lines,
     endpoint_row,
+    failure_lines,
+    failure_row,
+    replayed_line,
     rotated_line,
+    state,
     test_line,
 )
 from pallycon_store import sites
 from pallycon_store.events import iso
 from pallycon_store.webhooks import outcome, payload
+from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
@@ -49,6 +56,10 @@ class Hand:
         settings = load_settings()
         store = Store.of(settings)
         return cls(settings, Endpoints(store.redis, store.keys))
+
+    def deliveries(self) -> Deliveries:
+        """The deliveries on the same connection."""
+        return Deliveries(self.endpoints.redis, self.endpoints.keys)
 
     def sealer(self) -> Sealer:
         """The sealer of PALLYCON_WEBHOOK_KEY (a one-line error naming it when unset)."""
@@ -170,3 +181,56 @@ def send_test(
     with webhook_send.new_client(timeout) as client:
         sent = webhook_send.send(client, endpoint, webhook_id, body, secrets, now)
     return sent.outcome, sent.seconds
+
+
+def failures(endpoint_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """``failures``: the dead-letter list, newest first."""
+    hand = Hand.of()
+    now = time.time()
+    after = parse_since(since, now) if since else None
+    ids = [hand.endpoints.get(endpoint_id).id] if endpoint_id else endpoint_ids(hand)
+    found = hand.deliveries().failures(ids, after, limit)
+    if as_json:
+        render.emit_json([failure_row(letter) for letter in found])
+        return
+    for line in failure_lines(found):
+        click.echo(line)
+
+
+def endpoint_ids(hand: Hand) -> list[str]:
+    return [endpoint.id for endpoint in hand.endpoints.list()]
+
+
+def replay(endpoint_id: str | None, since: str | None) -> None:
+    """``replay``: the dead-lettered deliveries due again; one line."""
+    hand = Hand.of()
+    now = time.time()
+    after = parse_since(since, now) if since else None
+    if endpoint_id:
+        endpoint = hand.endpoints.get(endpoint_id)
+        if endpoint.disabled is not None:
+            raise Failure(
+                f"{endpoint.id} is disabled ({endpoint.disabled.reason}): enable it first "
+                f"(pallycon-pack webhooks enable {endpoint.id}), then replay",
+                EXIT_INVALID,
+            )
+        chosen, left = [endpoint.id], []
+    else:
+        found = hand.endpoints.list()
+        chosen = [e.id for e in found if e.disabled is None]
+        left = [e.id for e in found if e.disabled is not None]
+    on_interrupt("interrupted: some deliveries may have been replayed; see webhooks failures")
+    count = hand.deliveries().replay(chosen, now, hand.settings.webhook_endpoint_concurrency, after)
+    click.echo(replayed_line(count, left))
+
+
+def enable(endpoint_id: str) -> None:
+    """``enable``: one line."""
+    endpoint = Hand.of().deliveries().enable_endpoint(endpoint_id)
+    click.echo(f"enabled webhook endpoint {endpoint.id}: {endpoint.url}")
+
+
+def disable(endpoint_id: str, reason: str) -> None:
+    """``disable``: one line."""
+    endpoint = Hand.of().endpoints.disable(endpoint_id, reason.strip(), time.time())
+    click.echo(f"disabled webhook endpoint {endpoint.id}: {state(endpoint)}")

@@ -63,10 +63,12 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Attempted:
-    """What an attempt found, as counted: its kind, its latency (None: no response)."""
+    """What an attempt found: its kind (as counted), its latency (None: no response) and
+    what happened (``HTTP 503``, ``no response in 15 s (timeout)``: its last outcome)."""
 
     kind: rules.AttemptKind
     seconds: float | None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ class Deliveries:
             event,
             EVENTS_KEPT,
             repr(claimed.lease_ends),
+            attempted.reason or decision.reason,
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
         return bool(self._settle(keys=keys, args=args))

@@ -6,7 +6,7 @@
 -- KEYS: the counters hash, the state hash, the webhook events stream
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
---   event JSON (disable), events kept, the claim's lease end
+--   event JSON (disable), events kept, the claim's lease end, the attempt's outcome
 local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local counters, state = KEYS[1], KEYS[2]
 redis.call('HINCRBY', counters, 'attempts ' .. ARGV[9], 1)
@@ -35,7 +35,7 @@ local held = redis.call('ZSCORE', flight_key(ep), id)
 if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
 end
-redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[8], 'last_at', now)
+redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
 if settle == 'retry' then
   redis.call('ZREM', flight_key(ep), id)
   redis.call('ZADD', due_key(ep), ARGV[7], id)
