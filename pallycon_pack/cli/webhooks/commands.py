@@ -95,8 +95,9 @@ def test(endpoint_id: str) -> None:
     """Send one signed test event (type webhook.test) to an endpoint now; print the outcome.
 
     As a delivery would: the host resolved and its addresses checked (unless the endpoint
-    allows private ones), 15 s at most, redirects not followed, only a 2xx counts. One line
-    says the status and what it would mean for a delivery. Exit 0 when delivered, 1 when not,
+    allows private ones), PALLYCON_WEBHOOK_TIMEOUT (15 s) to connect and per read, redirects
+    not followed, only a 2xx counts. One line says the status and what it would mean for a
+    delivery. Exit 0 when delivered, 1 when not,
     2 for an unknown id.
     """
     from pallycon_pack.cli.webhooks import run
