@@ -5,18 +5,22 @@ them at its end. The retry schedule and the timeout are shortened by their setti
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 
+from pallycon_producers.api import Producer
+from pallycon_store import heartbeats
 from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
-from support.queue import eventually, make_settings
+from support.processes import WorkerProcess
+from support.queue import eventually, make_settings, wait_all
 from support.samples import body_for
 from support.stack import Stack
 from support.webhook_receiver import Receiver, Reply, Silent
@@ -159,3 +163,37 @@ def test_an_endpoint_that_never_answers_holds_up_no_other(stack: Stack, outbox: 
     finally:
         fast.stop()
         silent.stop()
+
+
+def test_a_worker_without_the_key_sends_nothing_and_says_so(
+    stack: Stack, worker_factory: Callable[..., WorkerProcess]
+):
+    """Workers without PALLYCON_WEBHOOK_KEY (their own key prefix: a fleet of their own) keep
+    the deliveries waiting, say so in one warning line at start, and their webhooks loop
+    reports itself failing."""
+    settings = stack.settings.model_copy(
+        update={"webhook_key": None, "key_prefix": f"t{os.urandom(4).hex()}"}
+    )
+    producer = Producer.from_settings(settings)
+    outbox = Deliveries(producer.redis, producer.keys)
+    secret = Secret.generate()
+    receiver = Receiver(secret).start()
+    try:
+        outbox.endpoints.add(
+            SEALER, receiver.url, secret, time.time(), events=("completed",), allow_private=True
+        )
+        worker = worker_factory(settings, concurrency=1)
+        rid = producer.submit(stack.body("wh-nokey"))
+        wait_all(producer, [rid])
+        eventually(lambda: outbox.overview(time.time()).endpoints[0].pending, lambda n: n == 1)
+        assert receiver.hits == []
+        log = worker.log.read_text()
+        assert log.count("PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks") == 1
+        [beat] = [
+            h for h in heartbeats.read(producer.redis, producer.keys, time.time())
+            if h.loop == "webhooks"
+        ]  # fmt: skip
+        assert beat.failing
+        assert "PALLYCON_WEBHOOK_KEY is not set" in beat.error
+    finally:
+        receiver.stop()
