@@ -185,3 +185,22 @@ def test_the_overview_counts_pending_due_in_flight_and_lag(outbox: Deliveries):
     assert health.oldest_pending_age == 15.0
     assert health.disabled is None
     assert health.last_success is None
+
+
+def test_a_disabled_or_removed_endpoints_later_deliveries_are_seen_to_at_once(
+    outbox: Deliveries,
+):
+    """A delivery due hours from now is buried (disabled) or dropped (removed) at the next
+    claim, not when it comes due."""
+    kept, removed = add(outbox, "later"), add(outbox, "gone")
+    outbox.fan_out([], [new(kept, 1), new(removed, 1)], NOW, cap=4)
+    claimed, _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    failed = Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 500")
+    for c in claimed:
+        outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 36000), failed, NOW, 4)
+    outbox.disable_by_hand(kept, "by hand", NOW + 1)
+    outbox.remove_endpoint(removed)
+    assert outbox.claim(NOW + 2, LEASE, cap=4, limit=10)[0] == []
+    assert [letter.endpoint_id for letter in outbox.failures([kept])] == [kept]
+    assert outbox.redis.exists(outbox.keys.webhook_due(removed)) == 0
+    assert outbox.redis.zscore(outbox.keys.webhook_schedule, removed) is None

@@ -131,7 +131,7 @@ def list_(as_json: bool) -> None:
 
 def remove(endpoint_id: str) -> None:
     """``remove``: one line naming what was removed."""
-    removed = Hand.of().endpoints.remove(endpoint_id)
+    removed = Hand.of().deliveries().remove_endpoint(endpoint_id)
     click.echo(f"removed webhook endpoint {removed.id}: {removed.url}")
 
 
@@ -232,5 +232,5 @@ def enable(endpoint_id: str) -> None:
 
 def disable(endpoint_id: str, reason: str) -> None:
     """``disable``: one line."""
-    endpoint = Hand.of().endpoints.disable(endpoint_id, reason.strip(), time.time())
+    endpoint = Hand.of().deliveries().disable_by_hand(endpoint_id, reason.strip(), time.time())
     click.echo(f"disabled webhook endpoint {endpoint.id}: {state(endpoint)}")

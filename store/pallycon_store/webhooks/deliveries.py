@@ -338,6 +338,25 @@ class Deliveries:
         args += [limit, *endpoint_ids]
         return int(cast(int, self._replay(keys=[self.keys.webhook_counters], args=args)))
 
+    def look_now(self, endpoint_id: str) -> None:
+        """Make the next claim look at the endpoint at once: after it is disabled (its
+        pending deliveries go to its dead-letter list then) or removed (its deliveries and
+        dead-letter list are dropped then), whenever they were due."""
+        self.redis.zadd(self.keys.webhook_schedule, {endpoint_id: 0})
+
+    def disable_by_hand(self, endpoint_id: str, reason: str, now: float) -> Endpoint:
+        """Disable the endpoint saying why; the next claim puts its pending deliveries on its
+        dead-letter list."""
+        endpoint = self.endpoints.disable(endpoint_id, reason, now)
+        self.look_now(endpoint_id)
+        return endpoint
+
+    def remove_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Remove the endpoint; the next claim drops its deliveries and dead-letter list."""
+        endpoint = self.endpoints.remove(endpoint_id)
+        self.look_now(endpoint_id)
+        return endpoint
+
     def enable_endpoint(self, endpoint_id: str) -> Endpoint:
         """Enable the endpoint again: its failing streak is forgotten (the days before it is
         disabled again count from its next failure)."""
