@@ -90,11 +90,16 @@ def test_every_completed_and_failed_request_is_delivered_once_and_verifies(
 
 
 def test_failures_retries_retry_after_down_slow_then_gone(stack: Stack, outbox: Deliveries):
-    """One delivery meets 500, 500, 429 with Retry-After 2, a receiver down, one answer too
-    slow, then a 200; the next request's delivery meets 410: the endpoint is disabled, and
+    """One delivery meets 500, 500, 429 with Retry-After 1 (the next attempt not before it),
+    503 with Retry-After 2, a receiver down, one answer too slow, then a 200; the next request's delivery meets 410: the endpoint is disabled, and
     nothing is sent to it after that (a second endpoint gets every event meanwhile)."""
     secret = Secret.generate()
-    steps = {1: Reply(500), 2: Reply(500), 3: Reply(429, {"retry-after": "2"})}
+    steps = {
+        1: Reply(500),
+        2: Reply(500),
+        3: Reply(429, {"retry-after": "1"}),
+        4: Reply(503, {"retry-after": "2"}),  # time to take the receiver down
+    }
     gone = {"now": False}
 
     def script(n: int, webhook_id: str) -> Reply:
@@ -107,19 +112,20 @@ def test_failures_retries_retry_after_down_slow_then_gone(stack: Stack, outbox: 
         add(outbox, control.url, secret, ("completed",))
         rid = stack.submit("wh-retry", 0)
         stack.wait_final([rid], timeout=60)
-        eventually(lambda: len(receiver.hits), lambda n: n >= 3)
-        receiver.stop()  # down: the attempts after the 429 find no connection
+        eventually(lambda: len(receiver.hits), lambda n: n >= 4)
+        receiver.stop()  # down: the next attempts find no connection
         counters = eventually(
             lambda: outbox.overview(time.time()).counters.attempts,
             lambda found: found["no_connection"] >= 2,
         )
         assert counters["429"] == 1
-        steps[4] = Reply(200, delay=TIMEOUT + 1)  # too late: a timeout
+        steps[5] = Reply(200, delay=TIMEOUT + 1)  # too late: a timeout
         receiver.start()  # back, on the same port
         [webhook_id] = eventually(receiver.delivered, bool)
         hits = receiver.of(webhook_id)
-        assert [h.status for h in hits] == [500, 500, 429, 200, 200]
-        assert hits[3].at - hits[2].at >= 2.0  # Retry-After is a floor
+        assert [h.status for h in hits] == [500, 500, 429, 503, 200, 200]
+        assert [h.late for h in hits] == [False] * 4 + [True, False]
+        assert hits[3].at - hits[2].at >= 1.0  # Retry-After is a floor
         assert outbox.overview(time.time()).counters.attempts["timeout"] >= 1
         assert outbox.failures([endpoint.id]) == []
         assert all(hit.verified for hit in receiver.hits + control.hits)
