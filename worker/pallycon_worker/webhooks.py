@@ -55,6 +55,8 @@ IDLE_WAIT = 0.1
 RECLAIM_IDLE_MS = 5_000
 #: How often a worker looks for entries to take over, in seconds.
 RECLAIM_EVERY = 5.0
+#: A consumer (a worker's name) idle this long with nothing pending is removed from the group.
+FORGET_CONSUMER_MS = 3_600_000
 #: How often a worker without the key says again in its health that it does not deliver.
 NO_KEY_EVERY = 60.0
 
@@ -165,15 +167,19 @@ class Webhooks:
 
     def reclaim(self) -> None:
         """Take over the entries another consumer (a dead worker) left unacknowledged for
-        :data:`RECLAIM_IDLE_MS`, and fan them out."""
-        keys = self.rt.shared.keys
-        reply = self.rt.shared.redis.xautoclaim(
+        :data:`RECLAIM_IDLE_MS`, and fan them out. Consumers idle for
+        :data:`FORGET_CONSUMER_MS` with nothing pending are removed from the group."""
+        keys, client = self.rt.shared.keys, self.rt.shared.redis
+        reply = client.xautoclaim(
             keys.results, WEBHOOK_GROUP, self.consumer, RECLAIM_IDLE_MS, "0-0", count=BATCH
         )
         entries = cast(list[tuple[str, dict[str, str] | None]], reply[1])
         if entries:
             log.info("took over %d result event(s) for the webhooks", len(entries))
             self.fan_out(entries)
+        for consumer in client.xinfo_consumers(keys.results, WEBHOOK_GROUP):
+            if consumer["pending"] == 0 and consumer["idle"] > FORGET_CONSUMER_MS:
+                client.xgroup_delconsumer(keys.results, WEBHOOK_GROUP, consumer["name"])
 
     def fan_out(self, entries: Sequence[tuple[str, Mapping[str, str] | None]]) -> None:
         """Create the deliveries of ``entries`` and acknowledge them, in one script."""
