@@ -24,15 +24,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-import redis
-
 from pallycon_config.rules import ConfigError
 from pallycon_store.connect import REDIS_AWAY, describe
 from pallycon_store.keys import WEBHOOK_GROUP
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint
-from pallycon_store.webhooks.errors import WebhookError
+from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
 from pallycon_store.webhooks.outcome import no_response
 from pallycon_store.webhooks.rules import AttemptKind, Decision, Settle
 from pallycon_store.webhooks.sealing import Sealer
@@ -229,9 +227,9 @@ class Webhooks:
     def deliver(self, claimed: Claimed) -> None:
         """Send one delivery, decide, settle (a thread of the pool)."""
         try:
-            endpoint = self.endpoints.get(claimed.endpoint_id)
+            endpoint = self.endpoint(claimed.endpoint_id)
             if endpoint is None or endpoint.disabled is not None:
-                return  # removed or disabled since the claim: the next claim sees to it
+                return  # removed or disabled: the claim that sees it next buries or drops it
             sent = self.attempt(endpoint, claimed)
             now = self.rt.clock()
             decision = rules.decide(
@@ -256,6 +254,17 @@ class Webhooks:
             with self.lock:
                 self.active -= 1
             self.wake.set()
+
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint as read this round; one added since (another worker fanned out to it
+        already) read now; None if it was removed."""
+        found = self.endpoints.get(endpoint_id)
+        if found is not None:
+            return found
+        try:
+            return self.deliveries.endpoints.get(endpoint_id)
+        except UnknownEndpoint:
+            return None
 
     def attempt(self, endpoint: Endpoint, claimed: Claimed) -> Sent:
         """One signed POST of ``claimed`` to ``endpoint``."""
@@ -321,8 +330,6 @@ class Webhooks:
                     return
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
-            except redis.ResponseError:
-                raise
 
 
 def no_key_line() -> str:
