@@ -208,7 +208,7 @@ def test_statuses_are_counted_under_bounded_labels(status: int, kind: AttemptKin
 
 
 @pytest.mark.parametrize(
-    ("seconds", "label"), [(0.0, "0.1"), (0.1, "0.1"), (0.11, "0.25"), (1e9, "+Inf")]
+    ("seconds", "label"), [(0.0, "0.01"), (0.1, "0.1"), (0.11, "0.25"), (1e9, "+Inf")]
 )
 def test_buckets_are_upper_bounds(seconds: float, label: str):
     assert bucket(seconds, LAG_BUCKETS) == label

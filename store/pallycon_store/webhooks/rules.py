@@ -23,7 +23,24 @@ from pallycon_store.webhooks.outcome import Outcome, Verdict
 #: Upper bounds (seconds) of the attempt latency histogram's buckets; +Inf is implied.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Upper bounds (seconds) of the lag histogram (an event's time to its 2xx); +Inf implied.
-LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
+LAG_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    3600.0,
+    86400.0,
+)
 
 
 class AttemptKind(StrEnum):
