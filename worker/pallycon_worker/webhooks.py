@@ -116,8 +116,8 @@ class Webhooks:
                         next_reclaim = now + RECLAIM_EVERY
                     read = self.read(None if busy else idle_block)
                     if not read and not claimed and self.in_flight() > 0:
-                        self.wake.wait(IDLE_WAIT)
-                        self.wake.clear()
+                        self.wake.wait(IDLE_WAIT)  # a send that ends wakes it
+                    self.wake.clear()
                     self.report()
                     pause = 0.5
                 except TRANSIENT as exc:
@@ -125,9 +125,8 @@ class Webhooks:
                     self.health.failed(LOOP, exc)
                     stop.wait(pause)
                     pause = next_pause(pause)
-        finally:
+        finally:  # sends under way finish (their clients stay open); none queued starts
             self.pool.shutdown(wait=False, cancel_futures=True)
-            self.clients.close()
 
     def report(self) -> None:
         """The loop's health: ok, or failing without the key while endpoints exist."""
