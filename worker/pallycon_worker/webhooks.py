@@ -125,8 +125,8 @@ class Webhooks:
                     self.health.failed(LOOP, exc)
                     stop.wait(pause)
                     pause = next_pause(pause)
-        finally:  # sends under way finish (their clients stay open); none queued starts
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        finally:  # the deliveries handed over are sent (their clients stay open)
+            self.pool.shutdown(wait=False)
 
     def report(self) -> None:
         """The loop's health: ok, or failing without the key while endpoints exist."""
