@@ -75,6 +75,31 @@ REDIS_SCHEMES = ("redis", "rediss")
 PLACEHOLDER_TOKEN = "change-me-to-a-long-random-token"  # noqa: S105 - a known bad value
 
 
+#: The delays between a webhook delivery's attempts (Standard Webhooks' schedule): at once,
+#: then 5 s, 5 min, 30 min, 2 h, 5 h and six times 10 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5,300,1800,7200,18000,36000,36000,36000,36000,36000,36000"
+
+
+def parse_delays(text: str) -> tuple[float, ...]:
+    """The delays of ``PALLYCON_WEBHOOK_RETRY_SCHEDULE`` (seconds, comma-separated, each
+    from 0 to 30 days, at most 50 of them; none: one attempt only); a ValueError naming the
+    one that is not."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            delay = float(part)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a number of seconds") from None
+        if not 0 <= delay <= 30 * 24 * 3600:
+            raise ValueError(f"{part!r}: a delay is 0 to 2592000 seconds (30 days)")
+        delays.append(delay)
+    if len(delays) > 50:
+        raise ValueError("at most 50 delays")
+    return tuple(delays)
+
+
 #: Celery's hard task time limit, as a share of the visibility timeout.
 HARD_TIME_LIMIT_SHARE = 0.8
 #: Celery's soft task time limit, as a share of the visibility timeout.
@@ -271,6 +296,35 @@ class Settings(BaseSettings):
         description="Key that encrypts the webhook endpoints' secrets in Redis (at least 32 "
         "characters; changing it makes the stored secrets unreadable).",
     )
+    webhook_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=30,
+        description="Seconds a webhook delivery waits to connect, and for each read (at most 30).",
+    )
+    webhook_retry_schedule: str = Field(
+        default=DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+        description="Seconds between a webhook delivery's attempts, comma-separated: one "
+        "attempt more than delays; then the delivery goes to the dead-letter list.",
+    )
+    webhook_disable_after: float = Field(
+        default=5 * 24 * 3600.0,
+        gt=0,
+        description="An endpoint that failed every delivery for this many seconds since its "
+        "last success is disabled.",
+    )
+    webhook_concurrency: int = Field(
+        default=32,
+        ge=1,
+        le=512,
+        description="Webhook deliveries one worker sends at once (threads).",
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Deliveries to one endpoint in flight at once, across all workers.",
+    )
 
     # --- The metrics exporter ------------------------------------------------------------------
     metrics_host: str = Field(default="127.0.0.1", description="Metrics exporter address.")
@@ -334,6 +388,17 @@ class Settings(BaseSettings):
                 + ")"
             )
         return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule_shape(cls, value: str) -> str:
+        parse_delays(value)  # raises ValueError naming the bad delay
+        return value.strip()
+
+    @property
+    def webhook_delays(self) -> tuple[float, ...]:
+        """The delays between a webhook delivery's attempts, in seconds."""
+        return parse_delays(self.webhook_retry_schedule)
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -77,7 +77,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "worker": Entry(
         _family("servers"),
-        "Run a Celery worker: submits, polls, the sweeper and the stream intake.",
+        "Run a Celery worker: submits, polls, the sweeper, the intake, the webhooks.",
     ),
     "callbacks": Entry(
         _family("servers"),

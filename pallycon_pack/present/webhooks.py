@@ -1,5 +1,6 @@
 """Webhook endpoints as the CLI shows them: ``webhooks list`` (lines or JSON, never a secret),
-what ``add``, ``remove`` and ``rotate-secret`` did, and ``test``'s one line. Pure."""
+what ``add``, ``remove`` and ``rotate-secret`` did, ``test``'s one line, the dead-letter list
+(``failures``) and what ``replay`` did. Pure."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from pallycon_pack.present.flow import when
 from pallycon_store.events import iso
+from pallycon_store.webhooks.deliveries import DeadLetter
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.outcome import Outcome, Verdict
 
@@ -98,3 +100,46 @@ def test_line(endpoint_id: str, found: Outcome, seconds: float | None) -> str:
     """``test``'s one line: the response (or why there was none) and what it means."""
     took = f" in {seconds:.3f} s" if seconds is not None else ""
     return f"{endpoint_id}: {found.reason}{took}: {MEANS[found.verdict]}"
+
+
+def failure_row(letter: DeadLetter) -> dict[str, Any]:
+    """A dead-lettered delivery for ``failures --json``."""
+    return {
+        "endpoint_id": letter.endpoint_id,
+        "webhook_id": letter.webhook_id,
+        "type": letter.type,
+        "request_id": letter.request_id,
+        "attempts": letter.attempts,
+        "last_outcome": letter.last_outcome or None,
+        "reason": letter.dead_reason,
+        "dead_at": iso(letter.dead_at),
+        "event_at": iso(letter.event_at),
+    }
+
+
+def failure_lines(letters: Sequence[DeadLetter]) -> list[str]:
+    """``failures``: two lines per dead-lettered delivery, or one saying there is none."""
+    if not letters:
+        return ["no dead-lettered webhook deliveries"]
+    lines = []
+    for letter in letters:
+        tried = "attempt" if letter.attempts == 1 else "attempts"
+        lines.append(
+            f"{letter.endpoint_id}  {letter.webhook_id}  {letter.type}  "
+            f"{letter.attempts} {tried}  dead since {when(letter.dead_at)}"
+        )
+        said = not letter.last_outcome or letter.last_outcome in letter.dead_reason
+        last = "" if said else f"; last attempt: {letter.last_outcome}"
+        lines.append(f"    {letter.dead_reason}{last}")
+    return lines
+
+
+def replayed_line(count: int, left: Sequence[str]) -> str:
+    """What ``replay`` did (and which disabled endpoints' deliveries it left)."""
+    line = f"{count} webhook deliver{'y' if count == 1 else 'ies'} replayed (due now)"
+    if left:
+        line += (
+            f"; left those of disabled endpoint(s) {', '.join(left)} (enable one with: "
+            "pallycon-pack webhooks enable ID)"
+        )
+    return line

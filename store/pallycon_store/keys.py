@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INTAKE_GROUP = "pallycon-pack"
+#: The consumer group of the result stream that feeds the webhook deliveries (every worker).
+WEBHOOK_GROUP = "pallycon-webhooks"
 
 #: The priorities a submit lane is named after (``pallycon_store.flow.Priority``'s values).
 LANE_PRIORITIES = ("high", "normal", "bulk")
@@ -227,6 +229,57 @@ class Keys:
     def http_rate_limit(self, name: str) -> str:
         """Hash: the token bucket of the HTTP API token ``name`` (shared by every replica)."""
         return f"{self.prefix}:http:ratelimit:{name}"
+
+    @property
+    def webhooks_base(self) -> str:
+        """The prefix of the per-endpoint and per-delivery webhook keys below (the delivery
+        scripts build them from it: :mod:`pallycon_store.webhooks.deliveries`)."""
+        return f"{self.prefix}:webhooks:"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """Hash: one webhook delivery (``<endpoint id>/<event id>``): its endpoint, webhook-id,
+        type, body, attempts, last outcome; dead-letter reason once it ran out."""
+        return f"{self.webhooks_base}delivery:{delivery_id}"
+
+    def webhook_due(self, endpoint_id: str) -> str:
+        """Sorted set: an endpoint's deliveries waiting to be sent -> when due."""
+        return f"{self.webhooks_base}due:{endpoint_id}"
+
+    def webhook_in_flight(self, endpoint_id: str) -> str:
+        """Sorted set: an endpoint's deliveries being sent -> when their lease ends (then due
+        again: the worker sending it is taken as dead)."""
+        return f"{self.webhooks_base}inflight:{endpoint_id}"
+
+    def webhook_pending(self, endpoint_id: str) -> str:
+        """Sorted set: an endpoint's deliveries not delivered nor dead-lettered -> their
+        event's time (the oldest is the endpoint's lag)."""
+        return f"{self.webhooks_base}pending:{endpoint_id}"
+
+    def webhook_dead(self, endpoint_id: str) -> str:
+        """Sorted set: an endpoint's dead-letter list: delivery id -> when it went there."""
+        return f"{self.webhooks_base}dead:{endpoint_id}"
+
+    @property
+    def webhook_schedule(self) -> str:
+        """Sorted set: endpoint id -> when it next has a delivery to send (or a lease ending):
+        what the claim reads first, so that each endpoint is served on its own."""
+        return f"{self.webhooks_base}schedule"
+
+    @property
+    def webhook_state(self) -> str:
+        """Hash: ``<endpoint id> last_success`` and ``<endpoint id> failing_since`` (Unix
+        seconds): an endpoint's health."""
+        return f"{self.webhooks_base}state"
+
+    @property
+    def webhook_counters(self) -> str:
+        """Hash: webhook attempts by outcome, latency and lag histograms, deliveries ended."""
+        return f"{self.webhooks_base}counters"
+
+    @property
+    def webhook_events(self) -> str:
+        """Stream: endpoints disabled by the workers (410 Gone, failing for days), capped."""
+        return f"{self.webhooks_base}events"
 
     @property
     def durability_mark(self) -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 import standardwebhooks
 
+from pallycon_store.webhooks.deliveries import Attempted, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoints
+from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
 from support.cli import run_cli
@@ -339,3 +342,58 @@ def test_a_malformed_secret_file_is_refused_without_quoting_it(cli: Cli, tmp_pat
     assert code == 2
     assert "whsec_" in err
     assert "not-a-secret-value" not in err
+
+
+def dead_letter(cli: Cli, endpoint_id: str, request: str) -> None:
+    """A delivery of ``endpoint_id`` put on its dead-letter list as a worker does it."""
+    outbox = Deliveries(cli.endpoints.redis, cli.endpoints.keys)
+    now = time.time()
+    outbox.fan_out(
+        [],
+        [NewDelivery(endpoint_id, f"{request}:4", "failed", request, now - 60, b"{}")],
+        now,
+        cap=4,
+    )
+    claimed, _ = outbox.claim(now, 30.0, cap=4, limit=100)
+    [mine] = [c for c in claimed if c.endpoint_id == endpoint_id]
+    ran_out = Decision(Settle.DEAD, "12 attempts failed (last: HTTP 503)")
+    outbox.settle(mine, ran_out, Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 503"), now, cap=4)
+
+
+def test_failures_lists_the_dead_letters_and_replay_puts_them_back(cli: Cli, receiver: Receiver):
+    """failures shows each dead-lettered delivery (endpoint, webhook-id, type, attempts, last
+    outcome, when); replay makes them due again and says how many; replay refuses a disabled
+    endpoint until it is enabled."""
+    _, out, _ = cli.run("add", receiver.url, "--allow-private")
+    endpoint_id = out.split()[0]
+    dead_letter(cli, endpoint_id, "req-a")
+    code, out, err = cli.run("failures")
+    assert code == 0, err
+    first, second = out.splitlines()
+    assert first.startswith(f"{endpoint_id}  req-a:4  failed  1 attempt  dead since ")
+    assert second.strip() == "12 attempts failed (last: HTTP 503)"
+    code, out, _ = cli.run("failures", "--endpoint", endpoint_id, "--json")
+    [row] = json.loads(out)
+    assert (row["webhook_id"], row["attempts"], row["last_outcome"]) == ("req-a:4", 1, "HTTP 503")
+    assert cli.run("failures", "--since", "2099-01-01T00:00Z")[1].startswith("no dead-lettered")
+
+    code, out, err = cli.run("disable", endpoint_id, "--reason", "maintenance")
+    assert code == 0, err
+    assert "disabled since" in out
+    assert "maintenance" in out
+    code, _, err = cli.run("replay", "--endpoint", endpoint_id)
+    assert code == 2
+    assert f"enable it first (pallycon-pack webhooks enable {endpoint_id})" in err
+    code, out, _ = cli.run("replay")
+    assert out.startswith("0 webhook deliveries replayed")
+    assert f"left those of disabled endpoint(s) {endpoint_id}" in out
+
+    code, out, err = cli.run("enable", endpoint_id)
+    assert code == 0, err
+    assert out.startswith(f"enabled webhook endpoint {endpoint_id}")
+    code, out, err = cli.run("replay", "--endpoint", endpoint_id, "--since", "1h")
+    assert code == 0, err
+    assert out.strip() == "1 webhook delivery replayed (due now)"
+    assert cli.run("failures")[1].startswith("no dead-lettered")
+    assert cli.run("replay", "--endpoint", "ep_nosuchendpoint")[0] == 2
+    assert cli.run("enable", "ep_nosuchendpoint")[0] == 2

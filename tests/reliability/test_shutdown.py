@@ -117,7 +117,7 @@ def test_figure_14_sigterm_during_a_batch(stack_factory, figure):
 
     beats = stack.producer.keys.heartbeats
     node_beats = sorted(f for f in stack.producer.redis.hkeys(beats) if f.startswith("pallycon-1@"))
-    assert [f.rpartition("/")[2] for f in node_beats] == ["intake", "sweeper"]
+    assert [f.rpartition("/")[2] for f in node_beats] == ["intake", "sweeper", "webhooks"]
 
     signalled = time.monotonic()
     assert worker.terminate() == main
@@ -154,6 +154,7 @@ def test_figure_14_sigterm_during_a_batch(stack_factory, figure):
     # them: a worker stopped on purpose is gone, not an unhealthy one (health, metrics, alerts).
     assert "sweeper loop stopped" in shutdown[2]
     assert "intake loop stopped" in shutdown[2]
+    assert "webhooks loop stopped" in shutdown[2]
     left_behind = set(node_beats) & set(stack.producer.redis.hkeys(beats))
     assert not left_behind, f"heartbeats of the stopped worker: {sorted(left_behind)}"
     cut_short = [line for line in shutdown[2].splitlines() if any(s in line for s in CUT_SHORT)]

@@ -1,4 +1,4 @@
-"""The worker's background loops (sweeper, intake): supervised, and their health in Redis.
+"""The worker's background loops (sweeper, intake, webhooks): supervised, and their health in Redis.
 
 A loop is a function that runs until ``stop`` is set and handles the errors it expects
 (Redis going away) itself, with a backoff. Anything else it raises is a defect: the supervisor

@@ -3,8 +3,9 @@
 Configured as docs/RELIABILITY notes require: JSON only, late acks, reject on worker lost,
 prefetch 1, a deliberate visibility timeout, endless broker reconnection. Tasks carry request
 ids only and do one short step; the durable schedules in Redis (not Celery countdowns) decide
-when the next step runs. Every worker's main process also runs the sweeper and the stream
-intake in background threads: any number of workers may run them at once.
+when the next step runs. Every worker's main process also runs the sweeper, the stream
+intake and the webhook deliveries in background threads: any number of workers may run them at
+once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pallycon_worker.poll import poll
 from pallycon_worker.runtime import Runtime
 from pallycon_worker.submit import submit_batch
 from pallycon_worker.sweeper import sweep_forever
+from pallycon_worker.webhooks import deliver_webhooks
 
 log = logging.getLogger("pallycon_pack.worker")
 
@@ -154,7 +156,8 @@ def _step_ends(step: str, request_ids: list[str]) -> Iterator[None]:
 
 def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStopStep]:
     class Background(bootsteps.StartStopStep):
-        """The sweeper and the stream intake, in threads of the worker's main process."""
+        """The sweeper, the stream intake and the webhooks, in threads of the worker's main
+        process."""
 
         requires = ("celery.worker.components:Pool",)
 
@@ -186,6 +189,7 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
             loops: list[tuple[str, Callable[[], None]]] = [
                 ("sweeper", lambda: sweep_forever(rt, app, stop, health)),
                 ("intake", consume_intake(rt, worker.hostname, stop, health)),
+                ("webhooks", deliver_webhooks(rt, worker.hostname, stop, health)),
             ]
             for name, loop in loops:
                 thread = threading.Thread(
@@ -196,7 +200,9 @@ def _background_step(process: _Process, app: Celery) -> type[bootsteps.StartStop
                 )
                 thread.start()
                 self.threads.append(thread)
-            log.info("sweeper and intake started", extra={"fields": {"node": worker.hostname}})
+            log.info(
+                "sweeper, intake and webhooks started", extra={"fields": {"node": worker.hostname}}
+            )
 
         def stop(self, worker: Any) -> None:
             self.stop_event.set()

@@ -37,7 +37,7 @@ def _default(settings: type[BaseModel], name: str) -> object:
 def worker(
     concurrency: int, loglevel: str | None, hostname: str | None, celery_args: tuple[str, ...]
 ) -> None:
-    """Run a Celery worker: submits, polls, the sweeper and the stream intake.
+    """Run a Celery worker: submits, polls, the sweeper, the intake, the webhooks.
 
     Run as many as you like, on as many machines: they share the work through Redis. Any other
     option (or anything after --) goes to Celery's worker as it is, e.g. --uid, --gid, -Q,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from pallycon_pack.present.records import SINCE_HELP
+
 FILE_OPTION_HELP = (
     "Read the endpoint's secret (whsec_ + base64 of 24 to 64 bytes) from FILE ('-' = standard "
     "input). Without it a secret is generated and printed once."
@@ -18,8 +20,8 @@ def webhooks() -> None:
     """Manage the endpoints signed webhooks (Standard Webhooks) go to.
 
     Endpoints are kept in Redis: a change holds for every process at once. Their secrets are
-    encrypted there with PALLYCON_WEBHOOK_KEY (needed by add, rotate-secret and test). Delivery
-    by the workers is not built yet: only test sends anything (docs/WEBHOOKS.md).
+    encrypted there with PALLYCON_WEBHOOK_KEY (needed by add, rotate-secret, test and the
+    workers, which deliver the result events to the endpoints: docs/WEBHOOKS.md).
     """
 
 
@@ -93,10 +95,70 @@ def test(endpoint_id: str) -> None:
     """Send one signed test event (type webhook.test) to an endpoint now; print the outcome.
 
     As a delivery would: the host resolved and its addresses checked (unless the endpoint
-    allows private ones), 15 s at most, redirects not followed, only a 2xx counts. One line
-    says the status and what it would mean for a delivery. Exit 0 when delivered, 1 when not,
+    allows private ones), PALLYCON_WEBHOOK_TIMEOUT (15 s) to connect and per read, redirects
+    not followed, only a 2xx counts. One line says the status and what it would mean for a
+    delivery. Exit 0 when delivered, 1 when not,
     2 for an unknown id.
     """
     from pallycon_pack.cli.webhooks import run
 
     run.test(endpoint_id)
+
+
+@webhooks.command()
+@click.option("--endpoint", "endpoint_id", metavar="ID", help="Only this endpoint's.")
+@click.option("--since", help=SINCE_HELP)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def failures(endpoint_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List the dead-letter list: deliveries that ran out of attempts, or whose endpoint was
+    disabled, newest first.
+
+    Each: the endpoint, the webhook-id, the event type, the attempts, the last outcome and
+    when it went there. Exit 2 for an unknown endpoint id.
+    """
+    from pallycon_pack.cli.webhooks import run
+
+    run.failures(endpoint_id, since, limit, as_json)
+
+
+@webhooks.command()
+@click.option("--endpoint", "endpoint_id", metavar="ID", help="Only this endpoint's.")
+@click.option("--since", help=SINCE_HELP)
+def replay(endpoint_id: str | None, since: str | None) -> None:
+    """Send the dead-lettered deliveries again (their attempts reset, due now); one line says
+    how many.
+
+    The same webhook-id as before (the receiver dedupes on it). A disabled endpoint's are
+    refused (enable it first); without --endpoint, those of disabled endpoints are left. Exit
+    2 for an unknown or disabled endpoint.
+    """
+    from pallycon_pack.cli.webhooks import run
+
+    run.replay(endpoint_id, since)
+
+
+@webhooks.command()
+@click.argument("endpoint_id", metavar="ID")
+def enable(endpoint_id: str) -> None:
+    """Enable an endpoint again: deliveries resume (its dead-letter list stays: replay it).
+
+    Exit 2 for an unknown id.
+    """
+    from pallycon_pack.cli.webhooks import run
+
+    run.enable(endpoint_id)
+
+
+@webhooks.command()
+@click.argument("endpoint_id", metavar="ID")
+@click.option(
+    "--reason", default="disabled by hand", show_default=True, help="Why (shown by list)."
+)
+def disable(endpoint_id: str, reason: str) -> None:
+    """Disable an endpoint: nothing more is sent to it, no event is kept for it, and its
+    pending deliveries go to its dead-letter list. Exit 2 for an unknown id.
+    """
+    from pallycon_pack.cli.webhooks import run
+
+    run.disable(endpoint_id, reason)

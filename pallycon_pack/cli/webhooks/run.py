@@ -1,16 +1,14 @@
-"""The work of ``webhooks add|list|remove|rotate-secret|test``: the endpoints in Redis
-(:mod:`pallycon_store.webhooks.endpoints`), and one signed test event sent from here."""
+"""The work of ``webhooks add|list|remove|rotate-secret|test|failures|replay|enable|disable``:
+the endpoints in Redis (:mod:`pallycon_store.webhooks.endpoints`), their dead-letter lists
+(:mod:`pallycon_store.webhooks.deliveries`), and one signed test event sent from here."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import click
-import httpx
 
 from pallycon_config import Settings, load_settings
 from pallycon_config.rules import check_site_id
@@ -18,26 +16,30 @@ from pallycon_pack.cli.inputs import read_secret
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
+from pallycon_pack.present.records import parse_since
 from pallycon_pack.present.webhooks import (
     added_line,
     endpoint_lines,
     endpoint_row,
+    failure_lines,
+    failure_row,
+    replayed_line,
     rotated_line,
+    state,
     test_line,
 )
 from pallycon_store import sites
 from pallycon_store.events import iso
-from pallycon_store.webhooks import addresses, outcome, payload, signing
+from pallycon_store.webhooks import outcome, payload
+from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
-from pallycon_store.webhooks.errors import RefusedAddress
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
+from pallycon_worker import webhook_send
 
-#: Who sends the webhooks, as the receiver's logs show it.
-USER_AGENT = "pallycon-pack-webhooks/1"
-#: The longest a test delivery may take, in seconds (as a delivery's).
-TIMEOUT = 15.0
+#: The longest a test delivery may take, in seconds (as a delivery's by default).
+TIMEOUT = webhook_send.TIMEOUT
 #: The option that reads a secret.
 FILE_OPTION = "--secret-file"
 
@@ -54,6 +56,10 @@ class Hand:
         settings = load_settings()
         store = Store.of(settings)
         return cls(settings, Endpoints(store.redis, store.keys))
+
+    def deliveries(self) -> Deliveries:
+        """The deliveries on the same connection."""
+        return Deliveries(self.endpoints.redis, self.endpoints.keys)
 
     def sealer(self) -> Sealer:
         """The sealer of PALLYCON_WEBHOOK_KEY (a one-line error naming it when unset)."""
@@ -125,7 +131,7 @@ def list_(as_json: bool) -> None:
 
 def remove(endpoint_id: str) -> None:
     """``remove``: one line naming what was removed."""
-    removed = Hand.of().endpoints.remove(endpoint_id)
+    removed = Hand.of().deliveries().remove_endpoint(endpoint_id)
     click.echo(f"removed webhook endpoint {removed.id}: {removed.url}")
 
 
@@ -151,7 +157,7 @@ def test(endpoint_id: str) -> None:
     now = time.time()
     secrets = hand.endpoints.open_secrets(sealer, endpoint, now)
     on_interrupt("interrupted: the test event may have been sent; nothing was changed")
-    found, seconds = send_test(endpoint, secrets, now)
+    found, seconds = send_test(endpoint, secrets, now, hand.settings.webhook_timeout)
     line = test_line(endpoint.id, found, seconds)
     if found.verdict is not outcome.Verdict.DELIVERED:
         raise Failure(line, EXIT_FAILED)
@@ -166,69 +172,65 @@ def test_body(endpoint: Endpoint, now: float) -> tuple[str, bytes]:
 
 
 def send_test(
-    endpoint: Endpoint, secrets: list[Secret], now: float
+    endpoint: Endpoint, secrets: list[Secret], now: float, timeout: float = TIMEOUT
 ) -> tuple[outcome.Outcome, float | None]:
-    """Send one signed test event to ``endpoint`` at an address the check allowed
-    (:func:`resolve`, :func:`post`). Its outcome, and the seconds the response took (None: no
-    response)."""
-    try:
-        allowed = resolve(endpoint)
-    except RefusedAddress as exc:
-        return outcome.no_response(str(exc)), None
+    """Send one signed test event to ``endpoint`` as a delivery is sent
+    (:func:`pallycon_worker.webhook_send.send`): its outcome, and the seconds the response took
+    (None: no response)."""
     webhook_id, body = test_body(endpoint, now)
-    signed = signing.headers(webhook_id, int(now), body, secrets)
-    for address in allowed[:-1]:  # the next address only if this one takes no connection
-        try:
-            return post(endpoint.url, address, signed, body)
-        except httpx.ConnectError:
-            continue
-    try:
-        return post(endpoint.url, allowed[-1], signed, body)
-    except httpx.ConnectError as exc:
-        return outcome.no_response(f"no response (ConnectError: {exc})"), None
+    with webhook_send.new_client(timeout) as client:
+        sent = webhook_send.send(client, endpoint, webhook_id, body, secrets, now)
+    return sent.outcome, sent.seconds
 
 
-def resolve(endpoint: Endpoint) -> list[addresses.Address]:
-    """The addresses a delivery to ``endpoint`` may connect to, in the resolver's order: all
-    its host resolves to, each checked (:func:`addresses.allowed`) unless it allows private
-    ones; a :class:`RefusedAddress` saying why there is none."""
-    parts = urlsplit(endpoint.url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise RefusedAddress(f"{host} does not resolve ({exc})") from None
-    resolved = [str(info[4][0]) for info in found]
-    return list(dict.fromkeys(addresses.allowed(host, resolved, endpoint.allow_private)))
+def failures(endpoint_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """``failures``: the dead-letter list, newest first."""
+    hand = Hand.of()
+    now = time.time()
+    after = parse_since(since, now) if since else None
+    ids = [hand.endpoints.get(endpoint_id).id] if endpoint_id else endpoint_ids(hand)
+    found = hand.deliveries().failures(ids, after, limit)
+    if as_json:
+        render.emit_json([failure_row(letter) for letter in found])
+        return
+    for line in failure_lines(found):
+        click.echo(line)
 
 
-def post(
-    url: str, address: addresses.Address, signed: dict[str, str], body: bytes
-) -> tuple[outcome.Outcome, float | None]:
-    """POST ``body`` with the ``signed`` headers to ``url`` at ``address`` (the URL pinned to
-    it, the name kept for ``Host`` and for TLS), :data:`TIMEOUT` at most, no redirect
-    followed, no proxy: its outcome and how long the response took (None: none came); an
-    ``httpx.ConnectError`` if the address takes no connection (the caller tries the next)."""
-    parts = urlsplit(url)
-    headers = signed | {
-        "content-type": "application/json",
-        "host": parts.netloc,
-        "user-agent": USER_AGENT,
-    }
-    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
-    started = time.monotonic()
-    try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            response = client.post(
-                addresses.pinned(url, address), content=body, headers=headers, extensions=extensions
+def endpoint_ids(hand: Hand) -> list[str]:
+    return [endpoint.id for endpoint in hand.endpoints.list()]
+
+
+def replay(endpoint_id: str | None, since: str | None) -> None:
+    """``replay``: the dead-lettered deliveries due again; one line."""
+    hand = Hand.of()
+    now = time.time()
+    after = parse_since(since, now) if since else None
+    if endpoint_id:
+        endpoint = hand.endpoints.get(endpoint_id)
+        if endpoint.disabled is not None:
+            raise Failure(
+                f"{endpoint.id} is disabled ({endpoint.disabled.reason}): enable it first "
+                f"(pallycon-pack webhooks enable {endpoint.id}), then replay",
+                EXIT_INVALID,
             )
-    except httpx.TimeoutException:
-        return outcome.no_response(f"no response in {TIMEOUT:g} s (timeout)"), None
-    except httpx.ConnectError:
-        raise
-    except httpx.TransportError as exc:
-        return outcome.no_response(f"no response ({type(exc).__name__}: {exc})"), None
-    seconds = time.monotonic() - started
-    retry_after = response.headers.get("retry-after")
-    return outcome.classify(response.status_code, retry_after, time.time()), seconds
+        chosen, left = [endpoint.id], []
+    else:
+        found = hand.endpoints.list()
+        chosen = [e.id for e in found if e.disabled is None]
+        left = [e.id for e in found if e.disabled is not None]
+    on_interrupt("interrupted: some deliveries may have been replayed; see webhooks failures")
+    count = hand.deliveries().replay(chosen, now, hand.settings.webhook_endpoint_concurrency, after)
+    click.echo(replayed_line(count, left))
+
+
+def enable(endpoint_id: str) -> None:
+    """``enable``: one line."""
+    endpoint = Hand.of().deliveries().enable_endpoint(endpoint_id)
+    click.echo(f"enabled webhook endpoint {endpoint.id}: {endpoint.url}")
+
+
+def disable(endpoint_id: str, reason: str) -> None:
+    """``disable``: one line."""
+    endpoint = Hand.of().deliveries().disable_by_hand(endpoint_id, reason.strip(), time.time())
+    click.echo(f"disabled webhook endpoint {endpoint.id}: {state(endpoint)}")

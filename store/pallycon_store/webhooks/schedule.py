@@ -8,7 +8,7 @@ together. A ``Retry-After`` the receiver sent (bounded by :data:`MAX_RETRY_AFTER
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 #: The delay before each attempt after the first, in seconds.
 DELAYS: tuple[float, ...] = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600) + (10 * 3600,) * 6
@@ -21,17 +21,21 @@ MAX_RETRY_AFTER = 10 * 3600.0
 
 
 def next_delay(
-    attempts: int, random: Callable[[], float], retry_after: float | None = None
+    attempts: int,
+    random: Callable[[], float],
+    retry_after: float | None = None,
+    delays: Sequence[float] = DELAYS,
 ) -> float | None:
     """The delay before the next attempt of a delivery tried ``attempts`` times (1 or more),
-    ``random`` giving a float in [0, 1); ``None`` once the schedule has run out. A
+    ``random`` giving a float in [0, 1); ``None`` once the schedule (``delays``: the
+    setting ``PALLYCON_WEBHOOK_RETRY_SCHEDULE``, :data:`DELAYS` by default) has run out. A
     ``retry_after`` (seconds) makes the delay at least that long, at most
     :data:`MAX_RETRY_AFTER`."""
     if attempts < 1:
         raise ValueError("a delivery is scheduled again only after an attempt")
-    if attempts > len(DELAYS):
+    if attempts > len(delays):
         return None
-    delay = DELAYS[attempts - 1] * (1 + JITTER * (2 * random() - 1))
+    delay = delays[attempts - 1] * (1 + JITTER * (2 * random() - 1))
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay

@@ -1,0 +1,67 @@
+-- Take due deliveries, endpoint by endpoint (earliest first), each endpoint at most ``cap``
+-- in flight (across all workers), ``limit`` in all; each is leased until now + lease (then due
+-- again, should its worker die). A lease that ended unsettled makes its delivery due now. The
+-- deliveries of a disabled endpoint go to its dead-letter list; those of a removed one are
+-- dropped.
+-- KEYS: the endpoints hash, the state hash
+-- ARGV: base, now, lease, cap, limit, endpoints to look at (at most)
+-- Returns: the schedule's next time ('' if none), then per delivery 8 values: id, endpoint,
+-- attempts, webhook-id, body, event time, failing since ('' if not failing), lease end (the
+-- claim's token: a settle changes the delivery only while it holds this lease)
+local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+local cap, limit, looks = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {''}
+local ends = now + lease
+local token = string.format('%.17g', ends)
+local taken = 0
+local eps = redis.call('ZRANGEBYSCORE', schedule, '-inf', now, 'LIMIT', 0, looks)
+for _, ep in ipairs(eps) do
+  if taken >= limit then break end
+  local text = redis.call('HGET', KEYS[1], ep)
+  local disabled = nil
+  if text then
+    local endpoint = cjson.decode(text)
+    if type(endpoint.disabled) == 'table' then
+      disabled = 'endpoint disabled: ' .. tostring(endpoint.disabled.reason)
+    end
+  end
+  if not text or disabled then
+    for _, key in ipairs({due_key(ep), flight_key(ep)}) do
+      for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+        if disabled then bury(ep, id, now, disabled) else drop(ep, id) end
+      end
+    end
+    if not text then
+      for _, id in ipairs(redis.call('ZRANGE', dead_key(ep), 0, -1)) do drop(ep, id) end
+    end
+    redis.call('ZREM', schedule, ep)
+  else
+    local flight = flight_key(ep)
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight, '-inf', now)) do
+      redis.call('ZREM', flight, id)
+      redis.call('ZADD', due_key(ep), now, id)
+    end
+    local room = math.min(cap - redis.call('ZCARD', flight), limit - taken)
+    if room > 0 then
+      local failing = redis.call('HGET', KEYS[2], ep .. ' failing_since') or ''
+      local ids = redis.call('ZRANGEBYSCORE', due_key(ep), '-inf', now, 'LIMIT', 0, room)
+      for _, id in ipairs(ids) do
+        redis.call('ZREM', due_key(ep), id)
+        local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'body', 'event_at')
+        if d[2] then
+          redis.call('ZADD', flight, ends, id)
+          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token}) do
+            table.insert(out, value)
+          end
+          taken = taken + 1
+        else
+          redis.call('ZREM', pending_key(ep), id)
+        end
+      end
+    end
+    reschedule(ep, cap)
+  end
+end
+local next = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+if #next > 0 then out[1] = next[2] end
+return out

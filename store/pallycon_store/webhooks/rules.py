@@ -1,0 +1,215 @@
+"""What the webhook deliveries decide. Pure: the time, the random source and what was read
+are arguments.
+
+- :func:`fan_out`: which endpoints get a result event (its deliveries, their bodies);
+- :func:`decide`: what an attempt's outcome does to its delivery (delivered, retry at, dead,
+  disable the endpoint);
+- :func:`attempt_kind`, :func:`bucket`: the bounded labels the counters use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pallycon_store.webhooks import payload, schedule
+from pallycon_store.webhooks.endpoints import Endpoint
+from pallycon_store.webhooks.outcome import Outcome, Verdict
+
+#: Upper bounds (seconds) of the attempt latency histogram's buckets; +Inf is implied.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Upper bounds (seconds) of the lag histogram (an event's time to its 2xx); +Inf implied.
+LAG_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    3600.0,
+    86400.0,
+)
+
+
+class AttemptKind(StrEnum):
+    """An attempt's outcome as counted (a closed set of labels)."""
+
+    HTTP_2XX = "2xx"
+    HTTP_3XX = "3xx"
+    HTTP_410 = "410"
+    HTTP_429 = "429"
+    HTTP_4XX = "4xx"
+    HTTP_5XX = "5xx"
+    TIMEOUT = "timeout"
+    NO_CONNECTION = "no_connection"
+    REFUSED_ADDRESS = "refused_address"
+    ERROR = "error"  # no response for another reason (a broken connection, a bad secret)
+
+
+def status_kind(status: int) -> AttemptKind:
+    """The kind of an attempt answered with ``status``."""
+    if 200 <= status < 300:
+        return AttemptKind.HTTP_2XX
+    if status == 410:
+        return AttemptKind.HTTP_410
+    if status == 429:
+        return AttemptKind.HTTP_429
+    if 300 <= status < 400:
+        return AttemptKind.HTTP_3XX
+    if 400 <= status < 500:
+        return AttemptKind.HTTP_4XX
+    return AttemptKind.HTTP_5XX
+
+
+def bucket(seconds: float, bounds: Sequence[float]) -> str:
+    """The histogram bucket ``seconds`` falls in: its upper bound as written (``0.25``), or
+    ``+Inf``."""
+    for bound in bounds:
+        if seconds <= bound:
+            return f"{bound:g}"
+    return "+Inf"
+
+
+# --- Fan-out ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """One result event for one endpoint: what the outbox stores."""
+
+    endpoint_id: str
+    webhook_id: str  # the event's event_id
+    type: str  # the event's type
+    request_id: str
+    event_at: float  # the event's time (Unix seconds), for the lag
+    body: bytes
+
+    @property
+    def delivery_id(self) -> str:
+        """``<endpoint id>/<event id>``: the same event is one delivery per endpoint."""
+        return f"{self.endpoint_id}/{self.webhook_id}"
+
+
+def event_time(event: Mapping[str, Any], default: float) -> float:
+    """The event's ``ts`` as Unix seconds (``default`` if it has none that reads)."""
+    try:
+        return datetime.fromisoformat(str(event["ts"])).timestamp()
+    except (KeyError, ValueError):
+        return default
+
+
+def parse_entry(fields: Mapping[str, str]) -> dict[str, Any] | None:
+    """The event a result stream entry holds (its ``event`` field), or None if it holds none
+    that reads (such an entry is acknowledged and skipped)."""
+    try:
+        event = json.loads(fields.get("event", ""))
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not event.get("event_id") or not event.get("type"):
+        return None
+    return event
+
+
+def needs_site(endpoints: Iterable[Endpoint]) -> bool:
+    """Whether matching needs each event's site: some enabled endpoint names one."""
+    return any(e.site and e.disabled is None for e in endpoints)
+
+
+def fan_out(
+    events: Sequence[Mapping[str, Any]],
+    endpoints: Sequence[Endpoint],
+    site_of: Callable[[Mapping[str, Any]], str],
+    now: float,
+) -> list[NewDelivery]:
+    """The deliveries of ``events`` (in order): one per event and enabled endpoint that wants
+    it (:meth:`Endpoint.wants`: its types and site), the body built now
+    (:func:`payload.of_event`). ``site_of`` gives an event's site (its request's; "" when
+    unknown: only endpoints of every site get it)."""
+    found: list[NewDelivery] = []
+    for event in events:
+        kind = str(event["type"])
+        wanted = [e for e in endpoints if e.disabled is None and kind in e.events]
+        if not wanted:
+            continue
+        site = site_of(event) if any(e.site for e in wanted) else ""
+        body = payload.of_event(event)
+        at = event_time(event, now)
+        found.extend(
+            NewDelivery(
+                endpoint.id,
+                str(event["event_id"]),
+                kind,
+                str(event.get("request_id", "")),
+                at,
+                body,
+            )
+            for endpoint in wanted
+            if endpoint.wants(kind, site)
+        )
+    return found
+
+
+# --- Settling an attempt ---------------------------------------------------------------------
+
+
+class Settle(StrEnum):
+    """What an attempt does to its delivery."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # due again at ``Decision.at``
+    DEAD = "dead"  # to the dead-letter list: the schedule ran out
+    DISABLE = "disable"  # the endpoint is disabled; this and its pending deliveries go dead
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a delivery after an attempt, and why (the outcome's reason, or what
+    disabled the endpoint)."""
+
+    settle: Settle
+    reason: str
+    at: float | None = None  # the next attempt's time (RETRY)
+
+
+def decide(
+    outcome: Outcome,
+    attempts: int,
+    now: float,
+    *,
+    failing_since: float | None,
+    delays: Sequence[float],
+    disable_after: float,
+    random: Callable[[], float],
+) -> Decision:
+    """The decision after attempt number ``attempts`` (1 or more) had ``outcome`` at ``now``.
+
+    A 2xx delivers. A 410 disables the endpoint. A failure is retried after the schedule's
+    next delay (``delays``, jittered; ``Retry-After`` a floor), unless the endpoint has failed
+    every attempt since ``failing_since`` for ``disable_after`` seconds (then it is disabled)
+    or the schedule has run out (then the delivery is dead)."""
+    if outcome.verdict is Verdict.DELIVERED:
+        return Decision(Settle.DELIVERED, outcome.reason)
+    if outcome.verdict is Verdict.DISABLE:
+        return Decision(Settle.DISABLE, f"{outcome.reason} (Gone) at a delivery")
+    if failing_since is not None and now - failing_since >= disable_after:
+        days = disable_after / 86400
+        span = f"{days:g} days" if days >= 1 else f"{disable_after:g} s"
+        return Decision(
+            Settle.DISABLE, f"no delivery succeeded for {span} (last: {outcome.reason})"
+        )
+    delay = schedule.next_delay(attempts, random, outcome.retry_after, delays)
+    if delay is None:
+        return Decision(Settle.DEAD, f"{attempts} attempts failed (last: {outcome.reason})")
+    return Decision(Settle.RETRY, outcome.reason, now + delay)

@@ -1,0 +1,60 @@
+-- One attempt's end: counted (by outcome, its latency), and its delivery delivered (deleted;
+-- the lag counted), due again at a time, dead (the dead-letter list), or its endpoint disabled
+-- (this delivery and every pending one to the dead-letter list, an event written). An attempt
+-- whose lease had ended, and which another claim now holds, changes nothing but the counters
+-- (unless it delivered).
+-- KEYS: the counters hash, the state hash, the webhook events stream
+-- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
+--   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
+--   event JSON (disable), events kept, the claim's lease end, the attempt's outcome
+local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local counters, state = KEYS[1], KEYS[2]
+redis.call('HINCRBY', counters, 'attempts ' .. ARGV[9], 1)
+if ARGV[11] ~= '' then
+  redis.call('HINCRBY', counters, 'latency ' .. ARGV[11], 1)
+  redis.call('HINCRBY', counters, 'latency sum ms', ARGV[12])
+  redis.call('HINCRBY', counters, 'latency count', 1)
+end
+local key = delivery_key(id)
+local exists = redis.call('EXISTS', key) == 1
+if settle == 'delivered' then
+  redis.call('HSET', state, ep .. ' last_success', now)
+  redis.call('HDEL', state, ep .. ' failing_since')
+  if exists then
+    redis.call('HINCRBY', counters, 'delivered', 1)
+    redis.call('HINCRBY', counters, 'lag ' .. ARGV[13], 1)
+    redis.call('HINCRBY', counters, 'lag sum ms', ARGV[14])
+    redis.call('HINCRBY', counters, 'lag count', 1)
+    drop(ep, id)
+  end
+  reschedule(ep, cap)
+  return 1
+end
+redis.call('HSETNX', state, ep .. ' failing_since', now)
+local held = redis.call('ZSCORE', flight_key(ep), id)
+if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
+  return 0
+end
+redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
+if settle == 'retry' then
+  redis.call('ZREM', flight_key(ep), id)
+  redis.call('ZADD', due_key(ep), ARGV[7], id)
+elseif settle == 'dead' then
+  bury(ep, id, now, ARGV[8])
+  redis.call('HINCRBY', counters, 'dead', 1)
+elseif settle == 'disable' then
+  bury(ep, id, now, ARGV[8])
+  local buried = 1
+  for _, k in ipairs({due_key(ep), flight_key(ep)}) do
+    for _, other in ipairs(redis.call('ZRANGE', k, 0, -1)) do
+      buried = buried + bury(ep, other, now, 'endpoint disabled: ' .. ARGV[8])
+    end
+  end
+  redis.call('HINCRBY', counters, 'dead', buried)
+  redis.call('HINCRBY', counters, 'disabled', 1)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[16], '*', 'event', ARGV[15])
+  redis.call('ZREM', schedule, ep)
+  return 1
+end
+reschedule(ep, cap)
+return 1

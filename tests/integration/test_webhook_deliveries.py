@@ -1,0 +1,206 @@
+"""The webhook outbox's scripts against a real Redis: fan-out (idempotent, acknowledging its
+entries), the claim (endpoint by endpoint, each within its cap; leases that end come back),
+each settle, the dead-letter list and its replay, and the overview the metrics read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import pytest
+
+from pallycon_store.keys import WEBHOOK_GROUP
+from pallycon_store.webhooks.deliveries import Attempted, Deliveries
+from pallycon_store.webhooks.endpoints import Endpoints
+from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
+from pallycon_store.webhooks.sealing import Sealer
+from pallycon_store.webhooks.signing import Secret
+from pallycon_store.wiring import Store
+from support.queue import make_settings
+from support.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_800_000_000.0
+LEASE = 30.0
+SEALER = Sealer.of("a-webhook-key-of-at-least-32-characters")
+
+
+@pytest.fixture
+def outbox(redis_server: RedisServer) -> Deliveries:
+    store = Store.of(make_settings(redis_server.url, "http://127.0.0.1:9"))
+    deliveries = Deliveries(store.redis, store.keys)
+    deliveries.ensure_group()
+    return deliveries
+
+
+def add(outbox: Deliveries, name: str = "a") -> str:
+    endpoints = Endpoints(outbox.redis, outbox.keys)
+    url = f"https://{name}.example.com/hook"
+    return endpoints.add(SEALER, url, Secret.generate(), NOW).id
+
+
+def new(endpoint_id: str, n: int, at: float = NOW) -> NewDelivery:
+    return NewDelivery(endpoint_id, f"req-{n}:2", "completed", f"req-{n}", at, b'{"n":%d}' % n)
+
+
+def event_entries(outbox: Deliveries, count: int) -> list[str]:
+    """``count`` result events written and read by the webhook group: their entry ids."""
+    for n in range(count):
+        outbox.redis.xadd(outbox.keys.results, {"event": json.dumps({"n": n})})
+    reply = cast(
+        list[tuple[str, list[tuple[str, Any]]]],
+        outbox.redis.xreadgroup(WEBHOOK_GROUP, "c", {outbox.keys.results: ">"}),
+    )
+    return [entry_id for _, entries in reply for entry_id, _ in entries]
+
+
+def ok(seconds: float = 0.01) -> Attempted:
+    return Attempted(AttemptKind.HTTP_2XX, seconds)
+
+
+def test_fan_out_creates_each_delivery_once_and_acknowledges_its_entries(outbox: Deliveries):
+    ep = add(outbox)
+    entries = event_entries(outbox, 3)
+    made = [new(ep, n) for n in range(3)]
+    assert outbox.fan_out(entries, made, NOW, cap=4) == 3
+    assert outbox.redis.xpending(outbox.keys.results, WEBHOOK_GROUP)["pending"] == 0
+    assert outbox.fan_out([], made, NOW, cap=4) == 0  # handled again: nothing twice
+    claimed, _ = outbox.claim(NOW, LEASE, cap=10, limit=10)
+    assert sorted(c.webhook_id for c in claimed) == ["req-0:2", "req-1:2", "req-2:2"]
+    assert {c.body for c in claimed} == {b'{"n":0}', b'{"n":1}', b'{"n":2}'}
+
+
+def test_the_claim_takes_each_endpoint_within_its_cap(outbox: Deliveries):
+    """A busy endpoint's deliveries never take another's turn: each gets its cap."""
+    slow, fast = add(outbox, "slow"), add(outbox, "fast")
+    outbox.fan_out([], [new(slow, n) for n in range(10)], NOW, cap=2)
+    outbox.fan_out([], [new(fast, n) for n in range(3)], NOW + 1, cap=2)
+    claimed, _ = outbox.claim(NOW + 1, LEASE, cap=2, limit=100)
+    per = [c.endpoint_id for c in claimed]
+    assert per.count(slow) == 2
+    assert per.count(fast) == 2
+    again, next_at = outbox.claim(NOW + 2, LEASE, cap=2, limit=100)
+    assert again == []  # both at their cap until a settle or a lease end
+    assert next_at == NOW + 1 + LEASE
+    fast_one = next(c for c in claimed if c.endpoint_id == fast)
+    outbox.settle(fast_one, Decision(Settle.DELIVERED, "HTTP 204"), ok(), NOW + 2, cap=2)
+    after, _ = outbox.claim(NOW + 2, LEASE, cap=2, limit=100)
+    assert [c.endpoint_id for c in after] == [fast]
+
+
+def test_a_lease_that_ends_unsettled_makes_its_delivery_due_again(outbox: Deliveries):
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
+    (first,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    assert outbox.claim(NOW + LEASE - 1, LEASE, cap=4, limit=10)[0] == []
+    (again,), _ = outbox.claim(NOW + LEASE, LEASE, cap=4, limit=10)
+    assert again.delivery_id == first.delivery_id
+    # The first holder settles late: it no longer holds it, only the counters change.
+    late = Decision(Settle.RETRY, "HTTP 500", NOW + 99)
+    assert not outbox.settle(first, late, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + 31, 4)
+
+
+def test_retry_dead_letter_and_replay(outbox: Deliveries):
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
+    (c,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    failed = Attempted(AttemptKind.HTTP_5XX, 0.2, "HTTP 500")
+    assert outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 5), failed, NOW, 4)
+    assert outbox.claim(NOW + 4, LEASE, cap=4, limit=10)[0] == []
+    (c,), _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
+    assert c.attempts == 1
+    assert c.failing_since == NOW
+    outbox.settle(
+        c, Decision(Settle.DEAD, "2 attempts failed (last: HTTP 500)"), failed, NOW + 6, 4
+    )
+    [letter] = outbox.failures([ep])
+    assert (letter.webhook_id, letter.attempts, letter.type) == ("req-1:2", 2, "completed")
+    assert letter.last_outcome == "HTTP 500"
+    assert letter.dead_reason == "2 attempts failed (last: HTTP 500)"
+    assert outbox.failures([ep], since=NOW + 7) == []
+    assert outbox.replay([ep], NOW + 10, cap=4) == 1
+    assert outbox.failures([ep]) == []
+    (c,), _ = outbox.claim(NOW + 10, LEASE, cap=4, limit=10)
+    assert c.attempts == 0
+    assert outbox.settle(c, Decision(Settle.DELIVERED, "HTTP 200"), ok(), NOW + 11, 4)
+    view = outbox.overview(NOW + 12)
+    [health] = view.endpoints
+    assert (health.pending, health.dead, health.last_success, health.failing_since) == (
+        0,
+        0,
+        NOW + 11,
+        None,
+    )
+    counts = view.counters
+    assert counts.attempts["5xx"] == 2
+    assert counts.attempts["2xx"] == 1
+    assert (counts.delivered, counts.dead, counts.replayed) == (1, 1, 1)
+    assert counts.latency.count == 3
+    assert counts.latency.buckets["0.25"] == 2
+    assert counts.lag.count == 1
+    assert counts.lag.buckets["+Inf"] == 0
+
+
+def test_disabling_buries_the_pending_deliveries_and_says_so(outbox: Deliveries):
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, n) for n in range(5)], NOW, cap=2)
+    claimed, _ = outbox.claim(NOW, LEASE, cap=2, limit=10)
+    gone = Decision(Settle.DISABLE, "HTTP 410 (Gone) at a delivery")
+    outbox.disable_endpoint(claimed[0], gone, Attempted(AttemptKind.HTTP_410, 0.01), NOW + 1, 2)
+    assert len(outbox.failures([ep])) == 5
+    assert outbox.claim(NOW + LEASE * 2, LEASE, cap=2, limit=10)[0] == []
+    [event] = outbox.events()
+    assert (event["type"], event["endpoint_id"]) == ("endpoint_disabled", ep)
+    view = outbox.overview(NOW + 2)
+    assert view.disabled_endpoints == 1
+    assert view.endpoints[0].pending == 0
+    assert view.counters.disabled == 1
+    assert view.counters.dead == 5
+
+
+def test_an_endpoint_disabled_by_hand_is_sent_nothing_and_a_removed_one_is_forgotten(
+    outbox: Deliveries,
+):
+    kept, removed = add(outbox, "kept"), add(outbox, "removed")
+    outbox.fan_out([], [new(kept, 1), new(removed, 1)], NOW, cap=4)
+    outbox.endpoints.disable(kept, "by hand", NOW)
+    outbox.endpoints.remove(removed)
+    assert outbox.claim(NOW, LEASE, cap=4, limit=10)[0] == []
+    [letter] = outbox.failures([kept])
+    assert letter.dead_reason == "endpoint disabled: by hand"
+    assert outbox.redis.exists(outbox.keys.webhook_delivery(f"{removed}/req-1:2")) == 0
+    outbox.enable_endpoint(kept)
+    assert outbox.replay([kept], NOW + 1, cap=4) == 1
+    (c,), _ = outbox.claim(NOW + 1, LEASE, cap=4, limit=10)
+    assert c.endpoint_id == kept
+
+
+def test_the_overview_counts_pending_due_in_flight_and_lag(outbox: Deliveries):
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, n, at=NOW - 10 + n) for n in range(4)], NOW, cap=1)
+    outbox.claim(NOW, LEASE, cap=1, limit=10)
+    [health] = outbox.overview(NOW + 5).endpoints
+    assert (health.pending, health.due_now, health.in_flight) == (4, 3, 1)
+    assert health.oldest_pending_age == 15.0
+    assert health.disabled is None
+    assert health.last_success is None
+
+
+def test_a_disabled_or_removed_endpoints_later_deliveries_are_seen_to_at_once(
+    outbox: Deliveries,
+):
+    """A delivery due hours from now is buried (disabled) or dropped (removed) at the next
+    claim, not when it comes due."""
+    kept, removed = add(outbox, "later"), add(outbox, "gone")
+    outbox.fan_out([], [new(kept, 1), new(removed, 1)], NOW, cap=4)
+    claimed, _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    failed = Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 500")
+    for c in claimed:
+        outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 36000), failed, NOW, 4)
+    outbox.disable_by_hand(kept, "by hand", NOW + 1)
+    outbox.remove_endpoint(removed)
+    assert outbox.claim(NOW + 2, LEASE, cap=4, limit=10)[0] == []
+    assert [letter.endpoint_id for letter in outbox.failures([kept])] == [kept]
+    assert outbox.redis.exists(outbox.keys.webhook_due(removed)) == 0
+    assert outbox.redis.zscore(outbox.keys.webhook_schedule, removed) is None

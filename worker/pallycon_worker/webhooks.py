@@ -1,0 +1,345 @@
+"""The webhooks loop: every worker's main process fans the result events out to the endpoints
+and sends the deliveries due (docs/WEBHOOKS.md).
+
+Each round: take due deliveries (:meth:`Deliveries.claim`, endpoint by endpoint, each within
+its cap of deliveries in flight) as far as the send threads have room, hand them to the
+threads, then read the next result events (the consumer group ``pallycon-webhooks``) and
+create their deliveries with the acknowledgement of their entries, in one script. Entries a
+dead worker left unacknowledged are taken over after :data:`RECLAIM_IDLE_MS`. Each send
+thread signs and POSTs one delivery (:mod:`pallycon_worker.webhook_send`), decides
+(:func:`pallycon_store.webhooks.rules.decide`) and settles it in one script. A delivery whose
+worker dies comes back when its lease ends.
+
+Without ``PALLYCON_WEBHOOK_KEY`` a worker still fans out, but sends nothing (it cannot sign):
+the deliveries wait for a worker that can, and the loop's health says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+from pallycon_config.rules import ConfigError
+from pallycon_store.connect import REDIS_AWAY, describe
+from pallycon_store.keys import WEBHOOK_GROUP
+from pallycon_store.webhooks import rules
+from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
+from pallycon_store.webhooks.endpoints import Endpoint
+from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
+from pallycon_store.webhooks.outcome import no_response
+from pallycon_store.webhooks.rules import AttemptKind, Decision, Settle
+from pallycon_store.webhooks.sealing import Sealer
+from pallycon_store.webhooks.signing import Secret
+from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
+from pallycon_worker.runtime import Runtime
+from pallycon_worker.webhook_send import Clients, Sent, new_client, send
+
+log = logging.getLogger("pallycon_pack.webhooks")
+
+LOOP = "webhooks"
+#: Result events read at once.
+BATCH = 200
+#: The longest a read waits for new events when nothing else is to be done, in milliseconds.
+BLOCK_MS = 500
+#: How long a round waits for a send to end when sends are in flight and nothing is due, in
+#: seconds (a send that ends wakes it at once).
+IDLE_WAIT = 0.1
+#: An entry pending this long with a consumer that does not acknowledge it is taken over.
+RECLAIM_IDLE_MS = 5_000
+#: How often a worker looks for entries to take over, in seconds.
+RECLAIM_EVERY = 5.0
+#: A consumer (a worker's name) idle this long with nothing pending is removed from the group.
+FORGET_CONSUMER_MS = 3_600_000
+#: How often a worker without the key says again in its health that it does not deliver.
+NO_KEY_EVERY = 60.0
+
+
+def lease_of(timeout: float) -> float:
+    """How long a claimed delivery is leased: longer than any attempt can take (a connect and
+    a read of ``timeout`` each, for two addresses, and a margin), so that only a dead
+    worker's deliveries come back."""
+    return 4 * timeout + 5.0
+
+
+class Webhooks:
+    """One worker's part in delivering webhooks."""
+
+    def __init__(self, rt: Runtime, consumer: str, health: LoopHealth) -> None:
+        s = rt.settings
+        self.rt, self.consumer, self.health = rt, consumer, health
+        self.deliveries = Deliveries(rt.shared.redis, rt.shared.keys)
+        self.cap = s.webhook_endpoint_concurrency
+        self.concurrency = s.webhook_concurrency
+        self.lease = lease_of(s.webhook_timeout)
+        self.delays = s.webhook_delays
+        self.disable_after = s.webhook_disable_after
+        key = s.webhook_key
+        self.sealer = Sealer.of(key.get_secret_value()) if key is not None else None
+        self.clients = Clients(lambda: new_client(s.webhook_timeout, self.cap))
+        self.random = random.Random()  # noqa: S311 (jitter, not a secret)
+        self.pool: ThreadPoolExecutor | None = None
+        self.active = 0
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.endpoints: dict[str, Endpoint] = {}
+        self._opened: dict[tuple[str, str], Secret] = {}
+        self._no_key_said = 0.0
+
+    # --- The loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Rounds until ``stop``; Redis outages are waited out with a backoff."""
+        pause, grouped, next_reclaim, idle_block = 0.5, False, 0.0, BLOCK_MS
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pallycon-webhook")
+        try:
+            while not stop.is_set():
+                try:
+                    if not grouped:
+                        self.deliveries.ensure_group()
+                        grouped = True
+                        self.say_if_no_key()
+                    now = self.rt.clock()
+                    self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
+                    claimed, next_at = self.claim(now)
+                    busy = bool(claimed) or self.in_flight() > 0
+                    if next_at is not None and self.sealer is not None:
+                        idle_block = int(min(BLOCK_MS, max(10.0, (next_at - now) * 1000)))
+                    else:
+                        idle_block = BLOCK_MS
+                    if now >= next_reclaim:
+                        self.reclaim()
+                        next_reclaim = now + RECLAIM_EVERY
+                    read = self.read(None if busy else idle_block)
+                    if not read and not claimed and self.in_flight() > 0:
+                        self.wake.wait(IDLE_WAIT)  # a send that ends wakes it
+                    self.wake.clear()
+                    self.report()
+                    pause = 0.5
+                except TRANSIENT as exc:
+                    log.warning("webhooks round failed (%s); next in %.1fs", describe(exc), pause)
+                    self.health.failed(LOOP, exc)
+                    stop.wait(pause)
+                    pause = next_pause(pause)
+        finally:  # the deliveries handed over are sent (their clients stay open)
+            self.pool.shutdown(wait=False)
+
+    def report(self) -> None:
+        """The loop's health: ok, or failing without the key while endpoints exist."""
+        if self.sealer is None and self.endpoints:
+            if self.rt.clock() - self._no_key_said >= NO_KEY_EVERY:
+                self._no_key_said = self.rt.clock()
+                self.health.failed(LOOP, ConfigError(no_key_line()))
+            return
+        self.health.ok(LOOP)
+
+    def say_if_no_key(self) -> None:
+        """One warning line at start if endpoints exist and this worker cannot sign."""
+        if self.sealer is None and self.deliveries.endpoints.list():
+            log.warning(no_key_line())
+
+    def in_flight(self) -> int:
+        with self.lock:
+            return self.active
+
+    # --- Fan-out -----------------------------------------------------------------------------
+
+    def read(self, block_ms: int | None) -> int:
+        """Read new result events (waiting up to ``block_ms``) and fan them out: how many."""
+        keys = self.rt.shared.keys
+        reply = self.rt.shared.redis.xreadgroup(
+            WEBHOOK_GROUP, self.consumer, {keys.results: ">"}, count=BATCH, block=block_ms
+        )
+        entries = [
+            entry
+            for _, found in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+            for entry in found
+        ]
+        self.fan_out(entries)
+        return len(entries)
+
+    def reclaim(self) -> None:
+        """Take over the entries another consumer (a dead worker) left unacknowledged for
+        :data:`RECLAIM_IDLE_MS`, and fan them out. Consumers idle for
+        :data:`FORGET_CONSUMER_MS` with nothing pending are removed from the group."""
+        keys, client = self.rt.shared.keys, self.rt.shared.redis
+        reply = client.xautoclaim(
+            keys.results, WEBHOOK_GROUP, self.consumer, RECLAIM_IDLE_MS, "0-0", count=BATCH
+        )
+        entries = cast(list[tuple[str, dict[str, str] | None]], reply[1])
+        if entries:
+            log.info("took over %d result event(s) for the webhooks", len(entries))
+            self.fan_out(entries)
+        for consumer in client.xinfo_consumers(keys.results, WEBHOOK_GROUP):
+            if consumer["pending"] == 0 and consumer["idle"] > FORGET_CONSUMER_MS:
+                client.xgroup_delconsumer(keys.results, WEBHOOK_GROUP, consumer["name"])
+
+    def fan_out(self, entries: Sequence[tuple[str, Mapping[str, str] | None]]) -> None:
+        """Create the deliveries of ``entries`` and acknowledge them, in one script."""
+        if not entries:
+            return
+        events = [e for e in (rules.parse_entry(fields or {}) for _, fields in entries) if e]
+        endpoints = list(self.endpoints.values())
+        sites = self.sites_of(events) if rules.needs_site(endpoints) else {}
+        now = self.rt.clock()
+        made = rules.fan_out(
+            events, endpoints, lambda event: sites.get(str(event.get("request_id")), ""), now
+        )
+        self.deliveries.fan_out([entry_id for entry_id, _ in entries], made, now, self.cap)
+
+    def sites_of(self, events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """The site of each event's request (the default site's id for a request that named
+        none; a rejected event's entry created no request of its own: no site)."""
+        ids = sorted({str(e.get("request_id")) for e in events if e.get("type") != "rejected"})
+        if not ids:
+            return {}
+        pipe = self.rt.shared.redis.pipeline(transaction=False)
+        for request_id in ids:
+            pipe.hget(self.rt.shared.keys.request(request_id), "site_id")
+        default = self.rt.book.default or ""
+        return {
+            request_id: (str(site) if site else default)
+            for request_id, site in zip(ids, pipe.execute(), strict=True)
+        }
+
+    # --- Sending -----------------------------------------------------------------------------
+
+    def claim(self, now: float) -> tuple[list[Claimed], float | None]:
+        """Take as many due deliveries as the threads have room for, and hand them over."""
+        if self.sealer is None:
+            return [], None
+        room = self.concurrency - self.in_flight()
+        if room <= 0:
+            return [], None
+        claimed, next_at = self.deliveries.claim(now, self.lease, self.cap, room)
+        assert self.pool is not None
+        for item in claimed:
+            with self.lock:
+                self.active += 1
+            self.pool.submit(self.deliver, item)
+        return claimed, next_at
+
+    def deliver(self, claimed: Claimed) -> None:
+        """Send one delivery, decide, settle (a thread of the pool)."""
+        try:
+            endpoint = self.endpoint(claimed.endpoint_id)
+            if endpoint is None or endpoint.disabled is not None:
+                return  # removed or disabled: the claim that sees it next buries or drops it
+            sent = self.attempt(endpoint, claimed)
+            now = self.rt.clock()
+            decision = rules.decide(
+                sent.outcome,
+                claimed.attempts + 1,
+                now,
+                failing_since=claimed.failing_since,
+                delays=self.delays,
+                disable_after=self.disable_after,
+                random=self.random.random,
+            )
+            self.settle(
+                endpoint,
+                claimed,
+                decision,
+                Attempted(sent.kind, sent.seconds, sent.outcome.reason),
+                now,
+            )
+        except Exception:  # a defect: its lease brings the delivery back
+            log.exception("webhook delivery %s failed", claimed.delivery_id)
+        finally:
+            with self.lock:
+                self.active -= 1
+            self.wake.set()
+
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint as read this round; one added since (another worker fanned out to it
+        already) read now; None if it was removed."""
+        found = self.endpoints.get(endpoint_id)
+        if found is not None:
+            return found
+        try:
+            return self.deliveries.endpoints.get(endpoint_id)
+        except UnknownEndpoint:
+            return None
+
+    def attempt(self, endpoint: Endpoint, claimed: Claimed) -> Sent:
+        """One signed POST of ``claimed`` to ``endpoint``."""
+        now = self.rt.clock()
+        try:
+            secrets = self.secrets(endpoint, now)
+        except WebhookError as exc:
+            return Sent(no_response(str(exc)), AttemptKind.ERROR, None)
+        client = self.clients.of(endpoint)
+        return send(client, endpoint, claimed.webhook_id, claimed.body, secrets, now)
+
+    def secrets(self, endpoint: Endpoint, now: float) -> list[Secret]:
+        """The secrets that sign for ``endpoint`` now (opened once each)."""
+        assert self.sealer is not None
+        found = []
+        for sealed in endpoint.active_secrets(now):
+            key = (endpoint.id, sealed.sealed)
+            if key not in self._opened:
+                self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
+            found.append(self._opened[key])
+        return found
+
+    def settle(
+        self,
+        endpoint: Endpoint,
+        claimed: Claimed,
+        decision: Decision,
+        attempted: Attempted,
+        now: float,
+    ) -> None:
+        """Write the decision; while Redis is away, again until the lease ends (then the
+        delivery comes back anyway)."""
+        pause, ends = 0.25, time.monotonic() + self.lease
+        while True:
+            try:
+                if decision.settle is Settle.DISABLE:
+                    self.deliveries.disable_endpoint(claimed, decision, attempted, now, self.cap)
+                    log.warning(
+                        "webhook endpoint %s disabled: %s (its pending deliveries are on its "
+                        "dead-letter list; pallycon-pack webhooks enable %s, then replay)",
+                        endpoint.id,
+                        decision.reason,
+                        endpoint.id,
+                        extra={"fields": {"endpoint_id": endpoint.id}},
+                    )
+                else:
+                    self.deliveries.settle(claimed, decision, attempted, now, self.cap)
+                    if decision.settle is Settle.DEAD:
+                        log.warning(
+                            "webhook %s to %s dead-lettered: %s",
+                            claimed.webhook_id,
+                            endpoint.id,
+                            decision.reason,
+                        )
+                return
+            except REDIS_AWAY as exc:
+                if time.monotonic() + pause >= ends:
+                    log.warning(
+                        "webhook %s not settled: Redis unavailable (%s); it is sent again",
+                        claimed.webhook_id,
+                        describe(exc),
+                    )
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+
+def no_key_line() -> str:
+    """Why a worker without the key sends no webhook."""
+    return (
+        "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks (it cannot sign); "
+        "deliveries wait for a worker that has the key"
+    )
+
+
+def deliver_webhooks(rt: Runtime, consumer: str, stop: threading.Event, health: LoopHealth) -> Any:
+    """The webhooks loop, ready to be supervised."""
+    webhooks = Webhooks(rt, consumer, health)
+    return lambda: webhooks.run(stop)
