@@ -115,13 +115,15 @@ def test_a_misspelt_setting_is_told_once_with_the_nearest_one(tmp_path: Path):
 
 def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
     """config show: the console's, the exporter's and the HTTP API's settings too (the token
-    masked), an empty setting as (unset), and each misspelt name once among the warnings."""
+    and the webhook key masked), an empty setting as (unset), and each misspelt name once among
+    the warnings."""
     (tmp_path / ".env").write_text("PALLYCON_POLL_INTERVALL=5\n")
     env = clean_env(
         PALLYCON_REDSI_URL="redis://elsewhere:6379/0",
         PALLYCON_CONSOLE_TOKEN="a-console-token-never-shown",
         PALLYCON_METRICS_PORT="9841",
         PALLYCON_HTTP_RATE="50",
+        PALLYCON_WEBHOOK_KEY="a-webhook-key-never-shown-0123456789",
     )
     result = run_cli("config", "show", env=env, cwd=tmp_path)
     rows = {line.split()[0]: line.split()[1:] for line in _ok(result).splitlines()}
@@ -132,8 +134,13 @@ def test_config_show_shows_every_setting_and_the_misspelt_ones(tmp_path: Path):
     assert rows["PALLYCON_METRICS_HOST"] == ["127.0.0.1", "[default]"]
     assert rows["PALLYCON_HTTP_PORT"] == ["8800", "[default]"]
     assert rows["PALLYCON_HTTP_RATE"] == ["50.0", "[environment]"]
+    assert rows["PALLYCON_HTTP_HOST"] == ["127.0.0.1", "[default]"]
+    assert rows["PALLYCON_HTTP_MAX_BODY_BYTES"] == ["4194304", "[default]"]
+    assert rows["PALLYCON_HTTP_BURST"] == ["100", "[default]"]
+    assert rows["PALLYCON_WEBHOOK_KEY"] == ["***", "[environment]"]
     assert rows["PALLYCON_REDIS_SENTINELS"] == ["(unset)", "[default]"]
-    assert "a-console-token-never-shown" not in result.stdout.decode() + result.stderr.decode()
+    for secret in ("a-console-token-never-shown", "a-webhook-key-never-shown"):
+        assert secret not in result.stdout.decode() + result.stderr.decode()
     assert result.stderr.decode().splitlines() == list(MISSPELT)
     shown = json.loads(_ok(run_cli("config", "show", "--json", env=env, cwd=tmp_path)))
     assert shown["warnings"] == [line.removeprefix("warning: ") for line in MISSPELT]

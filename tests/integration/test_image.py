@@ -7,7 +7,7 @@ the one ``uv sync --no-dev`` installs, without the dev tools that the tests' env
 every test died at start in the image). So the environment is built from this checkout with
 the Dockerfile's own ``uv sync`` commands and uv settings, into a temporary directory, and its
 own ``bin/pallycon-pack`` runs each service of the compose file that runs the image (the
-emulator, the worker, the callback receiver), with the compose file's commands, environment
+emulator, the worker, the callback receiver, the HTTP API), with the compose file's commands, environment
 (``.env`` copied from ``.env.example``, then each service's ``environment:``) and health
 checks, from a directory that holds no code, against a real Redis (run from the tests' own
 environment: in compose Redis is an image of its own). Then the user's steps of
@@ -31,6 +31,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ SPEED_UPS = {
     "PALLYCON_POLL_GRID": "0.1",
     "PALLYCON_SWEEP_INTERVAL": "0.2",
 }
-#: The services of ours that listen (the emulator, the callback receiver); the worker does not.
+#: The services of ours that listen (the emulator, the receiver, the HTTP API); the worker does not.
 SERVERS = sorted(
     name
     for name, service in SERVICES.items()
@@ -265,7 +266,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
 
 @pytest.fixture
 def stack(image: Image, tmp_path: Path) -> Iterator[Stack]:
-    """Redis, then the services in the order of their depends_on: the servers, the worker."""
+    """Redis, then the services in the order of their depends_on: the servers (each after
+    Redis alone), the worker."""
     root = tmp_path
     dotenv = {**read_env_file((ROOT / ".env.example").read_text(), uncomment=False), **SPEED_UPS}
     with RedisServer(root / "redis") as redis_server:
@@ -274,8 +276,10 @@ def stack(image: Image, tmp_path: Path) -> Iterator[Stack]:
         for name in SERVERS:
             running.reserve(name, f"127.0.0.1:{free_port()}")
         try:
-            for name in SERVERS:
-                running.start_server(name)
+            # The servers depend on Redis alone: they start side by side (each waits for its
+            # "listening" line), then the worker, which compose starts after the emulator.
+            with ThreadPoolExecutor(len(SERVERS)) as pool:
+                list(pool.map(running.start_server, SERVERS))
             running.start_worker("worker")
             yield running
         finally:
@@ -373,12 +377,15 @@ def _user_steps() -> list[tuple[str, list[str], str | None]]:
 
 
 def _the_walkthrough_completes_a_job(stack: Stack) -> None:
-    """The user's steps of docs/OPERATIONS.md, in order, in the worker's environment: health,
-    storage register, submit --wait of examples/job.json (completed), requests show; then the
-    outputs are in the emulator's volume."""
+    """The user's steps of docs/OPERATIONS.md, in order, each in its service's environment:
+    health, storage register, submit --wait of examples/job.json (completed), requests show,
+    tokens add in the HTTP API's; then the outputs are in the emulator's volume, and the HTTP
+    API's service answers the request's record to that token."""
     steps = _user_steps()
     commands = [" ".join(args[:2]) for _, args, _ in steps]
-    assert {"health", "storage register", "submit -", "requests show"} <= set(commands), commands
+    wanted = {"health", "storage register", "submit -", "requests show", "tokens add"}
+    assert wanted <= set(commands), commands
+    token = None
     for service, args, stdin in steps:
         if args[0] == "submit":
             args = [*args, "--timeout", "45"]  # a hung job fails here, with its progress shown
@@ -393,8 +400,17 @@ def _the_walkthrough_completes_a_job(stack: Stack) -> None:
         if args[0] == "requests":
             shown = done.stdout.decode()
             assert re.search(r"^state +completed$", shown, re.MULTILINE), shown
+        if args[:2] == ["tokens", "add"]:
+            token = done.stdout.decode().strip()
     packaged = stack.mounts["/data"] / "my-bucket" / "packaged"
     assert any(path.is_file() for path in packaged.rglob("*")), f"no outputs in {packaged}"
+    answer = httpx.get(
+        f"{stack.servers['http'].url}/v1/requests/movie-1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["record"]["state"] == "completed"
 
 
 def _the_exporter_and_the_console_serve(stack: Stack) -> None:

@@ -25,11 +25,15 @@ import yaml
 
 import pallycon_emulator.app
 import pallycon_pack.web.callbacks
-from pallycon_config import ENV_PREFIX, Settings
+import pallycon_pack.web.http_api.app
+from pallycon_config import ENV_PREFIX, Settings, env_name
+from pallycon_config.secrets import FILE_SUFFIX, secret_fields
 from pallycon_config.settings import HARD_TIME_LIMIT_SHARE
 from pallycon_pack.cli.fleet.commands import parse_checks
+from pallycon_pack.web.http_api.settings import HttpSettings
 from support.deployment import (
     EMULATOR_SETTINGS,
+    HTTP_SETTINGS,
     INTERPOLATION,
     MAIN_SETTINGS,
     ROOT,
@@ -51,7 +55,10 @@ READS = {
     "worker": MAIN_SETTINGS,
     "callbacks": MAIN_SETTINGS,
     "emulator": MAIN_SETTINGS | EMULATOR_SETTINGS,
+    "http": MAIN_SETTINGS | HTTP_SETTINGS,
 }
+#: The secret settings (every SecretStr field), by variable.
+SECRETS = {env_name(name) for name in secret_fields(Settings)}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The paths the build context must never hold: secrets, the local environment, bulky output.
 NEVER_IN_CONTEXT = [
@@ -122,7 +129,7 @@ def test_one_image_built_once_runs_every_pallycon_pack_service():
     builders = [name for name, s in SERVICES.items() if "build" in s]
     assert builders == ["worker"], f"services with build: {builders}; want the worker alone"
     image = SERVICES["worker"]["image"]
-    assert set(OURS) == {"emulator", "worker", "callbacks"}, f"our services: {sorted(OURS)}"
+    assert set(OURS) == {"emulator", "worker", "callbacks", "http"}, f"our services: {sorted(OURS)}"
     for name, service in OURS.items():
         assert service["image"] == image, f"service {name} runs {service['image']}, not {image}"
         want = "build" if name == "worker" else "never"
@@ -167,11 +174,12 @@ def test_the_worker_is_judged_by_pallycon_pack_health():
 
 
 def test_the_servers_health_checks_probe_their_own_health_routes():
-    """The emulator's and the receiver's checks fetch a health route that the server has, on
-    the port its command listens on (the image has Python, no curl)."""
+    """The emulator's, the receiver's and the HTTP API's checks fetch a health route that the
+    server has, on the port its command listens on (the image has Python, no curl)."""
     routes = {
         "emulator": Path(pallycon_emulator.app.__file__).read_text(),
         "callbacks": Path(pallycon_pack.web.callbacks.__file__).read_text(),
+        "http": Path(pallycon_pack.web.http_api.app.__file__).read_text(),
     }
     for name, source in routes.items():
         check = " ".join(health_command(name))
@@ -197,6 +205,7 @@ def test_depends_on_waits_for_conditions_that_can_be_met():
                 assert SERVICES[other].get("profiles"), f"{name}: {other} is always there"
     assert SERVICES["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert SERVICES["callbacks"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert SERVICES["http"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_the_emulator_is_in_a_profile_and_nothing_else_is():
@@ -276,6 +285,17 @@ def test_published_ports_match_the_commands_and_stay_on_this_machine(name: str):
     assert host_port == container_port, f"service {name}: the README's port is {container_port}"
     if name in OURS:
         assert parse(SERVICES[name]["command"], name)["host"] == "0.0.0.0"  # noqa: S104
+
+
+def test_the_http_api_serves_on_its_settings_port_and_is_judged_ready_by_redis():
+    """The HTTP API listens (and is published) on PALLYCON_HTTP_PORT's default, the port
+    docs/HTTP.md's examples use; its health check is the readiness route, which answers 503
+    while Redis does not."""
+    port = HttpSettings.model_fields["port"].default
+    assert parse(SERVICES["http"]["command"], "service http")["port"] == port
+    assert published("http", {}) == [("127.0.0.1", port, port)]
+    assert f"http://127.0.0.1:{port}/health/ready" in " ".join(health_command("http"))
+    assert "STACK_HTTP_PUBLISH" in str(SERVICES["http"]["ports"][0])
 
 
 def test_redis_is_durable_and_published_for_the_walkthrough():
@@ -524,12 +544,17 @@ def test_the_sites_override_gives_both_readers_the_sites_and_the_emulator_their_
 
 
 def test_the_secrets_override_gives_each_service_the_secrets_it_needs_as_files():
-    """The worker gets the site's keys, the receiver its callback token, each as a file and
-    never as a variable; no other service is touched."""
+    """The worker gets the site's keys and the webhook key (it signs both), the receiver its
+    callback token, each as a file and never as a variable; no other service is touched (the
+    HTTP API, the emulator: none of these is theirs)."""
     [path] = [p for p in OVERRIDES if p.name == "compose-secrets.override.yml"]
     override = load_override(path)
     wanted = {
-        "worker": {"PALLYCON_SITE_KEY_FILE", "PALLYCON_ACCESS_KEY_FILE"},
+        "worker": {
+            "PALLYCON_SITE_KEY_FILE",
+            "PALLYCON_ACCESS_KEY_FILE",
+            "PALLYCON_WEBHOOK_KEY_FILE",
+        },
         "callbacks": {"PALLYCON_CALLBACK_TOKEN_FILE"},
     }
     assert set(override["services"]) == set(wanted)
@@ -537,3 +562,19 @@ def test_the_secrets_override_gives_each_service_the_secrets_it_needs_as_files()
         env = environment(override["services"][name])
         assert set(env) == variables, name
         assert not {v.removesuffix("_FILE") for v in variables} & set(env)
+
+
+@pytest.mark.parametrize("path", [ROOT / "docker-compose.yml", *OVERRIDES], ids=lambda p: p.name)
+def test_no_secret_is_written_in_a_compose_file(path: Path):
+    """No service is given a secret's value in the file: a secret reaches a container from
+    .env (env_file) or as a file mounted in the container (PALLYCON_<NAME>_FILE, a path under
+    /run); a value names a secret only as ``${...}`` of .env."""
+    document = yaml.safe_load(path.read_text())
+    assert {"PALLYCON_SITE_KEY", "PALLYCON_WEBHOOK_KEY"} <= SECRETS  # premise
+    for name, service in document["services"].items():
+        for variable, value in environment(service).items():
+            assert variable not in SECRETS, f"{path.name}: {name} sets {variable} in the file"
+            if variable.removesuffix(FILE_SUFFIX) in SECRETS:
+                assert value.startswith("/run/"), f"{path.name}: {name}: {variable}={value}"
+            for secret in SECRETS & set(re.findall(r"PALLYCON_\w+", value)):
+                assert f"${{{secret}" in value, f"{path.name}: {name}: {variable} names {secret}"

@@ -57,6 +57,7 @@ def test_each_source_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PALLYCON_ACCESS_KEY", "an-access-key-never-shown")
     monkeypatch.setenv("PALLYCON_CALLBACK_TOKEN", "a-token-never-shown-0123")
+    monkeypatch.setenv("PALLYCON_WEBHOOK_KEY", "a-webhook-key-never-shown-0123456789")
     monkeypatch.setenv("PALLYCON_REDIS_URL", "redis://user:hunter2hunter2@redis:6380/1")
     monkeypatch.setenv(
         "PALLYCON_EMULATOR_CALLBACK_URL", "http://h:8700/callback/a-token-0123456789"
@@ -64,6 +65,7 @@ def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch):
     shown = masked(load_settings())
     assert shown["access_key"] == "***"
     assert shown["callback_token"] == "***"
+    assert shown["webhook_key"] == "***"
     assert shown["site_key"] is None
     assert shown["redis_url"] == "redis://user:***@redis:6380/1"
     assert masked(load_emulator_settings())["callback_url"] == "http://h:8700/callback/***"

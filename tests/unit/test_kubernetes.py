@@ -16,10 +16,11 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from pydantic import SecretStr
 
 import pallycon_pack.web.callbacks
 from pallycon_config import Settings
-from pallycon_config.rules import ENV_PREFIX, SITES_VARIABLE, env_name
+from pallycon_config.rules import ENV_PREFIX, SITES_VARIABLE, check_webhook_key, env_name
 from pallycon_config.secrets import secret_fields
 from pallycon_config.settings import parse_sentinels
 from pallycon_config.sites import FIELDS, REQUIRED, load_callback_tokens, read_sites
@@ -27,10 +28,13 @@ from pallycon_pack.cli.fleet.commands import parse_checks
 from pallycon_pack.cli.servers.run import celery_worker_argv
 from pallycon_pack.web.callbacks import MAX_BODY_BYTES
 from pallycon_pack.web.exporter import api_metrics, counter_metrics, fleet_metrics
+from pallycon_pack.web.http_api.contract import OPENAPI
+from pallycon_pack.web.http_api.settings import ENV_PREFIX as HTTP_PREFIX
+from pallycon_pack.web.http_api.settings import HttpSettings
 from pallycon_store.api_calls import ApiCalls
 from pallycon_store.fleet import Intake, Schedule, Snapshot
 from pallycon_store.keys import Keys
-from support.deployment import ROOT, parse, promql_metrics
+from support.deployment import HTTP_SETTINGS, ROOT, parse, promql_metrics
 
 KUBE = ROOT / "deploy" / "kubernetes"
 #: The oldest Kubernetes release still widely run that the manifests target, and the newest the
@@ -52,6 +56,18 @@ NEEDS = {
     "worker": {"PALLYCON_SITE_KEY", "PALLYCON_ACCESS_KEY"},
     "callbacks": {"PALLYCON_CALLBACK_TOKEN"},
     "metrics": set(),
+    "http": set(),  # its tokens are in Redis, hashed; the sites are those workers announce
+}
+#: The webhook key, which opens the endpoints' secrets: the workers sign the deliveries, and an
+#: operator's ``webhooks add`` runs in a worker pod. Mounted when the Secret holds it (a fleet
+#: without webhook endpoints runs without one), into them alone.
+WEBHOOK_KEY = env_name("webhook_key")
+#: The secrets each component mounts when the Secret holds them.
+OPTIONAL = {
+    "worker": REDIS_SECRETS | {WEBHOOK_KEY},
+    "callbacks": REDIS_SECRETS,
+    "metrics": REDIS_SECRETS,
+    "http": REDIS_SECRETS,
 }
 #: The several-sites Component (docs/OPERATIONS.md, "Several sites").
 SITES = KUBE / "sites"
@@ -358,13 +374,19 @@ def test_the_kustomization_applies_every_manifest_but_the_secret_and_the_operato
 
 def test_every_variable_is_a_real_setting_and_the_config_map_values_are_valid():
     settings = {env_name(name) for name in Settings.model_fields}
+    http = HTTP_SETTINGS
     used = set(config_map())
     for _, c in containers():
         used |= {env["name"] for env in c.get("env", [])}
     assert {name for name in used if name.startswith(ENV_PREFIX)} == used
-    assert used - settings == {SECRETS_DIR_VAR}
+    assert used - settings - http == {SECRETS_DIR_VAR}
+    own = {name for name in config_map() if name in http}
     values = {name.removeprefix(ENV_PREFIX).lower(): v for name, v in config_map().items()}
-    Settings.model_validate(values)  # raises on a bad value (the environment not read)
+    # Each raises on a bad value (the environment not read).
+    Settings.model_validate(
+        {k: v for k, v in values.items() if f"{ENV_PREFIX}{k.upper()}" in settings}
+    )
+    HttpSettings.model_validate({n.removeprefix(HTTP_PREFIX).lower(): config_map()[n] for n in own})
 
 
 def mounted_at(
@@ -382,10 +404,16 @@ def test_secrets_are_mounted_files_never_environment_variables():
     [secret] = of_kind("Secret")
     keys = set(secret["stringData"])
     assert keys <= SECRET_SETTINGS
-    assert {"PALLYCON_SITE_KEY", "PALLYCON_ACCESS_KEY", "PALLYCON_CALLBACK_TOKEN"} < keys
+    assert {
+        "PALLYCON_SITE_KEY",
+        "PALLYCON_ACCESS_KEY",
+        "PALLYCON_CALLBACK_TOKEN",
+        WEBHOOK_KEY,
+    } < keys
     assert "PALLYCON_REDIS_SENTINEL_PASSWORD" in REDIS_SECRETS  # premise: found by its field
     assert not set(config_map()) & SECRET_SETTINGS
     seen = set()
+    mounted: set[str] = set()
     for deployment, c in containers():
         component = deployment["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/component"
@@ -404,11 +432,24 @@ def test_secrets_are_mounted_files_never_environment_variables():
                 assert item["path"] == item["key"]  # the file is named like its variable
                 (optional if source["secret"].get("optional") else required).add(item["key"])
         # Only what it needs; what it cannot start without must be in the Secret; the Redis
-        # passwords (all of them, the sentinels' too) whenever the Secret has them.
+        # passwords (all of them, the sentinels' too) whenever the Secret has them, and the
+        # webhook key for the workers alone.
         assert required == NEEDS[component], component
         assert required <= keys
-        assert optional == REDIS_SECRETS, component
+        assert optional == OPTIONAL[component], component
+        mounted |= required | optional
     assert seen == set(NEEDS)
+    assert keys <= mounted, f"the Secret holds keys no container mounts: {keys - mounted}"
+
+
+def test_the_example_secret_holds_placeholders_only():
+    """No secret in clear in the manifests: the example Secret's values are placeholders, and
+    the webhook key's is one the setting refuses (applied by mistake, it opens nothing)."""
+    [secret] = of_kind("Secret")
+    for key, value in secret["stringData"].items():
+        assert "change-me" in value.lower(), f"secret.yaml: {key} is not a placeholder"
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        check_webhook_key(SecretStr(secret["stringData"][WEBHOOK_KEY]))
 
 
 def test_every_command_is_a_real_subcommand_whose_options_parse():
@@ -482,7 +523,7 @@ def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
         assert endpoint["port"] in _service_ports(scraped)
         assert endpoint["path"] == "/metrics"
 
-    [ingress] = of_kind("Ingress")
+    ingress = named("Ingress", "pallycon-pack-callbacks")
     callbacks = container("callbacks")
     assert re.search(r"/callback/", Path(pallycon_pack.web.callbacks.__file__).read_text())
     for rule in ingress["spec"]["rules"]:
@@ -499,6 +540,53 @@ def test_ports_agree_between_processes_containers_probes_services_and_scrapes():
     assert size == f"{MAX_BODY_BYTES // 1024}k"
     paths = {callbacks[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe")}
     assert paths == {"/health/live", "/health/ready"}
+
+
+#: nginx's size units (``proxy-body-size``).
+_NGINX_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
+
+
+def _nginx_size(value: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)", value.lower())
+    assert match, f"{value!r} is not an nginx size"
+    return int(match.group(1)) * _NGINX_UNITS[match.group(2)]
+
+
+def test_the_http_api_listens_where_its_probes_service_and_ingress_look():
+    """The HTTP API's Deployment listens on its setting's port; its probes fetch health routes
+    its contract has (the liveness one without Redis, the readiness one with it); its Ingress
+    serves over TLS every route of the contract but the health ones, to its Service's port,
+    and lets through the largest body the server takes."""
+    http = container("http")
+    assert int(option(argv(http), "--port")) == HttpSettings.model_fields["port"].default
+    routes = set(OPENAPI["paths"])
+    probes = {k: http[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe")}
+    assert probes == {"livenessProbe": "/health/live", "readinessProbe": "/health/ready"}
+    assert set(probes.values()) <= routes
+
+    ingress = named("Ingress", "pallycon-pack-http")
+    [tls] = ingress["spec"]["tls"]
+    exposed: set[str] = set()
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in tls["hosts"]
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == "pallycon-pack-http"
+            assert backend["port"]["name"] in _service_ports(named("Service", backend["name"]))
+            prefix = path["pathType"] == "Prefix"
+            exposed |= {
+                route
+                for route in routes
+                if route == path["path"] or (prefix and route.startswith(path["path"]))
+            }
+    assert exposed == {route for route in routes if not route.startswith("/health/")}
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    largest = int(
+        config_map().get(
+            f"{HTTP_PREFIX}MAX_BODY_BYTES", HttpSettings.model_fields["max_body_bytes"].default
+        )
+    )
+    assert _nginx_size(size) >= largest, f"the Ingress refuses bodies the API takes ({size})"
 
 
 def test_the_grace_period_outlasts_the_task_time_limit():
@@ -634,9 +722,9 @@ def test_the_sentinel_variant_of_keda_matches_a_sentinel_configuration():
         )
 
 
-def test_workers_and_callback_receivers_have_a_disruption_budget_each():
+def test_workers_receivers_and_http_apis_have_a_disruption_budget_each():
     budgets = of_kind("PodDisruptionBudget")
-    for name in ("pallycon-pack-worker", "pallycon-pack-callbacks"):
+    for name in ("pallycon-pack-worker", "pallycon-pack-callbacks", "pallycon-pack-http"):
         deployment = named("Deployment", name)
         pods = deployment["spec"]["template"]["metadata"]["labels"]
         [budget] = [
