@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import json
 import threading
@@ -119,7 +120,6 @@ class FleetCollector(Collector):
         self.store = store
         self.redis = store.redis
         self.keys = store.keys
-        self.deliveries = Deliveries(store.redis, store.keys)
         self.deadline = deadline
         self.clock = clock
         self._lock = threading.Lock()  # the tail cursor: start() and a collection
@@ -127,6 +127,11 @@ class FleetCollector(Collector):
         self._current: Future[list[Metric]] | None = None
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
+
+    @functools.cached_property
+    def deliveries(self) -> Deliveries:
+        """The webhook outbox, read for its health at each scrape."""
+        return Deliveries(self.redis, self.keys)
 
     def start(self) -> None:
         """Count the result events from now on (else from the first scrape); best effort."""

@@ -1,12 +1,7 @@
 """The webhook deliveries' health as an operator reads it: the exporter process scraped over
 HTTP, and ``stats`` (text and JSON), over a real Redis whose outbox holds deliveries made,
-claimed and settled through the store as the workers do (no worker: each outcome is known).
-
-- ``ep good``: two delivered, one being sent (claimed, not settled);
-- ``ep down``: a delivery 20 minutes old retried after a 503 (failing), one dead after its
-  last attempt timed out;
-- ``ep gone``: answered 410, so disabled, its delivery on its dead-letter list.
-"""
+claimed and settled through the store as the workers do (no worker: each outcome is known,
+:func:`support.webhook_outbox.known_outbox`)."""
 
 from __future__ import annotations
 
@@ -22,10 +17,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pallycon_config import Settings
-from pallycon_store.webhooks.deliveries import Attempted, Deliveries
-from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
-from pallycon_store.webhooks.sealing import Sealer
-from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
 from support.cli import run_cli
 from support.deployment import expr_problems, rules
@@ -33,12 +24,10 @@ from support.env import clean_env
 from support.processes import start_server
 from support.queue import make_settings
 from support.redis_server import RedisServer
+from support.webhook_outbox import GONE, known_outbox
 
 pytestmark = pytest.mark.integration
 
-SEALER = Sealer.of("a-webhook-key-of-at-least-32-characters")
-LEASE = 60.0
-CAP = 4
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -49,39 +38,11 @@ class Outbox:
     made_at: float
 
 
-def _new(endpoint_id: str, n: int, at: float) -> NewDelivery:
-    return NewDelivery(endpoint_id, f"req-{n}:4", "completed", f"req-{n}", at, b'{"n":%d}' % n)
-
-
 @pytest.fixture(scope="module")
 def outbox(redis_server: RedisServer) -> Outbox:
     settings = make_settings(redis_server.url, "http://127.0.0.1:9")
-    store = Store.of(settings)
-    deliveries = Deliveries(store.redis, store.keys)
     now = time.time()
-    ids = {
-        name: deliveries.endpoints.add(
-            SEALER, f"https://{name}.example.com/hook", Secret.generate(), now - 7200 + n
-        ).id
-        for n, name in enumerate(("good", "down", "gone"))
-    }
-    good, down, gone = ids["good"], ids["down"], ids["gone"]
-    deliveries.fan_out([], [_new(good, n, now - 0.2) for n in range(3)], now, CAP)
-    deliveries.fan_out([], [_new(down, n, now - 1200) for n in range(2)], now, CAP)
-    deliveries.fan_out([], [_new(gone, 9, now - 1)], now, CAP)
-    claimed, _ = deliveries.claim(now, LEASE, CAP, limit=100)
-    mine = {name: [c for c in claimed if c.endpoint_id == ids[name]] for name in ids}
-    delivered = Decision(Settle.DELIVERED, "HTTP 204")
-    for c in mine["good"][:2]:
-        deliveries.settle(c, delivered, Attempted(AttemptKind.HTTP_2XX, 0.04), now, CAP)
-    retry = Decision(Settle.RETRY, "HTTP 503", now + 300)
-    deliveries.settle(mine["down"][0], retry, Attempted(AttemptKind.HTTP_5XX, 0.3), now, CAP)
-    dead = Decision(Settle.DEAD, "12 attempts failed (last: no response in 15 s (timeout))")
-    deliveries.settle(mine["down"][1], dead, Attempted(AttemptKind.TIMEOUT, None), now, CAP)
-    disable = Decision(Settle.DISABLE, "HTTP 410 (Gone) at a delivery")
-    gone_attempt = Attempted(AttemptKind.HTTP_410, 0.02)
-    deliveries.disable_endpoint(mine["gone"][0], disable, gone_attempt, now, CAP)
-    return Outbox(settings, ids, now)
+    return Outbox(settings, known_outbox(Store.of(settings), now), now)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +134,7 @@ def test_stats_shows_each_endpoints_health(outbox: Outbox, tmp_path: Path):
     assert down["disabled"] is None
     assert rows[outbox.ids["good"]]["last_success"] is not None
     gone = rows[outbox.ids["gone"]]
-    assert gone["disabled"]["reason"] == "HTTP 410 (Gone) at a delivery"
+    assert gone["disabled"]["reason"] == GONE
     assert report["attempts"]["2xx"] == 2
     assert (report["delivered"], report["dead_lettered"], report["endpoints_disabled"]) == (
         2,
@@ -188,7 +149,7 @@ def test_stats_shows_each_endpoints_health(outbox: Outbox, tmp_path: Path):
     assert "pending=1 (due 0, in flight 1, oldest " in lines["good"]
     assert "FAILING since " in lines["down"]
     assert "oldest 20m" in lines["down"]
-    assert lines["gone"].endswith(": HTTP 410 (Gone) at a delivery")
+    assert lines["gone"].endswith(f": {GONE}")
     assert "DISABLED since " in lines["gone"]
 
 
