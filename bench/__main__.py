@@ -1,6 +1,7 @@
 """``uv run python -m bench``: run every benchmark and write docs/BENCHMARKS.md.
 
-``--only flow`` runs the flow-control cases alone and rewrites their section of the report.
+``--only flow`` runs the flow-control cases alone and rewrites their section of the report;
+``--only webhooks`` the webhook deliveries' likewise.
 ``--quick`` runs each at a small size, to check the harness (its figures are not the published
 ones). Every benchmark runs real processes on this machine: a valkey server, the emulator, Celery
 workers, the callback receiver.
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases
-from bench.report import render, splice_flow
+from bench.report import render, splice_flow, splice_webhooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument(
         "--only",
-        choices=["backfill", "flow"],
-        help="run just this case: backfill prints it; flow writes its section of the report "
-        "(section 8 and its goals; not with --quick) and keeps its numbers in build/",
+        choices=["backfill", "flow", "webhooks"],
+        help="run just this case: backfill prints it; flow and webhooks write their section of "
+        "the report (section 8 or 9 and its goals; not with --quick) and keep their numbers in "
+        "build/",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
@@ -42,14 +44,16 @@ def main() -> None:
             results["backfill"] = cases.backfill(Path(tmp), lines=1_000 if quick else 10_000)
         print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
         return
-    if args.only == "flow":
+    if args.only in ("flow", "webhooks"):
+        run = cases.flow if args.only == "flow" else cases.webhooks
+        splice = splice_flow if args.only == "flow" else splice_webhooks
         with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
-            results["flow"] = cases.flow(Path(tmp), quick=quick)
+            results[args.only] = run(Path(tmp), quick=quick)
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         (ROOT / "build").mkdir(exist_ok=True)
-        (ROOT / "build" / "benchmarks-flow.json").write_text(json.dumps(results, indent=2))
+        (ROOT / "build" / f"benchmarks-{args.only}.json").write_text(json.dumps(results, indent=2))
         if not quick:
-            args.output.write_text(splice_flow(args.output.read_text(), results))
+            args.output.write_text(splice(args.output.read_text(), results))
         print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
         return
     with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
@@ -81,6 +85,8 @@ def main() -> None:
         results["backfill"] = cases.backfill(root, lines=1_000 if quick else 10_000)
         _step("flow control")
         results["flow"] = cases.flow(root, quick=quick)
+        _step("webhook deliveries")
+        results["webhooks"] = cases.webhooks(root, quick=quick)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "benchmarks.json").write_text(json.dumps(results, indent=2))
