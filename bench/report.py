@@ -400,7 +400,7 @@ def webhook_section(w: dict[str, Any], m: dict[str, Any], finished: str) -> list
         "when the delivery of a request's `completed` event arrived, less the event's `ts` (one "
         f"machine, one clock). Machine: {m['cpus']} cores, Python {m['python']}, {m['redis']}, "
         "every process of the stack and the benchmark on it. One run. "
-        "`uv run python -m bench --only webhooks` runs this alone (about 3 minutes) and "
+        "`uv run python -m bench --only webhooks` runs this alone (about 2 minutes) and "
         f"rewrites this section and its goals; this run finished {finished}.",
         "",
         "| case | requests | deliveries | deliveries/s | `completed` lag p50 | p99 | max |",
