@@ -1,7 +1,7 @@
 """``uv run python -m bench``: run every benchmark and write docs/BENCHMARKS.md.
 
 ``--only flow`` runs the flow-control cases alone and rewrites their section of the report;
-``--only http`` the HTTP API's.
+``--only http`` the HTTP API's, ``--only webhooks`` the webhook deliveries', likewise.
 ``--quick`` runs each at a small size, to check the harness (its figures are not the published
 ones). Every benchmark runs real processes on this machine: a valkey server, the emulator, Celery
 workers, the callback receiver.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cases
-from bench.report import render, splice_flow, splice_http
+from bench.report import render, splice_flow, splice_http, splice_webhooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument(
         "--only",
-        choices=["backfill", "flow", "http"],
-        help="run just this case: backfill prints it; flow and http write their section of the "
-        "report (8 and its goals, 9; not with --quick) and keep their numbers in build/",
+        choices=["backfill", "flow", "http", "webhooks"],
+        help="run just this case: backfill prints it; flow, http and webhooks write their "
+        "section of the report (8, 9 or 10 and their goals; not with --quick) and keep their "
+        "numbers in build/",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
@@ -43,14 +44,16 @@ def main() -> None:
             results["backfill"] = cases.backfill(Path(tmp), lines=1_000 if quick else 10_000)
         print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
         return
-    if args.only == "flow":
+    if args.only in ("flow", "webhooks"):
+        run = cases.flow if args.only == "flow" else cases.webhooks
+        splice = splice_flow if args.only == "flow" else splice_webhooks
         with tempfile.TemporaryDirectory(prefix="pallycon-bench-") as tmp:
-            results["flow"] = cases.flow(Path(tmp), quick=quick)
+            results[args.only] = run(Path(tmp), quick=quick)
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         (ROOT / "build").mkdir(exist_ok=True)
-        (ROOT / "build" / "benchmarks-flow.json").write_text(json.dumps(results, indent=2))
+        (ROOT / "build" / f"benchmarks-{args.only}.json").write_text(json.dumps(results, indent=2))
         if not quick:
-            args.output.write_text(splice_flow(args.output.read_text(), results))
+            args.output.write_text(splice(args.output.read_text(), results))
         print(json.dumps(results, indent=2))  # noqa: T201 - the benchmark's own report
         return
     if args.only == "http":
@@ -94,6 +97,8 @@ def main() -> None:
         results["flow"] = cases.flow(root, quick=quick)
         _step("the HTTP API")
         results["http"] = _http(root, quick)
+        _step("webhook deliveries")
+        results["webhooks"] = cases.webhooks(root, quick=quick)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "benchmarks.json").write_text(json.dumps(results, indent=2))

@@ -666,3 +666,117 @@ class _SubmitBench:
             }
             for name in ways
         }
+
+
+# --- 9. Webhook deliveries --------------------------------------------------------------------
+
+#: The key the benchmark's endpoints' secrets are sealed with.
+WEBHOOK_KEY = "benchmark-webhook-key-0123456789abcdef"
+#: The event types an endpoint gets by default (the outcomes), and every type.
+OUTCOMES = ("completed", "failed", "cancelled", "stopped", "rejected")
+EVERY_TYPE = ("accepted", "submitted", "progress", *OUTCOMES)
+
+
+def _delivered(receiver: Any, first: int, ids: list[str], timeout: float) -> list[Any]:
+    """The arrivals (after the ``first``) of the requests ``ids``, once each request's
+    ``completed`` has arrived (``timeout`` seconds at most)."""
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        arrivals = [a for a in receiver.since(first) if a.request_id in wanted]
+        done = {a.request_id for a in arrivals if a.type == "completed"}
+        if wanted <= done or time.monotonic() > deadline:
+            return arrivals
+        time.sleep(0.2)
+
+
+def _figures(arrivals: list[Any], requests: int) -> dict[str, Any]:
+    """Deliveries per second (first arrival to last) and the lag of each ``completed``: its
+    event's ``ts`` to its arrival (one clock: the same machine)."""
+    lags = [a.at - a.event_at for a in arrivals if a.type == "completed"]
+    span = max(a.at for a in arrivals) - min(a.at for a in arrivals)
+    return {"requests": requests, "deliveries": len(arrivals),
+            "completed_delivered": len(lags), "all_verified": all(a.verified for a in arrivals),
+            "deliveries_per_s": round(len(arrivals) / span, 1), "span_s": round(span, 2),
+            "lag_p50_s": percentile(lags, 0.5), "lag_p99_s": percentile(lags, 0.99),
+            "lag_max_s": round(max(lags), 3)}  # fmt: skip
+
+
+def _steady(s: BenchStack, receiver: Any, name: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Requests submitted at ``rate`` per second for ``seconds`` (a batch every 0.1 s),
+    followed until every one's ``completed`` webhook arrived."""
+    first = len(receiver.since(0))
+    ids: list[str] = []
+    per_tick, n = max(1, round(rate * 0.1)), 0
+    start = time.monotonic()
+    next_at = start
+    while time.monotonic() - start < seconds:
+        ids += s.producer.submit_many([s.body(f"{name}-{n + i}") for i in range(per_tick)])
+        n += per_tick
+        next_at += 0.1
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    s.follow_final(ids, timeout=600)
+    return {"rate": rate, "seconds": seconds,
+            **_figures(_delivered(receiver, first, ids, 300), len(ids))}  # fmt: skip
+
+
+def _burst(s: BenchStack, receiver: Any, count: int) -> dict[str, Any]:
+    """``count`` requests submitted at once, followed until every webhook arrived."""
+    first = len(receiver.since(0))
+    ids = s.producer.submit_many([s.body(f"wh-burst-{n}") for n in range(count)])
+    s.follow_final(ids, timeout=600)
+    return _figures(_delivered(receiver, first, ids, 600), count)
+
+
+def webhooks(root: Path, quick: bool = False) -> dict[str, Any]:
+    """Webhook deliveries by the workers (one worker of 2 processes beside the emulator, the
+    default webhook settings) to a fast local receiver (:mod:`bench.webhook_receiver`):
+
+    - a burst of requests, its endpoint receiving every event type: deliveries per second;
+    - a steady load, the endpoint receiving the outcomes (the default): each ``completed``
+      event's lag to its 2xx, and the deliveries per second, beside the pipeline;
+    - the same steady load with a second endpoint, for the same events, that takes connections
+      and never answers (each attempt times out after ``PALLYCON_WEBHOOK_TIMEOUT``, 15 s)."""
+    from bench.webhook_receiver import FastReceiver
+    from pallycon_store.webhooks.deliveries import Deliveries
+    from pallycon_store.webhooks.sealing import Sealer
+    from pallycon_store.webhooks.signing import Secret
+    from support.webhook_receiver import Silent
+
+    rate, seconds = (50.0, 5.0) if quick else (100.0, 30.0)
+    burst = 300 if quick else 2000
+    with stack(root / "webhooks", "--job-seconds", "0", webhook_key=WEBHOOK_KEY,
+               **FAST_POLLS) as s:  # fmt: skip
+        outbox = Deliveries(s.producer.redis, s.producer.keys)
+        sealer = Sealer.of(WEBHOOK_KEY)
+        secret = Secret.generate()
+        receiver = FastReceiver(secret.text())
+        silent = Silent()
+        try:
+            fast = outbox.endpoints.add(
+                sealer, receiver.url, secret, time.time(), events=EVERY_TYPE, allow_private=True
+            )
+            s.start_workers(2)
+            _steady(s, receiver, "wh-warm", rate, 2.0)  # connections and caches warm
+            burst_run = _burst(s, receiver, burst)
+            outbox.endpoints.remove(fast.id)
+            outbox.endpoints.add(
+                sealer, receiver.url, secret, time.time(), events=OUTCOMES, allow_private=True
+            )
+            alone = _steady(s, receiver, "wh-alone", rate, seconds)
+            dead = outbox.endpoints.add(
+                sealer, silent.url, Secret.generate(), time.time(), events=OUTCOMES,
+                allow_private=True,
+            )  # fmt: skip
+            beside = _steady(s, receiver, "wh-dead", rate, seconds)
+            read = outbox.overview(time.time())
+            stuck = next(e for e in read.endpoints if e.endpoint_id == dead.id)
+        finally:
+            receiver.stop()
+            silent.stop()
+    return {"timeout_s": s.settings.webhook_timeout,
+            "endpoint_concurrency": s.settings.webhook_endpoint_concurrency,
+            "concurrency": s.settings.webhook_concurrency,
+            "burst": burst_run, "alone": alone, "with_dead": beside,
+            "dead_endpoint": {"pending": stuck.pending, "in_flight": stuck.in_flight,
+                              "timeouts": read.counters.attempts.get("timeout", 0)}}  # fmt: skip

@@ -18,12 +18,15 @@ stream parked (``pallycon_producers.api.ResultGroup``; the groups from XINFO GRO
 
 ``pallycon_pack_transitions_total`` counts the result stream's events by type from the moment
 the exporter started (a counter that restarts with it, as Prometheus expects of counters).
+
+The webhook deliveries (``pallycon_pack_webhook_*``): :mod:`pallycon_pack.web.webhook_metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import json
 import threading
@@ -51,6 +54,7 @@ from starlette.routing import Route
 from pallycon_config.site_ref import DEFAULT_LABEL
 from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
 from pallycon_pack.web.hosts import host_allowed, is_loopback
+from pallycon_pack.web.webhook_metrics import webhook_metrics
 from pallycon_producers.api import parked_counts
 from pallycon_store import sites
 from pallycon_store.api_calls import LATENCY_BUCKETS, ApiCalls, read_api_calls
@@ -58,6 +62,7 @@ from pallycon_store.counters import Metric as Counter
 from pallycon_store.events import EventType, FailStage, State
 from pallycon_store.fleet import Snapshot
 from pallycon_store.flow import FlowSnapshot
+from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.wiring import Store
 
 PREFIX = "pallycon_pack"
@@ -123,6 +128,11 @@ class FleetCollector(Collector):
         self._cursor: str | None = None
         self._transitions: dict[str, int] = {}
 
+    @functools.cached_property
+    def deliveries(self) -> Deliveries:
+        """The webhook outbox, read for its health at each scrape."""
+        return Deliveries(self.redis, self.keys)
+
     def start(self) -> None:
         """Count the result events from now on (else from the first scrape); best effort."""
         with self._lock, contextlib.suppress(redis.RedisError, OSError):
@@ -187,6 +197,7 @@ class FleetCollector(Collector):
         yield from counter_metrics(cast(dict[str, str], self.redis.hgetall(self.keys.counters)))
         yield from self._failures(now)
         yield self._parked()
+        yield from webhook_metrics(self.deliveries.overview(now), now)
 
     def _parked(self) -> Metric:
         """The events each consumer group of the result stream parked."""

@@ -43,6 +43,7 @@ from support.processes import ServerProcess, cli, start_server
 from support.queue import announce_sites
 from support.samples import REGION
 from support.stack import Stack
+from support.webhook_outbox import GONE, known_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +131,7 @@ def test_the_page_in_a_browser(chromium: str, stack: Stack, console: ServerProce
         expect(page.locator("#counts [data-state=failed] b")).to_have_text("1")
         expect(page.locator("#counts [data-state=accepted] b")).to_have_text("0")
         expect(page.locator("#sitebox")).to_be_hidden()  # one site: no filter, no column
+        expect(page.locator("#webhooks")).to_be_hidden()  # no endpoint: no webhook panel
         expect(page.locator("#list tr td.sitecol").first).to_be_hidden()
         failure = page.locator("#failures tr[data-code=WM900013] td")
         expect(failure).to_have_text(["WM900013", "1", explain("WM900013")])
@@ -402,6 +404,55 @@ def test_the_flow_panel_in_a_browser(chromium: str, stack: Stack, tmp_path: Path
         server.stop()
 
 
+def test_the_webhooks_panel_in_a_browser(chromium: str, stack: Stack, tmp_path: Path):
+    """Endpoints in a known state (under a prefix of their own): one delivering, one failing
+    with a delivery 20 minutes old, one disabled by a 410. The panel shows each one's backlog,
+    dead letters, last 2xx and state, the totals under it; /api/webhooks says the same."""
+    from playwright.sync_api import expect
+
+    settings = stack.settings.model_copy(update={"key_prefix": f"t{os.urandom(4).hex()}"})
+    now = time.time()
+    ids = known_outbox(Store.of(settings), now, url="https://{name}.example.com/<b>hook</b>")
+    env = clean_env(settings.environment())
+    server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
+    try:
+        shown = httpx.get(server.url + "/api/webhooks", timeout=10).json()
+        rows = {row["id"]: row for row in shown["endpoints"]}
+        assert list(rows) == [ids["good"], ids["down"], ids["gone"]]
+        assert (rows[ids["good"]]["pending"], rows[ids["good"]]["in_flight"]) == (1, 1)
+        assert rows[ids["down"]]["failing_since"] is not None
+        assert rows[ids["gone"]]["disabled"]["reason"] == GONE
+        assert (shown["delivered"], shown["dead_lettered"]) == (2, 2)
+
+        with browser_page(chromium, server.url + "/") as (page, errors):
+            good, down, gone = (
+                page.locator(f"#whrows tr[data-endpoint={ids[n]}]")
+                for n in ("good", "down", "gone")
+            )
+            expect(page.locator("#webhooks")).to_be_visible()
+            expect(good.locator("td")).to_have_count(8)
+            expect(good.locator("td.url")).to_have_text("https://good.example.com/<b>hook</b>")
+            assert good.locator("td.url b").count() == 0  # the URL is text
+            expect(good.locator("td.pending")).to_have_text("1")
+            expect(good.locator("td.inflight")).to_have_text("1")
+            expect(good.locator("td.whstate")).to_have_text("ok")
+            expect(down.locator("td.oldest")).to_have_text(re.compile(r"^20m \d+s$"))
+            expect(down.locator("td.dead")).to_have_text("1")
+            expect(down).to_have_class("whfailing")
+            expect(down.locator("td.whstate")).to_have_text(re.compile(r"^failing since .* UTC"))
+            expect(gone).to_have_class("whdisabled")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+            expect(gone.locator("td.whstate")).to_have_text(f"disabled since {since} UTC: {GONE}")
+            expect(gone.locator("td.day")).to_have_text("-")  # never delivered
+            expect(page.locator("#whtotals")).to_have_text(
+                "delivered 2, dead-lettered 2, replayed 0; attempts 2xx=2 410=1 5xx=1 timeout=1"
+            )
+            expect(page.locator("#error")).to_be_hidden()
+            assert errors == []
+    finally:
+        server.stop()
+
+
 #: The widths the page is checked at (a phone, a narrow window, a small laptop, a desktop, a wide
 #: screen), each with a height of its kind.
 WIDTHS = [(360, 740), (760, 900), (1024, 768), (1440, 900), (1920, 1080)]
@@ -415,10 +466,10 @@ LAYOUT = """() => {
  const line = parseFloat(getComputedStyle(document.querySelector("#list td")).lineHeight);
  return {
   scroll: document.documentElement.scrollWidth, inner: window.innerWidth, line: line,
-  sections: all("main > section").map(box),
-  rows: Object.fromEntries(["#list", "#failures", "#flowrows", "#flowevents"].map(
+  sections: all("main > section:not([hidden])").map(box),
+  rows: Object.fromEntries(["#list", "#failures", "#flowrows", "#flowevents", "#whrows"].map(
    s => [s, all(s + " tr").map(e => e.getBoundingClientRect().height)])),
-  key: all("#list td:first-child, #list .st, #flowrows td:first-child, #counts .count")
+  key: all("#list td:first-child, #list .st, #flowrows td:first-child, #whrows td:first-child, #counts .count")
    .map(e => ({text: e.textContent, ...box(e)})),
  };
 }"""
@@ -456,6 +507,8 @@ def test_the_page_fits_any_width(chromium: str, stack: Stack, tmp_path: Path):
         assert producer.records.apply([Change(record, failed, said, finish=True)]) == [True]
     store = Store.of(settings)
     store.flow.pause("BRANDEUROPEWEST", "quota talks with the vendor " * 4, now - 600)
+    long_url = "https://cms.example.com/" + "hooks/" * 12 + "{name}"
+    known_outbox(store, now, url=long_url)  # a webhook panel, with long URLs and reasons
     env = clean_env(settings.environment())
     server = start_server("console", "--port", "0", env=env, cwd=tmp_path)
     try:

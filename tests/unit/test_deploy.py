@@ -72,6 +72,27 @@ def test_a_site_paused_for_over_an_hour_alerts():
     assert "{{ $labels.site }}" in paused["annotations"]["summary"]
 
 
+def test_webhook_alerts_name_the_endpoint_by_id():
+    """An endpoint disabled, failing for an hour, deliveries over 15 minutes old, a dead-letter
+    list that grew: each alert reads a per-endpoint series and names the endpoint (its id,
+    never its URL, which no metric carries)."""
+    wanted = {
+        "PallyconPackWebhookEndpointDisabled": "pallycon_pack_webhook_endpoint_disabled==1",
+        "PallyconPackWebhookEndpointFailing": "pallycon_pack_webhook_failing_seconds>3600",
+        "PallyconPackWebhookDeliveriesLagging": (
+            "pallycon_pack_webhook_oldest_pending_age_seconds>900"
+        ),
+        "PallyconPackWebhookDeadLettersGrowing": (
+            "delta(pallycon_pack_webhook_dead_letters[30m])>0"
+        ),
+    }
+    for alert, expr in wanted.items():
+        rule = _named(alert)
+        assert rule["expr"].replace(" ", "") == expr, alert
+        assert "{{ $labels.endpoint }}" in rule["annotations"]["summary"], alert
+        assert "pallycon-pack" in rule["annotations"]["description"], alert  # what to run
+
+
 def _named(alert: str) -> dict[str, Any]:
     [rule] = [r for g in REAL_RULES["groups"] for r in g["rules"] if r["alert"] == alert]
     return rule  # type: ignore[no-any-return]

@@ -242,6 +242,7 @@ def test_stats_breaks_requests_down_by_site_only_with_several():
         "counters": {},
         "heartbeats": [],
         "result_parked": {},
+        "webhooks": {"endpoints": [], "attempts": {"2xx": 0}, "delivered": 0},
     }
     one = render_stats(report)
     assert one[0] == "requests        accepted=3  failed=1"
@@ -253,6 +254,7 @@ def test_stats_breaks_requests_down_by_site_only_with_several():
         "  site BRND      accepted=2  failed=0",
     ]
     assert several[3:] == one[1:]
+    assert one[-1].startswith("result parked")  # no endpoint, nothing delivered: no webhooks
 
 
 @pytest.mark.parametrize(

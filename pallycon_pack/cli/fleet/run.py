@@ -25,12 +25,14 @@ from pallycon_pack.present.flow import (
     resumed_line,
 )
 from pallycon_pack.present.records import parse_since
+from pallycon_pack.present.webhook_health import health_lines, health_report
 from pallycon_producers.api import parked_counts
 from pallycon_store import sites
 from pallycon_store.api_calls import read_api_calls
 from pallycon_store.events import State
 from pallycon_store.failures import NO_CODE
 from pallycon_store.flow import EVERY_SITE
+from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.wiring import Store
 
 #: Seconds between two rounds of ``health --wait``.
@@ -124,6 +126,7 @@ def gather(store: Store, now: float, since: float) -> dict[str, Any]:
         "api_calls": calls,
         "counters": store.counters.read(),
         **result_consumers(store),
+        "webhooks": health_report(Deliveries(store.redis, store.keys).overview(now), now),
     }
 
 
@@ -168,6 +171,7 @@ def render_stats(report: dict[str, Any]) -> list[str]:
             or "none"
         ),
         *result_consumer_lines(report),
+        *health_lines(report["webhooks"]),
     ]
 
 

@@ -15,7 +15,9 @@ endpoints under ``/api/``, all read from the state indexes (:class:`store.overvi
   of result events;
 - ``/api/flow``: each site's flow control: requests waiting by priority, dispatched, in flight
   at PallyCon and its cap, its pause (reason and since when); and the latest pauses and
-  resumes (:func:`views.flow`).
+  resumes (:func:`views.flow`);
+- ``/api/webhooks``: each webhook endpoint's health and the delivery counters
+  (:func:`views.webhooks`).
 
 Nothing is written. It listens on 127.0.0.1 by default; on any other address it refuses to start
 without ``PALLYCON_CONSOLE_TOKEN``, and a set token is required on every request (a
@@ -53,7 +55,7 @@ from pallycon_pack.web.console.auth import (
     session_valid,
     session_value,
 )
-from pallycon_pack.web.console.views import MAX_LIST, flow, search, site_of, summary
+from pallycon_pack.web.console.views import MAX_LIST, flow, search, site_of, summary, webhooks
 from pallycon_pack.web.hosts import is_loopback
 from pallycon_store.overview import Overview
 
@@ -80,6 +82,7 @@ def create_app(
             Route("/api/requests", handlers.api_requests),
             Route("/api/request", handlers.api_request),
             Route("/api/flow", handlers.api_flow),
+            Route("/api/webhooks", handlers.api_webhooks),
             Route("/favicon.ico", lambda _: Response(status_code=204)),  # none, and no 404
         ]
     )
@@ -201,6 +204,9 @@ class _Handlers:
 
     def api_flow(self, request: Request) -> Response:
         return self.answer(request, lambda: (flow(self.overview, time.time()), 200))
+
+    def api_webhooks(self, request: Request) -> Response:
+        return self.answer(request, lambda: (webhooks(self.overview, time.time()), 200))
 
 
 def _page() -> tuple[str, str]:

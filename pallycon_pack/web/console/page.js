@@ -68,6 +68,21 @@ function drawFlow(f){const head=$("flowhead");clear(head);const hr=el("tr");
   tr.appendChild(clamped(e.reason||"-"));ev.appendChild(tr);}
  if(!f.events.length){const tr=el("tr");const d=el("td","none yet","muted");d.colSpan=4;
   tr.appendChild(d);ev.appendChild(tr);}}
+function whState(e){if(e.disabled)return "disabled since "+when(Date.parse(e.disabled.at)/1000)+
+ " UTC"+(e.disabled.reason?": "+e.disabled.reason:"");if(e.failing_since)return "failing since "+
+ when(Date.parse(e.failing_since)/1000)+" UTC, for "+ago(e.failing_seconds);return "ok";}
+function drawWebhooks(w){const box=$("webhooks");box.hidden=!w.endpoints.length;
+ const t=$("whrows");clear(t);for(const e of w.endpoints){const tr=el("tr");
+  tr.dataset.endpoint=e.id;tr.className=e.disabled?"whdisabled":e.failing_since?"whfailing":"";
+  tr.appendChild(el("td",e.id,"nw"));tr.appendChild(clamped(e.url,"url"));
+  tr.appendChild(el("td",e.pending,"pending"));tr.appendChild(el("td",e.in_flight,"inflight"));
+  tr.appendChild(el("td",e.oldest_pending_seconds===null?"-":ago(e.oldest_pending_seconds),
+   "oldest nw"));tr.appendChild(el("td",e.dead,"dead"));
+  tr.appendChild(day(e.last_success?Date.parse(e.last_success)/1000:0));
+  tr.appendChild(clamped(whState(e),"whstate"));t.appendChild(tr);}
+ const tried=Object.entries(w.attempts).filter(([k,n])=>n).sort().map(([k,n])=>k+"="+n).join(" ");
+ $("whtotals").textContent="delivered "+w.delivered+", dead-lettered "+w.dead_lettered+
+  ", replayed "+w.replayed+"; attempts "+(tried||"none");}
 let selected=null;
 async function loadList(){const p=new URLSearchParams({q:$("q").value,state:$("state").value,
  site:$("site").value,limit:"100"});
@@ -110,8 +125,9 @@ function drawSites(sites){const names=Object.keys(sites);const multi=names.lengt
   const o=el("option",n+" ("+total+")");o.value=n;box.appendChild(o);}
  box.value=names.includes(chosen)?chosen:"";}
 async function refresh(){try{const p=new URLSearchParams({site:$("site").value});
- const [s,f]=await Promise.all([get("/api/summary?"+p),get("/api/flow")]);
- drawSites(s.sites);drawCounts(s.counts);drawFlow(f);
+ const [s,f,w]=await Promise.all([get("/api/summary?"+p),get("/api/flow"),
+  get("/api/webhooks")]);
+ drawSites(s.sites);drawCounts(s.counts);drawFlow(f);drawWebhooks(w);
  drawChart(s.chart);drawFailures(s.failures,s.failures_error);
  $("updated").textContent="updated "+when(s.now)+" UTC";problem(null);}catch(e){problem(e);}}
 addEventListener("resize",()=>{if(shown)drawChart(shown);});  // drawn to its width, in pixels

@@ -1,6 +1,6 @@
 """What the console's page shows, read from the state indexes (functions of an
-:class:`~pallycon_store.overview.Overview`) and from flow control's lanes, counts and pauses
-(:func:`flow`)."""
+:class:`~pallycon_store.overview.Overview`), from flow control's lanes, counts and pauses
+(:func:`flow`) and from the webhook outbox (:func:`webhooks`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Any
 
 from pallycon_config.site_ref import SiteBook
 from pallycon_pack.present.records import detail
+from pallycon_pack.present.webhook_health import health_report
 from pallycon_pack.web.flows import SiteFlow, site_flows, stored_sites
 from pallycon_store.events import State
 from pallycon_store.flow import EVERY_SITE, PRIORITIES, Flow
 from pallycon_store.overview import Overview
 from pallycon_store.record import Record
 from pallycon_store.sites import caps
+from pallycon_store.webhooks.deliveries import Deliveries
 
 #: The window of the chart and of the failures by code (seconds), and its buckets.
 WINDOW = 3600.0
@@ -150,6 +152,15 @@ def flow_row(row: SiteFlow, now: float) -> dict[str, Any]:
             "every_site": pause.site_id == EVERY_SITE,
         },
     }
+
+
+def webhooks(overview: Overview, now: float) -> dict[str, Any]:
+    """Each webhook endpoint's health (:func:`pallycon_pack.present.webhook_health.
+    health_report`: pending, in flight, the oldest's age, dead letters, last 2xx, failing since,
+    disabled why) and the delivery counters; ``endpoints`` empty when there is none. Two round
+    trips, whatever is pending."""
+    read = Deliveries(overview.redis, overview.keys).overview(now)
+    return {"now": now, **health_report(read, now)}
 
 
 def _site_named(stored: str, book: SiteBook) -> str:
