@@ -106,7 +106,7 @@ def test_retry_dead_letter_and_replay(outbox: Deliveries):
     outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
     (c,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
     failed = Attempted(AttemptKind.HTTP_5XX, 0.2, "HTTP 500")
-    assert outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 5), failed, NOW, 4)
+    assert outbox.settle(c, Decision(Settle.RETRY, "HTTP 500", NOW + 5, NOW), failed, NOW, 4)
     assert outbox.claim(NOW + 4, LEASE, cap=4, limit=10)[0] == []
     (c,), _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
     assert c.attempts == 1
@@ -204,3 +204,35 @@ def test_a_disabled_or_removed_endpoints_later_deliveries_are_seen_to_at_once(
     assert [letter.endpoint_id for letter in outbox.failures([kept])] == [kept]
     assert outbox.redis.exists(outbox.keys.webhook_due(removed)) == 0
     assert outbox.redis.zscore(outbox.keys.webhook_schedule, removed) is None
+
+
+def failed_once(outbox: Deliveries, ep: str, n: int, at: float, failing_since: float) -> bool:
+    """Delivery ``n`` made, claimed and failed at ``at`` (a retry; the streak as given)."""
+    outbox.fan_out([], [new(ep, n)], at, cap=4)
+    (c,), _ = outbox.claim(at, LEASE, cap=4, limit=10)
+    decision = Decision(Settle.RETRY, "HTTP 500", at + 5, failing_since)
+    return outbox.settle(c, decision, Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 500"), at, 4)
+
+
+def test_the_failing_streak_is_stored_by_a_settle_holding_its_lease_and_replay_ends_it(
+    outbox: Deliveries,
+):
+    ep = add(outbox)
+    assert failed_once(outbox, ep, 1, NOW, NOW)
+    (c,), _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
+    assert (c.failing_since, c.last_failure) == (NOW, NOW)
+    # A settle whose lease was taken over changes no streak.
+    (again,), _ = outbox.claim(NOW + 5 + LEASE, LEASE, cap=4, limit=10)
+    stale = Decision(Settle.RETRY, "HTTP 500", NOW + 99, NOW + 50)
+    assert not outbox.settle(c, stale, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + 50, 4)
+    [health] = outbox.overview(NOW + 51).endpoints
+    assert health.failing_since == NOW
+    assert outbox.redis.hget(outbox.keys.webhook_state, f"{ep} last_failure") == repr(NOW)
+    # Dead-lettered, then replayed: the streak is forgotten.
+    dead = Decision(Settle.DEAD, "dead", None, NOW)
+    assert outbox.settle(again, dead, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + 52, 4)
+    assert outbox.replay([ep], NOW + 70, cap=4) == 1
+    [health] = outbox.overview(NOW + 71).endpoints
+    assert health.failing_since is None
+    (c,), _ = outbox.claim(NOW + 70, LEASE, cap=4, limit=10)
+    assert (c.failing_since, c.last_failure) == (None, None)

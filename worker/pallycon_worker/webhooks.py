@@ -78,6 +78,7 @@ class Webhooks:
         self.lease = lease_of(s.webhook_timeout)
         self.delays = s.webhook_delays
         self.disable_after = s.webhook_disable_after
+        self.gap = rules.streak_gap(self.delays, self.lease)
         key = s.webhook_key
         self.sealer = Sealer.of(key.get_secret_value()) if key is not None else None
         self.clients = Clients(lambda: new_client(s.webhook_timeout, self.cap))
@@ -239,6 +240,8 @@ class Webhooks:
                 delays=self.delays,
                 disable_after=self.disable_after,
                 random=self.random.random,
+                last_failure=claimed.last_failure,
+                gap=self.gap,
             )
             self.settle(
                 endpoint,

@@ -5,9 +5,10 @@
 -- dropped.
 -- KEYS: the endpoints hash, the state hash
 -- ARGV: base, now, lease, cap, limit, endpoints to look at (at most)
--- Returns: the schedule's next time ('' if none), then per delivery 8 values: id, endpoint,
+-- Returns: the schedule's next time ('' if none), then per delivery 9 values: id, endpoint,
 -- attempts, webhook-id, body, event time, failing since ('' if not failing), lease end (the
--- claim's token: a settle changes the delivery only while it holds this lease)
+-- claim's token: a settle changes the delivery only while it holds this lease), the
+-- endpoint's last failure ('' if none)
 local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, limit, looks = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {''}
@@ -43,14 +44,15 @@ for _, ep in ipairs(eps) do
     end
     local room = math.min(cap - redis.call('ZCARD', flight), limit - taken)
     if room > 0 then
-      local failing = redis.call('HGET', KEYS[2], ep .. ' failing_since') or ''
+      local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
+      local failing, last = streak[1] or '', streak[2] or ''
       local ids = redis.call('ZRANGEBYSCORE', due_key(ep), '-inf', now, 'LIMIT', 0, room)
       for _, id in ipairs(ids) do
         redis.call('ZREM', due_key(ep), id)
         local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'body', 'event_at')
         if d[2] then
           redis.call('ZADD', flight, ends, id)
-          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token}) do
+          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token, last}) do
             table.insert(out, value)
           end
           taken = taken + 1

@@ -40,6 +40,8 @@ from pallycon_store.webhooks.rules import Decision, NewDelivery, Settle
 EVENTS_KEPT = 10_000
 #: Endpoints one claim looks at, at most.
 CLAIM_LOOKS = 200
+#: The values per delivery in a claim's reply (claim.lua).
+CLAIM_FIELDS = 9
 
 
 @functools.cache
@@ -57,8 +59,9 @@ class Claimed:
     webhook_id: str
     body: bytes
     event_at: float
-    failing_since: float | None  # the endpoint's first failure since its last success
+    failing_since: float | None  # the start of the endpoint's failing streak (None: none)
     lease_ends: float  # the claim's token: a settle applies only while this lease holds
+    last_failure: float | None = None  # the endpoint's last failed attempt (None: none)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class EndpointHealth:
     waiting and due; ``in_flight``: being sent (leased); ``oldest_pending_age``: seconds since
     the event of the oldest pending one (its lag; None when none is pending); ``dead``: on its
     dead-letter list; ``last_success``: its last 2xx (Unix seconds, None: none known);
-    ``failing_since``: its first failed attempt since then (None: not failing); ``disabled``:
+    ``failing_since``: the start of its failing streak (None: not failing), failures at most
+    :func:`rules.streak_gap` apart since its last success or replay; ``disabled``:
     why and when (None: enabled)."""
 
     endpoint_id: str
@@ -218,8 +222,9 @@ class Deliveries:
                 event_at=float(rest[i + 5]),
                 failing_since=_float(_str(rest[i + 6])),
                 lease_ends=float(rest[i + 7]),
+                last_failure=_float(_str(rest[i + 8])),
             )
-            for i in range(0, len(rest), 8)
+            for i in range(0, len(rest), CLAIM_FIELDS)
         ]
         return claimed, _float(_str(head))
 
@@ -267,6 +272,7 @@ class Deliveries:
             EVENTS_KEPT,
             repr(claimed.lease_ends),
             attempted.reason or decision.reason,
+            "" if decision.failing_since is None else repr(decision.failing_since),
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
         return bool(self._settle(keys=keys, args=args))
@@ -336,7 +342,8 @@ class Deliveries:
         args: list[str | float | int] = [self.keys.webhooks_base, now, cap]
         args.append("-inf" if since is None else repr(since))
         args += [limit, *endpoint_ids]
-        return int(cast(int, self._replay(keys=[self.keys.webhook_counters], args=args)))
+        keys = [self.keys.webhook_counters, self.keys.webhook_state]
+        return int(cast(int, self._replay(keys=keys, args=args)))
 
     def look_now(self, endpoint_id: str) -> None:
         """Make the next claim look at the endpoint at once: after it is disabled (its
@@ -361,7 +368,9 @@ class Deliveries:
         """Enable the endpoint again: its failing streak is forgotten (the days before it is
         disabled again count from its next failure)."""
         endpoint = self.endpoints.enable(endpoint_id)
-        self.redis.hdel(self.keys.webhook_state, f"{endpoint_id} failing_since")
+        self.redis.hdel(
+            self.keys.webhook_state, f"{endpoint_id} failing_since", f"{endpoint_id} last_failure"
+        )
         return endpoint
 
     # --- The read for stats, the exporter and the console ------------------------------------

@@ -1,4 +1,6 @@
--- Dead-lettered deliveries sent again: attempts reset, due now, off the dead-letter list.
+-- Dead-lettered deliveries sent again: attempts reset, due now, off the dead-letter list;
+-- the endpoint's failing streak is forgotten (its next failure starts a new one).
+-- KEYS: the counters hash, the state hash
 -- ARGV: base, now, cap, since (dead at or after), limit, then the endpoint ids
 -- Returns: how many
 local now, cap, since, limit = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -18,7 +20,10 @@ for i = 6, #ARGV do
       count = count + 1
     end
   end
-  if #ids > 0 then reschedule(ep, cap) end
+  if #ids > 0 then
+    redis.call('HDEL', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
+    reschedule(ep, cap)
+  end
   if count >= limit then break end
 end
 if count > 0 then redis.call('HINCRBY', KEYS[1], 'replayed', count) end

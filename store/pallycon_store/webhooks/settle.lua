@@ -6,7 +6,8 @@
 -- KEYS: the counters hash, the state hash, the webhook events stream
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
---   event JSON (disable), events kept, the claim's lease end, the attempt's outcome
+--   event JSON (disable), events kept, the claim's lease end, the attempt's outcome, the
+--   start of the endpoint's failing streak (a failure: rules.streak_start)
 local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local counters, state = KEYS[1], KEYS[2]
 redis.call('HINCRBY', counters, 'attempts ' .. ARGV[9], 1)
@@ -19,7 +20,7 @@ local key = delivery_key(id)
 local exists = redis.call('EXISTS', key) == 1
 if settle == 'delivered' then
   redis.call('HSET', state, ep .. ' last_success', now)
-  redis.call('HDEL', state, ep .. ' failing_since')
+  redis.call('HDEL', state, ep .. ' failing_since', ep .. ' last_failure')
   if exists then
     redis.call('HINCRBY', counters, 'delivered', 1)
     redis.call('HINCRBY', counters, 'lag ' .. ARGV[13], 1)
@@ -30,11 +31,11 @@ if settle == 'delivered' then
   reschedule(ep, cap)
   return 1
 end
-redis.call('HSETNX', state, ep .. ' failing_since', now)
 local held = redis.call('ZSCORE', flight_key(ep), id)
 if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
 end
+redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now)
 redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
 if settle == 'retry' then
   redis.call('ZREM', flight_key(ep), id)
