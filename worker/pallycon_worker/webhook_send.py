@@ -5,6 +5,8 @@ The host is resolved at each attempt and every address it has checked
 the connection goes to an address that was checked (the next one if it takes no connection),
 the URL's name kept for ``Host`` and for TLS (SNI, certificate); the timeout bounds the
 connect and each read; redirects are not followed; no proxy (the environment's is ignored).
+The outcome is decided on the response's status and headers; at most :data:`MAX_BODY` bytes
+of its body are read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pallycon_store.webhooks.signing import Secret
 USER_AGENT = "pallycon-pack-webhooks/1"
 #: The longest an attempt waits to connect and for each read, in seconds, by default.
 TIMEOUT = 15.0
+#: The most of a response's body read (it is not used; read to keep the connection).
+MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,18 @@ def post(
     extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
     started = time.monotonic()
     try:
-        response = client.post(
-            addresses.pinned(url, address), content=body, headers=headers, extensions=extensions
-        )
+        with client.stream(
+            "POST",
+            addresses.pinned(url, address),
+            content=body,
+            headers=headers,
+            extensions=extensions,
+        ) as response:
+            seconds = time.monotonic() - started
+            found = outcome.classify(
+                response.status_code, response.headers.get("retry-after"), time.time()
+            )
+            drain(response)
     except httpx.TimeoutException:
         timeout = client.timeout.read or 0.0
         return Sent(
@@ -99,9 +112,21 @@ def post(
             AttemptKind.ERROR,
             None,
         )
-    seconds = time.monotonic() - started
-    found = outcome.classify(response.status_code, response.headers.get("retry-after"), time.time())
     return Sent(found, status_kind(response.status_code), seconds)
+
+
+def drain(response: httpx.Response) -> None:
+    """Read what is left of ``response``'s body, at most :data:`MAX_BODY` bytes (the
+    connection is kept alive only if that is all of it): the outcome is decided on the status
+    and headers, a body that fails or runs over changes nothing."""
+    read = 0
+    try:
+        for chunk in response.iter_raw():
+            read += len(chunk)
+            if read > MAX_BODY:
+                return  # closing the response unread closes its connection
+    except httpx.TransportError:
+        return
 
 
 def send(
