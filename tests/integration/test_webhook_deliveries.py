@@ -236,3 +236,20 @@ def test_the_failing_streak_is_stored_by_a_settle_holding_its_lease_and_replay_e
     assert health.failing_since is None
     (c,), _ = outbox.claim(NOW + 70, LEASE, cap=4, limit=10)
     assert (c.failing_since, c.last_failure) == (None, None)
+
+
+def test_a_delivery_not_attempted_goes_back_uncounted_while_its_claim_holds_it(
+    outbox: Deliveries,
+):
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
+    (c,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    assert outbox.release(c, NOW + 1, cap=4)
+    assert outbox.claim(NOW + 0.5, LEASE, cap=4, limit=10)[0] == []
+    (again,), _ = outbox.claim(NOW + 1, LEASE, cap=4, limit=10)
+    assert again.attempts == c.attempts
+    assert not outbox.release(c, NOW + 2, cap=4)  # its claim no longer holds it
+    view = outbox.overview(NOW + 2)
+    assert sum(view.counters.attempts.values()) == 0
+    assert view.endpoints[0].failing_since is None
+    assert view.endpoints[0].in_flight == 1

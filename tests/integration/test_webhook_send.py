@@ -1,4 +1,6 @@
-"""One webhook attempt against raw sockets answering badly: a huge body is not read whole."""
+"""One webhook attempt against raw sockets answering badly: a huge body is not read whole, an
+answer trickled byte by byte ends at the attempt's deadline, a client with no connection free
+does not attempt."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pallycon_store.webhooks.rules import AttemptKind
 from pallycon_store.webhooks.signing import Secret
 from pallycon_worker.webhook_send import (
     MAX_BODY,
+    attempt_deadline,
     new_client,
     send,
 )
@@ -111,10 +114,39 @@ def trickle(conn: socket.socket, server: RawServer) -> None:
 
 def test_a_huge_body_is_not_read_whole(serve):
     server = serve(huge)
-    with new_client(5.0) as client:
+    with new_client(5.0) as client, attempt_deadline(60.0):
         sent = send(client, endpoint(server.port), "req-1:2", b"{}", [Secret.generate()], NOW)
     assert sent.kind is AttemptKind.HTTP_2XX
     assert server.done.wait(30)
     # The connection was closed after MAX_BODY: the server could send little more than what
     # the sockets' buffers hold, far less than it had to send.
     assert MAX_BODY < server.sent < ENOUGH
+
+
+def test_an_answer_trickled_byte_by_byte_ends_at_the_deadline(serve):
+    server = serve(trickle)
+    with new_client(1.0) as client, attempt_deadline(1.0):
+        sent = send(client, endpoint(server.port), "req-1:2", b"{}", [Secret.generate()], NOW)
+    assert sent.kind is AttemptKind.TIMEOUT
+    assert sent.outcome.reason.startswith("no complete response in")
+    assert sent.attempted
+
+
+def test_a_client_with_no_connection_free_does_not_attempt(serve):
+    """Its only connection held by a trickled answer, a second attempt sends nothing."""
+    server = serve(trickle)
+    with new_client(0.5, connections=1) as client:
+        first = threading.Thread(
+            target=lambda: send(
+                client, endpoint(server.port), "a:1", b"{}", [Secret.generate()], NOW
+            )
+        )
+        with attempt_deadline(30.0):
+            first.start()
+            while server.sent == 0:  # the first holds the connection
+                server.done.wait(0.05)
+            sent = send(client, endpoint(server.port), "b:1", b"{}", [Secret.generate()], NOW)
+        server.close()
+        first.join()
+    assert not sent.attempted
+    assert sent.outcome.reason == "no connection free"

@@ -37,7 +37,14 @@ from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
-from pallycon_worker.webhook_send import Clients, Sent, new_client, send
+from pallycon_worker.webhook_send import (
+    Clients,
+    Sent,
+    attempt_deadline,
+    attempt_limit,
+    new_client,
+    send,
+)
 
 log = logging.getLogger("pallycon_pack.webhooks")
 
@@ -59,11 +66,15 @@ FORGET_CONSUMER_MS = 3_600_000
 NO_KEY_EVERY = 60.0
 
 
+#: How long after a delivery not attempted (no connection free) it is due again, in seconds.
+RELEASE_DELAY = 1.0
+
+
 def lease_of(timeout: float) -> float:
-    """How long a claimed delivery is leased: longer than any attempt can take (a connect and
-    a read of ``timeout`` each, for two addresses, and a margin), so that only a dead
-    worker's deliveries come back."""
-    return 4 * timeout + 5.0
+    """How long a claimed delivery is leased: longer than any attempt can take
+    (:func:`attempt_limit`: twice the timeout, a deadline) and its settle (twice more, and a
+    margin), so that only a dead worker's deliveries come back."""
+    return 2 * attempt_limit(timeout) + 5.0
 
 
 class Webhooks:
@@ -76,6 +87,7 @@ class Webhooks:
         self.cap = s.webhook_endpoint_concurrency
         self.concurrency = s.webhook_concurrency
         self.lease = lease_of(s.webhook_timeout)
+        self.limit = attempt_limit(s.webhook_timeout)
         self.delays = s.webhook_delays
         self.disable_after = s.webhook_disable_after
         self.gap = rules.streak_gap(self.delays, self.lease)
@@ -230,8 +242,12 @@ class Webhooks:
             endpoint = self.endpoint(claimed.endpoint_id)
             if endpoint is None or endpoint.disabled is not None:
                 return  # removed or disabled: the claim that sees it next buries or drops it
-            sent = self.attempt(endpoint, claimed)
+            with attempt_deadline(self.limit):
+                sent = self.attempt(endpoint, claimed)
             now = self.rt.clock()
+            if not sent.attempted:  # no request sent: back, nothing counted
+                self.deliveries.release(claimed, now + RELEASE_DELAY, self.cap)
+                return
             decision = rules.decide(
                 sent.outcome,
                 claimed.attempts + 1,

@@ -10,7 +10,7 @@ by when each next has something to do. The claim takes due deliveries endpoint b
 each within its cap of deliveries in flight, so that one slow or dead endpoint holds only its
 own. Every change is one Lua script (``*.lua`` beside this module, each prefixed with
 ``common.lua``): the fan-out with the acknowledgement of its stream entries, the claim, each
-attempt's settle, the replay.
+attempt's settle, the release of a delivery not attempted, the replay.
 
 Counters (``Keys.webhook_counters``): ``attempts <kind>`` (:class:`rules.AttemptKind`),
 ``latency <bucket>`` / ``latency sum ms`` / ``latency count`` (attempts that got a response),
@@ -170,6 +170,7 @@ class Deliveries:
         self._claim = self._script("claim")
         self._settle = self._script("settle")
         self._replay = self._script("replay")
+        self._release = self._script("release")
 
     def _script(self, name: str) -> Script:
         return self.redis.register_script(_text(name))
@@ -276,6 +277,13 @@ class Deliveries:
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
         return bool(self._settle(keys=keys, args=args))
+
+    def release(self, claimed: Claimed, at: float, cap: int) -> bool:
+        """Put ``claimed`` back unattempted (no request was sent): due at ``at``, nothing
+        counted, while its claim still holds it (False if another did by then)."""
+        args: list[str | float | int] = [self.keys.webhooks_base, at, cap, claimed.delivery_id]
+        args += [claimed.endpoint_id, repr(at), repr(claimed.lease_ends)]
+        return bool(self._release(keys=[], args=args))
 
     def disable_endpoint(
         self, claimed: Claimed, decision: Decision, attempted: Attempted, now: float, cap: int
