@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pallycon_store.keys import WEBHOOK_GROUP
+from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoints
 from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
@@ -96,6 +97,8 @@ def test_a_lease_that_ends_unsettled_makes_its_delivery_due_again(outbox: Delive
     assert outbox.claim(NOW + LEASE - 1, LEASE, cap=4, limit=10)[0] == []
     (again,), _ = outbox.claim(NOW + LEASE, LEASE, cap=4, limit=10)
     assert again.delivery_id == first.delivery_id
+    assert again.lost  # to settle as a failed attempt, not to send
+    assert again.attempts == 1  # the lost attempt, counted at its claim
     # The first holder settles late: it no longer holds it, only the counters change.
     late = Decision(Settle.RETRY, "HTTP 500", NOW + 99)
     assert not outbox.settle(first, late, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + 31, 4)
@@ -253,3 +256,29 @@ def test_a_delivery_not_attempted_goes_back_uncounted_while_its_claim_holds_it(
     assert sum(view.counters.attempts.values()) == 0
     assert view.endpoints[0].failing_since is None
     assert view.endpoints[0].in_flight == 1
+
+
+def test_a_delivery_that_kills_its_worker_every_time_ends_dead_lettered(outbox: Deliveries):
+    """Each attempt is counted as it is claimed; a lease that ended unsettled is a failed
+    attempt ("worker lost") on the schedule: two delays, three attempts, then dead."""
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1)], NOW, cap=4)
+    lost = Attempted(AttemptKind.WORKER_LOST, None, rules.LOST)
+    at, settled = NOW, []
+    for _ in range(3):
+        (sent,), _ = outbox.claim(at, LEASE, cap=4, limit=10)
+        assert not sent.lost
+        at += LEASE  # its worker dies: the lease ends unsettled
+        (c,), _ = outbox.claim(at, LEASE, cap=4, limit=10)
+        assert (c.lost, c.attempts) == (True, sent.attempts + 1)
+        decision = rules.lost(c.attempts, at, (1.0, 1.0), lambda: 0.5)
+        assert outbox.settle(c, decision, lost, at, 4)
+        settled.append(decision.settle)
+        at += 1
+    assert settled == [Settle.RETRY, Settle.RETRY, Settle.DEAD]
+    [letter] = outbox.failures([ep])
+    assert letter.attempts == 3
+    assert letter.dead_reason == f"3 attempts failed (last: {rules.LOST})"
+    view = outbox.overview(at)
+    assert view.counters.attempts["worker_lost"] == 3
+    assert view.endpoints[0].failing_since is None  # a lost worker is not the endpoint's failure

@@ -14,12 +14,14 @@ from pallycon_store.webhooks.endpoints import Disabled, Endpoint, SealedSecret
 from pallycon_store.webhooks.outcome import Outcome, Verdict, classify, no_response
 from pallycon_store.webhooks.rules import (
     LAG_BUCKETS,
+    LOST,
     AttemptKind,
     Settle,
     bucket,
     decide,
     event_time,
     fan_out,
+    lost,
     needs_site,
     parse_entry,
     status_kind,
@@ -208,6 +210,23 @@ def test_a_streak_gap_outlasts_the_longest_jittered_delay_and_a_lease():
     assert streak_gap((), 65.0) == 65.0
     assert streak_start(NOW - 10, NOW - 1, NOW, 2.0) == NOW - 10
     assert streak_start(NOW - 10, NOW - 3, NOW, 2.0) == NOW
+
+
+@pytest.mark.parametrize(
+    ("attempts", "settle", "at"),
+    [
+        (1, Settle.RETRY, NOW + 1),
+        (2, Settle.RETRY, NOW + 10),
+        (3, Settle.DEAD, None),
+        (0, Settle.RETRY, NOW + 1),  # counted before attempts were counted at the claim
+    ],
+)
+def test_an_attempt_lost_with_its_worker_is_a_failed_attempt(
+    attempts: int, settle: Settle, at: float | None
+):
+    decision = lost(attempts, NOW, DELAYS, lambda: 0.5)
+    assert (decision.settle, decision.at, decision.failing_since) == (settle, at, None)
+    assert LOST in decision.reason
 
 
 def test_the_reasons_name_what_happened():

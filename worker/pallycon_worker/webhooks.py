@@ -7,8 +7,9 @@ threads, then read the next result events (the consumer group ``pallycon-webhook
 create their deliveries with the acknowledgement of their entries, in one script. Entries a
 dead worker left unacknowledged are taken over after :data:`RECLAIM_IDLE_MS`. Each send
 thread signs and POSTs one delivery (:mod:`pallycon_worker.webhook_send`), decides
-(:func:`pallycon_store.webhooks.rules.decide`) and settles it in one script. A delivery whose
-worker dies comes back when its lease ends.
+(:func:`pallycon_store.webhooks.rules.decide`) and settles it in one script. An attempt is
+counted as it is claimed: a delivery whose worker dies comes back when its lease ends, to the
+next claim, which settles it as a failed attempt (:func:`rules.lost`) on its schedule.
 
 Without ``PALLYCON_WEBHOOK_KEY`` a worker still fans out, but sends nothing (it cannot sign):
 the deliveries wait for a worker that can, and the loop's health says so.
@@ -231,10 +232,31 @@ class Webhooks:
         claimed, next_at = self.deliveries.claim(now, self.lease, self.cap, room)
         assert self.pool is not None
         for item in claimed:
+            if item.lost:
+                self.settle_lost(item)
+                continue
             with self.lock:
                 self.active += 1
             self.pool.submit(self.deliver, item)
         return claimed, next_at
+
+    def settle_lost(self, claimed: Claimed) -> None:
+        """Settle a delivery whose worker died during its attempt (its lease ended): a failed
+        attempt on the schedule (:func:`rules.lost`), so that one that kills its worker
+        every time ends on the dead-letter list."""
+        endpoint = self.endpoint(claimed.endpoint_id)
+        if endpoint is None:
+            return  # removed: the next claim drops it
+        now = self.rt.clock()
+        decision = rules.lost(claimed.attempts, now, self.delays, self.random.random)
+        log.warning(
+            "webhook %s to %s: attempt %d lost with its worker (its lease ended unsettled)",
+            claimed.webhook_id,
+            endpoint.id,
+            claimed.attempts,
+        )
+        attempted = Attempted(AttemptKind.WORKER_LOST, None, rules.LOST)
+        self.settle(endpoint, claimed, decision, attempted, now)
 
     def deliver(self, claimed: Claimed) -> None:
         """Send one delivery, decide, settle (a thread of the pool)."""

@@ -1,14 +1,16 @@
 -- Take due deliveries, endpoint by endpoint (earliest first), each endpoint at most ``cap``
--- in flight (across all workers), ``limit`` in all; each is leased until now + lease (then due
--- again, should its worker die). A lease that ended unsettled makes its delivery due now. The
--- deliveries of a disabled endpoint go to its dead-letter list; those of a removed one are
--- dropped.
+-- in flight (across all workers), ``limit`` in all; each is leased until now + lease and its
+-- attempt counted at once (a delivery that kills its worker uses up its schedule). A lease
+-- that ended unsettled (its worker died) is leased again to this claim and returned flagged
+-- lost: the caller settles it as a failed attempt. The deliveries of a disabled endpoint go
+-- to its dead-letter list; those of a removed one are dropped.
 -- KEYS: the endpoints hash, the state hash
 -- ARGV: base, now, lease, cap, limit, endpoints to look at (at most)
--- Returns: the schedule's next time ('' if none), then per delivery 9 values: id, endpoint,
--- attempts, webhook-id, body, event time, failing since ('' if not failing), lease end (the
--- claim's token: a settle changes the delivery only while it holds this lease), the
--- endpoint's last failure ('' if none)
+-- Returns: the schedule's next time ('' if none), then per delivery 10 values: id, endpoint,
+-- attempts (before this one; a lost one: with the lost one), webhook-id, body ('' if lost),
+-- event time, failing since ('' if not failing), lease end (the claim's token: a settle
+-- changes the delivery only while it holds this lease), the endpoint's last failure ('' if
+-- none), '1' if lost ('' if to be sent)
 local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, limit, looks = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {''}
@@ -38,21 +40,32 @@ for _, ep in ipairs(eps) do
     redis.call('ZREM', schedule, ep)
   else
     local flight = flight_key(ep)
+    local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
+    local failing, last = streak[1] or '', streak[2] or ''
+    -- A lease that ended unsettled: its attempt (counted at its claim) was lost with its
+    -- worker. Leased again to this claim, returned flagged, for the schedule to settle.
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight, '-inf', now)) do
-      redis.call('ZREM', flight, id)
-      redis.call('ZADD', due_key(ep), now, id)
+      local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'event_at')
+      if d[2] then
+        redis.call('ZADD', flight, ends, id)
+        for _, value in ipairs({id, ep, d[1], d[2], '', d[3], failing, token, last, '1'}) do
+          table.insert(out, value)
+        end
+      else
+        redis.call('ZREM', flight, id)
+        redis.call('ZREM', pending_key(ep), id)
+      end
     end
     local room = math.min(cap - redis.call('ZCARD', flight), limit - taken)
     if room > 0 then
-      local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
-      local failing, last = streak[1] or '', streak[2] or ''
       local ids = redis.call('ZRANGEBYSCORE', due_key(ep), '-inf', now, 'LIMIT', 0, room)
       for _, id in ipairs(ids) do
         redis.call('ZREM', due_key(ep), id)
         local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'body', 'event_at')
         if d[2] then
           redis.call('ZADD', flight, ends, id)
-          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token, last}) do
+          redis.call('HINCRBY', delivery_key(id), 'attempts', 1)  -- counted as it starts
+          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token, last, ''}) do
             table.insert(out, value)
           end
           taken = taken + 1

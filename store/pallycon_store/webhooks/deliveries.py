@@ -41,7 +41,7 @@ EVENTS_KEPT = 10_000
 #: Endpoints one claim looks at, at most.
 CLAIM_LOOKS = 200
 #: The values per delivery in a claim's reply (claim.lua).
-CLAIM_FIELDS = 9
+CLAIM_FIELDS = 10
 
 
 @functools.cache
@@ -55,13 +55,16 @@ class Claimed:
 
     delivery_id: str
     endpoint_id: str
-    attempts: int  # before this attempt
+    attempts: int  # before this attempt (counted in Redis as it was claimed)
     webhook_id: str
     body: bytes
     event_at: float
     failing_since: float | None  # the start of the endpoint's failing streak (None: none)
     lease_ends: float  # the claim's token: a settle applies only while this lease holds
     last_failure: float | None = None  # the endpoint's last failed attempt (None: none)
+    #: Its lease had ended unsettled (its worker died during the attempt, counted in
+    #: ``attempts``): to settle as a failed attempt (:func:`rules.lost`), not to send.
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,8 +206,9 @@ class Deliveries:
         self, now: float, lease: float, cap: int, limit: int
     ) -> tuple[list[Claimed], float | None]:
         """Take up to ``limit`` due deliveries, endpoint by endpoint, each endpoint at most
-        ``cap`` in flight; each leased until ``now + lease``. With them, when the next
-        endpoint has something to do (None: none has)."""
+        ``cap`` in flight; each leased until ``now + lease``, its attempt counted. With them,
+        the deliveries whose lease ended unsettled (:attr:`Claimed.lost`, leased again to the
+        caller to settle), and when the next endpoint has something to do (None: none has)."""
         reply = cast(
             list[Any],
             self._claim(
@@ -224,6 +228,7 @@ class Deliveries:
                 failing_since=_float(_str(rest[i + 6])),
                 lease_ends=float(rest[i + 7]),
                 last_failure=_float(_str(rest[i + 8])),
+                lost=_str(rest[i + 9]) == "1",
             )
             for i in range(0, len(rest), CLAIM_FIELDS)
         ]
@@ -264,7 +269,7 @@ class Deliveries:
             "" if decision.at is None else repr(decision.at),
             decision.reason,
             attempted.kind.value,
-            claimed.attempts + 1,
+            claimed.attempts if claimed.lost else claimed.attempts + 1,
             latency_bucket,
             latency_ms,
             rules.bucket(lag, rules.LAG_BUCKETS),

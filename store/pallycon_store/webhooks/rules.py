@@ -55,7 +55,8 @@ class AttemptKind(StrEnum):
     TIMEOUT = "timeout"
     NO_CONNECTION = "no_connection"
     REFUSED_ADDRESS = "refused_address"
-    ERROR = "error"  # no response for another reason (a broken connection, a bad secret)
+    ERROR = "error"  # no response for another reason (a broken connection)
+    WORKER_LOST = "worker_lost"  # the attempt's lease ended unsettled (its worker died)
 
 
 def status_kind(status: int) -> AttemptKind:
@@ -183,6 +184,23 @@ class Decision:
     at: float | None = None  # the next attempt's time (RETRY)
     #: The start of the endpoint's failing streak this failure belongs to (None: delivered).
     failing_since: float | None = None
+
+
+#: The outcome of an attempt whose worker was lost (its lease ended unsettled).
+LOST = "worker lost (the attempt's lease ended unsettled)"
+
+
+def lost(
+    attempts: int, now: float, delays: Sequence[float], random: Callable[[], float]
+) -> Decision:
+    """The decision for a delivery whose attempt number ``attempts`` was lost with its worker
+    (the lease ended unsettled): a failed attempt on the schedule, retried after its next
+    delay or dead once it has run out. The endpoint's failing streak is left as it is (the
+    worker may have died of something else): no disable, ``failing_since`` None."""
+    delay = schedule.next_delay(max(1, attempts), random, None, delays)
+    if delay is None:
+        return Decision(Settle.DEAD, f"{attempts} attempts failed (last: {LOST})")
+    return Decision(Settle.RETRY, LOST, now + delay)
 
 
 def streak_gap(delays: Sequence[float], lease: float) -> float:

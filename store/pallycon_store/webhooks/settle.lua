@@ -7,7 +7,7 @@
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
 --   event JSON (disable), events kept, the claim's lease end, the attempt's outcome, the
---   start of the endpoint's failing streak (a failure: rules.streak_start)
+--   start of the endpoint's failing streak (a failure: rules.streak_start; '' leaves it)
 local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local counters, state = KEYS[1], KEYS[2]
 redis.call('HINCRBY', counters, 'attempts ' .. ARGV[9], 1)
@@ -35,7 +35,9 @@ local held = redis.call('ZSCORE', flight_key(ep), id)
 if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
 end
-redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now)
+if ARGV[19] ~= '' then  -- '' (a lost worker): the streak left as it is
+  redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now)
+end
 redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
 if settle == 'retry' then
   redis.call('ZREM', flight_key(ep), id)
