@@ -282,3 +282,14 @@ def test_a_delivery_that_kills_its_worker_every_time_ends_dead_lettered(outbox: 
     view = outbox.overview(at)
     assert view.counters.attempts["worker_lost"] == 3
     assert view.endpoints[0].failing_since is None  # a lost worker is not the endpoint's failure
+
+
+def test_a_claim_leaves_the_endpoints_it_is_told_to_skip(outbox: Deliveries):
+    """A worker whose key does not open an endpoint's secret skips it: its deliveries stay
+    due, uncounted, for a worker whose key does."""
+    unreadable, fine = add(outbox, "unreadable"), add(outbox, "fine")
+    outbox.fan_out([], [new(unreadable, 1), new(fine, 1)], NOW, cap=4)
+    claimed, _ = outbox.claim(NOW, LEASE, cap=4, limit=10, skip=[unreadable])
+    assert [c.endpoint_id for c in claimed] == [fine]
+    (other,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
+    assert (other.endpoint_id, other.attempts) == (unreadable, 0)

@@ -12,7 +12,10 @@ counted as it is claimed: a delivery whose worker dies comes back when its lease
 next claim, which settles it as a failed attempt (:func:`rules.lost`) on its schedule.
 
 Without ``PALLYCON_WEBHOOK_KEY`` a worker still fans out, but sends nothing (it cannot sign):
-the deliveries wait for a worker that can, and the loop's health says so.
+the deliveries wait for a worker that can, and the loop's health says so. With a key that does
+not open an endpoint's secret (another key sealed it), a worker claims nothing of that
+endpoint: it is the worker's fault, not the endpoint's (no attempt counted, no streak), and the
+loop's health names the endpoint.
 """
 
 from __future__ import annotations
@@ -102,7 +105,10 @@ class Webhooks:
         self.wake = threading.Event()
         self.endpoints: dict[str, Endpoint] = {}
         self._opened: dict[tuple[str, str], Secret] = {}
+        self._refused: dict[tuple[str, str], WebhookError] = {}
         self._no_key_said = 0.0
+        self.unreadable: list[str] = []  # endpoints whose secrets this worker's key does not open
+        self._unreadable_said = 0.0
 
     # --- The loop ----------------------------------------------------------------------------
 
@@ -143,11 +149,19 @@ class Webhooks:
             self.pool.shutdown(wait=False)
 
     def report(self) -> None:
-        """The loop's health: ok, or failing without the key while endpoints exist."""
+        """The loop's health: ok, or failing without the key while endpoints exist, or with a
+        key that does not open some endpoint's secret (a warning line too, each minute)."""
         if self.sealer is None and self.endpoints:
             if self.rt.clock() - self._no_key_said >= NO_KEY_EVERY:
                 self._no_key_said = self.rt.clock()
                 self.health.failed(LOOP, ConfigError(no_key_line()))
+            return
+        if self.unreadable:
+            if self.rt.clock() - self._unreadable_said >= NO_KEY_EVERY:
+                self._unreadable_said = self.rt.clock()
+                line = wrong_key_line(self.unreadable)
+                log.warning(line)
+                self.health.failed(LOOP, ConfigError(line))
             return
         self.health.ok(LOOP)
 
@@ -229,7 +243,10 @@ class Webhooks:
         room = self.concurrency - self.in_flight()
         if room <= 0:
             return [], None
-        claimed, next_at = self.deliveries.claim(now, self.lease, self.cap, room)
+        self.unreadable = self.cannot_sign(now)
+        claimed, next_at = self.deliveries.claim(
+            now, self.lease, self.cap, room, skip=self.unreadable
+        )
         assert self.pool is not None
         for item in claimed:
             if item.lost:
@@ -311,10 +328,23 @@ class Webhooks:
         now = self.rt.clock()
         try:
             secrets = self.secrets(endpoint, now)
-        except WebhookError as exc:
-            return Sent(no_response(str(exc)), AttemptKind.ERROR, None)
+        except WebhookError as exc:  # this worker's key: not the endpoint's failure
+            return Sent(no_response(str(exc)), AttemptKind.ERROR, None, attempted=False)
         client = self.clients.of(endpoint)
         return send(client, endpoint, claimed.webhook_id, claimed.body, secrets, now)
+
+    def cannot_sign(self, now: float) -> list[str]:
+        """The enabled endpoints whose active secrets this worker's key does not open (each
+        sealed secret tried once): the claim leaves them to the workers whose key does."""
+        found = []
+        for endpoint in self.endpoints.values():
+            if endpoint.disabled is not None:
+                continue
+            try:
+                self.secrets(endpoint, now)
+            except WebhookError:
+                found.append(endpoint.id)
+        return found
 
     def secrets(self, endpoint: Endpoint, now: float) -> list[Secret]:
         """The secrets that sign for ``endpoint`` now (opened once each)."""
@@ -322,8 +352,14 @@ class Webhooks:
         found = []
         for sealed in endpoint.active_secrets(now):
             key = (endpoint.id, sealed.sealed)
+            if key in self._refused:
+                raise self._refused[key]
             if key not in self._opened:
-                self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
+                try:
+                    self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
+                except WebhookError as exc:
+                    self._refused[key] = exc
+                    raise
             found.append(self._opened[key])
         return found
 
@@ -377,6 +413,16 @@ def no_key_line() -> str:
     return (
         "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks (it cannot sign); "
         "deliveries wait for a worker that has the key"
+    )
+
+
+def wrong_key_line(endpoint_ids: Sequence[str]) -> str:
+    """Why a worker sends nothing to ``endpoint_ids``."""
+    return (
+        f"PALLYCON_WEBHOOK_KEY does not open the secret of webhook endpoint(s) "
+        f"{', '.join(sorted(endpoint_ids))}: this worker sends them nothing (their deliveries "
+        "wait for a worker with the key that sealed them; or add the endpoint again, or "
+        "rotate its secret, with this key)"
     )
 
 

@@ -5,7 +5,8 @@
 -- lost: the caller settles it as a failed attempt. The deliveries of a disabled endpoint go
 -- to its dead-letter list; those of a removed one are dropped.
 -- KEYS: the endpoints hash, the state hash
--- ARGV: base, now, lease, cap, limit, endpoints to look at (at most)
+-- ARGV: base, now, lease, cap, limit, endpoints to look at (at most), then the endpoints to
+--   leave (their secrets do not open with the caller's key: another worker sends them)
 -- Returns: the schedule's next time ('' if none), then per delivery 10 values: id, endpoint,
 -- attempts (before this one; a lost one: with the lost one), webhook-id, body ('' if lost),
 -- event time, failing since ('' if not failing), lease end (the claim's token: a settle
@@ -17,64 +18,69 @@ local out = {''}
 local ends = now + lease
 local token = string.format('%.17g', ends)
 local taken = 0
+local skip = {}
+for i = 7, #ARGV do skip[ARGV[i]] = true end
 local eps = redis.call('ZRANGEBYSCORE', schedule, '-inf', now, 'LIMIT', 0, looks)
 for _, ep in ipairs(eps) do
   if taken >= limit then break end
-  local text = redis.call('HGET', KEYS[1], ep)
-  local disabled = nil
-  if text then
-    local endpoint = cjson.decode(text)
-    if type(endpoint.disabled) == 'table' then
-      disabled = 'endpoint disabled: ' .. tostring(endpoint.disabled.reason)
-    end
-  end
-  if not text or disabled then
-    for _, key in ipairs({due_key(ep), flight_key(ep)}) do
-      for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-        if disabled then bury(ep, id, now, disabled) else drop(ep, id) end
+  if not skip[ep] then  -- a skipped endpoint is left as it is
+    local text = redis.call('HGET', KEYS[1], ep)
+    local disabled = nil
+    if text then
+      local endpoint = cjson.decode(text)
+      if type(endpoint.disabled) == 'table' then
+        disabled = 'endpoint disabled: ' .. tostring(endpoint.disabled.reason)
       end
     end
-    if not text then
-      for _, id in ipairs(redis.call('ZRANGE', dead_key(ep), 0, -1)) do drop(ep, id) end
-    end
-    redis.call('ZREM', schedule, ep)
-  else
-    local flight = flight_key(ep)
-    local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
-    local failing, last = streak[1] or '', streak[2] or ''
-    -- A lease that ended unsettled: its attempt (counted at its claim) was lost with its
-    -- worker. Leased again to this claim, returned flagged, for the schedule to settle.
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight, '-inf', now)) do
-      local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'event_at')
-      if d[2] then
-        redis.call('ZADD', flight, ends, id)
-        for _, value in ipairs({id, ep, d[1], d[2], '', d[3], failing, token, last, '1'}) do
-          table.insert(out, value)
+    if not text or disabled then
+      for _, key in ipairs({due_key(ep), flight_key(ep)}) do
+        for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+          if disabled then bury(ep, id, now, disabled) else drop(ep, id) end
         end
-      else
-        redis.call('ZREM', flight, id)
-        redis.call('ZREM', pending_key(ep), id)
       end
-    end
-    local room = math.min(cap - redis.call('ZCARD', flight), limit - taken)
-    if room > 0 then
-      local ids = redis.call('ZRANGEBYSCORE', due_key(ep), '-inf', now, 'LIMIT', 0, room)
-      for _, id in ipairs(ids) do
-        redis.call('ZREM', due_key(ep), id)
-        local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'body', 'event_at')
+      if not text then
+        for _, id in ipairs(redis.call('ZRANGE', dead_key(ep), 0, -1)) do drop(ep, id) end
+      end
+      redis.call('ZREM', schedule, ep)
+    else
+      local flight = flight_key(ep)
+      local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
+      local failing, last = streak[1] or '', streak[2] or ''
+      -- A lease that ended unsettled: its attempt (counted at its claim) was lost with its
+      -- worker. Leased again to this claim, returned flagged, for the schedule to settle.
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', flight, '-inf', now)) do
+        local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'event_at')
         if d[2] then
           redis.call('ZADD', flight, ends, id)
-          redis.call('HINCRBY', delivery_key(id), 'attempts', 1)  -- counted as it starts
-          for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token, last, ''}) do
+          for _, value in ipairs({id, ep, d[1], d[2], '', d[3], failing, token, last, '1'}) do
             table.insert(out, value)
           end
-          taken = taken + 1
         else
+          redis.call('ZREM', flight, id)
           redis.call('ZREM', pending_key(ep), id)
         end
       end
+      local room = math.min(cap - redis.call('ZCARD', flight), limit - taken)
+      if room > 0 then
+        local ids = redis.call('ZRANGEBYSCORE', due_key(ep), '-inf', now, 'LIMIT', 0, room)
+        for _, id in ipairs(ids) do
+          redis.call('ZREM', due_key(ep), id)
+          local d = redis.call('HMGET', delivery_key(id), 'attempts', 'webhook_id', 'body',
+            'event_at')
+          if d[2] then
+            redis.call('ZADD', flight, ends, id)
+            redis.call('HINCRBY', delivery_key(id), 'attempts', 1)  -- counted as it starts
+            for _, value in ipairs({id, ep, d[1], d[2], d[3], d[4], failing, token, last, ''}) do
+              table.insert(out, value)
+            end
+            taken = taken + 1
+          else
+            redis.call('ZREM', pending_key(ep), id)
+          end
+        end
+      end
+      reschedule(ep, cap)
     end
-    reschedule(ep, cap)
   end
 end
 local next = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')

@@ -203,17 +203,18 @@ class Deliveries:
         return int(cast(int, self._fanout(keys=[self.keys.results], args=args)))
 
     def claim(
-        self, now: float, lease: float, cap: int, limit: int
+        self, now: float, lease: float, cap: int, limit: int, skip: Sequence[str] = ()
     ) -> tuple[list[Claimed], float | None]:
         """Take up to ``limit`` due deliveries, endpoint by endpoint, each endpoint at most
         ``cap`` in flight; each leased until ``now + lease``, its attempt counted. With them,
         the deliveries whose lease ended unsettled (:attr:`Claimed.lost`, leased again to the
-        caller to settle), and when the next endpoint has something to do (None: none has)."""
+        caller to settle), and when the next endpoint has something to do (None: none has).
+        The endpoints ``skip`` are left as they are (the caller cannot sign for them)."""
         reply = cast(
             list[Any],
             self._claim(
                 keys=[self.keys.webhook_endpoints, self.keys.webhook_state],
-                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS],
+                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS, *skip],
             ),
         )
         head, rest = reply[0], reply[1:]
