@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pallycon_store.keys import WEBHOOK_GROUP
+from pallycon_store.webhooks import deliveries as outbox_module
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoints
@@ -151,6 +152,8 @@ def test_disabling_buries_the_pending_deliveries_and_says_so(outbox: Deliveries)
     claimed, _ = outbox.claim(NOW, LEASE, cap=2, limit=10)
     gone = Decision(Settle.DISABLE, "HTTP 410 (Gone) at a delivery")
     outbox.disable_endpoint(claimed[0], gone, Attempted(AttemptKind.HTTP_410, 0.01), NOW + 1, 2)
+    assert len(outbox.failures([ep])) == 1
+    assert outbox.claim(NOW + 1, LEASE, cap=2, limit=10)[0] == []  # buries the others
     assert len(outbox.failures([ep])) == 5
     assert outbox.claim(NOW + LEASE * 2, LEASE, cap=2, limit=10)[0] == []
     [event] = outbox.events()
@@ -293,3 +296,32 @@ def test_a_claim_leaves_the_endpoints_it_is_told_to_skip(outbox: Deliveries):
     assert [c.endpoint_id for c in claimed] == [fine]
     (other,), _ = outbox.claim(NOW, LEASE, cap=4, limit=10)
     assert (other.endpoint_id, other.attempts) == (unreadable, 0)
+
+
+def test_burying_dropping_and_replaying_go_a_chunk_per_script(
+    outbox: Deliveries, monkeypatch: pytest.MonkeyPatch
+):
+    """No script works through a whole list at once (it would block Redis): a disabled
+    endpoint's deliveries are buried a chunk per claim, a removed one's dead-letter list
+    dropped so, and a replay loops a chunk per call."""
+    monkeypatch.setattr(outbox_module, "CHUNK", 3)
+    ep, gone = add(outbox, "chunked"), add(outbox, "gone")
+    outbox.fan_out([], [new(ep, n) for n in range(7)] + [new(gone, n) for n in range(4)], NOW, 4)
+    outbox.disable_by_hand(ep, "by hand", NOW)
+    outbox.disable_by_hand(gone, "by hand", NOW)
+    found = []
+    for _ in range(4):
+        outbox.claim(NOW, LEASE, cap=4, limit=10)
+        found.append(len(outbox.failures([ep, gone])))
+    assert found == [3, 6, 9, 11]  # one endpoint's chunk per claim, then the next's
+    assert outbox.redis.zscore(outbox.keys.webhook_schedule, ep) is None
+    assert outbox.overview(NOW).counters.dead == 11
+    outbox.remove_endpoint(gone)
+    outbox.claim(NOW, LEASE, cap=4, limit=10)
+    assert outbox.redis.zcard(outbox.keys.webhook_dead(gone)) == 1
+    outbox.claim(NOW, LEASE, cap=4, limit=10)
+    assert outbox.redis.zcard(outbox.keys.webhook_dead(gone)) == 0
+    assert outbox.redis.exists(outbox.keys.webhook_delivery(f"{gone}/req-0:2")) == 0
+    outbox.enable_endpoint(ep)
+    assert outbox.replay([ep], NOW + 1, cap=4) == 7
+    assert outbox.failures([ep]) == []

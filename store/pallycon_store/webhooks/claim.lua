@@ -3,10 +3,12 @@
 -- attempt counted at once (a delivery that kills its worker uses up its schedule). A lease
 -- that ended unsettled (its worker died) is leased again to this claim and returned flagged
 -- lost: the caller settles it as a failed attempt. The deliveries of a disabled endpoint go
--- to its dead-letter list; those of a removed one are dropped.
--- KEYS: the endpoints hash, the state hash
--- ARGV: base, now, lease, cap, limit, endpoints to look at (at most), then the endpoints to
---   leave (their secrets do not open with the caller's key: another worker sends them)
+-- to its dead-letter list (counted dead); those of a removed one, and its dead-letter list,
+-- are dropped: at most ``chunk`` of them per claim.
+-- KEYS: the endpoints hash, the state hash, the counters hash
+-- ARGV: base, now, lease, cap, limit, endpoints to look at (at most), chunk, then the
+--   endpoints to leave (their secrets do not open with the caller's key: another worker
+--   sends them)
 -- Returns: the schedule's next time ('' if none), then per delivery 10 values: id, endpoint,
 -- attempts (before this one; a lost one: with the lost one), webhook-id, body ('' if lost),
 -- event time, failing since ('' if not failing), lease end (the claim's token: a settle
@@ -18,8 +20,9 @@ local out = {''}
 local ends = now + lease
 local token = string.format('%.17g', ends)
 local taken = 0
+local budget, buried = tonumber(ARGV[7]), 0
 local skip = {}
-for i = 7, #ARGV do skip[ARGV[i]] = true end
+for i = 8, #ARGV do skip[ARGV[i]] = true end
 local eps = redis.call('ZRANGEBYSCORE', schedule, '-inf', now, 'LIMIT', 0, looks)
 for _, ep in ipairs(eps) do
   if taken >= limit then break end
@@ -33,15 +36,26 @@ for _, ep in ipairs(eps) do
       end
     end
     if not text or disabled then
-      for _, key in ipairs({due_key(ep), flight_key(ep)}) do
-        for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-          if disabled then bury(ep, id, now, disabled) else drop(ep, id) end
+      -- At most ``budget`` deliveries buried or dropped per claim (a script blocks Redis):
+      -- an endpoint with more left is looked at again at once, by the next claim.
+      local keys = {due_key(ep), flight_key(ep)}
+      if not text then table.insert(keys, dead_key(ep)) end
+      for _, key in ipairs(keys) do
+        if budget <= 0 then break end
+        for _, id in ipairs(redis.call('ZRANGE', key, 0, budget - 1)) do
+          if disabled then
+            buried = buried + bury(ep, id, now, disabled)
+          else
+            drop(ep, id)
+          end
+          budget = budget - 1
         end
       end
-      if not text then
-        for _, id in ipairs(redis.call('ZRANGE', dead_key(ep), 0, -1)) do drop(ep, id) end
+      if budget > 0 then
+        redis.call('ZREM', schedule, ep)
+      else
+        redis.call('ZADD', schedule, 0, ep)
       end
-      redis.call('ZREM', schedule, ep)
     else
       local flight = flight_key(ep)
       local streak = redis.call('HMGET', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
@@ -83,6 +97,7 @@ for _, ep in ipairs(eps) do
     end
   end
 end
+if buried > 0 then redis.call('HINCRBY', KEYS[3], 'dead', buried) end
 local next = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 if #next > 0 then out[1] = next[2] end
 return out

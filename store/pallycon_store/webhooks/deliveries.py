@@ -40,6 +40,9 @@ from pallycon_store.webhooks.rules import Decision, NewDelivery, Settle
 EVENTS_KEPT = 10_000
 #: Endpoints one claim looks at, at most.
 CLAIM_LOOKS = 200
+#: The most deliveries one script buries, drops or replays (a script blocks Redis while it
+#: runs): more are done a chunk per claim, or per call (replay).
+CHUNK = 500
 #: The values per delivery in a claim's reply (claim.lua).
 CLAIM_FIELDS = 10
 
@@ -213,8 +216,12 @@ class Deliveries:
         reply = cast(
             list[Any],
             self._claim(
-                keys=[self.keys.webhook_endpoints, self.keys.webhook_state],
-                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS, *skip],
+                keys=[
+                    self.keys.webhook_endpoints,
+                    self.keys.webhook_state,
+                    self.keys.webhook_counters,
+                ],
+                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS, CHUNK, *skip],
             ),
         )
         head, rest = reply[0], reply[1:]
@@ -295,8 +302,9 @@ class Deliveries:
         self, claimed: Claimed, decision: Decision, attempted: Attempted, now: float, cap: int
     ) -> Endpoint:
         """Disable the endpoint of ``claimed`` saying why (nothing more is claimed for it),
-        then settle ``claimed``: it and the endpoint's pending deliveries go to its dead-letter
-        list, and an event says so (``Keys.webhook_events``)."""
+        then settle ``claimed``: it goes to the dead-letter list and an event says so
+        (``Keys.webhook_events``); the next claims put the endpoint's other pending deliveries
+        there, :data:`CHUNK` at a time."""
         endpoint = self.endpoints.disable(claimed.endpoint_id, decision.reason, now)
         self.settle(claimed, decision, attempted, now, cap)
         return endpoint
@@ -349,15 +357,28 @@ class Deliveries:
         since: float | None = None,
         limit: int = 1_000_000,
     ) -> int:
-        """Put the dead-lettered deliveries of ``endpoint_ids`` (dead at or after ``since``)
-        back: attempts reset, due now. How many."""
+        """Put the dead-lettered deliveries of ``endpoint_ids`` (dead at or after ``since``,
+        at most ``limit``, and at most those there as it starts) back: attempts reset, due
+        now. :data:`CHUNK` per script call. How many."""
         if not endpoint_ids:
             return 0
-        args: list[str | float | int] = [self.keys.webhooks_base, now, cap]
-        args.append("-inf" if since is None else repr(since))
-        args += [limit, *endpoint_ids]
+        low = "-inf" if since is None else repr(since)
+        pipe = self.redis.pipeline(transaction=False)
+        for endpoint_id in endpoint_ids:
+            pipe.zcount(self.keys.webhook_dead(endpoint_id), low, "+inf")
+        left = min(limit, sum(int(n) for n in pipe.execute()))
         keys = [self.keys.webhook_counters, self.keys.webhook_state]
-        return int(cast(int, self._replay(keys=keys, args=args)))
+        replayed = 0
+        while left > 0:
+            chunk = min(CHUNK, left)
+            args: list[str | float | int] = [self.keys.webhooks_base, now, cap, low, chunk]
+            args += endpoint_ids
+            count, looked = cast(list[int], self._replay(keys=keys, args=args))
+            replayed += int(count)
+            left -= int(looked)
+            if int(looked) < chunk:
+                break
+        return replayed
 
     def look_now(self, endpoint_id: str) -> None:
         """Make the next claim look at the endpoint at once: after it is disabled (its

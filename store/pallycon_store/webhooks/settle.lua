@@ -1,6 +1,7 @@
 -- One attempt's end: counted (by outcome, its latency), and its delivery delivered (deleted;
 -- the lag counted), due again at a time, dead (the dead-letter list), or its endpoint disabled
--- (this delivery and every pending one to the dead-letter list, an event written). An attempt
+-- (this delivery to the dead-letter list, an event written; the claims bury the endpoint's
+-- other pending deliveries, a chunk at a time). An attempt
 -- whose lease had ended, and which another claim now holds, changes nothing but the counters
 -- (unless it delivered).
 -- KEYS: the counters hash, the state hash, the webhook events stream
@@ -47,16 +48,10 @@ elseif settle == 'dead' then
   redis.call('HINCRBY', counters, 'dead', 1)
 elseif settle == 'disable' then
   bury(ep, id, now, ARGV[8])
-  local buried = 1
-  for _, k in ipairs({due_key(ep), flight_key(ep)}) do
-    for _, other in ipairs(redis.call('ZRANGE', k, 0, -1)) do
-      buried = buried + bury(ep, other, now, 'endpoint disabled: ' .. ARGV[8])
-    end
-  end
-  redis.call('HINCRBY', counters, 'dead', buried)
+  redis.call('HINCRBY', counters, 'dead', 1)
   redis.call('HINCRBY', counters, 'disabled', 1)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[16], '*', 'event', ARGV[15])
-  redis.call('ZREM', schedule, ep)
+  redis.call('ZADD', schedule, 0, ep)  -- the claims bury the others, a chunk at a time
   return 1
 end
 reschedule(ep, cap)
