@@ -325,3 +325,23 @@ def test_burying_dropping_and_replaying_go_a_chunk_per_script(
     outbox.enable_endpoint(ep)
     assert outbox.replay([ep], NOW + 1, cap=4) == 7
     assert outbox.failures([ep]) == []
+
+
+def test_a_dead_letter_list_keeps_its_newest(outbox: Deliveries):
+    """Past the number kept (PALLYCON_WEBHOOK_DEAD_LETTERS), the oldest dead letters are
+    dropped with their bodies, as new ones come: by a settle and by the claim that buries a
+    disabled endpoint's deliveries."""
+    kept = Deliveries(outbox.redis, outbox.keys, dead_letters=2)
+    ep = add(outbox)
+    kept.fan_out([], [new(ep, n) for n in range(5)], NOW, cap=4)
+    for n, c in enumerate(kept.claim(NOW, LEASE, cap=4, limit=3)[0]):
+        dead = Decision(Settle.DEAD, f"dead {n}", None, NOW)
+        kept.settle(c, dead, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + n, 4)
+    assert [letter.dead_reason for letter in kept.failures([ep])] == ["dead 2", "dead 1"]
+    first = outbox.keys.webhook_delivery(f"{ep}/req-0:2")
+    assert outbox.redis.exists(first) == 0  # its body is gone too
+    kept.disable_by_hand(ep, "by hand", NOW + 5)
+    kept.claim(NOW + 5, LEASE, cap=4, limit=10)
+    assert len(kept.failures([ep])) == 2
+    counts = kept.overview(NOW + 6).counters
+    assert (counts.dead, counts.dead_dropped) == (5, 3)

@@ -87,7 +87,7 @@ class Webhooks:
     def __init__(self, rt: Runtime, consumer: str, health: LoopHealth) -> None:
         s = rt.settings
         self.rt, self.consumer, self.health = rt, consumer, health
-        self.deliveries = Deliveries(rt.shared.redis, rt.shared.keys)
+        self.deliveries = Deliveries(rt.shared.redis, rt.shared.keys, s.webhook_dead_letters)
         self.cap = s.webhook_endpoint_concurrency
         self.concurrency = s.webhook_concurrency
         self.lease = lease_of(s.webhook_timeout)

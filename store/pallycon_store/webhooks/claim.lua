@@ -3,10 +3,10 @@
 -- attempt counted at once (a delivery that kills its worker uses up its schedule). A lease
 -- that ended unsettled (its worker died) is leased again to this claim and returned flagged
 -- lost: the caller settles it as a failed attempt. The deliveries of a disabled endpoint go
--- to its dead-letter list (counted dead); those of a removed one, and its dead-letter list,
--- are dropped: at most ``chunk`` of them per claim.
+-- to its dead-letter list (counted dead; the list cut to its ``keep`` newest); those of a
+-- removed one, and its dead-letter list, are dropped: at most ``chunk`` of them per claim.
 -- KEYS: the endpoints hash, the state hash, the counters hash
--- ARGV: base, now, lease, cap, limit, endpoints to look at (at most), chunk, then the
+-- ARGV: base, now, lease, cap, limit, endpoints to look at (at most), chunk, keep, then the
 --   endpoints to leave (their secrets do not open with the caller's key: another worker
 --   sends them)
 -- Returns: the schedule's next time ('' if none), then per delivery 10 values: id, endpoint,
@@ -20,9 +20,10 @@ local out = {''}
 local ends = now + lease
 local token = string.format('%.17g', ends)
 local taken = 0
-local budget, buried = tonumber(ARGV[7]), 0
+local chunk, keep = tonumber(ARGV[7]), tonumber(ARGV[8])
+local budget, buried, trimmed = chunk, 0, 0
 local skip = {}
-for i = 8, #ARGV do skip[ARGV[i]] = true end
+for i = 9, #ARGV do skip[ARGV[i]] = true end
 local eps = redis.call('ZRANGEBYSCORE', schedule, '-inf', now, 'LIMIT', 0, looks)
 for _, ep in ipairs(eps) do
   if taken >= limit then break end
@@ -51,6 +52,7 @@ for _, ep in ipairs(eps) do
           budget = budget - 1
         end
       end
+      if disabled then trimmed = trimmed + trim_dead(ep, keep, chunk) end
       if budget > 0 then
         redis.call('ZREM', schedule, ep)
       else
@@ -98,6 +100,7 @@ for _, ep in ipairs(eps) do
   end
 end
 if buried > 0 then redis.call('HINCRBY', KEYS[3], 'dead', buried) end
+if trimmed > 0 then redis.call('HINCRBY', KEYS[3], 'dead dropped', trimmed) end
 local next = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 if #next > 0 then out[1] = next[2] end
 return out

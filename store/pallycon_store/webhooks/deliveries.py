@@ -15,7 +15,8 @@ attempt's settle, the release of a delivery not attempted, the replay.
 Counters (``Keys.webhook_counters``): ``attempts <kind>`` (:class:`rules.AttemptKind`),
 ``latency <bucket>`` / ``latency sum ms`` / ``latency count`` (attempts that got a response),
 ``lag <bucket>`` / ``lag sum ms`` / ``lag count`` (an event's time to its 2xx), ``delivered``,
-``dead``, ``disabled``, ``replayed``; buckets are upper bounds in seconds
+``dead``, ``dead dropped`` (dead letters dropped past the number kept), ``disabled``,
+``replayed``; buckets are upper bounds in seconds
 (:data:`rules.LATENCY_BUCKETS`, :data:`rules.LAG_BUCKETS`) or ``+Inf``, not cumulative.
 """
 
@@ -43,6 +44,9 @@ CLAIM_LOOKS = 200
 #: The most deliveries one script buries, drops or replays (a script blocks Redis while it
 #: runs): more are done a chunk per claim, or per call (replay).
 CHUNK = 500
+#: Dead letters kept per endpoint by default (``PALLYCON_WEBHOOK_DEAD_LETTERS``): beyond, the
+#: oldest are dropped as new ones come.
+DEAD_LETTERS = 10_000
 #: The values per delivery in a claim's reply (claim.lua).
 CLAIM_FIELDS = 10
 
@@ -141,6 +145,7 @@ class DeliveryCounters:
     dead: int  # deliveries sent to a dead-letter list
     disabled: int  # endpoints disabled by a delivery (410, failing for days)
     replayed: int
+    dead_dropped: int = 0  # dead letters dropped, the oldest past the number kept
 
 
 @dataclass(frozen=True)
@@ -168,9 +173,10 @@ def _histogram(found: dict[str, str], name: str, bounds: Sequence[float]) -> His
 class Deliveries:
     """The webhook outbox of one deployment (its keys), in Redis."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, dead_letters: int = DEAD_LETTERS) -> None:
         self.redis = client
         self.keys = keys
+        self.dead_letters = dead_letters  # kept per endpoint (the workers' setting)
         self.endpoints = Endpoints(client, keys)
         self._fanout = self._script("fanout")
         self._claim = self._script("claim")
@@ -221,7 +227,17 @@ class Deliveries:
                     self.keys.webhook_state,
                     self.keys.webhook_counters,
                 ],
-                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS, CHUNK, *skip],
+                args=[
+                    self.keys.webhooks_base,
+                    now,
+                    lease,
+                    cap,
+                    limit,
+                    CLAIM_LOOKS,
+                    CHUNK,
+                    self.dead_letters,
+                    *skip,
+                ],
             ),
         )
         head, rest = reply[0], reply[1:]
@@ -287,6 +303,8 @@ class Deliveries:
             repr(claimed.lease_ends),
             attempted.reason or decision.reason,
             "" if decision.failing_since is None else repr(decision.failing_since),
+            self.dead_letters,
+            CHUNK,
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
         return bool(self._settle(keys=keys, args=args))
@@ -456,6 +474,7 @@ class Deliveries:
                 dead=int(counters.get("dead", 0)),
                 disabled=int(counters.get("disabled", 0)),
                 replayed=int(counters.get("replayed", 0)),
+                dead_dropped=int(counters.get("dead dropped", 0)),
             ),
             disabled_endpoints=sum(e.disabled is not None for e in endpoints),
         )

@@ -8,7 +8,8 @@
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
 --   event JSON (disable), events kept, the claim's lease end, the attempt's outcome, the
---   start of the endpoint's failing streak (a failure: rules.streak_start; '' leaves it)
+--   start of the endpoint's failing streak (a failure: rules.streak_start; '' leaves it),
+--   the dead letters kept per endpoint (the oldest beyond are dropped, a chunk at most), chunk
 local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local counters, state = KEYS[1], KEYS[2]
 redis.call('HINCRBY', counters, 'attempts ' .. ARGV[9], 1)
@@ -43,12 +44,13 @@ redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at
 if settle == 'retry' then
   redis.call('ZREM', flight_key(ep), id)
   redis.call('ZADD', due_key(ep), ARGV[7], id)
-elseif settle == 'dead' then
+elseif settle == 'dead' or settle == 'disable' then
   bury(ep, id, now, ARGV[8])
   redis.call('HINCRBY', counters, 'dead', 1)
-elseif settle == 'disable' then
-  bury(ep, id, now, ARGV[8])
-  redis.call('HINCRBY', counters, 'dead', 1)
+  local trimmed = trim_dead(ep, tonumber(ARGV[20]), tonumber(ARGV[21]))
+  if trimmed > 0 then redis.call('HINCRBY', counters, 'dead dropped', trimmed) end
+end
+if settle == 'disable' then
   redis.call('HINCRBY', counters, 'disabled', 1)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[16], '*', 'event', ARGV[15])
   redis.call('ZADD', schedule, 0, ep)  -- the claims bury the others, a chunk at a time
