@@ -345,3 +345,23 @@ def test_a_dead_letter_list_keeps_its_newest(outbox: Deliveries):
     assert len(kept.failures([ep])) == 2
     counts = kept.overview(NOW + 6).counters
     assert (counts.dead, counts.dead_dropped) == (5, 3)
+
+
+def test_an_attempt_that_disables_its_endpoint_says_so_even_after_its_lease_ended(
+    outbox: Deliveries,
+):
+    """A 410 settled after the lease ended still disables the endpoint with its event and
+    count; a second attempt finding it disabled writes none."""
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1), new(ep, 2)], NOW, cap=4)
+    first, second = outbox.claim(NOW, LEASE, cap=4, limit=10)[0]
+    outbox.claim(NOW + LEASE, LEASE, cap=4, limit=10)  # both leases taken over
+    gone = Decision(Settle.DISABLE, "HTTP 410 (Gone) at a delivery", None, NOW)
+    attempted = Attempted(AttemptKind.HTTP_410, 0.01)
+    outbox.disable_endpoint(first, gone, attempted, NOW + LEASE + 1, 4)
+    outbox.disable_endpoint(second, gone, attempted, NOW + LEASE + 2, 4)
+    [event] = outbox.events()
+    assert (event["type"], event["endpoint_id"]) == ("endpoint_disabled", ep)
+    assert outbox.overview(NOW + LEASE + 3).counters.disabled == 1
+    outbox.claim(NOW + LEASE + 3, LEASE, cap=4, limit=10)
+    assert len(outbox.failures([ep])) == 2  # buried by the claim

@@ -265,11 +265,13 @@ class Deliveries:
         attempted: Attempted,
         now: float,
         cap: int,
+        announce: bool = True,
     ) -> bool:
         """Record an attempt of ``claimed`` and apply ``decision``, in one script. A
         :attr:`Settle.DISABLE` also needs the endpoint disabled (:meth:`disable_endpoint`
-        does both). False if another claim held the delivery by then (its lease had ended):
-        only the counters changed."""
+        does both; ``announce``: this attempt disabled it, its event is written and counted
+        even if the lease had ended). False if another claim held the delivery by then (its
+        lease had ended): only the counters changed."""
         latency_bucket = latency_ms = ""
         if attempted.seconds is not None:
             latency_bucket = rules.bucket(attempted.seconds, rules.LATENCY_BUCKETS)
@@ -298,7 +300,7 @@ class Deliveries:
             latency_ms,
             rules.bucket(lag, rules.LAG_BUCKETS),
             str(round(lag * 1000)),
-            event,
+            event if announce else "",
             EVENTS_KEPT,
             repr(claimed.lease_ends),
             attempted.reason or decision.reason,
@@ -321,10 +323,12 @@ class Deliveries:
     ) -> Endpoint:
         """Disable the endpoint of ``claimed`` saying why (nothing more is claimed for it),
         then settle ``claimed``: it goes to the dead-letter list and an event says so
-        (``Keys.webhook_events``); the next claims put the endpoint's other pending deliveries
-        there, :data:`CHUNK` at a time."""
+        (``Keys.webhook_events``; only if this disabled it, and even if its lease had ended);
+        the next claims put the endpoint's other pending deliveries there, :data:`CHUNK` at a
+        time."""
         endpoint = self.endpoints.disable(claimed.endpoint_id, decision.reason, now)
-        self.settle(claimed, decision, attempted, now, cap)
+        first = endpoint.disabled == Disabled(decision.reason, now)  # not disabled before
+        self.settle(claimed, decision, attempted, now, cap, announce=first)
         return endpoint
 
     # --- The operators' side -----------------------------------------------------------------

@@ -1,13 +1,14 @@
 -- One attempt's end: counted (by outcome, its latency), and its delivery delivered (deleted;
 -- the lag counted), due again at a time, dead (the dead-letter list), or its endpoint disabled
--- (this delivery to the dead-letter list, an event written; the claims bury the endpoint's
--- other pending deliveries, a chunk at a time). An attempt
+-- (this delivery to the dead-letter list; the claims bury the endpoint's other pending
+-- deliveries, a chunk at a time). The attempt that disabled the endpoint writes its event and
+-- counts it even if its lease had ended. An attempt
 -- whose lease had ended, and which another claim now holds, changes nothing but the counters
 -- (unless it delivered).
 -- KEYS: the counters hash, the state hash, the webhook events stream
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
---   event JSON (disable), events kept, the claim's lease end, the attempt's outcome, the
+--   event JSON (disable: '' if the endpoint was disabled already), events kept, the claim's lease end, the attempt's outcome, the
 --   start of the endpoint's failing streak (a failure: rules.streak_start; '' leaves it),
 --   the dead letters kept per endpoint (the oldest beyond are dropped, a chunk at most), chunk
 local now, cap, id, ep, settle = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
@@ -33,6 +34,11 @@ if settle == 'delivered' then
   reschedule(ep, cap)
   return 1
 end
+if settle == 'disable' and ARGV[15] ~= '' then  -- it disabled the endpoint: said, held or not
+  redis.call('HINCRBY', counters, 'disabled', 1)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[16], '*', 'event', ARGV[15])
+  redis.call('ZADD', schedule, 0, ep)  -- the claims bury its deliveries, a chunk at a time
+end
 local held = redis.call('ZSCORE', flight_key(ep), id)
 if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
@@ -50,11 +56,6 @@ elseif settle == 'dead' or settle == 'disable' then
   local trimmed = trim_dead(ep, tonumber(ARGV[20]), tonumber(ARGV[21]))
   if trimmed > 0 then redis.call('HINCRBY', counters, 'dead dropped', trimmed) end
 end
-if settle == 'disable' then
-  redis.call('HINCRBY', counters, 'disabled', 1)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[16], '*', 'event', ARGV[15])
-  redis.call('ZADD', schedule, 0, ep)  -- the claims bury the others, a chunk at a time
-  return 1
-end
+if settle == 'disable' then return 1 end
 reschedule(ep, cap)
 return 1
