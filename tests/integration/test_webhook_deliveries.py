@@ -365,3 +365,17 @@ def test_an_attempt_that_disables_its_endpoint_says_so_even_after_its_lease_ende
     assert outbox.overview(NOW + LEASE + 3).counters.disabled == 1
     outbox.claim(NOW + LEASE + 3, LEASE, cap=4, limit=10)
     assert len(outbox.failures([ep])) == 2  # buried by the claim
+
+
+def test_a_removed_endpoints_health_goes_with_it(outbox: Deliveries):
+    """Its state entries are dropped with its deliveries; a 2xx settled after that writes
+    none back."""
+    ep = add(outbox)
+    outbox.fan_out([], [new(ep, 1), new(ep, 2)], NOW, cap=4)
+    first, second = outbox.claim(NOW, LEASE, cap=4, limit=10)[0]
+    failed = Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 500")
+    outbox.settle(first, Decision(Settle.RETRY, "HTTP 500", NOW + 5, NOW), failed, NOW, 4)
+    outbox.remove_endpoint(ep)
+    outbox.claim(NOW + 1, LEASE, cap=4, limit=10)
+    outbox.settle(second, Decision(Settle.DELIVERED, "HTTP 200"), ok(), NOW + 2, 4)
+    assert outbox.redis.hgetall(outbox.keys.webhook_state) == {}

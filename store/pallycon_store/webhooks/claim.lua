@@ -55,6 +55,10 @@ for _, ep in ipairs(eps) do
       if disabled then trimmed = trimmed + trim_dead(ep, keep, chunk) end
       if budget > 0 then
         redis.call('ZREM', schedule, ep)
+        if not text then  -- removed: its health goes too
+          redis.call('HDEL', KEYS[2], ep .. ' last_success', ep .. ' failing_since',
+            ep .. ' last_failure')
+        end
       else
         redis.call('ZADD', schedule, 0, ep)
       end

@@ -309,6 +309,7 @@ class Deliveries:
             CHUNK,
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
+        keys.append(self.keys.webhook_endpoints)
         return bool(self._settle(keys=keys, args=args))
 
     def release(self, claimed: Claimed, at: float, cap: int) -> bool:
@@ -416,7 +417,8 @@ class Deliveries:
         return endpoint
 
     def remove_endpoint(self, endpoint_id: str) -> Endpoint:
-        """Remove the endpoint; the next claim drops its deliveries and dead-letter list."""
+        """Remove the endpoint; the next claims drop its deliveries, its dead-letter list and
+        its health (``Keys.webhook_state``)."""
         endpoint = self.endpoints.remove(endpoint_id)
         self.look_now(endpoint_id)
         return endpoint

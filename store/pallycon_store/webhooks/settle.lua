@@ -5,7 +5,7 @@
 -- counts it even if its lease had ended. An attempt
 -- whose lease had ended, and which another claim now holds, changes nothing but the counters
 -- (unless it delivered).
--- KEYS: the counters hash, the state hash, the webhook events stream
+-- KEYS: the counters hash, the state hash, the webhook events stream, the endpoints hash
 -- ARGV: base, now, cap, id, endpoint, settle (delivered|retry|dead|disable), next time,
 --   reason, kind, attempts, latency bucket ('' = no response), latency ms, lag bucket, lag ms,
 --   event JSON (disable: '' if the endpoint was disabled already), events kept, the claim's lease end, the attempt's outcome, the
@@ -21,9 +21,12 @@ if ARGV[11] ~= '' then
 end
 local key = delivery_key(id)
 local exists = redis.call('EXISTS', key) == 1
+local known = redis.call('HEXISTS', KEYS[4], ep) == 1  -- not removed meanwhile
 if settle == 'delivered' then
-  redis.call('HSET', state, ep .. ' last_success', now)
-  redis.call('HDEL', state, ep .. ' failing_since', ep .. ' last_failure')
+  if known then
+    redis.call('HSET', state, ep .. ' last_success', now)
+    redis.call('HDEL', state, ep .. ' failing_since', ep .. ' last_failure')
+  end
   if exists then
     redis.call('HINCRBY', counters, 'delivered', 1)
     redis.call('HINCRBY', counters, 'lag ' .. ARGV[13], 1)
