@@ -124,7 +124,7 @@ class Webhooks:
                         grouped = True
                         self.say_if_no_key()
                     now = self.rt.clock()
-                    self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
+                    self.refresh(now)
                     claimed, next_at = self.claim(now)
                     busy = bool(claimed) or self.in_flight() > 0
                     if next_at is not None and self.sealer is not None:
@@ -147,6 +147,21 @@ class Webhooks:
                     pause = next_pause(pause)
         finally:  # the deliveries handed over are sent (their clients stay open)
             self.pool.shutdown(wait=False)
+
+    def refresh(self, now: float) -> None:
+        """Read the endpoints; forget what this worker holds of those removed or changed: their
+        clients (closed), their secrets opened (or refused) that no longer sign."""
+        self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
+        self.clients.keep_only(set(self.endpoints))
+        signing = {
+            (e.id, sealed.sealed)
+            for e in self.endpoints.values()
+            for sealed in e.active_secrets(now)
+        }
+        for held in (self._opened, self._refused):
+            for key in list(held):  # the send threads may add to it meanwhile
+                if key not in signing:
+                    held.pop(key, None)
 
     def report(self) -> None:
         """The loop's health: ok, or failing without the key while endpoints exist, or with a
@@ -187,6 +202,8 @@ class Webhooks:
             for _, found in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
             for entry in found
         ]
+        if entries:  # read again: an endpoint added while the read waited gets these events
+            self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
         self.fan_out(entries)
         return len(entries)
 
@@ -352,15 +369,17 @@ class Webhooks:
         found = []
         for sealed in endpoint.active_secrets(now):
             key = (endpoint.id, sealed.sealed)
-            if key in self._refused:
-                raise self._refused[key]
-            if key not in self._opened:
+            refused = self._refused.get(key)
+            if refused is not None:
+                raise refused
+            secret = self._opened.get(key)
+            if secret is None:
                 try:
-                    self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
+                    secret = self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
                 except WebhookError as exc:
                     self._refused[key] = exc
                     raise
-            found.append(self._opened[key])
+            found.append(secret)
         return found
 
     def settle(
@@ -427,6 +446,12 @@ def wrong_key_line(endpoint_ids: Sequence[str]) -> str:
 
 
 def deliver_webhooks(rt: Runtime, consumer: str, stop: threading.Event, health: LoopHealth) -> Any:
-    """The webhooks loop, ready to be supervised."""
+    """The webhooks loop, ready to be supervised; the consumer group created first (before
+    the worker says it is ready: events written from then on are delivered), unless Redis is
+    away (the loop creates it then)."""
     webhooks = Webhooks(rt, consumer, health)
+    try:
+        webhooks.deliveries.ensure_group()
+    except REDIS_AWAY as exc:
+        log.warning("webhooks: Redis unavailable at start (%s); the loop waits", describe(exc))
     return lambda: webhooks.run(stop)
