@@ -144,7 +144,7 @@ class _BoundedBackend(httpcore.NetworkBackend):
 @contextmanager
 def attempt_deadline(seconds: float) -> Iterator[None]:
     """Hold this thread's network operations to end within ``seconds`` (the whole attempt)."""
-    _deadline.at = time.monotonic() + seconds
+    _deadline.at, _deadline.seconds = time.monotonic() + seconds, seconds
     try:
         yield
     finally:
@@ -157,7 +157,7 @@ class _Transport(httpx.HTTPTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -215,7 +215,7 @@ def post(
         timeout = client.timeout.read or 0.0
         ends: float | None = getattr(_deadline, "at", None)
         if ends is not None and time.monotonic() >= ends:
-            said = f"no complete response in {ends - started:g} s (timeout)"
+            said = f"no complete response in the attempt's {_deadline.seconds:g} s (timeout)"
         else:
             said = f"no response in {timeout:g} s (timeout)"
         return Sent(outcome.no_response(said), AttemptKind.TIMEOUT, None)

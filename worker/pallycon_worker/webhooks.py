@@ -34,7 +34,7 @@ from pallycon_store.keys import WEBHOOK_GROUP
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint
-from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
+from pallycon_store.webhooks.errors import UnknownEndpoint, UnreadableSecret, WebhookError
 from pallycon_store.webhooks.outcome import no_response
 from pallycon_store.webhooks.rules import AttemptKind, Decision, Settle
 from pallycon_store.webhooks.sealing import Sealer
@@ -105,7 +105,7 @@ class Webhooks:
         self.wake = threading.Event()
         self.endpoints: dict[str, Endpoint] = {}
         self._opened: dict[tuple[str, str], Secret] = {}
-        self._refused: dict[tuple[str, str], WebhookError] = {}
+        self._refused: dict[tuple[str, str], str] = {}  # why each does not open
         self._no_key_said = 0.0
         self.unreadable: list[str] = []  # endpoints whose secrets this worker's key does not open
         self._unreadable_said = 0.0
@@ -371,13 +371,13 @@ class Webhooks:
             key = (endpoint.id, sealed.sealed)
             refused = self._refused.get(key)
             if refused is not None:
-                raise refused
+                raise UnreadableSecret(refused)
             secret = self._opened.get(key)
             if secret is None:
                 try:
                     secret = self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
                 except WebhookError as exc:
-                    self._refused[key] = exc
+                    self._refused[key] = str(exc)
                     raise
             found.append(secret)
         return found
