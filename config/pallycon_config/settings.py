@@ -313,6 +313,13 @@ class Settings(BaseSettings):
         description="An endpoint that failed every delivery for this many seconds since its "
         "last success is disabled.",
     )
+    webhook_dead_letters: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Dead-lettered webhook deliveries kept per endpoint (with their bodies): "
+        "the oldest are dropped as new ones come.",
+    )
     webhook_concurrency: int = Field(
         default=32,
         ge=1,

@@ -267,8 +267,8 @@ class Keys:
 
     @property
     def webhook_state(self) -> str:
-        """Hash: ``<endpoint id> last_success`` and ``<endpoint id> failing_since`` (Unix
-        seconds): an endpoint's health."""
+        """Hash: ``<endpoint id> last_success``, ``<endpoint id> failing_since`` and
+        ``<endpoint id> last_failure`` (Unix seconds): an endpoint's health."""
         return f"{self.webhooks_base}state"
 
     @property

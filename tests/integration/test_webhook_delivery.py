@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from pallycon_producers.api import Producer
 from pallycon_store import heartbeats
@@ -201,5 +202,46 @@ def test_a_worker_without_the_key_sends_nothing_and_says_so(
         ]  # fmt: skip
         assert beat.failing
         assert "PALLYCON_WEBHOOK_KEY is not set" in beat.error
+    finally:
+        receiver.stop()
+
+
+def test_a_worker_whose_key_does_not_open_a_secret_leaves_its_endpoint_alone(
+    stack: Stack, worker_factory: Callable[..., WorkerProcess]
+):
+    """A worker with another PALLYCON_WEBHOOK_KEY (a fleet of its own) claims nothing of an
+    endpoint whose secret its key does not open: no attempt counted, the endpoint not disabled
+    however short the disable time, the delivery waiting; its webhooks loop fails naming it."""
+    settings = stack.settings.model_copy(
+        update={
+            "webhook_key": SecretStr("another-webhook-key-of-at-least-32-characters"),
+            "webhook_disable_after": 0.5,
+            "key_prefix": f"t{os.urandom(4).hex()}",
+        }
+    )
+    producer = Producer.from_settings(settings)
+    outbox = Deliveries(producer.redis, producer.keys)
+    secret = Secret.generate()
+    receiver = Receiver(secret).start()
+    try:
+        endpoint = outbox.endpoints.add(
+            SEALER, receiver.url, secret, time.time(), events=("completed",), allow_private=True
+        )
+        worker_factory(settings, concurrency=1)
+        rid = producer.submit(stack.body("wh-wrongkey"))
+        wait_all(producer, [rid])
+        eventually(lambda: outbox.overview(time.time()).endpoints[0].pending, lambda n: n == 1)
+
+        def failing() -> list[heartbeats.Heartbeat]:
+            beats = heartbeats.read(producer.redis, producer.keys, time.time())
+            return [h for h in beats if h.loop == "webhooks" and h.failing]
+
+        [beat] = eventually(failing, bool)
+        assert f"does not open the secret of webhook endpoint(s) {endpoint.id}" in beat.error
+        view = outbox.overview(time.time())
+        assert sum(view.counters.attempts.values()) == 0
+        assert view.endpoints[0].disabled is None
+        assert view.endpoints[0].failing_since is None
+        assert receiver.hits == []
     finally:
         receiver.stop()

@@ -201,6 +201,7 @@ def test_remove_and_unknown_ids(endpoints: Endpoints):
         ("https://[::ffff:10.0.0.1]/", False, RefusedAddress, "private"),
         ("https://hooks.example.com/#x", False, MalformedEndpoint, "fragment"),
         ("https://hooks.example.com:99999/", False, MalformedEndpoint, "not a URL"),
+        ("https://hooks.example.com:0/", False, MalformedEndpoint, "port is 1 to 65535"),
     ],
 )
 def test_urls_that_cannot_be_added(

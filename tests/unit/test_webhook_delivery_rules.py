@@ -14,16 +14,21 @@ from pallycon_store.webhooks.endpoints import Disabled, Endpoint, SealedSecret
 from pallycon_store.webhooks.outcome import Outcome, Verdict, classify, no_response
 from pallycon_store.webhooks.rules import (
     LAG_BUCKETS,
+    LOST,
     AttemptKind,
     Settle,
     bucket,
     decide,
     event_time,
     fan_out,
+    lost,
     needs_site,
     parse_entry,
     status_kind,
+    streak_gap,
+    streak_start,
 )
+from pallycon_worker.webhook_send import attempt_limit
 from pallycon_worker.webhooks import lease_of
 
 NOW = 1_800_000_000.0
@@ -133,7 +138,15 @@ def test_an_entry_that_holds_no_event_is_skipped(fields: dict[str, str], readabl
 DELAYS = (1.0, 10.0)
 
 
-def decided(found: Outcome, attempts: int, failing_since: float | None = None) -> Any:
+GAP = 12 * 3600.0
+
+
+def decided(
+    found: Outcome,
+    attempts: int,
+    failing_since: float | None = None,
+    last_failure: float | None = NOW - 60,
+) -> Any:
     return decide(
         found,
         attempts,
@@ -142,6 +155,8 @@ def decided(found: Outcome, attempts: int, failing_since: float | None = None) -
         delays=DELAYS,
         disable_after=5 * DAY,
         random=lambda: 0.5,  # no jitter
+        last_failure=last_failure,
+        gap=GAP,
     )
 
 
@@ -166,6 +181,52 @@ def test_what_an_attempt_does_to_its_delivery(
     decision = decided(found, attempts, failing_since)
     assert decision.settle is settle
     assert decision.at == at
+
+
+@pytest.mark.parametrize(
+    ("failing_since", "last_failure", "settle", "streak"),
+    [
+        # Failing for 5 days, the last failure recent: one streak, disabled.
+        (NOW - 5 * DAY, NOW - 3600, Settle.DISABLE, NOW - 5 * DAY),
+        # Quiet then one failure: the last failure older than the gap, a new streak.
+        (NOW - 6 * DAY, NOW - 3 * DAY, Settle.RETRY, NOW),
+        (NOW - 6 * DAY, NOW - GAP - 1, Settle.RETRY, NOW),
+        (NOW - 6 * DAY, NOW - GAP, Settle.DISABLE, NOW - 6 * DAY),  # the gap itself: one streak
+        # Never failed (or forgotten: a success, a replay): a new streak.
+        (None, None, Settle.RETRY, NOW),
+        (NOW - 6 * DAY, None, Settle.RETRY, NOW),
+    ],
+)
+def test_a_failing_streak_ends_with_a_quiet_gap(
+    failing_since: float | None, last_failure: float | None, settle: Settle, streak: float
+):
+    decision = decided(classify(500, None, NOW), 1, failing_since, last_failure)
+    assert decision.settle is settle
+    assert decision.failing_since == streak
+
+
+def test_a_streak_gap_outlasts_the_longest_jittered_delay_and_a_lease():
+    assert streak_gap((5.0, 36000.0, 60.0), 65.0) == 36000.0 * 1.2 + 65.0
+    assert streak_gap((), 65.0) == 65.0
+    assert streak_start(NOW - 10, NOW - 1, NOW, 2.0) == NOW - 10
+    assert streak_start(NOW - 10, NOW - 3, NOW, 2.0) == NOW
+
+
+@pytest.mark.parametrize(
+    ("attempts", "settle", "at"),
+    [
+        (1, Settle.RETRY, NOW + 1),
+        (2, Settle.RETRY, NOW + 10),
+        (3, Settle.DEAD, None),
+        (0, Settle.RETRY, NOW + 1),  # counted before attempts were counted at the claim
+    ],
+)
+def test_an_attempt_lost_with_its_worker_is_a_failed_attempt(
+    attempts: int, settle: Settle, at: float | None
+):
+    decision = lost(attempts, NOW, DELAYS, lambda: 0.5)
+    assert (decision.settle, decision.at, decision.failing_since) == (settle, at, None)
+    assert LOST in decision.reason
 
 
 def test_the_reasons_name_what_happened():
@@ -242,9 +303,10 @@ def test_a_bad_retry_schedule_is_named(text: str, says: str):
         parse_delays(text)
 
 
-def test_a_lease_outlasts_an_attempt():
+def test_a_lease_outlasts_an_attempt_and_its_settle():
     for timeout in (0.5, 15.0, 30.0):
-        assert lease_of(timeout) > 2 * timeout
+        assert attempt_limit(timeout) >= 2 * timeout  # two connects, or a connect and a read
+        assert lease_of(timeout) >= 2 * attempt_limit(timeout) + 5
 
 
 def test_a_verdict_of_each_kind_is_decided():

@@ -7,11 +7,15 @@ threads, then read the next result events (the consumer group ``pallycon-webhook
 create their deliveries with the acknowledgement of their entries, in one script. Entries a
 dead worker left unacknowledged are taken over after :data:`RECLAIM_IDLE_MS`. Each send
 thread signs and POSTs one delivery (:mod:`pallycon_worker.webhook_send`), decides
-(:func:`pallycon_store.webhooks.rules.decide`) and settles it in one script. A delivery whose
-worker dies comes back when its lease ends.
+(:func:`pallycon_store.webhooks.rules.decide`) and settles it in one script. An attempt is
+counted as it is claimed: a delivery whose worker dies comes back when its lease ends, to the
+next claim, which settles it as a failed attempt (:func:`rules.lost`) on its schedule.
 
 Without ``PALLYCON_WEBHOOK_KEY`` a worker still fans out, but sends nothing (it cannot sign):
-the deliveries wait for a worker that can, and the loop's health says so.
+the deliveries wait for a worker that can, and the loop's health says so. With a key that does
+not open an endpoint's secret (another key sealed it), a worker claims nothing of that
+endpoint: it is the worker's fault, not the endpoint's (no attempt counted, no streak), and the
+loop's health names the endpoint.
 """
 
 from __future__ import annotations
@@ -30,14 +34,21 @@ from pallycon_store.keys import WEBHOOK_GROUP
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint
-from pallycon_store.webhooks.errors import UnknownEndpoint, WebhookError
+from pallycon_store.webhooks.errors import UnknownEndpoint, UnreadableSecret, WebhookError
 from pallycon_store.webhooks.outcome import no_response
 from pallycon_store.webhooks.rules import AttemptKind, Decision, Settle
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_worker.loops import TRANSIENT, LoopHealth, next_pause
 from pallycon_worker.runtime import Runtime
-from pallycon_worker.webhook_send import Clients, Sent, new_client, send
+from pallycon_worker.webhook_send import (
+    Clients,
+    Sent,
+    attempt_deadline,
+    attempt_limit,
+    new_client,
+    send,
+)
 
 log = logging.getLogger("pallycon_pack.webhooks")
 
@@ -59,11 +70,15 @@ FORGET_CONSUMER_MS = 3_600_000
 NO_KEY_EVERY = 60.0
 
 
+#: How long after a delivery not attempted (no connection free) it is due again, in seconds.
+RELEASE_DELAY = 1.0
+
+
 def lease_of(timeout: float) -> float:
-    """How long a claimed delivery is leased: longer than any attempt can take (a connect and
-    a read of ``timeout`` each, for two addresses, and a margin), so that only a dead
-    worker's deliveries come back."""
-    return 4 * timeout + 5.0
+    """How long a claimed delivery is leased: longer than any attempt can take
+    (:func:`attempt_limit`: twice the timeout, a deadline) and its settle (twice more, and a
+    margin), so that only a dead worker's deliveries come back."""
+    return 2 * attempt_limit(timeout) + 5.0
 
 
 class Webhooks:
@@ -72,12 +87,14 @@ class Webhooks:
     def __init__(self, rt: Runtime, consumer: str, health: LoopHealth) -> None:
         s = rt.settings
         self.rt, self.consumer, self.health = rt, consumer, health
-        self.deliveries = Deliveries(rt.shared.redis, rt.shared.keys)
+        self.deliveries = Deliveries(rt.shared.redis, rt.shared.keys, s.webhook_dead_letters)
         self.cap = s.webhook_endpoint_concurrency
         self.concurrency = s.webhook_concurrency
         self.lease = lease_of(s.webhook_timeout)
+        self.limit = attempt_limit(s.webhook_timeout)
         self.delays = s.webhook_delays
         self.disable_after = s.webhook_disable_after
+        self.gap = rules.streak_gap(self.delays, self.lease)
         key = s.webhook_key
         self.sealer = Sealer.of(key.get_secret_value()) if key is not None else None
         self.clients = Clients(lambda: new_client(s.webhook_timeout, self.cap))
@@ -88,7 +105,10 @@ class Webhooks:
         self.wake = threading.Event()
         self.endpoints: dict[str, Endpoint] = {}
         self._opened: dict[tuple[str, str], Secret] = {}
+        self._refused: dict[tuple[str, str], str] = {}  # why each does not open
         self._no_key_said = 0.0
+        self.unreadable: list[str] = []  # endpoints whose secrets this worker's key does not open
+        self._unreadable_said = 0.0
 
     # --- The loop ----------------------------------------------------------------------------
 
@@ -104,7 +124,7 @@ class Webhooks:
                         grouped = True
                         self.say_if_no_key()
                     now = self.rt.clock()
-                    self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
+                    self.refresh(now)
                     claimed, next_at = self.claim(now)
                     busy = bool(claimed) or self.in_flight() > 0
                     if next_at is not None and self.sealer is not None:
@@ -128,12 +148,35 @@ class Webhooks:
         finally:  # the deliveries handed over are sent (their clients stay open)
             self.pool.shutdown(wait=False)
 
+    def refresh(self, now: float) -> None:
+        """Read the endpoints; forget what this worker holds of those removed or changed: their
+        clients (closed), their secrets opened (or refused) that no longer sign."""
+        self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
+        self.clients.keep_only(set(self.endpoints))
+        signing = {
+            (e.id, sealed.sealed)
+            for e in self.endpoints.values()
+            for sealed in e.active_secrets(now)
+        }
+        for held in (self._opened, self._refused):
+            for key in list(held):  # the send threads may add to it meanwhile
+                if key not in signing:
+                    held.pop(key, None)
+
     def report(self) -> None:
-        """The loop's health: ok, or failing without the key while endpoints exist."""
+        """The loop's health: ok, or failing without the key while endpoints exist, or with a
+        key that does not open some endpoint's secret (a warning line too, each minute)."""
         if self.sealer is None and self.endpoints:
             if self.rt.clock() - self._no_key_said >= NO_KEY_EVERY:
                 self._no_key_said = self.rt.clock()
                 self.health.failed(LOOP, ConfigError(no_key_line()))
+            return
+        if self.unreadable:
+            if self.rt.clock() - self._unreadable_said >= NO_KEY_EVERY:
+                self._unreadable_said = self.rt.clock()
+                line = wrong_key_line(self.unreadable)
+                log.warning(line)
+                self.health.failed(LOOP, ConfigError(line))
             return
         self.health.ok(LOOP)
 
@@ -159,6 +202,8 @@ class Webhooks:
             for _, found in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
             for entry in found
         ]
+        if entries:  # read again: an endpoint added while the read waited gets these events
+            self.endpoints = {e.id: e for e in self.deliveries.endpoints.list()}
         self.fan_out(entries)
         return len(entries)
 
@@ -215,13 +260,37 @@ class Webhooks:
         room = self.concurrency - self.in_flight()
         if room <= 0:
             return [], None
-        claimed, next_at = self.deliveries.claim(now, self.lease, self.cap, room)
+        self.unreadable = self.cannot_sign(now)
+        claimed, next_at = self.deliveries.claim(
+            now, self.lease, self.cap, room, skip=self.unreadable
+        )
         assert self.pool is not None
         for item in claimed:
+            if item.lost:
+                self.settle_lost(item)
+                continue
             with self.lock:
                 self.active += 1
             self.pool.submit(self.deliver, item)
         return claimed, next_at
+
+    def settle_lost(self, claimed: Claimed) -> None:
+        """Settle a delivery whose worker died during its attempt (its lease ended): a failed
+        attempt on the schedule (:func:`rules.lost`), so that one that kills its worker
+        every time ends on the dead-letter list."""
+        endpoint = self.endpoint(claimed.endpoint_id)
+        if endpoint is None:
+            return  # removed: the next claim drops it
+        now = self.rt.clock()
+        decision = rules.lost(claimed.attempts, now, self.delays, self.random.random)
+        log.warning(
+            "webhook %s to %s: attempt %d lost with its worker (its lease ended unsettled)",
+            claimed.webhook_id,
+            endpoint.id,
+            claimed.attempts,
+        )
+        attempted = Attempted(AttemptKind.WORKER_LOST, None, rules.LOST)
+        self.settle(endpoint, claimed, decision, attempted, now)
 
     def deliver(self, claimed: Claimed) -> None:
         """Send one delivery, decide, settle (a thread of the pool)."""
@@ -229,8 +298,12 @@ class Webhooks:
             endpoint = self.endpoint(claimed.endpoint_id)
             if endpoint is None or endpoint.disabled is not None:
                 return  # removed or disabled: the claim that sees it next buries or drops it
-            sent = self.attempt(endpoint, claimed)
+            with attempt_deadline(self.limit):
+                sent = self.attempt(endpoint, claimed)
             now = self.rt.clock()
+            if not sent.attempted:  # no request sent: back, nothing counted
+                self.deliveries.release(claimed, now + RELEASE_DELAY, self.cap)
+                return
             decision = rules.decide(
                 sent.outcome,
                 claimed.attempts + 1,
@@ -239,6 +312,8 @@ class Webhooks:
                 delays=self.delays,
                 disable_after=self.disable_after,
                 random=self.random.random,
+                last_failure=claimed.last_failure,
+                gap=self.gap,
             )
             self.settle(
                 endpoint,
@@ -270,10 +345,23 @@ class Webhooks:
         now = self.rt.clock()
         try:
             secrets = self.secrets(endpoint, now)
-        except WebhookError as exc:
-            return Sent(no_response(str(exc)), AttemptKind.ERROR, None)
+        except WebhookError as exc:  # this worker's key: not the endpoint's failure
+            return Sent(no_response(str(exc)), AttemptKind.ERROR, None, attempted=False)
         client = self.clients.of(endpoint)
         return send(client, endpoint, claimed.webhook_id, claimed.body, secrets, now)
+
+    def cannot_sign(self, now: float) -> list[str]:
+        """The enabled endpoints whose active secrets this worker's key does not open (each
+        sealed secret tried once): the claim leaves them to the workers whose key does."""
+        found = []
+        for endpoint in self.endpoints.values():
+            if endpoint.disabled is not None:
+                continue
+            try:
+                self.secrets(endpoint, now)
+            except WebhookError:
+                found.append(endpoint.id)
+        return found
 
     def secrets(self, endpoint: Endpoint, now: float) -> list[Secret]:
         """The secrets that sign for ``endpoint`` now (opened once each)."""
@@ -281,9 +369,17 @@ class Webhooks:
         found = []
         for sealed in endpoint.active_secrets(now):
             key = (endpoint.id, sealed.sealed)
-            if key not in self._opened:
-                self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
-            found.append(self._opened[key])
+            refused = self._refused.get(key)
+            if refused is not None:
+                raise UnreadableSecret(refused)
+            secret = self._opened.get(key)
+            if secret is None:
+                try:
+                    secret = self._opened[key] = self.sealer.open(endpoint.id, sealed.sealed)
+                except WebhookError as exc:
+                    self._refused[key] = str(exc)
+                    raise
+            found.append(secret)
         return found
 
     def settle(
@@ -339,7 +435,23 @@ def no_key_line() -> str:
     )
 
 
+def wrong_key_line(endpoint_ids: Sequence[str]) -> str:
+    """Why a worker sends nothing to ``endpoint_ids``."""
+    return (
+        f"PALLYCON_WEBHOOK_KEY does not open the secret of webhook endpoint(s) "
+        f"{', '.join(sorted(endpoint_ids))}: this worker sends them nothing (their deliveries "
+        "wait for a worker with the key that sealed them; or add the endpoint again, or "
+        "rotate its secret, with this key)"
+    )
+
+
 def deliver_webhooks(rt: Runtime, consumer: str, stop: threading.Event, health: LoopHealth) -> Any:
-    """The webhooks loop, ready to be supervised."""
+    """The webhooks loop, ready to be supervised; the consumer group created first (before
+    the worker says it is ready: events written from then on are delivered), unless Redis is
+    away (the loop creates it then)."""
     webhooks = Webhooks(rt, consumer, health)
+    try:
+        webhooks.deliveries.ensure_group()
+    except REDIS_AWAY as exc:
+        log.warning("webhooks: Redis unavailable at start (%s); the loop waits", describe(exc))
     return lambda: webhooks.run(stop)

@@ -178,7 +178,8 @@ def send_test(
     (:func:`pallycon_worker.webhook_send.send`): its outcome, and the seconds the response took
     (None: no response)."""
     webhook_id, body = test_body(endpoint, now)
-    with webhook_send.new_client(timeout) as client:
+    limit = webhook_send.attempt_limit(timeout)
+    with webhook_send.new_client(timeout) as client, webhook_send.attempt_deadline(limit):
         sent = webhook_send.send(client, endpoint, webhook_id, body, secrets, now)
     return sent.outcome, sent.seconds
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pallycon_store.webhooks.errors import MalformedEndpoint, RefusedAddress
 
@@ -79,6 +79,17 @@ def literal(host: str) -> Address | None:
         return None
 
 
+def _split(url: str) -> SplitResult:
+    """``url``'s parts, its port (if any) 1 to 65535; a :class:`MalformedEndpoint` if not."""
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # reading it checks that it is a number up to 65535
+            raise ValueError("a port is 1 to 65535")
+    except ValueError as exc:
+        raise MalformedEndpoint(f"not a URL: {exc}") from None
+    return parts
+
+
 def check_url(url: str, allow_private: bool) -> str:
     """``url`` if deliveries may be sent to it, else a :class:`MalformedEndpoint` or
     :class:`RefusedAddress` saying why: ``http`` or ``https`` with a host, no user or password,
@@ -88,11 +99,7 @@ def check_url(url: str, allow_private: bool) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise MalformedEndpoint(f"an endpoint URL has at most {MAX_URL_LENGTH} characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise MalformedEndpoint(f"not a URL: {exc}") from None
+    parts = _split(url)
     if parts.scheme not in ("http", "https"):
         raise MalformedEndpoint("an endpoint URL starts with https:// (or http://)")
     if parts.username is not None or parts.password is not None:
@@ -115,7 +122,6 @@ def check_url(url: str, allow_private: bool) -> str:
             "an endpoint URL starts with https:// (plain http:// only with --allow-private, "
             "for a receiver inside your network)"
         )
-    del port  # read only to check it is a number in range
     return url
 
 

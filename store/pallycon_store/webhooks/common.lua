@@ -38,11 +38,21 @@ local function bury(ep, id, now, reason)
   return 0
 end
 
--- A delivery dropped without a trace (its endpoint was removed).
+-- A delivery dropped without a trace (its endpoint was removed, or it is a dead letter past
+-- the number kept).
 local function drop(ep, id)
   redis.call('ZREM', due_key(ep), id)
   redis.call('ZREM', flight_key(ep), id)
   redis.call('ZREM', pending_key(ep), id)
   redis.call('ZREM', dead_key(ep), id)
   redis.call('DEL', delivery_key(id))
+end
+
+-- The endpoint's dead-letter list cut to its ``keep`` newest, the oldest dropped (at most
+-- ``chunk`` at once): how many were.
+local function trim_dead(ep, keep, chunk)
+  local excess = math.min(redis.call('ZCARD', dead_key(ep)) - keep, chunk)
+  if excess <= 0 then return 0 end
+  for _, id in ipairs(redis.call('ZRANGE', dead_key(ep), 0, excess - 1)) do drop(ep, id) end
+  return excess
 end

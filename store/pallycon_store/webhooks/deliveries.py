@@ -10,12 +10,13 @@ by when each next has something to do. The claim takes due deliveries endpoint b
 each within its cap of deliveries in flight, so that one slow or dead endpoint holds only its
 own. Every change is one Lua script (``*.lua`` beside this module, each prefixed with
 ``common.lua``): the fan-out with the acknowledgement of its stream entries, the claim, each
-attempt's settle, the replay.
+attempt's settle, the release of a delivery not attempted, the replay.
 
 Counters (``Keys.webhook_counters``): ``attempts <kind>`` (:class:`rules.AttemptKind`),
 ``latency <bucket>`` / ``latency sum ms`` / ``latency count`` (attempts that got a response),
 ``lag <bucket>`` / ``lag sum ms`` / ``lag count`` (an event's time to its 2xx), ``delivered``,
-``dead``, ``disabled``, ``replayed``; buckets are upper bounds in seconds
+``dead``, ``dead dropped`` (dead letters dropped past the number kept), ``disabled``,
+``replayed``; buckets are upper bounds in seconds
 (:data:`rules.LATENCY_BUCKETS`, :data:`rules.LAG_BUCKETS`) or ``+Inf``, not cumulative.
 """
 
@@ -40,6 +41,14 @@ from pallycon_store.webhooks.rules import Decision, NewDelivery, Settle
 EVENTS_KEPT = 10_000
 #: Endpoints one claim looks at, at most.
 CLAIM_LOOKS = 200
+#: The most deliveries one script buries, drops or replays (a script blocks Redis while it
+#: runs): more are done a chunk per claim, or per call (replay).
+CHUNK = 500
+#: Dead letters kept per endpoint by default (``PALLYCON_WEBHOOK_DEAD_LETTERS``): beyond, the
+#: oldest are dropped as new ones come.
+DEAD_LETTERS = 10_000
+#: The values per delivery in a claim's reply (claim.lua).
+CLAIM_FIELDS = 10
 
 
 @functools.cache
@@ -53,12 +62,16 @@ class Claimed:
 
     delivery_id: str
     endpoint_id: str
-    attempts: int  # before this attempt
+    attempts: int  # before this attempt (counted in Redis as it was claimed)
     webhook_id: str
     body: bytes
     event_at: float
-    failing_since: float | None  # the endpoint's first failure since its last success
+    failing_since: float | None  # the start of the endpoint's failing streak (None: none)
     lease_ends: float  # the claim's token: a settle applies only while this lease holds
+    last_failure: float | None = None  # the endpoint's last failed attempt (None: none)
+    #: Its lease had ended unsettled (its worker died during the attempt, counted in
+    #: ``attempts``): to settle as a failed attempt (:func:`rules.lost`), not to send.
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,8 @@ class EndpointHealth:
     waiting and due; ``in_flight``: being sent (leased); ``oldest_pending_age``: seconds since
     the event of the oldest pending one (its lag; None when none is pending); ``dead``: on its
     dead-letter list; ``last_success``: its last 2xx (Unix seconds, None: none known);
-    ``failing_since``: its first failed attempt since then (None: not failing); ``disabled``:
+    ``failing_since``: the start of its failing streak (None: not failing), failures at most
+    :func:`rules.streak_gap` apart since its last success or replay; ``disabled``:
     why and when (None: enabled)."""
 
     endpoint_id: str
@@ -131,6 +145,7 @@ class DeliveryCounters:
     dead: int  # deliveries sent to a dead-letter list
     disabled: int  # endpoints disabled by a delivery (410, failing for days)
     replayed: int
+    dead_dropped: int = 0  # dead letters dropped, the oldest past the number kept
 
 
 @dataclass(frozen=True)
@@ -158,14 +173,16 @@ def _histogram(found: dict[str, str], name: str, bounds: Sequence[float]) -> His
 class Deliveries:
     """The webhook outbox of one deployment (its keys), in Redis."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, dead_letters: int = DEAD_LETTERS) -> None:
         self.redis = client
         self.keys = keys
+        self.dead_letters = dead_letters  # kept per endpoint (the workers' setting)
         self.endpoints = Endpoints(client, keys)
         self._fanout = self._script("fanout")
         self._claim = self._script("claim")
         self._settle = self._script("settle")
         self._replay = self._script("replay")
+        self._release = self._script("release")
 
     def _script(self, name: str) -> Script:
         return self.redis.register_script(_text(name))
@@ -195,16 +212,32 @@ class Deliveries:
         return int(cast(int, self._fanout(keys=[self.keys.results], args=args)))
 
     def claim(
-        self, now: float, lease: float, cap: int, limit: int
+        self, now: float, lease: float, cap: int, limit: int, skip: Sequence[str] = ()
     ) -> tuple[list[Claimed], float | None]:
         """Take up to ``limit`` due deliveries, endpoint by endpoint, each endpoint at most
-        ``cap`` in flight; each leased until ``now + lease``. With them, when the next
-        endpoint has something to do (None: none has)."""
+        ``cap`` in flight; each leased until ``now + lease``, its attempt counted. With them,
+        the deliveries whose lease ended unsettled (:attr:`Claimed.lost`, leased again to the
+        caller to settle), and when the next endpoint has something to do (None: none has).
+        The endpoints ``skip`` are left as they are (the caller cannot sign for them)."""
         reply = cast(
             list[Any],
             self._claim(
-                keys=[self.keys.webhook_endpoints, self.keys.webhook_state],
-                args=[self.keys.webhooks_base, now, lease, cap, limit, CLAIM_LOOKS],
+                keys=[
+                    self.keys.webhook_endpoints,
+                    self.keys.webhook_state,
+                    self.keys.webhook_counters,
+                ],
+                args=[
+                    self.keys.webhooks_base,
+                    now,
+                    lease,
+                    cap,
+                    limit,
+                    CLAIM_LOOKS,
+                    CHUNK,
+                    self.dead_letters,
+                    *skip,
+                ],
             ),
         )
         head, rest = reply[0], reply[1:]
@@ -218,8 +251,10 @@ class Deliveries:
                 event_at=float(rest[i + 5]),
                 failing_since=_float(_str(rest[i + 6])),
                 lease_ends=float(rest[i + 7]),
+                last_failure=_float(_str(rest[i + 8])),
+                lost=_str(rest[i + 9]) == "1",
             )
-            for i in range(0, len(rest), 8)
+            for i in range(0, len(rest), CLAIM_FIELDS)
         ]
         return claimed, _float(_str(head))
 
@@ -230,11 +265,13 @@ class Deliveries:
         attempted: Attempted,
         now: float,
         cap: int,
+        announce: bool = True,
     ) -> bool:
         """Record an attempt of ``claimed`` and apply ``decision``, in one script. A
         :attr:`Settle.DISABLE` also needs the endpoint disabled (:meth:`disable_endpoint`
-        does both). False if another claim held the delivery by then (its lease had ended):
-        only the counters changed."""
+        does both; ``announce``: this attempt disabled it, its event is written and counted
+        even if the lease had ended). False if another claim held the delivery by then (its
+        lease had ended): only the counters changed."""
         latency_bucket = latency_ms = ""
         if attempted.seconds is not None:
             latency_bucket = rules.bucket(attempted.seconds, rules.LATENCY_BUCKETS)
@@ -258,27 +295,41 @@ class Deliveries:
             "" if decision.at is None else repr(decision.at),
             decision.reason,
             attempted.kind.value,
-            claimed.attempts + 1,
+            claimed.attempts if claimed.lost else claimed.attempts + 1,
             latency_bucket,
             latency_ms,
             rules.bucket(lag, rules.LAG_BUCKETS),
             str(round(lag * 1000)),
-            event,
+            event if announce else "",
             EVENTS_KEPT,
             repr(claimed.lease_ends),
             attempted.reason or decision.reason,
+            "" if decision.failing_since is None else repr(decision.failing_since),
+            self.dead_letters,
+            CHUNK,
         ]
         keys = [self.keys.webhook_counters, self.keys.webhook_state, self.keys.webhook_events]
+        keys.append(self.keys.webhook_endpoints)
         return bool(self._settle(keys=keys, args=args))
+
+    def release(self, claimed: Claimed, at: float, cap: int) -> bool:
+        """Put ``claimed`` back unattempted (no request was sent): due at ``at``, nothing
+        counted, while its claim still holds it (False if another did by then)."""
+        args: list[str | float | int] = [self.keys.webhooks_base, at, cap, claimed.delivery_id]
+        args += [claimed.endpoint_id, repr(at), repr(claimed.lease_ends)]
+        return bool(self._release(keys=[], args=args))
 
     def disable_endpoint(
         self, claimed: Claimed, decision: Decision, attempted: Attempted, now: float, cap: int
     ) -> Endpoint:
         """Disable the endpoint of ``claimed`` saying why (nothing more is claimed for it),
-        then settle ``claimed``: it and the endpoint's pending deliveries go to its dead-letter
-        list, and an event says so (``Keys.webhook_events``)."""
+        then settle ``claimed``: it goes to the dead-letter list and an event says so
+        (``Keys.webhook_events``; only if this disabled it, and even if its lease had ended);
+        the next claims put the endpoint's other pending deliveries there, :data:`CHUNK` at a
+        time."""
         endpoint = self.endpoints.disable(claimed.endpoint_id, decision.reason, now)
-        self.settle(claimed, decision, attempted, now, cap)
+        first = endpoint.disabled == Disabled(decision.reason, now)  # not disabled before
+        self.settle(claimed, decision, attempted, now, cap, announce=first)
         return endpoint
 
     # --- The operators' side -----------------------------------------------------------------
@@ -329,14 +380,28 @@ class Deliveries:
         since: float | None = None,
         limit: int = 1_000_000,
     ) -> int:
-        """Put the dead-lettered deliveries of ``endpoint_ids`` (dead at or after ``since``)
-        back: attempts reset, due now. How many."""
+        """Put the dead-lettered deliveries of ``endpoint_ids`` (dead at or after ``since``,
+        at most ``limit``, and at most those there as it starts) back: attempts reset, due
+        now. :data:`CHUNK` per script call. How many."""
         if not endpoint_ids:
             return 0
-        args: list[str | float | int] = [self.keys.webhooks_base, now, cap]
-        args.append("-inf" if since is None else repr(since))
-        args += [limit, *endpoint_ids]
-        return int(cast(int, self._replay(keys=[self.keys.webhook_counters], args=args)))
+        low = "-inf" if since is None else repr(since)
+        pipe = self.redis.pipeline(transaction=False)
+        for endpoint_id in endpoint_ids:
+            pipe.zcount(self.keys.webhook_dead(endpoint_id), low, "+inf")
+        left = min(limit, sum(int(n) for n in pipe.execute()))
+        keys = [self.keys.webhook_counters, self.keys.webhook_state]
+        replayed = 0
+        while left > 0:
+            chunk = min(CHUNK, left)
+            args: list[str | float | int] = [self.keys.webhooks_base, now, cap, low, chunk]
+            args += endpoint_ids
+            count, looked = cast(list[int], self._replay(keys=keys, args=args))
+            replayed += int(count)
+            left -= int(looked)
+            if int(looked) < chunk:
+                break
+        return replayed
 
     def look_now(self, endpoint_id: str) -> None:
         """Make the next claim look at the endpoint at once: after it is disabled (its
@@ -352,7 +417,8 @@ class Deliveries:
         return endpoint
 
     def remove_endpoint(self, endpoint_id: str) -> Endpoint:
-        """Remove the endpoint; the next claim drops its deliveries and dead-letter list."""
+        """Remove the endpoint; the next claims drop its deliveries, its dead-letter list and
+        its health (``Keys.webhook_state``)."""
         endpoint = self.endpoints.remove(endpoint_id)
         self.look_now(endpoint_id)
         return endpoint
@@ -361,7 +427,9 @@ class Deliveries:
         """Enable the endpoint again: its failing streak is forgotten (the days before it is
         disabled again count from its next failure)."""
         endpoint = self.endpoints.enable(endpoint_id)
-        self.redis.hdel(self.keys.webhook_state, f"{endpoint_id} failing_since")
+        self.redis.hdel(
+            self.keys.webhook_state, f"{endpoint_id} failing_since", f"{endpoint_id} last_failure"
+        )
         return endpoint
 
     # --- The read for stats, the exporter and the console ------------------------------------
@@ -412,6 +480,7 @@ class Deliveries:
                 dead=int(counters.get("dead", 0)),
                 disabled=int(counters.get("disabled", 0)),
                 replayed=int(counters.get("replayed", 0)),
+                dead_dropped=int(counters.get("dead dropped", 0)),
             ),
             disabled_endpoints=sum(e.disabled is not None for e in endpoints),
         )

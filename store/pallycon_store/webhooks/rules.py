@@ -3,7 +3,7 @@ are arguments.
 
 - :func:`fan_out`: which endpoints get a result event (its deliveries, their bodies);
 - :func:`decide`: what an attempt's outcome does to its delivery (delivered, retry at, dead,
-  disable the endpoint);
+  disable the endpoint), and to its endpoint's failing streak (:func:`streak_start`);
 - :func:`attempt_kind`, :func:`bucket`: the bounded labels the counters use.
 """
 
@@ -55,7 +55,8 @@ class AttemptKind(StrEnum):
     TIMEOUT = "timeout"
     NO_CONNECTION = "no_connection"
     REFUSED_ADDRESS = "refused_address"
-    ERROR = "error"  # no response for another reason (a broken connection, a bad secret)
+    ERROR = "error"  # no response for another reason (a broken connection)
+    WORKER_LOST = "worker_lost"  # the attempt's lease ended unsettled (its worker died)
 
 
 def status_kind(status: int) -> AttemptKind:
@@ -181,6 +182,44 @@ class Decision:
     settle: Settle
     reason: str
     at: float | None = None  # the next attempt's time (RETRY)
+    #: The start of the endpoint's failing streak this failure belongs to (None: delivered).
+    failing_since: float | None = None
+
+
+#: The outcome of an attempt whose worker was lost (its lease ended unsettled).
+LOST = "worker lost (the attempt's lease ended unsettled)"
+
+
+def lost(
+    attempts: int, now: float, delays: Sequence[float], random: Callable[[], float]
+) -> Decision:
+    """The decision for a delivery whose attempt number ``attempts`` was lost with its worker
+    (the lease ended unsettled): a failed attempt on the schedule, retried after its next
+    delay or dead once it has run out. The endpoint's failing streak is left as it is (the
+    worker may have died of something else): no disable, ``failing_since`` None."""
+    delay = schedule.next_delay(max(1, attempts), random, None, delays)
+    if delay is None:
+        return Decision(Settle.DEAD, f"{attempts} attempts failed (last: {LOST})")
+    return Decision(Settle.RETRY, LOST, now + delay)
+
+
+def streak_gap(delays: Sequence[float], lease: float) -> float:
+    """The longest quiet time between two failures of one failing streak: the schedule's
+    longest delay, jittered, and a lease (the attempt that ends it). Failures further apart
+    belong to two streaks (between them, the endpoint had nothing to send, or its deliveries
+    ran out and were dead-lettered)."""
+    return max(delays, default=0.0) * (1 + schedule.JITTER) + lease
+
+
+def streak_start(
+    failing_since: float | None, last_failure: float | None, now: float, gap: float
+) -> float:
+    """When the failing streak of an endpoint that fails at ``now`` began: ``failing_since``
+    if its previous failure (``last_failure``) is at most ``gap`` seconds old
+    (:func:`streak_gap`), else now (a new streak)."""
+    if failing_since is None or last_failure is None or now - last_failure > gap:
+        return now
+    return failing_since
 
 
 def decide(
@@ -192,24 +231,28 @@ def decide(
     delays: Sequence[float],
     disable_after: float,
     random: Callable[[], float],
+    last_failure: float | None = None,
+    gap: float = 0.0,
 ) -> Decision:
     """The decision after attempt number ``attempts`` (1 or more) had ``outcome`` at ``now``.
 
     A 2xx delivers. A 410 disables the endpoint. A failure is retried after the schedule's
-    next delay (``delays``, jittered; ``Retry-After`` a floor), unless the endpoint has failed
-    every attempt since ``failing_since`` for ``disable_after`` seconds (then it is disabled)
-    or the schedule has run out (then the delivery is dead)."""
+    next delay (``delays``, jittered; ``Retry-After`` a floor), unless the endpoint's failing
+    streak (:func:`streak_start` of ``failing_since``, its ``last_failure`` and ``gap``) has
+    lasted ``disable_after`` seconds (then it is disabled) or the schedule has run out (then
+    the delivery is dead)."""
     if outcome.verdict is Verdict.DELIVERED:
         return Decision(Settle.DELIVERED, outcome.reason)
+    streak = streak_start(failing_since, last_failure, now, gap)
     if outcome.verdict is Verdict.DISABLE:
-        return Decision(Settle.DISABLE, f"{outcome.reason} (Gone) at a delivery")
-    if failing_since is not None and now - failing_since >= disable_after:
+        return Decision(Settle.DISABLE, f"{outcome.reason} (Gone) at a delivery", None, streak)
+    if now - streak >= disable_after:
         days = disable_after / 86400
         span = f"{days:g} days" if days >= 1 else f"{disable_after:g} s"
-        return Decision(
-            Settle.DISABLE, f"no delivery succeeded for {span} (last: {outcome.reason})"
-        )
+        reason = f"no delivery succeeded for {span} (last: {outcome.reason})"
+        return Decision(Settle.DISABLE, reason, None, streak)
     delay = schedule.next_delay(attempts, random, outcome.retry_after, delays)
     if delay is None:
-        return Decision(Settle.DEAD, f"{attempts} attempts failed (last: {outcome.reason})")
-    return Decision(Settle.RETRY, outcome.reason, now + delay)
+        reason = f"{attempts} attempts failed (last: {outcome.reason})"
+        return Decision(Settle.DEAD, reason, None, streak)
+    return Decision(Settle.RETRY, outcome.reason, now + delay, streak)
