@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+import redis
+
 from pallycon_config.rules import ConfigError
 from pallycon_store.connect import REDIS_AWAY, describe
 from pallycon_store.keys import WEBHOOK_GROUP
@@ -57,9 +59,9 @@ LOOP = "webhooks"
 BATCH = 200
 #: The longest a read waits for new events when nothing else is to be done, in milliseconds.
 BLOCK_MS = 500
-#: How long a round waits for a send to end when sends are in flight and nothing is due, in
-#: seconds (a send that ends wakes it at once).
-IDLE_WAIT = 0.1
+#: How long a listener for new events waits before it subscribes again after Redis went away,
+#: in seconds.
+LISTEN_RETRY = 1.0
 #: An entry pending this long with a consumer that does not acknowledge it is taken over.
 RECLAIM_IDLE_MS = 5_000
 #: How often a worker looks for entries to take over, in seconds.
@@ -116,8 +118,13 @@ class Webhooks:
         """Rounds until ``stop``; Redis outages are waited out with a backoff."""
         pause, grouped, next_reclaim, idle_block = 0.5, False, 0.0, BLOCK_MS
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pallycon-webhook")
+        listener = threading.Thread(
+            target=self.listen, args=(stop,), name="pallycon-webhooks-wake", daemon=True
+        )
+        listener.start()
         try:
             while not stop.is_set():
+                self.wake.clear()  # before this round's reads: a wake-up after them is kept
                 try:
                     if not grouped:
                         self.deliveries.ensure_group()
@@ -136,8 +143,10 @@ class Webhooks:
                         next_reclaim = now + RECLAIM_EVERY
                     read = self.read(None if busy else idle_block)
                     if not read and not claimed and self.in_flight() > 0:
-                        self.wake.wait(IDLE_WAIT)  # a send that ends wakes it
-                    self.wake.clear()
+                        # Sends in flight (the read could not block, or a send's end would wait
+                        # for it): until one ends or a new event is written (both wake it), or
+                        # the next delivery is due.
+                        self.wake.wait(idle_block / 1000)
                     self.report()
                     pause = 0.5
                 except TRANSIENT as exc:
@@ -147,6 +156,30 @@ class Webhooks:
                     pause = next_pause(pause)
         finally:  # the deliveries handed over are sent (their clients stay open)
             self.pool.shutdown(wait=False)
+
+    def listen(self, stop: threading.Event) -> None:
+        """Wake the loop each time a result event is written (the wake-up channel every event
+        is published on), so that a round waiting for its sends to end fans a new event out at
+        once: an endpoint whose sends never end (a receiver that never answers) must not delay
+        another's events. A hint only: lost, the round's wait ends on its own."""
+        channel = self.rt.shared.keys.wake_channel
+        while not stop.is_set():
+            pubsub = self.rt.shared.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(channel)
+                while not stop.is_set():
+                    if pubsub.get_message(timeout=1.0) is not None:
+                        self.wake.set()
+            except TRANSIENT as exc:
+                log.debug(
+                    "webhooks wake-up listener: %s; again in %gs", describe(exc), LISTEN_RETRY
+                )
+                stop.wait(LISTEN_RETRY)
+            except redis.exceptions.RedisError as exc:  # e.g. an ACL without SUBSCRIBE
+                log.warning("webhooks wake-up listener stopped (%s); again in 60s", describe(exc))
+                stop.wait(60.0)
+            finally:
+                pubsub.close()
 
     def refresh(self, now: float) -> None:
         """Read the endpoints; forget what this worker holds of those removed or changed: their
