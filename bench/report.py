@@ -506,7 +506,8 @@ def webhook_section(w: dict[str, Any], m: dict[str, Any], finished: str) -> list
         f"{stuck['pending']:,} deliveries pending, {stuck['in_flight']} in flight (its cap) "
         f"and {stuck['timeouts']:,} attempts timed out. The fast endpoint's deliveries were "
         "claimed beside it, each endpoint within its own cap, and none waited for a send "
-        f"thread; yet its lag p99 moved by {cost:+} s.",
+        f"thread; its lag p99 moved by {cost:+} s (the goal: at most "
+        f"{GOALS['webhook_dead_cost'] * 1000:.0f} ms).",
     ]
     if cost > GOALS["webhook_dead_cost"]:
         lines += [
