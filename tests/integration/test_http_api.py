@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from schemathesis.core.result import Ok
 
 from pallycon_config import Settings
 from pallycon_pack.web import asgi
-from pallycon_pack.web.http_api.app import create_app
+from pallycon_pack.web.http_api.app import busy_answer, create_app
 from pallycon_pack.web.http_api.contract import EXAMPLE, OPENAPI
 from pallycon_pack.web.http_api.service import Limits, Service
 from pallycon_producers.api import Producer
@@ -386,7 +387,10 @@ def limited(api: Api) -> Iterator[str]:
     every 100 s; bodies of 2 KiB at most."""
     service = Service(Store.of(api.settings), Limits(rate=0.01, burst=2))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
     with asgi.running(server) as url:
         yield url
@@ -416,13 +420,60 @@ def test_a_token_past_its_rate_waits_and_a_large_body_is_refused(api: Api, limit
     problem(streamed, 413)
 
 
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """What the server writes on ``sock`` before it closes it: (status, headers, body)."""
+    sock.settimeout(30)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+def test_a_slow_body_is_408_and_connections_beyond_the_limit_503(api: Api):
+    """A body not received whole within the deadline: 408 problem, the connection closed.
+    With as many connections open as the server takes, one more is answered a 503 problem
+    and closed."""
+    service = Service(Store.of(api.settings), Limits(rate=100_000, burst=100_000))
+    app = create_app(service, max_body_bytes=2048, body_timeout=0.5)
+    server = asgi.make_server(
+        app, "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP", max_connections=2, busy=busy_answer()
+    )
+    token = api.tokens["admin"]
+    with asgi.running(server) as url:
+        address = (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address) as slow:
+            slow.sendall(
+                f"POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+            )
+            status, headers, body = _answer(slow)
+        assert status == 408
+        assert headers["content-type"] == PROBLEM
+        assert json.loads(body)["type"].endswith(":request-timeout")
+        with httpx.Client(base_url=url) as one, httpx.Client(base_url=url) as two:
+            assert one.get("/health/live").status_code == 200  # both kept open
+            assert two.get("/health/live").status_code == 200
+            with socket.create_connection(address) as third:
+                status, headers, body = _answer(third)
+        assert status == 503
+        assert headers["content-type"] == PROBLEM
+        assert headers["retry-after"] == "1"
+        assert "PALLYCON_HTTP_MAX_CONNECTIONS" in json.loads(body)["detail"]
+
+
 def test_not_ready_while_redis_is_away(api: Api):
     """/health/ready is 503 (a problem naming Redis) when Redis does not answer; live is
     200; a /v1 route is 503, not a 500."""
     away = api.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     service = Service(Store.of(away, deadline=1.0), Limits(rate=10, burst=10))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
     with asgi.running(server) as url, httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/health/live").status_code == 200
@@ -439,7 +490,10 @@ def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api):
 
     service = Broken(Store.of(api.settings), Limits(rate=10, burst=10))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
     headers = {"Authorization": f"Bearer {api.tokens['admin']}"}
     with asgi.running(server) as url, httpx.Client(base_url=url, headers=headers) as http:

@@ -12,6 +12,7 @@ Routes (docs/HTTP.md; the contract: :data:`.contract.OPENAPI`, served at ``/open
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,9 +28,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon_pack.problems import redis_problem
+from pallycon_pack.web import asgi
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.limits import MAX_REASON
-from pallycon_pack.web.http_api.problems import BY_STATUS, FieldProblem, Problem, invalid
+from pallycon_pack.web.http_api.problems import (
+    ANSWER_HEADERS,
+    BY_STATUS,
+    MEDIA_TYPE,
+    FieldProblem,
+    Problem,
+    invalid,
+)
 from pallycon_pack.web.http_api.service import Service, read_only
 from pallycon_store.events import iso
 from pallycon_store.tokens import ApiToken
@@ -38,18 +47,18 @@ log = logging.getLogger("pallycon_pack.http")
 
 JSON_TYPES = ("application/json",)
 LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
-HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 Handler = Callable[[Request, ApiToken], Awaitable[Response]]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status, {**HEADERS, **(headers or {})})
+    return JSONResponse(body, status, {**ANSWER_HEADERS, **(headers or {})})
 
 
-def create_app(service: Service, max_body_bytes: int) -> Starlette:
-    """The app over ``service``; bodies larger than ``max_body_bytes`` are refused (413)."""
-    api = _Api(service, max_body_bytes)
+def create_app(service: Service, max_body_bytes: int, body_timeout: float) -> Starlette:
+    """The app over ``service``; bodies larger than ``max_body_bytes`` are refused (413), and
+    so are those not received within ``body_timeout`` seconds of the headers (408, closed)."""
+    api = _Api(service, max_body_bytes, body_timeout)
     return Starlette(
         routes=[
             Route("/v1/requests", api.guarded(api.submit, write=True), methods=["POST"]),
@@ -77,6 +86,18 @@ def create_app(service: Service, max_body_bytes: int) -> Starlette:
     )
 
 
+def busy_answer() -> bytes:
+    """What a connection beyond the server's limit gets before it is closed: a 503 problem."""
+    problem = Problem(
+        "unavailable",
+        "too many connections to this server (PALLYCON_HTTP_MAX_CONNECTIONS): try again",
+        headers={"Retry-After": "1"},
+    )
+    body = json.dumps(problem.body(), separators=(",", ":")).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in problem.all_headers().items())
+    return asgi.closing_answer("503 Service Unavailable", MEDIA_TYPE, body, extra)
+
+
 async def _http_problem(request: Request, exc: Exception) -> Response:
     """The router's 404 and 405 (and any HTTPException) as problems."""
     assert isinstance(exc, HTTPException)
@@ -100,11 +121,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 class _Api:
-    """The handlers, over the service, with the body limit."""
+    """The handlers, over the service, with the body's limits."""
 
-    def __init__(self, service: Service, max_body_bytes: int) -> None:
+    def __init__(self, service: Service, max_body_bytes: int, body_timeout: float) -> None:
         self.service = service
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout
 
     def guarded(
         self, handler: Handler, *, write: bool = False
@@ -133,8 +155,8 @@ class _Api:
     # --- Bodies ------------------------------------------------------------------------------
 
     async def body(self, request: Request, types: tuple[str, ...]) -> tuple[bytes, str]:
-        """The body, of one of ``types`` (415 otherwise) and at most the limit (413): (its
-        bytes, its media type)."""
+        """The body, of one of ``types`` (415 otherwise), at most the limit (413), received
+        whole within the deadline (408, the connection closed): (its bytes, its media type)."""
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in types:
             raise Problem(
@@ -145,12 +167,22 @@ class _Api:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             raise self.too_large()
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise self.too_large()
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                size = 0
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise self.too_large()
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise Problem(
+                "request-timeout",
+                f"the body did not arrive within {self.body_timeout:g} s of the headers "
+                "(PALLYCON_HTTP_BODY_TIMEOUT)",
+                headers={"Connection": "close"},
+            ) from None
         return b"".join(chunks), media
 
     def too_large(self) -> Problem:
