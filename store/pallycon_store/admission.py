@@ -99,7 +99,12 @@ def check_metadata(metadata: Any) -> str:
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRequest([FieldError("metadata", f"not JSON: {exc}")]) from None
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): not text Redis can keep
+        raise InvalidRequest(
+            [FieldError("metadata", "not valid Unicode (a lone surrogate)")]
+        ) from None
     if size > MAX_METADATA_BYTES:
         message = f"{size} bytes of compact JSON, over the limit of {MAX_METADATA_BYTES}"
         raise InvalidRequest([FieldError("metadata", message)])

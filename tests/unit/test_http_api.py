@@ -4,6 +4,7 @@ a page."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -51,11 +52,21 @@ def test_a_cursor_gives_back_its_position_exactly(position: tuple[float, str]):
 
 @pytest.mark.parametrize(
     "cursor",
-    ["", "not-a-cursor", "W10", "WzEsMl0", "WyJ4IiwieCJd", "WzEuMGUzMDAwLCJhIl0", "WzEsImEiLDNd"],
+    [
+        "",
+        "not-a-cursor",
+        "W10",
+        "WzEsMl0",
+        "WyJ4IiwieCJd",
+        "WzEuMGUzMDAwLCJhIl0",
+        "WzEsImEiLDNd",
+        base64.urlsafe_b64encode(b"[" + b"9" * 400 + b',"x"]').decode(),
+        "W3RydWUsIngiXQ",
+    ],
 )
 def test_a_cursor_this_server_did_not_give_is_refused(cursor: str):
     """Not base64, not JSON, not [number, text] (an empty list, [1, 2], ["x", "x"], an
-    infinite number, three items)."""
+    infinite number, three items, a whole number too large for a float, true)."""
     with pytest.raises(paging.BadCursor):
         paging.decode(cursor)
 
