@@ -10,6 +10,7 @@ same code in this process, on a real port, whose limits are low.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -35,6 +36,7 @@ from schemathesis.core.result import Ok
 
 from pallycon_config import Settings
 from pallycon_pack.web import asgi
+from pallycon_pack.web.http_api import app as http_app
 from pallycon_pack.web.http_api.app import busy_answer, create_app
 from pallycon_pack.web.http_api.contract import EXAMPLE, OPENAPI
 from pallycon_pack.web.http_api.service import Limits, Service
@@ -481,26 +483,68 @@ def test_not_ready_while_redis_is_away(api: Api):
         problem(http.get("/v1/requests", headers={"Authorization": "Bearer x"}), 503)
 
 
-def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api):
-    """An error no handler expects: 500, a problem saying it is logged, nothing of the error."""
+class _Kept(logging.Handler):
+    """The records of a logger, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def http_log(monkeypatch: pytest.MonkeyPatch) -> _Kept:
+    """What the HTTP API logs in this process, from debug up: its logger replaced by one of
+    this test's own (a server another test runs in this process configures the real one)."""
+    kept = _Kept()
+    logger = logging.Logger("pallycon_pack.http", logging.DEBUG)
+    logger.addHandler(kept)
+    monkeypatch.setattr(http_app, "log", logger)
+    return kept
+
+
+def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api, http_log: _Kept):
+    """An error no handler expects: 500, a problem saying it is logged (once), nothing of the
+    error, and the connection still serves the next request. A client that leaves in the
+    middle of its body is no error of the server: nothing logged as one."""
 
     class Broken(Service):
         def show(self, token: ApiToken, request_id: str) -> dict[str, Any]:
             raise RuntimeError("a fault with an internal detail")
 
-    service = Broken(Store.of(api.settings), Limits(rate=10, burst=10))
+    # Limits as high as the module's server's: the token's bucket is shared with the tests
+    # that spend it (the limited app's)
+    service = Broken(Store.of(api.settings), Limits(rate=100_000, burst=100_000))
     server = asgi.make_server(
         create_app(service, max_body_bytes=2048, body_timeout=10),
         "127.0.0.1",
         0,
         settings_prefix="PALLYCON_HTTP",
     )
-    headers = {"Authorization": f"Bearer {api.tokens['admin']}"}
+    token = api.tokens["admin"]
+    headers = {"Authorization": f"Bearer {token}"}
     with asgi.running(server) as url, httpx.Client(base_url=url, headers=headers) as http:
         failed = http.get("/v1/requests/anything")
+        after = http.get("/v1/requests", params={"limit": 1})  # the same connection
+        address = (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address) as leaving:
+            leaving.sendall(
+                f"POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a'.encode()
+            )
+        eventually(
+            lambda: [record.getMessage() for record in http_log.records],
+            lambda said: any("before its body's end" in line for line in said),
+            timeout=10,
+        )
     body = problem(failed, 500)
     assert body["type"] == "urn:pallycon-pack:problem:internal-error"
     assert "internal detail" not in failed.text
+    assert after.status_code == 200, after.text
+    errors = [record for record in http_log.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == ["GET /v1/requests/anything failed"]
 
 
 def test_tokens_are_shown_once_and_kept_as_hashes(api: Api, tmp_path: Path):

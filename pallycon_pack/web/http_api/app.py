@@ -23,7 +23,7 @@ import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -75,9 +75,9 @@ def create_app(service: Service, max_body_bytes: int, body_timeout: float) -> St
                 api.guarded(api.cancel, write=True),
                 methods=["POST"],
             ),
-            Route("/health/live", api.live, methods=["GET"]),
-            Route("/health/ready", api.ready, methods=["GET"]),
-            Route("/openapi.json", api.openapi, methods=["GET"]),
+            Route("/health/live", _answering(api.live), methods=["GET"]),
+            Route("/health/ready", _answering(api.ready), methods=["GET"]),
+            Route("/openapi.json", _answering(api.openapi), methods=["GET"]),
         ],
         exception_handlers={
             HTTPException: _http_problem,
@@ -114,10 +114,31 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: logged with its traceback; answered 500, one line, no traceback."""
+def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged once with its traceback; answered 500, one line, no
+    traceback (answered here, in the route: the connection stays usable)."""
     log.error("%s %s failed", request.method, request.url.path[:200], exc_info=exc)
     return Problem("internal-error", "an error of the server (it is logged)").response()
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """The last resort, for an error outside every route (Starlette then logs it again, and
+    the connection is dropped): the routes answer their own (:func:`internal_error`)."""
+    return internal_error(request, exc)
+
+
+def _answering(
+    route: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``route``, any unexpected error of it answered by :func:`internal_error`."""
+
+    async def answering(request: Request) -> Response:
+        try:
+            return await route(request)
+        except Exception as exc:  # noqa: BLE001 - answered as a 500, logged with its traceback
+            return internal_error(request, exc)
+
+    return answering
 
 
 class _Api:
@@ -150,7 +171,7 @@ class _Api:
                 detail = redis_problem(exc, settings.redis)
                 return Problem("unavailable", detail, headers={"Retry-After": "1"}).response()
 
-        return guarded
+        return _answering(guarded)
 
     # --- Bodies ------------------------------------------------------------------------------
 
@@ -176,6 +197,15 @@ class _Api:
                     if size > self.max_body:
                         raise self.too_large()
                     chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer: not an error of the server
+            log.debug(
+                "%s %s: the client left before its body's end",
+                request.method,
+                request.url.path[:200],
+            )
+            raise Problem(
+                "bad-request", "the connection was closed before the body's end"
+            ) from None
         except TimeoutError:
             raise Problem(
                 "request-timeout",
