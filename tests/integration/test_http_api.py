@@ -209,6 +209,12 @@ def test_a_batch_in_json_lines_or_an_array_all_or_nothing(api: Api):
             "/v1/requests/batch", content=text, headers={"Content-Type": "text/plain"}
         )
         empty = http.post("/v1/requests/batch", json=[])
+        taken = [
+            {"request_id": "lines-0", "body": job_body(job_name="another")},
+            {"request_id": "fresh-1", "body": job_body()},
+            {"request_id": "lines-2", "body": job_body(job_name="another")},
+        ]
+        conflict = http.post("/v1/requests/batch", json=taken)
     assert first.status_code == 200, first.text
     assert first.json()["results"] == [
         {"line": 1, "request_id": "lines-0", "created": True},
@@ -232,6 +238,12 @@ def test_a_batch_in_json_lines_or_an_array_all_or_nothing(api: Api):
     assert problem(not_json, 400)["errors"][0]["line"] == 2
     problem(text_plain, 415)
     problem(empty, 422)
+    named = problem(conflict, 409)
+    assert [(e["line"], e["field"]) for e in named["errors"]] == [
+        (1, "request_id"),
+        (3, "request_id"),
+    ]
+    assert api.producer.get("fresh-1") is None
 
 
 def test_pages_follow_each_other_to_the_end(api: Api):

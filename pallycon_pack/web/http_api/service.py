@@ -176,15 +176,16 @@ class Service:
             lines_at_fault = len({p.line for p in problems})
             raise invalid(problems, f"{lines_at_fault} item(s) of the batch") from None
         except RequestConflict as exc:
-            taken = set(str(exc).split(", "))
+            taken = set(exc.request_ids)
             problems = [
                 FieldProblem("request_id", "already used with a different body", line.number)
                 for line in lines
                 if line.request_id in taken
             ]
+            named = ", ".join(exc.request_ids)
             raise Problem(
                 "conflict",
-                f"request id(s) used by requests with another body: {str(exc)[:300]}",
+                f"request id(s) used by requests with another body: {named[:300]}",
                 problems,
             ) from None
         records = self.producer.records.get_many(list(dict.fromkeys(ids)))
