@@ -282,7 +282,8 @@ def test_pages_follow_each_other_to_the_end(api: Api):
 
 
 def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
-    """Another site's request is not found (404, as one that does not exist); a list holds
+    """Another site's request is not found (404, as one that does not exist), and its id
+    cannot be used: 422, "unavailable", not the 409 of an id used by another body; a list holds
     only its sites; submitting for another site (or none: the default) is 403 naming site_id.
     A read-only token reads, and is refused every write (403)."""
     with api.client() as admin:
@@ -296,6 +297,11 @@ def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
             json={"request_id": "other-1", "body": job_body(), "site_id": OTHER_SITE},
         )
         theirs = other.post("/v1/requests", json={"request_id": "x-1", "body": job_body()})
+        squat = {"body": job_body(), "site_id": OTHER_SITE}
+        taken = other.post("/v1/requests", json=squat, headers={"Idempotency-Key": "tuto-1"})
+        taken_in_batch = other.post(
+            "/v1/requests/batch", json=[squat, {**squat, "request_id": "tuto-1"}]
+        )
         listed = other.get("/v1/requests", params={"limit": 500}).json()["requests"]
         asked = other.get("/v1/requests", params={"site": DEFAULT_SITE})
         batch = other.post(
@@ -311,6 +317,12 @@ def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
     problem(hidden_retry, 404)
     assert mine.status_code == 201, mine.text
     assert fields(problem(theirs, 403)) == ["site_id"]
+    for refused in (taken, taken_in_batch):  # not a 409: nothing says tuto-1 exists
+        body = problem(refused, 422)
+        assert "another body" not in refused.text
+        assert [e["field"] for e in body["errors"]] == ["request_id"]
+        assert body["errors"][0]["message"].startswith("unavailable")
+    assert problem(taken_in_batch, 422)["errors"][0]["line"] == 2
     assert {r.get("site_id") for r in listed} == {OTHER_SITE}
     assert fields(problem(asked, 403)) == ["site"]
     assert [(e["line"], e["field"]) for e in problem(batch, 403)["errors"]] == [(2, "site_id")]

@@ -100,6 +100,23 @@ def test_what_a_token_sees(sites: tuple[str, ...], record_site: str, seen: bool)
 
 
 @pytest.mark.parametrize(
+    ("sites", "found", "hidden"),
+    [
+        ((), {"a": "OTHER", "b": ""}, set()),  # every site: a 409 for each
+        (("OTHER",), {"a": "OTHER"}, set()),
+        (("OTHER",), {"a": "OTHER", "b": "", "c": "THIRD"}, {"b", "c"}),
+        (("TUTO",), {"a": "", "b": "TUTO", "c": "OTHER"}, {"c"}),
+        (("OTHER",), {"gone": None}, {"gone"}),  # no record now: nothing to tell
+    ],
+)
+def test_which_taken_ids_a_token_is_told_are_unavailable(
+    sites: tuple[str, ...], found: dict[str, str | None], hidden: set[str]
+):
+    forms = access.site_forms(token(*sites), BOOK)
+    assert access.hidden_ids(found, forms) == hidden
+
+
+@pytest.mark.parametrize(
     ("sites", "wanted", "read", "allowed"),
     [
         ((), None, None, True),

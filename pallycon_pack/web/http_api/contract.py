@@ -100,7 +100,10 @@ _WRITE = {
     "408": _SLOW_BODY,
     "413": _problem("A body larger than PALLYCON_HTTP_MAX_BODY_BYTES, or too many items."),
     "415": _problem("A Content-Type this operation does not take."),
-    "422": _problem("An invalid request (errors name every field at fault)."),
+    "422": _problem(
+        "An invalid request (errors name every field at fault), or a request id this token "
+        "cannot use (another site's request has it)."
+    ),
 }
 
 _REQUEST_ID = {

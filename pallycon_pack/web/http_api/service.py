@@ -35,6 +35,8 @@ from pallycon_store.redrive import retry as redrive
 from pallycon_store.tokens import ApiToken, Tokens
 from pallycon_store.wiring import Store
 
+#: Why a request id used by a request a token may not see cannot be used (all it is told).
+UNAVAILABLE = "unavailable: choose another request id (a UUID, say)"
 #: A single request's priority when it gives none; a batch's lines' (as ``submit --batch``).
 ONE_PRIORITY = "normal"
 BATCH_PRIORITY = "bulk"
@@ -134,12 +136,8 @@ class Service:
             (request_id,) = self._submit([line], ONE_PRIORITY)
         except InvalidRequest as exc:
             raise invalid(field_problems(exc.errors)) from None
-        except RequestConflict:
-            raise Problem(
-                "conflict",
-                f"request id {line.request_id} is used by a request with another body",
-                [FieldProblem("request_id", "already used with a different body")],
-            ) from None
+        except RequestConflict as exc:
+            raise self._taken(token, book, exc.request_ids, {}) from None
         record = self.producer.get(request_id)
         if record is None:  # expired at once: it was recorded
             raise Problem("unavailable", f"request {request_id} recorded, but not read back")
@@ -176,18 +174,8 @@ class Service:
             lines_at_fault = len({p.line for p in problems})
             raise invalid(problems, f"{lines_at_fault} item(s) of the batch") from None
         except RequestConflict as exc:
-            taken = set(exc.request_ids)
-            problems = [
-                FieldProblem("request_id", "already used with a different body", line.number)
-                for line in lines
-                if line.request_id in taken
-            ]
-            named = ", ".join(exc.request_ids)
-            raise Problem(
-                "conflict",
-                f"request id(s) used by requests with another body: {named[:300]}",
-                problems,
-            ) from None
+            at = {line.request_id: line.number for line in reversed(lines) if line.request_id}
+            raise self._taken(token, book, exc.request_ids, at) from None
         records = self.producer.records.get_many(list(dict.fromkeys(ids)))
         results = []
         for line, request_id in zip(lines, ids, strict=True):
@@ -238,6 +226,36 @@ class Service:
                 )
         if refused:
             raise Problem("forbidden", refused[0].message, refused)
+
+    def _taken(
+        self,
+        token: ApiToken,
+        book: SiteBook,
+        request_ids: Sequence[str],
+        lines: dict[str, int],
+    ) -> Problem:
+        """The problem of ids used by other bodies (``lines``: the line of each, in a batch):
+        409; 422 if any is of a request ``token`` may not see, saying only that it is
+        unavailable (a scoped token learns nothing of other sites' requests)."""
+        forms = access.site_forms(token, book)
+        hidden: frozenset[str] = frozenset()
+        if forms is not None:
+            records = self.producer.records.get_many(list(request_ids))
+            sites = {i: (r.site_id if (r := records.get(i)) else None) for i in request_ids}
+            hidden = access.hidden_ids(sites, forms)
+        problems = [
+            FieldProblem(
+                "request_id",
+                UNAVAILABLE if request_id in hidden else "already used with a different body",
+                lines.get(request_id),
+            )
+            for request_id in request_ids
+        ]
+        named = ", ".join(request_ids)[:300]
+        if hidden:
+            return Problem("invalid-request", f"request id(s) unavailable: {named}", problems)
+        detail = f"request id(s) used by requests with another body: {named}"
+        return Problem("conflict", detail, problems)
 
     def _submit(self, lines: Sequence[Line], priority: str) -> list[str]:
         try:
