@@ -461,7 +461,10 @@ OPENAPI: dict[str, Any] = {
                     "requests": {"type": "array", "items": _ref("Record")},
                     "next": {
                         "type": ["string", "null"],
-                        "description": "The cursor of the next page; null on the last.",
+                        "description": (
+                            "The cursor of the next page; null on the last (a page may be "
+                            "shorter than limit, even empty, and not be the last)."
+                        ),
                     },
                 },
             },

@@ -21,7 +21,7 @@ from pallycon_config import SiteBook, UnknownSite
 from pallycon_pack.errors import Failure
 from pallycon_pack.present.records import explained, parse_since
 from pallycon_pack.web.http_api import access, paging
-from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE
+from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE, MAX_READ
 from pallycon_pack.web.http_api.problems import FieldProblem, Problem, field_problems, invalid
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_producers.lines import BadLine, Line, line_of
@@ -335,7 +335,12 @@ class Service:
                 [FieldProblem("site", "not a site of this token")],
             )
         found, more = overview.page(
-            State(state) if state else None, since=after, after=position, limit=size, sites=forms
+            State(state) if state else None,
+            since=after,
+            after=position,
+            limit=size,
+            sites=forms,
+            max_read=MAX_READ,
         )
         shown = [explained(record) for record in found]
         return shown, (paging.encode(more) if more is not None else None), after, size
