@@ -129,8 +129,9 @@ def fields(body: dict[str, Any]) -> list[Any]:
 
 
 def test_the_same_request_twice_is_one_request(api: Api):
-    """Under one Idempotency-Key: 201 with Location, then 200 with the same record; another
-    body under the key is 409 naming request_id, and nothing changes."""
+    """Under one Idempotency-Key: 201 with Location, then 200 with the same record (the key
+    bare or quoted); another body under the key is 409 naming request_id, and nothing
+    changes."""
     with api.client() as http:
         first = http.post(
             "/v1/requests", json={"body": job_body()}, headers={"Idempotency-Key": "idem-1"}
@@ -148,6 +149,9 @@ def test_the_same_request_twice_is_one_request(api: Api):
             json={"body": job_body(), "request_id": "idem-2"},
             headers={"Idempotency-Key": "idem-1"},
         )
+        quoted = http.post(  # the IETF draft's form: a structured-field string
+            "/v1/requests", json={"body": job_body()}, headers={"Idempotency-Key": '"idem-1"'}
+        )
     assert first.status_code == 201, first.text
     assert first.headers["location"] == "/v1/requests/idem-1"
     assert again.status_code == 200, again.text
@@ -156,6 +160,8 @@ def test_the_same_request_twice_is_one_request(api: Api):
     assert first.json()["record"]["state"] == "accepted"
     assert fields(problem(other, 409)) == ["request_id"]
     assert fields(problem(both, 422)) == ["request_id"]
+    assert quoted.status_code == 200, quoted.text
+    assert quoted.json()["record"] == first.json()["record"]
     record = api.producer.get("idem-1")
     assert record is not None
     assert record.content_id == "episode-1"

@@ -16,7 +16,7 @@ from pallycon_config import SiteBook
 from pallycon_pack.web.http_api import access, paging
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.problems import TYPE_PREFIX, TYPES, Problem, body_field
-from pallycon_pack.web.http_api.service import _on_line
+from pallycon_pack.web.http_api.service import _on_line, idempotency_key
 from pallycon_producers.lines import Line
 from pallycon_store.events import State
 from pallycon_store.overview import _position
@@ -214,3 +214,21 @@ def test_a_batchs_admission_errors_name_their_lines():
     }
     alone = _on_line(FieldError("job_name", "Field required"), lines[:1])
     assert alone.to_dict() == {"line": 3, "field": "body.job_name", "message": "Field required"}
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("movie-1", "movie-1"),
+        ('"8e03978e-40d5-43e8-bc93-6894a57f9324"', "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        (' "movie-1" ', "movie-1"),
+        ('"movie-1', '"movie-1'),  # not a string: left for the check to refuse
+        ('"a"b"', '"a"b"'),
+        ('"a\\b"', '"a\\b"'),
+        ('"', '"'),
+        ('""', ""),
+    ],
+)
+def test_an_idempotency_key_bare_or_quoted(header: str, key: str):
+    assert idempotency_key(header) == key
+

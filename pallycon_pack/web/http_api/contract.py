@@ -143,7 +143,10 @@ OPENAPI: dict[str, Any] = {
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "description": "The request id (as request_id; both: the same).",
+                        "description": (
+                            "The request id (as request_id; both: the same), bare or as a "
+                            'structured-field string ("movie-1", as the IETF draft has it).'
+                        ),
                         "schema": {"type": "string"},
                     }
                 ],

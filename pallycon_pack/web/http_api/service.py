@@ -52,6 +52,16 @@ class Limits:
     burst: int
 
 
+def idempotency_key(header: str) -> str:
+    """The request id an ``Idempotency-Key`` header gives: as it is, or the content of a
+    structured-field string (``"movie-1"``, the IETF draft's form); checked by the caller."""
+    key = header.strip()
+    inner = key[1:-1]
+    if len(key) >= 2 and key[0] == key[-1] == '"' and '"' not in inner and "\\" not in inner:
+        return inner
+    return key
+
+
 def not_found(request_id: str) -> Problem:
     return Problem("not-found", f"no request {request_id[:200]} (or its record expired)")
 
@@ -122,6 +132,7 @@ class Service:
         except BadLine as exc:
             raise invalid([FieldProblem(exc.field, exc.reason)]) from None
         if key is not None:
+            key = idempotency_key(key)
             if not REQUEST_ID_RE.match(key):
                 message = "1-128 of letters, digits and . _ : - (starting alnum)"
                 raise invalid([FieldProblem("Idempotency-Key", message)])
