@@ -355,8 +355,11 @@ def test_without_a_token_that_is_one_nothing_is_answered(api: Api):
             assert refused.headers["www-authenticate"].startswith("Bearer")
         problem(http.get("/v2/things"), 404)
     with api.client() as http:
-        problem(http.delete("/v1/requests"), 405)
+        refused = http.delete("/v1/requests")
         problem(http.get("/v1/requests/batch/more"), 404)
+    problem(refused, 405)
+    assert refused.headers["allow"] == "GET, HEAD, POST"
+    assert refused.headers["x-content-type-options"] == "nosniff"
 
 
 def _fail(api: Api, request_id: str) -> None:

@@ -61,8 +61,11 @@ def create_app(service: Service, max_body_bytes: int, body_timeout: float) -> St
     api = _Api(service, max_body_bytes, body_timeout)
     return Starlette(
         routes=[
-            Route("/v1/requests", api.guarded(api.submit, write=True), methods=["POST"]),
-            Route("/v1/requests", api.guarded(api.list), methods=["GET"]),
+            Route(  # one route, so that a 405 on it allows both
+                "/v1/requests",
+                _by_method(GET=api.guarded(api.list), POST=api.guarded(api.submit, write=True)),
+                methods=["GET", "POST"],
+            ),
             Route("/v1/requests/batch", api.guarded(api.batch, write=True), methods=["POST"]),
             Route("/v1/requests/{request_id}", api.guarded(api.show), methods=["GET"]),
             Route(
@@ -108,10 +111,22 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path[:200]}"
     else:
         detail = str(exc.detail)
-    response = Problem(kind, detail).response()
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # a set's order, made stable
+        headers["Allow"] = ", ".join(sorted(headers["Allow"].split(", ")))
+    return Problem(kind, detail, headers=headers).response()
+
+
+def _by_method(
+    **routes: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a path that takes several methods: each its own (HEAD as GET)."""
+
+    async def route(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await routes[method](request)
+
+    return route
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
