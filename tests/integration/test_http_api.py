@@ -388,6 +388,7 @@ def test_retry_and_cancel_as_the_commands_do(api: Api):
         cancelled = http.post("/v1/requests/to-cancel/cancel", json={"reason": "not needed"})
         again = http.post("/v1/requests/to-cancel/cancel")
         unknown = http.post("/v1/requests/nothing-here/cancel")
+        untyped = http.post("/v1/requests/to-retry/cancel", content=iter([b"garbage"]))
         bad_reason = http.post("/v1/requests/to-cancel/cancel", json={"why": "x"})
         shown = http.get("/v1/requests/to-retry").json()
     assert retried.status_code == 200, retried.text
@@ -405,6 +406,7 @@ def test_retry_and_cancel_as_the_commands_do(api: Api):
     assert again.json()["outcome"] == "finished"
     problem(unknown, 404)
     problem(bad_reason, 422)
+    problem(untyped, 415)  # a chunked body without a type: refused, nothing cancelled
     assert [e["type"] for e in shown["events"]] == ["accepted", "failed", "accepted"]
     assert shown["record"]["state"] == "accepted"
 

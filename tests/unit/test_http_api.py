@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from pallycon.errors import FieldError
 from pallycon_config import SiteBook
 from pallycon_pack.web.http_api import access, paging
+from pallycon_pack.web.http_api.app import has_body
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.problems import TYPE_PREFIX, TYPES, Problem, body_field
 from pallycon_pack.web.http_api.service import _on_line, idempotency_key
@@ -232,3 +233,16 @@ def test_a_batchs_admission_errors_name_their_lines():
 def test_an_idempotency_key_bare_or_quoted(header: str, key: str):
     assert idempotency_key(header) == key
 
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({}, False),
+        ({"content-length": "0"}, False),
+        ({"content-length": "2"}, True),
+        ({"content-type": "application/json"}, True),
+        ({"transfer-encoding": "chunked"}, True),  # no type, no length: a body all the same
+    ],
+)
+def test_whether_a_request_has_a_body(headers: dict[str, str], body: bool):
+    assert has_body(headers) is body

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -127,6 +127,14 @@ def _by_method(
         return await routes[method](request)
 
     return route
+
+
+def has_body(headers: Mapping[str, str]) -> bool:
+    """Whether a request (its headers, lower-case names) says it carries a body: a type, a
+    length other than 0, or a chunked transfer."""
+    if headers.get("content-type") or headers.get("transfer-encoding"):
+        return True
+    return headers.get("content-length", "").strip() not in ("", "0")
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
@@ -318,7 +326,7 @@ class _Api:
     async def cancel(self, request: Request, token: ApiToken) -> Response:
         request_id = request.path_params["request_id"]
         reason = ""
-        if request.headers.get("content-type") or request.headers.get("content-length", "0") != "0":
+        if has_body(request.headers):  # a body then needs its type (415 without)
             raw, _ = await self.body(request, JSON_TYPES)
             reason = self.reason(self.parse(raw)) if raw.strip() else ""
         return _json(await run_in_threadpool(self.service.cancel, token, request_id, reason))
