@@ -55,15 +55,16 @@ class HeaderTimeoutProtocol(H11Protocol):
     """
 
     header_timeout: float = HEADER_TIMEOUT
-    #: Open connections at most (None: no bound); one more is answered 503 and closed.
+    #: Open connections at most (None: no bound); one more is answered ``busy`` and closed.
     max_connections: int | None = None
+    busy: bytes = b""
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.max_connections is not None and len(self.connections) > self.max_connections:
             log.debug("refusing a connection: %d open already", self.max_connections)
-            transport.write(_BUSY)
+            transport.write(self.busy)
             transport.close()
             return
         self._watch_client()
@@ -117,10 +118,19 @@ _REQUEST_TIMEOUT = (
 )
 
 
-_BUSY_BODY = b"too many connections"
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+def closing_answer(status: str, media_type: str, body: bytes, headers: str = "") -> bytes:
+    """A whole HTTP/1.1 answer, written as it is on a connection about to be closed:
+    ``status`` ("503 Service Unavailable"), ``headers`` (lines ending in CRLF) besides the
+    type, length and ``connection: close``."""
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: {media_type}\r\ncontent-length: {len(body)}\r\n"
+        f"{headers}connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+_BUSY = closing_answer(
+    "503 Service Unavailable", "text/plain; charset=utf-8", b"too many connections"
 )
 
 
@@ -204,17 +214,20 @@ def make_server(
     header_timeout: float = HEADER_TIMEOUT,
     max_header_bytes: int = 16 * 1024,
     max_connections: int | None = None,
+    busy: bytes = _BUSY,
 ) -> Server:
     """A server for ``app``: request headers must arrive within ``header_timeout`` seconds and
     be at most ``max_header_bytes`` (request line included); with ``max_connections``, more
-    open connections are refused (503, closed); ``settings_prefix`` (``PALLYCON_CALLBACK``)
-    names its settings in error messages."""
+    open connections are refused: answered ``busy`` (by default a plain 503,
+    :func:`closing_answer` makes another) and closed; ``settings_prefix``
+    (``PALLYCON_CALLBACK``) names its settings in error messages."""
 
     class Protocol(HeaderTimeoutProtocol):
         pass
 
     Protocol.header_timeout = header_timeout
     Protocol.max_connections = max_connections
+    Protocol.busy = busy
     config = uvicorn.Config(
         AccessLog(app) if access_log else app,
         host=host,

@@ -167,9 +167,10 @@ class Producer:
         Every body is validated first: an invalid one raises ``InvalidRequest`` naming
         ``[index].field`` (just ``field`` for a batch of one), and so does an id given twice
         with different bodies; nothing is enqueued. Then all are recorded in one atomic step
-        (one round trip, one fsync): if an id is already used for another body,
-        ``RequestConflict`` names it and nothing is recorded; if Redis refuses the write (out
-        of memory: ``redis.exceptions.OutOfMemoryError``), nothing is recorded. If Redis cannot
+        (one round trip, one fsync): if ids are already used for other bodies,
+        ``RequestConflict`` names them (``request_ids``) and nothing is recorded; if Redis
+        refuses the write (out of memory: ``redis.exceptions.OutOfMemoryError``), nothing is
+        recorded. If Redis cannot
         confirm the write (connection lost under way, fsync not in time), ``SubmitUnconfirmed``
         carries the ids to submit again. Ids already used for the same body are returned as
         they are (nothing new is enqueued for them).
@@ -221,7 +222,7 @@ class Producer:
             raise SubmitUnconfirmed([p.request_id for p in unique], exc) from exc
         conflicts = [p.request_id for p, o in zip(unique, outcomes, strict=True) if o == "conflict"]
         if conflicts:
-            raise RequestConflict(", ".join(conflicts))
+            raise RequestConflict(*conflicts)
         return [p.request_id for p in prepared]
 
     def cancel(self, request_id: str, reason: str = "") -> Cancel:

@@ -44,11 +44,19 @@ MAX_METADATA_BYTES = 2048
 
 
 class RequestConflict(Exception):
-    """The request id is taken by a request with a different body."""
+    """Request ids taken by requests with a different body: :attr:`request_ids` (at least one;
+    :attr:`request_id` is the first)."""
 
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        super().__init__(f"request id {request_id!r} is already used with a different body")
+    def __init__(self, *request_ids: str) -> None:
+        if not request_ids:
+            raise ValueError("RequestConflict: name at least one request id")
+        self.request_ids = request_ids
+        self.request_id = request_ids[0]
+        if len(request_ids) == 1:
+            said = f"request id {request_ids[0]!r} is"
+        else:
+            said = "request ids " + ", ".join(repr(i) for i in request_ids) + " are"
+        super().__init__(f"{said} already used with a different body")
 
 
 TOKEN_LENGTH = 10
@@ -99,7 +107,12 @@ def check_metadata(metadata: Any) -> str:
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRequest([FieldError("metadata", f"not JSON: {exc}")]) from None
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): not text Redis can keep
+        raise InvalidRequest(
+            [FieldError("metadata", "not valid Unicode (a lone surrogate)")]
+        ) from None
     if size > MAX_METADATA_BYTES:
         message = f"{size} bytes of compact JSON, over the limit of {MAX_METADATA_BYTES}"
         raise InvalidRequest([FieldError("metadata", message)])

@@ -213,34 +213,50 @@ class Overview:
         after: tuple[float, str] | None = None,
         limit: int = 50,
         sites: frozenset[str] | None = None,
+        max_read: int | None = None,
     ) -> tuple[builtins.list[Record], tuple[float, str] | None]:
         """A page of :meth:`list`'s order (newest first by when each entered its state, ties
         by request id, descending): up to ``limit`` requests in ``state`` (any when None),
         entered at or after ``since``, after the position ``after`` (a previous page's
         ``next``), whose record's ``site_id`` is one of ``sites`` (as records keep it: ""
         for the default site; None: every site). Returns them and the position to read the
-        next page from (None: this is the last). Reads one index per state, or a site's own
-        indexes when ``sites`` are the forms of one named site."""
+        next page from (None: this is the last).
+
+        Named sites are read from their own indexes (merged); the default site's requests
+        ("") have none, so a page of it reads every site's, filtered. ``max_read`` bounds the
+        records read for one page: past it, the page ends there, shorter than ``limit`` (even
+        empty), its next position the last entry read."""
         if limit <= 0:
             return [], None
         states = [state] if state is not None else builtins.list(State)
-        index_of = self.keys.state_index
+        indexes: builtins.list[tuple[str, State]] = [(self.keys.state_index(s), s) for s in states]
         where: Callable[[Record], bool] | None = None
-        named = sorted(site for site in sites or () if site)
-        if sites is not None and len(sites) == 1 and named:
-            index_of = functools.partial(self.keys.site_state_index, named[0])
-        elif sites is not None:
+        if sites is not None and DEFAULT in sites:
             where = lambda record: record.site_id in sites  # noqa: E731
+        elif sites is not None:
+            indexes = [
+                (self.keys.site_state_index(site, s), s) for site in sorted(sites) for s in states
+            ]
         until = after[0] if after is not None else None
-        streams = [self._newest(index_of(s), s, since, until) for s in states]
+        streams = [self._newest(key, s, since, until) for key, s in indexes]
         merged = heapq.merge(*streams, key=_position)
         found: builtins.list[tuple[Record, tuple[float, str]]] = []
         batch: builtins.list[tuple[str, float, State]] = []
         mark = _position((after[1], after[0], State.ACCEPTED)) if after is not None else None
+        read = 0
+        last: tuple[float, str] | None = None
         for entry in merged:
             if mark is not None and _position(entry) <= mark:
                 continue  # on or before the previous page's last
+            if max_read is not None and read >= max_read:
+                found += self._placed(batch, where)
+                if len(found) <= limit:  # stopped short: the next page reads on
+                    return [record for record, _ in found], last
+                batch = []
+                break
             batch.append(entry)
+            read += 1
+            last = (entry[1], entry[0])
             if len(batch) >= max(limit + 1 - len(found), PAGE // 4):
                 found += self._placed(batch, where)
                 batch = []

@@ -10,7 +10,9 @@ same code in this process, on a real port, whose limits are low.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,7 +36,8 @@ from schemathesis.core.result import Ok
 
 from pallycon_config import Settings
 from pallycon_pack.web import asgi
-from pallycon_pack.web.http_api.app import create_app
+from pallycon_pack.web.http_api import app as http_app
+from pallycon_pack.web.http_api.app import busy_answer, create_app
 from pallycon_pack.web.http_api.contract import EXAMPLE, OPENAPI
 from pallycon_pack.web.http_api.service import Limits, Service
 from pallycon_producers.api import Producer
@@ -126,8 +129,9 @@ def fields(body: dict[str, Any]) -> list[Any]:
 
 
 def test_the_same_request_twice_is_one_request(api: Api):
-    """Under one Idempotency-Key: 201 with Location, then 200 with the same record; another
-    body under the key is 409 naming request_id, and nothing changes."""
+    """Under one Idempotency-Key: 201 with Location, then 200 with the same record (the key
+    bare or quoted); another body under the key is 409 naming request_id, and nothing
+    changes."""
     with api.client() as http:
         first = http.post(
             "/v1/requests", json={"body": job_body()}, headers={"Idempotency-Key": "idem-1"}
@@ -145,6 +149,9 @@ def test_the_same_request_twice_is_one_request(api: Api):
             json={"body": job_body(), "request_id": "idem-2"},
             headers={"Idempotency-Key": "idem-1"},
         )
+        quoted = http.post(  # the IETF draft's form: a structured-field string
+            "/v1/requests", json={"body": job_body()}, headers={"Idempotency-Key": '"idem-1"'}
+        )
     assert first.status_code == 201, first.text
     assert first.headers["location"] == "/v1/requests/idem-1"
     assert again.status_code == 200, again.text
@@ -153,6 +160,8 @@ def test_the_same_request_twice_is_one_request(api: Api):
     assert first.json()["record"]["state"] == "accepted"
     assert fields(problem(other, 409)) == ["request_id"]
     assert fields(problem(both, 422)) == ["request_id"]
+    assert quoted.status_code == 200, quoted.text
+    assert quoted.json()["record"] == first.json()["record"]
     record = api.producer.get("idem-1")
     assert record is not None
     assert record.content_id == "episode-1"
@@ -206,6 +215,12 @@ def test_a_batch_in_json_lines_or_an_array_all_or_nothing(api: Api):
             "/v1/requests/batch", content=text, headers={"Content-Type": "text/plain"}
         )
         empty = http.post("/v1/requests/batch", json=[])
+        taken = [
+            {"request_id": "lines-0", "body": job_body(job_name="another")},
+            {"request_id": "fresh-1", "body": job_body()},
+            {"request_id": "lines-2", "body": job_body(job_name="another")},
+        ]
+        conflict = http.post("/v1/requests/batch", json=taken)
     assert first.status_code == 200, first.text
     assert first.json()["results"] == [
         {"line": 1, "request_id": "lines-0", "created": True},
@@ -229,6 +244,12 @@ def test_a_batch_in_json_lines_or_an_array_all_or_nothing(api: Api):
     assert problem(not_json, 400)["errors"][0]["line"] == 2
     problem(text_plain, 415)
     problem(empty, 422)
+    named = problem(conflict, 409)
+    assert [(e["line"], e["field"]) for e in named["errors"]] == [
+        (1, "request_id"),
+        (3, "request_id"),
+    ]
+    assert api.producer.get("fresh-1") is None
 
 
 def test_pages_follow_each_other_to_the_end(api: Api):
@@ -267,7 +288,8 @@ def test_pages_follow_each_other_to_the_end(api: Api):
 
 
 def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
-    """Another site's request is not found (404, as one that does not exist); a list holds
+    """Another site's request is not found (404, as one that does not exist), and its id
+    cannot be used: 422, "unavailable", not the 409 of an id used by another body; a list holds
     only its sites; submitting for another site (or none: the default) is 403 naming site_id.
     A read-only token reads, and is refused every write (403)."""
     with api.client() as admin:
@@ -281,6 +303,11 @@ def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
             json={"request_id": "other-1", "body": job_body(), "site_id": OTHER_SITE},
         )
         theirs = other.post("/v1/requests", json={"request_id": "x-1", "body": job_body()})
+        squat = {"body": job_body(), "site_id": OTHER_SITE}
+        taken = other.post("/v1/requests", json=squat, headers={"Idempotency-Key": "tuto-1"})
+        taken_in_batch = other.post(
+            "/v1/requests/batch", json=[squat, {**squat, "request_id": "tuto-1"}]
+        )
         listed = other.get("/v1/requests", params={"limit": 500}).json()["requests"]
         asked = other.get("/v1/requests", params={"site": DEFAULT_SITE})
         batch = other.post(
@@ -296,6 +323,12 @@ def test_a_site_token_sees_and_submits_its_sites_only(api: Api):
     problem(hidden_retry, 404)
     assert mine.status_code == 201, mine.text
     assert fields(problem(theirs, 403)) == ["site_id"]
+    for refused in (taken, taken_in_batch):  # not a 409: nothing says tuto-1 exists
+        body = problem(refused, 422)
+        assert "another body" not in refused.text
+        assert [e["field"] for e in body["errors"]] == ["request_id"]
+        assert body["errors"][0]["message"].startswith("unavailable")
+    assert problem(taken_in_batch, 422)["errors"][0]["line"] == 2
     assert {r.get("site_id") for r in listed} == {OTHER_SITE}
     assert fields(problem(asked, 403)) == ["site"]
     assert [(e["line"], e["field"]) for e in problem(batch, 403)["errors"]] == [(2, "site_id")]
@@ -322,8 +355,11 @@ def test_without_a_token_that_is_one_nothing_is_answered(api: Api):
             assert refused.headers["www-authenticate"].startswith("Bearer")
         problem(http.get("/v2/things"), 404)
     with api.client() as http:
-        problem(http.delete("/v1/requests"), 405)
+        refused = http.delete("/v1/requests")
         problem(http.get("/v1/requests/batch/more"), 404)
+    problem(refused, 405)
+    assert refused.headers["allow"] == "GET, HEAD, POST"
+    assert refused.headers["x-content-type-options"] == "nosniff"
 
 
 def _fail(api: Api, request_id: str) -> None:
@@ -352,6 +388,7 @@ def test_retry_and_cancel_as_the_commands_do(api: Api):
         cancelled = http.post("/v1/requests/to-cancel/cancel", json={"reason": "not needed"})
         again = http.post("/v1/requests/to-cancel/cancel")
         unknown = http.post("/v1/requests/nothing-here/cancel")
+        untyped = http.post("/v1/requests/to-retry/cancel", content=iter([b"garbage"]))
         bad_reason = http.post("/v1/requests/to-cancel/cancel", json={"why": "x"})
         shown = http.get("/v1/requests/to-retry").json()
     assert retried.status_code == 200, retried.text
@@ -369,6 +406,7 @@ def test_retry_and_cancel_as_the_commands_do(api: Api):
     assert again.json()["outcome"] == "finished"
     problem(unknown, 404)
     problem(bad_reason, 422)
+    problem(untyped, 415)  # a chunked body without a type: refused, nothing cancelled
     assert [e["type"] for e in shown["events"]] == ["accepted", "failed", "accepted"]
     assert shown["record"]["state"] == "accepted"
 
@@ -386,7 +424,10 @@ def limited(api: Api) -> Iterator[str]:
     every 100 s; bodies of 2 KiB at most."""
     service = Service(Store.of(api.settings), Limits(rate=0.01, burst=2))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
     with asgi.running(server) as url:
         yield url
@@ -416,13 +457,60 @@ def test_a_token_past_its_rate_waits_and_a_large_body_is_refused(api: Api, limit
     problem(streamed, 413)
 
 
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """What the server writes on ``sock`` before it closes it: (status, headers, body)."""
+    sock.settimeout(30)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+def test_a_slow_body_is_408_and_connections_beyond_the_limit_503(api: Api):
+    """A body not received whole within the deadline: 408 problem, the connection closed.
+    With as many connections open as the server takes, one more is answered a 503 problem
+    and closed."""
+    service = Service(Store.of(api.settings), Limits(rate=100_000, burst=100_000))
+    app = create_app(service, max_body_bytes=2048, body_timeout=0.5)
+    server = asgi.make_server(
+        app, "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP", max_connections=2, busy=busy_answer()
+    )
+    token = api.tokens["admin"]
+    with asgi.running(server) as url:
+        address = (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address) as slow:
+            slow.sendall(
+                f"POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+            )
+            status, headers, body = _answer(slow)
+        assert status == 408
+        assert headers["content-type"] == PROBLEM
+        assert json.loads(body)["type"].endswith(":request-timeout")
+        with httpx.Client(base_url=url) as one, httpx.Client(base_url=url) as two:
+            assert one.get("/health/live").status_code == 200  # both kept open
+            assert two.get("/health/live").status_code == 200
+            with socket.create_connection(address) as third:
+                status, headers, body = _answer(third)
+        assert status == 503
+        assert headers["content-type"] == PROBLEM
+        assert headers["retry-after"] == "1"
+        assert "PALLYCON_HTTP_MAX_CONNECTIONS" in json.loads(body)["detail"]
+
+
 def test_not_ready_while_redis_is_away(api: Api):
     """/health/ready is 503 (a problem naming Redis) when Redis does not answer; live is
     200; a /v1 route is 503, not a 500."""
     away = api.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     service = Service(Store.of(away, deadline=1.0), Limits(rate=10, burst=10))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
     with asgi.running(server) as url, httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/health/live").status_code == 200
@@ -430,23 +518,68 @@ def test_not_ready_while_redis_is_away(api: Api):
         problem(http.get("/v1/requests", headers={"Authorization": "Bearer x"}), 503)
 
 
-def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api):
-    """An error no handler expects: 500, a problem saying it is logged, nothing of the error."""
+class _Kept(logging.Handler):
+    """The records of a logger, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def http_log(monkeypatch: pytest.MonkeyPatch) -> _Kept:
+    """What the HTTP API logs in this process, from debug up: its logger replaced by one of
+    this test's own (a server another test runs in this process configures the real one)."""
+    kept = _Kept()
+    logger = logging.Logger("pallycon_pack.http", logging.DEBUG)
+    logger.addHandler(kept)
+    monkeypatch.setattr(http_app, "log", logger)
+    return kept
+
+
+def test_a_fault_of_the_server_is_a_500_problem_without_its_traceback(api: Api, http_log: _Kept):
+    """An error no handler expects: 500, a problem saying it is logged (once), nothing of the
+    error, and the connection still serves the next request. A client that leaves in the
+    middle of its body is no error of the server: nothing logged as one."""
 
     class Broken(Service):
         def show(self, token: ApiToken, request_id: str) -> dict[str, Any]:
             raise RuntimeError("a fault with an internal detail")
 
-    service = Broken(Store.of(api.settings), Limits(rate=10, burst=10))
+    # Limits as high as the module's server's: the token's bucket is shared with the tests
+    # that spend it (the limited app's)
+    service = Broken(Store.of(api.settings), Limits(rate=100_000, burst=100_000))
     server = asgi.make_server(
-        create_app(service, max_body_bytes=2048), "127.0.0.1", 0, settings_prefix="PALLYCON_HTTP"
+        create_app(service, max_body_bytes=2048, body_timeout=10),
+        "127.0.0.1",
+        0,
+        settings_prefix="PALLYCON_HTTP",
     )
-    headers = {"Authorization": f"Bearer {api.tokens['admin']}"}
+    token = api.tokens["admin"]
+    headers = {"Authorization": f"Bearer {token}"}
     with asgi.running(server) as url, httpx.Client(base_url=url, headers=headers) as http:
         failed = http.get("/v1/requests/anything")
+        after = http.get("/v1/requests", params={"limit": 1})  # the same connection
+        address = (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address) as leaving:
+            leaving.sendall(
+                f"POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a'.encode()
+            )
+        eventually(
+            lambda: [record.getMessage() for record in http_log.records],
+            lambda said: any("before its body's end" in line for line in said),
+            timeout=10,
+        )
     body = problem(failed, 500)
     assert body["type"] == "urn:pallycon-pack:problem:internal-error"
     assert "internal detail" not in failed.text
+    assert after.status_code == 200, after.text
+    errors = [record for record in http_log.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == ["GET /v1/requests/anything failed"]
 
 
 def test_tokens_are_shown_once_and_kept_as_hashes(api: Api, tmp_path: Path):

@@ -300,6 +300,44 @@ def test_the_overview_lists_newest_first_counts_and_reads_a_history(records: Rec
     assert overview.reindex() == (0, 0)
 
 
+def _walk(overview: Overview, sites: frozenset[str], limit: int, max_read: int | None) -> Any:
+    """Every page of ``sites``' requests, following next: (the ids in order, pages read)."""
+    seen: list[str] = []
+    after = None
+    for pages in range(1, 100):
+        found, after = overview.page(limit=limit, after=after, sites=sites, max_read=max_read)
+        seen += [record.request_id for record in found]
+        if after is None:
+            return seen, pages
+    raise AssertionError("the pages never end")
+
+
+def test_pages_of_several_sites_merge_their_indexes_and_read_a_bounded_number(records: Records):
+    """Named sites: their own indexes, merged in the order of every page (newest first, ties
+    by id), no other site's request read. The default site (no index of its own): every
+    site's index, filtered, at most max_read records a page: shorter pages (even empty,
+    with a next) until the end, each request once."""
+    placed = {f"o{n}": ("OTHER", float(n)) for n in range(10)}
+    placed |= {"t1": ("THIRD", 5.5), "t2": ("THIRD", 8.5), "t3": ("THIRD", 8.5), "d1": ("", 3.5)}
+    for request_id, (site, at) in placed.items():
+        fields = Fields(state=State.ACCEPTED, body="{}", created_at=at, site_id=site)
+        new = NewRequest(request_id, request_id, fields, event(EventType.ACCEPTED, request_id, at))
+        assert records.create(new, submit_at=None) == "created"
+    overview = Overview(records.redis, records.keys, default_site=None)
+    order = sorted(placed, key=lambda rid: (-placed[rid][1], [-b for b in rid.encode()]))
+    named = frozenset({"OTHER", "THIRD"})
+    seen, pages = _walk(overview, named, limit=4, max_read=None)
+    assert seen == [rid for rid in order if rid != "d1"]
+    assert pages == 4
+    assert _walk(overview, named, limit=4, max_read=2)[0] == seen  # bounded, the same walk
+    default, pages = _walk(overview, frozenset({""}), limit=10, max_read=3)
+    assert default == ["d1"]
+    assert pages == 5  # 14 requests read 3 at a time
+    assert _walk(overview, frozenset({"", "THIRD"}), limit=2, max_read=None)[0] == [
+        "t3", "t2", "t1", "d1"
+    ]  # fmt: skip
+
+
 def test_metadata_is_carried_in_every_event_of_its_request(records: Records):
     new = _new()
     new.fields["metadata"] = json.dumps({"cms_id": 7})

@@ -4,6 +4,7 @@ a page."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -13,9 +14,10 @@ from openapi_spec_validator import validate
 from pallycon.errors import FieldError
 from pallycon_config import SiteBook
 from pallycon_pack.web.http_api import access, paging
+from pallycon_pack.web.http_api.app import has_body
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.problems import TYPE_PREFIX, TYPES, Problem, body_field
-from pallycon_pack.web.http_api.service import _on_line
+from pallycon_pack.web.http_api.service import _on_line, idempotency_key
 from pallycon_producers.lines import Line
 from pallycon_store.events import State
 from pallycon_store.overview import _position
@@ -51,11 +53,21 @@ def test_a_cursor_gives_back_its_position_exactly(position: tuple[float, str]):
 
 @pytest.mark.parametrize(
     "cursor",
-    ["", "not-a-cursor", "W10", "WzEsMl0", "WyJ4IiwieCJd", "WzEuMGUzMDAwLCJhIl0", "WzEsImEiLDNd"],
+    [
+        "",
+        "not-a-cursor",
+        "W10",
+        "WzEsMl0",
+        "WyJ4IiwieCJd",
+        "WzEuMGUzMDAwLCJhIl0",
+        "WzEsImEiLDNd",
+        base64.urlsafe_b64encode(b"[" + b"9" * 400 + b',"x"]').decode(),
+        "W3RydWUsIngiXQ",
+    ],
 )
 def test_a_cursor_this_server_did_not_give_is_refused(cursor: str):
     """Not base64, not JSON, not [number, text] (an empty list, [1, 2], ["x", "x"], an
-    infinite number, three items)."""
+    infinite number, three items, a whole number too large for a float, true)."""
     with pytest.raises(paging.BadCursor):
         paging.decode(cursor)
 
@@ -86,6 +98,23 @@ def test_what_a_token_sees(sites: tuple[str, ...], record_site: str, seen: bool)
     assert access.may_see(record_site, forms) is seen
     refusal = access.scope_refusal(token(*sites), forms, record_site)
     assert (refusal is None) is seen
+
+
+@pytest.mark.parametrize(
+    ("sites", "found", "hidden"),
+    [
+        ((), {"a": "OTHER", "b": ""}, set()),  # every site: a 409 for each
+        (("OTHER",), {"a": "OTHER"}, set()),
+        (("OTHER",), {"a": "OTHER", "b": "", "c": "THIRD"}, {"b", "c"}),
+        (("TUTO",), {"a": "", "b": "TUTO", "c": "OTHER"}, {"c"}),
+        (("OTHER",), {"gone": None}, {"gone"}),  # no record now: nothing to tell
+    ],
+)
+def test_which_taken_ids_a_token_is_told_are_unavailable(
+    sites: tuple[str, ...], found: dict[str, str | None], hidden: set[str]
+):
+    forms = access.site_forms(token(*sites), BOOK)
+    assert access.hidden_ids(found, forms) == hidden
 
 
 @pytest.mark.parametrize(
@@ -186,3 +215,34 @@ def test_a_batchs_admission_errors_name_their_lines():
     }
     alone = _on_line(FieldError("job_name", "Field required"), lines[:1])
     assert alone.to_dict() == {"line": 3, "field": "body.job_name", "message": "Field required"}
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("movie-1", "movie-1"),
+        ('"8e03978e-40d5-43e8-bc93-6894a57f9324"', "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        (' "movie-1" ', "movie-1"),
+        ('"movie-1', '"movie-1'),  # not a string: left for the check to refuse
+        ('"a"b"', '"a"b"'),
+        ('"a\\b"', '"a\\b"'),
+        ('"', '"'),
+        ('""', ""),
+    ],
+)
+def test_an_idempotency_key_bare_or_quoted(header: str, key: str):
+    assert idempotency_key(header) == key
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({}, False),
+        ({"content-length": "0"}, False),
+        ({"content-length": "2"}, True),
+        ({"content-type": "application/json"}, True),
+        ({"transfer-encoding": "chunked"}, True),  # no type, no length: a body all the same
+    ],
+)
+def test_whether_a_request_has_a_body(headers: dict[str, str], body: bool):
+    assert has_body(headers) is body

@@ -32,6 +32,8 @@ def test_metadata_is_kept_as_compact_json(given, stored):
         ({"k": float("nan")}, "metadata: not JSON: Out of range float values"),
         ({"k": object()}, "metadata: not JSON: Object of type object"),
         ({"k": "x" * (MAX_METADATA_BYTES - 7)}, "metadata: 2049 bytes of compact JSON, over"),
+        ({"k": "\ud800"}, "metadata: not valid Unicode"),  # JSON's lone surrogate
+        ({"\udfff": 1}, "metadata: not valid Unicode"),
     ],
 )
 def test_bad_metadata_is_refused_naming_the_field(given, why):

@@ -45,6 +45,7 @@ from pallycon_pack.interrupts import on_interrupt, server_stopped
 from pallycon_pack.web import asgi
 from pallycon_pack.web.console.app import REDIS_TIMEOUT, create_app
 from pallycon_pack.web.console.auth import ConsoleSettings, check_token, console_variable
+from pallycon_pack.web.http_api.app import busy_answer
 from pallycon_pack.web.http_api.app import create_app as create_http_app
 from pallycon_pack.web.http_api.service import Limits, Service
 from pallycon_pack.web.http_api.settings import HttpSettings, http_variable
@@ -295,9 +296,15 @@ def http(host: str | None, port: int | None, access_log: bool, serving: Callable
     store = Store.of(settings, deadline=HTTP_REDIS_TIMEOUT)
     store.redis.ping()  # a wrong URL or password: one line now, not a 503 at every request
     service = Service(store, Limits(options.rate, options.burst))
-    app = create_http_app(service, options.max_body_bytes)
+    app = create_http_app(service, options.max_body_bytes, options.body_timeout)
     server = asgi.make_server(
-        app, options.host, options.port, settings_prefix="PALLYCON_HTTP", access_log=access_log
+        app,
+        options.host,
+        options.port,
+        settings_prefix="PALLYCON_HTTP",
+        access_log=access_log,
+        max_connections=options.max_connections,
+        busy=busy_answer(),
     )
 
     def ready(url: str) -> None:

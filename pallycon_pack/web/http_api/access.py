@@ -2,8 +2,10 @@
 an answer out).
 
 A token scoped to sites sees only the requests of those sites: another site's request is
-answered 404 (as if it did not exist: no existence leak), and a submission naming another site
-403 naming ``site_id``. A read-only token may read, never write (403).
+answered 404 (as if it did not exist: no existence leak), a submission naming another site
+403 naming ``site_id``, and one under the id of a request it may not see 422 (the id is
+unavailable, not "used by another body": no existence leak either). A read-only token may
+read, never write (403).
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def scope_refusal(token: ApiToken, forms: frozenset[str] | None, stored_site: st
     if may_see(stored_site, forms):
         return None
     return f"this token may submit for site(s) {', '.join(token.sites)} only"
+
+
+def hidden_ids(sites_of: dict[str, str | None], forms: frozenset[str] | None) -> frozenset[str]:
+    """Of request ids found taken, those whose request ``forms`` may not see: ``sites_of``
+    maps each to its record's ``site_id`` (None: no record, gone meanwhile, so nothing to
+    tell either). A submission under such an id is refused without a hint that it exists."""
+    return frozenset(
+        request_id
+        for request_id, site in sites_of.items()
+        if site is None or not may_see(site, forms)
+    )
 
 
 def forms_of_filter(

@@ -12,9 +12,10 @@ Routes (docs/HTTP.md; the contract: :data:`.contract.OPENAPI`, served at ``/open
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,14 +23,22 @@ import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pallycon_pack.problems import redis_problem
+from pallycon_pack.web import asgi
 from pallycon_pack.web.http_api.contract import OPENAPI
 from pallycon_pack.web.http_api.limits import MAX_REASON
-from pallycon_pack.web.http_api.problems import BY_STATUS, FieldProblem, Problem, invalid
+from pallycon_pack.web.http_api.problems import (
+    ANSWER_HEADERS,
+    BY_STATUS,
+    MEDIA_TYPE,
+    FieldProblem,
+    Problem,
+    invalid,
+)
 from pallycon_pack.web.http_api.service import Service, read_only
 from pallycon_store.events import iso
 from pallycon_store.tokens import ApiToken
@@ -38,22 +47,25 @@ log = logging.getLogger("pallycon_pack.http")
 
 JSON_TYPES = ("application/json",)
 LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
-HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 Handler = Callable[[Request, ApiToken], Awaitable[Response]]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status, {**HEADERS, **(headers or {})})
+    return JSONResponse(body, status, {**ANSWER_HEADERS, **(headers or {})})
 
 
-def create_app(service: Service, max_body_bytes: int) -> Starlette:
-    """The app over ``service``; bodies larger than ``max_body_bytes`` are refused (413)."""
-    api = _Api(service, max_body_bytes)
+def create_app(service: Service, max_body_bytes: int, body_timeout: float) -> Starlette:
+    """The app over ``service``; bodies larger than ``max_body_bytes`` are refused (413), and
+    so are those not received within ``body_timeout`` seconds of the headers (408, closed)."""
+    api = _Api(service, max_body_bytes, body_timeout)
     return Starlette(
         routes=[
-            Route("/v1/requests", api.guarded(api.submit, write=True), methods=["POST"]),
-            Route("/v1/requests", api.guarded(api.list), methods=["GET"]),
+            Route(  # one route, so that a 405 on it allows both
+                "/v1/requests",
+                _by_method(GET=api.guarded(api.list), POST=api.guarded(api.submit, write=True)),
+                methods=["GET", "POST"],
+            ),
             Route("/v1/requests/batch", api.guarded(api.batch, write=True), methods=["POST"]),
             Route("/v1/requests/{request_id}", api.guarded(api.show), methods=["GET"]),
             Route(
@@ -66,15 +78,27 @@ def create_app(service: Service, max_body_bytes: int) -> Starlette:
                 api.guarded(api.cancel, write=True),
                 methods=["POST"],
             ),
-            Route("/health/live", api.live, methods=["GET"]),
-            Route("/health/ready", api.ready, methods=["GET"]),
-            Route("/openapi.json", api.openapi, methods=["GET"]),
+            Route("/health/live", _answering(api.live), methods=["GET"]),
+            Route("/health/ready", _answering(api.ready), methods=["GET"]),
+            Route("/openapi.json", _answering(api.openapi), methods=["GET"]),
         ],
         exception_handlers={
             HTTPException: _http_problem,
             Exception: _internal_error,
         },
     )
+
+
+def busy_answer() -> bytes:
+    """What a connection beyond the server's limit gets before it is closed: a 503 problem."""
+    problem = Problem(
+        "unavailable",
+        "too many connections to this server (PALLYCON_HTTP_MAX_CONNECTIONS): try again",
+        headers={"Retry-After": "1"},
+    )
+    body = json.dumps(problem.body(), separators=(",", ":")).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in problem.all_headers().items())
+    return asgi.closing_answer("503 Service Unavailable", MEDIA_TYPE, body, extra)
 
 
 async def _http_problem(request: Request, exc: Exception) -> Response:
@@ -87,24 +111,66 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path[:200]}"
     else:
         detail = str(exc.detail)
-    response = Problem(kind, detail).response()
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # a set's order, made stable
+        headers["Allow"] = ", ".join(sorted(headers["Allow"].split(", ")))
+    return Problem(kind, detail, headers=headers).response()
 
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: logged with its traceback; answered 500, one line, no traceback."""
+def _by_method(
+    **routes: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a path that takes several methods: each its own (HEAD as GET)."""
+
+    async def route(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await routes[method](request)
+
+    return route
+
+
+def has_body(headers: Mapping[str, str]) -> bool:
+    """Whether a request (its headers, lower-case names) says it carries a body: a type, a
+    length other than 0, or a chunked transfer."""
+    if headers.get("content-type") or headers.get("transfer-encoding"):
+        return True
+    return headers.get("content-length", "").strip() not in ("", "0")
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged once with its traceback; answered 500, one line, no
+    traceback (answered here, in the route: the connection stays usable)."""
     log.error("%s %s failed", request.method, request.url.path[:200], exc_info=exc)
     return Problem("internal-error", "an error of the server (it is logged)").response()
 
 
-class _Api:
-    """The handlers, over the service, with the body limit."""
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """The last resort, for an error outside every route (Starlette then logs it again, and
+    the connection is dropped): the routes answer their own (:func:`internal_error`)."""
+    return internal_error(request, exc)
 
-    def __init__(self, service: Service, max_body_bytes: int) -> None:
+
+def _answering(
+    route: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``route``, any unexpected error of it answered by :func:`internal_error`."""
+
+    async def answering(request: Request) -> Response:
+        try:
+            return await route(request)
+        except Exception as exc:  # noqa: BLE001 - answered as a 500, logged with its traceback
+            return internal_error(request, exc)
+
+    return answering
+
+
+class _Api:
+    """The handlers, over the service, with the body's limits."""
+
+    def __init__(self, service: Service, max_body_bytes: int, body_timeout: float) -> None:
         self.service = service
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout
 
     def guarded(
         self, handler: Handler, *, write: bool = False
@@ -128,13 +194,13 @@ class _Api:
                 detail = redis_problem(exc, settings.redis)
                 return Problem("unavailable", detail, headers={"Retry-After": "1"}).response()
 
-        return guarded
+        return _answering(guarded)
 
     # --- Bodies ------------------------------------------------------------------------------
 
     async def body(self, request: Request, types: tuple[str, ...]) -> tuple[bytes, str]:
-        """The body, of one of ``types`` (415 otherwise) and at most the limit (413): (its
-        bytes, its media type)."""
+        """The body, of one of ``types`` (415 otherwise), at most the limit (413), received
+        whole within the deadline (408, the connection closed): (its bytes, its media type)."""
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in types:
             raise Problem(
@@ -145,12 +211,31 @@ class _Api:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             raise self.too_large()
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise self.too_large()
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                size = 0
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise self.too_large()
+                    chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer: not an error of the server
+            log.debug(
+                "%s %s: the client left before its body's end",
+                request.method,
+                request.url.path[:200],
+            )
+            raise Problem(
+                "bad-request", "the connection was closed before the body's end"
+            ) from None
+        except TimeoutError:
+            raise Problem(
+                "request-timeout",
+                f"the body did not arrive within {self.body_timeout:g} s of the headers "
+                "(PALLYCON_HTTP_BODY_TIMEOUT)",
+                headers={"Connection": "close"},
+            ) from None
         return b"".join(chunks), media
 
     def too_large(self) -> Problem:
@@ -241,7 +326,7 @@ class _Api:
     async def cancel(self, request: Request, token: ApiToken) -> Response:
         request_id = request.path_params["request_id"]
         reason = ""
-        if request.headers.get("content-type") or request.headers.get("content-length", "0") != "0":
+        if has_body(request.headers):  # a body then needs its type (415 without)
             raw, _ = await self.body(request, JSON_TYPES)
             reason = self.reason(self.parse(raw)) if raw.strip() else ""
         return _json(await run_in_threadpool(self.service.cancel, token, request_id, reason))

@@ -80,8 +80,14 @@ _COMMON = {
         "Too many requests for this token: wait Retry-After seconds.", retry_after=True
     ),
     "500": _problem("An error of the server (logged; never a traceback here)."),
-    "503": _problem("Redis is unavailable, or did not confirm a write: try again."),
+    "503": _problem(
+        "Redis is unavailable, or did not confirm a write, or the server has too many "
+        "connections: try again (Retry-After).",
+        retry_after=True,
+    ),
 }
+#: A body that did not arrive in time (the connection is then closed).
+_SLOW_BODY = _problem("The body did not arrive within PALLYCON_HTTP_BODY_TIMEOUT seconds.")
 _READ = {
     **_COMMON,
     "400": _problem("A query parameter that cannot be read."),
@@ -91,9 +97,13 @@ _WRITE = {
     **_COMMON,
     "400": _problem("A body that is not JSON (or not JSON Lines)."),
     "403": _problem("A read-only token, or a site this token may not submit for (errors name it)."),
+    "408": _SLOW_BODY,
     "413": _problem("A body larger than PALLYCON_HTTP_MAX_BODY_BYTES, or too many items."),
     "415": _problem("A Content-Type this operation does not take."),
-    "422": _problem("An invalid request (errors name every field at fault)."),
+    "422": _problem(
+        "An invalid request (errors name every field at fault), or a request id this token "
+        "cannot use (another site's request has it)."
+    ),
 }
 
 _REQUEST_ID = {
@@ -133,7 +143,10 @@ OPENAPI: dict[str, Any] = {
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "description": "The request id (as request_id; both: the same).",
+                        "description": (
+                            "The request id (as request_id; both: the same), bare or as a "
+                            'structured-field string ("movie-1", as the IETF draft has it).'
+                        ),
                         "schema": {"type": "string"},
                     }
                 ],
@@ -288,6 +301,7 @@ OPENAPI: dict[str, Any] = {
                     "400": _problem("A body that is not JSON."),
                     "403": _problem("A read-only token."),
                     "404": _problem("No such request (or not one this token may see)."),
+                    "408": _SLOW_BODY,
                     "409": _problem("It kept changing: try again."),
                     "413": _problem("A body larger than PALLYCON_HTTP_MAX_BODY_BYTES."),
                     "415": _problem("A body that is not application/json."),
@@ -450,7 +464,10 @@ OPENAPI: dict[str, Any] = {
                     "requests": {"type": "array", "items": _ref("Record")},
                     "next": {
                         "type": ["string", "null"],
-                        "description": "The cursor of the next page; null on the last.",
+                        "description": (
+                            "The cursor of the next page; null on the last (a page may be "
+                            "shorter than limit, even empty, and not be the last)."
+                        ),
                     },
                 },
             },

@@ -10,3 +10,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 #: The longest cancel reason taken (the record keeps its first 200 characters).
 MAX_REASON = 500
+#: The most records one page of ``GET /v1/requests`` reads: a token whose sites' requests are
+#: few among many others' gets shorter pages (even empty ones, with ``next``), never a scan.
+MAX_READ = 2000

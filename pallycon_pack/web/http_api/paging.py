@@ -26,11 +26,12 @@ def decode(cursor: str) -> tuple[float, str]:
         score, request_id = json.loads(raw)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise BadCursor("not a cursor this server gave (use a page's next as it is)") from None
-    if (
-        not isinstance(score, int | float)
-        or isinstance(score, bool)
-        or not math.isfinite(score)
-        or not isinstance(request_id, str)
-    ):
+    if isinstance(score, bool) or not isinstance(score, int | float):
         raise BadCursor("not a cursor this server gave (use a page's next as it is)")
-    return float(score), request_id
+    try:
+        place = float(score)
+    except OverflowError:  # an integer of hundreds of digits
+        place = math.inf
+    if not math.isfinite(place) or not isinstance(request_id, str):
+        raise BadCursor("not a cursor this server gave (use a page's next as it is)")
+    return place, request_id

@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse
 from pallycon.errors import FieldError
 
 MEDIA_TYPE = "application/problem+json"
+#: Headers of every answer of the API: never cached, never sniffed as another type.
+ANSWER_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 #: Where a problem's type is named.
 TYPE_PREFIX = "urn:pallycon-pack:problem:"
 
@@ -27,6 +29,7 @@ TYPES: dict[str, int] = {
     "forbidden": 403,
     "not-found": 404,
     "method-not-allowed": 405,
+    "request-timeout": 408,
     "conflict": 409,
     "payload-too-large": 413,
     "unsupported-media-type": 415,
@@ -77,12 +80,13 @@ class Problem(Exception):
             "errors": [error.to_dict() for error in self.errors],
         }
 
+    def all_headers(self) -> dict[str, str]:
+        """Its headers besides the type and length: its own, and those of every answer."""
+        return {**ANSWER_HEADERS, **self.headers}
+
     def response(self) -> JSONResponse:
         return JSONResponse(
-            self.body(),
-            self.status,
-            headers={"Cache-Control": "no-store", **self.headers},
-            media_type=MEDIA_TYPE,
+            self.body(), self.status, headers=self.all_headers(), media_type=MEDIA_TYPE
         )
 
 

@@ -21,7 +21,7 @@ from pallycon_config import SiteBook, UnknownSite
 from pallycon_pack.errors import Failure
 from pallycon_pack.present.records import explained, parse_since
 from pallycon_pack.web.http_api import access, paging
-from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE
+from pallycon_pack.web.http_api.limits import DEFAULT_PAGE, MAX_BATCH, MAX_PAGE, MAX_READ
 from pallycon_pack.web.http_api.problems import FieldProblem, Problem, field_problems, invalid
 from pallycon_producers.api import Producer, RequestConflict, SubmitUnconfirmed
 from pallycon_producers.lines import BadLine, Line, line_of
@@ -35,6 +35,8 @@ from pallycon_store.redrive import retry as redrive
 from pallycon_store.tokens import ApiToken, Tokens
 from pallycon_store.wiring import Store
 
+#: Why a request id used by a request a token may not see cannot be used (all it is told).
+UNAVAILABLE = "unavailable: choose another request id (a UUID, say)"
 #: A single request's priority when it gives none; a batch's lines' (as ``submit --batch``).
 ONE_PRIORITY = "normal"
 BATCH_PRIORITY = "bulk"
@@ -48,6 +50,16 @@ class Limits:
 
     rate: float
     burst: int
+
+
+def idempotency_key(header: str) -> str:
+    """The request id an ``Idempotency-Key`` header gives: as it is, or the content of a
+    structured-field string (``"movie-1"``, the IETF draft's form); checked by the caller."""
+    key = header.strip()
+    inner = key[1:-1]
+    if len(key) >= 2 and key[0] == key[-1] == '"' and '"' not in inner and "\\" not in inner:
+        return inner
+    return key
 
 
 def not_found(request_id: str) -> Problem:
@@ -120,6 +132,7 @@ class Service:
         except BadLine as exc:
             raise invalid([FieldProblem(exc.field, exc.reason)]) from None
         if key is not None:
+            key = idempotency_key(key)
             if not REQUEST_ID_RE.match(key):
                 message = "1-128 of letters, digits and . _ : - (starting alnum)"
                 raise invalid([FieldProblem("Idempotency-Key", message)])
@@ -134,12 +147,8 @@ class Service:
             (request_id,) = self._submit([line], ONE_PRIORITY)
         except InvalidRequest as exc:
             raise invalid(field_problems(exc.errors)) from None
-        except RequestConflict:
-            raise Problem(
-                "conflict",
-                f"request id {line.request_id} is used by a request with another body",
-                [FieldProblem("request_id", "already used with a different body")],
-            ) from None
+        except RequestConflict as exc:
+            raise self._taken(token, book, exc.request_ids, {}) from None
         record = self.producer.get(request_id)
         if record is None:  # expired at once: it was recorded
             raise Problem("unavailable", f"request {request_id} recorded, but not read back")
@@ -176,17 +185,8 @@ class Service:
             lines_at_fault = len({p.line for p in problems})
             raise invalid(problems, f"{lines_at_fault} item(s) of the batch") from None
         except RequestConflict as exc:
-            taken = set(str(exc).split(", "))
-            problems = [
-                FieldProblem("request_id", "already used with a different body", line.number)
-                for line in lines
-                if line.request_id in taken
-            ]
-            raise Problem(
-                "conflict",
-                f"request id(s) used by requests with another body: {str(exc)[:300]}",
-                problems,
-            ) from None
+            at = {line.request_id: line.number for line in reversed(lines) if line.request_id}
+            raise self._taken(token, book, exc.request_ids, at) from None
         records = self.producer.records.get_many(list(dict.fromkeys(ids)))
         results = []
         for line, request_id in zip(lines, ids, strict=True):
@@ -237,6 +237,36 @@ class Service:
                 )
         if refused:
             raise Problem("forbidden", refused[0].message, refused)
+
+    def _taken(
+        self,
+        token: ApiToken,
+        book: SiteBook,
+        request_ids: Sequence[str],
+        lines: dict[str, int],
+    ) -> Problem:
+        """The problem of ids used by other bodies (``lines``: the line of each, in a batch):
+        409; 422 if any is of a request ``token`` may not see, saying only that it is
+        unavailable (a scoped token learns nothing of other sites' requests)."""
+        forms = access.site_forms(token, book)
+        hidden: frozenset[str] = frozenset()
+        if forms is not None:
+            records = self.producer.records.get_many(list(request_ids))
+            sites = {i: (r.site_id if (r := records.get(i)) else None) for i in request_ids}
+            hidden = access.hidden_ids(sites, forms)
+        problems = [
+            FieldProblem(
+                "request_id",
+                UNAVAILABLE if request_id in hidden else "already used with a different body",
+                lines.get(request_id),
+            )
+            for request_id in request_ids
+        ]
+        named = ", ".join(request_ids)[:300]
+        if hidden:
+            return Problem("invalid-request", f"request id(s) unavailable: {named}", problems)
+        detail = f"request id(s) used by requests with another body: {named}"
+        return Problem("conflict", detail, problems)
 
     def _submit(self, lines: Sequence[Line], priority: str) -> list[str]:
         try:
@@ -316,7 +346,12 @@ class Service:
                 [FieldProblem("site", "not a site of this token")],
             )
         found, more = overview.page(
-            State(state) if state else None, since=after, after=position, limit=size, sites=forms
+            State(state) if state else None,
+            since=after,
+            after=position,
+            limit=size,
+            sites=forms,
+            max_read=MAX_READ,
         )
         shown = [explained(record) for record in found]
         return shown, (paging.encode(more) if more is not None else None), after, size

@@ -25,6 +25,18 @@ class HttpSettings(BaseSettings):
         le=64 * 1024 * 1024,
         description="The largest request body, in bytes (413 beyond).",
     )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Seconds a request's body may take to arrive, once its headers have (408).",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Open connections at most per process (one more is answered 503, closed).",
+    )
     rate: float = Field(
         default=20.0, gt=0, le=100_000, description="Requests per second per token, sustained."
     )
