@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 import standardwebhooks
 
+from pallycon_config.rules import ConfigError
+from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoints
 from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
+from pallycon_worker.loops import LoopHealth
 from support.cli import run_cli
 from support.env import clean_env
 from support.queue import make_settings
@@ -397,3 +400,38 @@ def test_failures_lists_the_dead_letters_and_replay_puts_them_back(cli: Cli, rec
     assert cli.run("failures")[1].startswith("no dead-lettered")
     assert cli.run("replay", "--endpoint", "ep_nosuchendpoint")[0] == 2
     assert cli.run("enable", "ep_nosuchendpoint")[0] == 2
+
+
+def test_add_and_test_warn_when_no_live_worker_can_send_and_health_says_why(
+    cli: Cli, receiver: Receiver
+):
+    """A worker alive without PALLYCON_WEBHOOK_KEY (its heartbeats, as its loops write them):
+    add and test warn in one line to set the key and restart the workers; health names the
+    webhooks loop's reason. A worker with the key alive too: no warning."""
+    store = Store.of(cli.settings)
+    keyless = LoopHealth(store.redis, store.keys, "w1@host")
+    keyless.ok("sweeper")
+    keyless.note(rules.LOOP, signs=False)
+    keyless.failed(rules.LOOP, ConfigError(rules.NO_KEY))
+    code, out, err = cli.run("add", receiver.url, "--allow-private")
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "set PALLYCON_WEBHOOK_KEY" in warning
+    assert "restart" in warning
+    code, _, err = cli.run("test", out.split()[0])
+    assert code == 0, err
+    assert warning in err
+    result = run_cli(
+        "health", "--check", "workers", env=clean_env(cli.settings.environment()), cwd=cli.root
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unhealthy: w1@host/webhooks (ConfigError: PALLYCON_WEBHOOK_KEY is not set"
+        in result.stdout.decode()
+    )
+    keyed = LoopHealth(store.redis, store.keys, "w2@host")
+    keyed.note(rules.LOOP, signs=True)
+    keyed.ok(rules.LOOP)
+    code, _, err = cli.run("add", receiver.url, "--allow-private")
+    assert code == 0, err
+    assert "no running worker" not in err

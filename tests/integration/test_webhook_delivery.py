@@ -176,8 +176,9 @@ def test_a_worker_without_the_key_sends_nothing_and_says_so(
     stack: Stack, worker_factory: Callable[..., WorkerProcess]
 ):
     """Workers without PALLYCON_WEBHOOK_KEY (their own key prefix: a fleet of their own) keep
-    the deliveries waiting, say so in one warning line at start, and their webhooks loop
-    reports itself failing."""
+    the deliveries waiting; their heartbeat says they cannot sign from the start, and once an
+    endpoint is added (after they started) they say so in one warning line (each minute at
+    most) and their webhooks loop reports itself failing."""
     settings = stack.settings.model_copy(
         update={"webhook_key": None, "key_prefix": f"t{os.urandom(4).hex()}"}
     )
@@ -186,16 +187,21 @@ def test_a_worker_without_the_key_sends_nothing_and_says_so(
     secret = Secret.generate()
     receiver = Receiver(secret).start()
     try:
+        worker = worker_factory(settings, concurrency=1)
+        eventually(
+            lambda: heartbeats.read(producer.redis, producer.keys, time.time()),
+            lambda beats: any(h.loop == "webhooks" and not h.signs for h in beats),
+        )
         outbox.endpoints.add(
             SEALER, receiver.url, secret, time.time(), events=("completed",), allow_private=True
         )
-        worker = worker_factory(settings, concurrency=1)
         rid = producer.submit(stack.body("wh-nokey"))
         wait_all(producer, [rid])
         eventually(lambda: outbox.overview(time.time()).endpoints[0].pending, lambda n: n == 1)
         assert receiver.hits == []
-        log = worker.log.read_text()
-        assert log.count("PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks") == 1
+        said = "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks"
+        log = eventually(worker.log.read_text, lambda text: said in text)
+        assert log.count(said) == 1
         [beat] = [
             h for h in heartbeats.read(producer.redis, producer.keys, time.time())
             if h.loop == "webhooks"

@@ -8,6 +8,8 @@ from prometheus_client.core import Metric
 
 from pallycon_pack.present.webhook_health import ago, endpoint_line, health_lines, health_report
 from pallycon_pack.web.webhook_metrics import webhook_metrics
+from pallycon_store import heartbeats
+from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import (
     DeliveryCounters,
@@ -163,3 +165,22 @@ def test_counters_and_histograms():
     for name, value in (("delivered", 4), ("dead_lettered", 2), ("endpoints_disabled", 1)):
         family = _samples(families[f"pallycon_pack_webhook_{name}"])
         assert family == {(f"pallycon_pack_webhook_{name}_total", ()): value}
+
+
+def _beat(loop: str = "webhooks", signs: bool = True, heard: float = 1.0) -> Heartbeat:
+    return Heartbeat("w@h", loop, 9e9, not signs, "", 0, heard=heard, signs=signs)
+
+
+@pytest.mark.parametrize(
+    ("beats", "none"),
+    [
+        ([], False),  # no worker heard from: perhaps not started yet
+        ([_beat(signs=False)], True),
+        ([_beat(signs=False), _beat(signs=True)], False),  # one worker can send
+        ([_beat(signs=False), _beat(signs=True, heard=heartbeats.HEARD_WITHIN + 1)], True),
+        ([_beat(signs=False, heard=heartbeats.HEARD_WITHIN + 1)], False),  # gone: not alive
+        ([_beat("sweeper", signs=False)], False),  # another loop says nothing of webhooks
+    ],
+)
+def test_no_sender_when_every_live_worker_lacks_the_key(beats: list[Heartbeat], none: bool):
+    assert rules.no_sender(beats) is none

@@ -52,7 +52,7 @@ from pallycon_worker.webhook_send import (
 
 log = logging.getLogger("pallycon_pack.webhooks")
 
-LOOP = "webhooks"
+LOOP = rules.LOOP
 #: Result events read at once.
 BATCH = 200
 #: The longest a read waits for new events when nothing else is to be done, in milliseconds.
@@ -97,6 +97,7 @@ class Webhooks:
         self.gap = rules.streak_gap(self.delays, self.lease)
         key = s.webhook_key
         self.sealer = Sealer.of(key.get_secret_value()) if key is not None else None
+        health.note(LOOP, signs=self.sealer is not None)  # read by webhooks add and test
         self.clients = Clients(lambda: new_client(s.webhook_timeout, self.cap))
         self.random = random.Random()  # noqa: S311 (jitter, not a secret)
         self.pool: ThreadPoolExecutor | None = None
@@ -164,12 +165,12 @@ class Webhooks:
                     held.pop(key, None)
 
     def report(self) -> None:
-        """The loop's health: ok, or failing without the key while endpoints exist, or with a
-        key that does not open some endpoint's secret (a warning line too, each minute)."""
+        """The loop's health: ok, or failing without the key while endpoints exist (found at
+        start or later), or with a key that does not open some endpoint's secret (a warning
+        line too, each minute)."""
         if self.sealer is None and self.endpoints:
             if self.rt.clock() - self._no_key_said >= NO_KEY_EVERY:
-                self._no_key_said = self.rt.clock()
-                self.health.failed(LOOP, ConfigError(no_key_line()))
+                self.say_no_key()
             return
         if self.unreadable:
             if self.rt.clock() - self._unreadable_said >= NO_KEY_EVERY:
@@ -181,9 +182,16 @@ class Webhooks:
         self.health.ok(LOOP)
 
     def say_if_no_key(self) -> None:
-        """One warning line at start if endpoints exist and this worker cannot sign."""
+        """At start, if endpoints exist and this worker cannot sign: :meth:`say_no_key` (then
+        each minute while endpoints exist: :meth:`report`)."""
         if self.sealer is None and self.deliveries.endpoints.list():
-            log.warning(no_key_line())
+            self.say_no_key()
+
+    def say_no_key(self) -> None:
+        """A warning line, and the loop's health failing, saying this worker cannot sign."""
+        self._no_key_said = self.rt.clock()
+        log.warning(no_key_line())
+        self.health.failed(LOOP, ConfigError(no_key_line()))
 
     def in_flight(self) -> int:
         with self.lock:
@@ -429,10 +437,7 @@ class Webhooks:
 
 def no_key_line() -> str:
     """Why a worker without the key sends no webhook."""
-    return (
-        "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks (it cannot sign); "
-        "deliveries wait for a worker that has the key"
-    )
+    return rules.NO_KEY
 
 
 def wrong_key_line(endpoint_ids: Sequence[str]) -> str:

@@ -28,9 +28,9 @@ from pallycon_pack.present.webhooks import (
     state,
     test_line,
 )
-from pallycon_store import sites
+from pallycon_store import heartbeats, sites
 from pallycon_store.events import iso
-from pallycon_store.webhooks import outcome, payload
+from pallycon_store.webhooks import outcome, payload, rules
 from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
 from pallycon_store.webhooks.sealing import Sealer
@@ -42,6 +42,11 @@ from pallycon_worker import webhook_send
 TIMEOUT = webhook_send.TIMEOUT
 #: The option that reads a secret.
 FILE_OPTION = "--secret-file"
+#: What ``add`` and ``test`` say when no live worker can send deliveries.
+NO_SENDER = (
+    "warning: no running worker can send webhooks (none has PALLYCON_WEBHOOK_KEY): deliveries "
+    "wait; set PALLYCON_WEBHOOK_KEY for the workers (as here) and restart them"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,13 @@ class Hand:
     def deliveries(self) -> Deliveries:
         """The deliveries on the same connection."""
         return Deliveries(self.endpoints.redis, self.endpoints.keys)
+
+    def warn_if_no_sender(self) -> None:
+        """One warning line (stderr) when workers are alive but none can send a delivery
+        (each without PALLYCON_WEBHOOK_KEY, as their heartbeats say)."""
+        beats = heartbeats.read(self.endpoints.redis, self.endpoints.keys, time.time())
+        if rules.no_sender(beats):
+            click.echo(NO_SENDER, err=True)
 
     def sealer(self) -> Sealer:
         """The sealer of PALLYCON_WEBHOOK_KEY (a one-line error naming it when unset)."""
@@ -102,6 +114,7 @@ def add(
     if generated:
         click.echo(secret.text())
     click.echo(added_line(endpoint, generated), err=True)
+    hand.warn_if_no_sender()
     if same:
         click.echo(
             f"warning: {', '.join(same)} already deliver to this URL: it will get each event "
@@ -156,6 +169,7 @@ def test(endpoint_id: str) -> None:
     endpoint = hand.endpoints.get(endpoint_id)
     now = time.time()
     secrets = hand.endpoints.open_secrets(sealer, endpoint, now)
+    hand.warn_if_no_sender()
     on_interrupt("interrupted: the test event may have been sent; nothing was changed")
     found, seconds = send_test(endpoint, secrets, now, hand.settings.webhook_timeout)
     line = test_line(endpoint.id, found, seconds)
