@@ -435,3 +435,42 @@ def test_add_and_test_warn_when_no_live_worker_can_send_and_health_says_why(
     code, _, err = cli.run("add", receiver.url, "--allow-private")
     assert code == 0, err
     assert "no running worker" not in err
+
+
+def test_list_shows_each_endpoints_waiting_deliveries_and_why_they_fail(
+    cli: Cli, receiver: Receiver
+):
+    """A delivery whose attempt failed and waits for its next (as a worker settles it): list
+    shows the endpoint's pending count, since when it fails and the last outcome, as stats
+    does; --json too. An endpoint with nothing pending says so."""
+    _, out, _ = cli.run("add", receiver.url, "--allow-private")
+    endpoint_id = out.split()[0]
+    _, out, _ = cli.run("add", f"{receiver.url}/other", "--allow-private")
+    quiet_id = out.split()[0]
+    outbox = Deliveries(cli.endpoints.redis, cli.endpoints.keys)
+    now = time.time()
+    made = NewDelivery(endpoint_id, "req-w:4", "completed", "req-w", now - 60, b"{}")
+    outbox.fan_out([], [made], now, cap=4)
+    claimed, _ = outbox.claim(now, 30.0, cap=4, limit=100)
+    [mine] = [c for c in claimed if c.endpoint_id == endpoint_id]
+    retry = Decision(Settle.RETRY, "HTTP 503", at=now + 300, failing_since=now - 120)
+    outbox.settle(mine, retry, Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 503"), now, cap=4)
+    code, out, err = cli.run("list")
+    assert code == 0, err
+    shown = {line.split()[0]: line for line in out.splitlines() if line.startswith("ep_")}
+    lines = out.splitlines()
+    failing = lines[lines.index(shown[endpoint_id]) + 2]
+    assert failing.startswith(
+        "    deliveries: pending=1 (due 0, in flight 0, oldest 1m 0s)  dead=0"
+    )
+    assert "last 2xx never  FAILING since " in failing
+    assert failing.endswith("(2m 0s; last: HTTP 503)")
+    quiet = lines[lines.index(shown[quiet_id]) + 2]
+    assert quiet == "    deliveries: pending=0  dead=0  last 2xx never"
+    code, out, err = cli.run("list", "--json")
+    assert code == 0, err
+    rows = {row["id"]: row for row in json.loads(out)}
+    row = rows[endpoint_id]
+    assert (row["pending"], row["dead"], row["last_outcome"]) == (1, 0, "HTTP 503")
+    assert row["failing_since"] is not None
+    assert rows[quiet_id]["failing_since"] is None

@@ -114,12 +114,23 @@ def test_failures_retries_retry_after_down_slow_then_gone(stack: Stack, outbox: 
         rid = stack.submit("wh-retry", 0)
         stack.wait_final([rid], timeout=60)
         eventually(lambda: len(receiver.hits), lambda n: n >= 4)
+        said = f"to {endpoint.id}: attempt 1 failed (HTTP 500); next attempt at "
+        logs = eventually(
+            lambda: "".join(w.log.read_text(errors="replace") for w in stack.workers),
+            lambda text: said in text,
+        )
+        [line] = [line for line in logs.splitlines() if said in line]
+        assert receiver.url not in line
+        assert secret.text() not in logs
         receiver.stop()  # down: the next attempts find no connection
         counters = eventually(
             lambda: outbox.overview(time.time()).counters.attempts,
             lambda found: found["no_connection"] >= 2,
         )
         assert counters["429"] == 1
+        [down] = [h for h in outbox.overview(time.time()).endpoints if h.endpoint_id == endpoint.id]
+        assert down.failing_since is not None
+        assert down.last_outcome.startswith("no response (ConnectError")
         steps[5] = Reply(200, delay=TIMEOUT + 1)  # too late: a timeout
         receiver.start()  # back, on the same port
         [webhook_id] = eventually(receiver.delivered, bool)

@@ -50,6 +50,7 @@ OVERVIEW = WebhookOverview(
             last_success=NOW - 3600,
             failing_since=NOW - 600,
             dead=1,
+            last_outcome="HTTP 503",
         ),
         _health("ep_gone", dead=1, disabled=Disabled("HTTP 410 (Gone) at a delivery", NOW - 60)),
     ],
@@ -67,7 +68,7 @@ def test_stats_lines_name_each_endpoint_its_backlog_and_why_it_fails_or_is_disab
         "last 2xx 2027-01-15 07:59:55 UTC",
         "  ep_slow  https://ep_slow.example.com/hook  pending=3 (due 1, in flight 2, oldest "
         "4m 10s)  dead=1  last 2xx 2027-01-15 07:00:00 UTC  FAILING since 2027-01-15 07:50:00 "
-        "UTC (10m 0s)",
+        "UTC (10m 0s; last: HTTP 503)",
         "  ep_gone  https://ep_gone.example.com/hook  pending=0  dead=1  last 2xx never  "
         "DISABLED since 2027-01-15 07:59:00 UTC: HTTP 410 (Gone) at a delivery",
     ]
@@ -88,7 +89,7 @@ def test_the_json_report_of_an_endpoint():
         "due_now": 1, "in_flight": 2, "oldest_pending_seconds": 250.4, "dead": 1,
         "last_success": "2027-01-15T07:00:00.000+00:00",
         "failing_since": "2027-01-15T07:50:00.000+00:00", "failing_seconds": 600.0,
-        "disabled": None,
+        "last_outcome": "HTTP 503", "disabled": None,
     }  # fmt: skip
     gone = health_report(OVERVIEW, NOW)["endpoints"][2]
     assert gone["disabled"] == {

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from pallycon_config.rules import ConfigError
 from pallycon_store.connect import REDIS_AWAY, describe
+from pallycon_store.events import iso
 from pallycon_store.keys import WEBHOOK_GROUP
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
@@ -415,6 +416,20 @@ class Webhooks:
                     )
                 else:
                     self.deliveries.settle(claimed, decision, attempted, now, self.cap)
+                    if (
+                        decision.settle is Settle.RETRY
+                        and attempted.kind is not AttemptKind.WORKER_LOST
+                    ):
+                        log.info(
+                            retry_line(
+                                claimed.webhook_id,
+                                endpoint.id,
+                                claimed.attempts + 1,
+                                attempted.reason or decision.reason,
+                                decision.at,
+                            ),
+                            extra={"fields": {"endpoint_id": endpoint.id}},
+                        )
                     if decision.settle is Settle.DEAD:
                         log.warning(
                             "webhook %s to %s dead-lettered: %s",
@@ -433,6 +448,17 @@ class Webhooks:
                     return
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+
+def retry_line(
+    webhook_id: str, endpoint_id: str, attempt: int, outcome: str, at: float | None
+) -> str:
+    """A failed attempt, as the worker logs it (never the URL, its query or a secret)."""
+    then = iso(at) if at is not None else "unknown"
+    return (
+        f"webhook {webhook_id} to {endpoint_id}: attempt {attempt} failed ({outcome}); "
+        f"next attempt at {then}"
+    )
 
 
 def no_key_line() -> str:

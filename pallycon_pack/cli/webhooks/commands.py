@@ -60,7 +60,9 @@ def add(
 @webhooks.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array (no secrets).")
 def list_(as_json: bool) -> None:
-    """List the endpoints: URL, state, events, site, secrets signing (never a secret)."""
+    """List the endpoints: URL, state, events, site, secrets signing (never a secret), and
+    their deliveries: pending (due, in flight, the oldest's age), dead-lettered, the last 2xx,
+    failing since when and the last attempt's outcome."""
     from pallycon_pack.cli.webhooks import run
 
     run.list_(as_json)

@@ -132,13 +132,16 @@ def add(
 
 
 def list_(as_json: bool) -> None:
-    """``list``: every endpoint, never a secret."""
-    found = Hand.of().endpoints.list()
+    """``list``: every endpoint and its deliveries (pending, dead, last 2xx, failing since and
+    the last outcome), never a secret."""
+    hand = Hand.of()
     now = time.time()
+    found = hand.endpoints.list()
+    health = {h.endpoint_id: h for h in hand.deliveries().overview(now).endpoints}
     if as_json:
-        render.emit_json([endpoint_row(endpoint, now) for endpoint in found])
+        render.emit_json([endpoint_row(e, now, health.get(e.id)) for e in found])
         return
-    for line in endpoint_lines(found, now):
+    for line in endpoint_lines(found, now, health):
         click.echo(line)
 
 
