@@ -13,6 +13,7 @@ from pallycon_store.events import iso
 from pallycon_store.webhooks.deliveries import DeadLetter, EndpointHealth
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.outcome import Outcome, Verdict
+from pallycon_store.webhooks.payload import TYPE_PREFIX
 
 #: What a test's verdict would mean for a delivery.
 MEANS = {
@@ -131,12 +132,18 @@ def test_line(endpoint_id: str, found: Outcome, seconds: float | None) -> str:
     return f"{endpoint_id}: {found.reason}{took}: {MEANS[found.verdict]}"
 
 
+def webhook_type(letter: DeadLetter) -> str:
+    """A dead letter's type as its receiver sees it: ``request.completed``."""
+    return TYPE_PREFIX + letter.type
+
+
 def failure_row(letter: DeadLetter) -> dict[str, Any]:
-    """A dead-lettered delivery for ``failures --json``."""
+    """A dead-lettered delivery for ``failures --json`` (its ``type`` as the receiver sees
+    it: ``request.completed``)."""
     return {
         "endpoint_id": letter.endpoint_id,
         "webhook_id": letter.webhook_id,
-        "type": letter.type,
+        "type": webhook_type(letter),
         "request_id": letter.request_id,
         "attempts": letter.attempts,
         "last_outcome": letter.last_outcome or None,
@@ -154,7 +161,7 @@ def failure_lines(letters: Sequence[DeadLetter]) -> list[str]:
     for letter in letters:
         tried = "attempt" if letter.attempts == 1 else "attempts"
         lines.append(
-            f"{letter.endpoint_id}  {letter.webhook_id}  {letter.type}  "
+            f"{letter.endpoint_id}  {letter.webhook_id}  {webhook_type(letter)}  "
             f"{letter.attempts} {tried}  dead since {when(letter.dead_at)}"
         )
         said = not letter.last_outcome or letter.last_outcome in letter.dead_reason

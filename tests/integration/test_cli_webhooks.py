@@ -373,11 +373,14 @@ def test_failures_lists_the_dead_letters_and_replay_puts_them_back(cli: Cli, rec
     code, out, err = cli.run("failures")
     assert code == 0, err
     first, second = out.splitlines()
-    assert first.startswith(f"{endpoint_id}  req-a:4  failed  1 attempt  dead since ")
+    assert first.startswith(f"{endpoint_id}  req-a:4  request.failed  1 attempt  dead since ")
     assert second.strip() == "12 attempts failed (last: HTTP 503)"
     code, out, _ = cli.run("failures", "--endpoint", endpoint_id, "--json")
     [row] = json.loads(out)
     assert (row["webhook_id"], row["attempts"], row["last_outcome"]) == ("req-a:4", 1, "HTTP 503")
+    assert row["type"] == "request.failed"  # as the receiver sees it
+    code, out, _ = cli.run("failures", "--help")
+    assert "went to the dead-letter list since T" in " ".join(out.split())
     assert cli.run("failures", "--since", "2099-01-01T00:00Z")[1].startswith("no dead-lettered")
 
     code, out, err = cli.run("disable", endpoint_id, "--reason", "maintenance")

@@ -295,7 +295,7 @@ class Deliveries:
             claimed.endpoint_id,
             decision.settle.value,
             "" if decision.at is None else repr(decision.at),
-            decision.reason,
+            dead_reason(decision),
             attempted.kind.value,
             claimed.attempts if claimed.lost else claimed.attempts + 1,
             latency_bucket,
@@ -498,6 +498,20 @@ class Deliveries:
             self.redis.xrevrange(self.keys.webhook_events, count=count),
         )
         return [json.loads(fields["event"]) for _, fields in reversed(found)]
+
+
+#: How a dead letter's reason starts when its endpoint was disabled (by this delivery, or
+#: while it was pending).
+DISABLED = "endpoint disabled: "
+
+
+def dead_reason(decision: Decision) -> str:
+    """Why a delivery settled by ``decision`` is on the dead-letter list (if it is): its
+    reason, prefixed with :data:`DISABLED` when the attempt disabled its endpoint, as the
+    endpoint's other deliveries buried after it are (claim.lua)."""
+    if decision.settle is Settle.DISABLE:
+        return DISABLED + decision.reason
+    return decision.reason
 
 
 def _str(value: Any) -> str:
