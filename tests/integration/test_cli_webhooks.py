@@ -259,8 +259,9 @@ def test_list_json_never_holds_a_secret_and_remove_forgets(cli: Cli, receiver: R
 
 def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver):
     """Without --allow-private, a loopback address is refused at add in one line (exit 2); a
-    name that resolves to loopback is added but test refuses to send to it, in one line
-    (exit 1), and nothing reaches the receiver."""
+    name that resolves to loopback is added with a warning line (DNS may change), but test
+    refuses to send to it, in one line (exit 1) saying how to allow it (the flag is set only
+    as an endpoint is added), and nothing reaches the receiver."""
     code, out, err = cli.run("add", f"https://127.0.0.1:{receiver.port}/hook")
     assert code == 2
     assert out == ""
@@ -269,11 +270,16 @@ def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver)
     assert "--allow-private" in line
     code, out, err = cli.run("add", f"https://localhost:{receiver.port}/hook")
     assert code == 0, err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "localhost resolves to" in warning
+    assert "added all the same" in warning
     code, out, err = cli.run("test", out.split()[0])
     assert code == 1
     [line] = err.strip().splitlines()
     assert "localhost resolves to" in line
     assert "loopback address" in line
+    assert "remove the endpoint and add it again with --allow-private" in line
+    assert "unless you pass the same --secret-file" in line
     assert receiver.received == []
 
 

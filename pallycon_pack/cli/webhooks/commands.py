@@ -51,7 +51,8 @@ def add(
     """Add an endpoint: print its id (and a generated secret, this once).
 
     The URL is https:// (http:// only with --allow-private), with a host and no user or
-    password; a host written as an address is checked at once, a name at each delivery.
+    password; a host written as an address is checked at once, a name at each delivery (and
+    resolved once now: a warning line if a delivery could not reach it now).
     Exit 0; 2 for a URL, secret, event type or site that cannot be used, or
     PALLYCON_WEBHOOK_KEY unset; 3 when Redis is unavailable.
     """

@@ -33,6 +33,7 @@ from pallycon_store.events import iso
 from pallycon_store.webhooks import outcome, payload, rules
 from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
+from pallycon_store.webhooks.errors import RefusedAddress
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
@@ -114,6 +115,8 @@ def add(
     if generated:
         click.echo(secret.text())
     click.echo(added_line(endpoint, generated), err=True)
+    if not allow_private:
+        warn_if_refused_now(endpoint)
     hand.warn_if_no_sender()
     if same:
         click.echo(
@@ -129,6 +132,18 @@ def add(
                 "; the endpoint gets its requests' events once one does",
                 err=True,
             )
+
+
+def warn_if_refused_now(endpoint: Endpoint) -> None:
+    """One warning line (stderr) when ``endpoint``'s host resolves now to no address a
+    delivery may reach (it stays added: the name may resolve otherwise by then)."""
+    try:
+        webhook_send.resolve(endpoint)
+    except RefusedAddress as exc:
+        click.echo(
+            f"warning: {exc}; added all the same (the address is checked at each delivery)",
+            err=True,
+        )
 
 
 def list_(as_json: bool) -> None:
