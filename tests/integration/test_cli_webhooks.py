@@ -182,6 +182,24 @@ def test_a_site_no_worker_serves_is_added_with_a_warning(cli: Cli, receiver: Rec
     assert "no worker serves" not in err
 
 
+def test_tokens_add_warns_of_a_site_no_worker_serves_as_webhooks_add_does(cli: Cli):
+    """tokens add --site NOPE: added (the token on stdout), one warning line naming the sites
+    known; the settings' own site is known."""
+    env = clean_env(cli.settings.environment())
+    result = run_cli("tokens", "add", "cms-nope", "--site", "NOPE", env=env, cwd=cli.root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("pph_")
+    [warning] = [
+        line for line in result.stderr.decode().splitlines() if line.startswith("warning:")
+    ]
+    assert warning.startswith("warning: no worker serves site 'NOPE' (known: ")
+    own = cli.settings.site_id
+    assert own
+    result = run_cli("tokens", "add", "cms-own", "--site", own, env=env, cwd=cli.root)
+    assert result.returncode == 0, result.stderr
+    assert b"no worker serves" not in result.stderr
+
+
 def test_a_second_endpoint_for_the_same_url_is_added_with_a_warning(cli: Cli, receiver: Receiver):
     """The same URL added twice: two endpoints (filters may differ), the second add warning
     that the URL will get each event once per endpoint, naming the first."""
@@ -191,7 +209,10 @@ def test_a_second_endpoint_for_the_same_url_is_added_with_a_warning(cli: Cli, re
     assert "warning" not in err
     code, _, err = cli.run("add", url, "--allow-private", "--events", "failed")
     assert code == 0, err
-    assert f"warning: {first.split()[0]} already deliver to this URL" in err
+    assert f"warning: {first.split()[0]} already delivers to this URL" in err
+    code, _, err = cli.run("add", url, "--allow-private", "--events", "completed")
+    assert code == 0, err
+    assert " already deliver to this URL" in err  # two of them
 
 
 def test_rotate_secret_signs_with_both_secrets(cli: Cli, receiver: Receiver):

@@ -16,6 +16,7 @@ from pallycon_pack.cli.inputs import read_secret
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
+from pallycon_pack.present.flow import unserved_sites_line
 from pallycon_pack.present.records import parse_since
 from pallycon_pack.present.webhooks import (
     added_line,
@@ -119,19 +120,19 @@ def add(
         warn_if_refused_now(endpoint)
     hand.warn_if_no_sender()
     if same:
+        verb = "delivers" if len(same) == 1 else "deliver"
         click.echo(
-            f"warning: {', '.join(same)} already deliver to this URL: it will get each event "
+            f"warning: {', '.join(same)} already {verb} to this URL: it will get each event "
             "once per endpoint (remove one with: pallycon-pack webhooks remove ID)",
             err=True,
         )
     if site:
         known = sites.book(hand.endpoints.redis, hand.endpoints.keys, default=hand.settings.site_id)
-        if site not in known.ids:
-            click.echo(
-                f"warning: no worker serves site {site!r} (known: {', '.join(known.ids) or 'none'})"
-                "; the endpoint gets its requests' events once one does",
-                err=True,
-            )
+        line = unserved_sites_line(
+            [site], known.ids, "the endpoint gets its requests' events once one does"
+        )
+        if line:
+            click.echo(line, err=True)
 
 
 def warn_if_refused_now(endpoint: Endpoint) -> None:
