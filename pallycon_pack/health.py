@@ -62,6 +62,19 @@ def node_host(node: str) -> str:
     return node.partition("@")[2]
 
 
+#: The longest reason shown for one unhealthy loop.
+MAX_REASON = 200
+
+
+def sick_loop(beat: heartbeats.Heartbeat) -> str:
+    """An unhealthy loop and why, in one line: ``w1@host/webhooks (ConfigError: ...)``, or
+    ``w1@host/sweeper (no good round for 45s)``."""
+    why = " ".join(beat.error.split()) if beat.failing and beat.error else ""
+    if len(why) > MAX_REASON:
+        why = why[: MAX_REASON - 3] + "..."
+    return f"{beat.node}/{beat.loop} ({why or f'no good round for {beat.age:.0f}s'})"
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -91,7 +104,7 @@ def judge(check: str, snapshot: Snapshot, limits: Thresholds) -> Check:
             where = f" on {limits.worker_host}"
         healthy = [h for h in beats if h.healthy(limits.worker_stale)]
         nodes = sorted({h.node for h in healthy})
-        sick = sorted({f"{h.node}/{h.loop}" for h in beats if not h.healthy(limits.worker_stale)})
+        sick = sorted({sick_loop(h) for h in beats if not h.healthy(limits.worker_stale)})
         if not healthy:
             newest = min((h.age for h in beats), default=None)
             heard = f"; newest heartbeat {newest:.0f}s old" if newest is not None else ""

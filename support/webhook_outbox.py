@@ -48,9 +48,13 @@ def known_outbox(
     delivered = Decision(Settle.DELIVERED, "HTTP 204")
     for c in mine["good"][:2]:
         deliveries.settle(c, delivered, Attempted(AttemptKind.HTTP_2XX, 0.04), now, CAP)
-    retry = Decision(Settle.RETRY, "HTTP 503", now + 300)
-    deliveries.settle(mine["down"][0], retry, Attempted(AttemptKind.HTTP_5XX, 0.3), now, CAP)
-    dead = Decision(Settle.DEAD, "12 attempts failed (last: no response in 15 s (timeout))")
+    retry = Decision(Settle.RETRY, "HTTP 503", now + 300, failing_since=now)
+    deliveries.settle(
+        mine["down"][0], retry, Attempted(AttemptKind.HTTP_5XX, 0.3, "HTTP 503"), now, CAP
+    )
+    dead = Decision(
+        Settle.DEAD, "12 attempts failed (last: no response in 15 s (timeout))", failing_since=now
+    )
     deliveries.settle(mine["down"][1], dead, Attempted(AttemptKind.TIMEOUT, None), now, CAP)
     disable = Decision(Settle.DISABLE, GONE)
     gone_attempt = Attempted(AttemptKind.HTTP_410, 0.02)

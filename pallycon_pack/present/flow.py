@@ -3,7 +3,7 @@ force, and ``stats``'s flow by site and priority. Pure: every form is built from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pallycon_config.site_ref import DEFAULT, SiteBook
@@ -192,3 +192,14 @@ def flow_lines(flow: Mapping[str, Any]) -> list[str]:
         every = any(p["site"] == EVERY_SITE for p in flow["pauses"])
         lines.append("flow            every site PAUSED" if every else "flow            -")
     return lines
+
+
+def unserved_sites_line(requested: Sequence[str], known: Sequence[str], then: str) -> str | None:
+    """The warning line of a command given sites (``webhooks add --site``, ``tokens add
+    --site``) when one is served by no worker (a typo, or workers not started yet), saying
+    what happens ``then``; None when each is served."""
+    unknown = [site for site in dict.fromkeys(requested) if site not in known]
+    if not unknown:
+        return None
+    named = ", ".join(repr(site) for site in unknown)
+    return f"warning: no worker serves site {named} (known: {', '.join(known) or 'none'}); {then}"

@@ -31,6 +31,7 @@ def endpoint_health(e: EndpointHealth, now: float) -> dict[str, Any]:
         "failing_seconds": None
         if e.failing_since is None
         else round(max(0.0, now - e.failing_since), 1),
+        "last_outcome": e.last_outcome or None,
         "disabled": None
         if e.disabled is None
         else {"reason": e.disabled.reason, "at": iso(e.disabled.at)},
@@ -69,20 +70,27 @@ def _time(text: str) -> str:
 
 
 def endpoint_line(e: Mapping[str, Any]) -> str:
-    """One endpoint: ``  ep_... URL  pending=3 (due 1, in flight 2, oldest 4m 10s)  dead=0
-    last 2xx ...`` and then ``failing since ...`` or ``DISABLED since ...: why``."""
+    """One endpoint: ``  ep_... URL  `` and its :func:`deliveries_text`."""
+    return f"  {e['id']}  {e['url']}  {deliveries_text(e)}"
+
+
+def deliveries_text(e: Mapping[str, Any]) -> str:
+    """An endpoint's deliveries: ``pending=3 (due 1, in flight 2, oldest 4m 10s)  dead=0  last
+    2xx ...`` and then ``FAILING since ... (10m 0s; last: HTTP 503)`` or ``DISABLED since
+    ...: why``."""
     pending = f"pending={e['pending']}"
     if e["pending"]:
         oldest = e["oldest_pending_seconds"]
         pending += f" (due {e['due_now']}, in flight {e['in_flight']}"
         pending += f", oldest {ago(oldest)})" if oldest is not None else ")"
     last = _time(e["last_success"]) if e["last_success"] else "never"
-    line = f"  {e['id']}  {e['url']}  {pending}  dead={e['dead']}  last 2xx {last}"
+    line = f"{pending}  dead={e['dead']}  last 2xx {last}"
     if e["disabled"]:
         why = f": {e['disabled']['reason']}" if e["disabled"]["reason"] else ""
         line += f"  DISABLED since {_time(e['disabled']['at'])}{why}"
     elif e["failing_since"]:
-        line += f"  FAILING since {_time(e['failing_since'])} ({ago(e['failing_seconds'])})"
+        said = f"; last: {e['last_outcome']}" if e.get("last_outcome") else ""
+        line += f"  FAILING since {_time(e['failing_since'])} ({ago(e['failing_seconds'])}{said})"
     return line
 
 

@@ -4,14 +4,16 @@ what ``add``, ``remove`` and ``rotate-secret`` did, ``test``'s one line, the dea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pallycon_pack.present.flow import when
+from pallycon_pack.present.webhook_health import deliveries_text, endpoint_health
 from pallycon_store.events import iso
-from pallycon_store.webhooks.deliveries import DeadLetter
+from pallycon_store.webhooks.deliveries import DeadLetter, EndpointHealth
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.outcome import Outcome, Verdict
+from pallycon_store.webhooks.payload import TYPE_PREFIX
 
 #: What a test's verdict would mean for a delivery.
 MEANS = {
@@ -35,10 +37,29 @@ def state(endpoint: Endpoint) -> str:
     return f"disabled since {when(endpoint.disabled.at)}{reason}"
 
 
-def endpoint_row(endpoint: Endpoint, now: float) -> dict[str, Any]:
+#: The fields of an endpoint's health that ``list --json`` adds to its row (as ``stats --json``
+#: has them).
+HEALTH_FIELDS = (
+    "pending",
+    "due_now",
+    "in_flight",
+    "oldest_pending_seconds",
+    "dead",
+    "last_success",
+    "failing_since",
+    "failing_seconds",
+    "last_outcome",
+)
+
+
+def endpoint_row(
+    endpoint: Endpoint, now: float, health: EndpointHealth | None = None
+) -> dict[str, Any]:
     """An endpoint for ``list --json``: no secret, only how many sign now and until when the
-    rotated-out ones do; times in ISO 8601, as the result events'."""
+    rotated-out ones do; its deliveries (:data:`HEALTH_FIELDS`, as ``stats --json``'s, when
+    ``health`` is given); times in ISO 8601, as the result events'."""
     disabled, ends = endpoint.disabled, endpoint.rotation_ends(now)
+    read = endpoint_health(health, now) if health is not None else {}
     return {
         "id": endpoint.id,
         "url": endpoint.url,
@@ -51,12 +72,16 @@ def endpoint_row(endpoint: Endpoint, now: float) -> dict[str, Any]:
         else {"reason": disabled.reason, "at": iso(disabled.at)},
         "signing_secrets": len(endpoint.active_secrets(now)),
         "rotation_ends": None if ends is None else iso(ends),
+        **{name: read[name] for name in HEALTH_FIELDS if name in read},
     }
 
 
-def endpoint_lines(endpoints: Sequence[Endpoint], now: float) -> list[str]:
-    """``list``: two lines per endpoint (id, URL, state; what it receives, since when, its
-    secrets), or one saying there is none."""
+def endpoint_lines(
+    endpoints: Sequence[Endpoint], now: float, health: Mapping[str, EndpointHealth] | None = None
+) -> list[str]:
+    """``list``: per endpoint, a line (id, URL, state), one of what it receives, since when,
+    its secrets, and one of its deliveries (as ``stats`` shows them, when in ``health``); or
+    one line saying there is none."""
     if not endpoints:
         return ["no webhook endpoints (add one with: pallycon-pack webhooks add URL)"]
     lines = []
@@ -66,6 +91,11 @@ def endpoint_lines(endpoints: Sequence[Endpoint], now: float) -> list[str]:
         lines.append(
             f"    {scope(endpoint)}; added {when(endpoint.created_at)}; {secrets(endpoint, now)}"
         )
+        read = (health or {}).get(endpoint.id)
+        if read is not None:
+            shown = endpoint_health(read, now)
+            shown["disabled"] = None  # said on the first line
+            lines.append(f"    deliveries: {deliveries_text(shown)}")
     return lines
 
 
@@ -102,12 +132,18 @@ def test_line(endpoint_id: str, found: Outcome, seconds: float | None) -> str:
     return f"{endpoint_id}: {found.reason}{took}: {MEANS[found.verdict]}"
 
 
+def webhook_type(letter: DeadLetter) -> str:
+    """A dead letter's type as its receiver sees it: ``request.completed``."""
+    return TYPE_PREFIX + letter.type
+
+
 def failure_row(letter: DeadLetter) -> dict[str, Any]:
-    """A dead-lettered delivery for ``failures --json``."""
+    """A dead-lettered delivery for ``failures --json`` (its ``type`` as the receiver sees
+    it: ``request.completed``)."""
     return {
         "endpoint_id": letter.endpoint_id,
         "webhook_id": letter.webhook_id,
-        "type": letter.type,
+        "type": webhook_type(letter),
         "request_id": letter.request_id,
         "attempts": letter.attempts,
         "last_outcome": letter.last_outcome or None,
@@ -125,7 +161,7 @@ def failure_lines(letters: Sequence[DeadLetter]) -> list[str]:
     for letter in letters:
         tried = "attempt" if letter.attempts == 1 else "attempts"
         lines.append(
-            f"{letter.endpoint_id}  {letter.webhook_id}  {letter.type}  "
+            f"{letter.endpoint_id}  {letter.webhook_id}  {webhook_type(letter)}  "
             f"{letter.attempts} {tried}  dead since {when(letter.dead_at)}"
         )
         said = not letter.last_outcome or letter.last_outcome in letter.dead_reason

@@ -3,9 +3,10 @@
 The hash ``Keys.heartbeats`` holds one field per worker loop, ``<node>/<loop>``, whose value
 is a JSON object written by ``pallycon_worker.loops.LoopHealth`` (:func:`encode`): ``node``,
 ``loop``, ``pid``, ``restarts``, ``ok_at`` (its last good round), ``failing``, ``error`` and
-``error_at``. A loop stopped on purpose removes its field; a worker that went away leaves its
-fields behind, which readers skip after :data:`GONE_AFTER` and the sweepers' trim (every minute)
-drops (:func:`prune`).
+``error_at``; the webhooks loop adds ``signs`` (false: its worker has no
+PALLYCON_WEBHOOK_KEY and sends no webhook). A loop stopped on purpose removes its field; a
+worker that went away leaves its fields behind, which readers skip after :data:`GONE_AFTER`
+and the sweepers' trim (every minute) drops (:func:`prune`).
 
 :func:`read` and :func:`parse` never write; ``pallycon_store.fleet`` reads the hash in its own
 pipeline and parses it here.
@@ -32,6 +33,9 @@ STALE_AFTER = 30.0
 GONE_AFTER = 3600.0
 #: The longest error text kept in a heartbeat read.
 MAX_ERROR = 300
+#: A loop heard from (a good round or a failure written) within this is alive, in seconds: a
+#: loop failing on purpose (the webhooks loop without its key) says so each minute.
+HEARD_WITHIN = 150.0
 
 
 def field(node: str, loop: str) -> str:
@@ -54,6 +58,10 @@ class Heartbeat:
     failing: bool
     error: str
     restarts: int
+    #: Seconds since it was last written (a good round or a failure).
+    heard: float = 0.0
+    #: False when the loop said it cannot sign (the webhooks loop without its key).
+    signs: bool = True
 
     def healthy(self, stale_after: float = STALE_AFTER) -> bool:
         """Not failing, and a good round within ``stale_after`` seconds."""
@@ -95,6 +103,8 @@ def parse(raw: Mapping[str, str], now: float) -> list[Heartbeat]:
                 failing=bool(state.get("failing")),
                 error=str(state.get("error") or "")[:MAX_ERROR],
                 restarts=restarts,
+                heard=max(0.0, now - last),
+                signs=state.get("signs") is not False,
             )
         )
     return sorted(found, key=lambda h: (h.node, h.loop))

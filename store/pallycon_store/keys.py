@@ -268,7 +268,8 @@ class Keys:
     @property
     def webhook_state(self) -> str:
         """Hash: ``<endpoint id> last_success``, ``<endpoint id> failing_since`` and
-        ``<endpoint id> last_failure`` (Unix seconds): an endpoint's health."""
+        ``<endpoint id> last_failure`` (Unix seconds), ``<endpoint id> last_outcome`` (its
+        last failed attempt's outcome while failing): an endpoint's health."""
         return f"{self.webhooks_base}state"
 
     @property

@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 import standardwebhooks
 
+from pallycon_config.rules import ConfigError
+from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoints
 from pallycon_store.webhooks.rules import AttemptKind, Decision, NewDelivery, Settle
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
+from pallycon_worker.loops import LoopHealth
 from support.cli import run_cli
 from support.env import clean_env
 from support.queue import make_settings
@@ -179,6 +182,24 @@ def test_a_site_no_worker_serves_is_added_with_a_warning(cli: Cli, receiver: Rec
     assert "no worker serves" not in err
 
 
+def test_tokens_add_warns_of_a_site_no_worker_serves_as_webhooks_add_does(cli: Cli):
+    """tokens add --site NOPE: added (the token on stdout), one warning line naming the sites
+    known; the settings' own site is known."""
+    env = clean_env(cli.settings.environment())
+    result = run_cli("tokens", "add", "cms-nope", "--site", "NOPE", env=env, cwd=cli.root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("pph_")
+    [warning] = [
+        line for line in result.stderr.decode().splitlines() if line.startswith("warning:")
+    ]
+    assert warning.startswith("warning: no worker serves site 'NOPE' (known: ")
+    own = cli.settings.site_id
+    assert own
+    result = run_cli("tokens", "add", "cms-own", "--site", own, env=env, cwd=cli.root)
+    assert result.returncode == 0, result.stderr
+    assert b"no worker serves" not in result.stderr
+
+
 def test_a_second_endpoint_for_the_same_url_is_added_with_a_warning(cli: Cli, receiver: Receiver):
     """The same URL added twice: two endpoints (filters may differ), the second add warning
     that the URL will get each event once per endpoint, naming the first."""
@@ -188,7 +209,10 @@ def test_a_second_endpoint_for_the_same_url_is_added_with_a_warning(cli: Cli, re
     assert "warning" not in err
     code, _, err = cli.run("add", url, "--allow-private", "--events", "failed")
     assert code == 0, err
-    assert f"warning: {first.split()[0]} already deliver to this URL" in err
+    assert f"warning: {first.split()[0]} already delivers to this URL" in err
+    code, _, err = cli.run("add", url, "--allow-private", "--events", "completed")
+    assert code == 0, err
+    assert " already deliver to this URL" in err  # two of them
 
 
 def test_rotate_secret_signs_with_both_secrets(cli: Cli, receiver: Receiver):
@@ -256,8 +280,9 @@ def test_list_json_never_holds_a_secret_and_remove_forgets(cli: Cli, receiver: R
 
 def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver):
     """Without --allow-private, a loopback address is refused at add in one line (exit 2); a
-    name that resolves to loopback is added but test refuses to send to it, in one line
-    (exit 1), and nothing reaches the receiver."""
+    name that resolves to loopback is added with a warning line (DNS may change), but test
+    refuses to send to it, in one line (exit 1) saying how to allow it (the flag is set only
+    as an endpoint is added), and nothing reaches the receiver."""
     code, out, err = cli.run("add", f"https://127.0.0.1:{receiver.port}/hook")
     assert code == 2
     assert out == ""
@@ -266,11 +291,16 @@ def test_loopback_is_refused_without_allow_private(cli: Cli, receiver: Receiver)
     assert "--allow-private" in line
     code, out, err = cli.run("add", f"https://localhost:{receiver.port}/hook")
     assert code == 0, err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "localhost resolves to" in warning
+    assert "added all the same" in warning
     code, out, err = cli.run("test", out.split()[0])
     assert code == 1
     [line] = err.strip().splitlines()
     assert "localhost resolves to" in line
     assert "loopback address" in line
+    assert "remove the endpoint and add it again with --allow-private" in line
+    assert "unless you pass the same --secret-file" in line
     assert receiver.received == []
 
 
@@ -370,11 +400,14 @@ def test_failures_lists_the_dead_letters_and_replay_puts_them_back(cli: Cli, rec
     code, out, err = cli.run("failures")
     assert code == 0, err
     first, second = out.splitlines()
-    assert first.startswith(f"{endpoint_id}  req-a:4  failed  1 attempt  dead since ")
+    assert first.startswith(f"{endpoint_id}  req-a:4  request.failed  1 attempt  dead since ")
     assert second.strip() == "12 attempts failed (last: HTTP 503)"
     code, out, _ = cli.run("failures", "--endpoint", endpoint_id, "--json")
     [row] = json.loads(out)
     assert (row["webhook_id"], row["attempts"], row["last_outcome"]) == ("req-a:4", 1, "HTTP 503")
+    assert row["type"] == "request.failed"  # as the receiver sees it
+    code, out, _ = cli.run("failures", "--help")
+    assert "went to the dead-letter list since T" in " ".join(out.split())
     assert cli.run("failures", "--since", "2099-01-01T00:00Z")[1].startswith("no dead-lettered")
 
     code, out, err = cli.run("disable", endpoint_id, "--reason", "maintenance")
@@ -397,3 +430,77 @@ def test_failures_lists_the_dead_letters_and_replay_puts_them_back(cli: Cli, rec
     assert cli.run("failures")[1].startswith("no dead-lettered")
     assert cli.run("replay", "--endpoint", "ep_nosuchendpoint")[0] == 2
     assert cli.run("enable", "ep_nosuchendpoint")[0] == 2
+
+
+def test_add_and_test_warn_when_no_live_worker_can_send_and_health_says_why(
+    cli: Cli, receiver: Receiver
+):
+    """A worker alive without PALLYCON_WEBHOOK_KEY (its heartbeats, as its loops write them):
+    add and test warn in one line to set the key and restart the workers; health names the
+    webhooks loop's reason. A worker with the key alive too: no warning."""
+    store = Store.of(cli.settings)
+    keyless = LoopHealth(store.redis, store.keys, "w1@host")
+    keyless.ok("sweeper")
+    keyless.note(rules.LOOP, signs=False)
+    keyless.failed(rules.LOOP, ConfigError(rules.NO_KEY))
+    code, out, err = cli.run("add", receiver.url, "--allow-private")
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "set PALLYCON_WEBHOOK_KEY" in warning
+    assert "restart" in warning
+    code, _, err = cli.run("test", out.split()[0])
+    assert code == 0, err
+    assert warning in err
+    result = run_cli(
+        "health", "--check", "workers", env=clean_env(cli.settings.environment()), cwd=cli.root
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unhealthy: w1@host/webhooks (ConfigError: PALLYCON_WEBHOOK_KEY is not set"
+        in result.stdout.decode()
+    )
+    keyed = LoopHealth(store.redis, store.keys, "w2@host")
+    keyed.note(rules.LOOP, signs=True)
+    keyed.ok(rules.LOOP)
+    code, _, err = cli.run("add", receiver.url, "--allow-private")
+    assert code == 0, err
+    assert "no running worker" not in err
+
+
+def test_list_shows_each_endpoints_waiting_deliveries_and_why_they_fail(
+    cli: Cli, receiver: Receiver
+):
+    """A delivery whose attempt failed and waits for its next (as a worker settles it): list
+    shows the endpoint's pending count, since when it fails and the last outcome, as stats
+    does; --json too. An endpoint with nothing pending says so."""
+    _, out, _ = cli.run("add", receiver.url, "--allow-private")
+    endpoint_id = out.split()[0]
+    _, out, _ = cli.run("add", f"{receiver.url}/other", "--allow-private")
+    quiet_id = out.split()[0]
+    outbox = Deliveries(cli.endpoints.redis, cli.endpoints.keys)
+    now = time.time()
+    made = NewDelivery(endpoint_id, "req-w:4", "completed", "req-w", now - 60, b"{}")
+    outbox.fan_out([], [made], now, cap=4)
+    claimed, _ = outbox.claim(now, 30.0, cap=4, limit=100)
+    [mine] = [c for c in claimed if c.endpoint_id == endpoint_id]
+    retry = Decision(Settle.RETRY, "HTTP 503", at=now + 300, failing_since=now - 120)
+    outbox.settle(mine, retry, Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 503"), now, cap=4)
+    code, out, err = cli.run("list")
+    assert code == 0, err
+    shown = {line.split()[0]: line for line in out.splitlines() if line.startswith("ep_")}
+    lines = out.splitlines()
+    failing = lines[lines.index(shown[endpoint_id]) + 2]
+    assert failing.startswith(
+        "    deliveries: pending=1 (due 0, in flight 0, oldest 1m 0s)  dead=0"
+    )
+    assert "last 2xx never  FAILING since " in failing
+    assert failing.endswith("(2m 0s; last: HTTP 503)")
+    quiet = lines[lines.index(shown[quiet_id]) + 2]
+    assert quiet == "    deliveries: pending=0  dead=0  last 2xx never"
+    code, out, err = cli.run("list", "--json")
+    assert code == 0, err
+    rows = {row["id"]: row for row in json.loads(out)}
+    row = rows[endpoint_id]
+    assert (row["pending"], row["dead"], row["last_outcome"]) == (1, 0, "HTTP 503")
+    assert row["failing_since"] is not None
+    assert rows[quiet_id]["failing_since"] is None

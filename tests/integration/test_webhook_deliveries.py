@@ -154,7 +154,12 @@ def test_disabling_buries_the_pending_deliveries_and_says_so(outbox: Deliveries)
     outbox.disable_endpoint(claimed[0], gone, Attempted(AttemptKind.HTTP_410, 0.01), NOW + 1, 2)
     assert len(outbox.failures([ep])) == 1
     assert outbox.claim(NOW + 1, LEASE, cap=2, limit=10)[0] == []  # buries the others
-    assert len(outbox.failures([ep])) == 5
+    letters = outbox.failures([ep])
+    # The delivery that disabled it says why as those buried after it do.
+    assert {letter.dead_reason for letter in letters} == {
+        "endpoint disabled: HTTP 410 (Gone) at a delivery"
+    }
+    assert len(letters) == 5
     assert outbox.claim(NOW + LEASE * 2, LEASE, cap=2, limit=10)[0] == []
     [event] = outbox.events()
     assert (event["type"], event["endpoint_id"]) == ("endpoint_disabled", ep)
@@ -233,6 +238,7 @@ def test_the_failing_streak_is_stored_by_a_settle_holding_its_lease_and_replay_e
     assert not outbox.settle(c, stale, Attempted(AttemptKind.HTTP_5XX, 0.1), NOW + 50, 4)
     [health] = outbox.overview(NOW + 51).endpoints
     assert health.failing_since == NOW
+    assert health.last_outcome  # the first failure's, kept with its streak
     assert outbox.redis.hget(outbox.keys.webhook_state, f"{ep} last_failure") == repr(NOW)
     # Dead-lettered, then replayed: the streak is forgotten.
     dead = Decision(Settle.DEAD, "dead", None, NOW)
@@ -240,6 +246,7 @@ def test_the_failing_streak_is_stored_by_a_settle_holding_its_lease_and_replay_e
     assert outbox.replay([ep], NOW + 70, cap=4) == 1
     [health] = outbox.overview(NOW + 71).endpoints
     assert health.failing_since is None
+    assert health.last_outcome == ""
     (c,), _ = outbox.claim(NOW + 70, LEASE, cap=4, limit=10)
     assert (c.failing_since, c.last_failure) == (None, None)
 

@@ -114,12 +114,23 @@ def test_failures_retries_retry_after_down_slow_then_gone(stack: Stack, outbox: 
         rid = stack.submit("wh-retry", 0)
         stack.wait_final([rid], timeout=60)
         eventually(lambda: len(receiver.hits), lambda n: n >= 4)
+        said = f"to {endpoint.id}: attempt 1 failed (HTTP 500); next attempt at "
+        logs = eventually(
+            lambda: "".join(w.log.read_text(errors="replace") for w in stack.workers),
+            lambda text: said in text,
+        )
+        [line] = [line for line in logs.splitlines() if said in line]
+        assert receiver.url not in line
+        assert secret.text() not in logs
         receiver.stop()  # down: the next attempts find no connection
         counters = eventually(
             lambda: outbox.overview(time.time()).counters.attempts,
             lambda found: found["no_connection"] >= 2,
         )
         assert counters["429"] == 1
+        [down] = [h for h in outbox.overview(time.time()).endpoints if h.endpoint_id == endpoint.id]
+        assert down.failing_since is not None
+        assert down.last_outcome.startswith("no response (ConnectError")
         steps[5] = Reply(200, delay=TIMEOUT + 1)  # too late: a timeout
         receiver.start()  # back, on the same port
         [webhook_id] = eventually(receiver.delivered, bool)
@@ -176,8 +187,9 @@ def test_a_worker_without_the_key_sends_nothing_and_says_so(
     stack: Stack, worker_factory: Callable[..., WorkerProcess]
 ):
     """Workers without PALLYCON_WEBHOOK_KEY (their own key prefix: a fleet of their own) keep
-    the deliveries waiting, say so in one warning line at start, and their webhooks loop
-    reports itself failing."""
+    the deliveries waiting; their heartbeat says they cannot sign from the start, and once an
+    endpoint is added (after they started) they say so in one warning line (each minute at
+    most) and their webhooks loop reports itself failing."""
     settings = stack.settings.model_copy(
         update={"webhook_key": None, "key_prefix": f"t{os.urandom(4).hex()}"}
     )
@@ -186,16 +198,21 @@ def test_a_worker_without_the_key_sends_nothing_and_says_so(
     secret = Secret.generate()
     receiver = Receiver(secret).start()
     try:
+        worker = worker_factory(settings, concurrency=1)
+        eventually(
+            lambda: heartbeats.read(producer.redis, producer.keys, time.time()),
+            lambda beats: any(h.loop == "webhooks" and not h.signs for h in beats),
+        )
         outbox.endpoints.add(
             SEALER, receiver.url, secret, time.time(), events=("completed",), allow_private=True
         )
-        worker = worker_factory(settings, concurrency=1)
         rid = producer.submit(stack.body("wh-nokey"))
         wait_all(producer, [rid])
         eventually(lambda: outbox.overview(time.time()).endpoints[0].pending, lambda n: n == 1)
         assert receiver.hits == []
-        log = worker.log.read_text()
-        assert log.count("PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks") == 1
+        said = "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks"
+        log = eventually(worker.log.read_text, lambda text: said in text)
+        assert log.count(said) == 1
         [beat] = [
             h for h in heartbeats.read(producer.redis, producer.keys, time.time())
             if h.loop == "webhooks"

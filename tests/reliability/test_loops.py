@@ -61,7 +61,8 @@ def test_a_loop_that_fails_is_restarted_visibly_and_recovers(stack_factory, work
     assert intake.healthy()  # one loop's failure does not take the other down
     verdict = judge("workers", snapshot, Thresholds())
     assert verdict.ok  # the intake loop answers
-    assert verdict.detail == f"1 worker answering; unhealthy: {broken.node}/sweeper"
+    assert verdict.detail.startswith(f"1 worker answering; unhealthy: {broken.node}/sweeper (")
+    assert "WRONGTYPE" in verdict.detail  # the loop's reason, as its heartbeat says it
     store.redis.delete(store.keys.submit_schedule)
     recovered, _ = _until(store, "sweeper", lambda h: h.healthy())
     assert recovered.restarts >= 2

@@ -55,16 +55,36 @@ def test_paused_sites_and_waiting_requests_are_said_but_not_unhealthy():
 
 
 def beat(
-    node: str = "w1", loop: str = "sweeper", age: float = 1, failing: bool = False
+    node: str = "w1", loop: str = "sweeper", age: float = 1, failing: bool = False, error: str = ""
 ) -> Heartbeat:
-    return Heartbeat(node, loop, age, failing, "", 0)
+    return Heartbeat(node, loop, age, failing, error, 0)
+
+
+NO_KEY = "ConfigError: PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks"
 
 
 @pytest.mark.parametrize(
     ("check", "fleet", "ok", "says"),
     [
         ("workers", snapshot([beat()]), True, "1 worker answering"),
-        ("workers", snapshot([beat(), beat("w2", age=99)]), True, "unhealthy: w2/sweeper"),
+        (
+            "workers",
+            snapshot([beat(), beat("w2", age=99)]),
+            True,
+            "1 worker answering; unhealthy: w2/sweeper (no good round for 99s)",
+        ),
+        (
+            "workers",
+            snapshot([beat(), beat(loop="webhooks", age=9e9, failing=True, error=NO_KEY)]),
+            True,
+            f"1 worker answering; unhealthy: w1/webhooks ({NO_KEY})",
+        ),
+        (
+            "workers",
+            snapshot([beat(), beat(loop="webhooks", failing=True, error="x\n" * 200)]),
+            True,
+            f"unhealthy: w1/webhooks ({'x ' * 98}x...)",
+        ),
         ("workers", snapshot([beat(age=31)]), False, "newest heartbeat 31s old"),
         ("workers", snapshot([beat(failing=True)]), False, "no worker answering (0 of 1 loops)"),
         ("workers", snapshot([]), False, "no worker answering (0 of 0 loops)"),

@@ -8,6 +8,8 @@ from prometheus_client.core import Metric
 
 from pallycon_pack.present.webhook_health import ago, endpoint_line, health_lines, health_report
 from pallycon_pack.web.webhook_metrics import webhook_metrics
+from pallycon_store import heartbeats
+from pallycon_store.heartbeats import Heartbeat
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import (
     DeliveryCounters,
@@ -48,6 +50,7 @@ OVERVIEW = WebhookOverview(
             last_success=NOW - 3600,
             failing_since=NOW - 600,
             dead=1,
+            last_outcome="HTTP 503",
         ),
         _health("ep_gone", dead=1, disabled=Disabled("HTTP 410 (Gone) at a delivery", NOW - 60)),
     ],
@@ -65,7 +68,7 @@ def test_stats_lines_name_each_endpoint_its_backlog_and_why_it_fails_or_is_disab
         "last 2xx 2027-01-15 07:59:55 UTC",
         "  ep_slow  https://ep_slow.example.com/hook  pending=3 (due 1, in flight 2, oldest "
         "4m 10s)  dead=1  last 2xx 2027-01-15 07:00:00 UTC  FAILING since 2027-01-15 07:50:00 "
-        "UTC (10m 0s)",
+        "UTC (10m 0s; last: HTTP 503)",
         "  ep_gone  https://ep_gone.example.com/hook  pending=0  dead=1  last 2xx never  "
         "DISABLED since 2027-01-15 07:59:00 UTC: HTTP 410 (Gone) at a delivery",
     ]
@@ -86,7 +89,7 @@ def test_the_json_report_of_an_endpoint():
         "due_now": 1, "in_flight": 2, "oldest_pending_seconds": 250.4, "dead": 1,
         "last_success": "2027-01-15T07:00:00.000+00:00",
         "failing_since": "2027-01-15T07:50:00.000+00:00", "failing_seconds": 600.0,
-        "disabled": None,
+        "last_outcome": "HTTP 503", "disabled": None,
     }  # fmt: skip
     gone = health_report(OVERVIEW, NOW)["endpoints"][2]
     assert gone["disabled"] == {
@@ -163,3 +166,22 @@ def test_counters_and_histograms():
     for name, value in (("delivered", 4), ("dead_lettered", 2), ("endpoints_disabled", 1)):
         family = _samples(families[f"pallycon_pack_webhook_{name}"])
         assert family == {(f"pallycon_pack_webhook_{name}_total", ()): value}
+
+
+def _beat(loop: str = "webhooks", signs: bool = True, heard: float = 1.0) -> Heartbeat:
+    return Heartbeat("w@h", loop, 9e9, not signs, "", 0, heard=heard, signs=signs)
+
+
+@pytest.mark.parametrize(
+    ("beats", "none"),
+    [
+        ([], False),  # no worker heard from: perhaps not started yet
+        ([_beat(signs=False)], True),
+        ([_beat(signs=False), _beat(signs=True)], False),  # one worker can send
+        ([_beat(signs=False), _beat(signs=True, heard=heartbeats.HEARD_WITHIN + 1)], True),
+        ([_beat(signs=False, heard=heartbeats.HEARD_WITHIN + 1)], False),  # gone: not alive
+        ([_beat("sweeper", signs=False)], False),  # another loop says nothing of webhooks
+    ],
+)
+def test_no_sender_when_every_live_worker_lacks_the_key(beats: list[Heartbeat], none: bool):
+    assert rules.no_sender(beats) is none

@@ -68,6 +68,12 @@ class LoopHealth:
         if due:
             self._write(loop)
 
+    def note(self, loop: str, **facts: Any) -> None:
+        """Facts of ``loop`` its heartbeat carries from its next write (the webhooks loop's
+        ``signs``)."""
+        with self._lock:
+            self._loop(loop).update(facts)
+
     def failed(self, loop: str, error: BaseException, *, restarted: bool = False) -> None:
         """A round of ``loop`` failed with ``error`` (and the loop was restarted)."""
         with self._lock:

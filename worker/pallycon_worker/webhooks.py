@@ -32,6 +32,7 @@ import redis
 
 from pallycon_config.rules import ConfigError
 from pallycon_store.connect import REDIS_AWAY, describe
+from pallycon_store.events import iso
 from pallycon_store.keys import WEBHOOK_GROUP
 from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
@@ -54,7 +55,7 @@ from pallycon_worker.webhook_send import (
 
 log = logging.getLogger("pallycon_pack.webhooks")
 
-LOOP = "webhooks"
+LOOP = rules.LOOP
 #: Result events read at once.
 BATCH = 200
 #: The longest a read waits for new events when nothing else is to be done, in milliseconds.
@@ -99,6 +100,7 @@ class Webhooks:
         self.gap = rules.streak_gap(self.delays, self.lease)
         key = s.webhook_key
         self.sealer = Sealer.of(key.get_secret_value()) if key is not None else None
+        health.note(LOOP, signs=self.sealer is not None)  # read by webhooks add and test
         self.clients = Clients(lambda: new_client(s.webhook_timeout, self.cap))
         self.random = random.Random()  # noqa: S311 (jitter, not a secret)
         self.pool: ThreadPoolExecutor | None = None
@@ -197,12 +199,12 @@ class Webhooks:
                     held.pop(key, None)
 
     def report(self) -> None:
-        """The loop's health: ok, or failing without the key while endpoints exist, or with a
-        key that does not open some endpoint's secret (a warning line too, each minute)."""
+        """The loop's health: ok, or failing without the key while endpoints exist (found at
+        start or later), or with a key that does not open some endpoint's secret (a warning
+        line too, each minute)."""
         if self.sealer is None and self.endpoints:
             if self.rt.clock() - self._no_key_said >= NO_KEY_EVERY:
-                self._no_key_said = self.rt.clock()
-                self.health.failed(LOOP, ConfigError(no_key_line()))
+                self.say_no_key()
             return
         if self.unreadable:
             if self.rt.clock() - self._unreadable_said >= NO_KEY_EVERY:
@@ -214,9 +216,16 @@ class Webhooks:
         self.health.ok(LOOP)
 
     def say_if_no_key(self) -> None:
-        """One warning line at start if endpoints exist and this worker cannot sign."""
+        """At start, if endpoints exist and this worker cannot sign: :meth:`say_no_key` (then
+        each minute while endpoints exist: :meth:`report`)."""
         if self.sealer is None and self.deliveries.endpoints.list():
-            log.warning(no_key_line())
+            self.say_no_key()
+
+    def say_no_key(self) -> None:
+        """A warning line, and the loop's health failing, saying this worker cannot sign."""
+        self._no_key_said = self.rt.clock()
+        log.warning(no_key_line())
+        self.health.failed(LOOP, ConfigError(no_key_line()))
 
     def in_flight(self) -> int:
         with self.lock:
@@ -440,6 +449,20 @@ class Webhooks:
                     )
                 else:
                     self.deliveries.settle(claimed, decision, attempted, now, self.cap)
+                    if (
+                        decision.settle is Settle.RETRY
+                        and attempted.kind is not AttemptKind.WORKER_LOST
+                    ):
+                        log.info(
+                            retry_line(
+                                claimed.webhook_id,
+                                endpoint.id,
+                                claimed.attempts + 1,
+                                attempted.reason or decision.reason,
+                                decision.at,
+                            ),
+                            extra={"fields": {"endpoint_id": endpoint.id}},
+                        )
                     if decision.settle is Settle.DEAD:
                         log.warning(
                             "webhook %s to %s dead-lettered: %s",
@@ -460,12 +483,20 @@ class Webhooks:
                 pause = min(pause * 2, 2.0)
 
 
+def retry_line(
+    webhook_id: str, endpoint_id: str, attempt: int, outcome: str, at: float | None
+) -> str:
+    """A failed attempt, as the worker logs it (never the URL, its query or a secret)."""
+    then = iso(at) if at is not None else "unknown"
+    return (
+        f"webhook {webhook_id} to {endpoint_id}: attempt {attempt} failed ({outcome}); "
+        f"next attempt at {then}"
+    )
+
+
 def no_key_line() -> str:
     """Why a worker without the key sends no webhook."""
-    return (
-        "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks (it cannot sign); "
-        "deliveries wait for a worker that has the key"
-    )
+    return rules.NO_KEY
 
 
 def wrong_key_line(endpoint_ids: Sequence[str]) -> str:

@@ -9,6 +9,8 @@ import click
 
 from pallycon_config import load_settings
 from pallycon_pack.present import render
+from pallycon_pack.present.flow import unserved_sites_line
+from pallycon_store import sites
 from pallycon_store.events import iso
 from pallycon_store.tokens import ApiToken, Tokens
 from pallycon_store.wiring import Store
@@ -17,6 +19,17 @@ from pallycon_store.wiring import Store
 def _tokens() -> Tokens:
     store = Store.of(load_settings())
     return Tokens(store.redis, store.keys)
+
+
+def _warn_unserved(tokens: Tokens, requested: tuple[str, ...]) -> None:
+    """One warning line when a site of ``--site`` is served by no worker (as ``webhooks add
+    --site`` says it)."""
+    known = sites.book(tokens.redis, tokens.keys, default=load_settings().site_id)
+    line = unserved_sites_line(
+        requested, known.ids, "requests submitted for it fail (unknown site) until one does"
+    )
+    if line:
+        click.echo(line, err=True)
 
 
 def _row(token: ApiToken) -> dict[str, Any]:
@@ -30,7 +43,8 @@ def _row(token: ApiToken) -> dict[str, Any]:
 
 def add(name: str, sites: tuple[str, ...], read_only: bool) -> None:
     """``add``: the token on stdout (this once), what it may do on stderr."""
-    token, stored = _tokens().add(name, time.time(), sites=sites, read_only=read_only)
+    tokens = _tokens()
+    token, stored = tokens.add(name, time.time(), sites=sites, read_only=read_only)
     click.echo(token)
     scope = f"sites {', '.join(stored.sites)}" if stored.sites else "every site"
     mode = "read-only" if stored.read_only else "read and write"
@@ -38,6 +52,8 @@ def add(name: str, sites: tuple[str, ...], read_only: bool) -> None:
         f"token {stored.name} added ({mode}, {scope}); it is shown this once: keep it now",
         err=True,
     )
+    if stored.sites:
+        _warn_unserved(tokens, stored.sites)
 
 
 def list_(as_json: bool) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import click
 
-from pallycon_pack.present.records import SINCE_HELP
-
+#: ``--since`` of ``failures`` and ``replay``: by when each went to the dead-letter list.
+DEAD_SINCE_HELP = (
+    "Only those that went to the dead-letter list since T: an ISO 8601 time "
+    "(2026-11-26T10:00Z) or a duration back from now (90s, 30m, 2h, 7d)."
+)
 FILE_OPTION_HELP = (
     "Read the endpoint's secret (whsec_ + base64 of 24 to 64 bytes) from FILE ('-' = standard "
     "input). Without it a secret is generated and printed once."
@@ -48,7 +51,8 @@ def add(
     """Add an endpoint: print its id (and a generated secret, this once).
 
     The URL is https:// (http:// only with --allow-private), with a host and no user or
-    password; a host written as an address is checked at once, a name at each delivery.
+    password; a host written as an address is checked at once, a name at each delivery (and
+    resolved once now: a warning line if a delivery could not reach it now).
     Exit 0; 2 for a URL, secret, event type or site that cannot be used, or
     PALLYCON_WEBHOOK_KEY unset; 3 when Redis is unavailable.
     """
@@ -60,7 +64,9 @@ def add(
 @webhooks.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array (no secrets).")
 def list_(as_json: bool) -> None:
-    """List the endpoints: URL, state, events, site, secrets signing (never a secret)."""
+    """List the endpoints: URL, state, events, site, secrets signing (never a secret), and
+    their deliveries: pending (due, in flight, the oldest's age), dead-lettered, the last 2xx,
+    failing since when and the last attempt's outcome."""
     from pallycon_pack.cli.webhooks import run
 
     run.list_(as_json)
@@ -107,15 +113,16 @@ def test(endpoint_id: str) -> None:
 
 @webhooks.command()
 @click.option("--endpoint", "endpoint_id", metavar="ID", help="Only this endpoint's.")
-@click.option("--since", help=SINCE_HELP)
+@click.option("--since", metavar="T", help=DEAD_SINCE_HELP)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 def failures(endpoint_id: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """List the dead-letter list: deliveries that ran out of attempts, or whose endpoint was
     disabled, newest first.
 
-    Each: the endpoint, the webhook-id, the event type, the attempts, the last outcome and
-    when it went there. Exit 2 for an unknown endpoint id.
+    Each: the endpoint, the webhook-id, the webhook's type as the receiver sees it
+    (request.completed), the attempts and when it went there; then why, and the last
+    attempt's outcome. Exit 2 for an unknown endpoint id.
     """
     from pallycon_pack.cli.webhooks import run
 
@@ -124,7 +131,7 @@ def failures(endpoint_id: str | None, since: str | None, limit: int, as_json: bo
 
 @webhooks.command()
 @click.option("--endpoint", "endpoint_id", metavar="ID", help="Only this endpoint's.")
-@click.option("--since", help=SINCE_HELP)
+@click.option("--since", metavar="T", help=DEAD_SINCE_HELP)
 def replay(endpoint_id: str | None, since: str | None) -> None:
     """Send the dead-lettered deliveries again (their attempts reset, due now); one line says
     how many.

@@ -16,6 +16,7 @@ from pallycon_pack.cli.inputs import read_secret
 from pallycon_pack.errors import EXIT_FAILED, EXIT_INVALID, Failure
 from pallycon_pack.interrupts import on_interrupt
 from pallycon_pack.present import render
+from pallycon_pack.present.flow import unserved_sites_line
 from pallycon_pack.present.records import parse_since
 from pallycon_pack.present.webhooks import (
     added_line,
@@ -28,11 +29,12 @@ from pallycon_pack.present.webhooks import (
     state,
     test_line,
 )
-from pallycon_store import sites
+from pallycon_store import heartbeats, sites
 from pallycon_store.events import iso
-from pallycon_store.webhooks import outcome, payload
+from pallycon_store.webhooks import outcome, payload, rules
 from pallycon_store.webhooks.deliveries import Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint, Endpoints
+from pallycon_store.webhooks.errors import RefusedAddress
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
 from pallycon_store.wiring import Store
@@ -42,6 +44,11 @@ from pallycon_worker import webhook_send
 TIMEOUT = webhook_send.TIMEOUT
 #: The option that reads a secret.
 FILE_OPTION = "--secret-file"
+#: What ``add`` and ``test`` say when no live worker can send deliveries.
+NO_SENDER = (
+    "warning: no running worker can send webhooks (none has PALLYCON_WEBHOOK_KEY): deliveries "
+    "wait; set PALLYCON_WEBHOOK_KEY for the workers (as here) and restart them"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,13 @@ class Hand:
     def deliveries(self) -> Deliveries:
         """The deliveries on the same connection."""
         return Deliveries(self.endpoints.redis, self.endpoints.keys)
+
+    def warn_if_no_sender(self) -> None:
+        """One warning line (stderr) when workers are alive but none can send a delivery
+        (each without PALLYCON_WEBHOOK_KEY, as their heartbeats say)."""
+        beats = heartbeats.read(self.endpoints.redis, self.endpoints.keys, time.time())
+        if rules.no_sender(beats):
+            click.echo(NO_SENDER, err=True)
 
     def sealer(self) -> Sealer:
         """The sealer of PALLYCON_WEBHOOK_KEY (a one-line error naming it when unset)."""
@@ -102,30 +116,48 @@ def add(
     if generated:
         click.echo(secret.text())
     click.echo(added_line(endpoint, generated), err=True)
+    if not allow_private:
+        warn_if_refused_now(endpoint)
+    hand.warn_if_no_sender()
     if same:
+        verb = "delivers" if len(same) == 1 else "deliver"
         click.echo(
-            f"warning: {', '.join(same)} already deliver to this URL: it will get each event "
+            f"warning: {', '.join(same)} already {verb} to this URL: it will get each event "
             "once per endpoint (remove one with: pallycon-pack webhooks remove ID)",
             err=True,
         )
     if site:
         known = sites.book(hand.endpoints.redis, hand.endpoints.keys, default=hand.settings.site_id)
-        if site not in known.ids:
-            click.echo(
-                f"warning: no worker serves site {site!r} (known: {', '.join(known.ids) or 'none'})"
-                "; the endpoint gets its requests' events once one does",
-                err=True,
-            )
+        line = unserved_sites_line(
+            [site], known.ids, "the endpoint gets its requests' events once one does"
+        )
+        if line:
+            click.echo(line, err=True)
+
+
+def warn_if_refused_now(endpoint: Endpoint) -> None:
+    """One warning line (stderr) when ``endpoint``'s host resolves now to no address a
+    delivery may reach (it stays added: the name may resolve otherwise by then)."""
+    try:
+        webhook_send.resolve(endpoint)
+    except RefusedAddress as exc:
+        click.echo(
+            f"warning: {exc}; added all the same (the address is checked at each delivery)",
+            err=True,
+        )
 
 
 def list_(as_json: bool) -> None:
-    """``list``: every endpoint, never a secret."""
-    found = Hand.of().endpoints.list()
+    """``list``: every endpoint and its deliveries (pending, dead, last 2xx, failing since and
+    the last outcome), never a secret."""
+    hand = Hand.of()
     now = time.time()
+    found = hand.endpoints.list()
+    health = {h.endpoint_id: h for h in hand.deliveries().overview(now).endpoints}
     if as_json:
-        render.emit_json([endpoint_row(endpoint, now) for endpoint in found])
+        render.emit_json([endpoint_row(e, now, health.get(e.id)) for e in found])
         return
-    for line in endpoint_lines(found, now):
+    for line in endpoint_lines(found, now, health):
         click.echo(line)
 
 
@@ -156,6 +188,7 @@ def test(endpoint_id: str) -> None:
     endpoint = hand.endpoints.get(endpoint_id)
     now = time.time()
     secrets = hand.endpoints.open_secrets(sealer, endpoint, now)
+    hand.warn_if_no_sender()
     on_interrupt("interrupted: the test event may have been sent; nothing was changed")
     found, seconds = send_test(endpoint, secrets, now, hand.settings.webhook_timeout)
     line = test_line(endpoint.id, found, seconds)

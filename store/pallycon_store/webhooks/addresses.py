@@ -66,9 +66,16 @@ def allowed(host: str, resolved: Sequence[str], allow_private: bool) -> list[Add
         if why is not None:
             raise RefusedAddress(
                 f"{host} resolves to {address}, a {why} address: deliveries to it are refused "
-                "(add the endpoint with --allow-private to allow it)"
+                f"({READD})"
             )
     return addresses
+
+
+#: How an endpoint comes to allow private addresses (the flag is set only as it is added).
+READD = (
+    "to allow it, remove the endpoint and add it again with --allow-private: a new secret, "
+    "unless you pass the same --secret-file"
+)
 
 
 def literal(host: str) -> Address | None:

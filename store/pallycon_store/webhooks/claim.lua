@@ -57,7 +57,7 @@ for _, ep in ipairs(eps) do
         redis.call('ZREM', schedule, ep)
         if not text then  -- removed: its health goes too
           redis.call('HDEL', KEYS[2], ep .. ' last_success', ep .. ' failing_since',
-            ep .. ' last_failure')
+            ep .. ' last_failure', ep .. ' last_outcome')
         end
       else
         redis.call('ZADD', schedule, 0, ep)

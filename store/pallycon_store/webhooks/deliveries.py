@@ -109,8 +109,9 @@ class EndpointHealth:
     the event of the oldest pending one (its lag; None when none is pending); ``dead``: on its
     dead-letter list; ``last_success``: its last 2xx (Unix seconds, None: none known);
     ``failing_since``: the start of its failing streak (None: not failing), failures at most
-    :func:`rules.streak_gap` apart since its last success or replay; ``disabled``:
-    why and when (None: enabled)."""
+    :func:`rules.streak_gap` apart since its last success or replay; ``last_outcome``: the
+    outcome of its last failed attempt in that streak ("": not failing); ``disabled``: why
+    and when (None: enabled)."""
 
     endpoint_id: str
     url: str
@@ -122,6 +123,7 @@ class EndpointHealth:
     last_success: float | None
     failing_since: float | None
     disabled: Disabled | None
+    last_outcome: str = ""
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ class Deliveries:
             claimed.endpoint_id,
             decision.settle.value,
             "" if decision.at is None else repr(decision.at),
-            decision.reason,
+            dead_reason(decision),
             attempted.kind.value,
             claimed.attempts if claimed.lost else claimed.attempts + 1,
             latency_bucket,
@@ -428,7 +430,10 @@ class Deliveries:
         disabled again count from its next failure)."""
         endpoint = self.endpoints.enable(endpoint_id)
         self.redis.hdel(
-            self.keys.webhook_state, f"{endpoint_id} failing_since", f"{endpoint_id} last_failure"
+            self.keys.webhook_state,
+            f"{endpoint_id} failing_since",
+            f"{endpoint_id} last_failure",
+            f"{endpoint_id} last_outcome",
         )
         return endpoint
 
@@ -465,6 +470,7 @@ class Deliveries:
                     last_success=_float(state.get(f"{e.id} last_success")),
                     failing_since=_float(state.get(f"{e.id} failing_since")),
                     disabled=e.disabled,
+                    last_outcome=_str(state.get(f"{e.id} last_outcome") or ""),
                 )
             )
         kinds = {
@@ -492,6 +498,20 @@ class Deliveries:
             self.redis.xrevrange(self.keys.webhook_events, count=count),
         )
         return [json.loads(fields["event"]) for _, fields in reversed(found)]
+
+
+#: How a dead letter's reason starts when its endpoint was disabled (by this delivery, or
+#: while it was pending).
+DISABLED = "endpoint disabled: "
+
+
+def dead_reason(decision: Decision) -> str:
+    """Why a delivery settled by ``decision`` is on the dead-letter list (if it is): its
+    reason, prefixed with :data:`DISABLED` when the attempt disabled its endpoint, as the
+    endpoint's other deliveries buried after it are (claim.lua)."""
+    if decision.settle is Settle.DISABLE:
+        return DISABLED + decision.reason
+    return decision.reason
 
 
 def _str(value: Any) -> str:

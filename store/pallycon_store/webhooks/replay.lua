@@ -24,7 +24,7 @@ for i = 6, #ARGV do
     end
   end
   if #ids > 0 then
-    redis.call('HDEL', KEYS[2], ep .. ' failing_since', ep .. ' last_failure')
+    redis.call('HDEL', KEYS[2], ep .. ' failing_since', ep .. ' last_failure', ep .. ' last_outcome')
     reschedule(ep, cap)
   end
   if looked >= limit then break end

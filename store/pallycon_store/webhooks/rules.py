@@ -4,7 +4,8 @@ are arguments.
 - :func:`fan_out`: which endpoints get a result event (its deliveries, their bodies);
 - :func:`decide`: what an attempt's outcome does to its delivery (delivered, retry at, dead,
   disable the endpoint), and to its endpoint's failing streak (:func:`streak_start`);
-- :func:`attempt_kind`, :func:`bucket`: the bounded labels the counters use.
+- :func:`attempt_kind`, :func:`bucket`: the bounded labels the counters use;
+- :func:`no_sender`: whether the live workers all lack the key (none can send).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pallycon_store import heartbeats
 from pallycon_store.webhooks import payload, schedule
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.outcome import Outcome, Verdict
@@ -256,3 +258,20 @@ def decide(
         reason = f"{attempts} attempts failed (last: {outcome.reason})"
         return Decision(Settle.DEAD, reason, None, streak)
     return Decision(Settle.RETRY, outcome.reason, now + delay, streak)
+
+
+#: The name of the workers' webhooks loop in their heartbeats.
+LOOP = "webhooks"
+#: How a worker without PALLYCON_WEBHOOK_KEY says it sends nothing (its log, its heartbeat).
+NO_KEY = (
+    "PALLYCON_WEBHOOK_KEY is not set: this worker sends no webhooks (it cannot sign); "
+    "deliveries wait for a worker that has the key"
+)
+
+
+def no_sender(beats: Iterable[heartbeats.Heartbeat]) -> bool:
+    """Whether workers are alive (their webhooks loop heard from within
+    :data:`heartbeats.HEARD_WITHIN`) and none of them can send a delivery (each without the
+    key). No worker heard from: False (workers may not be started yet)."""
+    alive = [b for b in beats if b.loop == LOOP and b.heard <= heartbeats.HEARD_WITHIN]
+    return bool(alive) and not any(b.signs for b in alive)

@@ -25,7 +25,7 @@ local known = redis.call('HEXISTS', KEYS[4], ep) == 1  -- not removed meanwhile
 if settle == 'delivered' then
   if known then
     redis.call('HSET', state, ep .. ' last_success', now)
-    redis.call('HDEL', state, ep .. ' failing_since', ep .. ' last_failure')
+    redis.call('HDEL', state, ep .. ' failing_since', ep .. ' last_failure', ep .. ' last_outcome')
   end
   if exists then
     redis.call('HINCRBY', counters, 'delivered', 1)
@@ -47,7 +47,8 @@ if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
 end
 if ARGV[19] ~= '' then  -- '' (a lost worker): the streak left as it is
-  redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now)
+  redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now,
+    ep .. ' last_outcome', ARGV[18])
 end
 redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
 if settle == 'retry' then
