@@ -12,15 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.env import clean_env
 from support.redis_server import RedisServer, free_port
-from support.shell import BLOCK, UV_STAND_IN, stop_group
+from support.shell import BLOCK, run_script, uv_stand_in
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +40,7 @@ def test_every_http_example_runs_as_written(tmp_path: Path):
     work = tmp_path / "checkout"
     work.mkdir()
     shutil.copytree(ROOT / "examples", work / "examples")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    uv = bin_dir / "uv"
-    uv.write_text(UV_STAND_IN)
-    uv.chmod(uv.stat().st_mode | stat.S_IXUSR)
+    bin_dir = uv_stand_in(tmp_path)
     port = free_port()
     blocks = "\n".join(BLOCK.findall(DOC.read_text()))
     source = "\n".join(["set -euo pipefail", "PS4='+ HTTP.md ${SECONDS}s: '", "set -x", blocks])
@@ -57,22 +51,7 @@ def test_every_http_example_runs_as_written(tmp_path: Path):
             PALLYCON_REDIS_URL=redis_server.url,
             PALLYCON_HTTP_PORT=str(port),
         )
-        log = tmp_path / "http.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["bash", "-c", source],
-                cwd=work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the server it starts dies with its group
-            )
-            try:
-                returncode = process.wait(timeout=60)
-            finally:
-                stop_group(process)
-    text = log.read_text(errors="replace")
+        returncode, text = run_script(source, work, env, tmp_path / "http.log", timeout=60)
     assert returncode == 0, text[-6000:]
     # The request recorded once, then found again; the conflict refused; the batch recorded.
     assert text.count('"request_id":"movie-1","state":"accepted"') >= 3, text[-6000:]

@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 
 from support.env import clean_env
 from support.redis_server import RedisServer, free_port
-from support.shell import BLOCK, UV_STAND_IN, stop_group
+from support.shell import BLOCK, run_script, uv_stand_in
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +68,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
     work.mkdir()
     shutil.copy(ROOT / ".env.example", work / ".env.example")
     shutil.copytree(ROOT / "examples", work / "examples")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    uv = bin_dir / "uv"
-    uv.write_text(UV_STAND_IN)
-    uv.chmod(uv.stat().st_mode | stat.S_IXUSR)
+    bin_dir = uv_stand_in(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
@@ -92,22 +87,7 @@ def test_every_readme_example_runs_as_written(tmp_path: Path):
             PALLYCON_SWEEP_INTERVAL="0.2",
         )
         source = script(shell_blocks((ROOT / "README.md").read_text()))
-        log = tmp_path / "readme.log"  # a file: the background servers keep it open
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["bash", "-c", source],
-                cwd=work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its background servers die with its group
-            )
-            try:
-                returncode = process.wait(timeout=90)
-            finally:
-                stop_group(process)
-    text = log.read_text(errors="replace")
+        returncode, text = run_script(source, work, env, tmp_path / "readme.log", timeout=90)
     assert returncode == 0, text[-6000:]
     # The walk-through's request and the direct job both completed; the status shows the job.
     assert re.search(r"^state +completed$", text, re.MULTILINE), text[-6000:]

@@ -12,33 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from support.env import clean_env
 from support.redis_server import RedisServer, free_port
-from support.shell import BLOCK, stop_group
+from support.shell import BLOCK, run_script, uv_stand_in
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "WEBHOOKS.md"
 HEADING = "To try a receiver"
-
-#: ``uv run pallycon-pack ARGS`` and ``uv run python ARGS``, as this checkout's environment
-#: runs them.
-UV_STAND_IN = f"""#!/bin/sh
-[ "$1" = run ] || {{ echo "uv stand-in: $*" >&2; exit 99; }}
-case "$2" in
-  pallycon-pack) shift 2; exec {sys.executable} -m pallycon_pack "$@" ;;
-  python) shift 2; exec {sys.executable} "$@" ;;
-  *) echo "uv stand-in: $*" >&2; exit 99 ;;
-esac
-"""
 
 
 def try_block() -> str:
@@ -54,11 +40,7 @@ def test_the_try_a_receiver_block_runs_as_written(tmp_path: Path):
     work = tmp_path / "checkout"
     work.mkdir()
     shutil.copytree(ROOT / "examples" / "webhooks", work / "examples" / "webhooks")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    uv = bin_dir / "uv"
-    uv.write_text(UV_STAND_IN)
-    uv.chmod(uv.stat().st_mode | stat.S_IXUSR)
+    bin_dir = uv_stand_in(tmp_path)
     port = free_port()
     block = try_block()
     assert "PORT=8000" in block
@@ -69,22 +51,7 @@ def test_the_try_a_receiver_block_runs_as_written(tmp_path: Path):
         env = clean_env(
             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PALLYCON_REDIS_URL=redis_server.url
         )
-        log = tmp_path / "try.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["bash", "-c", source],
-                cwd=work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the receiver it starts dies with its group
-            )
-            try:
-                returncode = process.wait(timeout=60)
-            finally:
-                stop_group(process)
-    text = log.read_text(errors="replace")
+        returncode, text = run_script(source, work, env, tmp_path / "try.log", timeout=60)
     assert returncode == 0, text[-6000:]
     assert ": delivered" in text, text[-6000:]
     assert '"webhook.test"' in text, text[-6000:]  # the receiver printed the verified event
