@@ -120,8 +120,9 @@ class Webhooks:
         """Rounds until ``stop``; Redis outages are waited out with a backoff."""
         pause, grouped, next_reclaim, idle_block = 0.5, False, 0.0, BLOCK_MS
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pallycon-webhook")
-        listener = threading.Thread(
-            target=self.listen, args=(stop,), name="pallycon-webhooks-wake", daemon=True
+        ended = threading.Event()  # this run's end: its listener ends with it (a restart
+        listener = threading.Thread(  # of the loop starts another, never one more each time)
+            target=self.listen, args=(stop, ended), name="pallycon-webhooks-wake", daemon=True
         )
         listener.start()
         try:
@@ -136,10 +137,10 @@ class Webhooks:
                     self.refresh(now)
                     claimed, next_at = self.claim(now)
                     busy = bool(claimed) or self.in_flight() > 0
-                    if next_at is not None and self.sealer is not None:
+                    if next_at is not None and self.sealer is not None and next_at > now:
                         idle_block = int(min(BLOCK_MS, max(10.0, (next_at - now) * 1000)))
-                    else:
-                        idle_block = BLOCK_MS
+                    else:  # nothing due, or due but not claimable now (its endpoint at its cap
+                        idle_block = BLOCK_MS  # elsewhere, or its secret not opened): no spin
                     if now >= next_reclaim:
                         self.reclaim()
                         next_reclaim = now + RECLAIM_EVERY
@@ -157,29 +158,33 @@ class Webhooks:
                     stop.wait(pause)
                     pause = next_pause(pause)
         finally:  # the deliveries handed over are sent (their clients stay open)
+            ended.set()
             self.pool.shutdown(wait=False)
 
-    def listen(self, stop: threading.Event) -> None:
+    def listen(self, stop: threading.Event, ended: threading.Event) -> None:
         """Wake the loop each time a result event is written (the wake-up channel every event
         is published on), so that a round waiting for its sends to end fans a new event out at
         once: an endpoint whose sends never end (a receiver that never answers) must not delay
         another's events. A hint only: lost, the round's wait ends on its own."""
         channel = self.rt.shared.keys.wake_channel
-        while not stop.is_set():
+        while not (stop.is_set() or ended.is_set()):
             pubsub = self.rt.shared.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(channel)
-                while not stop.is_set():
+                while not (stop.is_set() or ended.is_set()):
                     if pubsub.get_message(timeout=1.0) is not None:
                         self.wake.set()
             except TRANSIENT as exc:
                 log.debug(
                     "webhooks wake-up listener: %s; again in %gs", describe(exc), LISTEN_RETRY
                 )
-                stop.wait(LISTEN_RETRY)
+                ended.wait(LISTEN_RETRY)
             except redis.exceptions.RedisError as exc:  # e.g. an ACL without SUBSCRIBE
                 log.warning("webhooks wake-up listener stopped (%s); again in 60s", describe(exc))
-                stop.wait(60.0)
+                ended.wait(60.0)
+            except Exception:  # a defect: visible, and the listener goes on (rounds wait meanwhile)
+                log.exception("webhooks wake-up listener failed; again in 60s")
+                ended.wait(60.0)
             finally:
                 pubsub.close()
 
@@ -339,7 +344,10 @@ class Webhooks:
         try:
             endpoint = self.endpoint(claimed.endpoint_id)
             if endpoint is None or endpoint.disabled is not None:
-                return  # removed or disabled: the claim that sees it next buries or drops it
+                # Removed or disabled as this worker sees it: nothing sent, nothing counted; the
+                # claim that sees it next buries or drops it (or sends it, if enabled again).
+                self.deliveries.release(claimed, self.rt.clock(), self.cap)
+                return
             with attempt_deadline(self.limit):
                 sent = self.attempt(endpoint, claimed)
             now = self.rt.clock()
