@@ -386,3 +386,28 @@ def test_a_removed_endpoints_health_goes_with_it(outbox: Deliveries):
     outbox.claim(NOW + 1, LEASE, cap=4, limit=10)
     outbox.settle(second, Decision(Settle.DELIVERED, "HTTP 200"), ok(), NOW + 2, 4)
     assert outbox.redis.hgetall(outbox.keys.webhook_state) == {}
+
+
+def test_a_2xx_between_two_claims_ends_the_streak_the_later_failure_carried(outbox: Deliveries):
+    """Two deliveries claimed together after a failure: the first gets a 2xx (the streak
+    ends), the second then fails with the streak its claim read. The stored streak starts at
+    that failure, not at the old one; and the streak read again is what the worker decides
+    from."""
+    ep = add(outbox)
+    assert failed_once(outbox, ep, 1, NOW, NOW)
+    outbox.fan_out([], [new(ep, 2), new(ep, 3)], NOW + 1, cap=4)
+    claimed, _ = outbox.claim(NOW + 5, LEASE, cap=4, limit=10)
+    assert len(claimed) == 3
+    assert {(c.failing_since, c.last_failure) for c in claimed} == {(NOW, NOW)}
+    first, second = claimed[0], claimed[1]
+    assert outbox.settle(
+        first, Decision(Settle.DELIVERED, "HTTP 204", None, None), ok(), NOW + 6, 4
+    )
+    assert outbox.streak(ep) == (None, None)  # the worker reads this, not its claim's copy
+    stale = Decision(Settle.RETRY, "HTTP 500", NOW + 99, NOW)  # decided from the claim's copy
+    assert outbox.settle(
+        second, stale, Attempted(AttemptKind.HTTP_5XX, 0.1, "HTTP 500"), NOW + 7, 4
+    )
+    assert outbox.streak(ep) == (NOW + 7, NOW + 7)
+    [health] = outbox.overview(NOW + 8).endpoints
+    assert health.failing_since == NOW + 7

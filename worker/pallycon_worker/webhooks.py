@@ -38,7 +38,7 @@ from pallycon_store.webhooks import rules
 from pallycon_store.webhooks.deliveries import Attempted, Claimed, Deliveries
 from pallycon_store.webhooks.endpoints import Endpoint
 from pallycon_store.webhooks.errors import UnknownEndpoint, UnreadableSecret, WebhookError
-from pallycon_store.webhooks.outcome import no_response
+from pallycon_store.webhooks.outcome import Verdict, no_response
 from pallycon_store.webhooks.rules import AttemptKind, Decision, Settle
 from pallycon_store.webhooks.sealing import Sealer
 from pallycon_store.webhooks.signing import Secret
@@ -354,15 +354,19 @@ class Webhooks:
             if not sent.attempted:  # no request sent: back, nothing counted
                 self.deliveries.release(claimed, now + RELEASE_DELAY, self.cap)
                 return
+            failing_since, last_failure = claimed.failing_since, claimed.last_failure
+            if sent.outcome.verdict is not Verdict.DELIVERED:  # as stored now: a 2xx meanwhile
+                # ended it
+                failing_since, last_failure = self.deliveries.streak(claimed.endpoint_id)
             decision = rules.decide(
                 sent.outcome,
                 claimed.attempts + 1,
                 now,
-                failing_since=claimed.failing_since,
+                failing_since=failing_since,
                 delays=self.delays,
                 disable_after=self.disable_after,
                 random=self.random.random,
-                last_failure=claimed.last_failure,
+                last_failure=last_failure,
                 gap=self.gap,
             )
             self.settle(

@@ -260,6 +260,15 @@ class Deliveries:
         ]
         return claimed, _float(_str(head))
 
+    def streak(self, endpoint_id: str) -> tuple[float | None, float | None]:
+        """The endpoint's failing streak as stored now: its start and its last failure (None:
+        none). Read again when an attempt fails: the claim's copy can be older than a 2xx that
+        another attempt got meanwhile, and must not bring the streak it ended back."""
+        start, last = self.redis.hmget(
+            self.keys.webhook_state, [f"{endpoint_id} failing_since", f"{endpoint_id} last_failure"]
+        )
+        return _float(start), _float(last)
+
     def settle(
         self,
         claimed: Claimed,

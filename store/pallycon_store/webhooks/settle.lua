@@ -47,7 +47,10 @@ if not exists or not held or tonumber(held) ~= tonumber(ARGV[17]) then
   return 0
 end
 if ARGV[19] ~= '' then  -- '' (a lost worker): the streak left as it is
-  redis.call('HSET', state, ep .. ' failing_since', ARGV[19], ep .. ' last_failure', now,
+  local start = ARGV[19]
+  local success = tonumber(redis.call('HGET', state, ep .. ' last_success') or '')
+  if success and success >= tonumber(start) then start = now end  -- a 2xx since ended it
+  redis.call('HSET', state, ep .. ' failing_since', start, ep .. ' last_failure', now,
     ep .. ' last_outcome', ARGV[18])
 end
 redis.call('HSET', key, 'attempts', ARGV[10], 'last_outcome', ARGV[18], 'last_at', now)
