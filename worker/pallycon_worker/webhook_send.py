@@ -156,6 +156,10 @@ class _Transport(httpx.HTTPTransport):
 
     def __init__(self, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
+        if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
+            # httpx keeps its pool there (private): a version that does not would lose the
+            # attempt's deadline silently. Say so at once instead.
+            raise RuntimeError("this httpx keeps no httpcore.ConnectionPool in _pool: pin httpx")
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,

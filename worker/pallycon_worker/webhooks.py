@@ -483,6 +483,9 @@ class Webhooks:
                             decision.reason,
                         )
                 return
+            except UnknownEndpoint:  # removed during the attempt: its deliveries go with it
+                log.info("webhook %s: its endpoint %s was removed", claimed.webhook_id, endpoint.id)
+                return
             except REDIS_AWAY as exc:
                 if time.monotonic() + pause >= ends:
                     log.warning(
