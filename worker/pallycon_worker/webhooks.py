@@ -60,6 +60,8 @@ LOOP = rules.LOOP
 BATCH = 200
 #: The longest a read waits for new events when nothing else is to be done, in milliseconds.
 BLOCK_MS = 500
+#: The shortest time between two rounds woken while sends are in flight, in seconds.
+MIN_ROUND = 0.01
 #: How long a listener for new events waits before it subscribes again after Redis went away,
 #: in seconds.
 LISTEN_RETRY = 1.0
@@ -128,6 +130,7 @@ class Webhooks:
         try:
             while not stop.is_set():
                 self.wake.clear()  # before this round's reads: a wake-up after them is kept
+                started = time.monotonic()
                 try:
                     if not grouped:
                         self.deliveries.ensure_group()
@@ -150,6 +153,9 @@ class Webhooks:
                         # for it): until one ends or a new event is written (both wake it), or
                         # the next delivery is due.
                         self.wake.wait(idle_block / 1000)
+                        # Woken (by any worker's event): at most a round each MIN_ROUND, however
+                        # many events the fleet writes.
+                        stop.wait(max(0.0, MIN_ROUND - (time.monotonic() - started)))
                     self.report()
                     pause = 0.5
                 except TRANSIENT as exc:
