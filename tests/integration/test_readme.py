@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,17 @@ def test_the_readme_redis_without_docker_starts_as_written(tmp_path: Path):
     )
     client = valkey.Valkey(port=port)
     try:
-        assert client.ping()
+        # `--daemonize yes` returns once the server has forked, before it listens; the README's
+        # next step (`health --wait`) waits for it, and so does this test.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.ping()
+                break
+            except valkey.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert (tmp_path / "build" / "redis").is_dir()
