@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis
+from redis.commands.core import Script
+
+from pallycon_store import scripts
 
 log = logging.getLogger("pallycon_pack.store")
 
@@ -50,6 +54,7 @@ class Durability:
         self.known = ""  # the run_id of the server the last wait reached
         self._identity = ""  # see known_identity
         self.info_refused = False  # INFO refused (an ACL user without it): nothing to compare
+        self._mark_script: Script | None = None  # mark.lua, registered when first needed
 
     def _waits(self) -> tuple[bool, bool]:
         """Which waits apply: (for replicas, for the fsync)."""
@@ -106,14 +111,13 @@ class Durability:
         replicas, fsync = self._waits()
         if not replicas and not fsync:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.mark, "1", px=MARK_TTL_MS)
-        if self.replicas:
-            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
-        if fsync:
-            pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
-        pipe.info("server")
-        replies = pipe.execute(raise_on_error=False)
+        replies = self._mark_and_wait(fsync, by_script=False)
+        if isinstance(replies[0], redis.exceptions.OutOfMemoryError):
+            # The change went in before Redis ran out of room; its confirmation needs none.
+            refused = replies[0]
+            replies = self._mark_and_wait(fsync, by_script=True)
+            if isinstance(replies[0], redis.ResponseError):  # Redis before 7: no script flags
+                raise refused
         self._same_server(server, replies.pop(), present)
         fsynced = replies.pop() if fsync else None
         for reply in replies:  # the mark and WAIT: an error is the caller's to see
@@ -129,6 +133,23 @@ class Durability:
                 )
         if fsync:
             self._fsynced(fsynced)
+
+    def _mark_and_wait(self, fsync: bool, *, by_script: bool) -> list[Any]:
+        """One pipeline: the mark, the waits, then ``INFO server``; errors as replies. The mark
+        is a ``SET``, or ``by_script`` one that Redis runs even when it is out of memory."""
+        pipe = self.redis.pipeline(transaction=False)
+        if by_script:
+            if self._mark_script is None:
+                self._mark_script = scripts.register(self.redis, "mark")
+            self._mark_script(keys=[self.mark], args=[MARK_TTL_MS], client=pipe)
+        else:
+            pipe.set(self.mark, "1", px=MARK_TTL_MS)
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
+        if fsync:
+            pipe.execute_command("WAITAOF", 1, 0, self.wait_ms)  # type: ignore[no-untyped-call]
+        pipe.info("server")
+        return list(pipe.execute(raise_on_error=False))
 
     def _same_server(
         self, expected: str, info: object, present: Callable[[], bool] | None = None

@@ -376,6 +376,25 @@ def test_the_waits_write_a_mark_that_expires_and_confirm_on_this_server(
     assert durability.unavailable == ""  # the test server runs with AOF on
 
 
+def test_a_change_made_just_before_redis_ran_out_of_memory_is_still_confirmed(
+    client: redis.Redis, keys: Keys
+):
+    """The change fills Redis to its limit: the mark's SET is refused (out of memory), so the
+    mark is written by a script allowed to (it keeps no memory): the change is confirmed, not
+    reported as refused while it is recorded (figure 11's "whole or nothing")."""
+    durability = _durability(client, keys, wait_ms=2000)
+    server = durability.server()
+    client.set(f"{keys.prefix}:change", "x")
+    client.config_set("maxmemory", 1)  # below what it uses: every plain write is refused
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set(keys.durability_mark, "1")
+        durability.wait(server)
+    finally:
+        client.config_set("maxmemory", 0)
+    assert 0 < client.pttl(keys.durability_mark) <= MARK_TTL_MS
+
+
 def test_too_few_replicas_in_time_is_a_timeout_naming_the_setting(client: redis.Redis, keys: Keys):
     durability = _durability(client, keys, wait_ms=0, replicas=1, replica_wait_ms=50)
     with pytest.raises(redis.TimeoutError, match=r"0 of 1 Redis replicas .* within 50 ms"):
