@@ -28,6 +28,7 @@ import redis
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.clock import ServerClock, execute
+from pallycon_store.events import State
 from pallycon_store.keys import Keys, flow_site
 from pallycon_store.scripts import register
 
@@ -173,19 +174,38 @@ class Flow:
         in_flight = {site: int(rest[2 * i + 1]) for i, site in enumerate(sites)}
         return FlowSnapshot(now, due, dispatched, in_flight, _pauses(rest[-1]))
 
-    def take(self, now: float, lease: float, counts: Mapping[Lane, int]) -> dict[str, list[str]]:
+    def take(
+        self,
+        now: float,
+        lease: float,
+        counts: Mapping[Lane, int],
+        *,
+        marked_before: float | None = None,
+    ) -> dict[str, list[str]]:
         """Claim the ``counts`` oldest due requests of each lane for ``lease`` seconds and put
         them on their site's dispatched set (for at most :data:`DISPATCH_EXPIRY`), atomically:
         site -> request ids (each claimed by one caller only; it comes back by itself when the
-        lease ends)."""
-        chosen = [(lane, n) for lane, n in counts.items() if n > 0]
+        lease ends).
+
+        With ``marked_before``, first (and whatever the count, 0 included) the lane's due
+        **lookups**: its requests marked ``submitting`` before then whose entry is due (a
+        worker died mid-registration, an answer was lost). They already hold their place at
+        PallyCon: the cap must not keep them from being looked up (were all its places held by
+        such requests, nothing would ever be taken again), nor the lane's backlog (they are due
+        later than what waits there)."""
+        chosen = [(lane, n) for lane, n in counts.items() if n > 0 or marked_before is not None]
         if not chosen:
             return {}
         keys: list[str] = []
         expiry = now + min(lease, DISPATCH_EXPIRY)
-        args: list[Any] = [repr(now), repr(now + lease), repr(expiry)]
+        before = "-inf" if marked_before is None else repr(marked_before)
+        args: list[Any] = [repr(now), repr(now + lease), repr(expiry), before]
         for lane, n in chosen:
-            keys += [lane.key, self.keys.dispatched(lane.site_id)]
+            keys += [
+                lane.key,
+                self.keys.dispatched(lane.site_id),
+                self.keys.site_state_index(lane.site_id, State.SUBMITTING),
+            ]
             args.append(n)
         replies = self._take(keys=keys, args=args)
         taken: dict[str, list[str]] = {}

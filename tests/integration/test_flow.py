@@ -100,6 +100,25 @@ def test_the_take_claims_the_oldest_due_and_counts_them_dispatched(records: Reco
     assert flow.snapshot(41.0, [bulk]).due[bulk] == 5  # until its lease ends
 
 
+def test_the_take_looks_up_marked_requests_first_whatever_the_cap(records: Records, flow: Flow):
+    """Two requests marked ``submitting`` at 10 fill a cap of 2, and their worker died: once
+    their entries fall due (41), the take claims them with a count of 0 (else nothing would
+    ever free the site's places), ahead of an older backlog, without counting them dispatched;
+    not before they are due, nor if marked after ``marked_before``; each claimed once."""
+    create(records, new("r1"), new("r2"))
+    assert mark(records, "r1", cap=2) is Applied.DONE
+    assert mark(records, "r2", cap=2) is Applied.DONE
+    create(records, *(new(f"b{n}") for n in range(3)), at=2.0)  # due long before the lookups
+    lane = flow.lane("", Priority.NORMAL)
+    assert flow.take(40.0, 30.0, {lane: 0}, marked_before=39.0) == {}  # not due yet
+    assert flow.take(41.0, 30.0, {lane: 0}, marked_before=5.0) == {}  # marked after 5
+    assert flow.take(41.0, 30.0, {lane: 0}) == {}  # no lookups asked for
+    taken = flow.take(41.0, 30.0, {lane: 0}, marked_before=40.0)
+    assert sorted(taken[""]) == ["r1", "r2"]
+    assert flow.snapshot(41.0, [lane]).dispatched[""] == 0  # they hold their places already
+    assert flow.take(41.0, 30.0, {lane: 1}, marked_before=40.0) == {"": ["b0"]}
+
+
 def test_a_paused_site_registers_nothing_until_resumed(records: Records, flow: Flow):
     """The submitting mark is refused while its site (or every site) is paused, and the
     record is untouched; resumed, it is made. Each pause and resume is a flow event."""

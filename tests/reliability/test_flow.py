@@ -11,8 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pallycon_store.cancel import CancelOutcome
+from pallycon_store.records import Applied
 from pallycon_store.wiring import Store
+from pallycon_worker.outcome import StepPolicy
+from pallycon_worker.submit_rules import submitting
 from support.queue import events_of, eventually
+from support.recovery import timelines
 from support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
@@ -60,6 +64,7 @@ def test_figure_15_the_cap_holds_through_worker_and_redis_crashes(
             time.sleep(2)
             stack.redis.start()
         faults.append(fault)
+    faults_ended = time.time()
     records = stack.wait_final(ids, timeout=240)
     unfinished = {
         rid: (r.state.value, r.error_stage, r.error_code, r.error_message)
@@ -69,12 +74,43 @@ def test_figure_15_the_cap_holds_through_worker_and_redis_crashes(
     counts = stack.exactly_once(ids, records, marker)
     use = _slot_use(stack)
     left = stack.producer.redis.scard(stack.producer.keys.in_flight(""))
+    # The tail: the last request to end, after the faults ended, and what held it up.
+    lines = timelines(stack.producer, ids)
+    last = max(lines, key=lambda rid: lines[rid].ended)
     figure("15 cap through crashes", **counts, cap=5, faults=faults,
            seconds=round(time.monotonic() - started, 1),
+           tail_after_faults_s=round(lines[last].ended - faults_ended, 1),
+           slowest=lines[last].describe(faults_ended),
            working_peak=use["working_peak"], in_flight_left=left)  # fmt: skip
     assert use["working_peak"] <= 5, use
     assert use["waiting"] == 0, use
     assert left == 0
+
+
+def test_requests_holding_every_place_of_the_cap_are_looked_up_and_the_site_goes_on(
+    stack_factory, worker_factory
+):
+    """A cap of 2 held by two requests whose worker died between its mark and its POST (their
+    places stay held, as they must: a job might exist), 6 requests waiting behind: once due,
+    the lookups are taken although the cap leaves no place (before, nothing was taken ever
+    again: the site stalled for good) and ahead of the older waiting ones; both are
+    registered again, and all 8 complete, each with one remote job."""
+    stack = stack_factory("--job-seconds", "0.3", max_in_flight=2, read_timeout=1.0)
+    store = Store.of(stack.settings)
+    marker = f"held-{time.monotonic_ns()}"
+    held = stack.producer.submit_many([stack.body(f"{marker}-held-{n}") for n in range(2)])
+    found = store.records.get_many(held)
+    policy, run = StepPolicy.of(stack.settings), store.durability.identity()
+    marks = [submitting(found[rid], time.time(), policy, cap=2, run=run) for rid in held]
+    assert store.records.apply_each(marks) == [Applied.DONE, Applied.DONE]  # the dead worker's
+    assert store.flow.in_flight("") == 2
+    waiting = stack.producer.submit_many([stack.body(f"{marker}-{n}") for n in range(6)])
+    worker = worker_factory(stack.settings)
+    records = stack.wait_final(held + waiting, timeout=60)
+    stack.exactly_once(held + waiting, records, marker)
+    log = worker.log.read_text(errors="replace")
+    assert log.count("reconciled: absent, registering again") == 2, log[-3000:]
+    assert store.flow.in_flight("") == 0
 
 
 def test_figure_16_a_paused_site_registers_nothing_until_resumed(
