@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,25 @@ def test_a_starting_server_as_pid_1_stops_on_sigterm(env, tmp_path, started, nam
     code, text = server.stop()
     assert code == 0, text
     assert _not_json(text) == [f"{name}: {STARTING}"], text
+
+
+def test_a_sigterm_landing_in_a_bare_except_still_stops_a_starting_server(tmp_path):
+    """The start-up handler runs wherever the main thread is: here inside a library's bare
+    ``except:`` (as in an import or uvicorn's lifespan), which would swallow an exception
+    raised from it and let the server go on to serve. It stops anyway: exit 0, one line."""
+    script = tmp_path / "starting.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from pallycon_pack.cli.servers.stopping import stop_while_starting\n"
+        "stop_while_starting('callbacks')\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(5)\n"
+        "except:  # noqa: E722\n"
+        "    pass\n"
+        "print('went on starting')\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "went on starting" not in done.stdout
+    assert done.stderr == f"callbacks: {STARTING}\n"

@@ -34,9 +34,14 @@ class StopWhileStarting:
         self.started = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if not self.started:  # os.write: safe in a signal handler
-            os.write(2, f"{self.name}: stopped by SIGTERM while starting\n".encode())
-        raise SystemExit(0)
+        if self.started:  # after the server's own shutdown: leave as a program does
+            raise SystemExit(0)
+        # While starting, exit at once: an exception raised here lands wherever the main
+        # thread is, and a library's bare ``except:`` (an import's, a lifespan's) would swallow
+        # it; the server would then go on starting and serve. Nothing is open that needs
+        # closing. os.write and os._exit: safe in a signal handler.
+        os.write(2, f"{self.name}: stopped by SIGTERM while starting\n".encode())
+        os._exit(0)
 
 
 def stop_while_starting(name: str) -> StopWhileStarting:
