@@ -115,8 +115,11 @@ class Durability:
         if isinstance(replies[0], redis.exceptions.OutOfMemoryError):
             # The change went in before Redis ran out of room; its confirmation needs none.
             refused = replies[0]
-            replies = self._mark_and_wait(fsync, by_script=True)
-            if isinstance(replies[0], redis.ResponseError):  # Redis before 7: no script flags
+            try:
+                replies = self._mark_and_wait(fsync, by_script=True)
+            except redis.ResponseError as exc:  # Redis before 7 loads no script with flags
+                raise refused from exc
+            if isinstance(replies[0], redis.ResponseError):
                 raise refused
         self._same_server(server, replies.pop(), present)
         fsynced = replies.pop() if fsync else None

@@ -28,7 +28,6 @@ import redis
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.clock import ServerClock, execute
-from pallycon_store.events import State
 from pallycon_store.keys import Keys, flow_site
 from pallycon_store.scripts import register
 
@@ -179,34 +178,33 @@ class Flow:
         now: float,
         lease: float,
         counts: Mapping[Lane, int],
-        *,
-        marked_before: float | None = None,
+        lookups: Mapping[str, int] | None = None,
     ) -> dict[str, list[str]]:
         """Claim the ``counts`` oldest due requests of each lane for ``lease`` seconds and put
         them on their site's dispatched set (for at most :data:`DISPATCH_EXPIRY`), atomically:
         site -> request ids (each claimed by one caller only; it comes back by itself when the
         lease ends).
 
-        With ``marked_before``, first (and whatever the count, 0 included) the lane's due
-        **lookups**: its requests marked ``submitting`` before then whose entry is due (a
-        worker died mid-registration, an answer was lost). They already hold their place at
-        PallyCon: the cap must not keep them from being looked up (were all its places held by
-        such requests, nothing would ever be taken again), nor the lane's backlog (they are due
-        later than what waits there)."""
-        chosen = [(lane, n) for lane, n in counts.items() if n > 0 or marked_before is not None]
+        ``lookups``: per site, how many of its due **lookups** to claim first, in any of the
+        lanes of ``counts`` (those with a count of 0 too): its requests in flight whose entry
+        is due (a worker died mid-registration, an answer was lost). They hold their place at
+        PallyCon already, so the caller does not count them against the cap: were all its
+        places held by such requests, nothing would be taken again. Nor do they wait behind
+        the lane's backlog. They are read from the site's in-flight set: for sites with a cap
+        (which keeps it small)."""
+        lookups = lookups or {}
+        chosen = [
+            (lane, n) for lane, n in counts.items() if n > 0 or lookups.get(lane.site_id, 0) > 0
+        ]
         if not chosen:
             return {}
         keys: list[str] = []
         expiry = now + min(lease, DISPATCH_EXPIRY)
-        before = "-inf" if marked_before is None else repr(marked_before)
-        args: list[Any] = [repr(now), repr(now + lease), repr(expiry), before]
+        args: list[Any] = [repr(now), repr(now + lease), repr(expiry)]
         for lane, n in chosen:
-            keys += [
-                lane.key,
-                self.keys.dispatched(lane.site_id),
-                self.keys.site_state_index(lane.site_id, State.SUBMITTING),
-            ]
-            args.append(n)
+            site = lane.site_id
+            keys += [lane.key, self.keys.dispatched(site), self.keys.in_flight(site)]
+            args += [n, lookups.get(site, 0)]
         replies = self._take(keys=keys, args=args)
         taken: dict[str, list[str]] = {}
         for (lane, _), ids in zip(chosen, replies, strict=True):

@@ -1,30 +1,42 @@
--- Take the due requests of submit lanes for a lease: push their score to the lease's end and
--- return them per lane. Safe from any number of sweepers at once: a request is taken by
--- exactly one.
--- First, outside the count, the lookups: requests marked `submitting` before ARGV[4] whose
--- entry in the lane is due (their worker died mid-registration, or their answer was lost). They
--- hold their place at PallyCon already, so neither the cap they count in nor the lane's backlog
--- holds them back (the oldest 500 marks of the site are looked at; the rest wait their turn).
--- Then the oldest due requests, at most the count given, put on their site's dispatched set
--- (dropping those there that no longer count).
--- KEYS: per lane, the lane, its site's dispatched set, its site's `submitting` state index
--- ARGV: now, the lease's end, when they stop counting as dispatched, marked before (or
---       '-inf': no lookups), then per lane the most to take
+-- Take the due requests of submit lanes for a lease: push their score to the lease's end, put
+-- them on their site's dispatched set (dropping those there that no longer count) and return
+-- them per lane. Safe from any number of sweepers at once: a request is taken by exactly one.
+-- First, up to its site's lookup budget (shared by the site's lanes), the lane's due lookups:
+-- requests in the site's in-flight set whose entry here is due (their worker died mid-
+-- registration, or their answer was lost). They hold their place at PallyCon already, so the
+-- cap gives them none (were every place held by such requests, nothing would be taken again)
+-- and they do not wait behind the lane's backlog (they are due later than what waits there).
+-- Then the oldest due requests, at most the count given.
+-- KEYS: per lane, the lane, its site's dispatched set, its site's in-flight set
+-- ARGV: now, the lease's end, when they stop counting as dispatched, then per lane the most to
+--       take and its site's lookup budget (0: none)
 local out = {}
 local now = tonumber(ARGV[1])
+local budget, flying = {}, {}
 for n = 1, #KEYS / 3 do
-  local lane, dispatched, marked = KEYS[3 * n - 2], KEYS[3 * n - 1], KEYS[3 * n]
+  local lane, dispatched, flight = KEYS[3 * n - 2], KEYS[3 * n - 1], KEYS[3 * n]
+  redis.call('ZREMRANGEBYSCORE', dispatched, '-inf', ARGV[1])  -- no longer counting
   local taken = {}
-  local stuck = redis.call('ZRANGEBYSCORE', marked, '-inf', ARGV[4], 'LIMIT', 0, 500)
-  for i = 1, #stuck do
-    local due = redis.call('ZSCORE', lane, stuck[i])
-    if due and tonumber(due) <= now then
-      redis.call('ZADD', lane, 'XX', ARGV[2], stuck[i])
-      taken[#taken + 1] = stuck[i]
+  if budget[flight] == nil then budget[flight] = tonumber(ARGV[3 + 2 * n]) end
+  if budget[flight] > 0 then
+    if flying[flight] == nil then flying[flight] = redis.call('SMEMBERS', flight) end
+    local members = flying[flight]
+    for first = 1, #members, 1000 do
+      if budget[flight] <= 0 then break end
+      local last = math.min(first + 999, #members)
+      local scores = redis.call('ZMSCORE', lane, unpack(members, first, last))
+      for i = 1, #scores do
+        if scores[i] and tonumber(scores[i]) <= now and budget[flight] > 0 then
+          local id = members[first + i - 1]
+          redis.call('ZADD', lane, 'XX', ARGV[2], id)
+          redis.call('ZADD', dispatched, ARGV[3], id)
+          taken[#taken + 1] = id
+          budget[flight] = budget[flight] - 1
+        end
+      end
     end
   end
-  redis.call('ZREMRANGEBYSCORE', dispatched, '-inf', ARGV[1])  -- no longer counting
-  local most = tonumber(ARGV[4 + n])
+  local most = tonumber(ARGV[2 + 2 * n])
   if most > 0 then
     local due = redis.call('ZRANGEBYSCORE', lane, '-inf', ARGV[1], 'LIMIT', 0, most)
     for i = 1, #due do

@@ -100,23 +100,32 @@ def test_the_take_claims_the_oldest_due_and_counts_them_dispatched(records: Reco
     assert flow.snapshot(41.0, [bulk]).due[bulk] == 5  # until its lease ends
 
 
-def test_the_take_looks_up_marked_requests_first_whatever_the_cap(records: Records, flow: Flow):
+def test_the_take_looks_up_requests_in_flight_first_whatever_the_count(
+    records: Records, flow: Flow
+):
     """Two requests marked ``submitting`` at 10 fill a cap of 2, and their worker died: once
-    their entries fall due (41), the take claims them with a count of 0 (else nothing would
-    ever free the site's places), ahead of an older backlog, without counting them dispatched;
-    not before they are due, nor if marked after ``marked_before``; each claimed once."""
-    create(records, new("r1"), new("r2"))
-    assert mark(records, "r1", cap=2) is Applied.DONE
-    assert mark(records, "r2", cap=2) is Applied.DONE
+    their entries fall due (41), the take claims them with a count of 0 (the cap leaves no
+    place; else nothing would free the site's places ever again), ahead of an older backlog,
+    within the site's lookup budget (shared by its lanes), counted dispatched; not before they
+    are due, nor without a budget; each claimed once. A registered request in flight has no
+    entry to take."""
+    create(records, new("r1"), new("r2"), new("r3", priority="bulk"))
+    for rid in ("r1", "r2", "r3"):
+        assert mark(records, rid) is Applied.DONE
+    r3 = records.get("r3")
+    assert r3 is not None
+    assert records.apply([registered(r3, "1003", 11.0, POLICY).change]) == [True]
     create(records, *(new(f"b{n}") for n in range(3)), at=2.0)  # due long before the lookups
-    lane = flow.lane("", Priority.NORMAL)
-    assert flow.take(40.0, 30.0, {lane: 0}, marked_before=39.0) == {}  # not due yet
-    assert flow.take(41.0, 30.0, {lane: 0}, marked_before=5.0) == {}  # marked after 5
-    assert flow.take(41.0, 30.0, {lane: 0}) == {}  # no lookups asked for
-    taken = flow.take(41.0, 30.0, {lane: 0}, marked_before=40.0)
-    assert sorted(taken[""]) == ["r1", "r2"]
-    assert flow.snapshot(41.0, [lane]).dispatched[""] == 0  # they hold their places already
-    assert flow.take(41.0, 30.0, {lane: 1}, marked_before=40.0) == {"": ["b0"]}
+    lane, bulk = flow.lane("", Priority.NORMAL), flow.lane("", Priority.BULK)
+    assert flow.take(40.0, 30.0, {lane: 0, bulk: 0}, {"": 5}) == {}  # not due yet
+    assert flow.take(41.0, 30.0, {lane: 0, bulk: 0}) == {}  # no budget
+    first = flow.take(41.0, 30.0, {bulk: 0, lane: 0}, {"": 1})[""]  # one of the two
+    assert len(first) == 1
+    assert first[0] in {"r1", "r2"}
+    rest = flow.take(41.0, 30.0, {bulk: 0, lane: 1}, {"": 5})[""]
+    assert rest == [*({"r1", "r2"} - set(first)), "b0"]  # the lookup first, then the oldest
+    assert flow.snapshot(41.0, [lane]).dispatched[""] == 3
+    assert flow.take(41.0, 30.0, {lane: 0}, {"": 5}) == {}  # each claimed once
 
 
 def test_a_paused_site_registers_nothing_until_resumed(records: Records, flow: Flow):

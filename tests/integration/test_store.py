@@ -395,6 +395,23 @@ def test_a_change_made_just_before_redis_ran_out_of_memory_is_still_confirmed(
     assert 0 < client.pttl(keys.durability_mark) <= MARK_TTL_MS
 
 
+def test_a_redis_that_cannot_run_the_mark_script_says_out_of_memory(
+    client: redis.Redis, keys: Keys
+):
+    """Before Redis 7 a script's flags do not load (here: a flag no Redis knows): the wait
+    raises the refusal of the mark, ``OutOfMemoryError`` (a Redis error the loops wait out),
+    not the script's load error."""
+    durability = _durability(client, keys, wait_ms=2000)
+    durability._mark_script = client.register_script("#!lua flags=no-such-flag\nreturn 1")
+    server = durability.server()
+    client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            durability.wait(server)
+    finally:
+        client.config_set("maxmemory", 0)
+
+
 def test_too_few_replicas_in_time_is_a_timeout_naming_the_setting(client: redis.Redis, keys: Keys):
     durability = _durability(client, keys, wait_ms=0, replicas=1, replica_wait_ms=50)
     with pytest.raises(redis.TimeoutError, match=r"0 of 1 Redis replicas .* within 50 ms"):

@@ -9,6 +9,7 @@ from pallycon_store.flow import FlowSnapshot, Lane, Pause, Priority, parse_prior
 from pallycon_worker.flow_rules import (
     SiteLimits,
     allowance,
+    lookups,
     plan,
     room,
     split,
@@ -61,6 +62,30 @@ def test_room_is_the_rate_allowance_the_cap_and_the_pause(state, limits, expecte
     """What one site may have dispatched more: bounded by its rate's allowance, by the places
     its cap leaves (in flight and dispatched count), none while it or every site is paused."""
     assert room(state, "a", limits) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "limits", "expected"),
+    [
+        (snap(in_flight={"a": 10}), {"a": SiteLimits(40.0, cap=10)}, {"a": 20}),  # cap full
+        (snap(dispatched={"a": 15}), {"a": SiteLimits(40.0, cap=10)}, {"a": 5}),  # the rate
+        (snap(dispatched={"a": 30}), {"a": SiteLimits(40.0, cap=10)}, {"a": 0}),
+        (snap(), {"a": SiteLimits(40.0)}, {}),  # no cap: taken in turn, within the room
+        (snap(pauses={"a": Pause("a", "", 0.0)}), {"a": SiteLimits(40.0, cap=5)}, {}),
+        (snap(pauses={"*": Pause("*", "", 0.0)}), {"a": SiteLimits(40.0, cap=5)}, {}),
+        (
+            snap(pauses={"b": Pause("b", "", 0.0)}),
+            {"a": SiteLimits(4.0, cap=5), "b": SiteLimits(4.0, cap=5)},
+            {"a": 2},
+        ),
+    ],
+)
+def test_lookups_of_a_capped_site_ignore_its_cap_but_not_its_rate_or_a_pause(
+    state, limits, expected
+):
+    """A capped site's due lookups (requests in flight whose worker died) hold their places
+    already: the cap does not hold them back, its rate's allowance does, and a pause does."""
+    assert lookups(state, limits) == expected
 
 
 @pytest.mark.parametrize(

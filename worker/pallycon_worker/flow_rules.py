@@ -67,6 +67,18 @@ def room(snapshot: FlowSnapshot, site: str, limits: SiteLimits) -> int:
     return max(0, free)
 
 
+def lookups(snapshot: FlowSnapshot, limits: Mapping[str, SiteLimits]) -> dict[str, int]:
+    """Per site with a cap, how many of its due lookups (requests in flight whose worker died
+    mid-registration) may be taken before anything else: the room its API rate leaves
+    (:func:`allowance` - dispatched), whatever the cap, since each holds its place already;
+    none while it is paused. Sites without a cap take theirs in turn, within their room."""
+    found = {}
+    for site, site_limits in limits.items():
+        if site_limits.cap > 0 and snapshot.paused(site) is None:
+            found[site] = max(0, allowance(site_limits.rate) - snapshot.dispatched.get(site, 0))
+    return found
+
+
 def split(budget: int, waiting: Mapping[Priority, int], credits: Credits) -> dict[Priority, int]:
     """``budget`` places among the priorities with requests ``waiting``: each to the highest
     waiting, unless a lower one has earned a whole credit (it earns its share on each place

@@ -63,14 +63,10 @@ def dispatch_submits(rt: Runtime, app: Celery, now: float, credits: dict[str, Cr
                 limits[site] = SiteLimits(rate=1.0)  # a worker fails them (not served)
     snapshot = flow.snapshot(now, lanes, rt.server_clock)
     counts = flow_rules.plan(snapshot, limits, credits)
-    # Every lane with something due, so that its lookups are taken even when it gets no place
-    due = {
-        lane: counts.get(lane, 0)
-        for lane, n in snapshot.due.items()
-        if n and lane.site_id in limits
-    }
-    marked_before = now - rt.settings.reconcile_grace  # no lookup falls due sooner after its mark
-    taken = flow.take(now, rt.settings.lease_seconds, due, marked_before=marked_before)
+    lookups = flow_rules.lookups(snapshot, limits)
+    # Every lane with something due, so that its site's lookups are taken even with no place
+    due = {lane: counts.get(lane, 0) for lane, n in snapshot.due.items() if n}
+    taken = flow.take(now, rt.settings.lease_seconds, due, lookups)
     for site, ids in taken.items():
         rate = limits[site].rate if site in limits else 1.0
         send_submit(app, ids, chunk=flow_rules.task_size(rate))
