@@ -28,6 +28,7 @@ import redis
 
 from pallycon.errors import FieldError, InvalidRequest
 from pallycon_store.clock import ServerClock, execute
+from pallycon_store.events import State
 from pallycon_store.keys import Keys, flow_site
 from pallycon_store.scripts import register
 
@@ -179,19 +180,23 @@ class Flow:
         lease: float,
         counts: Mapping[Lane, int],
         lookups: Mapping[str, int] | None = None,
+        *,
+        marked_before: float | None = None,
     ) -> dict[str, list[str]]:
         """Claim the ``counts`` oldest due requests of each lane for ``lease`` seconds and put
         them on their site's dispatched set (for at most :data:`DISPATCH_EXPIRY`), atomically:
         site -> request ids (each claimed by one caller only; it comes back by itself when the
         lease ends).
 
-        ``lookups``: per site, how many of its due **lookups** to claim first, in any of the
-        lanes of ``counts`` (those with a count of 0 too): its requests in flight whose entry
-        is due (a worker died mid-registration, an answer was lost). They hold their place at
-        PallyCon already, so the caller does not count them against the cap: were all its
-        places held by such requests, nothing would be taken again. Nor do they wait behind
-        the lane's backlog. They are read from the site's in-flight set: for sites with a cap
-        (which keeps it small)."""
+        ``lookups``: per site, a budget spent first on its due **lookups**, in any of its lanes
+        of ``counts`` (those with a count of 0 too), then shared with the counts: its requests
+        in flight whose entry is due (a worker died mid-registration, an answer was lost).
+        They hold their place at PallyCon already, so the caller does not count them against
+        the cap (were all its places held by such requests, nothing would be taken again), and
+        they do not wait behind the lane's backlog. They are read from the site's in-flight
+        set (for sites with a cap, which keeps it small), and only when one of its requests
+        was marked ``submitting`` before ``marked_before`` (default: ``now``): no lookup falls
+        due sooner after its mark."""
         lookups = lookups or {}
         chosen = [
             (lane, n) for lane, n in counts.items() if n > 0 or lookups.get(lane.site_id, 0) > 0
@@ -200,11 +205,17 @@ class Flow:
             return {}
         keys: list[str] = []
         expiry = now + min(lease, DISPATCH_EXPIRY)
-        args: list[Any] = [repr(now), repr(now + lease), repr(expiry)]
+        before = now if marked_before is None else marked_before
+        args: list[Any] = [repr(now), repr(now + lease), repr(expiry), repr(before)]
         for lane, n in chosen:
             site = lane.site_id
-            keys += [lane.key, self.keys.dispatched(site), self.keys.in_flight(site)]
-            args += [n, lookups.get(site, 0)]
+            keys += [
+                lane.key,
+                self.keys.dispatched(site),
+                self.keys.in_flight(site),
+                self.keys.site_state_index(site, State.SUBMITTING),
+            ]
+            args += [n, lookups.get(site, -1)]
         replies = self._take(keys=keys, args=args)
         taken: dict[str, list[str]] = {}
         for (lane, _), ids in zip(chosen, replies, strict=True):

@@ -106,8 +106,9 @@ def test_the_take_looks_up_requests_in_flight_first_whatever_the_count(
     """Two requests marked ``submitting`` at 10 fill a cap of 2, and their worker died: once
     their entries fall due (41), the take claims them with a count of 0 (the cap leaves no
     place; else nothing would free the site's places ever again), ahead of an older backlog,
-    within the site's lookup budget (shared by its lanes), counted dispatched; not before they
-    are due, nor without a budget; each claimed once. A registered request in flight has no
+    within the site's budget (shared by its lanes and with the counts), counted dispatched; not
+    before they are due, nor without a budget, nor when no mark is old enough; each claimed
+    once. A registered request in flight has no
     entry to take."""
     create(records, new("r1"), new("r2"), new("r3", priority="bulk"))
     for rid in ("r1", "r2", "r3"):
@@ -119,12 +120,15 @@ def test_the_take_looks_up_requests_in_flight_first_whatever_the_count(
     lane, bulk = flow.lane("", Priority.NORMAL), flow.lane("", Priority.BULK)
     assert flow.take(40.0, 30.0, {lane: 0, bulk: 0}, {"": 5}) == {}  # not due yet
     assert flow.take(41.0, 30.0, {lane: 0, bulk: 0}) == {}  # no budget
+    assert flow.take(41.0, 30.0, {lane: 0}, {"": 5}, marked_before=9.0) == {}  # marked at 10
     first = flow.take(41.0, 30.0, {bulk: 0, lane: 0}, {"": 1})[""]  # one of the two
     assert len(first) == 1
     assert first[0] in {"r1", "r2"}
-    rest = flow.take(41.0, 30.0, {bulk: 0, lane: 1}, {"": 5})[""]
+    # The budget bounds the lookups and the count together (the site's rate allowance)
+    rest = flow.take(41.0, 30.0, {bulk: 0, lane: 3}, {"": 2})[""]
     assert rest == [*({"r1", "r2"} - set(first)), "b0"]  # the lookup first, then the oldest
     assert flow.snapshot(41.0, [lane]).dispatched[""] == 3
+    assert flow.take(41.0, 30.0, {lane: 1}, {"": 0}) == {}  # no budget left: nothing
     assert flow.take(41.0, 30.0, {lane: 0}, {"": 5}) == {}  # each claimed once
 
 

@@ -68,10 +68,11 @@ def room(snapshot: FlowSnapshot, site: str, limits: SiteLimits) -> int:
 
 
 def lookups(snapshot: FlowSnapshot, limits: Mapping[str, SiteLimits]) -> dict[str, int]:
-    """Per site with a cap, how many of its due lookups (requests in flight whose worker died
-    mid-registration) may be taken before anything else: the room its API rate leaves
-    (:func:`allowance` - dispatched), whatever the cap, since each holds its place already;
-    none while it is paused. Sites without a cap take theirs in turn, within their room."""
+    """Per site with a cap, the budget of a take (:meth:`pallycon_store.flow.Flow.take`): the
+    room its API rate leaves (:func:`allowance` - dispatched), spent first on its due lookups
+    (requests in flight whose worker died mid-registration) whatever the cap, since each holds
+    its place already, then on the counts :func:`plan` gave; none while it is paused. Sites
+    without a cap take their lookups in turn, within their room."""
     found = {}
     for site, site_limits in limits.items():
         if site_limits.cap > 0 and snapshot.paused(site) is None:

@@ -66,7 +66,8 @@ def dispatch_submits(rt: Runtime, app: Celery, now: float, credits: dict[str, Cr
     lookups = flow_rules.lookups(snapshot, limits)
     # Every lane with something due, so that its site's lookups are taken even with no place
     due = {lane: counts.get(lane, 0) for lane, n in snapshot.due.items() if n}
-    taken = flow.take(now, rt.settings.lease_seconds, due, lookups)
+    marked_before = now - rt.settings.reconcile_grace  # no lookup falls due sooner
+    taken = flow.take(now, rt.settings.lease_seconds, due, lookups, marked_before=marked_before)
     for site, ids in taken.items():
         rate = limits[site].rate if site in limits else 1.0
         send_submit(app, ids, chunk=flow_rules.task_size(rate))
