@@ -56,28 +56,34 @@ def task_size(rate: float) -> int:
     return min(SUBMIT_CHUNK, max(1, math.ceil(rate * TASK_SECONDS)))
 
 
+def rate_room(snapshot: FlowSnapshot, site: str, limits: SiteLimits) -> int:
+    """What ``site``'s API rate leaves to dispatch now: its :func:`allowance` less what is
+    dispatched (may be negative)."""
+    return allowance(limits.rate) - snapshot.dispatched.get(site, 0)
+
+
 def room(snapshot: FlowSnapshot, site: str, limits: SiteLimits) -> int:
     """How many more of ``site``'s requests may be dispatched now."""
     if snapshot.paused(site) is not None:
         return 0
-    dispatched = snapshot.dispatched.get(site, 0)
-    free = allowance(limits.rate) - dispatched
+    free = rate_room(snapshot, site, limits)
     if limits.cap > 0:
+        dispatched = snapshot.dispatched.get(site, 0)
         free = min(free, limits.cap - snapshot.in_flight.get(site, 0) - dispatched)
     return max(0, free)
 
 
 def lookups(snapshot: FlowSnapshot, limits: Mapping[str, SiteLimits]) -> dict[str, int]:
     """Per site with a cap, the budget of a take (:meth:`pallycon_store.flow.Flow.take`): the
-    room its API rate leaves (:func:`allowance` - dispatched), spent first on its due lookups
+    room its API rate leaves (:func:`rate_room`), spent first on its due lookups
     (requests in flight whose worker died mid-registration) whatever the cap, since each holds
     its place already, then on the counts :func:`plan` gave; none while it is paused. Sites
     without a cap take their lookups in turn, within their room."""
-    found = {}
-    for site, site_limits in limits.items():
-        if site_limits.cap > 0 and snapshot.paused(site) is None:
-            found[site] = max(0, allowance(site_limits.rate) - snapshot.dispatched.get(site, 0))
-    return found
+    return {
+        site: max(0, rate_room(snapshot, site, site_limits))
+        for site, site_limits in limits.items()
+        if site_limits.cap > 0 and snapshot.paused(site) is None
+    }
 
 
 def split(budget: int, waiting: Mapping[Priority, int], credits: Credits) -> dict[Priority, int]:
